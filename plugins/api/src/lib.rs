@@ -1,0 +1,216 @@
+//! The plugin interface of the Switchboard gateway.
+//!
+//! Every event a peer sends goes through the plugin pipeline, in config order, before anything
+//! is delivered. Each plugin sees the event, the sender and the room as it stands before the
+//! event, and may add, remove or redirect deliveries in the [`Decision`], stop the pipeline, or
+//! refuse the event with a reason that reaches the sender as an error in its own dialect.
+//! Routing itself is a plugin: the room router turns a join into `joined`/`start` notices and a
+//! signal into a relay to the partner.
+//!
+//! # Layout
+//! - [`Plugin`] and [`PluginFactory`]: what a plugin implements and how config builds it.
+//! - [`EventContext`], [`Decision`], [`Delivery`], [`Verdict`]: the data a hook sees and returns.
+//! - [`SessionId`], [`Peer`], [`RoomView`]: who is who.
+#![warn(missing_docs)]
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+pub use switchboard_protocol as protocol;
+use switchboard_protocol::{DialectKind, ErrorCode, Event, JoinMode};
+
+/// Identifies one peer connection for the lifetime of the gateway process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SessionId(pub u64);
+
+impl std::fmt::Display for SessionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A peer as plugins see it: which connection, which dialect, and whether it sends media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// The connection.
+    pub session: SessionId,
+    /// The dialect it speaks.
+    pub dialect: DialectKind,
+    /// Its join mode in this room (`Both` for anything but an Ant Media play-only peer).
+    pub mode: JoinMode,
+}
+
+/// A room as it stands before the event being processed; members in join order.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct RoomView<'a> {
+    /// The room id.
+    pub room: &'a str,
+    /// Current members, oldest first. Empty when the room does not exist yet.
+    pub members: &'a [Peer],
+}
+
+impl RoomView<'_> {
+    /// Whether `session` is a member.
+    pub fn contains(&self, session: SessionId) -> bool {
+        self.members.iter().any(|p| p.session == session)
+    }
+
+    /// Members other than `session`.
+    pub fn others(&self, session: SessionId) -> impl Iterator<Item = &Peer> {
+        self.members.iter().filter(move |p| p.session != session)
+    }
+}
+
+/// One event from a peer, as it travels through the pipeline. `original` is the sender's wire
+/// text (the frame, or the socket.io `msg` string) so that a peer of the same dialect can receive
+/// it byte-identical instead of re-encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The sender.
+    pub from: Peer,
+    /// The normalized event.
+    pub event: Event,
+    /// The sender's wire text, when forwarding it verbatim is meaningful.
+    pub original: Option<Arc<str>>,
+}
+
+/// What a plugin hook sees.
+#[derive(Debug, Clone, Copy)]
+pub struct EventContext<'a> {
+    /// The event and its sender.
+    pub envelope: &'a Envelope,
+    /// The room named by the event, before the event takes effect.
+    pub room: RoomView<'a>,
+}
+
+impl EventContext<'_> {
+    /// The sender.
+    pub fn from(&self) -> &Peer {
+        &self.envelope.from
+    }
+
+    /// The event.
+    pub fn event(&self) -> &Event {
+        &self.envelope.event
+    }
+}
+
+/// What to deliver to one session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    /// The sender's event itself (relayed; verbatim to a peer of the sender's dialect).
+    Relay,
+    /// An event composed by a plugin (a notice, an error, a rewritten signal).
+    Event(Event),
+}
+
+/// One delivery decided by the pipeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The receiving session.
+    pub to: SessionId,
+    /// What it receives.
+    pub payload: Payload,
+}
+
+/// The pipeline's running decision for one event. Plugins amend it in order; the gateway carries
+/// it out after the last plugin (or after one returns [`Verdict::Stop`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Decision {
+    /// Deliveries in order. Deliveries to one session arrive in this order.
+    pub deliveries: Vec<Delivery>,
+}
+
+impl Decision {
+    /// Queues `payload` for `to`.
+    pub fn deliver(&mut self, to: SessionId, payload: Payload) {
+        self.deliveries.push(Delivery { to, payload });
+    }
+
+    /// Queues a composed event for `to`.
+    pub fn send(&mut self, to: SessionId, event: Event) {
+        self.deliver(to, Payload::Event(event));
+    }
+}
+
+/// A refusal, reported to the sender as an error in its own dialect. A refused join does not
+/// add the peer to the room; a refused signal is not relayed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// Stable code; Ant Media peers see its `definition`.
+    pub code: ErrorCode,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A refusal with `code` and `message`.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+}
+
+/// How the pipeline continues after a hook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Hand the event to the next plugin.
+    Continue,
+    /// Skip the remaining plugins and carry out the decision as it stands.
+    Stop,
+    /// Refuse the event: drop the decision's deliveries and tell the sender why.
+    Refuse(Refusal),
+}
+
+/// A plugin failed (as opposed to refusing an event on purpose). The gateway logs it with the
+/// plugin's name, counts it, and carries on as if the plugin had returned
+/// [`Verdict::Continue`] without touching the decision.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct PluginError(pub String);
+
+/// A problem in a plugin's `[plugin.settings]`, reported by `check-config` with the key path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct SettingsError {
+    /// Dotted key path inside the settings table (empty for the table itself).
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A running plugin. Hooks are synchronous and run on the sender's task while its room is
+/// locked, so they must be quick; a plugin that does I/O spawns its own task and feeds it from
+/// the hook.
+pub trait Plugin: Send + Sync {
+    /// Name for logs, spans and metrics (the `type` from the config, or a loaded plugin's own).
+    fn name(&self) -> &str;
+
+    /// Called for every event a peer sends, in config order, before anything is delivered.
+    /// Return [`Verdict::Refuse`] to refuse it; `Err` means the plugin itself failed (it is
+    /// logged and counted, the decision is kept as it was before this call, and the pipeline
+    /// goes on). Default: pass the event on unchanged.
+    fn on_event(&self, cx: &EventContext<'_>, decision: &mut Decision) -> Result<Verdict, PluginError> {
+        let _ = (cx, decision);
+        Ok(Verdict::Continue)
+    }
+
+    /// Called once during graceful shutdown, in reverse config order. Default: nothing.
+    fn shutdown(&self) {}
+}
+
+/// Builds a plugin from its validated settings.
+pub trait PluginFactory: Send + Sync {
+    /// Matches `type = "..."` in a `[[plugin]]` table.
+    fn type_name(&self) -> &'static str;
+
+    /// Builds the plugin, or reports every problem in `settings` at once.
+    fn build(&self, settings: &toml::Table) -> Result<Box<dyn Plugin>, Vec<SettingsError>>;
+}
+
+/// Deserializes a plugin's settings table into its strict settings struct, turning the error
+/// into a [`SettingsError`]. Use `#[serde(deny_unknown_fields)]` on `T`.
+pub fn parse_settings<T: serde::de::DeserializeOwned>(settings: &toml::Table) -> Result<T, Vec<SettingsError>> {
+    T::deserialize(toml::Value::Table(settings.clone()))
+        .map_err(|e| vec![SettingsError { key: String::new(), message: e.to_string() }])
+}

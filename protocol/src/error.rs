@@ -1,0 +1,146 @@
+//! Typed errors: what a decoder can reject, and the stable codes the gateway reports to peers.
+
+use serde::{Deserialize, Serialize};
+
+/// Why an inbound frame could not be turned into an [`crate::Event`]. Every variant is the
+/// sender's fault; the session answers with an error in the sender's dialect and keeps going.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The frame is not valid JSON.
+    #[error("malformed JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Valid JSON, but not an object.
+    #[error("expected a JSON object, got {0}")]
+    NotAnObject(&'static str),
+    /// The JSON nests deeper than [`crate::MAX_JSON_DEPTH`].
+    #[error("JSON nested deeper than {0} levels")]
+    TooDeep(usize),
+    /// The frame has no `command` (Ant Media) or it is not a string.
+    #[error("missing or non-string `command`")]
+    MissingCommand,
+    /// A command this gateway does not know.
+    #[error("unknown command `{0}`")]
+    UnknownCommand(String),
+    /// A command that belongs to a part of the gateway that is not built yet or not enabled.
+    #[error("command `{command}` is not supported: {reason}")]
+    Unsupported {
+        /// The command.
+        command: String,
+        /// Why, for the peer.
+        reason: &'static str,
+    },
+    /// A required field is absent or empty (Ant Media: `noStreamNameSpecified` for `streamId`).
+    #[error("missing field `{0}`")]
+    MissingField(&'static str),
+    /// A field has the wrong JSON type.
+    #[error("field `{field}` must be {expected}")]
+    WrongType {
+        /// The field.
+        field: &'static str,
+        /// What it should have been, e.g. `"a string"`.
+        expected: &'static str,
+    },
+    /// A stream or room id with characters outside `[A-Za-z0-9._-]`.
+    #[error("invalid stream name `{0}`")]
+    InvalidStreamName(String),
+    /// A field has a value outside its allowed set.
+    #[error("field `{field}` has invalid value `{value}`")]
+    InvalidValue {
+        /// The field.
+        field: &'static str,
+        /// The offending value (truncated).
+        value: String,
+    },
+}
+
+impl DecodeError {
+    /// The stable code reported to the peer for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::Json(_) | DecodeError::NotAnObject(_) | DecodeError::TooDeep(_) => {
+                ErrorCode::MalformedMessage
+            }
+            DecodeError::MissingCommand | DecodeError::UnknownCommand(_) => {
+                ErrorCode::UnknownCommand
+            }
+            DecodeError::Unsupported { .. } => ErrorCode::Unsupported,
+            DecodeError::MissingField("streamId") => ErrorCode::NoStreamName,
+            DecodeError::MissingField(_)
+            | DecodeError::WrongType { .. }
+            | DecodeError::InvalidValue { .. } => ErrorCode::InvalidField,
+            DecodeError::InvalidStreamName(_) => ErrorCode::InvalidStreamName,
+        }
+    }
+}
+
+/// Stable error codes, rendered per dialect (Ant Media `definition`, raw `code`, socket.io
+/// `connect_error` message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The room already has its two peers (Ant `NoSpaceForNewPeer`).
+    RoomFull,
+    /// A relay or leave with no partner or no such room (Ant `no_peer_associated_before`).
+    NoPeer,
+    /// No stream id given (Ant `noStreamNameSpecified`).
+    NoStreamName,
+    /// A stream id with invalid characters (Ant `invalidStreamName`).
+    InvalidStreamName,
+    /// Not JSON, not an object, or nested too deep.
+    MalformedMessage,
+    /// A command the gateway does not know.
+    UnknownCommand,
+    /// A command the gateway knows but does not serve (yet).
+    Unsupported,
+    /// A field of the wrong type or value.
+    InvalidField,
+    /// A binary frame where text is expected.
+    BinaryNotSupported,
+    /// A frame above the configured size limit.
+    FrameTooLarge,
+    /// A plugin refused the event.
+    Refused,
+    /// The gateway could not deliver to a peer or failed internally.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The Ant Media `definition` string for this code. Ant's own names are used where Ant has
+    /// one; the rest follow Ant's snake_case style.
+    pub fn ant_definition(self) -> &'static str {
+        match self {
+            ErrorCode::RoomFull => "NoSpaceForNewPeer",
+            ErrorCode::NoPeer => "no_peer_associated_before",
+            ErrorCode::NoStreamName => "noStreamNameSpecified",
+            ErrorCode::InvalidStreamName => "invalidStreamName",
+            ErrorCode::MalformedMessage => "malformed_message",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::Unsupported => "unsupported_command",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::BinaryNotSupported => "binary_not_supported",
+            ErrorCode::FrameTooLarge => "message_too_large",
+            ErrorCode::Refused => "refused",
+            ErrorCode::Internal => "server_error_check_logs",
+        }
+    }
+
+    /// The snake_case code used by the raw and socket.io dialects.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::NoPeer => "no_peer",
+            ErrorCode::NoStreamName => "no_stream_name",
+            ErrorCode::InvalidStreamName => "invalid_stream_name",
+            ErrorCode::MalformedMessage => "malformed_message",
+            ErrorCode::UnknownCommand => "unknown_command",
+            ErrorCode::Unsupported => "unsupported",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::BinaryNotSupported => "binary_not_supported",
+            ErrorCode::FrameTooLarge => "frame_too_large",
+            ErrorCode::Refused => "refused",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The normalized event vocabulary. Inbound events come from a peer's frame through its dialect's
+//! `decode`; outbound events are rendered into the receiving peer's dialect by `encode`.
+//!
+//! Room ids are shared by every dialect: an Ant Media `streamId`, a socket.io `?room=` and a raw
+//! `/ws/{room}` path segment all name the same room.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::ErrorCode;
+
+/// Whether a peer sends media or only receives it. Only Ant Media distinguishes the two
+/// (`mode:"play"` comes from the SDK's `isPlayMode`); every other peer is `Both`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JoinMode {
+    /// Sends and receives media; can make a useful offer.
+    #[default]
+    Both,
+    /// Receives only; an offer it makes carries no media sections.
+    Play,
+}
+
+/// Why a peer left a room. Ant Media acknowledges only an explicit `leave`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaveReason {
+    /// An explicit leave request (Ant `leave`); the leaver gets an acknowledgement.
+    Leave,
+    /// Ant `stop` on a P2P stream: a hang-up without acknowledgement.
+    Stop,
+    /// The connection closed.
+    Disconnect,
+}
+
+/// The type of a session description.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdpKind {
+    /// An SDP offer.
+    Offer,
+    /// An SDP answer.
+    Answer,
+    /// A provisional answer.
+    Pranswer,
+    /// A rollback of a pending local description.
+    Rollback,
+}
+
+impl SdpKind {
+    /// The W3C `RTCSdpType` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SdpKind::Offer => "offer",
+            SdpKind::Answer => "answer",
+            SdpKind::Pranswer => "pranswer",
+            SdpKind::Rollback => "rollback",
+        }
+    }
+
+    /// Parses an `RTCSdpType` string.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "offer" => Some(SdpKind::Offer),
+            "answer" => Some(SdpKind::Answer),
+            "pranswer" => Some(SdpKind::Pranswer),
+            "rollback" => Some(SdpKind::Rollback),
+            _ => None,
+        }
+    }
+}
+
+/// A request to join a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Join {
+    /// The room to join.
+    pub room: String,
+    /// Whether the peer sends media.
+    #[serde(default)]
+    pub mode: JoinMode,
+}
+
+/// A peer leaves a room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Leave {
+    /// The room being left.
+    pub room: String,
+    /// What caused the leave.
+    pub reason: LeaveReason,
+}
+
+/// An SDP offer or answer, relayed to the partner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Description {
+    /// The room the description belongs to.
+    pub room: String,
+    /// Offer, answer, ...
+    pub kind: SdpKind,
+    /// The SDP text, unchanged.
+    pub sdp: String,
+}
+
+/// An ICE candidate, relayed to the partner. An empty `candidate` is the end-of-candidates mark
+/// some browsers send; it is relayed like any other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The room the candidate belongs to.
+    pub room: String,
+    /// The `candidate:` attribute line.
+    pub candidate: String,
+    /// The media stream identification tag (`sdpMid`; Ant Media's `id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mid: Option<String>,
+    /// The m-line index (`sdpMLineIndex`; Ant Media's numeric `label`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sdp_mline_index: Option<u32>,
+    /// The ICE username fragment, when the sender gave one (Chromium's `toJSON()` does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_fragment: Option<String>,
+}
+
+/// An application message between peers (Ant Media `peerMessageCommand`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerMessage {
+    /// The room the message belongs to.
+    pub room: String,
+    /// Application-defined message kind (any JSON).
+    pub definition: Value,
+    /// Application-defined payload (any JSON).
+    pub data: Value,
+}
+
+/// A frame the dialect does not interpret. It is relayed byte-identical to peers of the same
+/// dialect and dropped for peers of other dialects, which could not make sense of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Opaque {
+    /// The room the frame belongs to.
+    pub room: String,
+    /// The frame text exactly as received.
+    pub payload: String,
+}
+
+/// A notice about a room, addressed to one peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomNotice {
+    /// The room concerned.
+    pub room: String,
+}
+
+/// An error reported to a peer in its own dialect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorNotice {
+    /// The room concerned, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
+    /// What went wrong, as a stable code.
+    pub code: ErrorCode,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
+/// Ice server settings handed to peers that ask for them (Ant `getIceServerConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IceServers {
+    /// A `stun:` or `turn:` URI, or empty for "keep your own".
+    pub uri: String,
+    /// TURN username, empty for STUN.
+    pub username: String,
+    /// TURN credential, empty for STUN.
+    pub credential: String,
+}
+
+/// One normalized signaling event. Variants up to [`Event::Opaque`] are what peers send; the rest
+/// are what the gateway tells peers. Relayed signals ([`Event::Description`],
+/// [`Event::Candidate`], [`Event::PeerMessage`], [`Event::Opaque`]) travel in both directions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Event {
+    /// Peer asks to join a room.
+    Join(Join),
+    /// Peer leaves a room.
+    Leave(Leave),
+    /// SDP offer or answer.
+    Description(Description),
+    /// ICE candidate.
+    Candidate(Candidate),
+    /// Application message between peers.
+    PeerMessage(PeerMessage),
+    /// Uninterpreted frame, relayed unchanged within its dialect.
+    Opaque(Opaque),
+    /// Peer asks for ICE server settings.
+    IceServersRequest,
+    /// Join acknowledged (Ant `notification/joined`).
+    Joined(RoomNotice),
+    /// The receiver is to make the offer (Ant `start`).
+    Start(RoomNotice),
+    /// A partner arrived and will make the offer; the receiver answers.
+    PeerJoined(RoomNotice),
+    /// The partner left; close the peer connection (Ant `stop`).
+    PeerLeft(RoomNotice),
+    /// Leave acknowledged (Ant `notification/leaved`).
+    Left(RoomNotice),
+    /// ICE server settings (Ant `iceServerConfig`).
+    IceServers(IceServers),
+    /// Something was refused or malformed.
+    Error(ErrorNotice),
+}
+
+impl Event {
+    /// The room this event concerns, if any.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            Event::Join(j) => Some(&j.room),
+            Event::Leave(l) => Some(&l.room),
+            Event::Description(d) => Some(&d.room),
+            Event::Candidate(c) => Some(&c.room),
+            Event::PeerMessage(m) => Some(&m.room),
+            Event::Opaque(o) => Some(&o.room),
+            Event::Joined(n)
+            | Event::Start(n)
+            | Event::PeerJoined(n)
+            | Event::PeerLeft(n)
+            | Event::Left(n) => Some(&n.room),
+            Event::Error(e) => e.room.as_deref(),
+            Event::IceServersRequest | Event::IceServers(_) => None,
+        }
+    }
+
+    /// A short stable name for logs and metrics (`"description"`, `"candidate"`, ...).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Join(_) => "join",
+            Event::Leave(_) => "leave",
+            Event::Description(_) => "description",
+            Event::Candidate(_) => "candidate",
+            Event::PeerMessage(_) => "peer_message",
+            Event::Opaque(_) => "opaque",
+            Event::IceServersRequest => "ice_servers_request",
+            Event::Joined(_) => "joined",
+            Event::Start(_) => "start",
+            Event::PeerJoined(_) => "peer_joined",
+            Event::PeerLeft(_) => "peer_left",
+            Event::Left(_) => "left",
+            Event::IceServers(_) => "ice_servers",
+            Event::Error(_) => "error",
+        }
+    }
+
+    /// Shorthand for an error notice.
+    pub fn error(code: ErrorCode, room: Option<&str>, message: impl Into<String>) -> Self {
+        Event::Error(ErrorNotice { room: room.map(str::to_owned), code, message: message.into() })
+    }
+
+    /// Shorthand for a room notice variant.
+    pub fn notice(make: fn(RoomNotice) -> Event, room: &str) -> Self {
+        make(RoomNotice { room: room.to_owned() })
+    }
+}

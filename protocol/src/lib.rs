@@ -1,0 +1,27 @@
+//! Switchboard's sans-IO protocol layer: one internal [`Event`] vocabulary and one codec per
+//! signaling dialect. Nothing here does I/O or knows about tokio; the daemon owns sockets and
+//! passes frames in and out.
+//!
+//! # Layout
+//! - [`event`]: the normalized events that travel on the bus, in both directions.
+//! - [`dialects`]: the [`Dialect`] trait and one module per dialect (`antmedia`, `socketio`,
+//!   `raw`), each holding decode and encode side by side.
+//! - [`error`]: typed decode errors and the gateway's error codes.
+#![warn(missing_docs)]
+
+pub mod dialects;
+pub mod error;
+pub mod event;
+
+pub use dialects::{Decoded, Dialect, DialectKind};
+pub use error::{DecodeError, ErrorCode};
+pub use event::*;
+
+/// Default maximum accepted size of one inbound frame, in bytes. Ant Media itself accepts
+/// 81 920 bytes; Chrome offers with audio, video and data are about 6 KB, so 128 KiB is ample
+/// while still bounding what one peer can make the gateway buffer.
+pub const DEFAULT_MAX_FRAME_BYTES: usize = 128 * 1024;
+
+/// Maximum JSON nesting depth the decoders accept. Signaling messages are at most four levels
+/// deep; anything deeper is refused before it costs stack or memory.
+pub const MAX_JSON_DEPTH: usize = 32;
