@@ -147,7 +147,10 @@ pub struct Refusal {
 impl Refusal {
     /// A refusal with `code` and `message`.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -190,7 +193,11 @@ pub trait Plugin: Send + Sync {
     /// Return [`Verdict::Refuse`] to refuse it; `Err` means the plugin itself failed (it is
     /// logged and counted, the decision is kept as it was before this call, and the pipeline
     /// goes on). Default: pass the event on unchanged.
-    fn on_event(&self, cx: &EventContext<'_>, decision: &mut Decision) -> Result<Verdict, PluginError> {
+    fn on_event(
+        &self,
+        cx: &EventContext<'_>,
+        decision: &mut Decision,
+    ) -> Result<Verdict, PluginError> {
         let _ = (cx, decision);
         Ok(Verdict::Continue)
     }
@@ -210,7 +217,13 @@ pub trait PluginFactory: Send + Sync {
 
 /// Deserializes a plugin's settings table into its strict settings struct, turning the error
 /// into a [`SettingsError`]. Use `#[serde(deny_unknown_fields)]` on `T`.
-pub fn parse_settings<T: serde::de::DeserializeOwned>(settings: &toml::Table) -> Result<T, Vec<SettingsError>> {
-    T::deserialize(toml::Value::Table(settings.clone()))
-        .map_err(|e| vec![SettingsError { key: String::new(), message: e.to_string() }])
+pub fn parse_settings<T: serde::de::DeserializeOwned>(
+    settings: &toml::Table,
+) -> Result<T, Vec<SettingsError>> {
+    T::deserialize(toml::Value::Table(settings.clone())).map_err(|e| {
+        vec![SettingsError {
+            key: String::new(),
+            message: e.to_string(),
+        }]
+    })
 }

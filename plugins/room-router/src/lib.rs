@@ -15,8 +15,8 @@
 use serde::Deserialize;
 use switchboard_plugin_api::protocol::{DialectKind, ErrorCode, Event, JoinMode, LeaveReason};
 use switchboard_plugin_api::{
-    parse_settings, Decision, EventContext, Payload, Peer, Plugin, PluginError, PluginFactory,
-    Refusal, SessionId, SettingsError, Verdict,
+    Decision, EventContext, Payload, Peer, Plugin, PluginError, PluginFactory, Refusal, SessionId,
+    SettingsError, Verdict, parse_settings,
 };
 
 /// Settings of `[[plugin]] type = "room-router"`.
@@ -34,7 +34,9 @@ const fn default_max_peers() -> usize {
 
 impl Default for RoomRouterConfig {
     fn default() -> Self {
-        Self { max_peers: default_max_peers() }
+        Self {
+            max_peers: default_max_peers(),
+        }
     }
 }
 
@@ -89,7 +91,11 @@ impl RoomRouter {
             let offerer = choose_offerer(partner, me);
             // Existing peer first, as Ant Media does: `start` to it, then `joined` to the joiner.
             let notify = |p: Option<SessionId>, out: &mut Decision, to: &Peer| {
-                let make = if p == Some(to.session) { Event::Start } else { Event::PeerJoined };
+                let make = if p == Some(to.session) {
+                    Event::Start
+                } else {
+                    Event::PeerJoined
+                };
                 out.send(to.session, Event::notice(make, room));
             };
             notify(offerer, out, &partner);
@@ -101,7 +107,13 @@ impl RoomRouter {
         Verdict::Continue
     }
 
-    fn on_leave(&self, cx: &EventContext<'_>, room: &str, reason: LeaveReason, out: &mut Decision) -> Verdict {
+    fn on_leave(
+        &self,
+        cx: &EventContext<'_>,
+        room: &str,
+        reason: LeaveReason,
+        out: &mut Decision,
+    ) -> Verdict {
         let me = cx.from().session;
         if !cx.room.contains(me) {
             return match reason {
@@ -187,9 +199,10 @@ impl Plugin for RoomRouter {
         Ok(match cx.event() {
             Event::Join(_) => self.on_join(cx, room, out),
             Event::Leave(l) => self.on_leave(cx, room, l.reason, out),
-            Event::Description(_) | Event::Candidate(_) | Event::PeerMessage(_) | Event::Opaque(_) => {
-                self.on_signal(cx, room, out)
-            }
+            Event::Description(_)
+            | Event::Candidate(_)
+            | Event::PeerMessage(_)
+            | Event::Opaque(_) => self.on_signal(cx, room, out),
             _ => Verdict::Continue,
         })
     }

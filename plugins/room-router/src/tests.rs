@@ -6,20 +6,39 @@ use switchboard_plugin_api::{Envelope, RoomView};
 use super::*;
 
 fn peer(id: u64, dialect: DialectKind, mode: JoinMode) -> Peer {
-    Peer { session: SessionId(id), dialect, mode }
+    Peer {
+        session: SessionId(id),
+        dialect,
+        mode,
+    }
 }
 
 fn run(from: Peer, event: Event, members: &[Peer]) -> (Verdict, Decision) {
     let router = RoomRouter::new(RoomRouterConfig::default());
-    let envelope = Envelope { from, event, original: None::<Arc<str>> };
-    let cx = EventContext { envelope: &envelope, room: RoomView { room: "r1", members } };
+    let envelope = Envelope {
+        from,
+        event,
+        original: None::<Arc<str>>,
+    };
+    let cx = EventContext {
+        envelope: &envelope,
+        room: RoomView {
+            room: "r1",
+            members,
+        },
+    };
     let mut decision = Decision::default();
-    let verdict = router.on_event(&cx, &mut decision).expect("router never fails");
+    let verdict = router
+        .on_event(&cx, &mut decision)
+        .expect("router never fails");
     (verdict, decision)
 }
 
 fn join(mode: JoinMode) -> Event {
-    Event::Join(Join { room: "r1".into(), mode })
+    Event::Join(Join {
+        room: "r1".into(),
+        mode,
+    })
 }
 
 fn sends(d: &Decision) -> Vec<(u64, &'static str)> {
@@ -74,7 +93,10 @@ fn two_socketio_peers_get_no_start() {
     let s1 = peer(1, DialectKind::Socketio, JoinMode::Both);
     let s2 = peer(2, DialectKind::Socketio, JoinMode::Both);
     let (_, d) = run(s2, join(JoinMode::Both), &[s1]);
-    assert_eq!(sends(&d), [(1, "peer_joined"), (2, "joined"), (2, "peer_joined")]);
+    assert_eq!(
+        sends(&d),
+        [(1, "peer_joined"), (2, "joined"), (2, "peer_joined")]
+    );
 }
 
 #[test]
@@ -90,7 +112,11 @@ fn third_peer_is_refused_as_room_full() {
 fn signals_relay_to_partner_or_refuse_without_one() {
     let a = peer(1, ANT, JoinMode::Both);
     let b = peer(2, DialectKind::Raw, JoinMode::Both);
-    let offer = Event::Description(Description { room: "r1".into(), kind: SdpKind::Offer, sdp: "v=0".into() });
+    let offer = Event::Description(Description {
+        room: "r1".into(),
+        kind: SdpKind::Offer,
+        sdp: "v=0".into(),
+    });
     let (v, d) = run(a, offer.clone(), &[a, b]);
     assert_eq!(v, Verdict::Continue);
     assert_eq!(sends(&d), [(2, "relay")]);
@@ -104,7 +130,10 @@ fn signals_relay_to_partner_or_refuse_without_one() {
 fn opaque_frames_stay_within_their_dialect() {
     let r1 = peer(1, DialectKind::Raw, JoinMode::Both);
     let a = peer(2, ANT, JoinMode::Both);
-    let frame = Event::Opaque(Opaque { room: "r1".into(), payload: "hello".into() });
+    let frame = Event::Opaque(Opaque {
+        room: "r1".into(),
+        payload: "hello".into(),
+    });
     let (v, d) = run(r1, frame, &[r1, a]);
     assert!(matches!(v, Verdict::Refuse(_)));
     assert!(d.deliveries.is_empty());
@@ -114,7 +143,12 @@ fn opaque_frames_stay_within_their_dialect() {
 fn leave_stops_partner_and_acknowledges_only_explicit_leave() {
     let a = peer(1, ANT, JoinMode::Both);
     let b = peer(2, ANT, JoinMode::Both);
-    let leave = |reason| Event::Leave(Leave { room: "r1".into(), reason });
+    let leave = |reason| {
+        Event::Leave(Leave {
+            room: "r1".into(),
+            reason,
+        })
+    };
     let (_, d) = run(a, leave(LeaveReason::Leave), &[a, b]);
     assert_eq!(sends(&d), [(2, "peer_left"), (1, "left")]);
     let (_, d) = run(a, leave(LeaveReason::Stop), &[a, b]);

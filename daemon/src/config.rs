@@ -1,0 +1,331 @@
+//! Gateway configuration: strict TOML (unknown keys are errors with line and column), a default
+//! embedded in the binary, and a validation pass that reports every problem at once.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use switchboard_protocol::DialectKind;
+
+use crate::plugins::PluginRegistry;
+
+/// The configuration the binary runs with when no `--config` is given.
+pub const DEFAULT_CONFIG: &str = include_str!("../../config/switchboard.toml");
+
+/// The whole gateway configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Listening sockets, each with its dialects and pages (`[[listener]]`).
+    #[serde(rename = "listener", default)]
+    pub listeners: Vec<ListenerConfig>,
+    /// Per-session limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// ICE servers handed to peers that ask (`getIceServerConfig`).
+    #[serde(default)]
+    pub ice: IceConfig,
+    /// Static files.
+    #[serde(default)]
+    pub web: WebConfig,
+    /// Shutdown behaviour.
+    #[serde(default)]
+    pub shutdown: ShutdownConfig,
+    /// The plugin pipeline, in order (`[[plugin]]`).
+    #[serde(rename = "plugin", default)]
+    pub plugins: Vec<PluginConfig>,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Address to bind, e.g. `"0.0.0.0:5080"`. Port 0 picks a free port (tests).
+    pub bind: SocketAddr,
+    /// Dialects served here.
+    #[serde(default = "default_dialects")]
+    pub dialects: Vec<DialectKind>,
+    /// Room for socket.io peers whose handshake has no `room` query parameter.
+    #[serde(default = "default_socketio_room")]
+    pub socketio_room: String,
+    /// Which pages to serve: `"demo"` (all demo pages), `"classic"` (the SimpleP2P page) or
+    /// `"none"`.
+    #[serde(default)]
+    pub pages: Pages,
+}
+
+/// Which pages a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Pages {
+    /// `/` with links, the Ant, socket.io, raw and classic pages, `/socket.io/socket.io.js`,
+    /// and `/node_modules/` from [`WebConfig::node_modules_dir`] when it exists.
+    #[default]
+    Demo,
+    /// `/peer.html` and `/socket.io/socket.io.js` only, as the SimpleP2P tutorial served.
+    Classic,
+    /// No pages.
+    None,
+}
+
+fn default_dialects() -> Vec<DialectKind> {
+    vec![
+        DialectKind::Antmedia,
+        DialectKind::Socketio,
+        DialectKind::Raw,
+    ]
+}
+
+fn default_socketio_room() -> String {
+    "simplep2p".to_owned()
+}
+
+/// Per-session limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest inbound frame in bytes; larger ones close the connection (WebSocket 1009) and are
+    /// never relayed.
+    #[serde(default = "default_max_frame_bytes")]
+    pub max_frame_bytes: usize,
+    /// Outbound messages queued per session before the session is considered stuck and closed.
+    #[serde(default = "default_session_queue_len")]
+    pub session_queue_len: usize,
+}
+
+const fn default_max_frame_bytes() -> usize {
+    switchboard_protocol::DEFAULT_MAX_FRAME_BYTES
+}
+
+const fn default_session_queue_len() -> usize {
+    1024
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: default_max_frame_bytes(),
+            session_queue_len: default_session_queue_len(),
+        }
+    }
+}
+
+/// ICE server settings given to peers that ask.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceConfig {
+    /// A `stun:` or `turn:` URI; empty tells Ant peers to keep their own settings.
+    #[serde(default)]
+    pub uri: String,
+    /// TURN username.
+    #[serde(default)]
+    pub username: String,
+    /// TURN credential.
+    #[serde(default)]
+    pub credential: String,
+}
+
+/// Static files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Directory served at `/node_modules/` by demo listeners, so the demo pages can load the Ant
+    /// SDK and simple-peer installed by `npm ci`. Relative to the working directory; skipped when
+    /// it does not exist.
+    #[serde(default = "default_node_modules_dir")]
+    pub node_modules_dir: PathBuf,
+}
+
+fn default_node_modules_dir() -> PathBuf {
+    PathBuf::from("node_modules")
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self {
+            node_modules_dir: default_node_modules_dir(),
+        }
+    }
+}
+
+/// Shutdown behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// Seconds sessions get to close after a shutdown signal before the gateway exits anyway.
+    #[serde(default = "default_grace_period_secs")]
+    pub grace_period_secs: u64,
+}
+
+const fn default_grace_period_secs() -> u64 {
+    5
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace_period_secs: default_grace_period_secs(),
+        }
+    }
+}
+
+/// One `[[plugin]]` entry: its type and its own settings table, which the plugin validates.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// The plugin type, e.g. `"room-router"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The plugin's settings (`[plugin.settings]`), checked by the plugin itself.
+    #[serde(default)]
+    pub settings: toml::Table,
+}
+
+/// A configuration problem, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{location}: {message}")]
+pub struct ConfigError {
+    /// Where: a key path such as `listener[1].bind`, or `line 3, column 1`.
+    pub location: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn at(location: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            location: location.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Loading a configuration failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown or mistyped keys (toml reports line/column).
+    #[error("{0}")]
+    Parse(String),
+    /// The file parsed but is not a valid configuration.
+    #[error("{} problem(s):\n{}", .0.len(), .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<ConfigError>),
+}
+
+impl GatewayConfig {
+    /// Parses TOML text without validating it.
+    pub fn parse(text: &str) -> Result<Self, LoadConfigError> {
+        toml::from_str(text).map_err(|e| LoadConfigError::Parse(e.to_string()))
+    }
+
+    /// Reads, parses and validates a file.
+    pub fn load(path: &Path) -> Result<Self, LoadConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, LoadConfigError> {
+        let config = Self::parse(text)?;
+        config
+            .validate(&PluginRegistry::builtin())
+            .map_err(LoadConfigError::Invalid)?;
+        Ok(config)
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded_default() -> Self {
+        // The embedded file is checked by a unit test; failing here is a build defect.
+        #[allow(clippy::expect_used)]
+        Self::from_toml(DEFAULT_CONFIG).expect("the embedded default config is valid")
+    }
+
+    /// Checks everything serde cannot: duplicate ports, empty lists, bounds, and every plugin's
+    /// settings. Returns all problems, not just the first.
+    pub fn validate(&self, registry: &PluginRegistry) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        if self.listeners.is_empty() {
+            errors.push(ConfigError::at(
+                "listener",
+                "at least one [[listener]] is required",
+            ));
+        }
+        let mut binds = HashSet::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let at = |key: &str| format!("listener[{i}].{key}");
+            if !binds.insert(l.bind) {
+                errors.push(ConfigError::at(
+                    at("bind"),
+                    format!("{} is bound twice", l.bind),
+                ));
+            }
+            if l.dialects.is_empty() {
+                errors.push(ConfigError::at(
+                    at("dialects"),
+                    "must name at least one dialect",
+                ));
+            }
+            if let Err(e) = crate::rooms::check_room_name(&l.socketio_room) {
+                errors.push(ConfigError::at(at("socketio_room"), e));
+            }
+        }
+        if !(1024..=16 * 1024 * 1024).contains(&self.limits.max_frame_bytes) {
+            errors.push(ConfigError::at(
+                "limits.max_frame_bytes",
+                format!(
+                    "must be between 1024 and 16777216, got {}",
+                    self.limits.max_frame_bytes
+                ),
+            ));
+        }
+        if self.limits.session_queue_len == 0 {
+            errors.push(ConfigError::at(
+                "limits.session_queue_len",
+                "must be at least 1",
+            ));
+        }
+        if !self.ice.uri.is_empty()
+            && !["stun:", "turn:", "turns:"]
+                .iter()
+                .any(|p| self.ice.uri.starts_with(p))
+        {
+            errors.push(ConfigError::at(
+                "ice.uri",
+                "must start with stun:, turn: or turns:",
+            ));
+        }
+        if self.plugins.is_empty() {
+            errors.push(ConfigError::at(
+                "plugin",
+                "no plugins: nothing would route; add [[plugin]] type = \"room-router\"",
+            ));
+        }
+        for (i, p) in self.plugins.iter().enumerate() {
+            if let Err(problems) = registry.build(&p.kind, &p.settings) {
+                errors.extend(problems.into_iter().map(|e| ConfigError {
+                    location: format!("plugin[{i}] ({})", p.kind),
+                    message: e,
+                }));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,251 @@
+//! The gateway core: the session registry, room membership and the plugin pipeline. Every event
+//! a peer sends goes through [`Gateway::dispatch`] on the sender's own task; deliveries are
+//! queued to the receiving sessions, each of which owns its socket and renders in its dialect.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+
+use switchboard_plugin_api::protocol::{DialectKind, Event, LeaveReason};
+use switchboard_plugin_api::{Envelope, EventContext, Payload, Peer, Refusal, RoomView, SessionId};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::GatewayConfig;
+use crate::pipeline::Pipeline;
+use crate::rooms::Rooms;
+use crate::telemetry;
+
+/// What a session receives from the bus.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    /// A peer's event relayed as is (verbatim if the receiver speaks the sender's dialect).
+    Relay(Arc<Envelope>),
+    /// An event composed by a plugin or the gateway.
+    Event(Event),
+}
+
+/// A registered session's end of the bus.
+#[derive(Debug)]
+pub struct SessionHandle {
+    /// The session's id.
+    pub id: SessionId,
+    /// Deliveries addressed to this session, in order.
+    pub rx: mpsc::Receiver<Outbound>,
+    /// Cancelled on shutdown, or when the gateway gives up on this session (its queue is full).
+    pub cancel: CancellationToken,
+}
+
+struct Registered {
+    tx: mpsc::Sender<Outbound>,
+    cancel: CancellationToken,
+}
+
+/// A membership change the pipeline accepted; the session keeps its own list of rooms from these
+/// so it can leave them when it closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// The sender is now in this room.
+    Joined(String),
+    /// The sender is no longer in this room.
+    Left(String),
+}
+
+/// The result of dispatching one event.
+#[derive(Debug, Default)]
+pub struct Dispatched {
+    /// Set when a plugin refused the event; the caller tells the peer in its dialect.
+    pub refusal: Option<Refusal>,
+    /// Set when the sender joined or left a room.
+    pub membership: Option<Membership>,
+}
+
+/// The shared gateway state.
+pub struct Gateway {
+    config: Arc<GatewayConfig>,
+    pipeline: Pipeline,
+    rooms: Mutex<Rooms>,
+    sessions: RwLock<HashMap<SessionId, Registered>>,
+    next_id: AtomicU64,
+    shutdown: CancellationToken,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("pipeline", &self.pipeline)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave `Rooms` half-updated (each change is one
+    // Vec/HashMap operation), so a poisoned lock is still consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Gateway {
+    /// A gateway with `config` and its plugin pipeline; `shutdown` is the root token every
+    /// session's token derives from.
+    pub fn new(
+        config: Arc<GatewayConfig>,
+        pipeline: Pipeline,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            config,
+            pipeline,
+            rooms: Mutex::default(),
+            sessions: RwLock::default(),
+            next_id: AtomicU64::new(1),
+            shutdown,
+        }
+    }
+
+    /// The configuration the gateway runs with.
+    pub fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+
+    /// Registers a new session and returns its end of the bus.
+    pub fn register(&self) -> SessionHandle {
+        let id = SessionId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = mpsc::channel(self.config.limits.session_queue_len);
+        let cancel = self.shutdown.child_token();
+        let entry = Registered {
+            tx,
+            cancel: cancel.clone(),
+        };
+        self.sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, entry);
+        SessionHandle { id, rx, cancel }
+    }
+
+    /// Forgets a session; deliveries to it are dropped from now on.
+    pub fn unregister(&self, id: SessionId) {
+        self.sessions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+
+    /// Calls every plugin's shutdown hook (reverse config order).
+    pub fn shutdown_plugins(&self) {
+        self.pipeline.shutdown();
+    }
+
+    /// Number of registered sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
+    }
+
+    /// Number of rooms with members.
+    pub fn room_count(&self) -> usize {
+        lock(&self.rooms).len()
+    }
+
+    /// Runs one event from a peer through the pipeline and delivers the outcome. Events without
+    /// a room are not routed.
+    pub fn dispatch(&self, mut envelope: Envelope) -> Dispatched {
+        if let Event::Join(join) = &envelope.event {
+            envelope.from.mode = join.mode;
+        }
+        let Some(room) = envelope.event.room().map(str::to_owned) else {
+            return Dispatched::default();
+        };
+        let envelope = Arc::new(envelope);
+        let mut rooms = lock(&self.rooms);
+        let cx = EventContext {
+            envelope: &envelope,
+            room: RoomView {
+                room: &room,
+                members: rooms.members(&room),
+            },
+        };
+        let decision = match self.pipeline.run(&cx) {
+            Ok(decision) => decision,
+            Err(refusal) => {
+                return Dispatched {
+                    refusal: Some(refusal),
+                    membership: None,
+                };
+            }
+        };
+        let membership = apply_membership(&mut rooms, &room, &envelope);
+        drop(rooms);
+        self.deliver(&envelope, decision.deliveries);
+        Dispatched {
+            refusal: None,
+            membership,
+        }
+    }
+
+    /// Leaves every room in `rooms` on behalf of a closing session, telling partners.
+    pub fn leave_all(&self, from: Peer, rooms: &[String]) {
+        for room in rooms {
+            let event = Event::Leave(switchboard_plugin_api::protocol::Leave {
+                room: room.clone(),
+                reason: LeaveReason::Disconnect,
+            });
+            let out = self.dispatch(Envelope {
+                from,
+                event,
+                original: None,
+            });
+            if out.membership.is_none() {
+                // A plugin refused the leave or nobody routed it: membership must still go, or a
+                // dead session would hold a place in the room forever.
+                lock(&self.rooms).leave(room, from.session);
+            }
+        }
+    }
+
+    fn deliver(&self, envelope: &Arc<Envelope>, deliveries: Vec<switchboard_plugin_api::Delivery>) {
+        if deliveries.is_empty() {
+            return;
+        }
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+        for delivery in deliveries {
+            let Some(target) = sessions.get(&delivery.to) else {
+                continue;
+            };
+            let item = match delivery.payload {
+                Payload::Relay => Outbound::Relay(Arc::clone(envelope)),
+                Payload::Event(event) => Outbound::Event(event),
+            };
+            if let Err(mpsc::error::TrySendError::Full(_)) = target.tx.try_send(item) {
+                // The peer does not read what it is sent. Queuing more would grow without bound
+                // and reordering would break signaling, so the session is closed instead.
+                telemetry::session_stuck(delivery.to, self.config.limits.session_queue_len);
+                target.cancel.cancel();
+            }
+        }
+    }
+}
+
+fn apply_membership(rooms: &mut Rooms, room: &str, envelope: &Envelope) -> Option<Membership> {
+    let from = envelope.from;
+    match &envelope.event {
+        Event::Join(_) => rooms
+            .join(room, from)
+            .then(|| Membership::Joined(room.to_owned())),
+        Event::Leave(_) => rooms
+            .leave(room, from.session)
+            .then(|| Membership::Left(room.to_owned())),
+        _ => None,
+    }
+}
+
+/// The peer record for a session that has not joined anything yet.
+pub fn peer(session: SessionId, dialect: DialectKind) -> Peer {
+    Peer {
+        session,
+        dialect,
+        mode: Default::default(),
+    }
+}

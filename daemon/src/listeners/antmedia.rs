@@ -1,0 +1,40 @@
+//! The Ant Media endpoint: `ws://HOST:PORT/{app}/websocket`, any app name, query ignored.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::get;
+use switchboard_protocol::dialects::antmedia::{AntMedia, AntState};
+use tracing::Instrument;
+
+use super::ListenerContext;
+use crate::session;
+
+pub fn routes(cx: ListenerContext) -> Router {
+    Router::new()
+        .route("/{app}/websocket", get(upgrade))
+        .with_state(cx)
+}
+
+async fn upgrade(
+    ws: WebSocketUpgrade,
+    Path(app): Path<String>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    State(cx): State<ListenerContext>,
+) -> Response {
+    let limit = cx.gateway.config().limits.max_frame_bytes;
+    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
+        let handle = cx.gateway.register();
+        let span = tracing::info_span!("conn", conn.id = %handle.id, peer.addr = %addr, dialect = "antmedia", app = %app);
+        let session = session::run_websocket::<AntMedia>(
+            socket,
+            cx.gateway.clone(),
+            handle,
+            AntState::default(),
+            None,
+        );
+        cx.tracker.track_future(session.instrument(span))
+    })
+}

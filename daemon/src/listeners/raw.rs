@@ -1,0 +1,41 @@
+//! The raw endpoint: `ws://HOST:PORT/ws/{room}`. Connecting joins the room; a refused join gets a
+//! `switchboard.error` frame and a 4xxx close.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use switchboard_protocol::dialects::raw::{Raw, RawState};
+use tracing::Instrument;
+
+use super::ListenerContext;
+use crate::{rooms, session};
+
+pub fn routes(cx: ListenerContext) -> Router {
+    Router::new()
+        .route("/ws/{room}", get(upgrade))
+        .with_state(cx)
+}
+
+async fn upgrade(
+    ws: WebSocketUpgrade,
+    Path(room): Path<String>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    State(cx): State<ListenerContext>,
+) -> Response {
+    if let Err(problem) = rooms::check_room_name(&room) {
+        return (StatusCode::BAD_REQUEST, format!("{problem}\n")).into_response();
+    }
+    let limit = cx.gateway.config().limits.max_frame_bytes;
+    ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
+        let handle = cx.gateway.register();
+        let span = tracing::info_span!("conn", conn.id = %handle.id, peer.addr = %addr, dialect = "raw", room = %room);
+        let state = RawState { room: room.clone() };
+        let session =
+            session::run_websocket::<Raw>(socket, cx.gateway.clone(), handle, state, Some(room));
+        cx.tracker.track_future(session.instrument(span))
+    })
+}

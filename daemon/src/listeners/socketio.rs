@@ -1,0 +1,203 @@
+//! The socket.io endpoint (socketioxide; protocol v4 and v5, so socket.io-client 2.x to 4.x).
+//! The room comes from the handshake query `room`, else the listener's `socketio_room`. The join
+//! runs in a connect middleware, so a refused join reaches the client as `connect_error`.
+//! Event `msg` carries the SimpleP2P JSON string; gateway notices go out on event `switchboard`.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::extract::Query;
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::extract::{Data, SocketRef, State};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use switchboard_protocol::dialects::socketio::{SioMessage, SioState, SocketIo as SioDialect};
+use switchboard_protocol::{Decoded, Dialect, DialectKind, Event, Join, JoinMode};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::ListenerContext;
+use crate::gateway::{self, Outbound};
+use crate::session::{SessionCore, ice_servers, refusal_event, render};
+use crate::{rooms, telemetry};
+
+/// Per-socket state kept in the socket's extensions (values there must be `Clone`).
+#[derive(Clone)]
+struct SioSession {
+    core: Arc<Mutex<SessionCore>>,
+    room: Arc<str>,
+    /// Taken once by the connect handler, which starts the writer task.
+    outbox: Arc<Mutex<Option<(mpsc::Receiver<Outbound>, CancellationToken)>>>,
+}
+
+/// A refused connection; its text is the `connect_error` message the client sees.
+#[derive(Debug)]
+struct JoinRefused(String);
+
+impl std::fmt::Display for JoinRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Builds the socket.io layer and instance for one listener.
+pub fn layer(cx: ListenerContext) -> (SocketIoLayer, SocketIo) {
+    let limit = cx.gateway.config().limits.max_frame_bytes;
+    let (layer, io) = SocketIo::builder()
+        .max_payload(limit as u64)
+        .ws_max_message_size(limit)
+        .ws_max_frame_size(limit)
+        .with_state(cx)
+        .build_layer();
+    io.ns("/", on_connect.with(join_room));
+    (layer, io)
+}
+
+fn room_from_handshake(s: &SocketRef, default: &str) -> String {
+    let query =
+        Query::<std::collections::HashMap<String, String>>::try_from_uri(&s.req_parts().uri);
+    query
+        .ok()
+        .and_then(|Query(mut q)| q.remove("room"))
+        .unwrap_or_else(|| default.to_owned())
+}
+
+async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<(), JoinRefused> {
+    let room = room_from_handshake(&s, &cx.config.socketio_room);
+    rooms::check_room_name(&room).map_err(|e| JoinRefused(format!("invalid_room: {e}")))?;
+    let handle = cx.gateway.register();
+    telemetry::session_opened(handle.id, DialectKind::Socketio);
+    let peer = gateway::peer(handle.id, DialectKind::Socketio);
+    let mut core = SessionCore {
+        gateway: cx.gateway.clone(),
+        peer,
+        rooms: Vec::new(),
+    };
+    let join = Event::Join(Join {
+        room: room.clone(),
+        mode: JoinMode::Both,
+    });
+    if let Some(refusal) = core.dispatch(join, None) {
+        core.finish("join refused");
+        return Err(JoinRefused(format!(
+            "{}: {}",
+            refusal.code.as_str(),
+            refusal.message
+        )));
+    }
+    s.extensions.insert(SioSession {
+        core: Arc::new(Mutex::new(core)),
+        room: room.into(),
+        outbox: Arc::new(Mutex::new(Some((handle.rx, handle.cancel)))),
+    });
+    Ok(())
+}
+
+async fn on_connect(s: SocketRef, State(cx): State<ListenerContext>) {
+    let Some(session) = s.extensions.get::<SioSession>() else {
+        return;
+    };
+    let outbox = session
+        .outbox
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    let Some((rx, cancel)) = outbox else { return };
+    s.on("msg", on_msg);
+    s.on_disconnect(on_disconnect);
+    let id = session
+        .core
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .peer
+        .session;
+    let span = tracing::info_span!("conn", conn.id = %id, sid = %s.id, dialect = "socketio", room = %session.room);
+    cx.tracker
+        .spawn(write_loop(s.clone(), session.room.clone(), rx, cancel).instrument(span));
+}
+
+/// Emits what the bus delivers to this socket, in order.
+async fn write_loop(
+    s: SocketRef,
+    room: Arc<str>,
+    mut rx: mpsc::Receiver<Outbound>,
+    cancel: CancellationToken,
+) {
+    let state = SioState {
+        room: room.to_string(),
+    };
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => {
+                let _ = s.disconnect();
+                break;
+            }
+            out = rx.recv() => {
+                let Some(out) = out else { break };
+                let Some(msg) = render::<SioDialect>(&state, &out) else { continue };
+                if s.emit(msg.event.as_str(), &msg.data).is_err() {
+                    // Closed, or socketioxide's own per-socket buffer is full: either way this
+                    // peer cannot take more.
+                    let _ = s.disconnect();
+                    break;
+                }
+            }
+        }
+    }
+}
+
+async fn on_msg(s: SocketRef, Data(data): Data<Value>) {
+    let Some(session) = s.extensions.get::<SioSession>() else {
+        return;
+    };
+    let mut state = SioState {
+        room: session.room.to_string(),
+    };
+    let original: Option<Arc<str>> = match &data {
+        Value::String(text) => Some(Arc::from(text.as_str())),
+        _ => None,
+    };
+    let wire = SioMessage {
+        event: "msg".to_owned(),
+        data,
+    };
+    let reply = match SioDialect::decode(&mut state, &wire) {
+        Ok(Decoded::Event(Event::IceServersRequest)) => {
+            let core = session.core.lock().unwrap_or_else(PoisonError::into_inner);
+            Some(ice_servers(&core.gateway))
+        }
+        Ok(Decoded::Event(event)) => {
+            let mut core = session.core.lock().unwrap_or_else(PoisonError::into_inner);
+            core.dispatch(event, original)
+                .map(|r| refusal_event(&r, Some(&session.room)))
+        }
+        Ok(Decoded::Reply(msg)) => {
+            let _ = s.emit(msg.event.as_str(), &msg.data);
+            None
+        }
+        Ok(Decoded::Ignore) => None,
+        Err(error) => {
+            telemetry::decode_failed(DialectKind::Socketio, &error);
+            Some(Event::error(
+                error.code(),
+                Some(&session.room),
+                error.to_string(),
+            ))
+        }
+    };
+    if let Some(msg) = reply.and_then(|event| SioDialect::encode(&state, &event)) {
+        let _ = s.emit(msg.event.as_str(), &msg.data);
+    }
+}
+
+async fn on_disconnect(s: SocketRef) {
+    let Some(session) = s.extensions.get::<SioSession>() else {
+        return;
+    };
+    session
+        .core
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .finish("disconnected");
+}

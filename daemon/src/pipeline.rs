@@ -1,0 +1,80 @@
+//! The plugin pipeline: every event runs through the plugins in config order. A plugin that
+//! fails or panics is disabled and logged; the event and every other session go on.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use switchboard_plugin_api::{Decision, EventContext, Plugin, Refusal, Verdict};
+
+use crate::telemetry;
+
+struct Slot {
+    plugin: Box<dyn Plugin>,
+    /// Set when the plugin panicked; a panicking plugin's state cannot be trusted again.
+    disabled: AtomicBool,
+}
+
+/// The ordered plugins.
+pub struct Pipeline {
+    slots: Vec<Slot>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.slots.iter().map(|s| s.plugin.name()))
+            .finish()
+    }
+}
+
+impl Pipeline {
+    /// A pipeline running `plugins` in order.
+    pub fn new(plugins: Vec<Box<dyn Plugin>>) -> Self {
+        Self {
+            slots: plugins
+                .into_iter()
+                .map(|plugin| Slot {
+                    plugin,
+                    disabled: AtomicBool::new(false),
+                })
+                .collect(),
+        }
+    }
+
+    /// Runs the event through every enabled plugin. Returns the decision, or the refusal that
+    /// stopped it.
+    pub fn run(&self, cx: &EventContext<'_>) -> Result<Decision, Refusal> {
+        let mut decision = Decision::default();
+        for slot in &self.slots {
+            if slot.disabled.load(Ordering::Relaxed) {
+                continue;
+            }
+            let before = decision.clone();
+            let name = slot.plugin.name();
+            match catch_unwind(AssertUnwindSafe(|| slot.plugin.on_event(cx, &mut decision))) {
+                Ok(Ok(Verdict::Continue)) => {}
+                Ok(Ok(Verdict::Stop)) => break,
+                Ok(Ok(Verdict::Refuse(refusal))) => return Err(refusal),
+                Ok(Err(error)) => {
+                    telemetry::plugin_failed(name, &error.0);
+                    decision = before;
+                }
+                Err(_) => {
+                    telemetry::plugin_failed(name, "panicked; plugin disabled");
+                    slot.disabled.store(true, Ordering::Relaxed);
+                    decision = before;
+                }
+            }
+        }
+        Ok(decision)
+    }
+
+    /// Calls every plugin's shutdown hook in reverse order.
+    pub fn shutdown(&self) {
+        for slot in self.slots.iter().rev() {
+            if catch_unwind(AssertUnwindSafe(|| slot.plugin.shutdown())).is_err() {
+                telemetry::plugin_failed(slot.plugin.name(), "panicked in shutdown");
+            }
+        }
+    }
+}
