@@ -264,7 +264,8 @@ impl GatewayConfig {
         let mut binds = HashSet::new();
         for (i, l) in self.listeners.iter().enumerate() {
             let at = |key: &str| format!("listener[{i}].{key}");
-            if !binds.insert(l.bind) {
+            // Port 0 means "any free port", so two of those never collide.
+            if l.bind.port() != 0 && !binds.insert(l.bind) {
                 errors.push(ConfigError::at(
                     at("bind"),
                     format!("{} is bound twice", l.bind),
