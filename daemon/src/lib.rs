@@ -15,6 +15,7 @@
 pub mod config;
 pub mod gateway;
 pub mod listeners;
+pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
 pub mod rooms;

@@ -90,7 +90,7 @@ impl SessionCore {
         let rooms = std::mem::take(&mut self.rooms);
         self.gateway.leave_all(self.peer, &rooms);
         self.gateway.unregister(self.peer.session);
-        telemetry::session_closed(self.peer.session, reason);
+        telemetry::session_closed(self.peer.session, self.peer.dialect, reason);
     }
 }
 

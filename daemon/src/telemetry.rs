@@ -1,36 +1,66 @@
-//! Named telemetry occurrences: each function writes one log line with fixed fields, so message
-//! text and field names live in one reviewed place.
+//! Named telemetry occurrences: each function writes one log line with fixed fields and updates
+//! its metric, so message text, metric names and label sets live in one reviewed place.
 
 use switchboard_plugin_api::SessionId;
 use switchboard_plugin_api::protocol::{DecodeError, DialectKind};
 use tracing::{error, info, warn};
 
+use crate::metrics::{Family, global};
+
+const SESSIONS: Family = Family {
+    name: "switchboard_sessions",
+    help: "Open peer sessions by dialect.",
+    kind: "gauge",
+};
+const SESSIONS_TOTAL: Family = Family {
+    name: "switchboard_sessions_opened_total",
+    help: "Peer sessions opened since start, by dialect.",
+    kind: "counter",
+};
+const ERRORS: Family = Family {
+    name: "switchboard_errors_total",
+    help: "Refused or failed peer input, by dialect and reason.",
+    kind: "counter",
+};
+const PLUGIN_FAILURES: Family = Family {
+    name: "switchboard_plugin_failures_total",
+    help: "Plugin calls that returned an error or panicked, by plugin.",
+    kind: "counter",
+};
+
 /// A peer connection was accepted and registered.
 pub fn session_opened(session: SessionId, dialect: DialectKind) {
     info!(session = %session, dialect = %dialect, "Session opened.");
+    global().add(SESSIONS, &[("dialect", dialect.as_str())], 1);
+    global().add(SESSIONS_TOTAL, &[("dialect", dialect.as_str())], 1);
 }
 
 /// A peer connection ended.
-pub fn session_closed(session: SessionId, reason: &str) {
+pub fn session_closed(session: SessionId, dialect: DialectKind, reason: &str) {
     info!(session = %session, reason, "Session closed.");
+    global().add(SESSIONS, &[("dialect", dialect.as_str())], -1);
 }
 
 /// A peer sent something its dialect could not decode.
 pub fn decode_failed(dialect: DialectKind, error: &DecodeError) {
     warn!(dialect = %dialect, error = %error, "Refused a malformed message.");
+    global().add(ERRORS, &[("dialect", dialect.as_str()), ("reason", error.code().as_str())], 1);
 }
 
 /// A peer sent a frame above the size limit.
 pub fn frame_too_large(dialect: DialectKind, limit: usize) {
     warn!(dialect = %dialect, limit, "Closed a session that sent an oversized frame.");
+    global().add(ERRORS, &[("dialect", dialect.as_str()), ("reason", "frame_too_large")], 1);
 }
 
 /// A plugin failed or panicked.
 pub fn plugin_failed(plugin: &str, reason: &str) {
     error!(plugin, reason, "Plugin failed.");
+    global().add(PLUGIN_FAILURES, &[("plugin", plugin)], 1);
 }
 
 /// A session's outbound queue filled up; the session is being closed.
 pub fn session_stuck(session: SessionId, queue_len: usize) {
     warn!(session = %session, queue_len, "Closing a session that stopped reading its messages.");
+    global().add(ERRORS, &[("dialect", "any"), ("reason", "session_stuck")], 1);
 }

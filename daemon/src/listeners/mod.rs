@@ -32,6 +32,11 @@ pub struct ListenerContext {
     pub config: Arc<ListenerConfig>,
 }
 
+async fn metrics() -> impl axum::response::IntoResponse {
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ([(axum::http::header::CONTENT_TYPE, content_type)], crate::metrics::global().render())
+}
+
 /// A bound listener, ready to serve.
 #[derive(Debug)]
 pub struct BoundListener {
@@ -48,7 +53,9 @@ pub async fn bind(cx: ListenerContext) -> std::io::Result<BoundListener> {
     let listener = TcpListener::bind(cx.config.bind).await?;
     let local_addr = listener.local_addr()?;
     let dialects = &cx.config.dialects;
-    let mut inner = Router::new().route("/healthz", get(|| async { "ok\n" }));
+    let mut inner = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics));
     if dialects.contains(&DialectKind::Antmedia) {
         inner = inner.merge(antmedia::routes(cx.clone()));
     }
