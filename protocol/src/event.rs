@@ -249,11 +249,17 @@ impl Event {
 
     /// Shorthand for an error notice.
     pub fn error(code: ErrorCode, room: Option<&str>, message: impl Into<String>) -> Self {
-        Event::Error(ErrorNotice { room: room.map(str::to_owned), code, message: message.into() })
+        Event::Error(ErrorNotice {
+            room: room.map(str::to_owned),
+            code,
+            message: message.into(),
+        })
     }
 
     /// Shorthand for a room notice variant.
     pub fn notice(make: fn(RoomNotice) -> Event, room: &str) -> Self {
-        make(RoomNotice { room: room.to_owned() })
+        make(RoomNotice {
+            room: room.to_owned(),
+        })
     }
 }

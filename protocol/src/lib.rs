@@ -7,11 +7,14 @@
 //! - [`dialects`]: the [`Dialect`] trait and one module per dialect (`antmedia`, `socketio`,
 //!   `raw`), each holding decode and encode side by side.
 //! - [`error`]: typed decode errors and the gateway's error codes.
+//! - `testing` (feature `testing`): the dialect conformance harness every codec's tests call.
 #![warn(missing_docs)]
 
 pub mod dialects;
 pub mod error;
 pub mod event;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use dialects::{Decoded, Dialect, DialectKind};
 pub use error::{DecodeError, ErrorCode};

@@ -74,7 +74,13 @@ mod tests {
 
     #[test]
     fn non_objects_are_named() {
-        assert!(matches!(parse_object("[1]"), Err(DecodeError::NotAnObject("an array"))));
-        assert!(matches!(parse_object("\"x\""), Err(DecodeError::NotAnObject("a string"))));
+        assert!(matches!(
+            parse_object("[1]"),
+            Err(DecodeError::NotAnObject("an array"))
+        ));
+        assert!(matches!(
+            parse_object("\"x\""),
+            Err(DecodeError::NotAnObject("a string"))
+        ));
     }
 }

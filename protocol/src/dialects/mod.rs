@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::{DecodeError, Event};
 
 pub mod antmedia;
+mod common;
 mod json;
 pub mod raw;
 pub mod socketio;
@@ -64,7 +65,10 @@ pub trait Dialect {
     const KIND: DialectKind;
 
     /// Turns one inbound wire message into an event, a direct reply, or nothing.
-    fn decode(state: &mut Self::State, wire: &Self::Wire) -> Result<Decoded<Self::Wire>, DecodeError>;
+    fn decode(
+        state: &mut Self::State,
+        wire: &Self::Wire,
+    ) -> Result<Decoded<Self::Wire>, DecodeError>;
 
     /// Renders an event for a peer of this dialect; `None` when the dialect has no rendering for
     /// it (for example an Ant Media `start` for a socket.io peer).

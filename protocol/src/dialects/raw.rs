@@ -1,6 +1,25 @@
-//! Raw WebSocket dialect (STUB: being written).
+//! Raw WebSocket dialect: JSON (or anything) in text frames at `/ws/{room}`.
+//!
+//! Decoding recognizes the common shapes of WebRTC signaling JSON (simple-peer's signal objects,
+//! `RTCSessionDescription`/`RTCIceCandidate` JSON, bare candidates) and turns everything else into
+//! [`Event::Opaque`], which is relayed byte-identical to the other raw peers in the room.
+//! Encoding is simple-peer compatible; gateway notices live in the `switchboard.*` `type`
+//! namespace, which never collides with a peer signal.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::common::{
+    CandidateInit, DescriptionInit, candidate_init, description_init, ice_server_list,
+    looks_like_object, to_text,
+};
+use super::json::parse_object;
 use super::{Decoded, Dialect, DialectKind};
-use crate::{DecodeError, Event};
+use crate::{DecodeError, ErrorNotice, Event, Opaque, PeerMessage};
+
+/// The `type` prefix of every notice the gateway sends to raw peers. A frame of that type coming
+/// back from a peer (an echo) is ignored.
+pub const NOTICE_PREFIX: &str = "switchboard.";
 
 /// Raw JSON/opaque text frames at `/ws/{room}`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -17,10 +36,244 @@ impl Dialect for Raw {
     type Wire = String;
     type State = RawState;
     const KIND: DialectKind = DialectKind::Raw;
-    fn decode(_: &mut RawState, _: &String) -> Result<Decoded<String>, DecodeError> {
-        Ok(Decoded::Ignore)
+
+    fn decode(state: &mut RawState, wire: &String) -> Result<Decoded<String>, DecodeError> {
+        decode(&state.room, wire)
     }
-    fn encode(_: &RawState, _: &Event) -> Option<String> {
-        None
+
+    fn encode(_: &RawState, event: &Event) -> Option<String> {
+        encode(event)
+    }
+
+    /// Raw peers relay each other's frames byte-identical, recognized or not.
+    fn forward(_: &RawState, original: &str, event: &Event) -> Option<String> {
+        match event {
+            Event::Description(_)
+            | Event::Candidate(_)
+            | Event::PeerMessage(_)
+            | Event::Opaque(_) => Some(original.to_owned()),
+            _ => encode(event),
+        }
+    }
+}
+
+// === decode ===
+
+fn decode(room: &str, text: &str) -> Result<Decoded<String>, DecodeError> {
+    let opaque = || {
+        let payload = text.to_owned();
+        Ok(Decoded::Event(Event::Opaque(Opaque {
+            room: room.to_owned(),
+            payload,
+        })))
+    };
+    if !looks_like_object(text) {
+        return opaque();
+    }
+    let obj = match parse_object(text) {
+        Ok(obj) => obj,
+        // Too deep is refused on every dialect; anything else malformed is just not ours to read.
+        Err(e @ DecodeError::TooDeep(_)) => return Err(e),
+        Err(_) => return opaque(),
+    };
+    match classify(room, &obj)? {
+        Some(decoded) => Ok(decoded),
+        None => opaque(),
+    }
+}
+
+/// The recognized shapes; `None` means "not a signal we know": relay it as it is.
+fn classify(room: &str, obj: &Map<String, Value>) -> Result<Option<Decoded<String>>, DecodeError> {
+    let event = |e| Ok(Some(Decoded::Event(e)));
+    if let Some(Value::String(kind)) = obj.get("type") {
+        return match kind.as_str() {
+            k if k.starts_with(NOTICE_PREFIX) => Ok(Some(Decoded::Ignore)),
+            "offer" | "answer" | "pranswer" | "rollback" => {
+                event(Event::Description(description_init(room, obj)?))
+            }
+            "candidate" => candidate(room, obj),
+            // renegotiate, transceiverRequest and application messages.
+            _ => Ok(None),
+        };
+    }
+    if let Some(Value::Object(sdp)) = obj.get("sdp") {
+        return event(Event::Description(description_init(room, sdp)?));
+    }
+    candidate(room, obj)
+}
+
+/// `{candidate:{...}}` (simple-peer wraps it in `type:"candidate"`) or a bare
+/// `{candidate:"...", sdpMid, sdpMLineIndex}`; `None` for anything else, including the
+/// end-of-candidates `{candidate:null}`.
+fn candidate(room: &str, obj: &Map<String, Value>) -> Result<Option<Decoded<String>>, DecodeError> {
+    let found = match obj.get("candidate") {
+        Some(Value::Object(inner)) => candidate_init(room, inner)?,
+        Some(Value::String(_)) => candidate_init(room, obj)?,
+        None | Some(Value::Null) => None,
+        Some(_) => {
+            return Err(DecodeError::WrongType {
+                field: "candidate",
+                expected: "an object or a string",
+            });
+        }
+    };
+    Ok(found.map(|c| Decoded::Event(Event::Candidate(c))))
+}
+
+// === encode ===
+
+#[derive(Serialize)]
+struct CandidateSignal<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    candidate: CandidateInit<'a>,
+}
+
+/// `{"type":"switchboard.…","room":R}`
+#[derive(Serialize)]
+struct RoomNoticeFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a str,
+}
+
+#[derive(Serialize)]
+struct PeerMessageFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a str,
+    definition: &'a Value,
+    data: &'a Value,
+}
+
+#[derive(Serialize)]
+struct IceServersFrame {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(rename = "iceServers")]
+    ice_servers: Value,
+}
+
+#[derive(Serialize)]
+struct ErrorFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
+}
+
+fn encode(event: &Event) -> Option<String> {
+    let notice = |kind, room: &str| to_text(&RoomNoticeFrame { kind, room });
+    match event {
+        Event::Description(d) => to_text(&DescriptionInit::from(d)),
+        Event::Candidate(c) => to_text(&CandidateSignal {
+            kind: "candidate",
+            candidate: CandidateInit::from(c),
+        }),
+        Event::Opaque(o) => Some(o.payload.clone()),
+        Event::Joined(n) => notice("switchboard.joined", &n.room),
+        Event::Start(n) => notice("switchboard.start", &n.room),
+        Event::PeerJoined(n) => notice("switchboard.peer-joined", &n.room),
+        Event::PeerLeft(n) => notice("switchboard.peer-left", &n.room),
+        Event::Left(n) => notice("switchboard.left", &n.room),
+        Event::PeerMessage(PeerMessage {
+            room,
+            definition,
+            data,
+        }) => to_text(&PeerMessageFrame {
+            kind: "switchboard.peer-message",
+            room,
+            definition,
+            data,
+        }),
+        Event::IceServers(ice) => to_text(&IceServersFrame {
+            kind: "switchboard.ice-servers",
+            ice_servers: ice_server_list(ice),
+        }),
+        Event::Error(ErrorNotice {
+            room,
+            code,
+            message,
+        }) => to_text(&ErrorFrame {
+            kind: "switchboard.error",
+            code: code.as_str(),
+            message,
+            room: room.as_deref(),
+        }),
+        Event::Join(_) | Event::Leave(_) | Event::IceServersRequest => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decoded(text: &str) -> Decoded<String> {
+        match decode("r", text) {
+            Ok(d) => d,
+            Err(e) => panic!("{text}: {e}"),
+        }
+    }
+
+    #[test]
+    fn malformed_object_like_text_is_opaque() {
+        assert!(matches!(
+            decoded("{not json"),
+            Decoded::Event(Event::Opaque(_))
+        ));
+    }
+
+    #[test]
+    fn echoed_notices_are_ignored() {
+        assert_eq!(
+            decoded(r#"{"type":"switchboard.joined","room":"r"}"#),
+            Decoded::Ignore
+        );
+    }
+
+    #[test]
+    fn end_of_candidates_is_opaque() {
+        for text in [
+            r#"{"candidate":null}"#,
+            r#"{"type":"candidate","candidate":{"sdpMid":"0"}}"#,
+        ] {
+            assert!(
+                matches!(decoded(text), Decoded::Event(Event::Opaque(_))),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn notices_never_use_a_signal_type() {
+        const SIGNALS: &[&str] = &[
+            "offer",
+            "answer",
+            "candidate",
+            "pranswer",
+            "rollback",
+            "renegotiate",
+            "transceiverRequest",
+        ];
+        let notices = [
+            Event::notice(Event::Joined, "r"),
+            Event::notice(Event::Start, "r"),
+            Event::notice(Event::PeerJoined, "r"),
+            Event::notice(Event::PeerLeft, "r"),
+            Event::notice(Event::Left, "r"),
+            Event::error(crate::ErrorCode::RoomFull, Some("r"), "full"),
+            Event::IceServers(crate::IceServers::default()),
+        ];
+        for n in notices {
+            let text = encode(&n).unwrap_or_default();
+            let v: Value = serde_json::from_str(&text).unwrap_or_default();
+            let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
+            assert!(
+                kind.starts_with(NOTICE_PREFIX) && !SIGNALS.contains(&kind),
+                "{text}"
+            );
+        }
     }
 }

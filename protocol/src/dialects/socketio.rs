@@ -1,6 +1,28 @@
-//! socket.io SimpleP2P dialect (STUB: being written).
+//! socket.io dialect of the SimpleP2P tutorial: the `msg` event whose single argument is a JSON
+//! *string*, `{"sdp":{type,sdp}}` or `{"candidate":{candidate,sdpMid,sdpMLineIndex}}`
+//! (`../shared/protocol/socketio.md` section 1).
+//!
+//! Between socket.io peers the `msg` string is forwarded byte-identical: the page calls
+//! `JSON.parse(msg)`, so it must stay a string. Gateway notices use a separate event,
+//! `switchboard`, whose argument is an object; the classic page has no handler for it.
+
+use std::borrow::Cow;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::common::{
+    CandidateInit, DescriptionInit, candidate_init, description_init, ice_server_list,
+    looks_like_object, to_text,
+};
+use super::json::parse_object;
 use super::{Decoded, Dialect, DialectKind};
-use crate::{DecodeError, Event};
+use crate::{DecodeError, Event, Opaque};
+
+/// The event that carries peer signals.
+pub const MSG_EVENT: &str = "msg";
+/// The event that carries gateway notices.
+pub const NOTICE_EVENT: &str = "switchboard";
 
 /// socket.io `msg` relay.
 #[derive(Debug, Clone, Copy, Default)]
@@ -15,6 +37,30 @@ pub struct SioMessage {
     pub data: serde_json::Value,
 }
 
+impl SioMessage {
+    /// A `msg` event carrying `text` as a string argument, as the classic page sends it.
+    pub fn msg(text: impl Into<String>) -> Self {
+        SioMessage {
+            event: MSG_EVENT.to_owned(),
+            data: Value::String(text.into()),
+        }
+    }
+
+    /// The text of a `msg` argument: the string itself, or the compact JSON of an object that a
+    /// modern client emitted without `JSON.stringify`. This is the `original` to pass to
+    /// [`Dialect::forward`]. `None` for other events and other argument types.
+    pub fn msg_text(&self) -> Option<Cow<'_, str>> {
+        if self.event != MSG_EVENT {
+            return None;
+        }
+        match &self.data {
+            Value::String(s) => Some(Cow::Borrowed(s)),
+            obj @ Value::Object(_) => serde_json::to_string(obj).ok().map(Cow::Owned),
+            _ => None,
+        }
+    }
+}
+
 /// Per-connection socket.io state: the room from the handshake or the listener.
 #[derive(Debug, Default)]
 pub struct SioState {
@@ -26,10 +72,162 @@ impl Dialect for SocketIo {
     type Wire = SioMessage;
     type State = SioState;
     const KIND: DialectKind = DialectKind::Socketio;
-    fn decode(_: &mut SioState, _: &SioMessage) -> Result<Decoded<SioMessage>, DecodeError> {
-        Ok(Decoded::Ignore)
+
+    fn decode(state: &mut SioState, wire: &SioMessage) -> Result<Decoded<SioMessage>, DecodeError> {
+        decode(&state.room, wire)
     }
-    fn encode(_: &SioState, _: &Event) -> Option<SioMessage> {
-        None
+
+    fn encode(_: &SioState, event: &Event) -> Option<SioMessage> {
+        encode(event)
+    }
+
+    /// Signals between socket.io peers keep the sender's exact `msg` string.
+    fn forward(_: &SioState, original: &str, event: &Event) -> Option<SioMessage> {
+        match event {
+            Event::Description(_) | Event::Candidate(_) | Event::Opaque(_) => {
+                Some(SioMessage::msg(original))
+            }
+            _ => encode(event),
+        }
+    }
+}
+
+// === decode ===
+
+fn decode(room: &str, wire: &SioMessage) -> Result<Decoded<SioMessage>, DecodeError> {
+    if wire.event != MSG_EVENT {
+        return Ok(Decoded::Ignore);
+    }
+    let text = match &wire.data {
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        obj @ Value::Object(_) => Cow::Owned(serde_json::to_string(obj)?),
+        _ => {
+            return Err(DecodeError::WrongType {
+                field: "msg",
+                expected: "a JSON string",
+            });
+        }
+    };
+    let opaque = || {
+        let payload = text.clone().into_owned();
+        Ok(Decoded::Event(Event::Opaque(Opaque {
+            room: room.to_owned(),
+            payload,
+        })))
+    };
+    if !looks_like_object(&text) {
+        return opaque();
+    }
+    let obj = match parse_object(&text) {
+        Ok(obj) => obj,
+        Err(e @ DecodeError::TooDeep(_)) => return Err(e),
+        Err(_) => return opaque(),
+    };
+    if let Some(Value::Object(sdp)) = obj.get("sdp") {
+        return Ok(Decoded::Event(Event::Description(description_init(
+            room, sdp,
+        )?)));
+    }
+    if let Some(Value::Object(candidate)) = obj.get("candidate")
+        && let Some(c) = candidate_init(room, candidate)?
+    {
+        return Ok(Decoded::Event(Event::Candidate(c)));
+    }
+    opaque()
+}
+
+// === encode ===
+
+#[derive(Serialize)]
+struct SdpSignal<'a> {
+    sdp: DescriptionInit<'a>,
+}
+
+#[derive(Serialize)]
+struct CandidateSignal<'a> {
+    candidate: CandidateInit<'a>,
+}
+
+fn encode(event: &Event) -> Option<SioMessage> {
+    let notice = |data: Value| {
+        Some(SioMessage {
+            event: NOTICE_EVENT.to_owned(),
+            data,
+        })
+    };
+    match event {
+        Event::Description(d) => to_text(&SdpSignal { sdp: d.into() }).map(SioMessage::msg),
+        Event::Candidate(c) => to_text(&CandidateSignal {
+            candidate: c.into(),
+        })
+        .map(SioMessage::msg),
+        Event::Opaque(o) => Some(SioMessage::msg(o.payload.as_str())),
+        Event::Joined(n) => notice(json!({ "type": "joined", "room": n.room })),
+        Event::Start(n) => notice(json!({ "type": "start", "room": n.room })),
+        Event::PeerJoined(n) => notice(json!({ "type": "peer-joined", "room": n.room })),
+        Event::PeerLeft(n) => notice(json!({ "type": "peer-left", "room": n.room })),
+        Event::PeerMessage(m) => notice(json!({
+            "type": "peer-message",
+            "room": m.room,
+            "definition": m.definition,
+            "data": m.data,
+        })),
+        Event::IceServers(ice) => {
+            notice(json!({ "type": "ice-servers", "iceServers": ice_server_list(ice) }))
+        }
+        Event::Error(e) => {
+            let mut data =
+                json!({ "type": "error", "code": e.code.as_str(), "message": e.message });
+            if let (Some(room), Value::Object(map)) = (&e.room, &mut data) {
+                map.insert("room".to_owned(), Value::String(room.clone()));
+            }
+            notice(data)
+        }
+        // A socket.io peer leaves by disconnecting; there is nothing to acknowledge.
+        Event::Left(_) | Event::Join(_) | Event::Leave(_) | Event::IceServersRequest => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_arguments_are_read_as_their_json_text() {
+        let wire = SioMessage {
+            event: MSG_EVENT.into(),
+            data: json!({ "sdp": { "type": "answer", "sdp": "v=0\r\n" } }),
+        };
+        let d = decode("r", &wire);
+        assert!(
+            matches!(d, Ok(Decoded::Event(Event::Description(_)))),
+            "{d:?}"
+        );
+        assert_eq!(
+            wire.msg_text().as_deref(),
+            Some(r#"{"sdp":{"sdp":"v=0\r\n","type":"answer"}}"#)
+        );
+    }
+
+    #[test]
+    fn other_events_are_ignored() {
+        let wire = SioMessage {
+            event: "chat".into(),
+            data: json!(5),
+        };
+        assert!(matches!(decode("r", &wire), Ok(Decoded::Ignore)));
+        assert_eq!(wire.msg_text(), None);
+    }
+
+    #[test]
+    fn non_string_arguments_are_refused() {
+        let wire = SioMessage {
+            event: MSG_EVENT.into(),
+            data: json!(5),
+        };
+        assert!(matches!(
+            decode("r", &wire),
+            Err(DecodeError::WrongType { field: "msg", .. })
+        ));
     }
 }

@@ -1,0 +1,223 @@
+//! Client → gateway: one Ant Media command frame to an [`Event`].
+
+use serde_json::{Map, Value};
+
+use crate::dialects::Decoded;
+use crate::dialects::common::{
+    ECHO_CHARS, opt_mid, opt_mline_index, opt_str, req_str, sdp_kind, truncate,
+};
+use crate::dialects::json::parse_object;
+use crate::{
+    Candidate, DecodeError, Description, Event, Join, JoinMode, Leave, LeaveReason, PeerMessage,
+};
+
+/// Why conference and media commands are refused.
+const NO_CONFERENCE: &str =
+    "conference rooms and media need the conference plugin, which this gateway does not run";
+
+/// Commands the SDK sends for conference rooms or a media server. They are recognized so that the
+/// peer gets a clear `unsupported_command` instead of `unknown_command` (or a stream-name error).
+const CONFERENCE_COMMANDS: &[&str] = &[
+    "publish",
+    "play",
+    "joinRoom",
+    "leaveFromRoom",
+    "getRoomInfo",
+    "getStreamInfo",
+    "getTrackList",
+    "enableTrack",
+    "toggleVideo",
+    "toggleAudio",
+    "forceStreamQuality",
+    "updateStreamMetaData",
+    "getBroadcastObject",
+    "getSubtracks",
+    "getSubtracksCount",
+    "getSubscriberCount",
+    "getSubscribers",
+    "getVideoTrackAssignmentsCommand",
+    "assignVideoTrackCommand",
+    "updateVideoTrackAssignmentsCommand",
+    "setMaxVideoTrackCountCommand",
+    "getDebugInfo",
+    "registerPushNotificationToken",
+    "sendPushNotification",
+];
+
+/// The P2P commands that name a stream.
+const STREAM_COMMANDS: &[&str] = &[
+    "join",
+    "leave",
+    "stop",
+    "takeConfiguration",
+    "takeCandidate",
+    "peerMessageCommand",
+];
+
+/// Decodes one text frame.
+pub(super) fn decode(text: &str) -> Result<Decoded<String>, DecodeError> {
+    let obj = parse_object(text)?;
+    let Some(Value::String(command)) = obj.get("command") else {
+        return Err(DecodeError::MissingCommand);
+    };
+    let command = command.as_str();
+    match command {
+        "ping" => return Ok(Decoded::Reply(r#"{"command":"pong"}"#.to_owned())),
+        "getIceServerConfig" => return Ok(Decoded::Event(Event::IceServersRequest)),
+        c if CONFERENCE_COMMANDS.contains(&c) => {
+            return Err(DecodeError::Unsupported {
+                command: c.to_owned(),
+                reason: NO_CONFERENCE,
+            });
+        }
+        c if !STREAM_COMMANDS.contains(&c) => {
+            return Err(DecodeError::UnknownCommand(truncate(c, ECHO_CHARS)));
+        }
+        _ => {}
+    }
+    let room = stream_id(&obj)?.to_owned();
+    let event = match command {
+        "join" => Event::Join(Join {
+            room,
+            mode: join_mode(&obj)?,
+        }),
+        "leave" => Event::Leave(Leave {
+            room,
+            reason: LeaveReason::Leave,
+        }),
+        "stop" => Event::Leave(Leave {
+            room,
+            reason: LeaveReason::Stop,
+        }),
+        "takeConfiguration" => {
+            let kind = sdp_kind(&obj, "type")?;
+            let sdp = req_str(&obj, "sdp")?.to_owned();
+            Event::Description(Description { room, kind, sdp })
+        }
+        "takeCandidate" => Event::Candidate(Candidate {
+            candidate: req_str(&obj, "candidate")?.to_owned(),
+            sdp_mid: opt_mid(&obj, "id")?,
+            sdp_mline_index: opt_mline_index(&obj, "label")?,
+            username_fragment: None,
+            room,
+        }),
+        "peerMessageCommand" => Event::PeerMessage(PeerMessage {
+            definition: obj.get("definition").cloned().unwrap_or(Value::Null),
+            data: obj.get("data").cloned().unwrap_or(Value::Null),
+            room,
+        }),
+        // STREAM_COMMANDS above lists exactly the arms of this match.
+        other => return Err(DecodeError::UnknownCommand(truncate(other, ECHO_CHARS))),
+    };
+    Ok(Decoded::Event(event))
+}
+
+/// The `streamId` every P2P command carries: present, a non-empty string, and made of
+/// `[A-Za-z0-9._-]` only (Ant's `StreamIdValidator`).
+fn stream_id(obj: &Map<String, Value>) -> Result<&str, DecodeError> {
+    match obj.get("streamId") {
+        None | Some(Value::Null) => Err(DecodeError::MissingField("streamId")),
+        Some(Value::String(s)) if s.is_empty() => Err(DecodeError::MissingField("streamId")),
+        Some(Value::String(s)) => {
+            if s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            {
+                Ok(s)
+            } else {
+                Err(DecodeError::InvalidStreamName(truncate(s, ECHO_CHARS)))
+            }
+        }
+        Some(_) => Err(DecodeError::WrongType {
+            field: "streamId",
+            expected: "a string",
+        }),
+    }
+}
+
+/// `mode`: `"both"` (the default) or `"play"` (the SDK's `isPlayMode`).
+fn join_mode(obj: &Map<String, Value>) -> Result<JoinMode, DecodeError> {
+    match opt_str(obj, "mode")? {
+        None | Some("both") => Ok(JoinMode::Both),
+        Some("play") => Ok(JoinMode::Play),
+        Some(other) => Err(DecodeError::InvalidValue {
+            field: "mode",
+            value: truncate(other, ECHO_CHARS),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(text: &str) -> Event {
+        match decode(text) {
+            Ok(Decoded::Event(e)) => e,
+            other => panic!("expected an event from {text}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn conference_commands_are_refused_before_the_stream_check() {
+        for c in CONFERENCE_COMMANDS {
+            let r = decode(&format!(r#"{{"command":"{c}"}}"#));
+            assert!(
+                matches!(r, Err(DecodeError::Unsupported { .. })),
+                "{c}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_command_wins_over_missing_stream() {
+        assert!(matches!(
+            decode(r#"{"command":"nope"}"#),
+            Err(DecodeError::UnknownCommand(_))
+        ));
+    }
+
+    #[test]
+    fn every_stream_command_needs_a_stream_id() {
+        for c in STREAM_COMMANDS {
+            let r = decode(&format!(r#"{{"command":"{c}","streamId":""}}"#));
+            assert!(
+                matches!(r, Err(DecodeError::MissingField("streamId"))),
+                "{c}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn long_invalid_stream_names_are_truncated_by_character() {
+        let id = "é".repeat(500);
+        let r = decode(&format!(r#"{{"command":"join","streamId":"{id}"}}"#));
+        assert!(matches!(r, Err(DecodeError::InvalidStreamName(s)) if s.chars().count() == 64));
+    }
+
+    #[test]
+    fn join_accepts_extra_fields_and_null_mode() {
+        let e =
+            event(r#"{"command":"join","streamId":"r","multiPeer":true,"token":"t","mode":null}"#);
+        assert_eq!(
+            e,
+            Event::Join(Join {
+                room: "r".into(),
+                mode: JoinMode::Both
+            })
+        );
+    }
+
+    #[test]
+    fn candidate_label_may_be_a_digit_string_and_id_a_number() {
+        let e = event(
+            r#"{"command":"takeCandidate","streamId":"r","label":"1","id":1,"candidate":""}"#,
+        );
+        let Event::Candidate(c) = e else {
+            panic!("not a candidate")
+        };
+        assert_eq!(
+            (c.sdp_mline_index, c.sdp_mid.as_deref()),
+            (Some(1), Some("1"))
+        );
+    }
+}

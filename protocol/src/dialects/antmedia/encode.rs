@@ -1,0 +1,179 @@
+//! Gateway → client: an [`Event`] to the frame AMS would send. Every frame is compact JSON with
+//! its keys in a fixed order (the structs below), so the output is byte-stable.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::dialects::common::to_text;
+use crate::{ErrorCode, Event};
+
+/// `{"command":"start"|"stop","streamId":R}`
+#[derive(Serialize)]
+struct StreamCommand<'a> {
+    command: &'static str,
+    #[serde(rename = "streamId")]
+    stream_id: &'a str,
+}
+
+/// `{"command":"notification","definition":D,"streamId":R}`
+#[derive(Serialize)]
+struct Notification<'a> {
+    command: &'static str,
+    definition: &'static str,
+    #[serde(rename = "streamId")]
+    stream_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct TakeConfiguration<'a> {
+    command: &'static str,
+    #[serde(rename = "streamId")]
+    stream_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sdp: &'a str,
+    /// Always `{}`: without it the SDK's `onTrack` throws for peers without a remote video
+    /// element (antmedia.md 4.1-2).
+    #[serde(rename = "idMapping")]
+    id_mapping: Empty,
+}
+
+/// Serializes as `{}`.
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct TakeCandidate<'a> {
+    command: &'static str,
+    #[serde(rename = "streamId")]
+    stream_id: &'a str,
+    /// A number: the SDK builds `RTCIceCandidate({sdpMLineIndex: label})` from it.
+    label: u32,
+    id: &'a str,
+    candidate: &'a str,
+}
+
+#[derive(Serialize)]
+struct PeerMessageCommand<'a> {
+    command: &'static str,
+    #[serde(rename = "streamId")]
+    stream_id: &'a str,
+    definition: &'a Value,
+    data: &'a Value,
+}
+
+#[derive(Serialize)]
+struct IceServerConfig<'a> {
+    command: &'static str,
+    #[serde(rename = "stunServerUri")]
+    stun_server_uri: &'a str,
+    #[serde(rename = "turnServerUsername")]
+    turn_server_username: &'a str,
+    #[serde(rename = "turnServerCredential")]
+    turn_server_credential: &'a str,
+}
+
+#[derive(Serialize)]
+struct ErrorFrame<'a> {
+    command: &'static str,
+    definition: &'static str,
+    #[serde(rename = "streamId", skip_serializing_if = "Option::is_none")]
+    stream_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    information: Option<&'a str>,
+}
+
+/// Renders an event, or `None` when an Ant peer has no use for it.
+pub(super) fn encode(event: &Event) -> Option<String> {
+    match event {
+        Event::Joined(n) => notification("joined", &n.room),
+        Event::Left(n) => notification("leaved", &n.room),
+        Event::Start(n) => to_text(&StreamCommand {
+            command: "start",
+            stream_id: &n.room,
+        }),
+        Event::PeerLeft(n) => to_text(&StreamCommand {
+            command: "stop",
+            stream_id: &n.room,
+        }),
+        Event::Description(d) => to_text(&TakeConfiguration {
+            command: "takeConfiguration",
+            stream_id: &d.room,
+            kind: d.kind.as_str(),
+            sdp: &d.sdp,
+            id_mapping: Empty {},
+        }),
+        Event::Candidate(c) => {
+            let label = c.sdp_mline_index.unwrap_or(0);
+            let label_text;
+            let id = match &c.sdp_mid {
+                Some(mid) => mid.as_str(),
+                None => {
+                    label_text = label.to_string();
+                    label_text.as_str()
+                }
+            };
+            to_text(&TakeCandidate {
+                command: "takeCandidate",
+                stream_id: &c.room,
+                label,
+                id,
+                candidate: &c.candidate,
+            })
+        }
+        Event::PeerMessage(m) => to_text(&PeerMessageCommand {
+            command: "peerMessageCommand",
+            stream_id: &m.room,
+            definition: &m.definition,
+            data: &m.data,
+        }),
+        Event::IceServers(ice) => to_text(&IceServerConfig {
+            command: "iceServerConfig",
+            stun_server_uri: &ice.uri,
+            turn_server_username: &ice.username,
+            turn_server_credential: &ice.credential,
+        }),
+        Event::Error(e) => to_text(&ErrorFrame {
+            command: "error",
+            definition: e.code.ant_definition(),
+            // The SDK's own noStreamNameSpecified never names a stream (there was none).
+            stream_id: if e.code == ErrorCode::NoStreamName {
+                None
+            } else {
+                e.room.as_deref()
+            },
+            information: if is_ant_native(e.code) {
+                None
+            } else {
+                Some(&e.message)
+            },
+        }),
+        // Relayed opaque frames come from other dialects and mean nothing to the SDK; a partner
+        // arriving is announced by `start` to the offerer only.
+        Event::PeerJoined(_)
+        | Event::Opaque(_)
+        | Event::Join(_)
+        | Event::Leave(_)
+        | Event::IceServersRequest => None,
+    }
+}
+
+/// Error definitions AMS itself sends, which carry no `information` (kept exactly as AMS
+/// sends them); the gateway's own definitions explain themselves in `information`.
+fn is_ant_native(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::RoomFull
+            | ErrorCode::NoPeer
+            | ErrorCode::NoStreamName
+            | ErrorCode::InvalidStreamName
+    )
+}
+
+fn notification(definition: &'static str, room: &str) -> Option<String> {
+    to_text(&Notification {
+        command: "notification",
+        definition,
+        stream_id: room,
+    })
+}

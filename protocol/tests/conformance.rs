@@ -1,0 +1,85 @@
+//! Every dialect passes the conformance harness (`switchboard_protocol::testing`).
+
+use serde_json::json;
+use switchboard_protocol::dialects::antmedia::{AntMedia, AntState};
+use switchboard_protocol::dialects::raw::{Raw, RawState};
+use switchboard_protocol::dialects::socketio::{SioMessage, SioState, SocketIo};
+use switchboard_protocol::testing::{Conformance, assert_dialect_conformance};
+
+#[test]
+fn antmedia_conforms() {
+    assert_dialect_conformance::<AntMedia>(Conformance {
+        state: |_| AntState,
+        unknown: vec![
+            r#"{"command":"connectWithNewId","streamId":"room1"}"#.into(),
+            r#"{"command":"notification","definition":"joined","streamId":"room1"}"#.into(),
+            r#"{"command":"pong"}"#.into(),
+        ],
+        hostile: vec![r#"{"command":"join","streamId":"a b"}"#.into()],
+        // A partner arriving is told by `start` to the offerer; opaque frames of other dialects
+        // mean nothing to the SDK.
+        silent: &["peer_joined", "opaque"],
+    });
+}
+
+#[test]
+fn raw_conforms() {
+    assert_dialect_conformance::<Raw>(Conformance {
+        state: |room| RawState {
+            room: room.to_owned(),
+        },
+        unknown: vec![
+            r#"{"type":"renegotiate","renegotiate":true}"#.into(),
+            r#"{"type":"transceiverRequest","transceiverRequest":{"kind":"video"}}"#.into(),
+            "ping".into(),
+        ],
+        hostile: vec![],
+        silent: &[],
+    });
+}
+
+#[test]
+fn socketio_conforms() {
+    // socketioxide parses arguments with serde_json's 128-level limit; 120 levels get through to
+    // us as a `Value`.
+    let mut deep = json!(1);
+    for _ in 0..120 {
+        deep = json!({ "sdp": deep });
+    }
+    assert_dialect_conformance::<SocketIo>(Conformance {
+        state: |room| SioState {
+            room: room.to_owned(),
+        },
+        unknown: vec![
+            SioMessage::msg(r#"{"type":"bye"}"#),
+            SioMessage {
+                event: "join".into(),
+                data: json!("room1"),
+            },
+            SioMessage {
+                event: "msg".into(),
+                data: json!({ "chat": "hi" }),
+            },
+        ],
+        hostile: vec![
+            SioMessage {
+                event: "msg".into(),
+                data: deep,
+            },
+            SioMessage {
+                event: "msg".into(),
+                data: json!(null),
+            },
+            SioMessage {
+                event: "msg".into(),
+                data: json!([1, 2]),
+            },
+            SioMessage {
+                event: String::new(),
+                data: json!(null),
+            },
+        ],
+        // A socket.io peer leaves by disconnecting; nothing to acknowledge.
+        silent: &["left"],
+    });
+}
