@@ -36,8 +36,16 @@ pub fn global() -> &'static Metrics {
 impl Metrics {
     /// Adds `delta` to the series `family{labels}`.
     pub fn add(&self, family: Family, labels: &[(&'static str, &str)], delta: i64) {
-        let key: Key = (family.name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect());
-        if let Some(v) = self.values.read().unwrap_or_else(PoisonError::into_inner).get(&key) {
+        let key: Key = (
+            family.name,
+            labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+        );
+        if let Some(v) = self
+            .values
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
             v.fetch_add(delta, Ordering::Relaxed);
             return;
         }
@@ -56,7 +64,10 @@ impl Metrics {
 
     /// The current value of a series (0 if never touched).
     pub fn get(&self, name: &'static str, labels: &[(&'static str, &str)]) -> i64 {
-        let key: Key = (name, labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect());
+        let key: Key = (
+            name,
+            labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+        );
         let values = self.values.read().unwrap_or_else(PoisonError::into_inner);
         values.get(&key).map_or(0, |v| v.load(Ordering::Relaxed))
     }
@@ -70,9 +81,15 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {} {}", family.name, family.help);
             let _ = writeln!(out, "# TYPE {} {}", family.name, family.kind);
             for ((name, labels), value) in values.iter().filter(|((n, _), _)| *n == family.name) {
-                let labels: Vec<String> =
-                    labels.iter().map(|(k, v)| format!("{k}=\"{}\"", escape(v))).collect();
-                let labels = if labels.is_empty() { String::new() } else { format!("{{{}}}", labels.join(",")) };
+                let labels: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                    .collect();
+                let labels = if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!("{{{}}}", labels.join(","))
+                };
                 let _ = writeln!(out, "{name}{labels} {}", value.load(Ordering::Relaxed));
             }
         }
@@ -81,5 +98,7 @@ impl Metrics {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }

@@ -142,10 +142,10 @@ pub async fn run_websocket<D>(
                 break "cancelled";
             }
             Some(out) = rx.recv() => {
-                if let Some(frame) = render::<D>(&state, &out) {
-                    if sink.send(Message::Text(frame.into())).await.is_err() {
-                        break "write failed";
-                    }
+                if let Some(frame) = render::<D>(&state, &out)
+                    && sink.send(Message::Text(frame.into())).await.is_err()
+                {
+                    break "write failed";
                 }
             }
             inbound = stream.next() => {

@@ -44,13 +44,24 @@ pub fn session_closed(session: SessionId, dialect: DialectKind, reason: &str) {
 /// A peer sent something its dialect could not decode.
 pub fn decode_failed(dialect: DialectKind, error: &DecodeError) {
     warn!(dialect = %dialect, error = %error, "Refused a malformed message.");
-    global().add(ERRORS, &[("dialect", dialect.as_str()), ("reason", error.code().as_str())], 1);
+    global().add(
+        ERRORS,
+        &[
+            ("dialect", dialect.as_str()),
+            ("reason", error.code().as_str()),
+        ],
+        1,
+    );
 }
 
 /// A peer sent a frame above the size limit.
 pub fn frame_too_large(dialect: DialectKind, limit: usize) {
     warn!(dialect = %dialect, limit, "Closed a session that sent an oversized frame.");
-    global().add(ERRORS, &[("dialect", dialect.as_str()), ("reason", "frame_too_large")], 1);
+    global().add(
+        ERRORS,
+        &[("dialect", dialect.as_str()), ("reason", "frame_too_large")],
+        1,
+    );
 }
 
 /// A plugin failed or panicked.
@@ -62,5 +73,9 @@ pub fn plugin_failed(plugin: &str, reason: &str) {
 /// A session's outbound queue filled up; the session is being closed.
 pub fn session_stuck(session: SessionId, queue_len: usize) {
     warn!(session = %session, queue_len, "Closing a session that stopped reading its messages.");
-    global().add(ERRORS, &[("dialect", "any"), ("reason", "session_stuck")], 1);
+    global().add(
+        ERRORS,
+        &[("dialect", "any"), ("reason", "session_stuck")],
+        1,
+    );
 }

@@ -166,7 +166,7 @@ async fn play_only_waiting_peer_lets_the_joiner_offer() {
     player.recv_text().await;
     let mut both = WsClient::connect(&gw.ant_url("LiveApp")).await;
     both.send_json(join("play1")).await;
-    let mut got = vec![both.recv_json().await, both.recv_json().await];
+    let mut got = [both.recv_json().await, both.recv_json().await];
     got.sort_by_key(|v| v["command"].as_str().unwrap_or_default().to_owned());
     assert_eq!(field(&got[0], "definition"), "joined");
     assert_eq!(got[1], json!({"command":"start","streamId":"play1"}));

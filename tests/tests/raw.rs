@@ -71,7 +71,7 @@ async fn raw_and_ant_peers_bridge_with_the_ant_peer_offering() {
         raw.recv_json().await,
         json!({"type":"switchboard.peer-joined","room":"mixed"})
     );
-    let mut ant_got = vec![ant.recv_json().await, ant.recv_json().await];
+    let mut ant_got = [ant.recv_json().await, ant.recv_json().await];
     ant_got.sort_by_key(|v| v["command"].as_str().unwrap_or_default().to_owned());
     assert_eq!(ant_got[1], json!({"command":"start","streamId":"mixed"}));
 

@@ -32,7 +32,7 @@ async fn upgrade(
             socket,
             cx.gateway.clone(),
             handle,
-            AntState::default(),
+            AntState,
             None,
         );
         cx.tracker.track_future(session.instrument(span))

@@ -34,7 +34,10 @@ pub struct ListenerContext {
 
 async fn metrics() -> impl axum::response::IntoResponse {
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
-    ([(axum::http::header::CONTENT_TYPE, content_type)], crate::metrics::global().render())
+    (
+        [(axum::http::header::CONTENT_TYPE, content_type)],
+        crate::metrics::global().render(),
+    )
 }
 
 /// A bound listener, ready to serve.

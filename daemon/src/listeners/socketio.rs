@@ -22,13 +22,17 @@ use crate::gateway::{self, Outbound};
 use crate::session::{SessionCore, ice_servers, refusal_event, render};
 use crate::{rooms, telemetry};
 
+/// The receiving end of a session's deliveries, handed from the connect middleware to the
+/// connect handler.
+type Outbox = Option<(mpsc::Receiver<Outbound>, CancellationToken)>;
+
 /// Per-socket state kept in the socket's extensions (values there must be `Clone`).
 #[derive(Clone)]
 struct SioSession {
     core: Arc<Mutex<SessionCore>>,
     room: Arc<str>,
     /// Taken once by the connect handler, which starts the writer task.
-    outbox: Arc<Mutex<Option<(mpsc::Receiver<Outbound>, CancellationToken)>>>,
+    outbox: Arc<Mutex<Outbox>>,
 }
 
 /// A refused connection; its text is the `connect_error` message the client sees.
