@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use switchboard_plugin_api::protocol::{
-    DecodeError, Decoded, Dialect, ErrorCode, Event, IceServers, Join, JoinMode,
+    DecodeError, Decoded, Dialect, ErrorCode, Event, IceServers, Join,
 };
 use switchboard_plugin_api::{Envelope, Peer, Refusal};
 
@@ -101,7 +101,7 @@ pub async fn run_websocket<D>(
     gateway: Arc<Gateway>,
     handle: SessionHandle,
     mut state: D::State,
-    join: Option<String>,
+    join: Option<Join>,
 ) where
     D: Dialect<Wire = String>,
 {
@@ -115,12 +115,9 @@ pub async fn run_websocket<D>(
     telemetry::session_opened(id, D::KIND);
     let (mut sink, mut stream) = socket.split();
 
-    if let Some(room) = join {
-        let event = Event::Join(Join {
-            room: room.clone(),
-            mode: JoinMode::Both,
-        });
-        if let Some(refusal) = core.dispatch(event, None) {
+    if let Some(join) = join {
+        let room = join.room.clone();
+        if let Some(refusal) = core.dispatch(Event::Join(join), None) {
             let frame = D::encode(&state, &refusal_event(&refusal, Some(&room)));
             let code = match refusal.code {
                 ErrorCode::RoomFull => close_code::ROOM_FULL,

@@ -78,6 +78,10 @@ pub struct Join {
     /// Whether the peer sends media.
     #[serde(default)]
     pub mode: JoinMode,
+    /// A join token, when the peer gave one (Ant `token`, socket.io and raw `?token=`). The
+    /// gateway itself ignores it; a room-policy plugin may require and check it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// A peer leaves a room.

@@ -296,6 +296,7 @@ where
         Event::Join(crate::Join {
             room: ROOM.into(),
             mode: crate::JoinMode::Both,
+            token: None,
         }),
         Event::Leave(crate::Leave {
             room: ROOM.into(),

@@ -64,7 +64,8 @@ fn two_peer_session_is_byte_exact() {
         event(JOIN),
         Event::Join(Join {
             room: ROOM.into(),
-            mode: JoinMode::Both
+            mode: JoinMode::Both,
+            token: None
         })
     );
     assert_eq!(
@@ -77,7 +78,8 @@ fn two_peer_session_is_byte_exact() {
         event(JOIN),
         Event::Join(Join {
             room: ROOM.into(),
-            mode: JoinMode::Both
+            mode: JoinMode::Both,
+            token: None
         })
     );
     assert_eq!(
@@ -138,7 +140,8 @@ fn two_peer_session_is_byte_exact() {
         event(JOIN),
         Event::Join(Join {
             room: ROOM.into(),
-            mode: JoinMode::Both
+            mode: JoinMode::Both,
+            token: None
         })
     );
     assert_eq!(

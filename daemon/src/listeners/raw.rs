@@ -4,15 +4,24 @@
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Path, Query, State, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use serde::Deserialize;
 use switchboard_protocol::dialects::raw::{Raw, RawState};
+use switchboard_protocol::{Join, JoinMode};
 use tracing::Instrument;
 
 use super::ListenerContext;
 use crate::{rooms, session};
+
+/// Query parameters of the raw endpoint.
+#[derive(Debug, Deserialize)]
+struct RawQuery {
+    /// Join token, checked by a room-policy plugin if one is configured.
+    token: Option<String>,
+}
 
 pub fn routes(cx: ListenerContext) -> Router {
     Router::new()
@@ -23,6 +32,7 @@ pub fn routes(cx: ListenerContext) -> Router {
 async fn upgrade(
     ws: WebSocketUpgrade,
     Path(room): Path<String>,
+    Query(query): Query<RawQuery>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(cx): State<ListenerContext>,
 ) -> Response {
@@ -34,8 +44,10 @@ async fn upgrade(
         let handle = cx.gateway.register();
         let span = tracing::info_span!("conn", conn.id = %handle.id, peer.addr = %addr, dialect = "raw", room = %room);
         let state = RawState { room: room.clone() };
+        let token = query.token.filter(|t| !t.is_empty());
+        let join = Join { room, mode: JoinMode::Both, token };
         let session =
-            session::run_websocket::<Raw>(socket, cx.gateway.clone(), handle, state, Some(room));
+            session::run_websocket::<Raw>(socket, cx.gateway.clone(), handle, state, Some(join));
         cx.tracker.track_future(session.instrument(span))
     })
 }

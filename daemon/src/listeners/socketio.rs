@@ -3,6 +3,7 @@
 //! runs in a connect middleware, so a refused join reaches the client as `connect_error`.
 //! Event `msg` carries the SimpleP2P JSON string; gateway notices go out on event `switchboard`.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::Query;
@@ -58,17 +59,16 @@ pub fn layer(cx: ListenerContext) -> (SocketIoLayer, SocketIo) {
     (layer, io)
 }
 
-fn room_from_handshake(s: &SocketRef, default: &str) -> String {
-    let query =
-        Query::<std::collections::HashMap<String, String>>::try_from_uri(&s.req_parts().uri);
-    query
-        .ok()
-        .and_then(|Query(mut q)| q.remove("room"))
-        .unwrap_or_else(|| default.to_owned())
+/// The room (else `default`) and join token from the handshake query.
+fn join_from_handshake(s: &SocketRef, default: &str) -> (String, Option<String>) {
+    let query = Query::<HashMap<String, String>>::try_from_uri(&s.req_parts().uri);
+    let mut query = query.map(|Query(q)| q).unwrap_or_default();
+    let room = query.remove("room").unwrap_or_else(|| default.to_owned());
+    (room, query.remove("token").filter(|t| !t.is_empty()))
 }
 
 async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<(), JoinRefused> {
-    let room = room_from_handshake(&s, &cx.config.socketio_room);
+    let (room, token) = join_from_handshake(&s, &cx.config.socketio_room);
     rooms::check_room_name(&room).map_err(|e| JoinRefused(format!("invalid_room: {e}")))?;
     let handle = cx.gateway.register();
     telemetry::session_opened(handle.id, DialectKind::Socketio);
@@ -81,6 +81,7 @@ async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<()
     let join = Event::Join(Join {
         room: room.clone(),
         mode: JoinMode::Both,
+        token,
     });
     if let Some(refusal) = core.dispatch(join, None) {
         core.finish("join refused");

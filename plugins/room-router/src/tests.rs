@@ -38,6 +38,7 @@ fn join(mode: JoinMode) -> Event {
     Event::Join(Join {
         room: "r1".into(),
         mode,
+        token: None,
     })
 }
 

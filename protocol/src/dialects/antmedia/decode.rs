@@ -80,6 +80,7 @@ pub(super) fn decode(text: &str) -> Result<Decoded<String>, DecodeError> {
         "join" => Event::Join(Join {
             room,
             mode: join_mode(&obj)?,
+            token: opt_token(&obj)?,
         }),
         "leave" => Event::Leave(Leave {
             room,
@@ -135,6 +136,19 @@ fn stream_id(obj: &Map<String, Value>) -> Result<&str, DecodeError> {
 }
 
 /// `mode`: `"both"` (the default) or `"play"` (the SDK's `isPlayMode`).
+/// The Android SDK's `joinToPeer` sends a `token`; the JS SDK sends none. Empty means none.
+fn opt_token(obj: &Map<String, Value>) -> Result<Option<String>, DecodeError> {
+    match obj.get("token") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(t)) if t.is_empty() => Ok(None),
+        Some(Value::String(t)) => Ok(Some(t.clone())),
+        Some(_) => Err(DecodeError::WrongType {
+            field: "token",
+            expected: "a string",
+        }),
+    }
+}
+
 fn join_mode(obj: &Map<String, Value>) -> Result<JoinMode, DecodeError> {
     match opt_str(obj, "mode")? {
         None | Some("both") => Ok(JoinMode::Both),
@@ -202,7 +216,8 @@ mod tests {
             e,
             Event::Join(Join {
                 room: "r".into(),
-                mode: JoinMode::Both
+                mode: JoinMode::Both,
+                token: Some("t".into()),
             })
         );
     }
