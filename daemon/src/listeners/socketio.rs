@@ -32,6 +32,8 @@ type Outbox = Option<(mpsc::Receiver<Outbound>, CancellationToken)>;
 struct SioSession {
     core: Arc<Mutex<SessionCore>>,
     room: Arc<str>,
+    /// The connection span; handlers enter it so their log lines carry the session's fields.
+    span: tracing::Span,
     /// Taken once by the connect handler, which starts the writer task.
     outbox: Arc<Mutex<Outbox>>,
 }
@@ -91,7 +93,15 @@ async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<()
             refusal.message
         )));
     }
+    let span = tracing::info_span!(
+        "conn",
+        conn.id = %handle.id,
+        sid = %s.id,
+        dialect = "socketio",
+        room = %room,
+    );
     s.extensions.insert(SioSession {
+        span,
         core: Arc::new(Mutex::new(core)),
         room: room.into(),
         outbox: Arc::new(Mutex::new(Some((handle.rx, handle.cancel)))),
@@ -111,15 +121,8 @@ async fn on_connect(s: SocketRef, State(cx): State<ListenerContext>) {
     let Some((rx, cancel)) = outbox else { return };
     s.on("msg", on_msg);
     s.on_disconnect(on_disconnect);
-    let id = session
-        .core
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .peer
-        .session;
-    let span = tracing::info_span!("conn", conn.id = %id, sid = %s.id, dialect = "socketio", room = %session.room);
-    cx.tracker
-        .spawn(write_loop(s.clone(), session.room.clone(), rx, cancel).instrument(span));
+    let writer = write_loop(s.clone(), session.room.clone(), rx, cancel);
+    cx.tracker.spawn(writer.instrument(session.span.clone()));
 }
 
 /// Emits what the bus delivers to this socket, in order.
@@ -156,6 +159,8 @@ async fn on_msg(s: SocketRef, Data(data): Data<Value>) {
     let Some(session) = s.extensions.get::<SioSession>() else {
         return;
     };
+    // Nothing below awaits, so the guard never crosses a suspension point.
+    let _entered = session.span.enter();
     let mut state = SioState {
         room: session.room.to_string(),
     };
@@ -200,6 +205,7 @@ async fn on_disconnect(s: SocketRef) {
     let Some(session) = s.extensions.get::<SioSession>() else {
         return;
     };
+    let _entered = session.span.enter();
     session
         .core
         .lock()
