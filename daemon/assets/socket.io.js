@@ -36,8 +36,8 @@
     var u = new URL(url || (typeof location !== 'undefined' ? location.origin : 'http://localhost'), base);
     var params = new URLSearchParams(u.search);
     var q = opts.query;
-    if (typeof q === 'string') q = Object.fromEntries(new URLSearchParams(q));
-    if (q) Object.keys(q).forEach(function (k) { params.set(k, q[k]); });
+    if (typeof q === 'string') new URLSearchParams(q).forEach(function (v, k) { params.set(k, v); });
+    else if (q) Object.keys(q).forEach(function (k) { params.set(k, q[k]); });
     params.set('EIO', '4');
     params.set('transport', 'websocket');
     var path = opts.path || '/socket.io/';

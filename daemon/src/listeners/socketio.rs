@@ -9,11 +9,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::extract::Query;
 use serde_json::Value;
 use socketioxide::SocketIo;
+use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{Data, SocketRef, State};
 use socketioxide::handler::ConnectHandler;
+use socketioxide::handler::{FromMessageParts, Value as SioValue};
 use socketioxide::layer::SocketIoLayer;
+use socketioxide::socket::Socket;
 use switchboard_protocol::dialects::socketio::{SioMessage, SioState, SocketIo as SioDialect};
-use switchboard_protocol::{Decoded, Dialect, DialectKind, Event, Join, JoinMode};
+use switchboard_protocol::{DecodeError, Decoded, Dialect, DialectKind, Event, Join, JoinMode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -119,7 +122,7 @@ async fn on_connect(s: SocketRef, State(cx): State<ListenerContext>) {
         .unwrap_or_else(PoisonError::into_inner)
         .take();
     let Some((rx, cancel)) = outbox else { return };
-    s.on("msg", on_msg);
+    s.on("msg", async |_: DispatchedInOrder| {});
     s.on_disconnect(on_disconnect);
     let writer = write_loop(s.clone(), session.room.clone(), rx, cancel);
     cx.tracker.spawn(writer.instrument(session.span.clone()));
@@ -155,7 +158,55 @@ async fn write_loop(
     }
 }
 
-async fn on_msg(s: SocketRef, Data(data): Data<Value>) {
+/// Dispatches each `msg` while socketioxide extracts it. socketioxide runs every event handler in
+/// a task of its own, so two `msg` events from one socket could be dispatched concurrently and
+/// reach the partner out of order (a candidate before its offer). Extractors, however, run
+/// synchronously in arrival order; decoding and dispatch never block, so the whole work happens
+/// here and the handler itself is empty.
+struct DispatchedInOrder;
+
+impl FromMessageParts<LocalAdapter> for DispatchedInOrder {
+    type Error = std::convert::Infallible;
+
+    fn from_message_parts(
+        s: &Arc<Socket<LocalAdapter>>,
+        v: &mut SioValue,
+        ack: &Option<i64>,
+    ) -> Result<Self, Self::Error> {
+        let data = Data::<Value>::from_message_parts(s, v, ack);
+        let s = SocketRef::from(Arc::clone(s));
+        match data {
+            Ok(Data(data)) => on_msg(&s, data),
+            // Binary attachments or a payload the parser rejects: refuse, in the peer's terms.
+            Err(error) => refuse_unparsable(&s, &error.to_string()),
+        }
+        Ok(Self)
+    }
+}
+
+fn refuse_unparsable(s: &SocketRef, reason: &str) {
+    let Some(session) = s.extensions.get::<SioSession>() else {
+        return;
+    };
+    let error = DecodeError::WrongType {
+        field: "msg",
+        expected: "a JSON string",
+    };
+    telemetry::decode_failed(DialectKind::Socketio, &error);
+    let state = SioState {
+        room: session.room.to_string(),
+    };
+    let event = Event::error(
+        error.code(),
+        Some(&session.room),
+        format!("{error} ({reason})"),
+    );
+    if let Some(msg) = SioDialect::encode(&state, &event) {
+        let _ = s.emit(msg.event.as_str(), &msg.data);
+    }
+}
+
+fn on_msg(s: &SocketRef, data: Value) {
     let Some(session) = s.extensions.get::<SioSession>() else {
         return;
     };

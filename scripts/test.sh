@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The one test command: unit, golden, end-to-end (node socket.io/Ant/raw clients) and browser
+# tests of the whole workspace.
+#
+#   ./scripts/test.sh                 # everything
+#   ./scripts/test.sh -p switchboard-tests socketio   # extra arguments go to `cargo nextest run`
+#
+# Safe to run again and again (it only installs what is missing) and non-interactively
+# (CI=true, no stdin). On a fresh Debian machine, run it as root once so it can apt-get install
+# Chromium, redis-server and iproute2; afterwards any user can run it. It needs Rust (cargo),
+# cargo-nextest and Node.js >= 20 with npm already installed.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() {
+    printf 'scripts/test.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+if [[ "${CI:-}" == "true" ]]; then
+    export CARGO_TERM_COLOR=never
+fi
+
+# --- system packages (Debian): only what is missing -----------------------------------------
+missing=()
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+if ((${#missing[@]} > 0)); then
+    if [[ "$(id -u)" != 0 ]]; then
+        die "missing system packages: ${missing[*]}. Install them as root:
+    apt-get update && apt-get install -y ${missing[*]}
+or run this script once as root."
+    fi
+    command -v apt-get >/dev/null 2>&1 ||
+        die "missing system packages: ${missing[*]}, and apt-get is not available to install them"
+    log "installing ${missing[*]}"
+    apt-get update -qq </dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" </dev/null
+fi
+
+# --- Node.js and the npm clients the end-to-end tests drive ---------------------------------
+command -v node >/dev/null 2>&1 || die "node is not installed (Node.js >= 20 is needed)"
+command -v npm >/dev/null 2>&1 || die "npm is not installed (it comes with Node.js)"
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+((node_major >= 20)) || die "Node.js >= 20 is needed, found $(node --version)"
+if [[ ! -d node_modules || ! -f node_modules/.package-lock.json ||
+    package-lock.json -nt node_modules/.package-lock.json ]]; then
+    log "npm ci"
+    npm ci --no-audit --no-fund --loglevel=error </dev/null
+fi
+
+# --- Rust ------------------------------------------------------------------------------------
+cargo nextest --version >/dev/null 2>&1 ||
+    die "cargo-nextest is not installed: cargo install cargo-nextest --locked (or see https://nexte.st)"
+
+log "cargo build --workspace --all-targets"
+cargo build --workspace --all-targets --quiet
+
+log "cargo nextest run --workspace --no-fail-fast $*"
+exec cargo nextest run --workspace --no-fail-fast "$@"
