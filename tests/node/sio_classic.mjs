@@ -23,13 +23,8 @@ run('sio_classic', async (args) => {
   const html = await page.text();
   assert.match(html, /<!doctype html|<html/i, 'peer.html is an HTML page');
   check(`GET /peer.html: 200 ${page.headers.get('content-type')}, ${html.length} bytes`);
-  if (/placeholder/i.test(html) && html.length < 200) {
-    // examples/web/peer.html was still a stub when this test was written; enforced once it lands.
-    console.log('skip - peer.html is still a placeholder: not checking that it loads /socket.io/socket.io.js');
-  } else {
-    assert.match(html, /["']\/socket\.io\/socket\.io\.js["']/, 'peer.html loads /socket.io/socket.io.js');
-    check('peer.html loads /socket.io/socket.io.js');
-  }
+  assert.match(html, /["']\/socket\.io\/socket\.io\.js["']/, 'peer.html loads /socket.io/socket.io.js');
+  check('peer.html loads /socket.io/socket.io.js');
 
   const script = await fetch(`${classic}/socket.io/socket.io.js`);
   assert.equal(script.status, 200, 'GET /socket.io/socket.io.js status');

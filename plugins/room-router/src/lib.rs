@@ -164,13 +164,13 @@ fn no_peer(room: &str) -> Refusal {
 }
 
 /// How able a peer is to make a useful offer when told to. Ant Media peers act on `start`; raw
-/// peers act on the `start` notice; a play-only Ant peer's offer has no media, so it offers only
-/// if nobody better can; the classic socket.io page cannot be told at all (its user dials).
+/// peers act on the `start` notice; the classic socket.io page cannot be told at all (its user
+/// dials). A play-only Ant peer is never told: its offer would carry no media sections
+/// (antmedia.md 4.1-7), so it waits for its partner's offer and answers it.
 fn offer_rank(p: &Peer) -> u8 {
     match (p.dialect, p.mode) {
-        (DialectKind::Antmedia, JoinMode::Both) => 3,
-        (DialectKind::Raw, _) => 2,
-        (DialectKind::Antmedia, JoinMode::Play) => 1,
+        (DialectKind::Antmedia, JoinMode::Both) => 2,
+        (DialectKind::Raw, _) => 1,
         _ => 0,
     }
 }
