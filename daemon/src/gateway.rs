@@ -170,6 +170,8 @@ impl Gateway {
         let decision = match self.pipeline.run(&cx) {
             Ok(decision) => decision,
             Err(refusal) => {
+                drop(rooms);
+                telemetry::event_refused(&envelope, &room, &refusal);
                 return Dispatched {
                     refusal: Some(refusal),
                     membership: None,
@@ -178,6 +180,7 @@ impl Gateway {
         };
         let membership = apply_membership(&mut rooms, &room, &envelope);
         drop(rooms);
+        telemetry::event_dispatched(&envelope, &room, decision.deliveries.len());
         self.deliver(&envelope, decision.deliveries);
         Dispatched {
             refusal: None,

@@ -50,20 +50,20 @@ fn main() -> ExitCode {
         }
     };
     match command {
-        Command::Help => {
-            eprint!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Command::Version => {
-            eprintln!("switchboard {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Command::PrintDefault => {
-            eprint!("{}", switchboard::config::DEFAULT_CONFIG);
-            ExitCode::SUCCESS
-        }
+        // What the user asked to see goes to stdout, so it can be redirected to a file.
+        Command::Help => print_out(USAGE),
+        Command::Version => print_out(&format!("switchboard {}\n", env!("CARGO_PKG_VERSION"))),
+        Command::PrintDefault => print_out(switchboard::config::DEFAULT_CONFIG),
         Command::CheckConfig(path) => check_config(&path),
         Command::Run(path) => run(path),
+    }
+}
+
+fn print_out(text: &str) -> ExitCode {
+    use std::io::Write as _;
+    match std::io::stdout().write_all(text.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
     }
 }
 

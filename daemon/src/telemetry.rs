@@ -3,7 +3,8 @@
 
 use switchboard_plugin_api::SessionId;
 use switchboard_plugin_api::protocol::{DecodeError, DialectKind};
-use tracing::{error, info, warn};
+use switchboard_plugin_api::{Envelope, Refusal};
+use tracing::{error, info, trace, warn};
 
 use crate::metrics::{Family, global};
 
@@ -78,4 +79,27 @@ pub fn session_stuck(session: SessionId, queue_len: usize) {
         &[("dialect", "any"), ("reason", "session_stuck")],
         1,
     );
+}
+
+/// An event went through the pipeline (per message: `trace`).
+pub fn event_dispatched(envelope: &Envelope, room: &str, deliveries: usize) {
+    trace!(
+        session = %envelope.from.session,
+        event = envelope.event.kind(),
+        room,
+        deliveries,
+        "Dispatched an event."
+    );
+}
+
+/// A plugin refused an event; the sender is told in its dialect. A refused join is lifecycle
+/// (`info`); anything else is per message (`debug`).
+pub fn event_refused(envelope: &Envelope, room: &str, refusal: &Refusal) {
+    let session = envelope.from.session;
+    let (event, code) = (envelope.event.kind(), refusal.code.as_str());
+    if event == "join" {
+        info!(session = %session, room, code, reason = %refusal.message, "Refused a join.");
+    } else {
+        tracing::debug!(session = %session, event, room, code, "Refused an event.");
+    }
 }

@@ -5,13 +5,20 @@ use std::path::Path;
 use std::process::Command;
 
 fn switchboard(args: &[&str]) -> (i32, String) {
+    let (code, stdout, stderr) = switchboard_streams(args);
+    (code, stdout + &stderr)
+}
+
+fn switchboard_streams(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(args)
         .output()
         .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.code().unwrap_or(-1), text)
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn temp_config(name: &str, text: &str) -> std::path::PathBuf {
@@ -79,8 +86,18 @@ fn missing_config_file_and_bad_arguments_are_clear() {
 }
 
 #[test]
-fn print_default_config_is_the_embedded_file() {
-    let (code, text) = switchboard(&["print-default-config"]);
+fn print_default_config_help_and_version_go_to_stdout() {
+    let (code, stdout, _) = switchboard_streams(&["print-default-config"]);
     assert_eq!(code, 0);
-    assert_eq!(text, switchboard::config::DEFAULT_CONFIG);
+    assert_eq!(
+        stdout,
+        switchboard::config::DEFAULT_CONFIG,
+        "redirectable to a file"
+    );
+    let (code, stdout, _) = switchboard_streams(&["--help"]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("check-config"), "{stdout}");
+    let (code, stdout, _) = switchboard_streams(&["--version"]);
+    assert_eq!(code, 0);
+    assert!(stdout.starts_with("switchboard "), "{stdout}");
 }

@@ -289,7 +289,130 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .expect("response before timeout")
         .expect("read");
     let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
+}
+
+// === browser tests ===
+
+/// The `switchboard` binary the browser tests run: `$SWITCHBOARD_BIN`, else the one cargo built
+/// next to this test executable (`target/<profile>/switchboard`), else
+/// `$CARGO_TARGET_DIR/debug/switchboard` or `<repo>/target/debug/switchboard`. Fails the test
+/// when it is missing, or older than a file it was built from (the pages are embedded, and
+/// `cargo nextest run -p switchboard-tests` does not rebuild another package's binary).
+pub fn switchboard_bin() -> PathBuf {
+    let bin = std::env::var_os("SWITCHBOARD_BIN")
+        .map(PathBuf::from)
+        .or_else(|| {
+            // target/<profile>/deps/<test binary> -> target/<profile>/switchboard
+            let exe = std::env::current_exe().ok()?;
+            let candidate = exe.parent()?.parent()?.join("switchboard");
+            candidate.is_file().then_some(candidate)
+        })
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo_root().join("target"))
+                .join("debug/switchboard")
+        });
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "no gateway binary at {}: run cargo build --workspace first",
+                bin.display()
+            )
+        });
+    // Cargo's dep-info next to the binary lists every source file, included pages too.
+    let dep_info = std::fs::read_to_string(bin.with_extension("d")).unwrap_or_default();
+    let sources = dep_info
+        .lines()
+        .next()
+        .and_then(|line| line.split_once(": "))
+        .map(|(_, deps)| deps.replace("\\ ", "\0"))
+        .unwrap_or_default();
+    for source in sources.split_whitespace().map(|s| s.replace('\0', " ")) {
+        let newer = std::fs::metadata(&source)
+            .and_then(|m| m.modified())
+            .is_ok_and(|m| m > built);
+        assert!(
+            !newer,
+            "{} is older than {source}: run cargo build --workspace first",
+            bin.display()
+        );
+    }
+    bin
+}
+
+/// Whether this process may create a network namespace and bring `lo` up in it (`unshare -n`
+/// needs CAP_SYS_ADMIN: root).
+pub fn netns_available() -> bool {
+    std::process::Command::new("unshare")
+        .args(["-n", "sh", "-c", "ip link set lo up"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs one case of the browser matrix, `node tests/browser/matrix.mjs CASE`, against the
+/// [`switchboard_bin`] binary: inside a fresh network namespace with only `lo` up when
+/// [`netns_available`] (the gateway then runs on its embedded default config, ports 5080 and
+/// 7000, and no packet leaves loopback), otherwise directly (the script then picks free loopback
+/// ports). The script and everything it started are killed at `deadline`.
+pub async fn browser_case(case: &str, deadline: Duration) -> NodeRun {
+    let root = repo_root();
+    assert!(
+        root.join("node_modules/playwright-core").is_dir(),
+        "node_modules/ is missing: run `npm ci` in {} (scripts/test.sh does)",
+        root.display()
+    );
+    let bin = switchboard_bin();
+    let script = "tests/browser/matrix.mjs";
+    let mut cmd = if netns_available() {
+        let in_netns = r#"ip link set lo up && exec node "$0" "$1""#;
+        let mut cmd = tokio::process::Command::new("unshare");
+        cmd.args(["-n", "sh", "-c", in_netns, script, case])
+            .env("SWITCHBOARD_NETNS", "1");
+        cmd
+    } else {
+        let mut cmd = tokio::process::Command::new("node");
+        cmd.args([script, case]);
+        cmd
+    };
+    // Its own process group, so that a timeout also takes down the gateway the script started
+    // (Chromium exits by itself when the script's DevTools pipe closes).
+    cmd.current_dir(&root)
+        .env("SWITCHBOARD_BIN", &bin)
+        .process_group(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().expect("node runs");
+    let pid = child.id();
+    let Ok(output) = tokio::time::timeout(deadline, child.wait_with_output()).await else {
+        if let Some(pid) = pid {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .status();
+        }
+        panic!(
+            "browser case {case} did not finish within {deadline:?}; see tests/artifacts/{case}/"
+        );
+    };
+    let output = output.expect("node runs");
+    NodeRun {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
 }

@@ -166,7 +166,10 @@ fn play_only_ant_peer_never_gets_start() {
     let player = peer(1, ANT, JoinMode::Play);
     let s = peer(2, DialectKind::Socketio, JoinMode::Both);
     let (_, d) = run(s, join(JoinMode::Both), &[player]);
-    assert_eq!(sends(&d), [(1, "peer_joined"), (2, "joined"), (2, "peer_joined")]);
+    assert_eq!(
+        sends(&d),
+        [(1, "peer_joined"), (2, "joined"), (2, "peer_joined")]
+    );
     let r = peer(3, DialectKind::Raw, JoinMode::Both);
     let (_, d) = run(r, join(JoinMode::Both), &[player]);
     assert_eq!(sends(&d), [(1, "peer_joined"), (3, "joined"), (3, "start")]);
