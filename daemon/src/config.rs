@@ -174,9 +174,16 @@ impl Default for ShutdownConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
-    /// The plugin type, e.g. `"room-router"`.
+    /// The plugin type, e.g. `"room-router"`; with `path`, a label of your choice shown in
+    /// config errors.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Load a native plugin from this shared library (a `cdylib` built with
+    /// `switchboard_plugin_api::export_plugin!`) instead of a built-in one. A relative path is
+    /// relative to the directory of the config file ([`GatewayConfig::load`]), or to the working
+    /// directory for config text ([`GatewayConfig::from_toml`]).
+    #[serde(default)]
+    pub path: Option<PathBuf>,
     /// The plugin's settings (`[plugin.settings]`), checked by the plugin itself.
     #[serde(default)]
     pub settings: toml::Table,
@@ -226,13 +233,28 @@ impl GatewayConfig {
         toml::from_str(text).map_err(|e| LoadConfigError::Parse(e.to_string()))
     }
 
-    /// Reads, parses and validates a file.
+    /// Reads, parses and validates a file. Relative plugin paths are taken relative to the
+    /// file's directory.
     pub fn load(path: &Path) -> Result<Self, LoadConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| LoadConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Self::from_toml(&text)
+        let mut config = Self::parse(&text)?;
+        config.rebase_paths(path.parent().unwrap_or(Path::new("")));
+        config
+            .validate(&PluginRegistry::builtin())
+            .map_err(LoadConfigError::Invalid)?;
+        Ok(config)
+    }
+
+    /// Makes relative native plugin paths relative to `dir` instead of the working directory.
+    pub fn rebase_paths(&mut self, dir: &Path) {
+        for plugin in &mut self.plugins {
+            if let Some(path) = plugin.path.as_mut().filter(|p| p.is_relative()) {
+                *path = dir.join(&*path);
+            }
+        }
     }
 
     /// Parses and validates TOML text.
@@ -313,7 +335,7 @@ impl GatewayConfig {
             ));
         }
         for (i, p) in self.plugins.iter().enumerate() {
-            if let Err(problems) = registry.build(&p.kind, &p.settings) {
+            if let Err(problems) = registry.build_config(p) {
                 errors.extend(problems.into_iter().map(|e| ConfigError {
                     location: format!("plugin[{i}] ({})", p.kind),
                     message: e,

@@ -7,7 +7,8 @@
 //! - [`gateway`]: sessions registry, rooms, dispatch through the [`pipeline`].
 //! - [`session`]: the per-connection task for WebSocket dialects.
 //! - [`listeners`]: axum servers, one module per dialect endpoint, and the embedded pages.
-//! - [`plugins`]: the registry of built-in plugin factories.
+//! - [`plugins`]: the registry of built-in plugin factories; `[[plugin]]` entries with a `path`
+//!   are native plugins, loaded by `switchboard-native-plugins`.
 //! - [`telemetry`]: named log events.
 //!
 //! Library entry points take a shutdown future so tests control them; `main` wires signals.

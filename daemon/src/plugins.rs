@@ -1,5 +1,6 @@
 //! The plugin registry: built-in plugin factories by `type` name, and building the pipeline from
-//! the config. One code path serves every plugin kind.
+//! the config. One code path serves every plugin kind: an entry with `path` is a native plugin
+//! loaded by `switchboard-native-plugins`, any other a built-in found by `type`.
 
 use switchboard_plugin_api::{Plugin, PluginFactory};
 
@@ -25,6 +26,9 @@ impl PluginRegistry {
             factories: Vec::new(),
         };
         registry.add(Box::new(switchboard_room_router::RoomRouterFactory));
+        registry.add(Box::new(switchboard_room_policy::RoomPolicyFactory));
+        registry.add(Box::new(switchboard_logging::LoggingFactory));
+        registry.add(Box::new(switchboard_two_peer_relay::TwoPeerRelayFactory));
         registry
     }
 
@@ -60,14 +64,26 @@ impl PluginRegistry {
         })
     }
 
+    /// Builds the plugin of one `[[plugin]]` entry: loaded from `path` when it has one, built-in
+    /// by `type` otherwise.
+    pub fn build_config(&self, config: &PluginConfig) -> Result<Box<dyn Plugin>, Vec<String>> {
+        match &config.path {
+            Some(path) => switchboard_native_plugins::load(path, &config.settings),
+            None => self.build(&config.kind, &config.settings),
+        }
+    }
+
     /// Builds the whole pipeline in config order.
     pub fn build_all(&self, configs: &[PluginConfig]) -> Result<Vec<Box<dyn Plugin>>, Vec<String>> {
         let mut plugins = Vec::with_capacity(configs.len());
         let mut errors = Vec::new();
-        for c in configs {
-            match self.build(&c.kind, &c.settings) {
+        for (i, c) in configs.iter().enumerate() {
+            match self.build_config(c) {
                 Ok(p) => plugins.push(p),
-                Err(e) => errors.extend(e.into_iter().map(|m| format!("plugin `{}`: {m}", c.kind))),
+                Err(e) => errors.extend(
+                    e.into_iter()
+                        .map(|m| format!("plugin[{i}] ({}): {m}", c.kind)),
+                ),
             }
         }
         if errors.is_empty() {

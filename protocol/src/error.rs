@@ -102,6 +102,11 @@ pub enum ErrorCode {
     FrameTooLarge,
     /// A plugin refused the event.
     Refused,
+    /// A join without a valid token where the room policy requires one (Ant
+    /// `unauthorized_access`).
+    Unauthorized,
+    /// Too many joins in too short a time (a room-policy rate limit).
+    RateLimited,
     /// The gateway could not deliver to a peer or failed internally.
     Internal,
 }
@@ -122,6 +127,8 @@ impl ErrorCode {
             ErrorCode::BinaryNotSupported => "binary_not_supported",
             ErrorCode::FrameTooLarge => "message_too_large",
             ErrorCode::Refused => "refused",
+            ErrorCode::Unauthorized => "unauthorized_access",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "server_error_check_logs",
         }
     }
@@ -140,6 +147,8 @@ impl ErrorCode {
             ErrorCode::BinaryNotSupported => "binary_not_supported",
             ErrorCode::FrameTooLarge => "frame_too_large",
             ErrorCode::Refused => "refused",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
         }
     }

@@ -235,6 +235,8 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::BinaryNotSupported,
     ErrorCode::FrameTooLarge,
     ErrorCode::Refused,
+    ErrorCode::Unauthorized,
+    ErrorCode::RateLimited,
     ErrorCode::Internal,
 ];
 
@@ -253,6 +255,8 @@ const fn _all_error_codes_listed(code: ErrorCode) {
         | ErrorCode::BinaryNotSupported
         | ErrorCode::FrameTooLarge
         | ErrorCode::Refused
+        | ErrorCode::Unauthorized
+        | ErrorCode::RateLimited
         | ErrorCode::Internal => {}
     }
 }

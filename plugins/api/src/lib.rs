@@ -11,7 +11,11 @@
 //! - [`Plugin`] and [`PluginFactory`]: what a plugin implements and how config builds it.
 //! - [`EventContext`], [`Decision`], [`Delivery`], [`Verdict`]: the data a hook sees and returns.
 //! - [`SessionId`], [`Peer`], [`RoomView`]: who is who.
+//! - [`abi`]: the C ABI of native (shared-library) plugins and [`export_plugin!`], which
+//!   generates it from an ordinary [`PluginFactory`].
 #![warn(missing_docs)]
+
+pub mod abi;
 
 use std::sync::Arc;
 
@@ -96,8 +100,9 @@ impl EventContext<'_> {
     }
 }
 
-/// What to deliver to one session.
-#[derive(Debug, Clone, PartialEq)]
+/// What to deliver to one session. On the native ABI: `"relay"` or `{"event": Event}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Payload {
     /// The sender's event itself (relayed; verbatim to a peer of the sender's dialect).
     Relay,
@@ -106,7 +111,7 @@ pub enum Payload {
 }
 
 /// One delivery decided by the pipeline.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Delivery {
     /// The receiving session.
     pub to: SessionId,
@@ -116,7 +121,7 @@ pub struct Delivery {
 
 /// The pipeline's running decision for one event. Plugins amend it in order; the gateway carries
 /// it out after the last plugin (or after one returns [`Verdict::Stop`]).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     /// Deliveries in order. Deliveries to one session arrive in this order.
     pub deliveries: Vec<Delivery>,
@@ -154,8 +159,10 @@ impl Refusal {
     }
 }
 
-/// How the pipeline continues after a hook.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the pipeline continues after a hook. On the native ABI: `"continue"`, `"stop"` or
+/// `{"refuse": Refusal}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Hand the event to the next plugin.
     Continue,
@@ -173,7 +180,7 @@ pub enum Verdict {
 pub struct PluginError(pub String);
 
 /// A problem in a plugin's `[plugin.settings]`, reported by `check-config` with the key path.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{key}: {message}")]
 pub struct SettingsError {
     /// Dotted key path inside the settings table (empty for the table itself).

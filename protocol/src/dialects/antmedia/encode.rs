@@ -167,6 +167,7 @@ fn is_ant_native(code: ErrorCode) -> bool {
             | ErrorCode::NoPeer
             | ErrorCode::NoStreamName
             | ErrorCode::InvalidStreamName
+            | ErrorCode::Unauthorized
     )
 }
 
