@@ -10,6 +10,9 @@ use switchboard_protocol::DialectKind;
 
 use crate::plugins::PluginRegistry;
 
+mod ops;
+pub use ops::*;
+
 /// The configuration the binary runs with when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/switchboard.toml");
 
@@ -32,13 +35,131 @@ pub struct GatewayConfig {
     /// Shutdown behaviour.
     #[serde(default)]
     pub shutdown: ShutdownConfig,
+    /// The gateway's own log (`[log]`).
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The admin API and dashboard (`[admin]`).
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Minted TURN credentials (`[turn]`).
+    #[serde(default)]
+    pub turn: TurnConfig,
     /// The plugin pipeline, in order (`[[plugin]]`).
     #[serde(rename = "plugin", default)]
     pub plugins: Vec<PluginConfig>,
+    /// Where conference rooms and one-time tokens are kept across restarts (`[store]`);
+    /// absent: in memory only.
+    #[serde(default)]
+    pub store: Option<StoreConfig>,
+    /// Who may use the REST API under `/{app}/rest/` (`[rest]`).
+    #[serde(default)]
+    pub rest: RestConfig,
+    /// Stream security per Ant Media application (`[[antmedia_app]]`).
+    #[serde(rename = "antmedia_app", default)]
+    pub antmedia_apps: Vec<switchboard_conference::AppSecurityConfig>,
+}
+
+/// `[store]`: the embedded database (redb) of the conference plugin and the REST API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The database file, created if missing. A relative path is relative to the config file's
+    /// directory (the working directory for the embedded default config).
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("switchboard.redb")
+}
+
+/// `[rest]`: access to the REST API (conference rooms, tokens).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestConfig {
+    /// Client addresses allowed, as CIDR blocks (`"10.0.0.0/8"`) or single addresses. Others
+    /// get 403. Default: loopback only, as Ant Media's `remoteAllowedCIDR`. Empty: REST off.
+    #[serde(default = "default_allowed_cidrs")]
+    pub allowed_cidrs: Vec<String>,
+}
+
+fn default_allowed_cidrs() -> Vec<String> {
+    vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()]
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        Self {
+            allowed_cidrs: default_allowed_cidrs(),
+        }
+    }
+}
+
+impl RestConfig {
+    /// The allowed blocks; entries that do not parse (reported by validation) are skipped.
+    pub fn cidrs(&self) -> Vec<Cidr> {
+        self.allowed_cidrs
+            .iter()
+            .filter_map(|c| Cidr::parse(c).ok())
+            .collect()
+    }
+}
+
+/// An address block: an address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `"a.b.c.d/n"`, `"x::y/n"` or a single address (a full-length prefix).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr
+            .parse()
+            .map_err(|_| format!("`{text}` is not an IP address or CIDR block"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{text}`: prefix length must be 0 to {max}"))?,
+        };
+        Ok(Self { addr, prefix })
+    }
+
+    /// Whether `ip` is in the block (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let bits = |prefix: u8, width: u32| -> u128 {
+            if prefix == 0 {
+                0
+            } else {
+                (u128::MAX << (width - u32::from(prefix))) & (u128::MAX >> (128 - width))
+            }
+        };
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = bits(self.prefix, 32);
+                u128::from(u32::from(net)) & mask == u128::from(u32::from(ip)) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = bits(self.prefix, 128);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
 }
 
 /// One listening socket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Address to bind, e.g. `"0.0.0.0:5080"`. Port 0 picks a free port (tests).
@@ -53,6 +174,9 @@ pub struct ListenerConfig {
     /// `"none"`.
     #[serde(default)]
     pub pages: Pages,
+    /// Serve `https://` and `wss://` with this certificate and key instead of plain text.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 /// Which pages a listener serves.
@@ -82,7 +206,7 @@ fn default_socketio_room() -> String {
 }
 
 /// Per-session limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Largest inbound frame in bytes; larger ones close the connection (WebSocket 1009) and are
@@ -92,6 +216,61 @@ pub struct LimitsConfig {
     /// Outbound messages queued per session before the session is considered stuck and closed.
     #[serde(default = "default_session_queue_len")]
     pub session_queue_len: usize,
+    /// Per-dialect overrides of `max_frame_bytes` (`{ antmedia = 81920 }`).
+    #[serde(default)]
+    pub dialect_max_frame_bytes: DialectFrameLimits,
+    /// Average inbound messages per second one connection may send (token bucket refill).
+    #[serde(default = "default_messages_per_sec")]
+    pub messages_per_sec: f64,
+    /// Messages one connection may send at once above the average (token bucket size).
+    #[serde(default = "default_message_burst")]
+    pub message_burst: usize,
+    /// Messages refused for the rate within 10 seconds after which the connection is closed
+    /// (WebSocket 1008, socket.io disconnect).
+    #[serde(default = "default_rate_limit_close_after")]
+    pub rate_limit_close_after: usize,
+    /// Open connections (sessions) from one IP address; more are refused (HTTP 429, socket.io
+    /// `connect_error`).
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Open sessions on the whole gateway; more are refused (HTTP 503, socket.io
+    /// `connect_error`).
+    #[serde(default = "default_max_sessions")]
+    pub max_sessions: usize,
+    /// Origins (`https://app.example.com`, `http://localhost:8080`; `*.example.com` style
+    /// wildcards allowed in the host) whose pages may open WebSocket and socket.io connections.
+    /// Empty: any origin. Requests without an `Origin` header (non-browser clients) are allowed.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// Seconds an Ant Media peer may stay connected without joining anything, and a socket.io
+    /// client may take to connect to its namespace; then it is closed (Ant: `join_timeout` error
+    /// and close 4408). 0 disables the check for Ant Media peers.
+    #[serde(default = "default_join_timeout_secs")]
+    pub join_timeout_secs: u64,
+}
+
+const fn default_messages_per_sec() -> f64 {
+    50.0
+}
+
+const fn default_message_burst() -> usize {
+    200
+}
+
+const fn default_rate_limit_close_after() -> usize {
+    100
+}
+
+const fn default_max_connections_per_ip() -> usize {
+    64
+}
+
+const fn default_max_sessions() -> usize {
+    10_000
+}
+
+const fn default_join_timeout_secs() -> u64 {
+    300
 }
 
 const fn default_max_frame_bytes() -> usize {
@@ -107,12 +286,20 @@ impl Default for LimitsConfig {
         Self {
             max_frame_bytes: default_max_frame_bytes(),
             session_queue_len: default_session_queue_len(),
+            dialect_max_frame_bytes: DialectFrameLimits::default(),
+            messages_per_sec: default_messages_per_sec(),
+            message_burst: default_message_burst(),
+            rate_limit_close_after: default_rate_limit_close_after(),
+            max_connections_per_ip: default_max_connections_per_ip(),
+            max_sessions: default_max_sessions(),
+            allowed_origins: Vec::new(),
+            join_timeout_secs: default_join_timeout_secs(),
         }
     }
 }
 
 /// ICE server settings given to peers that ask.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IceConfig {
     /// A `stun:` or `turn:` URI; empty tells Ant peers to keep their own settings.
@@ -171,7 +358,7 @@ impl Default for ShutdownConfig {
 }
 
 /// One `[[plugin]]` entry: its type and its own settings table, which the plugin validates.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// The plugin type, e.g. `"room-router"`; with `path`, a label of your choice shown in
@@ -242,18 +429,23 @@ impl GatewayConfig {
         })?;
         let mut config = Self::parse(&text)?;
         config.rebase_paths(path.parent().unwrap_or(Path::new("")));
+        config.rebase_tls_paths(path.parent().unwrap_or(Path::new("")));
         config
             .validate(&PluginRegistry::builtin())
             .map_err(LoadConfigError::Invalid)?;
         Ok(config)
     }
 
-    /// Makes relative native plugin paths relative to `dir` instead of the working directory.
+    /// Makes relative native plugin paths and the store path relative to `dir` instead of the
+    /// working directory.
     pub fn rebase_paths(&mut self, dir: &Path) {
         for plugin in &mut self.plugins {
             if let Some(path) = plugin.path.as_mut().filter(|p| p.is_relative()) {
                 *path = dir.join(&*path);
             }
+        }
+        if let Some(store) = self.store.as_mut().filter(|s| s.path.is_relative()) {
+            store.path = dir.join(&store.path);
         }
     }
 
@@ -327,6 +519,29 @@ impl GatewayConfig {
                 "ice.uri",
                 "must start with stun:, turn: or turns:",
             ));
+        }
+        self.validate_ops(&mut errors);
+        for (i, c) in self.rest.allowed_cidrs.iter().enumerate() {
+            if let Err(e) = Cidr::parse(c) {
+                errors.push(ConfigError::at(format!("rest.allowed_cidrs[{i}]"), e));
+            }
+        }
+        if let Some(store) = &self.store
+            && store.path.as_os_str().is_empty()
+        {
+            errors.push(ConfigError::at("store.path", "must not be empty"));
+        }
+        let mut apps = HashSet::new();
+        for (i, app) in self.antmedia_apps.iter().enumerate() {
+            for (key, message) in app.problems() {
+                errors.push(ConfigError::at(format!("antmedia_app[{i}].{key}"), message));
+            }
+            if !apps.insert(app.name.as_str()) {
+                errors.push(ConfigError::at(
+                    format!("antmedia_app[{i}].name"),
+                    format!("application `{}` is configured twice", app.name),
+                ));
+            }
         }
         if self.plugins.is_empty() {
             errors.push(ConfigError::at(

@@ -3,15 +3,21 @@
 //! queued to the receiving sessions, each of which owns its socket and renders in its dialect.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::time::{Instant, SystemTime};
 
-use switchboard_plugin_api::protocol::{DialectKind, Event, LeaveReason};
+use switchboard_plugin_api::protocol::{
+    ConferenceCommand, DialectKind, ErrorCode, Event, JoinMode, LeaveReason,
+};
 use switchboard_plugin_api::{Envelope, EventContext, Payload, Peer, Refusal, RoomView, SessionId};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::GatewayConfig;
+use crate::lifecycle::{Lifecycle, Phase};
+use crate::limits::ConnectionLimiter;
 use crate::pipeline::Pipeline;
 use crate::rooms::Rooms;
 use crate::telemetry;
@@ -23,6 +29,26 @@ pub enum Outbound {
     Relay(Arc<Envelope>),
     /// An event composed by a plugin or the gateway.
     Event(Event),
+    /// An operator kicked the session: close it with this reason (WebSocket 1008, socket.io
+    /// disconnect), after telling the peer in its dialect.
+    Kick(Arc<str>),
+}
+
+/// What the admin API shows of a session; the counters are updated by the session itself.
+#[derive(Debug)]
+pub struct SessionInfo {
+    /// The session's id.
+    pub id: SessionId,
+    /// Its dialect.
+    pub dialect: DialectKind,
+    /// The peer's address, when known.
+    pub addr: Option<SocketAddr>,
+    /// When it connected.
+    pub opened: SystemTime,
+    /// Messages received from the peer.
+    pub messages_in: AtomicU64,
+    /// Messages written to the peer.
+    pub messages_out: AtomicU64,
 }
 
 /// A registered session's end of the bus.
@@ -34,11 +60,14 @@ pub struct SessionHandle {
     pub rx: mpsc::Receiver<Outbound>,
     /// Cancelled on shutdown, or when the gateway gives up on this session (its queue is full).
     pub cancel: CancellationToken,
+    /// Shared with the admin API.
+    pub info: Arc<SessionInfo>,
 }
 
 struct Registered {
     tx: mpsc::Sender<Outbound>,
     cancel: CancellationToken,
+    info: Arc<SessionInfo>,
 }
 
 /// A membership change the pipeline accepted; the session keeps its own list of rooms from these
@@ -62,12 +91,17 @@ pub struct Dispatched {
 
 /// The shared gateway state.
 pub struct Gateway {
-    config: Arc<GatewayConfig>,
-    pipeline: Pipeline,
+    /// Replaced as a whole by a reload; readers take a snapshot.
+    config: RwLock<Arc<GatewayConfig>>,
+    /// Replaced as a whole by a reload that changes `[[plugin]]`.
+    pipeline: RwLock<Arc<Pipeline>>,
     rooms: Mutex<Rooms>,
     sessions: RwLock<HashMap<SessionId, Registered>>,
     next_id: AtomicU64,
     shutdown: CancellationToken,
+    lifecycle: Lifecycle,
+    connections: Arc<ConnectionLimiter>,
+    started: Instant,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -93,34 +127,132 @@ impl Gateway {
         shutdown: CancellationToken,
     ) -> Self {
         Self {
-            config,
-            pipeline,
+            config: RwLock::new(config),
+            pipeline: RwLock::new(Arc::new(pipeline)),
             rooms: Mutex::default(),
             sessions: RwLock::default(),
             next_id: AtomicU64::new(1),
             shutdown,
+            lifecycle: Lifecycle::default(),
+            connections: Arc::default(),
+            started: Instant::now(),
         }
     }
 
-    /// The configuration the gateway runs with.
-    pub fn config(&self) -> &GatewayConfig {
-        &self.config
+    /// A snapshot of the configuration the gateway runs with (a reload replaces it; a snapshot
+    /// stays as it was).
+    pub fn config(&self) -> Arc<GatewayConfig> {
+        Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Registers a new session and returns its end of the bus.
-    pub fn register(&self) -> SessionHandle {
+    /// Replaces the configuration (see [`crate::reload`]).
+    pub(crate) fn set_config(&self, config: Arc<GatewayConfig>) {
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = config;
+    }
+
+    /// Replaces the plugin pipeline; returns the old one.
+    pub(crate) fn swap_pipeline(&self, pipeline: Pipeline) -> Arc<Pipeline> {
+        std::mem::replace(
+            &mut *self
+                .pipeline
+                .write()
+                .unwrap_or_else(PoisonError::into_inner),
+            Arc::new(pipeline),
+        )
+    }
+
+    fn pipeline(&self) -> Arc<Pipeline> {
+        Arc::clone(&self.pipeline.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The lifecycle phases.
+    pub fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    /// The current lifecycle phase.
+    pub fn phase(&self) -> Phase {
+        self.lifecycle.phase()
+    }
+
+    /// The per-IP and global connection caps.
+    pub fn connections(&self) -> &Arc<ConnectionLimiter> {
+        &self.connections
+    }
+
+    /// The root shutdown token: cancelling it starts a graceful shutdown.
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
+    /// How long the gateway has been up.
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
+    }
+
+    /// Registers a new session of `dialect` from `addr` and returns its end of the bus.
+    pub fn register(&self, dialect: DialectKind, addr: Option<SocketAddr>) -> SessionHandle {
         let id = SessionId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = mpsc::channel(self.config.limits.session_queue_len);
+        let (tx, rx) = mpsc::channel(self.config().limits.session_queue_len);
         let cancel = self.shutdown.child_token();
+        let info = Arc::new(SessionInfo {
+            id,
+            dialect,
+            addr,
+            opened: SystemTime::now(),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+        });
         let entry = Registered {
             tx,
             cancel: cancel.clone(),
+            info: Arc::clone(&info),
         };
         self.sessions
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(id, entry);
-        SessionHandle { id, rx, cancel }
+        SessionHandle {
+            id,
+            rx,
+            cancel,
+            info,
+        }
+    }
+
+    /// Every registered session's info, by id.
+    pub fn sessions(&self) -> Vec<Arc<SessionInfo>> {
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<_> = sessions.values().map(|r| Arc::clone(&r.info)).collect();
+        out.sort_by_key(|i| i.id.0);
+        out
+    }
+
+    /// Every room with its members, sorted by room name.
+    pub fn rooms_snapshot(&self) -> Vec<(String, Vec<Peer>)> {
+        lock(&self.rooms).snapshot()
+    }
+
+    /// The members of one room (empty if it does not exist).
+    pub fn room_members(&self, room: &str) -> Vec<Peer> {
+        lock(&self.rooms).members(room).to_vec()
+    }
+
+    /// Asks a session to close (an operator's kick). Returns whether it exists.
+    pub fn kick(&self, id: SessionId, reason: &str) -> bool {
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(target) = sessions.get(&id) else {
+            return false;
+        };
+        if target
+            .tx
+            .try_send(Outbound::Kick(Arc::from(reason)))
+            .is_err()
+        {
+            // Its queue is full: it is not reading anyway.
+            target.cancel.cancel();
+        }
+        true
     }
 
     /// Forgets a session; deliveries to it are dropped from now on.
@@ -133,7 +265,7 @@ impl Gateway {
 
     /// Calls every plugin's shutdown hook (reverse config order).
     pub fn shutdown_plugins(&self) {
-        self.pipeline.shutdown();
+        self.pipeline().shutdown();
     }
 
     /// Number of registered sessions.
@@ -152,8 +284,12 @@ impl Gateway {
     /// Runs one event from a peer through the pipeline and delivers the outcome. Events without
     /// a room are not routed.
     pub fn dispatch(&self, mut envelope: Envelope) -> Dispatched {
-        if let Event::Join(join) = &envelope.event {
-            envelope.from.mode = join.mode;
+        match &envelope.event {
+            Event::Join(join) => envelope.from.mode = join.mode,
+            Event::Conference(c) if matches!(c.command, ConferenceCommand::JoinRoom(_)) => {
+                envelope.from.mode = JoinMode::Conference;
+            }
+            _ => {}
         }
         let Some(room) = envelope.event.room().map(str::to_owned) else {
             return Dispatched::default();
@@ -167,7 +303,8 @@ impl Gateway {
                 members: rooms.members(&room),
             },
         };
-        let decision = match self.pipeline.run(&cx) {
+        let pipeline = self.pipeline();
+        let decision = match pipeline.run(&cx) {
             Ok(decision) => decision,
             Err(refusal) => {
                 drop(rooms);
@@ -178,6 +315,25 @@ impl Gateway {
                 };
             }
         };
+        if let Event::Conference(request) = &envelope.event
+            && !decision
+                .deliveries
+                .iter()
+                .any(|d| d.to == envelope.from.session)
+        {
+            // No plugin answered: the conference plugin is not in the pipeline. Say so rather
+            // than leave the peer waiting.
+            return Dispatched {
+                refusal: Some(Refusal::new(
+                    ErrorCode::Unsupported,
+                    format!(
+                        "`{}` needs the conference plugin (type = \"conference\"), which this gateway does not run",
+                        request.command.ant_name()
+                    ),
+                )),
+                membership: None,
+            };
+        }
         let membership = apply_membership(&mut rooms, &room, &envelope);
         drop(rooms);
         telemetry::event_dispatched(&envelope, &room, decision.deliveries.len());
@@ -224,7 +380,7 @@ impl Gateway {
             if let Err(mpsc::error::TrySendError::Full(_)) = target.tx.try_send(item) {
                 // The peer does not read what it is sent. Queuing more would grow without bound
                 // and reordering would break signaling, so the session is closed instead.
-                telemetry::session_stuck(delivery.to, self.config.limits.session_queue_len);
+                telemetry::session_stuck(delivery.to, target.tx.max_capacity());
                 target.cancel.cancel();
             }
         }
@@ -240,6 +396,17 @@ fn apply_membership(rooms: &mut Rooms, room: &str, envelope: &Envelope) -> Optio
         Event::Leave(_) => rooms
             .leave(room, from.session)
             .then(|| Membership::Left(room.to_owned())),
+        // A conference participant is a member of its room like any peer (routers tell it
+        // apart by its mode), so room information and disconnects work the same way.
+        Event::Conference(c) => match &c.command {
+            ConferenceCommand::JoinRoom(_) => rooms
+                .join(room, from)
+                .then(|| Membership::Joined(room.to_owned())),
+            ConferenceCommand::LeaveRoom(_) => rooms
+                .leave(room, from.session)
+                .then(|| Membership::Left(room.to_owned())),
+            _ => None,
+        },
         _ => None,
     }
 }

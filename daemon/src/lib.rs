@@ -10,24 +10,37 @@
 //! - [`plugins`]: the registry of built-in plugin factories; `[[plugin]]` entries with a `path`
 //!   are native plugins, loaded by `switchboard-native-plugins`.
 //! - [`telemetry`]: named log events.
+//! - [`lifecycle`]: the phases (starting, running, draining, stopped) on a watch channel.
+//! - [`limits`]: message rate, connection caps, allowed origins.
+//! - [`reload`]: SIGHUP reload: validate, keep the old config on error, apply what can change.
+//! - [`stats`]: hot-path metrics (messages by dialect and kind, latency histograms).
+//! - [`tls`]: rustls listeners and the self-signed development certificate.
+//! - [`turn`]: TURN REST credentials.
 //!
 //! Library entry points take a shutdown future so tests control them; `main` wires signals.
 
 pub mod config;
 pub mod gateway;
+pub mod lifecycle;
+pub mod limits;
 pub mod listeners;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugins;
+pub mod reload;
 pub mod rooms;
 pub mod session;
+pub mod stats;
 pub mod telemetry;
+pub mod tls;
+pub mod turn;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -35,6 +48,7 @@ use tracing::{info, warn};
 
 pub use config::GatewayConfig;
 use gateway::Gateway;
+pub use lifecycle::Phase;
 use listeners::ListenerContext;
 use pipeline::Pipeline;
 use plugins::PluginRegistry;
@@ -46,12 +60,36 @@ pub struct Running {
     pub local_addrs: Vec<SocketAddr>,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
+    gateway: Arc<Gateway>,
+    registry: Arc<PluginRegistry>,
 }
 
 impl Running {
     /// Starts a graceful shutdown.
     pub fn shutdown(&self) {
         self.shutdown.cancel();
+    }
+
+    /// The lifecycle phases: the current one, and every change after it.
+    pub fn phases(&self) -> watch::Receiver<Phase> {
+        self.gateway.lifecycle().subscribe()
+    }
+
+    /// The running gateway (sessions, rooms, configuration).
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Applies a new, already validated configuration (see [`reload`]). On error nothing
+    /// changed.
+    pub fn reload(&self, config: GatewayConfig) -> Result<reload::Reloaded, String> {
+        reload::apply(&self.gateway, &self.registry, config)
+    }
+
+    /// Reads, validates and applies a config file; on any error the running configuration
+    /// stays and the error is logged and returned.
+    pub fn reload_file(&self, path: &std::path::Path) -> Result<reload::Reloaded, String> {
+        reload::reload_file(&self.gateway, &self.registry, path)
     }
 
     /// Waits until the gateway has stopped.
@@ -62,7 +100,16 @@ impl Running {
 
 /// Binds every listener and starts serving. Returns once all sockets are bound.
 pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
-    let plugins = PluginRegistry::builtin()
+    // The conference plugin and the REST API share one hub; opening it loads the store.
+    let conference = Arc::new(switchboard_conference::Hub::open(
+        switchboard_conference::HubOptions {
+            store: config.store.as_ref().map(|s| s.path.clone()),
+            apps: config.antmedia_apps.clone(),
+        },
+        unix_now(),
+    ));
+    let registry = Arc::new(PluginRegistry::builtin_with(conference.clone()));
+    let plugins = registry
         .build_all(&config.plugins)
         .map_err(|e| anyhow::anyhow!("cannot build plugins:\n  {}", e.join("\n  ")))?;
     let config = Arc::new(config);
@@ -79,6 +126,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
             gateway: gateway.clone(),
             tracker: tracker.clone(),
             config: Arc::new(listener.clone()),
+            conference: conference.clone(),
         };
         let b = listeners::bind(cx)
             .await
@@ -88,11 +136,23 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
     }
     let local_addrs = bound.iter().map(|b| b.local_addr).collect();
     let grace = Duration::from_secs(config.shutdown.grace_period_secs);
-    let task = tokio::spawn(serve_all(bound, gateway, tracker, shutdown.clone(), grace));
+    gateway.lifecycle().advance(Phase::Running);
+    let served = serve_all(bound, gateway.clone(), tracker, shutdown.clone(), grace);
+    let stopped = gateway.clone();
+    let task = tokio::spawn(async move {
+        let result = served.await;
+        // After the plugins' shutdown: commit queued store writes and close the file.
+        let _ = tokio::task::spawn_blocking(move || conference.close()).await;
+        stopped.lifecycle().advance(Phase::Stopped);
+        info!("Stopped.");
+        result
+    });
     Ok(Running {
         local_addrs,
         shutdown,
         task,
+        gateway,
+        registry,
     })
 }
 
@@ -111,34 +171,71 @@ async fn serve_all(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> anyhow::Result<()> {
+    // The HTTP servers outlive the sessions, so that /readyz can answer 503 while draining.
+    let http_stop = CancellationToken::new();
     let mut servers = Vec::new();
     let mut socketios = Vec::new();
     for b in bound {
         socketios.extend(b.socketio.clone());
-        servers.push(tokio::spawn(b.serve(shutdown.clone())));
+        servers.push(tokio::spawn(b.serve(http_stop.clone())));
     }
     shutdown.cancelled().await;
-    info!(sessions = gateway.session_count(), "Shutting down.");
-    // Sessions hold child tokens of `shutdown`, so they are closing now (WebSocket 1001). socket.io
-    // sockets, including long-polling requests the HTTP server would otherwise wait for, close here.
-    for io in socketios {
-        io.close().await;
-    }
+    let deadline = tokio::time::Instant::now() + grace;
+    // 1. Stop accepting sessions: admission refuses upgrades (503) and socket.io connections
+    //    (`connect_error`); /readyz answers 503 so load balancers take the node out.
+    gateway.lifecycle().advance(Phase::Draining);
+    info!(
+        sessions = gateway.session_count(),
+        grace_secs = grace.as_secs(),
+        "Draining."
+    );
+    // 2. Sessions hold child tokens of `shutdown`, so they are closing now: Ant peers get
+    //    `server_will_stop`, raw peers `switchboard.server-will-stop`, then WebSocket 1001;
+    //    socket.io writers send their notice and disconnect.
     tracker.close();
-    let drained = tokio::time::timeout(grace, async {
+    let drained = tokio::time::timeout_at(deadline, async {
+        tracker.wait().await;
+        // 3. Whatever socket.io still holds (half-open handshakes, long-polling requests the
+        //    HTTP servers would otherwise wait for) closes here; then the HTTP servers stop.
+        for io in &socketios {
+            io.close().await;
+        }
+    })
+    .await;
+    http_stop.cancel();
+    let _ = tokio::time::timeout_at(deadline, async {
         for server in servers {
             let _ = server.await;
         }
-        tracker.wait().await;
     })
     .await;
     if drained.is_err() {
         warn!(
             grace_secs = grace.as_secs(),
+            sessions = gateway.session_count(),
             "Shutdown deadline passed with sessions still open."
         );
     }
-    gateway.shutdown_plugins();
-    info!("Stopped.");
+    // 4. Plugins finish (reverse order), within what is left of the grace period (at least a
+    //    second, so a plugin that flushes a file gets to).
+    let plugins = gateway.clone();
+    let left = deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .max(Duration::from_secs(1));
+    let finished = tokio::time::timeout(
+        left,
+        tokio::task::spawn_blocking(move || plugins.shutdown_plugins()),
+    )
+    .await;
+    if finished.is_err() {
+        warn!("Plugins did not finish their shutdown in time.");
+    }
     Ok(())
+}
+
+/// Now, in Unix seconds.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -9,19 +9,32 @@ const USAGE: &str = "\
 Switchboard: a WebRTC signaling gateway (Ant Media, socket.io, raw WebSocket).
 
 Usage:
-  switchboard [--config FILE]       run the gateway (embedded default config without --config)
+  switchboard [--config FILE] [--self-signed]
+                                    run the gateway (embedded default config without --config)
   switchboard check-config FILE     validate a config file and list every problem
   switchboard print-default-config  print the embedded default config
   switchboard --help | --version
 
-Logging: RUST_LOG (default `info`), e.g. RUST_LOG=switchboard=debug.
+Options:
+  --self-signed   serve every listener over TLS (https://, wss://) with a self-signed
+                  certificate generated at start-up, so the demos work from other machines
+                  (browsers allow the camera only in a secure context). For development only.
+
+Signals: SIGTERM or SIGINT drains gracefully (a second one exits at once); SIGHUP re-reads the
+--config file and applies it if it is valid (the old config stays otherwise).
+
+Logging: [log] in the config (format text or json, level); RUST_LOG, when set, overrides the
+level, e.g. RUST_LOG=switchboard=debug.
 ";
 
 /// `EX_USAGE` from sysexits.h: the command was used incorrectly (bad arguments or config).
 const EX_USAGE: u8 = 64;
 
 enum Command {
-    Run(Option<PathBuf>),
+    Run {
+        config: Option<PathBuf>,
+        self_signed: bool,
+    },
     CheckConfig(PathBuf),
     PrintDefault,
     Help,
@@ -30,14 +43,28 @@ enum Command {
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
     match args {
-        [] => Ok(Command::Run(None)),
-        [flag, file] if flag == "--config" || flag == "-c" => Ok(Command::Run(Some(file.into()))),
-        [cmd, file] if cmd == "check-config" => Ok(Command::CheckConfig(file.into())),
-        [cmd] if cmd == "print-default-config" => Ok(Command::PrintDefault),
-        [flag] if flag == "--help" || flag == "-h" => Ok(Command::Help),
-        [flag] if flag == "--version" || flag == "-V" => Ok(Command::Version),
-        other => Err(format!("unexpected arguments: {}", other.join(" "))),
+        [cmd, file] if cmd == "check-config" => return Ok(Command::CheckConfig(file.into())),
+        [cmd] if cmd == "print-default-config" => return Ok(Command::PrintDefault),
+        [flag] if flag == "--help" || flag == "-h" => return Ok(Command::Help),
+        [flag] if flag == "--version" || flag == "-V" => return Ok(Command::Version),
+        _ => {}
     }
+    let (mut config, mut self_signed) = (None, false);
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        match arg.as_str() {
+            "--config" | "-c" if config.is_none() => match rest.next() {
+                Some(file) => config = Some(PathBuf::from(file)),
+                None => return Err("--config needs a file".into()),
+            },
+            "--self-signed" if !self_signed => self_signed = true,
+            _ => return Err(format!("unexpected arguments: {}", args.join(" "))),
+        }
+    }
+    Ok(Command::Run {
+        config,
+        self_signed,
+    })
 }
 
 fn main() -> ExitCode {
@@ -55,7 +82,10 @@ fn main() -> ExitCode {
         Command::Version => print_out(&format!("switchboard {}\n", env!("CARGO_PKG_VERSION"))),
         Command::PrintDefault => print_out(switchboard::config::DEFAULT_CONFIG),
         Command::CheckConfig(path) => check_config(&path),
-        Command::Run(path) => run(path),
+        Command::Run {
+            config,
+            self_signed,
+        } => run(config, self_signed),
     }
 }
 
@@ -80,8 +110,7 @@ fn check_config(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn run(path: Option<PathBuf>) -> ExitCode {
-    init_tracing();
+fn run(path: Option<PathBuf>, self_signed: bool) -> ExitCode {
     let config = match &path {
         Some(p) => GatewayConfig::load(p),
         None => GatewayConfig::from_toml(switchboard::config::DEFAULT_CONFIG),
@@ -99,6 +128,22 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             });
         }
     };
+    let mut config = config;
+    init_tracing(&config.log);
+    if self_signed {
+        let dir =
+            std::env::temp_dir().join(format!("switchboard-self-signed-{}", std::process::id()));
+        match switchboard::tls::apply_self_signed(&mut config, &dir, &[]) {
+            Ok(cert) => tracing::warn!(
+                cert = %cert.display(),
+                "Serving TLS with a self-signed certificate (development only; browsers will warn once)."
+            ),
+            Err(e) => {
+                eprintln!("cannot make a self-signed certificate: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -106,7 +151,7 @@ fn run(path: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(switchboard::run(config, shutdown_signal())) {
+    match runtime.block_on(serve(config, path)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "Gateway failed.");
@@ -115,24 +160,55 @@ fn run(path: Option<PathBuf>) -> ExitCode {
     }
 }
 
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
-/// Completes on the first SIGINT or SIGTERM; a second one exits at once.
-async fn shutdown_signal() {
-    wait_for_signal().await;
-    tracing::info!("Signal received; shutting down gracefully (send again to exit at once).");
+/// Runs until the first SIGINT or SIGTERM, then drains; SIGHUP reloads `path`.
+async fn serve(config: GatewayConfig, path: Option<PathBuf>) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let running = switchboard::start(config).await?;
+    let mut hangup = signal(SignalKind::hangup()).ok();
+    let mut stopping = running.phases();
+    loop {
+        tokio::select! {
+            () = wait_for_signal() => {
+                tracing::info!("Signal received; shutting down gracefully (send again to exit at once).");
+                break;
+            }
+            Some(()) = async { hangup.as_mut()?.recv().await } => match &path {
+                Some(path) => {
+                    // Logged either way by the reload itself.
+                    let _ = running.reload_file(path);
+                }
+                None => tracing::warn!("SIGHUP: no --config file to reload (running on the embedded default)."),
+            },
+            // Drained through the admin API.
+            true = async { stopping.wait_for(|p| *p >= switchboard::Phase::Draining).await.is_ok() } => break,
+        }
+    }
+    running.shutdown();
     tokio::spawn(async {
         wait_for_signal().await;
         tracing::warn!("Second signal; exiting now.");
         std::process::exit(130);
     });
+    running.wait().await
+}
+
+fn init_tracing(log: &switchboard::config::LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.format {
+        switchboard::config::LogFormat::Text => builder.init(),
+        // One object per line with the current span's fields (conn.id, peer.addr, dialect,
+        // room) and the list of enclosing spans.
+        switchboard::config::LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 async fn wait_for_signal() {

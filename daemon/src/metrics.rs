@@ -97,7 +97,8 @@ impl Metrics {
     }
 }
 
-fn escape(v: &str) -> String {
+/// Escapes a label value.
+pub(crate) fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -2,7 +2,9 @@
 //! fails or panics is disabled and logged; the event and every other session go on.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
 
 use switchboard_plugin_api::{Decision, EventContext, Plugin, Refusal, Verdict};
 
@@ -12,6 +14,8 @@ struct Slot {
     plugin: Box<dyn Plugin>,
     /// Set when the plugin panicked; a panicking plugin's state cannot be trusted again.
     disabled: AtomicBool,
+    /// Calls and latency, registered once per plugin name.
+    stats: Arc<crate::stats::PluginStats>,
 }
 
 /// The ordered plugins.
@@ -34,6 +38,7 @@ impl Pipeline {
             slots: plugins
                 .into_iter()
                 .map(|plugin| Slot {
+                    stats: crate::stats::plugin_stats(plugin.name()),
                     plugin,
                     disabled: AtomicBool::new(false),
                 })
@@ -51,7 +56,10 @@ impl Pipeline {
             }
             let before = decision.clone();
             let name = slot.plugin.name();
-            match catch_unwind(AssertUnwindSafe(|| slot.plugin.on_event(cx, &mut decision))) {
+            let started = Instant::now();
+            let outcome = catch_unwind(AssertUnwindSafe(|| slot.plugin.on_event(cx, &mut decision)));
+            slot.stats.record(started.elapsed());
+            match outcome {
                 Ok(Ok(Verdict::Continue)) => {}
                 Ok(Ok(Verdict::Stop)) => break,
                 Ok(Ok(Verdict::Refuse(refusal))) => return Err(refusal),

@@ -2,6 +2,9 @@
 //! the config. One code path serves every plugin kind: an entry with `path` is a native plugin
 //! loaded by `switchboard-native-plugins`, any other a built-in found by `type`.
 
+use std::sync::Arc;
+
+use switchboard_conference::{ConferenceFactory, Hub};
 use switchboard_plugin_api::{Plugin, PluginFactory};
 
 use crate::config::PluginConfig;
@@ -20,11 +23,18 @@ impl std::fmt::Debug for PluginRegistry {
 }
 
 impl PluginRegistry {
-    /// The built-in plugins, registered explicitly (no link-time magic).
+    /// The built-in plugins, registered explicitly (no link-time magic). Conference plugins get
+    /// a hub of their own, in memory (enough to validate settings).
     pub fn builtin() -> Self {
+        Self::builtin_with(Arc::new(Hub::in_memory()))
+    }
+
+    /// The built-in plugins, the conference plugin on `hub` (the one the REST API serves).
+    pub fn builtin_with(hub: Arc<Hub>) -> Self {
         let mut registry = Self {
             factories: Vec::new(),
         };
+        registry.add(Box::new(ConferenceFactory::new(hub)));
         registry.add(Box::new(switchboard_room_router::RoomRouterFactory));
         registry.add(Box::new(switchboard_room_policy::RoomPolicyFactory));
         registry.add(Box::new(switchboard_logging::LoggingFactory));

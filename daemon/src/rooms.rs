@@ -63,6 +63,17 @@ impl Rooms {
         removed
     }
 
+    /// Every room with its members, sorted by room name (for the admin API).
+    pub fn snapshot(&self) -> Vec<(String, Vec<Peer>)> {
+        let mut rooms: Vec<_> = self
+            .rooms
+            .iter()
+            .map(|(room, members)| (room.clone(), members.clone()))
+            .collect();
+        rooms.sort_by(|a, b| a.0.cmp(&b.0));
+        rooms
+    }
+
     /// Number of rooms with members.
     pub fn len(&self) -> usize {
         self.rooms.len()

@@ -3,22 +3,26 @@
 //! in the peer's dialect.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use switchboard_plugin_api::protocol::{
-    DecodeError, Decoded, Dialect, ErrorCode, Event, IceServers, Join,
+    DecodeError, Decoded, Dialect, DialectKind, ErrorCode, Event, Join,
 };
-use switchboard_plugin_api::{Envelope, Peer, Refusal};
+use switchboard_plugin_api::{Envelope, Peer, Refusal, SessionId};
 
-use crate::gateway::{self, Gateway, Membership, Outbound, SessionHandle};
-use crate::telemetry;
+use crate::gateway::{self, Gateway, Membership, Outbound, SessionHandle, SessionInfo};
+use crate::limits::{Permit, RateLimiter, RateVerdict};
+use crate::{stats, telemetry};
 
 /// WebSocket close codes used by the gateway.
 pub mod close_code {
     /// The gateway is shutting down.
     pub const GOING_AWAY: u16 = 1001;
-    /// The session broke a rule (it stopped reading its messages).
+    /// The session broke a rule (it stopped reading its messages, sent messages too fast for
+    /// too long) or an operator kicked it.
     pub const POLICY: u16 = 1008;
     /// A frame above the size limit.
     pub const TOO_BIG: u16 = 1009;
@@ -28,6 +32,8 @@ pub mod close_code {
     pub const REFUSED: u16 = 4403;
     /// Raw join refused: bad room name.
     pub const BAD_ROOM: u16 = 4400;
+    /// No join within `[limits] join_timeout_secs` of connecting.
+    pub const JOIN_TIMEOUT: u16 = 4408;
 }
 
 /// Renders a delivery for a peer of dialect `D`.
@@ -40,6 +46,8 @@ pub fn render<D: Dialect>(state: &D::State, out: &Outbound) -> Option<D::Wire> {
             _ => D::encode(state, &env.event),
         },
         Outbound::Event(event) => D::encode(state, event),
+        // Handled by the session before rendering.
+        Outbound::Kick(_) => None,
     }
 }
 
@@ -48,14 +56,10 @@ pub fn refusal_event(refusal: &Refusal, room: Option<&str>) -> Event {
     Event::error(refusal.code, room, refusal.message.clone())
 }
 
-/// The ICE settings event from the config.
-pub fn ice_servers(gateway: &Gateway) -> Event {
-    let ice = &gateway.config().ice;
-    Event::IceServers(IceServers {
-        uri: ice.uri.clone(),
-        username: ice.username.clone(),
-        credential: ice.credential.clone(),
-    })
+/// The ICE settings event for `session`: minted TURN credentials when `[turn]` is set,
+/// otherwise `[ice]` as configured.
+pub fn ice_servers(gateway: &Gateway, session: SessionId) -> Event {
+    crate::turn::ice_servers(&gateway.config(), session, std::time::SystemTime::now())
 }
 
 /// A session's identity and rooms, shared by every dialect's session type.
@@ -67,16 +71,35 @@ pub struct SessionCore {
     pub peer: Peer,
     /// Rooms this session is in, so they can be left when it closes.
     pub rooms: Vec<String>,
+    /// Whether a room-bound event of this session was ever accepted (a join, a conference
+    /// command); until then the join timeout runs.
+    pub engaged: bool,
 }
 
 impl SessionCore {
     /// Dispatches `event` from this session and records any membership change.
     pub fn dispatch(&mut self, event: Event, original: Option<Arc<str>>) -> Option<Refusal> {
+        self.dispatch_received(event, original, Instant::now())
+    }
+
+    /// [`Self::dispatch`] for a frame that arrived at `received`: the relay latency metric
+    /// covers decode, the pipeline and queuing the deliveries.
+    pub fn dispatch_received(
+        &mut self,
+        event: Event,
+        original: Option<Arc<str>>,
+        received: Instant,
+    ) -> Option<Refusal> {
+        let routed = event.room().is_some();
         let out = self.gateway.dispatch(Envelope {
             from: self.peer,
             event,
             original,
         });
+        if routed {
+            stats::observe_relay(received.elapsed());
+            self.engaged |= out.refusal.is_none();
+        }
         match out.membership {
             Some(Membership::Joined(room)) => self.rooms.push(room),
             Some(Membership::Left(room)) => self.rooms.retain(|r| *r != room),
@@ -94,23 +117,51 @@ impl SessionCore {
     }
 }
 
+/// What a WebSocket session needs besides its socket.
+#[derive(Debug)]
+pub struct WsSession<D: Dialect> {
+    /// The gateway.
+    pub gateway: Arc<Gateway>,
+    /// The session's end of the bus.
+    pub handle: SessionHandle,
+    /// The dialect's per-connection state.
+    pub state: D::State,
+    /// The room a raw peer joins on connect (from its URL).
+    pub join: Option<Join>,
+    /// Its place under the connection caps, released when the session ends.
+    pub permit: Permit,
+}
+
 /// Runs one WebSocket peer session until the peer closes, the gateway shuts down, or the peer
-/// breaks a rule. `join` is the room a raw peer joins on connect (from its URL).
-pub async fn run_websocket<D>(
-    socket: WebSocket,
-    gateway: Arc<Gateway>,
-    handle: SessionHandle,
-    mut state: D::State,
-    join: Option<Join>,
-) where
+/// breaks a rule.
+pub async fn run_websocket<D>(socket: WebSocket, session: WsSession<D>)
+where
     D: Dialect<Wire = String>,
 {
-    let SessionHandle { id, mut rx, cancel } = handle;
-    let max_frame = gateway.config().limits.max_frame_bytes;
+    let WsSession {
+        gateway,
+        handle,
+        mut state,
+        join,
+        permit: _permit,
+    } = session;
+    let SessionHandle {
+        id,
+        mut rx,
+        cancel,
+        info,
+    } = handle;
+    let config = gateway.config();
+    let max_frame = config.max_frame_bytes(D::KIND);
+    let mut limiter = RateLimiter::new(&config.limits, Instant::now());
+    let join_timeout = Duration::from_secs(config.limits.join_timeout_secs);
+    let join_timer = tokio::time::sleep(join_timeout);
+    tokio::pin!(join_timer);
     let mut core = SessionCore {
         gateway,
         peer: gateway::peer(id, D::KIND),
         rooms: Vec::new(),
+        engaged: false,
     };
     telemetry::session_opened(id, D::KIND);
     let (mut sink, mut stream) = socket.split();
@@ -132,18 +183,44 @@ pub async fn run_websocket<D>(
         }
     }
 
+    let mut writer = Writer {
+        sink: &mut sink,
+        info: &info,
+        dialect: D::KIND,
+    };
     let reason = loop {
         tokio::select! {
             () = cancel.cancelled() => {
-                let _ = sink.send(close(close_code::GOING_AWAY, "gateway shutting down")).await;
+                // Draining: tell the peer why before the close (Ant `server_will_stop`).
+                if let Some(frame) = D::encode(&state, &Event::ServerWillStop) {
+                    let _ = writer.send(frame, "server_will_stop").await;
+                }
+                let _ = writer.sink.send(close(close_code::GOING_AWAY, "gateway shutting down")).await;
                 break "cancelled";
             }
             Some(out) = rx.recv() => {
+                if let Outbound::Kick(reason) = &out {
+                    let notice = Event::error(ErrorCode::Refused, None, format!("disconnected by an operator: {reason}"));
+                    if let Some(frame) = D::encode(&state, &notice) {
+                        let _ = writer.send(frame, "error").await;
+                    }
+                    let _ = writer.sink.send(close(close_code::POLICY, &format!("kicked: {reason}"))).await;
+                    break "kicked";
+                }
                 if let Some(frame) = render::<D>(&state, &out)
-                    && sink.send(Message::Text(frame.into())).await.is_err()
+                    && writer.send(frame, outbound_kind(&out)).await.is_err()
                 {
                     break "write failed";
                 }
+            }
+            () = &mut join_timer, if !core.engaged && !join_timeout.is_zero() => {
+                telemetry::join_timed_out(D::KIND, join_timeout);
+                let message = format!("no join within {} s of connecting", join_timeout.as_secs());
+                if let Some(frame) = D::encode(&state, &Event::error(ErrorCode::JoinTimeout, None, message.clone())) {
+                    let _ = writer.send(frame, "error").await;
+                }
+                let _ = writer.sink.send(close(close_code::JOIN_TIMEOUT, &message)).await;
+                break "join timeout";
             }
             inbound = stream.next() => {
                 let replies = match inbound {
@@ -151,20 +228,46 @@ pub async fn run_websocket<D>(
                     Some(Err(e)) => {
                         if is_too_large(&e) {
                             telemetry::frame_too_large(D::KIND, max_frame);
-                            let _ = sink.send(close(close_code::TOO_BIG, "frame too large")).await;
+                            let _ = writer.sink.send(close(close_code::TOO_BIG, "frame too large")).await;
                             break "frame too large";
                         }
                         break "read failed";
                     }
-                    Some(Ok(Message::Text(text))) => handle_text::<D>(&mut core, &mut state, text),
-                    Some(Ok(Message::Binary(_))) => {
-                        let e = Event::error(ErrorCode::BinaryNotSupported, None, "binary frames are not supported; send JSON text frames");
-                        D::encode(&state, &e).into_iter().collect()
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                    Some(Ok(message)) => {
+                        let received = Instant::now();
+                        info.messages_in.fetch_add(1, Ordering::Relaxed);
+                        match limiter.check(received) {
+                            RateVerdict::Allow => {}
+                            RateVerdict::Refuse => {
+                                telemetry::rate_limited(D::KIND);
+                                let e = Event::error(ErrorCode::RateLimited, None, format!(
+                                    "more than {} messages per second; message dropped",
+                                    config.limits.messages_per_sec
+                                ));
+                                if let Some(frame) = D::encode(&state, &e) {
+                                    let _ = writer.send(frame, "error").await;
+                                }
+                                continue;
+                            }
+                            RateVerdict::Close => {
+                                telemetry::rate_limit_closed(D::KIND);
+                                let _ = writer.sink.send(close(close_code::POLICY, "message rate limit exceeded")).await;
+                                break "rate limit";
+                            }
+                        }
+                        match message {
+                            Message::Text(text) => handle_text::<D>(&mut core, &mut state, text, received),
+                            _ => {
+                                stats::message_in(D::KIND, "error");
+                                let e = Event::error(ErrorCode::BinaryNotSupported, None, "binary frames are not supported; send JSON text frames");
+                                D::encode(&state, &e).into_iter().map(|f| (f, "error")).collect()
+                            }
+                        }
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => Vec::new(),
                 };
-                for reply in replies {
-                    if sink.send(Message::Text(reply.into())).await.is_err() {
+                for (reply, kind) in replies {
+                    if writer.send(reply, kind).await.is_err() {
                         break;
                     }
                 }
@@ -174,26 +277,71 @@ pub async fn run_websocket<D>(
     core.finish(reason);
 }
 
-/// Decodes and dispatches one text frame; returns frames to send straight back.
-fn handle_text<D>(core: &mut SessionCore, state: &mut D::State, text: Utf8Bytes) -> Vec<String>
+/// The socket's sending half, counting what it writes.
+struct Writer<'a, S> {
+    sink: &'a mut S,
+    info: &'a SessionInfo,
+    dialect: DialectKind,
+}
+
+impl<S> Writer<'_, S>
+where
+    S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
+{
+    async fn send(&mut self, frame: String, kind: &'static str) -> Result<(), axum::Error> {
+        self.sink.send(Message::Text(frame.into())).await?;
+        self.info.messages_out.fetch_add(1, Ordering::Relaxed);
+        stats::message_out(self.dialect, kind);
+        Ok(())
+    }
+}
+
+/// The event kind of a delivery, for the message counters.
+pub fn outbound_kind(out: &Outbound) -> &'static str {
+    match out {
+        Outbound::Relay(env) => env.event.kind(),
+        Outbound::Event(event) => event.kind(),
+        Outbound::Kick(_) => "error",
+    }
+}
+
+/// Decodes and dispatches one text frame; returns frames (with their event kind) to send
+/// straight back.
+fn handle_text<D>(
+    core: &mut SessionCore,
+    state: &mut D::State,
+    text: Utf8Bytes,
+    received: Instant,
+) -> Vec<(String, &'static str)>
 where
     D: Dialect<Wire = String>,
 {
     let text = text.to_string();
-    match D::decode(state, &text) {
-        Ok(Decoded::Reply(reply)) => vec![reply],
+    let decoded = D::decode(state, &text);
+    stats::message_in(
+        D::KIND,
+        match &decoded {
+            Ok(Decoded::Event(e)) => e.kind(),
+            Ok(_) => "other",
+            Err(_) => "error",
+        },
+    );
+    match decoded {
+        Ok(Decoded::Reply(reply)) => vec![(reply, "other")],
         Ok(Decoded::Ignore) => Vec::new(),
         Ok(Decoded::Event(Event::IceServersRequest)) => {
-            D::encode(state, &ice_servers(&core.gateway))
+            D::encode(state, &ice_servers(&core.gateway, core.peer.session))
                 .into_iter()
+                .map(|f| (f, "ice_servers"))
                 .collect()
         }
         Ok(Decoded::Event(event)) => {
             let room = event.room().map(str::to_owned);
             let original: Arc<str> = Arc::from(text);
-            match core.dispatch(event, Some(original)) {
+            match core.dispatch_received(event, Some(original), received) {
                 Some(refusal) => D::encode(state, &refusal_event(&refusal, room.as_deref()))
                     .into_iter()
+                    .map(|f| (f, "error"))
                     .collect(),
                 None => Vec::new(),
             }
@@ -206,7 +354,10 @@ where
                 _ => None,
             };
             let event = Event::error(error.code(), room, error.to_string());
-            D::encode(state, &event).into_iter().collect()
+            D::encode(state, &event)
+                .into_iter()
+                .map(|f| (f, "error"))
+                .collect()
         }
     }
 }

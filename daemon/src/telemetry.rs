@@ -103,3 +103,68 @@ pub fn event_refused(envelope: &Envelope, room: &str, refusal: &Refusal) {
         tracing::debug!(session = %session, event, room, code, "Refused an event.");
     }
 }
+
+// === limits, drain, reload ===
+
+fn count_error(dialect: &str, reason: &str) {
+    global().add(ERRORS, &[("dialect", dialect), ("reason", reason)], 1);
+}
+
+/// A connection was refused before it became a session (origin, caps, draining).
+pub fn connection_refused(
+    dialect: DialectKind,
+    addr: Option<std::net::SocketAddr>,
+    refusal: crate::limits::ConnectRefusal,
+) {
+    let peer = addr.map(|a| a.to_string()).unwrap_or_default();
+    info!(dialect = %dialect, peer.addr = %peer, reason = refusal.as_str(), "Refused a connection.");
+    count_error(dialect.as_str(), refusal.as_str());
+}
+
+/// A message over the per-connection rate was dropped (per message: `debug`).
+pub fn rate_limited(dialect: DialectKind) {
+    tracing::debug!(dialect = %dialect, "Dropped a message over the rate limit.");
+    count_error(dialect.as_str(), "rate_limited");
+}
+
+/// A connection kept sending over the rate limit and was closed.
+pub fn rate_limit_closed(dialect: DialectKind) {
+    warn!(dialect = %dialect, "Closed a session that kept sending over the rate limit.");
+    count_error(dialect.as_str(), "rate_limit_closed");
+}
+
+/// A peer connected but never joined; it was closed.
+pub fn join_timed_out(dialect: DialectKind, after: std::time::Duration) {
+    info!(dialect = %dialect, after_secs = after.as_secs(), "Closed a session that never joined.");
+    count_error(dialect.as_str(), "join_timeout");
+}
+
+/// An operator kicked a session through the admin API.
+pub fn session_kicked(session: SessionId, reason: &str) {
+    info!(session = %session, reason, "Kicked a session.");
+}
+
+/// A reload was applied.
+pub fn config_reloaded(changes: &[String], needs_restart: &[String]) {
+    info!(
+        applied = %changes.join(", "),
+        needs_restart = %needs_restart.join(", "),
+        "Configuration reloaded."
+    );
+    global().add(RELOADS, &[("result", "ok")], 1);
+}
+
+/// A reload was refused; the old configuration stays.
+pub fn config_reload_failed(error: &str) {
+    error!(
+        error,
+        "Configuration reload failed; keeping the running configuration."
+    );
+    global().add(RELOADS, &[("result", "error")], 1);
+}
+
+const RELOADS: Family = Family {
+    name: "switchboard_config_reloads_total",
+    help: "Configuration reloads (SIGHUP), by result.",
+    kind: "counter",
+};

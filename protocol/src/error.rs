@@ -66,6 +66,7 @@ impl DecodeError {
             }
             DecodeError::Unsupported { .. } => ErrorCode::Unsupported,
             DecodeError::MissingField("streamId") => ErrorCode::NoStreamName,
+            DecodeError::MissingField("room") => ErrorCode::NoRoomName,
             DecodeError::MissingField(_)
             | DecodeError::WrongType { .. }
             | DecodeError::InvalidValue { .. } => ErrorCode::InvalidField,
@@ -109,6 +110,22 @@ pub enum ErrorCode {
     RateLimited,
     /// The gateway could not deliver to a peer or failed internally.
     Internal,
+    /// A conference command without a room (Ant `no_room_specified`).
+    NoRoomName,
+    /// No such stream, or it is not active (Ant `no_stream_exist`, with `error_code` `"404"`).
+    NoStream,
+    /// A room with no streams other than the requester's (Ant `no_active_streams_in_room`, which
+    /// names the room in `room`).
+    RoomEmpty,
+    /// A room joined outside its planned start and end dates (Ant
+    /// `room_not_active_or_expired`).
+    RoomNotActive,
+    /// A stream id another participant already uses (Ant `streamIdInUse`).
+    StreamIdInUse,
+    /// Media (publish, play) needs the media plugin, which is not running.
+    MediaUnavailable,
+    /// The peer connected but did not join a room within the configured time.
+    JoinTimeout,
 }
 
 impl ErrorCode {
@@ -130,6 +147,13 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized_access",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "server_error_check_logs",
+            ErrorCode::NoRoomName => "no_room_specified",
+            ErrorCode::NoStream => "no_stream_exist",
+            ErrorCode::RoomEmpty => "no_active_streams_in_room",
+            ErrorCode::RoomNotActive => "room_not_active_or_expired",
+            ErrorCode::StreamIdInUse => "streamIdInUse",
+            ErrorCode::MediaUnavailable => "media_plugin_not_running",
+            ErrorCode::JoinTimeout => "join_timeout",
         }
     }
 
@@ -150,6 +174,13 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Internal => "internal",
+            ErrorCode::NoRoomName => "no_room_name",
+            ErrorCode::NoStream => "no_stream",
+            ErrorCode::RoomEmpty => "room_empty",
+            ErrorCode::RoomNotActive => "room_not_active",
+            ErrorCode::StreamIdInUse => "stream_id_in_use",
+            ErrorCode::MediaUnavailable => "media_unavailable",
+            ErrorCode::JoinTimeout => "join_timeout",
         }
     }
 }

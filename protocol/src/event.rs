@@ -7,10 +7,12 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::conference::{ConferenceReply, ConferenceRequest};
 use crate::error::ErrorCode;
 
-/// Whether a peer sends media or only receives it. Only Ant Media distinguishes the two
-/// (`mode:"play"` comes from the SDK's `isPlayMode`); every other peer is `Both`.
+/// How a peer takes part in a room: sending media or only receiving it (only Ant Media
+/// distinguishes the two: `mode:"play"` comes from the SDK's `isPlayMode`; every other peer is
+/// `Both`), or as a conference participant (Ant `joinRoom`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JoinMode {
@@ -19,6 +21,10 @@ pub enum JoinMode {
     Both,
     /// Receives only; an offer it makes carries no media sections.
     Play,
+    /// An Ant Media conference participant (`joinRoom`): a member of the room, listed in its
+    /// room information, but not a peer-to-peer partner. Routers leave such members out of
+    /// pairing and relaying.
+    Conference,
 }
 
 /// Why a peer left a room. Ant Media acknowledges only an explicit `leave`.
@@ -172,6 +178,10 @@ pub struct IceServers {
     pub username: String,
     /// TURN credential, empty for STUN.
     pub credential: String,
+    /// Further URIs the same credentials are for (a `[turn] uris` list). Ant Media peers take
+    /// only `uri`; raw and socket.io peers get every URI in one `RTCIceServer`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more_uris: Vec<String>,
 }
 
 /// One normalized signaling event. Variants up to [`Event::Opaque`] are what peers send; the rest
@@ -209,6 +219,14 @@ pub enum Event {
     IceServers(IceServers),
     /// Something was refused or malformed.
     Error(ErrorNotice),
+    /// An Ant Media conference request (`joinRoom`, `getRoomInfo`, `publish`, ...); inbound.
+    /// Its room is the room for room commands and the stream id otherwise.
+    Conference(Box<ConferenceRequest>),
+    /// A conference plugin's answer to a conference request; outbound, Ant Media only.
+    ConferenceReply(Box<ConferenceReply>),
+    /// The gateway is draining and is about to close the connection (Ant
+    /// `notification/server_will_stop`); outbound, sent to every peer just before the close.
+    ServerWillStop,
 }
 
 impl Event {
@@ -227,7 +245,9 @@ impl Event {
             | Event::PeerLeft(n)
             | Event::Left(n) => Some(&n.room),
             Event::Error(e) => e.room.as_deref(),
-            Event::IceServersRequest | Event::IceServers(_) => None,
+            Event::Conference(c) => Some(c.target()),
+            Event::ConferenceReply(r) => Some(r.target()),
+            Event::IceServersRequest | Event::IceServers(_) | Event::ServerWillStop => None,
         }
     }
 
@@ -248,6 +268,9 @@ impl Event {
             Event::Left(_) => "left",
             Event::IceServers(_) => "ice_servers",
             Event::Error(_) => "error",
+            Event::Conference(_) => "conference",
+            Event::ConferenceReply(_) => "conference_reply",
+            Event::ServerWillStop => "server_will_stop",
         }
     }
 

@@ -4,18 +4,22 @@
 //!
 //! # Layout
 //! - [`event`]: the normalized events that travel on the bus, in both directions.
+//! - [`conference`]: Ant Media conference requests and replies, carried by [`Event::Conference`]
+//!   and [`Event::ConferenceReply`].
 //! - [`dialects`]: the [`Dialect`] trait and one module per dialect (`antmedia`, `socketio`,
 //!   `raw`), each holding decode and encode side by side.
 //! - [`error`]: typed decode errors and the gateway's error codes.
 //! - `testing` (feature `testing`): the dialect conformance harness every codec's tests call.
 #![warn(missing_docs)]
 
+pub mod conference;
 pub mod dialects;
 pub mod error;
 pub mod event;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use conference::{ConferenceCommand, ConferenceReply, ConferenceRequest};
 pub use dialects::{Decoded, Dialect, DialectKind};
 pub use error::{DecodeError, ErrorCode};
 pub use event::*;

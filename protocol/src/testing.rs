@@ -6,7 +6,7 @@
 //! - `decode` never panics on [`hostile_inputs`], and its errors stay short (no echo of a
 //!   megabyte of input);
 //! - unknown message types give `Ignore`, `Opaque` or `UnknownCommand`, never anything else;
-//! - inbound-only events (`Join`, `Leave`, `IceServersRequest`) render nothing;
+//! - inbound-only events (`Join`, `Leave`, `IceServersRequest`, `Conference`) render nothing;
 //! - every outbound event of [`outbound_events`] renders, except the kinds the dialect declares
 //!   silent, which must render nothing;
 //! - rendered notices are JSON objects that name their room;
@@ -209,8 +209,20 @@ pub fn outbound_events() -> Vec<Event> {
             uri: "turn:turn.example.org:3478".into(),
             username: "user".into(),
             credential: "secret".into(),
+            ..Default::default()
+        }),
+        Event::IceServers(IceServers {
+            uri: "turn:turn.example.org:3478?transport=udp".into(),
+            username: "1700003600:42".into(),
+            credential: "WO3ZFttCQxBYtA2Ohz7jjGcQStA=".into(),
+            more_uris: vec![
+                "turns:turn.example.org:5349".into(),
+                "stun:turn.example.org:3478".into(),
+            ],
         }),
     ];
+    events.push(Event::ServerWillStop);
+    events.extend(conference_replies());
     for code in ERROR_CODES {
         events.push(Event::error(
             *code,
@@ -220,6 +232,87 @@ pub fn outbound_events() -> Vec<Event> {
         events.push(Event::error(*code, None, "no room"));
     }
     events
+}
+
+/// One of each conference reply, in room [`ROOM`] (streams `s1`, `s2`).
+pub fn conference_replies() -> Vec<Event> {
+    use crate::conference::{
+        Broadcast, BroadcastObject, ConferenceReply as R, Count, JoinedRoom, LeftRoom, MediaInfo,
+        MetaData, RoomInfo, RoomStream, StreamInfo, SubtrackList, TrackList,
+    };
+    let stream = |id: &str| RoomStream {
+        stream_id: id.into(),
+        stream_name: format!("name of {id}"),
+        meta_data: String::new(),
+    };
+    let broadcast = |id: &str, main: Option<&str>| Broadcast {
+        stream_id: id.into(),
+        name: id.into(),
+        status: "created".into(),
+        meta_data: r#"{"mic":true}"#.into(),
+        role: String::new(),
+        main_track_stream_id: main.map(str::to_owned),
+        sub_track_stream_ids: if main.is_none() {
+            vec!["s1".into(), "s2".into()]
+        } else {
+            Vec::new()
+        },
+        planned_start_date: 0,
+        planned_end_date: 0,
+    };
+    [
+        R::JoinedRoom(JoinedRoom {
+            room: ROOM.into(),
+            stream_id: "s1".into(),
+            streams: vec![stream("s2")],
+            max_track_count: 6,
+        }),
+        R::LeftRoom(LeftRoom {
+            room: ROOM.into(),
+            stream_id: Some("s1".into()),
+        }),
+        R::RoomInfo(RoomInfo {
+            room: ROOM.into(),
+            streams: vec![stream("s1"), stream("s2")],
+        }),
+        R::StreamInfo(StreamInfo {
+            stream_id: "s1".into(),
+            infos: vec![MediaInfo {
+                width: 640,
+                height: 480,
+                video_bitrate: 500_000,
+                audio_bitrate: 32_000,
+                video_codec: "VP8".into(),
+            }],
+        }),
+        R::TrackList(TrackList {
+            stream_id: ROOM.into(),
+            tracks: vec!["s1".into(), "s2".into()],
+        }),
+        R::BroadcastObject(BroadcastObject {
+            stream_id: ROOM.into(),
+            broadcast: broadcast(ROOM, None),
+        }),
+        R::SubtrackList(SubtrackList {
+            stream_id: ROOM.into(),
+            subtracks: vec![broadcast("s1", Some(ROOM))],
+        }),
+        R::SubtrackCount(Count {
+            stream_id: ROOM.into(),
+            count: 2,
+        }),
+        R::SubscriberCount(Count {
+            stream_id: "s1".into(),
+            count: 0,
+        }),
+        R::MetaDataUpdated(MetaData {
+            stream_id: "s1".into(),
+            meta_data: "new".into(),
+        }),
+    ]
+    .into_iter()
+    .map(|r| Event::ConferenceReply(Box::new(r)))
+    .collect()
 }
 
 /// Every [`ErrorCode`].
@@ -238,6 +331,13 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::Unauthorized,
     ErrorCode::RateLimited,
     ErrorCode::Internal,
+    ErrorCode::NoRoomName,
+    ErrorCode::NoStream,
+    ErrorCode::RoomEmpty,
+    ErrorCode::RoomNotActive,
+    ErrorCode::StreamIdInUse,
+    ErrorCode::MediaUnavailable,
+    ErrorCode::JoinTimeout,
 ];
 
 /// Exhaustive on purpose: a new [`ErrorCode`] breaks this match until it is added here and to
@@ -257,7 +357,14 @@ const fn _all_error_codes_listed(code: ErrorCode) {
         | ErrorCode::Refused
         | ErrorCode::Unauthorized
         | ErrorCode::RateLimited
-        | ErrorCode::Internal => {}
+        | ErrorCode::Internal
+        | ErrorCode::NoRoomName
+        | ErrorCode::NoStream
+        | ErrorCode::RoomEmpty
+        | ErrorCode::RoomNotActive
+        | ErrorCode::StreamIdInUse
+        | ErrorCode::MediaUnavailable
+        | ErrorCode::JoinTimeout => {}
     }
 }
 
@@ -307,6 +414,13 @@ where
             reason: crate::LeaveReason::Leave,
         }),
         Event::IceServersRequest,
+        Event::Conference(Box::new(crate::ConferenceRequest {
+            app: "LiveApp".into(),
+            command: crate::ConferenceCommand::GetRoomInfo(crate::conference::RoomRequest {
+                room: ROOM.into(),
+                stream_id: None,
+            }),
+        })),
     ] {
         let out = D::encode(&st, &inbound);
         assert!(

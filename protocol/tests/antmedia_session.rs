@@ -36,7 +36,7 @@ const CANDIDATE_A: &str = r#"{"command":"takeCandidate","streamId":"room1","labe
 const CANDIDATE_B: &str = r#"{"command":"takeCandidate","streamId":"room1","label":0,"id":"0","candidate":"candidate:4002052549 1 udp 2122194687 192.0.2.2 40215 typ host generation 0 ufrag lhct network-id 1"}"#;
 
 fn decode(frame: &str) -> Decoded<String> {
-    AntMedia::decode(&mut AntState, &frame.to_owned())
+    AntMedia::decode(&mut AntState::default(), &frame.to_owned())
         .unwrap_or_else(|e| panic!("{frame} was refused: {e}"))
 }
 
@@ -48,13 +48,15 @@ fn event(frame: &str) -> Event {
 }
 
 fn encode(event: &Event) -> String {
-    AntMedia::encode(&AntState, event).unwrap_or_else(|| panic!("{event:?} rendered nothing"))
+    AntMedia::encode(&AntState::default(), event)
+        .unwrap_or_else(|| panic!("{event:?} rendered nothing"))
 }
 
 /// What the gateway sends to the partner when relaying `frame` between Ant peers.
 fn relay(frame: &str) -> String {
     let e = event(frame);
-    AntMedia::forward(&AntState, frame, &e).unwrap_or_else(|| panic!("{e:?} is not relayed"))
+    AntMedia::forward(&AntState::default(), frame, &e)
+        .unwrap_or_else(|| panic!("{e:?} is not relayed"))
 }
 
 #[test]

@@ -9,7 +9,7 @@ use switchboard_protocol::testing::{Conformance, assert_dialect_conformance};
 #[test]
 fn antmedia_conforms() {
     assert_dialect_conformance::<AntMedia>(Conformance {
-        state: |_| AntState,
+        state: |_| AntState::default(),
         unknown: vec![
             r#"{"command":"connectWithNewId","streamId":"room1"}"#.into(),
             r#"{"command":"notification","definition":"joined","streamId":"room1"}"#.into(),
@@ -34,7 +34,8 @@ fn raw_conforms() {
             "ping".into(),
         ],
         hostile: vec![],
-        silent: &[],
+        // Conference replies answer Ant peers' conference requests; raw peers send none.
+        silent: &["conference_reply"],
     });
 }
 
@@ -79,7 +80,8 @@ fn socketio_conforms() {
                 data: json!(null),
             },
         ],
-        // A socket.io peer leaves by disconnecting; nothing to acknowledge.
-        silent: &["left"],
+        // A socket.io peer leaves by disconnecting; nothing to acknowledge. Conference replies
+        // answer Ant peers' conference requests; socket.io peers send none.
+        silent: &["left", "conference_reply"],
     });
 }

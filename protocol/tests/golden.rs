@@ -46,6 +46,9 @@ const ALL_KINDS: &[&str] = &[
     "left",
     "ice_servers",
     "error",
+    "conference",
+    "conference_reply",
+    "server_will_stop",
 ];
 
 /// How a dialect's wire messages are stored in files.
@@ -66,7 +69,9 @@ fn frame_from_file(text: &str) -> String {
 impl Golden for AntMedia {
     const DIR: &'static str = "antmedia";
     fn state() -> AntState {
-        AntState
+        AntState {
+            app: "LiveApp".to_owned(),
+        }
     }
     fn read_wire(text: &str) -> String {
         frame_from_file(text)
@@ -140,6 +145,7 @@ fn antmedia_golden() {
         "unknown_command",
         "unsupported",
         "no_stream_name",
+        "no_room_name",
         "invalid_stream_name",
         "invalid_field",
     ]);

@@ -107,6 +107,26 @@ impl TestGateway {
         )
     }
 
+    /// The running gateway (phases, reload, sessions).
+    pub fn running(&self) -> &Running {
+        self.running.as_ref().expect("the gateway is running")
+    }
+
+    /// Starts a graceful shutdown without waiting for it.
+    pub fn begin_shutdown(&self) {
+        self.running().shutdown();
+    }
+
+    /// Waits until the gateway has stopped (after [`Self::begin_shutdown`] or an admin drain).
+    pub async fn wait_stopped(mut self, within: Duration) {
+        if let Some(running) = self.running.take() {
+            tokio::time::timeout(within, running.wait())
+                .await
+                .expect("gateway stops in time")
+                .expect("gateway stops cleanly");
+        }
+    }
+
     /// Shuts down gracefully and waits.
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
@@ -142,6 +162,32 @@ pub enum Received {
 }
 
 impl WsClient {
+    /// Connects with extra request headers (`Origin`, ...); a refused upgrade gives its HTTP
+    /// status and body.
+    pub async fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<Self, (u16, String)> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = url.into_client_request().expect("valid url");
+        for (name, value) in headers {
+            request.headers_mut().insert(
+                tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes())
+                    .expect("header name"),
+                value.parse().expect("header value"),
+            );
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(Self { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err((response.status().as_u16(), body))
+            }
+            Err(e) => panic!("websocket connect failed without an HTTP answer: {e}"),
+        }
+    }
+
     /// Connects or fails the test.
     pub async fn connect(url: &str) -> Self {
         let (ws, _) = tokio_tungstenite::connect_async(url)
@@ -277,6 +323,39 @@ pub fn field<'a>(v: &'a Value, key: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no string `{key}` in {v}"))
 }
 
+/// A minimal HTTP/1.0 request with extra headers (no client library needed): status and body.
+pub async fn http_with_headers(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: 0\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(RECV_TIMEOUT, stream.read_to_end(&mut response))
+        .await
+        .expect("response before timeout")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
 /// A minimal HTTP/1.0 GET against the gateway (no client library needed): status and body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -299,6 +378,49 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// A minimal HTTP/1.0 request with an optional JSON body: status and body.
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    tokio::time::timeout(RECV_TIMEOUT, stream.read_to_end(&mut response))
+        .await
+        .expect("response before timeout")
+        .expect("read");
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// A fresh, empty directory under the system temp dir, for a test's files (a store, ...).
+pub fn temp_dir(name: &str) -> PathBuf {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("sb-{name}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
 }
 
 // === browser tests ===
@@ -369,6 +491,13 @@ pub fn netns_available() -> bool {
 /// 7000, and no packet leaves loopback), otherwise directly (the script then picks free loopback
 /// ports). The script and everything it started are killed at `deadline`.
 pub async fn browser_case(case: &str, deadline: Duration) -> NodeRun {
+    browser_script("tests/browser/matrix.mjs", case, deadline).await
+}
+
+/// Runs `node SCRIPT CASE` like [`browser_case`] does for the matrix (same binary, namespace,
+/// environment and deadline handling), for another script in `tests/browser/` that takes a case
+/// name, e.g. `tests/browser/conference.mjs`.
+pub async fn browser_script(script: &str, case: &str, deadline: Duration) -> NodeRun {
     let root = repo_root();
     assert!(
         root.join("node_modules/playwright-core").is_dir(),
@@ -376,7 +505,6 @@ pub async fn browser_case(case: &str, deadline: Duration) -> NodeRun {
         root.display()
     );
     let bin = switchboard_bin();
-    let script = "tests/browser/matrix.mjs";
     let mut cmd = if netns_available() {
         let in_netns = r#"ip link set lo up && exec node "$0" "$1""#;
         let mut cmd = tokio::process::Command::new("unshare");

@@ -6,10 +6,11 @@ use axum::Router;
 use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
 use axum::response::Response;
 use axum::routing::get;
+use switchboard_protocol::DialectKind;
 use switchboard_protocol::dialects::antmedia::{AntMedia, AntState};
 use tracing::Instrument;
 
-use super::ListenerContext;
+use super::{ListenerContext, admission};
 use crate::session;
 
 pub fn routes(cx: ListenerContext) -> Router {
@@ -24,16 +25,24 @@ async fn upgrade(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(cx): State<ListenerContext>,
 ) -> Response {
-    let limit = cx.gateway.config().limits.max_frame_bytes;
+    let permit = match admission::admit_upgrade(&cx, DialectKind::Antmedia, addr) {
+        Ok(permit) => permit,
+        Err(refused) => return refused,
+    };
+    let limit = cx.gateway.config().max_frame_bytes(DialectKind::Antmedia);
+    let ws = super::small_buffers(ws);
     ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
-        let handle = cx.gateway.register();
+        let handle = cx.gateway.register(DialectKind::Antmedia, Some(addr));
         let span = tracing::info_span!("conn", conn.id = %handle.id, peer.addr = %addr, dialect = "antmedia", app = %app);
         let session = session::run_websocket::<AntMedia>(
             socket,
-            cx.gateway.clone(),
-            handle,
-            AntState,
-            None,
+            session::WsSession {
+                gateway: cx.gateway.clone(),
+                handle,
+                state: AntState { app: app.clone() },
+                join: None,
+                permit,
+            },
         );
         cx.tracker.track_future(session.instrument(span))
     })

@@ -9,17 +9,32 @@ use axum::Router;
 use axum::routing::get;
 use socketioxide::SocketIo;
 use switchboard_protocol::DialectKind;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
 use crate::gateway::Gateway;
 
+mod admin;
+mod admission;
 mod antmedia;
 mod raw;
+mod rest;
 mod socketio;
 mod web;
+
+/// Bytes of each WebSocket session's read buffer. axum's default is 128 KiB, and tungstenite
+/// zero-fills all of it on the first read, so every idle session held ~130 KiB of RSS; signaling
+/// frames are a few KiB (a 6 KB Chrome offer takes two reads).
+pub(crate) const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Outgoing bytes tungstenite gathers before writing to the socket (sessions flush every frame;
+/// the buffer grows only to the largest frame sent).
+pub(crate) const WS_WRITE_BUFFER_BYTES: usize = 8 * 1024;
+/// Connections the kernel queues per listener before they are accepted. tokio's
+/// `TcpListener::bind` asks for 128, which a call-setup storm overflows: the dropped handshakes
+/// are retried by the clients after a second. (The kernel caps it at `net.core.somaxconn`.)
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// What every handler of one listener shares.
 #[derive(Debug, Clone)]
@@ -30,14 +45,31 @@ pub struct ListenerContext {
     pub tracker: TaskTracker,
     /// This listener's config.
     pub config: Arc<ListenerConfig>,
+    /// Conference rooms and tokens, shared with the conference plugin (the REST API's data).
+    pub conference: Arc<switchboard_conference::Hub>,
 }
 
-async fn metrics() -> impl axum::response::IntoResponse {
+async fn metrics(
+    axum::extract::State(cx): axum::extract::State<ListenerContext>,
+) -> impl axum::response::IntoResponse {
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
-    (
-        [(axum::http::header::CONTENT_TYPE, content_type)],
-        crate::metrics::global().render(),
-    )
+    let mut text = crate::metrics::global().render();
+    crate::stats::render(&mut text, cx.gateway.room_count());
+    ([(axum::http::header::CONTENT_TYPE, content_type)], text)
+}
+
+/// 200 while running; 503 while starting, draining or stopped (take the node out of a load
+/// balancer's rotation).
+async fn readyz(
+    axum::extract::State(cx): axum::extract::State<ListenerContext>,
+) -> impl axum::response::IntoResponse {
+    let phase = cx.gateway.phase();
+    let status = if phase == crate::lifecycle::Phase::Running {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, format!("{phase}\n"))
 }
 
 /// A bound listener, ready to serve.
@@ -49,18 +81,31 @@ pub struct BoundListener {
     router: Router,
     /// The socket.io instance, closed on shutdown.
     pub socketio: Option<SocketIo>,
+    /// Set when the listener serves TLS.
+    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
 }
 
 /// Binds one listener and builds its routes.
 pub async fn bind(cx: ListenerContext) -> std::io::Result<BoundListener> {
-    let listener = TcpListener::bind(cx.config.bind).await?;
+    let listener = listen(cx.config.bind)?;
     let local_addr = listener.local_addr()?;
     let dialects = &cx.config.dialects;
+    let tls = match &cx.config.tls {
+        Some(tls) => Some(crate::tls::load_server_config(tls).map_err(std::io::Error::other)?),
+        None => None,
+    };
     let mut inner = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics));
+        .merge(
+            Router::new()
+                .route("/metrics", get(metrics))
+                .route("/readyz", get(readyz))
+                .with_state(cx.clone()),
+        )
+        .merge(admin::routes(cx.clone()));
     if dialects.contains(&DialectKind::Antmedia) {
         inner = inner.merge(antmedia::routes(cx.clone()));
+        inner = inner.merge(rest::routes(cx.clone()));
     }
     if dialects.contains(&DialectKind::Raw) {
         inner = inner.merge(raw::routes(cx.clone()));
@@ -77,18 +122,46 @@ pub async fn bind(cx: ListenerContext) -> std::io::Result<BoundListener> {
     } else {
         (inner, None)
     };
+    let router = router.layer(axum::middleware::from_fn_with_state(
+        cx.clone(),
+        admission::check_origin,
+    ));
     Ok(BoundListener {
         local_addr,
         listener,
         router,
         socketio,
+        tls,
     })
+}
+
+/// A session's WebSocket with [`WS_READ_BUFFER_BYTES`] and [`WS_WRITE_BUFFER_BYTES`].
+pub(crate) fn small_buffers(
+    ws: axum::extract::WebSocketUpgrade,
+) -> axum::extract::WebSocketUpgrade {
+    ws.read_buffer_size(WS_READ_BUFFER_BYTES)
+        .write_buffer_size(WS_WRITE_BUFFER_BYTES)
+}
+
+/// Binds `addr` with [`LISTEN_BACKLOG`] (otherwise as `TcpListener::bind` does).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 impl BoundListener {
     /// Serves until `shutdown` is cancelled (new connections stop; sessions are closed by their
     /// own tokens).
     pub async fn serve(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        if let Some(tls) = self.tls {
+            return crate::tls::serve_tls(self.listener, self.router, tls, shutdown).await;
+        }
         let app = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();

@@ -10,10 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 use switchboard_protocol::dialects::raw::{Raw, RawState};
-use switchboard_protocol::{Join, JoinMode};
+use switchboard_protocol::{DialectKind, Join, JoinMode};
 use tracing::Instrument;
 
-use super::ListenerContext;
+use super::{ListenerContext, admission};
 use crate::{rooms, session};
 
 /// Query parameters of the raw endpoint.
@@ -39,15 +39,28 @@ async fn upgrade(
     if let Err(problem) = rooms::check_room_name(&room) {
         return (StatusCode::BAD_REQUEST, format!("{problem}\n")).into_response();
     }
-    let limit = cx.gateway.config().limits.max_frame_bytes;
+    let permit = match admission::admit_upgrade(&cx, DialectKind::Raw, addr) {
+        Ok(permit) => permit,
+        Err(refused) => return refused,
+    };
+    let limit = cx.gateway.config().max_frame_bytes(DialectKind::Raw);
+    let ws = super::small_buffers(ws);
     ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
-        let handle = cx.gateway.register();
+        let handle = cx.gateway.register(DialectKind::Raw, Some(addr));
         let span = tracing::info_span!("conn", conn.id = %handle.id, peer.addr = %addr, dialect = "raw", room = %room);
         let state = RawState { room: room.clone() };
         let token = query.token.filter(|t| !t.is_empty());
         let join = Join { room, mode: JoinMode::Both, token };
-        let session =
-            session::run_websocket::<Raw>(socket, cx.gateway.clone(), handle, state, Some(join));
+        let session = session::run_websocket::<Raw>(
+            socket,
+            session::WsSession {
+                gateway: cx.gateway.clone(),
+                handle,
+                state,
+                join: Some(join),
+                permit,
+            },
+        );
         cx.tracker.track_future(session.instrument(span))
     })
 }

@@ -4,9 +4,12 @@
 //! Event `msg` carries the SimpleP2P JSON string; gateway notices go out on event `switchboard`.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-use axum::extract::Query;
+use axum::extract::{ConnectInfo, Query};
 use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::adapter::LocalAdapter;
@@ -15,16 +18,21 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::handler::{FromMessageParts, Value as SioValue};
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Socket;
-use switchboard_protocol::dialects::socketio::{SioMessage, SioState, SocketIo as SioDialect};
-use switchboard_protocol::{DecodeError, Decoded, Dialect, DialectKind, Event, Join, JoinMode};
+use switchboard_protocol::dialects::socketio::{
+    NOTICE_EVENT, SioMessage, SioState, SocketIo as SioDialect,
+};
+use switchboard_protocol::{
+    DecodeError, Decoded, Dialect, DialectKind, ErrorCode, Event, Join, JoinMode,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::ListenerContext;
-use crate::gateway::{self, Outbound};
-use crate::session::{SessionCore, ice_servers, refusal_event, render};
-use crate::{rooms, telemetry};
+use super::{ListenerContext, admission};
+use crate::gateway::{self, Outbound, SessionInfo};
+use crate::limits::{Permit, RateLimiter, RateVerdict};
+use crate::session::{SessionCore, ice_servers, outbound_kind, refusal_event, render};
+use crate::{rooms, stats, telemetry};
 
 /// The receiving end of a session's deliveries, handed from the connect middleware to the
 /// connect handler.
@@ -39,6 +47,12 @@ struct SioSession {
     span: tracing::Span,
     /// Taken once by the connect handler, which starts the writer task.
     outbox: Arc<Mutex<Outbox>>,
+    /// Shared with the admin API.
+    info: Arc<SessionInfo>,
+    /// The per-connection message rate.
+    limiter: Arc<Mutex<RateLimiter>>,
+    /// The place under the connection caps, released on disconnect.
+    permit: Arc<Mutex<Option<Permit>>>,
 }
 
 /// A refused connection; its text is the `connect_error` message the client sees.
@@ -53,8 +67,16 @@ impl std::fmt::Display for JoinRefused {
 
 /// Builds the socket.io layer and instance for one listener.
 pub fn layer(cx: ListenerContext) -> (SocketIoLayer, SocketIo) {
-    let limit = cx.gateway.config().limits.max_frame_bytes;
+    let config = cx.gateway.config();
+    let limit = config.max_frame_bytes(DialectKind::Socketio);
+    // A socket.io client joins on connecting to its namespace; one that never does is closed
+    // by socketioxide after this long.
+    let connect_timeout = match config.limits.join_timeout_secs {
+        0 => Duration::from_secs(45),
+        secs => Duration::from_secs(secs),
+    };
     let (layer, io) = SocketIo::builder()
+        .connect_timeout(connect_timeout)
         .max_payload(limit as u64)
         .ws_max_message_size(limit)
         .ws_max_frame_size(limit)
@@ -75,13 +97,25 @@ fn join_from_handshake(s: &SocketRef, default: &str) -> (String, Option<String>)
 async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<(), JoinRefused> {
     let (room, token) = join_from_handshake(&s, &cx.config.socketio_room);
     rooms::check_room_name(&room).map_err(|e| JoinRefused(format!("invalid_room: {e}")))?;
-    let handle = cx.gateway.register();
+    let addr = s
+        .req_parts()
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let permit = admission::admit(&cx, DialectKind::Socketio, addr)
+        .map_err(|r| JoinRefused(format!("{}: {}", r.as_str(), r.message())))?;
+    let config = cx.gateway.config();
+    let handle = cx
+        .gateway
+        .register(DialectKind::Socketio, Some(addr).filter(|a| a.port() != 0));
     telemetry::session_opened(handle.id, DialectKind::Socketio);
     let peer = gateway::peer(handle.id, DialectKind::Socketio);
     let mut core = SessionCore {
         gateway: cx.gateway.clone(),
         peer,
         rooms: Vec::new(),
+        engaged: true,
     };
     let join = Event::Join(Join {
         room: room.clone(),
@@ -108,6 +142,9 @@ async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<()
         core: Arc::new(Mutex::new(core)),
         room: room.into(),
         outbox: Arc::new(Mutex::new(Some((handle.rx, handle.cancel)))),
+        info: handle.info,
+        limiter: Arc::new(Mutex::new(RateLimiter::new(&config.limits, Instant::now()))),
+        permit: Arc::new(Mutex::new(Some(permit))),
     });
     Ok(())
 }
@@ -123,30 +160,51 @@ async fn on_connect(s: SocketRef, State(cx): State<ListenerContext>) {
         .take();
     let Some((rx, cancel)) = outbox else { return };
     s.on("msg", async |_: DispatchedInOrder| {});
+    s.on(
+        NOTICE_EVENT,
+        async |s: SocketRef, Data(data): Data<Value>| {
+            on_event(&s, NOTICE_EVENT, data);
+        },
+    );
     s.on_disconnect(on_disconnect);
-    let writer = write_loop(s.clone(), session.room.clone(), rx, cancel);
-    cx.tracker.spawn(writer.instrument(session.span.clone()));
+    let span = session.span.clone();
+    let writer = write_loop(s.clone(), session, rx, cancel);
+    cx.tracker.spawn(writer.instrument(span));
 }
 
 /// Emits what the bus delivers to this socket, in order.
 async fn write_loop(
     s: SocketRef,
-    room: Arc<str>,
+    session: SioSession,
     mut rx: mpsc::Receiver<Outbound>,
     cancel: CancellationToken,
 ) {
     let state = SioState {
-        room: room.to_string(),
+        room: session.room.to_string(),
     };
     loop {
         tokio::select! {
             () = cancel.cancelled() => {
+                // Draining: say why before the disconnect.
+                emit_event(&s, &session, &state, &Event::ServerWillStop);
                 let _ = s.disconnect();
                 break;
             }
             out = rx.recv() => {
                 let Some(out) = out else { break };
+                if let Outbound::Kick(reason) = &out {
+                    let notice = Event::error(
+                        ErrorCode::Refused,
+                        Some(&session.room),
+                        format!("disconnected by an operator: {reason}"),
+                    );
+                    emit_event(&s, &session, &state, &notice);
+                    let _ = s.disconnect();
+                    break;
+                }
                 let Some(msg) = render::<SioDialect>(&state, &out) else { continue };
+                session.info.messages_out.fetch_add(1, Ordering::Relaxed);
+                stats::message_out(DialectKind::Socketio, outbound_kind(&out));
                 if s.emit(msg.event.as_str(), &msg.data).is_err() {
                     // Closed, or socketioxide's own per-socket buffer is full: either way this
                     // peer cannot take more.
@@ -184,10 +242,63 @@ impl FromMessageParts<LocalAdapter> for DispatchedInOrder {
     }
 }
 
+/// Renders `event` for this socket and emits it, counting it.
+fn emit_event(s: &SocketRef, session: &SioSession, state: &SioState, event: &Event) {
+    if let Some(msg) = SioDialect::encode(state, event) {
+        session.info.messages_out.fetch_add(1, Ordering::Relaxed);
+        stats::message_out(DialectKind::Socketio, event.kind());
+        let _ = s.emit(msg.event.as_str(), &msg.data);
+    }
+}
+
+/// Counts one inbound message against the rate limit. `false`: drop it (the peer was told, or
+/// disconnected when it kept going).
+fn within_rate(s: &SocketRef, session: &SioSession) -> bool {
+    session.info.messages_in.fetch_add(1, Ordering::Relaxed);
+    let verdict = session
+        .limiter
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .check(Instant::now());
+    match verdict {
+        RateVerdict::Allow => true,
+        RateVerdict::Refuse => {
+            telemetry::rate_limited(DialectKind::Socketio);
+            let state = SioState {
+                room: session.room.to_string(),
+            };
+            let limit = session
+                .core
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .gateway
+                .config()
+                .limits
+                .messages_per_sec;
+            let event = Event::error(
+                ErrorCode::RateLimited,
+                Some(&session.room),
+                format!("more than {limit} messages per second; message dropped"),
+            );
+            emit_event(s, session, &state, &event);
+            false
+        }
+        RateVerdict::Close => {
+            telemetry::rate_limit_closed(DialectKind::Socketio);
+            let _ = s.clone().disconnect();
+            false
+        }
+    }
+}
+
 fn refuse_unparsable(s: &SocketRef, reason: &str) {
     let Some(session) = s.extensions.get::<SioSession>() else {
         return;
     };
+    if !within_rate(s, &session) {
+        return;
+    }
+    stats::message_in(DialectKind::Socketio, "error");
     let error = DecodeError::WrongType {
         field: "msg",
         expected: "a JSON string",
@@ -207,11 +318,20 @@ fn refuse_unparsable(s: &SocketRef, reason: &str) {
 }
 
 fn on_msg(s: &SocketRef, data: Value) {
+    on_event(s, "msg", data);
+}
+
+/// Decodes and dispatches one event (`msg`, or `switchboard` for requests to the gateway).
+fn on_event(s: &SocketRef, event_name: &str, data: Value) {
+    let received = Instant::now();
     let Some(session) = s.extensions.get::<SioSession>() else {
         return;
     };
     // Nothing below awaits, so the guard never crosses a suspension point.
     let _entered = session.span.enter();
+    if !within_rate(s, &session) {
+        return;
+    }
     let mut state = SioState {
         room: session.room.to_string(),
     };
@@ -220,20 +340,31 @@ fn on_msg(s: &SocketRef, data: Value) {
         _ => None,
     };
     let wire = SioMessage {
-        event: "msg".to_owned(),
+        event: event_name.to_owned(),
         data,
     };
-    let reply = match SioDialect::decode(&mut state, &wire) {
+    let decoded = SioDialect::decode(&mut state, &wire);
+    stats::message_in(
+        DialectKind::Socketio,
+        match &decoded {
+            Ok(Decoded::Event(e)) => e.kind(),
+            Ok(_) => "other",
+            Err(_) => "error",
+        },
+    );
+    let reply = match decoded {
         Ok(Decoded::Event(Event::IceServersRequest)) => {
             let core = session.core.lock().unwrap_or_else(PoisonError::into_inner);
-            Some(ice_servers(&core.gateway))
+            Some(ice_servers(&core.gateway, core.peer.session))
         }
         Ok(Decoded::Event(event)) => {
             let mut core = session.core.lock().unwrap_or_else(PoisonError::into_inner);
-            core.dispatch(event, original)
+            core.dispatch_received(event, original, received)
                 .map(|r| refusal_event(&r, Some(&session.room)))
         }
         Ok(Decoded::Reply(msg)) => {
+            session.info.messages_out.fetch_add(1, Ordering::Relaxed);
+            stats::message_out(DialectKind::Socketio, "other");
             let _ = s.emit(msg.event.as_str(), &msg.data);
             None
         }
@@ -247,8 +378,8 @@ fn on_msg(s: &SocketRef, data: Value) {
             ))
         }
     };
-    if let Some(msg) = reply.and_then(|event| SioDialect::encode(&state, &event)) {
-        let _ = s.emit(msg.event.as_str(), &msg.data);
+    if let Some(event) = reply {
+        emit_event(s, &session, &state, &event);
     }
 }
 
@@ -262,4 +393,9 @@ async fn on_disconnect(s: SocketRef) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .finish("disconnected");
+    session
+        .permit
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
 }

@@ -324,3 +324,26 @@ fn canonical_example_config_builds() {
     assert_eq!(plugin.name(), "logging");
     plugin.shutdown();
 }
+
+#[test]
+fn conference_tokens_are_redacted() {
+    use switchboard_plugin_api::protocol::conference::MediaRequest;
+    use switchboard_plugin_api::protocol::{ConferenceCommand, ConferenceRequest};
+    let file = TempFile::new("conference");
+    let p = logging_to(&file.0, "");
+    let publish = Event::Conference(Box::new(ConferenceRequest {
+        app: "LiveApp".into(),
+        command: ConferenceCommand::Publish(MediaRequest {
+            stream_id: "s1".into(),
+            token: Some("one-time-secret".into()),
+            room: None,
+        }),
+    }));
+    send(&p, peer(7, ANT), publish);
+    p.shutdown();
+    let lines = file.lines();
+    assert_eq!(lines[0]["event"], "conference");
+    assert_eq!(lines[0]["command"]["token"], "<redacted>");
+    let text = std::fs::read_to_string(&file.0).expect("log");
+    assert!(!text.contains("one-time-secret"), "{text}");
+}

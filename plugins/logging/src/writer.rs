@@ -193,6 +193,12 @@ fn redact(event: &mut Event, redaction: Redaction) {
         Event::Opaque(o) if redaction.sdp || redaction.candidates => {
             o.payload = redacted_bytes(&o.payload);
         }
+        // Stream-security tokens of conference requests (publish, play, joinRoom).
+        Event::Conference(c) => {
+            if let Some(token) = c.command.token_mut().filter(|t| t.is_some()) {
+                *token = Some("<redacted>".to_owned());
+            }
+        }
         _ => {}
     }
 }

@@ -69,6 +69,33 @@ pub fn check_jwt_hs256(
     room: &str,
     now_secs: i64,
 ) -> Result<(), TokenError> {
+    let claims = verify_hs256(token, key, now_secs)?;
+    for name in ["room", "streamId"] {
+        if let Some(claim) = claims.get(name)
+            && claim.as_str() != Some(room)
+        {
+            return Err(TokenError::WrongRoom {
+                claim: claim
+                    .as_str()
+                    .map_or_else(|| claim.to_string(), str::to_owned)
+                    .chars()
+                    .take(64)
+                    .collect(),
+                room: room.to_owned(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Verifies an HS256 JWT signed with `key` whose `exp` is after `now_secs`, and returns its
+/// claims for the caller's own checks (Ant Media stream tokens check `streamId` and `type`). The
+/// signature is checked (in constant time, by `hmac`) before any claim is read.
+pub fn verify_hs256(
+    token: &str,
+    key: &[u8],
+    now_secs: i64,
+) -> Result<serde_json::Map<String, Value>, TokenError> {
     let mut parts = token.split('.');
     let (Some(header), Some(payload), Some(signature), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -90,8 +117,9 @@ pub fn check_jwt_hs256(
     mac.update(payload.as_bytes());
     mac.verify_slice(&signature)
         .map_err(|_| TokenError::Signature)?;
-    let claims =
-        decode_json(payload).ok_or(TokenError::Malformed("payload is not base64url JSON"))?;
+    let Some(Value::Object(claims)) = decode_json(payload) else {
+        return Err(TokenError::Malformed("payload is not base64url JSON"));
+    };
     let exp = claims
         .get("exp")
         .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
@@ -99,22 +127,7 @@ pub fn check_jwt_hs256(
     if exp <= now_secs {
         return Err(TokenError::Expired);
     }
-    for name in ["room", "streamId"] {
-        if let Some(claim) = claims.get(name)
-            && claim.as_str() != Some(room)
-        {
-            return Err(TokenError::WrongRoom {
-                claim: claim
-                    .as_str()
-                    .map_or_else(|| claim.to_string(), str::to_owned)
-                    .chars()
-                    .take(64)
-                    .collect(),
-                room: room.to_owned(),
-            });
-        }
-    }
-    Ok(())
+    Ok(claims)
 }
 
 /// base64url without padding (a trailing `=` is tolerated).

@@ -54,7 +54,7 @@ use switchboard_plugin_api::{
 mod jwt;
 mod rate;
 
-pub use jwt::{TokenError, check_jwt_hs256, check_shared_secret, sign_hs256};
+pub use jwt::{TokenError, check_jwt_hs256, check_shared_secret, sign_hs256, verify_hs256};
 pub use rate::TokenBucket;
 
 /// Settings of `[[plugin]] type = "room-policy"`. Every check is off unless configured.

@@ -170,7 +170,7 @@ fn no_peer(room: &str) -> Refusal {
 fn offer_rank(p: &Peer) -> u8 {
     match (p.dialect, p.mode) {
         (DialectKind::Antmedia, JoinMode::Both) => 2,
-        (DialectKind::Raw, _) => 1,
+        (DialectKind::Raw, JoinMode::Both | JoinMode::Play) => 1,
         _ => 0,
     }
 }
@@ -195,6 +195,37 @@ impl Plugin for RoomRouter {
     }
 
     fn on_event(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {
+        // Conference participants (Ant `joinRoom`) share the room table, so that room
+        // information lists every peer, but they are not P2P partners: route as if they were
+        // not there.
+        if cx
+            .room
+            .members
+            .iter()
+            .any(|p| p.mode == JoinMode::Conference)
+        {
+            let p2p: Vec<Peer> = cx
+                .room
+                .members
+                .iter()
+                .filter(|p| p.mode != JoinMode::Conference)
+                .copied()
+                .collect();
+            let cx = EventContext {
+                room: switchboard_plugin_api::RoomView {
+                    room: cx.room.room,
+                    members: &p2p,
+                },
+                ..*cx
+            };
+            return self.route(&cx, out);
+        }
+        self.route(cx, out)
+    }
+}
+
+impl RoomRouter {
+    fn route(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {
         let room = cx.room.room;
         Ok(match cx.event() {
             Event::Join(_) => self.on_join(cx, room, out),

@@ -174,3 +174,28 @@ fn play_only_ant_peer_never_gets_start() {
     let (_, d) = run(r, join(JoinMode::Both), &[player]);
     assert_eq!(sends(&d), [(1, "peer_joined"), (3, "joined"), (3, "start")]);
 }
+
+#[test]
+fn conference_participants_are_not_p2p_partners() {
+    let conf = peer(1, ANT, JoinMode::Conference);
+    let a = peer(2, ANT, JoinMode::Both);
+    // Alone with a conference participant: a P2P joiner waits, as in an empty room.
+    let (_, d) = run(a, join(JoinMode::Both), &[conf]);
+    assert_eq!(sends(&d), [(2, "joined")]);
+    // Two P2P peers pair up beside any number of conference participants.
+    let b = peer(3, DialectKind::Raw, JoinMode::Both);
+    let (v, d) = run(b, join(JoinMode::Both), &[conf, a]);
+    assert_eq!(v, Verdict::Continue);
+    assert_eq!(sends(&d), [(2, "start"), (3, "joined"), (3, "peer_joined")]);
+    // Signals go to the partner only; a conference participant has no partner.
+    let offer = Event::Description(Description {
+        room: "r1".into(),
+        kind: SdpKind::Offer,
+        sdp: "v=0".into(),
+    });
+    let (_, d) = run(a, offer.clone(), &[conf, a, b]);
+    assert_eq!(d.deliveries.len(), 1);
+    assert_eq!(d.deliveries[0].to, SessionId(3));
+    let (v, _) = run(conf, offer, &[conf, a, b]);
+    assert!(matches!(v, Verdict::Refuse(r) if r.code == ErrorCode::NoPeer));
+}

@@ -176,10 +176,18 @@ pub(crate) fn ice_server_list(ice: &IceServers) -> Value {
     if ice.uri.is_empty() {
         return json!([]);
     }
-    if ice.username.is_empty() && ice.credential.is_empty() {
-        json!([{ "urls": ice.uri }])
+    let urls = if ice.more_uris.is_empty() {
+        json!(ice.uri)
     } else {
-        json!([{ "urls": ice.uri, "username": ice.username, "credential": ice.credential }])
+        let all: Vec<&str> = std::iter::once(ice.uri.as_str())
+            .chain(ice.more_uris.iter().map(String::as_str))
+            .collect();
+        json!(all)
+    };
+    if ice.username.is_empty() && ice.credential.is_empty() {
+        json!([{ "urls": urls }])
+    } else {
+        json!([{ "urls": urls, "username": ice.username, "credential": ice.credential }])
     }
 }
 

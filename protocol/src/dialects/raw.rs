@@ -21,6 +21,10 @@ use crate::{DecodeError, ErrorNotice, Event, Opaque, PeerMessage};
 /// back from a peer (an echo) is ignored.
 pub const NOTICE_PREFIX: &str = "switchboard.";
 
+/// The `type` of an ICE servers request (`{"type":"switchboard.ice-servers"}`) and of its answer
+/// (the same with `iceServers`: a list of `RTCIceServer`).
+pub const ICE_SERVERS: &str = "switchboard.ice-servers";
+
 /// Raw JSON/opaque text frames at `/ws/{room}`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Raw;
@@ -87,6 +91,8 @@ fn classify(room: &str, obj: &Map<String, Value>) -> Result<Option<Decoded<Strin
     let event = |e| Ok(Some(Decoded::Event(e)));
     if let Some(Value::String(kind)) = obj.get("type") {
         return match kind.as_str() {
+            // A request for ICE servers; the answer has the same type plus `iceServers`.
+            ICE_SERVERS if !obj.contains_key("iceServers") => event(Event::IceServersRequest),
             k if k.starts_with(NOTICE_PREFIX) => Ok(Some(Decoded::Ignore)),
             "offer" | "answer" | "pranswer" | "rollback" => {
                 event(Event::Description(description_init(room, obj)?))
@@ -135,6 +141,13 @@ struct RoomNoticeFrame<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     room: &'a str,
+}
+
+/// `{"type":"switchboard.…"}`: a notice about the gateway, not a room.
+#[derive(Serialize)]
+struct GatewayNoticeFrame {
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 #[derive(Serialize)]
@@ -188,8 +201,11 @@ fn encode(event: &Event) -> Option<String> {
             definition,
             data,
         }),
+        Event::ServerWillStop => to_text(&GatewayNoticeFrame {
+            kind: "switchboard.server-will-stop",
+        }),
         Event::IceServers(ice) => to_text(&IceServersFrame {
-            kind: "switchboard.ice-servers",
+            kind: ICE_SERVERS,
             ice_servers: ice_server_list(ice),
         }),
         Event::Error(ErrorNotice {
@@ -202,7 +218,12 @@ fn encode(event: &Event) -> Option<String> {
             message,
             room: room.as_deref(),
         }),
-        Event::Join(_) | Event::Leave(_) | Event::IceServersRequest => None,
+        // Conference requests come only from Ant peers, and only they are answered.
+        Event::Join(_)
+        | Event::Leave(_)
+        | Event::IceServersRequest
+        | Event::Conference(_)
+        | Event::ConferenceReply(_) => None,
     }
 }
 

@@ -95,6 +95,17 @@ impl Dialect for SocketIo {
 // === decode ===
 
 fn decode(room: &str, wire: &SioMessage) -> Result<Decoded<SioMessage>, DecodeError> {
+    if wire.event == NOTICE_EVENT {
+        // `switchboard` `{type:"ice-servers"}` asks for ICE servers; the answer comes back on the
+        // same event with `iceServers`. Anything else on it (an echoed notice) is dropped.
+        let asks = wire.data.get("type").and_then(Value::as_str) == Some("ice-servers")
+            && wire.data.get("iceServers").is_none();
+        return Ok(if asks {
+            Decoded::Event(Event::IceServersRequest)
+        } else {
+            Decoded::Ignore
+        });
+    }
     if wire.event != MSG_EVENT {
         return Ok(Decoded::Ignore);
     }
@@ -175,6 +186,7 @@ fn encode(event: &Event) -> Option<SioMessage> {
         Event::IceServers(ice) => {
             notice(json!({ "type": "ice-servers", "iceServers": ice_server_list(ice) }))
         }
+        Event::ServerWillStop => notice(json!({ "type": "server-will-stop" })),
         Event::Error(e) => {
             let mut data =
                 json!({ "type": "error", "code": e.code.as_str(), "message": e.message });
@@ -184,7 +196,13 @@ fn encode(event: &Event) -> Option<SioMessage> {
             notice(data)
         }
         // A socket.io peer leaves by disconnecting; there is nothing to acknowledge.
-        Event::Left(_) | Event::Join(_) | Event::Leave(_) | Event::IceServersRequest => None,
+        // Conference requests come only from Ant peers, and only they are answered.
+        Event::Left(_)
+        | Event::Join(_)
+        | Event::Leave(_)
+        | Event::IceServersRequest
+        | Event::Conference(_)
+        | Event::ConferenceReply(_) => None,
     }
 }
 

@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use super::conference;
 use crate::dialects::Decoded;
 use crate::dialects::common::{
     ECHO_CHARS, opt_mid, opt_mline_index, opt_str, req_str, sdp_kind, truncate,
@@ -10,39 +11,6 @@ use crate::dialects::json::parse_object;
 use crate::{
     Candidate, DecodeError, Description, Event, Join, JoinMode, Leave, LeaveReason, PeerMessage,
 };
-
-/// Why conference and media commands are refused.
-const NO_CONFERENCE: &str =
-    "conference rooms and media need the conference plugin, which this gateway does not run";
-
-/// Commands the SDK sends for conference rooms or a media server. They are recognized so that the
-/// peer gets a clear `unsupported_command` instead of `unknown_command` (or a stream-name error).
-const CONFERENCE_COMMANDS: &[&str] = &[
-    "publish",
-    "play",
-    "joinRoom",
-    "leaveFromRoom",
-    "getRoomInfo",
-    "getStreamInfo",
-    "getTrackList",
-    "enableTrack",
-    "toggleVideo",
-    "toggleAudio",
-    "forceStreamQuality",
-    "updateStreamMetaData",
-    "getBroadcastObject",
-    "getSubtracks",
-    "getSubtracksCount",
-    "getSubscriberCount",
-    "getSubscribers",
-    "getVideoTrackAssignmentsCommand",
-    "assignVideoTrackCommand",
-    "updateVideoTrackAssignmentsCommand",
-    "setMaxVideoTrackCountCommand",
-    "getDebugInfo",
-    "registerPushNotificationToken",
-    "sendPushNotification",
-];
 
 /// The P2P commands that name a stream.
 const STREAM_COMMANDS: &[&str] = &[
@@ -54,8 +22,8 @@ const STREAM_COMMANDS: &[&str] = &[
     "peerMessageCommand",
 ];
 
-/// Decodes one text frame.
-pub(super) fn decode(text: &str) -> Result<Decoded<String>, DecodeError> {
+/// Decodes one text frame from a peer connected to application `app`.
+pub(super) fn decode(text: &str, app: &str) -> Result<Decoded<String>, DecodeError> {
     let obj = parse_object(text)?;
     let Some(Value::String(command)) = obj.get("command") else {
         return Err(DecodeError::MissingCommand);
@@ -64,10 +32,19 @@ pub(super) fn decode(text: &str) -> Result<Decoded<String>, DecodeError> {
     match command {
         "ping" => return Ok(Decoded::Reply(r#"{"command":"pong"}"#.to_owned())),
         "getIceServerConfig" => return Ok(Decoded::Event(Event::IceServersRequest)),
-        c if CONFERENCE_COMMANDS.contains(&c) => {
+        c if conference::COMMANDS.contains(&c) => {
+            return conference::decode(c, &obj, app).map(Decoded::Event);
+        }
+        c if conference::MEDIA_COMMANDS.contains(&c) => {
             return Err(DecodeError::Unsupported {
                 command: c.to_owned(),
-                reason: NO_CONFERENCE,
+                reason: conference::NO_MEDIA,
+            });
+        }
+        c if conference::OTHER_UNSUPPORTED.contains(&c) => {
+            return Err(DecodeError::Unsupported {
+                command: c.to_owned(),
+                reason: conference::NOT_IMPLEMENTED,
             });
         }
         c if !STREAM_COMMANDS.contains(&c) => {
@@ -113,16 +90,20 @@ pub(super) fn decode(text: &str) -> Result<Decoded<String>, DecodeError> {
     Ok(Decoded::Event(event))
 }
 
+/// Whether `id` is a valid Ant stream id: only `[A-Za-z0-9._-]` (Ant's `StreamIdValidator`).
+pub(super) fn valid_stream_id(id: &str) -> bool {
+    id.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 /// The `streamId` every P2P command carries: present, a non-empty string, and made of
 /// `[A-Za-z0-9._-]` only (Ant's `StreamIdValidator`).
-fn stream_id(obj: &Map<String, Value>) -> Result<&str, DecodeError> {
+pub(super) fn stream_id(obj: &Map<String, Value>) -> Result<&str, DecodeError> {
     match obj.get("streamId") {
         None | Some(Value::Null) => Err(DecodeError::MissingField("streamId")),
         Some(Value::String(s)) if s.is_empty() => Err(DecodeError::MissingField("streamId")),
         Some(Value::String(s)) => {
-            if s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-            {
+            if valid_stream_id(s) {
                 Ok(s)
             } else {
                 Err(DecodeError::InvalidStreamName(truncate(s, ECHO_CHARS)))
@@ -135,9 +116,8 @@ fn stream_id(obj: &Map<String, Value>) -> Result<&str, DecodeError> {
     }
 }
 
-/// `mode`: `"both"` (the default) or `"play"` (the SDK's `isPlayMode`).
 /// The Android SDK's `joinToPeer` sends a `token`; the JS SDK sends none. Empty means none.
-fn opt_token(obj: &Map<String, Value>) -> Result<Option<String>, DecodeError> {
+pub(super) fn opt_token(obj: &Map<String, Value>) -> Result<Option<String>, DecodeError> {
     match obj.get("token") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(t)) if t.is_empty() => Ok(None),
@@ -149,6 +129,7 @@ fn opt_token(obj: &Map<String, Value>) -> Result<Option<String>, DecodeError> {
     }
 }
 
+/// `mode`: `"both"` (the default) or `"play"` (the SDK's `isPlayMode`).
 fn join_mode(obj: &Map<String, Value>) -> Result<JoinMode, DecodeError> {
     match opt_str(obj, "mode")? {
         None | Some("both") => Ok(JoinMode::Both),
@@ -165,16 +146,19 @@ mod tests {
     use super::*;
 
     fn event(text: &str) -> Event {
-        match decode(text) {
+        match decode(text, "LiveApp") {
             Ok(Decoded::Event(e)) => e,
             other => panic!("expected an event from {text}, got {other:?}"),
         }
     }
 
     #[test]
-    fn conference_commands_are_refused_before_the_stream_check() {
-        for c in CONFERENCE_COMMANDS {
-            let r = decode(&format!(r#"{{"command":"{c}"}}"#));
+    fn media_and_unimplemented_commands_are_refused_before_the_stream_check() {
+        for c in conference::MEDIA_COMMANDS
+            .iter()
+            .chain(conference::OTHER_UNSUPPORTED)
+        {
+            let r = decode(&format!(r#"{{"command":"{c}"}}"#), "");
             assert!(
                 matches!(r, Err(DecodeError::Unsupported { .. })),
                 "{c}: {r:?}"
@@ -183,9 +167,19 @@ mod tests {
     }
 
     #[test]
+    fn conference_commands_carry_the_app() {
+        let e = event(r#"{"command":"getRoomInfo","room":"r1"}"#);
+        let Event::Conference(c) = e else {
+            panic!("not a conference request: {e:?}")
+        };
+        assert_eq!(c.app, "LiveApp");
+        assert_eq!(c.target(), "r1");
+    }
+
+    #[test]
     fn unknown_command_wins_over_missing_stream() {
         assert!(matches!(
-            decode(r#"{"command":"nope"}"#),
+            decode(r#"{"command":"nope"}"#, ""),
             Err(DecodeError::UnknownCommand(_))
         ));
     }
@@ -193,7 +187,7 @@ mod tests {
     #[test]
     fn every_stream_command_needs_a_stream_id() {
         for c in STREAM_COMMANDS {
-            let r = decode(&format!(r#"{{"command":"{c}","streamId":""}}"#));
+            let r = decode(&format!(r#"{{"command":"{c}","streamId":""}}"#), "");
             assert!(
                 matches!(r, Err(DecodeError::MissingField("streamId"))),
                 "{c}: {r:?}"
@@ -204,7 +198,7 @@ mod tests {
     #[test]
     fn long_invalid_stream_names_are_truncated_by_character() {
         let id = "é".repeat(500);
-        let r = decode(&format!(r#"{{"command":"join","streamId":"{id}"}}"#));
+        let r = decode(&format!(r#"{{"command":"join","streamId":"{id}"}}"#), "");
         assert!(matches!(r, Err(DecodeError::InvalidStreamName(s)) if s.chars().count() == 64));
     }
 

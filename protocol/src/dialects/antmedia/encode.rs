@@ -24,6 +24,13 @@ struct Notification<'a> {
     stream_id: &'a str,
 }
 
+/// `{"command":"notification","definition":D}`: a notification about the server, not a stream.
+#[derive(Serialize)]
+struct ServerNotification {
+    command: &'static str,
+    definition: &'static str,
+}
+
 #[derive(Serialize)]
 struct TakeConfiguration<'a> {
     command: &'static str,
@@ -77,8 +84,14 @@ struct IceServerConfig<'a> {
 struct ErrorFrame<'a> {
     command: &'static str,
     definition: &'static str,
+    /// `"404"` on `no_stream_exist`, as AMS's `sendNotFoundJSON` sends it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<&'static str>,
     #[serde(rename = "streamId", skip_serializing_if = "Option::is_none")]
     stream_id: Option<&'a str>,
+    /// `no_active_streams_in_room` names its room in `room`, not `streamId`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     information: Option<&'a str>,
 }
@@ -136,11 +149,20 @@ pub(super) fn encode(event: &Event) -> Option<String> {
         Event::Error(e) => to_text(&ErrorFrame {
             command: "error",
             definition: e.code.ant_definition(),
-            // The SDK's own noStreamNameSpecified never names a stream (there was none).
-            stream_id: if e.code == ErrorCode::NoStreamName {
-                None
-            } else {
-                e.room.as_deref()
+            error_code: (e.code == ErrorCode::NoStream).then_some("404"),
+            // noStreamNameSpecified and no_room_specified never name a stream (there was none),
+            // nor does streamIdInUse (as AMS sends it); no_active_streams_in_room names its room
+            // in `room`.
+            stream_id: match e.code {
+                ErrorCode::NoStreamName
+                | ErrorCode::NoRoomName
+                | ErrorCode::StreamIdInUse
+                | ErrorCode::RoomEmpty => None,
+                _ => e.room.as_deref(),
+            },
+            room: match e.code {
+                ErrorCode::RoomEmpty => e.room.as_deref(),
+                _ => None,
             },
             information: if is_ant_native(e.code) {
                 None
@@ -148,13 +170,19 @@ pub(super) fn encode(event: &Event) -> Option<String> {
                 Some(&e.message)
             },
         }),
+        Event::ConferenceReply(reply) => super::replies::encode(reply),
+        Event::ServerWillStop => to_text(&ServerNotification {
+            command: "notification",
+            definition: "server_will_stop",
+        }),
         // Relayed opaque frames come from other dialects and mean nothing to the SDK; a partner
         // arriving is announced by `start` to the offerer only.
         Event::PeerJoined(_)
         | Event::Opaque(_)
         | Event::Join(_)
         | Event::Leave(_)
-        | Event::IceServersRequest => None,
+        | Event::IceServersRequest
+        | Event::Conference(_) => None,
     }
 }
 
@@ -168,6 +196,11 @@ fn is_ant_native(code: ErrorCode) -> bool {
             | ErrorCode::NoStreamName
             | ErrorCode::InvalidStreamName
             | ErrorCode::Unauthorized
+            | ErrorCode::NoRoomName
+            | ErrorCode::NoStream
+            | ErrorCode::RoomEmpty
+            | ErrorCode::RoomNotActive
+            | ErrorCode::StreamIdInUse
     )
 }
 

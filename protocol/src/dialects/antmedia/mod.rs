@@ -1,14 +1,18 @@
 //! Ant Media dialect: JSON text frames at `/{app}/websocket`, as spoken by the
 //! `@antmedia/webrtc_adaptor` SDK in peer-to-peer mode (`../shared/protocol/antmedia.md` 4.1).
 //!
-//! - `decode` turns a client command into an [`Event`], answers `ping` directly, and refuses
-//!   conference and media commands with [`DecodeError::Unsupported`].
+//! - `decode` turns a client command into an [`Event`] (conference commands into
+//!   [`Event::Conference`], stamped with the connection's application), answers `ping`
+//!   directly, and refuses the media commands no server here can act on with
+//!   [`DecodeError::Unsupported`].
 //! - `encode` renders events as the frames AMS would send; keys come out in a fixed order.
 //! - Relaying to another Ant peer keeps `takeCandidate` and `peerMessageCommand` frames
 //!   byte-identical and re-encodes `takeConfiguration`, which must gain `"idMapping":{}`.
 
+mod conference;
 mod decode;
 mod encode;
+mod replies;
 
 use super::{Decoded, Dialect, DialectKind};
 use crate::{DecodeError, Event};
@@ -17,17 +21,22 @@ use crate::{DecodeError, Event};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AntMedia;
 
-/// Per-connection Ant Media state (none needed for P2P: every command names its stream).
-#[derive(Debug, Default)]
-pub struct AntState;
+/// Per-connection Ant Media state. P2P needs none (every command names its stream); conference
+/// requests carry the application the peer connected to, because stream security is per
+/// application.
+#[derive(Debug, Clone, Default)]
+pub struct AntState {
+    /// The `{app}` of `/{app}/websocket`.
+    pub app: String,
+}
 
 impl Dialect for AntMedia {
     type Wire = String;
     type State = AntState;
     const KIND: DialectKind = DialectKind::Antmedia;
 
-    fn decode(_: &mut AntState, wire: &String) -> Result<Decoded<String>, DecodeError> {
-        decode::decode(wire)
+    fn decode(state: &mut AntState, wire: &String) -> Result<Decoded<String>, DecodeError> {
+        decode::decode(wire, &state.app)
     }
 
     fn encode(_: &AntState, event: &Event) -> Option<String> {

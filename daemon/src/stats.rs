@@ -1,0 +1,291 @@
+//! Hot-path metrics with every label set registered up front: messages in and out by dialect
+//! and event kind (fixed arrays of atomics, no allocation or lock per message), the relay
+//! latency histogram, and per-plugin call counts and latency. Rendered after the registry of
+//! [`crate::metrics`] by `/metrics`.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use switchboard_protocol::DialectKind;
+
+/// Every [`switchboard_protocol::Event::kind`], plus `other` for kinds added later.
+pub const KINDS: &[&str] = &[
+    "join",
+    "leave",
+    "description",
+    "candidate",
+    "peer_message",
+    "opaque",
+    "ice_servers_request",
+    "joined",
+    "start",
+    "peer_joined",
+    "peer_left",
+    "left",
+    "ice_servers",
+    "error",
+    "conference",
+    "conference_reply",
+    "server_will_stop",
+    "other",
+];
+const N_KINDS: usize = KINDS.len();
+
+/// The dialects, in label order.
+pub const DIALECTS: [DialectKind; 3] = [
+    DialectKind::Antmedia,
+    DialectKind::Socketio,
+    DialectKind::Raw,
+];
+
+type Grid = [[AtomicU64; N_KINDS]; 3];
+
+static MESSAGES_IN: Grid = [const { [const { AtomicU64::new(0) }; N_KINDS] }; 3];
+static MESSAGES_OUT: Grid = [const { [const { AtomicU64::new(0) }; N_KINDS] }; 3];
+
+fn dialect_index(d: DialectKind) -> usize {
+    match d {
+        DialectKind::Antmedia => 0,
+        DialectKind::Socketio => 1,
+        DialectKind::Raw => 2,
+    }
+}
+
+fn kind_index(kind: &str) -> usize {
+    KINDS.iter().position(|k| *k == kind).unwrap_or(N_KINDS - 1)
+}
+
+/// A peer of `dialect` sent a message that decoded as `kind` (`error` for undecodable input).
+pub fn message_in(dialect: DialectKind, kind: &str) {
+    MESSAGES_IN[dialect_index(dialect)][kind_index(kind)].fetch_add(1, Ordering::Relaxed);
+}
+
+/// A message of `kind` was written to a peer of `dialect`.
+pub fn message_out(dialect: DialectKind, kind: &str) {
+    MESSAGES_OUT[dialect_index(dialect)][kind_index(kind)].fetch_add(1, Ordering::Relaxed);
+}
+
+/// Messages in and out of every dialect, summed over kinds: `(dialect, in, out)`.
+pub fn totals() -> [(DialectKind, u64, u64); 3] {
+    let sum = |grid: &Grid, i: usize| grid[i].iter().map(|c| c.load(Ordering::Relaxed)).sum();
+    DIALECTS.map(|d| {
+        let i = dialect_index(d);
+        (d, sum(&MESSAGES_IN, i), sum(&MESSAGES_OUT, i))
+    })
+}
+
+// === histograms ===
+
+/// Upper bounds of the latency buckets, in seconds: 10 µs to 100 ms.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1,
+];
+const N_BUCKETS: usize = 13;
+
+/// A fixed-bucket latency histogram of atomics.
+#[derive(Debug)]
+pub struct Histogram {
+    /// Per bucket (not cumulative), the last one is `+Inf`.
+    counts: [AtomicU64; N_BUCKETS + 1],
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// An empty histogram.
+    pub const fn new() -> Self {
+        Self {
+            counts: [const { AtomicU64::new(0) }; N_BUCKETS + 1],
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one duration.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(N_BUCKETS);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+            cumulative += self.counts[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        cumulative += self.counts[N_BUCKETS].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+        );
+        let sum = self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+        let braces = |s: &str| {
+            if s.is_empty() {
+                String::new()
+            } else {
+                format!("{{{s}}}")
+            }
+        };
+        let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
+        let _ = writeln!(out, "{name}_count{} {cumulative}", braces(labels));
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+static RELAY_LATENCY: Histogram = Histogram::new();
+
+/// Time from a peer's frame arriving to its deliveries being queued for the receivers.
+pub fn observe_relay(d: Duration) {
+    RELAY_LATENCY.observe(d);
+}
+
+// === plugins ===
+
+/// Calls into one plugin and their latency.
+#[derive(Debug, Default)]
+pub struct PluginStats {
+    calls: AtomicU64,
+    latency: Histogram,
+}
+
+impl PluginStats {
+    /// Records one call that took `d`.
+    pub fn record(&self, d: Duration) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.latency.observe(d);
+    }
+}
+
+fn plugin_registry() -> &'static Mutex<Vec<(String, Arc<PluginStats>)>> {
+    static PLUGINS: OnceLock<Mutex<Vec<(String, Arc<PluginStats>)>>> = OnceLock::new();
+    PLUGINS.get_or_init(Mutex::default)
+}
+
+/// The stats of the plugin named `name`, registered on first use (when the pipeline is built,
+/// not per event). A rebuilt pipeline keeps counting in the same series.
+pub fn plugin_stats(name: &str) -> Arc<PluginStats> {
+    let mut plugins = plugin_registry()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, stats)) = plugins.iter().find(|(n, _)| n == name) {
+        return Arc::clone(stats);
+    }
+    let stats = Arc::new(PluginStats::default());
+    plugins.push((name.to_owned(), Arc::clone(&stats)));
+    stats
+}
+
+// === rendering ===
+
+/// Appends these metrics in the Prometheus text format; `rooms` is the current room count.
+pub fn render(out: &mut String, rooms: usize) {
+    let _ = writeln!(
+        out,
+        "# HELP switchboard_rooms Rooms with at least one member."
+    );
+    let _ = writeln!(out, "# TYPE switchboard_rooms gauge");
+    let _ = writeln!(out, "switchboard_rooms {rooms}");
+    for (name, help, grid) in [
+        (
+            "switchboard_messages_in_total",
+            "Messages received from peers, by dialect and event kind.",
+            &MESSAGES_IN,
+        ),
+        (
+            "switchboard_messages_out_total",
+            "Messages written to peers, by dialect and event kind.",
+            &MESSAGES_OUT,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for d in DIALECTS {
+            for (k, kind) in KINDS.iter().enumerate() {
+                let v = grid[dialect_index(d)][k].load(Ordering::Relaxed);
+                if v > 0 {
+                    let _ = writeln!(out, "{name}{{dialect=\"{d}\",kind=\"{kind}\"}} {v}");
+                }
+            }
+        }
+    }
+    let name = "switchboard_relay_latency_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from a peer's frame arriving to its deliveries being queued (decode, plugin pipeline, enqueue)."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    RELAY_LATENCY.render(out, name, "");
+
+    let plugins = plugin_registry()
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let _ = writeln!(
+        out,
+        "# HELP switchboard_plugin_calls_total Events handed to each plugin."
+    );
+    let _ = writeln!(out, "# TYPE switchboard_plugin_calls_total counter");
+    for (plugin, stats) in plugins.iter() {
+        let calls = stats.calls.load(Ordering::Relaxed);
+        let plugin = crate::metrics::escape(plugin);
+        let _ = writeln!(
+            out,
+            "switchboard_plugin_calls_total{{plugin=\"{plugin}\"}} {calls}"
+        );
+    }
+    let name = "switchboard_plugin_latency_seconds";
+    let _ = writeln!(out, "# HELP {name} Time each plugin takes per event.");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (plugin, stats) in plugins.iter() {
+        let labels = format!("plugin=\"{}\"", crate::metrics::escape(plugin));
+        stats.latency.render(out, name, &labels);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::new();
+        h.observe(Duration::from_micros(5));
+        h.observe(Duration::from_micros(300));
+        h.observe(Duration::from_secs(1));
+        let mut out = String::new();
+        h.render(&mut out, "x", "");
+        assert!(out.contains("x_bucket{le=\"0.00001\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.0005\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"0.1\"} 2\n"), "{out}");
+        assert!(out.contains("x_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_count 3\n"), "{out}");
+        assert_eq!(h.count(), 3);
+    }
+
+    #[test]
+    fn every_event_kind_has_a_slot() {
+        assert_eq!(LATENCY_BUCKETS.len(), N_BUCKETS);
+        assert_eq!(kind_index("no-such-kind"), N_KINDS - 1);
+        assert_eq!(KINDS[kind_index("candidate")], "candidate");
+    }
+}

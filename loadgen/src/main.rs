@@ -1,0 +1,274 @@
+//! `switchboard-loadgen`: the load generator's command line. Each scenario prints a one-line
+//! JSON report on stdout (and appends it to `--out FILE`) and a readable summary on stderr.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use serde::Serialize;
+use switchboard_loadgen::{
+    Dialect, FlowConfig, IdleConfig, Pace, Server, StormConfig, StormDialects, Target, relay,
+    report, scenario,
+};
+
+const USAGE: &str = "\
+switchboard-loadgen: load generator for Switchboard (loopback targets only)
+
+Usage:
+  switchboard-loadgen throughput --dialect D --pairs N --secs S [--window W] [common]
+  switchboard-loadgen latency    --dialect D --rate R --secs S [--pairs N] [common]
+  switchboard-loadgen storm      --dialect D|mixed --pairs K [--parallel P] [--timeout-secs T] [common]
+  switchboard-loadgen idle       --dialect D --sessions N --target PID [--parallel P] [--settle-secs S] [common]
+  switchboard-loadgen limit-relay --bind ADDR
+  switchboard-loadgen report FILE...
+
+Common options:
+  --addr HOST:PORT      server address (default 127.0.0.1:5080)
+  --server KIND         switchboard (default), node (socket.io relay) or limit (no-parse relay)
+  --sources N           bind client sockets to 127.0.0.1..127.0.0.N in turn (default 1; idle 64)
+  --threads N           runtime worker threads (default: all cores)
+  --out FILE            also append the JSON report to FILE
+
+Dialects: ant, socketio, raw.
+";
+
+struct Args {
+    command: String,
+    opts: HashMap<String, String>,
+    positional: Vec<String>,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut it = std::env::args().skip(1);
+    let command = it.next().ok_or_else(|| anyhow!("no command"))?;
+    let mut opts = HashMap::new();
+    let mut positional = Vec::new();
+    while let Some(arg) = it.next() {
+        if let Some(key) = arg.strip_prefix("--") {
+            let value = it.next().ok_or_else(|| anyhow!("--{key} needs a value"))?;
+            opts.insert(key.to_owned(), value);
+        } else {
+            positional.push(arg);
+        }
+    }
+    Ok(Args {
+        command,
+        opts,
+        positional,
+    })
+}
+
+impl Args {
+    fn get<T: std::str::FromStr>(&self, key: &str, default: Option<T>) -> anyhow::Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.opts.get(key) {
+            Some(v) => v.parse().map_err(|e| anyhow!("--{key} {v}: {e}")),
+            None => default.ok_or_else(|| anyhow!("--{key} is required")),
+        }
+    }
+
+    fn text(&self, key: &str) -> anyhow::Result<&str> {
+        self.opts
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("--{key} is required"))
+    }
+
+    fn target(&self, default_sources: u8) -> anyhow::Result<Target> {
+        let addr: SocketAddr = self.get("addr", Some("127.0.0.1:5080".parse()?))?;
+        let server = Server::parse(
+            self.opts
+                .get("server")
+                .map_or("switchboard", String::as_str),
+        )?;
+        Ok(Target::new(addr, server)?.with_sources(self.get("sources", Some(default_sources))?))
+    }
+}
+
+fn emit<T: Serialize + std::fmt::Debug>(args: &Args, report: &T) -> anyhow::Result<()> {
+    let line = serde_json::to_string(report)?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")?;
+    if let Some(path) = args.opts.get("out") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("open {path}"))?;
+        writeln!(file, "{line}")?;
+    }
+    Ok(())
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    match args.command.as_str() {
+        "throughput" | "latency" => {
+            let throughput = args.command == "throughput";
+            let pace = if throughput {
+                Pace::Window(args.get("window", Some(32))?)
+            } else {
+                Pace::Rate(args.get("rate", None)?)
+            };
+            let cfg = FlowConfig {
+                target: args.target(1)?,
+                dialect: Dialect::parse(args.text("dialect")?)?,
+                pairs: args.get("pairs", Some(if throughput { 100 } else { 50 }))?,
+                secs: args.get("secs", Some(10.0))?,
+                pace,
+            };
+            let r = switchboard_loadgen::scenario::flow::run(cfg).await?;
+            eprintln!(
+                "{} {} {}: {:.0} msgs/s ({:.1} MB/s), sent {} delivered {} lost {} misrouted {} duplicated {} out-of-order {} errors {}{}",
+                r.scenario,
+                r.server,
+                r.dialect,
+                r.msgs_per_sec,
+                r.mbytes_per_sec,
+                r.sent,
+                r.delivered,
+                r.lost,
+                r.misrouted,
+                r.duplicated,
+                r.out_of_order,
+                r.errors,
+                r.latency.map_or(String::new(), |l| format!(
+                    "; latency p50 {:.0} µs p99 {:.0} µs p99.9 {:.0} µs max {:.0} µs",
+                    l.p50_us, l.p99_us, l.p999_us, l.max_us
+                )),
+            );
+            if let Some(e) = &r.first_error {
+                eprintln!("  first error: {e}");
+            }
+            emit(&args, &r)
+        }
+        "storm" => {
+            let cfg = StormConfig {
+                target: args.target(8)?,
+                dialects: StormDialects::parse(args.text("dialect")?)?,
+                pairs: args.get("pairs", Some(1000))?,
+                connect_parallel: args.get("parallel", Some(256))?,
+                timeout: Duration::from_secs_f64(args.get("timeout-secs", Some(120.0))?),
+            };
+            let _ = scenario::idle::raise_nofile(u64::from(cfg.pairs) * 2 + 1024);
+            let r = scenario::storm::run(cfg).await?;
+            eprintln!(
+                "storm {} {}: {}/{} pairs in {:.2} s ({:.0} pairs/s), setup p50 {:.1} ms p99 {:.1} ms; signals sent {} delivered {} lost {} misrouted {} duplicated {} out-of-order {} unexpected {} malformed {} errors {}",
+                r.server,
+                r.dialect,
+                r.completed,
+                r.pairs,
+                r.secs,
+                r.pairs_per_sec,
+                r.setup_p50_ms,
+                r.setup_p99_ms,
+                r.sent,
+                r.delivered,
+                r.lost,
+                r.misrouted,
+                r.duplicated,
+                r.out_of_order,
+                r.unexpected,
+                r.malformed,
+                r.errors
+            );
+            if let Some(e) = &r.first_error {
+                eprintln!("  first error: {e}");
+            }
+            emit(&args, &r)
+        }
+        "idle" => {
+            let pid = match args.opts.get("target").or_else(|| args.opts.get("pid")) {
+                Some(p) => p.parse().context("--target PID")?,
+                None => bail!("--target PID is required"),
+            };
+            let cfg = IdleConfig {
+                target: args.target(64)?,
+                dialect: Dialect::parse(args.text("dialect")?)?,
+                sessions: args.get("sessions", Some(10_000))?,
+                pid,
+                connect_parallel: args.get("parallel", Some(256))?,
+                settle: Duration::from_secs_f64(args.get("settle-secs", Some(3.0))?),
+                timeout: Duration::from_secs_f64(args.get("timeout-secs", Some(240.0))?),
+            };
+            let r = scenario::idle::run(cfg).await?;
+            eprintln!(
+                "idle {} {}: {} open ({} failed) in {:.1} s; RSS {:.1} → {:.1} MiB: {:.1} KiB per session",
+                r.server,
+                r.dialect,
+                r.opened,
+                r.failed,
+                r.open_secs,
+                r.rss_before_kib as f64 / 1024.0,
+                r.rss_after_kib as f64 / 1024.0,
+                r.kib_per_session
+            );
+            if let Some(e) = &r.first_error {
+                eprintln!("  first error: {e}");
+            }
+            emit(&args, &r)
+        }
+        "limit-relay" => {
+            let bind: SocketAddr = args.get("bind", Some("127.0.0.1:5090".parse()?))?;
+            eprintln!("limit relay listening on {bind}");
+            relay::serve(bind).await
+        }
+        "report" => {
+            let mut all = String::new();
+            for path in &args.positional {
+                all.push_str(
+                    &std::fs::read_to_string(path).with_context(|| format!("read {path}"))?,
+                );
+                all.push('\n');
+            }
+            let mut stdout = std::io::stdout().lock();
+            write!(stdout, "{}", report::render(&all))?;
+            Ok(())
+        }
+        "help" | "--help" | "-h" => {
+            eprint!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command `{other}`"),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{USAGE}");
+            return ExitCode::from(64);
+        }
+    };
+    let threads = match args.get::<usize>("threads", Some(0)) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if threads > 0 {
+        builder.worker_threads(threads);
+    }
+    let runtime = match builder.build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

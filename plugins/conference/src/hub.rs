@@ -1,0 +1,429 @@
+//! The conference state shared by the plugin hook and the daemon's REST API: the room catalog,
+//! one-time tokens, the live participants' stream records, and the store behind the first two.
+//!
+//! Locking: the hook runs under the gateway's room lock and takes [`Hub`]'s state lock briefly;
+//! REST calls take the state lock briefly too, never the room lock, and wait for the disk
+//! outside both (they serialize among themselves on a separate lock), so neither side ever
+//! waits for I/O while holding a lock the other needs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use switchboard_plugin_api::SessionId;
+
+use crate::records::{DEFAULT_ROOM_DURATION_SECS, NewRoom, RoomRecord, TokenRecord, TokenType};
+use crate::security::{AppSecurityConfig, sign_jwt};
+use crate::store::{StoreError, Write, Writer};
+
+/// Longest room or stream id the REST API accepts, in bytes.
+pub const MAX_ID_BYTES: usize = 128;
+
+/// Largest page `.../conference-rooms/list/{offset}/{size}` returns (Ant caps lists at 50).
+pub const MAX_LIST_SIZE: usize = 50;
+
+/// How the hub is set up.
+#[derive(Debug, Clone, Default)]
+pub struct HubOptions {
+    /// The redb file; `None` keeps rooms and tokens in memory only.
+    pub store: Option<PathBuf>,
+    /// Stream security per application (`[[antmedia_app]]`).
+    pub apps: Vec<AppSecurityConfig>,
+}
+
+/// A REST call that failed; Ant answers these as `{"success":false,"message":...}`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RestError {
+    /// A bad argument.
+    #[error("{0}")]
+    Invalid(String),
+    /// No such room.
+    #[error("{0}")]
+    NotFound(String),
+    /// The room already exists.
+    #[error("{0}")]
+    Exists(String),
+    /// The store could not be written (or could not be opened at start).
+    #[error("data_store_not_available: {0}")]
+    Store(String),
+}
+
+/// A conference participant's stream, as its room information shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Participant {
+    pub stream_id: String,
+    pub stream_name: String,
+    pub meta_data: String,
+    pub role: String,
+}
+
+/// Everything behind the state lock.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    /// REST-created rooms by id.
+    pub rooms: BTreeMap<String, RoomRecord>,
+    /// One-time tokens by token id.
+    pub tokens: HashMap<String, TokenRecord>,
+    /// Live participants by (room, session).
+    pub participants: HashMap<(String, SessionId), Participant>,
+    /// Live participant streams: stream id → (room, session).
+    pub streams: HashMap<String, (String, SessionId)>,
+}
+
+impl State {
+    /// Adds a participant.
+    pub fn join(&mut self, room: &str, session: SessionId, p: Participant) {
+        self.streams
+            .insert(p.stream_id.clone(), (room.to_owned(), session));
+        self.participants.insert((room.to_owned(), session), p);
+    }
+
+    /// Removes a participant; returns its record.
+    pub fn leave(&mut self, room: &str, session: SessionId) -> Option<Participant> {
+        let p = self.participants.remove(&(room.to_owned(), session))?;
+        self.streams.remove(&p.stream_id);
+        Some(p)
+    }
+
+    pub fn participant(&self, room: &str, session: SessionId) -> Option<&Participant> {
+        self.participants.get(&(room.to_owned(), session))
+    }
+}
+
+#[derive(Debug)]
+enum Store {
+    /// No store configured.
+    Memory,
+    /// The writer, until [`Hub::close`].
+    Open(Mutex<Option<Writer>>),
+    /// The store could not be opened; REST writes fail with this reason.
+    Failed(String),
+}
+
+/// The shared conference state. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Hub {
+    state: Mutex<State>,
+    apps: HashMap<String, AppSecurityConfig>,
+    store: Store,
+    /// Serializes REST mutations (check, write to disk, apply) without holding `state`.
+    rest: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every update under these locks is a single map operation, so a panic elsewhere cannot
+    // leave them half-done.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Hub {
+    /// A hub with its store opened from `options` at time `now`. A store that cannot be opened
+    /// (another gateway has it, the disk is read-only, ...) is logged; the gateway then runs
+    /// with an empty catalog and REST writes answer `data_store_not_available`.
+    pub fn open(options: HubOptions, now: i64) -> Self {
+        let mut state = State::default();
+        let store = match &options.store {
+            None => Store::Memory,
+            Some(path) => match Writer::open(path, now) {
+                Ok((writer, loaded)) => {
+                    tracing::info!(
+                        path = %path.display(),
+                        rooms = loaded.rooms.len(),
+                        tokens = loaded.tokens.len(),
+                        "Conference store opened."
+                    );
+                    state.rooms = loaded
+                        .rooms
+                        .into_iter()
+                        .map(|r| (r.room_id.clone(), r))
+                        .collect();
+                    state.tokens = loaded
+                        .tokens
+                        .into_iter()
+                        .map(|t| (t.token_id.clone(), t))
+                        .collect();
+                    Store::Open(Mutex::new(Some(writer)))
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "Cannot open the conference store; rooms and tokens cannot be saved.");
+                    Store::Failed(e.0)
+                }
+            },
+        };
+        Self {
+            state: Mutex::new(state),
+            apps: options
+                .apps
+                .into_iter()
+                .map(|a| (a.name.clone(), a))
+                .collect(),
+            store,
+            rest: Mutex::new(()),
+        }
+    }
+
+    /// A hub without a store or security settings (config validation, tests).
+    pub fn in_memory() -> Self {
+        Self::open(HubOptions::default(), 0)
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    /// The security settings of application `name`, if it has any.
+    pub fn app(&self, name: &str) -> Option<&AppSecurityConfig> {
+        self.apps.get(name)
+    }
+
+    /// Deletes a used-up one-time token from the store without waiting (hook side).
+    pub(crate) fn forget_token(&self, id: String) {
+        if let Store::Open(writer) = &self.store
+            && let Some(writer) = lock(writer).as_ref()
+        {
+            writer.handle().write_behind(Write::DeleteToken(id));
+        }
+    }
+
+    /// Commits what is queued and closes the store. Later writes fail. Idempotent.
+    pub fn close(&self) {
+        if let Store::Open(writer) = &self.store {
+            let writer = lock(writer).take();
+            if let Some(writer) = writer {
+                writer.close();
+            }
+        }
+    }
+
+    fn persist(&self, write: Write) -> Result<(), RestError> {
+        match &self.store {
+            Store::Memory => Ok(()),
+            Store::Failed(reason) => Err(RestError::Store(reason.clone())),
+            Store::Open(writer) => {
+                // Take a handle out of the lock: the hook takes this lock too, and the wait
+                // for the disk below must not hold it.
+                let handle = lock(writer).as_ref().map(Writer::handle);
+                match handle {
+                    Some(h) => h.write_through(write),
+                    None => Err(StoreError("the store is closed".into())),
+                }
+                .map_err(|e| RestError::Store(e.0))
+            }
+        }
+    }
+
+    // === REST ===
+
+    /// `POST .../conference-rooms`: creates a room. Dates of 0 mean now and an hour later.
+    pub fn create_room(&self, new: NewRoom, now: i64) -> Result<RoomRecord, RestError> {
+        let room_id = match new.room_id.filter(|id| !id.is_empty()) {
+            Some(id) => check_id("roomId", &id).map(|()| id)?,
+            None => random_id(),
+        };
+        let start_date = if new.start_date == 0 {
+            now
+        } else {
+            new.start_date
+        };
+        let end_date = if new.end_date == 0 {
+            start_date + DEFAULT_ROOM_DURATION_SECS
+        } else {
+            new.end_date
+        };
+        if end_date <= start_date {
+            return Err(RestError::Invalid(format!(
+                "endDate {end_date} is not after startDate {start_date}"
+            )));
+        }
+        let room = RoomRecord {
+            room_id,
+            start_date,
+            end_date,
+            room_stream_list: Vec::new(),
+            mode: new.mode.unwrap_or_else(|| "legacy".to_owned()),
+        };
+        let _rest = lock(&self.rest);
+        if self.state().rooms.contains_key(&room.room_id) {
+            return Err(RestError::Exists(format!(
+                "conference room `{}` already exists",
+                room.room_id
+            )));
+        }
+        self.persist(Write::PutRoom(room.clone()))?;
+        self.state()
+            .rooms
+            .insert(room.room_id.clone(), room.clone());
+        Ok(room)
+    }
+
+    /// `GET .../conference-rooms/{id}`: the room, its stream list completed with the
+    /// participants present now.
+    pub fn room(&self, room_id: &str) -> Option<RoomRecord> {
+        let state = self.state();
+        let mut room = state.rooms.get(room_id)?.clone();
+        with_live_streams(&state, &mut room);
+        Some(room)
+    }
+
+    /// `GET .../conference-rooms/list/{offset}/{size}`: rooms in id order.
+    pub fn list_rooms(&self, offset: usize, size: usize) -> Vec<RoomRecord> {
+        let state = self.state();
+        state
+            .rooms
+            .values()
+            .skip(offset)
+            .take(size.min(MAX_LIST_SIZE))
+            .cloned()
+            .map(|mut room| {
+                with_live_streams(&state, &mut room);
+                room
+            })
+            .collect()
+    }
+
+    /// `DELETE .../conference-rooms/{id}`. Participants present stay; the room is then open at
+    /// any time, like a room nobody created.
+    pub fn delete_room(&self, room_id: &str) -> Result<(), RestError> {
+        let _rest = lock(&self.rest);
+        if !self.state().rooms.contains_key(room_id) {
+            return Err(not_found(room_id));
+        }
+        self.persist(Write::DeleteRoom(room_id.to_owned()))?;
+        self.state().rooms.remove(room_id);
+        Ok(())
+    }
+
+    /// `PUT .../conference-rooms/{id}/add?streamId=`: adds a stream to the room's list.
+    pub fn add_stream(&self, room_id: &str, stream_id: &str) -> Result<(), RestError> {
+        check_id("streamId", stream_id)?;
+        let _rest = lock(&self.rest);
+        let mut room = self
+            .state()
+            .rooms
+            .get(room_id)
+            .cloned()
+            .ok_or_else(|| not_found(room_id))?;
+        if room.room_stream_list.iter().any(|s| s == stream_id) {
+            return Ok(());
+        }
+        room.room_stream_list.push(stream_id.to_owned());
+        self.persist(Write::PutRoom(room.clone()))?;
+        self.state().rooms.insert(room.room_id.clone(), room);
+        Ok(())
+    }
+
+    /// `GET .../broadcasts/{id}/token?expireDate=&type=[&roomId=]`: a one-time token.
+    pub fn create_token(
+        &self,
+        stream_id: &str,
+        expire_date: i64,
+        kind: TokenType,
+        room_id: Option<&str>,
+    ) -> Result<TokenRecord, RestError> {
+        check_id("streamId", stream_id)?;
+        if let Some(room) = room_id {
+            check_id("roomId", room)?;
+        }
+        if expire_date <= 0 {
+            return Err(RestError::Invalid(
+                "expireDate must be a positive Unix time in seconds".into(),
+            ));
+        }
+        let token = TokenRecord {
+            token_id: random_hex(16),
+            stream_id: stream_id.to_owned(),
+            expire_date,
+            kind,
+            room_id: room_id.map(str::to_owned),
+        };
+        let _rest = lock(&self.rest);
+        self.persist(Write::PutToken(token.clone()))?;
+        self.state()
+            .tokens
+            .insert(token.token_id.clone(), token.clone());
+        Ok(token)
+    }
+
+    /// `GET .../broadcasts/{id}/jwt-token?expireDate=&type=`: an HS256 JWT signed with the
+    /// application's `jwt_secret`. Nothing is stored.
+    pub fn create_jwt(
+        &self,
+        app: &str,
+        stream_id: &str,
+        expire_date: i64,
+        kind: TokenType,
+    ) -> Result<TokenRecord, RestError> {
+        check_id("streamId", stream_id)?;
+        if expire_date <= 0 {
+            return Err(RestError::Invalid(
+                "expireDate must be a positive Unix time in seconds".into(),
+            ));
+        }
+        let key = self
+            .app(app)
+            .and_then(|a| a.jwt_secret.as_deref())
+            .ok_or_else(|| {
+                RestError::Invalid(format!(
+                    "application `{app}` has no jwt_secret ([[antmedia_app]] in the config)"
+                ))
+            })?;
+        Ok(TokenRecord {
+            token_id: sign_jwt(stream_id, kind, expire_date, key),
+            stream_id: stream_id.to_owned(),
+            expire_date,
+            kind,
+            room_id: None,
+        })
+    }
+}
+
+fn with_live_streams(state: &State, room: &mut RoomRecord) {
+    let mut live: Vec<&str> = state
+        .participants
+        .iter()
+        .filter(|((r, _), _)| *r == room.room_id)
+        .map(|(_, p)| p.stream_id.as_str())
+        .collect();
+    live.sort_unstable();
+    for id in live {
+        if !room.room_stream_list.iter().any(|s| s == id) {
+            room.room_stream_list.push(id.to_owned());
+        }
+    }
+}
+
+fn not_found(room_id: &str) -> RestError {
+    RestError::NotFound(format!("no conference room `{room_id}`"))
+}
+
+/// A room or stream id: `[A-Za-z0-9._-]`, 1 to [`MAX_ID_BYTES`] bytes.
+pub fn check_id(field: &str, id: &str) -> Result<(), RestError> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(RestError::Invalid(format!(
+            "{field} must be 1 to {MAX_ID_BYTES} characters of [A-Za-z0-9._-]"
+        )))
+    }
+}
+
+/// `n` random bytes as lowercase hex.
+pub(crate) fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    if getrandom::fill(&mut bytes).is_err() {
+        // The OS random source failing is not something to limp on with weak tokens.
+        panic!("the operating system's random number generator failed");
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A made-up stream or room id, as Ant does when a `joinRoom` gives none.
+pub(crate) fn random_id() -> String {
+    random_hex(6)
+}

@@ -1,0 +1,184 @@
+//! The conference plugin: Ant Media conference rooms as pure signaling
+//! (`../shared/protocol/antmedia.md` §3, §5, §6, §7; the design is in `docs/conference.md`).
+//!
+//! - Answers the conference requests the Ant codec decodes ([`Event::Conference`]):
+//!   `joinRoom` → `joinedTheRoom`, `leaveFromRoom` → `leavedFromRoom`, `getRoomInfo` →
+//!   `roomInformation` or `no_active_streams_in_room`, `getStreamInfo`, `getTrackList`,
+//!   `getBroadcastObject`, `getSubtracks`, `getSubtracksCount`, `getSubscriberCount`,
+//!   `updateStreamMetaData`; and refuses `publish` and `play`, after their token check, with
+//!   `media_plugin_not_running`.
+//! - Room membership is the gateway's room table, the one the P2P router and the bridge use: a
+//!   participant is a member with [`JoinMode::Conference`] (which routers leave out of P2P
+//!   pairing), so room information lists every peer in the room, whatever its dialect. The
+//!   plugin keeps only what the table has no place for: each participant's stream id, name,
+//!   metadata and role.
+//! - Rooms created through the REST API have start and end dates; joining outside them gives
+//!   `room_not_active_or_expired`. Rooms nobody created are open at any time.
+//! - Stream security per application ([`AppSecurityConfig`]): one-time tokens, HS256 JWTs,
+//!   hash tokens; failures give `unauthorized_access`.
+//!
+//! The REST room catalog and the tokens live in a [`Hub`] the daemon shares with its REST API
+//! and persists in a redb file; the hook never waits for the disk.
+//!
+//! ```toml
+//! [[plugin]]
+//! type = "conference"     # before the router
+//! [plugin.settings]
+//! max_track_count = 6     # maxTrackCount in joinedTheRoom
+//! max_participants = 100  # conference participants per room
+//! ```
+//!
+//! # Layout
+//! - `lib.rs`: settings, the factory and the hook's dispatch.
+//! - `handlers.rs`: one method per request.
+//! - `hub.rs`: the shared state and the REST operations.
+//! - `records.rs`: rooms and tokens as Ant's REST API shows them.
+//! - `security.rs`: token checks.
+//! - `store.rs`: the redb file and its writer thread.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+use switchboard_plugin_api::protocol::{ErrorCode, Event, JoinMode};
+use switchboard_plugin_api::{
+    Decision, EventContext, Plugin, PluginError, PluginFactory, Refusal, SettingsError, Verdict,
+    parse_settings,
+};
+
+mod handlers;
+mod hub;
+mod records;
+mod security;
+mod store;
+#[cfg(test)]
+mod tests;
+
+pub use hub::{Hub, HubOptions, MAX_ID_BYTES, MAX_LIST_SIZE, RestError, check_id};
+pub use records::{DEFAULT_ROOM_DURATION_SECS, NewRoom, RoomRecord, TokenRecord, TokenType};
+pub use security::{AppSecurityConfig, MIN_JWT_SECRET_BYTES, TokenCheck, hash_token, sign_jwt};
+pub use store::StoreError;
+
+/// Settings of `[[plugin]] type = "conference"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConferenceSettings {
+    /// `maxTrackCount` in `joinedTheRoom`: how many video tracks a player is sent (Ant's
+    /// `maxVideoTrackCount`, default 6).
+    #[serde(default = "default_max_track_count")]
+    pub max_track_count: u32,
+    /// Conference participants per room; one more gets `NoSpaceForNewPeer`.
+    #[serde(default = "default_max_participants")]
+    pub max_participants: usize,
+}
+
+const fn default_max_track_count() -> u32 {
+    6
+}
+
+const fn default_max_participants() -> usize {
+    100
+}
+
+impl Default for ConferenceSettings {
+    fn default() -> Self {
+        Self {
+            max_track_count: default_max_track_count(),
+            max_participants: default_max_participants(),
+        }
+    }
+}
+
+/// Builds [`Conference`] plugins that share one [`Hub`].
+#[derive(Debug, Clone)]
+pub struct ConferenceFactory {
+    hub: Arc<Hub>,
+}
+
+impl ConferenceFactory {
+    /// A factory whose plugins use `hub` (the daemon's, shared with its REST API).
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+}
+
+impl PluginFactory for ConferenceFactory {
+    fn type_name(&self) -> &'static str {
+        "conference"
+    }
+
+    fn build(&self, settings: &toml::Table) -> Result<Box<dyn Plugin>, Vec<SettingsError>> {
+        let settings: ConferenceSettings = parse_settings(settings)?;
+        let mut errors = Vec::new();
+        if !(1..=64).contains(&settings.max_track_count) {
+            errors.push(SettingsError {
+                key: "max_track_count".into(),
+                message: format!("must be 1 to 64, got {}", settings.max_track_count),
+            });
+        }
+        if !(1..=10_000).contains(&settings.max_participants) {
+            errors.push(SettingsError {
+                key: "max_participants".into(),
+                message: format!("must be 1 to 10000, got {}", settings.max_participants),
+            });
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Box::new(Conference::new(self.hub.clone(), settings)))
+    }
+}
+
+/// The running conference plugin.
+#[derive(Debug)]
+pub struct Conference {
+    hub: Arc<Hub>,
+    settings: ConferenceSettings,
+}
+
+impl Conference {
+    /// A plugin on `hub` with `settings`.
+    pub fn new(hub: Arc<Hub>, settings: ConferenceSettings) -> Self {
+        Self { hub, settings }
+    }
+}
+
+impl Plugin for Conference {
+    fn name(&self) -> &str {
+        "conference"
+    }
+
+    fn on_event(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {
+        Ok(match cx.event() {
+            Event::Conference(request) => self.on_request(cx, request, out),
+            Event::Leave(leave) => self.on_leave(cx, leave.reason, out),
+            Event::Join(_) if is_participant(cx) => refuse(
+                ErrorCode::Refused,
+                format!(
+                    "you are a conference participant of room `{}`; leaveFromRoom before joining it peer-to-peer",
+                    cx.room.room
+                ),
+            ),
+            _ => Verdict::Continue,
+        })
+    }
+}
+
+/// Whether the sender is a conference participant of the event's room.
+fn is_participant(cx: &EventContext<'_>) -> bool {
+    let me = cx.from().session;
+    cx.room
+        .members
+        .iter()
+        .any(|p| p.session == me && p.mode == JoinMode::Conference)
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Verdict {
+    Verdict::Refuse(Refusal::new(code, message))
+}
+
+/// Now, in Unix seconds.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

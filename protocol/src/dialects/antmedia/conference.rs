@@ -1,0 +1,182 @@
+//! Client → gateway: the conference commands (`joinRoom`, `getRoomInfo`, `publish`, ...) to
+//! [`Event::Conference`], and the conference and media commands the gateway does not serve.
+
+use serde_json::{Map, Value};
+
+use super::decode::{opt_token, stream_id};
+use crate::conference::{
+    ConferenceCommand, ConferenceRequest, JoinRoom, MediaRequest, MetaData, RoomRequest,
+    StreamRequest, SubtrackQuery,
+};
+use crate::dialects::common::{ECHO_CHARS, opt_str, truncate};
+use crate::{DecodeError, Event};
+
+/// Conference commands decoded into [`ConferenceCommand`]s; a conference plugin answers them.
+pub(super) const COMMANDS: &[&str] = &[
+    "joinRoom",
+    "leaveFromRoom",
+    "getRoomInfo",
+    "getStreamInfo",
+    "getTrackList",
+    "getBroadcastObject",
+    "getSubtracks",
+    "getSubtracksCount",
+    "getSubscriberCount",
+    "updateStreamMetaData",
+    "publish",
+    "play",
+];
+
+/// Commands that act on media a server receives or sends: without a media server there is
+/// nothing for them to act on.
+pub(super) const MEDIA_COMMANDS: &[&str] = &[
+    "enableTrack",
+    "toggleVideo",
+    "toggleAudio",
+    "forceStreamQuality",
+    "getVideoTrackAssignmentsCommand",
+    "assignVideoTrackCommand",
+    "updateVideoTrackAssignmentsCommand",
+    "setMaxVideoTrackCountCommand",
+    "getDebugInfo",
+];
+
+/// Why [`MEDIA_COMMANDS`] are refused.
+pub(super) const NO_MEDIA: &str = "conference media needs the media plugin, which is not running";
+
+/// Ant features the gateway does not implement at all.
+pub(super) const OTHER_UNSUPPORTED: &[&str] = &[
+    "getSubscribers",
+    "registerPushNotificationToken",
+    "sendPushNotification",
+];
+
+/// Why [`OTHER_UNSUPPORTED`] commands are refused.
+pub(super) const NOT_IMPLEMENTED: &str =
+    "TOTP subscriber lists and push notifications are not implemented by this gateway";
+
+/// Decodes conference command `command` (one of [`COMMANDS`]).
+pub(super) fn decode(
+    command: &str,
+    obj: &Map<String, Value>,
+    app: &str,
+) -> Result<Event, DecodeError> {
+    let command = match command {
+        "joinRoom" => ConferenceCommand::JoinRoom(JoinRoom {
+            room: room(obj, "room")?,
+            stream_id: opt_id(obj, "streamId")?,
+            mode: opt_text(obj, "mode")?,
+            stream_name: opt_text(obj, "streamName")?,
+            role: opt_text(obj, "role")?,
+            // The SDK's joinRoom says `metadata`; every other command says `metaData`.
+            meta_data: match meta(obj, "metadata") {
+                Some(m) => Some(m),
+                None => meta(obj, "metaData"),
+            },
+            token: opt_token(obj)?,
+        }),
+        "leaveFromRoom" => ConferenceCommand::LeaveRoom(room_request(obj)?),
+        "getRoomInfo" => ConferenceCommand::GetRoomInfo(room_request(obj)?),
+        "getStreamInfo" => ConferenceCommand::GetStreamInfo(stream_request(obj)?),
+        "getTrackList" => ConferenceCommand::GetTrackList(stream_request(obj)?),
+        "getBroadcastObject" => ConferenceCommand::GetBroadcastObject(stream_request(obj)?),
+        "getSubtracks" | "getSubtracksCount" => {
+            let query = SubtrackQuery {
+                stream_id: stream_id(obj)?.to_owned(),
+                role: opt_text(obj, "role")?,
+                status: opt_text(obj, "status")?,
+                offset: opt_count(obj, "offset")?.unwrap_or(0),
+                size: opt_count(obj, "size")?,
+            };
+            if command == "getSubtracks" {
+                ConferenceCommand::GetSubtracks(query)
+            } else {
+                ConferenceCommand::GetSubtrackCount(query)
+            }
+        }
+        "getSubscriberCount" => ConferenceCommand::GetSubscriberCount(stream_request(obj)?),
+        "updateStreamMetaData" => ConferenceCommand::UpdateMetaData(MetaData {
+            stream_id: stream_id(obj)?.to_owned(),
+            meta_data: meta(obj, "metaData").unwrap_or_default(),
+        }),
+        "publish" => ConferenceCommand::Publish(MediaRequest {
+            stream_id: stream_id(obj)?.to_owned(),
+            token: opt_token(obj)?,
+            room: opt_id(obj, "mainTrack")?,
+        }),
+        "play" => ConferenceCommand::Play(MediaRequest {
+            stream_id: stream_id(obj)?.to_owned(),
+            token: opt_token(obj)?,
+            room: opt_id(obj, "room")?,
+        }),
+        // COMMANDS lists exactly the arms above.
+        other => return Err(DecodeError::UnknownCommand(truncate(other, ECHO_CHARS))),
+    };
+    Ok(Event::Conference(Box::new(ConferenceRequest {
+        app: app.to_owned(),
+        command,
+    })))
+}
+
+fn room_request(obj: &Map<String, Value>) -> Result<RoomRequest, DecodeError> {
+    Ok(RoomRequest {
+        room: room(obj, "room")?,
+        stream_id: opt_id(obj, "streamId")?,
+    })
+}
+
+fn stream_request(obj: &Map<String, Value>) -> Result<StreamRequest, DecodeError> {
+    Ok(StreamRequest {
+        stream_id: stream_id(obj)?.to_owned(),
+    })
+}
+
+/// A required room id: present, non-empty, and a valid stream id (a room is a main track).
+fn room(obj: &Map<String, Value>, field: &'static str) -> Result<String, DecodeError> {
+    opt_id(obj, field)?.ok_or(DecodeError::MissingField("room"))
+}
+
+/// An optional stream or room id: absent, `null` or `""` is `None`; otherwise it must be made
+/// of `[A-Za-z0-9._-]`.
+fn opt_id(obj: &Map<String, Value>, field: &'static str) -> Result<Option<String>, DecodeError> {
+    match opt_str(obj, field)? {
+        None | Some("") => Ok(None),
+        Some(id) if super::decode::valid_stream_id(id) => Ok(Some(id.to_owned())),
+        Some(id) => Err(DecodeError::InvalidStreamName(truncate(id, ECHO_CHARS))),
+    }
+}
+
+/// An optional free-text field; empty is `None`.
+fn opt_text(obj: &Map<String, Value>, field: &'static str) -> Result<Option<String>, DecodeError> {
+    Ok(opt_str(obj, field)?
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned))
+}
+
+/// Metadata: a string as is, any other JSON as its JSON text; absent or `null` is `None`.
+fn meta(obj: &Map<String, Value>, field: &str) -> Option<String> {
+    match obj.get(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => Some(other.to_string()),
+    }
+}
+
+/// An optional non-negative integer (page offset or size).
+fn opt_count(obj: &Map<String, Value>, field: &'static str) -> Result<Option<u32>, DecodeError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_u64() {
+            // Sizes beyond u32 are clamped (the plugin clamps further), not refused.
+            Some(n) => Ok(Some(u32::try_from(n).unwrap_or(u32::MAX))),
+            None => Err(DecodeError::WrongType {
+                field,
+                expected: "a non-negative integer",
+            }),
+        },
+        Some(_) => Err(DecodeError::WrongType {
+            field,
+            expected: "a non-negative integer",
+        }),
+    }
+}
