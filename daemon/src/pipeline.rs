@@ -57,7 +57,8 @@ impl Pipeline {
             let before = decision.clone();
             let name = slot.plugin.name();
             let started = Instant::now();
-            let outcome = catch_unwind(AssertUnwindSafe(|| slot.plugin.on_event(cx, &mut decision)));
+            let outcome =
+                catch_unwind(AssertUnwindSafe(|| slot.plugin.on_event(cx, &mut decision)));
             slot.stats.record(started.elapsed());
             match outcome {
                 Ok(Ok(Verdict::Continue)) => {}

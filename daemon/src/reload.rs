@@ -4,12 +4,12 @@
 //! `[[plugin]]` list changed.
 //!
 //! What a reload changes at once: `[limits]` (for connections accepted from then on; open
-//! sessions keep the limits they started with), `[ice]`, `[turn]`, `[admin]`, `[web]`, and the
+//! sessions keep the limits they started with), `[ice]`, `[turn]`, `[admin]`, `[web]`, `[rest]`,
+//! and the
 //! plugin pipeline (in-flight events finish on the old one, whose plugins then get their
 //! `shutdown`; plugin state such as rate buckets starts afresh). What needs a restart, and is
 //! reported in the log when it differs: `[[listener]]` (binds, dialects, pages, TLS), `[log]`,
-//! `[shutdown]`, and the conference store tables read at start (`[store]`, `[rest]`,
-//! `[[antmedia_app]]`).
+//! `[shutdown]`, and the conference tables read at start (`[store]`, `[[antmedia_app]]`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -94,11 +94,23 @@ pub fn apply(
         "[shutdown]",
         false,
     );
+    // The conference tables have no equality of their own; their debug text serves.
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    note(differs(&new.rest, &old.rest), "[rest]", true);
+    note(differs(&new.store, &old.store), "[store]", false);
+    note(
+        differs(&new.antmedia_apps, &old.antmedia_apps),
+        "[[antmedia_app]]",
+        false,
+    );
     // Tables read once at start must not change under the running parts that read them.
     let mut new = new;
     new.listeners = old.listeners.clone();
     new.log = old.log.clone();
     new.shutdown = old.shutdown.clone();
+    new.store = old.store.clone();
+    new.antmedia_apps = old.antmedia_apps.clone();
     gateway.set_config(Arc::new(new));
     if let Some(pipeline) = pipeline {
         retire(gateway.swap_pipeline(pipeline));

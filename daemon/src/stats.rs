@@ -177,8 +177,10 @@ impl PluginStats {
     }
 }
 
-fn plugin_registry() -> &'static Mutex<Vec<(String, Arc<PluginStats>)>> {
-    static PLUGINS: OnceLock<Mutex<Vec<(String, Arc<PluginStats>)>>> = OnceLock::new();
+type PluginRegistry = Mutex<Vec<(String, Arc<PluginStats>)>>;
+
+fn plugin_registry() -> &'static PluginRegistry {
+    static PLUGINS: OnceLock<PluginRegistry> = OnceLock::new();
     PLUGINS.get_or_init(Mutex::default)
 }
 

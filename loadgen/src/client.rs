@@ -29,6 +29,20 @@ pub type Ws = WebSocketStream<TcpStream>;
 /// How long connecting (TCP, WebSocket and socket.io handshakes) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// How long one write may wait for the server to read.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs a socket write, failing after [`WRITE_TIMEOUT`] (a server that stops reading must not
+/// hang the load generator).
+pub async fn bounded<E: Into<anyhow::Error>>(
+    write: impl Future<Output = Result<(), E>>,
+) -> anyhow::Result<()> {
+    tokio::time::timeout(WRITE_TIMEOUT, write)
+        .await
+        .map_err(|_| anyhow!("the server did not read for {WRITE_TIMEOUT:?}"))?
+        .map_err(Into::into)
+}
+
 /// A signaling dialect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -258,7 +272,7 @@ impl Conn {
         if !open.starts_with("0{") {
             bail!("expected the engine.io open packet, got {open:.80}");
         }
-        self.ws.send(Message::text("40")).await?;
+        bounded(self.ws.send(Message::text("40"))).await?;
         loop {
             let text = self
                 .next_text()
@@ -271,7 +285,7 @@ impl Conn {
                 bail!("socket.io connect refused: {error:.200}");
             }
             if text == "2" {
-                self.ws.send(Message::text("3")).await?;
+                bounded(self.ws.send(Message::text("3"))).await?;
                 continue;
             }
             self.early.push_back(text);
@@ -294,16 +308,21 @@ impl Conn {
         }
     }
 
-    /// Sends one text frame.
+    /// Sends one text frame (failing if the server does not take it within [`WRITE_TIMEOUT`]).
     pub async fn send(&mut self, text: String) -> anyhow::Result<()> {
-        self.ws.send(Message::text(text)).await?;
-        Ok(())
+        bounded(self.ws.send(Message::text(text))).await
     }
 
     /// Joins the room as the dialect's client does and waits until the server says it is in
     /// (Ant `joined`; raw `switchboard.joined` on Switchboard; socket.io: the connect ack, already
     /// received). Frames other than the acknowledgement are kept for the caller.
     pub async fn join(&mut self, server: Server) -> anyhow::Result<()> {
+        tokio::time::timeout(CONNECT_TIMEOUT, self.join_inner(server))
+            .await
+            .map_err(|_| anyhow!("no join acknowledgement within {CONNECT_TIMEOUT:?}"))?
+    }
+
+    async fn join_inner(&mut self, server: Server) -> anyhow::Result<()> {
         let wait = match (self.dialect, server) {
             (Dialect::Ant, _) => {
                 self.send(ant_join(&self.room)).await?;

@@ -18,8 +18,8 @@ const USAGE: &str = "\
 switchboard-loadgen: load generator for Switchboard (loopback targets only)
 
 Usage:
-  switchboard-loadgen throughput --dialect D --pairs N --secs S [--window W] [common]
-  switchboard-loadgen latency    --dialect D --rate R --secs S [--pairs N] [common]
+  switchboard-loadgen throughput --dialect D --pairs N --secs S [--window W] [--target PID] [common]
+  switchboard-loadgen latency    --dialect D --rate R --secs S [--pairs N] [--target PID] [common]
   switchboard-loadgen storm      --dialect D|mixed --pairs K [--parallel P] [--timeout-secs T] [common]
   switchboard-loadgen idle       --dialect D --sessions N --target PID [--parallel P] [--settle-secs S] [common]
   switchboard-loadgen limit-relay --bind ADDR
@@ -29,6 +29,8 @@ Common options:
   --addr HOST:PORT      server address (default 127.0.0.1:5080)
   --server KIND         switchboard (default), node (socket.io relay) or limit (no-parse relay)
   --sources N           bind client sockets to 127.0.0.1..127.0.0.N in turn (default 1; idle 64)
+  --target PID          the server's process id: its CPU time per message is reported
+                        (throughput, latency); its RSS is measured (idle; required there)
   --threads N           runtime worker threads (default: all cores)
   --out FILE            also append the JSON report to FILE
 
@@ -90,6 +92,14 @@ impl Args {
     }
 }
 
+/// `--target PID` (or `--pid`): the server process, for CPU and RSS readings.
+fn server_pid(args: &Args) -> anyhow::Result<Option<u32>> {
+    match args.opts.get("target").or_else(|| args.opts.get("pid")) {
+        Some(p) => Ok(Some(p.parse().with_context(|| format!("--target {p}"))?)),
+        None => Ok(None),
+    }
+}
+
 fn emit<T: Serialize + std::fmt::Debug>(args: &Args, report: &T) -> anyhow::Result<()> {
     let line = serde_json::to_string(report)?;
     let mut stdout = std::io::stdout().lock();
@@ -120,6 +130,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 pairs: args.get("pairs", Some(if throughput { 100 } else { 50 }))?,
                 secs: args.get("secs", Some(10.0))?,
                 pace,
+                server_pid: server_pid(&args)?,
             };
             let r = switchboard_loadgen::scenario::flow::run(cfg).await?;
             eprintln!(
@@ -141,6 +152,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     l.p50_us, l.p99_us, l.p999_us, l.max_us
                 )),
             );
+            if let (Some(cores), Some(per)) = (r.server_cpu_cores, r.server_cpu_us_per_msg) {
+                eprintln!(
+                    "  server CPU {cores:.2} cores, {per:.1} µs per message; load generator {:.2} cores",
+                    r.loadgen_cpu_cores.unwrap_or(0.0)
+                );
+            }
             if let Some(e) = &r.first_error {
                 eprintln!("  first error: {e}");
             }
@@ -182,9 +199,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             emit(&args, &r)
         }
         "idle" => {
-            let pid = match args.opts.get("target").or_else(|| args.opts.get("pid")) {
-                Some(p) => p.parse().context("--target PID")?,
-                None => bail!("--target PID is required"),
+            let Some(pid) = server_pid(&args)? else {
+                bail!("--target PID is required");
             };
             let cfg = IdleConfig {
                 target: args.target(64)?,
@@ -264,7 +280,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args)) {
+    // A watchdog over the whole run: every scenario stops by itself well before it.
+    let deadline = Duration::from_secs(match args.command.as_str() {
+        "limit-relay" | "report" | "help" | "--help" | "-h" => u64::MAX / 4,
+        _ => 900,
+    });
+    let watched = async move {
+        tokio::time::timeout(deadline, run(args))
+            .await
+            .unwrap_or_else(|_| Err(anyhow!("gave up after {deadline:?}")))
+    };
+    match runtime.block_on(watched) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

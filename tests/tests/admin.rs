@@ -46,10 +46,16 @@ async fn without_a_token_in_the_config_the_admin_api_does_not_exist() {
     let gw = TestGateway::with_config(&config("")).await;
     for path in ["/api/stats", "/api/rooms", "/api/sessions", "/admin/"] {
         let auth = format!("Bearer {TOKEN}");
-        let (status, _) = http_with_headers(gw.main, "GET", path, &[("Authorization", &auth)]).await;
+        let (status, _) =
+            http_with_headers(gw.main, "GET", path, &[("Authorization", &auth)]).await;
         assert_eq!(status, 404, "{path}");
     }
-    assert_eq!(http_with_headers(gw.main, "POST", "/api/drain", &[]).await.0, 404);
+    assert_eq!(
+        http_with_headers(gw.main, "POST", "/api/drain", &[])
+            .await
+            .0,
+        404
+    );
     gw.stop().await;
 }
 
@@ -61,7 +67,11 @@ async fn a_missing_or_wrong_token_is_401() {
         vec![("Authorization", "Bearer wrong-token-0123456789xx")],
         vec![("Authorization", "Basic YWRtaW46YWRtaW4=")],
     ] {
-        for (method, path) in [("GET", "/api/rooms"), ("POST", "/api/drain"), ("DELETE", "/api/sessions/1")] {
+        for (method, path) in [
+            ("GET", "/api/rooms"),
+            ("POST", "/api/drain"),
+            ("DELETE", "/api/sessions/1"),
+        ] {
             let (status, body) = http_with_headers(gw.main, method, path, &headers).await;
             assert_eq!(status, 401, "{method} {path} with {headers:?}: {body}");
         }
@@ -118,7 +128,12 @@ async fn rooms_sessions_and_kicks_in_every_dialect() {
     let ant_entry = list.iter().find(|s| s["dialect"] == "antmedia").unwrap();
     assert_eq!(ant_entry["rooms"], json!(["adm"]));
     assert!(ant_entry["messages_in"].as_u64().unwrap() >= 1);
-    assert!(ant_entry["addr"].as_str().unwrap().starts_with("127.0.0.1:"));
+    assert!(
+        ant_entry["addr"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:")
+    );
 
     let (status, stats) = api(&gw, "GET", "/api/stats").await;
     assert_eq!(status, 200);
@@ -129,19 +144,33 @@ async fn rooms_sessions_and_kicks_in_every_dialect() {
 
     // Kick the Ant peer: an error in its dialect, then close 1008.
     assert_eq!(
-        api(&gw, "DELETE", &format!("/api/sessions/{ant_id}?reason=maintenance")).await.0,
+        api(
+            &gw,
+            "DELETE",
+            &format!("/api/sessions/{ant_id}?reason=maintenance")
+        )
+        .await
+        .0,
         204
     );
     let error = ant.recv_json().await;
     assert_eq!(field(&error, "definition"), "refused", "{error}");
-    assert!(field(&error, "information").contains("maintenance"), "{error}");
+    assert!(
+        field(&error, "information").contains("maintenance"),
+        "{error}"
+    );
     let close = ant.recv_close().await.expect("a close frame");
     assert_eq!(u16::from(close.code), 1008);
     // Its partner hears that it left.
     let left = raw.recv_json().await;
     assert_eq!(field(&left, "type"), "switchboard.peer-left", "{left}");
     // Kick the raw peer.
-    assert_eq!(api(&gw, "DELETE", &format!("/api/sessions/{raw_id}")).await.0, 204);
+    assert_eq!(
+        api(&gw, "DELETE", &format!("/api/sessions/{raw_id}"))
+            .await
+            .0,
+        204
+    );
     let error = raw.recv_json().await;
     assert_eq!(field(&error, "type"), "switchboard.error");
     assert_eq!(field(&error, "code"), "refused");
@@ -176,7 +205,12 @@ async fn rooms_sessions_and_kicks_in_every_dialect() {
         .find(|s| s["dialect"] == "socketio")
         .map(|s| s["session"].as_u64().unwrap())
         .expect("the socket.io session is listed");
-    assert_eq!(api(&gw, "DELETE", &format!("/api/sessions/{sio_id}")).await.0, 204);
+    assert_eq!(
+        api(&gw, "DELETE", &format!("/api/sessions/{sio_id}"))
+            .await
+            .0,
+        204
+    );
     let status = tokio::time::timeout(Duration::from_secs(20), sio.wait())
         .await
         .unwrap()
@@ -192,7 +226,10 @@ async fn drain_through_the_api_stops_the_node() {
     let (status, body) = api(&gw, "POST", "/api/drain").await;
     assert_eq!(status, 202);
     assert_eq!(body["phase"], "draining");
-    assert_eq!(field(&ant.recv_json().await, "definition"), "server_will_stop");
+    assert_eq!(
+        field(&ant.recv_json().await, "definition"),
+        "server_will_stop"
+    );
     assert_eq!(u16::from(ant.recv_close().await.unwrap().code), 1001);
     gw.wait_stopped(Duration::from_secs(10)).await;
 }

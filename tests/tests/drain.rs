@@ -50,7 +50,10 @@ fn record_phases(gw: &TestGateway) -> tokio::task::JoinHandle<Vec<Phase>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_tells_every_dialect_then_closes_and_phases_advance() {
     let gw = TestGateway::with_config(&config("")).await;
-    assert_eq!(http_get(gw.main, "/readyz").await, (200, "running\n".to_owned()));
+    assert_eq!(
+        http_get(gw.main, "/readyz").await,
+        (200, "running\n".to_owned())
+    );
     let phases = record_phases(&gw);
 
     let mut ant = WsClient::connect(&gw.ant_url("LiveApp")).await;
@@ -107,8 +110,8 @@ async fn drain_tells_every_dialect_then_closes_and_phases_advance() {
         output.push(line);
     }
     let mut stderr = String::new();
-    let _ = tokio::io::AsyncReadExt::read_to_string(&mut sio.stderr.take().unwrap(), &mut stderr)
-        .await;
+    let _ =
+        tokio::io::AsyncReadExt::read_to_string(&mut sio.stderr.take().unwrap(), &mut stderr).await;
     assert!(
         status.success(),
         "sio_drain.mjs failed\n{}\n{stderr}",
@@ -150,7 +153,11 @@ async fn while_draining_readyz_is_503_new_sessions_are_refused_and_the_deadline_
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(readyz, (503, "draining\n".to_owned()));
-    assert_eq!(http_get(gw.main, "/healthz").await.0, 200, "alive while draining");
+    assert_eq!(
+        http_get(gw.main, "/healthz").await.0,
+        200,
+        "alive while draining"
+    );
     let Err((status, body)) = WsClient::try_connect(&gw.raw_url("late"), &[]).await else {
         panic!("a new session was accepted while draining");
     };

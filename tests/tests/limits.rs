@@ -1,7 +1,8 @@
 //! `[limits]` end to end: per-dialect frame size, per-connection message rate (error in the
 //! dialect, then close 1008), per-IP and global connection caps (HTTP 429 / 503 before the
 //! upgrade), allowed origins (403), the join timeout (Ant `join_timeout` then close 4408), and
-//! a metric for every refusal. socket.io is covered by `tests/node/sio_limits.mjs`.
+//! a metric for every refusal. socket.io is covered by `tests/node/sio_limits.mjs` and an
+//! engine.io client that never connects to its namespace.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -91,7 +92,11 @@ async fn message_rate_is_refused_in_the_dialect_then_closed() {
     for _ in 0..3 {
         raw.send_text(r#"{"type":"switchboard.ice-servers"}"#).await;
         let answer = raw.recv_json().await;
-        assert_eq!(field(&answer, "type"), "switchboard.ice-servers", "{answer}");
+        assert_eq!(
+            field(&answer, "type"),
+            "switchboard.ice-servers",
+            "{answer}"
+        );
     }
     raw.send_text(r#"{"type":"switchboard.ice-servers"}"#).await;
     let error = raw.recv_json().await;
@@ -224,6 +229,25 @@ async fn ant_peers_that_never_join_are_closed_after_the_join_timeout() {
     gw.stop().await;
 }
 
+#[tokio::test]
+async fn socketio_clients_that_never_connect_to_a_namespace_are_closed() {
+    let gw = TestGateway::with_config(&config("join_timeout_secs = 1")).await;
+    // engine.io v4 over WebSocket: the server opens (`0{...}`), the client never sends the
+    // namespace CONNECT (`40`).
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", gw.main);
+    let mut eio = WsClient::connect(&url).await;
+    let open = eio.recv_text().await;
+    assert!(open.starts_with('0'), "{open}");
+    let started = std::time::Instant::now();
+    eio.recv_close().await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(4),
+        "closed after {took:?}"
+    );
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socketio_limits_rate_cap_and_origin() {
     let gw = TestGateway::with_config(&config(
@@ -231,12 +255,7 @@ async fn socketio_limits_rate_cap_and_origin() {
          max_connections_per_ip = 2\nallowed_origins = [\"https://app.example\"]",
     ))
     .await;
-    let run = node(
-        "sio_limits.mjs",
-        &[&gw.http_url()],
-        Duration::from_secs(60),
-    )
-    .await;
+    let run = node("sio_limits.mjs", &[&gw.http_url()], Duration::from_secs(60)).await;
     if run.success {
         eprintln!("{}{}", run.stdout, run.stderr);
     }

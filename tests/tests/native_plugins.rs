@@ -251,7 +251,7 @@ fn wrong_abi_version_is_refused_with_both_versions() {
     let error = load_error(&native("old", &lib));
     assert!(error.contains("plugin[0] (old)"), "{error}");
     assert!(
-        error.contains("built for ABI 999, this gateway speaks ABI 1"),
+        error.contains("built for ABI 999, this gateway speaks ABI 2"),
         "{error}"
     );
 }

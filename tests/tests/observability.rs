@@ -14,7 +14,10 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
 #[tokio::test]
 async fn metrics_count_rooms_messages_plugins_and_relay_latency() {
     let gw = TestGateway::start().await;
-    assert_eq!(http_get(gw.main, "/readyz").await, (200, "running\n".to_owned()));
+    assert_eq!(
+        http_get(gw.main, "/readyz").await,
+        (200, "running\n".to_owned())
+    );
     let mut a = WsClient::connect(&gw.raw_url("obs")).await;
     assert_eq!(field(&a.recv_json().await, "type"), "switchboard.joined");
     let mut b = WsClient::connect(&gw.ant_url("LiveApp")).await;
@@ -23,9 +26,14 @@ async fn metrics_count_rooms_messages_plugins_and_relay_latency() {
     // b: joined, start; a: peer-joined.
     assert_eq!(field(&b.recv_json().await, "definition"), "joined");
     assert_eq!(field(&b.recv_json().await, "command"), "start");
-    assert_eq!(field(&a.recv_json().await, "type"), "switchboard.peer-joined");
-    b.send_json(json!({"command":"takeConfiguration","streamId":"obs","type":"offer","sdp":"v=0\r\n"}))
-        .await;
+    assert_eq!(
+        field(&a.recv_json().await, "type"),
+        "switchboard.peer-joined"
+    );
+    b.send_json(
+        json!({"command":"takeConfiguration","streamId":"obs","type":"offer","sdp":"v=0\r\n"}),
+    )
+    .await;
     assert_eq!(field(&a.recv_json().await, "type"), "offer");
     a.send_text(r#"{"type":"answer","sdp":"v=0\r\n"}"#).await;
     assert_eq!(field(&b.recv_json().await, "command"), "takeConfiguration");
@@ -65,7 +73,10 @@ async fn metrics_count_rooms_messages_plugins_and_relay_latency() {
         r#"switchboard_plugin_latency_seconds_bucket{plugin="room-router",le="+Inf"}"#,
         3.0,
     );
-    expect(r#"switchboard_relay_latency_seconds_bucket{le="+Inf"}"#, 3.0);
+    expect(
+        r#"switchboard_relay_latency_seconds_bucket{le="+Inf"}"#,
+        3.0,
+    );
     expect("switchboard_relay_latency_seconds_count", 3.0);
     assert!(m.contains("# TYPE switchboard_relay_latency_seconds histogram"));
     // Buckets are cumulative.

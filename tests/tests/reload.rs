@@ -45,7 +45,10 @@ async fn a_bad_file_keeps_the_old_config_and_a_good_one_applies() {
         std::fs::write(&path, &bad).unwrap();
         let err = gw.running().reload_file(&path).expect_err(&bad);
         assert!(!err.is_empty());
-        assert_eq!(gw.running().gateway().config().limits.max_frame_bytes, 131_072);
+        assert_eq!(
+            gw.running().gateway().config().limits.max_frame_bytes,
+            131_072
+        );
     }
     let mut a = WsClient::connect(&gw.raw_url("r1")).await;
     assert_eq!(field(&a.recv_json().await, "type"), "switchboard.joined");
@@ -61,8 +64,14 @@ async fn a_bad_file_keeps_the_old_config_and_a_good_one_applies() {
     )
     .unwrap();
     let report = gw.running().reload_file(&path).unwrap();
-    assert!(report.applied.iter().any(|t| t.contains("[limits]")), "{report:?}");
-    assert!(report.applied.iter().any(|t| t.contains("[[plugin]]")), "{report:?}");
+    assert!(
+        report.applied.iter().any(|t| t.contains("[limits]")),
+        "{report:?}"
+    );
+    assert!(
+        report.applied.iter().any(|t| t.contains("[[plugin]]")),
+        "{report:?}"
+    );
     assert!(report.needs_restart.is_empty(), "{report:?}");
 
     // The new pipeline refuses a second peer in r1 (room-policy max_peers = 1)...
@@ -78,7 +87,10 @@ async fn a_bad_file_keeps_the_old_config_and_a_good_one_applies() {
     assert_eq!(status, 429);
     // The session from before the reload is still there.
     a.send_text(r#"{"type":"switchboard.ice-servers"}"#).await;
-    assert_eq!(field(&a.recv_json().await, "type"), "switchboard.ice-servers");
+    assert_eq!(
+        field(&a.recv_json().await, "type"),
+        "switchboard.ice-servers"
+    );
 
     let (_, metrics) = http_get(gw.main, "/metrics").await;
     assert!(
@@ -131,8 +143,15 @@ async fn sighup_reloads_the_config_file_of_the_real_binary() {
     };
     let listening = wait_for("Listening.").await;
     assert_eq!(listening["level"], "INFO");
-    let addr: std::net::SocketAddr = listening["fields"]["addr"].as_str().unwrap().parse().unwrap();
-    assert_eq!(http_with_headers(addr, "GET", "/api/stats", &[]).await.0, 404);
+    let addr: std::net::SocketAddr = listening["fields"]["addr"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        http_with_headers(addr, "GET", "/api/stats", &[]).await.0,
+        404
+    );
 
     let signal = |sig: &str| {
         std::process::Command::new("kill")
@@ -144,7 +163,10 @@ async fn sighup_reloads_the_config_file_of_the_real_binary() {
     assert!(signal("-HUP").success());
     let failed = wait_for("Configuration reload failed; keeping the running configuration.").await;
     assert!(
-        failed["fields"]["error"].as_str().unwrap().contains("max_frame_bytes"),
+        failed["fields"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("max_frame_bytes"),
         "{failed}"
     );
     assert_eq!(http_get(addr, "/healthz").await.0, 200, "still serving");

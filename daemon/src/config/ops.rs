@@ -367,3 +367,25 @@ ttl_secs = 5
         );
     }
 }
+
+#[cfg(test)]
+mod sample_tests {
+    use crate::config::{GatewayConfig, LoadConfigError};
+
+    /// `config/tls.toml` is valid except for the certificate files it asks the reader to make.
+    #[test]
+    fn the_sample_tls_config_parses() {
+        let text = include_str!("../../../config/tls.toml");
+        let mut config = GatewayConfig::parse(text).expect("parses");
+        assert_eq!(config.listeners[0].bind.port(), 5443);
+        config.rebase_tls_paths(std::path::Path::new("/nonexistent/config"));
+        let Err(errors) = config.validate(&crate::plugins::PluginRegistry::builtin()) else {
+            panic!("the certificate files do not exist");
+        };
+        assert!(
+            errors.iter().all(|e| e.location.contains(".tls.")),
+            "{:?}",
+            LoadConfigError::Invalid(errors)
+        );
+    }
+}

@@ -57,15 +57,6 @@ pub fn admit(
         .map_err(refused)
 }
 
-/// [`admit`] for the WebSocket endpoints: a refusal is the HTTP response to the upgrade.
-pub fn admit_upgrade(
-    cx: &ListenerContext,
-    dialect: DialectKind,
-    addr: SocketAddr,
-) -> Result<Permit, Response> {
-    admit(cx, dialect, addr).map_err(refusal_response)
-}
-
 /// Refuses WebSocket upgrades and socket.io requests whose `Origin` is not allowed. Requests
 /// without `Origin` (not from a browser page) and plain page loads pass.
 pub async fn check_origin(

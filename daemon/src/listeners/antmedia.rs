@@ -25,9 +25,9 @@ async fn upgrade(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(cx): State<ListenerContext>,
 ) -> Response {
-    let permit = match admission::admit_upgrade(&cx, DialectKind::Antmedia, addr) {
+    let permit = match admission::admit(&cx, DialectKind::Antmedia, addr) {
         Ok(permit) => permit,
-        Err(refused) => return refused,
+        Err(refusal) => return admission::refusal_response(refusal),
     };
     let limit = cx.gateway.config().max_frame_bytes(DialectKind::Antmedia);
     let ws = super::small_buffers(ws);

@@ -39,9 +39,9 @@ async fn upgrade(
     if let Err(problem) = rooms::check_room_name(&room) {
         return (StatusCode::BAD_REQUEST, format!("{problem}\n")).into_response();
     }
-    let permit = match admission::admit_upgrade(&cx, DialectKind::Raw, addr) {
+    let permit = match admission::admit(&cx, DialectKind::Raw, addr) {
         Ok(permit) => permit,
-        Err(refused) => return refused,
+        Err(refusal) => return admission::refusal_response(refusal),
     };
     let limit = cx.gateway.config().max_frame_bytes(DialectKind::Raw);
     let ws = super::small_buffers(ws);

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, ANT_PING, Conn, Dialect, EIO_PONG, Target, Ws};
-use crate::clock::now_ns;
+use crate::clock::{cpu_secs, now_ns};
 use crate::sdp::{Kind, Tag};
 use crate::stats::{Percentiles, percentiles};
 
@@ -53,6 +53,8 @@ pub struct FlowConfig {
     pub secs: f64,
     /// Pacing.
     pub pace: Pace,
+    /// The server's process id, to report the CPU time it spends per message.
+    pub server_pid: Option<u32>,
 }
 
 /// Results of a flow run.
@@ -98,6 +100,12 @@ pub struct FlowReport {
     pub first_error: Option<String>,
     /// One-way latency of messages sent in the window.
     pub latency: Option<Percentiles>,
+    /// Server CPU time (user + system) during the window, in cores (CPU seconds per second).
+    pub server_cpu_cores: Option<f64>,
+    /// Server CPU time per delivered message in the window, µs.
+    pub server_cpu_us_per_msg: Option<f64>,
+    /// This load generator's CPU during the window, in cores.
+    pub loadgen_cpu_cores: Option<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -213,6 +221,7 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
             tasks.push(tokio::spawn(receiver.run(stream, window)));
         }
     }
+    let cpu = tokio::spawn(cpu_during(cfg.server_pid, t0 + WARMUP, window.end));
     let mut samples = Vec::new();
     let mut lost = 0;
     for task in tasks {
@@ -225,6 +234,7 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
             Err(e) => counters.error(format!("task failed: {e}")),
         }
     }
+    let (server_cpu, own_cpu) = cpu.await.unwrap_or_default();
     let c = &counters;
     let in_window = c.in_window.load(Ordering::Relaxed);
     let measured = secs.as_secs_f64();
@@ -264,7 +274,21 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
         errors: c.errors.load(Ordering::Relaxed),
         first_error,
         latency: matches!(cfg.pace, Pace::Rate(_)).then(|| percentiles(samples)),
+        server_cpu_cores: server_cpu.map(|s| s / measured),
+        server_cpu_us_per_msg: server_cpu.map(|s| s * 1e6 / in_window.max(1) as f64),
+        loadgen_cpu_cores: own_cpu.map(|s| s / measured),
     })
+}
+
+/// CPU seconds the server (`pid`) and this process use between `from` and `to`.
+async fn cpu_during(pid: Option<u32>, from: Instant, to: Instant) -> (Option<f64>, Option<f64>) {
+    let me = std::process::id();
+    tokio::time::sleep_until(from).await;
+    let before = (pid.and_then(cpu_secs), cpu_secs(me));
+    tokio::time::sleep_until(to).await;
+    let after = (pid.and_then(cpu_secs), cpu_secs(me));
+    let diff = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+    (diff(before.0, after.0), diff(before.1, after.1))
 }
 
 async fn client_pairs(cfg: &FlowConfig) -> anyhow::Result<Vec<(String, Conn, Conn)>> {
@@ -362,14 +386,14 @@ impl Sender {
                 // Counted before the write, so a receiver never sees more than was sent.
                 self.dir.sent.fetch_add(1, Ordering::AcqRel);
                 self.counters.sent.fetch_add(1, Ordering::Relaxed);
-                sink.feed(self.frame(seq)).await?;
+                client::bounded(sink.feed(self.frame(seq))).await?;
                 seq += 1;
             }
             if self.dialect == Dialect::Ant && Instant::now() >= next_ping {
                 next_ping += ANT_PING_EVERY;
-                sink.feed(Message::text(ANT_PING)).await?;
+                client::bounded(sink.feed(Message::text(ANT_PING))).await?;
             }
-            sink.flush().await?;
+            client::bounded(sink.flush()).await?;
             if Instant::now() >= end {
                 break;
             }
@@ -438,11 +462,8 @@ impl Receiver {
             };
             let Some((tag, in_sdp)) = client::fast_tag(&text) else {
                 if text.as_str() == "2" {
-                    self.own_sink
-                        .lock()
-                        .await
-                        .send(Message::text(EIO_PONG))
-                        .await?;
+                    let mut sink = self.own_sink.lock().await;
+                    client::bounded(sink.send(Message::text(EIO_PONG))).await?;
                 } else if client::is_error_frame(&text) {
                     c.error(text.chars().take(200).collect::<String>());
                 }
@@ -485,7 +506,7 @@ impl Receiver {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // Best effort: a polite close.
-        let _ = self.own_sink.lock().await.close().await;
+        let _ = client::bounded(self.own_sink.lock().await.close()).await;
         Ok(Outcome { samples, lost })
     }
 }

@@ -199,5 +199,5 @@ async fn hold(mut conn: Conn, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => break,
         }
     }
-    let _ = conn.ws.close(None).await;
+    let _ = crate::client::bounded(conn.ws.close(None)).await;
 }

@@ -391,7 +391,7 @@ impl Peer {
         if let Err(e) = self.exchange(&mut conn, &mut st, &mut stop).await {
             st.out.error(format!("{e:#}"));
         }
-        let _ = conn.ws.close(None).await;
+        let _ = client::bounded(conn.ws.close(None)).await;
         st.out
     }
 
@@ -469,9 +469,9 @@ impl Peer {
             let frame =
                 client::signal_frame(self.dialect, &self.room, k, seq, offerer, &self.tag(seq));
             self.pair.sent[self.me()].fetch_add(1, Ordering::Relaxed);
-            conn.ws.feed(Message::text(frame)).await?;
+            client::bounded(conn.ws.feed(Message::text(frame))).await?;
         }
-        conn.ws.flush().await?;
+        client::bounded(conn.ws.flush()).await?;
         Ok(())
     }
 

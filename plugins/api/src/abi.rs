@@ -55,8 +55,13 @@ use crate::{
 };
 
 /// The ABI version this crate speaks; exported by every plugin as
-/// `SWITCHBOARD_PLUGIN_ABI_VERSION`.
-pub const ABI_VERSION: u32 = 1;
+/// `SWITCHBOARD_PLUGIN_ABI_VERSION`. It changes whenever the JSON a plugin receives or returns
+/// changes shape, including new `Event` variants or enum values, so that a plugin built against
+/// an older API is refused at load time instead of failing on the first unfamiliar event.
+///
+/// History: 1, the first ABI; 2, conference events (`Event::Conference`,
+/// `Event::ConferenceReply`) and `JoinMode::Conference`.
+pub const ABI_VERSION: u32 = 2;
 
 /// `static u32`: the ABI version the library was built for.
 pub const ABI_VERSION_SYMBOL: &str = "SWITCHBOARD_PLUGIN_ABI_VERSION";
