@@ -82,6 +82,8 @@ async fn connection(stream: TcpStream, waiting: &Waiting) -> anyhow::Result<()> 
         .write_buffer_size(64 * 1024)
         .max_message_size(Some(1 << 20))
         .max_frame_size(Some(1 << 20));
+    // The callback's signature is tungstenite's (its error type is the HTTP response itself).
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| {
         path = req.uri().path().to_owned();
         Ok(resp)
@@ -103,14 +105,12 @@ async fn connection(stream: TcpStream, waiting: &Waiting) -> anyhow::Result<()> 
         anyhow::Ok(())
     });
     while let Some(msg) = stream.next().await {
-        match msg? {
-            m @ (Message::Text(_) | Message::Binary(_)) => {
-                if to_partner.send(m).await.is_err() {
-                    break;
-                }
-            }
-            Message::Close(_) => break,
-            _ => {}
+        let msg = msg?;
+        if msg.is_close() {
+            break;
+        }
+        if (msg.is_text() || msg.is_binary()) && to_partner.send(msg).await.is_err() {
+            break;
         }
     }
     drop(to_partner);

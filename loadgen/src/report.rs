@@ -1,6 +1,9 @@
 //! Renders a benchmark run (one JSON report per line, as the scenarios print them) into the
 //! markdown tables of `bench/results/latest.md`, with the ratios the issue asks for:
 //! Switchboard ÷ node relay (throughput, p99, RSS per session) and Switchboard ÷ limit.
+//!
+//! A run may repeat a scenario in interleaved rounds (the machine is shared, so its load
+//! drifts); each row then shows the median of the rounds, and ratios are taken between medians.
 
 use std::fmt::Write as _;
 
@@ -14,12 +17,71 @@ fn text<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-fn find<'a>(runs: &'a [Value], scenario: &str, server: &str, dialect: &str) -> Option<&'a Value> {
-    runs.iter().rev().find(|r| {
-        text(r, "scenario") == scenario
-            && text(r, "server") == server
-            && text(r, "dialect") == dialect
+fn lat(v: &Value, key: &str) -> Option<f64> {
+    v.get("latency").and_then(|l| num(l, key))
+}
+
+fn median(mut xs: Vec<f64>) -> Option<f64> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    Some(if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
     })
+}
+
+/// The runs of one scenario on one server in one dialect.
+struct Group<'a> {
+    server: &'a str,
+    dialect: &'a str,
+    runs: Vec<&'a Value>,
+}
+
+impl Group<'_> {
+    fn median(&self, f: impl Fn(&Value) -> Option<f64>) -> Option<f64> {
+        median(self.runs.iter().filter_map(|r| f(r)).collect())
+    }
+
+    fn faults(&self) -> u64 {
+        self.runs.iter().map(|r| faults(r)).sum()
+    }
+
+    fn rounds(&self, f: impl Fn(&Value) -> Option<f64>) -> String {
+        self.runs
+            .iter()
+            .map(|r| fmt(f(r), 0))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    }
+}
+
+fn groups<'a>(runs: &'a [Value], scenario: &str) -> Vec<Group<'a>> {
+    let mut out: Vec<Group<'a>> = Vec::new();
+    for r in runs.iter().filter(|r| text(r, "scenario") == scenario) {
+        let (server, dialect) = (text(r, "server"), text(r, "dialect"));
+        match out
+            .iter_mut()
+            .find(|g| g.server == server && g.dialect == dialect)
+        {
+            Some(g) => g.runs.push(r),
+            None => out.push(Group {
+                server,
+                dialect,
+                runs: vec![r],
+            }),
+        }
+    }
+    out
+}
+
+fn find<'a, 'b>(groups: &'b [Group<'a>], server: &str, dialect: &str) -> Option<&'b Group<'a>> {
+    groups
+        .iter()
+        .find(|g| g.server == server && g.dialect == dialect)
 }
 
 fn ratio(a: Option<f64>, b: Option<f64>) -> String {
@@ -31,10 +93,6 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 
 fn fmt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "–".into(), |v| format!("{v:.digits$}"))
-}
-
-fn p(v: &Value, key: &str) -> Option<f64> {
-    v.get("latency").and_then(|l| num(l, key))
 }
 
 fn faults(v: &Value) -> u64 {
@@ -57,83 +115,117 @@ pub fn render(lines: &str) -> String {
     let runs: Vec<Value> = lines
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .filter(|v| v.is_object())
+        .filter(Value::is_object)
         .collect();
     let mut out = String::new();
-    let w = &mut out;
+    throughput(&mut out, &groups(&runs, "throughput"));
+    latency(&mut out, &groups(&runs, "latency"));
+    storm(&mut out, &groups(&runs, "storm"));
+    idle(&mut out, &groups(&runs, "idle"));
+    out
+}
 
-    let limit_tp = find(&runs, "throughput", "limit", "raw").and_then(|r| num(r, "msgs_per_sec"));
-    let node_tp =
-        find(&runs, "throughput", "node", "socketio").and_then(|r| num(r, "msgs_per_sec"));
-    let _ = writeln!(w, "### Relay throughput (delivered messages per second)\n");
+fn throughput(w: &mut String, gs: &[Group<'_>]) {
+    let tp = |r: &Value| num(r, "msgs_per_sec");
+    let cpu = |r: &Value| num(r, "server_cpu_us_per_msg");
+    let node = find(gs, "node", "socketio");
+    let limit = find(gs, "limit", "raw");
     let _ = writeln!(
         w,
-        "| server | dialect | pairs | window | msgs/s | MB/s | faults | ÷ node relay | ÷ limit |"
+        "### Relay throughput (delivered messages per second, median of the rounds)\n"
     );
-    let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|");
-    for r in runs.iter().filter(|r| text(r, "scenario") == "throughput") {
-        let tp = num(r, "msgs_per_sec");
-        let server = text(r, "server");
-        let vs_node = if server == "switchboard" {
-            ratio(tp, node_tp)
+    let _ = writeln!(
+        w,
+        "| server | dialect | msgs/s | rounds | MB/s | server CPU µs/msg | faults | ÷ node relay | ÷ limit | CPU/msg: node ÷ this |"
+    );
+    let _ = writeln!(w, "|---|---|---:|---|---:|---:|---:|---:|---:|---:|");
+    for g in gs {
+        let m = g.median(tp);
+        let is_sb = g.server == "switchboard";
+        let vs_node = if is_sb {
+            ratio(m, node.and_then(|n| n.median(tp)))
         } else {
             "–".into()
         };
-        let vs_limit = if server == "limit" {
+        let vs_limit = if g.server == "limit" {
             "–".into()
         } else {
-            ratio(tp, limit_tp)
+            ratio(m, limit.and_then(|l| l.median(tp)))
+        };
+        let cpu_adv = if is_sb {
+            ratio(node.and_then(|n| n.median(cpu)), g.median(cpu))
+        } else {
+            "–".into()
         };
         let _ = writeln!(
             w,
-            "| {server} | {} | {} | {} | {} | {} | {} | {vs_node} | {vs_limit} |",
-            text(r, "dialect"),
-            fmt(num(r, "pairs"), 0),
-            fmt(num(r, "window"), 0),
-            fmt(tp, 0),
-            fmt(num(r, "mbytes_per_sec"), 1),
-            faults(r),
+            "| {} | {} | {} | {} | {} | {} | {} | {vs_node} | {vs_limit} | {cpu_adv} |",
+            g.server,
+            g.dialect,
+            fmt(m, 0),
+            g.rounds(tp),
+            fmt(g.median(|r| num(r, "mbytes_per_sec")), 1),
+            fmt(g.median(cpu), 2),
+            g.faults(),
         );
     }
+    if let Some(r) = gs.first().and_then(|g| g.runs.first()) {
+        let _ = writeln!(
+            w,
+            "\n{} pairs, window {} messages per direction, {} s measured per round.",
+            fmt(num(r, "pairs"), 0),
+            fmt(num(r, "window"), 0),
+            fmt(num(r, "secs"), 0)
+        );
+    }
+}
 
+fn latency(w: &mut String, gs: &[Group<'_>]) {
+    let p99 = |r: &Value| lat(r, "p99_us");
+    let node = find(gs, "node", "socketio").and_then(|g| g.median(p99));
+    let limit = find(gs, "limit", "raw").and_then(|g| g.median(p99));
     let _ = writeln!(
         w,
-        "\n### One-way relay latency at a fixed offered rate (µs)\n"
+        "\n### One-way relay latency at a fixed offered rate (µs, median of the rounds)\n"
     );
     let _ = writeln!(
         w,
-        "| server | dialect | offered msg/s | delivered msg/s | p50 | p99 | p99.9 | max | faults | p99 ÷ node relay | p99 − limit p99 |"
+        "| server | dialect | offered msg/s | delivered msg/s | p50 | p99 | p99 rounds | p99.9 | max | faults | p99 ÷ node relay | added p99 (− limit) |"
     );
-    let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let node_p99 = find(&runs, "latency", "node", "socketio").and_then(|r| p(r, "p99_us"));
-    let limit_p99 = find(&runs, "latency", "limit", "raw").and_then(|r| p(r, "p99_us"));
-    for r in runs.iter().filter(|r| text(r, "scenario") == "latency") {
-        let server = text(r, "server");
-        let p99 = p(r, "p99_us");
-        let vs_node = if server == "switchboard" {
-            ratio(p99, node_p99)
+    let _ = writeln!(
+        w,
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|"
+    );
+    for g in gs {
+        let m = g.median(p99);
+        let vs_node = if g.server == "switchboard" {
+            ratio(m, node)
         } else {
             "–".into()
         };
-        let added = match (server, p99, limit_p99) {
+        let added = match (g.server, m, limit) {
             ("limit", _, _) => "–".into(),
             (_, Some(a), Some(b)) => format!("{:+.0}", a - b),
             _ => "–".into(),
         };
         let _ = writeln!(
             w,
-            "| {server} | {} | {} | {} | {} | {} | {} | {} | {} | {vs_node} | {added} |",
-            text(r, "dialect"),
-            fmt(num(r, "offered_rate"), 0),
-            fmt(num(r, "msgs_per_sec"), 0),
-            fmt(p(r, "p50_us"), 0),
-            fmt(p99, 0),
-            fmt(p(r, "p999_us"), 0),
-            fmt(p(r, "max_us"), 0),
-            faults(r),
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {vs_node} | {added} |",
+            g.server,
+            g.dialect,
+            fmt(g.median(|r| num(r, "offered_rate")), 0),
+            fmt(g.median(|r| num(r, "msgs_per_sec")), 0),
+            fmt(g.median(|r| lat(r, "p50_us")), 0),
+            fmt(m, 0),
+            g.rounds(p99),
+            fmt(g.median(|r| lat(r, "p999_us")), 0),
+            fmt(g.median(|r| lat(r, "max_us")), 0),
+            g.faults(),
         );
     }
+}
 
+fn storm(w: &mut String, gs: &[Group<'_>]) {
     let _ = writeln!(w, "\n### Call-setup storm\n");
     let _ = writeln!(
         w,
@@ -143,54 +235,59 @@ pub fn render(lines: &str) -> String {
         w,
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
-    for r in runs.iter().filter(|r| text(r, "scenario") == "storm") {
-        let get = |k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let other = get("out_of_order") + get("unexpected") + get("malformed") + get("errors");
-        let _ = writeln!(
-            w,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {other} |",
-            text(r, "server"),
-            text(r, "dialect"),
-            get("pairs"),
-            get("completed"),
-            fmt(num(r, "secs"), 2),
-            fmt(num(r, "pairs_per_sec"), 0),
-            fmt(num(r, "setup_p50_ms"), 1),
-            fmt(num(r, "setup_p99_ms"), 1),
-            get("delivered"),
-            get("lost"),
-            get("misrouted"),
-            get("duplicated"),
-        );
+    for g in gs {
+        for r in &g.runs {
+            let get = |k: &str| r.get(k).and_then(Value::as_u64).unwrap_or(0);
+            let other = get("out_of_order") + get("unexpected") + get("malformed") + get("errors");
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {other} |",
+                g.server,
+                g.dialect,
+                get("pairs"),
+                get("completed"),
+                fmt(num(r, "secs"), 2),
+                fmt(num(r, "pairs_per_sec"), 0),
+                fmt(num(r, "setup_p50_ms"), 1),
+                fmt(num(r, "setup_p99_ms"), 1),
+                get("delivered"),
+                get("lost"),
+                get("misrouted"),
+                get("duplicated"),
+            );
+        }
     }
+}
 
+fn idle(w: &mut String, gs: &[Group<'_>]) {
+    let kib = |r: &Value| num(r, "kib_per_session");
+    let node = find(gs, "node", "socketio").and_then(|g| g.median(kib));
     let _ = writeln!(w, "\n### Idle sessions: server RSS per session\n");
     let _ = writeln!(
         w,
         "| server | dialect | sessions open | failed | RSS before MiB | RSS after MiB | KiB/session | ÷ node relay |"
     );
     let _ = writeln!(w, "|---|---|---:|---:|---:|---:|---:|---:|");
-    let node_idle = find(&runs, "idle", "node", "socketio").and_then(|r| num(r, "kib_per_session"));
-    for r in runs.iter().filter(|r| text(r, "scenario") == "idle") {
-        let server = text(r, "server");
-        let kib = num(r, "kib_per_session");
-        let vs_node = if server == "switchboard" && text(r, "dialect") == "socketio" {
-            ratio(kib, node_idle)
-        } else {
-            "–".into()
-        };
-        let _ = writeln!(
-            w,
-            "| {server} | {} | {} | {} | {} | {} | {} | {vs_node} |",
-            text(r, "dialect"),
-            fmt(num(r, "opened"), 0),
-            fmt(num(r, "failed"), 0),
-            fmt(num(r, "rss_before_kib").map(|k| k / 1024.0), 1),
-            fmt(num(r, "rss_after_kib").map(|k| k / 1024.0), 1),
-            fmt(kib, 1),
-        );
+    for g in gs {
+        for r in &g.runs {
+            let vs_node = if g.server == "switchboard" {
+                ratio(kib(r), node)
+            } else {
+                "–".into()
+            };
+            let _ = writeln!(
+                w,
+                "| {} | {} | {} | {} | {} | {} | {} | {vs_node} |",
+                g.server,
+                g.dialect,
+                fmt(num(r, "opened"), 0),
+                fmt(num(r, "failed"), 0),
+                fmt(num(r, "rss_before_kib").map(|k| k / 1024.0), 1),
+                fmt(num(r, "rss_after_kib").map(|k| k / 1024.0), 1),
+                fmt(kib(r), 1),
+            );
+        }
     }
-    out
 }
 
 #[cfg(test)]
@@ -198,16 +295,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ratios_use_the_baselines_of_the_same_run() {
+    fn ratios_are_taken_between_medians_of_the_same_run() {
         let lines = r#"
-{"scenario":"throughput","server":"switchboard","dialect":"socketio","pairs":10,"window":32,"msgs_per_sec":1000.0}
-{"scenario":"throughput","server":"node","dialect":"socketio","pairs":10,"window":32,"msgs_per_sec":100.0}
-{"scenario":"throughput","server":"limit","dialect":"raw","pairs":10,"window":32,"msgs_per_sec":2000.0}
+{"scenario":"throughput","server":"switchboard","dialect":"socketio","pairs":10,"window":32,"secs":5,"msgs_per_sec":1000.0,"server_cpu_us_per_msg":2.0}
+{"scenario":"throughput","server":"switchboard","dialect":"socketio","msgs_per_sec":3000.0,"server_cpu_us_per_msg":2.0}
+{"scenario":"throughput","server":"switchboard","dialect":"socketio","msgs_per_sec":1200.0,"server_cpu_us_per_msg":2.0}
+{"scenario":"throughput","server":"node","dialect":"socketio","msgs_per_sec":100.0,"server_cpu_us_per_msg":20.0}
+{"scenario":"throughput","server":"limit","dialect":"raw","msgs_per_sec":2400.0}
 not json
 "#;
         let md = render(lines);
         assert!(
-            md.contains("| switchboard | socketio | 10 | 32 | 1000 | – | 0 | 10.00× | 0.50× |"),
+            md.contains("| switchboard | socketio | 1200 | 1000 / 3000 / 1200 | – | 2.00 | 0 | 12.00× | 0.50× | 10.00× |"),
             "{md}"
         );
     }

@@ -81,7 +81,14 @@ async fn storm_mixed_dialects() {
 fn assert_clean(r: &FlowReport) {
     assert!(r.sent > 0 && r.delivered == r.sent, "{r:#?}");
     assert_eq!(
-        (r.lost, r.misrouted, r.duplicated, r.out_of_order, r.malformed, r.errors),
+        (
+            r.lost,
+            r.misrouted,
+            r.duplicated,
+            r.out_of_order,
+            r.malformed,
+            r.errors
+        ),
         (0, 0, 0, 0, 0, 0),
         "{r:#?}"
     );

@@ -146,6 +146,18 @@ async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<()
         limiter: Arc::new(Mutex::new(RateLimiter::new(&config.limits, Instant::now()))),
         permit: Arc::new(Mutex::new(Some(permit))),
     });
+    // Handlers are registered here, before socketioxide sends the connect ack: the connect
+    // handler runs in a task spawned after the ack, and a client that sends `msg` as soon as it
+    // is connected could otherwise have its first events dropped for want of a handler (seen
+    // under a 5,000-pair call-setup storm: an offer and its candidates lost).
+    s.on("msg", async |_: DispatchedInOrder| {});
+    s.on(
+        NOTICE_EVENT,
+        async |s: SocketRef, Data(data): Data<Value>| {
+            on_event(&s, NOTICE_EVENT, data);
+        },
+    );
+    s.on_disconnect(on_disconnect);
     Ok(())
 }
 
@@ -159,14 +171,6 @@ async fn on_connect(s: SocketRef, State(cx): State<ListenerContext>) {
         .unwrap_or_else(PoisonError::into_inner)
         .take();
     let Some((rx, cancel)) = outbox else { return };
-    s.on("msg", async |_: DispatchedInOrder| {});
-    s.on(
-        NOTICE_EVENT,
-        async |s: SocketRef, Data(data): Data<Value>| {
-            on_event(&s, NOTICE_EVENT, data);
-        },
-    );
-    s.on_disconnect(on_disconnect);
     let span = session.span.clone();
     let writer = write_loop(s.clone(), session, rx, cancel);
     cx.tracker.spawn(writer.instrument(span));

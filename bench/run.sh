@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# The benchmark: Switchboard against the node relay (the SimpleP2P tutorial's app.js on
+# socket.io 4) and a no-parse WebSocket relay (the practical limit), side by side in one run.
+#
+#   bench/run.sh            # the full run (about 4-6 minutes on 2 cores)
+#   bench/run.sh --quick    # a 1-2 minute sanity run with small sizes
+#
+# Builds release binaries, starts each server on its own loopback port, runs the scenarios of
+# switchboard-loadgen with fixed parameters, prints the tables and writes them with the machine's
+# description to bench/results/latest.md (raw JSON reports: bench/results/latest.jsonl).
+# Throughput and latency are measured in interleaved rounds (limit, node, Switchboard, repeat) and
+# reported as medians, because a shared machine's load drifts during a run. Every server gets a
+# fresh process for the idle scenario. Needs cargo, node >= 20 and `npm ci` done at the root.
+# Only loopback addresses are used; every step is bounded in time.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+QUICK=0
+[[ "${1:-}" == "--quick" ]] && QUICK=1
+
+# --- parameters -------------------------------------------------------------------------------
+if ((QUICK)); then
+    TP_PAIRS=20 TP_SECS=2 TP_ROUNDS=1
+    LAT_PAIRS=20 LAT_RATE=5000 LAT_SECS=2 LAT_ROUNDS=1
+    STORM_PAIRS=500
+    IDLE_SESSIONS=2000
+else
+    TP_PAIRS=50 TP_SECS=5 TP_ROUNDS=3
+    LAT_PAIRS=50 LAT_RATE=20000 LAT_SECS=5 LAT_ROUNDS=3
+    STORM_PAIRS=5000
+    IDLE_SESSIONS=50000
+fi
+TP_WINDOW=32
+SB_PORT=15080 NODE_PORT=15081 LIMIT_PORT=15082
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() {
+    printf 'bench/run.sh: %s\n' "$*" >&2
+    exit 1
+}
+
+command -v node >/dev/null || die "node is not installed"
+[[ -d node_modules/socket.io && -d node_modules/express ]] ||
+    die "node_modules/ lacks socket.io or express: run npm ci at the repository root"
+
+# Each server (and the load generator) holds one descriptor per session; raise the soft limit to
+# the hard one. Without CAP_SYS_RESOURCE the hard limit cannot be raised, which caps the idle
+# scenario below 50,000 sessions: it then runs the largest count that fits.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+FD_LIMIT=$(ulimit -n)
+if [[ "$FD_LIMIT" != unlimited ]] && ((IDLE_SESSIONS > FD_LIMIT - 1000)); then
+    log "open-file limit is $FD_LIMIT (hard): idle scenario capped at $((FD_LIMIT - 1000)) sessions instead of $IDLE_SESSIONS"
+    IDLE_SESSIONS=$((FD_LIMIT - 1000))
+fi
+
+# --- build ------------------------------------------------------------------------------------
+log "cargo build --release -p switchboard -p switchboard-loadgen"
+cargo build --release --quiet -p switchboard -p switchboard-loadgen
+SB_BIN=$ROOT/target/release/switchboard
+LG=$ROOT/target/release/switchboard-loadgen
+
+RESULTS=$ROOT/bench/results
+mkdir -p "$RESULTS"
+JSONL=$RESULTS/latest.jsonl
+: >"$JSONL"
+WORK=$(mktemp -d)
+sed "s/127.0.0.1:15080/127.0.0.1:$SB_PORT/" bench/switchboard.toml >"$WORK/switchboard.toml"
+
+# --- servers ----------------------------------------------------------------------------------
+declare -A PID=()
+cleanup() {
+    for name in "${!PID[@]}"; do
+        kill "${PID[$name]}" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+wait_port() { # PORT: until something listens (10 s at most)
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "nothing listens on 127.0.0.1:$1"
+}
+
+start() { # NAME
+    stop "$1"
+    case "$1" in
+        switchboard)
+            RUST_LOG=warn "$SB_BIN" --config "$WORK/switchboard.toml" >"$WORK/switchboard.log" 2>&1 &
+            PID[switchboard]=$!
+            wait_port "$SB_PORT"
+            ;;
+        node)
+            node bench/node-relay/app.js "$NODE_PORT" 127.0.0.1 >"$WORK/node.log" 2>&1 &
+            PID[node]=$!
+            wait_port "$NODE_PORT"
+            ;;
+        limit)
+            "$LG" limit-relay --bind "127.0.0.1:$LIMIT_PORT" >"$WORK/limit.log" 2>&1 &
+            PID[limit]=$!
+            wait_port "$LIMIT_PORT"
+            ;;
+    esac
+}
+
+stop() { # NAME
+    if [[ -n "${PID[$1]:-}" ]]; then
+        kill "${PID[$1]}" 2>/dev/null || true
+        wait "${PID[$1]}" 2>/dev/null || true
+        unset "PID[$1]"
+    fi
+}
+
+addr() { # NAME
+    case "$1" in
+        switchboard) echo "127.0.0.1:$SB_PORT" ;;
+        node) echo "127.0.0.1:$NODE_PORT" ;;
+        limit) echo "127.0.0.1:$LIMIT_PORT" ;;
+    esac
+}
+
+lg() { # SCENARIO SERVER DIALECT ARGS...: one run, its report appended to the JSONL
+    local scenario=$1 server=$2 dialect=$3
+    shift 3
+    timeout 600 "$LG" "$scenario" --addr "$(addr "$server")" --server "$server" \
+        --dialect "$dialect" --target "${PID[$server]}" --out "$JSONL" "$@" >/dev/null ||
+        log "$scenario $server $dialect failed (see above); going on"
+}
+
+busy_cores() { # CPU used by everything on the machine over 2 s, in cores
+    local a b
+    a=($(head -1 /proc/stat))
+    sleep 2
+    b=($(head -1 /proc/stat))
+    awk -v u="$((b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8]))" \
+        'BEGIN { printf "%.2f", u / 200 }'
+}
+
+STARTED=$(date +%s)
+BACKGROUND=$(busy_cores)
+log "machine load before the run (other processes): $BACKGROUND cores busy"
+
+start switchboard
+start node
+start limit
+
+# --- relay throughput -------------------------------------------------------------------------
+for round in $(seq "$TP_ROUNDS"); do
+    log "throughput round $round/$TP_ROUNDS"
+    common=(--pairs "$TP_PAIRS" --window "$TP_WINDOW" --secs "$TP_SECS")
+    lg throughput limit raw "${common[@]}"
+    lg throughput node socketio "${common[@]}"
+    for d in ant socketio raw; do
+        lg throughput switchboard "$d" "${common[@]}"
+    done
+done
+
+# --- latency at a fixed rate ------------------------------------------------------------------
+for round in $(seq "$LAT_ROUNDS"); do
+    log "latency round $round/$LAT_ROUNDS ($LAT_RATE msg/s)"
+    common=(--pairs "$LAT_PAIRS" --rate "$LAT_RATE" --secs "$LAT_SECS")
+    lg latency limit raw "${common[@]}"
+    lg latency node socketio "${common[@]}"
+    for d in ant socketio raw; do
+        lg latency switchboard "$d" "${common[@]}"
+    done
+done
+
+# --- call-setup storm -------------------------------------------------------------------------
+log "storm: $STORM_PAIRS pairs"
+lg storm node socketio --pairs "$STORM_PAIRS" --timeout-secs 120
+for d in ant socketio raw mixed; do
+    lg storm switchboard "$d" --pairs "$STORM_PAIRS" --timeout-secs 120
+done
+
+# --- idle sessions (a fresh server each) --------------------------------------------------------
+log "idle: $IDLE_SESSIONS sessions"
+stop limit
+stop node
+start node
+lg idle node socketio --sessions "$IDLE_SESSIONS"
+stop node
+for d in ant raw socketio; do
+    start switchboard
+    lg idle switchboard "$d" --sessions "$IDLE_SESSIONS"
+done
+stop switchboard
+
+# --- report -----------------------------------------------------------------------------------
+ELAPSED=$(($(date +%s) - STARTED))
+{
+    echo "# Benchmark results"
+    echo
+    echo "Produced by \`bench/run.sh$([[ $QUICK == 1 ]] && echo ' --quick')\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${ELAPSED} s."
+    echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')."
+    echo
+    echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')),"
+    echo "$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo) memory, $(uname -sr), node $(node --version)."
+    echo "Other processes kept $BACKGROUND cores busy just before the run; the load generator shares the"
+    echo "machine with each server. Open-file limit: $FD_LIMIT."
+    echo
+    "$LG" report "$JSONL"
+} >"$RESULTS/latest.md"
+cat "$RESULTS/latest.md"
+log "wrote bench/results/latest.md and bench/results/latest.jsonl"
