@@ -25,11 +25,13 @@ if ((QUICK)); then
     TP_PAIRS=20 TP_SECS=2 TP_ROUNDS=1
     LAT_PAIRS=20 LAT_RATE=5000 LAT_SECS=2 LAT_ROUNDS=1
     STORM_PAIRS=500
+    SOAK_SECS=20 SOAK_PAIRS=100
     IDLE_SESSIONS=2000
 else
     TP_PAIRS=50 TP_SECS=5 TP_ROUNDS=3
     LAT_PAIRS=50 LAT_RATE=20000 LAT_SECS=5 LAT_ROUNDS=3
     STORM_PAIRS=5000
+    SOAK_SECS=180 SOAK_PAIRS=300
     IDLE_SESSIONS=50000
 fi
 TP_WINDOW=32
@@ -178,6 +180,56 @@ for d in ant socketio raw mixed; do
     lg storm switchboard "$d" --pairs "$STORM_PAIRS" --timeout-secs 120
 done
 
+# --- soak: mixed-dialect call churn; RSS and open files must be flat at the end ---------------
+# Rounds of a mixed storm (every ordered pair of dialects completes join, offer, answer and
+# candidates, then hangs up) against one fresh gateway for SOAK_SECS. The gateway's RSS and open
+# file descriptors are sampled once warm (after round 2) and after the last round, when every
+# session has closed again: growth there would be a leak. Bounded by time and by a round cap.
+log "soak: ${SOAK_SECS}s of mixed call churn, $SOAK_PAIRS pairs a round"
+start switchboard
+sample() { # RSS KiB and open fds of the gateway
+    local pid=${PID[switchboard]}
+    echo "$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status") $(ls "/proc/$pid/fd" | wc -l)"
+}
+settle() { sleep 1; } # closes in flight finish
+SOAK_JSONL="$WORK/soak.jsonl"
+: >"$SOAK_JSONL"
+soak_rounds=0 soak_failed=0 warm_rss=0 warm_fds=0
+soak_end=$(($(date +%s) + SOAK_SECS))
+while (($(date +%s) < soak_end && soak_rounds < 1000)); do
+    timeout 120 "$LG" storm --addr "$(addr switchboard)" --server switchboard --dialect mixed \
+        --pairs "$SOAK_PAIRS" --timeout-secs 60 --out "$SOAK_JSONL" >/dev/null 2>&1 ||
+        soak_failed=$((soak_failed + 1))
+    soak_rounds=$((soak_rounds + 1))
+    if ((soak_rounds == 2)); then
+        settle
+        read -r warm_rss warm_fds < <(sample)
+    fi
+done
+settle
+read -r end_rss end_fds < <(sample)
+stop switchboard
+SOAK_MD="$WORK/soak.md"
+python3 - "$SOAK_JSONL" "$soak_rounds" "$soak_failed" "$warm_rss" "$warm_fds" "$end_rss" "$end_fds" \
+    "$SOAK_SECS" >"$SOAK_MD" <<'PY'
+import json, sys
+path, rounds, failed, warm_rss, warm_fds, end_rss, end_fds, secs = sys.argv[1:]
+reports = [json.loads(line) for line in open(path) if line.strip()]
+total = lambda k: sum(r.get(k, 0) or 0 for r in reports)
+faults = sum(total(k) for k in ("lost", "misrouted", "duplicated", "out_of_order", "unexpected", "malformed", "errors"))
+pairs, done = total("pairs"), total("completed")
+print("### Soak: mixed-dialect call churn\n")
+print(f"{rounds} rounds in {secs} s against one gateway; {done}/{pairs} calls completed; "
+      f"{total('delivered')} signals delivered; faults (lost, misrouted, duplicated, out of order, "
+      f"unexpected, malformed, errors) {faults}; rounds that failed {failed}.\n")
+print("| sample | RSS KiB | open fds |\n|---|---:|---:|")
+print(f"| warm (after round 2) | {warm_rss} | {warm_fds} |")
+print(f"| end (after round {rounds}) | {end_rss} | {end_fds} |")
+growth = int(end_rss) - int(warm_rss)
+print(f"\nRSS change {growth:+} KiB; open fds change {int(end_fds) - int(warm_fds):+}.")
+PY
+cat "$SOAK_MD" >&2
+
 # --- idle sessions (a fresh server each) --------------------------------------------------------
 log "idle: $IDLE_SESSIONS sessions"
 stop limit
@@ -205,6 +257,8 @@ ELAPSED=$(($(date +%s) - STARTED))
     echo "machine with each server. Open-file limit: $FD_LIMIT."
     echo
     "$LG" report "$JSONL"
+    echo
+    cat "$SOAK_MD"
 } >"$RESULTS/latest.md"
 cat "$RESULTS/latest.md"
 log "wrote bench/results/latest.md and bench/results/latest.jsonl"
