@@ -247,6 +247,11 @@ pub struct LimitsConfig {
     /// and close 4408). 0 disables the check for Ant Media peers.
     #[serde(default = "default_join_timeout_secs")]
     pub join_timeout_secs: u64,
+    /// Seconds one write to a WebSocket peer may take. A peer that stops reading fills its TCP
+    /// buffers and then blocks the write; past this it is closed instead of holding its session
+    /// (and its queued messages) open. At least 1.
+    #[serde(default = "default_write_timeout_secs")]
+    pub write_timeout_secs: u64,
 }
 
 const fn default_messages_per_sec() -> f64 {
@@ -273,6 +278,10 @@ const fn default_join_timeout_secs() -> u64 {
     300
 }
 
+const fn default_write_timeout_secs() -> u64 {
+    10
+}
+
 const fn default_max_frame_bytes() -> usize {
     switchboard_protocol::DEFAULT_MAX_FRAME_BYTES
 }
@@ -294,6 +303,7 @@ impl Default for LimitsConfig {
             max_sessions: default_max_sessions(),
             allowed_origins: Vec::new(),
             join_timeout_secs: default_join_timeout_secs(),
+            write_timeout_secs: default_write_timeout_secs(),
         }
     }
 }

@@ -183,10 +183,12 @@ where
         }
     }
 
+    let write_timeout = Duration::from_secs(config.limits.write_timeout_secs.max(1));
     let mut writer = Writer {
         sink: &mut sink,
         info: &info,
         dialect: D::KIND,
+        timeout: write_timeout,
     };
     let reason = loop {
         tokio::select! {
@@ -195,7 +197,7 @@ where
                 if let Some(frame) = D::encode(&state, &Event::ServerWillStop) {
                     let _ = writer.send(frame, "server_will_stop").await;
                 }
-                let _ = writer.sink.send(close(close_code::GOING_AWAY, "gateway shutting down")).await;
+                writer.close(close_code::GOING_AWAY, "gateway shutting down").await;
                 break "cancelled";
             }
             Some(out) = rx.recv() => {
@@ -204,18 +206,25 @@ where
                     if let Some(frame) = D::encode(&state, &notice) {
                         let _ = writer.send(frame, "error").await;
                     }
-                    let _ = writer.sink.send(close(close_code::POLICY, &format!("kicked: {reason}"))).await;
+                    writer.close(close_code::POLICY, &format!("kicked: {reason}")).await;
                     break "kicked";
                 }
                 // Flushed once the queue is empty: deliveries already waiting go out in one write
                 // instead of a syscall each.
-                if let Some(frame) = render::<D>(&state, &out)
-                    && writer.feed(frame, outbound_kind(&out)).await.is_err()
-                {
-                    break "write failed";
+                let mut written = Ok(());
+                if let Some(frame) = render::<D>(&state, &out) {
+                    written = writer.feed(frame, outbound_kind(&out)).await;
                 }
-                if rx.is_empty() && writer.sink.flush().await.is_err() {
-                    break "write failed";
+                if written.is_ok() && rx.is_empty() {
+                    written = writer.flush().await;
+                }
+                match written {
+                    Ok(()) => {}
+                    Err(WriteFailed::Socket) => break "write failed",
+                    Err(WriteFailed::TimedOut) => {
+                        telemetry::write_timed_out(D::KIND, write_timeout);
+                        break "write timeout";
+                    }
                 }
             }
             () = &mut join_timer, if !core.engaged && !join_timeout.is_zero() => {
@@ -224,7 +233,7 @@ where
                 if let Some(frame) = D::encode(&state, &Event::error(ErrorCode::JoinTimeout, None, message.clone())) {
                     let _ = writer.send(frame, "error").await;
                 }
-                let _ = writer.sink.send(close(close_code::JOIN_TIMEOUT, &message)).await;
+                writer.close(close_code::JOIN_TIMEOUT, &message).await;
                 break "join timeout";
             }
             inbound = stream.next() => {
@@ -233,7 +242,7 @@ where
                     Some(Err(e)) => {
                         if is_too_large(&e) {
                             telemetry::frame_too_large(D::KIND, max_frame);
-                            let _ = writer.sink.send(close(close_code::TOO_BIG, "frame too large")).await;
+                            writer.close(close_code::TOO_BIG, "frame too large").await;
                             break "frame too large";
                         }
                         break "read failed";
@@ -257,7 +266,7 @@ where
                             }
                             RateVerdict::Close => {
                                 telemetry::rate_limit_closed(D::KIND);
-                                let _ = writer.sink.send(close(close_code::POLICY, "message rate limit exceeded")).await;
+                                writer.close(close_code::POLICY, "message rate limit exceeded").await;
                                 break "rate limit";
                             }
                         }
@@ -271,9 +280,19 @@ where
                         }
                     }
                 };
+                let mut failed = None;
                 for (reply, kind) in replies {
-                    if writer.send(reply, kind).await.is_err() {
+                    if let Err(e) = writer.send(reply, kind).await {
+                        failed = Some(e);
                         break;
+                    }
+                }
+                match failed {
+                    None => {}
+                    Some(WriteFailed::Socket) => break "write failed",
+                    Some(WriteFailed::TimedOut) => {
+                        telemetry::write_timed_out(D::KIND, write_timeout);
+                        break "write timeout";
                     }
                 }
             }
@@ -282,28 +301,65 @@ where
     core.finish(reason);
 }
 
-/// The socket's sending half, counting what it writes.
+/// The socket's sending half, counting what it writes. Every write is bounded by `timeout`:
+/// while a write is pending the session loop polls nothing else (not even its cancellation), so a
+/// peer that stopped reading must not be able to hold it forever.
 struct Writer<'a, S> {
     sink: &'a mut S,
     info: &'a SessionInfo,
     dialect: DialectKind,
+    timeout: Duration,
+}
+
+/// Why a write failed.
+#[derive(Debug)]
+enum WriteFailed {
+    /// The socket is closed or broken.
+    Socket,
+    /// The peer did not take the data within the write timeout.
+    TimedOut,
 }
 
 impl<S> Writer<'_, S>
 where
     S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
 {
-    async fn send(&mut self, frame: String, kind: &'static str) -> Result<(), axum::Error> {
-        self.sink.send(Message::Text(frame.into())).await?;
+    async fn send(&mut self, frame: String, kind: &'static str) -> Result<(), WriteFailed> {
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.sink.send(Message::Text(frame.into()))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(WriteFailed::Socket),
+            Err(_) => return Err(WriteFailed::TimedOut),
+        }
         self.info.messages_out.fetch_add(1, Ordering::Relaxed);
         stats::message_out(self.dialect, kind);
         Ok(())
     }
 
+    /// Sends a close frame (best effort, bounded like every write).
+    async fn close(&mut self, code: u16, reason: &str) {
+        let frame = close(code, reason);
+        let _ = tokio::time::timeout(self.timeout, self.sink.send(frame)).await;
+    }
+
+    async fn flush(&mut self) -> Result<(), WriteFailed> {
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.sink.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(WriteFailed::Socket),
+            Err(_) => Err(WriteFailed::TimedOut),
+        }
+    }
+
     /// [`Self::send`] that leaves the frame in the socket's write buffer (written out when it
     /// passes its size, and by the next flush).
-    async fn feed(&mut self, frame: String, kind: &'static str) -> Result<(), axum::Error> {
-        self.sink.feed(Message::Text(frame.into())).await?;
+    async fn feed(&mut self, frame: String, kind: &'static str) -> Result<(), WriteFailed> {
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.sink.feed(Message::Text(frame.into()))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(WriteFailed::Socket),
+            Err(_) => return Err(WriteFailed::TimedOut),
+        }
         self.info.messages_out.fetch_add(1, Ordering::Relaxed);
         stats::message_out(self.dialect, kind);
         Ok(())

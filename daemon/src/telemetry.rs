@@ -139,6 +139,12 @@ pub fn join_timed_out(dialect: DialectKind, after: std::time::Duration) {
     count_error(dialect.as_str(), "join_timeout");
 }
 
+/// A write to a peer did not complete in time (the peer stopped reading); the session is closed.
+pub fn write_timed_out(dialect: DialectKind, after: std::time::Duration) {
+    warn!(dialect = %dialect, after_secs = after.as_secs(), "Closed a session whose peer stopped reading.");
+    count_error(dialect.as_str(), "write_timeout");
+}
+
 /// An operator kicked a session through the admin API.
 pub fn session_kicked(session: SessionId, reason: &str) {
     info!(session = %session, reason, "Kicked a session.");

@@ -274,3 +274,48 @@ async fn socketio_limits_rate_cap_and_origin() {
     }
     gw.stop().await;
 }
+
+/// A peer that stops reading cannot hold its session: once its TCP buffers are full the
+/// gateway's write blocks, and after `write_timeout_secs` the session is closed and its partner
+/// told, instead of the write (and every message queued behind it) waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
+    let gw = TestGateway::with_config(&config(
+        "write_timeout_secs = 1\nmessages_per_sec = 100000.0\nmessage_burst = 100000",
+    ))
+    .await;
+    let mut sender = WsClient::connect(&gw.raw_url("stalled")).await;
+    sender.recv_text().await; // joined
+    let mut stalled = WsClient::connect(&gw.raw_url("stalled")).await;
+    stalled.recv_text().await; // joined
+    stalled.recv_text().await; // peer-joined
+    sender.recv_text().await; // start
+    // 30 MB towards a peer that reads nothing: well past loopback's socket buffers.
+    let frame = format!("{{\"type\":\"bulk\",\"pad\":\"{}\"}}", "x".repeat(60_000));
+    for _ in 0..500 {
+        sender.send_text(&frame).await;
+    }
+    // The stalled session is closed within about a second of its write blocking; the sender is
+    // told its partner left (frames it sent after that are refused with `no_peer`).
+    let mut seen = Vec::new();
+    let left = loop {
+        let v = sender.recv_json().await;
+        if v["type"] == "switchboard.peer-left" {
+            break true;
+        }
+        seen.push(v);
+        assert!(
+            seen.len() < 1000,
+            "no peer-left among {} frames",
+            seen.len()
+        );
+    };
+    assert!(left);
+    let body = metrics(&gw).await;
+    assert!(
+        body.contains(r#"switchboard_errors_total{dialect="raw",reason="write_timeout"} 1"#),
+        "{body}"
+    );
+    drop(stalled);
+    gw.stop().await;
+}
