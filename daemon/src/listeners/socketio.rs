@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Query};
 use serde_json::Value;
-use socketioxide::SocketIo;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{Data, SocketRef, State};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::handler::{FromMessageParts, Value as SioValue};
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Socket;
+use socketioxide::{SocketIo, TransportType};
 use switchboard_protocol::dialects::socketio::{
     NOTICE_EVENT, SioMessage, SioState, SocketIo as SioDialect,
 };
@@ -177,6 +177,23 @@ async fn on_connect(s: SocketRef, State(cx): State<ListenerContext>) {
 }
 
 /// Emits what the bus delivers to this socket, in order.
+/// How long a long-polling client gets to collect a last notice before its session is closed.
+/// A pending poll returns as soon as something is emitted, so one round trip is enough.
+const POLLING_LINGER: Duration = Duration::from_millis(500);
+
+/// Emits a last notice (why the server is closing this socket), then disconnects. Over
+/// WebSocket the notice is written before the disconnect packet. A long-polling client only
+/// receives what was emitted when it polls, and disconnecting at once would drop the notice
+/// with the session (and, while draining, the HTTP servers stop right after), so the socket
+/// lingers for one poll cycle first.
+async fn say_then_disconnect(s: &SocketRef, session: &SioSession, state: &SioState, event: &Event) {
+    emit_event(s, session, state, event);
+    if s.transport_type() == TransportType::Polling {
+        tokio::time::sleep(POLLING_LINGER).await;
+    }
+    let _ = s.clone().disconnect();
+}
+
 async fn write_loop(
     s: SocketRef,
     session: SioSession,
@@ -190,8 +207,7 @@ async fn write_loop(
         tokio::select! {
             () = cancel.cancelled() => {
                 // Draining: say why before the disconnect.
-                emit_event(&s, &session, &state, &Event::ServerWillStop);
-                let _ = s.disconnect();
+                say_then_disconnect(&s, &session, &state, &Event::ServerWillStop).await;
                 break;
             }
             out = rx.recv() => {
@@ -202,8 +218,7 @@ async fn write_loop(
                         Some(&session.room),
                         format!("disconnected by an operator: {reason}"),
                     );
-                    emit_event(&s, &session, &state, &notice);
-                    let _ = s.disconnect();
+                    say_then_disconnect(&s, &session, &state, &notice).await;
                     break;
                 }
                 let Some(msg) = render::<SioDialect>(&state, &out) else { continue };
