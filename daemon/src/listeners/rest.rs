@@ -206,17 +206,30 @@ async fn add_stream(
     .await
 }
 
-/// `expireDate` and `type` of the token calls, or what is wrong with them.
-fn token_query(query: &HashMap<String, String>) -> Result<(i64, TokenType), &'static str> {
+/// The checks both token calls start with: the caller's address is allowed, and `expireDate`
+/// and `type` are valid. Either the parsed values or the response to send instead.
+fn token_request(
+    cx: &ListenerContext,
+    addr: SocketAddr,
+    query: &HashMap<String, String>,
+) -> Result<(i64, TokenType), Box<Response>> {
+    if let Some(r) = refused(cx, addr) {
+        return Err(Box::new(r));
+    }
     let expire = query
         .get("expireDate")
         .and_then(|e| e.parse::<i64>().ok())
         .filter(|e| *e > 0)
-        .ok_or("expireDate (Unix seconds, positive) is required")?;
+        .ok_or_else(|| {
+            failure(
+                StatusCode::OK,
+                "expireDate (Unix seconds, positive) is required",
+            )
+        })?;
     let kind = query
         .get("type")
         .and_then(|t| TokenType::parse(t))
-        .ok_or("type must be `publish` or `play`")?;
+        .ok_or_else(|| Box::new(failure(StatusCode::OK, "type must be `publish` or `play`")))?;
     Ok((expire, kind))
 }
 
@@ -226,12 +239,9 @@ async fn token(
     Path((_app, stream_id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(r) = refused(&cx, addr) {
-        return r;
-    }
-    let (expire, kind) = match token_query(&query) {
+    let (expire, kind) = match token_request(&cx, addr, &query) {
         Ok(q) => q,
-        Err(message) => return failure(StatusCode::OK, message),
+        Err(response) => return *response,
     };
     let room = query.get("roomId").filter(|r| !r.is_empty()).cloned();
     blocking(
@@ -248,12 +258,9 @@ async fn jwt_token(
     Path((app, stream_id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(r) = refused(&cx, addr) {
-        return r;
-    }
-    let (expire, kind) = match token_query(&query) {
+    let (expire, kind) = match token_request(&cx, addr, &query) {
         Ok(q) => q,
-        Err(message) => return failure(StatusCode::OK, message),
+        Err(response) => return *response,
     };
     match cx.conference.create_jwt(&app, &stream_id, expire, kind) {
         Ok(token) => json(StatusCode::OK, &token),
