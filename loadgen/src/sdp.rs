@@ -48,7 +48,18 @@ pub const TAG_MARK: &str = "x-lg";
 impl Tag {
     /// `pair.side.seq.sent_ns`
     pub fn render(&self) -> String {
-        format!("{}.{}.{}.{}", self.pair, self.side, self.seq, self.sent_ns)
+        let mut text = String::with_capacity(48);
+        self.write_to(&mut text);
+        text
+    }
+
+    /// Appends [`Tag::render`]'s text to `out`.
+    pub fn write_to(&self, out: &mut String) {
+        let _ = write!(
+            out,
+            "{}.{}.{}.{}",
+            self.pair, self.side, self.seq, self.sent_ns
+        );
     }
 
     /// Parses the text right after the mark and its separator.

@@ -3,6 +3,7 @@
 //! runs in a connect middleware, so a refused join reaches the client as `connect_error`.
 //! Event `msg` carries the SimpleP2P JSON string; gateway notices go out on event `switchboard`.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -10,7 +11,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Query};
+use serde::Deserializer as _;
+use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
+use serde_json::value::RawValue;
+use socketioxide::SendError;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{Data, SocketRef, State};
 use socketioxide::handler::ConnectHandler;
@@ -19,7 +24,7 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Socket;
 use socketioxide::{SocketIo, TransportType};
 use switchboard_protocol::dialects::socketio::{
-    NOTICE_EVENT, SioMessage, SioState, SocketIo as SioDialect,
+    MSG_EVENT, NOTICE_EVENT, SioMessage, SioState, SocketIo as SioDialect, decode_msg_text,
 };
 use switchboard_protocol::{
     DecodeError, Decoded, Dialect, DialectKind, ErrorCode, Event, Join, JoinMode,
@@ -38,21 +43,21 @@ use crate::{rooms, stats, telemetry};
 /// connect handler.
 type Outbox = Option<(mpsc::Receiver<Outbound>, CancellationToken)>;
 
-/// Per-socket state kept in the socket's extensions (values there must be `Clone`).
-#[derive(Clone)]
+/// Per-socket state, kept in the socket's extensions behind one `Arc` (extensions hand out
+/// clones, and this is read on every message).
 struct SioSession {
-    core: Arc<Mutex<SessionCore>>,
+    core: Mutex<SessionCore>,
     room: Arc<str>,
     /// The connection span; handlers enter it so their log lines carry the session's fields.
     span: tracing::Span,
     /// Taken once by the connect handler, which starts the writer task.
-    outbox: Arc<Mutex<Outbox>>,
+    outbox: Mutex<Outbox>,
     /// Shared with the admin API.
     info: Arc<SessionInfo>,
     /// The per-connection message rate.
-    limiter: Arc<Mutex<RateLimiter>>,
+    limiter: Mutex<RateLimiter>,
     /// The place under the connection caps, released on disconnect.
-    permit: Arc<Mutex<Option<Permit>>>,
+    permit: Mutex<Option<Permit>>,
 }
 
 /// A refused connection; its text is the `connect_error` message the client sees.
@@ -137,15 +142,15 @@ async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<()
         dialect = "socketio",
         room = %room,
     );
-    s.extensions.insert(SioSession {
+    s.extensions.insert(Arc::new(SioSession {
         span,
-        core: Arc::new(Mutex::new(core)),
+        core: Mutex::new(core),
         room: room.into(),
-        outbox: Arc::new(Mutex::new(Some((handle.rx, handle.cancel)))),
+        outbox: Mutex::new(Some((handle.rx, handle.cancel))),
         info: handle.info,
-        limiter: Arc::new(Mutex::new(RateLimiter::new(&config.limits, Instant::now()))),
-        permit: Arc::new(Mutex::new(Some(permit))),
-    });
+        limiter: Mutex::new(RateLimiter::new(&config.limits, Instant::now())),
+        permit: Mutex::new(Some(permit)),
+    }));
     // Handlers are registered here, before socketioxide sends the connect ack: the connect
     // handler runs in a task spawned after the ack, and a client that sends `msg` as soon as it
     // is connected could otherwise have its first events dropped for want of a handler (seen
@@ -162,7 +167,7 @@ async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<()
 }
 
 async fn on_connect(s: SocketRef, State(cx): State<ListenerContext>) {
-    let Some(session) = s.extensions.get::<SioSession>() else {
+    let Some(session) = s.extensions.get::<Arc<SioSession>>() else {
         return;
     };
     let outbox = session
@@ -196,7 +201,7 @@ async fn say_then_disconnect(s: &SocketRef, session: &SioSession, state: &SioSta
 
 async fn write_loop(
     s: SocketRef,
-    session: SioSession,
+    session: Arc<SioSession>,
     mut rx: mpsc::Receiver<Outbound>,
     cancel: CancellationToken,
 ) {
@@ -221,16 +226,49 @@ async fn write_loop(
                     say_then_disconnect(&s, &session, &state, &notice).await;
                     break;
                 }
-                let Some(msg) = render::<SioDialect>(&state, &out) else { continue };
+                let emitted = match verbatim_literal(&out) {
+                    Some(literal) => emit_literal(&s, literal),
+                    None => {
+                        let Some(msg) = render::<SioDialect>(&state, &out) else { continue };
+                        s.emit(msg.event.as_str(), &msg.data)
+                    }
+                };
                 session.info.messages_out.fetch_add(1, Ordering::Relaxed);
                 stats::message_out(DialectKind::Socketio, outbound_kind(&out));
-                if s.emit(msg.event.as_str(), &msg.data).is_err() {
+                if emitted.is_err() {
                     // Closed, or socketioxide's own per-socket buffer is full: either way this
                     // peer cannot take more.
                     let _ = s.disconnect();
                     break;
                 }
             }
+        }
+    }
+}
+
+/// The sender's `msg` argument, as the JSON string literal it arrived as, when `out` is a signal
+/// from another socket.io peer (which is forwarded byte-identical).
+fn verbatim_literal(out: &Outbound) -> Option<&str> {
+    match out {
+        Outbound::Relay(env)
+            if env.from.dialect == DialectKind::Socketio
+                && switchboard_protocol::dialects::socketio::forwards_verbatim(&env.event) =>
+        {
+            env.original.as_deref()
+        }
+        _ => None,
+    }
+}
+
+/// Emits `msg` with `literal` (a JSON string literal, escapes and quotes included) as its
+/// argument, copied into the packet as it is: no unescaping and escaping again.
+fn emit_literal(s: &SocketRef, literal: &str) -> Result<(), SendError> {
+    match serde_json::from_str::<&RawValue>(literal) {
+        Ok(raw) => s.emit(MSG_EVENT, raw),
+        // Only ever built from a parsed packet, so this does not happen; skip rather than panic.
+        Err(error) => {
+            tracing::warn!(%error, "socket.io relay literal is not JSON; not forwarded");
+            Ok(())
         }
     }
 }
@@ -250,15 +288,48 @@ impl FromMessageParts<LocalAdapter> for DispatchedInOrder {
         v: &mut SioValue,
         ack: &Option<i64>,
     ) -> Result<Self, Self::Error> {
-        let data = Data::<Value>::from_message_parts(s, v, ack);
+        let _ = ack;
         let s = SocketRef::from(Arc::clone(s));
-        match data {
-            Ok(Data(data)) => on_msg(&s, data),
-            // Binary attachments or a payload the parser rejects: refuse, in the peer's terms.
-            Err(error) => refuse_unparsable(&s, &error.to_string()),
+        match v {
+            SioValue::Str(packet, None) => match first_argument(packet.as_str()) {
+                Ok(argument) => on_msg(&s, argument),
+                Err(error) => refuse_unparsable(&s, &error.to_string()),
+            },
+            // Binary attachments: refuse, in the peer's terms.
+            _ => refuse_unparsable(&s, "binary attachments"),
         }
         Ok(Self)
     }
+}
+
+/// The first argument of an event packet's data (`["msg",<argument>,...]`), borrowed from the
+/// packet text. socketioxide would build a `serde_json::Value` of it, unescaping the whole SDP
+/// into a new string; reading it raw lets a relay forward the sender's bytes as they came.
+fn first_argument(packet: &str) -> Result<&RawValue, serde_json::Error> {
+    struct FirstArgument;
+
+    impl<'de> Visitor<'de> for FirstArgument {
+        type Value = &'de RawValue;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an event name and an argument")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let missing = |n| de::Error::invalid_length(n, &self);
+            seq.next_element::<IgnoredAny>()?
+                .ok_or_else(|| missing(0))?;
+            let argument = seq.next_element::<&RawValue>()?.ok_or_else(|| missing(1))?;
+            // Further arguments are not part of the SimpleP2P message.
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(argument)
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(packet);
+    let argument = de.deserialize_seq(FirstArgument)?;
+    de.end()?;
+    Ok(argument)
 }
 
 /// Renders `event` for this socket and emits it, counting it.
@@ -311,7 +382,7 @@ fn within_rate(s: &SocketRef, session: &SioSession) -> bool {
 }
 
 fn refuse_unparsable(s: &SocketRef, reason: &str) {
-    let Some(session) = s.extensions.get::<SioSession>() else {
+    let Some(session) = s.extensions.get::<Arc<SioSession>>() else {
         return;
     };
     if !within_rate(s, &session) {
@@ -336,14 +407,46 @@ fn refuse_unparsable(s: &SocketRef, reason: &str) {
     }
 }
 
-fn on_msg(s: &SocketRef, data: Value) {
-    on_event(s, "msg", data);
+/// The text to decode and the literal to forward, from a `msg` argument: a JSON string (the
+/// SimpleP2P page's `JSON.stringify` output), or an object a modern client emitted as is, which
+/// socket.io peers then receive as its JSON text in a string.
+fn msg_argument(argument: &RawValue) -> Option<(Cow<'_, str>, Arc<str>)> {
+    let json = argument.get();
+    match json.as_bytes().first() {
+        Some(b'"') => {
+            let text: String = serde_json::from_str(json).ok()?;
+            Some((Cow::Owned(text), Arc::from(json)))
+        }
+        Some(b'{') => {
+            let literal = serde_json::to_string(json).ok()?;
+            Some((Cow::Borrowed(json), Arc::from(literal)))
+        }
+        _ => None,
+    }
+}
+
+fn on_msg(s: &SocketRef, argument: &RawValue) {
+    let received = Instant::now();
+    let Some(session) = s.extensions.get::<Arc<SioSession>>() else {
+        return;
+    };
+    let Some((text, literal)) = msg_argument(argument) else {
+        refuse_unparsable(s, "neither a string nor an object");
+        return;
+    };
+    // Nothing below awaits, so the guard never crosses a suspension point.
+    let _entered = session.span.enter();
+    if !within_rate(s, &session) {
+        return;
+    }
+    let decoded = decode_msg_text(&session.room, &text);
+    handle_decoded(s, &session, decoded, Some(literal), received);
 }
 
 /// Decodes and dispatches one event (`msg`, or `switchboard` for requests to the gateway).
 fn on_event(s: &SocketRef, event_name: &str, data: Value) {
     let received = Instant::now();
-    let Some(session) = s.extensions.get::<SioSession>() else {
+    let Some(session) = s.extensions.get::<Arc<SioSession>>() else {
         return;
     };
     // Nothing below awaits, so the guard never crosses a suspension point.
@@ -354,15 +457,23 @@ fn on_event(s: &SocketRef, event_name: &str, data: Value) {
     let mut state = SioState {
         room: session.room.to_string(),
     };
-    let original: Option<Arc<str>> = match &data {
-        Value::String(text) => Some(Arc::from(text.as_str())),
-        _ => None,
-    };
     let wire = SioMessage {
         event: event_name.to_owned(),
         data,
     };
     let decoded = SioDialect::decode(&mut state, &wire);
+    handle_decoded(s, &session, decoded, None, received);
+}
+
+/// Dispatches what a peer sent, or answers it. `literal` is the `msg` argument as it came, for
+/// verbatim relay to socket.io peers.
+fn handle_decoded(
+    s: &SocketRef,
+    session: &SioSession,
+    decoded: Result<Decoded<SioMessage>, DecodeError>,
+    literal: Option<Arc<str>>,
+    received: Instant,
+) {
     stats::message_in(
         DialectKind::Socketio,
         match &decoded {
@@ -378,7 +489,7 @@ fn on_event(s: &SocketRef, event_name: &str, data: Value) {
         }
         Ok(Decoded::Event(event)) => {
             let mut core = session.core.lock().unwrap_or_else(PoisonError::into_inner);
-            core.dispatch_received(event, original, received)
+            core.dispatch_received(event, literal, received)
                 .map(|r| refusal_event(&r, Some(&session.room)))
         }
         Ok(Decoded::Reply(msg)) => {
@@ -398,12 +509,15 @@ fn on_event(s: &SocketRef, event_name: &str, data: Value) {
         }
     };
     if let Some(event) = reply {
-        emit_event(s, &session, &state, &event);
+        let state = SioState {
+            room: session.room.to_string(),
+        };
+        emit_event(s, session, &state, &event);
     }
 }
 
 async fn on_disconnect(s: SocketRef) {
-    let Some(session) = s.extensions.get::<SioSession>() else {
+    let Some(session) = s.extensions.get::<Arc<SioSession>>() else {
         return;
     };
     let _entered = session.span.enter();

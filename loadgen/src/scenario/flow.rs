@@ -17,7 +17,7 @@ use tokio::sync::{Mutex, Semaphore};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::{self, ANT_PING, Conn, Dialect, EIO_PONG, Target, Ws};
+use crate::client::{self, ANT_PING, Conn, Dialect, EIO_PONG, FrameTemplate, Target, Ws};
 use crate::clock::{cpu_secs, now_ns};
 use crate::sdp::{Kind, Tag};
 use crate::stats::{Percentiles, percentiles};
@@ -190,7 +190,7 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
             let s = usize::from(side);
             let sender = Sender {
                 dialect: cfg.dialect,
-                room: room.clone(),
+                frames: Frames::new(cfg.dialect, &room, side),
                 pair: p,
                 side,
                 sink: sinks[s].clone(),
@@ -309,9 +309,39 @@ enum SenderPace {
     Rate { interval: Duration, first: Instant },
 }
 
+/// How many candidate frames a sender cycles through (four shapes on three m-lines).
+const CANDIDATE_SHAPES: u64 = 12;
+
+/// The frames one side sends, built once: its offer or answer and its candidates.
+struct Frames {
+    sdp: FrameTemplate,
+    candidates: Vec<FrameTemplate>,
+}
+
+impl Frames {
+    fn new(dialect: Dialect, room: &str, side: u8) -> Self {
+        let offerer = side == 0;
+        let sdp_kind = kind_of(0, side);
+        Frames {
+            sdp: FrameTemplate::new(dialect, room, sdp_kind, 0, offerer),
+            candidates: (0..CANDIDATE_SHAPES)
+                .map(|n| FrameTemplate::new(dialect, room, Kind::Candidate, n, offerer))
+                .collect(),
+        }
+    }
+
+    fn get(&self, kind: Kind, seq: u64) -> &FrameTemplate {
+        match kind {
+            Kind::Offer | Kind::Answer => &self.sdp,
+            // The index is below the vector's length by construction.
+            Kind::Candidate => &self.candidates[(seq % CANDIDATE_SHAPES) as usize],
+        }
+    }
+}
+
 struct Sender {
     dialect: Dialect,
-    room: String,
+    frames: Frames,
     pair: u32,
     side: u8,
     sink: Sink,
@@ -328,14 +358,7 @@ impl Sender {
             sent_ns: now_ns(),
         };
         let kind = kind_of(seq, self.side);
-        Message::text(client::signal_frame(
-            self.dialect,
-            &self.room,
-            kind,
-            seq,
-            self.side == 0,
-            &tag,
-        ))
+        Message::text(self.frames.get(kind, seq).render(&tag))
     }
 
     async fn run(self, pace: SenderPace, t0: Instant, end: Instant) -> anyhow::Result<Outcome> {

@@ -74,6 +74,9 @@ fn decode(room: &str, text: &str) -> Result<Decoded<String>, DecodeError> {
     if !looks_like_object(text) {
         return opaque();
     }
+    if let Some(event) = super::fast::raw(room, text) {
+        return Ok(Decoded::Event(event));
+    }
     let obj = match parse_object(text) {
         Ok(obj) => obj,
         // Too deep is refused on every dialect; anything else malformed is just not ours to read.

@@ -83,13 +83,22 @@ impl Dialect for SocketIo {
 
     /// Signals between socket.io peers keep the sender's exact `msg` string.
     fn forward(_: &SioState, original: &str, event: &Event) -> Option<SioMessage> {
-        match event {
-            Event::Description(_) | Event::Candidate(_) | Event::Opaque(_) => {
-                Some(SioMessage::msg(original))
-            }
-            _ => encode(event),
+        if forwards_verbatim(event) {
+            Some(SioMessage::msg(original))
+        } else {
+            encode(event)
         }
     }
+}
+
+/// Whether a socket.io peer receives `event` from another socket.io peer as the sender's own
+/// `msg` string (peer signals and anything the gateway does not understand), rather than
+/// re-encoded.
+pub fn forwards_verbatim(event: &Event) -> bool {
+    matches!(
+        event,
+        Event::Description(_) | Event::Candidate(_) | Event::Opaque(_)
+    )
 }
 
 // === decode ===
@@ -119,17 +128,26 @@ fn decode(room: &str, wire: &SioMessage) -> Result<Decoded<SioMessage>, DecodeEr
             });
         }
     };
+    decode_msg_text(room, &text)
+}
+
+/// Decodes the text of one `msg` argument (the string itself, or an object argument's JSON
+/// text). Servers that read the argument straight off the socket.io packet call this without
+/// building a [`SioMessage`].
+pub fn decode_msg_text(room: &str, text: &str) -> Result<Decoded<SioMessage>, DecodeError> {
     let opaque = || {
-        let payload = text.clone().into_owned();
         Ok(Decoded::Event(Event::Opaque(Opaque {
             room: room.to_owned(),
-            payload,
+            payload: text.to_owned(),
         })))
     };
-    if !looks_like_object(&text) {
+    if !looks_like_object(text) {
         return opaque();
     }
-    let obj = match parse_object(&text) {
+    if let Some(event) = super::fast::socketio(room, text) {
+        return Ok(Decoded::Event(event));
+    }
+    let obj = match parse_object(text) {
         Ok(obj) => obj,
         Err(e @ DecodeError::TooDeep(_)) => return Err(e),
         Err(_) => return opaque(),

@@ -24,6 +24,9 @@ const STREAM_COMMANDS: &[&str] = &[
 
 /// Decodes one text frame from a peer connected to application `app`.
 pub(super) fn decode(text: &str, app: &str) -> Result<Decoded<String>, DecodeError> {
+    if let Some(event) = crate::dialects::fast::antmedia(text, valid_stream_id) {
+        return Ok(Decoded::Event(event));
+    }
     let obj = parse_object(text)?;
     let Some(Value::String(command)) = obj.get("command") else {
         return Err(DecodeError::MissingCommand);
