@@ -3,6 +3,8 @@
 //! --example decode_cost [ITERATIONS]`. Wall-clock figures depend on the machine's load; under
 //! `valgrind --tool=callgrind` the instruction counts do not.
 
+#![allow(clippy::print_stdout)] // a command-line report
+
 use std::hint::black_box;
 use std::time::Instant;
 
