@@ -58,10 +58,12 @@ if [[ "$FD_LIMIT" != unlimited ]] && ((IDLE_SESSIONS > FD_LIMIT - 1000)); then
 fi
 
 # --- build ------------------------------------------------------------------------------------
-log "cargo build --release -p switchboard -p switchboard-loadgen"
+log "cargo build --release -p switchboard -p switchboard-loadgen (and the SFU benchmark)"
 cargo build --release --quiet -p switchboard -p switchboard-loadgen
+cargo build --release --quiet -p switchboard-tests --example sfu_bench
 SB_BIN=$ROOT/target/release/switchboard
 LG=$ROOT/target/release/switchboard-loadgen
+SFU_BENCH=$ROOT/target/release/examples/sfu_bench
 
 RESULTS=$ROOT/bench/results
 mkdir -p "$RESULTS"
@@ -245,6 +247,31 @@ for d in ant raw socketio; do
 done
 stop switchboard
 
+# --- SFU media forwarding (its own gateway process each; real WebRTC peers on loopback) --------
+if ((QUICK)); then SFU_SIZES=("2 4 5"); else SFU_SIZES=("4 8 10" "8 16 10" "16 16 10"); fi
+SFU_MD="$WORK/sfu.md"
+{
+    echo "## SFU media forwarding"
+    echo
+    echo "N publishers × M subscribers in one room (\`sfu_bench N M SECONDS\`): each publisher sends an"
+    echo "audio and a video frame of 1000 bytes every 20 ms; latency is publisher send → subscriber"
+    echo "receive on one clock; CPU is the gateway process's (user + system) over the window."
+    echo
+    echo "| N × M | forwarded packets/s | expected | p50 ms | p99 ms | gateway CPU | µs CPU per packet |"
+    echo "|---|---|---|---|---|---|---|"
+} >"$SFU_MD"
+for size in "${SFU_SIZES[@]}"; do
+    log "sfu: $size"
+    # shellcheck disable=SC2086 # the size is three numbers
+    line=$(SWITCHBOARD_BIN="$SB_BIN" timeout 300 "$SFU_BENCH" $size | tail -1)
+    python3 - "$line" >>"$SFU_MD" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"| {r['publishers']} × {r['subscribers']} | {r['forwarded_packets_per_sec']:.0f} | {r['expected_packets_per_sec']:.0f} "
+      f"| {r['latency_ms_p50']:.1f} | {r['latency_ms_p99']:.1f} | {r['gateway_cpu_percent']:.0f} % | {r['gateway_cpu_us_per_packet']:.1f} |")
+PY
+done
+
 # --- report -----------------------------------------------------------------------------------
 ELAPSED=$(($(date +%s) - STARTED))
 {
@@ -261,6 +288,8 @@ ELAPSED=$(($(date +%s) - STARTED))
     "$LG" report "$JSONL"
     echo
     cat "$SOAK_MD"
+    echo
+    cat "$SFU_MD"
 } >"$RESULTS/latest.md"
 cat "$RESULTS/latest.md"
 log "wrote bench/results/latest.md and bench/results/latest.jsonl"

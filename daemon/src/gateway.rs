@@ -11,7 +11,9 @@ use std::time::{Instant, SystemTime};
 use switchboard_plugin_api::protocol::{
     ConferenceCommand, DialectKind, ErrorCode, Event, JoinMode, LeaveReason,
 };
-use switchboard_plugin_api::{Envelope, EventContext, Payload, Peer, Refusal, RoomView, SessionId};
+use switchboard_plugin_api::{
+    Deliver, Envelope, EventContext, Outbox, Payload, Peer, Refusal, RoomView, SessionId,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -255,12 +257,35 @@ impl Gateway {
         true
     }
 
-    /// Forgets a session; deliveries to it are dropped from now on.
+    /// Forgets a session; deliveries to it are dropped from now on. Plugins are told.
     pub fn unregister(&self, id: SessionId) {
         self.sessions
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
+        self.pipeline().session_closed(id);
+    }
+
+    /// Starts the current pipeline's plugins with an outbox that delivers through this gateway
+    /// (held weakly: a plugin's task does not keep the gateway alive).
+    pub fn start_plugins(self: &Arc<Self>) -> Result<(), String> {
+        let outbox: Outbox = Arc::new(GatewayOutbox(Arc::downgrade(self)));
+        self.pipeline().start(&outbox)
+    }
+
+    /// Queues `event` for session `to` outside any hook (a plugin's [`Outbox`]). Returns whether
+    /// the session exists.
+    pub fn deliver_to(&self, to: SessionId, event: Event) -> bool {
+        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
+        let Some(target) = sessions.get(&to) else {
+            return false;
+        };
+        if let Err(mpsc::error::TrySendError::Full(_)) = target.tx.try_send(Outbound::Event(event))
+        {
+            telemetry::session_stuck(to, target.tx.max_capacity());
+            target.cancel.cancel();
+        }
+        true
     }
 
     /// Calls every plugin's shutdown hook (reverse config order).
@@ -304,8 +329,8 @@ impl Gateway {
             },
         };
         let pipeline = self.pipeline();
-        let decision = match pipeline.run(&cx) {
-            Ok(decision) => decision,
+        let (decision, stopped) = match pipeline.run(&cx) {
+            Ok(outcome) => outcome,
             Err(refusal) => {
                 drop(rooms);
                 telemetry::event_refused(&envelope, &room, &refusal);
@@ -316,21 +341,32 @@ impl Gateway {
             }
         };
         if let Event::Conference(request) = &envelope.event
+            && !stopped
             && !decision
                 .deliveries
                 .iter()
                 .any(|d| d.to == envelope.from.session)
         {
-            // No plugin answered: the conference plugin is not in the pipeline. Say so rather
-            // than leave the peer waiting.
-            return Dispatched {
-                refusal: Some(Refusal::new(
+            // No plugin answered. Say so rather than leave the peer waiting: either the
+            // conference plugin is not in the pipeline, or it passed a media request on after
+            // its token check and no media plugin took it.
+            let media = matches!(
+                request.command,
+                ConferenceCommand::Publish(_) | ConferenceCommand::Play(_)
+            );
+            let refusal = if media && pipeline.has("conference") {
+                Refusal::new(ErrorCode::MediaUnavailable, NO_MEDIA)
+            } else {
+                Refusal::new(
                     ErrorCode::Unsupported,
                     format!(
                         "`{}` needs the conference plugin (type = \"conference\"), which this gateway does not run",
                         request.command.ant_name()
                     ),
-                )),
+                )
+            };
+            return Dispatched {
+                refusal: Some(refusal),
                 membership: None,
             };
         }
@@ -384,6 +420,19 @@ impl Gateway {
                 target.cancel.cancel();
             }
         }
+    }
+}
+
+/// Why a `publish` or `play` that passed the conference plugin's token check is refused when no
+/// media plugin takes it (antmedia.md §6 has no such definition; `media_plugin_not_running`).
+const NO_MEDIA: &str = "conference media needs the media plugin (not running)";
+
+/// A plugin's [`Outbox`]: deliveries through the gateway, if it still exists.
+struct GatewayOutbox(std::sync::Weak<Gateway>);
+
+impl Deliver for GatewayOutbox {
+    fn deliver(&self, to: SessionId, event: Event) -> bool {
+        self.0.upgrade().is_some_and(|g| g.deliver_to(to, event))
     }
 }
 

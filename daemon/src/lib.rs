@@ -119,6 +119,9 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
         Pipeline::new(plugins),
         shutdown.clone(),
     ));
+    gateway
+        .start_plugins()
+        .map_err(|e| anyhow::anyhow!("cannot start plugins: {e}"))?;
     let tracker = TaskTracker::new();
     let mut bound = Vec::new();
     for listener in &config.listeners {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use switchboard_plugin_api::{Decision, EventContext, Plugin, Refusal, Verdict};
+use switchboard_plugin_api::{Decision, EventContext, Outbox, Plugin, Refusal, SessionId, Verdict};
 
 use crate::telemetry;
 
@@ -46,10 +46,11 @@ impl Pipeline {
         }
     }
 
-    /// Runs the event through every enabled plugin. Returns the decision, or the refusal that
-    /// stopped it.
-    pub fn run(&self, cx: &EventContext<'_>) -> Result<Decision, Refusal> {
+    /// Runs the event through every enabled plugin. Returns the decision and whether a plugin
+    /// stopped the pipeline (took the event as its own), or the refusal that stopped it.
+    pub fn run(&self, cx: &EventContext<'_>) -> Result<(Decision, bool), Refusal> {
         let mut decision = Decision::default();
+        let mut stopped = false;
         for slot in &self.slots {
             if slot.disabled.load(Ordering::Relaxed) {
                 continue;
@@ -62,7 +63,10 @@ impl Pipeline {
             slot.stats.record(started.elapsed());
             match outcome {
                 Ok(Ok(Verdict::Continue)) => {}
-                Ok(Ok(Verdict::Stop)) => break,
+                Ok(Ok(Verdict::Stop)) => {
+                    stopped = true;
+                    break;
+                }
                 Ok(Ok(Verdict::Refuse(refusal))) => return Err(refusal),
                 Ok(Err(error)) => {
                     telemetry::plugin_failed(name, &error.0);
@@ -75,7 +79,39 @@ impl Pipeline {
                 }
             }
         }
-        Ok(decision)
+        Ok((decision, stopped))
+    }
+
+    /// Whether a plugin named `name` is in the pipeline.
+    pub fn has(&self, name: &str) -> bool {
+        self.slots.iter().any(|s| s.plugin.name() == name)
+    }
+
+    /// Starts every plugin with `outbox`, in config order; the first failure is returned with
+    /// the plugin's name.
+    pub fn start(&self, outbox: &Outbox) -> Result<(), String> {
+        for slot in &self.slots {
+            let name = slot.plugin.name();
+            match catch_unwind(AssertUnwindSafe(|| slot.plugin.start(Arc::clone(outbox)))) {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(format!("plugin `{name}` did not start: {error}")),
+                Err(_) => return Err(format!("plugin `{name}` panicked while starting")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells every enabled plugin that `session` closed.
+    pub fn session_closed(&self, session: SessionId) {
+        for slot in &self.slots {
+            if slot.disabled.load(Ordering::Relaxed) {
+                continue;
+            }
+            if catch_unwind(AssertUnwindSafe(|| slot.plugin.on_session_closed(session))).is_err() {
+                telemetry::plugin_failed(slot.plugin.name(), "panicked; plugin disabled");
+                slot.disabled.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Calls every plugin's shutdown hook in reverse order.

@@ -39,6 +39,7 @@ impl PluginRegistry {
         registry.add(Box::new(switchboard_room_policy::RoomPolicyFactory));
         registry.add(Box::new(switchboard_logging::LoggingFactory));
         registry.add(Box::new(switchboard_two_peer_relay::TwoPeerRelayFactory));
+        registry.add(Box::new(switchboard_sfu::SfuFactory));
         registry
     }
 

@@ -32,7 +32,7 @@ pub struct Reloaded {
 
 /// Reads and validates `path`, then applies it. On error nothing changes.
 pub fn reload_file(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     registry: &PluginRegistry,
     path: &Path,
 ) -> Result<Reloaded, String> {
@@ -49,7 +49,7 @@ pub fn reload_file(
 /// Applies a validated configuration. Fails (changing nothing) only if the new plugin
 /// pipeline cannot be built.
 pub fn apply(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     registry: &PluginRegistry,
     new: GatewayConfig,
 ) -> Result<Reloaded, String> {
@@ -114,6 +114,11 @@ pub fn apply(
     gateway.set_config(Arc::new(new));
     if let Some(pipeline) = pipeline {
         retire(gateway.swap_pipeline(pipeline));
+        // The new plugins start while the old ones retire; a plugin that needs what an old one
+        // holds (a media plugin's UDP port) waits for it in its own task.
+        if let Err(error) = gateway.start_plugins() {
+            telemetry::config_reload_failed(&error);
+        }
     }
     telemetry::config_reloaded(&report.applied, &report.needs_restart);
     Ok(report)

@@ -1,7 +1,8 @@
 //! Ant Media conference rooms (`../shared/protocol/antmedia.md` §2, §3, §5): the requests an Ant
 //! peer sends about rooms and streams ([`ConferenceRequest`], inbound), and what a conference
-//! plugin answers ([`ConferenceReply`], outbound). Only the `antmedia` dialect decodes requests;
-//! raw and socket.io peers never send them and render replies as nothing.
+//! plugin answers ([`ConferenceReply`], outbound). The `antmedia` dialect decodes every request;
+//! the raw dialect decodes `publish` and `play` (its `switchboard.publish`/`switchboard.play`)
+//! and renders the media replies (offer, answer, started, finished), nothing else.
 //!
 //! Conference errors are ordinary [`crate::ErrorNotice`]s with conference codes
 //! ([`crate::ErrorCode::NoStream`], [`crate::ErrorCode::RoomEmpty`], ...).
@@ -217,6 +218,16 @@ pub enum ConferenceReply {
     SubscriberCount(Count),
     /// `notification/streamMetaDataUpdated` (acknowledges `updateStreamMetaData`).
     MetaDataUpdated(MetaData),
+    /// A media plugin's answer to a publisher's offer: `takeConfiguration` of type `answer`.
+    MediaAnswer(MediaAnswer),
+    /// A media plugin's offer to a player: `takeConfiguration` of type `offer` with an
+    /// `idMapping` (antmedia.md §5); sent again on the same stream id to renegotiate.
+    MediaOffer(MediaOffer),
+    /// `notification/publish_started` or `play_started`: the media plugin's peer connection
+    /// for the stream is up.
+    MediaStarted(MediaState),
+    /// `notification/publish_finished` or `play_finished`: it ended (`stop`, or ICE failed).
+    MediaFinished(MediaState),
 }
 
 impl ConferenceReply {
@@ -232,6 +243,9 @@ impl ConferenceReply {
             ConferenceReply::SubtrackList(s) => &s.stream_id,
             ConferenceReply::SubtrackCount(c) | ConferenceReply::SubscriberCount(c) => &c.stream_id,
             ConferenceReply::MetaDataUpdated(m) => &m.stream_id,
+            ConferenceReply::MediaOffer(o) => &o.stream_id,
+            ConferenceReply::MediaAnswer(a) => &a.stream_id,
+            ConferenceReply::MediaStarted(m) | ConferenceReply::MediaFinished(m) => &m.stream_id,
         }
     }
 }
@@ -372,4 +386,56 @@ pub struct Count {
     pub stream_id: String,
     /// How many.
     pub count: u64,
+}
+
+/// One entry of an offer's `idMapping`: which track a media section carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackMapping {
+    /// The media section's `mid`.
+    pub mid: String,
+    /// The track id the SDK reports in `newTrackAvailable` (`ARDAMSv<streamId>` for video,
+    /// `ARDAMSa<streamId>` for audio).
+    pub track_id: String,
+}
+
+/// A media plugin's SDP offer to a player.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaOffer {
+    /// The play stream id (the room, for a conference player).
+    pub stream_id: String,
+    /// The offer.
+    pub sdp: String,
+    /// The track of every media section, in SDP order.
+    pub id_mapping: Vec<TrackMapping>,
+}
+
+/// A media plugin's SDP answer to a publisher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaAnswer {
+    /// The publish stream id.
+    pub stream_id: String,
+    /// The answer.
+    pub sdp: String,
+}
+
+/// Which side of the media plugin a stream is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaDirection {
+    /// The peer sends media (`publish`).
+    Publish,
+    /// The peer receives media (`play`).
+    Play,
+}
+
+/// A publish or play stream that started or finished.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaState {
+    /// The stream id.
+    pub stream_id: String,
+    /// Publish or play.
+    pub direction: MediaDirection,
+    /// The room, for a publisher into a room (`ATTR_ROOM_NAME` and `room`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
 }

@@ -126,6 +126,15 @@ pub enum ErrorCode {
     MediaUnavailable,
     /// The peer connected but did not join a room within the configured time.
     JoinTimeout,
+    /// A room already has the media plugin's maximum of publishers (Ant
+    /// `main_track_has_max_subtrack_count__not_allowed_to_add_more_subtracks`).
+    RoomPublishersFull,
+    /// The media plugin is at capacity: its room or peer-connection limit (Ant
+    /// `highResourceUsage`).
+    MediaCapacity,
+    /// The media plugin could not use a peer's session description (Ant
+    /// `notSetRemoteDescription`).
+    BadDescription,
 }
 
 impl ErrorCode {
@@ -154,6 +163,11 @@ impl ErrorCode {
             ErrorCode::StreamIdInUse => "streamIdInUse",
             ErrorCode::MediaUnavailable => "media_plugin_not_running",
             ErrorCode::JoinTimeout => "join_timeout",
+            ErrorCode::RoomPublishersFull => {
+                "main_track_has_max_subtrack_count__not_allowed_to_add_more_subtracks"
+            }
+            ErrorCode::MediaCapacity => "highResourceUsage",
+            ErrorCode::BadDescription => "notSetRemoteDescription",
         }
     }
 
@@ -181,6 +195,9 @@ impl ErrorCode {
             ErrorCode::StreamIdInUse => "stream_id_in_use",
             ErrorCode::MediaUnavailable => "media_unavailable",
             ErrorCode::JoinTimeout => "join_timeout",
+            ErrorCode::RoomPublishersFull => "room_publishers_full",
+            ErrorCode::MediaCapacity => "media_capacity",
+            ErrorCode::BadDescription => "bad_description",
         }
     }
 }

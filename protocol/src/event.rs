@@ -219,10 +219,12 @@ pub enum Event {
     IceServers(IceServers),
     /// Something was refused or malformed.
     Error(ErrorNotice),
-    /// An Ant Media conference request (`joinRoom`, `getRoomInfo`, `publish`, ...); inbound.
+    /// A conference request (Ant `joinRoom`, `getRoomInfo`, `publish`, ...; raw
+    /// `switchboard.publish`/`switchboard.play`); inbound.
     /// Its room is the room for room commands and the stream id otherwise.
     Conference(Box<ConferenceRequest>),
-    /// A conference plugin's answer to a conference request; outbound, Ant Media only.
+    /// A conference or media plugin's answer; outbound, Ant Media (all of them) and raw (the
+    /// media replies only).
     ConferenceReply(Box<ConferenceReply>),
     /// The gateway is draining and is about to close the connection (Ant
     /// `notification/server_will_stop`); outbound, sent to every peer just before the close.

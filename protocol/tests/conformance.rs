@@ -34,7 +34,8 @@ fn raw_conforms() {
             "ping".into(),
         ],
         hostile: vec![],
-        // Conference replies answer Ant peers' conference requests; raw peers send none.
+        // Conference replies answer Ant peers' conference requests; raw peers send only the
+        // media ones (publish, play), and get only the media replies.
         silent: &["conference_reply"],
     });
 }
@@ -81,7 +82,8 @@ fn socketio_conforms() {
             },
         ],
         // A socket.io peer leaves by disconnecting; nothing to acknowledge. Conference replies
-        // answer Ant peers' conference requests; socket.io peers send none.
-        silent: &["left", "conference_reply"],
+        // answer Ant peers' conference requests; socket.io peers send none (conference media
+        // is for Ant and raw peers).
+        silent: &["left", "conference_reply", "media_reply"],
     });
 }

@@ -12,6 +12,8 @@
     missing_debug_implementations
 )]
 
+pub mod media;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -393,6 +393,7 @@ fn shipped_configs_validate() {
         "config/plugins/room-policy.toml",
         "config/plugins/logging.toml",
         "config/plugins/two-peer-relay.toml",
+        "config/plugins/sfu.toml",
     ] {
         let text = std::fs::read_to_string(repo_root().join(name)).unwrap();
         // Plugin snippets become a whole config with a listener in front.

@@ -37,6 +37,7 @@ async fn pages_and_client_script_are_embedded() {
     for path in [
         "/",
         "/ant.html",
+        "/conference.html",
         "/socketio.html",
         "/raw.html",
         "/peer.html",

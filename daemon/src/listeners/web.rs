@@ -13,6 +13,7 @@ use crate::config::Pages;
 
 const INDEX: &str = include_str!("../../../examples/web/index.html");
 const ANT: &str = include_str!("../../../examples/web/ant.html");
+const CONFERENCE: &str = include_str!("../../../examples/web/conference.html");
 const SOCKETIO: &str = include_str!("../../../examples/web/socketio.html");
 const RAW: &str = include_str!("../../../examples/web/raw.html");
 const PEER: &str = include_str!("../../../examples/web/peer.html");
@@ -57,6 +58,7 @@ pub fn pages(cx: &ListenerContext) -> Router {
                 .route("/", get(|| async { html(INDEX) }))
                 .route("/index.html", get(|| async { html(INDEX) }))
                 .route("/ant.html", get(|| async { html(ANT) }))
+                .route("/conference.html", get(|| async { html(CONFERENCE) }))
                 .route("/socketio.html", get(|| async { html(SOCKETIO) }))
                 .route("/raw.html", get(|| async { html(RAW) }))
                 .route("/peer.html", get(|| async { html(PEER) }));

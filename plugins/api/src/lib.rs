@@ -9,6 +9,8 @@
 //!
 //! # Layout
 //! - [`Plugin`] and [`PluginFactory`]: what a plugin implements and how config builds it.
+//! - [`Outbox`] ([`Deliver`]): how a started plugin delivers events later, outside a hook
+//!   ([`Plugin::start`]); [`Plugin::on_session_closed`] tells it a connection ended.
 //! - [`EventContext`], [`Decision`], [`Delivery`], [`Verdict`]: the data a hook sees and returns.
 //! - [`SessionId`], [`Peer`], [`RoomView`]: who is who.
 //! - [`abi`]: the C ABI of native (shared-library) plugins and [`export_plugin!`], which
@@ -209,9 +211,38 @@ pub trait Plugin: Send + Sync {
         Ok(Verdict::Continue)
     }
 
+    /// Called once after the gateway has built the pipeline, before any event, with the
+    /// [`Outbox`] through which the plugin may deliver events later, outside any hook (a media
+    /// plugin's `publish_started` once ICE connects, a renegotiation offer when a publisher
+    /// joins). Start background tasks here, not in [`PluginFactory::build`] (which
+    /// `check-config` also calls). An `Err` stops the gateway from starting. Default: nothing.
+    fn start(&self, outbox: Outbox) -> Result<(), PluginError> {
+        let _ = outbox;
+        Ok(())
+    }
+
+    /// Called once when a session has closed, after its room leaves went through the pipeline,
+    /// so a plugin can drop what it kept for the session outside rooms (a media plugin's peer
+    /// connections). Must be quick, like every hook. Default: nothing.
+    fn on_session_closed(&self, session: SessionId) {
+        let _ = session;
+    }
+
     /// Called once during graceful shutdown, in reverse config order. Default: nothing.
     fn shutdown(&self) {}
 }
+
+/// Delivers events to sessions outside a hook. The gateway implements it; deliveries go to the
+/// session's bounded queue like a hook's deliveries do (a session whose queue is full is closed,
+/// as it is for any delivery).
+pub trait Deliver: Send + Sync {
+    /// Queues `event` for session `to`. Returns `false` when the session no longer exists (or
+    /// the gateway is gone); the event is dropped then.
+    fn deliver(&self, to: SessionId, event: Event) -> bool;
+}
+
+/// The handle [`Plugin::start`] receives.
+pub type Outbox = Arc<dyn Deliver>;
 
 /// Builds a plugin from its validated settings.
 pub trait PluginFactory: Send + Sync {

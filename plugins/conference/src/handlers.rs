@@ -22,8 +22,6 @@ const MAX_SUBTRACK_PAGE: usize = 100;
 /// server here).
 const STATUS: &str = "created";
 
-const NO_MEDIA: &str = "conference media needs the media plugin (not running)";
-
 impl Conference {
     pub(crate) fn on_request(
         &self,
@@ -405,8 +403,9 @@ impl Conference {
         Ok(ConferenceReply::MetaDataUpdated(m.clone()))
     }
 
-    /// `publish` and `play`: the token check first (so a client with a bad token learns that),
-    /// then the refusal every media request gets until a media plugin exists.
+    /// `publish` and `play`: the token check, then the request goes on to the media plugin
+    /// (`sfu`) after this one. Without one the gateway refuses it with
+    /// `media_plugin_not_running`.
     fn media(&self, app: &str, m: &MediaRequest, kind: TokenType) -> Verdict {
         let mut state = self.hub.state();
         let used = self.check_token(
@@ -431,7 +430,7 @@ impl Conference {
                 if let Some(token) = used {
                     self.hub.forget_token(token);
                 }
-                refuse(ErrorCode::MediaUnavailable, NO_MEDIA)
+                Verdict::Continue
             }
         }
     }

@@ -5,7 +5,8 @@
 //!   `joinRoom` → `joinedTheRoom`, `leaveFromRoom` → `leavedFromRoom`, `getRoomInfo` →
 //!   `roomInformation` or `no_active_streams_in_room`, `getStreamInfo`, `getTrackList`,
 //!   `getBroadcastObject`, `getSubtracks`, `getSubtracksCount`, `getSubscriberCount`,
-//!   `updateStreamMetaData`; and refuses `publish` and `play`, after their token check, with
+//!   `updateStreamMetaData`; checks the token of `publish` and `play` and passes them on to the
+//!   media plugin (`sfu`, after this one); without one the gateway refuses them with
 //!   `media_plugin_not_running`.
 //! - Room membership is the gateway's room table, the one the P2P router and the bridge use: a
 //!   participant is a member with [`JoinMode::Conference`] (which routers leave out of P2P

@@ -5,17 +5,36 @@
 //! [`Event::Opaque`], which is relayed byte-identical to the other raw peers in the room.
 //! Encoding is simple-peer compatible; gateway notices live in the `switchboard.*` `type`
 //! namespace, which never collides with a peer signal.
+//!
+//! Conference media (the `sfu` plugin, `docs/dialect-spec.md` "Raw conference media") uses its
+//! own `switchboard.*` requests, each naming its stream, so a raw peer can publish and play
+//! alongside Ant Media peers: `switchboard.publish`, `switchboard.play`,
+//! `switchboard.media-description`, `switchboard.media-candidate`, `switchboard.stop`; the
+//! gateway answers `switchboard.media-answer`, `switchboard.media-offer`,
+//! `switchboard.media-started`, `switchboard.media-finished`.
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::antmedia::decode::valid_stream_id;
 use super::common::{
     CandidateInit, DescriptionInit, candidate_init, description_init, ice_server_list,
     looks_like_object, to_text,
 };
+use super::common::{ECHO_CHARS, opt_str, truncate};
 use super::json::parse_object;
 use super::{Decoded, Dialect, DialectKind};
-use crate::{DecodeError, ErrorNotice, Event, Opaque, PeerMessage};
+use crate::conference::{
+    ConferenceCommand, ConferenceReply, ConferenceRequest, MediaDirection, MediaRequest,
+};
+use crate::{DecodeError, ErrorNotice, Event, Leave, LeaveReason, Opaque, PeerMessage};
+
+/// Conference media requests (see the module docs).
+const PUBLISH: &str = "switchboard.publish";
+const PLAY: &str = "switchboard.play";
+const MEDIA_DESCRIPTION: &str = "switchboard.media-description";
+const MEDIA_CANDIDATE: &str = "switchboard.media-candidate";
+const STOP: &str = "switchboard.stop";
 
 /// The `type` prefix of every notice the gateway sends to raw peers. A frame of that type coming
 /// back from a peer (an echo) is ignored.
@@ -96,6 +115,9 @@ fn classify(room: &str, obj: &Map<String, Value>) -> Result<Option<Decoded<Strin
         return match kind.as_str() {
             // A request for ICE servers; the answer has the same type plus `iceServers`.
             ICE_SERVERS if !obj.contains_key("iceServers") => event(Event::IceServersRequest),
+            PUBLISH | PLAY | MEDIA_DESCRIPTION | MEDIA_CANDIDATE | STOP => {
+                media(room, kind, obj).map(|d| Some(Decoded::Event(d)))
+            }
             k if k.starts_with(NOTICE_PREFIX) => Ok(Some(Decoded::Ignore)),
             "offer" | "answer" | "pranswer" | "rollback" => {
                 event(Event::Description(description_init(room, obj)?))
@@ -109,6 +131,84 @@ fn classify(room: &str, obj: &Map<String, Value>) -> Result<Option<Decoded<Strin
         return event(Event::Description(description_init(room, sdp)?));
     }
     candidate(room, obj)
+}
+
+/// A conference media request. Stream ids and rooms follow Ant's rules (`[A-Za-z0-9._-]`).
+fn media(room: &str, kind: &str, obj: &Map<String, Value>) -> Result<Event, DecodeError> {
+    let request = |command| {
+        Event::Conference(Box::new(ConferenceRequest {
+            app: String::new(),
+            command,
+        }))
+    };
+    Ok(match kind {
+        PUBLISH | PLAY => {
+            // The room defaults to the URL's; the play stream id to the room.
+            let room = opt_id(obj, "room")?.unwrap_or_else(|| room.to_owned());
+            let stream = opt_id(obj, "stream")?;
+            let token = match opt_str(obj, "token")? {
+                Some("") | None => None,
+                Some(t) => Some(t.to_owned()),
+            };
+            if kind == PUBLISH {
+                let stream_id = stream.ok_or(DecodeError::MissingField("stream"))?;
+                request(ConferenceCommand::Publish(MediaRequest {
+                    stream_id,
+                    token,
+                    room: Some(room),
+                }))
+            } else {
+                request(ConferenceCommand::Play(MediaRequest {
+                    stream_id: stream.unwrap_or_else(|| room.clone()),
+                    token,
+                    room: Some(room),
+                }))
+            }
+        }
+        MEDIA_DESCRIPTION => {
+            let stream = stream(obj)?;
+            match obj.get("description") {
+                Some(Value::Object(d)) => Event::Description(description_init(&stream, d)?),
+                _ => return Err(DecodeError::MissingField("description")),
+            }
+        }
+        MEDIA_CANDIDATE => {
+            let stream = stream(obj)?;
+            let found = match obj.get("candidate") {
+                Some(Value::Object(c)) => candidate_init(&stream, c)?,
+                _ => return Err(DecodeError::MissingField("candidate")),
+            };
+            // The end-of-candidates mark means nothing to the media server.
+            match found {
+                Some(c) => Event::Candidate(c),
+                None => Event::Candidate(crate::Candidate {
+                    room: stream,
+                    candidate: String::new(),
+                    sdp_mid: None,
+                    sdp_mline_index: None,
+                    username_fragment: None,
+                }),
+            }
+        }
+        _ => Event::Leave(Leave {
+            room: stream(obj)?,
+            reason: LeaveReason::Stop,
+        }),
+    })
+}
+
+/// The required `stream` of a media request.
+fn stream(obj: &Map<String, Value>) -> Result<String, DecodeError> {
+    opt_id(obj, "stream")?.ok_or(DecodeError::MissingField("stream"))
+}
+
+/// An optional stream or room id; empty is `None`.
+fn opt_id(obj: &Map<String, Value>, field: &'static str) -> Result<Option<String>, DecodeError> {
+    match opt_str(obj, field)? {
+        None | Some("") => Ok(None),
+        Some(id) if valid_stream_id(id) => Ok(Some(id.to_owned())),
+        Some(id) => Err(DecodeError::InvalidStreamName(truncate(id, ECHO_CHARS))),
+    }
 }
 
 /// `{candidate:{...}}` (simple-peer wraps it in `type:"candidate"`) or a bare
@@ -170,6 +270,79 @@ struct IceServersFrame {
     ice_servers: Value,
 }
 
+/// `switchboard.media-offer` / `switchboard.media-answer`.
+#[derive(Serialize)]
+struct MediaDescriptionFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    stream: &'a str,
+    description: DescriptionJson<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tracks: Option<Map<String, Value>>,
+}
+
+/// An `RTCSessionDescriptionInit`.
+#[derive(Serialize)]
+struct DescriptionJson<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sdp: &'a str,
+}
+
+/// `switchboard.media-started` / `switchboard.media-finished`.
+#[derive(Serialize)]
+struct MediaStateFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    stream: &'a str,
+    direction: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
+}
+
+/// The media replies of the `sfu` plugin; the other conference replies are Ant's alone.
+fn media_reply(reply: &ConferenceReply) -> Option<String> {
+    let state = |kind, m: &crate::conference::MediaState| {
+        to_text(&MediaStateFrame {
+            kind,
+            stream: &m.stream_id,
+            direction: match m.direction {
+                MediaDirection::Publish => "publish",
+                MediaDirection::Play => "play",
+            },
+            room: m.room.as_deref(),
+        })
+    };
+    match reply {
+        ConferenceReply::MediaOffer(o) => to_text(&MediaDescriptionFrame {
+            kind: "switchboard.media-offer",
+            stream: &o.stream_id,
+            description: DescriptionJson {
+                kind: "offer",
+                sdp: &o.sdp,
+            },
+            tracks: Some(
+                o.id_mapping
+                    .iter()
+                    .map(|t| (t.mid.clone(), Value::String(t.track_id.clone())))
+                    .collect(),
+            ),
+        }),
+        ConferenceReply::MediaAnswer(a) => to_text(&MediaDescriptionFrame {
+            kind: "switchboard.media-answer",
+            stream: &a.stream_id,
+            description: DescriptionJson {
+                kind: "answer",
+                sdp: &a.sdp,
+            },
+            tracks: None,
+        }),
+        ConferenceReply::MediaStarted(m) => state("switchboard.media-started", m),
+        ConferenceReply::MediaFinished(m) => state("switchboard.media-finished", m),
+        _ => None,
+    }
+}
+
 #[derive(Serialize)]
 struct ErrorFrame<'a> {
     #[serde(rename = "type")]
@@ -221,12 +394,9 @@ fn encode(event: &Event) -> Option<String> {
             message,
             room: room.as_deref(),
         }),
-        // Conference requests come only from Ant peers, and only they are answered.
-        Event::Join(_)
-        | Event::Leave(_)
-        | Event::IceServersRequest
-        | Event::Conference(_)
-        | Event::ConferenceReply(_) => None,
+        Event::ConferenceReply(reply) => media_reply(reply),
+        // Requests are never sent to peers.
+        Event::Join(_) | Event::Leave(_) | Event::IceServersRequest | Event::Conference(_) => None,
     }
 }
 

@@ -94,7 +94,7 @@ pub(super) fn decode(text: &str, app: &str) -> Result<Decoded<String>, DecodeErr
 }
 
 /// Whether `id` is a valid Ant stream id: only `[A-Za-z0-9._-]` (Ant's `StreamIdValidator`).
-pub(super) fn valid_stream_id(id: &str) -> bool {
+pub(crate) fn valid_stream_id(id: &str) -> bool {
     id.bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }

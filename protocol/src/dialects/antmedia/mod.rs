@@ -10,7 +10,7 @@
 //!   byte-identical and re-encodes `takeConfiguration`, which must gain `"idMapping":{}`.
 
 mod conference;
-mod decode;
+pub(crate) mod decode;
 mod encode;
 mod replies;
 

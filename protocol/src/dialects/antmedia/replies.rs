@@ -4,7 +4,9 @@
 
 use serde::Serialize;
 
-use crate::conference::{Broadcast, ConferenceReply, MediaInfo, RoomStream};
+use crate::conference::{
+    Broadcast, ConferenceReply, MediaDirection, MediaInfo, MediaState, RoomStream,
+};
 use crate::dialects::common::to_text;
 
 /// A `streamList` entry.
@@ -198,6 +200,48 @@ fn entries(streams: &[RoomStream]) -> Vec<StreamEntry<'_>> {
         .collect()
 }
 
+/// `takeConfiguration` from the server, with its `idMapping` object (mid → track id).
+#[derive(Serialize)]
+struct OfferFrame<'a> {
+    command: &'static str,
+    #[serde(rename = "streamId")]
+    stream_id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    sdp: &'a str,
+    #[serde(rename = "idMapping")]
+    id_mapping: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `notification/publish_started` and friends.
+#[derive(Serialize)]
+struct MediaNotification<'a> {
+    command: &'static str,
+    definition: &'static str,
+    #[serde(rename = "streamId")]
+    stream_id: &'a str,
+    #[serde(rename = "ATTR_ROOM_NAME", skip_serializing_if = "Option::is_none")]
+    attr_room_name: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    room: Option<&'a str>,
+}
+
+fn media_notification(m: &MediaState, started: bool) -> Option<String> {
+    let definition = match (m.direction, started) {
+        (MediaDirection::Publish, true) => "publish_started",
+        (MediaDirection::Publish, false) => "publish_finished",
+        (MediaDirection::Play, true) => "play_started",
+        (MediaDirection::Play, false) => "play_finished",
+    };
+    to_text(&MediaNotification {
+        command: "notification",
+        definition,
+        stream_id: &m.stream_id,
+        attr_room_name: m.room.as_deref(),
+        room: m.room.as_deref(),
+    })
+}
+
 /// Renders a conference reply as AMS would send it.
 pub(super) fn encode(reply: &ConferenceReply) -> Option<String> {
     const NOTIFICATION: &str = "notification";
@@ -270,5 +314,26 @@ pub(super) fn encode(reply: &ConferenceReply) -> Option<String> {
             stream_id: &m.stream_id,
             meta_data: &m.meta_data,
         }),
+        ConferenceReply::MediaOffer(o) => to_text(&OfferFrame {
+            command: "takeConfiguration",
+            stream_id: &o.stream_id,
+            kind: "offer",
+            sdp: &o.sdp,
+            id_mapping: o
+                .id_mapping
+                .iter()
+                .map(|t| (t.mid.clone(), serde_json::Value::String(t.track_id.clone())))
+                .collect(),
+        }),
+        // The same frame the P2P relay of an answer gives (an empty idMapping included).
+        ConferenceReply::MediaAnswer(a) => to_text(&OfferFrame {
+            command: "takeConfiguration",
+            stream_id: &a.stream_id,
+            kind: "answer",
+            sdp: &a.sdp,
+            id_mapping: serde_json::Map::new(),
+        }),
+        ConferenceReply::MediaStarted(m) => media_notification(m, true),
+        ConferenceReply::MediaFinished(m) => media_notification(m, false),
     }
 }

@@ -1,0 +1,478 @@
+//! One peer connection: a publisher (the client offers, the server answers and receives) or a
+//! player (the server offers the room's tracks and sends). Pure state around a str0m `Rtc`; the
+//! engine moves datagrams and forwards what one connection yields to the others.
+
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Output, Rtc};
+use switchboard_plugin_api::protocol::conference::{MediaDirection, MediaOffer, TrackMapping};
+
+use crate::registry::StreamKey;
+
+/// A connection that has not connected by then is given up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// At most one keyframe request per publisher track in this time.
+const KEYFRAME_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Remote candidates taken per connection (a browser sends a handful; more are ignored).
+const MAX_CANDIDATES: usize = 64;
+
+/// Media sections a publisher's offer may have (the SDK sends two: audio and video; screen
+/// sharing and the like add a few). Every section becomes a track for every player, so this
+/// bounds what one publisher can make the gateway offer.
+pub const MAX_PUBLISHER_SECTIONS: usize = 8;
+
+/// What a connection's output means for the others (or for its session).
+#[derive(Debug)]
+pub enum Yield {
+    /// ICE and DTLS are up: tell the session `publish_started`/`play_started`.
+    Started(u64),
+    /// A publisher's media section opened.
+    TrackAdded {
+        from: u64,
+        mid: Mid,
+        kind: MediaKind,
+    },
+    /// A frame from a publisher's track, to forward (boxed: frames are large and many).
+    Media { from: u64, data: Box<MediaData> },
+    /// A player asked for a keyframe of a track it receives.
+    Keyframe {
+        publisher: u64,
+        mid: Mid,
+        kind: KeyframeRequestKind,
+    },
+}
+
+/// A track of the room as one player receives it.
+#[derive(Debug)]
+pub struct TrackOut {
+    /// The publisher connection and its media section.
+    pub source: (u64, Mid),
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// `ARDAMSv<streamId>` / `ARDAMSa<streamId>`.
+    pub track_id: String,
+    /// The publisher's stream id (the msid stream).
+    pub stream: String,
+    /// Where it is in negotiation.
+    pub state: TrackState,
+    /// The publisher left while an offer adding this track was pending.
+    pub gone: bool,
+}
+
+/// The negotiation state of a [`TrackOut`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackState {
+    /// To be added by the next offer.
+    ToOpen,
+    /// Added by the pending offer.
+    Negotiating(Mid),
+    /// Sending.
+    Open(Mid),
+    /// To be stopped by the next offer.
+    ToStop(Mid),
+    /// Stopped by the pending offer.
+    Stopping(Mid),
+}
+
+/// A publisher's track.
+#[derive(Debug)]
+pub struct TrackIn {
+    /// Its media section.
+    pub mid: Mid,
+    /// Audio or video.
+    pub kind: MediaKind,
+    last_keyframe_request: Option<Instant>,
+}
+
+/// One peer connection.
+#[derive(Debug)]
+pub struct Conn {
+    /// Engine-wide id.
+    pub id: u64,
+    /// The signaling stream it belongs to.
+    pub key: StreamKey,
+    /// The room whose tracks it sends or receives.
+    pub room: String,
+    /// Publisher or player.
+    pub direction: MediaDirection,
+    /// `None` for a publisher until its offer arrives.
+    pub rtc: Option<Rtc>,
+    /// A publisher's tracks.
+    pub tracks_in: Vec<TrackIn>,
+    /// A player's tracks.
+    pub tracks_out: Vec<TrackOut>,
+    /// A player's offer awaiting the answer.
+    pub pending: Option<SdpPendingOffer>,
+    /// `publish_started`/`play_started` was sent.
+    pub started: bool,
+    /// Next `Input::Timeout` due.
+    pub timeout: Instant,
+    /// When it was created (for [`CONNECT_TIMEOUT`]).
+    pub created: Instant,
+    /// Something was handed to the `Rtc` since it was last polled, so it may have output.
+    /// Only such connections are polled (a datagram wakes one connection, not all of them).
+    pub dirty: bool,
+    early_candidates: Vec<Candidate>,
+    candidates: usize,
+}
+
+impl Conn {
+    /// A connection for `key` in `room`.
+    pub fn new(id: u64, key: StreamKey, room: String, direction: MediaDirection) -> Self {
+        let now = Instant::now();
+        Self {
+            id,
+            key,
+            room,
+            direction,
+            rtc: None,
+            tracks_in: Vec::new(),
+            tracks_out: Vec::new(),
+            pending: None,
+            started: false,
+            timeout: now,
+            created: now,
+            dirty: true,
+            early_candidates: Vec::new(),
+            candidates: 0,
+        }
+    }
+
+    /// Whether it is still worth keeping.
+    pub fn is_alive(&self, now: Instant) -> bool {
+        let connecting = !self.started && now.duration_since(self.created) < CONNECT_TIMEOUT;
+        match &self.rtc {
+            Some(rtc) => rtc.is_alive() && (self.started || connecting),
+            None => connecting,
+        }
+    }
+
+    /// Installs a freshly built `Rtc` (with its local candidates) and any early candidates.
+    pub fn set_rtc(&mut self, mut rtc: Rtc) {
+        for c in self.early_candidates.drain(..) {
+            rtc.add_remote_candidate(c);
+        }
+        self.rtc = Some(rtc);
+        self.dirty = true;
+    }
+
+    /// A remote candidate from signaling; unparsable ones (mDNS names, garbage) are ignored:
+    /// ICE still finds the peer through its checks.
+    pub fn add_candidate(&mut self, line: &str) {
+        let line = line.trim();
+        if line.is_empty() || self.candidates >= MAX_CANDIDATES {
+            return;
+        }
+        self.candidates += 1;
+        self.dirty = true;
+        let Ok(candidate) = Candidate::from_sdp_string(line) else {
+            tracing::debug!(candidate = line, "Ignoring a candidate str0m cannot use.");
+            return;
+        };
+        match &mut self.rtc {
+            Some(rtc) => rtc.add_remote_candidate(candidate),
+            None => self.early_candidates.push(candidate),
+        }
+    }
+
+    /// A publisher's offer: the answer, or why the offer is unusable.
+    pub fn accept_offer(&mut self, sdp: &str) -> Result<String, String> {
+        self.dirty = true;
+        let sections = sdp.lines().filter(|l| l.starts_with("m=")).count();
+        if sections > MAX_PUBLISHER_SECTIONS {
+            return Err(format!(
+                "the offer has {sections} media sections; a publisher may have {MAX_PUBLISHER_SECTIONS}"
+            ));
+        }
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("unreadable offer: {e}"))?;
+        let rtc = self.rtc.as_mut().ok_or("no peer connection")?;
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| format!("offer not accepted: {e}"))?;
+        Ok(answer.to_sdp_string())
+    }
+
+    /// A player's answer to the pending offer. Returns the sources of tracks that opened (for a
+    /// keyframe request).
+    pub fn accept_answer(&mut self, sdp: &str) -> Result<Vec<(u64, Mid)>, String> {
+        self.dirty = true;
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("unreadable answer: {e}"))?;
+        let pending = self.pending.take().ok_or("no offer is pending")?;
+        let rtc = self.rtc.as_mut().ok_or("no peer connection")?;
+        rtc.sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| format!("answer not accepted: {e}"))?;
+        let mut opened = Vec::new();
+        for t in &mut self.tracks_out {
+            match t.state {
+                TrackState::Negotiating(mid) if t.gone => t.state = TrackState::ToStop(mid),
+                TrackState::Negotiating(mid) => {
+                    t.state = TrackState::Open(mid);
+                    if t.kind == MediaKind::Video {
+                        opened.push(t.source);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.tracks_out
+            .retain(|t| !matches!(t.state, TrackState::Stopping(_)));
+        Ok(opened)
+    }
+
+    /// A player: the next offer, if tracks are to be added or stopped and no offer is pending.
+    /// `initial` also opens a data channel, so that the first offer has a section even in a
+    /// room without publishers (and the SDK's play data channel works).
+    pub fn negotiate(&mut self, initial: bool) -> Option<MediaOffer> {
+        if self.direction != MediaDirection::Play || self.pending.is_some() {
+            return None;
+        }
+        let rtc = self.rtc.as_mut()?;
+        let mut api = rtc.sdp_api();
+        if initial {
+            api.add_channel(self.room.clone());
+        }
+        for t in &mut self.tracks_out {
+            match t.state {
+                TrackState::ToOpen => {
+                    let mid = api.add_media(
+                        t.kind,
+                        Direction::SendOnly,
+                        Some(t.stream.clone()),
+                        Some(t.track_id.clone()),
+                        None,
+                    );
+                    t.state = TrackState::Negotiating(mid);
+                }
+                TrackState::ToStop(mid) => {
+                    api.stop_media(mid);
+                    t.state = TrackState::Stopping(mid);
+                }
+                _ => {}
+            }
+        }
+        if !api.has_changes() {
+            return None;
+        }
+        let (offer, pending) = api.apply()?;
+        self.pending = Some(pending);
+        self.dirty = true;
+        let id_mapping = self
+            .tracks_out
+            .iter()
+            .filter_map(|t| match t.state {
+                TrackState::Negotiating(mid) | TrackState::Open(mid) => Some(TrackMapping {
+                    mid: mid.to_string(),
+                    track_id: t.track_id.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        Some(MediaOffer {
+            stream_id: self.key.stream_id.clone(),
+            sdp: offer.to_sdp_string(),
+            id_mapping,
+        })
+    }
+
+    /// A player: a publisher's track to receive.
+    pub fn add_track(&mut self, source: (u64, Mid), kind: MediaKind, stream: &str) {
+        let letter = if kind == MediaKind::Video { 'v' } else { 'a' };
+        self.tracks_out.push(TrackOut {
+            source,
+            kind,
+            track_id: format!("ARDAMS{letter}{stream}"),
+            stream: stream.to_owned(),
+            state: TrackState::ToOpen,
+            gone: false,
+        });
+    }
+
+    /// A player: publisher `publisher` left; its tracks go.
+    pub fn drop_source(&mut self, publisher: u64) {
+        self.tracks_out.retain_mut(|t| {
+            if t.source.0 != publisher {
+                return true;
+            }
+            match t.state {
+                TrackState::ToOpen => return false,
+                TrackState::Negotiating(_) => t.gone = true,
+                TrackState::Open(mid) => t.state = TrackState::ToStop(mid),
+                TrackState::ToStop(_) | TrackState::Stopping(_) => {}
+            }
+            true
+        });
+    }
+
+    /// Whether a player has changes for a next offer.
+    pub fn wants_offer(&self) -> bool {
+        self.tracks_out
+            .iter()
+            .any(|t| matches!(t.state, TrackState::ToOpen | TrackState::ToStop(_)))
+    }
+
+    /// A player: writes a publisher's frame to the section that carries it. Returns whether
+    /// it was written.
+    pub fn forward(&mut self, from: u64, data: &MediaData) -> bool {
+        let Some(mid) = self.tracks_out.iter().find_map(|t| match t.state {
+            TrackState::Open(mid) if t.source == (from, data.mid) => Some(mid),
+            _ => None,
+        }) else {
+            return false;
+        };
+        let Some(writer) = self.rtc.as_mut().and_then(|rtc| rtc.writer(mid)) else {
+            return false;
+        };
+        let Some(pt) = writer.match_params(data.params) else {
+            return false;
+        };
+        self.dirty = true;
+        if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
+            tracing::debug!(error = %e, "A frame could not be forwarded.");
+            return false;
+        }
+        true
+    }
+
+    /// A publisher: asks for a keyframe on `mid`, at most every [`KEYFRAME_INTERVAL`].
+    pub fn request_keyframe(&mut self, mid: Mid, kind: KeyframeRequestKind, now: Instant) {
+        let Some(track) = self.tracks_in.iter_mut().find(|t| t.mid == mid) else {
+            return;
+        };
+        if track
+            .last_keyframe_request
+            .is_some_and(|t| now.duration_since(t) < KEYFRAME_INTERVAL)
+        {
+            return;
+        }
+        let Some(mut writer) = self.rtc.as_mut().and_then(|rtc| rtc.writer(mid)) else {
+            return;
+        };
+        if writer.request_keyframe(None, kind).is_ok() {
+            track.last_keyframe_request = Some(now);
+            self.dirty = true;
+        }
+    }
+
+    /// Drains the `Rtc`'s output: datagrams to `send`, meaning to `out`. Stops at the next
+    /// timeout, which it records.
+    pub fn poll(
+        &mut self,
+        send: &mut impl FnMut(&[u8], std::net::SocketAddr),
+        out: &mut Vec<Yield>,
+    ) {
+        let Some(rtc) = self.rtc.as_mut() else {
+            self.timeout = self.created + CONNECT_TIMEOUT;
+            return;
+        };
+        loop {
+            if !rtc.is_alive() {
+                self.timeout = Instant::now();
+                return;
+            }
+            match rtc.poll_output() {
+                Ok(Output::Timeout(t)) => {
+                    self.timeout = t;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => send(&t.contents, t.destination),
+                Ok(Output::Event(event)) => match event {
+                    RtcEvent::Connected if !self.started => {
+                        self.started = true;
+                        out.push(Yield::Started(self.id));
+                    }
+                    RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        rtc.disconnect();
+                    }
+                    RtcEvent::MediaAdded(m) if self.direction == MediaDirection::Publish => {
+                        self.tracks_in.push(TrackIn {
+                            mid: m.mid,
+                            kind: m.kind,
+                            last_keyframe_request: None,
+                        });
+                        out.push(Yield::TrackAdded {
+                            from: self.id,
+                            mid: m.mid,
+                            kind: m.kind,
+                        });
+                    }
+                    RtcEvent::MediaData(data) if self.direction == MediaDirection::Publish => {
+                        out.push(Yield::Media {
+                            from: self.id,
+                            data: Box::new(data),
+                        });
+                    }
+                    RtcEvent::KeyframeRequest(req) => {
+                        let source = self.tracks_out.iter().find_map(|t| match t.state {
+                            TrackState::Open(mid) if mid == req.mid => Some(t.source),
+                            _ => None,
+                        });
+                        if let Some((publisher, mid)) = source {
+                            out.push(Yield::Keyframe {
+                                publisher,
+                                mid,
+                                kind: req.kind,
+                            });
+                        }
+                    }
+                    _ => {}
+                },
+                Err(e) => {
+                    tracing::debug!(error = %e, stream = %self.key.stream_id, "Peer connection failed.");
+                    rtc.disconnect();
+                    self.timeout = Instant::now();
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_plugin_api::SessionId;
+
+    use super::*;
+
+    fn publisher() -> Conn {
+        Conn::new(
+            1,
+            StreamKey::new(SessionId(1), "s1"),
+            "room".into(),
+            MediaDirection::Publish,
+        )
+    }
+
+    #[test]
+    fn offers_with_too_many_sections_and_garbage_are_refused_without_panic() {
+        let mut conn = publisher();
+        let many = format!("v=0\r\n{}", "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n".repeat(9));
+        let err = conn.accept_offer(&many).expect_err("too many sections");
+        assert!(err.contains("9 media sections"), "{err}");
+        for garbage in ["", "v=0", "m=\r\n\u{0}", "v=0\r\nm=video x y z\r\n"] {
+            assert!(conn.accept_offer(garbage).is_err(), "{garbage:?}");
+        }
+        assert!(conn.accept_answer("v=0\r\n").is_err(), "no offer pending");
+    }
+
+    #[test]
+    fn candidates_are_bounded_and_garbage_is_ignored() {
+        let mut conn = publisher();
+        conn.add_candidate("candidate:garbage");
+        conn.add_candidate("");
+        for port in 0..200u16 {
+            conn.add_candidate(&format!(
+                "candidate:1 1 udp 2122260223 127.0.0.1 {} typ host",
+                10_000 + port
+            ));
+        }
+        // One garbage line counted, the empty one not: 63 real candidates kept.
+        assert_eq!(conn.early_candidates.len(), MAX_CANDIDATES - 1);
+    }
+}

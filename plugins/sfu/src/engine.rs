@@ -1,0 +1,584 @@
+//! The media task: owns the UDP socket and every peer connection, runs the hook's commands,
+//! demultiplexes datagrams by `Rtc::accepts`, forwards frames, drives timeouts, and tells
+//! sessions what happened through the outbox.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use str0m::crypto::CryptoProvider;
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Input, Rtc};
+use switchboard_plugin_api::protocol::conference::{MediaAnswer, MediaDirection, MediaState};
+use switchboard_plugin_api::protocol::{ConferenceReply, ErrorCode, Event, SdpKind};
+use switchboard_plugin_api::{Outbox, SessionId};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::SfuSettings;
+use crate::conn::{Conn, Yield};
+use crate::registry::{Registry, StreamKey};
+
+/// Largest datagram read (above any WebRTC MTU).
+const DATAGRAM: usize = 2048;
+
+/// How long a bind waits for the port (a reload's new plugin waits for the old one to let go).
+const BIND_ATTEMPTS: u32 = 100;
+
+/// Rounds of forwarding per wake-up before the task looks at its inputs again.
+const MAX_ROUNDS: usize = 16;
+
+/// A request from the hook to the task.
+#[derive(Debug)]
+pub enum Command {
+    /// A publisher: wait for its offer.
+    Publish { key: StreamKey, room: String },
+    /// A player: offer it the room's tracks.
+    Play { key: StreamKey, room: String },
+    /// An offer (publisher) or answer (player).
+    Description {
+        key: StreamKey,
+        kind: SdpKind,
+        sdp: String,
+    },
+    /// A remote ICE candidate.
+    Candidate { key: StreamKey, candidate: String },
+    /// `stop` of a stream.
+    Stop {
+        key: StreamKey,
+        direction: MediaDirection,
+    },
+    /// The session closed: drop its connections silently.
+    SessionClosed { session: SessionId },
+}
+
+/// Counters, readable while the task runs.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Datagrams received.
+    pub datagrams_in: AtomicU64,
+    /// Datagrams sent.
+    pub datagrams_out: AtomicU64,
+    /// Frames received from publishers.
+    pub frames_in: AtomicU64,
+    /// Frames written to players (one per player per frame).
+    pub frames_out: AtomicU64,
+    /// Peer connections open now.
+    pub connections: AtomicU64,
+}
+
+/// The task's state.
+pub struct Engine {
+    settings: SfuSettings,
+    outbox: Outbox,
+    registry: Arc<Mutex<Registry>>,
+    stats: Arc<Stats>,
+    crypto: Arc<CryptoProvider>,
+    conns: Vec<Conn>,
+    next_id: u64,
+    /// Announced host candidates (with the bound port).
+    candidates: Vec<SocketAddr>,
+    /// What `Receive::destination` says (the bound address, or the first candidate).
+    local: SocketAddr,
+    /// Which connection a remote address last reached, so a datagram is matched without asking
+    /// every connection (checked with `accepts` before use; cleared when it grows too large).
+    by_addr: HashMap<SocketAddr, u64>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("connections", &self.conns.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// An engine that has not bound its socket yet.
+    pub fn new(
+        settings: SfuSettings,
+        outbox: Outbox,
+        registry: Arc<Mutex<Registry>>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        Self {
+            settings,
+            outbox,
+            registry,
+            stats,
+            crypto: Arc::new(str0m::crypto::from_feature_flags()),
+            conns: Vec::new(),
+            next_id: 1,
+            candidates: Vec::new(),
+            local: SocketAddr::from(([127, 0, 0, 1], 0)),
+            by_addr: HashMap::new(),
+        }
+    }
+
+    /// Binds and serves until `cancel` or until every sender is gone.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Command>, cancel: CancellationToken) {
+        let Some(socket) = self.bind(&cancel).await else {
+            return;
+        };
+        let mut buf = vec![0u8; DATAGRAM];
+        loop {
+            let deadline = self.drive(&socket);
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                command = rx.recv() => match command {
+                    Some(command) => self.command(command),
+                    None => break,
+                },
+                received = socket.recv_from(&mut buf) => {
+                    if let Ok((n, source)) = received {
+                        self.receive(buf.get(..n).unwrap_or_default(), source);
+                    }
+                }
+                () = tokio::time::sleep_until(deadline.into()) => {}
+            }
+            self.timeouts(Instant::now());
+        }
+        for conn in &mut self.conns {
+            if let Some(rtc) = conn.rtc.as_mut() {
+                rtc.disconnect();
+            }
+        }
+        self.stats.connections.store(0, Ordering::Relaxed);
+        tracing::info!("Media task stopped.");
+    }
+
+    async fn bind(&mut self, cancel: &CancellationToken) -> Option<UdpSocket> {
+        let mut last_error = None;
+        for _ in 0..BIND_ATTEMPTS {
+            match UdpSocket::bind(self.settings.udp_bind).await {
+                Ok(socket) => {
+                    let bound = socket.local_addr().ok()?;
+                    let ips: Vec<IpAddr> = if self.settings.candidates.is_empty() {
+                        vec![bound.ip()]
+                    } else {
+                        self.settings.candidates.clone()
+                    };
+                    self.candidates = ips
+                        .into_iter()
+                        .map(|ip| SocketAddr::new(ip, bound.port()))
+                        .collect();
+                    self.local = if bound.ip().is_unspecified() {
+                        self.candidates.first().copied().unwrap_or(bound)
+                    } else {
+                        bound
+                    };
+                    tracing::info!(udp = %bound, candidates = ?self.candidates, "Media (sfu) listening.");
+                    return Some(socket);
+                }
+                Err(e) => last_error = Some(e),
+            }
+            tokio::select! {
+                () = cancel.cancelled() => return None,
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+        tracing::error!(
+            udp = %self.settings.udp_bind,
+            error = ?last_error,
+            "The media plugin cannot bind its UDP socket; publish and play will time out."
+        );
+        None
+    }
+
+    fn notify(&self, session: SessionId, event: Event) {
+        let _ = self.outbox.deliver(session, event);
+    }
+
+    fn error(&self, key: &StreamKey, code: ErrorCode, message: String) {
+        tracing::info!(stream = %key.stream_id, %message, "Media request failed.");
+        self.notify(
+            key.session,
+            Event::error(code, Some(&key.stream_id), message),
+        );
+    }
+
+    fn new_rtc(&self) -> Rtc {
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(Arc::clone(&self.crypto))
+            .build(Instant::now());
+        for addr in &self.candidates {
+            match Candidate::host(*addr, "udp") {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::warn!(%addr, error = %e, "Not a usable host candidate."),
+            }
+        }
+        rtc
+    }
+
+    fn conn_mut(&mut self, key: &StreamKey) -> Option<&mut Conn> {
+        self.conns.iter_mut().find(|c| c.key == *key)
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Publish { key, room } => {
+                let id = self.take_id();
+                self.conns
+                    .push(Conn::new(id, key, room, MediaDirection::Publish));
+            }
+            Command::Play { key, room } => self.play(key, room),
+            Command::Description { key, kind, sdp } => self.description(&key, kind, &sdp),
+            Command::Candidate { key, candidate } => {
+                if let Some(conn) = self.conn_mut(&key) {
+                    conn.add_candidate(&candidate);
+                }
+            }
+            Command::Stop { key, direction } => {
+                if let Some(i) = self.conns.iter().position(|c| c.key == key) {
+                    self.remove(i);
+                }
+                let state = MediaState {
+                    stream_id: key.stream_id.clone(),
+                    direction,
+                    room: None,
+                };
+                self.notify(
+                    key.session,
+                    Event::ConferenceReply(Box::new(ConferenceReply::MediaFinished(state))),
+                );
+            }
+            Command::SessionClosed { session } => {
+                while let Some(i) = self.conns.iter().position(|c| c.key.session == session) {
+                    self.remove(i);
+                }
+            }
+        }
+        self.stats
+            .connections
+            .store(self.conns.len() as u64, Ordering::Relaxed);
+    }
+
+    fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// A new player: its connection, every track already in the room (but its own session's),
+    /// and the first offer.
+    fn play(&mut self, key: StreamKey, room: String) {
+        let id = self.take_id();
+        let mut conn = Conn::new(id, key, room, MediaDirection::Play);
+        conn.set_rtc(self.new_rtc());
+        let (room, session) = (conn.room.clone(), conn.key.session);
+        for publisher in self
+            .conns
+            .iter()
+            .filter(|p| p.direction == MediaDirection::Publish && p.room == room)
+            .filter(|p| p.key.session != session)
+        {
+            for track in &publisher.tracks_in {
+                conn.add_track(
+                    (publisher.id, track.mid),
+                    track.kind,
+                    &publisher.key.stream_id,
+                );
+            }
+        }
+        let Some(offer) = conn.negotiate(true) else {
+            self.error(
+                &conn.key,
+                ErrorCode::Internal,
+                "the media server could not make an offer".into(),
+            );
+            return;
+        };
+        self.notify(
+            conn.key.session,
+            Event::ConferenceReply(Box::new(ConferenceReply::MediaOffer(offer))),
+        );
+        self.conns.push(conn);
+    }
+
+    fn description(&mut self, key: &StreamKey, kind: SdpKind, sdp: &str) {
+        let Some(i) = self.conns.iter().position(|c| c.key == *key) else {
+            return;
+        };
+        let rtc = if self.conns.get(i).is_some_and(|c| c.rtc.is_none()) {
+            Some(self.new_rtc())
+        } else {
+            None
+        };
+        let Some(conn) = self.conns.get_mut(i) else {
+            return;
+        };
+        if let Some(rtc) = rtc {
+            conn.set_rtc(rtc);
+        }
+        match (conn.direction, kind) {
+            (MediaDirection::Publish, SdpKind::Offer) => match conn.accept_offer(sdp) {
+                Ok(sdp) => {
+                    let answer = ConferenceReply::MediaAnswer(MediaAnswer {
+                        stream_id: key.stream_id.clone(),
+                        sdp,
+                    });
+                    self.notify(key.session, Event::ConferenceReply(Box::new(answer)));
+                }
+                Err(e) => self.error(key, ErrorCode::BadDescription, e),
+            },
+            (MediaDirection::Play, SdpKind::Answer) => match conn.accept_answer(sdp) {
+                Ok(opened) => {
+                    let now = Instant::now();
+                    for (publisher, mid) in opened {
+                        if let Some(p) = self.conns.iter_mut().find(|c| c.id == publisher) {
+                            p.request_keyframe(mid, str0m::media::KeyframeRequestKind::Pli, now);
+                        }
+                    }
+                }
+                Err(e) => self.error(key, ErrorCode::BadDescription, e),
+            },
+            (MediaDirection::Publish, _) => self.error(
+                key,
+                ErrorCode::BadDescription,
+                "a publisher sends an offer (after `start`)".into(),
+            ),
+            (MediaDirection::Play, _) => self.error(
+                key,
+                ErrorCode::BadDescription,
+                "a player answers the server's offer; it does not offer".into(),
+            ),
+        }
+    }
+
+    fn receive(&mut self, contents: &[u8], source: SocketAddr) {
+        self.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
+        let Ok(contents) = contents.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            Instant::now(),
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local,
+                contents,
+            },
+        );
+        let accepts = |c: &Conn| c.rtc.as_ref().is_some_and(|rtc| rtc.accepts(&input));
+        let cached = self
+            .by_addr
+            .get(&source)
+            .and_then(|id| self.conns.iter().position(|c| c.id == *id))
+            .filter(|i| self.conns.get(*i).is_some_and(accepts));
+        let Some(i) = cached.or_else(|| self.conns.iter().position(accepts)) else {
+            return;
+        };
+        let limit = 4 * self.conns.len() + 64;
+        let Some(conn) = self.conns.get_mut(i) else {
+            return;
+        };
+        if cached.is_none() {
+            if self.by_addr.len() > limit {
+                self.by_addr.clear();
+            }
+            self.by_addr.insert(source, conn.id);
+        }
+        conn.dirty = true;
+        if let Some(rtc) = conn.rtc.as_mut()
+            && let Err(e) = rtc.handle_input(input)
+        {
+            tracing::debug!(error = %e, stream = %conn.key.stream_id, "Bad input; disconnecting.");
+            rtc.disconnect();
+        }
+    }
+
+    fn timeouts(&mut self, now: Instant) {
+        for conn in &mut self.conns {
+            if conn.timeout <= now {
+                conn.dirty = true;
+            }
+            if conn.timeout <= now
+                && let Some(rtc) = conn.rtc.as_mut()
+                && let Err(e) = rtc.handle_input(Input::Timeout(now))
+            {
+                tracing::debug!(error = %e, "Timeout handling failed; disconnecting.");
+                rtc.disconnect();
+            }
+        }
+    }
+
+    /// Sends what every connection has to send, forwards what publishers yield, makes the
+    /// offers players need, and drops dead connections. Returns the next timeout.
+    fn drive(&mut self, socket: &UdpSocket) -> Instant {
+        let stats = Arc::clone(&self.stats);
+        let mut send = |bytes: &[u8], to: SocketAddr| {
+            // A full socket buffer drops the datagram, as a network would.
+            if socket.try_send_to(bytes, to).is_ok() {
+                stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
+            }
+        };
+        for _ in 0..MAX_ROUNDS {
+            self.offer_where_needed();
+            let mut yields = Vec::new();
+            for conn in self.conns.iter_mut().filter(|c| c.dirty) {
+                conn.poll(&mut send, &mut yields);
+            }
+            if yields.is_empty() {
+                break;
+            }
+            for y in yields {
+                self.apply(y);
+            }
+        }
+        self.reap();
+        if self.conns.iter().any(|c| c.dirty) {
+            // Rounds ran out with output pending: come back at once.
+            return Instant::now();
+        }
+        let fallback = Instant::now() + Duration::from_secs(1);
+        self.conns
+            .iter()
+            .map(|c| c.timeout)
+            .min()
+            .map_or(fallback, |t| t.min(fallback))
+    }
+
+    fn offer_where_needed(&mut self) {
+        let mut offers = Vec::new();
+        for conn in &mut self.conns {
+            if conn.wants_offer()
+                && let Some(offer) = conn.negotiate(false)
+            {
+                offers.push((conn.key.session, offer));
+            }
+        }
+        for (session, offer) in offers {
+            self.notify(
+                session,
+                Event::ConferenceReply(Box::new(ConferenceReply::MediaOffer(offer))),
+            );
+        }
+    }
+
+    fn apply(&mut self, y: Yield) {
+        match y {
+            Yield::Started(id) => {
+                let Some(conn) = self.conns.iter().find(|c| c.id == id) else {
+                    return;
+                };
+                let state = MediaState {
+                    stream_id: conn.key.stream_id.clone(),
+                    direction: conn.direction,
+                    room: (conn.direction == MediaDirection::Publish
+                        && conn.room != conn.key.stream_id)
+                        .then(|| conn.room.clone()),
+                };
+                tracing::info!(stream = %state.stream_id, direction = ?state.direction, "Media started.");
+                self.notify(
+                    conn.key.session,
+                    Event::ConferenceReply(Box::new(ConferenceReply::MediaStarted(state))),
+                );
+            }
+            Yield::TrackAdded { from, mid, kind } => {
+                let Some(publisher) = self.conns.iter().find(|c| c.id == from) else {
+                    return;
+                };
+                let (room, session, stream) = (
+                    publisher.room.clone(),
+                    publisher.key.session,
+                    publisher.key.stream_id.clone(),
+                );
+                for player in self.conns.iter_mut().filter(|c| {
+                    c.direction == MediaDirection::Play
+                        && c.room == room
+                        && c.key.session != session
+                }) {
+                    player.add_track((from, mid), kind, &stream);
+                }
+            }
+            Yield::Media { from, data } => {
+                self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                let mut written = 0;
+                for player in self
+                    .conns
+                    .iter_mut()
+                    .filter(|c| c.direction == MediaDirection::Play)
+                {
+                    if player.forward(from, &data) {
+                        written += 1;
+                    }
+                }
+                self.stats.frames_out.fetch_add(written, Ordering::Relaxed);
+                if !data.contiguous
+                    && let Some(p) = self.conns.iter_mut().find(|c| c.id == from)
+                {
+                    // A gap the retransmissions did not fill: the subscribers need a new
+                    // keyframe to decode again.
+                    p.request_keyframe(
+                        data.mid,
+                        str0m::media::KeyframeRequestKind::Pli,
+                        Instant::now(),
+                    );
+                }
+            }
+            Yield::Keyframe {
+                publisher,
+                mid,
+                kind,
+            } => {
+                if let Some(p) = self.conns.iter_mut().find(|c| c.id == publisher) {
+                    p.request_keyframe(mid, kind, Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Drops connections that failed or never connected, telling their sessions.
+    fn reap(&mut self) {
+        let now = Instant::now();
+        while let Some(i) = self.conns.iter().position(|c| !c.is_alive(now)) {
+            let Some(conn) = self.conns.get(i) else {
+                break;
+            };
+            let key = conn.key.clone();
+            let direction = conn.direction;
+            self.remove(i);
+            let registered = self
+                .registry
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key)
+                .is_some();
+            if registered {
+                let state = MediaState {
+                    stream_id: key.stream_id.clone(),
+                    direction,
+                    room: None,
+                };
+                self.notify(
+                    key.session,
+                    Event::ConferenceReply(Box::new(ConferenceReply::MediaFinished(state))),
+                );
+            }
+        }
+        self.stats
+            .connections
+            .store(self.conns.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Removes connection `i`; a publisher's tracks leave every player.
+    fn remove(&mut self, i: usize) {
+        if i >= self.conns.len() {
+            return;
+        }
+        let mut conn = self.conns.remove(i);
+        if let Some(rtc) = conn.rtc.as_mut() {
+            rtc.disconnect();
+        }
+        if conn.direction == MediaDirection::Publish {
+            for player in &mut self.conns {
+                player.drop_source(conn.id);
+            }
+        }
+    }
+}

@@ -1,0 +1,400 @@
+//! The `sfu` plugin: an embedded selective forwarding unit, so that Ant Media conference pages
+//! (`publish` into a room, `play` of the room) work with three or more people
+//! (`../shared/protocol/antmedia.md` §5; the design is in `docs/conference.md`).
+//!
+//! - `publish(streamId, …, mainTrack=room)` → `start` → the client's offer → the server's
+//!   answer → ICE → `publish_started`; `stop` → `publish_finished`.
+//! - `play(room)` → the server's offer (`takeConfiguration` with an `idMapping` of mid →
+//!   `ARDAMSv<id>`/`ARDAMSa<id>`) → the client's answer → ICE → `play_started`; publishers
+//!   joining or leaving the room renegotiate the same stream id; `stop` → `play_finished`.
+//! - Media is forwarded as it arrives (str0m depacketizes each frame and packetizes it again
+//!   for every subscriber; nothing is decoded or transcoded). NACK/RTX are answered per leg by
+//!   str0m; a subscriber's keyframe request (PLI/FIR) goes to the publisher, and a publisher is
+//!   asked for a keyframe whenever a subscriber starts receiving its video.
+//! - One UDP socket carries every peer connection (ICE, DTLS, SRTP multiplexed); incoming
+//!   datagrams go to the connection whose `Rtc::accepts` them.
+//!
+//! The hook only checks and records (quick, under the room lock); a tokio task owns the socket
+//! and every `Rtc` and tells sessions what happens later through the gateway's
+//! [`Outbox`](switchboard_plugin_api::Outbox).
+//!
+//! ```toml
+//! [[plugin]]
+//! type = "sfu"                    # after "conference" (which checks tokens), before the router
+//! [plugin.settings]
+//! udp_bind = "127.0.0.1:0"        # the one media port (0: any free port)
+//! candidates = ["127.0.0.1"]      # addresses announced as ICE host candidates
+//! max_publishers_per_room = 16
+//! max_rooms = 100
+//! max_peer_connections = 400
+//! ```
+//!
+//! # Layout
+//! - `lib.rs`: settings, the factory and the hook.
+//! - `registry.rs`: the streams the plugin serves and its limits (shared by hook and task).
+//! - `engine.rs`: the task: socket, commands, timeouts.
+//! - `conn.rs`: one peer connection (publisher or player) and forwarding between them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use serde::Deserialize;
+use switchboard_plugin_api::protocol::conference::MediaDirection;
+use switchboard_plugin_api::protocol::{
+    ConferenceCommand, DialectKind, ErrorCode, Event, LeaveReason, SdpKind,
+};
+use switchboard_plugin_api::{
+    Decision, EventContext, Outbox, Plugin, PluginError, PluginFactory, Refusal, SessionId,
+    SettingsError, Verdict, parse_settings,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+mod conn;
+mod engine;
+mod registry;
+
+pub use engine::{Command, Stats};
+use registry::{Registry, StreamKey};
+
+/// Commands queued from hooks to the media task; one more is refused as `highResourceUsage`.
+const COMMAND_QUEUE: usize = 1024;
+
+/// Settings of `[[plugin]] type = "sfu"`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct SfuSettings {
+    /// The UDP socket every peer connection shares. Port 0 picks a free port (it is announced
+    /// in each SDP, so nothing needs to know it in advance).
+    #[serde(default = "default_udp_bind")]
+    pub udp_bind: SocketAddr,
+    /// The addresses announced as ICE host candidates, each with the bound port. Empty: the
+    /// `udp_bind` address, which then must not be unspecified (`0.0.0.0`).
+    #[serde(default)]
+    pub candidates: Vec<IpAddr>,
+    /// Publishers per room; one more gets
+    /// `main_track_has_max_subtrack_count__not_allowed_to_add_more_subtracks`.
+    #[serde(default = "default_max_publishers")]
+    pub max_publishers_per_room: usize,
+    /// Rooms with media at once; a new one beyond gets `highResourceUsage`.
+    #[serde(default = "default_max_rooms")]
+    pub max_rooms: usize,
+    /// Peer connections (publishers plus players) at once; one more gets `highResourceUsage`.
+    #[serde(default = "default_max_peer_connections")]
+    pub max_peer_connections: usize,
+}
+
+fn default_udp_bind() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+const fn default_max_publishers() -> usize {
+    16
+}
+
+const fn default_max_rooms() -> usize {
+    100
+}
+
+const fn default_max_peer_connections() -> usize {
+    400
+}
+
+impl Default for SfuSettings {
+    fn default() -> Self {
+        Self {
+            udp_bind: default_udp_bind(),
+            candidates: Vec::new(),
+            max_publishers_per_room: default_max_publishers(),
+            max_rooms: default_max_rooms(),
+            max_peer_connections: default_max_peer_connections(),
+        }
+    }
+}
+
+impl SfuSettings {
+    /// Every problem with these settings.
+    pub fn validate(&self) -> Vec<SettingsError> {
+        let mut errors = Vec::new();
+        let mut bad = |key: &str, message: String| {
+            errors.push(SettingsError {
+                key: key.into(),
+                message,
+            })
+        };
+        if self.candidates.is_empty() && self.udp_bind.ip().is_unspecified() {
+            bad(
+                "candidates",
+                format!(
+                    "udp_bind {} listens on every address; list the addresses browsers reach this host at",
+                    self.udp_bind
+                ),
+            );
+        }
+        if let Some(ip) = self.candidates.iter().find(|ip| ip.is_unspecified()) {
+            bad(
+                "candidates",
+                format!("{ip} is not an address a peer can reach"),
+            );
+        }
+        for (key, value, max) in [
+            ("max_publishers_per_room", self.max_publishers_per_room, 256),
+            ("max_rooms", self.max_rooms, 100_000),
+            ("max_peer_connections", self.max_peer_connections, 100_000),
+        ] {
+            if !(1..=max).contains(&value) {
+                bad(key, format!("must be 1 to {max}, got {value}"));
+            }
+        }
+        errors
+    }
+}
+
+/// Builds [`Sfu`] plugins.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SfuFactory;
+
+impl PluginFactory for SfuFactory {
+    fn type_name(&self) -> &'static str {
+        "sfu"
+    }
+
+    fn build(&self, settings: &toml::Table) -> Result<Box<dyn Plugin>, Vec<SettingsError>> {
+        let settings: SfuSettings = parse_settings(settings)?;
+        let errors = settings.validate();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(Box::new(Sfu::new(settings)))
+    }
+}
+
+/// The running plugin: the hook's side. [`Plugin::start`] binds the socket and spawns the task.
+#[derive(Debug)]
+pub struct Sfu {
+    settings: SfuSettings,
+    registry: Arc<Mutex<Registry>>,
+    commands: OnceLock<mpsc::Sender<Command>>,
+    cancel: CancellationToken,
+    stats: Arc<Stats>,
+}
+
+impl Sfu {
+    /// A plugin with `settings`, not started.
+    pub fn new(settings: SfuSettings) -> Self {
+        Self {
+            settings,
+            registry: Arc::default(),
+            commands: OnceLock::new(),
+            cancel: CancellationToken::new(),
+            stats: Arc::default(),
+        }
+    }
+
+    /// Forwarding counters (for benchmarks and logs).
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    fn registry(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `command` for the task; `false` if it is not running or its queue is full.
+    fn send(&self, command: Command) -> bool {
+        self.commands
+            .get()
+            .is_some_and(|tx| tx.try_send(command).is_ok())
+    }
+
+    fn on_media_request(
+        &self,
+        me: SessionId,
+        dialect: DialectKind,
+        direction: MediaDirection,
+        stream_id: &str,
+        room: Option<&str>,
+        out: &mut Decision,
+    ) -> Verdict {
+        // A publish without a main track is a stream of its own: its players play its id.
+        let room = room.unwrap_or(stream_id).to_owned();
+        let key = StreamKey::new(me, stream_id);
+        let admitted = self
+            .registry()
+            .admit(&self.settings, key.clone(), direction, &room);
+        if let Err(refusal) = admitted {
+            return Verdict::Refuse(refusal);
+        }
+        let command = match direction {
+            MediaDirection::Publish => Command::Publish {
+                key: key.clone(),
+                room,
+            },
+            MediaDirection::Play => Command::Play {
+                key: key.clone(),
+                room,
+            },
+        };
+        if !self.send(command) {
+            self.registry().remove(&key);
+            return refuse(
+                ErrorCode::MediaCapacity,
+                "the media plugin is busy or not running; try again",
+            );
+        }
+        if direction == MediaDirection::Publish && dialect == DialectKind::Antmedia {
+            // The SDK makes its offer once told to start (antmedia.md §3 `start`); a raw peer
+            // sends its offer right after `switchboard.publish`.
+            out.send(me, Event::notice(Event::Start, stream_id));
+        }
+        Verdict::Stop
+    }
+}
+
+impl Plugin for Sfu {
+    fn name(&self) -> &str {
+        "sfu"
+    }
+
+    fn on_event(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {
+        let me = cx.from().session;
+        Ok(match cx.event() {
+            Event::Conference(request) => match &request.command {
+                ConferenceCommand::Publish(m) => self.on_media_request(
+                    me,
+                    cx.from().dialect,
+                    MediaDirection::Publish,
+                    &m.stream_id,
+                    m.room.as_deref(),
+                    out,
+                ),
+                ConferenceCommand::Play(m) => self.on_media_request(
+                    me,
+                    cx.from().dialect,
+                    MediaDirection::Play,
+                    &m.stream_id,
+                    m.room.as_deref(),
+                    out,
+                ),
+                _ => Verdict::Continue,
+            },
+            Event::Description(d) => {
+                let key = StreamKey::new(me, &d.room);
+                if !self.registry().contains(&key) {
+                    return Ok(Verdict::Continue);
+                }
+                if !matches!(d.kind, SdpKind::Offer | SdpKind::Answer) {
+                    return Ok(refuse(
+                        ErrorCode::InvalidField,
+                        format!(
+                            "the media server takes an offer or an answer, not {}",
+                            d.kind.as_str()
+                        ),
+                    ));
+                }
+                let command = Command::Description {
+                    key,
+                    kind: d.kind,
+                    sdp: d.sdp.clone(),
+                };
+                if !self.send(command) {
+                    return Ok(refuse(ErrorCode::MediaCapacity, "the media plugin is busy"));
+                }
+                Verdict::Stop
+            }
+            Event::Candidate(c) => {
+                let key = StreamKey::new(me, &c.room);
+                if !self.registry().contains(&key) {
+                    return Ok(Verdict::Continue);
+                }
+                // A full queue drops a candidate, which ICE survives (peer-reflexive learning).
+                let _ = self.send(Command::Candidate {
+                    key,
+                    candidate: c.candidate.clone(),
+                });
+                Verdict::Stop
+            }
+            Event::Leave(l) if l.reason != LeaveReason::Disconnect => {
+                let key = StreamKey::new(me, &l.room);
+                let mut registry = self.registry();
+                let Some(direction) = registry.remove(&key) else {
+                    // The SDK sends `stop` twice when it closes a stream; the second is ours too.
+                    return Ok(if l.reason == LeaveReason::Stop && registry.ended(&key) {
+                        Verdict::Stop
+                    } else {
+                        Verdict::Continue
+                    });
+                };
+                drop(registry);
+                let _ = self.send(Command::Stop { key, direction });
+                Verdict::Stop
+            }
+            _ => Verdict::Continue,
+        })
+    }
+
+    fn start(&self, outbox: Outbox) -> Result<(), PluginError> {
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        if self.commands.set(tx).is_err() {
+            return Err(PluginError("started twice".into()));
+        }
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| PluginError("needs a tokio runtime".into()))?;
+        let engine = engine::Engine::new(
+            self.settings.clone(),
+            outbox,
+            Arc::clone(&self.registry),
+            Arc::clone(&self.stats),
+        );
+        runtime.spawn(engine.run(rx, self.cancel.clone()));
+        Ok(())
+    }
+
+    fn on_session_closed(&self, session: SessionId) {
+        let keys = self.registry().remove_session(session);
+        if !keys.is_empty() {
+            let _ = self.send(Command::SessionClosed { session });
+        }
+    }
+
+    fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>) -> Verdict {
+    Verdict::Refuse(Refusal::new(code, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_example_config_builds() {
+        let text = include_str!("../../../config/plugins/sfu.toml");
+        let doc: toml::Table = toml::from_str(text).expect("example is TOML");
+        let plugin = &doc["plugin"].as_array().expect("[[plugin]]")[0];
+        assert_eq!(plugin["type"].as_str(), Some("sfu"));
+        let settings = plugin["settings"].as_table().expect("settings");
+        assert!(SfuFactory.build(settings).is_ok());
+        assert!(SfuFactory.build(&toml::Table::new()).is_ok(), "defaults");
+    }
+
+    #[test]
+    fn bad_settings_are_all_reported() {
+        let bad: toml::Table = toml::from_str(
+            "udp_bind = \"0.0.0.0:5000\"\nmax_rooms = 0\nmax_publishers_per_room = 1000",
+        )
+        .expect("TOML");
+        let Err(errors) = SfuFactory.build(&bad) else {
+            panic!("bad settings accepted");
+        };
+        let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["candidates", "max_publishers_per_room", "max_rooms"]);
+        let unknown: toml::Table = toml::from_str("port = 1").expect("TOML");
+        assert!(SfuFactory.build(&unknown).is_err());
+        let unspecified: toml::Table = toml::from_str("candidates = [\"0.0.0.0\"]").expect("TOML");
+        assert!(SfuFactory.build(&unspecified).is_err());
+    }
+}

@@ -1,0 +1,478 @@
+// Conference media through the embedded SFU (the `sfu` plugin) with the real Ant Media SDK in
+// headless Chromium (fake camera and microphone), through the real `switchboard` binary on its
+// default config (conference + sfu + router) on free loopback ports. Run by
+// tests/tests/browser_sfu.rs; by hand, from the repository root:
+//
+//   cargo build --workspace
+//   node tests/browser/sfu.mjs sfu_conference_four_people
+//
+// The page is the SDK's conference pattern, the SDK unchanged (its ES module build from the
+// gateway's /node_modules/): `publish(streamId, …, mainTrack=room)` and, once
+// `publish_started`, `play(room, "", room, [])`; remote tracks arrive as `newTrackAvailable` with
+// track ids `ARDAMSv<streamId>`/`ARDAMSa<streamId>`. Each remote video track is rendered in its
+// own <video>, and `requestVideoFrameCallback` counts presented frames.
+//   1. A, B and C publish and play: each sees the two others' video with frames advancing.
+//   2. D joins: everyone renegotiates, each sees three others.
+//   3. B stops its play and its publish (`play_finished`, `publish_finished`): A, C and D see
+//      B's tracks removed and still receive each other.
+//   4. C closes its page: A and D see C's tracks removed.
+// Case sfu_demo_page: the demo page examples/web/conference.html in three tabs, each showing the
+// two others' cameras. Case sfu_mixed_raw_and_ant: a raw-dialect page (plain RTCPeerConnection, the media requests of
+// docs/dialect-spec.md) publishes and plays alongside two Ant SDK pages; everyone sees everyone
+// else's video; the raw peer stops and the Ant pages lose its tracks.
+// Chromium gathers 127.0.0.1 candidates thanks to --allow-loopback-in-peer-connection; the SFU
+// announces 127.0.0.1 (its default), so all media stays on loopback.
+//
+// Patterns follow tests/browser/conference.mjs: bounded waits, a hard deadline, one JSON result
+// line, exit 0 or 1, and on failure the page and gateway logs in tests/artifacts/<case>/.
+// Env: SWITCHBOARD_BIN (default target/debug/switchboard), RUST_LOG, SB_KEEP_ARTIFACTS=1.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const WAIT_MS = 20_000;
+const HARD_MS = 150_000;
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream',
+  // The test page is a response playwright fulfills, which Chromium does not count as coming from
+  // the loopback address it talks to, so its Local Network Access checks would block the
+  // WebSocket to 127.0.0.1.
+  '--disable-features=LocalNetworkAccessChecks,BlockInsecurePrivateNetworkRequests',
+  // Chromium gathers no loopback candidates without it (see tests/browser/matrix.mjs).
+  '--allow-loopback-in-peer-connection',
+];
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const plain = (text) => String(text).replace(/\u001b\[[0-9;]*m/g, '');
+
+/** The page function that records, renders and frame-counts a remote track (both pages). */
+function remoteTrackSource() {
+  return `/** A remote track: remember it, render video and count its frames, notice its removal. */
+function remoteTrack(obj) {
+  const id = obj.trackId;
+  const track = obj.track;
+  if (!id || !track) return;
+  const entry = sb.tracks[id] = { kind: track.kind, live: true, width: 0, frames: 0 };
+  if (obj.stream) obj.stream.addEventListener('removetrack', (e) => { if (e.track === track) entry.live = false; });
+  track.addEventListener('ended', () => { entry.live = false; });
+  if (track.kind !== 'video') return;
+  const video = document.createElement('video');
+  video.muted = true; video.autoplay = true; video.playsInline = true;
+  video.srcObject = new MediaStream([track]);
+  document.body.appendChild(video);
+  const tick = (now, meta) => {
+    entry.width = video.videoWidth;
+    entry.frames = meta.presentedFrames;
+    video.requestVideoFrameCallback(tick);
+  };
+  video.requestVideoFrameCallback(tick);
+  video.play().catch(() => {});
+}`;
+}
+
+/** The test page: the SDK's conference pattern, and hooks in `window.sb` for the script. */
+const PAGE = `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>sfu test</title></head><body>
+<script type="module">
+import { WebRTCAdaptor } from "/node_modules/@antmedia/webrtc_adaptor/dist/es/index.js";
+const params = new URLSearchParams(location.search);
+const sb = window.sb = { initialized: false, info: {}, errors: [], events: [], tracks: {} };
+${remoteTrackSource()}
+window.sbAdaptor = new WebRTCAdaptor({
+  websocket_url: "ws://" + location.host + "/LiveApp/websocket",
+  mediaConstraints: { video: true, audio: true },
+  peerconnection_config: { iceServers: [] },
+  callback: (info, obj) => {
+    if (info === "pong") return;
+    sb.events.push(info);
+    if (info === "newTrackAvailable") { remoteTrack(obj); console.log("SB track " + obj.trackId); return; }
+    console.log("SB callback " + info + " " + (obj && typeof obj === "object" ? JSON.stringify(obj) : String(obj ?? "")));
+    if (info === "initialized") sb.initialized = true;
+    if (obj && typeof obj === "object" && !(obj instanceof Event)) {
+      try { sb.info[info] = JSON.parse(JSON.stringify(obj)); } catch { /* not JSON */ }
+    }
+  },
+  callbackError: (error, obj) => {
+    console.log("SB error " + error + " " + (obj && typeof obj === "object" ? JSON.stringify(obj) : ""));
+    sb.errors.push({ error: String(error), obj: obj && typeof obj === "object" ? JSON.parse(JSON.stringify(obj)) : null });
+  },
+});
+</script></body></html>`;
+
+/**
+ * The raw test page: no SDK, plain RTCPeerConnections over the raw dialect at /ws/{room}.{peer}
+ * (a path of its own: the URL room is a two-place P2P room), with the media requests of
+ * docs/dialect-spec.md. One connection publishes, one plays the room; the same hooks as PAGE.
+ */
+const RAW_PAGE = `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>sfu raw test</title></head><body>
+<script type="module">
+const params = new URLSearchParams(location.search);
+const room = params.get("room"), me = params.get("stream");
+const sb = window.sb = { initialized: false, info: {}, errors: [], events: [], tracks: {} };
+// The camera first: the socket's handlers must be set before the page awaits anything.
+const local = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+const ws = new WebSocket("ws://" + location.host + "/ws/" + room + "." + params.get("peer"));
+const send = (m) => ws.send(JSON.stringify(m));
+const pub = new RTCPeerConnection({ iceServers: [] });
+for (const t of local.getTracks()) pub.addTransceiver(t, { direction: "sendonly" });
+const play = new RTCPeerConnection({ iceServers: [] });
+let mapping = {};
+${remoteTrackSource()}
+play.ontrack = (e) => remoteTrack({ track: e.track, stream: e.streams[0], trackId: mapping[e.transceiver.mid] });
+pub.onicecandidate = (e) => { if (e.candidate) send({ type: "switchboard.media-candidate", stream: me, candidate: e.candidate.toJSON() }); };
+play.onicecandidate = (e) => { if (e.candidate) send({ type: "switchboard.media-candidate", stream: room, candidate: e.candidate.toJSON() }); };
+ws.onopen = () => { sb.initialized = true; };
+// One message at a time: a renegotiation offer must wait for the previous answer.
+let queue = Promise.resolve();
+ws.onmessage = (event) => {
+  queue = queue.then(() => handle(event)).catch((e) => sb.errors.push({ error: String(e), obj: null }));
+};
+async function handle(event) {
+  const m = JSON.parse(event.data);
+  console.log("SB raw " + event.data.slice(0, 200));
+  sb.events.push(m.type);
+  if (m.type === "switchboard.media-answer") await pub.setRemoteDescription(m.description);
+  else if (m.type === "switchboard.media-offer") {
+    mapping = m.tracks;
+    await play.setRemoteDescription(m.description);
+    await play.setLocalDescription(await play.createAnswer());
+    send({ type: "switchboard.media-description", stream: room, description: play.localDescription.toJSON() });
+  } else if (m.type === "switchboard.media-started") sb.info[m.direction + "_started"] = m;
+  else if (m.type === "switchboard.media-finished") sb.info[m.direction + "_finished"] = m;
+  else if (m.type === "switchboard.error") sb.errors.push({ error: m.code, obj: m });
+}
+window.sbAdaptor = {
+  async publish() {
+    send({ type: "switchboard.publish", stream: me, room });
+    await pub.setLocalDescription(await pub.createOffer());
+    send({ type: "switchboard.media-description", stream: me, description: pub.localDescription.toJSON() });
+  },
+  play() { send({ type: "switchboard.play", room }); },
+  stop(stream) { send({ type: "switchboard.stop", stream }); },
+};
+</script></body></html>`;
+
+/** Video track ids a page receives live with frames advancing, sampled twice 1.5 s apart. */
+async function flowing(peer) {
+  const sample = () => peer.page.evaluate(() => Object.fromEntries(Object.entries(window.sb.tracks)
+    .filter(([, t]) => t.kind === 'video' && t.live).map(([id, t]) => [id, [t.width, t.frames]])));
+  const first = await sample();
+  await sleep(1500);
+  const second = await sample();
+  return Object.keys(second).filter((id) => first[id] && second[id][0] > 0 && second[id][1] > first[id][1]).sort();
+}
+
+const CASES = {
+  // The demo page examples/web/conference.html, as served by the gateway, in three tabs: each
+  // shows the two others' cameras.
+  async sfu_demo_page(t) {
+    const pages = [];
+    for (const name of ['A', 'B', 'C']) {
+      const p = await t.openPage(name, `/conference.html?room=${t.room}&name=${t.room}-${name}`);
+      await p.page.waitForFunction(() => !document.getElementById('join').disabled, null, { timeout: WAIT_MS });
+      await p.page.click('#join');
+      pages.push(p);
+    }
+    await Promise.all(pages.map(async (p) => {
+      const others = pages.filter((o) => o !== p).map((o) => `${t.room}-${o.name}`).sort();
+      try {
+        await p.page.waitForFunction((want) => {
+          const figs = [...document.querySelectorAll('#videos figure')].slice(1);
+          const shown = figs.filter((f) => f.querySelector('video').videoWidth > 0)
+            .map((f) => f.querySelector('figcaption').textContent).sort();
+          return JSON.stringify(shown) === JSON.stringify(want);
+        }, others, { timeout: 25_000, polling: 200 });
+      } catch (e) {
+        const status = await p.page.evaluate(() => document.getElementById('status').textContent);
+        throw new Error(`${p.name} should show ${others.join(',')} (status: ${status}): ${plain(e.message).split('\n')[0]}`);
+      }
+      t.note(p.name, `shows ${others.join(',')}`);
+    }));
+  },
+
+  // A raw peer (plain RTCPeerConnection, docs/dialect-spec.md) and two Ant SDK peers in one
+  // conference: each sees the others' video flowing; the raw peer stops and the Ant peers lose
+  // its tracks.
+  async sfu_mixed_raw_and_ant(t) {
+    const room = t.room;
+    const sid = (name) => `${room}-${name}`;
+    const video = (names) => names.map((n) => `ARDAMSv${sid(n)}`).sort();
+    const sees = async (peer, names) => {
+      const want = video(names);
+      const deadline = Date.now() + 25_000;
+      let got = [];
+      while (Date.now() < deadline) {
+        got = await flowing(peer);
+        if (JSON.stringify(got) === JSON.stringify(want)) { t.note(peer.name, `sees ${names.join(',')}`); return; }
+      }
+      throw new Error(`${peer.name} should receive flowing video from ${names.join(',')}; got ${JSON.stringify(got)}`);
+    };
+    const peers = [];
+    for (const [name, raw] of [['A', false], ['R', true], ['B', false]]) {
+      const p = await t.open(name, raw);
+      await t.until([p], 'initialized', () => window.sb.initialized);
+      if (raw) await p.page.evaluate(() => window.sbAdaptor.publish());
+      else await p.page.evaluate(([s, r]) => window.sbAdaptor.publish(s, undefined, '', '', s, r), [sid(name), room]);
+      await t.until([p], 'publish_started', () => window.sb.info.publish_started);
+      if (raw) await p.page.evaluate(() => window.sbAdaptor.play());
+      else await p.page.evaluate((r) => window.sbAdaptor.play(r, '', r, []), room);
+      await t.until([p], 'play_started', () => window.sb.info.play_started);
+      peers.push(p);
+    }
+    const [a, r, b] = peers;
+    const started = await r.page.evaluate(() => window.sb.info.publish_started);
+    t.expect(started.type === 'switchboard.media-started' && started.stream === sid('R') && started.room === room,
+      'the raw peer gets switchboard.media-started', started);
+    await Promise.all([sees(a, ['B', 'R']), sees(r, ['A', 'B']), sees(b, ['A', 'R'])]);
+
+    await r.page.evaluate((s) => window.sbAdaptor.stop(s), sid('R'));
+    const finished = await t.until([r], 'publish_finished', () => window.sb.info.publish_finished);
+    t.expect(finished.type === 'switchboard.media-finished' && finished.stream === sid('R'), 'raw media-finished', finished);
+    await Promise.all([sees(a, ['B']), sees(b, ['A'])]);
+    for (const p of [a, r, b]) {
+      const errors = await p.page.evaluate(() => window.sb.errors);
+      t.expect(errors.length === 0, `${p.name} has no error`, errors);
+    }
+  },
+
+  async sfu_conference_four_people(t) {
+    const room = t.room;
+    const sid = (name) => `${room}-${name}`;
+    const video = (names) => names.map((n) => `ARDAMSv${sid(n)}`).sort();
+    const join = async (name) => {
+      const p = await t.open(name);
+      await t.until([p], 'initialized', () => window.sb.initialized);
+      await p.page.evaluate(([s, r]) => window.sbAdaptor.publish(s, undefined, '', '', s, r), [sid(name), room]);
+      const started = await t.until([p], 'publish_started', () => window.sb.info.publish_started);
+      t.expect(started.streamId === sid(name) && started.room === room, `${name} publish_started in the room`, started);
+      await p.page.evaluate((r) => window.sbAdaptor.play(r, '', r, []), room);
+      await t.until([p], 'play_started', () => window.sb.info.play_started);
+      return p;
+    };
+    /** Waits until `peer` receives exactly `names`' video, live and flowing. */
+    const sees = async (peer, names) => {
+      const want = video(names);
+      const deadline = Date.now() + 25_000;
+      let got = [];
+      while (Date.now() < deadline) {
+        got = await flowing(peer);
+        if (JSON.stringify(got) === JSON.stringify(want)) { t.note(peer.name, `sees ${names.join(',')}`); return; }
+      }
+      throw new Error(`${peer.name} should receive flowing video from ${names.join(',')}; got ${JSON.stringify(got)}`);
+    };
+
+    const [a, b, c] = [await join('A'), await join('B'), await join('C')];
+    await Promise.all([sees(a, ['B', 'C']), sees(b, ['A', 'C']), sees(c, ['A', 'B'])]);
+    for (const p of [a, b, c]) {
+      const audio = await p.page.evaluate(() => Object.keys(window.sb.tracks).filter((id) => id.startsWith('ARDAMSa')));
+      t.expect(audio.length === 2, `${p.name} receives two audio tracks`, audio);
+    }
+
+    const d = await join('D');
+    await Promise.all([sees(a, ['B', 'C', 'D']), sees(b, ['A', 'C', 'D']), sees(c, ['A', 'B', 'D']), sees(d, ['A', 'B', 'C'])]);
+
+    await b.page.evaluate(([s, r]) => { window.sbAdaptor.stop(r); window.sbAdaptor.stop(s); }, [sid('B'), room]);
+    const finished = await t.until([b], 'publish_finished', () => window.sb.info.publish_finished);
+    t.expect(finished.streamId === sid('B'), 'B publish_finished', finished);
+    const playFinished = await t.until([b], 'play_finished', () => window.sb.info.play_finished);
+    t.expect(playFinished.streamId === room, 'B play_finished', playFinished);
+    await Promise.all([sees(a, ['C', 'D']), sees(c, ['A', 'D']), sees(d, ['A', 'C'])]);
+
+    await c.page.close();
+    t.note('C', 'page closed');
+    await Promise.all([sees(a, ['D']), sees(d, ['A'])]);
+    for (const p of [a, d]) {
+      const errors = await p.page.evaluate(() => window.sb.errors);
+      t.expect(errors.length === 0, `${p.name} has no error`, errors);
+    }
+  },
+};
+
+class Run {
+  constructor(name) {
+    this.name = name;
+    this.t0 = Date.now();
+    this.room = `sfu-${randomBytes(4).toString('hex')}`;
+    this.peers = [];
+    this.notes = [];
+    this.gatewayLog = [];
+    this.gateway = null;
+    this.browser = null;
+    this.tempDir = mkdtempSync(join(tmpdir(), 'sb-sfu-'));
+  }
+
+  note(who, what) { this.notes.push(`+${((Date.now() - this.t0) / 1000).toFixed(3)}s ${who}: ${what}`); }
+
+  expect(ok, what, value) {
+    if (!ok) throw new Error(`${what}: got ${JSON.stringify(value)}`);
+    this.note('check', what);
+  }
+
+  async startGateway() {
+    const bin = process.env.SWITCHBOARD_BIN || join(ROOT, 'target/debug/switchboard');
+    if (!existsSync(bin)) throw new Error(`no gateway binary at ${bin}: run cargo build --workspace first`);
+    const [p1, p2] = [await freePort(), await freePort()];
+    // The default config (conference plugin included), on free loopback ports, its store here.
+    const config = readFileSync(join(ROOT, 'config/switchboard.toml'), 'utf8')
+      .replace('0.0.0.0:5080', `127.0.0.1:${p1}`).replace('0.0.0.0:7000', `127.0.0.1:${p2}`)
+      .replace('path = "switchboard.redb"', `path = ${JSON.stringify(join(this.tempDir, 'store.redb'))}`);
+    if (!config.includes('type = "sfu"')) throw new Error('config/switchboard.toml has no sfu plugin');
+    writeFileSync(join(this.tempDir, 'switchboard.toml'), config);
+    this.main = `http://127.0.0.1:${p1}`;
+    const gw = spawn(bin, ['--config', join(this.tempDir, 'switchboard.toml')], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' },
+    });
+    this.gateway = gw;
+    const keep = (chunk) => this.gatewayLog.push(...chunk.toString().split('\n').filter(Boolean));
+    gw.stdout.on('data', keep);
+    gw.stderr.on('data', keep);
+    gw.on('exit', () => { this.gateway = null; });
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (!this.gateway) throw new Error('the gateway exited at start-up');
+      try {
+        if ((await fetch(`${this.main}/healthz`, { signal: AbortSignal.timeout(1000) })).ok) break;
+      } catch { /* not up yet */ }
+      if (Date.now() > deadline) throw new Error(`the gateway did not answer ${this.main}/healthz within 10 s`);
+      await sleep(100);
+    }
+    this.note('gateway', `up at ${this.main}`);
+  }
+
+  /** Opens one of the gateway's own pages (`path`, e.g. /conference.html?...) as `name`. */
+  async openPage(name, path) {
+    const context = await this.browser.newContext();
+    const page = await context.newPage();
+    const peer = { name, page, lines: [] };
+    page.on('console', (m) => peer.lines.push(`[${m.type()}] ${m.text()}`));
+    page.on('pageerror', (e) => peer.lines.push(`[pageerror] ${e.stack || e}`));
+    this.peers.push(peer);
+    await page.goto(`${this.main}${path}`, { timeout: WAIT_MS });
+    this.note(name, `open ${path}`);
+    return peer;
+  }
+
+  /** Opens page `name`: the Ant SDK page, or with `raw` the plain RTCPeerConnection page. */
+  async open(name, raw = false) {
+    const context = await this.browser.newContext();
+    const page = await context.newPage();
+    const url = `${this.main}/__sfu-test.html?peer=${name}&room=${this.room}&stream=${this.room}-${name}`;
+    await page.route(`${this.main}/__sfu-test.html*`, (route) =>
+      route.fulfill({ status: 200, contentType: 'text/html', body: raw ? RAW_PAGE : PAGE }));
+    const peer = { name, page, lines: [] };
+    page.on('console', (m) => peer.lines.push(`[${m.type()}] ${m.text()}`));
+    page.on('pageerror', (e) => peer.lines.push(`[pageerror] ${e.stack || e}`));
+    this.peers.push(peer);
+    await page.goto(url, { timeout: WAIT_MS });
+    this.note(name, `open ${url}`);
+    return peer;
+  }
+
+  /** Waits until `predicate(arg)` is truthy in every page (failing on page errors unless allowed); returns the first page's value. */
+  async until(peers, label, predicate, arg, { allowErrors = false } = {}) {
+    const values = await Promise.all(peers.map(async (peer) => {
+      const probe = ([src, a, allow]) => {
+        const sb = window.sb;
+        if (!sb) return false;
+        if (!allow && sb.errors.length) return { errors: sb.errors };
+        // eslint-disable-next-line no-new-func
+        const v = new Function('a', `return (${src})(a)`)(a);
+        return v ? { value: v } : false;
+      };
+      let result;
+      try {
+        const handle = await peer.page.waitForFunction(probe, [predicate.toString(), arg, allowErrors],
+          { timeout: WAIT_MS, polling: 100 });
+        result = await handle.jsonValue();
+      } catch (e) {
+        throw new Error(`${peer.name}: no ${label} within ${WAIT_MS / 1000} s (${plain(e.message).split('\n')[0]})`);
+      }
+      if (result.errors) throw new Error(`${peer.name}: error while waiting for ${label}: ${JSON.stringify(result.errors)}`);
+      this.note(peer.name, label);
+      return result.value;
+    }));
+    return values[0];
+  }
+
+  saveArtifacts(result) {
+    const dir = join(ROOT, 'tests/artifacts', this.name);
+    mkdirSync(dir, { recursive: true });
+    const files = [['gateway.log', this.gatewayLog], ['steps.log', this.notes]];
+    for (const p of this.peers) files.push([`page-${p.name}.log`, p.lines]);
+    for (const [file, lines] of files) {
+      writeFileSync(join(dir, file), lines.join('\n') + '\n');
+      console.error(`\n--- ${join('tests/artifacts', this.name, file)} (last 30 lines)\n${lines.slice(-30).join('\n')}`);
+    }
+    writeFileSync(join(dir, 'result.json'), JSON.stringify(result, null, 2) + '\n');
+  }
+
+  async cleanup() {
+    const browser = this.browser;
+    this.browser = null;
+    if (browser) await Promise.race([browser.close().catch(() => {}), sleep(5000)]);
+    const gw = this.gateway;
+    if (gw) {
+      const exited = new Promise((r) => gw.once('exit', r));
+      gw.kill('SIGTERM');
+      if (!(await Promise.race([exited.then(() => true), sleep(7000).then(() => false)]))) gw.kill('SIGKILL');
+    }
+    rmSync(this.tempDir, { recursive: true, force: true });
+  }
+}
+
+function freePort() {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.on('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => res(port));
+    });
+  });
+}
+
+const name = process.argv[2];
+if (!CASES[name]) {
+  console.error(`usage: node tests/browser/sfu.mjs CASE\ncases: ${Object.keys(CASES).join(', ')}`);
+  process.exit(2);
+}
+const run = new Run(name);
+process.on('exit', () => run.gateway?.kill('SIGKILL'));
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(1));
+
+let finished = false;
+async function finish(ok, error) {
+  if (finished) return;
+  finished = true;
+  rmSync(join(ROOT, 'tests/artifacts', name), { recursive: true, force: true });
+  const result = { case: name, ok, ms: Date.now() - run.t0, room: run.room, ...(error ? { error: plain(error.message || error) } : {}) };
+  if (!ok) console.error(`FAIL ${name}: ${plain(error && error.stack ? error.stack : error)}`);
+  if (!ok || process.env.SB_KEEP_ARTIFACTS === '1') run.saveArtifacts(result);
+  await run.cleanup();
+  console.log(JSON.stringify(result));
+  process.exit(ok ? 0 : 1);
+}
+
+setTimeout(() => {
+  setTimeout(() => process.exit(1), 15_000).unref();
+  finish(false, new Error(`hard timeout after ${HARD_MS / 1000} s`));
+}, HARD_MS).unref();
+
+try {
+  await run.startGateway();
+  run.browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: CHROMIUM_ARGS, timeout: 20_000 });
+  await CASES[name](run);
+  await finish(true);
+} catch (error) {
+  await finish(false, error);
+}

@@ -1,0 +1,195 @@
+//! A WebRTC media peer for tests and the SFU benchmark: a str0m `Rtc` on its own loopback UDP
+//! socket, driven by [`MediaPeer::pump`]. It publishes (offers send-only audio and video, then
+//! writes frames stamped with the time they were sent) or plays (answers the server's offer and
+//! counts what arrives, with the latency read from the stamps).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+
+/// A test peer connection.
+pub struct MediaPeer {
+    /// The connection.
+    pub rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    pending: Option<SdpPendingOffer>,
+    /// ICE and DTLS are up.
+    pub connected: bool,
+    /// Frames received, per mid.
+    pub frames: HashMap<Mid, u64>,
+    /// Send-to-receive delay of every stamped frame received, in microseconds.
+    pub latencies_us: Vec<u64>,
+    /// The publisher's media sections, once negotiated.
+    pub sending: Vec<(Mid, MediaKind)>,
+    /// The clock the stamps count from (shared by every peer of a run).
+    pub epoch: Instant,
+}
+
+/// Bytes of the send stamp at the start of each frame.
+const STAMP: usize = 8;
+
+impl MediaPeer {
+    /// A peer on a fresh `127.0.0.1` port; stamps count from `epoch`.
+    pub async fn new(epoch: Instant) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("udp bind");
+        let local = socket.local_addr().expect("local addr");
+        let mut rtc = Rtc::builder()
+            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+            .build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").expect("host candidate"));
+        Self {
+            rtc,
+            socket,
+            local,
+            pending: None,
+            connected: false,
+            frames: HashMap::new(),
+            latencies_us: Vec::new(),
+            sending: Vec::new(),
+            epoch,
+        }
+    }
+
+    /// A publisher's offer: one send-only audio and one send-only video section.
+    pub fn publish_offer(&mut self) -> String {
+        let mut api = self.rtc.sdp_api();
+        let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+        let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+        let (offer, pending) = api.apply().expect("an offer");
+        self.pending = Some(pending);
+        self.sending = vec![(audio, MediaKind::Audio), (video, MediaKind::Video)];
+        offer.to_sdp_string()
+    }
+
+    /// Takes the server's answer to [`Self::publish_offer`].
+    pub fn accept_answer(&mut self, sdp: &str) {
+        let answer = SdpAnswer::from_sdp_string(sdp).expect("parsable answer");
+        let pending = self.pending.take().expect("an offer is pending");
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .expect("answer accepted");
+    }
+
+    /// Answers the server's offer.
+    pub fn answer(&mut self, sdp: &str) -> String {
+        let offer = SdpOffer::from_sdp_string(sdp).expect("parsable offer");
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .expect("offer accepted");
+        answer.to_sdp_string()
+    }
+
+    /// A publisher: writes one frame of `bytes` (at least the stamp) on each of its sections.
+    pub fn send_frames(&mut self, bytes: usize, rtp_time: u64) {
+        let now = Instant::now();
+        let stamp = u64::try_from(now.duration_since(self.epoch).as_micros()).unwrap_or(0);
+        let mut frame = vec![0u8; bytes.max(STAMP + 1)];
+        frame[..STAMP].copy_from_slice(&stamp.to_be_bytes());
+        for (mid, kind) in self.sending.clone() {
+            let Some(writer) = self.rtc.writer(mid) else {
+                continue;
+            };
+            let Some(pt) = writer.payload_params().next().map(|p| p.pt()) else {
+                continue;
+            };
+            let rate = if kind == MediaKind::Audio {
+                Frequency::FORTY_EIGHT_KHZ
+            } else {
+                Frequency::NINETY_KHZ
+            };
+            let time = MediaTime::new(rtp_time * u64::from(rate.get()) / 1000, rate);
+            let _ = writer.write(pt, now, time, frame.clone());
+        }
+    }
+
+    /// Frames received over every section.
+    pub fn frames_total(&self) -> u64 {
+        self.frames.values().sum()
+    }
+
+    /// Runs the connection until `deadline`: sends what it has to send, reads what arrives,
+    /// handles timeouts, records frames and latencies.
+    pub async fn pump(&mut self, deadline: Instant) {
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let timeout = loop {
+                match self.rtc.poll_output() {
+                    Ok(Output::Timeout(t)) => break t,
+                    Ok(Output::Transmit(t)) => {
+                        let _ = self.socket.try_send_to(&t.contents, t.destination);
+                    }
+                    Ok(Output::Event(e)) => self.event(e),
+                    Err(e) => panic!("test peer failed: {e}"),
+                }
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                return;
+            }
+            let wait = timeout.min(deadline).saturating_duration_since(now);
+            match tokio::time::timeout(wait, self.socket.recv_from(&mut buf)).await {
+                Ok(Ok((n, source))) => {
+                    let Ok(contents) = buf[..n].try_into() else {
+                        continue;
+                    };
+                    let input = Input::Receive(
+                        Instant::now(),
+                        Receive {
+                            proto: Protocol::Udp,
+                            source,
+                            destination: self.local,
+                            contents,
+                        },
+                    );
+                    self.rtc.handle_input(input).expect("input handled");
+                }
+                Ok(Err(e)) => panic!("udp receive failed: {e}"),
+                Err(_) => {
+                    self.rtc
+                        .handle_input(Input::Timeout(Instant::now()))
+                        .expect("timeout handled");
+                }
+            }
+        }
+    }
+
+    /// Pumps until `done(self)` or `within` passes; returns whether `done` came true.
+    pub async fn pump_until(&mut self, within: Duration, done: impl Fn(&Self) -> bool) -> bool {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if done(self) {
+                return true;
+            }
+            self.pump(Instant::now() + Duration::from_millis(20)).await;
+        }
+        done(self)
+    }
+
+    fn event(&mut self, event: Event) {
+        match event {
+            Event::Connected => self.connected = true,
+            Event::MediaData(data) => {
+                *self.frames.entry(data.mid).or_default() += 1;
+                if let Some(stamp) = data.data.get(..STAMP) {
+                    let mut b = [0u8; STAMP];
+                    b.copy_from_slice(stamp);
+                    let sent = u64::from_be_bytes(b);
+                    let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(0);
+                    self.latencies_us.push(now.saturating_sub(sent));
+                }
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Conference media through the embedded SFU with the real Ant Media SDK in headless Chromium,
+//! through the real `switchboard` binary on its default config: three people publish and play a
+//! room and see each other's video with frames advancing, a fourth joins and everyone
+//! renegotiates, one stops and one closes its page and the others lose their tracks; a raw
+//! dialect page in a conference with Ant pages; the demo page `examples/web/conference.html` in
+//! three tabs (`tests/browser/sfu.mjs`; see its header for the steps and how to run it by hand). Needs
+//! `cargo build --workspace` and `npm ci` first, like the browser matrix; on failure the logs are
+//! in `tests/artifacts/<case>/`.
+
+use std::time::Duration;
+
+use switchboard_tests::browser_script;
+
+/// Start-up included; the script's own hard deadline is 150 s.
+const DEADLINE: Duration = Duration::from_secs(165);
+
+#[tokio::test]
+async fn browser_sfu_conference_four_people() {
+    let run = browser_script(
+        "tests/browser/sfu.mjs",
+        "sfu_conference_four_people",
+        DEADLINE,
+    )
+    .await;
+    if run.success {
+        eprintln!("{}", run.stdout.trim_end());
+    }
+    run.assert_success();
+}
+
+#[tokio::test]
+async fn browser_sfu_mixed_raw_and_ant() {
+    let run = browser_script("tests/browser/sfu.mjs", "sfu_mixed_raw_and_ant", DEADLINE).await;
+    if run.success {
+        eprintln!("{}", run.stdout.trim_end());
+    }
+    run.assert_success();
+}
+
+#[tokio::test]
+async fn browser_sfu_demo_page() {
+    let run = browser_script("tests/browser/sfu.mjs", "sfu_demo_page", DEADLINE).await;
+    if run.success {
+        eprintln!("{}", run.stdout.trim_end());
+    }
+    run.assert_success();
+}

@@ -1,0 +1,320 @@
+//! The `sfu` plugin without a browser: Ant Media signaling over a real WebSocket to an
+//! in-process gateway, and real WebRTC media from str0m peers on loopback
+//! (`switchboard_tests::media`). Publish → `start` → offer → answer → ICE → `publish_started`;
+//! play → the server's offer with its `idMapping` → answer → `play_started`; frames flow;
+//! publishers joining and leaving renegotiate the player; the limits and a bad SDP give Ant
+//! errors; a raw-dialect publisher (`switchboard.publish`, docs/dialect-spec.md) is played by an
+//! Ant player.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchboard_tests::media::MediaPeer;
+use switchboard_tests::{TestGateway, WsClient, field};
+
+const CONFIG: &str = r#"
+[[listener]]
+bind = "127.0.0.1:0"
+dialects = ["antmedia", "socketio", "raw"]
+
+[shutdown]
+grace_period_secs = 2
+
+[[plugin]]
+type = "conference"
+
+[[plugin]]
+type = "sfu"
+[plugin.settings]
+udp_bind = "127.0.0.1:0"
+max_publishers_per_room = 2
+
+[[plugin]]
+type = "room-router"
+"#;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn ant(gw: &TestGateway) -> WsClient {
+    WsClient::connect(&gw.ant_url("LiveApp")).await
+}
+
+/// The next frame that is not a pong.
+async fn next(ws: &mut WsClient) -> Value {
+    loop {
+        let v = ws.recv_json().await;
+        if v["command"] != "pong" {
+            return v;
+        }
+    }
+}
+
+/// Publishes `stream` into `room` with a fresh media peer, up to `publish_started`.
+async fn publish(
+    gw: &TestGateway,
+    stream: &str,
+    room: &str,
+    epoch: Instant,
+) -> (WsClient, MediaPeer) {
+    let mut ws = ant(gw).await;
+    ws.send_json(json!({"command":"publish","streamId":stream,"subscriberId":"","subscriberCode":"","streamName":stream,"mainTrack":room,"video":true,"audio":true,"metaData":"","role":""})).await;
+    assert_eq!(
+        next(&mut ws).await,
+        json!({"command":"start","streamId":stream})
+    );
+    let mut peer = MediaPeer::new(epoch).await;
+    let offer = peer.publish_offer();
+    ws.send_json(
+        json!({"command":"takeConfiguration","streamId":stream,"type":"offer","sdp":offer}),
+    )
+    .await;
+    let answer = next(&mut ws).await;
+    assert_eq!(answer["command"], "takeConfiguration", "{answer}");
+    assert_eq!(answer["type"], "answer");
+    assert_eq!(answer["streamId"], stream);
+    peer.accept_answer(field(&answer, "sdp"));
+    assert!(
+        peer.pump_until(WAIT, |p| p.connected).await,
+        "publisher {stream} connects"
+    );
+    let started = next(&mut ws).await;
+    assert_eq!(
+        started,
+        json!({"command":"notification","definition":"publish_started","streamId":stream,"ATTR_ROOM_NAME":room,"room":room})
+    );
+    (ws, peer)
+}
+
+/// The track ids of an offer's idMapping, sorted.
+fn tracks(offer: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = offer["idMapping"]
+        .as_object()
+        .expect("idMapping is an object")
+        .values()
+        .map(|v| v.as_str().expect("track id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Answers a server offer on the play stream.
+async fn answer_offer(ws: &mut WsClient, peer: &mut MediaPeer, offer: &Value) {
+    assert_eq!(offer["command"], "takeConfiguration", "{offer}");
+    assert_eq!(offer["type"], "offer");
+    let sdp = peer.answer(field(offer, "sdp"));
+    let stream = field(offer, "streamId").to_owned();
+    ws.send_json(
+        json!({"command":"takeConfiguration","streamId":stream,"type":"answer","sdp":sdp}),
+    )
+    .await;
+}
+
+/// Sends frames from every publisher for `ms` while every peer runs; returns frames received
+/// by `player` in that time.
+async fn flow(publishers: &mut [&mut MediaPeer], player: &mut MediaPeer, ms: u64) -> u64 {
+    let before = player.frames_total();
+    let start = Instant::now();
+    let mut t = 0;
+    while start.elapsed() < Duration::from_millis(ms) {
+        for p in publishers.iter_mut() {
+            p.send_frames(300, t);
+            p.pump(Instant::now() + Duration::from_millis(2)).await;
+        }
+        player
+            .pump(Instant::now() + Duration::from_millis(15))
+            .await;
+        t += 20;
+    }
+    player.frames_total() - before
+}
+
+#[tokio::test]
+async fn publish_play_renegotiate_and_stop_with_real_media() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    let epoch = Instant::now();
+    let (mut ws1, mut p1) = publish(&gw, "p1", "r1", epoch).await;
+
+    let mut player_ws = ant(&gw).await;
+    player_ws.send_json(json!({"command":"play","streamId":"r1","token":"","room":"r1","trackList":[],"subscriberId":"","subscriberCode":"","viewerInfo":"","role":"","userPublishId":""})).await;
+    let offer = next(&mut player_ws).await;
+    assert_eq!(offer["streamId"], "r1");
+    assert_eq!(tracks(&offer), ["ARDAMSap1", "ARDAMSvp1"]);
+    let mut player = MediaPeer::new(epoch).await;
+    answer_offer(&mut player_ws, &mut player, &offer).await;
+    assert!(
+        player.pump_until(WAIT, |p| p.connected).await,
+        "player connects"
+    );
+    assert_eq!(
+        next(&mut player_ws).await,
+        json!({"command":"notification","definition":"play_started","streamId":"r1"})
+    );
+    let frames = flow(&mut [&mut p1], &mut player, 1500).await;
+    assert!(frames > 20, "player received {frames} frames from p1");
+
+    // A second publisher: the player is offered its tracks on the same stream id.
+    let (ws2, mut p2) = publish(&gw, "p2", "r1", epoch).await;
+    let offer = next(&mut player_ws).await;
+    assert_eq!(offer["streamId"], "r1");
+    assert_eq!(
+        tracks(&offer),
+        ["ARDAMSap1", "ARDAMSap2", "ARDAMSvp1", "ARDAMSvp2"]
+    );
+    answer_offer(&mut player_ws, &mut player, &offer).await;
+    let before = player.frames.len();
+    flow(&mut [&mut p1, &mut p2], &mut player, 1500).await;
+    assert!(
+        player.frames.len() > before,
+        "frames arrive on p2's sections too: {:?}",
+        player.frames
+    );
+
+    // A third publisher is one too many for this room.
+    let mut ws3 = ant(&gw).await;
+    ws3.send_json(
+        json!({"command":"publish","streamId":"p3","mainTrack":"r1","video":true,"audio":true}),
+    )
+    .await;
+    let err = next(&mut ws3).await;
+    assert_eq!(
+        err["definition"], "main_track_has_max_subtrack_count__not_allowed_to_add_more_subtracks",
+        "{err}"
+    );
+    assert_eq!(err["streamId"], "p3");
+
+    // p1 stops: publish_finished, and the player is offered the room without p1.
+    ws1.send_json(json!({"command":"stop","streamId":"p1"}))
+        .await;
+    assert_eq!(
+        next(&mut ws1).await,
+        json!({"command":"notification","definition":"publish_finished","streamId":"p1"})
+    );
+    let offer = next(&mut player_ws).await;
+    assert_eq!(tracks(&offer), ["ARDAMSap2", "ARDAMSvp2"]);
+    answer_offer(&mut player_ws, &mut player, &offer).await;
+    // The SDK sends `stop` twice; the second is swallowed, not refused.
+    ws1.send_json(json!({"command":"stop","streamId":"p1"}))
+        .await;
+    ws1.expect_silence(300).await;
+    let frames = flow(&mut [&mut p2], &mut player, 1000).await;
+    assert!(frames > 10, "p2 still flows: {frames}");
+
+    player_ws
+        .send_json(json!({"command":"stop","streamId":"r1"}))
+        .await;
+    assert_eq!(
+        next(&mut player_ws).await,
+        json!({"command":"notification","definition":"play_finished","streamId":"r1"})
+    );
+    drop(ws2);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn bad_descriptions_and_duplicates_get_ant_errors() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    let mut ws = ant(&gw).await;
+    ws.send_json(json!({"command":"publish","streamId":"s1","mainTrack":"r2"}))
+        .await;
+    assert_eq!(next(&mut ws).await["command"], "start");
+    ws.send_json(json!({"command":"takeConfiguration","streamId":"s1","type":"offer","sdp":"v=0\r\nthis is not sdp"})).await;
+    let err = next(&mut ws).await;
+    assert_eq!(err["definition"], "notSetRemoteDescription", "{err}");
+    assert_eq!(err["streamId"], "s1");
+    assert!(field(&err, "information").contains("offer"), "{err}");
+    // A publisher answers nothing; an answer is refused clearly.
+    ws.send_json(
+        json!({"command":"takeConfiguration","streamId":"s1","type":"answer","sdp":"v=0\r\n"}),
+    )
+    .await;
+    assert_eq!(next(&mut ws).await["definition"], "notSetRemoteDescription");
+    // The same stream id again, from the same and from another connection.
+    ws.send_json(json!({"command":"publish","streamId":"s1","mainTrack":"r2"}))
+        .await;
+    assert_eq!(next(&mut ws).await["definition"], "streamIdInUse");
+    let mut other = ant(&gw).await;
+    other
+        .send_json(json!({"command":"publish","streamId":"s1"}))
+        .await;
+    assert_eq!(next(&mut other).await["definition"], "streamIdInUse");
+    // Candidates for an unknown stream are not the SFU's: the P2P router answers them.
+    other.send_json(json!({"command":"takeCandidate","streamId":"zz","label":0,"id":"0","candidate":"garbage"})).await;
+    assert_eq!(
+        next(&mut other).await["definition"],
+        "no_peer_associated_before"
+    );
+    // Garbage candidates for an SFU stream are ignored.
+    ws.send_json(json!({"command":"takeCandidate","streamId":"s1","label":0,"id":"0","candidate":"candidate:garbage"})).await;
+    ws.expect_silence(200).await;
+    // Closing the connection frees the stream id.
+    ws.close().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    other
+        .send_json(json!({"command":"publish","streamId":"s1"}))
+        .await;
+    assert_eq!(
+        next(&mut other).await,
+        json!({"command":"start","streamId":"s1"})
+    );
+    gw.stop().await;
+}
+
+/// The next raw frame whose type is not a P2P room notice (joined, start, ...).
+async fn next_media(ws: &mut WsClient) -> Value {
+    loop {
+        let v = ws.recv_json().await;
+        let kind = v["type"].as_str().unwrap_or_default();
+        if kind.starts_with("switchboard.media") || kind == "switchboard.error" {
+            return v;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_raw_publisher_is_played_by_an_ant_player() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    let epoch = Instant::now();
+    // A path of its own: the URL room is a two-place P2P room.
+    let mut raw = WsClient::connect(&gw.raw_url("r3.raw")).await;
+    raw.send_json(json!({"type":"switchboard.publish","stream":"rawpub","room":"r3"}))
+        .await;
+    let mut publisher = MediaPeer::new(epoch).await;
+    let offer = publisher.publish_offer();
+    raw.send_json(json!({"type":"switchboard.media-description","stream":"rawpub","description":{"type":"offer","sdp":offer}})).await;
+    let answer = next_media(&mut raw).await;
+    assert_eq!(answer["type"], "switchboard.media-answer", "{answer}");
+    assert_eq!(answer["stream"], "rawpub");
+    assert_eq!(answer["description"]["type"], "answer");
+    publisher.accept_answer(answer["description"]["sdp"].as_str().expect("sdp"));
+    assert!(publisher.pump_until(WAIT, |p| p.connected).await);
+    assert_eq!(
+        next_media(&mut raw).await,
+        json!({"type":"switchboard.media-started","stream":"rawpub","direction":"publish","room":"r3"})
+    );
+
+    let mut ant_ws = ant(&gw).await;
+    ant_ws
+        .send_json(json!({"command":"play","streamId":"r3","room":"r3","trackList":[]}))
+        .await;
+    let offer = next(&mut ant_ws).await;
+    assert_eq!(tracks(&offer), ["ARDAMSarawpub", "ARDAMSvrawpub"]);
+    let mut player = MediaPeer::new(epoch).await;
+    answer_offer(&mut ant_ws, &mut player, &offer).await;
+    assert!(player.pump_until(WAIT, |p| p.connected).await);
+    assert_eq!(next(&mut ant_ws).await["definition"], "play_started");
+    let frames = flow(&mut [&mut publisher], &mut player, 1500).await;
+    assert!(
+        frames > 20,
+        "the Ant player received {frames} frames from the raw publisher"
+    );
+
+    raw.send_json(json!({"type":"switchboard.stop","stream":"rawpub"}))
+        .await;
+    assert_eq!(
+        next_media(&mut raw).await,
+        json!({"type":"switchboard.media-finished","stream":"rawpub","direction":"publish"})
+    );
+    let offer = next(&mut ant_ws).await;
+    assert!(tracks(&offer).is_empty(), "{offer}");
+    gw.stop().await;
+}
