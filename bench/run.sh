@@ -2,8 +2,11 @@
 # The benchmark: Switchboard against the node relay (the SimpleP2P tutorial's app.js on
 # socket.io 4) and a no-parse WebSocket relay (the practical limit), side by side in one run.
 #
-#   bench/run.sh            # the full run (about 4-6 minutes on 2 cores)
+#   bench/run.sh            # the full run (about 5-7 minutes on 2 cores)
 #   bench/run.sh --quick    # a 1-2 minute sanity run with small sizes
+#   bench/run.sh --cluster  # only the scale-out comparison: one node against two nodes joined
+#                           # through redis-server (throughput and latency, pairs split across
+#                           # the nodes), about 1 minute
 #
 # Builds release binaries, starts each server on its own loopback port, runs the scenarios of
 # switchboard-loadgen with fixed parameters, prints the tables and writes them with the machine's
@@ -17,8 +20,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-QUICK=0
+QUICK=0 CLUSTER_ONLY=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
+[[ "${1:-}" == "--cluster" ]] && CLUSTER_ONLY=1
 
 # --- parameters -------------------------------------------------------------------------------
 if ((QUICK)); then
@@ -35,7 +39,9 @@ else
     IDLE_SESSIONS=50000
 fi
 TP_WINDOW=32
+CLUSTER_LAT_RATE=5000
 SB_PORT=15080 NODE_PORT=15081 LIMIT_PORT=15082
+REDIS_PORT=15083 SB_A_PORT=15084 SB_B_PORT=15085
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() {
@@ -68,9 +74,19 @@ SFU_BENCH=$ROOT/target/release/examples/sfu_bench
 RESULTS=$ROOT/bench/results
 mkdir -p "$RESULTS"
 JSONL=$RESULTS/latest.jsonl
+((CLUSTER_ONLY)) && JSONL=$RESULTS/cluster.jsonl
 : >"$JSONL"
 WORK=$(mktemp -d)
 sed "s/127.0.0.1:15080/127.0.0.1:$SB_PORT/" bench/switchboard.toml >"$WORK/switchboard.toml"
+# The two cluster nodes: the same gateway, each on its own port, joined by [cluster].
+for side in a b; do
+    port=$SB_A_PORT
+    [[ $side == b ]] && port=$SB_B_PORT
+    {
+        sed "s/127.0.0.1:15080/127.0.0.1:$port/" bench/switchboard.toml
+        printf '\n[cluster]\nredis_url = "redis://127.0.0.1:%s"\nnode_id = "bench-%s"\n' "$REDIS_PORT" "$side"
+    } >"$WORK/switchboard-$side.toml"
+done
 
 # --- servers ----------------------------------------------------------------------------------
 declare -A PID=()
@@ -109,6 +125,26 @@ start() { # NAME
             PID[limit]=$!
             wait_port "$LIMIT_PORT"
             ;;
+        redis)
+            command -v redis-server >/dev/null || die "redis-server is not installed (apt-get install redis-server)"
+            redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+                --dir "$WORK" >"$WORK/redis.log" 2>&1 &
+            PID[redis]=$!
+            wait_port "$REDIS_PORT"
+            ;;
+        sb-a | sb-b)
+            local side=${1#sb-} port=$SB_A_PORT
+            [[ $side == b ]] && port=$SB_B_PORT
+            RUST_LOG=warn "$SB_BIN" --config "$WORK/switchboard-$side.toml" >"$WORK/switchboard-$side.log" 2>&1 &
+            PID[$1]=$!
+            wait_port "$port"
+            # Joined to the cluster once /healthz says so (10 s at most).
+            for _ in $(seq 100); do
+                curl -fsS "http://127.0.0.1:$port/healthz" 2>/dev/null | grep -q 'cluster: ok' && return 0
+                sleep 0.1
+            done
+            die "node $side did not reach redis-server"
+            ;;
     esac
 }
 
@@ -123,6 +159,7 @@ stop() { # NAME
 addr() { # NAME
     case "$1" in
         switchboard) echo "127.0.0.1:$SB_PORT" ;;
+        cluster) echo "127.0.0.1:$SB_A_PORT" ;;
         node) echo "127.0.0.1:$NODE_PORT" ;;
         limit) echo "127.0.0.1:$LIMIT_PORT" ;;
     esac
@@ -134,6 +171,50 @@ lg() { # SCENARIO SERVER DIALECT ARGS...: one run, its report appended to the JS
     timeout 600 "$LG" "$scenario" --addr "$(addr "$server")" --server "$server" \
         --dialect "$dialect" --target "${PID[$server]}" --out "$JSONL" "$@" >/dev/null ||
         log "$scenario $server $dialect failed (see above); going on"
+}
+
+lg_cluster() { # SCENARIO DIALECT ARGS...: side A of each pair on node a, side B on node b
+    local scenario=$1 dialect=$2
+    shift 2
+    timeout 600 "$LG" "$scenario" --addr "127.0.0.1:$SB_A_PORT" --addr-b "127.0.0.1:$SB_B_PORT" \
+        --server switchboard --label switchboard-2-nodes --dialect "$dialect" \
+        --out "$JSONL" "$@" >/dev/null ||
+        log "$scenario cluster $dialect failed (see above); going on"
+}
+
+# --- scale-out: one node against two nodes through Redis ------------------------------------
+# Pairs are split across the nodes (side A on node a, side B on node b), so every relayed
+# message crosses redis-server: published by one node, received by the other. Single-node rounds
+# (label switchboard-1-node) run on the same binary and config without [cluster], interleaved
+# with the cluster rounds (label switchboard-2-nodes).
+cluster_bench() {
+    log "scale-out: redis-server and two gateway nodes"
+    start redis
+    start sb-a
+    start sb-b
+    start switchboard
+    for round in $(seq "$TP_ROUNDS"); do
+        log "cluster throughput round $round/$TP_ROUNDS"
+        common=(--pairs "$TP_PAIRS" --window "$TP_WINDOW" --secs "$TP_SECS")
+        for d in ant socketio raw; do
+            lg throughput switchboard "$d" "${common[@]}" --label switchboard-1-node
+            lg_cluster throughput "$d" "${common[@]}"
+        done
+    done
+    # At a rate two nodes, Redis and the load generator sustain together on 2 cores (at 20,000
+    # msg/s the cluster's queues grow on this machine, and latency then measures the backlog).
+    for round in $(seq "$LAT_ROUNDS"); do
+        log "cluster latency round $round/$LAT_ROUNDS ($CLUSTER_LAT_RATE msg/s)"
+        common=(--pairs "$LAT_PAIRS" --rate "$CLUSTER_LAT_RATE" --secs "$LAT_SECS")
+        for d in ant socketio raw; do
+            lg latency switchboard "$d" "${common[@]}" --label switchboard-1-node
+            lg_cluster latency "$d" "${common[@]}"
+        done
+    done
+    stop switchboard
+    stop sb-a
+    stop sb-b
+    stop redis
 }
 
 busy_cores() { # CPU used by everything on the machine over 2 s, in cores
@@ -148,6 +229,26 @@ busy_cores() { # CPU used by everything on the machine over 2 s, in cores
 STARTED=$(date +%s)
 BACKGROUND=$(busy_cores)
 log "machine load before the run (other processes): $BACKGROUND cores busy"
+
+if ((CLUSTER_ONLY)); then
+    cluster_bench
+    ELAPSED=$(($(date +%s) - STARTED))
+    {
+        echo "# Benchmark results: scale-out"
+        echo
+        echo "Produced by \`bench/run.sh --cluster\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${ELAPSED} s."
+        echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')."
+        echo "Machine: $(nproc) cores; other processes kept $BACKGROUND cores busy just before the run."
+        echo "\`switchboard-1-node\` is one node; \`switchboard-2-nodes\` is two nodes and redis-server $(redis-server --version | awk '{print $3}') on"
+        echo "the same machine, every pair split across the nodes."
+        echo
+        # Only throughput and latency ran: drop the empty storm and idle tables.
+        "$LG" report "$JSONL" | sed '/^### Call-setup storm/,$d'
+    } >"$RESULTS/cluster.md"
+    cat "$RESULTS/cluster.md"
+    log "wrote bench/results/cluster.md and bench/results/cluster.jsonl"
+    exit 0
+fi
 
 start switchboard
 start node
@@ -174,6 +275,11 @@ for round in $(seq "$LAT_ROUNDS"); do
         lg latency switchboard "$d" "${common[@]}"
     done
 done
+
+# --- scale-out ----------------------------------------------------------------------------------
+stop switchboard
+cluster_bench
+start switchboard
 
 # --- call-setup storm -------------------------------------------------------------------------
 log "storm: $STORM_PAIRS pairs"

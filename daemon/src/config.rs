@@ -57,6 +57,9 @@ pub struct GatewayConfig {
     /// Stream security per Ant Media application (`[[antmedia_app]]`).
     #[serde(rename = "antmedia_app", default)]
     pub antmedia_apps: Vec<switchboard_conference::AppSecurityConfig>,
+    /// Scale-out through Redis (`[cluster]`); absent: this node runs alone.
+    #[serde(default)]
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 /// `[store]`: the embedded database (redb) of the conference plugin and the REST API.
@@ -551,6 +554,11 @@ impl GatewayConfig {
                     format!("antmedia_app[{i}].name"),
                     format!("application `{}` is configured twice", app.name),
                 ));
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            for (key, message) in cluster.problems() {
+                errors.push(ConfigError::at(format!("cluster.{key}"), message));
             }
         }
         if self.plugins.is_empty() {

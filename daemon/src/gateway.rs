@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
 
 use switchboard_plugin_api::protocol::{
@@ -17,12 +17,17 @@ use switchboard_plugin_api::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::{Claim, Cluster, proxies};
 use crate::config::GatewayConfig;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::limits::ConnectionLimiter;
 use crate::pipeline::Pipeline;
 use crate::rooms::Rooms;
 use crate::telemetry;
+
+mod remote;
+
+use remote::{announce, send_remote};
 
 /// What a session receives from the bus.
 #[derive(Debug, Clone)]
@@ -104,6 +109,23 @@ pub struct Gateway {
     lifecycle: Lifecycle,
     connections: Arc<ConnectionLimiter>,
     started: Instant,
+    /// Set once at start when `[cluster]` is configured.
+    cluster: OnceLock<Arc<Cluster>>,
+    /// Sessions between claiming a place in Redis and running their join: what other nodes
+    /// send them meanwhile waits here, so that their own `joined` comes first.
+    pending: Mutex<HashMap<SessionId, Vec<Outbound>>>,
+    /// Joins into rooms of one stripe run one at a time (`[cluster]` only).
+    join_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+/// Number of join lock stripes.
+const JOIN_STRIPES: usize = 64;
+
+fn stripe_of(room: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    room.hash(&mut h);
+    usize::try_from(h.finish() % JOIN_STRIPES as u64).unwrap_or(0)
 }
 
 impl std::fmt::Debug for Gateway {
@@ -138,6 +160,11 @@ impl Gateway {
             lifecycle: Lifecycle::default(),
             connections: Arc::default(),
             started: Instant::now(),
+            cluster: OnceLock::new(),
+            pending: Mutex::default(),
+            join_locks: (0..JOIN_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
         }
     }
 
@@ -167,6 +194,20 @@ impl Gateway {
         Arc::clone(&self.pipeline.read().unwrap_or_else(PoisonError::into_inner))
     }
 
+    /// Joins the gateway to a cluster (once, at start).
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
+    /// The cluster this gateway is part of, if any.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.get()
+    }
+
+    fn next_session_id(&self) -> SessionId {
+        SessionId(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
     /// The lifecycle phases.
     pub fn lifecycle(&self) -> &Lifecycle {
         &self.lifecycle
@@ -194,7 +235,7 @@ impl Gateway {
 
     /// Registers a new session of `dialect` from `addr` and returns its end of the bus.
     pub fn register(&self, dialect: DialectKind, addr: Option<SocketAddr>) -> SessionHandle {
-        let id = SessionId(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let id = self.next_session_id();
         let (tx, rx) = mpsc::channel(self.config().limits.session_queue_len);
         let cancel = self.shutdown.child_token();
         let info = Arc::new(SessionInfo {
@@ -263,6 +304,8 @@ impl Gateway {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&id);
+        // A join abandoned mid-claim (the connection went away) leaves its buffer behind.
+        lock(&self.pending).remove(&id);
         self.pipeline().session_closed(id);
     }
 
@@ -308,7 +351,38 @@ impl Gateway {
 
     /// Runs one event from a peer through the pipeline and delivers the outcome. Events without
     /// a room are not routed.
-    pub fn dispatch(&self, mut envelope: Envelope) -> Dispatched {
+    pub fn dispatch(&self, envelope: Envelope) -> Dispatched {
+        self.dispatch_claimed(envelope, None)
+    }
+
+    /// [`Self::dispatch`] for any event; with `[cluster]`, a join first claims its place in
+    /// Redis. Joins into one room are serialized on this node (claim and pipeline), so this
+    /// node admits its joiners in the order Redis listed them.
+    pub async fn dispatch_async(&self, envelope: Envelope) -> Dispatched {
+        let room = match (&envelope.event, self.cluster.get()) {
+            (Event::Join(join), Some(_)) => join.room.clone(),
+            (Event::Conference(c), Some(_))
+                if matches!(c.command, ConferenceCommand::JoinRoom(_)) =>
+            {
+                c.target().to_owned()
+            }
+            _ => return self.dispatch(envelope),
+        };
+        let stripe = &self.join_locks[stripe_of(&room)];
+        let _serialized = stripe.lock().await;
+        match self.claim(envelope.from, &envelope.event).await {
+            Ok(claim) => self.dispatch_claimed(envelope, claim),
+            Err(refusal) => Dispatched {
+                refusal: Some(refusal),
+                membership: None,
+            },
+        }
+    }
+
+    /// [`Self::dispatch`] with the outcome of [`Self::claim`]: the members Redis listed ahead
+    /// of the joiner join the local table as proxies before the pipeline runs, and a refused
+    /// join gives its place back.
+    pub fn dispatch_claimed(&self, mut envelope: Envelope, claim: Option<Claim>) -> Dispatched {
         match &envelope.event {
             Event::Join(join) => envelope.from.mode = join.mode,
             Event::Conference(c) if matches!(c.command, ConferenceCommand::JoinRoom(_)) => {
@@ -321,18 +395,50 @@ impl Gateway {
         };
         let envelope = Arc::new(envelope);
         let mut rooms = lock(&self.rooms);
+        let cluster = self.cluster.get();
+        if let (Some(cluster), Some(claim)) = (cluster, &claim) {
+            proxies::reconcile(&mut rooms, &room, cluster.node(), &claim.before, || {
+                self.next_session_id()
+            });
+        }
+        // A claimed join sees the room as Redis lists it: this node's members and the remote
+        // members Redis lists. A proxy Redis no longer lists has left (its `left` frame is on
+        // its way) and does not count.
+        let claimed_view: Option<Vec<Peer>> = claim.as_ref().map(|claim| {
+            rooms
+                .members(&room)
+                .iter()
+                .filter(|p| match rooms.proxies.remote(p.session) {
+                    None => true,
+                    Some(r) => claim
+                        .before
+                        .iter()
+                        .any(|(n, peer)| *n == r.node && peer.session == r.session),
+                })
+                .copied()
+                .collect()
+        });
         let cx = EventContext {
             envelope: &envelope,
             room: RoomView {
                 room: &room,
-                members: rooms.members(&room),
+                members: claimed_view
+                    .as_deref()
+                    .unwrap_or_else(|| rooms.members(&room)),
             },
         };
         let pipeline = self.pipeline();
         let (decision, stopped) = match pipeline.run(&cx) {
             Ok(outcome) => outcome,
             Err(refusal) => {
+                if let (Some(cluster), Some(claim)) = (cluster, &claim) {
+                    cluster.commit(&room, claim, false);
+                }
+                proxies::prune(&mut rooms, &room);
                 drop(rooms);
+                if claim.is_some() {
+                    self.flush_pending(envelope.from.session);
+                }
                 telemetry::event_refused(&envelope, &room, &refusal);
                 return Dispatched {
                     refusal: Some(refusal),
@@ -350,6 +456,14 @@ impl Gateway {
             // No plugin answered. Say so rather than leave the peer waiting: either the
             // conference plugin is not in the pipeline, or it passed a media request on after
             // its token check and no media plugin took it.
+            if let (Some(cluster), Some(claim)) = (cluster, &claim) {
+                cluster.commit(&room, claim, false);
+            }
+            proxies::prune(&mut rooms, &room);
+            drop(rooms);
+            if claim.is_some() {
+                self.flush_pending(envelope.from.session);
+            }
             let media = matches!(
                 request.command,
                 ConferenceCommand::Publish(_) | ConferenceCommand::Play(_)
@@ -371,9 +485,23 @@ impl Gateway {
             };
         }
         let membership = apply_membership(&mut rooms, &room, &envelope);
+        let mut deliveries = decision.deliveries;
+        if let Some(cluster) = cluster {
+            if let Some(claim) = &claim {
+                // Before the `joined` frames, so a node that reads one finds the record.
+                let joined = matches!(membership, Some(Membership::Joined(_)));
+                cluster.commit(&room, claim, joined);
+            }
+            announce(cluster, &rooms, &room, membership.as_ref(), &envelope.from);
+            deliveries = send_remote(cluster, &rooms, &room, &envelope, deliveries);
+            proxies::prune(&mut rooms, &room);
+        }
         drop(rooms);
-        telemetry::event_dispatched(&envelope, &room, decision.deliveries.len());
-        self.deliver(&envelope, decision.deliveries);
+        telemetry::event_dispatched(&envelope, &room, deliveries.len());
+        self.deliver(&envelope, deliveries);
+        if claim.is_some() {
+            self.flush_pending(envelope.from.session);
+        }
         Dispatched {
             refusal: None,
             membership,
@@ -395,7 +523,19 @@ impl Gateway {
             if out.membership.is_none() {
                 // A plugin refused the leave or nobody routed it: membership must still go, or a
                 // dead session would hold a place in the room forever.
-                lock(&self.rooms).leave(room, from.session);
+                let mut rooms = lock(&self.rooms);
+                if rooms.leave(room, from.session)
+                    && let Some(cluster) = self.cluster.get()
+                {
+                    announce(
+                        cluster,
+                        &rooms,
+                        room,
+                        Some(&Membership::Left(room.clone())),
+                        &from,
+                    );
+                    proxies::prune(&mut rooms, room);
+                }
             }
         }
     }

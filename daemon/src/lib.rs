@@ -3,6 +3,8 @@
 //! pipeline (routing is a plugin), and renders deliveries in each receiver's dialect.
 //!
 //! # Layout
+//! - [`cluster`]: scale-out through Redis (`[cluster]`): shared rooms, the node bus, failure
+//!   detection.
 //! - [`config`]: strict TOML config, the embedded default, validation.
 //! - [`gateway`]: sessions registry, rooms, dispatch through the [`pipeline`].
 //! - [`session`]: the per-connection task for WebSocket dialects.
@@ -19,6 +21,7 @@
 //!
 //! Library entry points take a shutdown future so tests control them; `main` wires signals.
 
+pub mod cluster;
 pub mod config;
 pub mod gateway;
 pub mod lifecycle;
@@ -123,6 +126,17 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
         .start_plugins()
         .map_err(|e| anyhow::anyhow!("cannot start plugins: {e}"))?;
     let tracker = TaskTracker::new();
+    // The cluster link runs on its own tracker: it must outlive the sessions' drain, so that
+    // their leaves reach the other nodes.
+    let cluster_tasks = TaskTracker::new();
+    if let Some(c) = &config.cluster {
+        let cluster = Arc::new(
+            cluster::Cluster::new(c.clone()).context("cannot set up the [cluster] Redis client")?,
+        );
+        info!(node = %cluster.node(), "Cluster: joining through Redis.");
+        gateway.set_cluster(Arc::clone(&cluster));
+        cluster::link::start(&cluster, &gateway, &cluster_tasks);
+    }
     let mut bound = Vec::new();
     for listener in &config.listeners {
         let cx = ListenerContext {
@@ -205,6 +219,9 @@ async fn serve_all(
         }
     })
     .await;
+    if let Some(cluster) = gateway.cluster() {
+        cluster.shutdown().await;
+    }
     http_stop.cancel();
     let _ = tokio::time::timeout_at(deadline, async {
         for server in servers {

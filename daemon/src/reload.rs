@@ -9,6 +9,7 @@
 //! plugin pipeline (in-flight events finish on the old one, whose plugins then get their
 //! `shutdown`; plugin state such as rate buckets starts afresh). What needs a restart, and is
 //! reported in the log when it differs: `[[listener]]` (binds, dialects, pages, TLS), `[log]`,
+//! `[cluster]`,
 //! `[shutdown]`, and the conference tables read at start (`[store]`, `[[antmedia_app]]`).
 
 use std::path::Path;
@@ -89,6 +90,7 @@ pub fn apply(
     note(pipeline.is_some(), "[[plugin]]", true);
     note(new.listeners != old.listeners, "[[listener]]", false);
     note(new.log != old.log, "[log]", false);
+    note(new.cluster != old.cluster, "[cluster]", false);
     note(
         new.shutdown.grace_period_secs != old.shutdown.grace_period_secs,
         "[shutdown]",

@@ -30,6 +30,8 @@ pub fn check_room_name(name: &str) -> Result<(), String> {
 #[derive(Debug, Default)]
 pub struct Rooms {
     rooms: HashMap<String, Vec<Peer>>,
+    /// Which members are proxies of peers on other nodes (`[cluster]`; empty otherwise).
+    pub proxies: crate::cluster::Proxies,
 }
 
 impl Rooms {

@@ -82,6 +82,26 @@ impl SessionCore {
         self.dispatch_received(event, original, Instant::now())
     }
 
+    /// [`Self::dispatch_received`] that first claims a joiner's place in the cluster (when
+    /// `[cluster]` is set; the same as the synchronous one otherwise). Joins go through here.
+    pub async fn dispatch_async(
+        &mut self,
+        event: Event,
+        original: Option<Arc<str>>,
+        received: Instant,
+    ) -> Option<Refusal> {
+        let routed = event.room().is_some();
+        let out = self
+            .gateway
+            .dispatch_async(Envelope {
+                from: self.peer,
+                event,
+                original,
+            })
+            .await;
+        self.record(routed, received, out)
+    }
+
     /// [`Self::dispatch`] for a frame that arrived at `received`: the relay latency metric
     /// covers decode, the pipeline and queuing the deliveries.
     pub fn dispatch_received(
@@ -96,6 +116,16 @@ impl SessionCore {
             event,
             original,
         });
+        self.record(routed, received, out)
+    }
+
+    /// Counts a dispatched event and keeps the session's list of rooms.
+    fn record(
+        &mut self,
+        routed: bool,
+        received: Instant,
+        out: crate::gateway::Dispatched,
+    ) -> Option<Refusal> {
         if routed {
             stats::observe_relay(received.elapsed());
             self.engaged |= out.refusal.is_none();
@@ -168,7 +198,10 @@ where
 
     if let Some(join) = join {
         let room = join.room.clone();
-        if let Some(refusal) = core.dispatch(Event::Join(join), None) {
+        if let Some(refusal) = core
+            .dispatch_async(Event::Join(join), None, Instant::now())
+            .await
+        {
             let frame = D::encode(&state, &refusal_event(&refusal, Some(&room)));
             let code = match refusal.code {
                 ErrorCode::RoomFull => close_code::ROOM_FULL,
@@ -271,7 +304,7 @@ where
                             }
                         }
                         match message {
-                            Message::Text(text) => handle_text::<D>(&mut core, &mut state, text, received),
+                            Message::Text(text) => handle_text::<D>(&mut core, &mut state, text, received).await,
                             _ => {
                                 stats::message_in(D::KIND, "error");
                                 let e = Event::error(ErrorCode::BinaryNotSupported, None, "binary frames are not supported; send JSON text frames");
@@ -377,7 +410,7 @@ pub fn outbound_kind(out: &Outbound) -> &'static str {
 
 /// Decodes and dispatches one text frame; returns frames (with their event kind) to send
 /// straight back.
-fn handle_text<D>(
+async fn handle_text<D>(
     core: &mut SessionCore,
     state: &mut D::State,
     text: Utf8Bytes,
@@ -408,7 +441,7 @@ where
         Ok(Decoded::Event(event)) => {
             let room = event.room().map(str::to_owned);
             let original: Arc<str> = Arc::from(text);
-            match core.dispatch_received(event, Some(original), received) {
+            match core.dispatch_async(event, Some(original), received).await {
                 Some(refusal) => D::encode(state, &refusal_event(&refusal, room.as_deref()))
                     .into_iter()
                     .map(|f| (f, "error"))

@@ -131,6 +131,8 @@ pub struct Target {
     /// Client sockets are bound to 127.0.0.1 ..= 127.0.0.`sources` in turn, so that many
     /// sessions do not exhaust one source address's ephemeral ports.
     pub sources: u8,
+    /// Where side B of each pair connects (another node of a cluster); `None`: `addr`.
+    pub addr_b: Option<SocketAddr>,
 }
 
 impl Target {
@@ -143,7 +145,27 @@ impl Target {
             addr,
             server,
             sources: 1,
+            addr_b: None,
         })
+    }
+
+    /// Sends side B of every pair to `addr` (a second node of a cluster); loopback only.
+    pub fn with_addr_b(mut self, addr: Option<SocketAddr>) -> anyhow::Result<Self> {
+        if let Some(addr) = addr
+            && !addr.ip().is_loopback()
+        {
+            bail!("refusing target {addr}: the load generator only targets loopback addresses");
+        }
+        self.addr_b = addr;
+        Ok(self)
+    }
+
+    /// The target side B of a pair connects to.
+    pub fn side_b(&self) -> Self {
+        Self {
+            addr: self.addr_b.unwrap_or(self.addr),
+            ..self.clone()
+        }
     }
 
     /// Uses `n` (1..=254) source addresses.
@@ -706,5 +728,20 @@ mod tests {
     fn non_loopback_targets_are_refused() {
         let addr: SocketAddr = "10.0.0.1:80".parse().unwrap_or_else(|_| unreachable!());
         assert!(Target::new(addr, Server::Switchboard).is_err());
+    }
+
+    #[test]
+    fn side_b_goes_to_the_second_node_when_given() {
+        let a: SocketAddr = "127.0.0.1:15084".parse().unwrap_or_else(|_| unreachable!());
+        let b: SocketAddr = "127.0.0.1:15085".parse().unwrap_or_else(|_| unreachable!());
+        let far: SocketAddr = "10.0.0.1:80".parse().unwrap_or_else(|_| unreachable!());
+        let one = Target::new(a, Server::Switchboard).unwrap_or_else(|_| unreachable!());
+        assert_eq!(one.side_b().addr, a, "no --addr-b: both sides on --addr");
+        let two = one
+            .clone()
+            .with_addr_b(Some(b))
+            .unwrap_or_else(|_| unreachable!());
+        assert_eq!((two.addr, two.side_b().addr), (a, b));
+        assert!(one.with_addr_b(Some(far)).is_err(), "loopback only");
     }
 }

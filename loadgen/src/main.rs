@@ -33,6 +33,9 @@ Common options:
                         (throughput, latency); its RSS is measured (idle; required there)
   --threads N           runtime worker threads (default: all cores)
   --out FILE            also append the JSON report to FILE
+  --addr-b HOST:PORT    side B of every pair connects here instead (a second node of a
+                        cluster: the pair's messages cross Redis) (throughput, latency)
+  --label NAME          the server name in the report (throughput, latency), e.g. switchboard-2-nodes
 
 Dialects: ant, socketio, raw.
 ";
@@ -88,7 +91,13 @@ impl Args {
                 .get("server")
                 .map_or("switchboard", String::as_str),
         )?;
-        Ok(Target::new(addr, server)?.with_sources(self.get("sources", Some(default_sources))?))
+        let addr_b = match self.opts.get("addr-b") {
+            Some(v) => Some(v.parse().map_err(|e| anyhow!("--addr-b {v}: {e}"))?),
+            None => None,
+        };
+        Target::new(addr, server)?
+            .with_sources(self.get("sources", Some(default_sources))?)
+            .with_addr_b(addr_b)
     }
 }
 
@@ -132,7 +141,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 pace,
                 server_pid: server_pid(&args)?,
             };
-            let r = switchboard_loadgen::scenario::flow::run(cfg).await?;
+            let mut r = switchboard_loadgen::scenario::flow::run(cfg).await?;
+            if let Some(label) = args.opts.get("label") {
+                r.server.clone_from(label);
+            }
             eprintln!(
                 "{} {} {}: {:.0} msgs/s ({:.1} MB/s), sent {} delivered {} lost {} misrouted {} duplicated {} out-of-order {} errors {}{}",
                 r.scenario,

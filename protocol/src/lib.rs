@@ -9,9 +9,11 @@
 //! - [`dialects`]: the [`Dialect`] trait and one module per dialect (`antmedia`, `socketio`,
 //!   `raw`), each holding decode and encode side by side.
 //! - [`error`]: typed decode errors and the gateway's error codes.
+//! - [`cluster`]: the frames gateway nodes of one cluster exchange through Redis.
 //! - `testing` (feature `testing`): the dialect conformance harness every codec's tests call.
 #![warn(missing_docs)]
 
+pub mod cluster;
 pub mod conference;
 pub mod dialects;
 pub mod error;

@@ -6,12 +6,14 @@
 //! - [`TestGateway`]: starts the gateway from a config string on `127.0.0.1:0`.
 //! - [`WsClient`]: text-frame WebSocket client whose receives time out instead of hanging.
 //! - [`node`]: runs a node script with a deadline and returns its output.
+//! - [`cluster`]: a real `redis-server` and real `switchboard` processes joined by `[cluster]`.
 #![allow(
     clippy::unwrap_used,
     clippy::print_stdout,
     missing_debug_implementations
 )]
 
+pub mod cluster;
 pub mod media;
 
 use std::net::SocketAddr;

@@ -390,6 +390,7 @@ rooms = ["logged"]
 fn shipped_configs_validate() {
     for name in [
         "config/classic.toml",
+        "config/cluster.toml",
         "config/plugins/room-policy.toml",
         "config/plugins/logging.toml",
         "config/plugins/two-peer-relay.toml",

@@ -51,3 +51,60 @@ settings = { max_peers = 1 }
     }
     assert_eq!(errors.len(), 5, "{all}");
 }
+
+#[test]
+fn cluster_example_is_valid_and_cluster_is_optional() {
+    let text = include_str!("../../../config/cluster.toml");
+    let config = GatewayConfig::from_toml(text).expect("config/cluster.toml");
+    let cluster = config.cluster.expect("[cluster]");
+    assert_eq!(cluster.node_name(), "node-a");
+    assert_eq!(cluster.node_ttl_ms, 5000);
+    assert!(
+        GatewayConfig::from_toml(DEFAULT_CONFIG)
+            .expect("default")
+            .cluster
+            .is_none(),
+        "the default runs alone"
+    );
+}
+
+#[test]
+fn cluster_problems_are_all_reported() {
+    let text = r#"
+[[listener]]
+bind = "127.0.0.1:0"
+dialects = ["raw"]
+[cluster]
+redis_url = "rediss://example"
+node_id = "a|b"
+key_prefix = ""
+heartbeat_interval_ms = 10
+node_ttl_ms = 15
+publish_queue_len = 0
+[[plugin]]
+type = "room-router"
+"#;
+    let Err(LoadConfigError::Invalid(errors)) = GatewayConfig::from_toml(text) else {
+        panic!("expected validation errors");
+    };
+    let all = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    for key in [
+        "cluster.redis_url",
+        "cluster.node_id",
+        "cluster.key_prefix",
+        "cluster.heartbeat_interval_ms",
+        "cluster.node_ttl_ms",
+        "cluster.publish_queue_len",
+    ] {
+        assert!(all.contains(key), "missing {key} in:\n{all}");
+    }
+    let typo = text.replace("node_ttl_ms = 15", "node_tll_ms = 15");
+    assert!(
+        GatewayConfig::parse(&typo).is_err(),
+        "unknown keys are errors"
+    );
+}

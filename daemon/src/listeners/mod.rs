@@ -69,7 +69,28 @@ async fn readyz(
     } else {
         axum::http::StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, format!("{phase}\n"))
+    (status, format!("{phase}\n{}", cluster_line(&cx.gateway)))
+}
+
+/// `cluster: ok` or `cluster: degraded ...` when `[cluster]` is set; empty otherwise.
+fn cluster_line(gateway: &crate::gateway::Gateway) -> String {
+    match gateway.cluster() {
+        Some(c) if c.healthy() => format!("cluster: ok ({})\n", c.node()),
+        Some(c) => format!(
+            "cluster: degraded, Redis unreachable; local rooms only ({})\n",
+            c.node()
+        ),
+        None => String::new(),
+    }
+}
+
+/// `ok` (200) on a node that serves; with `[cluster]` the second line says whether the node
+/// reaches Redis (`degraded` still answers 200: local rooms work, a load balancer should keep
+/// the node).
+async fn healthz(
+    axum::extract::State(cx): axum::extract::State<ListenerContext>,
+) -> impl axum::response::IntoResponse {
+    format!("ok\n{}", cluster_line(&cx.gateway))
 }
 
 /// A bound listener, ready to serve.
@@ -95,9 +116,9 @@ pub async fn bind(cx: ListenerContext) -> std::io::Result<BoundListener> {
         None => None,
     };
     let mut inner = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
         .merge(
             Router::new()
+                .route("/healthz", get(healthz))
                 .route("/metrics", get(metrics))
                 .route("/readyz", get(readyz))
                 .with_state(cx.clone()),

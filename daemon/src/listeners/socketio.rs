@@ -127,7 +127,10 @@ async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<()
         mode: JoinMode::Both,
         token,
     });
-    if let Some(refusal) = core.dispatch(join, None) {
+    if let Some(refusal) = core
+        .dispatch_async(join, None, std::time::Instant::now())
+        .await
+    {
         core.finish("join refused");
         return Err(JoinRefused(format!(
             "{}: {}",

@@ -33,8 +33,9 @@ impl Indexes {
     }
 }
 
-/// Connects pair `pair`: side A first, in its room, then side B, so that A is the waiting peer
-/// and both are in the room when this returns.
+/// Connects pair `pair`: side A first, in its room, then side B (on `--addr-b` when given: a
+/// second cluster node), so that A is the waiting peer and both are in the room when this
+/// returns.
 pub async fn connect_pair(
     target: &Target,
     dialect: Dialect,
@@ -43,7 +44,7 @@ pub async fn connect_pair(
 ) -> anyhow::Result<(Conn, Conn)> {
     let mut a = Conn::connect(target, dialect, room, indexes.next(), false).await?;
     a.join(target.server).await.context("side A join")?;
-    let mut b = Conn::connect(target, dialect, room, indexes.next(), false).await?;
+    let mut b = Conn::connect(&target.side_b(), dialect, room, indexes.next(), false).await?;
     b.join(target.server).await.context("side B join")?;
     Ok((a, b))
 }

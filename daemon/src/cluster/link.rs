@@ -1,0 +1,366 @@
+//! The node's connection to Redis: connects (and reconnects), subscribes to the node's channel,
+//! heartbeats, finds dead nodes, and hands received frames to the gateway.
+//!
+//! One loop per node. Each pass connects a command connection and a subscription, re-registers
+//! the node's members, then serves until either connection fails; it then marks the node
+//! degraded and retries every heartbeat interval.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
+use switchboard_plugin_api::protocol::cluster::{NodeFrame, NodeMessage};
+use switchboard_plugin_api::{Envelope, Peer, SessionId};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::{Cluster, health, publisher, store};
+use crate::gateway::{Gateway, Outbound};
+
+/// Starts the publisher and the link loop on `tracker`.
+pub fn start(cluster: &Arc<Cluster>, gateway: &Arc<Gateway>, tracker: &TaskTracker) {
+    let rx = cluster
+        .outbox_rx
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(rx) = rx {
+        tracker.spawn(publisher::run(Arc::clone(cluster), rx));
+    }
+    tracker.spawn(run(Arc::clone(cluster), Arc::clone(gateway)));
+}
+
+/// Why a pass of the loop ended.
+enum Ended {
+    Stopped,
+    Lost(String),
+}
+
+async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
+    let interval = Duration::from_millis(cluster.config.heartbeat_interval_ms);
+    let mut registered_once = false;
+    let mut first_failure_logged = false;
+    loop {
+        let ended = match connect(&cluster).await {
+            Ok((conn, pubsub)) => {
+                match recover(&cluster, &gateway, conn.clone(), registered_once).await {
+                    Ok(()) => {
+                        registered_once = true;
+                        cluster.set_conn(Some(conn.clone()));
+                        cluster.health.set_up(&cluster.node);
+                        serve(&cluster, &gateway, conn, pubsub, interval).await
+                    }
+                    Err(e) => Ended::Lost(e.to_string()),
+                }
+            }
+            Err(e) => Ended::Lost(e.to_string()),
+        };
+        match ended {
+            Ended::Stopped => return,
+            Ended::Lost(why) => {
+                cluster.set_conn(None);
+                if !registered_once && !first_failure_logged {
+                    first_failure_logged = true;
+                    warn!(error = %why, url = %redacted(&cluster.config.redis_url),
+                        "Cluster: cannot reach Redis; serving local rooms only until it answers.");
+                }
+                cluster.health.down(&why);
+            }
+        }
+        tokio::select! {
+            () = cluster.stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// The URL without its password, for logs.
+fn redacted(url: &str) -> String {
+    match url.split_once('@') {
+        Some((_, host)) => format!("redis://***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+async fn connect(
+    cluster: &Cluster,
+) -> redis::RedisResult<(MultiplexedConnection, redis::aio::PubSub)> {
+    let timeout = cluster.command_timeout();
+    let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    let conn = cluster
+        .client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    let mut pubsub = tokio::time::timeout(timeout, cluster.client.get_async_pubsub())
+        .await
+        .map_err(|_| timed_out())??;
+    tokio::time::timeout(
+        timeout,
+        pubsub.subscribe(cluster.keys.channel(&cluster.node)),
+    )
+    .await
+    .map_err(|_| timed_out())??;
+    Ok((conn, pubsub))
+}
+
+fn timed_out() -> redis::RedisError {
+    redis::RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "Redis did not answer in time",
+    ))
+}
+
+/// Registers the node and its members. After an outage long enough for the others to reap
+/// this node, its proxies are gone from their view too: they leave here as well (partners get
+/// their leave signal), so both sides agree; the local members are registered afresh.
+async fn recover(
+    cluster: &Cluster,
+    gateway: &Gateway,
+    mut conn: MultiplexedConnection,
+    registered_once: bool,
+) -> redis::RedisResult<()> {
+    let keys = &cluster.keys;
+    let node = &*cluster.node;
+    let timeout = cluster.command_timeout();
+    let known: bool = tokio::time::timeout(
+        timeout,
+        redis::cmd("SISMEMBER")
+            .arg(keys.nodes())
+            .arg(node)
+            .query_async(&mut conn),
+    )
+    .await
+    .map_err(|_| timed_out())??;
+    if registered_once && !known {
+        debug!(node, "Cluster: this node was reaped during the outage.");
+        gateway.drop_all_proxies();
+    }
+    let members = gateway.local_members();
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    store::reap(&mut pipe, keys, node);
+    store::register(&mut pipe, keys, node, &members);
+    heartbeat(&mut pipe, cluster);
+    tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn))
+        .await
+        .map_err(|_| timed_out())??;
+    Ok(())
+}
+
+fn heartbeat(pipe: &mut redis::Pipeline, cluster: &Cluster) {
+    pipe.cmd("SET")
+        .arg(cluster.keys.alive(&cluster.node))
+        .arg(1)
+        .arg("PX")
+        .arg(cluster.config.node_ttl_ms)
+        .ignore();
+    pipe.cmd("SADD")
+        .arg(cluster.keys.nodes())
+        .arg(&*cluster.node)
+        .ignore();
+}
+
+async fn serve(
+    cluster: &Cluster,
+    gateway: &Gateway,
+    mut conn: MultiplexedConnection,
+    pubsub: redis::aio::PubSub,
+    interval: Duration,
+) -> Ended {
+    let mut messages = pubsub.into_on_message();
+    let mut suspects = HashSet::new();
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cluster.stop.cancelled() => return Ended::Stopped,
+            msg = messages.next() => match msg {
+                Some(msg) => receive(cluster, gateway, msg.get_payload_bytes()),
+                None => return Ended::Lost("subscription closed".into()),
+            },
+            _ = ticker.tick() => {
+                if let Err(e) = tick(cluster, gateway, &mut conn).await {
+                    return Ended::Lost(e.to_string());
+                }
+                if let Err(e) = sweep(cluster, gateway, &mut conn, &mut suspects).await {
+                    return Ended::Lost(e.to_string());
+                }
+                if !cluster.healthy() {
+                    // A command elsewhere failed: reconnect and re-register.
+                    return Ended::Lost("a command failed".into());
+                }
+            }
+        }
+    }
+}
+
+/// One heartbeat: refresh this node's key, then find nodes whose key expired.
+async fn tick(
+    cluster: &Cluster,
+    gateway: &Gateway,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    let keys = &cluster.keys;
+    let timeout = cluster.command_timeout();
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET")
+        .arg(keys.alive(&cluster.node))
+        .arg(1)
+        .arg("PX")
+        .arg(cluster.config.node_ttl_ms)
+        .ignore();
+    pipe.cmd("SADD").arg(keys.nodes()).arg(&*cluster.node);
+    pipe.cmd("SMEMBERS").arg(keys.nodes());
+    let (added, registered): (i64, Vec<String>) =
+        tokio::time::timeout(timeout, pipe.query_async(conn))
+            .await
+            .map_err(|_| timed_out())??;
+    if added == 1 {
+        // This node had been taken for dead (it missed heartbeats, e.g. frozen) and reaped: the
+        // others dropped its peers. Agree with them, then register the members afresh.
+        warn!(node = %cluster.node, "Cluster: this node was taken for dead; re-registering.");
+        gateway.drop_all_proxies();
+        let members = gateway.local_members();
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        store::reap(&mut pipe, keys, &cluster.node);
+        store::register(&mut pipe, keys, &cluster.node, &members);
+        heartbeat(&mut pipe, cluster);
+        tokio::time::timeout(timeout, pipe.query_async::<()>(conn))
+            .await
+            .map_err(|_| timed_out())??;
+    }
+    let mut candidates: HashSet<Arc<str>> = registered.into_iter().map(Arc::from).collect();
+    candidates.extend(gateway.proxy_nodes());
+    candidates.remove(&cluster.node);
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let candidates: Vec<Arc<str>> = candidates.into_iter().collect();
+    let mut pipe = redis::pipe();
+    for node in &candidates {
+        pipe.cmd("EXISTS").arg(keys.alive(node));
+    }
+    let alive: Vec<bool> = tokio::time::timeout(timeout, pipe.query_async(conn))
+        .await
+        .map_err(|_| timed_out())??;
+    let dead: Vec<&Arc<str>> = candidates
+        .iter()
+        .zip(alive)
+        .filter(|(_, alive)| !alive)
+        .map(|(n, _)| n)
+        .collect();
+    if dead.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for node in &dead {
+        store::reap(&mut pipe, keys, node);
+    }
+    tokio::time::timeout(timeout, pipe.query_async::<()>(conn))
+        .await
+        .map_err(|_| timed_out())??;
+    for node in dead {
+        if gateway.drop_node(node) > 0 {
+            health::node_failed(node);
+        }
+    }
+    Ok(())
+}
+
+/// Anti-entropy: a proxy whose record is gone from its room's list in Redis on two heartbeats
+/// in a row leaves (through the pipeline, so partners are told). This catches a `left` frame
+/// lost while Redis was unreachable; the owner rewrote its records when Redis returned. Two
+/// sweeps, because a `left` frame published just before the record went may still be unread.
+async fn sweep(
+    cluster: &Cluster,
+    gateway: &Gateway,
+    conn: &mut MultiplexedConnection,
+    suspects: &mut HashSet<(SessionId, String)>,
+) -> redis::RedisResult<()> {
+    let rooms = gateway.proxy_rooms();
+    if rooms.is_empty() {
+        suspects.clear();
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for (room, _) in &rooms {
+        pipe.cmd("LRANGE")
+            .arg(cluster.keys.room(room))
+            .arg(0)
+            .arg(-1);
+    }
+    let lists: Vec<Vec<String>> =
+        tokio::time::timeout(cluster.command_timeout(), pipe.query_async(conn))
+            .await
+            .map_err(|_| timed_out())??;
+    let mut missing = HashSet::new();
+    for ((room, proxies), list) in rooms.iter().zip(lists) {
+        let listed: Vec<_> = list.iter().filter_map(|r| store::parse_record(r)).collect();
+        for (id, remote) in proxies {
+            let present = listed
+                .iter()
+                .any(|(node, peer)| *node == remote.node && peer.session == remote.session);
+            if !present {
+                missing.insert((*id, room.clone()));
+            }
+        }
+    }
+    for (id, room) in missing.intersection(suspects) {
+        debug!(room = %room, "Cluster: a remote member's record is gone; it leaves.");
+        gateway.proxy_leaves(*id, room);
+    }
+    *suspects = missing.difference(suspects).cloned().collect();
+    Ok(())
+}
+
+/// Hands one received frame to the gateway. Frames are handled one at a time in arrival order.
+fn receive(cluster: &Cluster, gateway: &Gateway, payload: &[u8]) {
+    let frame = std::str::from_utf8(payload)
+        .map_err(|e| e.to_string())
+        .and_then(NodeFrame::from_json);
+    let frame = match frame {
+        Ok(frame) => frame,
+        Err(e) => {
+            health::frame_dropped();
+            warn!(error = %e, "Cluster: unreadable frame from another node dropped.");
+            return;
+        }
+    };
+    if *frame.node == *cluster.node {
+        return;
+    }
+    health::frame_in();
+    let node: Arc<str> = Arc::from(frame.node);
+    match frame.msg {
+        NodeMessage::Joined { room, peer } => gateway.remote_joined(&node, &room, peer),
+        NodeMessage::Left { room, session } => gateway.remote_left(&node, &room, session),
+        NodeMessage::Relay {
+            to,
+            from,
+            event,
+            original,
+        } => {
+            let envelope = Envelope {
+                // Rendering needs the sender's dialect only; the session id is the sender's
+                // own node's, which means nothing here.
+                from: Peer {
+                    session: SessionId(0),
+                    dialect: from.dialect,
+                    mode: from.mode,
+                },
+                event,
+                original: original.map(Arc::from),
+            };
+            gateway.deliver_remote(SessionId(to), Outbound::Relay(Arc::new(envelope)));
+        }
+        NodeMessage::Deliver { to, event } => {
+            gateway.deliver_remote(SessionId(to), Outbound::Event(event));
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Scale-out: several gateway nodes share rooms through one Redis server (`[cluster]`).
+//!
+//! - Membership ([`store`]): each room is a Redis list of admitted member records. A join takes
+//!   the room's lock and reads the list in one Lua script, runs the pipeline with those members,
+//!   then commits (records the member if admitted, releases the lock): joins into one room run
+//!   one at a time across the nodes, so capacity holds.
+//! - Proxies ([`proxies`]): remote members appear in this node's room table as ordinary peers,
+//!   so the plugins route to them unchanged; a delivery to a proxy becomes a frame for the
+//!   owning node.
+//! - Bus ([`publisher`], [`link`]): one ordered publishing queue per node (drained by one task
+//!   on one connection, in order, pipelined) and one subscription channel per node. Redis
+//!   delivers the messages of one connection to a channel in order, at most once, so what one
+//!   peer sends another arrives in order and never twice.
+//! - Failure detection ([`link`]): a heartbeat key with a TTL per node; every heartbeat the
+//!   survivors look for expired keys, reap the dead node's records and make its proxies leave
+//!   their rooms through the pipeline, so partners get the leave signal of their dialect. The
+//!   same tick drops proxies whose records are gone (a lost `left` frame).
+//! - Redis loss ([`health`]): local rooms keep working; `/healthz` and
+//!   `switchboard_cluster_redis_up` say degraded; when Redis returns the node re-registers its
+//!   members and resubscribes.
+
+pub mod config;
+pub mod health;
+pub mod link;
+pub mod proxies;
+pub mod publisher;
+pub mod store;
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use switchboard_plugin_api::protocol::Event;
+use switchboard_plugin_api::protocol::cluster::RemotePeer;
+use switchboard_plugin_api::{Envelope, Peer, SessionId};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use config::ClusterConfig;
+pub use proxies::{Proxies, RemoteRef};
+
+/// What the publisher sends, in queue order.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A frame for another node.
+    Frame {
+        /// The receiving node.
+        node: Arc<str>,
+        /// What it is told.
+        msg: OutMessage,
+    },
+    /// End a claim (record the member if accepted, release the room's lock).
+    Commit(store::Commit),
+    /// Remove a local member's record from a room.
+    Unclaim {
+        /// The room.
+        room: String,
+        /// The local session.
+        session: SessionId,
+    },
+}
+
+/// A frame before serialization (done by the publisher, off the sender's task).
+#[derive(Debug, Clone)]
+pub enum OutMessage {
+    /// A local member joined `room`.
+    Joined(String, Peer),
+    /// A local member left `room`.
+    Left(String, SessionId),
+    /// A peer's own event for the remote session `to`; with the sender's wire text when the
+    /// receiver speaks the sender's dialect.
+    Relay(u64, Arc<Envelope>, bool),
+    /// A composed event for the remote session `to`.
+    Deliver(u64, Event),
+}
+
+/// A claimed place in a room: the room's lock is held until the claim is committed.
+#[derive(Debug)]
+pub struct Claim {
+    /// The members Redis lists (every member admitted before the joiner).
+    pub before: Vec<(Arc<str>, RemotePeer)>,
+    /// The joiner, with its join mode.
+    pub peer: Peer,
+    /// The lock token.
+    pub token: String,
+}
+
+/// Why a claim failed.
+#[derive(Debug)]
+pub enum ClaimFailed {
+    /// Redis is unreachable: the join goes ahead with what this node knows.
+    Unreachable,
+    /// Another join held the room's lock for longer than its TTL allows.
+    Busy,
+}
+
+/// This node's part of the cluster.
+#[derive(Debug)]
+pub struct Cluster {
+    config: ClusterConfig,
+    /// This run's instance id: `node_id@start-ms`.
+    node: Arc<str>,
+    keys: store::Keys,
+    client: redis::Client,
+    conn: Mutex<Option<MultiplexedConnection>>,
+    outbox: mpsc::Sender<Outgoing>,
+    outbox_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
+    health: health::Health,
+    stop: CancellationToken,
+}
+
+impl Cluster {
+    /// A cluster member for `config` (validated). Connects nothing yet: see [`link::start`].
+    pub fn new(config: ClusterConfig) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(config.redis_url.as_str())?;
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let node: Arc<str> = Arc::from(format!("{}@{started}", config.node_name()));
+        let (outbox, rx) = mpsc::channel(config.publish_queue_len);
+        Ok(Self {
+            keys: store::Keys::new(&config.key_prefix),
+            config,
+            node,
+            client,
+            conn: Mutex::new(None),
+            outbox,
+            outbox_rx: Mutex::new(Some(rx)),
+            health: health::Health::starting(),
+            stop: CancellationToken::new(),
+        })
+    }
+
+    /// This run's instance id.
+    pub fn node(&self) -> &Arc<str> {
+        &self.node
+    }
+
+    /// Whether Redis is reachable (as of the last command or heartbeat).
+    pub fn healthy(&self) -> bool {
+        self.health.up()
+    }
+
+    fn conn(&self) -> Option<MultiplexedConnection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_conn(&self, conn: Option<MultiplexedConnection>) {
+        *self.conn.lock().unwrap_or_else(PoisonError::into_inner) = conn;
+    }
+
+    /// Claims `peer`'s place in `room`: takes the room's join lock (waiting while another
+    /// node's join holds it) and reads the members. Commit the claim with [`Self::commit`].
+    pub async fn claim(&self, room: &str, peer: &Peer) -> Result<Claim, ClaimFailed> {
+        let mut conn = self.conn().ok_or(ClaimFailed::Unreachable)?;
+        let timeout = self.command_timeout();
+        let token = format!("{}|{}", self.node, peer.session.0);
+        let lock_ttl = self.lock_ttl();
+        let give_up = tokio::time::Instant::now() + lock_ttl + timeout;
+        let list = loop {
+            let result = tokio::time::timeout(
+                timeout,
+                store::claim(&mut conn, &self.keys, room, &token, ms(lock_ttl)),
+            )
+            .await;
+            match result {
+                Ok(Ok(Some(list))) => break list,
+                Ok(Ok(None)) if tokio::time::Instant::now() < give_up => {
+                    // Another join into this room is between its read and its commit: a few
+                    // hundred microseconds unless its node died holding the lock.
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Ok(Ok(None)) => return Err(ClaimFailed::Busy),
+                Ok(Err(e)) => {
+                    self.health.down(&e.to_string());
+                    return Err(ClaimFailed::Unreachable);
+                }
+                Err(_) => {
+                    self.health.down("claim timed out");
+                    return Err(ClaimFailed::Unreachable);
+                }
+            }
+        };
+        Ok(Claim {
+            before: list.iter().filter_map(|r| store::parse_record(r)).collect(),
+            peer: *peer,
+            token,
+        })
+    }
+
+    /// Ends `claim`: records the member when `accepted`, releases the room's lock. Queued in
+    /// order with the frames, before the `joined` frames the join causes.
+    pub fn commit(&self, room: &str, claim: &Claim, accepted: bool) {
+        self.send(Outgoing::Commit(store::Commit {
+            room: room.to_owned(),
+            peer: claim.peer,
+            token: claim.token.clone(),
+            accepted,
+        }));
+    }
+
+    /// How long a room's join lock lives if its holder never commits (its node died).
+    fn lock_ttl(&self) -> Duration {
+        (self.command_timeout() * 4).max(Duration::from_secs(1))
+    }
+
+    /// Queues `item` for the publisher; dropped (and counted) when the queue is full.
+    pub fn send(&self, item: Outgoing) {
+        if self.outbox.try_send(item).is_err() {
+            health::frame_dropped();
+        }
+    }
+
+    /// Bound on one Redis command: a heartbeat interval, at least 200 ms.
+    fn command_timeout(&self) -> Duration {
+        Duration::from_millis(self.config.heartbeat_interval_ms.max(200))
+    }
+
+    /// Stops the link: waits (bounded) for queued frames and leave records to go out, then
+    /// removes this node's records and heartbeat so the others forget it at once.
+    pub async fn shutdown(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while self.outbox.capacity() < self.outbox.max_capacity()
+            && tokio::time::Instant::now() < deadline
+            && self.healthy()
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.stop.cancel();
+        if let Some(mut conn) = self.conn() {
+            let mut pipe = redis::pipe();
+            store::reap(&mut pipe, &self.keys, &self.node);
+            pipe.cmd("DEL").arg(self.keys.alive(&self.node)).ignore();
+            let _ = tokio::time::timeout(self.command_timeout(), pipe.query_async::<()>(&mut conn))
+                .await;
+        }
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}

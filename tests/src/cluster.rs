@@ -1,0 +1,284 @@
+//! Cluster test rig: a real `redis-server` on a free loopback port and real `switchboard`
+//! processes joined to it by `[cluster]`. Everything is killed when dropped.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::{http_get, switchboard_bin, temp_dir};
+
+/// The Debian package's server (`scripts/test.sh` installs it when missing).
+pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+/// Heartbeat interval of test nodes.
+pub const HEARTBEAT_MS: u64 = 200;
+/// Node TTL of test nodes: a killed node's peers leave within this plus a heartbeat.
+pub const NODE_TTL_MS: u64 = 1000;
+
+/// A free loopback port (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` without persistence on a loopback port.
+pub struct RedisServer {
+    /// Its port.
+    pub port: u16,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl RedisServer {
+    /// Starts one on a free port and waits until it answers.
+    pub async fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+            dir: temp_dir("redis"),
+        };
+        server.spawn().await;
+        server
+    }
+
+    /// A free port for a server that is not started yet ([`Self::restart`] starts it).
+    pub fn reserve() -> Self {
+        Self {
+            port: free_port(),
+            child: None,
+            dir: temp_dir("redis"),
+        }
+    }
+
+    /// `redis://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn spawn(&mut self) {
+        let child = Command::new(REDIS_SERVER)
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir.to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {REDIS_SERVER} ({e}): run scripts/test.sh"));
+        self.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("redis-server did not listen on {addr} within 5 s");
+    }
+
+    /// Runs `redis-cli` against the server; returns its output.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .await
+            .expect("redis-cli runs (package redis-tools, installed with redis-server)");
+        assert!(out.status.success(), "redis-cli {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// SIGKILLs the server (no shutdown, no save).
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+        }
+    }
+
+    /// Starts a fresh (empty) server on the same port (killing the running one, if any).
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        self.spawn().await;
+    }
+}
+
+/// A `switchboard` process joined to a cluster.
+pub struct Node {
+    /// Its listener (all dialects).
+    pub main: SocketAddr,
+    /// Its `node_id`.
+    pub name: String,
+    child: Option<Child>,
+}
+
+/// The config of a test node: one listener on a free port, JSON logs, generous message rates
+/// (the ordering test sends bursts), short heartbeats, the room router.
+pub fn node_config(redis_url: &str, name: &str) -> String {
+    format!(
+        r#"
+[[listener]]
+bind = "127.0.0.1:0"
+dialects = ["antmedia", "socketio", "raw"]
+pages = "demo"
+
+[log]
+format = "json"
+level = "info"
+
+[shutdown]
+grace_period_secs = 2
+
+[limits]
+messages_per_sec = 100000.0
+message_burst = 100000
+
+[cluster]
+redis_url = "{redis_url}"
+node_id = "{name}"
+heartbeat_interval_ms = {HEARTBEAT_MS}
+node_ttl_ms = {NODE_TTL_MS}
+
+[[plugin]]
+type = "room-router"
+"#
+    )
+}
+
+impl Node {
+    /// Starts the real binary on [`node_config`] and waits until it serves and reaches Redis.
+    pub async fn start(redis_url: &str, name: &str) -> Self {
+        let node = Self::spawn(&node_config(redis_url, name), name).await;
+        node.wait_health("cluster: ok", Duration::from_secs(10))
+            .await;
+        node
+    }
+
+    /// Starts the real binary on `config` (its first listener must bind port 0) and waits for
+    /// its `Listening.` log line.
+    pub async fn spawn(config: &str, name: &str) -> Self {
+        let dir = temp_dir(&format!("node-{name}"));
+        let path = dir.join("switchboard.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = Command::new(switchboard_bin())
+            .args(["--config", path.to_str().unwrap()])
+            .current_dir(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let label = name.to_owned();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if std::env::var_os("SB_TEST_NODE_LOGS").is_some() {
+                    eprintln!("[{label}] {line}");
+                }
+                if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(value);
+                }
+            }
+        });
+        let main = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let line = rx.recv().await.expect("the node logs until it listens");
+                if line["fields"]["message"] == "Listening." {
+                    return line["fields"]["addr"]
+                        .as_str()
+                        .unwrap()
+                        .parse::<SocketAddr>()
+                        .unwrap();
+                }
+            }
+        })
+        .await
+        .expect("the node listens within 10 s");
+        // Keep draining the log so the child never blocks on a full pipe.
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        Self {
+            main,
+            name: name.to_owned(),
+            child: Some(child),
+        }
+    }
+
+    /// `ws://ADDR/{app}/websocket`.
+    pub fn ant_url(&self, app: &str) -> String {
+        format!("ws://{}/{app}/websocket", self.main)
+    }
+
+    /// `ws://ADDR/ws/{room}`.
+    pub fn raw_url(&self, room: &str) -> String {
+        format!("ws://{}/ws/{room}", self.main)
+    }
+
+    /// `http://ADDR`.
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.main)
+    }
+
+    /// The `/healthz` body.
+    pub async fn health(&self) -> String {
+        http_get(self.main, "/healthz").await.1
+    }
+
+    /// Waits until `/healthz` contains `needle`.
+    pub async fn wait_health(&self, needle: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let body = self.health().await;
+            if body.contains(needle) {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: /healthz never said `{needle}`; last: {body}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGTERM: a graceful drain; waits (10 s at most) until the process has exited.
+    pub async fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().unwrap().to_string();
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap();
+            let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+                .await
+                .expect("the node drains and exits within 10 s")
+                .unwrap();
+            assert!(status.success(), "{}: {status}", self.name);
+        }
+    }
+
+    /// SIGKILLs the process: no drain, no goodbye to Redis.
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.start_kill().unwrap();
+            child.wait().await.unwrap();
+        }
+    }
+}
