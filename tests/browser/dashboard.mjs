@@ -14,12 +14,12 @@
 // clients and browser are stopped on every path.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { freePort } from './lib.mjs';
 import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 
@@ -46,17 +46,6 @@ const timers = [];
 let browser = null;
 let page = null;
 let tempDir = null;
-
-function freePort() {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.on('error', rej);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => res(port));
-    });
-  });
-}
 
 async function startGateway() {
   const bin = process.env.SWITCHBOARD_BIN || join(ROOT, 'target/debug/switchboard');
