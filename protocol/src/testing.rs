@@ -609,3 +609,10 @@ fn preview(text: &str) -> String {
         format!("{short:?}")
     }
 }
+
+/// Whether the typed fast decode paths (`dialects/fast.rs`) give what the general decoders give
+/// for `text`, wherever a fast path accepts it; `Err` says where they differ. Used by the
+/// `fast_paths` fuzz target.
+pub fn fast_paths_agree(text: &str) -> Result<(), String> {
+    crate::dialects::fast::check_agreement(text)
+}

@@ -8,7 +8,8 @@
 //! expected JSON types (`deny_unknown_fields`, strict field types, no escapes in short
 //! identifiers); anything else, including every malformed or unusual frame, returns `None` and
 //! goes to the general decoder. So for a frame a fast path accepts, both give the same event:
-//! the tests below hold every accepted shape against the general decoder.
+//! the tests below hold every accepted shape against the general decoder, and the `fast_paths`
+//! fuzz target ([`check_agreement`] on arbitrary input) does the same for any frame.
 
 use serde::Deserialize;
 
@@ -129,6 +130,45 @@ pub(crate) fn antmedia(text: &str, valid_stream_id: fn(&str) -> bool) -> Option<
     }
 }
 
+/// Runs every fast path on `text` and, where one accepts it, the general decoder of that
+/// dialect too; `Err` names a dialect on which they disagree. For the differential fuzz target
+/// and the tests.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) fn check_agreement(text: &str) -> Result<(), String> {
+    use super::Decoded;
+    fn event<W>(decoded: Result<Decoded<W>, crate::DecodeError>) -> Option<Event> {
+        match decoded {
+            Ok(Decoded::Event(e)) => Some(e),
+            _ => None,
+        }
+    }
+    const ROOM: &str = "room1";
+    let valid = super::antmedia::decode::valid_stream_id;
+    let checks = [
+        (
+            "raw",
+            raw(ROOM, text),
+            event(super::raw::decode_general(ROOM, text)),
+        ),
+        (
+            "socketio",
+            socketio(ROOM, text),
+            event(super::socketio::decode_msg_general(ROOM, text)),
+        ),
+        (
+            "antmedia",
+            antmedia(text, valid),
+            event(super::antmedia::decode::decode_general(text, "LiveApp")),
+        ),
+    ];
+    for (dialect, fast, general) in checks {
+        if fast.is_some() && fast != general {
+            return Err(format!("{dialect}: fast {fast:?} != general {general:?}"));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,6 +191,24 @@ mod tests {
 
     /// Frames the fast paths accept give what the general decoder gives; the others are left
     /// to it.
+    #[test]
+    fn every_fast_path_agrees_on_the_hot_frames_of_every_dialect() {
+        let frames = [
+            format!(r#"{{"type":"offer","sdp":{SDP}}}"#),
+            format!(r#"{{"sdp":{{"type":"answer","sdp":{SDP}}}}}"#),
+            format!(
+                r#"{{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":{SDP}}}"#
+            ),
+            r#"{"command":"takeCandidate","streamId":"room1","label":1,"id":"1","candidate":"c"}"#
+                .to_owned(),
+            r#"{"candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}}"#.to_owned(),
+            r#"{"type":"candidate","candidate":{"candidate":"c"}}"#.to_owned(),
+        ];
+        for text in &frames {
+            assert_eq!(check_agreement(text), Ok(()), "{text}");
+        }
+    }
+
     #[test]
     fn raw_fast_path_agrees_with_the_general_decoder() {
         let accepted = [

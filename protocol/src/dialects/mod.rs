@@ -8,7 +8,7 @@ use crate::{DecodeError, Event};
 
 pub mod antmedia;
 mod common;
-mod fast;
+pub(crate) mod fast;
 mod json;
 pub mod raw;
 pub mod socketio;

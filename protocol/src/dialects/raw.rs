@@ -83,6 +83,16 @@ impl Dialect for Raw {
 // === decode ===
 
 fn decode(room: &str, text: &str) -> Result<Decoded<String>, DecodeError> {
+    if looks_like_object(text)
+        && let Some(event) = super::fast::raw(room, text)
+    {
+        return Ok(Decoded::Event(event));
+    }
+    decode_general(room, text)
+}
+
+/// [`decode`] without the typed fast path: every frame through a `serde_json::Value`.
+pub(crate) fn decode_general(room: &str, text: &str) -> Result<Decoded<String>, DecodeError> {
     let opaque = || {
         let payload = text.to_owned();
         Ok(Decoded::Event(Event::Opaque(Opaque {
@@ -92,9 +102,6 @@ fn decode(room: &str, text: &str) -> Result<Decoded<String>, DecodeError> {
     };
     if !looks_like_object(text) {
         return opaque();
-    }
-    if let Some(event) = super::fast::raw(room, text) {
-        return Ok(Decoded::Event(event));
     }
     let obj = match parse_object(text) {
         Ok(obj) => obj,

@@ -135,6 +135,19 @@ fn decode(room: &str, wire: &SioMessage) -> Result<Decoded<SioMessage>, DecodeEr
 /// text). Servers that read the argument straight off the socket.io packet call this without
 /// building a [`SioMessage`].
 pub fn decode_msg_text(room: &str, text: &str) -> Result<Decoded<SioMessage>, DecodeError> {
+    if looks_like_object(text)
+        && let Some(event) = super::fast::socketio(room, text)
+    {
+        return Ok(Decoded::Event(event));
+    }
+    decode_msg_general(room, text)
+}
+
+/// [`decode_msg_text`] without the typed fast path: every text through a `serde_json::Value`.
+pub(crate) fn decode_msg_general(
+    room: &str,
+    text: &str,
+) -> Result<Decoded<SioMessage>, DecodeError> {
     let opaque = || {
         Ok(Decoded::Event(Event::Opaque(Opaque {
             room: room.to_owned(),
@@ -143,9 +156,6 @@ pub fn decode_msg_text(room: &str, text: &str) -> Result<Decoded<SioMessage>, De
     };
     if !looks_like_object(text) {
         return opaque();
-    }
-    if let Some(event) = super::fast::socketio(room, text) {
-        return Ok(Decoded::Event(event));
     }
     let obj = match parse_object(text) {
         Ok(obj) => obj,

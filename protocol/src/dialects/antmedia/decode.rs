@@ -27,6 +27,11 @@ pub(super) fn decode(text: &str, app: &str) -> Result<Decoded<String>, DecodeErr
     if let Some(event) = crate::dialects::fast::antmedia(text, valid_stream_id) {
         return Ok(Decoded::Event(event));
     }
+    decode_general(text, app)
+}
+
+/// [`decode`] without the typed fast path: every frame through a `serde_json::Value`.
+pub(crate) fn decode_general(text: &str, app: &str) -> Result<Decoded<String>, DecodeError> {
     let obj = parse_object(text)?;
     let Some(Value::String(command)) = obj.get("command") else {
         return Err(DecodeError::MissingCommand);
