@@ -387,7 +387,14 @@ impl Conn {
                         self.started = true;
                         out.push(Yield::Started(self.id));
                     }
-                    RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                    // While connecting, str0m's ICE agent reports Disconnected whenever every
+                    // pair tried so far has failed, and goes back to Checking when the next
+                    // trickled candidate arrives; giving up then killed connections that were
+                    // about to succeed (seen under CI load: play_finished before ICE was up).
+                    // A connecting one is bounded by CONNECT_TIMEOUT instead.
+                    RtcEvent::IceConnectionStateChange(IceConnectionState::Disconnected)
+                        if self.started =>
+                    {
                         rtc.disconnect();
                     }
                     RtcEvent::MediaAdded(m) if self.direction == MediaDirection::Publish => {
