@@ -358,15 +358,14 @@ where
     S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
 {
     async fn send(&mut self, frame: String, kind: &'static str) -> Result<(), WriteFailed> {
-        let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.sink.send(Message::Text(frame.into()))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(WriteFailed::Socket),
-            Err(_) => return Err(WriteFailed::TimedOut),
-        }
+        bounded(self.timeout, self.sink.send(Message::Text(frame.into()))).await?;
+        self.count(kind);
+        Ok(())
+    }
+
+    fn count(&self, kind: &'static str) {
         self.info.messages_out.fetch_add(1, Ordering::Relaxed);
         stats::message_out(self.dialect, kind);
-        Ok(())
     }
 
     /// Sends a close frame (best effort, bounded like every write).
@@ -376,26 +375,27 @@ where
     }
 
     async fn flush(&mut self) -> Result<(), WriteFailed> {
-        let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.sink.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(WriteFailed::Socket),
-            Err(_) => Err(WriteFailed::TimedOut),
-        }
+        bounded(self.timeout, self.sink.flush()).await
     }
 
     /// [`Self::send`] that leaves the frame in the socket's write buffer (written out when it
     /// passes its size, and by the next flush).
     async fn feed(&mut self, frame: String, kind: &'static str) -> Result<(), WriteFailed> {
-        let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.sink.feed(Message::Text(frame.into()))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(WriteFailed::Socket),
-            Err(_) => return Err(WriteFailed::TimedOut),
-        }
-        self.info.messages_out.fetch_add(1, Ordering::Relaxed);
-        stats::message_out(self.dialect, kind);
+        bounded(self.timeout, self.sink.feed(Message::Text(frame.into()))).await?;
+        self.count(kind);
         Ok(())
+    }
+}
+
+/// Runs one socket write within `timeout`.
+async fn bounded(
+    timeout: Duration,
+    write: impl Future<Output = Result<(), axum::Error>>,
+) -> Result<(), WriteFailed> {
+    match tokio::time::timeout(timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(WriteFailed::Socket),
+        Err(_) => Err(WriteFailed::TimedOut),
     }
 }
 

@@ -223,6 +223,20 @@ async fn racing_joins_on_two_nodes_never_overfill_a_room() {
     }
 }
 
+/// Sends `n` numbered frames from `from`, then reads `n` frames and checks nothing more comes.
+async fn exchange(peer: &mut WsClient, from: &str, n: usize) -> Vec<String> {
+    for i in 0..n {
+        peer.send_text(&format!(r#"{{"seq":{i},"from":"{from}"}}"#))
+            .await;
+    }
+    let mut got = Vec::with_capacity(n);
+    for _ in 0..n {
+        got.push(peer.recv_text().await);
+    }
+    peer.expect_silence(300).await;
+    got
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_messages_across_nodes_arrive_in_order_exactly_once() {
     let (_redis, a, b) = two_nodes().await;
@@ -234,29 +248,7 @@ async fn thousand_messages_across_nodes_arrive_in_order_exactly_once() {
     pb.recv_text().await;
     pa.recv_text().await;
     const N: usize = 1000;
-    let send_a = async {
-        for i in 0..N {
-            pa.send_text(&format!(r#"{{"seq":{i},"from":"a"}}"#)).await;
-        }
-        let mut got = Vec::with_capacity(N);
-        for _ in 0..N {
-            got.push(pa.recv_text().await);
-        }
-        pa.expect_silence(300).await;
-        got
-    };
-    let send_b = async {
-        for i in 0..N {
-            pb.send_text(&format!(r#"{{"seq":{i},"from":"b"}}"#)).await;
-        }
-        let mut got = Vec::with_capacity(N);
-        for _ in 0..N {
-            got.push(pb.recv_text().await);
-        }
-        pb.expect_silence(300).await;
-        got
-    };
-    let (at_a, at_b) = tokio::join!(send_a, send_b);
+    let (at_a, at_b) = tokio::join!(exchange(&mut pa, "a", N), exchange(&mut pb, "b", N));
     let expect = |from: &str| -> Vec<String> {
         (0..N)
             .map(|i| format!(r#"{{"seq":{i},"from":"{from}"}}"#))
