@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use switchboard::config::{GatewayConfig, LoadConfigError};
 
+/// mimalloc, not glibc's malloc: a relayed frame is allocated on the reading session's worker
+/// thread and freed on the writing one's, and glibc then takes the other arena's lock (futex
+/// waits under load); mimalloc frees across threads without a lock.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 Switchboard: a WebRTC signaling gateway (Ant Media, socket.io, raw WebSocket).
 
