@@ -23,6 +23,7 @@ use tower::ServiceExt as _;
 use tracing::{debug, warn};
 
 use crate::config::{GatewayConfig, TlsConfig};
+use crate::listeners::burst_io::BurstIo;
 
 /// How long a client gets to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -148,17 +149,20 @@ pub async fn serve_tls(
         let router = router.clone();
         let shutdown = shutdown.clone();
         connections.spawn(async move {
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    debug!(peer.addr = %addr, error = %e, "TLS handshake failed.");
-                    return;
-                }
-                Err(_) => {
-                    debug!(peer.addr = %addr, "TLS handshake timed out.");
-                    return;
-                }
-            };
+            let stream =
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(BurstIo::new(tcp)))
+                    .await
+                {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        debug!(peer.addr = %addr, error = %e, "TLS handshake failed.");
+                        return;
+                    }
+                    Err(_) => {
+                        debug!(peer.addr = %addr, "TLS handshake timed out.");
+                        return;
+                    }
+                };
             serve_connection(stream, addr, router, shutdown).await;
         });
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
+use axum::serve::ListenerExt as _;
 use socketioxide::SocketIo;
 use switchboard_protocol::DialectKind;
 use tokio::net::{TcpListener, TcpSocket};
@@ -15,10 +16,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::ListenerConfig;
 use crate::gateway::Gateway;
+use burst_io::BurstListener;
 
 mod admin;
 mod admission;
 mod antmedia;
+pub(crate) mod burst_io;
 mod raw;
 mod rest;
 mod socketio;
@@ -191,7 +194,10 @@ impl BoundListener {
         let app = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
+        // `tap_io` does nothing here: axum provides `ConnectInfo<SocketAddr>` for a tapped
+        // listener of any kind, and only for a bare `TcpListener` otherwise.
+        let listener = BurstListener(self.listener).tap_io(|_| ());
+        axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
     }
