@@ -15,13 +15,14 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::sdp::{self, Kind, Tag};
+use crate::shapes;
 
 /// A client WebSocket.
 pub type Ws = WebSocketStream<TcpStream>;
@@ -377,7 +378,12 @@ impl Conn {
 
 /// Ant `join` as the SDK sends it.
 pub fn ant_join(room: &str) -> String {
-    json!({"command":"join","streamId":room,"multiPeer":false,"mode":"both"}).to_string()
+    shapes::text(&shapes::AntJoin {
+        command: "join",
+        stream_id: room,
+        multi_peer: false,
+        mode: "both",
+    })
 }
 
 /// Ant keep-alive, every 3 s from the SDK.
@@ -404,37 +410,49 @@ pub fn signal_frame(
             } else {
                 ("answer", sdp::answer(tag))
             };
+            let description = shapes::Description {
+                kind: ty,
+                sdp: &body,
+            };
             match dialect {
-                Dialect::Ant => json!({
-                    "command": "takeConfiguration", "streamId": room, "type": ty, "sdp": body
-                })
-                .to_string(),
-                Dialect::Raw => json!({"type": ty, "sdp": body}).to_string(),
+                Dialect::Ant => shapes::text(&shapes::AntConfiguration {
+                    command: "takeConfiguration",
+                    stream_id: room,
+                    kind: ty,
+                    sdp: &body,
+                }),
+                Dialect::Raw => shapes::text(&description),
                 Dialect::Socketio => {
-                    sio_msg(&json!({"sdp": {"type": ty, "sdp": body}}).to_string())
+                    sio_msg(&shapes::text(&shapes::SioDescription { sdp: description }))
                 }
             }
         }
         Kind::Candidate => {
             let (candidate, mline, mid) = sdp::candidate(n, offerer, tag);
             match dialect {
-                Dialect::Ant => json!({
-                    "command": "takeCandidate", "streamId": room, "label": mline, "id": mid,
-                    "candidate": candidate
-                })
-                .to_string(),
-                Dialect::Raw => json!({
-                    "type": "candidate",
-                    "candidate": {"candidate": candidate, "sdpMLineIndex": mline, "sdpMid": mid}
-                })
-                .to_string(),
-                Dialect::Socketio => sio_msg(
-                    &json!({"candidate": {
-                        "candidate": candidate, "sdpMid": mid, "sdpMLineIndex": mline,
-                        "usernameFragment": sdp::ufrag(offerer)
-                    }})
-                    .to_string(),
-                ),
+                Dialect::Ant => shapes::text(&shapes::AntCandidate {
+                    command: "takeCandidate",
+                    stream_id: room,
+                    label: mline,
+                    id: &mid,
+                    candidate: &candidate,
+                }),
+                Dialect::Raw => shapes::text(&shapes::RawCandidate {
+                    kind: "candidate",
+                    candidate: shapes::SimplePeerCandidate {
+                        candidate: &candidate,
+                        sdp_mline_index: mline,
+                        sdp_mid: &mid,
+                    },
+                }),
+                Dialect::Socketio => sio_msg(&shapes::text(&shapes::SioCandidate {
+                    candidate: shapes::IceCandidate {
+                        candidate: &candidate,
+                        sdp_mid: &mid,
+                        sdp_mline_index: mline,
+                        username_fragment: sdp::ufrag(offerer),
+                    },
+                })),
             }
         }
     }

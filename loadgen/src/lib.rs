@@ -25,6 +25,7 @@ pub mod relay;
 pub mod report;
 pub mod scenario;
 pub mod sdp;
+pub mod shapes;
 pub mod stats;
 
 pub use client::{Dialect, Server, Target};

@@ -193,3 +193,44 @@ fn peer_message_is_relayed_unchanged() {
     let frame = r#"{"command":"peerMessageCommand","streamId":"r-data","definition":"myDefinition","data":"myData"}"#;
     assert_eq!(relay(frame), frame);
 }
+
+/// A relayed `takeConfiguration` is the sender's frame with `"idMapping":{}` spliced in when the
+/// frame has the SDK's shape; any other frame is re-encoded. Either way the partner gets exactly
+/// what re-encoding gives: byte for byte for the SDK's shape, the same JSON otherwise.
+#[test]
+fn relayed_configuration_equals_its_re_encoding_whatever_the_senders_shape() {
+    let sdp = r#"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\na=fingerprint:sha-256 AB:CD\r\n"#;
+    let sdk_shaped = format!(
+        r#"{{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":"{sdp}"}}"#
+    );
+    assert_eq!(relay(&sdk_shaped), encode(&event(&sdk_shaped)));
+
+    let others = [
+        // A quote inside the SDP: the literal cannot be told apart from a following key by a
+        // byte search, so it is re-encoded.
+        r#"{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":"v=0\r\ns=\"x\"\r\n"}"#.to_owned(),
+        // An extra key after the SDP must not be relayed.
+        format!(
+            r#"{{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":"{sdp}","secret":"t"}}"#
+        ),
+        // Another key order, whitespace, and escapes the encoder would not write.
+        format!(
+            r#"{{"type":"answer","command":"takeConfiguration","sdp":"{sdp}","streamId":"room1"}}"#
+        ),
+        format!(
+            r#"{{ "command": "takeConfiguration", "streamId": "room1", "type": "offer", "sdp": "{sdp}" }}"#
+        ),
+        format!(
+            r#"{{"command":"takeConfiguration","streamId":"r\u006fom1","type":"offer","sdp":"{sdp}"}}"#
+        ),
+        // The SDK's shape with an SDP ending in an escaped backslash.
+        r#"{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":"v=0\\"}"#
+            .to_owned(),
+    ];
+    for frame in &others {
+        let relayed: serde_json::Value = serde_json::from_str(&relay(frame)).unwrap();
+        let encoded: serde_json::Value = serde_json::from_str(&encode(&event(frame))).unwrap();
+        assert_eq!(relayed, encoded, "{frame}");
+        assert!(!relayed.to_string().contains("secret"), "{frame}");
+    }
+}
