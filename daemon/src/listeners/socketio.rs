@@ -19,7 +19,7 @@ use socketioxide::SendError;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{Data, SocketRef, State};
 use socketioxide::handler::ConnectHandler;
-use socketioxide::handler::{FromMessageParts, Value as SioValue};
+use socketioxide::handler::{MessageHandler, Value as SioValue};
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Socket;
 use socketioxide::{SocketIo, TransportType};
@@ -158,7 +158,7 @@ async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<()
     // handler runs in a task spawned after the ack, and a client that sends `msg` as soon as it
     // is connected could otherwise have its first events dropped for want of a handler (seen
     // under a 5,000-pair call-setup storm: an offer and its candidates lost).
-    s.on("msg", async |_: DispatchedInOrder| {});
+    s.on("msg", DispatchMsg);
     s.on(
         NOTICE_EVENT,
         async |s: SocketRef, Data(data): Data<Value>| {
@@ -276,24 +276,18 @@ fn emit_literal(s: &SocketRef, literal: &str) -> Result<(), SendError> {
     }
 }
 
-/// Dispatches each `msg` while socketioxide extracts it. socketioxide runs every event handler in
-/// a task of its own, so two `msg` events from one socket could be dispatched concurrently and
-/// reach the partner out of order (a candidate before its offer). Extractors, however, run
-/// synchronously in arrival order; decoding and dispatch never block, so the whole work happens
-/// here and the handler itself is empty.
-struct DispatchedInOrder;
+/// The `msg` handler. socketioxide spawns a task for every call of a closure handler, so two
+/// `msg` events from one socket could be dispatched concurrently and reach the partner out of
+/// order (a candidate before its offer), and every message paid a task spawn. This handler is
+/// called by socketioxide directly, in arrival order; decoding and dispatch never block, so
+/// the whole work happens in the call.
+#[derive(Debug, Clone, Copy)]
+struct DispatchMsg;
 
-impl FromMessageParts<LocalAdapter> for DispatchedInOrder {
-    type Error = std::convert::Infallible;
-
-    fn from_message_parts(
-        s: &Arc<Socket<LocalAdapter>>,
-        v: &mut SioValue,
-        ack: &Option<i64>,
-    ) -> Result<Self, Self::Error> {
-        let _ = ack;
-        let s = SocketRef::from(Arc::clone(s));
-        match v {
+impl MessageHandler<LocalAdapter, ()> for DispatchMsg {
+    fn call(&self, s: Arc<Socket<LocalAdapter>>, v: SioValue, _ack: Option<i64>) {
+        let s = SocketRef::from(s);
+        match &v {
             SioValue::Str(packet, None) => match first_argument(packet.as_str()) {
                 Ok(argument) => on_msg(&s, argument),
                 Err(error) => refuse_unparsable(&s, &error.to_string()),
@@ -301,7 +295,6 @@ impl FromMessageParts<LocalAdapter> for DispatchedInOrder {
             // Binary attachments: refuse, in the peer's terms.
             _ => refuse_unparsable(&s, "binary attachments"),
         }
-        Ok(Self)
     }
 }
 
