@@ -29,10 +29,12 @@ mod web;
 
 /// Bytes of each WebSocket session's read buffer. axum's default is 128 KiB, and tungstenite
 /// zero-fills all of it on the first read, so every idle session held ~130 KiB of RSS; signaling
-/// frames are a few KiB (a 6 KB Chrome offer takes two reads).
+/// frames are a few KiB. Under load the socket itself is read 64 KiB at a time by
+/// [`burst_io::BurstIo`] beneath, so this size does not set the number of `recv` calls.
 pub(crate) const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
-/// Outgoing bytes tungstenite gathers before writing to the socket (sessions flush every frame;
-/// the buffer grows only to the largest frame sent).
+/// Outgoing bytes tungstenite gathers before handing them on (sessions flush after each batch
+/// of deliveries; the buffer grows only to the largest frame sent). [`burst_io::BurstIo`]
+/// gathers a whole batch into one `send`.
 pub(crate) const WS_WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// Connections the kernel queues per listener before they are accepted. tokio's
 /// `TcpListener::bind` asks for 128, which a call-setup storm overflows: the dropped handshakes
