@@ -167,7 +167,7 @@ pub struct WsSession<D: Dialect> {
 /// breaks a rule.
 pub async fn run_websocket<D>(socket: WebSocket, session: WsSession<D>)
 where
-    D: Dialect<Wire = String>,
+    D: Dialect<Wire = String, Input = str>,
 {
     let WsSession {
         gateway,
@@ -376,7 +376,7 @@ where
         rx: &mut mpsc::Receiver<Outbound>,
     ) -> Result<Delivered, WriteFailed>
     where
-        D: Dialect<Wire = String>,
+        D: Dialect<Wire = String, Input = str>,
     {
         let timeout = self.timeout;
         let batch = async {
@@ -450,9 +450,10 @@ async fn handle_text<D>(
     received: Instant,
 ) -> Vec<(String, &'static str)>
 where
-    D: Dialect<Wire = String>,
+    D: Dialect<Wire = String, Input = str>,
 {
-    let text = text.to_string();
+    // The one copy of the frame: relays carry it as the original, shared by every receiver.
+    let text: Arc<str> = Arc::from(text.as_str());
     let decoded = D::decode(state, &text);
     stats::message_in(
         D::KIND,
@@ -473,8 +474,7 @@ where
         }
         Ok(Decoded::Event(event)) => {
             let room = event.room().map(str::to_owned);
-            let original: Arc<str> = Arc::from(text);
-            match core.dispatch_async(event, Some(original), received).await {
+            match core.dispatch_async(event, Some(text), received).await {
                 Some(refusal) => D::encode(state, &refusal_event(&refusal, room.as_deref()))
                     .into_iter()
                     .map(|f| (f, "error"))

@@ -13,6 +13,7 @@
 //! - relayed signals survive their own dialect: `decode(encode(e))` is accepted, and encoding
 //!   the result again gives the same wire message (the wire form is a fixpoint).
 
+use std::borrow::Borrow;
 use std::fmt::Debug;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -441,7 +442,7 @@ where
     let unknown = NEUTRAL_UNKNOWN.iter().flat_map(|t| D::Wire::from_text(t));
     for wire in unknown.chain(cases.unknown.iter().cloned()) {
         let mut st = (cases.state)(ROOM);
-        match D::decode(&mut st, &wire) {
+        match D::decode(&mut st, wire.borrow()) {
             Ok(Decoded::Ignore)
             | Ok(Decoded::Event(Event::Opaque(_)))
             | Err(DecodeError::UnknownCommand(_)) => {}
@@ -487,7 +488,7 @@ where
 {
     let kind = D::KIND;
     let mut st = (cases.state)(ROOM);
-    let result = catch_unwind(AssertUnwindSafe(|| D::decode(&mut st, wire)));
+    let result = catch_unwind(AssertUnwindSafe(|| D::decode(&mut st, wire.borrow())));
     match result {
         Err(_) => panic!("{kind}: decode panicked on {shown}"),
         Ok(Err(e)) => {
@@ -568,7 +569,7 @@ where
         return;
     }
     let mut st = (cases.state)(ROOM);
-    match D::decode(&mut st, &wire) {
+    match D::decode(&mut st, wire.borrow()) {
         Ok(Decoded::Event(again)) => {
             assert_eq!(
                 again.kind(),

@@ -36,7 +36,7 @@ const CANDIDATE_A: &str = r#"{"command":"takeCandidate","streamId":"room1","labe
 const CANDIDATE_B: &str = r#"{"command":"takeCandidate","streamId":"room1","label":0,"id":"0","candidate":"candidate:4002052549 1 udp 2122194687 192.0.2.2 40215 typ host generation 0 ufrag lhct network-id 1"}"#;
 
 fn decode(frame: &str) -> Decoded<String> {
-    AntMedia::decode(&mut AntState::default(), &frame.to_owned())
+    AntMedia::decode(&mut AntState::default(), frame)
         .unwrap_or_else(|e| panic!("{frame} was refused: {e}"))
 }
 

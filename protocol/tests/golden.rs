@@ -2,6 +2,7 @@
 //! stored expectation. `GOLDEN_BLESS=1 cargo test -p switchboard-protocol --test golden`
 //! rewrites the expected files instead; review the diff. See `tests/golden/README.md`.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -257,7 +258,7 @@ fn run_case<D: Golden>(base: &Path, files: &BTreeSet<&'static str>, bless: bool)
 /// `<case>.wire.json` → one of `.event.json`, `.error.txt`, `.reply.wire.json`, `.ignore.txt`.
 fn decode_case<D: Golden>(base: &Path, files: &BTreeSet<&str>, bless: bool, seen: &mut Seen) {
     let wire = D::read_wire(&read(base, WIRE));
-    let result = D::decode(&mut D::state(), &wire);
+    let result = D::decode(&mut D::state(), wire.borrow());
     let (suffix, text) = match &result {
         Ok(Decoded::Event(e)) => {
             seen.kinds.insert(e.kind());
@@ -361,7 +362,7 @@ fn outbound_case<D: Golden>(base: &Path, bless: bool, seen: &mut Seen) {
 /// dialect → `.expected.wire.json`.
 fn forward_case<D: Golden>(base: &Path, bless: bool) {
     let original = D::read_wire(&read(base, ORIGINAL));
-    let event = match D::decode(&mut D::state(), &original) {
+    let event = match D::decode(&mut D::state(), original.borrow()) {
         Ok(Decoded::Event(e)) => e,
         other => panic!("{}: original decodes to {other:?}", base.display()),
     };
@@ -391,7 +392,7 @@ fn fixpoint<D: Golden>(base: &Path, event: &Event) {
     let Some(wire) = D::encode(&D::state(), event).filter(|_| relayed) else {
         return;
     };
-    match D::decode(&mut D::state(), &wire) {
+    match D::decode(&mut D::state(), wire.borrow()) {
         Ok(Decoded::Event(again)) => {
             assert_eq!(
                 again.kind(),

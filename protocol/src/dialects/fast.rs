@@ -183,7 +183,7 @@ mod tests {
         let mut state = RawState {
             room: "r".to_owned(),
         };
-        match Raw::decode(&mut state, &text.to_owned()) {
+        match Raw::decode(&mut state, text) {
             Ok(Decoded::Event(e)) => Some(e),
             _ => None,
         }

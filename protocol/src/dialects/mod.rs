@@ -2,6 +2,8 @@
 //! connection must remember (its room, for socket.io and raw) lives in the dialect's `State`,
 //! owned by the session and passed in.
 
+use std::borrow::Borrow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::{DecodeError, Event};
@@ -59,7 +61,10 @@ pub enum Decoded<W> {
 pub trait Dialect {
     /// The unit on the wire: a text frame for `antmedia` and `raw`, an event name with its
     /// argument for `socketio`.
-    type Wire;
+    type Wire: Borrow<Self::Input>;
+    /// What [`Self::decode`] reads: the wire unit, or a borrowed form of it (`str` for text
+    /// frames, so that a session can decode the frame where it arrived, without a copy).
+    type Input: ?Sized;
     /// Per-connection state, owned by the session.
     type State: Default + Send;
     /// Which dialect this is.
@@ -68,7 +73,7 @@ pub trait Dialect {
     /// Turns one inbound wire message into an event, a direct reply, or nothing.
     fn decode(
         state: &mut Self::State,
-        wire: &Self::Wire,
+        wire: &Self::Input,
     ) -> Result<Decoded<Self::Wire>, DecodeError>;
 
     /// Renders an event for a peer of this dialect; `None` when the dialect has no rendering for

@@ -57,10 +57,11 @@ pub struct RawState {
 
 impl Dialect for Raw {
     type Wire = String;
+    type Input = str;
     type State = RawState;
     const KIND: DialectKind = DialectKind::Raw;
 
-    fn decode(state: &mut RawState, wire: &String) -> Result<Decoded<String>, DecodeError> {
+    fn decode(state: &mut RawState, wire: &str) -> Result<Decoded<String>, DecodeError> {
         decode(&state.room, wire)
     }
 

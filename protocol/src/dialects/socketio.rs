@@ -70,6 +70,7 @@ pub struct SioState {
 
 impl Dialect for SocketIo {
     type Wire = SioMessage;
+    type Input = SioMessage;
     type State = SioState;
     const KIND: DialectKind = DialectKind::Socketio;
 

@@ -33,10 +33,11 @@ pub struct AntState {
 
 impl Dialect for AntMedia {
     type Wire = String;
+    type Input = str;
     type State = AntState;
     const KIND: DialectKind = DialectKind::Antmedia;
 
-    fn decode(state: &mut AntState, wire: &String) -> Result<Decoded<String>, DecodeError> {
+    fn decode(state: &mut AntState, wire: &str) -> Result<Decoded<String>, DecodeError> {
         decode::decode(wire, &state.app)
     }
 
