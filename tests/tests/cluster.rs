@@ -17,6 +17,24 @@ async fn recv_n(peer: &mut WsClient, n: usize, into: &mut Transcript) {
     }
 }
 
+/// The Ant `join` of `room` in both modes.
+fn ant_join(room: &str) -> serde_json::Value {
+    json!({"command":"join","streamId":room,"mode":"both"})
+}
+
+/// Two Ant peers in `room`, one on `url_a` (joined first) and one on `url_b`, past the
+/// `joined`, `joined` and `start` every two-peer call begins with.
+async fn ant_pair(url_a: &str, url_b: &str, room: &str) -> (WsClient, WsClient) {
+    let mut a = WsClient::connect(url_a).await;
+    a.send_json(ant_join(room)).await;
+    assert_eq!(a.recv_json().await["definition"], "joined");
+    let mut b = WsClient::connect(url_b).await;
+    b.send_json(ant_join(room)).await;
+    assert_eq!(b.recv_json().await["definition"], "joined");
+    assert_eq!(a.recv_json().await["command"], "start");
+    (a, b)
+}
+
 /// An Ant Media call between a peer on `url_a` and one on `url_b`: join, start, offer, answer,
 /// candidates both ways, a peer message, leave. Returns what each peer received.
 async fn ant_call(url_a: &str, url_b: &str, room: &str) -> (Transcript, Transcript) {
@@ -144,16 +162,9 @@ async fn third_peer_on_a_third_node_is_refused() {
     let (redis, a, b) = two_nodes().await;
     let c = Node::start(&redis.url(), "node-c").await;
     let room = "cluster-full";
-    let mut pa = WsClient::connect(&a.ant_url("LiveApp")).await;
-    let mut pb = WsClient::connect(&b.ant_url("LiveApp")).await;
+    let (mut pa, mut pb) = ant_pair(&a.ant_url("LiveApp"), &b.ant_url("LiveApp"), room).await;
     let mut pc = WsClient::connect(&c.ant_url("LiveApp")).await;
-    let join = json!({"command":"join","streamId":room,"mode":"both"});
-    pa.send_json(join.clone()).await;
-    assert_eq!(pa.recv_json().await["definition"], "joined");
-    pb.send_json(join.clone()).await;
-    assert_eq!(pb.recv_json().await["definition"], "joined");
-    assert_eq!(pa.recv_json().await["command"], "start");
-    pc.send_json(join.clone()).await;
+    pc.send_json(ant_join(room)).await;
     let refused = pc.recv_json().await;
     assert_eq!(refused["command"], "error", "{refused}");
     assert_eq!(refused["definition"], "NoSpaceForNewPeer", "{refused}");
@@ -171,7 +182,7 @@ async fn third_peer_on_a_third_node_is_refused() {
         .await;
     assert_eq!(pb.recv_json().await["definition"], "leaved");
     assert_eq!(pa.recv_json().await["command"], "stop");
-    pc.send_json(join).await;
+    pc.send_json(ant_join(room)).await;
     assert_eq!(pc.recv_json().await["definition"], "joined");
     assert_eq!(pa.recv_json().await["command"], "start");
 }
@@ -191,7 +202,7 @@ async fn racing_joins_on_two_nodes_never_overfill_a_room() {
             };
             peers.push(WsClient::connect(&url).await);
         }
-        let join = json!({"command":"join","streamId":room,"mode":"both"});
+        let join = ant_join(&room);
         futures_util::future::join_all(peers.iter_mut().map(|p| p.send_json(join.clone()))).await;
         let mut joined = Vec::new();
         for (i, p) in peers.iter_mut().enumerate() {
@@ -263,14 +274,7 @@ async fn killed_node_peers_leave_and_can_rejoin_elsewhere() {
     let (redis, a, mut b) = two_nodes().await;
     let c = Node::start(&redis.url(), "node-c").await;
     let room = "cluster-kill";
-    let join = json!({"command":"join","streamId":room,"mode":"both"});
-    let mut pa = WsClient::connect(&a.ant_url("LiveApp")).await;
-    pa.send_json(join.clone()).await;
-    assert_eq!(pa.recv_json().await["definition"], "joined");
-    let mut pb = WsClient::connect(&b.ant_url("LiveApp")).await;
-    pb.send_json(join.clone()).await;
-    assert_eq!(pb.recv_json().await["definition"], "joined");
-    assert_eq!(pa.recv_json().await["command"], "start");
+    let (mut pa, pb) = ant_pair(&a.ant_url("LiveApp"), &b.ant_url("LiveApp"), room).await;
     // Mid-call: B is killed without a word.
     b.kill().await;
     let killed = Instant::now();
@@ -291,7 +295,7 @@ async fn killed_node_peers_leave_and_can_rejoin_elsewhere() {
     drop(pb);
     // The peer reconnects to node C and re-joins: the room has a place for it again.
     let mut pb2 = WsClient::connect(&c.ant_url("LiveApp")).await;
-    pb2.send_json(join).await;
+    pb2.send_json(ant_join(room)).await;
     assert_eq!(pb2.recv_json().await["definition"], "joined");
     assert_eq!(pa.recv_json().await["command"], "start");
     pa.send_json(json!({"command":"takeConfiguration","streamId":room,"type":"offer","sdp":"v=0"}))
@@ -303,24 +307,13 @@ async fn killed_node_peers_leave_and_can_rejoin_elsewhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_loss_degrades_then_recovers() {
     let (mut redis, a, b) = two_nodes().await;
-    let join = |room: &str| json!({"command":"join","streamId":room,"mode":"both"});
     // A local pair on A, set up before the outage.
-    let mut l1 = WsClient::connect(&a.ant_url("LiveApp")).await;
-    let mut l2 = WsClient::connect(&a.ant_url("LiveApp")).await;
-    l1.send_json(join("local-before")).await;
-    assert_eq!(l1.recv_json().await["definition"], "joined");
-    l2.send_json(join("local-before")).await;
-    assert_eq!(l2.recv_json().await["definition"], "joined");
-    assert_eq!(l1.recv_json().await["command"], "start");
+    let (mut l1, mut l2) =
+        ant_pair(&a.ant_url("LiveApp"), &a.ant_url("LiveApp"), "local-before").await;
 
     // A call across the nodes, set up before the outage.
-    let mut x = WsClient::connect(&a.ant_url("LiveApp")).await;
-    let mut y = WsClient::connect(&b.ant_url("LiveApp")).await;
-    x.send_json(join("cross-before")).await;
-    assert_eq!(x.recv_json().await["definition"], "joined");
-    y.send_json(join("cross-before")).await;
-    assert_eq!(y.recv_json().await["definition"], "joined");
-    assert_eq!(x.recv_json().await["command"], "start");
+    let (mut x, mut y) =
+        ant_pair(&a.ant_url("LiveApp"), &b.ant_url("LiveApp"), "cross-before").await;
 
     redis.kill().await;
     a.wait_health("cluster: degraded", Duration::from_secs(3))
@@ -340,13 +333,8 @@ async fn redis_loss_degrades_then_recovers() {
     .await;
     assert_eq!(l2.recv_json().await["type"], "offer");
     // A new local call starts.
-    let mut n1 = WsClient::connect(&a.ant_url("LiveApp")).await;
-    let mut n2 = WsClient::connect(&a.ant_url("LiveApp")).await;
-    n1.send_json(join("local-during")).await;
-    assert_eq!(n1.recv_json().await["definition"], "joined");
-    n2.send_json(join("local-during")).await;
-    assert_eq!(n2.recv_json().await["definition"], "joined");
-    assert_eq!(n1.recv_json().await["command"], "start");
+    let (mut n1, mut n2) =
+        ant_pair(&a.ant_url("LiveApp"), &a.ant_url("LiveApp"), "local-during").await;
     n2.send_json(json!({"command":"takeConfiguration","streamId":"local-during","type":"answer","sdp":"v=0"}))
         .await;
     assert_eq!(n1.recv_json().await["type"], "answer");
@@ -375,7 +363,7 @@ async fn redis_loss_degrades_then_recovers() {
     assert_eq!(l1.recv_json().await["command"], "takeCandidate");
     // A's local members are registered again: the room is full for a peer on B.
     let mut third = WsClient::connect(&b.ant_url("LiveApp")).await;
-    third.send_json(join("local-during")).await;
+    third.send_json(ant_join("local-during")).await;
     assert_eq!(third.recv_json().await["definition"], "NoSpaceForNewPeer");
     // Cross-node calls work again.
     let (ta, tb) = ant_call(
@@ -422,14 +410,8 @@ type = "room-router"
 async fn a_member_gone_from_redis_leaves_on_the_other_nodes() {
     let (redis, a, b) = two_nodes().await;
     let room = "cluster-sweep";
-    let join = json!({"command":"join","streamId":room,"mode":"both"});
-    let mut x = WsClient::connect(&a.ant_url("LiveApp")).await;
-    x.send_json(join.clone()).await;
-    assert_eq!(x.recv_json().await["definition"], "joined");
-    let mut y = WsClient::connect(&b.ant_url("LiveApp")).await;
-    y.send_json(join).await;
-    assert_eq!(y.recv_json().await["definition"], "joined");
-    assert_eq!(x.recv_json().await["command"], "start");
+    // x stays connected: only its record in Redis goes.
+    let (_x, mut y) = ant_pair(&a.ant_url("LiveApp"), &b.ant_url("LiveApp"), room).await;
     let key = format!("switchboard:room:{room}");
     let records = redis.cli(&["LRANGE", &key, "0", "-1"]).await;
     let x_record = records
@@ -450,14 +432,7 @@ async fn a_member_gone_from_redis_leaves_on_the_other_nodes() {
 async fn a_draining_node_tells_partners_on_other_nodes() {
     let (redis, a, mut b) = two_nodes().await;
     let room = "cluster-drain";
-    let join = json!({"command":"join","streamId":room,"mode":"both"});
-    let mut x = WsClient::connect(&a.ant_url("LiveApp")).await;
-    x.send_json(join.clone()).await;
-    assert_eq!(x.recv_json().await["definition"], "joined");
-    let mut y = WsClient::connect(&b.ant_url("LiveApp")).await;
-    y.send_json(join).await;
-    assert_eq!(y.recv_json().await["definition"], "joined");
-    assert_eq!(x.recv_json().await["command"], "start");
+    let (mut x, mut y) = ant_pair(&a.ant_url("LiveApp"), &b.ant_url("LiveApp"), room).await;
     let (_, ()) = tokio::join!(
         async {
             assert_eq!(y.recv_json().await["definition"], "server_will_stop");
@@ -488,14 +463,7 @@ async fn a_node_starts_without_redis_and_joins_when_it_comes() {
     .await;
     a.wait_health("cluster: degraded", Duration::from_secs(3))
         .await;
-    let join = |room: &str| json!({"command":"join","streamId":room,"mode":"both"});
-    let mut p1 = WsClient::connect(&a.ant_url("LiveApp")).await;
-    let mut p2 = WsClient::connect(&a.ant_url("LiveApp")).await;
-    p1.send_json(join("early")).await;
-    assert_eq!(p1.recv_json().await["definition"], "joined");
-    p2.send_json(join("early")).await;
-    assert_eq!(p2.recv_json().await["definition"], "joined");
-    assert_eq!(p1.recv_json().await["command"], "start");
+    let (_p1, _p2) = ant_pair(&a.ant_url("LiveApp"), &a.ant_url("LiveApp"), "early").await;
 
     redis.restart().await;
     a.wait_health("cluster: ok", Duration::from_secs(5)).await;
@@ -509,7 +477,7 @@ async fn a_node_starts_without_redis_and_joins_when_it_comes() {
     );
     let b = Node::start(&redis.url(), "node-b").await;
     let mut third = WsClient::connect(&b.ant_url("LiveApp")).await;
-    third.send_json(join("early")).await;
+    third.send_json(ant_join("early")).await;
     assert_eq!(
         third.recv_json().await["definition"],
         "NoSpaceForNewPeer",
