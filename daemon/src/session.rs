@@ -1,6 +1,8 @@
-//! A peer session on a plain WebSocket (the `antmedia` and `raw` dialects): one task owns the
-//! socket, decodes what the peer sends, dispatches it, and writes what the bus delivers, rendered
-//! in the peer's dialect.
+//! A peer session on a WebSocket of text frames (the `antmedia` and `raw` dialects, and socket.io
+//! over engine.io frames): one task owns the socket, decodes what the peer sends, dispatches it,
+//! and writes what the bus delivers, rendered in the peer's dialect. What differs between these
+//! dialects at the connection level (engine.io's open packet and pings, socket.io's connect
+//! acknowledgement) comes from their [`TextFrames`] hooks.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -8,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
+use switchboard_plugin_api::protocol::dialects::{Keepalive, TextFrames};
 use switchboard_plugin_api::protocol::{
     DecodeError, Decoded, Dialect, DialectKind, ErrorCode, Event, Join,
 };
@@ -165,10 +168,7 @@ pub struct WsSession<D: Dialect> {
 
 /// Runs one WebSocket peer session until the peer closes, the gateway shuts down, or the peer
 /// breaks a rule.
-pub async fn run_websocket<D>(socket: WebSocket, session: WsSession<D>)
-where
-    D: Dialect<Wire = String, Input = str>,
-{
+pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<D>) {
     let WsSession {
         gateway,
         handle,
@@ -196,6 +196,16 @@ where
     };
     telemetry::session_opened(id, D::KIND);
     let (mut sink, mut stream) = socket.split();
+    if let Some(greeting) = D::greeting(&state)
+        && sink.send(Message::Text(greeting.into())).await.is_err()
+    {
+        core.finish("write failed");
+        return;
+    }
+    let keepalive = D::keepalive();
+    let mut heartbeat = Heartbeat::new(keepalive);
+    let heartbeat_timer = tokio::time::sleep(heartbeat.next_wait());
+    tokio::pin!(heartbeat_timer);
 
     if let Some(join) = join {
         let room = join.room.clone();
@@ -231,6 +241,7 @@ where
                 if let Some(frame) = D::encode(&state, &Event::ServerWillStop) {
                     let _ = writer.send(frame, "server_will_stop").await;
                 }
+                writer.closing::<D>(&state).await;
                 writer.close(close_code::GOING_AWAY, "gateway shutting down").await;
                 break "cancelled";
             }
@@ -242,6 +253,7 @@ where
                         if let Some(frame) = D::encode(&state, &notice) {
                             let _ = writer.send(frame, "error").await;
                         }
+                        writer.closing::<D>(&state).await;
                         writer.close(close_code::POLICY, &format!("kicked: {reason}")).await;
                         break "kicked";
                     }
@@ -261,6 +273,21 @@ where
                 writer.close(close_code::JOIN_TIMEOUT, &message).await;
                 break "join timeout";
             }
+            () = &mut heartbeat_timer, if keepalive.is_some() => {
+                let Some(ping) = heartbeat.fire() else {
+                    writer.close(close_code::POLICY, "no answer to ping").await;
+                    break "ping timeout";
+                };
+                heartbeat_timer.as_mut().reset(tokio::time::Instant::now() + heartbeat.next_wait());
+                match writer.send(ping.to_owned(), "other").await {
+                    Ok(()) => {}
+                    Err(WriteFailed::Socket) => break "write failed",
+                    Err(WriteFailed::TimedOut) => {
+                        telemetry::write_timed_out(D::KIND, write_timeout);
+                        break "write timeout";
+                    }
+                }
+            }
             inbound = stream.next() => {
                 let replies = match inbound {
                     None | Some(Ok(Message::Close(_))) => break "peer closed",
@@ -275,8 +302,16 @@ where
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(message)) => {
                         let received = Instant::now();
+                        if heartbeat.answered() {
+                            heartbeat_timer.as_mut().reset(tokio::time::Instant::now() + heartbeat.next_wait());
+                        }
                         info.messages_in.fetch_add(1, Ordering::Relaxed);
-                        match limiter.check(received) {
+                        let counted = match &message {
+                            Message::Text(text) => D::rate_limited(text.as_str()),
+                            _ => true,
+                        };
+                        let verdict = if counted { limiter.check(received) } else { RateVerdict::Allow };
+                        match verdict {
                             RateVerdict::Allow => {}
                             RateVerdict::Refuse => {
                                 telemetry::rate_limited(D::KIND);
@@ -291,12 +326,16 @@ where
                             }
                             RateVerdict::Close => {
                                 telemetry::rate_limit_closed(D::KIND);
+                                writer.closing::<D>(&state).await;
                                 writer.close(close_code::POLICY, "message rate limit exceeded").await;
                                 break "rate limit";
                             }
                         }
                         match message {
-                            Message::Text(text) => handle_text::<D>(&mut core, &mut state, text, received).await,
+                            Message::Text(text) => match handle_text::<D>(&mut core, &mut state, text, received).await {
+                                Handled::Reply(replies) => replies,
+                                Handled::Close => break "peer closed",
+                            },
                             _ => {
                                 stats::message_in(D::KIND, "error");
                                 let e = Event::error(ErrorCode::BinaryNotSupported, None, "binary frames are not supported; send JSON text frames");
@@ -360,6 +399,13 @@ where
         stats::message_out(self.dialect, kind);
     }
 
+    /// Sends the dialect's last frame, if it has one (best effort).
+    async fn closing<D: TextFrames>(&mut self, state: &D::State) {
+        if let Some(frame) = D::closing(state) {
+            let _ = self.send(frame, "other").await;
+        }
+    }
+
     /// Sends a close frame (best effort, bounded like every write).
     async fn close(&mut self, code: u16, reason: &str) {
         let frame = close(code, reason);
@@ -376,7 +422,7 @@ where
         rx: &mut mpsc::Receiver<Outbound>,
     ) -> Result<Delivered, WriteFailed>
     where
-        D: Dialect<Wire = String, Input = str>,
+        D: TextFrames,
     {
         let timeout = self.timeout;
         let batch = async {
@@ -441,44 +487,49 @@ pub fn outbound_kind(out: &Outbound) -> &'static str {
     }
 }
 
-/// Decodes and dispatches one text frame; returns frames (with their event kind) to send
-/// straight back.
-async fn handle_text<D>(
+/// What became of one text frame.
+enum Handled {
+    /// Frames (with their event kind) to send straight back.
+    Reply(Vec<(String, &'static str)>),
+    /// The peer ended the session.
+    Close,
+}
+
+/// Decodes and dispatches one text frame.
+async fn handle_text<D: TextFrames>(
     core: &mut SessionCore,
     state: &mut D::State,
     text: Utf8Bytes,
     received: Instant,
-) -> Vec<(String, &'static str)>
-where
-    D: Dialect<Wire = String, Input = str>,
-{
-    // The one copy of the frame: relays carry it as the original, shared by every receiver.
-    let text: Arc<str> = Arc::from(text.as_str());
-    let decoded = D::decode(state, &text);
+) -> Handled {
+    let decoded = D::decode_relayable(state, text.as_str());
     stats::message_in(
         D::KIND,
         match &decoded {
-            Ok(Decoded::Event(e)) => e.kind(),
+            Ok((Decoded::Event(e), _)) => e.kind(),
             Ok(_) => "other",
             Err(_) => "error",
         },
     );
-    match decoded {
-        Ok(Decoded::Reply(reply)) => vec![(reply, "other")],
-        Ok(Decoded::Ignore) => Vec::new(),
-        Ok(Decoded::Event(Event::IceServersRequest)) => {
-            D::encode(state, &ice_servers(&core.gateway, core.peer.session))
-                .into_iter()
-                .map(|f| (f, "ice_servers"))
-                .collect()
+    let frames = |event: &Event, kind| D::encode(state, event).into_iter().map(move |f| (f, kind));
+    let replies = match decoded {
+        Ok((Decoded::Reply(reply), _)) => vec![(reply, "other")],
+        Ok((Decoded::Ignore, _)) => Vec::new(),
+        Ok((Decoded::Close, _)) => return Handled::Close,
+        Ok((Decoded::Event(Event::IceServersRequest), _)) => {
+            let ice = ice_servers(&core.gateway, core.peer.session);
+            frames(&ice, "ice_servers").collect()
         }
-        Ok(Decoded::Event(event)) => {
+        Ok((Decoded::Event(event), original)) => {
             let room = event.room().map(str::to_owned);
-            match core.dispatch_async(event, Some(text), received).await {
-                Some(refusal) => D::encode(state, &refusal_event(&refusal, room.as_deref()))
-                    .into_iter()
-                    .map(|f| (f, "error"))
-                    .collect(),
+            let joining = matches!(event, Event::Join(_));
+            // The one copy of what a relay forwards, shared by every receiver.
+            let original = original.map(Arc::from);
+            match core.dispatch_async(event, original, received).await {
+                Some(refusal) => {
+                    frames(&refusal_event(&refusal, room.as_deref()), "error").collect()
+                }
+                None if joining => D::joined(state).map(|f| (f, "other")).into_iter().collect(),
                 None => Vec::new(),
             }
         }
@@ -489,12 +540,52 @@ where
                 DecodeError::InvalidStreamName(id) => Some(id.as_str()),
                 _ => None,
             };
-            let event = Event::error(error.code(), room, error.to_string());
-            D::encode(state, &event)
-                .into_iter()
-                .map(|f| (f, "error"))
-                .collect()
+            frames(
+                &Event::error(error.code(), room, error.to_string()),
+                "error",
+            )
+            .collect()
         }
+    };
+    Handled::Reply(replies)
+}
+
+/// The server keepalive's state: waiting to ping, or waiting for the answer to one.
+struct Heartbeat {
+    keepalive: Option<Keepalive>,
+    awaiting_answer: bool,
+}
+
+impl Heartbeat {
+    fn new(keepalive: Option<Keepalive>) -> Self {
+        Heartbeat {
+            keepalive,
+            awaiting_answer: false,
+        }
+    }
+
+    /// How long until the timer next fires (a day when the dialect has no keepalive; the timer
+    /// is then never polled).
+    fn next_wait(&self) -> Duration {
+        match self.keepalive {
+            Some(k) if self.awaiting_answer => k.timeout,
+            Some(k) => k.interval,
+            None => Duration::from_secs(86_400),
+        }
+    }
+
+    /// The timer fired: the ping to send, or `None` when the last one went unanswered.
+    fn fire(&mut self) -> Option<&'static str> {
+        if self.awaiting_answer {
+            return None;
+        }
+        self.awaiting_answer = true;
+        self.keepalive.map(|k| k.ping)
+    }
+
+    /// A frame arrived; `true` when it answered a ping, so the timer must be re-armed.
+    fn answered(&mut self) -> bool {
+        std::mem::take(&mut self.awaiting_answer)
     }
 }
 

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use similar_asserts::assert_eq;
+use switchboard_protocol::dialects::TextFrames;
 use switchboard_protocol::dialects::antmedia::{AntMedia, AntState};
+use switchboard_protocol::dialects::engineio::{EngineState, SocketIoWs};
 use switchboard_protocol::dialects::raw::{Raw, RawState};
 use switchboard_protocol::dialects::socketio::{SioMessage, SioState, SocketIo};
 use switchboard_protocol::{Decoded, Dialect, Event};
@@ -23,13 +25,16 @@ const EVENT: &str = ".event.json";
 const ERROR: &str = ".error.txt";
 const IGNORE: &str = ".ignore.txt";
 const REPLY: &str = ".reply.wire.json";
+const CLOSE: &str = ".close.txt";
 const EXPECTED: &str = ".expected.wire.json";
 const NONE: &str = ".expected.none.txt";
 const ORIGINAL: &str = ".original.wire.json";
 
 /// Longest suffixes first: `.expected.wire.json` also ends in `.wire.json`.
-const SUFFIXES: &[&str] = &[EXPECTED, ORIGINAL, REPLY, NONE, WIRE, EVENT, ERROR, IGNORE];
-const DECODE_OUTCOMES: &[&str] = &[EVENT, ERROR, IGNORE, REPLY];
+const SUFFIXES: &[&str] = &[
+    EXPECTED, ORIGINAL, REPLY, NONE, WIRE, EVENT, ERROR, IGNORE, CLOSE,
+];
+const DECODE_OUTCOMES: &[&str] = &[EVENT, ERROR, IGNORE, REPLY, CLOSE];
 
 /// Every [`Event::kind`]; each dialect's cases must cover all of them.
 const ALL_KINDS: &[&str] = &[
@@ -139,6 +144,28 @@ impl Golden for SocketIo {
     }
 }
 
+impl Golden for SocketIoWs {
+    const DIR: &'static str = "engineio";
+    fn state() -> EngineState {
+        EngineState {
+            room: ROOM.to_owned(),
+            connected: true,
+            ..EngineState::default()
+        }
+    }
+    fn read_wire(text: &str) -> String {
+        frame_from_file(text)
+    }
+    fn write_wire(wire: &String) -> String {
+        format!("{wire}\n")
+    }
+    fn original(wire: &String) -> String {
+        let (_, original) =
+            SocketIoWs::decode_relayable(&mut Self::state(), wire).expect("an original decodes");
+        original.expect("an original is a msg").into_owned()
+    }
+}
+
 #[test]
 fn antmedia_golden() {
     run::<AntMedia>(&[
@@ -160,6 +187,11 @@ fn raw_golden() {
 #[test]
 fn socketio_golden() {
     run::<SocketIo>(&["malformed_message", "invalid_field"]);
+}
+
+#[test]
+fn engineio_golden() {
+    run::<SocketIoWs>(&["malformed_message", "invalid_field"]);
 }
 
 /// What running the cases saw, for the coverage checks.
@@ -269,6 +301,7 @@ fn decode_case<D: Golden>(base: &Path, files: &BTreeSet<&str>, bless: bool, seen
         }
         Ok(Decoded::Reply(w)) => (REPLY, D::write_wire(w)),
         Ok(Decoded::Ignore) => (IGNORE, String::new()),
+        Ok(Decoded::Close) => (CLOSE, "the peer ends the session\n".to_owned()),
         Err(e) => {
             seen.errors.insert(e.code().as_str().to_owned());
             (ERROR, format!("{}\n", e.code().as_str()))

@@ -25,6 +25,7 @@ pub(crate) mod burst_io;
 mod raw;
 mod rest;
 mod socketio;
+mod socketio_ws;
 mod web;
 
 /// Bytes of each WebSocket session's read buffer. axum's default is 128 KiB, and tungstenite
@@ -140,11 +141,14 @@ pub async fn bind(cx: ListenerContext) -> std::io::Result<BoundListener> {
     let (router, socketio) = if dialects.contains(&DialectKind::Socketio) {
         let (layer, io) = socketio::layer(cx.clone());
         // The socket.io layer answers every path under /socket.io/, so the client script has to
-        // be routed in front of it.
-        (
-            web::client_script_route().fallback_service(inner.layer(layer)),
-            Some(io),
-        )
+        // be routed in front of it, and direct WebSockets intercepted before it.
+        let router = web::client_script_route()
+            .fallback_service(inner.layer(layer))
+            .layer(axum::middleware::from_fn_with_state(
+                cx.clone(),
+                socketio_ws::intercept,
+            ));
+        (router, Some(io))
     } else {
         (inner, None)
     };

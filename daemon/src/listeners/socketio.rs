@@ -11,8 +11,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Query};
-use serde::Deserializer as _;
-use serde::de::{self, IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use socketioxide::SendError;
@@ -25,6 +23,7 @@ use socketioxide::socket::Socket;
 use socketioxide::{SocketIo, TransportType};
 use switchboard_protocol::dialects::socketio::{
     MSG_EVENT, NOTICE_EVENT, SioMessage, SioState, SocketIo as SioDialect, decode_msg_text,
+    event_and_argument, msg_argument, not_a_string, sole_string_argument,
 };
 use switchboard_protocol::{
     DecodeError, Decoded, Dialect, DialectKind, ErrorCode, Event, Join, JoinMode,
@@ -292,8 +291,9 @@ impl MessageHandler<LocalAdapter, ()> for DispatchMsg {
                 if let Some((text, literal)) = sole_string_argument(packet.as_str()) {
                     return on_msg_text(&s, Cow::Owned(text), Arc::from(literal));
                 }
-                match first_argument(packet.as_str()) {
-                    Ok(argument) => on_msg(&s, argument),
+                match event_and_argument(packet.as_str()) {
+                    Ok((_, Some(argument))) => on_msg(&s, argument),
+                    Ok((_, None)) => refuse_unparsable(&s, "no argument"),
                     Err(error) => refuse_unparsable(&s, &error.to_string()),
                 }
             }
@@ -301,52 +301,6 @@ impl MessageHandler<LocalAdapter, ()> for DispatchMsg {
             _ => refuse_unparsable(&s, "binary attachments"),
         }
     }
-}
-
-/// `(text, literal)` of a packet that is exactly `["msg","<text>"]`, as the SimpleP2P page and
-/// every socket.io client write it: the string argument unescaped, and as the literal it came
-/// as. Parsing the literal checks it whole (one string, nothing after it), so the packet cannot
-/// hold anything else; any other packet (`None`) takes [`first_argument`]. This saves a scan of
-/// the packet: [`first_argument`] walks all of it to find where the argument ends, and then the
-/// argument is unescaped in a second walk (`serde_json` `ignore_str`, about 7% of the gateway's
-/// CPU under `switchboard-loadgen throughput --dialect socketio`).
-fn sole_string_argument(packet: &str) -> Option<(String, &str)> {
-    let literal = packet.strip_prefix(r#"["msg","#)?.strip_suffix(']')?;
-    if !literal.starts_with('"') {
-        return None;
-    }
-    let text = serde_json::from_str::<String>(literal).ok()?;
-    Some((text, literal))
-}
-
-/// The first argument of an event packet's data (`["msg",<argument>,...]`), borrowed from the
-/// packet text. socketioxide would build a `serde_json::Value` of it, unescaping the whole SDP
-/// into a new string; reading it raw lets a relay forward the sender's bytes as they came.
-fn first_argument(packet: &str) -> Result<&RawValue, serde_json::Error> {
-    struct FirstArgument;
-
-    impl<'de> Visitor<'de> for FirstArgument {
-        type Value = &'de RawValue;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an event name and an argument")
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-            let missing = |n| de::Error::invalid_length(n, &self);
-            seq.next_element::<IgnoredAny>()?
-                .ok_or_else(|| missing(0))?;
-            let argument = seq.next_element::<&RawValue>()?.ok_or_else(|| missing(1))?;
-            // Further arguments are not part of the SimpleP2P message.
-            while seq.next_element::<IgnoredAny>()?.is_some() {}
-            Ok(argument)
-        }
-    }
-
-    let mut de = serde_json::Deserializer::from_str(packet);
-    let argument = de.deserialize_seq(FirstArgument)?;
-    de.end()?;
-    Ok(argument)
 }
 
 /// Renders `event` for this socket and emits it, counting it.
@@ -406,10 +360,7 @@ fn refuse_unparsable(s: &SocketRef, reason: &str) {
         return;
     }
     stats::message_in(DialectKind::Socketio, "error");
-    let error = DecodeError::WrongType {
-        field: "msg",
-        expected: "a JSON string",
-    };
+    let error = not_a_string();
     telemetry::decode_failed(DialectKind::Socketio, &error);
     let state = SioState {
         room: session.room.to_string(),
@@ -424,30 +375,12 @@ fn refuse_unparsable(s: &SocketRef, reason: &str) {
     }
 }
 
-/// The text to decode and the literal to forward, from a `msg` argument: a JSON string (the
-/// SimpleP2P page's `JSON.stringify` output), or an object a modern client emitted as is, which
-/// socket.io peers then receive as its JSON text in a string.
-fn msg_argument(argument: &RawValue) -> Option<(Cow<'_, str>, Arc<str>)> {
-    let json = argument.get();
-    match json.as_bytes().first() {
-        Some(b'"') => {
-            let text: String = serde_json::from_str(json).ok()?;
-            Some((Cow::Owned(text), Arc::from(json)))
-        }
-        Some(b'{') => {
-            let literal = serde_json::to_string(json).ok()?;
-            Some((Cow::Borrowed(json), Arc::from(literal)))
-        }
-        _ => None,
-    }
-}
-
 fn on_msg(s: &SocketRef, argument: &RawValue) {
     let Some((text, literal)) = msg_argument(argument) else {
         refuse_unparsable(s, "neither a string nor an object");
         return;
     };
-    on_msg_text(s, text, literal);
+    on_msg_text(s, text, Arc::from(literal));
 }
 
 /// Decodes and dispatches a `msg`: its JSON text, and the argument's literal for a verbatim
@@ -521,7 +454,7 @@ fn handle_decoded(
             let _ = s.emit(msg.event.as_str(), &msg.data);
             None
         }
-        Ok(Decoded::Ignore) => None,
+        Ok(Decoded::Ignore | Decoded::Close) => None,
         Err(error) => {
             telemetry::decode_failed(DialectKind::Socketio, &error);
             Some(Event::error(
@@ -554,35 +487,4 @@ async fn on_disconnect(s: SocketRef) {
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lone_string_argument_is_taken_as_it_came() {
-        let packet = r#"["msg","{\"sdp\":{\"type\":\"offer\",\"sdp\":\"v=0\\r\\n\"}}"]"#;
-        let (text, literal) = sole_string_argument(packet).expect("the SimpleP2P shape");
-        assert_eq!(text, r#"{"sdp":{"type":"offer","sdp":"v=0\r\n"}}"#);
-        assert_eq!(literal, &packet[7..packet.len() - 1]);
-        // The general path reads the same argument.
-        let general = first_argument(packet).expect("valid packet");
-        assert_eq!(general.get(), literal);
-    }
-
-    #[test]
-    fn anything_but_one_string_argument_takes_the_general_path() {
-        for packet in [
-            r#"["msg","a","b"]"#,
-            r#"["msg",{"a":1}]"#,
-            r#"["msg", "a"]"#,
-            r#"["msg","a"] "#,
-            r#"["msg","a\"]"#,
-            r#"["msg","\u12"]"#,
-            r#"["other","a"]"#,
-        ] {
-            assert_eq!(sole_string_argument(packet), None, "{packet}");
-        }
-    }
 }

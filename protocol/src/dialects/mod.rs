@@ -2,7 +2,8 @@
 //! connection must remember (its room, for socket.io and raw) lives in the dialect's `State`,
 //! owned by the session and passed in.
 
-use std::borrow::Borrow;
+use std::borrow::{Borrow, Cow};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +11,7 @@ use crate::{DecodeError, Event};
 
 pub mod antmedia;
 mod common;
+pub mod engineio;
 pub(crate) mod fast;
 mod json;
 pub mod raw;
@@ -55,6 +57,8 @@ pub enum Decoded<W> {
     Reply(W),
     /// Nothing to do (a keep-alive or a message the dialect deliberately drops).
     Ignore,
+    /// The peer ends the session (socket.io's disconnect packet, engine.io's close packet).
+    Close,
 }
 
 /// A signaling dialect: a pure codec between its wire messages and [`Event`]s.
@@ -88,4 +92,66 @@ pub trait Dialect {
         let _ = original;
         Self::encode(state, event)
     }
+}
+
+/// A dialect spoken in WebSocket text frames, with what a connection needs besides decoding and
+/// encoding: a first frame, a keepalive, the acknowledgement of a join, a last frame, and which
+/// part of a frame a relay forwards. The defaults are those of a plain JSON dialect (`antmedia`,
+/// `raw`); socket.io over engine.io frames ([`engineio::SocketIoWs`]) sets them all.
+pub trait TextFrames: Dialect<Wire = String, Input = str> {
+    /// Frames the server sends as soon as the connection is open (engine.io's open packet).
+    fn greeting(state: &Self::State) -> Option<String> {
+        let _ = state;
+        None
+    }
+
+    /// Whether `frame` counts against the per-connection message rate. Every frame does, except
+    /// a transport's own housekeeping: socket.io servers count events, not engine.io pongs or
+    /// namespace connects.
+    fn rate_limited(frame: &str) -> bool {
+        let _ = frame;
+        true
+    }
+
+    /// The server's keepalive, when the dialect has one.
+    fn keepalive() -> Option<Keepalive> {
+        None
+    }
+
+    /// [`Dialect::decode`], and the part of `frame` that a peer of the same dialect receives
+    /// verbatim as [`Dialect::forward`]'s `original`: the whole frame by default, the `msg`
+    /// argument's literal for socket.io (`None` when nothing in the frame is forwarded).
+    #[allow(clippy::type_complexity)]
+    fn decode_relayable<'a>(
+        state: &mut Self::State,
+        frame: &'a str,
+    ) -> Result<(Decoded<String>, Option<Cow<'a, str>>), DecodeError> {
+        Self::decode(state, frame).map(|decoded| (decoded, Some(Cow::Borrowed(frame))))
+    }
+
+    /// The frame that tells the peer its join (decoded from one of its frames) was accepted,
+    /// sent before anything the bus delivers to it: socket.io's connect acknowledgement.
+    fn joined(state: &mut Self::State) -> Option<String> {
+        let _ = state;
+        None
+    }
+
+    /// The last frame before the server closes the connection (socket.io's disconnect packet,
+    /// which tells a client not to reconnect on its own).
+    fn closing(state: &Self::State) -> Option<String> {
+        let _ = state;
+        None
+    }
+}
+
+/// A server keepalive: the server sends `ping` `interval` after the peer last answered; a peer
+/// that sends nothing for `timeout` after a ping is closed. Any frame counts as an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Time from the connection's start, or from the peer's answer to a ping, to the next ping.
+    pub interval: Duration,
+    /// How long the peer has to answer a ping.
+    pub timeout: Duration,
+    /// The ping frame.
+    pub ping: &'static str,
 }

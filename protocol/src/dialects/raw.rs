@@ -55,6 +55,9 @@ pub struct RawState {
     pub room: String,
 }
 
+/// A plain JSON dialect: no greeting, keepalive or closing frame; relays forward whole frames.
+impl super::TextFrames for Raw {}
+
 impl Dialect for Raw {
     type Wire = String;
     type Input = str;

@@ -9,6 +9,8 @@
 use std::borrow::Cow;
 
 use serde::Serialize;
+use serde::de::{self, Deserializer as _, IgnoredAny, SeqAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::common::{
@@ -102,9 +104,82 @@ pub fn forwards_verbatim(event: &Event) -> bool {
     )
 }
 
+// === reading event data ===
+
+/// `(text, literal)` of event data that is exactly `["msg","<text>"]`, as the SimpleP2P page and
+/// every socket.io client write it: the string argument unescaped, and as the literal it came
+/// as. Parsing the literal checks it whole (one string, nothing after it), so the data cannot
+/// hold anything else; any other data (`None`) takes [`event_and_argument`]. This saves a scan:
+/// the general reader walks all of the data to find where the argument ends, and the argument is
+/// then unescaped in a second walk.
+pub fn sole_string_argument(data: &str) -> Option<(String, &str)> {
+    let literal = data.strip_prefix(r#"["msg","#)?.strip_suffix(']')?;
+    if !literal.starts_with('"') {
+        return None;
+    }
+    let text = serde_json::from_str::<String>(literal).ok()?;
+    Some((text, literal))
+}
+
+/// The event name and first argument of socket.io event data (`["name",<argument>,...]`), the
+/// argument borrowed from the data as its JSON text, so a relay can forward the sender's bytes.
+/// Further arguments are checked as JSON and skipped: they are not part of the SimpleP2P
+/// message.
+pub fn event_and_argument(data: &str) -> Result<(&str, Option<&RawValue>), serde_json::Error> {
+    struct EventData;
+
+    impl<'de> Visitor<'de> for EventData {
+        type Value = (&'de str, Option<&'de RawValue>);
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an event name and its arguments")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let name = seq
+                .next_element::<&str>()?
+                .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+            let argument = seq.next_element::<&RawValue>()?;
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok((name, argument))
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(data);
+    let read = de.deserialize_seq(EventData)?;
+    de.end()?;
+    Ok(read)
+}
+
+/// The text to decode and the literal to forward, from a `msg` argument: a JSON string (the
+/// SimpleP2P page's `JSON.stringify` output), or an object a modern client emitted as is, which
+/// socket.io peers then receive as its JSON text in a string. `None` for any other JSON type.
+pub fn msg_argument(argument: &RawValue) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
+    let json = argument.get();
+    match json.as_bytes().first() {
+        Some(b'"') => {
+            let text: String = serde_json::from_str(json).ok()?;
+            Some((Cow::Owned(text), Cow::Borrowed(json)))
+        }
+        Some(b'{') => {
+            let literal = serde_json::to_string(json).ok()?;
+            Some((Cow::Borrowed(json), Cow::Owned(literal)))
+        }
+        _ => None,
+    }
+}
+
+/// The error for a `msg` argument that is neither a string nor an object.
+pub fn not_a_string() -> DecodeError {
+    DecodeError::WrongType {
+        field: "msg",
+        expected: "a JSON string",
+    }
+}
+
 // === decode ===
 
-fn decode(room: &str, wire: &SioMessage) -> Result<Decoded<SioMessage>, DecodeError> {
+pub(crate) fn decode(room: &str, wire: &SioMessage) -> Result<Decoded<SioMessage>, DecodeError> {
     if wire.event == NOTICE_EVENT {
         // `switchboard` `{type:"ice-servers"}` asks for ICE servers; the answer comes back on the
         // same event with `iceServers`. Anything else on it (an echoed notice) is dropped.
@@ -122,12 +197,7 @@ fn decode(room: &str, wire: &SioMessage) -> Result<Decoded<SioMessage>, DecodeEr
     let text = match &wire.data {
         Value::String(s) => Cow::Borrowed(s.as_str()),
         obj @ Value::Object(_) => Cow::Owned(serde_json::to_string(obj)?),
-        _ => {
-            return Err(DecodeError::WrongType {
-                field: "msg",
-                expected: "a JSON string",
-            });
-        }
+        _ => return Err(not_a_string()),
     };
     decode_msg_text(room, &text)
 }
@@ -188,7 +258,7 @@ struct CandidateSignal<'a> {
     candidate: CandidateInit<'a>,
 }
 
-fn encode(event: &Event) -> Option<SioMessage> {
+pub(crate) fn encode(event: &Event) -> Option<SioMessage> {
     let notice = |data: Value| {
         Some(SioMessage {
             event: NOTICE_EVENT.to_owned(),
@@ -254,6 +324,32 @@ mod tests {
             wire.msg_text().as_deref(),
             Some(r#"{"sdp":{"sdp":"v=0\r\n","type":"answer"}}"#)
         );
+    }
+
+    #[test]
+    fn a_lone_string_argument_is_taken_as_it_came() {
+        let data = r#"["msg","{\"sdp\":{\"type\":\"offer\",\"sdp\":\"v=0\\r\\n\"}}"]"#;
+        let (text, literal) = sole_string_argument(data).expect("the SimpleP2P shape");
+        assert_eq!(text, r#"{"sdp":{"type":"offer","sdp":"v=0\r\n"}}"#);
+        assert_eq!(literal, &data[7..data.len() - 1]);
+        // The general reader finds the same argument.
+        let (name, argument) = event_and_argument(data).expect("valid data");
+        assert_eq!((name, argument.map(RawValue::get)), ("msg", Some(literal)));
+    }
+
+    #[test]
+    fn anything_but_one_string_argument_takes_the_general_reader() {
+        for data in [
+            r#"["msg","a","b"]"#,
+            r#"["msg",{"a":1}]"#,
+            r#"["msg", "a"]"#,
+            r#"["msg","a"] "#,
+            r#"["msg","a\"]"#,
+            r#"["msg","\u12"]"#,
+            r#"["other","a"]"#,
+        ] {
+            assert_eq!(sole_string_argument(data), None, "{data}");
+        }
     }
 
     #[test]

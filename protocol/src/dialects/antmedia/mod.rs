@@ -31,6 +31,9 @@ pub struct AntState {
     pub app: String,
 }
 
+/// A plain JSON dialect: no greeting, keepalive or closing frame; relays forward whole frames.
+impl crate::dialects::TextFrames for AntMedia {}
+
 impl Dialect for AntMedia {
     type Wire = String;
     type Input = str;

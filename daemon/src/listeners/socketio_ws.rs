@@ -1,0 +1,148 @@
+//! socket.io clients that open a WebSocket at once (`GET /socket.io/?EIO=4&transport=websocket`
+//! without a `sid`: Switchboard's own client, and socket.io 3/4 clients with
+//! `transports: ["websocket"]`). They are served by the session loop the other WebSocket
+//! dialects use, reading engine.io frames ([`SocketIoWs`]) with no socket.io server in between:
+//! under relay load socketioxide's own parse, re-serialization and per-socket writer task cost
+//! more than the rest of the gateway. Every other socket.io request (long-polling, upgrades from
+//! it, engine.io 3 clients) goes on to socketioxide ([`super::socketio`]). Peers of both are
+//! `socketio` peers on the bus and relay to each other verbatim.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::extract::ws::{Message, WebSocket};
+use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State, WebSocketUpgrade};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use socketioxide::socket::Sid;
+use switchboard_protocol::DialectKind;
+use switchboard_protocol::dialects::TextFrames;
+use switchboard_protocol::dialects::engineio::{EngineState, SocketIoWs, connect_error};
+use tracing::Instrument;
+
+use super::{ListenerContext, admission};
+use crate::limits::Permit;
+use crate::{rooms, session};
+
+/// Serves a direct WebSocket connection itself; passes any other request on.
+pub async fn intercept(
+    State(cx): State<ListenerContext>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(query) = direct_websocket_query(&request) else {
+        return next.run(request).await;
+    };
+    let (mut parts, _) = request.into_parts();
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let addr = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    upgrade(cx, ws, addr, query)
+}
+
+/// The handshake query of an engine.io v4 WebSocket opened without long-polling first.
+fn direct_websocket_query(request: &Request) -> Option<HashMap<String, String>> {
+    let path = request.uri().path();
+    if path != "/socket.io/" && path != "/socket.io" {
+        return None;
+    }
+    let Query(query) = Query::<HashMap<String, String>>::try_from_uri(request.uri()).ok()?;
+    let direct = query.get("EIO").is_some_and(|v| v == "4")
+        && query.get("transport").is_some_and(|v| v == "websocket")
+        && !query.contains_key("sid");
+    direct.then_some(query)
+}
+
+fn upgrade(
+    cx: ListenerContext,
+    ws: WebSocketUpgrade,
+    addr: SocketAddr,
+    mut query: HashMap<String, String>,
+) -> Response {
+    let limit = cx.gateway.config().max_frame_bytes(DialectKind::Socketio);
+    let room = query
+        .remove("room")
+        .unwrap_or_else(|| cx.config.socketio_room.clone());
+    let state = EngineState {
+        token: query.remove("token").filter(|t| !t.is_empty()),
+        engine_sid: Sid::new().to_string(),
+        socket_sid: Sid::new().to_string(),
+        max_payload: limit,
+        connected: false,
+        room,
+    };
+    let admitted = admit(&cx, &state.room, addr);
+    let ws = super::small_buffers(ws)
+        .max_message_size(limit)
+        .max_frame_size(limit);
+    ws.on_upgrade(move |socket| {
+        let tracker = cx.tracker.clone();
+        tracker.track_future(serve(cx, socket, addr, state, admitted))
+    })
+}
+
+/// Runs the session of an admitted client, or tells a refused one why.
+async fn serve(
+    cx: ListenerContext,
+    socket: WebSocket,
+    addr: SocketAddr,
+    state: EngineState,
+    admitted: Result<Permit, String>,
+) {
+    let permit = match admitted {
+        Ok(permit) => permit,
+        Err(message) => return refuse(socket, state, message).await,
+    };
+    let handle = cx.gateway.register(DialectKind::Socketio, Some(addr));
+    let span = tracing::info_span!(
+        "conn",
+        conn.id = %handle.id,
+        peer.addr = %addr,
+        dialect = "socketio",
+        transport = "websocket",
+        room = %state.room,
+    );
+    let session = session::run_websocket::<SocketIoWs>(
+        socket,
+        session::WsSession {
+            gateway: cx.gateway.clone(),
+            handle,
+            state,
+            join: None,
+            permit,
+        },
+    );
+    session.instrument(span).await;
+}
+
+/// The room name check and the connection caps, as socketioxide's connect middleware does them:
+/// a refusal is told as a connect error, in the client's own terms.
+fn admit(cx: &ListenerContext, room: &str, addr: SocketAddr) -> Result<Permit, String> {
+    rooms::check_room_name(room).map_err(|e| format!("invalid_room: {e}"))?;
+    admission::admit(cx, DialectKind::Socketio, addr)
+        .map_err(|r| format!("{}: {}", r.as_str(), r.message()))
+}
+
+/// Opens the engine.io session and refuses the connect at once: the client's `connect_error`
+/// handler gets `message`, and the socket is closed.
+async fn refuse(mut socket: WebSocket, state: EngineState, message: String) {
+    let frames = SocketIoWs::greeting(&state)
+        .into_iter()
+        .chain([connect_error(&message)]);
+    let say = async {
+        for frame in frames {
+            socket.send(Message::Text(frame.into())).await?;
+        }
+        socket.send(Message::Close(None)).await
+    };
+    // Bounded like every session write: a client that does not read cannot hold the task.
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, say).await;
+}
+
+/// How long a refused client gets to take its connect error.
+const REFUSAL_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);

@@ -1,0 +1,288 @@
+//! The socket.io dialect read straight off engine.io v4 WebSocket frames: what a socket.io 3 or 4
+//! client sends when it opens a WebSocket at once (`transports: ["websocket"]`, and Switchboard's
+//! own `/socket.io/socket.io.js`). The `msg` relay is the one of [`super::socketio`], and a peer
+//! here is a socket.io peer like any other (same [`DialectKind`], same `original`: the `msg`
+//! argument's literal), so the two servers' peers relay to each other verbatim.
+//!
+//! A frame is an engine.io packet: a type digit, then its payload. Type `4` (message) carries a
+//! socket.io packet: a type digit, an optional namespace (`/name,`), an optional ack id, and JSON
+//! data. Only namespace `/` exists. Long-polling, upgrades from it, and the protocol of older
+//! clients (engine.io 3) are served by socketioxide; see `docs/dialect-spec.md`.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::common::truncate;
+use super::socketio::{
+    self, MSG_EVENT, NOTICE_EVENT, SioMessage, event_and_argument, forwards_verbatim, msg_argument,
+    not_a_string, sole_string_argument,
+};
+use super::{Decoded, Dialect, DialectKind, Keepalive, TextFrames};
+use crate::{DecodeError, Event, Join, JoinMode};
+
+/// How often the server pings, as socket.io servers do by default.
+pub const PING_INTERVAL: Duration = Duration::from_secs(25);
+/// How long a client has to answer a ping.
+pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// socket.io `msg` relay over engine.io v4 WebSocket frames.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SocketIoWs;
+
+/// Per-connection state: what the handshake said, and whether the namespace is connected.
+#[derive(Debug, Default)]
+pub struct EngineState {
+    /// The room, from the handshake query or the listener's default.
+    pub room: String,
+    /// The join token from the handshake query.
+    pub token: Option<String>,
+    /// The engine.io session id, sent in the open packet.
+    pub engine_sid: String,
+    /// The socket id, sent in the connect acknowledgement.
+    pub socket_sid: String,
+    /// The largest frame the server accepts, announced as `maxPayload`.
+    pub max_payload: usize,
+    /// Whether the connect to `/` was accepted: until then only a connect error can be sent.
+    pub connected: bool,
+}
+
+impl Dialect for SocketIoWs {
+    type Wire = String;
+    type Input = str;
+    type State = EngineState;
+    const KIND: DialectKind = DialectKind::Socketio;
+
+    fn decode(state: &mut EngineState, frame: &str) -> Result<Decoded<String>, DecodeError> {
+        decode_frame(state, frame).map(|(decoded, _)| decoded)
+    }
+
+    /// Events go out as `switchboard` notices and `msg` signals once the namespace is connected;
+    /// before that, an error (a refused join) is the connect error the client's `connect_error`
+    /// handler receives, and anything else has no one to go to.
+    fn encode(state: &EngineState, event: &Event) -> Option<String> {
+        if !state.connected {
+            return match event {
+                Event::Error(e) => Some(connect_error(&format!(
+                    "{}: {}",
+                    e.code.as_str(),
+                    e.message
+                ))),
+                _ => None,
+            };
+        }
+        match event {
+            // Every error a socket.io peer gets names its room (the peer has only one).
+            Event::Error(e) if e.room.is_none() => {
+                let mut e = e.clone();
+                e.room = Some(state.room.clone());
+                socketio::encode(&Event::Error(e)).map(|msg| event_frame(&msg))
+            }
+            _ => socketio::encode(event).map(|msg| event_frame(&msg)),
+        }
+    }
+
+    /// Signals from socket.io peers keep the sender's `msg` literal, byte for byte.
+    fn forward(state: &EngineState, original: &str, event: &Event) -> Option<String> {
+        if state.connected && forwards_verbatim(event) {
+            Some(msg_frame(original))
+        } else {
+            Self::encode(state, event)
+        }
+    }
+}
+
+impl TextFrames for SocketIoWs {
+    fn greeting(state: &EngineState) -> Option<String> {
+        Some(format!(
+            r#"0{{"sid":"{}","upgrades":[],"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
+            state.engine_sid,
+            PING_INTERVAL.as_millis(),
+            PING_TIMEOUT.as_millis(),
+            state.max_payload,
+        ))
+    }
+
+    fn rate_limited(frame: &str) -> bool {
+        // Engine pings, pongs, closes and noops, and namespace connects and disconnects.
+        !matches!(
+            frame.as_bytes(),
+            [b'1' | b'2' | b'3' | b'6', ..] | [b'4', b'0' | b'1', ..]
+        )
+    }
+
+    fn keepalive() -> Option<Keepalive> {
+        Some(Keepalive {
+            interval: PING_INTERVAL,
+            timeout: PING_TIMEOUT,
+            ping: "2",
+        })
+    }
+
+    fn decode_relayable<'a>(
+        state: &mut EngineState,
+        frame: &'a str,
+    ) -> Result<(Decoded<String>, Option<Cow<'a, str>>), DecodeError> {
+        decode_frame(state, frame)
+    }
+
+    fn joined(state: &mut EngineState) -> Option<String> {
+        state.connected = true;
+        Some(format!(r#"40{{"sid":"{}"}}"#, state.socket_sid))
+    }
+
+    fn closing(state: &EngineState) -> Option<String> {
+        state.connected.then(|| "41".to_owned())
+    }
+}
+
+/// A `msg` event frame carrying `literal` (a JSON string literal) as its argument.
+pub fn msg_frame(literal: &str) -> String {
+    let mut frame = String::with_capacity(literal.len() + 10);
+    frame.push_str(r#"42["msg","#);
+    frame.push_str(literal);
+    frame.push(']');
+    frame
+}
+
+/// An event frame for `msg` (its event name and argument).
+fn event_frame(msg: &SioMessage) -> String {
+    // A `Value` and a plain name always serialize.
+    let name = serde_json::to_string(&msg.event).unwrap_or_default();
+    let data = serde_json::to_string(&msg.data).unwrap_or_default();
+    format!("42[{name},{data}]")
+}
+
+/// A connect error on `/` with `message`, which the client's `connect_error` handler receives
+/// as the error's message.
+pub fn connect_error(message: &str) -> String {
+    connect_error_on("", message)
+}
+
+fn connect_error_on(namespace: &str, message: &str) -> String {
+    let data = serde_json::json!({ "message": message });
+    format!("44{namespace}{data}")
+}
+
+/// A decoded frame, and the `original` a relay to socket.io peers forwards.
+type Relayable<'a> = (Decoded<String>, Option<Cow<'a, str>>);
+
+fn decode_frame<'a>(state: &mut EngineState, frame: &'a str) -> Result<Relayable<'a>, DecodeError> {
+    let nothing = |decoded| Ok((decoded, None));
+    let Some(kind) = frame.chars().next() else {
+        return Err(invalid("engine.io packet type", frame));
+    };
+    let payload = &frame[kind.len_utf8()..];
+    match kind {
+        '4' => decode_packet(state, payload),
+        // A client's ping (engine.io 3 clients, and the `2probe` of an upgrade) is answered as
+        // engine.io answers it; pongs need nothing (any frame counts as the peer being alive).
+        '2' => nothing(Decoded::Reply(format!("3{payload}"))),
+        '3' | '6' => nothing(Decoded::Ignore),
+        '1' => nothing(Decoded::Close),
+        _ => Err(invalid("engine.io packet type", frame)),
+    }
+}
+
+fn decode_packet<'a>(
+    state: &mut EngineState,
+    packet: &'a str,
+) -> Result<Relayable<'a>, DecodeError> {
+    let nothing = |decoded| Ok((decoded, None));
+    let Some(kind) = packet.chars().next() else {
+        return Err(invalid("socket.io packet type", packet));
+    };
+    let (namespace, rest) = split_namespace(&packet[kind.len_utf8()..]);
+    if namespace != "/" {
+        return match kind {
+            // socket.io servers answer a connect to a namespace they do not have this way.
+            '0' => nothing(Decoded::Reply(connect_error_on(
+                &format!("{namespace},"),
+                "Invalid namespace",
+            ))),
+            _ => nothing(Decoded::Ignore),
+        };
+    }
+    match kind {
+        '0' if state.connected => nothing(Decoded::Ignore),
+        // The connect's own data (`auth`) is not read: the room and token come from the
+        // handshake query, as for clients served by socketioxide.
+        '0' => nothing(Decoded::Event(Event::Join(Join {
+            room: state.room.clone(),
+            mode: JoinMode::Both,
+            token: state.token.clone(),
+        }))),
+        '1' => nothing(Decoded::Close),
+        '2' if state.connected => decode_event(state, skip_ack_id(rest)),
+        // Acknowledgements are never asked for; events before the connect have no namespace.
+        '2' | '3' => nothing(Decoded::Ignore),
+        // Binary events and acks: signaling is text.
+        '5' | '6' => Err(not_a_string()),
+        _ => Err(invalid("socket.io packet type", packet)),
+    }
+}
+
+/// `(namespace, rest)`: a namespace is written `/name,` right after the packet type.
+fn split_namespace(packet: &str) -> (&str, &str) {
+    if !packet.starts_with('/') {
+        return ("/", packet);
+    }
+    match packet.split_once(',') {
+        Some((namespace, rest)) => (namespace, rest),
+        None => (packet, ""),
+    }
+}
+
+fn skip_ack_id(data: &str) -> &str {
+    data.trim_start_matches(|c: char| c.is_ascii_digit())
+}
+
+fn decode_event<'a>(state: &EngineState, data: &'a str) -> Result<Relayable<'a>, DecodeError> {
+    if let Some((text, literal)) = sole_string_argument(data) {
+        let decoded = socketio::decode_msg_text(&state.room, &text)?;
+        return Ok((framed(decoded), Some(Cow::Borrowed(literal))));
+    }
+    let (name, argument) = event_and_argument(data)?;
+    match name {
+        MSG_EVENT => {
+            let (text, literal) = argument.and_then(msg_argument).ok_or_else(not_a_string)?;
+            let decoded = socketio::decode_msg_text(&state.room, &text)?;
+            Ok((framed(decoded), Some(literal)))
+        }
+        NOTICE_EVENT => {
+            let data = match argument {
+                Some(raw) => serde_json::from_str(raw.get())?,
+                None => Value::Null,
+            };
+            let wire = SioMessage {
+                event: NOTICE_EVENT.to_owned(),
+                data,
+            };
+            let decoded = socketio::decode(&state.room, &wire)?;
+            Ok((framed(decoded), None))
+        }
+        // Events the gateway has no handler for are dropped, as socket.io servers drop them.
+        _ => Ok((Decoded::Ignore, None)),
+    }
+}
+
+/// A decoding of the socket.io dialect, with any direct reply framed.
+fn framed(decoded: Decoded<SioMessage>) -> Decoded<String> {
+    match decoded {
+        Decoded::Event(event) => Decoded::Event(event),
+        Decoded::Reply(msg) => Decoded::Reply(event_frame(&msg)),
+        Decoded::Ignore => Decoded::Ignore,
+        Decoded::Close => Decoded::Close,
+    }
+}
+
+fn invalid(field: &'static str, text: &str) -> DecodeError {
+    DecodeError::InvalidValue {
+        field,
+        value: truncate(text, 32),
+    }
+}
+
+#[cfg(test)]
+mod tests;
