@@ -574,13 +574,15 @@ impl Heartbeat {
         }
     }
 
-    /// The timer fired: the ping to send, or `None` when the last one went unanswered.
+    /// The timer fired: the ping to send, or `None` when the last one went unanswered (the
+    /// session then closes; without a keepalive the timer is never polled).
     fn fire(&mut self) -> Option<&'static str> {
+        let keepalive = self.keepalive?;
         if self.awaiting_answer {
             return None;
         }
         self.awaiting_answer = true;
-        self.keepalive.map(|k| k.ping)
+        Some(keepalive.ping)
     }
 
     /// A frame arrived; `true` when it answered a ping, so the timer must be re-armed.
@@ -606,4 +608,41 @@ fn close(code: u16, reason: &str) -> Message {
 fn is_too_large(error: &axum::Error) -> bool {
     let text = error.to_string();
     text.contains("too long") || text.contains("Space limit")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEEPALIVE: Keepalive = Keepalive {
+        interval: Duration::from_secs(25),
+        timeout: Duration::from_secs(20),
+        ping: "2",
+    };
+
+    #[test]
+    fn a_ping_goes_out_after_the_interval_and_an_unanswered_one_closes() {
+        let mut heartbeat = Heartbeat::new(Some(KEEPALIVE));
+        assert_eq!(heartbeat.next_wait(), KEEPALIVE.interval);
+        assert_eq!(heartbeat.fire(), Some("2"));
+        assert_eq!(heartbeat.next_wait(), KEEPALIVE.timeout);
+        assert_eq!(heartbeat.fire(), None, "no answer within the timeout");
+    }
+
+    #[test]
+    fn any_frame_answers_a_ping_and_rearms_the_interval() {
+        let mut heartbeat = Heartbeat::new(Some(KEEPALIVE));
+        assert!(!heartbeat.answered(), "nothing to answer before a ping");
+        assert_eq!(heartbeat.fire(), Some("2"));
+        assert!(heartbeat.answered());
+        assert_eq!(heartbeat.next_wait(), KEEPALIVE.interval);
+        assert_eq!(heartbeat.fire(), Some("2"));
+    }
+
+    #[test]
+    fn without_a_keepalive_nothing_is_sent() {
+        let mut heartbeat = Heartbeat::new(None);
+        assert_eq!(heartbeat.fire(), None);
+        assert!(heartbeat.next_wait() >= Duration::from_secs(3600));
+    }
 }
