@@ -244,7 +244,7 @@ fn decode_event<'a>(state: &EngineState, data: &'a str) -> Result<Relayable<'a>,
         return Ok((framed(decoded), Some(Cow::Borrowed(literal))));
     }
     let (name, argument) = event_and_argument(data)?;
-    match name {
+    match name.as_str() {
         MSG_EVENT => {
             let (text, literal) = argument.and_then(msg_argument).ok_or_else(not_a_string)?;
             let decoded = socketio::decode_msg_text(&state.room, &text)?;

@@ -125,11 +125,14 @@ pub fn sole_string_argument(data: &str) -> Option<(String, &str)> {
 /// argument borrowed from the data as its JSON text, so a relay can forward the sender's bytes.
 /// Further arguments are checked as JSON and skipped: they are not part of the SimpleP2P
 /// message.
-pub fn event_and_argument(data: &str) -> Result<(&str, Option<&RawValue>), serde_json::Error> {
+///
+/// The name is read as an owned string: as `&str`, a name with an escape in it failed with an
+/// error that quoted the whole name, however long.
+pub fn event_and_argument(data: &str) -> Result<(String, Option<&RawValue>), serde_json::Error> {
     struct EventData;
 
     impl<'de> Visitor<'de> for EventData {
-        type Value = (&'de str, Option<&'de RawValue>);
+        type Value = (String, Option<&'de RawValue>);
 
         fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             f.write_str("an event name and its arguments")
@@ -137,7 +140,7 @@ pub fn event_and_argument(data: &str) -> Result<(&str, Option<&RawValue>), serde
 
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let name = seq
-                .next_element::<&str>()?
+                .next_element::<String>()?
                 .ok_or_else(|| de::Error::invalid_length(0, &self))?;
             let argument = seq.next_element::<&RawValue>()?;
             while seq.next_element::<IgnoredAny>()?.is_some() {}
@@ -334,7 +337,10 @@ mod tests {
         assert_eq!(literal, &data[7..data.len() - 1]);
         // The general reader finds the same argument.
         let (name, argument) = event_and_argument(data).expect("valid data");
-        assert_eq!((name, argument.map(RawValue::get)), ("msg", Some(literal)));
+        assert_eq!(
+            (name.as_str(), argument.map(RawValue::get)),
+            ("msg", Some(literal))
+        );
     }
 
     #[test]
