@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DecodeError {
-    /// The frame is not valid JSON.
-    #[error("malformed JSON: {0}")]
+    /// The frame is not valid JSON, or JSON of the wrong shape. serde's message can quote a
+    /// peer's string whole ("invalid type: string \"…\""), so it is shown bounded.
+    #[error("malformed JSON: {}", bounded_json_message(.0))]
     Json(#[from] serde_json::Error),
     /// Valid JSON, but not an object.
     #[error("expected a JSON object, got {0}")]
@@ -52,6 +53,28 @@ pub enum DecodeError {
         /// The offending value (truncated).
         value: String,
     },
+}
+
+/// The most bytes of serde's own message an error shows before its position.
+const JSON_MESSAGE_BYTES: usize = 120;
+
+/// serde's message for `error`, cut to [`JSON_MESSAGE_BYTES`] (at a character boundary) with
+/// its line and column kept, so an error never echoes more than a bounded part of peer input.
+fn bounded_json_message(error: &serde_json::Error) -> String {
+    let full = error.to_string();
+    if full.len() <= JSON_MESSAGE_BYTES {
+        return full;
+    }
+    let mut end = JSON_MESSAGE_BYTES;
+    while !full.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(
+        "{}… at line {} column {}",
+        &full[..end],
+        error.line(),
+        error.column()
+    )
 }
 
 impl DecodeError {
@@ -199,5 +222,34 @@ impl ErrorCode {
             ErrorCode::MediaCapacity => "media_capacity",
             ErrorCode::BadDescription => "bad_description",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_errors_quote_a_bounded_part_of_the_input() {
+        let long = format!("\"{}\"", "é".repeat(300));
+        let error = serde_json::from_str::<Vec<String>>(&long).unwrap_err();
+        assert!(
+            error.to_string().len() > 600,
+            "serde quotes the string whole"
+        );
+        let shown = DecodeError::from(error).to_string();
+        assert!(shown.len() <= 200, "{} bytes: {shown}", shown.len());
+        assert!(
+            shown.starts_with("malformed JSON: invalid type: string"),
+            "{shown}"
+        );
+        assert!(shown.ends_with("at line 1 column 602"), "{shown}");
+    }
+
+    #[test]
+    fn short_json_errors_are_shown_as_serde_wrote_them() {
+        let error = serde_json::from_str::<Vec<String>>("[1").unwrap_err();
+        let expected = format!("malformed JSON: {error}");
+        assert_eq!(DecodeError::from(error).to_string(), expected);
     }
 }

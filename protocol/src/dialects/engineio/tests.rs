@@ -202,6 +202,25 @@ fn bad_frames_are_typed_errors() {
     }
 }
 
+/// Found by the fuzzer: serde's errors quote strings whole, and a peer's string can be as long as
+/// the frame limit. An escaped name cannot be borrowed, and event data that is one string is
+/// the wrong type; neither may echo more than a bounded part of the input.
+#[test]
+fn errors_never_echo_a_long_string_whole() {
+    let mut state = connected();
+    let escaped_name = format!(r#"42["{}",1]"#, r"\u0041".repeat(400));
+    let (decoded, _) = relayable(&mut state, &escaped_name);
+    assert_eq!(
+        decoded,
+        Decoded::Ignore,
+        "an unknown event, whatever its name"
+    );
+    let one_string = format!(r#"42"[{}",{{}}]"#, "\u{fffd}".repeat(400));
+    let error = SocketIoWs::decode(&mut state, &one_string).expect_err("not an array");
+    assert_eq!(error.code(), ErrorCode::MalformedMessage);
+    assert!(error.to_string().len() <= 200, "{error}");
+}
+
 #[test]
 fn only_events_count_against_the_message_rate() {
     for frame in ["3", "2", "6", "1", "40", r#"40{"a":1}"#, "41"] {
