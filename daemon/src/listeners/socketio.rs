@@ -3,7 +3,6 @@
 //! runs in a connect middleware, so a refused join reaches the client as `connect_error`.
 //! Event `msg` carries the SimpleP2P JSON string; gateway notices go out on event `switchboard`.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -23,7 +22,7 @@ use socketioxide::socket::Socket;
 use socketioxide::{SocketIo, TransportType};
 use switchboard_protocol::dialects::socketio::{
     MSG_EVENT, NOTICE_EVENT, SioMessage, SioState, SocketIo as SioDialect, decode_msg_text,
-    event_and_argument, msg_argument, not_a_string, sole_string_argument,
+    event_and_argument, msg_argument, not_a_string, sole_msg,
 };
 use switchboard_protocol::{
     DecodeError, Decoded, Dialect, DialectKind, ErrorCode, Event, Join, JoinMode,
@@ -285,22 +284,41 @@ struct DispatchMsg;
 
 impl MessageHandler<LocalAdapter, ()> for DispatchMsg {
     fn call(&self, s: Arc<Socket<LocalAdapter>>, v: SioValue, _ack: Option<i64>) {
+        let received = Instant::now();
         let s = SocketRef::from(s);
+        let Some(session) = s.extensions.get::<Arc<SioSession>>() else {
+            return;
+        };
+        // Nothing below awaits, so the guard never crosses a suspension point.
+        let _entered = session.span.enter();
+        // Counted before any decoding, so a flood is refused at the cost of a counter.
+        if !within_rate(&s, &session) {
+            return;
+        }
         match &v {
-            SioValue::Str(packet, None) => {
-                if let Some((text, literal)) = sole_string_argument(packet.as_str()) {
-                    return on_msg_text(&s, Cow::Owned(text), Arc::from(literal));
-                }
-                match event_and_argument(packet.as_str()) {
-                    Ok((_, Some(argument))) => on_msg(&s, argument),
-                    Ok((_, None)) => refuse_unparsable(&s, "no argument"),
-                    Err(error) => refuse_unparsable(&s, &error.to_string()),
-                }
-            }
+            SioValue::Str(packet, None) => on_msg(&s, &session, packet.as_str(), received),
             // Binary attachments: refuse, in the peer's terms.
-            _ => refuse_unparsable(&s, "binary attachments"),
+            _ => refuse_unparsable(&s, &session, "binary attachments"),
         }
     }
+}
+
+/// Decodes and dispatches the event data of one `msg` packet, keeping the argument's literal
+/// for a verbatim relay.
+fn on_msg(s: &SocketRef, session: &SioSession, data: &str, received: Instant) {
+    if let Some((decoded, literal)) = sole_msg(&session.room, data) {
+        return handle_decoded(s, session, decoded, Some(Arc::from(literal)), received);
+    }
+    let argument = match event_and_argument(data) {
+        Ok((_, Some(argument))) => argument,
+        Ok((_, None)) => return refuse_unparsable(s, session, "no argument"),
+        Err(error) => return refuse_unparsable(s, session, &error.to_string()),
+    };
+    let Some((text, literal)) = msg_argument(argument) else {
+        return refuse_unparsable(s, session, "neither a string nor an object");
+    };
+    let decoded = decode_msg_text(&session.room, &text);
+    handle_decoded(s, session, decoded, Some(Arc::from(literal)), received);
 }
 
 /// Renders `event` for this socket and emits it, counting it.
@@ -352,13 +370,7 @@ fn within_rate(s: &SocketRef, session: &SioSession) -> bool {
     }
 }
 
-fn refuse_unparsable(s: &SocketRef, reason: &str) {
-    let Some(session) = s.extensions.get::<Arc<SioSession>>() else {
-        return;
-    };
-    if !within_rate(s, &session) {
-        return;
-    }
+fn refuse_unparsable(s: &SocketRef, session: &SioSession, reason: &str) {
     stats::message_in(DialectKind::Socketio, "error");
     let error = not_a_string();
     telemetry::decode_failed(DialectKind::Socketio, &error);
@@ -373,30 +385,6 @@ fn refuse_unparsable(s: &SocketRef, reason: &str) {
     if let Some(msg) = SioDialect::encode(&state, &event) {
         let _ = s.emit(msg.event.as_str(), &msg.data);
     }
-}
-
-fn on_msg(s: &SocketRef, argument: &RawValue) {
-    let Some((text, literal)) = msg_argument(argument) else {
-        refuse_unparsable(s, "neither a string nor an object");
-        return;
-    };
-    on_msg_text(s, text, Arc::from(literal));
-}
-
-/// Decodes and dispatches a `msg`: its JSON text, and the argument's literal for a verbatim
-/// relay.
-fn on_msg_text(s: &SocketRef, text: Cow<'_, str>, literal: Arc<str>) {
-    let received = Instant::now();
-    let Some(session) = s.extensions.get::<Arc<SioSession>>() else {
-        return;
-    };
-    // Nothing below awaits, so the guard never crosses a suspension point.
-    let _entered = session.span.enter();
-    if !within_rate(s, &session) {
-        return;
-    }
-    let decoded = decode_msg_text(&session.room, &text);
-    handle_decoded(s, &session, decoded, Some(literal), received);
 }
 
 /// Decodes and dispatches one event (`msg`, or `switchboard` for requests to the gateway).

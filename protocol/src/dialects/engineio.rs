@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::common::truncate;
 use super::socketio::{
     self, MSG_EVENT, NOTICE_EVENT, SioMessage, event_and_argument, forwards_verbatim, msg_argument,
-    not_a_string, sole_string_argument,
+    not_a_string, sole_msg,
 };
 use super::{Decoded, Dialect, DialectKind, Keepalive, TextFrames};
 use crate::{DecodeError, Event, Join, JoinMode};
@@ -239,9 +239,8 @@ fn skip_ack_id(data: &str) -> &str {
 }
 
 fn decode_event<'a>(state: &EngineState, data: &'a str) -> Result<Relayable<'a>, DecodeError> {
-    if let Some((text, literal)) = sole_string_argument(data) {
-        let decoded = socketio::decode_msg_text(&state.room, &text)?;
-        return Ok((framed(decoded), Some(Cow::Borrowed(literal))));
+    if let Some((decoded, literal)) = sole_msg(&state.room, data) {
+        return Ok((framed(decoded?), Some(Cow::Borrowed(literal))));
     }
     let (name, argument) = event_and_argument(data)?;
     match name.as_str() {

@@ -166,7 +166,25 @@ pub(crate) fn check_agreement(text: &str) -> Result<(), String> {
             return Err(format!("{dialect}: fast {fast:?} != general {general:?}"));
         }
     }
-    Ok(())
+    literal_agreement(text)?;
+    // `text` as the socket.io literal its sender's `JSON.stringify` would make of it.
+    let stringified = serde_json::to_string(text).map_err(|e| e.to_string())?;
+    literal_agreement(&stringified)
+}
+
+/// Where the `msg` literal path accepts `literal`, it is one JSON string whose text the general
+/// socket.io decoder reads as the same event.
+#[cfg(any(test, feature = "testing"))]
+fn literal_agreement(literal: &str) -> Result<(), String> {
+    let Some(fast) = super::literal::description("room1", literal) else {
+        return Ok(());
+    };
+    let text = serde_json::from_str::<String>(literal)
+        .map_err(|e| format!("literal path accepted a bad literal {literal:?}: {e}"))?;
+    match super::socketio::decode_msg_general("room1", &text) {
+        Ok(super::Decoded::Event(general)) if general == fast => Ok(()),
+        general => Err(format!("literal: fast {fast:?} != general {general:?}")),
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ mod common;
 pub mod engineio;
 pub(crate) mod fast;
 mod json;
+mod literal;
 pub mod raw;
 pub mod socketio;
 

@@ -106,20 +106,28 @@ pub fn forwards_verbatim(event: &Event) -> bool {
 
 // === reading event data ===
 
-/// `(text, literal)` of event data that is exactly `["msg","<text>"]`, as the SimpleP2P page and
-/// every socket.io client write it: the string argument unescaped, and as the literal it came
-/// as. Parsing the literal checks it whole (one string, nothing after it), so the data cannot
-/// hold anything else; any other data (`None`) takes [`event_and_argument`]. This saves a scan:
-/// the general reader walks all of the data to find where the argument ends, and the argument is
-/// then unescaped in a second walk.
-pub fn sole_string_argument(data: &str) -> Option<(String, &str)> {
+/// A `msg` whose event data is exactly `["msg","<text>"]`, as the SimpleP2P page and every
+/// socket.io client write it: its decoding, and the argument's literal to forward. A
+/// description of the page's usual shape is read straight from the literal in one pass
+/// ([`super::literal`]); other text is unescaped and decoded. `None` for any other data (the
+/// literal is not exactly one JSON string), which takes [`event_and_argument`]. This saves a
+/// scan: the general reader walks all of the data to find where the argument ends, and the
+/// argument is then unescaped in a second walk.
+pub fn sole_msg<'a>(room: &str, data: &'a str) -> Option<(Decoding, &'a str)> {
     let literal = data.strip_prefix(r#"["msg","#)?.strip_suffix(']')?;
     if !literal.starts_with('"') {
         return None;
     }
+    if let Some(event) = super::literal::description(room, literal) {
+        return Some((Ok(Decoded::Event(event)), literal));
+    }
+    // Parsing the literal checks it whole (one string, nothing after it).
     let text = serde_json::from_str::<String>(literal).ok()?;
-    Some((text, literal))
+    Some((decode_msg_text(room, &text), literal))
 }
+
+/// What decoding one `msg` gives.
+pub type Decoding = Result<Decoded<SioMessage>, DecodeError>;
 
 /// The event name and first argument of socket.io event data (`["name",<argument>,...]`), the
 /// argument borrowed from the data as its JSON text, so a relay can forward the sender's bytes.
@@ -311,6 +319,7 @@ pub(crate) fn encode(event: &Event) -> Option<SioMessage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::SdpKind;
 
     #[test]
     fn object_arguments_are_read_as_their_json_text() {
@@ -331,16 +340,23 @@ mod tests {
 
     #[test]
     fn a_lone_string_argument_is_taken_as_it_came() {
-        let data = r#"["msg","{\"sdp\":{\"type\":\"offer\",\"sdp\":\"v=0\\r\\n\"}}"]"#;
-        let (text, literal) = sole_string_argument(data).expect("the SimpleP2P shape");
-        assert_eq!(text, r#"{"sdp":{"type":"offer","sdp":"v=0\r\n"}}"#);
-        assert_eq!(literal, &data[7..data.len() - 1]);
-        // The general reader finds the same argument.
-        let (name, argument) = event_and_argument(data).expect("valid data");
-        assert_eq!(
-            (name.as_str(), argument.map(RawValue::get)),
-            ("msg", Some(literal))
-        );
+        let offer = r#"["msg","{\"sdp\":{\"type\":\"offer\",\"sdp\":\"v=0\\r\\n\"}}"]"#;
+        let spaced = r#"["msg","{ \"sdp\":{\"type\":\"offer\",\"sdp\":\"v=0\\r\\n\"}}"]"#;
+        // The first is read from the literal, the second (spacing) unescaped and decoded.
+        for data in [offer, spaced] {
+            let (decoded, literal) = sole_msg("r", data).expect("the SimpleP2P shape");
+            let Ok(Decoded::Event(Event::Description(d))) = decoded else {
+                panic!("{data}: {decoded:?}");
+            };
+            assert_eq!((d.kind, d.sdp.as_str()), (SdpKind::Offer, "v=0\r\n"));
+            assert_eq!(literal, &data[7..data.len() - 1]);
+            // The general reader finds the same argument.
+            let (name, argument) = event_and_argument(data).expect("valid data");
+            assert_eq!(
+                (name.as_str(), argument.map(RawValue::get)),
+                ("msg", Some(literal))
+            );
+        }
     }
 
     #[test]
@@ -353,8 +369,9 @@ mod tests {
             r#"["msg","a\"]"#,
             r#"["msg","\u12"]"#,
             r#"["other","a"]"#,
+            r#"["msg","{\"sdp\":{\"type\":\"offer\",\"sdp\":\"\"}}","b"]"#,
         ] {
-            assert_eq!(sole_string_argument(data), None, "{data}");
+            assert!(sole_msg("r", data).is_none(), "{data}");
         }
     }
 
