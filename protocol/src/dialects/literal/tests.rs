@@ -1,3 +1,4 @@
+use super::candidate as candidate_of;
 use super::*;
 use crate::dialects::Decoded;
 use crate::dialects::fast::check_agreement;
@@ -92,6 +93,65 @@ fn anything_else_is_left_to_the_general_path() {
     ];
     for literal in declined {
         assert_eq!(description("room1", literal), None, "{literal}");
+        assert_eq!(check_agreement(literal), Ok(()), "{literal}");
+    }
+}
+
+/// `JSON.stringify({candidate: event.candidate})`, with `toJSON`'s keys in its order.
+fn candidate_literal(candidate: &str, mid: &str, index: &str, ufrag: &str) -> String {
+    literal_of(&format!(
+        r#"{{"candidate":{{"candidate":{candidate},"sdpMid":{mid},"sdpMLineIndex":{index},"usernameFragment":{ufrag}}}}}"#
+    ))
+}
+
+#[test]
+fn a_simplep2p_candidate_is_read_in_one_pass_as_the_general_path_reads_it() {
+    let chrome = r#""candidate:842163049 1 udp 1677729535 127.0.0.1 50170 typ srflx raddr 0.0.0.0 rport 0 generation 0 ufrag sXP5 network-cost 999""#;
+    for (candidate, mid, index, ufrag) in [
+        (chrome, r#""0""#, "0", r#""sXP5""#),
+        (chrome, r#""audio""#, "4294967295", "null"),
+        // The end of candidates, and a mid that needs escapes.
+        (r#""""#, "null", "null", "null"),
+        (r#""c""#, r#""a\"b/c\\""#, "10", r#""u""#),
+    ] {
+        let literal = candidate_literal(candidate, mid, index, ufrag);
+        let fast = candidate_of("room1", &literal);
+        assert!(
+            matches!(fast, Some(Event::Candidate(_))),
+            "{literal} declined"
+        );
+        assert_eq!(fast, general(&literal), "{literal}");
+        assert_eq!(check_agreement(&literal), Ok(()));
+    }
+}
+
+#[test]
+fn other_candidate_shapes_are_left_to_the_general_path() {
+    for (mid, index, ufrag) in [
+        // Indexes JSON does not write so, or a u32 cannot hold, or of the wrong type.
+        (r#""0""#, "01", r#""u""#),
+        (r#""0""#, "-1", r#""u""#),
+        (r#""0""#, "1.0", r#""u""#),
+        (r#""0""#, "4294967296", r#""u""#),
+        (r#""0""#, r#""0""#, r#""u""#),
+        (r#""0""#, "", r#""u""#),
+        // A mid of the wrong type, a fragment with an escape this path does not take.
+        ("0", "0", r#""u""#),
+        (r#""0""#, "0", r#""\u0041""#),
+        (r#""0""#, "0", "nul"),
+    ] {
+        let literal = candidate_literal(r#""c""#, mid, index, ufrag);
+        assert_eq!(candidate_of("room1", &literal), None, "{literal}");
+        assert_eq!(check_agreement(&literal), Ok(()), "{literal}");
+    }
+    for literal in [
+        // Another key order, a missing key, trailing text, spacing.
+        r#""{\"candidate\":{\"candidate\":\"c\",\"sdpMLineIndex\":0,\"sdpMid\":\"0\",\"usernameFragment\":null}}""#,
+        r#""{\"candidate\":{\"candidate\":\"c\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0}}""#,
+        r#""{\"candidate\":{\"candidate\":\"c\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0,\"usernameFragment\":null}} ""#,
+        r#""{\"candidate\":{\"candidate\": \"c\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0,\"usernameFragment\":null}}""#,
+    ] {
+        assert_eq!(candidate_of("room1", literal), None, "{literal}");
         assert_eq!(check_agreement(literal), Ok(()), "{literal}");
     }
 }
