@@ -1,5 +1,6 @@
-//! Differential: wherever a typed fast decode path accepts a frame, the general decoder of that
-//! dialect gives the same event (`protocol/src/dialects/fast.rs`).
+//! Differential: wherever a fast decode path (an exact client shape read by hand, or a typed
+//! struct) accepts a frame or a socket.io `msg` literal, the general decoder of that dialect
+//! gives the same event (`protocol/src/dialects/exact.rs`, `protocol/src/dialects/fast.rs`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

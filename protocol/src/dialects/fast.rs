@@ -10,6 +10,9 @@
 //! goes to the general decoder. So for a frame a fast path accepts, both give the same event:
 //! the tests below hold every accepted shape against the general decoder, and the `fast_paths`
 //! fuzz target ([`check_agreement`] on arbitrary input) does the same for any frame.
+//!
+//! Each path first tries the exact shape its clients write, read by hand in one pass
+//! ([`super::exact`]); these typed structs take the same frames in any key order or spacing.
 
 use serde::Deserialize;
 
@@ -47,7 +50,7 @@ impl IceCandidate {
     }
 }
 
-fn description(room: &str, kind: &str, sdp: String) -> Option<Event> {
+pub(super) fn description(room: &str, kind: &str, sdp: String) -> Option<Event> {
     Some(Event::Description(Description {
         room: room.to_owned(),
         kind: SdpKind::parse(kind)?,
@@ -58,6 +61,9 @@ fn description(room: &str, kind: &str, sdp: String) -> Option<Event> {
 /// Raw (simple-peer): `{"type":"offer"|…,"sdp":"…"}` or
 /// `{"type":"candidate","candidate":{…}}`.
 pub(crate) fn raw(room: &str, text: &str) -> Option<Event> {
+    if let Some(event) = super::exact::raw(room, text) {
+        return Some(event);
+    }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Signal<'a> {
@@ -76,6 +82,9 @@ pub(crate) fn raw(room: &str, text: &str) -> Option<Event> {
 
 /// socket.io `msg` text (SimpleP2P): `{"sdp":{"type":…,"sdp":…}}` or `{"candidate":{…}}`.
 pub(crate) fn socketio(room: &str, text: &str) -> Option<Event> {
+    if let Some(event) = super::exact::socketio(room, text, super::exact::Escaping::Once) {
+        return Some(event);
+    }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Signal<'a> {
@@ -95,6 +104,9 @@ pub(crate) fn socketio(room: &str, text: &str) -> Option<Event> {
 /// `{command,streamId,label,id,candidate}` as the SDK sends them. `valid_stream_id` is the Ant
 /// decoder's own stream id rule; an id it refuses takes the general path (which says why).
 pub(crate) fn antmedia(text: &str, valid_stream_id: fn(&str) -> bool) -> Option<Event> {
+    if let Some(event) = super::exact::antmedia(text, valid_stream_id) {
+        return Some(event);
+    }
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields, rename_all = "camelCase")]
     struct Command<'a> {
@@ -172,13 +184,11 @@ pub(crate) fn check_agreement(text: &str) -> Result<(), String> {
     literal_agreement(&stringified)
 }
 
-/// Where the `msg` literal paths accept `literal`, it is one JSON string whose text the general
+/// Where the `msg` literal path accepts `literal`, it is one JSON string whose text the general
 /// socket.io decoder reads as the same event.
 #[cfg(any(test, feature = "testing"))]
 fn literal_agreement(literal: &str) -> Result<(), String> {
-    let fast = super::literal::description("room1", literal)
-        .or_else(|| super::literal::candidate("room1", literal));
-    let Some(fast) = fast else {
+    let Some(fast) = super::exact::socketio_literal("room1", literal) else {
         return Ok(());
     };
     let text = serde_json::from_str::<String>(literal)

@@ -12,9 +12,9 @@ use crate::{DecodeError, Event};
 pub mod antmedia;
 mod common;
 pub mod engineio;
+mod exact;
 pub(crate) mod fast;
 mod json;
-mod literal;
 pub mod raw;
 pub mod socketio;
 

@@ -109,7 +109,7 @@ pub fn forwards_verbatim(event: &Event) -> bool {
 /// A `msg` whose event data is exactly `["msg","<text>"]`, as the SimpleP2P page and every
 /// socket.io client write it: its decoding, and the argument's literal to forward. A
 /// description or candidate of the page's usual shape is read straight from the literal in
-/// one pass ([`super::literal`]); other text is unescaped and decoded. `None` for any other
+/// one pass ([`super::exact`]); other text is unescaped and decoded. `None` for any other
 /// data (the literal is not exactly one JSON string), which takes [`event_and_argument`]. This
 /// saves a scan: the general reader walks all of the data to find where the argument ends, and
 /// the argument is then unescaped in a second walk.
@@ -118,9 +118,7 @@ pub fn sole_msg<'a>(room: &str, data: &'a str) -> Option<(Decoding, &'a str)> {
     if !literal.starts_with('"') {
         return None;
     }
-    if let Some(event) = super::literal::description(room, literal)
-        .or_else(|| super::literal::candidate(room, literal))
-    {
+    if let Some(event) = super::exact::socketio_literal(room, literal) {
         return Some((Ok(Decoded::Event(event)), literal));
     }
     // Parsing the literal checks it whole (one string, nothing after it).

@@ -1,8 +1,10 @@
-use super::candidate as candidate_of;
 use super::*;
 use crate::dialects::Decoded;
+use crate::dialects::antmedia::decode::{decode_general as ant_general, valid_stream_id};
 use crate::dialects::fast::check_agreement;
+use crate::dialects::raw::decode_general as raw_general;
 use crate::dialects::socketio::decode_msg_general;
+use scan::{is_special, next_special};
 
 /// An SDP with every escape a browser's SDP needs, and characters that need none.
 const SDP: &str =
@@ -29,10 +31,10 @@ fn general(literal: &str) -> Option<Event> {
 }
 
 #[test]
-fn a_simplep2p_description_is_read_in_one_pass_as_the_general_path_reads_it() {
+fn a_simplep2p_description_literal_is_read_in_one_pass_as_the_general_path_reads_it() {
     for kind in ["offer", "answer", "pranswer"] {
         let literal = simplep2p(kind, SDP);
-        let fast = description("room1", &literal);
+        let fast = socketio_literal("room1", &literal);
         let Some(Event::Description(d)) = &fast else {
             panic!("{literal} declined");
         };
@@ -56,7 +58,7 @@ fn every_escape_spelling_of_a_slash_a_backslash_at_the_end_and_an_empty_sdp() {
             "a\\",
         ),
     ] {
-        let fast = description("room1", literal);
+        let fast = socketio_literal("room1", literal);
         let Some(Event::Description(d)) = &fast else {
             panic!("{literal} declined");
         };
@@ -92,7 +94,7 @@ fn anything_else_is_left_to_the_general_path() {
         r#""{\"candidate\":{\"candidate\":\"c\"}}""#,
     ];
     for literal in declined {
-        assert_eq!(description("room1", literal), None, "{literal}");
+        assert_eq!(socketio_literal("room1", literal), None, "{literal}");
         assert_eq!(check_agreement(literal), Ok(()), "{literal}");
     }
 }
@@ -105,7 +107,7 @@ fn candidate_literal(candidate: &str, mid: &str, index: &str, ufrag: &str) -> St
 }
 
 #[test]
-fn a_simplep2p_candidate_is_read_in_one_pass_as_the_general_path_reads_it() {
+fn a_simplep2p_candidate_literal_is_read_in_one_pass_as_the_general_path_reads_it() {
     let chrome = r#""candidate:842163049 1 udp 1677729535 127.0.0.1 50170 typ srflx raddr 0.0.0.0 rport 0 generation 0 ufrag sXP5 network-cost 999""#;
     for (candidate, mid, index, ufrag) in [
         (chrome, r#""0""#, "0", r#""sXP5""#),
@@ -115,7 +117,7 @@ fn a_simplep2p_candidate_is_read_in_one_pass_as_the_general_path_reads_it() {
         (r#""c""#, r#""a\"b/c\\""#, "10", r#""u""#),
     ] {
         let literal = candidate_literal(candidate, mid, index, ufrag);
-        let fast = candidate_of("room1", &literal);
+        let fast = socketio_literal("room1", &literal);
         assert!(
             matches!(fast, Some(Event::Candidate(_))),
             "{literal} declined"
@@ -141,7 +143,7 @@ fn other_candidate_shapes_are_left_to_the_general_path() {
         (r#""0""#, "0", "nul"),
     ] {
         let literal = candidate_literal(r#""c""#, mid, index, ufrag);
-        assert_eq!(candidate_of("room1", &literal), None, "{literal}");
+        assert_eq!(socketio_literal("room1", &literal), None, "{literal}");
         assert_eq!(check_agreement(&literal), Ok(()), "{literal}");
     }
     for literal in [
@@ -151,8 +153,98 @@ fn other_candidate_shapes_are_left_to_the_general_path() {
         r#""{\"candidate\":{\"candidate\":\"c\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0,\"usernameFragment\":null}} ""#,
         r#""{\"candidate\":{\"candidate\": \"c\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0,\"usernameFragment\":null}}""#,
     ] {
-        assert_eq!(candidate_of("room1", literal), None, "{literal}");
+        assert_eq!(socketio_literal("room1", literal), None, "{literal}");
         assert_eq!(check_agreement(literal), Ok(()), "{literal}");
+    }
+}
+
+fn event<W>(decoded: Result<Decoded<W>, crate::DecodeError>) -> Option<Event> {
+    match decoded {
+        Ok(Decoded::Event(event)) => Some(event),
+        _ => None,
+    }
+}
+
+fn json(s: &str) -> String {
+    serde_json::to_string(s).expect("a string serializes")
+}
+
+/// The Ant SDK's, simple-peer's and the SimpleP2P page's hot frames, as they write them.
+#[test]
+fn the_hot_frames_of_every_dialect_are_read_as_the_general_decoders_read_them() {
+    let sdp = json(SDP);
+    let chrome = json(
+        "candidate:835302670 1 udp 2122194687 192.0.2.2 56557 typ host generation 0 ufrag dK+1 network-id 1",
+    );
+    for text in [
+        format!(
+            r#"{{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":{sdp}}}"#
+        ),
+        format!(
+            r#"{{"command":"takeConfiguration","streamId":"r.1_-x","type":"answer","sdp":{sdp}}}"#
+        ),
+        format!(
+            r#"{{"command":"takeCandidate","streamId":"room1","label":0,"id":"0","candidate":{chrome}}}"#
+        ),
+        r#"{"command":"takeCandidate","streamId":"room1","label":1,"id":"","candidate":""}"#
+            .to_owned(),
+    ] {
+        let fast = antmedia(&text, valid_stream_id);
+        assert!(fast.is_some(), "{text}");
+        assert_eq!(fast, event(ant_general(&text, "LiveApp")), "{text}");
+        assert_eq!(check_agreement(&text), Ok(()), "{text}");
+    }
+    for text in [
+        format!(r#"{{"type":"offer","sdp":{sdp}}}"#),
+        format!(
+            r#"{{"type":"candidate","candidate":{{"candidate":{chrome},"sdpMLineIndex":0,"sdpMid":"0"}}}}"#
+        ),
+        r#"{"type":"candidate","candidate":{"candidate":"","sdpMLineIndex":null,"sdpMid":null}}"#
+            .to_owned(),
+    ] {
+        let fast = raw("room1", &text);
+        assert!(fast.is_some(), "{text}");
+        assert_eq!(fast, event(raw_general("room1", &text)), "{text}");
+        assert_eq!(check_agreement(&text), Ok(()), "{text}");
+    }
+    for text in [
+        format!(r#"{{"sdp":{{"type":"answer","sdp":{sdp}}}}}"#),
+        format!(
+            r#"{{"candidate":{{"candidate":{chrome},"sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"dK+1"}}}}"#
+        ),
+    ] {
+        let fast = socketio("room1", &text, Escaping::Once);
+        assert!(fast.is_some(), "{text}");
+        assert_eq!(fast, event(decode_msg_general("room1", &text)), "{text}");
+        assert_eq!(check_agreement(&text), Ok(()), "{text}");
+    }
+}
+
+#[test]
+fn other_plain_shapes_are_left_to_the_next_path() {
+    let declined = [
+        // Ant: another order, an id the decoder refuses, a label that is not an index, an
+        // escape this path does not take, trailing text, spacing, another command.
+        r#"{"command":"takeCandidate","streamId":"room1","id":"0","label":0,"candidate":"c"}"#,
+        r#"{"command":"takeCandidate","streamId":"a b","label":0,"id":"0","candidate":"c"}"#,
+        r#"{"command":"takeCandidate","streamId":"","label":0,"id":"0","candidate":"c"}"#,
+        r#"{"command":"takeCandidate","streamId":"room1","label":"0","id":"0","candidate":"c"}"#,
+        r#"{"command":"takeCandidate","streamId":"room1","label":1e0,"id":"0","candidate":"c"}"#,
+        r#"{"command":"takeCandidate","streamId":"room1","label":0,"id":"0","candidate":"\u0063"}"#,
+        r#"{"command":"takeCandidate","streamId":"room1","label":0,"id":"0","candidate":"c"} "#,
+        r#"{"command": "takeCandidate","streamId":"room1","label":0,"id":"0","candidate":"c"}"#,
+        r#"{"command":"takeConfiguration","streamId":"room1","type":"bogus","sdp":"x"}"#,
+        r#"{"command":"join","streamId":"room1"}"#,
+        // Raw: extra fields, a raw control character, an unclosed string.
+        r#"{"type":"offer","sdp":"x","extra":1}"#,
+        "{\"type\":\"offer\",\"sdp\":\"a\nb\"}",
+        r#"{"type":"offer","sdp":"x\"}"#,
+        r#"{"type":"candidate","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}}"#,
+    ];
+    for text in declined {
+        assert_eq!(antmedia(text, valid_stream_id), None, "{text}");
+        assert_eq!(raw("room1", text), None, "{text}");
+        assert_eq!(check_agreement(text), Ok(()), "{text}");
     }
 }
 
