@@ -8,11 +8,10 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use serde_json::json;
 use switchboard_protocol::Dialect;
 use switchboard_protocol::dialects::antmedia::{AntMedia, AntState};
 use switchboard_protocol::dialects::raw::{Raw, RawState};
-use switchboard_protocol::dialects::socketio::decode_msg_text;
+use switchboard_protocol::dialects::socketio::{decode_msg_text, sole_msg};
 
 /// An SDP the size of Chrome's audio + video + data offer (about 6 KB, 100 lines).
 fn sdp() -> String {
@@ -42,16 +41,25 @@ fn main() {
         .nth(1)
         .and_then(|n| n.parse().ok())
         .unwrap_or(20_000);
-    let sdp = sdp();
+    // Each client's own key order (`json!` would sort the keys, and miss the exact-shape path).
+    let sdp = to_json(&sdp());
+    let candidate = to_json(CANDIDATE);
     let ant_offer =
-        json!({"command":"takeConfiguration","streamId":"s1","type":"offer","sdp":sdp}).to_string();
-    let ant_cand =
-        json!({"command":"takeCandidate","streamId":"s1","label":0,"id":"0","candidate":CANDIDATE})
-            .to_string();
-    let raw_offer = json!({"type":"offer","sdp":sdp}).to_string();
-    let raw_cand = json!({"type":"candidate","candidate":{"candidate":CANDIDATE,"sdpMLineIndex":0,"sdpMid":"0"}}).to_string();
-    let sio_offer = json!({"sdp":{"type":"offer","sdp":sdp}}).to_string();
-    let sio_cand = json!({"candidate":{"candidate":CANDIDATE,"sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"dK+1"}}).to_string();
+        format!(r#"{{"command":"takeConfiguration","streamId":"s1","type":"offer","sdp":{sdp}}}"#);
+    let ant_cand = format!(
+        r#"{{"command":"takeCandidate","streamId":"s1","label":0,"id":"0","candidate":{candidate}}}"#
+    );
+    let raw_offer = format!(r#"{{"type":"offer","sdp":{sdp}}}"#);
+    let raw_cand = format!(
+        r#"{{"type":"candidate","candidate":{{"candidate":{candidate},"sdpMLineIndex":0,"sdpMid":"0"}}}}"#
+    );
+    let sio_offer = format!(r#"{{"sdp":{{"type":"offer","sdp":{sdp}}}}}"#);
+    let sio_cand = format!(
+        r#"{{"candidate":{{"candidate":{candidate},"sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"dK+1"}}}}"#
+    );
+    // What a socket.io packet carries: `["msg",<the text as a JSON string>]`.
+    let sio_offer_packet = format!(r#"["msg",{}]"#, to_json(&sio_offer));
+    let sio_cand_packet = format!(r#"["msg",{}]"#, to_json(&sio_cand));
 
     let mut ant = AntState {
         app: "LiveApp".to_owned(),
@@ -77,4 +85,14 @@ fn main() {
     time("socket.io msg candidate", iterations, || {
         black_box(decode_msg_text("s1", &sio_cand).is_ok());
     });
+    time("socket.io packet offer", iterations, || {
+        black_box(sole_msg("s1", &sio_offer_packet).is_some());
+    });
+    time("socket.io packet candidate", iterations, || {
+        black_box(sole_msg("s1", &sio_cand_packet).is_some());
+    });
+}
+
+fn to_json(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
 }

@@ -34,14 +34,25 @@ impl<'a> Reader<'a> {
     /// Punctuation and keys: `pattern` as written in plain JSON, its quotes escaped as the
     /// text's are. Nothing is read unless all of it matches.
     pub(crate) fn token(&mut self, pattern: &str) -> Option<()> {
-        let mut rest = self.rest;
-        for piece in pattern.split_inclusive('"') {
-            let plain = piece.strip_suffix('"');
-            rest = rest.strip_prefix(plain.unwrap_or(piece))?;
-            if plain.is_some() {
-                rest = rest.strip_prefix(self.quote_text())?;
+        let rest = match self.escaping {
+            Escaping::Once => self.rest.strip_prefix(pattern)?,
+            Escaping::Twice => {
+                // Byte by byte: a pattern is a few tens of bytes, and splitting it at its quotes
+                // for string comparisons cost more than the rest of a candidate's reading.
+                let text = self.rest.as_bytes();
+                let mut at = 0;
+                for &byte in pattern.as_bytes() {
+                    if byte == b'"' {
+                        (text.get(at) == Some(&b'\\')).then_some(())?;
+                        at += 1;
+                    }
+                    (text.get(at) == Some(&byte)).then_some(())?;
+                    at += 1;
+                }
+                // The pattern is ASCII, so `at` is a character boundary.
+                self.rest.get(at..)?
             }
-        }
+        };
         self.rest = rest;
         Some(())
     }
