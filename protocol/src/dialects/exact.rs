@@ -31,28 +31,21 @@ pub(crate) fn socketio(room: &str, text: &str, escaping: Escaping) -> Option<Eve
     let mut r = Reader::new(text, escaping);
     if r.token(r#"{"sdp":{"type":"#).is_some() {
         let kind = r.plain()?;
-        r.token(r#","sdp":"#)?;
-        let sdp = r.string()?;
-        r.token("}}")?;
-        return finished(r, || description(room, kind, sdp));
+        return description_rest(r, room, kind, "}}");
     }
-    r.token(r#"{"candidate":{"candidate":"#)?;
-    let candidate = r.string()?;
-    r.token(r#","sdpMid":"#)?;
-    let sdp_mid = r.string_or_null()?;
-    r.token(r#","sdpMLineIndex":"#)?;
-    let sdp_mline_index = r.index_or_null()?;
-    r.token(r#","usernameFragment":"#)?;
-    let username_fragment = r.string_or_null()?;
+    let candidate = r.field(r#"{"candidate":{"candidate":"#, Reader::string)?;
+    let sdp_mid = r.field(r#","sdpMid":"#, Reader::string_or_null)?;
+    let sdp_mline_index = r.field(r#","sdpMLineIndex":"#, Reader::index_or_null)?;
+    let username_fragment = r.field(r#","usernameFragment":"#, Reader::string_or_null)?;
     r.token("}}")?;
     finished(r, || {
-        Some(Event::Candidate(Candidate {
-            room: room.to_owned(),
+        Some(candidate_event(
+            room,
             candidate,
             sdp_mid,
             sdp_mline_index,
             username_fragment,
-        }))
+        ))
     })
 }
 
@@ -66,29 +59,22 @@ pub(crate) fn socketio_literal(room: &str, literal: &str) -> Option<Event> {
 /// "sdpMLineIndex","sdpMid"}}`.
 pub(crate) fn raw(room: &str, text: &str) -> Option<Event> {
     let mut r = Reader::new(text, Escaping::Once);
-    r.token(r#"{"type":"#)?;
-    let kind = r.plain()?;
+    let kind = r.field(r#"{"type":"#, Reader::plain)?;
     if kind != "candidate" {
-        r.token(r#","sdp":"#)?;
-        let sdp = r.string()?;
-        r.token("}")?;
-        return finished(r, || description(room, kind, sdp));
+        return description_rest(r, room, kind, "}");
     }
-    r.token(r#","candidate":{"candidate":"#)?;
-    let candidate = r.string()?;
-    r.token(r#","sdpMLineIndex":"#)?;
-    let sdp_mline_index = r.index_or_null()?;
-    r.token(r#","sdpMid":"#)?;
-    let sdp_mid = r.string_or_null()?;
+    let candidate = r.field(r#","candidate":{"candidate":"#, Reader::string)?;
+    let sdp_mline_index = r.field(r#","sdpMLineIndex":"#, Reader::index_or_null)?;
+    let sdp_mid = r.field(r#","sdpMid":"#, Reader::string_or_null)?;
     r.token("}}")?;
     finished(r, || {
-        Some(Event::Candidate(Candidate {
-            room: room.to_owned(),
+        Some(candidate_event(
+            room,
             candidate,
             sdp_mid,
             sdp_mline_index,
-            username_fragment: None,
-        }))
+            None,
+        ))
     })
 }
 
@@ -97,42 +83,56 @@ pub(crate) fn raw(room: &str, text: &str) -> Option<Event> {
 /// the Ant decoder's own rule; an id it refuses takes the general path (which says why).
 pub(crate) fn antmedia(text: &str, valid_stream_id: fn(&str) -> bool) -> Option<Event> {
     let mut r = Reader::new(text, Escaping::Once);
-    r.token(r#"{"command":"#)?;
-    let command = r.plain()?;
-    r.token(r#","streamId":"#)?;
-    let stream_id = r.plain()?;
+    let command = r.field(r#"{"command":"#, Reader::plain)?;
+    let stream_id = r.field(r#","streamId":"#, Reader::plain)?;
     if stream_id.is_empty() || !valid_stream_id(stream_id) {
         return None;
     }
     match command {
         "takeConfiguration" => {
-            r.token(r#","type":"#)?;
-            let kind = r.plain()?;
-            r.token(r#","sdp":"#)?;
-            let sdp = r.string()?;
-            r.token("}")?;
-            finished(r, || description(stream_id, kind, sdp))
+            let kind = r.field(r#","type":"#, Reader::plain)?;
+            description_rest(r, stream_id, kind, "}")
         }
         "takeCandidate" => {
-            r.token(r#","label":"#)?;
-            let label = r.index()?;
-            r.token(r#","id":"#)?;
-            let id = r.string()?;
-            r.token(r#","candidate":"#)?;
-            let candidate = r.string()?;
+            let label = r.field(r#","label":"#, Reader::index)?;
+            let id = r.field(r#","id":"#, Reader::string)?;
+            let candidate = r.field(r#","candidate":"#, Reader::string)?;
             r.token("}")?;
             finished(r, || {
-                Some(Event::Candidate(Candidate {
-                    room: stream_id.to_owned(),
+                Some(candidate_event(
+                    stream_id,
                     candidate,
-                    sdp_mid: Some(id),
-                    sdp_mline_index: Some(label),
-                    username_fragment: None,
-                }))
+                    Some(id),
+                    Some(label),
+                    None,
+                ))
             })
         }
         _ => None,
     }
+}
+
+/// A description's SDP (after its type, in every dialect) and the `closing` brackets.
+fn description_rest(mut r: Reader<'_>, room: &str, kind: &str, closing: &str) -> Option<Event> {
+    let sdp = r.field(r#","sdp":"#, Reader::string)?;
+    r.token(closing)?;
+    finished(r, || description(room, kind, sdp))
+}
+
+fn candidate_event(
+    room: &str,
+    candidate: String,
+    sdp_mid: Option<String>,
+    sdp_mline_index: Option<u32>,
+    username_fragment: Option<String>,
+) -> Event {
+    Event::Candidate(Candidate {
+        room: room.to_owned(),
+        candidate,
+        sdp_mid,
+        sdp_mline_index,
+        username_fragment,
+    })
 }
 
 /// The event, if nothing follows the shape.

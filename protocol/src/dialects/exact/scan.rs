@@ -57,6 +57,12 @@ impl<'a> Reader<'a> {
         Some(())
     }
 
+    /// A key (with its punctuation, as [`Self::token`]) and its value, read by `value`.
+    pub(crate) fn field<T>(&mut self, key: &str, value: fn(&mut Self) -> Option<T>) -> Option<T> {
+        self.token(key)?;
+        value(self)
+    }
+
     /// Whether everything was read.
     pub(crate) fn at_end(&self) -> bool {
         self.rest.is_empty()
