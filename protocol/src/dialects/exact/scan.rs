@@ -58,7 +58,12 @@ impl<'a> Reader<'a> {
     }
 
     /// A key (with its punctuation, as [`Self::token`]) and its value, read by `value`.
-    pub(crate) fn field<T>(&mut self, key: &str, value: fn(&mut Self) -> Option<T>) -> Option<T> {
+    #[inline]
+    pub(crate) fn field<T>(
+        &mut self,
+        key: &str,
+        value: impl FnOnce(&mut Self) -> Option<T>,
+    ) -> Option<T> {
         self.token(key)?;
         value(self)
     }
