@@ -37,16 +37,14 @@ pub(crate) fn socketio(room: &str, text: &str, escaping: Escaping) -> Option<Eve
     let sdp_mid = r.field(r#","sdpMid":"#, Reader::string_or_null)?;
     let sdp_mline_index = r.field(r#","sdpMLineIndex":"#, Reader::index_or_null)?;
     let username_fragment = r.field(r#","usernameFragment":"#, Reader::string_or_null)?;
-    r.token("}}")?;
-    finished(r, || {
-        Some(candidate_event(
-            room,
-            candidate,
-            sdp_mid,
-            sdp_mline_index,
-            username_fragment,
-        ))
-    })
+    r.close("}}")?;
+    Some(candidate_event(
+        room,
+        candidate,
+        sdp_mid,
+        sdp_mline_index,
+        username_fragment,
+    ))
 }
 
 /// The socket.io `msg` literal (a JSON string, quotes included) of [`socketio`] text.
@@ -66,16 +64,14 @@ pub(crate) fn raw(room: &str, text: &str) -> Option<Event> {
     let candidate = r.field(r#","candidate":{"candidate":"#, Reader::string)?;
     let sdp_mline_index = r.field(r#","sdpMLineIndex":"#, Reader::index_or_null)?;
     let sdp_mid = r.field(r#","sdpMid":"#, Reader::string_or_null)?;
-    r.token("}}")?;
-    finished(r, || {
-        Some(candidate_event(
-            room,
-            candidate,
-            sdp_mid,
-            sdp_mline_index,
-            None,
-        ))
-    })
+    r.close("}}")?;
+    Some(candidate_event(
+        room,
+        candidate,
+        sdp_mid,
+        sdp_mline_index,
+        None,
+    ))
 }
 
 /// Ant Media, as the SDK writes them: `{"command":"takeConfiguration","streamId","type","sdp"}`
@@ -97,16 +93,14 @@ pub(crate) fn antmedia(text: &str, valid_stream_id: fn(&str) -> bool) -> Option<
             let label = r.field(r#","label":"#, Reader::index)?;
             let id = r.field(r#","id":"#, Reader::string)?;
             let candidate = r.field(r#","candidate":"#, Reader::string)?;
-            r.token("}")?;
-            finished(r, || {
-                Some(candidate_event(
-                    stream_id,
-                    candidate,
-                    Some(id),
-                    Some(label),
-                    None,
-                ))
-            })
+            r.close("}")?;
+            Some(candidate_event(
+                stream_id,
+                candidate,
+                Some(id),
+                Some(label),
+                None,
+            ))
         }
         _ => None,
     }
@@ -115,8 +109,8 @@ pub(crate) fn antmedia(text: &str, valid_stream_id: fn(&str) -> bool) -> Option<
 /// A description's SDP (after its type, in every dialect) and the `closing` brackets.
 fn description_rest(mut r: Reader<'_>, room: &str, kind: &str, closing: &str) -> Option<Event> {
     let sdp = r.field(r#","sdp":"#, Reader::string)?;
-    r.token(closing)?;
-    finished(r, || description(room, kind, sdp))
+    r.close(closing)?;
+    description(room, kind, sdp)
 }
 
 fn candidate_event(
@@ -133,11 +127,6 @@ fn candidate_event(
         sdp_mline_index,
         username_fragment,
     })
-}
-
-/// The event, if nothing follows the shape.
-fn finished(r: Reader<'_>, event: impl FnOnce() -> Option<Event>) -> Option<Event> {
-    if r.at_end() { event() } else { None }
 }
 
 #[cfg(test)]

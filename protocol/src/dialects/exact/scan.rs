@@ -68,9 +68,10 @@ impl<'a> Reader<'a> {
         value(self)
     }
 
-    /// Whether everything was read.
-    pub(crate) fn at_end(&self) -> bool {
-        self.rest.is_empty()
+    /// The shape's closing brackets, and nothing after them.
+    pub(crate) fn close(mut self, closing: &str) -> Option<()> {
+        self.token(closing)?;
+        self.rest.is_empty().then_some(())
     }
 
     /// A string without escapes (a type, a command, a stream id), borrowed from the text.
