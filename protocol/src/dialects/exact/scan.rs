@@ -88,38 +88,48 @@ impl<'a> Reader<'a> {
     /// A string, unescaped.
     pub(crate) fn string(&mut self) -> Option<String> {
         self.quote()?;
-        let bytes = self.rest.as_bytes();
-        let mut out = String::with_capacity(bytes.len());
-        let mut at = 0;
+        let mut out = String::with_capacity(self.rest.len());
+        // SDP lines end in `\r\n`: taken as one escape pair, a line costs one dispatch.
+        let line_end = match self.escaping {
+            Escaping::Once => "\\r\\n",
+            Escaping::Twice => "\\\\r\\\\n",
+        };
+        let mut rest = self.rest;
         loop {
-            let run_end = at + next_special(bytes.get(at..)?);
-            // Runs end at an ASCII byte or the end, so these are character boundaries.
-            out.push_str(self.rest.get(at..run_end)?);
-            at = run_end;
-            match (self.escaping, bytes.get(at)?) {
+            // Runs end at an ASCII byte or the end, so this is a character boundary.
+            let (run, tail) = rest.split_at_checked(next_special(rest.as_bytes()))?;
+            out.push_str(run);
+            if let Some(after) = tail.strip_prefix(line_end) {
+                out.push_str("\r\n");
+                rest = after;
+                continue;
+            }
+            let bytes = tail.as_bytes();
+            let taken = match (self.escaping, bytes.first()?) {
                 (Escaping::Once, b'"') => {
-                    self.rest = self.rest.get(at + 1..)?;
+                    self.rest = tail.get(1..)?;
                     return Some(out);
                 }
                 (Escaping::Once, b'\\') => {
-                    let (ch, len) = escape_once(bytes.get(at + 1..)?)?;
+                    let (ch, len) = escape_once(bytes.get(1..)?)?;
                     out.push(ch);
-                    at += 1 + len;
+                    1 + len
                 }
-                (Escaping::Twice, b'\\') => match escape_twice(bytes.get(at + 1..)?)? {
+                (Escaping::Twice, b'\\') => match escape_twice(bytes.get(1..)?)? {
                     Escaped::Char(ch, len) => {
                         out.push(ch);
-                        at += 1 + len;
+                        1 + len
                     }
                     Escaped::InnerEnd => {
-                        self.rest = self.rest.get(at + 2..)?;
+                        self.rest = tail.get(2..)?;
                         return Some(out);
                     }
                 },
                 // A raw control character is not JSON, and a raw quote inside a string that
                 // was escaped twice would end the outer string.
                 _ => return None,
-            }
+            };
+            rest = tail.get(taken..)?;
         }
     }
 

@@ -273,3 +273,33 @@ fn the_word_scan_finds_the_first_special_byte_at_every_position() {
     let plain = b"]#[!\x7f\xff !]]";
     assert_eq!(next_special(plain), plain.len());
 }
+
+/// `\r\n` is read as one pair; every spelling next to it (a lone `\r` or `\n`, an escaped
+/// backslash before `r`, the pair at the very end or start) must still read as the general path
+/// reads it, in plain JSON and inside the `msg` literal.
+#[test]
+fn line_ends_read_as_a_pair_and_every_spelling_beside_them() {
+    for sdp in [
+        "\r\n",
+        "a\r\nb\r\n",
+        "\r\nx",
+        "a\rb\nc\n\r",
+        "a\\r\\n\r\n",
+        "a\\\r\n",
+        "\r\r\n\n",
+        "a\r",
+    ] {
+        let text = format!(r#"{{"type":"offer","sdp":{}}}"#, json(sdp));
+        let Some(Event::Description(d)) = raw("room1", &text) else {
+            panic!("{text} declined");
+        };
+        assert_eq!(d.sdp, sdp, "{text}");
+        assert_eq!(check_agreement(&text), Ok(()), "{text}");
+        let literal = simplep2p("offer", sdp);
+        let Some(Event::Description(d)) = socketio_literal("room1", &literal) else {
+            panic!("{literal} declined");
+        };
+        assert_eq!(d.sdp, sdp, "{literal}");
+        assert_eq!(check_agreement(&literal), Ok(()), "{literal}");
+    }
+}
