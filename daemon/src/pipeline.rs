@@ -57,10 +57,12 @@ impl Pipeline {
             }
             let before = decision.clone();
             let name = slot.plugin.name();
-            let started = Instant::now();
+            let started = slot.stats.call().then(Instant::now);
             let outcome =
                 catch_unwind(AssertUnwindSafe(|| slot.plugin.on_event(cx, &mut decision)));
-            slot.stats.record(started.elapsed());
+            if let Some(started) = started {
+                slot.stats.observe(started.elapsed());
+            }
             match outcome {
                 Ok(Ok(Verdict::Continue)) => {}
                 Ok(Ok(Verdict::Stop)) => {
