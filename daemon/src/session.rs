@@ -4,6 +4,7 @@
 //! dialects at the connection level (engine.io's open packet and pings, socket.io's connect
 //! acknowledgement) comes from their [`TextFrames`] hooks.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
@@ -15,7 +16,7 @@ use switchboard_plugin_api::protocol::dialects::{Keepalive, TextFrames};
 use switchboard_plugin_api::protocol::{
     DecodeError, Decoded, Dialect, DialectKind, ErrorCode, Event, Join,
 };
-use switchboard_plugin_api::{Envelope, Peer, Refusal, SessionId};
+use switchboard_plugin_api::{Envelope, Original, Peer, Refusal, SessionId, WireText};
 use tokio::sync::mpsc;
 
 use crate::gateway::{self, Gateway, Membership, Outbound, SessionHandle, SessionInfo};
@@ -56,6 +57,73 @@ pub fn render<D: Dialect>(state: &D::State, out: &Outbound) -> Option<D::Wire> {
     }
 }
 
+/// [`render`] for a WebSocket session: a relay that passes the sender's frame on unchanged
+/// sends that frame's own bytes ([`ReceivedFrame`]) rather than a rendered copy.
+fn render_frame<D: TextFrames>(state: &D::State, out: &Outbound) -> Option<Utf8Bytes> {
+    if let Outbound::Relay(env) = out
+        && env.from.dialect == D::KIND
+        && let Some(received) = env
+            .original
+            .as_ref()
+            .and_then(Original::downcast_ref::<ReceivedFrame>)
+        && received.forward_is_frame
+        && D::forwards_frame(state, &env.event)
+    {
+        return Some(received.frame.clone());
+    }
+    render::<D>(state, out).map(Utf8Bytes::from)
+}
+
+/// A text frame a WebSocket session received, kept as the [`Original`] of the event decoded
+/// from it: the original is `frame[start..end]`, and `forward_is_frame` says whether the
+/// frame is what [`Dialect::forward`] renders from it ([`TextFrames::forward_is_frame`]).
+///
+/// Copying each relayed frame into an `Original`, then into the forward rendered for the
+/// receiver, was 5% of the gateway's CPU under socket.io relay load (two copies of every 6 KB
+/// offer). Sharing costs holding the frame's bytes while it is queued: they are a slice of
+/// the sender's read buffer, which the sender's next frames fill in turn.
+struct ReceivedFrame {
+    frame: Utf8Bytes,
+    start: usize,
+    end: usize,
+    forward_is_frame: bool,
+}
+
+impl WireText for ReceivedFrame {
+    fn as_str(&self) -> &str {
+        // In bounds and on character boundaries: cut from this frame (`original_of`).
+        self.frame
+            .as_str()
+            .get(self.start..self.end)
+            .unwrap_or_default()
+    }
+}
+
+/// The [`Original`] of an event decoded from `frame`: the frame itself when `part` (the text
+/// to forward) was cut from it, otherwise `part`'s own copy.
+fn original_of<D: TextFrames>(frame: &Utf8Bytes, part: Cow<'_, str>) -> Original {
+    let text = frame.as_str();
+    let Cow::Borrowed(cut) = part else {
+        return Original::from(part);
+    };
+    let Some(start) = offset_in(text, cut) else {
+        return Original::from(cut);
+    };
+    let end = start + cut.len();
+    Original::new(ReceivedFrame {
+        frame: frame.clone(),
+        start,
+        end,
+        forward_is_frame: D::forward_is_frame(text, start, end),
+    })
+}
+
+/// Where `part` starts in `whole`, when it is a slice of it.
+fn offset_in(whole: &str, part: &str) -> Option<usize> {
+    let start = part.as_ptr().addr().checked_sub(whole.as_ptr().addr())?;
+    (start.checked_add(part.len())? <= whole.len()).then_some(start)
+}
+
 /// The error event a refusal becomes.
 pub fn refusal_event(refusal: &Refusal, room: Option<&str>) -> Event {
     Event::error(refusal.code, room, refusal.message.clone())
@@ -83,7 +151,7 @@ pub struct SessionCore {
 
 impl SessionCore {
     /// Dispatches `event` from this session and records any membership change.
-    pub fn dispatch(&mut self, event: Event, original: Option<Arc<str>>) -> Option<Refusal> {
+    pub fn dispatch(&mut self, event: Event, original: Option<Original>) -> Option<Refusal> {
         self.dispatch_received(event, original, Instant::now())
     }
 
@@ -92,7 +160,7 @@ impl SessionCore {
     pub async fn dispatch_async(
         &mut self,
         event: Event,
-        original: Option<Arc<str>>,
+        original: Option<Original>,
         received: Instant,
     ) -> Option<Refusal> {
         let routed = event.room().is_some();
@@ -112,7 +180,7 @@ impl SessionCore {
     pub fn dispatch_received(
         &mut self,
         event: Event,
-        original: Option<Arc<str>>,
+        original: Option<Original>,
         received: Instant,
     ) -> Option<Refusal> {
         let routed = event.room().is_some();
@@ -436,8 +504,8 @@ where
                     delivered = Delivered::Kicked(reason);
                     break;
                 }
-                if let Some(frame) = render::<D>(state, &out) {
-                    self.sink.feed(Message::Text(frame.into())).await?;
+                if let Some(frame) = render_frame::<D>(state, &out) {
+                    self.sink.feed(Message::Text(frame)).await?;
                     self.count(outbound_kind(&out));
                 }
                 taken += 1;
@@ -545,8 +613,8 @@ async fn handle_text<D: TextFrames>(
         Ok((Decoded::Event(event), original)) => {
             let room = event.room().map(str::to_owned);
             let joining = matches!(event, Event::Join(_));
-            // The one copy of what a relay forwards, shared by every receiver.
-            let original = original.map(Arc::from);
+            // What a relay forwards, shared by every receiver.
+            let original = original.map(|part| original_of::<D>(&text, part));
             match core.dispatch_async(event, original, received).await {
                 Some(refusal) => {
                     frames(&refusal_event(&refusal, room.as_deref()), "error").collect()

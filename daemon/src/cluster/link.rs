@@ -13,7 +13,7 @@ use futures_util::StreamExt;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use switchboard_plugin_api::protocol::cluster::{NodeFrame, NodeMessage};
-use switchboard_plugin_api::{Envelope, Peer, SessionId};
+use switchboard_plugin_api::{Envelope, Original, Peer, SessionId};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
@@ -355,7 +355,7 @@ fn receive(cluster: &Cluster, gateway: &Gateway, payload: &[u8]) {
                     mode: from.mode,
                 },
                 event,
-                original: original.map(Arc::from),
+                original: original.map(Original::from),
             };
             gateway.deliver_remote(SessionId(to), Outbound::Relay(Arc::new(envelope)));
         }

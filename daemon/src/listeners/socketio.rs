@@ -20,6 +20,7 @@ use socketioxide::handler::{MessageHandler, Value as SioValue};
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Socket;
 use socketioxide::{SocketIo, TransportType};
+use switchboard_plugin_api::Original;
 use switchboard_protocol::dialects::socketio::{
     MSG_EVENT, NOTICE_EVENT, SioMessage, SioState, SocketIo as SioDialect, decode_msg_text,
     event_and_argument, msg_argument, not_a_string, sole_msg,
@@ -307,7 +308,7 @@ impl MessageHandler<LocalAdapter, ()> for DispatchMsg {
 /// for a verbatim relay.
 fn on_msg(s: &SocketRef, session: &SioSession, data: &str, received: Instant) {
     if let Some((decoded, literal)) = sole_msg(&session.room, data) {
-        return handle_decoded(s, session, decoded, Some(Arc::from(literal)), received);
+        return handle_decoded(s, session, decoded, Some(Original::from(literal)), received);
     }
     let argument = match event_and_argument(data) {
         Ok((_, Some(argument))) => argument,
@@ -318,7 +319,7 @@ fn on_msg(s: &SocketRef, session: &SioSession, data: &str, received: Instant) {
         return refuse_unparsable(s, session, "neither a string nor an object");
     };
     let decoded = decode_msg_text(&session.room, &text);
-    handle_decoded(s, session, decoded, Some(Arc::from(literal)), received);
+    handle_decoded(s, session, decoded, Some(Original::from(literal)), received);
 }
 
 /// Renders `event` for this socket and emits it, counting it.
@@ -415,7 +416,7 @@ fn handle_decoded(
     s: &SocketRef,
     session: &SioSession,
     decoded: Result<Decoded<SioMessage>, DecodeError>,
-    literal: Option<Arc<str>>,
+    literal: Option<Original>,
     received: Instant,
 ) {
     stats::message_in(

@@ -18,6 +18,9 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+mod original;
+
+pub use original::{Original, WireText};
 
 use std::sync::Arc;
 
@@ -78,7 +81,7 @@ pub struct Envelope {
     /// The normalized event.
     pub event: Event,
     /// The sender's wire text, when forwarding it verbatim is meaningful.
-    pub original: Option<Arc<str>>,
+    pub original: Option<Original>,
 }
 
 /// What a plugin hook sees.

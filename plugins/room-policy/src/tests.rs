@@ -1,4 +1,3 @@
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -37,7 +36,7 @@ fn run(p: &RoomPolicy, from: Peer, event: Event, members: &[Peer]) -> Verdict {
     let envelope = Envelope {
         from,
         event,
-        original: None::<Arc<str>>,
+        original: None,
     };
     let room = envelope.event.room().unwrap_or("").to_owned();
     let cx = EventContext {

@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use switchboard_plugin_api::protocol::{Description, Join, Leave, Opaque, SdpKind};
 use switchboard_plugin_api::{Envelope, RoomView};
 
@@ -18,7 +16,7 @@ fn run(from: Peer, event: Event, members: &[Peer]) -> (Verdict, Decision) {
     let envelope = Envelope {
         from,
         event,
-        original: None::<Arc<str>>,
+        original: None,
     };
     let cx = EventContext {
         envelope: &envelope,

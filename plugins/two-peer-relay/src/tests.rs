@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use switchboard_plugin_api::protocol::{
     Candidate, Description, DialectKind, Join, JoinMode, Leave, Opaque, SdpKind,
 };
@@ -22,7 +20,7 @@ fn run_in(relay: &TwoPeerRelay, room: &str, from: Peer, event: Event) -> (Verdic
     let envelope = Envelope {
         from,
         event,
-        original: None::<Arc<str>>,
+        original: None,
     };
     let cx = EventContext {
         envelope: &envelope,

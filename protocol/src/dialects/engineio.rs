@@ -85,7 +85,7 @@ impl Dialect for SocketIoWs {
 
     /// Signals from socket.io peers keep the sender's `msg` literal, byte for byte.
     fn forward(state: &EngineState, original: &str, event: &Event) -> Option<String> {
-        if state.connected && forwards_verbatim(event) {
+        if Self::forwards_frame(state, event) {
             Some(msg_frame(original))
         } else {
             Self::encode(state, event)
@@ -94,6 +94,16 @@ impl Dialect for SocketIoWs {
 }
 
 impl TextFrames for SocketIoWs {
+    /// A `msg` frame carrying nothing but the literal: `42["msg",<literal>]`.
+    fn forward_is_frame(frame: &str, start: usize, end: usize) -> bool {
+        frame.get(..start) == Some(MSG_FRAME_HEAD) && frame.get(end..) == Some(MSG_FRAME_TAIL)
+    }
+
+    /// Signals, once the receiver's namespace is connected.
+    fn forwards_frame(state: &EngineState, event: &Event) -> bool {
+        state.connected && forwards_verbatim(event)
+    }
+
     fn greeting(state: &EngineState) -> Option<String> {
         Some(format!(
             r#"0{{"sid":"{}","upgrades":[],"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
@@ -139,12 +149,16 @@ impl TextFrames for SocketIoWs {
 
 /// A `msg` event frame carrying `literal` (a JSON string literal) as its argument.
 pub fn msg_frame(literal: &str) -> String {
-    let mut frame = String::with_capacity(literal.len() + 10);
-    frame.push_str(r#"42["msg","#);
+    let mut frame = String::with_capacity(MSG_FRAME_HEAD.len() + literal.len() + 1);
+    frame.push_str(MSG_FRAME_HEAD);
     frame.push_str(literal);
-    frame.push(']');
+    frame.push_str(MSG_FRAME_TAIL);
     frame
 }
+
+/// What comes before and after the literal in a [`msg_frame`].
+const MSG_FRAME_HEAD: &str = r#"42["msg","#;
+const MSG_FRAME_TAIL: &str = "]";
 
 /// An event frame for `msg` (its event name and argument).
 fn event_frame(msg: &SioMessage) -> String {

@@ -14,6 +14,8 @@ mod common;
 pub mod engineio;
 mod exact;
 pub(crate) mod fast;
+#[cfg(test)]
+mod forward_tests;
 mod json;
 pub mod raw;
 pub mod socketio;
@@ -128,6 +130,24 @@ pub trait TextFrames: Dialect<Wire = String, Input = str> {
         frame: &'a str,
     ) -> Result<(Decoded<String>, Option<Cow<'a, str>>), DecodeError> {
         Self::decode(state, frame).map(|decoded| (decoded, Some(Cow::Borrowed(frame))))
+    }
+
+    /// Whether `frame` is what [`Dialect::forward`] renders from its part `frame[start..end]`
+    /// (the original [`Self::decode_relayable`] cut from it), given that the original is
+    /// forwarded unchanged ([`Self::forwards_frame`]): for a plain JSON dialect, when the
+    /// original is the whole frame.
+    fn forward_is_frame(frame: &str, start: usize, end: usize) -> bool {
+        start == 0 && end == frame.len()
+    }
+
+    /// Whether [`Dialect::forward`] to a receiver in `state` passes `event`'s original on
+    /// unchanged. When it does, and the sender's frame is that forward
+    /// ([`Self::forward_is_frame`]), the gateway sends the sender's frame itself: no copy is
+    /// rendered per receiver. Each dialect's `forward` is written in terms of this, so the two
+    /// cannot disagree.
+    fn forwards_frame(state: &Self::State, event: &Event) -> bool {
+        let _ = (state, event);
+        false
     }
 
     /// The frame that tells the peer its join (decoded from one of its frames) was accepted,

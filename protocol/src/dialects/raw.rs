@@ -56,7 +56,15 @@ pub struct RawState {
 }
 
 /// A plain JSON dialect: no greeting, keepalive or closing frame; relays forward whole frames.
-impl super::TextFrames for Raw {}
+impl super::TextFrames for Raw {
+    /// Signals and anything unrecognized go to the partner as the sender wrote them.
+    fn forwards_frame(_: &RawState, event: &Event) -> bool {
+        matches!(
+            event,
+            Event::Description(_) | Event::Candidate(_) | Event::PeerMessage(_) | Event::Opaque(_)
+        )
+    }
+}
 
 impl Dialect for Raw {
     type Wire = String;
@@ -73,13 +81,11 @@ impl Dialect for Raw {
     }
 
     /// Raw peers relay each other's frames byte-identical, recognized or not.
-    fn forward(_: &RawState, original: &str, event: &Event) -> Option<String> {
-        match event {
-            Event::Description(_)
-            | Event::Candidate(_)
-            | Event::PeerMessage(_)
-            | Event::Opaque(_) => Some(original.to_owned()),
-            _ => encode(event),
+    fn forward(state: &RawState, original: &str, event: &Event) -> Option<String> {
+        if <Self as super::TextFrames>::forwards_frame(state, event) {
+            Some(original.to_owned())
+        } else {
+            encode(event)
         }
     }
 }

@@ -32,7 +32,13 @@ pub struct AntState {
 }
 
 /// A plain JSON dialect: no greeting, keepalive or closing frame; relays forward whole frames.
-impl crate::dialects::TextFrames for AntMedia {}
+impl crate::dialects::TextFrames for AntMedia {
+    /// The SDK's own candidate and peer-message frames already carry everything the partner
+    /// needs; a description gains `idMapping` ([`with_id_mapping`]).
+    fn forwards_frame(_: &AntState, event: &Event) -> bool {
+        matches!(event, Event::Candidate(_) | Event::PeerMessage(_))
+    }
+}
 
 impl Dialect for AntMedia {
     type Wire = String;
@@ -50,8 +56,9 @@ impl Dialect for AntMedia {
 
     fn forward(state: &AntState, original: &str, event: &Event) -> Option<String> {
         match event {
-            // The SDK's own frames already carry everything the partner needs.
-            Event::Candidate(_) | Event::PeerMessage(_) => Some(original.to_owned()),
+            _ if <Self as crate::dialects::TextFrames>::forwards_frame(state, event) => {
+                Some(original.to_owned())
+            }
             // takeConfiguration must gain "idMapping":{} (antmedia.md 4.1-2).
             Event::Description(d) => {
                 with_id_mapping(original, d).or_else(|| Self::encode(state, event))
