@@ -94,6 +94,19 @@ pub struct Dispatched {
     pub refusal: Option<Refusal>,
     /// Set when the sender joined or left a room.
     pub membership: Option<Membership>,
+    /// The refused event's room, for the error that tells the sender (set with `refusal`:
+    /// the caller need not copy every event's room in case it is refused).
+    pub refused_room: Option<String>,
+}
+
+impl Dispatched {
+    fn refused(refusal: Refusal, room: &str) -> Self {
+        Dispatched {
+            refusal: Some(refusal),
+            membership: None,
+            refused_room: Some(room.to_owned()),
+        }
+    }
 }
 
 /// The shared gateway state.
@@ -372,10 +385,7 @@ impl Gateway {
         let _serialized = stripe.lock().await;
         match self.claim(envelope.from, &envelope.event).await {
             Ok(claim) => self.dispatch_claimed(envelope, claim),
-            Err(refusal) => Dispatched {
-                refusal: Some(refusal),
-                membership: None,
-            },
+            Err(refusal) => Dispatched::refused(refusal, &room),
         }
     }
 
@@ -390,14 +400,14 @@ impl Gateway {
             }
             _ => {}
         }
-        let Some(room) = envelope.event.room().map(str::to_owned) else {
+        let envelope = Arc::new(envelope);
+        let Some(room) = envelope.event.room() else {
             return Dispatched::default();
         };
-        let envelope = Arc::new(envelope);
         let mut rooms = lock(&self.rooms);
         let cluster = self.cluster.get();
         if let (Some(cluster), Some(claim)) = (cluster, &claim) {
-            proxies::reconcile(&mut rooms, &room, cluster.node(), &claim.before, || {
+            proxies::reconcile(&mut rooms, room, cluster.node(), &claim.before, || {
                 self.next_session_id()
             });
         }
@@ -406,7 +416,7 @@ impl Gateway {
         // its way) and does not count.
         let claimed_view: Option<Vec<Peer>> = claim.as_ref().map(|claim| {
             rooms
-                .members(&room)
+                .members(room)
                 .iter()
                 .filter(|p| match rooms.proxies.remote(p.session) {
                     None => true,
@@ -421,10 +431,10 @@ impl Gateway {
         let cx = EventContext {
             envelope: &envelope,
             room: RoomView {
-                room: &room,
+                room,
                 members: claimed_view
                     .as_deref()
-                    .unwrap_or_else(|| rooms.members(&room)),
+                    .unwrap_or_else(|| rooms.members(room)),
             },
         };
         let pipeline = self.pipeline();
@@ -432,18 +442,15 @@ impl Gateway {
             Ok(outcome) => outcome,
             Err(refusal) => {
                 if let (Some(cluster), Some(claim)) = (cluster, &claim) {
-                    cluster.commit(&room, claim, false);
+                    cluster.commit(room, claim, false);
                 }
-                proxies::prune(&mut rooms, &room);
+                proxies::prune(&mut rooms, room);
                 drop(rooms);
                 if claim.is_some() {
                     self.flush_pending(envelope.from.session);
                 }
-                telemetry::event_refused(&envelope, &room, &refusal);
-                return Dispatched {
-                    refusal: Some(refusal),
-                    membership: None,
-                };
+                telemetry::event_refused(&envelope, room, &refusal);
+                return Dispatched::refused(refusal, room);
             }
         };
         if let Event::Conference(request) = &envelope.event
@@ -457,9 +464,9 @@ impl Gateway {
             // conference plugin is not in the pipeline, or it passed a media request on after
             // its token check and no media plugin took it.
             if let (Some(cluster), Some(claim)) = (cluster, &claim) {
-                cluster.commit(&room, claim, false);
+                cluster.commit(room, claim, false);
             }
-            proxies::prune(&mut rooms, &room);
+            proxies::prune(&mut rooms, room);
             drop(rooms);
             if claim.is_some() {
                 self.flush_pending(envelope.from.session);
@@ -479,32 +486,29 @@ impl Gateway {
                     ),
                 )
             };
-            return Dispatched {
-                refusal: Some(refusal),
-                membership: None,
-            };
+            return Dispatched::refused(refusal, room);
         }
-        let membership = apply_membership(&mut rooms, &room, &envelope);
+        let membership = apply_membership(&mut rooms, room, &envelope);
         let mut deliveries = decision.deliveries;
         if let Some(cluster) = cluster {
             if let Some(claim) = &claim {
                 // Before the `joined` frames, so a node that reads one finds the record.
                 let joined = matches!(membership, Some(Membership::Joined(_)));
-                cluster.commit(&room, claim, joined);
+                cluster.commit(room, claim, joined);
             }
-            announce(cluster, &rooms, &room, membership.as_ref(), &envelope.from);
-            deliveries = send_remote(cluster, &rooms, &room, &envelope, deliveries);
-            proxies::prune(&mut rooms, &room);
+            announce(cluster, &rooms, room, membership.as_ref(), &envelope.from);
+            deliveries = send_remote(cluster, &rooms, room, &envelope, deliveries);
+            proxies::prune(&mut rooms, room);
         }
         drop(rooms);
-        telemetry::event_dispatched(&envelope, &room, deliveries.len());
+        telemetry::event_dispatched(&envelope, room, deliveries.len());
         self.deliver(&envelope, deliveries);
         if claim.is_some() {
             self.flush_pending(envelope.from.session);
         }
         Dispatched {
-            refusal: None,
             membership,
+            ..Dispatched::default()
         }
     }
 

@@ -124,6 +124,22 @@ fn offset_in(whole: &str, part: &str) -> Option<usize> {
     (start.checked_add(part.len())? <= whole.len()).then_some(start)
 }
 
+/// An event the gateway refused: why, and the event's room.
+#[derive(Debug)]
+pub struct Refused {
+    /// Why.
+    pub refusal: Refusal,
+    /// The refused event's room.
+    pub room: Option<String>,
+}
+
+impl Refused {
+    /// The error that tells the sender, naming the event's room.
+    pub fn event(&self) -> Event {
+        refusal_event(&self.refusal, self.room.as_deref())
+    }
+}
+
 /// The error event a refusal becomes.
 pub fn refusal_event(refusal: &Refusal, room: Option<&str>) -> Event {
     Event::error(refusal.code, room, refusal.message.clone())
@@ -151,7 +167,7 @@ pub struct SessionCore {
 
 impl SessionCore {
     /// Dispatches `event` from this session and records any membership change.
-    pub fn dispatch(&mut self, event: Event, original: Option<Original>) -> Option<Refusal> {
+    pub fn dispatch(&mut self, event: Event, original: Option<Original>) -> Option<Refused> {
         self.dispatch_received(event, original, Instant::now())
     }
 
@@ -162,7 +178,7 @@ impl SessionCore {
         event: Event,
         original: Option<Original>,
         received: Instant,
-    ) -> Option<Refusal> {
+    ) -> Option<Refused> {
         let routed = event.room().is_some();
         let out = self
             .gateway
@@ -182,7 +198,7 @@ impl SessionCore {
         event: Event,
         original: Option<Original>,
         received: Instant,
-    ) -> Option<Refusal> {
+    ) -> Option<Refused> {
         let routed = event.room().is_some();
         let out = self.gateway.dispatch(Envelope {
             from: self.peer,
@@ -198,7 +214,7 @@ impl SessionCore {
         routed: bool,
         received: Instant,
         out: crate::gateway::Dispatched,
-    ) -> Option<Refusal> {
+    ) -> Option<Refused> {
         if routed {
             stats::observe_relay(received.elapsed());
             self.engaged |= out.refusal.is_none();
@@ -208,7 +224,10 @@ impl SessionCore {
             Some(Membership::Left(room)) => self.rooms.retain(|r| *r != room),
             None => {}
         }
-        out.refusal
+        out.refusal.map(|refusal| Refused {
+            refusal,
+            room: out.refused_room,
+        })
     }
 
     /// Leaves every room (partners are told) and unregisters.
@@ -279,7 +298,7 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
 
     if let Some(join) = join {
         let room = join.room.clone();
-        if let Some(refusal) = core
+        if let Some(Refused { refusal, .. }) = core
             .dispatch_async(Event::Join(join), None, Instant::now())
             .await
         {
@@ -611,14 +630,11 @@ async fn handle_text<D: TextFrames>(
             frames(&ice, "ice_servers").collect()
         }
         Ok((Decoded::Event(event), original)) => {
-            let room = event.room().map(str::to_owned);
             let joining = matches!(event, Event::Join(_));
             // What a relay forwards, shared by every receiver.
             let original = original.map(|part| original_of::<D>(&text, part));
             match core.dispatch_async(event, original, received).await {
-                Some(refusal) => {
-                    frames(&refusal_event(&refusal, room.as_deref()), "error").collect()
-                }
+                Some(refused) => frames(&refused.event(), "error").collect(),
                 None if joining => D::joined(state).map(|f| (f, "other")).into_iter().collect(),
                 None => Vec::new(),
             }

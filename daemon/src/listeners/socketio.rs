@@ -35,7 +35,7 @@ use tracing::Instrument;
 use super::{ListenerContext, admission};
 use crate::gateway::{self, Outbound, SessionInfo};
 use crate::limits::{Permit, RateLimiter, RateVerdict};
-use crate::session::{SessionCore, ice_servers, outbound_kind, refusal_event, render};
+use crate::session::{Refused, SessionCore, ice_servers, outbound_kind, refusal_event, render};
 use crate::{rooms, stats, telemetry};
 
 /// The receiving end of a session's deliveries, handed from the connect middleware to the
@@ -126,7 +126,7 @@ async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<()
         mode: JoinMode::Both,
         token,
     });
-    if let Some(refusal) = core
+    if let Some(Refused { refusal, .. }) = core
         .dispatch_async(join, None, std::time::Instant::now())
         .await
     {
@@ -435,7 +435,7 @@ fn handle_decoded(
         Ok(Decoded::Event(event)) => {
             let mut core = session.core.lock().unwrap_or_else(PoisonError::into_inner);
             core.dispatch_received(event, literal, received)
-                .map(|r| refusal_event(&r, Some(&session.room)))
+                .map(|r| refusal_event(&r.refusal, Some(&session.room)))
         }
         Ok(Decoded::Reply(msg)) => {
             session.info.messages_out.fetch_add(1, Ordering::Relaxed);

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use super::antmedia::{AntMedia, AntState};
 use super::engineio::{EngineState, SocketIoWs};
 use super::raw::{Raw, RawState};
-use super::{Decoded, Dialect, TextFrames};
+use super::{Decoded, TextFrames};
 
 /// Decodes `frame` as a sender in `sender` would, and says whether a receiver in `receiver`
 /// is sent the frame itself; when it is, `forward` must render exactly that frame.
