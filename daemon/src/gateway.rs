@@ -372,20 +372,27 @@ impl Gateway {
     /// Redis. Joins into one room are serialized on this node (claim and pipeline), so this
     /// node admits its joiners in the order Redis listed them.
     pub async fn dispatch_async(&self, envelope: Envelope) -> Dispatched {
-        let room = match (&envelope.event, self.cluster.get()) {
-            (Event::Join(join), Some(_)) => join.room.clone(),
-            (Event::Conference(c), Some(_))
-                if matches!(c.command, ConferenceCommand::JoinRoom(_)) =>
-            {
-                c.target().to_owned()
-            }
-            _ => return self.dispatch(envelope),
+        let Some(room) = self.claimed_room(&envelope.event) else {
+            return self.dispatch(envelope);
         };
-        let stripe = &self.join_locks[stripe_of(&room)];
+        let stripe = &self.join_locks[stripe_of(room)];
         let _serialized = stripe.lock().await;
         match self.claim(envelope.from, &envelope.event).await {
             Ok(claim) => self.dispatch_claimed(envelope, claim),
-            Err(refusal) => Dispatched::refused(refusal, &room),
+            Err(refusal) => Dispatched::refused(refusal, room),
+        }
+    }
+
+    /// The room whose place `event` claims in Redis before it is dispatched: a join, with
+    /// `[cluster]` set. Everything else is dispatched at once.
+    pub fn claimed_room<'a>(&self, event: &'a Event) -> Option<&'a str> {
+        self.cluster.get()?;
+        match event {
+            Event::Join(join) => Some(&join.room),
+            Event::Conference(c) if matches!(c.command, ConferenceCommand::JoinRoom(_)) => {
+                Some(c.target())
+            }
+            _ => None,
         }
     }
 

@@ -179,6 +179,11 @@ impl SessionCore {
         original: Option<Original>,
         received: Instant,
     ) -> Option<Refused> {
+        // Only a join claims (with `[cluster]`): everything else is dispatched without building
+        // the claim's future and moving the envelope into it.
+        if self.gateway.claimed_room(&event).is_none() {
+            return self.dispatch_received(event, original, received);
+        }
         let routed = event.room().is_some();
         let out = self
             .gateway
