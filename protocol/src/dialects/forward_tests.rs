@@ -39,12 +39,10 @@ const RAW_CANDIDATE: &str = r#"{"type":"candidate","candidate":{"candidate":"can
 
 #[test]
 fn raw_signals_and_unknown_frames_go_on_as_sent() {
-    let mut state = RawState {
+    let raw = || RawState {
         room: "room1".into(),
     };
-    let receiver = RawState {
-        room: "room1".into(),
-    };
+    let (mut state, receiver) = (raw(), raw());
     for frame in [RAW_OFFER, RAW_CANDIDATE, r#"{"hello":"world"}"#, "[1,2]"] {
         assert!(shares_frame::<Raw>(&mut state, &receiver, frame), "{frame}");
     }
@@ -52,12 +50,10 @@ fn raw_signals_and_unknown_frames_go_on_as_sent() {
 
 #[test]
 fn ant_candidates_go_on_as_sent_and_descriptions_gain_their_id_mapping() {
-    let mut state = AntState {
+    let ant = || AntState {
         app: "LiveApp".into(),
     };
-    let receiver = AntState {
-        app: "LiveApp".into(),
-    };
+    let (mut state, receiver) = (ant(), ant());
     let candidate = r#"{"command":"takeCandidate","streamId":"s1","label":0,"id":"0","candidate":"candidate:1 1 udp 1 192.0.2.1 9 typ host"}"#;
     assert!(shares_frame::<AntMedia>(&mut state, &receiver, candidate));
     let offer = r#"{"command":"takeConfiguration","streamId":"s1","type":"offer","sdp":"v=0\r\n"}"#;
