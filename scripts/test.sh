@@ -58,6 +58,10 @@ cargo nextest --version >/dev/null 2>&1 ||
 
 log "cargo build --workspace --all-targets"
 cargo build --workspace --all-targets --quiet
+# What the README's run command (`cargo run`, the default member) builds: its features differ
+# from the workspace build's, so tests/tests/readme.rs would otherwise build it under a timeout.
+log "cargo build (the README's run command's package)"
+cargo build --quiet
 
 log "cargo nextest run --workspace --no-fail-fast $*"
 exec cargo nextest run --workspace --no-fail-fast "$@"
