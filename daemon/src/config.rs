@@ -255,6 +255,14 @@ pub struct LimitsConfig {
     /// (and its queued messages) open. At least 1.
     #[serde(default = "default_write_timeout_secs")]
     pub write_timeout_secs: u64,
+    /// Rooms one connection may be in at once (Ant `join`/`joinRoom`, raw and socket.io
+    /// joins); a join into one more is refused (Ant `refused`). At least 1.
+    #[serde(default = "default_max_rooms_per_session")]
+    pub max_rooms_per_session: usize,
+}
+
+const fn default_max_rooms_per_session() -> usize {
+    16
 }
 
 const fn default_messages_per_sec() -> f64 {
@@ -307,6 +315,7 @@ impl Default for LimitsConfig {
             allowed_origins: Vec::new(),
             join_timeout_secs: default_join_timeout_secs(),
             write_timeout_secs: default_write_timeout_secs(),
+            max_rooms_per_session: default_max_rooms_per_session(),
         }
     }
 }
@@ -520,6 +529,12 @@ impl GatewayConfig {
         if self.limits.session_queue_len == 0 {
             errors.push(ConfigError::at(
                 "limits.session_queue_len",
+                "must be at least 1",
+            ));
+        }
+        if self.limits.max_rooms_per_session == 0 {
+            errors.push(ConfigError::at(
+                "limits.max_rooms_per_session",
                 "must be at least 1",
             ));
         }

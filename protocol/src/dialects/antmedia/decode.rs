@@ -98,10 +98,13 @@ pub(crate) fn decode_general(text: &str, app: &str) -> Result<Decoded<String>, D
     Ok(Decoded::Event(event))
 }
 
-/// Whether `id` is a valid Ant stream id: only `[A-Za-z0-9._-]` (Ant's `StreamIdValidator`).
+/// Whether `id` is a valid Ant stream id: only `[A-Za-z0-9._-]` (Ant's `StreamIdValidator`),
+/// at most [`crate::MAX_ID_BYTES`] bytes (the one cap every dialect applies to ids).
 pub(crate) fn valid_stream_id(id: &str) -> bool {
-    id.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    id.len() <= crate::MAX_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The `streamId` every P2P command carries: present, a non-empty string, and made of
