@@ -393,9 +393,46 @@ pub struct PluginConfig {
     /// directory for config text ([`GatewayConfig::from_toml`]).
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// What a failure of this plugin (an error or a panic) does to the event it was checking:
+    /// `"skip"` goes on without the plugin, `"refuse"` refuses the event (fail closed). Default:
+    /// `"refuse"` for the policy plugins (`room-policy`, `conference`), `"skip"` for the rest.
+    #[serde(default)]
+    pub on_failure: Option<OnFailure>,
     /// The plugin's settings (`[plugin.settings]`), checked by the plugin itself.
     #[serde(default)]
     pub settings: toml::Table,
+}
+
+impl PluginConfig {
+    /// `on_failure` as configured, or the default for this entry's plugin.
+    pub fn failure_policy(&self) -> OnFailure {
+        self.on_failure.unwrap_or_else(|| match &self.path {
+            // A native plugin's `type` is a label of the operator's choice, not its kind.
+            Some(_) => OnFailure::Skip,
+            None => OnFailure::default_for(&self.kind),
+        })
+    }
+}
+
+/// A plugin's failure policy (`[[plugin]] on_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Go on as if the plugin had passed the event on unchanged (fail open).
+    Skip,
+    /// Refuse the event the plugin failed on, and, once the plugin is disabled, every event
+    /// but a leave (fail closed): the sender gets `server_error_check_logs` / `internal`.
+    Refuse,
+}
+
+impl OnFailure {
+    /// The default for a built-in plugin type: `Refuse` for the plugins that check access.
+    pub fn default_for(kind: &str) -> Self {
+        match kind {
+            "room-policy" | "conference" => OnFailure::Refuse,
+            _ => OnFailure::Skip,
+        }
+    }
 }
 
 /// A configuration problem, with where it is.

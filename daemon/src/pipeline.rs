@@ -1,14 +1,23 @@
 //! The plugin pipeline: every event runs through the plugins in config order. A plugin that
-//! fails or panics is disabled and logged; the event and every other session go on.
+//! fails is logged and counted; one that panics (or a native plugin that failed) is disabled.
+//! What happens to the event then is the plugin's failure policy ([`OnFailure`]): `skip` goes
+//! on without the plugin; `refuse` (policy plugins' default) refuses the event, so a broken
+//! access check fails closed instead of open.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use switchboard_plugin_api::protocol::{ErrorCode, Event};
 use switchboard_plugin_api::{Decision, EventContext, Outbox, Plugin, Refusal, SessionId, Verdict};
 
+pub use crate::config::OnFailure;
 use crate::telemetry;
+
+/// What a peer is told when a `refuse` plugin failed on its event: a fixed text (the plugin's
+/// own error goes to the log only).
+const FAILED_CLOSED: &str = "a policy check of this gateway failed; the request is refused";
 
 struct Slot {
     plugin: Box<dyn Plugin>,
@@ -16,6 +25,23 @@ struct Slot {
     disabled: AtomicBool,
     /// Calls and latency, registered once per plugin name.
     stats: Arc<crate::stats::PluginStats>,
+    /// What a failure of this plugin does to the event.
+    on_failure: OnFailure,
+}
+
+impl Slot {
+    /// Whether the plugin is out of service: it panicked, or (a native plugin) disabled itself.
+    fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed) || self.plugin.is_disabled()
+    }
+
+    /// The refusal a failure of this plugin on `event` makes, under a `refuse` policy. A leave
+    /// is never refused: the peer goes whatever a plugin says, and refusing it would only keep
+    /// a departed peer listed in its room.
+    fn failure_refusal(&self, event: &Event) -> Option<Refusal> {
+        (self.on_failure == OnFailure::Refuse && !matches!(event, Event::Leave(_)))
+            .then(|| Refusal::new(ErrorCode::Internal, FAILED_CLOSED))
+    }
 }
 
 /// The ordered plugins.
@@ -32,15 +58,45 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline running `plugins` in order.
+    /// A pipeline running `plugins` in order, each with its type's default failure policy
+    /// ([`OnFailure::default_for`]).
     pub fn new(plugins: Vec<Box<dyn Plugin>>) -> Self {
+        Self::with_policies(
+            plugins
+                .into_iter()
+                .map(|p| {
+                    let policy = OnFailure::default_for(p.name());
+                    (p, policy)
+                })
+                .collect(),
+        )
+    }
+
+    /// A pipeline of the plugins built from `configs` (in the same order), each with its
+    /// entry's `on_failure`.
+    pub fn configured(
+        plugins: Vec<Box<dyn Plugin>>,
+        configs: &[crate::config::PluginConfig],
+    ) -> Self {
+        Self::with_policies(
+            plugins
+                .into_iter()
+                .zip(configs)
+                .map(|(p, c)| (p, c.failure_policy()))
+                .collect(),
+        )
+    }
+
+    /// A pipeline running `plugins` in order with the given failure policies.
+    pub fn with_policies(plugins: Vec<(Box<dyn Plugin>, OnFailure)>) -> Self {
         Self {
             slots: plugins
                 .into_iter()
-                .map(|plugin| Slot {
+                .map(|(plugin, on_failure)| Slot {
                     stats: crate::stats::plugin_stats(plugin.name()),
                     plugin,
                     disabled: AtomicBool::new(false),
+                    on_failure,
                 })
                 .collect(),
         }
@@ -52,7 +108,10 @@ impl Pipeline {
         let mut decision = Decision::default();
         let mut stopped = false;
         for slot in &self.slots {
-            if slot.disabled.load(Ordering::Relaxed) {
+            if slot.is_disabled() {
+                if let Some(refusal) = slot.failure_refusal(cx.event()) {
+                    return Err(refusal);
+                }
                 continue;
             }
             let before = decision.clone();
@@ -69,14 +128,20 @@ impl Pipeline {
                     stopped = true;
                     break;
                 }
-                Ok(Ok(Verdict::Refuse(refusal))) => return Err(refusal),
+                Ok(Ok(Verdict::Refuse(refusal))) => return Err(bounded(refusal)),
                 Ok(Err(error)) => {
                     telemetry::plugin_failed(name, &error.0);
+                    if let Some(refusal) = slot.failure_refusal(cx.event()) {
+                        return Err(refusal);
+                    }
                     decision = before;
                 }
                 Err(_) => {
                     telemetry::plugin_failed(name, "panicked; plugin disabled");
                     slot.disabled.store(true, Ordering::Relaxed);
+                    if let Some(refusal) = slot.failure_refusal(cx.event()) {
+                        return Err(refusal);
+                    }
                     decision = before;
                 }
             }
@@ -106,7 +171,7 @@ impl Pipeline {
     /// Tells every enabled plugin that `session` closed.
     pub fn session_closed(&self, session: SessionId) {
         for slot in &self.slots {
-            if slot.disabled.load(Ordering::Relaxed) {
+            if slot.is_disabled() {
                 continue;
             }
             if catch_unwind(AssertUnwindSafe(|| slot.plugin.on_session_closed(session))).is_err() {
@@ -124,4 +189,21 @@ impl Pipeline {
             }
         }
     }
+}
+
+/// Most bytes of a plugin's refusal text a peer is sent. A plugin (a native one above all) may
+/// put anything in its message; what reaches a peer stays bounded.
+const MAX_REFUSAL_MESSAGE_BYTES: usize = 256;
+
+/// `refusal` with its message cut to [`MAX_REFUSAL_MESSAGE_BYTES`] at a character boundary.
+fn bounded(mut refusal: Refusal) -> Refusal {
+    if refusal.message.len() > MAX_REFUSAL_MESSAGE_BYTES {
+        let mut end = MAX_REFUSAL_MESSAGE_BYTES;
+        while !refusal.message.is_char_boundary(end) {
+            end -= 1;
+        }
+        refusal.message.truncate(end);
+        refusal.message.push('…');
+    }
+    refusal
 }
