@@ -474,6 +474,16 @@ pub enum LoadConfigError {
 }
 
 impl GatewayConfig {
+    /// Whether `/{app}/websocket` is served: no `[[antmedia_app]]` is configured, or `app` is,
+    /// or a `name = "*"` entry covers every name.
+    pub fn admits_app(&self, app: &str) -> bool {
+        self.antmedia_apps.is_empty()
+            || self
+                .antmedia_apps
+                .iter()
+                .any(|a| a.name == app || a.name == "*")
+    }
+
     /// Parses TOML text without validating it.
     pub fn parse(text: &str) -> Result<Self, LoadConfigError> {
         toml::from_str(text).map_err(|e| LoadConfigError::Parse(e.to_string()))
@@ -595,6 +605,9 @@ impl GatewayConfig {
             && store.path.as_os_str().is_empty()
         {
             errors.push(ConfigError::at("store.path", "must not be empty"));
+        }
+        for (i, key, message) in switchboard_conference::list_problems(&self.antmedia_apps) {
+            errors.push(ConfigError::at(format!("antmedia_app[{i}].{key}"), message));
         }
         let mut apps = HashSet::new();
         for (i, app) in self.antmedia_apps.iter().enumerate() {

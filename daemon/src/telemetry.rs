@@ -110,6 +110,12 @@ pub fn refused(dialect: DialectKind, code: ErrorCode) {
     count_error(dialect.as_str(), code.as_str());
 }
 
+/// An Ant Media connection named an application this gateway does not serve (HTTP 404).
+pub fn app_refused(addr: std::net::SocketAddr) {
+    info!(peer.addr = %addr, "Refused a connection to an application that is not configured.");
+    count_error(DialectKind::Antmedia.as_str(), "unknown_app");
+}
+
 // === limits, drain, reload ===
 
 fn count_error(dialect: &str, reason: &str) {

@@ -15,8 +15,10 @@
 //!   metadata and role.
 //! - Rooms created through the REST API have start and end dates; joining outside them gives
 //!   `room_not_active_or_expired`. Rooms nobody created are open at any time.
-//! - Stream security per application ([`AppSecurityConfig`]): one-time tokens, HS256 JWTs,
-//!   hash tokens; failures give `unauthorized_access`.
+//! - Stream security per application ([`AppSecurityConfig`]): one-time tokens, JWTs (HS256/
+//!   384/512, RS256, ES256 through `jsonwebtoken`), hash tokens; failures give
+//!   `unauthorized_access`. Requests that name no application (raw, socket.io, P2P joins into
+//!   a conference room) are held to the default application's settings ([`Apps::resolve`]).
 //!
 //! The REST room catalog and the tokens live in a [`Hub`] the daemon shares with its REST API
 //! and persists in a redb file; the hook never waits for the disk.
@@ -56,7 +58,10 @@ mod tests;
 
 pub use hub::{Hub, HubOptions, MAX_ID_BYTES, MAX_LIST_SIZE, RestError, check_id};
 pub use records::{DEFAULT_ROOM_DURATION_SECS, NewRoom, RoomRecord, TokenRecord, TokenType};
-pub use security::{AppSecurityConfig, MIN_JWT_SECRET_BYTES, TokenCheck, hash_token, sign_jwt};
+pub use security::{
+    App, AppSecurityConfig, Apps, MIN_JWT_SECRET_BYTES, Resolved, TokenCheck, hash_token,
+    list_problems, sign_jwt,
+};
 pub use store::StoreError;
 
 /// Settings of `[[plugin]] type = "conference"`.
@@ -159,6 +164,7 @@ impl Plugin for Conference {
                     cx.room.room
                 ),
             ),
+            Event::Join(join) => self.on_join(cx, join.token.as_deref()),
             _ => Verdict::Continue,
         })
     }
