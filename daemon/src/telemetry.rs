@@ -110,6 +110,11 @@ pub fn refused(dialect: DialectKind, code: ErrorCode) {
     count_error(dialect.as_str(), code.as_str());
 }
 
+/// A raw or socket.io connection named an empty, over-long or control-character room.
+pub fn room_name_refused(dialect: DialectKind) {
+    count_error(dialect.as_str(), "invalid_room");
+}
+
 /// An Ant Media connection named an application this gateway does not serve (HTTP 404).
 pub fn app_refused(addr: std::net::SocketAddr) {
     info!(peer.addr = %addr, "Refused a connection to an application that is not configured.");

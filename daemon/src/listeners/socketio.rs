@@ -110,7 +110,10 @@ async fn join_room(
         .and_then(|a| a.get("token")?.as_str().map(str::to_owned))
         .filter(|t| !t.is_empty())
         .or(query_token);
-    rooms::check_room_name(&room).map_err(|e| JoinRefused(format!("invalid_room: {e}")))?;
+    rooms::check_room_name(&room).map_err(|e| {
+        telemetry::room_name_refused(DialectKind::Socketio);
+        JoinRefused(format!("invalid_room: {e}"))
+    })?;
     let addr = s
         .req_parts()
         .extensions
