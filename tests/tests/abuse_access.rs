@@ -559,3 +559,127 @@ async fn sdp_errors_carry_fixed_texts() {
     }
     gw.stop().await;
 }
+
+/// A JWK of the P-256 public key in PEM file `name` under `kid`: an SPKI of a P-256 key ends in
+/// the uncompressed point, `x` then `y`, 32 bytes each.
+fn ec_jwk(name: &str, kid: &str) -> Value {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let pem = std::fs::read_to_string(fixture(name)).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = STANDARD.decode(body).unwrap();
+    let (x, y) = der[der.len() - 64..].split_at(32);
+    json!({"kty":"EC","crv":"P-256","alg":"ES256","use":"sig","kid":kid,
+        "x":URL_SAFE_NO_PAD.encode(x),"y":URL_SAFE_NO_PAD.encode(y)})
+}
+
+/// A loopback HTTP server that answers every request with the current `document`; counts
+/// requests. Serves at most 200 connections, then stops by itself.
+async fn jwks_server(
+    document: std::sync::Arc<std::sync::Mutex<String>>,
+    requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        for _ in 0..200 {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let body = document.lock().unwrap().clone();
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = tcp.write_all(response.as_bytes()).await;
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn jwks_keys_are_fetched_cached_and_refreshed() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let document = std::sync::Arc::new(std::sync::Mutex::new(
+        json!({"keys":[ec_jwk("es256-public.pem", "k1")]}).to_string(),
+    ));
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (addr, server) = jwks_server(document.clone(), requests.clone()).await;
+    let started = std::time::Instant::now();
+    let gw = TestGateway::with_config(&policy_gateway(&format!(
+        "jwks_url = \"http://{addr}/.well-known/jwks.json\", jwks_refresh_secs = 1"
+    )))
+    .await;
+    let signed = |private: &str, kid: &str| {
+        let key = EncodingKey::from_ec_pem(&std::fs::read(fixture(private)).unwrap()).unwrap();
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(kid.to_owned());
+        jsonwebtoken::encode(&header, &json!({"exp": now() + 60}), &key).unwrap()
+    };
+    let k1 = signed("es256-private.pem", "k1");
+    let k2 = signed("es256-rotated-private.pem", "k2");
+    let mut attempt = 0;
+    // Joins until one is admitted (the first fetch may still be on its way), bounded.
+    let mut joins_until = |gw: &TestGateway, token: String| {
+        let (url, token) = (gw.ant_url("LiveApp"), token);
+        attempt += 1;
+        let first = attempt * 100;
+        async move {
+            for i in 0..50 {
+                let mut c = WsClient::connect(&url).await;
+                let room = format!("jwks{}", first + i);
+                let reply = ask(
+                    &mut c,
+                    json!({"command":"join","streamId":room,"token":token}),
+                )
+                .await;
+                c.close().await;
+                if reply["definition"] == "joined" {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            false
+        }
+    };
+    assert!(
+        joins_until(&gw, k1.clone()).await,
+        "a k1 token is admitted once the keys are in"
+    );
+    assert_eq!(
+        ant_join(&gw, "jwksx", &k2).await,
+        unauthorized("jwksx"),
+        "k2 is not in the set yet"
+    );
+    // Key rotation: the document now has k2 only; the refresh picks it up.
+    *document.lock().unwrap() =
+        json!({"keys":[ec_jwk("es256-rotated-public.pem", "k2")]}).to_string();
+    assert!(
+        joins_until(&gw, k2.clone()).await,
+        "the rotated key is picked up by the refresh"
+    );
+    assert_eq!(
+        ant_join(&gw, "jwksy", &k1).await,
+        unauthorized("jwksy"),
+        "k1 was rotated out"
+    );
+    // Cached: about one fetch per refresh interval, not one per token.
+    let fetched = requests.load(std::sync::atomic::Ordering::SeqCst) as u64;
+    let elapsed = started.elapsed().as_secs();
+    assert!(
+        fetched >= 2 && fetched <= elapsed + 3,
+        "{fetched} fetches in {elapsed} s"
+    );
+    gw.stop().await;
+    server.abort();
+}

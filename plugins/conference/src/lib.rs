@@ -139,18 +139,54 @@ impl PluginFactory for ConferenceFactory {
 pub struct Conference {
     hub: Arc<Hub>,
     settings: ConferenceSettings,
+    /// The JWKS refresh tasks, started by `start` and aborted by `shutdown`.
+    refreshers: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl Conference {
     /// A plugin on `hub` with `settings`.
     pub fn new(hub: Arc<Hub>, settings: ConferenceSettings) -> Self {
-        Self { hub, settings }
+        Self {
+            hub,
+            settings,
+            refreshers: std::sync::Mutex::new(Vec::new()),
+        }
     }
 }
 
 impl Plugin for Conference {
     fn name(&self) -> &str {
         "conference"
+    }
+
+    /// Starts fetching the JWKS documents of applications whose JWT keys come from one.
+    fn start(&self, _outbox: switchboard_plugin_api::Outbox) -> Result<(), PluginError> {
+        let key_sets = self.hub.apps().key_sets();
+        if key_sets.is_empty() {
+            return Ok(());
+        }
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| PluginError("a JWKS URL needs the gateway's runtime".into()))?;
+        let mut tasks = self
+            .refreshers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for jwks in key_sets {
+            tasks.push(runtime.spawn(jwks.refresh_forever()).abort_handle());
+        }
+        Ok(())
+    }
+
+    fn shutdown(&self) {
+        let tasks = std::mem::take(
+            &mut *self
+                .refreshers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for task in tasks {
+            task.abort();
+        }
     }
 
     fn on_event(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {

@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use switchboard_room_policy::{ClaimRules, JwtVerifier};
+use std::sync::Arc;
+
+use switchboard_room_policy::{ClaimRules, Jwks, JwtVerifier};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -66,6 +68,14 @@ pub struct AppSecurityConfig {
     /// `jwt_secret`. A relative path is relative to the gateway's working directory.
     #[serde(default)]
     pub jwt_public_key_file: Option<PathBuf>,
+    /// Instead of `jwt_secret`/`jwt_public_key_file`: an `http://` URL of a JWKS document
+    /// (Ant's `jwksURL`) whose RS256/ES256 keys verify JWTs by `kid`; fetched when the
+    /// conference plugin starts and every `jwks_refresh_secs`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Seconds between two fetches of `jwks_url`. Default 300.
+    #[serde(default = "default_jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
     /// Seconds of clock skew allowed on a JWT's `exp` and `nbf`. Default 0.
     #[serde(default)]
     pub jwt_leeway_secs: u64,
@@ -81,6 +91,10 @@ pub struct AppSecurityConfig {
     /// listed it is the default without it.
     #[serde(default)]
     pub default: bool,
+}
+
+const fn default_jwks_refresh_secs() -> u64 {
+    300
 }
 
 impl AppSecurityConfig {
@@ -113,7 +127,29 @@ impl AppSecurityConfig {
                 out.push(("jwt_public_key_file", format!("{}: {e}", path.display())));
             }
         }
-        if checks.contains(&TokenCheck::Jwt) && self.jwt_public_key_file.is_none() {
+        let jwt_keys = [
+            self.jwt_secret.is_some(),
+            self.jwt_public_key_file.is_some(),
+            self.jwks_url.is_some(),
+        ];
+        if let Some(url) = &self.jwks_url {
+            if jwt_keys.iter().filter(|k| **k).count() > 1 {
+                out.push((
+                    "jwks_url",
+                    "set one of `jwt_secret`, `jwt_public_key_file`, `jwks_url`".to_owned(),
+                ));
+            }
+            if self.jwks_refresh_secs == 0 {
+                out.push(("jwks_refresh_secs", "must be at least 1".to_owned()));
+            }
+            if let Err(e) = Jwks::new(url, std::time::Duration::from_secs(1)) {
+                out.push(("jwks_url", e));
+            }
+        }
+        if checks.contains(&TokenCheck::Jwt)
+            && self.jwt_public_key_file.is_none()
+            && self.jwks_url.is_none()
+        {
             match &self.jwt_secret {
                 None => out.push((
                     "jwt_secret",
@@ -151,6 +187,10 @@ impl AppSecurityConfig {
             audience: self.jwt_audience.clone(),
             issuer: self.jwt_issuer.clone(),
         };
+        if let Some(url) = &self.jwks_url {
+            let refresh = std::time::Duration::from_secs(self.jwks_refresh_secs.max(1));
+            return Some(Jwks::new(url, refresh).map(|j| JwtVerifier::jwks(Arc::new(j), &rules)));
+        }
         if let Some(path) = &self.jwt_public_key_file {
             return Some(
                 std::fs::read(path)
@@ -216,6 +256,14 @@ impl Apps {
             })
             .collect();
         Self { by_name, default }
+    }
+
+    /// The JWKS key sets the applications' JWTs are verified with, to fetch and refresh.
+    pub fn key_sets(&self) -> Vec<Arc<Jwks>> {
+        self.by_name
+            .values()
+            .filter_map(|a| a.jwt.as_ref()?.key_set().cloned())
+            .collect()
     }
 
     /// The settings listed under exactly `name` (the REST API's application).
@@ -395,6 +443,8 @@ mod tests {
             jwt_secret: Some("k".repeat(32)),
             hash_secret: Some("hs".into()),
             jwt_public_key_file: None,
+            jwks_url: None,
+            jwks_refresh_secs: 300,
             jwt_leeway_secs: 0,
             jwt_audience: None,
             jwt_issuer: None,

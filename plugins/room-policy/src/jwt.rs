@@ -1,13 +1,17 @@
 //! Join and stream token checks: a shared secret, or a JWT verified by the `jsonwebtoken` crate
-//! (HS256/384/512 with a shared key; RS256 or ES256 with a public key from a PEM file). The
-//! library parses the token, refuses
+//! (HS256/384/512 with a shared key; RS256 or ES256 with a public key from a PEM file or the
+//! keys of a JWKS document, see [`crate::jwks`]). The library parses the token, refuses
 //! non-canonical base64 (padding, trailing bits), checks the signature before any claim is
 //! read, and checks `exp` (required), `nbf`, and `aud`/`iss` when configured, with a leeway.
+
+use std::sync::Arc;
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+
+use crate::jwks::Jwks;
 
 /// Why a token was not accepted. The texts are fixed and bounded: they are what the peer is
 /// told, so no library error text or token content goes into them.
@@ -21,29 +25,32 @@ pub enum TokenError {
     #[error("join token is not valid")]
     Mismatch,
     /// Not a well-formed JWT: not three canonical base64url parts, or a part that is not JSON.
-    #[error("token is not a well-formed JWT")]
+    #[error("join token is not a well-formed JWT")]
     Malformed,
     /// Signed with an algorithm the key is not for (`alg` in its header).
-    #[error("token is signed with an algorithm this gateway does not accept")]
+    #[error("join token is signed with an algorithm this gateway does not accept")]
     Algorithm,
     /// The signature does not match the key (or no key has the token's `kid`).
-    #[error("token signature does not verify")]
+    #[error("join token signature does not verify")]
     Signature,
     /// No numeric `exp` claim (or another required claim is missing).
-    #[error("token has no `exp` claim")]
+    #[error("join token has no `exp` claim")]
     NoExpiry,
     /// `exp` is past (beyond the leeway).
-    #[error("token expired")]
+    #[error("join token expired")]
     Expired,
     /// `nbf` is in the future (beyond the leeway).
-    #[error("token is not valid yet")]
+    #[error("join token is not valid yet")]
     NotYetValid,
     /// `aud` is not the configured audience.
-    #[error("token is for another audience")]
+    #[error("join token is for another audience")]
     Audience,
     /// `iss` is not the configured issuer.
-    #[error("token is from another issuer")]
+    #[error("join token is from another issuer")]
     Issuer,
+    /// The keys are not available yet (a JWKS URL not fetched yet, or unreachable so far).
+    #[error("join token keys are not available; try again shortly")]
+    KeysUnavailable,
     /// The `room` (or Ant Media `streamId`) claim names another room.
     #[error("join token is for another room")]
     WrongRoom,
@@ -67,10 +74,19 @@ pub fn check_shared_secret(token: &str, secret: &str) -> Result<(), TokenError> 
     }
 }
 
-/// Verifies JWTs with one key and one set of claim rules.
+/// Where a verifier's keys come from.
+#[derive(Clone)]
+enum Keys {
+    /// One key, for the algorithms of its family.
+    Static(Box<DecodingKey>),
+    /// The keys of a JWKS document, by `kid`, refreshed in the background.
+    Jwks(Arc<Jwks>),
+}
+
+/// Verifies JWTs with one key (or key set) and one set of claim rules.
 #[derive(Clone)]
 pub struct JwtVerifier {
-    key: DecodingKey,
+    keys: Keys,
     validation: Validation,
 }
 
@@ -102,7 +118,7 @@ impl JwtVerifier {
     pub fn hmac(secret: &[u8], rules: &ClaimRules) -> Result<Self, String> {
         let key = DecodingKey::from_secret(secret).map_err(|_| "not a usable HMAC key")?;
         Ok(Self {
-            key,
+            keys: Keys::Static(Box::new(key)),
             validation: validation(&HMAC, rules),
         })
     }
@@ -118,17 +134,44 @@ impl JwtVerifier {
             return Err("not a PEM RSA or EC (P-256) public key".to_owned());
         };
         Ok(Self {
-            key,
+            keys: Keys::Static(Box::new(key)),
             validation: validation(&[alg], rules),
         })
+    }
+
+    /// RS256 and ES256 tokens verified with the key of `jwks` their `kid` names.
+    pub fn jwks(jwks: Arc<Jwks>, rules: &ClaimRules) -> Self {
+        Self {
+            keys: Keys::Jwks(jwks),
+            validation: validation(&[Algorithm::RS256], rules),
+        }
+    }
+
+    /// The JWKS key set this verifier reads, if its keys come from one.
+    pub fn key_set(&self) -> Option<&Arc<Jwks>> {
+        match &self.keys {
+            Keys::Jwks(jwks) => Some(jwks),
+            Keys::Static(_) => None,
+        }
     }
 
     /// Verifies `token` and returns its claims for the caller's own checks (Ant Media stream
     /// tokens check `streamId` and `type`).
     pub fn verify(&self, token: &str) -> Result<Map<String, Value>, TokenError> {
-        jsonwebtoken::decode::<Map<String, Value>>(token, &self.key, &self.validation)
-            .map(|d| d.claims)
-            .map_err(|e| error(e.kind()))
+        let decoded = match &self.keys {
+            Keys::Static(key) => {
+                jsonwebtoken::decode::<Map<String, Value>>(token, key, &self.validation)
+            }
+            Keys::Jwks(jwks) => {
+                let header = jsonwebtoken::decode_header(token).map_err(|e| error(e.kind()))?;
+                let (key, alg) = jwks.key(header.kid.as_deref())?;
+                // The key's own algorithm, not the header's: a token cannot choose it.
+                let mut validation = self.validation.clone();
+                validation.algorithms = vec![alg];
+                jsonwebtoken::decode::<Map<String, Value>>(token, &key, &validation)
+            }
+        };
+        decoded.map(|d| d.claims).map_err(|e| error(e.kind()))
     }
 
     /// Verifies a join token for `room`: the claims of [`Self::verify`], and, when the token

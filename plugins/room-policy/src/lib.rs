@@ -23,7 +23,8 @@
 //! `auth` payload (`io(url, {auth: {token}})`) or handshake query `?token=`, the raw URL's
 //! `?token=`. A shared secret is compared in constant time. A JWT is verified by the
 //! `jsonwebtoken` crate: HS256/384/512 with `jwt_hs256_secret`, RS256 or ES256 with the PEM
-//! public key in `jwt_public_key_file`; it must carry a valid signature and an `exp` (Unix
+//! public key in `jwt_public_key_file` or a key of the JWKS document at `jwks_url` (fetched at
+//! start, cached, refreshed every `jwks_refresh_secs`); it must carry a valid signature and an `exp` (Unix
 //! seconds) in the future, an `nbf` (when present) in the past, both within `jwt_leeway_secs`;
 //! `aud`/`iss` must match `jwt_audience`/`jwt_issuer` when those are set; and, when it has a
 //! `room` or `streamId` claim (Ant Media's name), it must name the joined room. Non-canonical
@@ -44,11 +45,12 @@
 //! # Layout
 //! - `lib.rs`: settings, their validation, and the hook.
 //! - `jwt.rs`: JWT (through `jsonwebtoken`) and shared-secret checks.
+//! - `jwks.rs`: keys from a JWKS URL, fetched and refreshed on the gateway's runtime.
 //! - `rate.rs`: the token bucket (a pure function of `Instant`s).
 //! - `tests.rs`: unit tests.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use regex_lite::Regex;
@@ -59,9 +61,11 @@ use switchboard_plugin_api::{
     parse_settings,
 };
 
+mod jwks;
 mod jwt;
 mod rate;
 
+pub use jwks::Jwks;
 pub use jwt::{ClaimRules, JwtVerifier, TokenError, check_shared_secret, sign_hs256};
 pub use rate::TokenBucket;
 
@@ -132,6 +136,14 @@ pub struct TokenConfig {
     /// is relative to the gateway's working directory.
     #[serde(default)]
     pub jwt_public_key_file: Option<std::path::PathBuf>,
+    /// An `http://` URL of a JWKS document (Ant Media's `jwksURL`) whose RS256/ES256 keys
+    /// verify JWTs, chosen by the token's `kid`; fetched at start and every
+    /// `jwks_refresh_secs`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Seconds between two fetches of `jwks_url`. Default 300.
+    #[serde(default = "default_jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
     /// Seconds of clock skew allowed on a JWT's `exp` and `nbf`. Default 0 (none).
     #[serde(default = "default_leeway_secs")]
     pub jwt_leeway_secs: u64,
@@ -148,6 +160,10 @@ pub const DEFAULT_LEEWAY_SECS: u64 = 0;
 
 const fn default_leeway_secs() -> u64 {
     DEFAULT_LEEWAY_SECS
+}
+
+const fn default_jwks_refresh_secs() -> u64 {
+    300
 }
 
 /// Shortest accepted HS256 key: RFC 7518 section 3.2 asks for a key as long as the hash.
@@ -208,6 +224,8 @@ pub struct RoomPolicy {
     rules: Vec<DialectRule>,
     token: Option<TokenCheck>,
     rate: Option<RateLimit>,
+    /// The JWKS refresh task, started by `start` and aborted by `shutdown`.
+    refresher: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 fn problem(key: impl Into<String>, message: impl Into<String>) -> SettingsError {
@@ -270,6 +288,7 @@ impl RoomPolicy {
                 rules,
                 token,
                 rate,
+                refresher: Mutex::new(None),
             })
         } else {
             Err(errors)
@@ -339,12 +358,13 @@ fn token_check(t: &TokenConfig, errors: &mut Vec<SettingsError>) -> Option<Token
         t.secret.is_some(),
         t.jwt_hs256_secret.is_some(),
         t.jwt_public_key_file.is_some(),
+        t.jwks_url.is_some(),
     ];
     match set.iter().filter(|s| **s).count() {
         0 => {
             errors.push(problem(
                 "token",
-                "needs `secret` (a shared secret), `jwt_hs256_secret` (an HMAC JWT key) or `jwt_public_key_file` (an RS256/ES256 public key)",
+                "needs `secret` (a shared secret), `jwt_hs256_secret` (an HMAC JWT key), `jwt_public_key_file` (an RS256/ES256 public key) or `jwks_url`",
             ));
             return None;
         }
@@ -352,7 +372,7 @@ fn token_check(t: &TokenConfig, errors: &mut Vec<SettingsError>) -> Option<Token
         _ => {
             errors.push(problem(
                 "token",
-                "set one of `secret`, `jwt_hs256_secret`, `jwt_public_key_file`",
+                "set one of `secret`, `jwt_hs256_secret`, `jwt_public_key_file`, `jwks_url`",
             ));
             return None;
         }
@@ -379,6 +399,22 @@ fn token_check(t: &TokenConfig, errors: &mut Vec<SettingsError>) -> Option<Token
             Ok(v) => Some(TokenCheck::Jwt(Box::new(v))),
             Err(e) => {
                 errors.push(problem("token.jwt_hs256_secret", e));
+                None
+            }
+        };
+    }
+    if let Some(url) = &t.jwks_url {
+        if t.jwks_refresh_secs == 0 {
+            errors.push(problem("token.jwks_refresh_secs", "must be at least 1"));
+            return None;
+        }
+        return match Jwks::new(url, std::time::Duration::from_secs(t.jwks_refresh_secs)) {
+            Ok(jwks) => Some(TokenCheck::Jwt(Box::new(JwtVerifier::jwks(
+                Arc::new(jwks),
+                &rules,
+            )))),
+            Err(e) => {
+                errors.push(problem("token.jwks_url", e));
                 None
             }
         };
@@ -477,6 +513,36 @@ fn check_token(check: &TokenCheck, token: Option<&str>, room: &str) -> Result<()
 impl Plugin for RoomPolicy {
     fn name(&self) -> &str {
         "room-policy"
+    }
+
+    /// Starts fetching the JWKS document, when the token keys come from one (not in
+    /// `check-config`, which only builds the plugin).
+    fn start(&self, _outbox: switchboard_plugin_api::Outbox) -> Result<(), PluginError> {
+        let Some(TokenCheck::Jwt(verifier)) = &self.token else {
+            return Ok(());
+        };
+        let Some(jwks) = verifier.key_set() else {
+            return Ok(());
+        };
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| PluginError("a JWKS URL needs the gateway's runtime".into()))?;
+        let task = runtime.spawn(Arc::clone(jwks).refresh_forever());
+        *self
+            .refresher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
+        Ok(())
+    }
+
+    fn shutdown(&self) {
+        if let Some(task) = self
+            .refresher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
     }
 
     fn on_event(&self, cx: &EventContext<'_>, _out: &mut Decision) -> Result<Verdict, PluginError> {

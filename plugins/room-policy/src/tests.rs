@@ -328,7 +328,7 @@ fn jwt_token_through_the_hook() {
     let expired = sign_hs256(&json!({"exp": now - 1}), KEY.as_bytes());
     let v = run(&p, a, join_event("r", Some(&expired)), &[]);
     assert_eq!(refused_code(&v), Some(ErrorCode::Unauthorized));
-    assert_eq!(refusal_message(&v), "token expired");
+    assert_eq!(refusal_message(&v), "join token expired");
     let v = run(&p, a, join_event("r", None), &[]);
     assert_eq!(refusal_message(&v), "this room requires a join token");
 }
