@@ -207,3 +207,88 @@ fn bounded(mut refusal: Refusal) -> Refusal {
     }
     refusal
 }
+
+#[cfg(test)]
+mod tests {
+    use switchboard_plugin_api::protocol::{DialectKind, Join, JoinMode, Leave, LeaveReason};
+    use switchboard_plugin_api::{Envelope, PluginError, RoomView};
+
+    use super::*;
+
+    /// Fails (returns an error) on every event.
+    struct Failing;
+
+    impl Plugin for Failing {
+        fn name(&self) -> &str {
+            "failing"
+        }
+
+        fn on_event(&self, _: &EventContext<'_>, d: &mut Decision) -> Result<Verdict, PluginError> {
+            d.send(SessionId(9), Event::ServerWillStop);
+            Err(PluginError("broken".into()))
+        }
+    }
+
+    fn run(pipeline: &Pipeline, event: Event) -> Result<(Decision, bool), Refusal> {
+        let envelope = Envelope {
+            from: crate::gateway::peer(SessionId(1), DialectKind::Antmedia),
+            event,
+            original: None,
+        };
+        let cx = EventContext {
+            envelope: &envelope,
+            room: RoomView {
+                room: "r",
+                members: &[],
+            },
+        };
+        pipeline.run(&cx)
+    }
+
+    fn join() -> Event {
+        Event::Join(Join {
+            room: "r".into(),
+            mode: JoinMode::Both,
+            token: None,
+        })
+    }
+
+    fn leave() -> Event {
+        Event::Leave(Leave {
+            room: "r".into(),
+            reason: LeaveReason::Leave,
+        })
+    }
+
+    #[test]
+    fn a_failing_plugin_fails_open_under_skip_and_closed_under_refuse() {
+        let skip = Pipeline::with_policies(vec![(Box::new(Failing), OnFailure::Skip)]);
+        let (decision, stopped) = run(&skip, join()).expect("skip goes on");
+        assert!(
+            decision.deliveries.is_empty(),
+            "the failed call's changes are rolled back"
+        );
+        assert!(!stopped);
+
+        let refuse = Pipeline::with_policies(vec![(Box::new(Failing), OnFailure::Refuse)]);
+        let refusal = run(&refuse, join()).expect_err("refuse refuses");
+        assert_eq!(refusal.code, ErrorCode::Internal);
+        assert_eq!(refusal.message, FAILED_CLOSED);
+        // A leave is never refused: the peer goes whatever a plugin says.
+        assert!(run(&refuse, leave()).is_ok());
+    }
+
+    #[test]
+    fn policy_plugins_default_to_refuse() {
+        assert_eq!(OnFailure::default_for("room-policy"), OnFailure::Refuse);
+        assert_eq!(OnFailure::default_for("conference"), OnFailure::Refuse);
+        assert_eq!(OnFailure::default_for("room-router"), OnFailure::Skip);
+    }
+
+    #[test]
+    fn refusal_texts_are_bounded() {
+        let long = Refusal::new(ErrorCode::Refused, "é".repeat(1000));
+        let cut = bounded(long);
+        assert!(cut.message.len() <= MAX_REFUSAL_MESSAGE_BYTES + '…'.len_utf8());
+    }
+}

@@ -214,6 +214,33 @@ mod tests {
     }
 
     #[test]
+    fn ids_longer_than_the_one_cap_are_refused_in_every_command() {
+        let at_cap = "a".repeat(crate::MAX_ID_BYTES);
+        let over = "a".repeat(crate::MAX_ID_BYTES + 1);
+        let frames = |id: &str| {
+            [
+                format!(r#"{{"command":"join","streamId":"{id}"}}"#),
+                format!(r#"{{"command":"joinRoom","room":"{id}"}}"#),
+                format!(r#"{{"command":"play","streamId":"{id}","room":""}}"#),
+                format!(r#"{{"command":"publish","streamId":"s","mainTrack":"{id}"}}"#),
+                format!(
+                    r#"{{"command":"takeCandidate","streamId":"{id}","label":0,"id":"0","candidate":""}}"#
+                ),
+            ]
+        };
+        for frame in frames(&at_cap) {
+            assert!(decode(&frame, "LiveApp").is_ok(), "{frame}");
+        }
+        for frame in frames(&over) {
+            let r = decode(&frame, "LiveApp");
+            assert!(
+                matches!(r, Err(DecodeError::InvalidStreamName(_))),
+                "{frame}: {r:?}"
+            );
+        }
+    }
+
+    #[test]
     fn join_accepts_extra_fields_and_null_mode() {
         let e =
             event(r#"{"command":"join","streamId":"r","multiPeer":true,"token":"t","mode":null}"#);
