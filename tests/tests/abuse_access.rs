@@ -683,3 +683,54 @@ async fn jwks_keys_are_fetched_cached_and_refreshed() {
     gw.stop().await;
     server.abort();
 }
+
+#[tokio::test]
+async fn an_ant_app_takes_its_jwt_keys_from_its_jwks_url() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let document = std::sync::Arc::new(std::sync::Mutex::new(
+        json!({"keys":[ec_jwk("es256-public.pem", "app-key")]}).to_string(),
+    ));
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (addr, server) = jwks_server(document, requests.clone()).await;
+    let gw = TestGateway::with_config(&config(&format!(
+        r#"
+[[antmedia_app]]
+name = "LiveApp"
+play = "jwt"
+jwks_url = "http://{addr}/jwks.json"
+
+[[plugin]]
+type = "conference"
+
+[[plugin]]
+type = "room-router"
+"#
+    )))
+    .await;
+    let key =
+        EncodingKey::from_ec_pem(&std::fs::read(fixture("es256-private.pem")).unwrap()).unwrap();
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("app-key".into());
+    let claims = json!({"streamId":"s1","type":"play","exp": now() + 60});
+    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let mut c = WsClient::connect(&gw.ant_url("LiveApp")).await;
+    let play = json!({"command":"play","streamId":"s1","room":"","token":token});
+    // The first fetch may still be on its way; bounded.
+    let mut passed = false;
+    for _ in 0..50 {
+        if ask(&mut c, play.clone()).await["definition"] == "media_plugin_not_running" {
+            passed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        passed,
+        "a token signed with the JWKS key passes the play check"
+    );
+    let other = json!({"command":"play","streamId":"s2","room":"","token":token});
+    assert_eq!(ask(&mut c, other).await, unauthorized("s2"));
+    assert!(requests.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    gw.stop().await;
+    server.abort();
+}
