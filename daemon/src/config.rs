@@ -255,6 +255,14 @@ pub struct LimitsConfig {
     /// (and its queued messages) open. At least 1.
     #[serde(default = "default_write_timeout_secs")]
     pub write_timeout_secs: u64,
+    /// Rooms one connection may be in at once (Ant `join`/`joinRoom`, raw and socket.io
+    /// joins); a join into one more is refused (Ant `refused`). At least 1.
+    #[serde(default = "default_max_rooms_per_session")]
+    pub max_rooms_per_session: usize,
+}
+
+const fn default_max_rooms_per_session() -> usize {
+    16
 }
 
 const fn default_messages_per_sec() -> f64 {
@@ -307,6 +315,7 @@ impl Default for LimitsConfig {
             allowed_origins: Vec::new(),
             join_timeout_secs: default_join_timeout_secs(),
             write_timeout_secs: default_write_timeout_secs(),
+            max_rooms_per_session: default_max_rooms_per_session(),
         }
     }
 }
@@ -384,9 +393,46 @@ pub struct PluginConfig {
     /// directory for config text ([`GatewayConfig::from_toml`]).
     #[serde(default)]
     pub path: Option<PathBuf>,
+    /// What a failure of this plugin (an error or a panic) does to the event it was checking:
+    /// `"skip"` goes on without the plugin, `"refuse"` refuses the event (fail closed). Default:
+    /// `"refuse"` for the policy plugins (`room-policy`, `conference`), `"skip"` for the rest.
+    #[serde(default)]
+    pub on_failure: Option<OnFailure>,
     /// The plugin's settings (`[plugin.settings]`), checked by the plugin itself.
     #[serde(default)]
     pub settings: toml::Table,
+}
+
+impl PluginConfig {
+    /// `on_failure` as configured, or the default for this entry's plugin.
+    pub fn failure_policy(&self) -> OnFailure {
+        self.on_failure.unwrap_or_else(|| match &self.path {
+            // A native plugin's `type` is a label of the operator's choice, not its kind.
+            Some(_) => OnFailure::Skip,
+            None => OnFailure::default_for(&self.kind),
+        })
+    }
+}
+
+/// A plugin's failure policy (`[[plugin]] on_failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Go on as if the plugin had passed the event on unchanged (fail open).
+    Skip,
+    /// Refuse the event the plugin failed on, and, once the plugin is disabled, every event
+    /// but a leave (fail closed): the sender gets `server_error_check_logs` / `internal`.
+    Refuse,
+}
+
+impl OnFailure {
+    /// The default for a built-in plugin type: `Refuse` for the plugins that check access.
+    pub fn default_for(kind: &str) -> Self {
+        match kind {
+            "room-policy" | "conference" => OnFailure::Refuse,
+            _ => OnFailure::Skip,
+        }
+    }
 }
 
 /// A configuration problem, with where it is.
@@ -428,6 +474,16 @@ pub enum LoadConfigError {
 }
 
 impl GatewayConfig {
+    /// Whether `/{app}/websocket` is served: no `[[antmedia_app]]` is configured, or `app` is,
+    /// or a `name = "*"` entry covers every name.
+    pub fn admits_app(&self, app: &str) -> bool {
+        self.antmedia_apps.is_empty()
+            || self
+                .antmedia_apps
+                .iter()
+                .any(|a| a.name == app || a.name == "*")
+    }
+
     /// Parses TOML text without validating it.
     pub fn parse(text: &str) -> Result<Self, LoadConfigError> {
         toml::from_str(text).map_err(|e| LoadConfigError::Parse(e.to_string()))
@@ -523,6 +579,12 @@ impl GatewayConfig {
                 "must be at least 1",
             ));
         }
+        if self.limits.max_rooms_per_session == 0 {
+            errors.push(ConfigError::at(
+                "limits.max_rooms_per_session",
+                "must be at least 1",
+            ));
+        }
         if !self.ice.uri.is_empty()
             && !["stun:", "turn:", "turns:"]
                 .iter()
@@ -543,6 +605,9 @@ impl GatewayConfig {
             && store.path.as_os_str().is_empty()
         {
             errors.push(ConfigError::at("store.path", "must not be empty"));
+        }
+        for (i, key, message) in switchboard_conference::list_problems(&self.antmedia_apps) {
+            errors.push(ConfigError::at(format!("antmedia_app[{i}].{key}"), message));
         }
         let mut apps = HashSet::new();
         for (i, app) in self.antmedia_apps.iter().enumerate() {

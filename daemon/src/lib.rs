@@ -119,7 +119,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     let gateway = Arc::new(Gateway::new(
         config.clone(),
-        Pipeline::new(plugins),
+        Pipeline::configured(plugins, &config.plugins),
         shutdown.clone(),
     ));
     gateway

@@ -1,14 +1,23 @@
 //! The plugin pipeline: every event runs through the plugins in config order. A plugin that
-//! fails or panics is disabled and logged; the event and every other session go on.
+//! fails is logged and counted; one that panics (or a native plugin that failed) is disabled.
+//! What happens to the event then is the plugin's failure policy ([`OnFailure`]): `skip` goes
+//! on without the plugin; `refuse` (policy plugins' default) refuses the event, so a broken
+//! access check fails closed instead of open.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use switchboard_plugin_api::protocol::{ErrorCode, Event};
 use switchboard_plugin_api::{Decision, EventContext, Outbox, Plugin, Refusal, SessionId, Verdict};
 
+pub use crate::config::OnFailure;
 use crate::telemetry;
+
+/// What a peer is told when a `refuse` plugin failed on its event: a fixed text (the plugin's
+/// own error goes to the log only).
+const FAILED_CLOSED: &str = "a policy check of this gateway failed; the request is refused";
 
 struct Slot {
     plugin: Box<dyn Plugin>,
@@ -16,6 +25,23 @@ struct Slot {
     disabled: AtomicBool,
     /// Calls and latency, registered once per plugin name.
     stats: Arc<crate::stats::PluginStats>,
+    /// What a failure of this plugin does to the event.
+    on_failure: OnFailure,
+}
+
+impl Slot {
+    /// Whether the plugin is out of service: it panicked, or (a native plugin) disabled itself.
+    fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Relaxed) || self.plugin.is_disabled()
+    }
+
+    /// The refusal a failure of this plugin on `event` makes, under a `refuse` policy. A leave
+    /// is never refused: the peer goes whatever a plugin says, and refusing it would only keep
+    /// a departed peer listed in its room.
+    fn failure_refusal(&self, event: &Event) -> Option<Refusal> {
+        (self.on_failure == OnFailure::Refuse && !matches!(event, Event::Leave(_)))
+            .then(|| Refusal::new(ErrorCode::Internal, FAILED_CLOSED))
+    }
 }
 
 /// The ordered plugins.
@@ -32,15 +58,45 @@ impl std::fmt::Debug for Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline running `plugins` in order.
+    /// A pipeline running `plugins` in order, each with its type's default failure policy
+    /// ([`OnFailure::default_for`]).
     pub fn new(plugins: Vec<Box<dyn Plugin>>) -> Self {
+        Self::with_policies(
+            plugins
+                .into_iter()
+                .map(|p| {
+                    let policy = OnFailure::default_for(p.name());
+                    (p, policy)
+                })
+                .collect(),
+        )
+    }
+
+    /// A pipeline of the plugins built from `configs` (in the same order), each with its
+    /// entry's `on_failure`.
+    pub fn configured(
+        plugins: Vec<Box<dyn Plugin>>,
+        configs: &[crate::config::PluginConfig],
+    ) -> Self {
+        Self::with_policies(
+            plugins
+                .into_iter()
+                .zip(configs)
+                .map(|(p, c)| (p, c.failure_policy()))
+                .collect(),
+        )
+    }
+
+    /// A pipeline running `plugins` in order with the given failure policies.
+    pub fn with_policies(plugins: Vec<(Box<dyn Plugin>, OnFailure)>) -> Self {
         Self {
             slots: plugins
                 .into_iter()
-                .map(|plugin| Slot {
+                .map(|(plugin, on_failure)| Slot {
                     stats: crate::stats::plugin_stats(plugin.name()),
                     plugin,
                     disabled: AtomicBool::new(false),
+                    on_failure,
                 })
                 .collect(),
         }
@@ -52,7 +108,10 @@ impl Pipeline {
         let mut decision = Decision::default();
         let mut stopped = false;
         for slot in &self.slots {
-            if slot.disabled.load(Ordering::Relaxed) {
+            if slot.is_disabled() {
+                if let Some(refusal) = slot.failure_refusal(cx.event()) {
+                    return Err(refusal);
+                }
                 continue;
             }
             let before = decision.clone();
@@ -69,14 +128,20 @@ impl Pipeline {
                     stopped = true;
                     break;
                 }
-                Ok(Ok(Verdict::Refuse(refusal))) => return Err(refusal),
+                Ok(Ok(Verdict::Refuse(refusal))) => return Err(bounded(refusal)),
                 Ok(Err(error)) => {
                     telemetry::plugin_failed(name, &error.0);
+                    if let Some(refusal) = slot.failure_refusal(cx.event()) {
+                        return Err(refusal);
+                    }
                     decision = before;
                 }
                 Err(_) => {
                     telemetry::plugin_failed(name, "panicked; plugin disabled");
                     slot.disabled.store(true, Ordering::Relaxed);
+                    if let Some(refusal) = slot.failure_refusal(cx.event()) {
+                        return Err(refusal);
+                    }
                     decision = before;
                 }
             }
@@ -106,7 +171,7 @@ impl Pipeline {
     /// Tells every enabled plugin that `session` closed.
     pub fn session_closed(&self, session: SessionId) {
         for slot in &self.slots {
-            if slot.disabled.load(Ordering::Relaxed) {
+            if slot.is_disabled() {
                 continue;
             }
             if catch_unwind(AssertUnwindSafe(|| slot.plugin.on_session_closed(session))).is_err() {
@@ -123,5 +188,107 @@ impl Pipeline {
                 telemetry::plugin_failed(slot.plugin.name(), "panicked in shutdown");
             }
         }
+    }
+}
+
+/// Most bytes of a plugin's refusal text a peer is sent. A plugin (a native one above all) may
+/// put anything in its message; what reaches a peer stays bounded.
+const MAX_REFUSAL_MESSAGE_BYTES: usize = 256;
+
+/// `refusal` with its message cut to [`MAX_REFUSAL_MESSAGE_BYTES`] at a character boundary.
+fn bounded(mut refusal: Refusal) -> Refusal {
+    if refusal.message.len() > MAX_REFUSAL_MESSAGE_BYTES {
+        let mut end = MAX_REFUSAL_MESSAGE_BYTES;
+        while !refusal.message.is_char_boundary(end) {
+            end -= 1;
+        }
+        refusal.message.truncate(end);
+        refusal.message.push('…');
+    }
+    refusal
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_plugin_api::protocol::{DialectKind, Join, JoinMode, Leave, LeaveReason};
+    use switchboard_plugin_api::{Envelope, PluginError, RoomView};
+
+    use super::*;
+
+    /// Fails (returns an error) on every event.
+    struct Failing;
+
+    impl Plugin for Failing {
+        fn name(&self) -> &str {
+            "failing"
+        }
+
+        fn on_event(&self, _: &EventContext<'_>, d: &mut Decision) -> Result<Verdict, PluginError> {
+            d.send(SessionId(9), Event::ServerWillStop);
+            Err(PluginError("broken".into()))
+        }
+    }
+
+    fn run(pipeline: &Pipeline, event: Event) -> Result<(Decision, bool), Refusal> {
+        let envelope = Envelope {
+            from: crate::gateway::peer(SessionId(1), DialectKind::Antmedia),
+            event,
+            original: None,
+        };
+        let cx = EventContext {
+            envelope: &envelope,
+            room: RoomView {
+                room: "r",
+                members: &[],
+            },
+        };
+        pipeline.run(&cx)
+    }
+
+    fn join() -> Event {
+        Event::Join(Join {
+            room: "r".into(),
+            mode: JoinMode::Both,
+            token: None,
+        })
+    }
+
+    fn leave() -> Event {
+        Event::Leave(Leave {
+            room: "r".into(),
+            reason: LeaveReason::Leave,
+        })
+    }
+
+    #[test]
+    fn a_failing_plugin_fails_open_under_skip_and_closed_under_refuse() {
+        let skip = Pipeline::with_policies(vec![(Box::new(Failing), OnFailure::Skip)]);
+        let (decision, stopped) = run(&skip, join()).expect("skip goes on");
+        assert!(
+            decision.deliveries.is_empty(),
+            "the failed call's changes are rolled back"
+        );
+        assert!(!stopped);
+
+        let refuse = Pipeline::with_policies(vec![(Box::new(Failing), OnFailure::Refuse)]);
+        let refusal = run(&refuse, join()).expect_err("refuse refuses");
+        assert_eq!(refusal.code, ErrorCode::Internal);
+        assert_eq!(refusal.message, FAILED_CLOSED);
+        // A leave is never refused: the peer goes whatever a plugin says.
+        assert!(run(&refuse, leave()).is_ok());
+    }
+
+    #[test]
+    fn policy_plugins_default_to_refuse() {
+        assert_eq!(OnFailure::default_for("room-policy"), OnFailure::Refuse);
+        assert_eq!(OnFailure::default_for("conference"), OnFailure::Refuse);
+        assert_eq!(OnFailure::default_for("room-router"), OnFailure::Skip);
+    }
+
+    #[test]
+    fn refusal_texts_are_bounded() {
+        let long = Refusal::new(ErrorCode::Refused, "é".repeat(1000));
+        let cut = bounded(long);
+        assert!(cut.message.len() <= MAX_REFUSAL_MESSAGE_BYTES + '…'.len_utf8());
     }
 }

@@ -60,7 +60,7 @@ pub fn apply(
         None
     } else {
         match registry.build_all(&new.plugins) {
-            Ok(plugins) => Some(Pipeline::new(plugins)),
+            Ok(plugins) => Some(Pipeline::configured(plugins, &new.plugins)),
             Err(errors) => {
                 let error = format!("cannot build plugins: {}", errors.join("; "));
                 telemetry::config_reload_failed(&error);

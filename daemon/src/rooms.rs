@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use switchboard_plugin_api::{Peer, SessionId};
 
 /// Longest accepted room name, in bytes.
-pub const MAX_ROOM_NAME_BYTES: usize = 128;
+pub const MAX_ROOM_NAME_BYTES: usize = switchboard_protocol::MAX_ID_BYTES;
 
 /// Checks a room name from a URL path or query: non-empty, bounded, no control characters.
 /// (Ant Media stream ids are stricter; the Ant codec checks those.)

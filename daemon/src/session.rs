@@ -14,7 +14,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use switchboard_plugin_api::protocol::dialects::{Keepalive, TextFrames};
 use switchboard_plugin_api::protocol::{
-    DecodeError, Decoded, Dialect, DialectKind, ErrorCode, Event, Join,
+    ConferenceCommand, DecodeError, Decoded, Dialect, DialectKind, ErrorCode, Event, Join,
 };
 use switchboard_plugin_api::{Envelope, Original, Peer, Refusal, SessionId, WireText};
 use tokio::sync::mpsc;
@@ -179,6 +179,9 @@ impl SessionCore {
         original: Option<Original>,
         received: Instant,
     ) -> Option<Refused> {
+        if let Some(refused) = self.over_room_cap(&event) {
+            return Some(refused);
+        }
         // Only a join claims (with `[cluster]`): everything else is dispatched without building
         // the claim's future and moving the envelope into it.
         if self.gateway.claimed_room(&event).is_none() {
@@ -204,6 +207,9 @@ impl SessionCore {
         original: Option<Original>,
         received: Instant,
     ) -> Option<Refused> {
+        if let Some(refused) = self.over_room_cap(&event) {
+            return Some(refused);
+        }
         let routed = event.room().is_some();
         let out = self.gateway.dispatch(Envelope {
             from: self.peer,
@@ -211,6 +217,28 @@ impl SessionCore {
             original,
         });
         self.record(routed, received, out)
+    }
+
+    /// Refuses a join into one more room when this session is already in
+    /// `[limits] max_rooms_per_session` rooms: checked before the pipeline runs, so the room
+    /// table never holds the extra room (a repeated join of a room it is in passes).
+    fn over_room_cap(&self, event: &Event) -> Option<Refused> {
+        let room = joined_room(event)?;
+        let max = self.gateway.config().limits.max_rooms_per_session;
+        if self.rooms.len() < max || self.rooms.iter().any(|r| r == room) {
+            return None;
+        }
+        let refusal = Refusal::new(
+            ErrorCode::Refused,
+            format!(
+                "this connection is already in {max} rooms (the most one connection may be in)"
+            ),
+        );
+        telemetry::refused(self.peer.dialect, refusal.code);
+        Some(Refused {
+            refusal,
+            room: Some(room.to_owned()),
+        })
     }
 
     /// Counts a dispatched event and keeps the session's list of rooms.
@@ -229,6 +257,9 @@ impl SessionCore {
             Some(Membership::Left(room)) => self.rooms.retain(|r| *r != room),
             None => {}
         }
+        if let Some(refusal) = &out.refusal {
+            telemetry::refused(self.peer.dialect, refusal.code);
+        }
         out.refusal.map(|refusal| Refused {
             refusal,
             room: out.refused_room,
@@ -241,6 +272,18 @@ impl SessionCore {
         self.gateway.leave_all(self.peer, &rooms);
         self.gateway.unregister(self.peer.session);
         telemetry::session_closed(self.peer.session, self.peer.dialect, reason);
+    }
+}
+
+/// The room `event` would make its sender a member of: a join (every dialect) or an Ant
+/// `joinRoom`.
+fn joined_room(event: &Event) -> Option<&str> {
+    match event {
+        Event::Join(join) => Some(&join.room),
+        Event::Conference(c) if matches!(c.command, ConferenceCommand::JoinRoom(_)) => {
+            Some(c.target())
+        }
+        _ => None,
     }
 }
 

@@ -2,7 +2,7 @@
 //! its metric, so message text, metric names and label sets live in one reviewed place.
 
 use switchboard_plugin_api::SessionId;
-use switchboard_plugin_api::protocol::{DecodeError, DialectKind};
+use switchboard_plugin_api::protocol::{DecodeError, DialectKind, ErrorCode};
 use switchboard_plugin_api::{Envelope, Refusal};
 use tracing::{error, info, trace, warn};
 
@@ -102,6 +102,23 @@ pub fn event_refused(envelope: &Envelope, room: &str, refusal: &Refusal) {
     } else {
         tracing::debug!(session = %session, event, room, code, "Refused an event.");
     }
+}
+
+/// A peer's event was refused (by a plugin, a session limit or the gateway); counted once per
+/// refusal under its code, whichever part refused it.
+pub fn refused(dialect: DialectKind, code: ErrorCode) {
+    count_error(dialect.as_str(), code.as_str());
+}
+
+/// A raw or socket.io connection named an empty, over-long or control-character room.
+pub fn room_name_refused(dialect: DialectKind) {
+    count_error(dialect.as_str(), "invalid_room");
+}
+
+/// An Ant Media connection named an application this gateway does not serve (HTTP 404).
+pub fn app_refused(addr: std::net::SocketAddr) {
+    info!(peer.addr = %addr, "Refused a connection to an application that is not configured.");
+    count_error(DialectKind::Antmedia.as_str(), "unknown_app");
 }
 
 // === limits, drain, reload ===

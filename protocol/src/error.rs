@@ -42,8 +42,9 @@ pub enum DecodeError {
         /// What it should have been, e.g. `"a string"`.
         expected: &'static str,
     },
-    /// A stream or room id with characters outside `[A-Za-z0-9._-]`.
-    #[error("invalid stream name `{0}`")]
+    /// A stream or room id with characters outside `[A-Za-z0-9._-]`, or longer than
+    /// [`crate::MAX_ID_BYTES`] (the id shown is truncated).
+    #[error("invalid stream name `{0}` (1 to {max} bytes of [A-Za-z0-9._-])", max = crate::MAX_ID_BYTES)]
     InvalidStreamName(String),
     /// A field has a value outside its allowed set.
     #[error("field `{field}` has invalid value `{value}`")]

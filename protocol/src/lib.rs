@@ -31,6 +31,12 @@ pub use event::*;
 /// while still bounding what one peer can make the gateway buffer.
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 128 * 1024;
 
+/// Longest stream id, room id or room name accepted in any dialect, in bytes (Ant stream ids,
+/// `joinRoom` rooms, raw `/ws/{room}` and `switchboard.play`/`publish` streams, socket.io
+/// rooms). An id is a key in the gateway's room table and is echoed in replies, so one bound
+/// for all dialects keeps one peer from making the gateway hold 100 KB ids.
+pub const MAX_ID_BYTES: usize = 128;
+
 /// Maximum JSON nesting depth the decoders accept. Signaling messages are at most four levels
 /// deep; anything deeper is refused before it costs stack or memory.
 pub const MAX_JSON_DEPTH: usize = 32;

@@ -167,15 +167,17 @@ export class SioPeer {
    * @param {string} label name used in messages
    * @param {'v4'|'v2'} version which npm client
    * @param {string} url gateway base URL
-   * @param {{room?: string, transports?: string[]}} options
+   * @param {{room?: string, transports?: string[], auth?: object}} options (`auth`: the v4
+   *   connect payload, e.g. `{token}`)
    */
-  constructor(label, version, url, { room, transports } = {}) {
+  constructor(label, version, url, { room, transports, auth } = {}) {
     this.label = label;
     this.version = version;
     this.inbox = new Inbox(label);
     const opts = { forceNew: true, reconnection: false, timeout: WAIT_MS };
     if (room !== undefined) opts.query = { room };
     if (transports) opts.transports = transports;
+    if (auth) opts.auth = auth;
     this.socket = version === 'v2' ? ioV2(url, opts) : ioV4(url, opts);
     for (const event of SIO_EVENTS) {
       this.socket.on(event, (value) => this.inbox.push(event, value));

@@ -1,17 +1,20 @@
-//! The Ant Media endpoint: `ws://HOST:PORT/{app}/websocket`, any app name, query ignored.
+//! The Ant Media endpoint: `ws://HOST:PORT/{app}/websocket`, query ignored. Any app name while
+//! no `[[antmedia_app]]` is configured; once one is, only the configured names (or any, with a
+//! `name = "*"` entry), so that no app name escapes the configured stream security.
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
-use axum::response::Response;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use switchboard_protocol::DialectKind;
 use switchboard_protocol::dialects::antmedia::{AntMedia, AntState};
 use tracing::Instrument;
 
 use super::{ListenerContext, admission};
-use crate::session;
+use crate::{session, telemetry};
 
 pub fn routes(cx: ListenerContext) -> Router {
     Router::new()
@@ -25,6 +28,15 @@ async fn upgrade(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(cx): State<ListenerContext>,
 ) -> Response {
+    // Before the connection caps and the upgrade: nothing is spent on an app not served.
+    if !cx.gateway.config().admits_app(&app) {
+        telemetry::app_refused(addr);
+        return (
+            StatusCode::NOT_FOUND,
+            "unknown application: it is not configured on this gateway ([[antmedia_app]])\n",
+        )
+            .into_response();
+    }
     let permit = match admission::admit(&cx, DialectKind::Antmedia, addr) {
         Ok(permit) => permit,
         Err(refusal) => return admission::refusal_response(refusal),

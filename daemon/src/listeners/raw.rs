@@ -37,6 +37,7 @@ async fn upgrade(
     State(cx): State<ListenerContext>,
 ) -> Response {
     if let Err(problem) = rooms::check_room_name(&room) {
+        crate::telemetry::room_name_refused(DialectKind::Raw);
         return (StatusCode::BAD_REQUEST, format!("{problem}\n")).into_response();
     }
     let permit = match admission::admit(&cx, DialectKind::Raw, addr) {

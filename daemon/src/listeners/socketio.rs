@@ -14,7 +14,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use socketioxide::SendError;
 use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::{Data, SocketRef, State};
+use socketioxide::extract::{Data, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::handler::{MessageHandler, Value as SioValue};
 use socketioxide::layer::SocketIoLayer;
@@ -98,9 +98,22 @@ fn join_from_handshake(s: &SocketRef, default: &str) -> (String, Option<String>)
     (room, query.remove("token").filter(|t| !t.is_empty()))
 }
 
-async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<(), JoinRefused> {
-    let (room, token) = join_from_handshake(&s, &cx.config.socketio_room);
-    rooms::check_room_name(&room).map_err(|e| JoinRefused(format!("invalid_room: {e}")))?;
+async fn join_room(
+    s: SocketRef,
+    State(cx): State<ListenerContext>,
+    TryData(auth): TryData<Value>,
+) -> Result<(), JoinRefused> {
+    let (room, query_token) = join_from_handshake(&s, &cx.config.socketio_room);
+    // socket.io v4 `io(url, {auth: {token}})` keeps the token out of URLs and access logs.
+    let token = auth
+        .ok()
+        .and_then(|a| a.get("token")?.as_str().map(str::to_owned))
+        .filter(|t| !t.is_empty())
+        .or(query_token);
+    rooms::check_room_name(&room).map_err(|e| {
+        telemetry::room_name_refused(DialectKind::Socketio);
+        JoinRefused(format!("invalid_room: {e}"))
+    })?;
     let addr = s
         .req_parts()
         .extensions

@@ -123,7 +123,10 @@ async fn serve(
 /// The room name check and the connection caps, as socketioxide's connect middleware does them:
 /// a refusal is told as a connect error, in the client's own terms.
 fn admit(cx: &ListenerContext, room: &str, addr: SocketAddr) -> Result<Permit, String> {
-    rooms::check_room_name(room).map_err(|e| format!("invalid_room: {e}"))?;
+    rooms::check_room_name(room).map_err(|e| {
+        crate::telemetry::room_name_refused(DialectKind::Socketio);
+        format!("invalid_room: {e}")
+    })?;
     admission::admit(cx, DialectKind::Socketio, addr)
         .map_err(|r| format!("{}: {}", r.as_str(), r.message()))
 }

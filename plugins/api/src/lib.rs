@@ -233,6 +233,13 @@ pub trait Plugin: Send + Sync {
 
     /// Called once during graceful shutdown, in reverse config order. Default: nothing.
     fn shutdown(&self) {}
+
+    /// Whether the plugin has stopped working for good (a native plugin disables itself after
+    /// a failure). The gateway then no longer calls it and applies its failure policy
+    /// (`on_failure`) to every event instead. Default: never.
+    fn is_disabled(&self) -> bool {
+        false
+    }
 }
 
 /// Delivers events to sessions outside a hook. The gateway implements it; deliveries go to the

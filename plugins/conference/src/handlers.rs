@@ -12,7 +12,7 @@ use switchboard_plugin_api::{Decision, EventContext, Peer, SessionId, Verdict};
 
 use crate::hub::{Participant, State, random_id};
 use crate::records::TokenType;
-use crate::security::{self, Access, TokenCheck};
+use crate::security::{self, Access, Resolved, TokenCheck};
 use crate::{Conference, is_participant, now, refuse};
 
 /// Most subtracks one `getSubtracks` page returns.
@@ -435,9 +435,10 @@ impl Conference {
         }
     }
 
-    /// Runs the check `which` of application `app` (none when the application has no
-    /// settings). Returns a used-up one-time token to delete from the store.
-    fn check_token(
+    /// Runs the check `which` of the settings that cover application `app` (empty: the
+    /// request names none; see [`crate::security::Apps::resolve`]). Returns a used-up one-time
+    /// token to delete from the store.
+    pub(crate) fn check_token(
         &self,
         state: &mut State,
         app: &str,
@@ -446,18 +447,61 @@ impl Conference {
         access: Access<'_>,
         now: i64,
     ) -> Result<Option<String>, Verdict> {
-        let Some(settings) = self.hub.app(app) else {
-            return Ok(None);
+        let settings = match self.hub.apps().resolve(app) {
+            Resolved::Open => return Ok(None),
+            Resolved::Refused(reason) => return Err(refuse(ErrorCode::Unauthorized, reason)),
+            Resolved::App(settings) => settings,
         };
         security::check(
             settings,
-            which(settings),
+            which(&settings.config),
             token,
             access,
             &mut state.tokens,
             now,
         )
         .map_err(|reason| refuse(ErrorCode::Unauthorized, reason))
+    }
+
+    /// A join (any dialect: Ant P2P `join`, raw `/ws/{room}`, socket.io) into a conference room
+    /// (one the REST API created, or one with participants) is an entry into that room like
+    /// `joinRoom`, so it is held to the same `join_room` check, of the default application
+    /// (a join names no application). Other rooms are peer-to-peer rooms, not this plugin's.
+    pub(crate) fn on_join(&self, cx: &EventContext<'_>, token: Option<&str>) -> Verdict {
+        let room = cx.room.room;
+        let me = cx.from().session;
+        let mut state = self.hub.state();
+        let conference_room = state.rooms.contains_key(room)
+            || cx
+                .room
+                .members
+                .iter()
+                .any(|p| p.mode == JoinMode::Conference);
+        if !conference_room || cx.room.contains(me) {
+            return Verdict::Continue;
+        }
+        let used = self.check_token(
+            &mut state,
+            "",
+            |a| a.join_room,
+            token,
+            Access {
+                stream: room,
+                kind: TokenType::Play,
+                room: Some(room),
+            },
+            now(),
+        );
+        drop(state);
+        match used {
+            Err(verdict) => verdict,
+            Ok(used) => {
+                if let Some(token) = used {
+                    self.hub.forget_token(token);
+                }
+                Verdict::Continue
+            }
+        }
     }
 }
 

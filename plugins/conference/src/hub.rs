@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use switchboard_plugin_api::SessionId;
 
 use crate::records::{DEFAULT_ROOM_DURATION_SECS, NewRoom, RoomRecord, TokenRecord, TokenType};
-use crate::security::{AppSecurityConfig, sign_jwt};
+use crate::security::{AppSecurityConfig, Apps, sign_jwt};
 use crate::store::{StoreError, Write, Writer};
 
 /// Longest room or stream id the REST API accepts, in bytes.
@@ -105,7 +105,7 @@ enum Store {
 #[derive(Debug)]
 pub struct Hub {
     state: Mutex<State>,
-    apps: HashMap<String, AppSecurityConfig>,
+    apps: Apps,
     store: Store,
     /// Serializes REST mutations (check, write to disk, apply) without holding `state`.
     rest: Mutex<()>,
@@ -153,11 +153,7 @@ impl Hub {
         };
         Self {
             state: Mutex::new(state),
-            apps: options
-                .apps
-                .into_iter()
-                .map(|a| (a.name.clone(), a))
-                .collect(),
+            apps: Apps::new(options.apps),
             store,
             rest: Mutex::new(()),
         }
@@ -172,9 +168,14 @@ impl Hub {
         lock(&self.state)
     }
 
-    /// The security settings of application `name`, if it has any.
+    /// The security settings listed under exactly `name`, if any.
     pub fn app(&self, name: &str) -> Option<&AppSecurityConfig> {
-        self.apps.get(name)
+        self.apps.get(name).map(|a| &a.config)
+    }
+
+    /// Every application's security, and which applies to a request.
+    pub fn apps(&self) -> &Apps {
+        &self.apps
     }
 
     /// Deletes a used-up one-time token from the store without waiting (hook side).

@@ -15,8 +15,10 @@
 //!   metadata and role.
 //! - Rooms created through the REST API have start and end dates; joining outside them gives
 //!   `room_not_active_or_expired`. Rooms nobody created are open at any time.
-//! - Stream security per application ([`AppSecurityConfig`]): one-time tokens, HS256 JWTs,
-//!   hash tokens; failures give `unauthorized_access`.
+//! - Stream security per application ([`AppSecurityConfig`]): one-time tokens, JWTs (HS256/
+//!   384/512, RS256, ES256 through `jsonwebtoken`), hash tokens; failures give
+//!   `unauthorized_access`. Requests that name no application (raw, socket.io, P2P joins into
+//!   a conference room) are held to the default application's settings ([`Apps::resolve`]).
 //!
 //! The REST room catalog and the tokens live in a [`Hub`] the daemon shares with its REST API
 //! and persists in a redb file; the hook never waits for the disk.
@@ -56,7 +58,10 @@ mod tests;
 
 pub use hub::{Hub, HubOptions, MAX_ID_BYTES, MAX_LIST_SIZE, RestError, check_id};
 pub use records::{DEFAULT_ROOM_DURATION_SECS, NewRoom, RoomRecord, TokenRecord, TokenType};
-pub use security::{AppSecurityConfig, MIN_JWT_SECRET_BYTES, TokenCheck, hash_token, sign_jwt};
+pub use security::{
+    App, AppSecurityConfig, Apps, MIN_JWT_SECRET_BYTES, Resolved, TokenCheck, hash_token,
+    list_problems, sign_jwt,
+};
 pub use store::StoreError;
 
 /// Settings of `[[plugin]] type = "conference"`.
@@ -134,18 +139,54 @@ impl PluginFactory for ConferenceFactory {
 pub struct Conference {
     hub: Arc<Hub>,
     settings: ConferenceSettings,
+    /// The JWKS refresh tasks, started by `start` and aborted by `shutdown`.
+    refreshers: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl Conference {
     /// A plugin on `hub` with `settings`.
     pub fn new(hub: Arc<Hub>, settings: ConferenceSettings) -> Self {
-        Self { hub, settings }
+        Self {
+            hub,
+            settings,
+            refreshers: std::sync::Mutex::new(Vec::new()),
+        }
     }
 }
 
 impl Plugin for Conference {
     fn name(&self) -> &str {
         "conference"
+    }
+
+    /// Starts fetching the JWKS documents of applications whose JWT keys come from one.
+    fn start(&self, _outbox: switchboard_plugin_api::Outbox) -> Result<(), PluginError> {
+        let key_sets = self.hub.apps().key_sets();
+        if key_sets.is_empty() {
+            return Ok(());
+        }
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| PluginError("a JWKS URL needs the gateway's runtime".into()))?;
+        let mut tasks = self
+            .refreshers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for jwks in key_sets {
+            tasks.push(runtime.spawn(jwks.refresh_forever()).abort_handle());
+        }
+        Ok(())
+    }
+
+    fn shutdown(&self) {
+        let tasks = std::mem::take(
+            &mut *self
+                .refreshers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for task in tasks {
+            task.abort();
+        }
     }
 
     fn on_event(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {
@@ -159,6 +200,7 @@ impl Plugin for Conference {
                     cx.room.room
                 ),
             ),
+            Event::Join(join) => self.on_join(cx, join.token.as_deref()),
             _ => Verdict::Continue,
         })
     }

@@ -1,7 +1,13 @@
-//! Stream security per Ant Media application (antmedia.md §7): one-time tokens, HS256 JWTs and
-//! hash tokens, checked on `publish`, `play` and (when configured) `joinRoom`.
+//! Stream security per Ant Media application (antmedia.md §7): one-time tokens, JWTs and hash
+//! tokens, checked on `publish`, `play` and (when configured) `joinRoom` and joins into a
+//! conference room; and which application's settings apply to a request ([`Apps::resolve`]).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+
+use std::sync::Arc;
+
+use switchboard_room_policy::{ClaimRules, Jwks, JwtVerifier};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -21,8 +27,9 @@ pub enum TokenCheck {
     /// A one-time token created by `GET .../broadcasts/{id}/token` (Ant
     /// `publishTokenControlEnabled` / `playTokenControlEnabled`).
     OneTime,
-    /// An HS256 JWT with `streamId`, `type` and `exp` claims, signed with `jwt_secret` (Ant
-    /// `publishJwtControlEnabled` / `playJwtControlEnabled`).
+    /// A JWT with `streamId`, `type` and `exp` claims: HS256/384/512 signed with `jwt_secret`,
+    /// or RS256/ES256 verified with `jwt_public_key_file` (Ant `publishJwtControlEnabled` /
+    /// `playJwtControlEnabled`).
     Jwt,
     /// `hex(sha256(streamId + type + hash_secret))` (Ant `hashControlPublishEnabled` /
     /// `hashControlPlayEnabled`).
@@ -30,9 +37,10 @@ pub enum TokenCheck {
 }
 
 /// `[[antmedia_app]]`: the stream security of one Ant Media application (the `{app}` of
-/// `/{app}/websocket` and `/{app}/rest/`). Applications not listed check no tokens. One
-/// mechanism per kind of access: Ant checks every enabled mechanism against the same `token`,
-/// so two at once could never both pass.
+/// `/{app}/websocket` and `/{app}/rest/`), or with `name = "*"` of every application not
+/// listed. Once any is listed, `/{app}/websocket` of an application neither listed nor covered
+/// by `*` is refused. One mechanism per kind of access: Ant checks every enabled mechanism
+/// against the same `token`, so two at once could never both pass.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AppSecurityConfig {
@@ -56,30 +64,97 @@ pub struct AppSecurityConfig {
     /// Secret of hash tokens; needed by `hash` checks.
     #[serde(default)]
     pub hash_secret: Option<String>,
+    /// A PEM file with the RSA (RS256) or P-256 EC (ES256) public key of JWTs, instead of
+    /// `jwt_secret`. A relative path is relative to the gateway's working directory.
+    #[serde(default)]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Instead of `jwt_secret`/`jwt_public_key_file`: an `http://` URL of a JWKS document
+    /// (Ant's `jwksURL`) whose RS256/ES256 keys verify JWTs by `kid`; fetched when the
+    /// conference plugin starts and every `jwks_refresh_secs`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Seconds between two fetches of `jwks_url`. Default 300.
+    #[serde(default = "default_jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
+    /// Seconds of clock skew allowed on a JWT's `exp` and `nbf`. Default 0.
+    #[serde(default)]
+    pub jwt_leeway_secs: u64,
+    /// When set, a JWT's `aud` must contain it.
+    #[serde(default)]
+    pub jwt_audience: Option<String>,
+    /// When set, a JWT's `iss` must be it.
+    #[serde(default)]
+    pub jwt_issuer: Option<String>,
+    /// This application's settings also apply to requests that name no application: raw
+    /// (`/ws/{room}`, `switchboard.publish`/`play`) and socket.io peers, and Ant Media P2P
+    /// `join`s into a conference room. At most one application sets it; when only one is
+    /// listed it is the default without it.
+    #[serde(default)]
+    pub default: bool,
+}
+
+const fn default_jwks_refresh_secs() -> u64 {
+    300
 }
 
 impl AppSecurityConfig {
     /// Every problem with these settings, as `(key, message)`.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        if self.name.is_empty()
-            || !self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        if self.name != "*"
+            && (self.name.is_empty()
+                || !self
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')))
         {
             out.push((
                 "name",
                 format!(
-                    "`{}` is not an application name ([A-Za-z0-9._-]+)",
+                    "`{}` is not an application name ([A-Za-z0-9._-]+, or `*`)",
                     self.name
                 ),
             ));
         }
         let checks = [self.publish, self.play, self.join_room];
-        if checks.contains(&TokenCheck::Jwt) {
+        if let Some(path) = &self.jwt_public_key_file {
+            if self.jwt_secret.is_some() {
+                out.push((
+                    "jwt_public_key_file",
+                    "set either `jwt_secret` or `jwt_public_key_file`, not both".to_owned(),
+                ));
+            } else if let Some(Err(e)) = self.verifier() {
+                out.push(("jwt_public_key_file", format!("{}: {e}", path.display())));
+            }
+        }
+        let jwt_keys = [
+            self.jwt_secret.is_some(),
+            self.jwt_public_key_file.is_some(),
+            self.jwks_url.is_some(),
+        ];
+        if let Some(url) = &self.jwks_url {
+            if jwt_keys.iter().filter(|k| **k).count() > 1 {
+                out.push((
+                    "jwks_url",
+                    "set one of `jwt_secret`, `jwt_public_key_file`, `jwks_url`".to_owned(),
+                ));
+            }
+            if self.jwks_refresh_secs == 0 {
+                out.push(("jwks_refresh_secs", "must be at least 1".to_owned()));
+            }
+            if let Err(e) = Jwks::new(url, std::time::Duration::from_secs(1)) {
+                out.push(("jwks_url", e));
+            }
+        }
+        if checks.contains(&TokenCheck::Jwt)
+            && self.jwt_public_key_file.is_none()
+            && self.jwks_url.is_none()
+        {
             match &self.jwt_secret {
-                None => out.push(("jwt_secret", "required by a `jwt` check".to_owned())),
+                None => out.push((
+                    "jwt_secret",
+                    "required by a `jwt` check (or set `jwt_public_key_file`)".to_owned(),
+                )),
                 Some(s) if s.len() < MIN_JWT_SECRET_BYTES => out.push((
                     "jwt_secret",
                     format!("must be at least {MIN_JWT_SECRET_BYTES} bytes"),
@@ -103,6 +178,144 @@ impl AppSecurityConfig {
     }
 }
 
+impl AppSecurityConfig {
+    /// The JWT verifier of these settings: `None` without JWT keys, the error of a key that
+    /// cannot be read or used.
+    pub fn verifier(&self) -> Option<Result<JwtVerifier, String>> {
+        let rules = ClaimRules {
+            leeway_secs: self.jwt_leeway_secs,
+            audience: self.jwt_audience.clone(),
+            issuer: self.jwt_issuer.clone(),
+        };
+        if let Some(url) = &self.jwks_url {
+            let refresh = std::time::Duration::from_secs(self.jwks_refresh_secs.max(1));
+            return Some(Jwks::new(url, refresh).map(|j| JwtVerifier::jwks(Arc::new(j), &rules)));
+        }
+        if let Some(path) = &self.jwt_public_key_file {
+            return Some(
+                std::fs::read(path)
+                    .map_err(|e| format!("cannot read it: {e}"))
+                    .and_then(|pem| JwtVerifier::public_key_pem(&pem, &rules)),
+            );
+        }
+        let secret = self.jwt_secret.as_deref()?;
+        Some(JwtVerifier::hmac(secret.as_bytes(), &rules))
+    }
+}
+
+/// One application's settings and its compiled JWT verifier.
+#[derive(Debug)]
+pub struct App {
+    /// The settings.
+    pub config: AppSecurityConfig,
+    /// Verifies its JWTs (`None` without JWT keys, or keys that failed to load: logged, and
+    /// every `jwt` check then refuses).
+    pub jwt: Option<JwtVerifier>,
+}
+
+/// Every `[[antmedia_app]]`, and the rules for which one applies to a request.
+#[derive(Debug, Default)]
+pub struct Apps {
+    by_name: HashMap<String, App>,
+    /// The name of the application whose settings apply to requests that name none.
+    default: Option<String>,
+}
+
+/// Which settings apply to a request.
+#[derive(Debug)]
+pub enum Resolved<'a> {
+    /// No `[[antmedia_app]]` at all: nothing is checked (an open gateway).
+    Open,
+    /// These settings.
+    App(&'a App),
+    /// Nothing applies, and since security is configured the request is refused.
+    Refused(&'static str),
+}
+
+impl Apps {
+    /// Compiles `configs`; a JWT key that cannot be loaded is logged (config validation
+    /// reports it before the gateway starts).
+    pub fn new(configs: Vec<AppSecurityConfig>) -> Self {
+        let default = match configs.iter().find(|a| a.default) {
+            Some(a) => Some(a.name.clone()),
+            None if configs.len() == 1 => Some(configs[0].name.clone()),
+            None => None,
+        };
+        let by_name = configs
+            .into_iter()
+            .map(|config| {
+                let jwt = match config.verifier() {
+                    None => None,
+                    Some(Ok(v)) => Some(v),
+                    Some(Err(e)) => {
+                        tracing::error!(app = %config.name, error = %e, "Cannot load the application's JWT key; its jwt checks refuse every token.");
+                        None
+                    }
+                };
+                (config.name.clone(), App { config, jwt })
+            })
+            .collect();
+        Self { by_name, default }
+    }
+
+    /// The JWKS key sets the applications' JWTs are verified with, to fetch and refresh.
+    pub fn key_sets(&self) -> Vec<Arc<Jwks>> {
+        self.by_name
+            .values()
+            .filter_map(|a| a.jwt.as_ref()?.key_set().cloned())
+            .collect()
+    }
+
+    /// The settings listed under exactly `name` (the REST API's application).
+    pub fn get(&self, name: &str) -> Option<&App> {
+        self.by_name.get(name)
+    }
+
+    /// Whether `/{name}/websocket` is served: no application is listed, or `name` is, or a
+    /// `*` entry covers it.
+    pub fn admits(&self, name: &str) -> bool {
+        self.by_name.is_empty() || self.by_name.contains_key(name) || self.by_name.contains_key("*")
+    }
+
+    /// The settings that apply to a request made through application `name` (empty: the
+    /// request names none; raw and socket.io peers, Ant P2P joins). Streams and rooms are
+    /// shared by every application and dialect, so a request that names no application is
+    /// held to the default application's settings rather than let through unchecked.
+    pub fn resolve(&self, name: &str) -> Resolved<'_> {
+        if self.by_name.is_empty() {
+            return Resolved::Open;
+        }
+        let app = if name.is_empty() {
+            self.default.as_deref().and_then(|d| self.by_name.get(d))
+        } else {
+            self.by_name.get(name).or_else(|| self.by_name.get("*"))
+        };
+        match (app, name.is_empty()) {
+            (Some(app), _) => Resolved::App(app),
+            (None, true) => Resolved::Refused(
+                "stream security is configured, and no application is the default for peers that name none",
+            ),
+            (None, false) => {
+                Resolved::Refused("this application is not configured on this gateway")
+            }
+        }
+    }
+}
+
+/// Every problem with a list of `[[antmedia_app]]`s as a whole, as `(index, key, message)`.
+pub fn list_problems(apps: &[AppSecurityConfig]) -> Vec<(usize, &'static str, String)> {
+    let mut out = Vec::new();
+    let defaults: Vec<usize> = (0..apps.len()).filter(|i| apps[*i].default).collect();
+    for i in defaults.iter().skip(1) {
+        out.push((
+            *i,
+            "default",
+            "only one application may be the default".to_owned(),
+        ));
+    }
+    out
+}
+
 /// What a token is presented for.
 #[derive(Debug, Clone, Copy)]
 pub struct Access<'a> {
@@ -119,7 +332,7 @@ pub struct Access<'a> {
 /// caller can delete it on disk too. The error is the reason, for logs and raw peers (Ant peers
 /// get `unauthorized_access` without it, as AMS sends it).
 pub fn check(
-    app: &AppSecurityConfig,
+    app: &App,
     check: TokenCheck,
     token: Option<&str>,
     access: Access<'_>,
@@ -130,21 +343,17 @@ pub fn check(
         return Ok(None);
     }
     let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return Err(format!(
-            "application `{}` requires a token to {}",
-            app.name,
-            access.kind.as_str()
-        ));
+        return Err(format!("a token is required to {}", access.kind.as_str()));
     };
     match check {
         TokenCheck::None => Ok(None),
         TokenCheck::OneTime => one_time(token, access, tokens, now),
-        TokenCheck::Jwt => {
-            let key = app.jwt_secret.as_deref().unwrap_or_default();
-            jwt(token, key.as_bytes(), access, now).map(|()| None)
-        }
+        TokenCheck::Jwt => match &app.jwt {
+            Some(verifier) => jwt(token, verifier, access).map(|()| None),
+            None => Err("JWT keys are not available".to_owned()),
+        },
         TokenCheck::Hash => {
-            let secret = app.hash_secret.as_deref().unwrap_or_default();
+            let secret = app.config.hash_secret.as_deref().unwrap_or_default();
             let expected = hash_token(access.stream, access.kind, secret);
             switchboard_room_policy::check_shared_secret(token, &expected)
                 .map(|()| None)
@@ -181,24 +390,23 @@ fn one_time(
             if access.room == Some(room.as_str()) || access.stream == room {
                 Ok(None)
             } else {
-                Err(format!("token is for room `{room}`"))
+                Err("token is for another room".to_owned())
             }
         }
         None if record.stream_id == access.stream => {
             tokens.remove(token);
             Ok(Some(token.to_owned()))
         }
-        None => Err(format!("token is for stream `{}`", record.stream_id)),
+        None => Err("token is for another stream".to_owned()),
     }
 }
 
-/// An HS256 JWT whose `streamId` and `type` claims are the stream and kind asked for.
-fn jwt(token: &str, key: &[u8], access: Access<'_>, now: i64) -> Result<(), String> {
-    let claims =
-        switchboard_room_policy::verify_hs256(token, key, now).map_err(|e| e.to_string())?;
+/// A JWT whose `streamId` and `type` claims are the stream and kind asked for.
+fn jwt(token: &str, verifier: &JwtVerifier, access: Access<'_>) -> Result<(), String> {
+    let claims = verifier.verify(token).map_err(|e| e.to_string())?;
     let claim = |name: &str| claims.get(name).and_then(serde_json::Value::as_str);
     if claim("streamId") != Some(access.stream) {
-        return Err(format!("token is not for stream `{}`", access.stream));
+        return Err("token is not for this stream".to_owned());
     }
     if claim("type") != Some(access.kind.as_str()) {
         return Err(format!("token is not a {} token", access.kind.as_str()));
@@ -226,7 +434,7 @@ pub fn sign_jwt(stream: &str, kind: TokenType, exp: i64, key: &str) -> String {
 mod tests {
     use super::*;
 
-    fn app(publish: TokenCheck) -> AppSecurityConfig {
+    fn settings(publish: TokenCheck) -> AppSecurityConfig {
         AppSecurityConfig {
             name: "LiveApp".into(),
             publish,
@@ -234,7 +442,26 @@ mod tests {
             join_room: TokenCheck::None,
             jwt_secret: Some("k".repeat(32)),
             hash_secret: Some("hs".into()),
+            jwt_public_key_file: None,
+            jwks_url: None,
+            jwks_refresh_secs: 300,
+            jwt_leeway_secs: 0,
+            jwt_audience: None,
+            jwt_issuer: None,
+            default: false,
         }
+    }
+
+    fn app(publish: TokenCheck) -> App {
+        let config = settings(publish);
+        App {
+            jwt: config.verifier().map(|v| v.expect("key")),
+            config,
+        }
+    }
+
+    fn unix_now() -> i64 {
+        crate::now()
     }
 
     fn publish(stream: &str) -> Access<'_> {
@@ -310,64 +537,28 @@ mod tests {
         let key = "k".repeat(32);
         let a = app(TokenCheck::Jwt);
         let mut none = HashMap::new();
-        let good = sign_jwt("s1", TokenType::Publish, 100, &key);
-        assert_eq!(
+        let exp = unix_now() + 100;
+        let jwt = |token: &str, access| {
             check(
                 &a,
                 TokenCheck::Jwt,
-                Some(&good),
-                publish("s1"),
-                &mut none,
-                50
-            ),
-            Ok(None)
-        );
-        assert!(
-            check(
-                &a,
-                TokenCheck::Jwt,
-                Some(&good),
-                publish("s1"),
-                &mut none,
-                100
+                Some(token),
+                access,
+                &mut HashMap::new(),
+                0,
             )
-            .is_err()
-        );
-        assert!(
-            check(
-                &a,
-                TokenCheck::Jwt,
-                Some(&good),
-                publish("s2"),
-                &mut none,
-                50
-            )
-            .is_err()
-        );
-        let play = sign_jwt("s1", TokenType::Play, 100, &key);
-        assert!(
-            check(
-                &a,
-                TokenCheck::Jwt,
-                Some(&play),
-                publish("s1"),
-                &mut none,
-                50
-            )
-            .is_err()
-        );
-        let forged = sign_jwt("s1", TokenType::Publish, 100, &"x".repeat(32));
-        assert!(
-            check(
-                &a,
-                TokenCheck::Jwt,
-                Some(&forged),
-                publish("s1"),
-                &mut none,
-                50
-            )
-            .is_err()
-        );
+        };
+        let good = sign_jwt("s1", TokenType::Publish, exp, &key);
+        assert_eq!(jwt(&good, publish("s1")), Ok(None));
+        let expired = sign_jwt("s1", TokenType::Publish, unix_now() - 1, &key);
+        assert!(jwt(&expired, publish("s1")).is_err(), "expired");
+        assert!(jwt(&good, publish("s2")).is_err(), "stream");
+        let play = sign_jwt("s1", TokenType::Play, exp, &key);
+        assert!(jwt(&play, publish("s1")).is_err(), "type");
+        let forged = sign_jwt("s1", TokenType::Publish, exp, &"x".repeat(32));
+        assert!(jwt(&forged, publish("s1")).is_err(), "key");
+        let padded = format!("{good}=");
+        assert!(jwt(&padded, publish("s1")).is_err(), "padding");
 
         let hash = hash_token("s1", TokenType::Publish, "hs");
         assert_eq!(hash.len(), 64);
@@ -396,8 +587,40 @@ mod tests {
     }
 
     #[test]
+    fn requests_resolve_to_the_application_that_covers_them() {
+        let mut live = settings(TokenCheck::Jwt);
+        live.default = true;
+        let mut other = settings(TokenCheck::None);
+        other.name = "Other".into();
+        let apps = Apps::new(vec![live.clone(), other.clone()]);
+        assert!(apps.admits("LiveApp") && apps.admits("Other") && !apps.admits("Else"));
+        let name = |r: Resolved<'_>| match r {
+            Resolved::App(a) => a.config.name.clone(),
+            Resolved::Open => "open".into(),
+            Resolved::Refused(_) => "refused".into(),
+        };
+        assert_eq!(name(apps.resolve("Other")), "Other");
+        assert_eq!(name(apps.resolve("Else")), "refused");
+        assert_eq!(name(apps.resolve("")), "LiveApp", "the default");
+        live.default = false;
+        let apps = Apps::new(vec![live.clone(), other]);
+        assert_eq!(name(apps.resolve("")), "refused", "two and no default");
+        let mut star = settings(TokenCheck::Hash);
+        star.name = "*".into();
+        let apps = Apps::new(vec![live.clone(), star]);
+        assert!(apps.admits("Else"));
+        assert_eq!(name(apps.resolve("Else")), "*");
+        assert_eq!(
+            name(Apps::new(vec![live]).resolve("")),
+            "LiveApp",
+            "the only one"
+        );
+        assert_eq!(name(Apps::new(Vec::new()).resolve("Else")), "open");
+    }
+
+    #[test]
     fn settings_problems() {
-        let mut a = app(TokenCheck::Jwt);
+        let mut a = settings(TokenCheck::Jwt);
         a.jwt_secret = Some("short".into());
         a.play = TokenCheck::Hash;
         a.hash_secret = None;

@@ -199,6 +199,13 @@ fn media_is_refused_after_the_token_check() {
                 join_room: TokenCheck::None,
                 jwt_secret: None,
                 hash_secret: None,
+                jwt_public_key_file: None,
+                jwks_url: None,
+                jwks_refresh_secs: 300,
+                jwt_leeway_secs: 0,
+                jwt_audience: None,
+                jwt_issuer: None,
+                default: false,
             }],
         },
         0,
@@ -273,4 +280,55 @@ fn canonical_example_config_builds() {
     assert!(factory.build(&toml::Table::new()).is_ok(), "defaults");
     let bad: toml::Table = toml::from_str("max_track_count = 0\nextra = 1").expect("TOML");
     assert!(factory.build(&bad).is_err());
+}
+
+#[test]
+fn joins_of_any_dialect_into_a_conference_room_are_held_to_join_room() {
+    use switchboard_plugin_api::protocol::Join;
+    let secret = "s".repeat(32);
+    let hub = Arc::new(Hub::open(
+        HubOptions {
+            store: None,
+            apps: vec![AppSecurityConfig {
+                name: "LiveApp".into(),
+                publish: TokenCheck::None,
+                play: TokenCheck::None,
+                join_room: TokenCheck::Jwt,
+                jwt_secret: Some(secret.clone()),
+                hash_secret: None,
+                jwt_public_key_file: None,
+                jwks_url: None,
+                jwks_refresh_secs: 300,
+                jwt_leeway_secs: 0,
+                jwt_audience: None,
+                jwt_issuer: None,
+                default: false,
+            }],
+        },
+        0,
+    ));
+    let c = plugin(&hub);
+    let p2p_join = |room: &str, token: Option<String>| {
+        Event::Join(Join {
+            room: room.into(),
+            mode: JoinMode::Both,
+            token,
+        })
+    };
+    let participant = peer(1, ANT, JoinMode::Conference);
+    for dialect in [ANT, DialectKind::Raw, DialectKind::Socketio] {
+        let joiner = peer(2, dialect, JoinMode::Both);
+        // A room with a participant is a conference room: no token, no entry.
+        let (v, _) = run(&c, joiner, p2p_join("conf", None), &[participant]);
+        assert!(
+            matches!(&v, Verdict::Refuse(r) if r.code == ErrorCode::Unauthorized),
+            "{dialect:?}: {v:?}"
+        );
+        let token = sign_jwt("conf", TokenType::Play, now() + 60, &secret);
+        let (v, _) = run(&c, joiner, p2p_join("conf", Some(token)), &[participant]);
+        assert_eq!(v, Verdict::Continue, "{dialect:?}");
+        // A P2P room is not this plugin's.
+        let (v, _) = run(&c, joiner, p2p_join("p2p", None), &[]);
+        assert_eq!(v, Verdict::Continue, "{dialect:?}");
+    }
 }

@@ -227,10 +227,12 @@ impl NativePlugin {
     /// Disables the plugin and reports why, once; a concurrent failure reports nothing.
     fn fail(&self, reason: impl std::fmt::Display) -> Result<Verdict, PluginError> {
         if self.disabled.swap(true, Ordering::Relaxed) {
-            return Ok(Verdict::Continue);
+            // Another thread's call failed first and reported it; this event failed all the
+            // same, and the host's failure policy decides what becomes of it.
+            return Err(PluginError("failed while being disabled".into()));
         }
         Err(PluginError(format!(
-            "native plugin {} {reason}; it is disabled and events go on without it",
+            "native plugin {} {reason}; it is disabled (its on_failure policy applies to later events)",
             self.path.display()
         )))
     }
@@ -239,6 +241,10 @@ impl NativePlugin {
 impl Plugin for NativePlugin {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn is_disabled(&self) -> bool {
+        NativePlugin::is_disabled(self)
     }
 
     fn on_event(

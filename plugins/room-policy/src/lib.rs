@@ -9,17 +9,26 @@
 //! | join rate | `join_rate_per_sec`, `join_burst`, `per_room` | `RateLimited` | `rate_limited` | 4403 |
 //! | room name | `room_pattern` (full match) | `InvalidStreamName` | `invalidStreamName` | 4403 |
 //! | dialect | `rules = [{ rooms, dialects }]` | `Refused` | `refused` | 4403 |
-//! | token | `token = { secret }` or `token = { jwt_hs256_secret }` | `Unauthorized` | `unauthorized_access` | 4403 |
+//! | token | `token = { secret }`, `token = { jwt_hs256_secret }` or `token = { jwt_public_key_file }` | `Unauthorized` | `unauthorized_access` | 4403 |
 //! | room size | `max_peers` | `RoomFull` | `NoSpaceForNewPeer` | 4409 |
 //!
 //! Every join attempt takes from the rate bucket, including attempts later refused for another
 //! reason, so the limit also slows down token guessing. A repeated join by a peer already in the
 //! room is not counted against `max_peers`.
 //!
-//! Tokens arrive as `Join.token`: Ant Media's `token` field of `join`, the socket.io handshake
-//! query `?token=`, the raw URL's `?token=`. A shared secret is compared in constant time. A JWT
-//! must be HS256 (`alg` in its header), carry a valid signature, an `exp` (Unix seconds) in the
-//! future, and, when it has a `room` or `streamId` claim (Ant Media's name), name the joined room.
+//! The policy sees every way into a room: a join in any dialect (Ant Media `join`, raw
+//! `/ws/{room}`, socket.io connect) and Ant Media's conference `joinRoom`.
+//!
+//! Tokens arrive as Ant Media's `token` field of `join` and `joinRoom`, the socket.io connect
+//! `auth` payload (`io(url, {auth: {token}})`) or handshake query `?token=`, the raw URL's
+//! `?token=`. A shared secret is compared in constant time. A JWT is verified by the
+//! `jsonwebtoken` crate: HS256/384/512 with `jwt_hs256_secret`, RS256 or ES256 with the PEM
+//! public key in `jwt_public_key_file` or a key of the JWKS document at `jwks_url` (fetched at
+//! start, cached, refreshed every `jwks_refresh_secs`); it must carry a valid signature and an `exp` (Unix
+//! seconds) in the future, an `nbf` (when present) in the past, both within `jwt_leeway_secs`;
+//! `aud`/`iss` must match `jwt_audience`/`jwt_issuer` when those are set; and, when it has a
+//! `room` or `streamId` claim (Ant Media's name), it must name the joined room. Non-canonical
+//! base64 (`=` padding, stray trailing bits) is refused.
 //!
 //! ```toml
 //! [[plugin]]
@@ -35,26 +44,29 @@
 //!
 //! # Layout
 //! - `lib.rs`: settings, their validation, and the hook.
-//! - `jwt.rs`: HS256 JWT and shared-secret checks (pure functions of the token and the time).
+//! - `jwt.rs`: JWT (through `jsonwebtoken`) and shared-secret checks.
+//! - `jwks.rs`: keys from a JWKS URL, fetched and refreshed on the gateway's runtime.
 //! - `rate.rs`: the token bucket (a pure function of `Instant`s).
 //! - `tests.rs`: unit tests.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use regex_lite::Regex;
 use serde::Deserialize;
-use switchboard_plugin_api::protocol::{DialectKind, ErrorCode, Event, Join};
+use switchboard_plugin_api::protocol::{ConferenceCommand, DialectKind, ErrorCode, Event};
 use switchboard_plugin_api::{
     Decision, EventContext, Plugin, PluginError, PluginFactory, Refusal, SettingsError, Verdict,
     parse_settings,
 };
 
+mod jwks;
 mod jwt;
 mod rate;
 
-pub use jwt::{TokenError, check_jwt_hs256, check_shared_secret, sign_hs256, verify_hs256};
+pub use jwks::Jwks;
+pub use jwt::{ClaimRules, JwtVerifier, TokenError, check_shared_secret, sign_hs256};
 pub use rate::TokenBucket;
 
 /// Settings of `[[plugin]] type = "room-policy"`. Every check is off unless configured.
@@ -109,16 +121,49 @@ pub struct DialectRuleConfig {
     pub dialects: Vec<DialectKind>,
 }
 
-/// The `token` table: exactly one of its keys.
+/// The `token` table: exactly one of `secret`, `jwt_hs256_secret`, `jwt_public_key_file`,
+/// and for JWTs the claim rules.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// A shared secret the join's token must equal (compared in constant time).
     #[serde(default)]
     pub secret: Option<String>,
-    /// The HMAC key of HS256 JWTs (at least 32 bytes, per RFC 7518 section 3.2).
-    #[serde(default)]
+    /// The HMAC key of HS256/HS384/HS512 JWTs (at least 32 bytes, per RFC 7518 section 3.2).
+    #[serde(default, alias = "jwt_secret")]
     pub jwt_hs256_secret: Option<String>,
+    /// A PEM file with the RSA (RS256) or P-256 EC (ES256) public key of JWTs. A relative path
+    /// is relative to the gateway's working directory.
+    #[serde(default)]
+    pub jwt_public_key_file: Option<std::path::PathBuf>,
+    /// An `http://` URL of a JWKS document (Ant Media's `jwksURL`) whose RS256/ES256 keys
+    /// verify JWTs, chosen by the token's `kid`; fetched at start and every
+    /// `jwks_refresh_secs`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Seconds between two fetches of `jwks_url`. Default 300.
+    #[serde(default = "default_jwks_refresh_secs")]
+    pub jwks_refresh_secs: u64,
+    /// Seconds of clock skew allowed on a JWT's `exp` and `nbf`. Default 0 (none).
+    #[serde(default = "default_leeway_secs")]
+    pub jwt_leeway_secs: u64,
+    /// When set, a JWT's `aud` must contain it.
+    #[serde(default)]
+    pub jwt_audience: Option<String>,
+    /// When set, a JWT's `iss` must be it.
+    #[serde(default)]
+    pub jwt_issuer: Option<String>,
+}
+
+/// The default clock-skew allowance on `exp` and `nbf`, in seconds.
+pub const DEFAULT_LEEWAY_SECS: u64 = 0;
+
+const fn default_leeway_secs() -> u64 {
+    DEFAULT_LEEWAY_SECS
+}
+
+const fn default_jwks_refresh_secs() -> u64 {
+    300
 }
 
 /// Shortest accepted HS256 key: RFC 7518 section 3.2 asks for a key as long as the hash.
@@ -150,7 +195,7 @@ struct DialectRule {
 #[derive(Debug)]
 enum TokenCheck {
     Secret(String),
-    JwtHs256(Vec<u8>),
+    Jwt(Box<JwtVerifier>),
 }
 
 /// The rate limit and its buckets.
@@ -179,6 +224,8 @@ pub struct RoomPolicy {
     rules: Vec<DialectRule>,
     token: Option<TokenCheck>,
     rate: Option<RateLimit>,
+    /// The JWKS refresh task, started by `start` and aborted by `shutdown`.
+    refresher: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 fn problem(key: impl Into<String>, message: impl Into<String>) -> SettingsError {
@@ -241,14 +288,21 @@ impl RoomPolicy {
                 rules,
                 token,
                 rate,
+                refresher: Mutex::new(None),
             })
         } else {
             Err(errors)
         }
     }
 
-    fn check_join(&self, cx: &EventContext<'_>, join: &Join, now: Instant) -> Option<Refusal> {
-        let room = join.room.as_str();
+    /// Checks an entry into `room` (a join in any dialect, or Ant `joinRoom`) with `token`.
+    fn check_join(
+        &self,
+        cx: &EventContext<'_>,
+        room: &str,
+        token: Option<&str>,
+        now: Instant,
+    ) -> Option<Refusal> {
         let me = cx.from();
         if let Some(rate) = &self.rate
             && let Some(refusal) = rate.take(room, now)
@@ -277,7 +331,7 @@ impl RoomPolicy {
             ));
         }
         if let Some(check) = &self.token
-            && let Err(e) = check_token(check, join, unix_now_secs())
+            && let Err(e) = check_token(check, token, room)
         {
             return Some(Refusal::new(ErrorCode::Unauthorized, e.to_string()));
         }
@@ -295,27 +349,43 @@ impl RoomPolicy {
 }
 
 fn token_check(t: &TokenConfig, errors: &mut Vec<SettingsError>) -> Option<TokenCheck> {
-    match (&t.secret, &t.jwt_hs256_secret) {
-        (Some(_), Some(_)) => {
+    let rules = ClaimRules {
+        leeway_secs: t.jwt_leeway_secs,
+        audience: t.jwt_audience.clone(),
+        issuer: t.jwt_issuer.clone(),
+    };
+    let set = [
+        t.secret.is_some(),
+        t.jwt_hs256_secret.is_some(),
+        t.jwt_public_key_file.is_some(),
+        t.jwks_url.is_some(),
+    ];
+    match set.iter().filter(|s| **s).count() {
+        0 => {
             errors.push(problem(
                 "token",
-                "set either `secret` or `jwt_hs256_secret`, not both",
+                "needs `secret` (a shared secret), `jwt_hs256_secret` (an HMAC JWT key), `jwt_public_key_file` (an RS256/ES256 public key) or `jwks_url`",
             ));
-            None
+            return None;
         }
-        (None, None) => {
+        1 => {}
+        _ => {
             errors.push(problem(
                 "token",
-                "needs `secret` (a shared secret) or `jwt_hs256_secret` (an HS256 JWT key)",
+                "set one of `secret`, `jwt_hs256_secret`, `jwt_public_key_file`, `jwks_url`",
             ));
-            None
+            return None;
         }
-        (Some(s), None) if s.is_empty() => {
+    }
+    if let Some(s) = &t.secret {
+        if s.is_empty() {
             errors.push(problem("token.secret", "must not be empty"));
-            None
+            return None;
         }
-        (Some(s), None) => Some(TokenCheck::Secret(s.clone())),
-        (None, Some(k)) if k.len() < MIN_JWT_SECRET_BYTES => {
+        return Some(TokenCheck::Secret(s.clone()));
+    }
+    if let Some(k) = &t.jwt_hs256_secret {
+        if k.len() < MIN_JWT_SECRET_BYTES {
             errors.push(problem(
                 "token.jwt_hs256_secret",
                 format!(
@@ -323,9 +393,42 @@ fn token_check(t: &TokenConfig, errors: &mut Vec<SettingsError>) -> Option<Token
                     k.len()
                 ),
             ));
+            return None;
+        }
+        return match JwtVerifier::hmac(k.as_bytes(), &rules) {
+            Ok(v) => Some(TokenCheck::Jwt(Box::new(v))),
+            Err(e) => {
+                errors.push(problem("token.jwt_hs256_secret", e));
+                None
+            }
+        };
+    }
+    if let Some(url) = &t.jwks_url {
+        if t.jwks_refresh_secs == 0 {
+            errors.push(problem("token.jwks_refresh_secs", "must be at least 1"));
+            return None;
+        }
+        return match Jwks::new(url, std::time::Duration::from_secs(t.jwks_refresh_secs)) {
+            Ok(jwks) => Some(TokenCheck::Jwt(Box::new(JwtVerifier::jwks(
+                Arc::new(jwks),
+                &rules,
+            )))),
+            Err(e) => {
+                errors.push(problem("token.jwks_url", e));
+                None
+            }
+        };
+    }
+    let path = t.jwt_public_key_file.as_ref()?;
+    let verifier = std::fs::read(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))
+        .and_then(|pem| JwtVerifier::public_key_pem(&pem, &rules));
+    match verifier {
+        Ok(v) => Some(TokenCheck::Jwt(Box::new(v))),
+        Err(e) => {
+            errors.push(problem("token.jwt_public_key_file", e));
             None
         }
-        (None, Some(k)) => Some(TokenCheck::JwtHs256(k.as_bytes().to_vec())),
     }
 }
 
@@ -399,18 +502,12 @@ impl RateLimit {
     }
 }
 
-fn check_token(check: &TokenCheck, join: &Join, now_secs: i64) -> Result<(), TokenError> {
-    let token = join.token.as_deref().ok_or(TokenError::Missing)?;
+fn check_token(check: &TokenCheck, token: Option<&str>, room: &str) -> Result<(), TokenError> {
+    let token = token.ok_or(TokenError::Missing)?;
     match check {
         TokenCheck::Secret(secret) => check_shared_secret(token, secret),
-        TokenCheck::JwtHs256(key) => check_jwt_hs256(token, key, &join.room, now_secs),
+        TokenCheck::Jwt(verifier) => verifier.verify_join(token, room),
     }
-}
-
-fn unix_now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl Plugin for RoomPolicy {
@@ -418,11 +515,47 @@ impl Plugin for RoomPolicy {
         "room-policy"
     }
 
-    fn on_event(&self, cx: &EventContext<'_>, _out: &mut Decision) -> Result<Verdict, PluginError> {
-        let Event::Join(join) = cx.event() else {
-            return Ok(Verdict::Continue);
+    /// Starts fetching the JWKS document, when the token keys come from one (not in
+    /// `check-config`, which only builds the plugin).
+    fn start(&self, _outbox: switchboard_plugin_api::Outbox) -> Result<(), PluginError> {
+        let Some(TokenCheck::Jwt(verifier)) = &self.token else {
+            return Ok(());
         };
-        Ok(match self.check_join(cx, join, Instant::now()) {
+        let Some(jwks) = verifier.key_set() else {
+            return Ok(());
+        };
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| PluginError("a JWKS URL needs the gateway's runtime".into()))?;
+        let task = runtime.spawn(Arc::clone(jwks).refresh_forever());
+        *self
+            .refresher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(task.abort_handle());
+        Ok(())
+    }
+
+    fn shutdown(&self) {
+        if let Some(task) = self
+            .refresher
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+    }
+
+    fn on_event(&self, cx: &EventContext<'_>, _out: &mut Decision) -> Result<Verdict, PluginError> {
+        // Every way into a room: a join in any dialect, and Ant Media's conference `joinRoom`.
+        let (room, token) = match cx.event() {
+            Event::Join(join) => (join.room.as_str(), join.token.as_deref()),
+            Event::Conference(request) => match &request.command {
+                ConferenceCommand::JoinRoom(j) => (j.room.as_str(), j.token.as_deref()),
+                _ => return Ok(Verdict::Continue),
+            },
+            _ => return Ok(Verdict::Continue),
+        };
+        Ok(match self.check_join(cx, room, token, Instant::now()) {
             Some(refusal) => Verdict::Refuse(refusal),
             None => Verdict::Continue,
         })

@@ -1,13 +1,12 @@
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard_plugin_api::protocol::{Description, JoinMode, SdpKind};
+use switchboard_plugin_api::protocol::{Description, Join, JoinMode, SdpKind};
 use switchboard_plugin_api::{Envelope, Peer, RoomView, SessionId};
 
 use super::*;
 
 const KEY: &str = "0123456789abcdef0123456789abcdef";
-const NOW: i64 = 1_900_000_000;
 
 fn peer(id: u64, dialect: DialectKind) -> Peer {
     Peer {
@@ -145,46 +144,135 @@ fn shared_secret_token() {
     }
 }
 
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn hmac(rules: &ClaimRules) -> JwtVerifier {
+    JwtVerifier::hmac(KEY.as_bytes(), rules).expect("key")
+}
+
+fn sign_with(
+    alg: jsonwebtoken::Algorithm,
+    key: &jsonwebtoken::EncodingKey,
+    claims: &serde_json::Value,
+) -> String {
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), claims, key).expect("signs")
+}
+
 #[test]
 fn jwt_checks() {
     let key = KEY.as_bytes();
-    let ok = |claims: serde_json::Value| check_jwt_hs256(&sign_hs256(&claims, key), key, "r", NOW);
-    assert_eq!(ok(json!({"exp": NOW + 60})), Ok(()));
-    assert_eq!(ok(json!({"exp": NOW + 60, "room": "r"})), Ok(()));
+    let v = hmac(&ClaimRules::default());
+    let t = now();
+    let ok = |claims: serde_json::Value| v.verify_join(&sign_hs256(&claims, key), "r");
+    assert_eq!(ok(json!({"exp": t + 60})), Ok(()));
+    assert_eq!(ok(json!({"exp": t + 60, "room": "r"})), Ok(()));
     assert_eq!(
-        ok(json!({"exp": NOW + 60, "streamId": "r", "type": "play"})),
+        ok(json!({"exp": t + 60, "streamId": "r", "type": "play"})),
         Ok(())
     );
-    assert_eq!(ok(json!({"exp": (NOW + 60) as f64 + 0.5})), Ok(()));
-    assert_eq!(ok(json!({"exp": NOW})), Err(TokenError::Expired));
+    assert_eq!(ok(json!({"exp": t - 1})), Err(TokenError::Expired));
     assert_eq!(ok(json!({"room": "r"})), Err(TokenError::NoExpiry));
-    assert_eq!(ok(json!({"exp": "soon"})), Err(TokenError::NoExpiry));
-    assert!(matches!(
-        ok(json!({"exp": NOW + 60, "room": "other"})),
-        Err(TokenError::WrongRoom { .. })
-    ));
-    assert!(matches!(
-        ok(json!({"exp": NOW + 60, "room": 7})),
-        Err(TokenError::WrongRoom { .. })
-    ));
+    assert_eq!(
+        ok(json!({"exp": t + 60, "room": "other"})),
+        Err(TokenError::WrongRoom)
+    );
+    assert_eq!(
+        ok(json!({"exp": t + 60, "room": 7})),
+        Err(TokenError::WrongRoom)
+    );
     // Signed with another key.
-    let forged = sign_hs256(
-        &json!({"exp": NOW + 60}),
-        b"another key of thirty-two bytes!",
-    );
-    assert_eq!(
-        check_jwt_hs256(&forged, key, "r", NOW),
-        Err(TokenError::Signature)
-    );
+    let forged = sign_hs256(&json!({"exp": t + 60}), b"another key of thirty-two bytes!");
+    assert_eq!(v.verify_join(&forged, "r"), Err(TokenError::Signature));
     // A tampered payload no longer verifies.
-    let good = sign_hs256(&json!({"exp": NOW + 60, "room": "r"}), key);
+    let good = sign_hs256(&json!({"exp": t + 60, "room": "r"}), key);
     let parts: Vec<_> = good.split('.').collect();
-    let other = b64url(br#"{"exp":1999999999,"room":"x"}"#);
+    let other = b64url(format!(r#"{{"exp":{},"room":"x"}}"#, t + 60).as_bytes());
     let tampered = format!("{}.{other}.{}", parts[0], parts[2]);
-    assert_eq!(
-        check_jwt_hs256(&tampered, key, "x", NOW),
-        Err(TokenError::Signature)
+    assert_eq!(v.verify_join(&tampered, "x"), Err(TokenError::Signature));
+}
+
+#[test]
+fn jwt_nbf_and_leeway() {
+    let key = KEY.as_bytes();
+    let t = now();
+    let strict = hmac(&ClaimRules::default());
+    let lenient = hmac(&ClaimRules {
+        leeway_secs: 120,
+        ..ClaimRules::default()
+    });
+    let early = sign_hs256(&json!({"exp": t + 600, "nbf": t + 60}), key);
+    assert_eq!(strict.verify(&early).err(), Some(TokenError::NotYetValid));
+    assert!(lenient.verify(&early).is_ok(), "nbf within the leeway");
+    let late = sign_hs256(&json!({"exp": t - 60}), key);
+    assert_eq!(strict.verify(&late).err(), Some(TokenError::Expired));
+    assert!(lenient.verify(&late).is_ok(), "exp within the leeway");
+    let far = sign_hs256(&json!({"exp": t + 600, "nbf": t + 300}), key);
+    assert_eq!(lenient.verify(&far).err(), Some(TokenError::NotYetValid));
+}
+
+#[test]
+fn jwt_audience_issuer_and_algorithms() {
+    let t = now();
+    let rules = ClaimRules {
+        audience: Some("switchboard".into()),
+        issuer: Some("https://issuer.example".into()),
+        ..ClaimRules::default()
+    };
+    let v = hmac(&rules);
+    let key = jsonwebtoken::EncodingKey::from_secret(KEY.as_bytes()).expect("key");
+    let claims = |aud: &str, iss: &str| json!({"exp": t + 60, "aud": aud, "iss": iss});
+    for alg in [
+        jsonwebtoken::Algorithm::HS256,
+        jsonwebtoken::Algorithm::HS384,
+        jsonwebtoken::Algorithm::HS512,
+    ] {
+        let token = sign_with(alg, &key, &claims("switchboard", "https://issuer.example"));
+        assert!(v.verify(&token).is_ok(), "{alg:?}");
+    }
+    let hs = jsonwebtoken::Algorithm::HS256;
+    let other_aud = sign_with(hs, &key, &claims("else", "https://issuer.example"));
+    assert_eq!(v.verify(&other_aud).err(), Some(TokenError::Audience));
+    let other_iss = sign_with(hs, &key, &claims("switchboard", "https://evil.example"));
+    assert_eq!(v.verify(&other_iss).err(), Some(TokenError::Issuer));
+    let no_iss = sign_with(hs, &key, &json!({"exp": t + 60, "aud": "switchboard"}));
+    assert_eq!(v.verify(&no_iss).err(), Some(TokenError::Issuer));
+}
+
+const RS_PRIVATE: &[u8] = include_bytes!("../../../tests/fixtures/jwt/rs256-private.pem");
+const RS_PUBLIC: &[u8] = include_bytes!("../../../tests/fixtures/jwt/rs256-public.pem");
+const ES_PRIVATE: &[u8] = include_bytes!("../../../tests/fixtures/jwt/es256-private.pem");
+const ES_PUBLIC: &[u8] = include_bytes!("../../../tests/fixtures/jwt/es256-public.pem");
+
+#[test]
+fn jwt_rs256_and_es256_public_keys() {
+    use jsonwebtoken::{Algorithm, EncodingKey};
+    let claims = json!({"exp": now() + 60, "room": "r"});
+    let rules = ClaimRules::default();
+    let rs = JwtVerifier::public_key_pem(RS_PUBLIC, &rules).expect("RSA key");
+    let es = JwtVerifier::public_key_pem(ES_PUBLIC, &rules).expect("EC key");
+    let rs_token = sign_with(
+        Algorithm::RS256,
+        &EncodingKey::from_rsa_pem(RS_PRIVATE).expect("k"),
+        &claims,
     );
+    let es_token = sign_with(
+        Algorithm::ES256,
+        &EncodingKey::from_ec_pem(ES_PRIVATE).expect("k"),
+        &claims,
+    );
+    assert_eq!(rs.verify_join(&rs_token, "r"), Ok(()));
+    assert_eq!(es.verify_join(&es_token, "r"), Ok(()));
+    // Each key verifies only its own tokens; an HMAC token signed with the public key's
+    // bytes (the classic algorithm confusion) is refused for its algorithm.
+    assert!(rs.verify(&es_token).is_err());
+    assert!(es.verify(&rs_token).is_err());
+    let confused = sign_hs256(&claims, RS_PUBLIC);
+    assert_eq!(rs.verify(&confused).err(), Some(TokenError::Algorithm));
+    assert!(JwtVerifier::public_key_pem(b"not a key", &rules).is_err());
 }
 
 fn b64url(bytes: &[u8]) -> String {
@@ -193,28 +281,45 @@ fn b64url(bytes: &[u8]) -> String {
 }
 
 #[test]
-fn jwt_rejects_other_algorithms_and_garbage() {
-    let key = KEY.as_bytes();
+fn jwt_rejects_other_algorithms_garbage_and_non_canonical_base64() {
+    let v = hmac(&ClaimRules::default());
+    let t = now();
     let none_header = b64url(br#"{"alg":"none"}"#);
-    let payload = b64url(format!(r#"{{"exp":{}}}"#, NOW + 60).as_bytes());
-    assert_eq!(
-        check_jwt_hs256(&format!("{none_header}.{payload}."), key, "r", NOW),
-        Err(TokenError::Algorithm("none".into()))
-    );
+    let payload = b64url(format!(r#"{{"exp":{}}}"#, t + 60).as_bytes());
+    assert!(v.verify(&format!("{none_header}.{payload}.")).is_err());
     for garbage in ["", "a.b", "a.b.c.d", "!!.!!.!!", "e30.e30.e30"] {
-        let result = check_jwt_hs256(garbage, key, "r", NOW);
-        assert!(
-            matches!(result, Err(TokenError::Malformed(_))),
-            "{garbage}: {result:?}"
-        );
+        assert!(v.verify(garbage).is_err(), "{garbage}");
     }
+    let good = sign_hs256(&json!({"exp": t + 60}), KEY.as_bytes());
+    assert!(v.verify(&good).is_ok());
+    let parts: Vec<&str> = good.split('.').collect();
+    // `=` padding appended to the signature or to the payload: the same bytes, another text.
+    assert!(v.verify(&format!("{good}=")).is_err(), "padded signature");
+    assert!(v.verify(&format!("{good}==")).is_err(), "padded signature");
+    let padded_payload = format!("{}.{}=.{}", parts[0], parts[1], parts[2]);
+    assert!(v.verify(&padded_payload).is_err(), "padded payload");
+    // A signature whose last character differs only in the unused trailing bits decodes to
+    // the same bytes with a lenient decoder; it must be refused.
+    let sig = parts[2];
+    let last = sig.chars().last().expect("signature");
+    const ALPHABET: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let index = ALPHABET.find(last).expect("base64url");
+    // A 32-byte HS256 signature is 43 characters: the last one carries 2 unused bits.
+    let sibling = ALPHABET.as_bytes()[index ^ 1] as char;
+    let tweaked = format!(
+        "{}.{}.{}{sibling}",
+        parts[0],
+        parts[1],
+        &sig[..sig.len() - 1]
+    );
+    assert!(v.verify(&tweaked).is_err(), "trailing bits");
 }
 
 #[test]
 fn jwt_token_through_the_hook() {
     let p = policy(&format!(r#"token = {{ jwt_hs256_secret = "{KEY}" }}"#));
     let a = peer(1, ANT);
-    let now = unix_now_secs();
+    let now = now();
     let good = sign_hs256(&json!({"exp": now + 60, "room": "r"}), KEY.as_bytes());
     assert_eq!(
         run(&p, a, join_event("r", Some(&good)), &[]),
@@ -226,6 +331,41 @@ fn jwt_token_through_the_hook() {
     assert_eq!(refusal_message(&v), "join token expired");
     let v = run(&p, a, join_event("r", None), &[]);
     assert_eq!(refusal_message(&v), "this room requires a join token");
+}
+
+fn join_room_event(room: &str, token: Option<&str>) -> Event {
+    use switchboard_plugin_api::protocol::ConferenceRequest;
+    use switchboard_plugin_api::protocol::conference::JoinRoom;
+    Event::Conference(Box::new(ConferenceRequest {
+        app: "LiveApp".into(),
+        command: ConferenceCommand::JoinRoom(JoinRoom {
+            room: room.into(),
+            stream_id: None,
+            mode: None,
+            stream_name: None,
+            role: None,
+            meta_data: None,
+            token: token.map(str::to_owned),
+        }),
+    }))
+}
+
+#[test]
+fn join_room_is_held_to_the_token_and_max_peers() {
+    let p = policy(&format!(
+        "max_peers = 2\ntoken = {{ jwt_hs256_secret = \"{KEY}\" }}"
+    ));
+    let a = peer(1, ANT);
+    let v = run(&p, a, join_room_event("r", None), &[]);
+    assert_eq!(refused_code(&v), Some(ErrorCode::Unauthorized));
+    let good = sign_hs256(&json!({"exp": now() + 60, "room": "r"}), KEY.as_bytes());
+    assert_eq!(
+        run(&p, a, join_room_event("r", Some(&good)), &[]),
+        Verdict::Continue
+    );
+    let full = [peer(2, ANT), peer(3, ANT)];
+    let v = run(&p, a, join_room_event("r", Some(&good)), &full);
+    assert_eq!(refused_code(&v), Some(ErrorCode::RoomFull));
 }
 
 #[test]

@@ -179,7 +179,8 @@ impl Conn {
         }
     }
 
-    /// A publisher's offer: the answer, or why the offer is unusable.
+    /// A publisher's offer: the answer, or why the offer is unusable (a fixed text: the SDP
+    /// library's own error goes to the log only).
     pub fn accept_offer(&mut self, sdp: &str) -> Result<String, String> {
         self.dirty = true;
         let sections = sdp.lines().filter(|l| l.starts_with("m=")).count();
@@ -188,12 +189,13 @@ impl Conn {
                 "the offer has {sections} media sections; a publisher may have {MAX_PUBLISHER_SECTIONS}"
             ));
         }
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("unreadable offer: {e}"))?;
+        let offer = SdpOffer::from_sdp_string(sdp)
+            .map_err(|e| bounded("the offer is not a readable SDP", &e))?;
         let rtc = self.rtc.as_mut().ok_or("no peer connection")?;
         let answer = rtc
             .sdp_api()
             .accept_offer(offer)
-            .map_err(|e| format!("offer not accepted: {e}"))?;
+            .map_err(|e| bounded("the offer was not accepted", &e))?;
         Ok(answer.to_sdp_string())
     }
 
@@ -201,13 +203,13 @@ impl Conn {
     /// keyframe request).
     pub fn accept_answer(&mut self, sdp: &str) -> Result<Vec<(u64, Mid)>, String> {
         self.dirty = true;
-        let answer =
-            SdpAnswer::from_sdp_string(sdp).map_err(|e| format!("unreadable answer: {e}"))?;
+        let answer = SdpAnswer::from_sdp_string(sdp)
+            .map_err(|e| bounded("the answer is not a readable SDP", &e))?;
         let pending = self.pending.take().ok_or("no offer is pending")?;
         let rtc = self.rtc.as_mut().ok_or("no peer connection")?;
         rtc.sdp_api()
             .accept_answer(pending, answer)
-            .map_err(|e| format!("answer not accepted: {e}"))?;
+            .map_err(|e| bounded("the answer was not accepted", &e))?;
         let mut opened = Vec::new();
         for t in &mut self.tracks_out {
             match t.state {
@@ -439,6 +441,14 @@ impl Conn {
             }
         }
     }
+}
+
+/// The fixed `text` a peer is told for an SDP the media library refused. The library's own
+/// error stays in the log: its Display and Debug output carry internal detail (parser offsets,
+/// heap addresses such as `PointerOffset(0x...)`) that is no business of a peer's.
+fn bounded(text: &'static str, error: &dyn std::fmt::Display) -> String {
+    tracing::debug!(error = %error, reason = text, "Refused a session description.");
+    text.to_owned()
 }
 
 #[cfg(test)]

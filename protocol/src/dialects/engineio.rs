@@ -199,6 +199,22 @@ fn decode_frame<'a>(state: &mut EngineState, frame: &'a str) -> Result<Relayable
     }
 }
 
+/// The `token` string of a connect packet's `auth` object, when it has a non-empty one. Any
+/// other payload (none, not JSON, no `token`) gives `None`: the query's token applies then.
+pub fn auth_token(payload: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Auth {
+        token: Option<String>,
+    }
+    if payload.is_empty() {
+        return None;
+    }
+    serde_json::from_str::<Auth>(payload)
+        .ok()?
+        .token
+        .filter(|t| !t.is_empty())
+}
+
 fn decode_packet<'a>(
     state: &mut EngineState,
     packet: &'a str,
@@ -220,12 +236,13 @@ fn decode_packet<'a>(
     }
     match kind {
         '0' if state.connected => nothing(Decoded::Ignore),
-        // The connect's own data (`auth`) is not read: the room and token come from the
-        // handshake query, as for clients served by socketioxide.
+        // The room comes from the handshake query; the token from the connect's `auth`
+        // payload (socket.io v4 `io(url, {auth: {token}})`, kept out of URLs and access logs)
+        // or else the query, as for clients served by socketioxide.
         '0' => nothing(Decoded::Event(Event::Join(Join {
             room: state.room.clone(),
             mode: JoinMode::Both,
-            token: state.token.clone(),
+            token: auth_token(rest).or_else(|| state.token.clone()),
         }))),
         '1' => nothing(Decoded::Close),
         '2' if state.connected => decode_event(state, skip_ack_id(rest)),

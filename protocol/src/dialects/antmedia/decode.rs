@@ -98,10 +98,13 @@ pub(crate) fn decode_general(text: &str, app: &str) -> Result<Decoded<String>, D
     Ok(Decoded::Event(event))
 }
 
-/// Whether `id` is a valid Ant stream id: only `[A-Za-z0-9._-]` (Ant's `StreamIdValidator`).
+/// Whether `id` is a valid Ant stream id: only `[A-Za-z0-9._-]` (Ant's `StreamIdValidator`),
+/// at most [`crate::MAX_ID_BYTES`] bytes (the one cap every dialect applies to ids).
 pub(crate) fn valid_stream_id(id: &str) -> bool {
-    id.bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    id.len() <= crate::MAX_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// The `streamId` every P2P command carries: present, a non-empty string, and made of
@@ -208,6 +211,33 @@ mod tests {
         let id = "é".repeat(500);
         let r = decode(&format!(r#"{{"command":"join","streamId":"{id}"}}"#), "");
         assert!(matches!(r, Err(DecodeError::InvalidStreamName(s)) if s.chars().count() == 64));
+    }
+
+    #[test]
+    fn ids_longer_than_the_one_cap_are_refused_in_every_command() {
+        let at_cap = "a".repeat(crate::MAX_ID_BYTES);
+        let over = "a".repeat(crate::MAX_ID_BYTES + 1);
+        let frames = |id: &str| {
+            [
+                format!(r#"{{"command":"join","streamId":"{id}"}}"#),
+                format!(r#"{{"command":"joinRoom","room":"{id}"}}"#),
+                format!(r#"{{"command":"play","streamId":"{id}","room":""}}"#),
+                format!(r#"{{"command":"publish","streamId":"s","mainTrack":"{id}"}}"#),
+                format!(
+                    r#"{{"command":"takeCandidate","streamId":"{id}","label":0,"id":"0","candidate":""}}"#
+                ),
+            ]
+        };
+        for frame in frames(&at_cap) {
+            assert!(decode(&frame, "LiveApp").is_ok(), "{frame}");
+        }
+        for frame in frames(&over) {
+            let r = decode(&frame, "LiveApp");
+            assert!(
+                matches!(r, Err(DecodeError::InvalidStreamName(_))),
+                "{frame}: {r:?}"
+            );
+        }
     }
 
     #[test]

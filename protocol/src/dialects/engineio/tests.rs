@@ -40,12 +40,20 @@ fn a_connect_to_the_main_namespace_joins_the_handshake_room() {
         socket_sid: "s1".into(),
         ..EngineState::default()
     };
-    for frame in ["40", r#"40{"token":"ignored"}"#] {
+    // The connect's `auth` token (socket.io v4 `io(url, {auth: {token}})`) wins over the
+    // query's; an auth payload without a usable token leaves the query's.
+    for (frame, token) in [
+        ("40", "t"),
+        (r#"40{"token":"from-auth"}"#, "from-auth"),
+        (r#"40{"token":""}"#, "t"),
+        (r#"40{"other":1}"#, "t"),
+        ("40not json", "t"),
+    ] {
         let (decoded, original) = relayable(&mut state, frame);
         let join = Event::Join(Join {
             room: "r".into(),
             mode: JoinMode::Both,
-            token: Some("t".into()),
+            token: Some(token.into()),
         });
         assert_eq!(decoded, Decoded::Event(join));
         assert_eq!(original, None);
