@@ -11,7 +11,9 @@ use switchboard_protocol::DialectKind;
 use crate::plugins::PluginRegistry;
 
 mod ops;
+mod serve;
 pub use ops::*;
+pub use serve::Service;
 
 /// The configuration the binary runs with when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/switchboard.toml");
@@ -180,6 +182,10 @@ pub struct ListenerConfig {
     /// Serve `https://` and `wss://` with this certificate and key instead of plain text.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Which groups of routes this listener answers ([`Service`]); others get 404. Unset:
+    /// everything, as before the key existed ([`ListenerConfig::serves`]).
+    #[serde(default)]
+    pub serve: Option<Vec<Service>>,
 }
 
 /// Which pages a listener serves.
@@ -507,6 +513,7 @@ impl GatewayConfig {
             if let Err(e) = crate::rooms::check_room_name(&l.socketio_room) {
                 errors.push(ConfigError::at(at("socketio_room"), e));
             }
+            l.validate_serve(&at("serve"), &mut errors);
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.limits.max_frame_bytes) {
             errors.push(ConfigError::at(
