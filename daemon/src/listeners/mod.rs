@@ -28,6 +28,8 @@ mod socketio;
 mod socketio_ws;
 mod web;
 
+pub(crate) use web::log_missing_sdks;
+
 /// Bytes of each WebSocket session's read buffer. axum's default is 128 KiB, and tungstenite
 /// zero-fills all of it on the first read, so every idle session held ~130 KiB of RSS; signaling
 /// frames are a few KiB. Under load the socket itself is read 64 KiB at a time by
