@@ -11,6 +11,7 @@ use switchboard_protocol::DialectKind;
 use crate::plugins::PluginRegistry;
 
 mod ops;
+mod secrets;
 mod serve;
 pub use ops::*;
 pub use serve::Service;
@@ -434,9 +435,16 @@ pub enum LoadConfigError {
 }
 
 impl GatewayConfig {
-    /// Parses TOML text without validating it.
+    /// Parses TOML text without validating it; secrets given as `{ file = .. }` are relative
+    /// to the working directory.
     pub fn parse(text: &str) -> Result<Self, LoadConfigError> {
-        toml::from_str(text).map_err(|e| LoadConfigError::Parse(e.to_string()))
+        Self::parse_in(text, Path::new(""))
+    }
+
+    /// Parses TOML text without validating it, reading secrets given as `{ env = .. }` or
+    /// `{ file = .. }` (relative to `dir`); see `config/secrets.rs`.
+    pub fn parse_in(text: &str, dir: &Path) -> Result<Self, LoadConfigError> {
+        secrets::parse(text, dir)
     }
 
     /// Reads, parses and validates a file. Relative plugin paths are taken relative to the
@@ -446,7 +454,7 @@ impl GatewayConfig {
             path: path.to_owned(),
             source,
         })?;
-        let mut config = Self::parse(&text)?;
+        let mut config = Self::parse_in(&text, path.parent().unwrap_or(Path::new("")))?;
         config.rebase_paths(path.parent().unwrap_or(Path::new("")));
         config.rebase_tls_paths(path.parent().unwrap_or(Path::new("")));
         config
