@@ -38,7 +38,10 @@ impl Pipeline {
             slots: plugins
                 .into_iter()
                 .map(|plugin| Slot {
-                    stats: crate::stats::plugin_stats(plugin.name()),
+                    stats: {
+                        telemetry::plugin_registered(plugin.name());
+                        crate::stats::plugin_stats(plugin.name())
+                    },
                     plugin,
                     disabled: AtomicBool::new(false),
                 })
