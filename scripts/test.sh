@@ -28,6 +28,8 @@ missing=()
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+# tests/tests/debian_package.rs checks the packaged unit with systemd-analyze.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 if ((${#missing[@]} > 0)); then
     if [[ "$(id -u)" != 0 ]]; then
         die "missing system packages: ${missing[*]}. Install them as root:
@@ -55,6 +57,13 @@ fi
 # --- Rust ------------------------------------------------------------------------------------
 cargo nextest --version >/dev/null 2>&1 ||
     die "cargo-nextest is not installed: cargo install cargo-nextest --locked (or see https://nexte.st)"
+# The Debian package test (tests/tests/debian_package.rs) builds the .deb with cargo-deb,
+# pinned: it packages the debug binary the other tests use, which a later major version may
+# refuse. Installed from crates.io once (a few minutes), then found in ~/.cargo/bin.
+if ! cargo deb --version 2>/dev/null | grep -qx 'cargo-deb 3\.8\.0'; then
+    log "cargo install cargo-deb --version 3.8.0 --locked"
+    cargo install cargo-deb --version 3.8.0 --locked --quiet </dev/null
+fi
 
 log "cargo build --workspace --all-targets"
 cargo build --workspace --all-targets --quiet

@@ -11,7 +11,10 @@ use switchboard_protocol::DialectKind;
 use crate::plugins::PluginRegistry;
 
 mod ops;
+mod secrets;
+mod serve;
 pub use ops::*;
+pub use serve::Service;
 
 /// The configuration the binary runs with when no `--config` is given.
 pub const DEFAULT_CONFIG: &str = include_str!("../../config/switchboard.toml");
@@ -180,6 +183,10 @@ pub struct ListenerConfig {
     /// Serve `https://` and `wss://` with this certificate and key instead of plain text.
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Which groups of routes this listener answers ([`Service`]); others get 404. Unset:
+    /// everything, as before the key existed ([`ListenerConfig::serves`]).
+    #[serde(default)]
+    pub serve: Option<Vec<Service>>,
 }
 
 /// Which pages a listener serves.
@@ -484,9 +491,16 @@ impl GatewayConfig {
                 .any(|a| a.name == app || a.name == "*")
     }
 
-    /// Parses TOML text without validating it.
+    /// Parses TOML text without validating it; secrets given as `{ file = .. }` are relative
+    /// to the working directory.
     pub fn parse(text: &str) -> Result<Self, LoadConfigError> {
-        toml::from_str(text).map_err(|e| LoadConfigError::Parse(e.to_string()))
+        Self::parse_in(text, Path::new(""))
+    }
+
+    /// Parses TOML text without validating it, reading secrets given as `{ env = .. }` or
+    /// `{ file = .. }` (relative to `dir`); see `config/secrets.rs`.
+    pub fn parse_in(text: &str, dir: &Path) -> Result<Self, LoadConfigError> {
+        secrets::parse(text, dir)
     }
 
     /// Reads, parses and validates a file. Relative plugin paths are taken relative to the
@@ -496,7 +510,7 @@ impl GatewayConfig {
             path: path.to_owned(),
             source,
         })?;
-        let mut config = Self::parse(&text)?;
+        let mut config = Self::parse_in(&text, path.parent().unwrap_or(Path::new("")))?;
         config.rebase_paths(path.parent().unwrap_or(Path::new("")));
         config.rebase_tls_paths(path.parent().unwrap_or(Path::new("")));
         config
@@ -563,6 +577,7 @@ impl GatewayConfig {
             if let Err(e) = crate::rooms::check_room_name(&l.socketio_room) {
                 errors.push(ConfigError::at(at("socketio_room"), e));
             }
+            l.validate_serve(&at("serve"), &mut errors);
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.limits.max_frame_bytes) {
             errors.push(ConfigError::at(

@@ -151,6 +151,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
         info!(addr = %b.local_addr, dialects = ?listener.dialects, "Listening.");
         bound.push(b);
     }
+    listeners::log_missing_sdks(&config);
     let local_addrs = bound.iter().map(|b| b.local_addr).collect();
     let grace = Duration::from_secs(config.shutdown.grace_period_secs);
     gateway.lifecycle().advance(Phase::Running);

@@ -2,6 +2,8 @@
 //! through [`crate::telemetry`] so names and labels live in one place. Lock-free on the hot path
 //! (one atomic add per update after the first).
 
+pub mod process;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -93,7 +93,10 @@ impl Pipeline {
             slots: plugins
                 .into_iter()
                 .map(|(plugin, on_failure)| Slot {
-                    stats: crate::stats::plugin_stats(plugin.name()),
+                    stats: {
+                        telemetry::plugin_registered(plugin.name());
+                        crate::stats::plugin_stats(plugin.name())
+                    },
                     plugin,
                     disabled: AtomicBool::new(false),
                     on_failure,

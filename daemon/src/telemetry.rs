@@ -29,6 +29,12 @@ const PLUGIN_FAILURES: Family = Family {
     kind: "counter",
 };
 
+/// A plugin joined the pipeline: its failure counter exists from now on at 0, so dashboards
+/// and `rate()` see the series before its first failure.
+pub fn plugin_registered(plugin: &str) {
+    global().add(PLUGIN_FAILURES, &[("plugin", plugin)], 0);
+}
+
 /// A peer connection was accepted and registered.
 pub fn session_opened(session: SessionId, dialect: DialectKind) {
     info!(session = %session, dialect = %dialect, "Session opened.");

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::ListenerConfig;
+use crate::config::{ListenerConfig, Service};
 use crate::gateway::Gateway;
 use burst_io::BurstListener;
 
@@ -27,6 +27,8 @@ mod rest;
 mod socketio;
 mod socketio_ws;
 mod web;
+
+pub(crate) use web::log_missing_sdks;
 
 /// Bytes of each WebSocket session's read buffer. axum's default is 128 KiB, and tungstenite
 /// zero-fills all of it on the first read, so every idle session held ~130 KiB of RSS; signaling
@@ -61,6 +63,7 @@ async fn metrics(
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     let mut text = crate::metrics::global().render();
     crate::stats::render(&mut text, cx.gateway.room_count());
+    crate::metrics::process::render(&mut text);
     ([(axum::http::header::CONTENT_TYPE, content_type)], text)
 }
 
@@ -116,29 +119,14 @@ pub struct BoundListener {
 pub async fn bind(cx: ListenerContext) -> std::io::Result<BoundListener> {
     let listener = listen(cx.config.bind)?;
     let local_addr = listener.local_addr()?;
-    let dialects = &cx.config.dialects;
     let tls = match &cx.config.tls {
         Some(tls) => Some(crate::tls::load_server_config(tls).map_err(std::io::Error::other)?),
         None => None,
     };
-    let mut inner = Router::new()
-        .merge(
-            Router::new()
-                .route("/healthz", get(healthz))
-                .route("/metrics", get(metrics))
-                .route("/readyz", get(readyz))
-                .with_state(cx.clone()),
-        )
-        .merge(admin::routes(cx.clone()));
-    if dialects.contains(&DialectKind::Antmedia) {
-        inner = inner.merge(antmedia::routes(cx.clone()));
-        inner = inner.merge(rest::routes(cx.clone()));
-    }
-    if dialects.contains(&DialectKind::Raw) {
-        inner = inner.merge(raw::routes(cx.clone()));
-    }
-    inner = inner.merge(web::pages(&cx));
-    let (router, socketio) = if dialects.contains(&DialectKind::Socketio) {
+    let inner = service_routes(&cx);
+    let serves_socketio =
+        cx.config.serves(Service::Signaling) && cx.config.dialects.contains(&DialectKind::Socketio);
+    let (router, socketio) = if serves_socketio {
         let (layer, io) = socketio::layer(cx.clone());
         // The socket.io layer answers every path under /socket.io/, so the client script has to
         // be routed in front of it, and direct WebSockets intercepted before it.
@@ -163,6 +151,43 @@ pub async fn bind(cx: ListenerContext) -> std::io::Result<BoundListener> {
         socketio,
         tls,
     })
+}
+
+/// The routes of every [`Service`] the listener's `serve` names except socket.io, which is a
+/// layer around them (see [`bind`]). A service left out is not routed at all: its paths 404.
+fn service_routes(cx: &ListenerContext) -> Router {
+    let config = &cx.config;
+    let mut router = Router::new();
+    if config.serves(Service::Health) {
+        router = router.merge(
+            Router::new()
+                .route("/healthz", get(healthz))
+                .route("/readyz", get(readyz))
+                .with_state(cx.clone()),
+        );
+    }
+    if config.serves(Service::Metrics) {
+        let metrics_route = Router::new().route("/metrics", get(metrics));
+        router = router.merge(metrics_route.with_state(cx.clone()));
+    }
+    if config.serves(Service::Admin) {
+        router = router.merge(admin::routes(cx.clone()));
+    }
+    if config.serves(Service::Rest) {
+        router = router.merge(rest::routes(cx.clone()));
+    }
+    if config.serves(Service::Signaling) {
+        if config.dialects.contains(&DialectKind::Antmedia) {
+            router = router.merge(antmedia::routes(cx.clone()));
+        }
+        if config.dialects.contains(&DialectKind::Raw) {
+            router = router.merge(raw::routes(cx.clone()));
+        }
+    }
+    if config.serves(Service::Pages) {
+        router = router.merge(web::pages(cx));
+    }
+    router
 }
 
 /// A session's WebSocket with [`WS_READ_BUFFER_BYTES`] and [`WS_WRITE_BUFFER_BYTES`].

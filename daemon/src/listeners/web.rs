@@ -1,15 +1,28 @@
 //! Static pages, embedded in the binary so `cargo run --release` alone serves working demos.
 //! The Ant SDK and simple-peer are not ours to embed; demo listeners serve the `node_modules/`
-//! that `npm ci` installs, when it is there.
+//! that `npm ci` installs, and only what is really inside it (no symlinks out, no dotfiles).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::response::{IntoResponse, Redirect};
+use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
-use tower_http::services::ServeDir;
+use tower::ServiceExt as _;
+use tower_http::services::ServeFile;
 
 use super::ListenerContext;
-use crate::config::Pages;
+use crate::config::{GatewayConfig, Pages};
+
+/// The files the demo pages load from `/node_modules/`, by the npm package that has them.
+const PAGE_SDKS: [(&str, &str); 3] = [
+    ("@antmedia/webrtc_adaptor", "dist/es/index.js"),
+    ("simple-peer", "simplepeer.min.js"),
+    ("socket.io-client-v2", "dist/socket.io.js"),
+];
 
 const INDEX: &str = include_str!("../../../examples/web/index.html");
 const ANT: &str = include_str!("../../../examples/web/ant.html");
@@ -62,12 +75,92 @@ pub fn pages(cx: &ListenerContext) -> Router {
                 .route("/socketio.html", get(|| async { html(SOCKETIO) }))
                 .route("/raw.html", get(|| async { html(RAW) }))
                 .route("/peer.html", get(|| async { html(PEER) }));
-            let dir = &cx.gateway.config().web.node_modules_dir;
-            if dir.is_dir() {
-                router.nest_service("/node_modules", ServeDir::new(dir))
-            } else {
-                router
-            }
+            // Routed even while the directory is missing, so that `npm ci` while the gateway
+            // runs is enough: the directory is looked up on every request.
+            let dir = Arc::new(cx.gateway.config().web.node_modules_dir.clone());
+            router.route(
+                "/node_modules/{*path}",
+                get(node_module_file).with_state(dir),
+            )
         }
     }
+}
+
+/// `GET /node_modules/{path}`: the file, or 404 when [`resolve_inside`] refuses the path.
+async fn node_module_file(State(dir): State<Arc<PathBuf>>, request: Request) -> Response {
+    let relative = request
+        .uri()
+        .path()
+        .strip_prefix("/node_modules/")
+        .unwrap_or_default();
+    let Some(file) = percent_decode(relative).and_then(|rel| resolve_inside(&dir, &rel)) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match ServeFile::new(file).oneshot(request).await {
+        Ok(response) => response.into_response(),
+        Err(never) => match never {},
+    }
+}
+
+/// Decodes `%XX` escapes (`%2e%2e` is `..` to the file system); `None` if not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8()
+        .ok()
+        .map(std::borrow::Cow::into_owned)
+}
+
+/// The regular file `relative` names inside `root`, after every symlink is followed; `None`
+/// when a segment is empty-dot, `..` or any other dotfile (`.bin/`, `.package-lock.json`, an
+/// operator's `.env`), when the real file is outside the real root (a symlink out), or when it
+/// is not a regular file. The check is on the canonical path, so a link inside the tree to
+/// another file inside it still serves.
+pub(crate) fn resolve_inside(root: &Path, relative: &str) -> Option<PathBuf> {
+    let root = root.canonicalize().ok()?;
+    let mut path = root.clone();
+    for segment in relative.split('/').filter(|s| !s.is_empty()) {
+        if segment.starts_with('.') || segment.contains(['\\', '\0']) {
+            return None;
+        }
+        path.push(segment);
+    }
+    let real = path.canonicalize().ok()?;
+    let inside = real.strip_prefix(&root).ok()?;
+    let hidden = inside
+        .components()
+        .any(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+    (!hidden && real.is_file()).then_some(real)
+}
+
+/// Logs once, at start, when a listener serves the demo pages and `[web] node_modules_dir`
+/// lacks an SDK they load: the pages then say so too, but the operator reads the log first.
+pub(crate) fn log_missing_sdks(config: &GatewayConfig) {
+    let demo = config
+        .listeners
+        .iter()
+        .any(|l| l.pages == Pages::Demo && l.serves(crate::config::Service::Pages));
+    if !demo {
+        return;
+    }
+    let dir = &config.web.node_modules_dir;
+    let missing: Vec<&str> = PAGE_SDKS
+        .iter()
+        .filter(|(package, file)| !dir.join(package).join(file).is_file())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
+        return;
+    }
+    let state = if dir.is_dir() {
+        "lacks"
+    } else {
+        "is missing, so it lacks"
+    };
+    tracing::warn!(
+        dir = %dir.display(),
+        missing = ?missing,
+        "Demo pages: node_modules_dir {state} the SDKs of the Ant, raw and socket.io 2.x pages; \
+         run `npm ci` in the repository root (or point [web] node_modules_dir at an installed \
+         node_modules/) and reload the pages."
+    );
 }
