@@ -95,7 +95,8 @@ pub struct Conn {
     pub id: u64,
     /// The signaling stream it belongs to.
     pub key: StreamKey,
-    /// The room whose tracks it sends or receives.
+    /// A publisher: the room it publishes into. A player: what it plays (its stream id), a
+    /// room or one publisher's stream.
     pub room: String,
     /// Publisher or player.
     pub direction: MediaDirection,
@@ -140,6 +141,16 @@ impl Conn {
             early_candidates: Vec::new(),
             candidates: 0,
         }
+    }
+
+    /// Whether this is a player that receives `publisher`'s tracks: a publisher into the room
+    /// it plays, or the one stream it plays; never its own session's (the SDK publishes and
+    /// plays on one WebSocket, and Ant sends no one their own stream).
+    pub fn plays(&self, publisher: &Conn) -> bool {
+        self.direction == MediaDirection::Play
+            && publisher.direction == MediaDirection::Publish
+            && publisher.key.session != self.key.session
+            && (publisher.room == self.room || publisher.key.stream_id == self.room)
     }
 
     /// Whether it is still worth keeping.
@@ -188,7 +199,9 @@ impl Conn {
                 "the offer has {sections} media sections; a publisher may have {MAX_PUBLISHER_SECTIONS}"
             ));
         }
-        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| format!("unreadable offer: {e}"))?;
+        let sdp = send_only(sdp);
+        let offer =
+            SdpOffer::from_sdp_string(&sdp).map_err(|e| format!("unreadable offer: {e}"))?;
         let rtc = self.rtc.as_mut().ok_or("no peer connection")?;
         let answer = rtc
             .sdp_api()
@@ -441,6 +454,24 @@ impl Conn {
     }
 }
 
+/// A publisher's offer with every `sendrecv` section made `sendonly`, so that the answer is
+/// `recvonly`, as Ant answers a publisher. The SDK offers `sendrecv` (it adds its tracks with
+/// `addTrack`); str0m mirrors the offered direction, and a `sendrecv` answer makes the browser
+/// fire `ontrack` for the publisher's own connection, which the SDK reports as
+/// `newTrackAvailable`/`newStreamAvailable` of the page's own stream (a dead video in Ant's
+/// conference pages). The gateway never sends on a publisher's connection.
+fn send_only(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .map(|line| {
+            if line.trim_end() == "a=sendrecv" {
+                line.replacen("a=sendrecv", "a=sendonly", 1)
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use switchboard_plugin_api::SessionId;
@@ -466,6 +497,15 @@ mod tests {
             assert!(conn.accept_offer(garbage).is_err(), "{garbage:?}");
         }
         assert!(conn.accept_answer("v=0\r\n").is_err(), "no offer pending");
+    }
+
+    #[test]
+    fn a_publishers_sendrecv_sections_are_offered_as_sendonly() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\na=x-sendrecv\r\n";
+        assert_eq!(
+            send_only(offer),
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\na=x-sendrecv\r\n"
+        );
     }
 
     #[test]

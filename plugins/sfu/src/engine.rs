@@ -36,8 +36,8 @@ const MAX_ROUNDS: usize = 16;
 pub enum Command {
     /// A publisher: wait for its offer.
     Publish { key: StreamKey, room: String },
-    /// A player: offer it the room's tracks.
-    Play { key: StreamKey, room: String },
+    /// A player of `key.stream_id` (a room or a stream): offer it the tracks it plays.
+    Play { key: StreamKey },
     /// An offer (publisher) or answer (player).
     Description {
         key: StreamKey,
@@ -226,7 +226,7 @@ impl Engine {
                 self.conns
                     .push(Conn::new(id, key, room, MediaDirection::Publish));
             }
-            Command::Play { key, room } => self.play(key, room),
+            Command::Play { key } => self.play(key),
             Command::Description { key, kind, sdp } => self.description(&key, kind, &sdp),
             Command::Candidate { key, candidate } => {
                 if let Some(conn) = self.conn_mut(&key) {
@@ -264,26 +264,26 @@ impl Engine {
         id
     }
 
-    /// A new player: its connection, every track already in the room (but its own session's),
-    /// and the first offer.
-    fn play(&mut self, key: StreamKey, room: String) {
+    /// A new player: its connection, every track it plays that is already published, and the
+    /// first offer.
+    fn play(&mut self, key: StreamKey) {
         let id = self.take_id();
-        let mut conn = Conn::new(id, key, room, MediaDirection::Play);
+        // A player's "room" is what it plays: a room or one stream.
+        let target = key.stream_id.clone();
+        let mut conn = Conn::new(id, key, target, MediaDirection::Play);
         conn.set_rtc(self.new_rtc());
-        let (room, session) = (conn.room.clone(), conn.key.session);
-        for publisher in self
+        let tracks: Vec<_> = self
             .conns
             .iter()
-            .filter(|p| p.direction == MediaDirection::Publish && p.room == room)
-            .filter(|p| p.key.session != session)
-        {
-            for track in &publisher.tracks_in {
-                conn.add_track(
-                    (publisher.id, track.mid),
-                    track.kind,
-                    &publisher.key.stream_id,
-                );
-            }
+            .filter(|p| conn.plays(p))
+            .flat_map(|p| {
+                p.tracks_in
+                    .iter()
+                    .map(|t| ((p.id, t.mid), t.kind, p.key.stream_id.clone()))
+            })
+            .collect();
+        for (source, kind, stream) in tracks {
+            conn.add_track(source, kind, &stream);
         }
         let Some(offer) = conn.negotiate(true) else {
             self.error(
@@ -473,6 +473,12 @@ impl Engine {
                         && conn.room != conn.key.stream_id)
                         .then(|| conn.room.clone()),
                 };
+                if conn.direction == MediaDirection::Publish {
+                    self.registry
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .started(&conn.key);
+                }
                 tracing::info!(stream = %state.stream_id, direction = ?state.direction, "Media started.");
                 self.notify(
                     conn.key.session,
@@ -483,17 +489,14 @@ impl Engine {
                 let Some(publisher) = self.conns.iter().find(|c| c.id == from) else {
                     return;
                 };
-                let (room, session, stream) = (
-                    publisher.room.clone(),
-                    publisher.key.session,
-                    publisher.key.stream_id.clone(),
-                );
-                for player in self.conns.iter_mut().filter(|c| {
-                    c.direction == MediaDirection::Play
-                        && c.room == room
-                        && c.key.session != session
-                }) {
-                    player.add_track((from, mid), kind, &stream);
+                let players: Vec<usize> = (0..self.conns.len())
+                    .filter(|i| self.conns.get(*i).is_some_and(|c| c.plays(publisher)))
+                    .collect();
+                let stream = publisher.key.stream_id.clone();
+                for i in players {
+                    if let Some(player) = self.conns.get_mut(i) {
+                        player.add_track((from, mid), kind, &stream);
+                    }
                 }
             }
             Yield::Media { from, data } => {

@@ -39,6 +39,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::Deserialize;
+use switchboard_conference::Hub;
 use switchboard_plugin_api::protocol::conference::MediaDirection;
 use switchboard_plugin_api::protocol::{
     ConferenceCommand, DialectKind, ErrorCode, Event, LeaveReason, SdpKind,
@@ -150,9 +151,19 @@ impl SfuSettings {
     }
 }
 
-/// Builds [`Sfu`] plugins.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SfuFactory;
+/// Builds [`Sfu`] plugins that list their publishers in one conference [`Hub`].
+#[derive(Debug, Clone)]
+pub struct SfuFactory {
+    hub: Arc<Hub>,
+}
+
+impl SfuFactory {
+    /// A factory whose plugins tell `hub` (the conference plugin's) who publishes into which
+    /// room, and ask it which room a participant's stream belongs to.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+}
 
 impl PluginFactory for SfuFactory {
     fn type_name(&self) -> &'static str {
@@ -165,7 +176,7 @@ impl PluginFactory for SfuFactory {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Box::new(Sfu::new(settings)))
+        Ok(Box::new(Sfu::new(settings, Arc::clone(&self.hub))))
     }
 }
 
@@ -177,14 +188,16 @@ pub struct Sfu {
     commands: OnceLock<mpsc::Sender<Command>>,
     cancel: CancellationToken,
     stats: Arc<Stats>,
+    hub: Arc<Hub>,
 }
 
 impl Sfu {
-    /// A plugin with `settings`, not started.
-    pub fn new(settings: SfuSettings) -> Self {
+    /// A plugin with `settings` that lists its publishers in `hub`, not started.
+    pub fn new(settings: SfuSettings, hub: Arc<Hub>) -> Self {
         Self {
             settings,
-            registry: Arc::default(),
+            registry: Arc::new(Mutex::new(Registry::new(Arc::clone(&hub)))),
+            hub,
             commands: OnceLock::new(),
             cancel: CancellationToken::new(),
             stats: Arc::default(),
@@ -216,24 +229,31 @@ impl Sfu {
         room: Option<&str>,
         out: &mut Decision,
     ) -> Verdict {
-        // A publish without a main track is a stream of its own: its players play its id.
-        let room = room.unwrap_or(stream_id).to_owned();
         let key = StreamKey::new(me, stream_id);
-        let admitted = self
-            .registry()
-            .admit(&self.settings, key.clone(), direction, &room);
-        if let Err(refusal) = admitted {
-            return Verdict::Refuse(refusal);
-        }
-        let command = match direction {
-            MediaDirection::Publish => Command::Publish {
-                key: key.clone(),
-                room,
-            },
-            MediaDirection::Play => Command::Play {
-                key: key.clone(),
-                room,
-            },
+        let command = {
+            let mut registry = self.registry();
+            let room = match direction {
+                // The room is the main track; without one, the room the sender joined with
+                // this stream id (`joinRoom`, then `publish`: Ant's legacy conference flow);
+                // otherwise the stream is a room of its own, played by its id.
+                MediaDirection::Publish => room
+                    .map(str::to_owned)
+                    .or_else(|| self.hub.participant_room(stream_id, me))
+                    .unwrap_or_else(|| stream_id.to_owned()),
+                // `play` names what to play in `streamId`, a stream or a room (`room` only
+                // serves the token check); counted in the room of the stream it plays.
+                MediaDirection::Play => registry.room_of(stream_id).unwrap_or(stream_id).to_owned(),
+            };
+            if let Err(refusal) = registry.admit(&self.settings, key.clone(), direction, &room) {
+                return Verdict::Refuse(refusal);
+            }
+            match direction {
+                MediaDirection::Publish => Command::Publish {
+                    key: key.clone(),
+                    room,
+                },
+                MediaDirection::Play => Command::Play { key: key.clone() },
+            }
         };
         if !self.send(command) {
             self.registry().remove(&key);
@@ -377,8 +397,9 @@ mod tests {
         let plugin = &doc["plugin"].as_array().expect("[[plugin]]")[0];
         assert_eq!(plugin["type"].as_str(), Some("sfu"));
         let settings = plugin["settings"].as_table().expect("settings");
-        assert!(SfuFactory.build(settings).is_ok());
-        assert!(SfuFactory.build(&toml::Table::new()).is_ok(), "defaults");
+        let factory = SfuFactory::new(Arc::new(Hub::in_memory()));
+        assert!(factory.build(settings).is_ok());
+        assert!(factory.build(&toml::Table::new()).is_ok(), "defaults");
     }
 
     #[test]
@@ -387,14 +408,15 @@ mod tests {
             "udp_bind = \"0.0.0.0:5000\"\nmax_rooms = 0\nmax_publishers_per_room = 1000",
         )
         .expect("TOML");
-        let Err(errors) = SfuFactory.build(&bad) else {
+        let factory = SfuFactory::new(Arc::new(Hub::in_memory()));
+        let Err(errors) = factory.build(&bad) else {
             panic!("bad settings accepted");
         };
         let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["candidates", "max_publishers_per_room", "max_rooms"]);
         let unknown: toml::Table = toml::from_str("port = 1").expect("TOML");
-        assert!(SfuFactory.build(&unknown).is_err());
+        assert!(factory.build(&unknown).is_err());
         let unspecified: toml::Table = toml::from_str("candidates = [\"0.0.0.0\"]").expect("TOML");
-        assert!(SfuFactory.build(&unspecified).is_err());
+        assert!(factory.build(&unspecified).is_err());
     }
 }
