@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchboard_tests::media::MediaPeer;
-use switchboard_tests::{TestGateway, WsClient, field};
+use switchboard_tests::{TestGateway, WsClient, field, http_request};
 
 const CONFIG: &str = r#"
 [[listener]]
@@ -316,5 +316,131 @@ async fn a_raw_publisher_is_played_by_an_ant_player() {
     );
     let offer = next(&mut ant_ws).await;
     assert!(tracks(&offer).is_empty(), "{offer}");
+    gw.stop().await;
+}
+
+/// Sends `command` and returns the next reply (pongs skipped).
+async fn ask(ws: &mut WsClient, command: Value) -> Value {
+    ws.send_json(command).await;
+    next(ws).await
+}
+
+/// Item 3 of issue 18: a page that publishes with the room as main track, without `joinRoom`,
+/// is listed wherever Ant lists a room's publishers; item 1: `play` names one stream (its
+/// `room` is for the token) and plays only that stream; a `joinRoom` participant's publish
+/// without a main track goes into its room, and play of the room carries it.
+#[tokio::test]
+async fn publishers_are_listed_and_play_names_a_stream_or_a_room() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    let rooms = "/LiveApp/rest/v2/broadcasts/conference-rooms";
+    let (status, _) = http_request(gw.main, "POST", rooms, Some(r#"{"roomId":"r1"}"#)).await;
+    assert_eq!(status, 200);
+    let epoch = Instant::now();
+    let (_ws1, mut p1) = publish(&gw, "p1", "r1", epoch).await;
+    let (_ws2, _p2) = publish(&gw, "p2", "r1", epoch).await;
+
+    let mut q = ant(&gw).await;
+    let info = ask(
+        &mut q,
+        json!({"command":"getRoomInfo","room":"r1","streamId":""}),
+    )
+    .await;
+    assert_eq!(info["command"], "roomInformation", "{info}");
+    assert_eq!(info["streams"], json!(["p1", "p2"]), "{info}");
+    let tracks_of_room = ask(
+        &mut q,
+        json!({"command":"getTrackList","streamId":"r1","token":""}),
+    )
+    .await;
+    assert_eq!(
+        tracks_of_room["trackList"],
+        json!(["p1", "p2"]),
+        "{tracks_of_room}"
+    );
+    let room = ask(
+        &mut q,
+        json!({"command":"getBroadcastObject","streamId":"r1"}),
+    )
+    .await;
+    let broadcast: Value = serde_json::from_str(field(&room, "broadcast")).expect("JSON string");
+    assert_eq!(
+        broadcast["subTrackStreamIds"],
+        json!(["p1", "p2"]),
+        "{broadcast}"
+    );
+    let sub = ask(
+        &mut q,
+        json!({"command":"getBroadcastObject","streamId":"p1"}),
+    )
+    .await;
+    let broadcast: Value = serde_json::from_str(field(&sub, "broadcast")).expect("JSON string");
+    assert_eq!(broadcast["mainTrackStreamId"], "r1", "{broadcast}");
+    assert_eq!(broadcast["status"], "broadcasting", "{broadcast}");
+    let count = ask(
+        &mut q,
+        json!({"command":"getSubtracksCount","streamId":"r1","role":"","status":"broadcasting"}),
+    )
+    .await;
+    assert_eq!(count["count"], 2, "{count}");
+    let (_, body) = http_request(gw.main, "GET", &format!("{rooms}/r1"), None).await;
+    let rest: Value = serde_json::from_str(&body).expect("room JSON");
+    assert_eq!(rest["roomStreamList"], json!(["p1", "p2"]), "{rest}");
+
+    // play {streamId: p1, room: r1} plays p1 alone.
+    q.send_json(json!({"command":"play","streamId":"p1","token":"","room":"r1","trackList":[],"subscriberId":"","subscriberCode":"","viewerInfo":"","role":"","userPublishId":""})).await;
+    let offer = next(&mut q).await;
+    assert_eq!(offer["streamId"], "p1", "{offer}");
+    assert_eq!(tracks(&offer), ["ARDAMSap1", "ARDAMSvp1"]);
+    let mut player = MediaPeer::new(epoch).await;
+    answer_offer(&mut q, &mut player, &offer).await;
+    assert!(
+        player.pump_until(WAIT, |p| p.connected).await,
+        "player connects"
+    );
+    let frames = flow(&mut [&mut p1], &mut player, 1500).await;
+    assert!(frames > 20, "the player of p1 received {frames} frames");
+
+    // The legacy flow: joinRoom(r2, l1), publish(l1) without a main track.
+    let mut l = ant(&gw).await;
+    let joined = ask(
+        &mut l,
+        json!({"command":"joinRoom","room":"r2","mainTrack":"r2","streamId":"l1"}),
+    )
+    .await;
+    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+    l.send_json(json!({"command":"publish","streamId":"l1","subscriberId":"","subscriberCode":"","streamName":"","mainTrack":"","video":true,"audio":true,"metaData":"","role":""})).await;
+    assert_eq!(
+        next(&mut l).await,
+        json!({"command":"start","streamId":"l1"})
+    );
+    let mut lp = MediaPeer::new(epoch).await;
+    let answer = ask(
+        &mut l,
+        json!({"command":"takeConfiguration","streamId":"l1","type":"offer","sdp":lp.publish_offer()}),
+    )
+    .await;
+    let sdp = field(&answer, "sdp");
+    assert!(
+        !sdp.contains("a=sendrecv") && sdp.contains("a=recvonly"),
+        "a publisher's answer is recvonly: {sdp}"
+    );
+    lp.accept_answer(sdp);
+    assert!(lp.pump_until(WAIT, |p| p.connected).await, "l1 connects");
+    let started = next(&mut l).await;
+    assert_eq!(
+        started,
+        json!({"command":"notification","definition":"publish_started","streamId":"l1","ATTR_ROOM_NAME":"r2","room":"r2"})
+    );
+    let mut r = ant(&gw).await;
+    r.send_json(json!({"command":"play","streamId":"r2","token":"","room":"r2","trackList":[]}))
+        .await;
+    let offer = next(&mut r).await;
+    assert_eq!(tracks(&offer), ["ARDAMSal1", "ARDAMSvl1"], "{offer}");
+    // l1's own stop reaches the media plugin (it is the participant's own stream).
+    let finished = ask(&mut l, json!({"command":"stop","streamId":"l1"})).await;
+    assert_eq!(
+        finished,
+        json!({"command":"notification","definition":"publish_finished","streamId":"l1"})
+    );
     gw.stop().await;
 }
