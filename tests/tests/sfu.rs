@@ -442,5 +442,24 @@ async fn publishers_are_listed_and_play_names_a_stream_or_a_room() {
         finished,
         json!({"command":"notification","definition":"publish_finished","streamId":"l1"})
     );
+    // Track control is refused with a text that is true while the media plugin runs.
+    for command in [
+        "toggleVideo",
+        "toggleAudio",
+        "enableTrack",
+        "forceStreamQuality",
+    ] {
+        let err = ask(
+            &mut l,
+            json!({"command":command,"streamId":"p1","trackId":"p1","enabled":false,"streamHeight":360}),
+        )
+        .await;
+        assert_eq!(err["definition"], "unsupported_command", "{err}");
+        let text = field(&err, "information");
+        assert!(
+            text.contains(command) && text.contains("sfu") && !text.contains("not running"),
+            "{err}"
+        );
+    }
     gw.stop().await;
 }

@@ -41,8 +41,9 @@ pub(super) const MEDIA_COMMANDS: &[&str] = &[
     "getDebugInfo",
 ];
 
-/// Why [`MEDIA_COMMANDS`] are refused.
-pub(super) const NO_MEDIA: &str = "conference media needs the media plugin, which is not running";
+/// Why [`MEDIA_COMMANDS`] are refused. True whether or not the `sfu` plugin runs (the codec
+/// cannot know): it does not implement them.
+pub(super) const NO_MEDIA: &str = "the media plugin (sfu) forwards every published track to every player as it comes; it has no track control, layer choice or video-track assignment";
 
 /// Ant features the gateway does not implement at all.
 pub(super) const OTHER_UNSUPPORTED: &[&str] = &[
