@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchboard_tests::media::MediaPeer;
-use switchboard_tests::{TestGateway, WsClient, field, http_request};
+use switchboard_tests::{TestGateway, WsClient, field, http_get, http_request};
 
 const CONFIG: &str = r#"
 [[listener]]
@@ -460,6 +460,90 @@ async fn publishers_are_listed_and_play_names_a_stream_or_a_room() {
             text.contains(command) && text.contains("sfu") && !text.contains("not running"),
             "{err}"
         );
+    }
+    gw.stop().await;
+}
+
+/// The value of series `series` (name and labels, as rendered) in a `/metrics` text.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+        .parse()
+        .expect("an integer")
+}
+
+/// Item 6 of issue 18: `/metrics` shows the SFU's peer connections, tracks, room sizes (fixed
+/// buckets) and what it forwarded, RTCP feedback included.
+#[tokio::test]
+async fn metrics_show_connections_tracks_and_forwarding() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    let epoch = Instant::now();
+    let (_ws1, mut p1) = publish(&gw, "m1", "rm", epoch).await;
+    let mut q = ant(&gw).await;
+    q.send_json(json!({"command":"play","streamId":"rm","token":"","room":"rm","trackList":[]}))
+        .await;
+    let offer = next(&mut q).await;
+    let mut player = MediaPeer::new(epoch).await;
+    answer_offer(&mut q, &mut player, &offer).await;
+    assert!(
+        player.pump_until(WAIT, |p| p.connected).await,
+        "player connects"
+    );
+    // Longer than the statistics interval (1 s), so str0m reports RTP totals on both legs.
+    let frames = flow(&mut [&mut p1], &mut player, 2500).await;
+    assert!(frames > 20, "the player received {frames} frames");
+    let (status, text) = http_get(gw.main, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(
+            &text,
+            "switchboard_sfu_peer_connections{direction=\"publish\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "switchboard_sfu_peer_connections{direction=\"play\"}"
+        ),
+        1
+    );
+    assert_eq!(metric(&text, "switchboard_sfu_tracks{direction=\"in\"}"), 2);
+    assert_eq!(
+        metric(&text, "switchboard_sfu_tracks{direction=\"out\"}"),
+        2
+    );
+    assert_eq!(
+        metric(&text, "switchboard_sfu_rooms{peer_connections=\"1-2\"}"),
+        1
+    );
+    assert_eq!(
+        metric(&text, "switchboard_sfu_rooms{peer_connections=\"3-8\"}"),
+        0
+    );
+    let frames_out = metric(&text, "switchboard_sfu_frames_total{direction=\"out\"}");
+    assert!(
+        frames_out >= frames,
+        "{frames_out} frames forwarded, {frames} received"
+    );
+    for series in [
+        "switchboard_sfu_frames_total{direction=\"in\"}",
+        "switchboard_sfu_rtp_packets_total{direction=\"in\"}",
+        "switchboard_sfu_rtp_packets_total{direction=\"out\"}",
+        "switchboard_sfu_rtp_bytes_total{direction=\"out\"}",
+        // The player's first video track makes the SFU ask the publisher for a keyframe.
+        "switchboard_sfu_keyframe_requests_total",
+        "switchboard_sfu_plis_total{direction=\"sent\"}",
+    ] {
+        assert!(metric(&text, series) > 0, "{series} is 0:\n{text}");
+    }
+    for series in [
+        "switchboard_sfu_nacks_total{direction=\"sent\"}",
+        "switchboard_sfu_nacks_total{direction=\"received\"}",
+        "switchboard_sfu_firs_total{direction=\"received\"}",
+    ] {
+        metric(&text, series);
     }
     gw.stop().await;
 }

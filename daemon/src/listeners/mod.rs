@@ -61,6 +61,7 @@ async fn metrics(
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     let mut text = crate::metrics::global().render();
     crate::stats::render(&mut text, cx.gateway.room_count());
+    switchboard_sfu::render_metrics(&mut text);
     ([(axum::http::header::CONTENT_TYPE, content_type)], text)
 }
 

@@ -2,6 +2,7 @@
 //! player (the server offers the room's tracks and sends). Pure state around a str0m `Rtc`; the
 //! engine moves datagrams and forwards what one connection yields to the others.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -9,6 +10,7 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Output, Rtc};
 use switchboard_plugin_api::protocol::conference::{MediaDirection, MediaOffer, TrackMapping};
 
+use crate::metrics::{COUNTERS, Leg, RtpTotals};
 use crate::registry::StreamKey;
 
 /// A connection that has not connected by then is given up.
@@ -119,6 +121,9 @@ pub struct Conn {
     pub dirty: bool,
     early_candidates: Vec<Candidate>,
     candidates: usize,
+    /// str0m's cumulative RTP statistics per section (and simulcast layer) as last reported,
+    /// so that each report adds only what grew to the `/metrics` counters.
+    rtp_seen: HashMap<(Mid, Option<str0m::media::Rid>), RtpTotals>,
 }
 
 impl Conn {
@@ -140,6 +145,7 @@ impl Conn {
             dirty: true,
             early_candidates: Vec::new(),
             candidates: 0,
+            rtp_seen: HashMap::new(),
         }
     }
 
@@ -368,6 +374,7 @@ impl Conn {
             return;
         };
         if writer.request_keyframe(None, kind).is_ok() {
+            COUNTERS.keyframe_requested();
             track.last_keyframe_request = Some(now);
             self.dirty = true;
         }
@@ -427,6 +434,28 @@ impl Conn {
                             from: self.id,
                             data: Box::new(data),
                         });
+                    }
+                    RtcEvent::MediaIngressStats(s) => {
+                        let now = RtpTotals {
+                            packets: s.packets,
+                            bytes: s.bytes,
+                            nacks: s.nacks,
+                            plis: s.plis,
+                            firs: s.firs,
+                        };
+                        let before = self.rtp_seen.insert((s.mid, s.rid), now);
+                        COUNTERS.add_rtp(Leg::In, before.unwrap_or_default(), now);
+                    }
+                    RtcEvent::MediaEgressStats(s) => {
+                        let now = RtpTotals {
+                            packets: s.packets,
+                            bytes: s.bytes,
+                            nacks: s.nacks,
+                            plis: s.plis,
+                            firs: s.firs,
+                        };
+                        let before = self.rtp_seen.insert((s.mid, s.rid), now);
+                        COUNTERS.add_rtp(Leg::Out, before.unwrap_or_default(), now);
                     }
                     RtcEvent::KeyframeRequest(req) => {
                         let source = self.tracks_out.iter().find_map(|t| match t.state {

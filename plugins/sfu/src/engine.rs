@@ -19,7 +19,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::SfuSettings;
-use crate::conn::{Conn, Yield};
+use crate::conn::{Conn, TrackState, Yield};
+use crate::metrics::{self, COUNTERS, Leg};
 use crate::registry::{Registry, StreamKey};
 
 /// Largest datagram read (above any WebRTC MTU).
@@ -68,6 +69,16 @@ pub struct Stats {
     pub frames_out: AtomicU64,
     /// Peer connections open now.
     pub connections: AtomicU64,
+    /// Gauges for `/metrics`, refreshed every [`metrics::SNAPSHOT_INTERVAL`]: publishers.
+    pub publishers: AtomicU64,
+    /// Players.
+    pub players: AtomicU64,
+    /// Tracks received from publishers.
+    pub tracks_in: AtomicU64,
+    /// Tracks sent to players (negotiated and open).
+    pub tracks_out: AtomicU64,
+    /// Rooms per size bucket ([`metrics::ROOM_BUCKETS`]).
+    pub room_buckets: [AtomicU64; metrics::ROOM_BUCKETS.len()],
 }
 
 /// The task's state.
@@ -86,6 +97,8 @@ pub struct Engine {
     /// Which connection a remote address last reached, so a datagram is matched without asking
     /// every connection (checked with `accepts` before use; cleared when it grows too large).
     by_addr: HashMap<SocketAddr, u64>,
+    /// When the gauges were last refreshed.
+    snapshot_at: Instant,
 }
 
 impl std::fmt::Debug for Engine {
@@ -115,6 +128,7 @@ impl Engine {
             candidates: Vec::new(),
             local: SocketAddr::from(([127, 0, 0, 1], 0)),
             by_addr: HashMap::new(),
+            snapshot_at: Instant::now(),
         }
     }
 
@@ -147,6 +161,9 @@ impl Engine {
             }
         }
         self.stats.connections.store(0, Ordering::Relaxed);
+        self.conns.clear();
+        self.snapshot_at = Instant::now() - metrics::SNAPSHOT_INTERVAL;
+        self.snapshot();
         tracing::info!("Media task stopped.");
     }
 
@@ -203,6 +220,7 @@ impl Engine {
     fn new_rtc(&self) -> Rtc {
         let mut rtc = Rtc::builder()
             .set_crypto_provider(Arc::clone(&self.crypto))
+            .set_stats_interval(Some(metrics::SNAPSHOT_INTERVAL))
             .build(Instant::now());
         for addr in &self.candidates {
             match Candidate::host(*addr, "udp") {
@@ -431,6 +449,7 @@ impl Engine {
             }
         }
         self.reap();
+        self.snapshot();
         if self.conns.iter().any(|c| c.dirty) {
             // Rounds ran out with output pending: come back at once.
             return Instant::now();
@@ -441,6 +460,48 @@ impl Engine {
             .map(|c| c.timeout)
             .min()
             .map_or(fallback, |t| t.min(fallback))
+    }
+
+    /// Refreshes the gauges, at most every [`metrics::SNAPSHOT_INTERVAL`] (a walk over every
+    /// connection, kept off the per-packet path).
+    fn snapshot(&mut self) {
+        let now = Instant::now();
+        if now.duration_since(self.snapshot_at) < metrics::SNAPSHOT_INTERVAL {
+            return;
+        }
+        self.snapshot_at = now;
+        let (mut publishers, mut players, mut tracks_in, mut tracks_out) = (0, 0, 0, 0);
+        let mut rooms: HashMap<&str, u64> = HashMap::new();
+        for c in &self.conns {
+            match c.direction {
+                MediaDirection::Publish => publishers += 1,
+                MediaDirection::Play => players += 1,
+            }
+            tracks_in += c.tracks_in.len() as u64;
+            tracks_out += c
+                .tracks_out
+                .iter()
+                .filter(|t| matches!(t.state, TrackState::Open(_)))
+                .count() as u64;
+            *rooms.entry(c.room.as_str()).or_default() += 1;
+        }
+        let mut buckets = [0u64; metrics::ROOM_BUCKETS.len()];
+        for n in rooms.into_values() {
+            let label = metrics::room_bucket(n);
+            if let Some(i) = metrics::ROOM_BUCKETS.iter().position(|(_, l)| *l == label)
+                && let Some(b) = buckets.get_mut(i)
+            {
+                *b += 1;
+            }
+        }
+        let s = &self.stats;
+        s.publishers.store(publishers, Ordering::Relaxed);
+        s.players.store(players, Ordering::Relaxed);
+        s.tracks_in.store(tracks_in, Ordering::Relaxed);
+        s.tracks_out.store(tracks_out, Ordering::Relaxed);
+        for (gauge, v) in s.room_buckets.iter().zip(buckets) {
+            gauge.store(v, Ordering::Relaxed);
+        }
     }
 
     fn offer_where_needed(&mut self) {
@@ -501,6 +562,7 @@ impl Engine {
             }
             Yield::Media { from, data } => {
                 self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                COUNTERS.add_frames(Leg::In, 1);
                 let mut written = 0;
                 for player in self
                     .conns
@@ -512,6 +574,7 @@ impl Engine {
                     }
                 }
                 self.stats.frames_out.fetch_add(written, Ordering::Relaxed);
+                COUNTERS.add_frames(Leg::Out, written);
                 if !data.contiguous
                     && let Some(p) = self.conns.iter_mut().find(|c| c.id == from)
                 {

@@ -53,9 +53,11 @@ use tokio_util::sync::CancellationToken;
 
 mod conn;
 mod engine;
+mod metrics;
 mod registry;
 
 pub use engine::{Command, Stats};
+pub use metrics::render as render_metrics;
 use registry::{Registry, StreamKey};
 
 /// Commands queued from hooks to the media task; one more is refused as `highResourceUsage`.
@@ -194,13 +196,15 @@ pub struct Sfu {
 impl Sfu {
     /// A plugin with `settings` that lists its publishers in `hub`, not started.
     pub fn new(settings: SfuSettings, hub: Arc<Hub>) -> Self {
+        let stats = Arc::new(Stats::default());
+        metrics::register(Arc::downgrade(&stats));
         Self {
             settings,
             registry: Arc::new(Mutex::new(Registry::new(Arc::clone(&hub)))),
             hub,
             commands: OnceLock::new(),
             cancel: CancellationToken::new(),
-            stats: Arc::default(),
+            stats,
         }
     }
 
