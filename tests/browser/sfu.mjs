@@ -18,7 +18,8 @@
 //   4. C closes its page: A and D see C's tracks removed.
 //   (No page gets a track event for its own stream: the publisher's answer is recvonly.)
 // Case sfu_join_room_flow: the joinRoom conference flow of Ant's conference tutorial (LEGACY_PAGE)
-// with three pages, each seeing the two others' video with frames advancing; then one leaves.
+// with three pages, each seeing the two others' video with frames advancing; a data-channel
+// message from each page reaches the two others; then one leaves.
 // Case sfu_demo_page: the demo page examples/web/conference.html in three tabs, each showing the
 // two others' cameras. Case sfu_mixed_raw_and_ant: a raw-dialect page (plain RTCPeerConnection, the media requests of
 // docs/dialect-spec.md) publishes and plays alongside two Ant SDK pages; everyone sees everyone
@@ -161,7 +162,7 @@ const params = new URLSearchParams(location.search);
 const roomName = params.get("room");
 const streamId = params.get("stream");
 const token = "";
-const sb = window.sb = { initialized: false, info: {}, errors: [], events: [], videos: {}, trackStreams: [] };
+const sb = window.sb = { initialized: false, info: {}, errors: [], events: [], videos: {}, trackStreams: [], channels: [], received: [] };
 let publishStreamId;
 let streamsList = [];
 let roomTimerId = null;
@@ -228,6 +229,10 @@ const webRTCAdaptor = window.sbAdaptor = new WebRTCAdaptor({
       removeRemoteVideo(obj.streamId);
     } else if (info === "leavedFromRoom") {
       clearInterval(roomTimerId);
+    } else if (info === "data_channel_opened") {
+      sb.channels.push(obj);
+    } else if (info === "data_received") {
+      sb.received.push({ streamId: obj.streamId, data: obj.data });
     }
     if (obj && typeof obj === "object" && !(obj instanceof Event) && !obj.stream) {
       try { sb.info[info] = JSON.parse(JSON.stringify(obj)); } catch { /* not JSON */ }
@@ -242,6 +247,8 @@ const webRTCAdaptor = window.sbAdaptor = new WebRTCAdaptor({
   },
 });
 window.sbJoin = () => webRTCAdaptor.joinRoom(roomName, streamId);
+// As the tutorial's sendNotificationEvent: a JSON event on one's own publish stream.
+window.sbSend = (eventType) => webRTCAdaptor.sendData(publishStreamId, JSON.stringify({ streamId: publishStreamId, eventType }));
 </script></body></html>`;
 
 /** Video track ids a page receives live with frames advancing, sampled twice 1.5 s apart. */
@@ -374,6 +381,20 @@ const CASES = {
       const others = peers.filter((o) => o !== p).map((o) => sid(o.name)).sort();
       t.expect(info && JSON.stringify([...info.streams].sort()) === JSON.stringify(others),
         `${p.name}'s roomInformation lists the two other publishers`, info);
+    }
+
+    // Data channels: each page's message on its publish stream reaches the two others, as
+    // data_received on the play stream of the sender (the SDK names the connection it came on).
+    await t.until(peers, 'data channels open', (n) => window.sb.channels.length >= n, 3);
+    for (const p of peers) await p.page.evaluate((n) => window.sbSend(`HELLO_FROM_${n}`), p.name);
+    for (const p of peers) {
+      const others = peers.filter((o) => o !== p);
+      const want = others.map((o) => `${sid(o.name)} HELLO_FROM_${o.name}`).sort();
+      const got = await t.until([p], 'data from the two others', (n) => {
+        const r = window.sb.received.map((m) => `${m.streamId} ${JSON.parse(m.data).eventType}`).sort();
+        return r.length >= n ? r : false;
+      }, want.length);
+      t.expect(JSON.stringify(got) === JSON.stringify(want), `${p.name} receives each other page's message once`, got);
     }
 
     await b.page.evaluate((r) => window.sbAdaptor.leaveFromRoom(r), room);

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Output, Rtc};
 use switchboard_plugin_api::protocol::conference::{MediaDirection, MediaOffer, TrackMapping};
@@ -27,6 +28,11 @@ const MAX_CANDIDATES: usize = 64;
 /// bounds what one publisher can make the gateway offer.
 pub const MAX_PUBLISHER_SECTIONS: usize = 8;
 
+/// Largest data-channel message relayed from a publisher to its players (the SDK sends binary
+/// data in chunks of 16 000 bytes plus a 4-byte token; text unchunked). Larger ones are dropped:
+/// each is copied to every player.
+pub const MAX_DATA_MESSAGE: usize = 65_536;
+
 /// What a connection's output means for the others (or for its session).
 #[derive(Debug)]
 pub enum Yield {
@@ -40,6 +46,12 @@ pub enum Yield {
     },
     /// A frame from a publisher's track, to forward (boxed: frames are large and many).
     Media { from: u64, data: Box<MediaData> },
+    /// A message on a publisher's data channel, for its players' data channels.
+    Data {
+        from: u64,
+        binary: bool,
+        data: Vec<u8>,
+    },
     /// A player asked for a keyframe of a track it receives.
     Keyframe {
         publisher: u64,
@@ -124,6 +136,9 @@ pub struct Conn {
     /// str0m's cumulative RTP statistics per section (and simulcast layer) as last reported,
     /// so that each report adds only what grew to the `/metrics` counters.
     rtp_seen: HashMap<(Mid, Option<str0m::media::Rid>), RtpTotals>,
+    /// The data channel, once open (a publisher's: the SDK's, labelled with its stream id; a
+    /// player's: the one the gateway's first offer adds).
+    channel: Option<ChannelId>,
 }
 
 impl Conn {
@@ -146,6 +161,7 @@ impl Conn {
             early_candidates: Vec::new(),
             candidates: 0,
             rtp_seen: HashMap::new(),
+            channel: None,
         }
     }
 
@@ -359,6 +375,19 @@ impl Conn {
         true
     }
 
+    /// A player: writes a publisher's data-channel message to this connection's data channel.
+    /// Returns whether it was written (not before the channel is open).
+    pub fn send_data(&mut self, binary: bool, data: &[u8]) -> bool {
+        let Some(id) = self.channel else {
+            return false;
+        };
+        let Some(mut channel) = self.rtc.as_mut().and_then(|rtc| rtc.channel(id)) else {
+            return false;
+        };
+        self.dirty = true;
+        channel.write(binary, data).unwrap_or(false)
+    }
+
     /// A publisher: asks for a keyframe on `mid`, at most every [`KEYFRAME_INTERVAL`].
     pub fn request_keyframe(&mut self, mid: Mid, kind: KeyframeRequestKind, now: Instant) {
         let Some(track) = self.tracks_in.iter_mut().find(|t| t.mid == mid) else {
@@ -433,6 +462,18 @@ impl Conn {
                         out.push(Yield::Media {
                             from: self.id,
                             data: Box::new(data),
+                        });
+                    }
+                    RtcEvent::ChannelOpen(id, _) => self.channel = Some(id),
+                    RtcEvent::ChannelClose(id) if self.channel == Some(id) => self.channel = None,
+                    RtcEvent::ChannelData(d)
+                        if self.direction == MediaDirection::Publish
+                            && d.data.len() <= MAX_DATA_MESSAGE =>
+                    {
+                        out.push(Yield::Data {
+                            from: self.id,
+                            binary: d.binary,
+                            data: d.data,
                         });
                     }
                     RtcEvent::MediaIngressStats(s) => {

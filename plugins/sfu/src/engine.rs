@@ -587,6 +587,32 @@ impl Engine {
                     );
                 }
             }
+            Yield::Data { from, binary, data } => {
+                // Ant relays a publisher's data channel to the players of its stream: the SDK
+                // reports each message as `data_received` with the play stream's id.
+                let Some(i) = self.conns.iter().position(|c| c.id == from) else {
+                    return;
+                };
+                let players: Vec<usize> = (0..self.conns.len())
+                    .filter(|j| {
+                        let (Some(p), Some(c)) = (self.conns.get(i), self.conns.get(*j)) else {
+                            return false;
+                        };
+                        c.plays(p)
+                    })
+                    .collect();
+                let mut written = 0;
+                for j in players {
+                    if self
+                        .conns
+                        .get_mut(j)
+                        .is_some_and(|c| c.send_data(binary, &data))
+                    {
+                        written += 1;
+                    }
+                }
+                COUNTERS.add_data_messages(written);
+            }
             Yield::Keyframe {
                 publisher,
                 mid,

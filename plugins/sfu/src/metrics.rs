@@ -46,6 +46,7 @@ pub struct Counters {
     plis: [AtomicU64; 2],
     firs: [AtomicU64; 2],
     keyframe_requests: AtomicU64,
+    data_messages: AtomicU64,
 }
 
 /// The process-wide counters.
@@ -57,6 +58,7 @@ pub static COUNTERS: Counters = Counters {
     plis: [AtomicU64::new(0), AtomicU64::new(0)],
     firs: [AtomicU64::new(0), AtomicU64::new(0)],
     keyframe_requests: AtomicU64::new(0),
+    data_messages: AtomicU64::new(0),
 };
 
 /// The media tasks' stats, for the gauges (dead ones are skipped and pruned).
@@ -102,6 +104,11 @@ impl Counters {
         if let Some(c) = self.frames.get(Self::idx(leg)) {
             c.fetch_add(n, Ordering::Relaxed);
         }
+    }
+
+    /// Data-channel messages written to players.
+    pub fn add_data_messages(&self, n: u64) {
+        self.data_messages.fetch_add(n, Ordering::Relaxed);
     }
 
     /// A keyframe request the gateway made of a publisher.
@@ -193,6 +200,16 @@ pub fn render(out: &mut String) {
         out,
         "switchboard_sfu_keyframe_requests_total {}",
         load(&c.keyframe_requests)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP switchboard_sfu_data_messages_total Data-channel messages relayed from publishers to players (one per player)."
+    );
+    let _ = writeln!(out, "# TYPE switchboard_sfu_data_messages_total counter");
+    let _ = writeln!(
+        out,
+        "switchboard_sfu_data_messages_total {}",
+        load(&c.data_messages)
     );
 
     let tasks: Vec<_> = TASKS
