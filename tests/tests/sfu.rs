@@ -442,25 +442,20 @@ async fn publishers_are_listed_and_play_names_a_stream_or_a_room() {
         finished,
         json!({"command":"notification","definition":"publish_finished","streamId":"l1"})
     );
-    // Track control is refused with a text that is true while the media plugin runs.
-    for command in [
-        "toggleVideo",
-        "toggleAudio",
-        "enableTrack",
-        "forceStreamQuality",
-    ] {
-        let err = ask(
-            &mut l,
-            json!({"command":command,"streamId":"p1","trackId":"p1","enabled":false,"streamHeight":360}),
-        )
-        .await;
-        assert_eq!(err["definition"], "unsupported_command", "{err}");
-        let text = field(&err, "information");
-        assert!(
-            text.contains(command) && text.contains("sfu") && !text.contains("not running"),
-            "{err}"
-        );
-    }
+    // Layer choice is refused with a text that is true while the media plugin runs.
+    let err = ask(
+        &mut l,
+        json!({"command":"forceStreamQuality","streamId":"p1","streamHeight":360}),
+    )
+    .await;
+    assert_eq!(err["definition"], "unsupported_command", "{err}");
+    let text = field(&err, "information");
+    assert!(
+        text.contains("forceStreamQuality")
+            && text.contains("sfu")
+            && !text.contains("not running"),
+        "{err}"
+    );
     gw.stop().await;
 }
 
@@ -545,5 +540,100 @@ async fn metrics_show_connections_tracks_and_forwarding() {
     ] {
         metric(&text, series);
     }
+    gw.stop().await;
+}
+
+/// Frames `player` receives per kind while `publisher` sends for `ms`: (audio, video), by the
+/// offer's idMapping (mid → `ARDAMSa…`/`ARDAMSv…`).
+async fn flow_by_kind(
+    publisher: &mut MediaPeer,
+    player: &mut MediaPeer,
+    mapping: &Value,
+    ms: u64,
+) -> (u64, u64) {
+    let before = player.frames.clone();
+    flow(&mut [publisher], player, ms).await;
+    let (mut audio, mut video) = (0, 0);
+    for (mid, n) in &player.frames {
+        let grew = n - before.get(mid).copied().unwrap_or(0);
+        match mapping[mid.to_string()].as_str() {
+            Some(id) if id.starts_with("ARDAMSa") => audio += grew,
+            Some(id) if id.starts_with("ARDAMSv") => video += grew,
+            _ => {}
+        }
+    }
+    (audio, video)
+}
+
+/// Item 5 of issue 18: `enableTrack`, `toggleVideo`, `toggleAudio` stop and resume what the
+/// gateway sends: a player's for itself, a publisher's for every player of its stream.
+#[tokio::test]
+async fn track_toggles_pause_and_resume_forwarding() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    let epoch = Instant::now();
+    let (mut pub_ws, mut p1) = publish(&gw, "t1", "rt", epoch).await;
+    let mut q = ant(&gw).await;
+    q.send_json(json!({"command":"play","streamId":"rt","token":"","room":"rt","trackList":[]}))
+        .await;
+    let offer = next(&mut q).await;
+    let mapping = offer["idMapping"].clone();
+    let mut player = MediaPeer::new(epoch).await;
+    answer_offer(&mut q, &mut player, &offer).await;
+    assert!(
+        player.pump_until(WAIT, |p| p.connected).await,
+        "player connects"
+    );
+    assert_eq!(
+        next(&mut q).await,
+        json!({"command":"notification","definition":"play_started","streamId":"rt"})
+    );
+    let (audio, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1000).await;
+    assert!(
+        audio > 10 && video > 10,
+        "both flow: {audio} audio, {video} video"
+    );
+
+    let toggle = |command: &str, stream: &str, enabled: bool| json!({"command":command,"streamId":stream,"trackId":"t1","enabled":enabled});
+    // The player: enableTrack off stops the whole track; toggleVideo on brings video back.
+    q.send_json(toggle("enableTrack", "rt", false)).await;
+    flow(&mut [&mut p1], &mut player, 300).await; // what was in flight
+    let (audio, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1000).await;
+    assert_eq!((audio, video), (0, 0), "enableTrack false stops both");
+    q.send_json(toggle("toggleVideo", "rt", true)).await;
+    flow(&mut [&mut p1], &mut player, 300).await;
+    let (audio, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1000).await;
+    assert!(
+        audio == 0 && video > 10,
+        "video back, audio still off: {audio}, {video}"
+    );
+    q.send_json(toggle("toggleAudio", "rt", true)).await;
+    flow(&mut [&mut p1], &mut player, 300).await;
+    let (audio, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1000).await;
+    assert!(audio > 10 && video > 10, "both back: {audio}, {video}");
+    // Ant answers nothing to a toggle that worked.
+    q.expect_silence(100).await;
+
+    // The publisher: its own toggleAudio off stops its audio to every player.
+    pub_ws.send_json(toggle("toggleAudio", "t1", false)).await;
+    flow(&mut [&mut p1], &mut player, 300).await;
+    let (audio, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1000).await;
+    assert!(
+        audio == 0 && video > 10,
+        "publisher muted its audio: {audio}, {video}"
+    );
+
+    // A stream the connection neither plays nor publishes; a toggle without `enabled`.
+    let err = ask(&mut q, toggle("toggleVideo", "nope", false)).await;
+    assert_eq!(err["definition"], "no_stream_exist", "{err}");
+    assert_eq!(err["streamId"], "nope", "{err}");
+    let err = ask(
+        &mut q,
+        json!({"command":"toggleVideo","streamId":"rt","trackId":"t1"}),
+    )
+    .await;
+    assert_eq!(
+        err,
+        json!({"command":"error","definition":"invalid_field","information":"missing field `enabled`"})
+    );
     gw.stop().await;
 }

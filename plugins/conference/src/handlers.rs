@@ -50,6 +50,8 @@ impl Conference {
             ConferenceCommand::UpdateMetaData(m) => self.update_meta_data(cx, m),
             ConferenceCommand::Publish(m) => Err(self.media(&request.app, m, TokenType::Publish)),
             ConferenceCommand::Play(m) => Err(self.media(&request.app, m, TokenType::Play)),
+            // Track control is the media plugin's (`sfu`, after this one).
+            ConferenceCommand::ToggleTrack(_) => Err(Verdict::Continue),
             // A command added to the protocol before this plugin learned it.
             _ => Err(refuse(
                 ErrorCode::Unsupported,

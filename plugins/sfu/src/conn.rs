@@ -75,6 +75,9 @@ pub struct TrackOut {
     pub state: TrackState,
     /// The publisher left while an offer adding this track was pending.
     pub gone: bool,
+    /// The player asked not to be sent it (`toggleVideo`/`toggleAudio`/`enableTrack` with
+    /// `enabled: false`); it stays negotiated, nothing is written to it.
+    pub paused: bool,
 }
 
 /// The negotiation state of a [`TrackOut`].
@@ -139,6 +142,9 @@ pub struct Conn {
     /// The data channel, once open (a publisher's: the SDK's, labelled with its stream id; a
     /// player's: the one the gateway's first offer adds).
     channel: Option<ChannelId>,
+    /// A publisher: kinds it asked the gateway not to forward (its own `toggleVideo` or
+    /// `toggleAudio` with `enabled: false`).
+    pub muted: Vec<MediaKind>,
 }
 
 impl Conn {
@@ -162,6 +168,7 @@ impl Conn {
             candidates: 0,
             rtp_seen: HashMap::new(),
             channel: None,
+            muted: Vec::new(),
         }
     }
 
@@ -326,6 +333,7 @@ impl Conn {
             stream: stream.to_owned(),
             state: TrackState::ToOpen,
             gone: false,
+            paused: false,
         });
     }
 
@@ -356,7 +364,7 @@ impl Conn {
     /// it was written.
     pub fn forward(&mut self, from: u64, data: &MediaData) -> bool {
         let Some(mid) = self.tracks_out.iter().find_map(|t| match t.state {
-            TrackState::Open(mid) if t.source == (from, data.mid) => Some(mid),
+            TrackState::Open(mid) if t.source == (from, data.mid) && !t.paused => Some(mid),
             _ => None,
         }) else {
             return false;
@@ -373,6 +381,23 @@ impl Conn {
             return false;
         }
         true
+    }
+
+    /// A player: pauses or resumes the tracks of stream `track` (every track when `track` is
+    /// what it plays, a room or one stream) of the given kinds. Returns the sources of video
+    /// tracks it resumed, which need a keyframe to be decoded again.
+    pub fn pause(&mut self, track: &str, kinds: &[MediaKind], paused: bool) -> Vec<(u64, Mid)> {
+        let all = track == self.room;
+        let mut resumed = Vec::new();
+        for t in &mut self.tracks_out {
+            if (all || t.stream == track) && kinds.contains(&t.kind) && t.paused != paused {
+                t.paused = paused;
+                if !paused && t.kind == MediaKind::Video {
+                    resumed.push(t.source);
+                }
+            }
+        }
+        resumed
     }
 
     /// A player: writes a publisher's data-channel message to this connection's data channel.

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use str0m::crypto::CryptoProvider;
+use str0m::media::{KeyframeRequestKind, MediaKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Input, Rtc};
 use switchboard_plugin_api::protocol::conference::{MediaAnswer, MediaDirection, MediaState};
@@ -54,6 +55,13 @@ pub enum Command {
     },
     /// The session closed: drop its connections silently.
     SessionClosed { session: SessionId },
+    /// `toggleVideo`/`toggleAudio`/`enableTrack` on the stream `key`.
+    Toggle {
+        key: StreamKey,
+        track_id: String,
+        kinds: Vec<MediaKind>,
+        enabled: bool,
+    },
 }
 
 /// Counters, readable while the task runs.
@@ -265,6 +273,12 @@ impl Engine {
                     Event::ConferenceReply(Box::new(ConferenceReply::MediaFinished(state))),
                 );
             }
+            Command::Toggle {
+                key,
+                track_id,
+                kinds,
+                enabled,
+            } => self.toggle(&key, &track_id, &kinds, enabled),
             Command::SessionClosed { session } => {
                 while let Some(i) = self.conns.iter().position(|c| c.key.session == session) {
                     self.remove(i);
@@ -274,6 +288,34 @@ impl Engine {
         self.stats
             .connections
             .store(self.conns.len() as u64, Ordering::Relaxed);
+    }
+
+    /// A player stops or resumes receiving some tracks; a publisher stops or resumes the
+    /// forwarding of its own tracks of those kinds. Resumed video gets a keyframe request.
+    fn toggle(&mut self, key: &StreamKey, track_id: &str, kinds: &[MediaKind], enabled: bool) {
+        let Some(conn) = self.conns.iter_mut().find(|c| c.key == *key) else {
+            return;
+        };
+        let resumed = match conn.direction {
+            MediaDirection::Play => conn.pause(track_id, kinds, !enabled),
+            MediaDirection::Publish => {
+                conn.muted.retain(|k| !kinds.contains(k));
+                if !enabled {
+                    conn.muted.extend_from_slice(kinds);
+                }
+                conn.tracks_in
+                    .iter()
+                    .filter(|t| enabled && t.kind == MediaKind::Video && kinds.contains(&t.kind))
+                    .map(|t| (conn.id, t.mid))
+                    .collect()
+            }
+        };
+        let now = Instant::now();
+        for (publisher, mid) in resumed {
+            if let Some(p) = self.conns.iter_mut().find(|c| c.id == publisher) {
+                p.request_keyframe(mid, KeyframeRequestKind::Pli, now);
+            }
+        }
     }
 
     fn take_id(&mut self) -> u64 {
@@ -563,6 +605,15 @@ impl Engine {
             Yield::Media { from, data } => {
                 self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
                 COUNTERS.add_frames(Leg::In, 1);
+                let muted = self.conns.iter().find(|c| c.id == from).is_some_and(|p| {
+                    !p.muted.is_empty()
+                        && p.tracks_in
+                            .iter()
+                            .any(|t| t.mid == data.mid && p.muted.contains(&t.kind))
+                });
+                if muted {
+                    return;
+                }
                 let mut written = 0;
                 for player in self
                     .conns

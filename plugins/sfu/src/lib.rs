@@ -39,8 +39,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::Deserialize;
+use str0m::media::MediaKind;
 use switchboard_conference::Hub;
-use switchboard_plugin_api::protocol::conference::MediaDirection;
+use switchboard_plugin_api::protocol::conference::{MediaDirection, TrackKind};
 use switchboard_plugin_api::protocol::{
     ConferenceCommand, DialectKind, ErrorCode, Event, LeaveReason, SdpKind,
 };
@@ -300,6 +301,33 @@ impl Plugin for Sfu {
                     m.room.as_deref(),
                     out,
                 ),
+                ConferenceCommand::ToggleTrack(t) => {
+                    let key = StreamKey::new(me, &t.stream_id);
+                    if !self.registry().contains(&key) {
+                        return Ok(refuse(
+                            ErrorCode::NoStream,
+                            format!(
+                                "this connection neither plays nor publishes `{}`",
+                                t.stream_id
+                            ),
+                        ));
+                    }
+                    let kinds = match t.kind {
+                        Some(TrackKind::Video) => vec![MediaKind::Video],
+                        Some(TrackKind::Audio) => vec![MediaKind::Audio],
+                        None => vec![MediaKind::Audio, MediaKind::Video],
+                    };
+                    let command = Command::Toggle {
+                        key,
+                        track_id: t.track_id.clone(),
+                        kinds,
+                        enabled: t.enabled,
+                    };
+                    if !self.send(command) {
+                        return Ok(refuse(ErrorCode::MediaCapacity, "the media plugin is busy"));
+                    }
+                    Verdict::Stop
+                }
                 _ => Verdict::Continue,
             },
             Event::Description(d) => {
