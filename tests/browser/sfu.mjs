@@ -19,7 +19,8 @@
 //   (No page gets a track event for its own stream: the publisher's answer is recvonly.)
 // Case sfu_join_room_flow: the joinRoom conference flow of Ant's conference tutorial (LEGACY_PAGE)
 // with three pages, each seeing the two others' video with frames advancing; a data-channel
-// message from each page reaches the two others; then one leaves.
+// message from each page reaches the two others; one turns its video off (toggleVideo) and the
+// others see it stop, then flow again; then one leaves.
 // Case sfu_demo_page: the demo page examples/web/conference.html in three tabs, each showing the
 // two others' cameras. Case sfu_mixed_raw_and_ant: a raw-dialect page (plain RTCPeerConnection, the media requests of
 // docs/dialect-spec.md) publishes and plays alongside two Ant SDK pages; everyone sees everyone
@@ -248,6 +249,7 @@ const webRTCAdaptor = window.sbAdaptor = new WebRTCAdaptor({
 });
 window.sbJoin = () => webRTCAdaptor.joinRoom(roomName, streamId);
 // As the tutorial's sendNotificationEvent: a JSON event on one's own publish stream.
+window.sbToggleVideo = (enabled) => webRTCAdaptor.toggleVideo(publishStreamId, publishStreamId, enabled);
 window.sbSend = (eventType) => webRTCAdaptor.sendData(publishStreamId, JSON.stringify({ streamId: publishStreamId, eventType }));
 </script></body></html>`;
 
@@ -396,6 +398,13 @@ const CASES = {
       }, want.length);
       t.expect(JSON.stringify(got) === JSON.stringify(want), `${p.name} receives each other page's message once`, got);
     }
+
+    // A turns its video off on the server side (toggleVideo on its publish stream): B and C see
+    // its video stop advancing, C's still flowing; turned back on, A's video flows again.
+    await a.page.evaluate(() => window.sbToggleVideo(false));
+    await Promise.all([sees(b, ['C']), sees(c, ['B'])]);
+    await a.page.evaluate(() => window.sbToggleVideo(true));
+    await Promise.all([sees(b, ['A', 'C']), sees(c, ['A', 'B'])]);
 
     await b.page.evaluate((r) => window.sbAdaptor.leaveFromRoom(r), room);
     await t.until([b], 'leavedFromRoom', () => window.sb.info.leavedFromRoom);

@@ -3,9 +3,9 @@
 //! room and see each other's video with frames advancing, a fourth joins and everyone
 //! renegotiates, one stops and one closes its page and the others lose their tracks; the
 //! joinRoom flow of Ant's conference tutorial (join, publish, play each participant's stream,
-//! poll room information) with three pages each seeing the two others and each page's
-//! data-channel message reaching the two others; no page gets a track event for its own
-//! stream; a raw
+//! poll room information) with three pages each seeing the two others, each page's
+//! data-channel message reaching the two others, and a camera turned off with `toggleVideo`
+//! seen stopping by the others and back; no page gets a track event for its own stream; a raw
 //! dialect page in a conference with Ant pages; the demo page `examples/web/conference.html` in
 //! three tabs (`tests/browser/sfu.mjs`; see its header for the steps and how to run it by hand). Needs
 //! `cargo build --workspace` and `npm ci` first, like the browser matrix; on failure the logs are
