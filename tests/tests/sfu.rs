@@ -399,6 +399,10 @@ async fn publishers_are_listed_and_play_names_a_stream_or_a_room() {
     );
     let frames = flow(&mut [&mut p1], &mut player, 1500).await;
     assert!(frames > 20, "the player of p1 received {frames} frames");
+    assert_eq!(
+        next(&mut q).await,
+        json!({"command":"notification","definition":"play_started","streamId":"p1"})
+    );
 
     // The legacy flow: joinRoom(r2, l1), publish(l1) without a main track.
     let mut l = ant(&gw).await;
@@ -442,6 +446,49 @@ async fn publishers_are_listed_and_play_names_a_stream_or_a_room() {
         finished,
         json!({"command":"notification","definition":"publish_finished","streamId":"l1"})
     );
+    // leaveFromRoom ends the leaver's media in the room at once: the SDK closes its
+    // connections without a `stop` of each, and the room's lists drop it.
+    let joined = ask(
+        &mut l,
+        json!({"command":"joinRoom","room":"r3","mainTrack":"r3","streamId":"l2"}),
+    )
+    .await;
+    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+    l.send_json(
+        json!({"command":"publish","streamId":"l2","mainTrack":"","video":true,"audio":true}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut l).await,
+        json!({"command":"start","streamId":"l2"})
+    );
+    let info = ask(
+        &mut q,
+        json!({"command":"getRoomInfo","room":"r3","streamId":""}),
+    )
+    .await;
+    assert_eq!(info["streams"], json!(["l2"]), "{info}");
+    let left = ask(
+        &mut l,
+        json!({"command":"leaveFromRoom","room":"r3","mainTrack":"r3","streamId":"l2"}),
+    )
+    .await;
+    assert_eq!(left["definition"], "leavedFromRoom", "{left}");
+    l.expect_silence(300).await;
+    let info = ask(
+        &mut q,
+        json!({"command":"getRoomInfo","room":"r3","streamId":""}),
+    )
+    .await;
+    assert_eq!(info["definition"], "no_active_streams_in_room", "{info}");
+    // The stream id is free again.
+    l.send_json(json!({"command":"publish","streamId":"l2","mainTrack":"r4"}))
+        .await;
+    assert_eq!(
+        next(&mut l).await,
+        json!({"command":"start","streamId":"l2"})
+    );
+
     // Layer choice is refused with a text that is true while the media plugin runs.
     let err = ask(
         &mut l,

@@ -62,6 +62,12 @@ impl Conference {
             )),
         };
         match reply {
+            // The media plugin after this one ends the leaver's streams in the room too (the
+            // SDK closes its connections without a `stop` of each).
+            Ok(reply @ ConferenceReply::LeftRoom(_)) => {
+                out.send(cx.from().session, Event::ConferenceReply(Box::new(reply)));
+                Verdict::Continue
+            }
             Ok(reply) => {
                 out.send(cx.from().session, Event::ConferenceReply(Box::new(reply)));
                 Verdict::Stop

@@ -55,6 +55,8 @@ pub enum Command {
     },
     /// The session closed: drop its connections silently.
     SessionClosed { session: SessionId },
+    /// The session left the room (`leaveFromRoom`): drop these connections silently.
+    Drop { keys: Vec<StreamKey> },
     /// `toggleVideo`/`toggleAudio`/`enableTrack` on the stream `key`.
     Toggle {
         key: StreamKey,
@@ -279,6 +281,13 @@ impl Engine {
                 kinds,
                 enabled,
             } => self.toggle(&key, &track_id, &kinds, enabled),
+            Command::Drop { keys } => {
+                for key in keys {
+                    if let Some(i) = self.conns.iter().position(|c| c.key == key) {
+                        self.remove(i);
+                    }
+                }
+            }
             Command::SessionClosed { session } => {
                 while let Some(i) = self.conns.iter().position(|c| c.key.session == session) {
                     self.remove(i);

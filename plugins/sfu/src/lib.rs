@@ -301,6 +301,15 @@ impl Plugin for Sfu {
                     m.room.as_deref(),
                     out,
                 ),
+                ConferenceCommand::LeaveRoom(r) => {
+                    // The conference plugin acknowledged it; the SDK has closed its connections
+                    // already, so they end silently (no publish_finished/play_finished).
+                    let keys = self.registry().remove_in_room(me, &r.room);
+                    if !keys.is_empty() {
+                        let _ = self.send(Command::Drop { keys });
+                    }
+                    Verdict::Continue
+                }
                 ConferenceCommand::ToggleTrack(t) => {
                     let key = StreamKey::new(me, &t.stream_id);
                     if !self.registry().contains(&key) {

@@ -189,6 +189,21 @@ impl Registry {
         Some(entry.direction)
     }
 
+    /// Forgets `session`'s streams in `room` (publishers into it, players of it or of a stream
+    /// published into it); returns their keys.
+    pub fn remove_in_room(&mut self, session: SessionId, room: &str) -> Vec<StreamKey> {
+        let keys: Vec<_> = self
+            .streams
+            .iter()
+            .filter(|(k, e)| k.session == session && e.room == room)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &keys {
+            self.remove(key);
+        }
+        keys
+    }
+
     /// Forgets every stream of `session`; returns their keys.
     pub fn remove_session(&mut self, session: SessionId) -> Vec<StreamKey> {
         let keys: Vec<_> = self
