@@ -4,9 +4,16 @@
 //!
 //! - `publish(streamId, …, mainTrack=room)` → `start` → the client's offer → the server's
 //!   answer → ICE → `publish_started`; `stop` → `publish_finished`.
-//! - `play(room)` → the server's offer (`takeConfiguration` with an `idMapping` of mid →
-//!   `ARDAMSv<id>`/`ARDAMSa<id>`) → the client's answer → ICE → `play_started`; publishers
-//!   joining or leaving the room renegotiate the same stream id; `stop` → `play_finished`.
+//! - `play(id)` of a room or of one stream (`room` is only for the token check) → the server's
+//!   offer (`takeConfiguration` with an `idMapping` of mid → `ARDAMSv<id>`/`ARDAMSa<id>`) → the
+//!   client's answer → ICE → `play_started`; publishers joining or leaving renegotiate the same
+//!   stream id; `stop` → `play_finished`.
+//! - A `publish` without `mainTrack` of a `joinRoom` participant's own stream goes into its
+//!   room (Ant's legacy conference flow); publishers are listed in the conference [`Hub`], so
+//!   room queries show them. A publisher's answer is `recvonly`.
+//! - `toggleVideo`/`toggleAudio`/`enableTrack` pause and resume forwarding; a publisher's
+//!   data-channel messages reach the players of its stream; `leaveFromRoom` ends the leaver's
+//!   streams in the room.
 //! - Media is forwarded as it arrives (str0m depacketizes each frame and packetizes it again
 //!   for every subscriber; nothing is decoded or transcoded). NACK/RTX are answered per leg by
 //!   str0m; a subscriber's keyframe request (PLI/FIR) goes to the publisher, and a publisher is
@@ -34,6 +41,7 @@
 //! - `registry.rs`: the streams the plugin serves and its limits (shared by hook and task).
 //! - `engine.rs`: the task: socket, commands, timeouts.
 //! - `conn.rs`: one peer connection (publisher or player) and forwarding between them.
+//! - `metrics.rs`: the `switchboard_sfu_*` figures on `/metrics`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
