@@ -483,6 +483,15 @@ impl Conn {
                             kind: m.kind,
                         });
                     }
+                    // A kind the publisher turned off (its own toggleVideo/toggleAudio) is not
+                    // forwarded; checked here, once per frame, not once per player.
+                    RtcEvent::MediaData(data)
+                        if self.direction == MediaDirection::Publish
+                            && !self.muted.is_empty()
+                            && self
+                                .tracks_in
+                                .iter()
+                                .any(|t| t.mid == data.mid && self.muted.contains(&t.kind)) => {}
                     RtcEvent::MediaData(data) if self.direction == MediaDirection::Publish => {
                         out.push(Yield::Media {
                             from: self.id,

@@ -614,15 +614,6 @@ impl Engine {
             Yield::Media { from, data } => {
                 self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
                 COUNTERS.add_frames(Leg::In, 1);
-                let muted = self.conns.iter().find(|c| c.id == from).is_some_and(|p| {
-                    !p.muted.is_empty()
-                        && p.tracks_in
-                            .iter()
-                            .any(|t| t.mid == data.mid && p.muted.contains(&t.kind))
-                });
-                if muted {
-                    return;
-                }
                 let mut written = 0;
                 for player in self
                     .conns
