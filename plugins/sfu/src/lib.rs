@@ -39,7 +39,8 @@
 //! # Layout
 //! - `lib.rs`: settings, the factory and the hook.
 //! - `registry.rs`: the streams the plugin serves and its limits (shared by hook and task).
-//! - `engine.rs`: the task: socket, commands, timeouts.
+//! - `engine/`: the task: socket, commands, timeouts, forwarding (`mod.rs`); track toggles, the
+//!   data-channel relay and the gauges' snapshot (`control.rs`).
 //! - `conn.rs`: one peer connection (publisher or player) and forwarding between them.
 //! - `metrics.rs`: the `switchboard_sfu_*` figures on `/metrics`.
 
