@@ -480,7 +480,9 @@ impl Gateway {
             }
             let media = matches!(
                 request.command,
-                ConferenceCommand::Publish(_) | ConferenceCommand::Play(_)
+                ConferenceCommand::Publish(_)
+                    | ConferenceCommand::Play(_)
+                    | ConferenceCommand::ToggleTrack(_)
             );
             let refusal = if media && pipeline.has("conference") {
                 Refusal::new(ErrorCode::MediaUnavailable, NO_MEDIA)

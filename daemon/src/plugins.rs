@@ -34,12 +34,12 @@ impl PluginRegistry {
         let mut registry = Self {
             factories: Vec::new(),
         };
-        registry.add(Box::new(ConferenceFactory::new(hub)));
+        registry.add(Box::new(ConferenceFactory::new(Arc::clone(&hub))));
         registry.add(Box::new(switchboard_room_router::RoomRouterFactory));
         registry.add(Box::new(switchboard_room_policy::RoomPolicyFactory));
         registry.add(Box::new(switchboard_logging::LoggingFactory));
         registry.add(Box::new(switchboard_two_peer_relay::TwoPeerRelayFactory));
-        registry.add(Box::new(switchboard_sfu::SfuFactory));
+        registry.add(Box::new(switchboard_sfu::SfuFactory::new(hub)));
         registry
     }
 

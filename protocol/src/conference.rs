@@ -59,6 +59,9 @@ pub enum ConferenceCommand {
     Publish(MediaRequest),
     /// `play`: receive media from the server.
     Play(MediaRequest),
+    /// `toggleVideo`, `toggleAudio`, `enableTrack`: the server stops or resumes sending a
+    /// track (one kind of it, or all of it).
+    ToggleTrack(ToggleTrack),
 }
 
 impl ConferenceCommand {
@@ -76,6 +79,7 @@ impl ConferenceCommand {
             }
             ConferenceCommand::UpdateMetaData(m) => &m.stream_id,
             ConferenceCommand::Publish(m) | ConferenceCommand::Play(m) => &m.stream_id,
+            ConferenceCommand::ToggleTrack(t) => &t.stream_id,
         }
     }
 
@@ -103,6 +107,11 @@ impl ConferenceCommand {
             ConferenceCommand::UpdateMetaData(_) => "updateStreamMetaData",
             ConferenceCommand::Publish(_) => "publish",
             ConferenceCommand::Play(_) => "play",
+            ConferenceCommand::ToggleTrack(t) => match t.kind {
+                Some(TrackKind::Video) => "toggleVideo",
+                Some(TrackKind::Audio) => "toggleAudio",
+                None => "enableTrack",
+            },
         }
     }
 }
@@ -191,6 +200,33 @@ pub struct MediaRequest {
     /// The room: `publish`'s `mainTrack`, `play`'s `room`, when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,
+}
+
+/// `toggleVideo {streamId, trackId, enabled}`, `toggleAudio {…}`, `enableTrack {streamId:
+/// mainTrack, trackId, enabled}`: the server stops (`enabled: false`) or resumes sending track
+/// `track_id` on stream `stream_id` (the sender's play stream: a room or one stream; or the
+/// sender's own publish stream, to every player).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToggleTrack {
+    /// The play (or publish) stream it applies to.
+    pub stream_id: String,
+    /// The track: a publisher's stream id (the stream itself for a single-stream play).
+    pub track_id: String,
+    /// Video or audio (`toggleVideo`, `toggleAudio`); `None` for both (`enableTrack`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<TrackKind>,
+    /// Send (`true`) or not.
+    pub enabled: bool,
+}
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackKind {
+    /// Audio.
+    Audio,
+    /// Video.
+    Video,
 }
 
 /// A conference reply to one peer.

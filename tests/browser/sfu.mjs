@@ -16,6 +16,11 @@
 //   3. B stops its play and its publish (`play_finished`, `publish_finished`): A, C and D see
 //      B's tracks removed and still receive each other.
 //   4. C closes its page: A and D see C's tracks removed.
+//   (No page gets a track event for its own stream: the publisher's answer is recvonly.)
+// Case sfu_join_room_flow: the joinRoom conference flow of Ant's conference tutorial (LEGACY_PAGE)
+// with three pages, each seeing the two others' video with frames advancing; a data-channel
+// message from each page reaches the two others; one turns its video off (toggleVideo) and the
+// others see it stop, then flow again; then one leaves.
 // Case sfu_demo_page: the demo page examples/web/conference.html in three tabs, each showing the
 // two others' cameras. Case sfu_mixed_raw_and_ant: a raw-dialect page (plain RTCPeerConnection, the media requests of
 // docs/dialect-spec.md) publishes and plays alongside two Ant SDK pages; everyone sees everyone
@@ -62,7 +67,7 @@ const PAGE = `<!DOCTYPE html>
 <script type="module">
 import { WebRTCAdaptor } from "/node_modules/@antmedia/webrtc_adaptor/dist/es/index.js";
 const params = new URLSearchParams(location.search);
-const sb = window.sb = { initialized: false, info: {}, errors: [], events: [], tracks: {} };
+const sb = window.sb = { initialized: false, info: {}, errors: [], events: [], tracks: {}, trackStreams: [] };
 ${remoteTrackSource()}
 window.sbAdaptor = new WebRTCAdaptor({
   websocket_url: "ws://" + location.host + "/LiveApp/websocket",
@@ -71,7 +76,7 @@ window.sbAdaptor = new WebRTCAdaptor({
   callback: (info, obj) => {
     if (info === "pong") return;
     sb.events.push(info);
-    if (info === "newTrackAvailable") { remoteTrack(obj); console.log("SB track " + obj.trackId); return; }
+    if (info === "newTrackAvailable") { sb.trackStreams.push(obj.streamId); remoteTrack(obj); console.log("SB track " + obj.trackId); return; }
     console.log("SB callback " + info + " " + (obj && typeof obj === "object" ? JSON.stringify(obj) : String(obj ?? "")));
     if (info === "initialized") sb.initialized = true;
     if (obj && typeof obj === "object" && !(obj instanceof Event)) {
@@ -137,6 +142,115 @@ window.sbAdaptor = {
   play() { send({ type: "switchboard.play", room }); },
   stop(stream) { send({ type: "switchboard.stop", stream }); },
 };
+</script></body></html>`;
+
+/**
+ * The joinRoom conference flow of Ant's conference tutorial (StreamApp's conference page, the
+ * SDK unchanged): `joinRoom(room, streamId)` → `joinedTheRoom` → `publish(obj.streamId, token)`
+ * and `play(id, token, room)` for each id in `obj.streams`; `getRoomInfo(room, streamId)` every
+ * 5 s, playing ids that appear and stopping those that go; each `newStreamAvailable` shown in a
+ * <video> per stream id (`obj.streamId`, `srcObject = obj.stream`). A local video element and no
+ * remote one, as on that page. `window.sb` records what the script checks: frames per remote
+ * stream id, and the stream ids of every track event.
+ */
+const LEGACY_PAGE = `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>sfu joinRoom test</title></head><body>
+<video id="localVideo" autoplay muted playsinline></video>
+<div id="players"></div>
+<script type="module">
+import { WebRTCAdaptor } from "/node_modules/@antmedia/webrtc_adaptor/dist/es/index.js";
+const params = new URLSearchParams(location.search);
+const roomName = params.get("room");
+const streamId = params.get("stream");
+const token = "";
+const sb = window.sb = { initialized: false, info: {}, errors: [], events: [], videos: {}, trackStreams: [], channels: [], received: [] };
+let publishStreamId;
+let streamsList = [];
+let roomTimerId = null;
+
+function playVideo(obj) {
+  let video = document.getElementById("remoteVideo" + obj.streamId);
+  if (video == null) {
+    video = document.createElement("video");
+    video.id = "remoteVideo" + obj.streamId;
+    video.autoplay = true; video.muted = true; video.playsInline = true;
+    document.getElementById("players").appendChild(video);
+    const entry = sb.videos[obj.streamId] = { width: 0, frames: 0 };
+    const tick = (now, meta) => {
+      entry.width = video.videoWidth;
+      entry.frames = meta.presentedFrames;
+      video.requestVideoFrameCallback(tick);
+    };
+    video.requestVideoFrameCallback(tick);
+  }
+  video.srcObject = obj.stream;
+  video.play().catch(() => {});
+}
+
+function removeRemoteVideo(id) {
+  const video = document.getElementById("remoteVideo" + id);
+  if (video != null) { video.srcObject = null; video.remove(); }
+  delete sb.videos[id];
+  webRTCAdaptor.stop(id);
+  streamsList = streamsList.filter((item) => item !== id);
+}
+
+const webRTCAdaptor = window.sbAdaptor = new WebRTCAdaptor({
+  websocket_url: "ws://" + location.host + "/LiveApp/websocket",
+  mediaConstraints: { video: true, audio: true },
+  peerconnection_config: { iceServers: [] },
+  sdp_constraints: { OfferToReceiveAudio: false, OfferToReceiveVideo: false },
+  localVideoId: "localVideo",
+  dataChannelEnabled: true,
+  callback: (info, obj) => {
+    if (info === "pong") return;
+    sb.events.push(info);
+    console.log("SB callback " + info + " " + (obj && typeof obj === "object" && !(obj instanceof Event) && !obj.stream ? JSON.stringify(obj) : String(obj && obj.streamId || "")));
+    if (info === "initialized") sb.initialized = true;
+    else if (info === "joinedTheRoom") {
+      publishStreamId = obj.streamId;
+      webRTCAdaptor.publish(obj.streamId, token);
+      if (obj.streams != null) {
+        obj.streams.forEach((item) => webRTCAdaptor.play(item, token, roomName));
+        streamsList = obj.streams;
+      }
+      roomTimerId = setInterval(() => webRTCAdaptor.getRoomInfo(roomName, publishStreamId), 5000);
+    } else if (info === "newStreamAvailable") {
+      sb.trackStreams.push(obj.streamId);
+      playVideo(obj);
+    } else if (info === "roomInformation") {
+      for (const str of obj.streams) {
+        if (!streamsList.includes(str)) webRTCAdaptor.play(str, token, roomName);
+      }
+      for (const str of streamsList) {
+        if (!obj.streams.includes(str)) removeRemoteVideo(str);
+      }
+      streamsList = obj.streams;
+    } else if (info === "play_finished") {
+      removeRemoteVideo(obj.streamId);
+    } else if (info === "leavedFromRoom") {
+      clearInterval(roomTimerId);
+    } else if (info === "data_channel_opened") {
+      sb.channels.push(obj);
+    } else if (info === "data_received") {
+      sb.received.push({ streamId: obj.streamId, data: obj.data });
+    }
+    if (obj && typeof obj === "object" && !(obj instanceof Event) && !obj.stream) {
+      try { sb.info[info] = JSON.parse(JSON.stringify(obj)); } catch { /* not JSON */ }
+    }
+  },
+  callbackError: (error, obj) => {
+    console.log("SB error " + error + " " + (obj && typeof obj === "object" ? JSON.stringify(obj) : ""));
+    // The tutorial polls getRoomInfo before anyone else has joined: Ant answers that with
+    // no_active_streams_in_room, which the page ignores.
+    if (String(error) === "no_active_streams_in_room") return;
+    sb.errors.push({ error: String(error), obj: obj && typeof obj === "object" ? JSON.parse(JSON.stringify(obj)) : null });
+  },
+});
+window.sbJoin = () => webRTCAdaptor.joinRoom(roomName, streamId);
+// As the tutorial's sendNotificationEvent: a JSON event on one's own publish stream.
+window.sbToggleVideo = (enabled) => webRTCAdaptor.toggleVideo(publishStreamId, publishStreamId, enabled);
+window.sbSend = (eventType) => webRTCAdaptor.sendData(publishStreamId, JSON.stringify({ streamId: publishStreamId, eventType }));
 </script></body></html>`;
 
 /** Video track ids a page receives live with frames advancing, sampled twice 1.5 s apart. */
@@ -222,6 +336,85 @@ const CASES = {
     }
   },
 
+  // The joinRoom conference flow of Ant's conference tutorial (LEGACY_PAGE) with three pages:
+  // each sees the two others' video with frames advancing, no page gets a track event for its
+  // own stream, and room information lists every publisher. Then B leaves the room and closes
+  // its connections; A and C stop playing it and keep seeing each other.
+  async sfu_join_room_flow(t) {
+    const room = t.room;
+    const sid = (name) => `${room}-${name}`;
+    /** Stream ids whose video `peer` shows with frames advancing, sampled twice 1.5 s apart. */
+    const showing = async (peer) => {
+      const sample = () => peer.page.evaluate(() => Object.fromEntries(Object.entries(window.sb.videos)
+        .map(([id, v]) => [id, [v.width, v.frames]])));
+      const first = await sample();
+      await sleep(1500);
+      const second = await sample();
+      return Object.keys(second).filter((id) => first[id] && second[id][0] > 0 && second[id][1] > first[id][1]).sort();
+    };
+    const sees = async (peer, names) => {
+      const want = names.map(sid).sort();
+      const deadline = Date.now() + 30_000;
+      let got = [];
+      while (Date.now() < deadline) {
+        got = await showing(peer);
+        if (JSON.stringify(got) === JSON.stringify(want)) { t.note(peer.name, `sees ${names.join(',')}`); return; }
+      }
+      throw new Error(`${peer.name} should show flowing video of ${names.join(',')}; got ${JSON.stringify(got)}`);
+    };
+    const peers = [];
+    for (const name of ['A', 'B', 'C']) {
+      const p = await t.openPage(name, `/__sfu-legacy.html?room=${room}&stream=${sid(name)}`, LEGACY_PAGE);
+      await t.until([p], 'initialized', () => window.sb.initialized);
+      await p.page.evaluate(() => window.sbJoin());
+      const joined = await t.until([p], 'joinedTheRoom', () => window.sb.info.joinedTheRoom);
+      const before = peers.map((o) => sid(o.name));
+      t.expect(joined.streamId === sid(name) && JSON.stringify([...joined.streams].sort()) === JSON.stringify(before),
+        `${name}'s joinedTheRoom lists the participants before it`, joined);
+      await t.until([p], 'publish_started', () => window.sb.info.publish_started);
+      peers.push(p);
+    }
+    const [a, b, c] = peers;
+    await Promise.all([sees(a, ['B', 'C']), sees(b, ['A', 'C']), sees(c, ['A', 'B'])]);
+    for (const p of peers) {
+      const own = await p.page.evaluate((me) => window.sb.trackStreams.filter((s) => s === me), sid(p.name));
+      t.expect(own.length === 0, `${p.name} gets no track event for its own stream`, own);
+      const info = await p.page.evaluate(() => window.sb.info.roomInformation);
+      const others = peers.filter((o) => o !== p).map((o) => sid(o.name)).sort();
+      t.expect(info && JSON.stringify([...info.streams].sort()) === JSON.stringify(others),
+        `${p.name}'s roomInformation lists the two other publishers`, info);
+    }
+
+    // Data channels: each page's message on its publish stream reaches the two others, as
+    // data_received on the play stream of the sender (the SDK names the connection it came on).
+    await t.until(peers, 'data channels open', (n) => window.sb.channels.length >= n, 3);
+    for (const p of peers) await p.page.evaluate((n) => window.sbSend(`HELLO_FROM_${n}`), p.name);
+    for (const p of peers) {
+      const others = peers.filter((o) => o !== p);
+      const want = others.map((o) => `${sid(o.name)} HELLO_FROM_${o.name}`).sort();
+      const got = await t.until([p], 'data from the two others', (n) => {
+        const r = window.sb.received.map((m) => `${m.streamId} ${JSON.parse(m.data).eventType}`).sort();
+        return r.length >= n ? r : false;
+      }, want.length);
+      t.expect(JSON.stringify(got) === JSON.stringify(want), `${p.name} receives each other page's message once`, got);
+    }
+
+    // A turns its video off on the server side (toggleVideo on its publish stream): B and C see
+    // its video stop advancing, C's still flowing; turned back on, A's video flows again.
+    await a.page.evaluate(() => window.sbToggleVideo(false));
+    await Promise.all([sees(b, ['C']), sees(c, ['B'])]);
+    await a.page.evaluate(() => window.sbToggleVideo(true));
+    await Promise.all([sees(b, ['A', 'C']), sees(c, ['A', 'B'])]);
+
+    await b.page.evaluate((r) => window.sbAdaptor.leaveFromRoom(r), room);
+    await t.until([b], 'leavedFromRoom', () => window.sb.info.leavedFromRoom);
+    await Promise.all([sees(a, ['C']), sees(c, ['A'])]);
+    for (const p of [a, c]) {
+      const errors = await p.page.evaluate(() => window.sb.errors);
+      t.expect(errors.length === 0, `${p.name} has no error`, errors);
+    }
+  },
+
   async sfu_conference_four_people(t) {
     const room = t.room;
     const sid = (name) => `${room}-${name}`;
@@ -250,6 +443,12 @@ const CASES = {
 
     const [a, b, c] = [await join('A'), await join('B'), await join('C')];
     await Promise.all([sees(a, ['B', 'C']), sees(b, ['A', 'C']), sees(c, ['A', 'B'])]);
+    for (const p of [a, b, c]) {
+      // The publisher's answer is recvonly: no track event on its publish connection, whose
+      // events carry its own stream id (the play connection's carry the room).
+      const own = await p.page.evaluate((me) => window.sb.trackStreams.filter((s) => s === me), sid(p.name));
+      t.expect(own.length === 0, `${p.name} gets no track event for its own stream`, own);
+    }
     for (const p of [a, b, c]) {
       const audio = await p.page.evaluate(() => Object.keys(window.sb.tracks).filter((id) => id.startsWith('ARDAMSa')));
       t.expect(audio.length === 2, `${p.name} receives two audio tracks`, audio);

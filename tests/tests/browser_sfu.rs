@@ -1,7 +1,11 @@
 //! Conference media through the embedded SFU with the real Ant Media SDK in headless Chromium,
 //! through the real `switchboard` binary on its default config: three people publish and play a
 //! room and see each other's video with frames advancing, a fourth joins and everyone
-//! renegotiates, one stops and one closes its page and the others lose their tracks; a raw
+//! renegotiates, one stops and one closes its page and the others lose their tracks; the
+//! joinRoom flow of Ant's conference tutorial (join, publish, play each participant's stream,
+//! poll room information) with three pages each seeing the two others, each page's
+//! data-channel message reaching the two others, and a camera turned off with `toggleVideo`
+//! seen stopping by the others and back; no page gets a track event for its own stream; a raw
 //! dialect page in a conference with Ant pages; the demo page `examples/web/conference.html` in
 //! three tabs (`tests/browser/sfu.mjs`; see its header for the steps and how to run it by hand). Needs
 //! `cargo build --workspace` and `npm ci` first, like the browser matrix; on failure the logs are
@@ -22,6 +26,15 @@ async fn browser_sfu_conference_four_people() {
         DEADLINE,
     )
     .await;
+    if run.success {
+        eprintln!("{}", run.stdout.trim_end());
+    }
+    run.assert_success();
+}
+
+#[tokio::test]
+async fn browser_sfu_join_room_flow() {
+    let run = browser_script("tests/browser/sfu.mjs", "sfu_join_room_flow", DEADLINE).await;
     if run.success {
         eprintln!("{}", run.stdout.trim_end());
     }

@@ -351,13 +351,14 @@ async fn publish_and_play_say_media_needs_the_media_plugin() {
     a.send_json(json!({"command":"stop","streamId":"mine"}))
         .await;
     a.expect_silence(300).await;
-    // Media commands are refused with a reason.
+    // Track control is the media plugin's too: without it, the same refusal as publish/play.
     let err = ask(
         &mut a,
         json!({"command":"enableTrack","streamId":"conf-media","trackId":"x","enabled":true}),
     )
     .await;
-    assert_eq!(err["definition"], "unsupported_command");
+    assert_eq!(err["definition"], "media_plugin_not_running", "{err}");
+    assert_eq!(err["streamId"], "conf-media", "{err}");
     assert!(field(&err, "information").contains("media plugin"), "{err}");
     gw.stop().await;
 }

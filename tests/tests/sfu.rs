@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchboard_tests::media::MediaPeer;
-use switchboard_tests::{TestGateway, WsClient, field};
+use switchboard_tests::{TestGateway, WsClient, field, http_get, http_request};
 
 const CONFIG: &str = r#"
 [[listener]]
@@ -316,5 +316,371 @@ async fn a_raw_publisher_is_played_by_an_ant_player() {
     );
     let offer = next(&mut ant_ws).await;
     assert!(tracks(&offer).is_empty(), "{offer}");
+    gw.stop().await;
+}
+
+/// Sends `command` and returns the next reply (pongs skipped).
+async fn ask(ws: &mut WsClient, command: Value) -> Value {
+    ws.send_json(command).await;
+    next(ws).await
+}
+
+/// Item 3 of issue 18: a page that publishes with the room as main track, without `joinRoom`,
+/// is listed wherever Ant lists a room's publishers; item 1: `play` names one stream (its
+/// `room` is for the token) and plays only that stream; a `joinRoom` participant's publish
+/// without a main track goes into its room, and play of the room carries it.
+#[tokio::test]
+async fn publishers_are_listed_and_play_names_a_stream_or_a_room() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    let rooms = "/LiveApp/rest/v2/broadcasts/conference-rooms";
+    let (status, _) = http_request(gw.main, "POST", rooms, Some(r#"{"roomId":"r1"}"#)).await;
+    assert_eq!(status, 200);
+    let epoch = Instant::now();
+    let (_ws1, mut p1) = publish(&gw, "p1", "r1", epoch).await;
+    let (_ws2, _p2) = publish(&gw, "p2", "r1", epoch).await;
+
+    let mut q = ant(&gw).await;
+    let info = ask(
+        &mut q,
+        json!({"command":"getRoomInfo","room":"r1","streamId":""}),
+    )
+    .await;
+    assert_eq!(info["command"], "roomInformation", "{info}");
+    assert_eq!(info["streams"], json!(["p1", "p2"]), "{info}");
+    let tracks_of_room = ask(
+        &mut q,
+        json!({"command":"getTrackList","streamId":"r1","token":""}),
+    )
+    .await;
+    assert_eq!(
+        tracks_of_room["trackList"],
+        json!(["p1", "p2"]),
+        "{tracks_of_room}"
+    );
+    let room = ask(
+        &mut q,
+        json!({"command":"getBroadcastObject","streamId":"r1"}),
+    )
+    .await;
+    let broadcast: Value = serde_json::from_str(field(&room, "broadcast")).expect("JSON string");
+    assert_eq!(
+        broadcast["subTrackStreamIds"],
+        json!(["p1", "p2"]),
+        "{broadcast}"
+    );
+    let sub = ask(
+        &mut q,
+        json!({"command":"getBroadcastObject","streamId":"p1"}),
+    )
+    .await;
+    let broadcast: Value = serde_json::from_str(field(&sub, "broadcast")).expect("JSON string");
+    assert_eq!(broadcast["mainTrackStreamId"], "r1", "{broadcast}");
+    assert_eq!(broadcast["status"], "broadcasting", "{broadcast}");
+    let count = ask(
+        &mut q,
+        json!({"command":"getSubtracksCount","streamId":"r1","role":"","status":"broadcasting"}),
+    )
+    .await;
+    assert_eq!(count["count"], 2, "{count}");
+    let (_, body) = http_request(gw.main, "GET", &format!("{rooms}/r1"), None).await;
+    let rest: Value = serde_json::from_str(&body).expect("room JSON");
+    assert_eq!(rest["roomStreamList"], json!(["p1", "p2"]), "{rest}");
+
+    // play {streamId: p1, room: r1} plays p1 alone.
+    q.send_json(json!({"command":"play","streamId":"p1","token":"","room":"r1","trackList":[],"subscriberId":"","subscriberCode":"","viewerInfo":"","role":"","userPublishId":""})).await;
+    let offer = next(&mut q).await;
+    assert_eq!(offer["streamId"], "p1", "{offer}");
+    assert_eq!(tracks(&offer), ["ARDAMSap1", "ARDAMSvp1"]);
+    let mut player = MediaPeer::new(epoch).await;
+    answer_offer(&mut q, &mut player, &offer).await;
+    assert!(
+        player.pump_until(WAIT, |p| p.connected).await,
+        "player connects"
+    );
+    let frames = flow(&mut [&mut p1], &mut player, 1500).await;
+    assert!(frames > 20, "the player of p1 received {frames} frames");
+    assert_eq!(
+        next(&mut q).await,
+        json!({"command":"notification","definition":"play_started","streamId":"p1"})
+    );
+
+    // The legacy flow: joinRoom(r2, l1), publish(l1) without a main track.
+    let mut l = ant(&gw).await;
+    let joined = ask(
+        &mut l,
+        json!({"command":"joinRoom","room":"r2","mainTrack":"r2","streamId":"l1"}),
+    )
+    .await;
+    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+    l.send_json(json!({"command":"publish","streamId":"l1","subscriberId":"","subscriberCode":"","streamName":"","mainTrack":"","video":true,"audio":true,"metaData":"","role":""})).await;
+    assert_eq!(
+        next(&mut l).await,
+        json!({"command":"start","streamId":"l1"})
+    );
+    let mut lp = MediaPeer::new(epoch).await;
+    let answer = ask(
+        &mut l,
+        json!({"command":"takeConfiguration","streamId":"l1","type":"offer","sdp":lp.publish_offer()}),
+    )
+    .await;
+    let sdp = field(&answer, "sdp");
+    assert!(
+        !sdp.contains("a=sendrecv") && sdp.contains("a=recvonly"),
+        "a publisher's answer is recvonly: {sdp}"
+    );
+    lp.accept_answer(sdp);
+    assert!(lp.pump_until(WAIT, |p| p.connected).await, "l1 connects");
+    let started = next(&mut l).await;
+    assert_eq!(
+        started,
+        json!({"command":"notification","definition":"publish_started","streamId":"l1","ATTR_ROOM_NAME":"r2","room":"r2"})
+    );
+    let mut r = ant(&gw).await;
+    r.send_json(json!({"command":"play","streamId":"r2","token":"","room":"r2","trackList":[]}))
+        .await;
+    let offer = next(&mut r).await;
+    assert_eq!(tracks(&offer), ["ARDAMSal1", "ARDAMSvl1"], "{offer}");
+    // l1's own stop reaches the media plugin (it is the participant's own stream).
+    let finished = ask(&mut l, json!({"command":"stop","streamId":"l1"})).await;
+    assert_eq!(
+        finished,
+        json!({"command":"notification","definition":"publish_finished","streamId":"l1"})
+    );
+    // leaveFromRoom ends the leaver's media in the room at once: the SDK closes its
+    // connections without a `stop` of each, and the room's lists drop it.
+    let joined = ask(
+        &mut l,
+        json!({"command":"joinRoom","room":"r3","mainTrack":"r3","streamId":"l2"}),
+    )
+    .await;
+    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+    l.send_json(
+        json!({"command":"publish","streamId":"l2","mainTrack":"","video":true,"audio":true}),
+    )
+    .await;
+    assert_eq!(
+        next(&mut l).await,
+        json!({"command":"start","streamId":"l2"})
+    );
+    let info = ask(
+        &mut q,
+        json!({"command":"getRoomInfo","room":"r3","streamId":""}),
+    )
+    .await;
+    assert_eq!(info["streams"], json!(["l2"]), "{info}");
+    let left = ask(
+        &mut l,
+        json!({"command":"leaveFromRoom","room":"r3","mainTrack":"r3","streamId":"l2"}),
+    )
+    .await;
+    assert_eq!(left["definition"], "leavedFromRoom", "{left}");
+    l.expect_silence(300).await;
+    let info = ask(
+        &mut q,
+        json!({"command":"getRoomInfo","room":"r3","streamId":""}),
+    )
+    .await;
+    assert_eq!(info["definition"], "no_active_streams_in_room", "{info}");
+    // The stream id is free again.
+    l.send_json(json!({"command":"publish","streamId":"l2","mainTrack":"r4"}))
+        .await;
+    assert_eq!(
+        next(&mut l).await,
+        json!({"command":"start","streamId":"l2"})
+    );
+
+    // Layer choice is refused with a text that is true while the media plugin runs.
+    let err = ask(
+        &mut l,
+        json!({"command":"forceStreamQuality","streamId":"p1","streamHeight":360}),
+    )
+    .await;
+    assert_eq!(err["definition"], "unsupported_command", "{err}");
+    let text = field(&err, "information");
+    assert!(
+        text.contains("forceStreamQuality")
+            && text.contains("sfu")
+            && !text.contains("not running"),
+        "{err}"
+    );
+    gw.stop().await;
+}
+
+/// The value of series `series` (name and labels, as rendered) in a `/metrics` text.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in /metrics:\n{text}"))
+        .parse()
+        .expect("an integer")
+}
+
+/// Item 6 of issue 18: `/metrics` shows the SFU's peer connections, tracks, room sizes (fixed
+/// buckets) and what it forwarded, RTCP feedback included.
+#[tokio::test]
+async fn metrics_show_connections_tracks_and_forwarding() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    let epoch = Instant::now();
+    let (_ws1, mut p1) = publish(&gw, "m1", "rm", epoch).await;
+    let mut q = ant(&gw).await;
+    q.send_json(json!({"command":"play","streamId":"rm","token":"","room":"rm","trackList":[]}))
+        .await;
+    let offer = next(&mut q).await;
+    let mut player = MediaPeer::new(epoch).await;
+    answer_offer(&mut q, &mut player, &offer).await;
+    assert!(
+        player.pump_until(WAIT, |p| p.connected).await,
+        "player connects"
+    );
+    // Longer than the statistics interval (1 s), so str0m reports RTP totals on both legs.
+    let frames = flow(&mut [&mut p1], &mut player, 2500).await;
+    assert!(frames > 20, "the player received {frames} frames");
+    let (status, text) = http_get(gw.main, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        metric(
+            &text,
+            "switchboard_sfu_peer_connections{direction=\"publish\"}"
+        ),
+        1
+    );
+    assert_eq!(
+        metric(
+            &text,
+            "switchboard_sfu_peer_connections{direction=\"play\"}"
+        ),
+        1
+    );
+    assert_eq!(metric(&text, "switchboard_sfu_tracks{direction=\"in\"}"), 2);
+    assert_eq!(
+        metric(&text, "switchboard_sfu_tracks{direction=\"out\"}"),
+        2
+    );
+    assert_eq!(
+        metric(&text, "switchboard_sfu_rooms{peer_connections=\"1-2\"}"),
+        1
+    );
+    assert_eq!(
+        metric(&text, "switchboard_sfu_rooms{peer_connections=\"3-8\"}"),
+        0
+    );
+    let frames_out = metric(&text, "switchboard_sfu_frames_total{direction=\"out\"}");
+    assert!(
+        frames_out >= frames,
+        "{frames_out} frames forwarded, {frames} received"
+    );
+    for series in [
+        "switchboard_sfu_frames_total{direction=\"in\"}",
+        "switchboard_sfu_rtp_packets_total{direction=\"in\"}",
+        "switchboard_sfu_rtp_packets_total{direction=\"out\"}",
+        "switchboard_sfu_rtp_bytes_total{direction=\"out\"}",
+        // The player's first video track makes the SFU ask the publisher for a keyframe.
+        "switchboard_sfu_keyframe_requests_total",
+        "switchboard_sfu_plis_total{direction=\"sent\"}",
+    ] {
+        assert!(metric(&text, series) > 0, "{series} is 0:\n{text}");
+    }
+    for series in [
+        "switchboard_sfu_nacks_total{direction=\"sent\"}",
+        "switchboard_sfu_nacks_total{direction=\"received\"}",
+        "switchboard_sfu_firs_total{direction=\"received\"}",
+    ] {
+        metric(&text, series);
+    }
+    gw.stop().await;
+}
+
+/// Frames `player` receives per kind while `publisher` sends for `ms`: (audio, video), by the
+/// offer's idMapping (mid → `ARDAMSa…`/`ARDAMSv…`).
+async fn flow_by_kind(
+    publisher: &mut MediaPeer,
+    player: &mut MediaPeer,
+    mapping: &Value,
+    ms: u64,
+) -> (u64, u64) {
+    let before = player.frames.clone();
+    flow(&mut [publisher], player, ms).await;
+    let (mut audio, mut video) = (0, 0);
+    for (mid, n) in &player.frames {
+        let grew = n - before.get(mid).copied().unwrap_or(0);
+        match mapping[mid.to_string()].as_str() {
+            Some(id) if id.starts_with("ARDAMSa") => audio += grew,
+            Some(id) if id.starts_with("ARDAMSv") => video += grew,
+            _ => {}
+        }
+    }
+    (audio, video)
+}
+
+/// Item 5 of issue 18: `enableTrack`, `toggleVideo`, `toggleAudio` stop and resume what the
+/// gateway sends: a player's for itself, a publisher's for every player of its stream.
+#[tokio::test]
+async fn track_toggles_pause_and_resume_forwarding() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    let epoch = Instant::now();
+    let (mut pub_ws, mut p1) = publish(&gw, "t1", "rt", epoch).await;
+    let mut q = ant(&gw).await;
+    q.send_json(json!({"command":"play","streamId":"rt","token":"","room":"rt","trackList":[]}))
+        .await;
+    let offer = next(&mut q).await;
+    let mapping = offer["idMapping"].clone();
+    let mut player = MediaPeer::new(epoch).await;
+    answer_offer(&mut q, &mut player, &offer).await;
+    assert!(
+        player.pump_until(WAIT, |p| p.connected).await,
+        "player connects"
+    );
+    assert_eq!(
+        next(&mut q).await,
+        json!({"command":"notification","definition":"play_started","streamId":"rt"})
+    );
+    let (audio, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1000).await;
+    assert!(
+        audio > 10 && video > 10,
+        "both flow: {audio} audio, {video} video"
+    );
+
+    let toggle = |command: &str, stream: &str, enabled: bool| json!({"command":command,"streamId":stream,"trackId":"t1","enabled":enabled});
+    // The player: enableTrack off stops the whole track; toggleVideo on brings video back.
+    q.send_json(toggle("enableTrack", "rt", false)).await;
+    flow(&mut [&mut p1], &mut player, 300).await; // what was in flight
+    let (audio, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1000).await;
+    assert_eq!((audio, video), (0, 0), "enableTrack false stops both");
+    q.send_json(toggle("toggleVideo", "rt", true)).await;
+    flow(&mut [&mut p1], &mut player, 300).await;
+    let (audio, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1000).await;
+    assert!(
+        audio == 0 && video > 10,
+        "video back, audio still off: {audio}, {video}"
+    );
+    q.send_json(toggle("toggleAudio", "rt", true)).await;
+    flow(&mut [&mut p1], &mut player, 300).await;
+    let (audio, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1000).await;
+    assert!(audio > 10 && video > 10, "both back: {audio}, {video}");
+    // Ant answers nothing to a toggle that worked.
+    q.expect_silence(100).await;
+
+    // The publisher: its own toggleAudio off stops its audio to every player.
+    pub_ws.send_json(toggle("toggleAudio", "t1", false)).await;
+    flow(&mut [&mut p1], &mut player, 300).await;
+    let (audio, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1000).await;
+    assert!(
+        audio == 0 && video > 10,
+        "publisher muted its audio: {audio}, {video}"
+    );
+
+    // A stream the connection neither plays nor publishes; a toggle without `enabled`.
+    let err = ask(&mut q, toggle("toggleVideo", "nope", false)).await;
+    assert_eq!(err["definition"], "no_stream_exist", "{err}");
+    assert_eq!(err["streamId"], "nope", "{err}");
+    let err = ask(
+        &mut q,
+        json!({"command":"toggleVideo","streamId":"rt","trackId":"t1"}),
+    )
+    .await;
+    assert_eq!(
+        err,
+        json!({"command":"error","definition":"invalid_field","information":"missing field `enabled`"})
+    );
     gw.stop().await;
 }

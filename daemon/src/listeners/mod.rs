@@ -64,6 +64,7 @@ async fn metrics(
     let mut text = crate::metrics::global().render();
     crate::stats::render(&mut text, cx.gateway.room_count());
     crate::metrics::process::render(&mut text);
+    switchboard_sfu::render_metrics(&mut text);
     ([(axum::http::header::CONTENT_TYPE, content_type)], text)
 }
 

@@ -10,7 +10,7 @@ use switchboard_plugin_api::protocol::{
 };
 use switchboard_plugin_api::{Decision, EventContext, Peer, SessionId, Verdict};
 
-use crate::hub::{Participant, State, random_id};
+use crate::hub::{MediaStream, Participant, State, random_id};
 use crate::records::TokenType;
 use crate::security::{self, Access, Resolved, TokenCheck};
 use crate::{Conference, is_participant, now, refuse};
@@ -18,9 +18,12 @@ use crate::{Conference, is_participant, now, refuse};
 /// Most subtracks one `getSubtracks` page returns.
 const MAX_SUBTRACK_PAGE: usize = 100;
 
-/// What Ant calls a stream that exists but sends no media to the server (there is no media
-/// server here).
+/// What Ant calls a stream that exists but sends no media to the server.
 const STATUS: &str = "created";
+
+/// What Ant calls a stream whose media reaches the server (a publisher of the `sfu` plugin
+/// with ICE and DTLS up).
+const BROADCASTING: &str = "broadcasting";
 
 impl Conference {
     pub(crate) fn on_request(
@@ -47,6 +50,8 @@ impl Conference {
             ConferenceCommand::UpdateMetaData(m) => self.update_meta_data(cx, m),
             ConferenceCommand::Publish(m) => Err(self.media(&request.app, m, TokenType::Publish)),
             ConferenceCommand::Play(m) => Err(self.media(&request.app, m, TokenType::Play)),
+            // Track control is the media plugin's (`sfu`, after this one).
+            ConferenceCommand::ToggleTrack(_) => Err(Verdict::Continue),
             // A command added to the protocol before this plugin learned it.
             _ => Err(refuse(
                 ErrorCode::Unsupported,
@@ -57,6 +62,12 @@ impl Conference {
             )),
         };
         match reply {
+            // The media plugin after this one ends the leaver's streams in the room too (the
+            // SDK closes its connections without a `stop` of each).
+            Ok(reply @ ConferenceReply::LeftRoom(_)) => {
+                out.send(cx.from().session, Event::ConferenceReply(Box::new(reply)));
+                Verdict::Continue
+            }
             Ok(reply) => {
                 out.send(cx.from().session, Event::ConferenceReply(Box::new(reply)));
                 Verdict::Stop
@@ -90,11 +101,14 @@ impl Conference {
             return Verdict::Stop;
         }
         // The SDK stops a stream it tried to publish before retrying; there is nothing to stop.
+        // A stream the media plugin publishes is its to stop (the legacy flow: `joinRoom`,
+        // `publish` of the participant's stream, `stop` of it).
         if reason == LeaveReason::Stop
             && state
                 .streams
                 .get(room)
                 .is_some_and(|(_, owner)| *owner == me)
+            && !state.media.contains_key(room)
         {
             return Verdict::Stop;
         }
@@ -203,7 +217,7 @@ impl Conference {
         ConferenceReply::JoinedRoom(JoinedRoom {
             room: cx.room.room.to_owned(),
             stream_id,
-            streams: streams(state, cx, |p, _| p.session != me),
+            streams: streams(state, cx, |session, _| session != me),
             max_track_count: self.settings.max_track_count,
         })
     }
@@ -243,8 +257,8 @@ impl Conference {
     ) -> Result<ConferenceReply, Verdict> {
         let me = cx.from().session;
         let state = self.hub.state();
-        let list = streams(&state, cx, |p, id| {
-            p.session != me && Some(id) != r.stream_id.as_deref()
+        let list = streams(&state, cx, |session, id| {
+            session != me && Some(id) != r.stream_id.as_deref()
         });
         if list.is_empty() {
             return Err(refuse(
@@ -259,7 +273,11 @@ impl Conference {
     }
 
     fn stream_info(&self, cx: &EventContext<'_>, stream: &str) -> Result<ConferenceReply, Verdict> {
-        let live = self.hub.state().streams.contains_key(stream) || !cx.room.members.is_empty();
+        let state = self.hub.state();
+        let live = state.streams.contains_key(stream)
+            || state.media.contains_key(stream)
+            || !cx.room.members.is_empty()
+            || !state.media_in(stream).is_empty();
         if !live {
             return Err(refuse(
                 ErrorCode::NoStream,
@@ -291,7 +309,7 @@ impl Conference {
         let state = self.hub.state();
         let broadcast = if let Some((room, session)) = state.streams.get(stream) {
             let p = state.participant(room, *session);
-            subtrack(
+            let mut b = subtrack(
                 room,
                 RoomStream {
                     stream_id: stream.to_owned(),
@@ -299,8 +317,18 @@ impl Conference {
                     meta_data: p.map(|p| p.meta_data.clone()).unwrap_or_default(),
                 },
                 p.map(|p| p.role.clone()).unwrap_or_default(),
-            )
-        } else if !cx.room.members.is_empty() || state.rooms.contains_key(stream) {
+            );
+            b.status = media_status(state.media.get(stream)).to_owned();
+            b
+        } else if let Some(m) = state.media.get(stream).filter(|m| m.room != stream) {
+            let mut b = subtrack(&m.room, media_stream(stream), String::new());
+            b.status = media_status(Some(m)).to_owned();
+            b
+        } else if !cx.room.members.is_empty()
+            || state.rooms.contains_key(stream)
+            || state.media.contains_key(stream)
+            || !state.media_in(stream).is_empty()
+        {
             let (start, end) = state
                 .rooms
                 .get(stream)
@@ -308,7 +336,7 @@ impl Conference {
             Broadcast {
                 stream_id: stream.to_owned(),
                 name: stream.to_owned(),
-                status: STATUS.to_owned(),
+                status: media_status(state.media.get(stream)).to_owned(),
                 meta_data: String::new(),
                 role: String::new(),
                 main_track_stream_id: None,
@@ -331,23 +359,35 @@ impl Conference {
         }))
     }
 
-    /// The room's members as subtracks, filtered by role.
+    /// The room's members and the media plugin's publishers into it as subtracks, filtered by
+    /// role.
     fn subtrack_objects(&self, cx: &EventContext<'_>, role: Option<&str>) -> Vec<Broadcast> {
         let state = self.hub.state();
         let room = cx.room.room;
-        cx.room
+        let mut list: Vec<Broadcast> = cx
+            .room
             .members
             .iter()
             .map(|peer| {
                 let role = participant_of(&state, room, peer).map(|p| p.role.clone());
-                subtrack(
+                let mut b = subtrack(
                     room,
                     member_stream(&state, room, peer),
                     role.unwrap_or_default(),
-                )
+                );
+                b.status = media_status(state.media.get(&b.stream_id)).to_owned();
+                b
             })
-            .filter(|b| role.is_none_or(|r| b.role == r))
-            .collect()
+            .collect();
+        for (id, m) in state.media_in(room) {
+            if !list.iter().any(|b| b.stream_id == id) {
+                let mut b = subtrack(room, media_stream(id), String::new());
+                b.status = media_status(Some(m)).to_owned();
+                list.push(b);
+            }
+        }
+        list.retain(|b| role.is_none_or(|r| b.role == r));
+        list
     }
 
     fn subtracks(&self, cx: &EventContext<'_>, q: &SubtrackQuery) -> ConferenceReply {
@@ -533,19 +573,48 @@ fn peer_stream_id(dialect: &str, session: SessionId) -> String {
     format!("{dialect}-{session}")
 }
 
-/// The members of the event's room that `keep(peer, stream_id)` accepts, in join order.
+/// The streams of the event's room that `keep(session, stream_id)` accepts: its members in
+/// join order, then the media plugin's publishers into it that are not members (a page that
+/// publishes with the room as main track without `joinRoom`), in publish order.
 fn streams(
     state: &State,
     cx: &EventContext<'_>,
-    keep: impl Fn(&Peer, &str) -> bool,
+    keep: impl Fn(SessionId, &str) -> bool,
 ) -> Vec<RoomStream> {
-    cx.room
+    let mut list: Vec<(SessionId, RoomStream)> = cx
+        .room
         .members
         .iter()
-        .map(|peer| (peer, member_stream(state, cx.room.room, peer)))
-        .filter(|(peer, s)| keep(peer, &s.stream_id))
+        .map(|peer| (peer.session, member_stream(state, cx.room.room, peer)))
+        .collect();
+    for (id, m) in state.media_in(cx.room.room) {
+        if !list.iter().any(|(_, s)| s.stream_id == id) {
+            list.push((m.session, media_stream(id)));
+        }
+    }
+    list.into_iter()
+        .filter(|(session, s)| keep(*session, &s.stream_id))
         .map(|(_, s)| s)
         .collect()
+}
+
+/// A media plugin publisher that is not a participant, as room information shows it (the
+/// `publish` command's name and metadata are not kept).
+fn media_stream(stream_id: &str) -> RoomStream {
+    RoomStream {
+        stream_id: stream_id.to_owned(),
+        stream_name: String::new(),
+        meta_data: String::new(),
+    }
+}
+
+/// Ant's status of a stream: `broadcasting` once the media plugin carries its media.
+fn media_status(media: Option<&MediaStream>) -> &'static str {
+    if media.is_some_and(|m| m.broadcasting) {
+        BROADCASTING
+    } else {
+        STATUS
+    }
 }
 
 /// A subtrack's broadcast object.

@@ -69,6 +69,23 @@ pub(crate) struct State {
     pub participants: HashMap<(String, SessionId), Participant>,
     /// Live participant streams: stream id → (room, session).
     pub streams: HashMap<String, (String, SessionId)>,
+    /// Streams the media plugin (`sfu`) publishes now, by stream id: conference queries list
+    /// them with the room's participants, as Ant lists every publisher of a room.
+    pub media: HashMap<String, MediaStream>,
+    /// Order of `media` entries (a publish counter), so lists come in publish order.
+    media_seq: u64,
+}
+
+/// A stream the media plugin publishes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MediaStream {
+    /// The room it publishes into (its own id for a stream without a room).
+    pub room: String,
+    /// The publishing session.
+    pub session: SessionId,
+    /// ICE and DTLS are up (Ant's `broadcasting`; before that `created`).
+    pub broadcasting: bool,
+    seq: u64,
 }
 
 impl State {
@@ -88,6 +105,18 @@ impl State {
 
     pub fn participant(&self, room: &str, session: SessionId) -> Option<&Participant> {
         self.participants.get(&(room.to_owned(), session))
+    }
+
+    /// The media plugin's publishers into `room`, in publish order.
+    pub fn media_in(&self, room: &str) -> Vec<(&str, &MediaStream)> {
+        let mut list: Vec<_> = self
+            .media
+            .iter()
+            .filter(|(_, m)| m.room == room)
+            .map(|(id, m)| (id.as_str(), m))
+            .collect();
+        list.sort_unstable_by_key(|(_, m)| m.seq);
+        list
     }
 }
 
@@ -185,6 +214,45 @@ impl Hub {
         {
             writer.handle().write_behind(Write::DeleteToken(id));
         }
+    }
+
+    // === media plugin ===
+
+    /// The room a `joinRoom` participant joined with `stream_id`, when `session` is that
+    /// participant: a publish without a main track of a participant's own stream goes into
+    /// that room (Ant's legacy conference flow, `antmedia.md` §5).
+    pub fn participant_room(&self, stream_id: &str, session: SessionId) -> Option<String> {
+        let state = self.state();
+        let (room, owner) = state.streams.get(stream_id)?;
+        (*owner == session).then(|| room.clone())
+    }
+
+    /// The media plugin admitted a publisher of `stream_id` into `room`.
+    pub fn media_published(&self, stream_id: &str, room: &str, session: SessionId) {
+        let mut state = self.state();
+        state.media_seq += 1;
+        let seq = state.media_seq;
+        state.media.insert(
+            stream_id.to_owned(),
+            MediaStream {
+                room: room.to_owned(),
+                session,
+                broadcasting: false,
+                seq,
+            },
+        );
+    }
+
+    /// A publisher's media is up.
+    pub fn media_started(&self, stream_id: &str) {
+        if let Some(m) = self.state().media.get_mut(stream_id) {
+            m.broadcasting = true;
+        }
+    }
+
+    /// A publisher ended.
+    pub fn media_ended(&self, stream_id: &str) {
+        self.state().media.remove(stream_id);
     }
 
     /// Commits what is queued and closes the store. Later writes fail. Idempotent.
@@ -387,6 +455,7 @@ fn with_live_streams(state: &State, room: &mut RoomRecord) {
         .map(|(_, p)| p.stream_id.as_str())
         .collect();
     live.sort_unstable();
+    live.extend(state.media_in(&room.room_id).into_iter().map(|(id, _)| id));
     for id in live {
         if !room.room_stream_list.iter().any(|s| s == id) {
             room.room_stream_list.push(id.to_owned());

@@ -2,13 +2,16 @@
 //! player (the server offers the room's tracks and sends). Pure state around a str0m `Rtc`; the
 //! engine moves datagrams and forwards what one connection yields to the others.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::channel::ChannelId;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Output, Rtc};
 use switchboard_plugin_api::protocol::conference::{MediaDirection, MediaOffer, TrackMapping};
 
+use crate::metrics::{COUNTERS, Leg, RtpTotals};
 use crate::registry::StreamKey;
 
 /// A connection that has not connected by then is given up.
@@ -25,6 +28,11 @@ const MAX_CANDIDATES: usize = 64;
 /// bounds what one publisher can make the gateway offer.
 pub const MAX_PUBLISHER_SECTIONS: usize = 8;
 
+/// Largest data-channel message relayed from a publisher to its players (the SDK sends binary
+/// data in chunks of 16 000 bytes plus a 4-byte token; text unchunked). Larger ones are dropped:
+/// each is copied to every player.
+pub const MAX_DATA_MESSAGE: usize = 65_536;
+
 /// What a connection's output means for the others (or for its session).
 #[derive(Debug)]
 pub enum Yield {
@@ -38,6 +46,12 @@ pub enum Yield {
     },
     /// A frame from a publisher's track, to forward (boxed: frames are large and many).
     Media { from: u64, data: Box<MediaData> },
+    /// A message on a publisher's data channel, for its players' data channels.
+    Data {
+        from: u64,
+        binary: bool,
+        data: Vec<u8>,
+    },
     /// A player asked for a keyframe of a track it receives.
     Keyframe {
         publisher: u64,
@@ -61,6 +75,9 @@ pub struct TrackOut {
     pub state: TrackState,
     /// The publisher left while an offer adding this track was pending.
     pub gone: bool,
+    /// The player asked not to be sent it (`toggleVideo`/`toggleAudio`/`enableTrack` with
+    /// `enabled: false`); it stays negotiated, nothing is written to it.
+    pub paused: bool,
 }
 
 /// The negotiation state of a [`TrackOut`].
@@ -95,7 +112,8 @@ pub struct Conn {
     pub id: u64,
     /// The signaling stream it belongs to.
     pub key: StreamKey,
-    /// The room whose tracks it sends or receives.
+    /// A publisher: the room it publishes into. A player: what it plays (its stream id), a
+    /// room or one publisher's stream.
     pub room: String,
     /// Publisher or player.
     pub direction: MediaDirection,
@@ -118,6 +136,15 @@ pub struct Conn {
     pub dirty: bool,
     early_candidates: Vec<Candidate>,
     candidates: usize,
+    /// str0m's cumulative RTP statistics per section (and simulcast layer) as last reported,
+    /// so that each report adds only what grew to the `/metrics` counters.
+    rtp_seen: HashMap<(Mid, Option<str0m::media::Rid>), RtpTotals>,
+    /// The data channel, once open (a publisher's: the SDK's, labelled with its stream id; a
+    /// player's: the one the gateway's first offer adds).
+    channel: Option<ChannelId>,
+    /// A publisher: kinds it asked the gateway not to forward (its own `toggleVideo` or
+    /// `toggleAudio` with `enabled: false`).
+    pub muted: Vec<MediaKind>,
 }
 
 impl Conn {
@@ -139,7 +166,20 @@ impl Conn {
             dirty: true,
             early_candidates: Vec::new(),
             candidates: 0,
+            rtp_seen: HashMap::new(),
+            channel: None,
+            muted: Vec::new(),
         }
+    }
+
+    /// Whether this is a player that receives `publisher`'s tracks: a publisher into the room
+    /// it plays, or the one stream it plays; never its own session's (the SDK publishes and
+    /// plays on one WebSocket, and Ant sends no one their own stream).
+    pub fn plays(&self, publisher: &Conn) -> bool {
+        self.direction == MediaDirection::Play
+            && publisher.direction == MediaDirection::Publish
+            && publisher.key.session != self.key.session
+            && (publisher.room == self.room || publisher.key.stream_id == self.room)
     }
 
     /// Whether it is still worth keeping.
@@ -189,7 +229,8 @@ impl Conn {
                 "the offer has {sections} media sections; a publisher may have {MAX_PUBLISHER_SECTIONS}"
             ));
         }
-        let offer = SdpOffer::from_sdp_string(sdp)
+        let sdp = send_only(sdp);
+        let offer = SdpOffer::from_sdp_string(&sdp)
             .map_err(|e| bounded("the offer is not a readable SDP", &e))?;
         let rtc = self.rtc.as_mut().ok_or("no peer connection")?;
         let answer = rtc
@@ -293,6 +334,7 @@ impl Conn {
             stream: stream.to_owned(),
             state: TrackState::ToOpen,
             gone: false,
+            paused: false,
         });
     }
 
@@ -323,7 +365,7 @@ impl Conn {
     /// it was written.
     pub fn forward(&mut self, from: u64, data: &MediaData) -> bool {
         let Some(mid) = self.tracks_out.iter().find_map(|t| match t.state {
-            TrackState::Open(mid) if t.source == (from, data.mid) => Some(mid),
+            TrackState::Open(mid) if t.source == (from, data.mid) && !t.paused => Some(mid),
             _ => None,
         }) else {
             return false;
@@ -342,6 +384,36 @@ impl Conn {
         true
     }
 
+    /// A player: pauses or resumes the tracks of stream `track` (every track when `track` is
+    /// what it plays, a room or one stream) of the given kinds. Returns the sources of video
+    /// tracks it resumed, which need a keyframe to be decoded again.
+    pub fn pause(&mut self, track: &str, kinds: &[MediaKind], paused: bool) -> Vec<(u64, Mid)> {
+        let all = track == self.room;
+        let mut resumed = Vec::new();
+        for t in &mut self.tracks_out {
+            if (all || t.stream == track) && kinds.contains(&t.kind) && t.paused != paused {
+                t.paused = paused;
+                if !paused && t.kind == MediaKind::Video {
+                    resumed.push(t.source);
+                }
+            }
+        }
+        resumed
+    }
+
+    /// A player: writes a publisher's data-channel message to this connection's data channel.
+    /// Returns whether it was written (not before the channel is open).
+    pub fn send_data(&mut self, binary: bool, data: &[u8]) -> bool {
+        let Some(id) = self.channel else {
+            return false;
+        };
+        let Some(mut channel) = self.rtc.as_mut().and_then(|rtc| rtc.channel(id)) else {
+            return false;
+        };
+        self.dirty = true;
+        channel.write(binary, data).unwrap_or(false)
+    }
+
     /// A publisher: asks for a keyframe on `mid`, at most every [`KEYFRAME_INTERVAL`].
     pub fn request_keyframe(&mut self, mid: Mid, kind: KeyframeRequestKind, now: Instant) {
         let Some(track) = self.tracks_in.iter_mut().find(|t| t.mid == mid) else {
@@ -357,6 +429,7 @@ impl Conn {
             return;
         };
         if writer.request_keyframe(None, kind).is_ok() {
+            COUNTERS.keyframe_requested();
             track.last_keyframe_request = Some(now);
             self.dirty = true;
         }
@@ -411,11 +484,54 @@ impl Conn {
                             kind: m.kind,
                         });
                     }
+                    // A kind the publisher turned off (its own toggleVideo/toggleAudio) is not
+                    // forwarded; checked here, once per frame, not once per player.
+                    RtcEvent::MediaData(data)
+                        if self.direction == MediaDirection::Publish
+                            && !self.muted.is_empty()
+                            && self
+                                .tracks_in
+                                .iter()
+                                .any(|t| t.mid == data.mid && self.muted.contains(&t.kind)) => {}
                     RtcEvent::MediaData(data) if self.direction == MediaDirection::Publish => {
                         out.push(Yield::Media {
                             from: self.id,
                             data: Box::new(data),
                         });
+                    }
+                    RtcEvent::ChannelOpen(id, _) => self.channel = Some(id),
+                    RtcEvent::ChannelClose(id) if self.channel == Some(id) => self.channel = None,
+                    RtcEvent::ChannelData(d)
+                        if self.direction == MediaDirection::Publish
+                            && d.data.len() <= MAX_DATA_MESSAGE =>
+                    {
+                        out.push(Yield::Data {
+                            from: self.id,
+                            binary: d.binary,
+                            data: d.data,
+                        });
+                    }
+                    RtcEvent::MediaIngressStats(s) => {
+                        let now = RtpTotals {
+                            packets: s.packets,
+                            bytes: s.bytes,
+                            nacks: s.nacks,
+                            plis: s.plis,
+                            firs: s.firs,
+                        };
+                        let before = self.rtp_seen.insert((s.mid, s.rid), now);
+                        COUNTERS.add_rtp(Leg::In, before.unwrap_or_default(), now);
+                    }
+                    RtcEvent::MediaEgressStats(s) => {
+                        let now = RtpTotals {
+                            packets: s.packets,
+                            bytes: s.bytes,
+                            nacks: s.nacks,
+                            plis: s.plis,
+                            firs: s.firs,
+                        };
+                        let before = self.rtp_seen.insert((s.mid, s.rid), now);
+                        COUNTERS.add_rtp(Leg::Out, before.unwrap_or_default(), now);
                     }
                     RtcEvent::KeyframeRequest(req) => {
                         let source = self.tracks_out.iter().find_map(|t| match t.state {
@@ -451,6 +567,24 @@ fn bounded(text: &'static str, error: &dyn std::fmt::Display) -> String {
     text.to_owned()
 }
 
+/// A publisher's offer with every `sendrecv` section made `sendonly`, so that the answer is
+/// `recvonly`, as Ant answers a publisher. The SDK offers `sendrecv` (it adds its tracks with
+/// `addTrack`); str0m mirrors the offered direction, and a `sendrecv` answer makes the browser
+/// fire `ontrack` for the publisher's own connection, which the SDK reports as
+/// `newTrackAvailable`/`newStreamAvailable` of the page's own stream (a dead video in Ant's
+/// conference pages). The gateway never sends on a publisher's connection.
+fn send_only(sdp: &str) -> String {
+    sdp.split_inclusive('\n')
+        .map(|line| {
+            if line.trim_end() == "a=sendrecv" {
+                line.replacen("a=sendrecv", "a=sendonly", 1)
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use switchboard_plugin_api::SessionId;
@@ -476,6 +610,15 @@ mod tests {
             assert!(conn.accept_offer(garbage).is_err(), "{garbage:?}");
         }
         assert!(conn.accept_answer("v=0\r\n").is_err(), "no offer pending");
+    }
+
+    #[test]
+    fn a_publishers_sendrecv_sections_are_offered_as_sendonly() {
+        let offer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendrecv\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\na=x-sendrecv\r\n";
+        assert_eq!(
+            send_only(offer),
+            "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\na=x-sendrecv\r\n"
+        );
     }
 
     #[test]

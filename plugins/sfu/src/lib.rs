@@ -4,9 +4,16 @@
 //!
 //! - `publish(streamId, …, mainTrack=room)` → `start` → the client's offer → the server's
 //!   answer → ICE → `publish_started`; `stop` → `publish_finished`.
-//! - `play(room)` → the server's offer (`takeConfiguration` with an `idMapping` of mid →
-//!   `ARDAMSv<id>`/`ARDAMSa<id>`) → the client's answer → ICE → `play_started`; publishers
-//!   joining or leaving the room renegotiate the same stream id; `stop` → `play_finished`.
+//! - `play(id)` of a room or of one stream (`room` is only for the token check) → the server's
+//!   offer (`takeConfiguration` with an `idMapping` of mid → `ARDAMSv<id>`/`ARDAMSa<id>`) → the
+//!   client's answer → ICE → `play_started`; publishers joining or leaving renegotiate the same
+//!   stream id; `stop` → `play_finished`.
+//! - A `publish` without `mainTrack` of a `joinRoom` participant's own stream goes into its
+//!   room (Ant's legacy conference flow); publishers are listed in the conference [`Hub`], so
+//!   room queries show them. A publisher's answer is `recvonly`.
+//! - `toggleVideo`/`toggleAudio`/`enableTrack` pause and resume forwarding; a publisher's
+//!   data-channel messages reach the players of its stream; `leaveFromRoom` ends the leaver's
+//!   streams in the room.
 //! - Media is forwarded as it arrives (str0m depacketizes each frame and packetizes it again
 //!   for every subscriber; nothing is decoded or transcoded). NACK/RTX are answered per leg by
 //!   str0m; a subscriber's keyframe request (PLI/FIR) goes to the publisher, and a publisher is
@@ -32,14 +39,18 @@
 //! # Layout
 //! - `lib.rs`: settings, the factory and the hook.
 //! - `registry.rs`: the streams the plugin serves and its limits (shared by hook and task).
-//! - `engine.rs`: the task: socket, commands, timeouts.
+//! - `engine/`: the task: socket, commands, timeouts, forwarding (`mod.rs`); track toggles, the
+//!   data-channel relay and the gauges' snapshot (`control.rs`).
 //! - `conn.rs`: one peer connection (publisher or player) and forwarding between them.
+//! - `metrics.rs`: the `switchboard_sfu_*` figures on `/metrics`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use serde::Deserialize;
-use switchboard_plugin_api::protocol::conference::MediaDirection;
+use str0m::media::MediaKind;
+use switchboard_conference::Hub;
+use switchboard_plugin_api::protocol::conference::{MediaDirection, TrackKind};
 use switchboard_plugin_api::protocol::{
     ConferenceCommand, DialectKind, ErrorCode, Event, LeaveReason, SdpKind,
 };
@@ -52,9 +63,11 @@ use tokio_util::sync::CancellationToken;
 
 mod conn;
 mod engine;
+mod metrics;
 mod registry;
 
 pub use engine::{Command, Stats};
+pub use metrics::render as render_metrics;
 use registry::{Registry, StreamKey};
 
 /// Commands queued from hooks to the media task; one more is refused as `highResourceUsage`.
@@ -150,9 +163,19 @@ impl SfuSettings {
     }
 }
 
-/// Builds [`Sfu`] plugins.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SfuFactory;
+/// Builds [`Sfu`] plugins that list their publishers in one conference [`Hub`].
+#[derive(Debug, Clone)]
+pub struct SfuFactory {
+    hub: Arc<Hub>,
+}
+
+impl SfuFactory {
+    /// A factory whose plugins tell `hub` (the conference plugin's) who publishes into which
+    /// room, and ask it which room a participant's stream belongs to.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub }
+    }
+}
 
 impl PluginFactory for SfuFactory {
     fn type_name(&self) -> &'static str {
@@ -165,7 +188,7 @@ impl PluginFactory for SfuFactory {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Box::new(Sfu::new(settings)))
+        Ok(Box::new(Sfu::new(settings, Arc::clone(&self.hub))))
     }
 }
 
@@ -177,17 +200,21 @@ pub struct Sfu {
     commands: OnceLock<mpsc::Sender<Command>>,
     cancel: CancellationToken,
     stats: Arc<Stats>,
+    hub: Arc<Hub>,
 }
 
 impl Sfu {
-    /// A plugin with `settings`, not started.
-    pub fn new(settings: SfuSettings) -> Self {
+    /// A plugin with `settings` that lists its publishers in `hub`, not started.
+    pub fn new(settings: SfuSettings, hub: Arc<Hub>) -> Self {
+        let stats = Arc::new(Stats::default());
+        metrics::register(Arc::downgrade(&stats));
         Self {
             settings,
-            registry: Arc::default(),
+            registry: Arc::new(Mutex::new(Registry::new(Arc::clone(&hub)))),
+            hub,
             commands: OnceLock::new(),
             cancel: CancellationToken::new(),
-            stats: Arc::default(),
+            stats,
         }
     }
 
@@ -216,24 +243,31 @@ impl Sfu {
         room: Option<&str>,
         out: &mut Decision,
     ) -> Verdict {
-        // A publish without a main track is a stream of its own: its players play its id.
-        let room = room.unwrap_or(stream_id).to_owned();
         let key = StreamKey::new(me, stream_id);
-        let admitted = self
-            .registry()
-            .admit(&self.settings, key.clone(), direction, &room);
-        if let Err(refusal) = admitted {
-            return Verdict::Refuse(refusal);
-        }
-        let command = match direction {
-            MediaDirection::Publish => Command::Publish {
-                key: key.clone(),
-                room,
-            },
-            MediaDirection::Play => Command::Play {
-                key: key.clone(),
-                room,
-            },
+        let command = {
+            let mut registry = self.registry();
+            let room = match direction {
+                // The room is the main track; without one, the room the sender joined with
+                // this stream id (`joinRoom`, then `publish`: Ant's legacy conference flow);
+                // otherwise the stream is a room of its own, played by its id.
+                MediaDirection::Publish => room
+                    .map(str::to_owned)
+                    .or_else(|| self.hub.participant_room(stream_id, me))
+                    .unwrap_or_else(|| stream_id.to_owned()),
+                // `play` names what to play in `streamId`, a stream or a room (`room` only
+                // serves the token check); counted in the room of the stream it plays.
+                MediaDirection::Play => registry.room_of(stream_id).unwrap_or(stream_id).to_owned(),
+            };
+            if let Err(refusal) = registry.admit(&self.settings, key.clone(), direction, &room) {
+                return Verdict::Refuse(refusal);
+            }
+            match direction {
+                MediaDirection::Publish => Command::Publish {
+                    key: key.clone(),
+                    room,
+                },
+                MediaDirection::Play => Command::Play { key: key.clone() },
+            }
         };
         if !self.send(command) {
             self.registry().remove(&key);
@@ -276,6 +310,42 @@ impl Plugin for Sfu {
                     m.room.as_deref(),
                     out,
                 ),
+                ConferenceCommand::LeaveRoom(r) => {
+                    // The conference plugin acknowledged it; the SDK has closed its connections
+                    // already, so they end silently (no publish_finished/play_finished).
+                    let keys = self.registry().remove_in_room(me, &r.room);
+                    if !keys.is_empty() {
+                        let _ = self.send(Command::Drop { keys });
+                    }
+                    Verdict::Continue
+                }
+                ConferenceCommand::ToggleTrack(t) => {
+                    let key = StreamKey::new(me, &t.stream_id);
+                    if !self.registry().contains(&key) {
+                        return Ok(refuse(
+                            ErrorCode::NoStream,
+                            format!(
+                                "this connection neither plays nor publishes `{}`",
+                                t.stream_id
+                            ),
+                        ));
+                    }
+                    let kinds = match t.kind {
+                        Some(TrackKind::Video) => vec![MediaKind::Video],
+                        Some(TrackKind::Audio) => vec![MediaKind::Audio],
+                        None => vec![MediaKind::Audio, MediaKind::Video],
+                    };
+                    let command = Command::Toggle {
+                        key,
+                        track_id: t.track_id.clone(),
+                        kinds,
+                        enabled: t.enabled,
+                    };
+                    if !self.send(command) {
+                        return Ok(refuse(ErrorCode::MediaCapacity, "the media plugin is busy"));
+                    }
+                    Verdict::Stop
+                }
                 _ => Verdict::Continue,
             },
             Event::Description(d) => {
@@ -377,8 +447,9 @@ mod tests {
         let plugin = &doc["plugin"].as_array().expect("[[plugin]]")[0];
         assert_eq!(plugin["type"].as_str(), Some("sfu"));
         let settings = plugin["settings"].as_table().expect("settings");
-        assert!(SfuFactory.build(settings).is_ok());
-        assert!(SfuFactory.build(&toml::Table::new()).is_ok(), "defaults");
+        let factory = SfuFactory::new(Arc::new(Hub::in_memory()));
+        assert!(factory.build(settings).is_ok());
+        assert!(factory.build(&toml::Table::new()).is_ok(), "defaults");
     }
 
     #[test]
@@ -387,14 +458,15 @@ mod tests {
             "udp_bind = \"0.0.0.0:5000\"\nmax_rooms = 0\nmax_publishers_per_room = 1000",
         )
         .expect("TOML");
-        let Err(errors) = SfuFactory.build(&bad) else {
+        let factory = SfuFactory::new(Arc::new(Hub::in_memory()));
+        let Err(errors) = factory.build(&bad) else {
             panic!("bad settings accepted");
         };
         let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(keys, ["candidates", "max_publishers_per_room", "max_rooms"]);
         let unknown: toml::Table = toml::from_str("port = 1").expect("TOML");
-        assert!(SfuFactory.build(&unknown).is_err());
+        assert!(factory.build(&unknown).is_err());
         let unspecified: toml::Table = toml::from_str("candidates = [\"0.0.0.0\"]").expect("TOML");
-        assert!(SfuFactory.build(&unspecified).is_err());
+        assert!(factory.build(&unspecified).is_err());
     }
 }

@@ -2,6 +2,9 @@
 //! mine? may this publish start?) and the task removes what ends on its own (ICE failure).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use switchboard_conference::Hub;
 
 use switchboard_plugin_api::protocol::ErrorCode;
 use switchboard_plugin_api::protocol::conference::MediaDirection;
@@ -38,8 +41,10 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Registry {
     streams: HashMap<StreamKey, Entry>,
-    /// Published stream ids, which are unique across sessions.
-    published: HashMap<String, SessionId>,
+    /// Published stream ids, which are unique across sessions: owner and room.
+    published: HashMap<String, (SessionId, String)>,
+    /// Where conference queries find the publishers (mirrored on admit and remove).
+    hub: Option<Arc<Hub>>,
     /// Per room: (publishers, peer connections).
     rooms: HashMap<String, (usize, usize)>,
     /// Streams that ended, so that the second `stop` the SDK sends for a stream it closes is
@@ -52,6 +57,30 @@ pub struct Registry {
 const MAX_ENDED: usize = 4096;
 
 impl Registry {
+    /// A registry that mirrors its publishers into `hub` (the conference plugin's).
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self {
+            hub: Some(hub),
+            ..Self::default()
+        }
+    }
+
+    /// The room stream `id` is published into, if it is published.
+    pub fn room_of(&self, id: &str) -> Option<&str> {
+        self.published.get(id).map(|(_, room)| room.as_str())
+    }
+
+    /// The publisher `key` is up (ICE and DTLS connected).
+    pub fn started(&self, key: &StreamKey) {
+        let publishing = self
+            .published
+            .get(&key.stream_id)
+            .is_some_and(|(owner, _)| *owner == key.session);
+        if publishing && let Some(hub) = &self.hub {
+            hub.media_started(&key.stream_id);
+        }
+    }
+
     /// Whether `key` is one of the plugin's streams.
     pub fn contains(&self, key: &StreamKey) -> bool {
         self.streams.contains_key(key)
@@ -114,7 +143,11 @@ impl Registry {
         counts.1 += 1;
         if direction == MediaDirection::Publish {
             counts.0 += 1;
-            self.published.insert(id.clone(), key.session);
+            self.published
+                .insert(id.clone(), (key.session, room.to_owned()));
+            if let Some(hub) = &self.hub {
+                hub.media_published(id, room, key.session);
+            }
         }
         self.streams.insert(
             key,
@@ -140,6 +173,9 @@ impl Registry {
         self.ended.insert(key.clone());
         if entry.direction == MediaDirection::Publish {
             self.published.remove(&key.stream_id);
+            if let Some(hub) = &self.hub {
+                hub.media_ended(&key.stream_id);
+            }
         }
         if let Some(counts) = self.rooms.get_mut(&entry.room) {
             counts.1 = counts.1.saturating_sub(1);
@@ -151,6 +187,21 @@ impl Registry {
             }
         }
         Some(entry.direction)
+    }
+
+    /// Forgets `session`'s streams in `room` (publishers into it, players of it or of a stream
+    /// published into it); returns their keys.
+    pub fn remove_in_room(&mut self, session: SessionId, room: &str) -> Vec<StreamKey> {
+        let keys: Vec<_> = self
+            .streams
+            .iter()
+            .filter(|(k, e)| k.session == session && e.room == room)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &keys {
+            self.remove(key);
+        }
+        keys
     }
 
     /// Forgets every stream of `session`; returns their keys.

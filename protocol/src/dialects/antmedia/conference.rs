@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::decode::{opt_token, stream_id};
 use crate::conference::{
     ConferenceCommand, ConferenceRequest, JoinRoom, MediaRequest, MetaData, RoomRequest,
-    StreamRequest, SubtrackQuery,
+    StreamRequest, SubtrackQuery, ToggleTrack, TrackKind,
 };
 use crate::dialects::common::{ECHO_CHARS, opt_str, truncate};
 use crate::{DecodeError, Event};
@@ -25,14 +25,14 @@ pub(super) const COMMANDS: &[&str] = &[
     "updateStreamMetaData",
     "publish",
     "play",
+    "toggleVideo",
+    "toggleAudio",
+    "enableTrack",
 ];
 
 /// Commands that act on media a server receives or sends: without a media server there is
 /// nothing for them to act on.
 pub(super) const MEDIA_COMMANDS: &[&str] = &[
-    "enableTrack",
-    "toggleVideo",
-    "toggleAudio",
     "forceStreamQuality",
     "getVideoTrackAssignmentsCommand",
     "assignVideoTrackCommand",
@@ -41,8 +41,10 @@ pub(super) const MEDIA_COMMANDS: &[&str] = &[
     "getDebugInfo",
 ];
 
-/// Why [`MEDIA_COMMANDS`] are refused.
-pub(super) const NO_MEDIA: &str = "conference media needs the media plugin, which is not running";
+/// Why [`MEDIA_COMMANDS`] are refused. True whether or not the `sfu` plugin runs (the codec
+/// cannot know): it does not implement them. (`toggleVideo`, `toggleAudio` and `enableTrack`
+/// are decoded: the `sfu` serves them.)
+pub(super) const NO_MEDIA: &str = "the media plugin (sfu) forwards each publisher's tracks as they come; it has no simulcast layer choice, video-track assignment or debug information";
 
 /// Ant features the gateway does not implement at all.
 pub(super) const OTHER_UNSUPPORTED: &[&str] = &[
@@ -109,6 +111,29 @@ pub(super) fn decode(
             token: opt_token(obj)?,
             room: opt_id(obj, "room")?,
         }),
+        "toggleVideo" | "toggleAudio" | "enableTrack" => {
+            let stream_id = stream_id(obj)?.to_owned();
+            ConferenceCommand::ToggleTrack(ToggleTrack {
+                // The SDK's docs: a single-track stream gives its stream id as the track id.
+                track_id: opt_id(obj, "trackId")?.unwrap_or_else(|| stream_id.clone()),
+                stream_id,
+                kind: match command {
+                    "toggleVideo" => Some(TrackKind::Video),
+                    "toggleAudio" => Some(TrackKind::Audio),
+                    _ => None,
+                },
+                enabled: match obj.get("enabled") {
+                    Some(Value::Bool(b)) => *b,
+                    None | Some(Value::Null) => return Err(DecodeError::MissingField("enabled")),
+                    Some(_) => {
+                        return Err(DecodeError::WrongType {
+                            field: "enabled",
+                            expected: "a boolean",
+                        });
+                    }
+                },
+            })
+        }
         // COMMANDS lists exactly the arms above.
         other => return Err(DecodeError::UnknownCommand(truncate(other, ECHO_CHARS))),
     };

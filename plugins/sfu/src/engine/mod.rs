@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use str0m::crypto::CryptoProvider;
+use str0m::media::MediaKind;
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Input, Rtc};
 use switchboard_plugin_api::protocol::conference::{MediaAnswer, MediaDirection, MediaState};
@@ -18,8 +19,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod control;
+
 use crate::SfuSettings;
 use crate::conn::{Conn, Yield};
+use crate::metrics::{self, COUNTERS, Leg};
 use crate::registry::{Registry, StreamKey};
 
 /// Largest datagram read (above any WebRTC MTU).
@@ -36,8 +40,8 @@ const MAX_ROUNDS: usize = 16;
 pub enum Command {
     /// A publisher: wait for its offer.
     Publish { key: StreamKey, room: String },
-    /// A player: offer it the room's tracks.
-    Play { key: StreamKey, room: String },
+    /// A player of `key.stream_id` (a room or a stream): offer it the tracks it plays.
+    Play { key: StreamKey },
     /// An offer (publisher) or answer (player).
     Description {
         key: StreamKey,
@@ -53,6 +57,15 @@ pub enum Command {
     },
     /// The session closed: drop its connections silently.
     SessionClosed { session: SessionId },
+    /// The session left the room (`leaveFromRoom`): drop these connections silently.
+    Drop { keys: Vec<StreamKey> },
+    /// `toggleVideo`/`toggleAudio`/`enableTrack` on the stream `key`.
+    Toggle {
+        key: StreamKey,
+        track_id: String,
+        kinds: Vec<MediaKind>,
+        enabled: bool,
+    },
 }
 
 /// Counters, readable while the task runs.
@@ -68,6 +81,16 @@ pub struct Stats {
     pub frames_out: AtomicU64,
     /// Peer connections open now.
     pub connections: AtomicU64,
+    /// Gauges for `/metrics`, refreshed every [`metrics::SNAPSHOT_INTERVAL`]: publishers.
+    pub publishers: AtomicU64,
+    /// Players.
+    pub players: AtomicU64,
+    /// Tracks received from publishers.
+    pub tracks_in: AtomicU64,
+    /// Tracks sent to players (negotiated and open).
+    pub tracks_out: AtomicU64,
+    /// Rooms per size bucket ([`metrics::ROOM_BUCKETS`]).
+    pub room_buckets: [AtomicU64; metrics::ROOM_BUCKETS.len()],
 }
 
 /// The task's state.
@@ -86,6 +109,8 @@ pub struct Engine {
     /// Which connection a remote address last reached, so a datagram is matched without asking
     /// every connection (checked with `accepts` before use; cleared when it grows too large).
     by_addr: HashMap<SocketAddr, u64>,
+    /// When the gauges were last refreshed.
+    snapshot_at: Instant,
 }
 
 impl std::fmt::Debug for Engine {
@@ -115,6 +140,7 @@ impl Engine {
             candidates: Vec::new(),
             local: SocketAddr::from(([127, 0, 0, 1], 0)),
             by_addr: HashMap::new(),
+            snapshot_at: Instant::now(),
         }
     }
 
@@ -147,6 +173,9 @@ impl Engine {
             }
         }
         self.stats.connections.store(0, Ordering::Relaxed);
+        self.conns.clear();
+        self.snapshot_at = Instant::now() - metrics::SNAPSHOT_INTERVAL;
+        self.snapshot();
         tracing::info!("Media task stopped.");
     }
 
@@ -203,6 +232,7 @@ impl Engine {
     fn new_rtc(&self) -> Rtc {
         let mut rtc = Rtc::builder()
             .set_crypto_provider(Arc::clone(&self.crypto))
+            .set_stats_interval(Some(metrics::SNAPSHOT_INTERVAL))
             .build(Instant::now());
         for addr in &self.candidates {
             match Candidate::host(*addr, "udp") {
@@ -226,7 +256,7 @@ impl Engine {
                 self.conns
                     .push(Conn::new(id, key, room, MediaDirection::Publish));
             }
-            Command::Play { key, room } => self.play(key, room),
+            Command::Play { key } => self.play(key),
             Command::Description { key, kind, sdp } => self.description(&key, kind, &sdp),
             Command::Candidate { key, candidate } => {
                 if let Some(conn) = self.conn_mut(&key) {
@@ -247,6 +277,19 @@ impl Engine {
                     Event::ConferenceReply(Box::new(ConferenceReply::MediaFinished(state))),
                 );
             }
+            Command::Toggle {
+                key,
+                track_id,
+                kinds,
+                enabled,
+            } => self.toggle(&key, &track_id, &kinds, enabled),
+            Command::Drop { keys } => {
+                for key in keys {
+                    if let Some(i) = self.conns.iter().position(|c| c.key == key) {
+                        self.remove(i);
+                    }
+                }
+            }
             Command::SessionClosed { session } => {
                 while let Some(i) = self.conns.iter().position(|c| c.key.session == session) {
                     self.remove(i);
@@ -264,26 +307,26 @@ impl Engine {
         id
     }
 
-    /// A new player: its connection, every track already in the room (but its own session's),
-    /// and the first offer.
-    fn play(&mut self, key: StreamKey, room: String) {
+    /// A new player: its connection, every track it plays that is already published, and the
+    /// first offer.
+    fn play(&mut self, key: StreamKey) {
         let id = self.take_id();
-        let mut conn = Conn::new(id, key, room, MediaDirection::Play);
+        // A player's "room" is what it plays: a room or one stream.
+        let target = key.stream_id.clone();
+        let mut conn = Conn::new(id, key, target, MediaDirection::Play);
         conn.set_rtc(self.new_rtc());
-        let (room, session) = (conn.room.clone(), conn.key.session);
-        for publisher in self
+        let tracks: Vec<_> = self
             .conns
             .iter()
-            .filter(|p| p.direction == MediaDirection::Publish && p.room == room)
-            .filter(|p| p.key.session != session)
-        {
-            for track in &publisher.tracks_in {
-                conn.add_track(
-                    (publisher.id, track.mid),
-                    track.kind,
-                    &publisher.key.stream_id,
-                );
-            }
+            .filter(|p| conn.plays(p))
+            .flat_map(|p| {
+                p.tracks_in
+                    .iter()
+                    .map(|t| ((p.id, t.mid), t.kind, p.key.stream_id.clone()))
+            })
+            .collect();
+        for (source, kind, stream) in tracks {
+            conn.add_track(source, kind, &stream);
         }
         let Some(offer) = conn.negotiate(true) else {
             self.error(
@@ -431,6 +474,7 @@ impl Engine {
             }
         }
         self.reap();
+        self.snapshot();
         if self.conns.iter().any(|c| c.dirty) {
             // Rounds ran out with output pending: come back at once.
             return Instant::now();
@@ -473,6 +517,12 @@ impl Engine {
                         && conn.room != conn.key.stream_id)
                         .then(|| conn.room.clone()),
                 };
+                if conn.direction == MediaDirection::Publish {
+                    self.registry
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .started(&conn.key);
+                }
                 tracing::info!(stream = %state.stream_id, direction = ?state.direction, "Media started.");
                 self.notify(
                     conn.key.session,
@@ -483,21 +533,19 @@ impl Engine {
                 let Some(publisher) = self.conns.iter().find(|c| c.id == from) else {
                     return;
                 };
-                let (room, session, stream) = (
-                    publisher.room.clone(),
-                    publisher.key.session,
-                    publisher.key.stream_id.clone(),
-                );
-                for player in self.conns.iter_mut().filter(|c| {
-                    c.direction == MediaDirection::Play
-                        && c.room == room
-                        && c.key.session != session
-                }) {
-                    player.add_track((from, mid), kind, &stream);
+                let players: Vec<usize> = (0..self.conns.len())
+                    .filter(|i| self.conns.get(*i).is_some_and(|c| c.plays(publisher)))
+                    .collect();
+                let stream = publisher.key.stream_id.clone();
+                for i in players {
+                    if let Some(player) = self.conns.get_mut(i) {
+                        player.add_track((from, mid), kind, &stream);
+                    }
                 }
             }
             Yield::Media { from, data } => {
                 self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+                COUNTERS.add_frames(Leg::In, 1);
                 let mut written = 0;
                 for player in self
                     .conns
@@ -509,6 +557,7 @@ impl Engine {
                     }
                 }
                 self.stats.frames_out.fetch_add(written, Ordering::Relaxed);
+                COUNTERS.add_frames(Leg::Out, written);
                 if !data.contiguous
                     && let Some(p) = self.conns.iter_mut().find(|c| c.id == from)
                 {
@@ -521,6 +570,7 @@ impl Engine {
                     );
                 }
             }
+            Yield::Data { from, binary, data } => self.relay_data(from, binary, &data),
             Yield::Keyframe {
                 publisher,
                 mid,
