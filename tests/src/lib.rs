@@ -14,6 +14,7 @@
 )]
 
 pub mod cluster;
+pub mod front;
 pub mod media;
 
 use std::net::SocketAddr;
