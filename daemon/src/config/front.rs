@@ -15,6 +15,23 @@ pub struct ProxyConfig {
     /// headers are ignored. Empty (the default): no proxy is trusted.
     #[serde(default)]
     pub trusted: Vec<String>,
+    /// The one request header the trusted proxies set: `"x-forwarded-for"` (nginx's
+    /// `$proxy_add_x_forwarded_for`, most load balancers) or `"forwarded"` (RFC 7239). The other
+    /// is ignored, since a proxy that does not set it passes a client's forgery through.
+    #[serde(default)]
+    pub client_header: ClientHeader,
+}
+
+/// Which forwarding header carries the client address (`[proxy] client_header`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum ClientHeader {
+    /// `X-Forwarded-For: client, proxy1, ...`
+    #[default]
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// `Forwarded: for=client, for=proxy1, ...`
+    #[serde(rename = "forwarded")]
+    Forwarded,
 }
 
 impl ProxyConfig {

@@ -12,7 +12,7 @@ use ppp::{HeaderResult, PartialResult as _};
 use tokio::io::AsyncReadExt as _;
 use tokio::net::TcpStream;
 
-use crate::config::Cidr;
+use crate::config::{Cidr, ClientHeader, ProxyConfig};
 
 /// Longest PROXY header accepted: v1 is at most 107 bytes; v2 is 16 plus the addresses and
 /// TLVs haproxy adds (a few hundred bytes at most).
@@ -20,9 +20,12 @@ const MAX_PROXY_HEADER_BYTES: usize = 1024;
 /// How long to wait for more of a PROXY header that arrived in pieces.
 const PARTIAL_HEADER_WAIT: Duration = Duration::from_millis(5);
 
-/// The networks of `[proxy] trusted`.
+/// The networks of `[proxy] trusted` and the header they set.
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<Cidr>);
+pub struct TrustedProxies {
+    cidrs: Vec<Cidr>,
+    header: ClientHeader,
+}
 
 /// A PROXY or forwarding header that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -47,19 +50,22 @@ pub enum ProxyHeaderError {
 }
 
 impl TrustedProxies {
-    /// The trusted blocks of a config.
-    pub fn new(cidrs: Vec<Cidr>) -> Self {
-        Self(cidrs)
+    /// The trusted proxies of a config.
+    pub fn new(config: &ProxyConfig) -> Self {
+        Self {
+            cidrs: config.cidrs(),
+            header: config.client_header,
+        }
     }
 
     /// Whether `ip` is a trusted proxy.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|c| c.contains(ip))
+        self.cidrs.iter().any(|c| c.contains(ip))
     }
 
-    /// The client behind `peer` for one request: from a trusted peer, the nearest address in
-    /// `Forwarded` (else `X-Forwarded-For`) that is not itself a trusted proxy; otherwise, and
-    /// when the headers are absent, `peer`. A port is kept where `Forwarded` gives one, else 0.
+    /// The client behind `peer` for one request: from a trusted peer, the nearest address in the
+    /// configured header that is not itself a trusted proxy; otherwise, and when the header is
+    /// absent, `peer`. A port is kept where `Forwarded` gives one, else 0.
     pub fn client_of(
         &self,
         peer: SocketAddr,
@@ -68,17 +74,16 @@ impl TrustedProxies {
         if !self.contains(peer.ip()) {
             return Ok(peer);
         }
-        let (name, parse): (_, fn(&str) -> Result<ForwardedHeaderValue, _>) =
-            if headers.contains_key("forwarded") {
-                ("forwarded", ForwardedHeaderValue::from_forwarded)
-            } else if headers.contains_key("x-forwarded-for") {
-                (
-                    "x-forwarded-for",
-                    ForwardedHeaderValue::from_x_forwarded_for,
-                )
-            } else {
-                return Ok(peer);
-            };
+        let (name, parse): (_, fn(&str) -> Result<ForwardedHeaderValue, _>) = match self.header {
+            ClientHeader::Forwarded => ("forwarded", ForwardedHeaderValue::from_forwarded),
+            ClientHeader::XForwardedFor => (
+                "x-forwarded-for",
+                ForwardedHeaderValue::from_x_forwarded_for,
+            ),
+        };
+        if !headers.contains_key(name) {
+            return Ok(peer);
+        }
         let malformed = |error: String| ProxyHeaderError::Forwarded {
             header: name,
             error,
@@ -185,13 +190,15 @@ mod tests {
     use axum::http::HeaderValue;
     use tokio::io::AsyncWriteExt as _;
 
+    fn trusted_with(header: ClientHeader) -> TrustedProxies {
+        TrustedProxies::new(&ProxyConfig {
+            trusted: vec!["127.0.0.1/32".to_owned(), "10.0.0.0/8".to_owned()],
+            client_header: header,
+        })
+    }
+
     fn trusted() -> TrustedProxies {
-        TrustedProxies::new(
-            ["127.0.0.1/32", "10.0.0.0/8"]
-                .iter()
-                .filter_map(|c| Cidr::parse(c).ok())
-                .collect(),
-        )
+        trusted_with(ClientHeader::XForwardedFor)
     }
 
     fn addr(text: &str) -> SocketAddr {
@@ -220,9 +227,14 @@ mod tests {
             "for=192.0.2.60;proto=http, for=\"[2001:db8::1]:4711\"",
         )]);
         assert_eq!(
-            t.client_of(addr("127.0.0.1:1"), &fwd).ok(),
+            trusted_with(ClientHeader::Forwarded)
+                .client_of(addr("127.0.0.1:1"), &fwd)
+                .ok(),
             Some(addr("[2001:db8::1]:4711"))
         );
+        // The header the proxies do not set is a client's forgery: ignored.
+        let peer = addr("127.0.0.1:1");
+        assert_eq!(t.client_of(peer, &fwd).ok(), Some(peer));
         let spoofed = headers(&[
             ("x-forwarded-for", "1.1.1.1"),
             ("x-forwarded-for", "192.0.2.5"),
@@ -244,11 +256,17 @@ mod tests {
         for bad in [
             headers(&[("x-forwarded-for", "not-an-ip")]),
             headers(&[("x-forwarded-for", "")]),
+        ] {
+            assert!(t.client_of(addr("127.0.0.1:1"), &bad).is_err(), "{bad:?}");
+            // From an untrusted peer the same headers are simply ignored.
+            assert!(t.client_of(addr("192.0.2.1:1"), &bad).is_ok());
+        }
+        let t = trusted_with(ClientHeader::Forwarded);
+        for bad in [
             headers(&[("forwarded", "for=999.1.1.1")]),
             headers(&[("forwarded", "proto=https")]),
         ] {
             assert!(t.client_of(addr("127.0.0.1:1"), &bad).is_err(), "{bad:?}");
-            // From an untrusted peer the same headers are simply ignored.
             assert!(t.client_of(addr("192.0.2.1:1"), &bad).is_ok());
         }
     }

@@ -105,7 +105,7 @@ impl Door {
     /// The accept-time check; `None`: refused, counted, and the socket closed.
     fn admit(&self, peer: SocketAddr) -> Option<TcpSlot> {
         let config = self.cx.gateway.config();
-        let trusted = TrustedProxies::new(config.proxy.cidrs()).contains(peer.ip());
+        let trusted = TrustedProxies::new(&config.proxy).contains(peer.ip());
         // A trusted proxy carries many clients; they are counted once known.
         let ip = (!trusted).then_some(peer.ip());
         match self
@@ -130,7 +130,7 @@ impl Door {
     ) {
         let config = self.cx.gateway.config();
         let limits = &config.limits;
-        let trusted = TrustedProxies::new(config.proxy.cidrs());
+        let trusted = TrustedProxies::new(&config.proxy);
         let mut header_timeout = Duration::from_secs(limits.header_read_timeout_secs.max(1));
         if slot.admitted == Admitted::HealthOnly {
             header_timeout = header_timeout.min(HEALTH_ONLY_HEADER_TIMEOUT);

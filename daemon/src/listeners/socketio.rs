@@ -107,9 +107,10 @@ async fn join_room(s: SocketRef, State(cx): State<ListenerContext>) -> Result<()
     let permit = admission::admit_namespace(&cx, s.req_parts(), addr)
         .map_err(|r| JoinRefused(format!("{}: {}", r.as_str(), r.message())))?;
     let config = cx.gateway.config();
-    let handle = cx
-        .gateway
-        .register(DialectKind::Socketio, Some(addr).filter(|a| a.port() != 0));
+    let handle = cx.gateway.register(
+        DialectKind::Socketio,
+        Some(addr).filter(|a| !a.ip().is_unspecified()),
+    );
     telemetry::session_opened(handle.id, DialectKind::Socketio);
     let peer = gateway::peer(handle.id, DialectKind::Socketio);
     let mut core = SessionCore {
