@@ -285,3 +285,16 @@ async fn socketio_polling_and_websocket_work_through_both_proxies() {
         run.assert_success();
     }
 }
+
+/// docs/operations.md shows the deploy configs these tests run, unchanged.
+#[test]
+fn the_operations_guide_shows_the_deploy_configs_verbatim() {
+    let guide = std::fs::read_to_string(repo_root().join("docs/operations.md")).unwrap();
+    for file in ["docs/deploy/nginx.conf", "docs/deploy/haproxy.cfg"] {
+        let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
+        assert!(
+            guide.contains(&text),
+            "docs/operations.md does not show {file} as it is"
+        );
+    }
+}
