@@ -31,7 +31,7 @@ use tracing::debug;
 
 use super::ListenerContext;
 use super::burst_io::BurstIo;
-use super::front_door::{AcceptRefusal, Admitted, TcpSlot};
+use super::front_door::{AcceptRefusal, Admitted, Counted, TcpSlot};
 use super::proxy::{TrustedProxies, read_proxy_header};
 use crate::telemetry;
 
@@ -164,7 +164,9 @@ impl Door {
             Admitted::HealthOnly => self.health.clone(),
         };
         let keep_alive = slot.admitted == Admitted::Full;
-        let io = BurstIo::new(tcp);
+        // The slot goes with the stream, into an upgraded WebSocket too: its place is held
+        // until the session ends.
+        let io = Counted::new(BurstIo::new(tcp), slot);
         let Some(tls) = &self.tls else {
             return serve_http(io, origin, router, header_timeout, keep_alive, shutdown).await;
         };
@@ -175,7 +177,6 @@ impl Door {
             Ok(Err(e)) => debug!(peer.addr = %origin.client, error = %e, "TLS handshake failed."),
             Err(_) => debug!(peer.addr = %origin.client, "TLS handshake timed out."),
         }
-        drop(slot);
     }
 }
 
