@@ -81,7 +81,7 @@ impl Proxy {
         let conf = dir.join("nginx.conf");
         std::fs::write(&conf, text).unwrap();
         let d = dir.to_str().unwrap();
-        let child = Command::new("nginx")
+        let child = Command::new(system_binary("nginx"))
             .args([
                 "-p",
                 d,
@@ -111,7 +111,7 @@ impl Proxy {
         );
         let conf = temp_dir("haproxy").join("haproxy.cfg");
         std::fs::write(&conf, text).unwrap();
-        let child = Command::new("haproxy")
+        let child = Command::new(system_binary("haproxy"))
             .args(["-db", "-f", conf.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
@@ -135,6 +135,16 @@ impl Proxy {
             addr,
             _child: child,
         }
+    }
+}
+
+/// A Debian daemon binary: in /usr/sbin, which is not on every user's `PATH`.
+fn system_binary(name: &str) -> String {
+    let sbin = format!("/usr/sbin/{name}");
+    if std::path::Path::new(&sbin).is_file() {
+        sbin
+    } else {
+        name.to_owned()
     }
 }
 
