@@ -244,3 +244,92 @@ pub async fn check_origin(
     }
     next.run(request).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(method: &str, uri: &str) -> &'static str {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap_or_default();
+        match engineio_request(&request) {
+            EngineIoRequest::Other => "other",
+            EngineIoRequest::Handshake { eio4: true } => "handshake4",
+            EngineIoRequest::Handshake { eio4: false } => "handshake3",
+            EngineIoRequest::Refused(_) => "refused",
+        }
+    }
+
+    #[test]
+    fn only_new_engineio_sessions_are_handshakes() {
+        let cases = [
+            ("GET", "/socket.io/?EIO=4&transport=polling", "handshake4"),
+            (
+                "GET",
+                "/socket.io/?transport=polling&EIO=3&t=x",
+                "handshake3",
+            ),
+            ("GET", "/socket.io/?EIO=3&transport=websocket", "handshake3"),
+            (
+                "GET",
+                "/socket.io/?EIO=4&transport=polling&sid=abc",
+                "other",
+            ),
+            ("POST", "/socket.io/?EIO=4&transport=polling", "other"),
+            ("GET", "/socket.io/socket.io.js", "other"),
+            ("GET", "/healthz?EIO=4", "other"),
+            (
+                "GET",
+                "/socket.io/?EIO=4&sid=sbrefused-server_full",
+                "refused",
+            ),
+            (
+                "POST",
+                "/socket.io/?EIO=4&sid=sbrefused-too_many_connections",
+                "refused",
+            ),
+        ];
+        for (method, uri, want) in cases {
+            assert_eq!(kind(method, uri), want, "{method} {uri}");
+        }
+    }
+
+    async fn body(response: Response) -> String {
+        let bytes = axum::body::to_bytes(response.into_body(), 4096).await;
+        String::from_utf8_lossy(&bytes.unwrap_or_default()).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_refused_session_tells_its_poll_the_reason() {
+        let open = body(refused_handshake(ConnectRefusal::TooManyFromIp)).await;
+        assert!(
+            open.starts_with("0{") && open.contains(r#""sid":"sbrefused-too_many_connections""#),
+            "{open}"
+        );
+        let poll = Request::builder()
+            .uri("/socket.io/?EIO=4&transport=polling&sid=sbrefused-too_many_connections")
+            .body(axum::body::Body::empty())
+            .unwrap_or_default();
+        let reply = body(refused_session_reply(
+            &poll,
+            "sbrefused-too_many_connections",
+        ))
+        .await;
+        assert_eq!(
+            reply,
+            r#"44{"message":"too_many_connections: too many connections from your address"}"#
+        );
+        let post = Request::builder()
+            .method("POST")
+            .uri("/socket.io/?EIO=4&transport=polling&sid=sbrefused-server_full")
+            .body(axum::body::Body::empty())
+            .unwrap_or_default();
+        assert_eq!(
+            body(refused_session_reply(&post, "sbrefused-server_full")).await,
+            "ok"
+        );
+    }
+}
