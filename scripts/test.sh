@@ -7,8 +7,8 @@
 #
 # Safe to run again and again (it only installs what is missing) and non-interactively
 # (CI=true, no stdin). On a fresh Debian machine, run it as root once so it can apt-get install
-# Chromium, redis-server and iproute2; afterwards any user can run it. It needs Rust (cargo),
-# cargo-nextest and Node.js >= 20 with npm already installed.
+# Chromium, redis-server, iproute2, nginx and haproxy; afterwards any user can run it. It needs
+# Rust (cargo), cargo-nextest and Node.js >= 20 with npm already installed.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,6 +30,9 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 # tests/tests/debian_package.rs checks the packaged unit with systemd-analyze.
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+# tests/tests/proxy.rs runs both in front of the gateway (docs/deploy/).
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
 if ((${#missing[@]} > 0)); then
     if [[ "$(id -u)" != 0 ]]; then
         die "missing system packages: ${missing[*]}. Install them as root:

@@ -10,9 +10,11 @@ use switchboard_protocol::DialectKind;
 
 use crate::plugins::PluginRegistry;
 
+mod front;
 mod ops;
 mod secrets;
 mod serve;
+pub use front::*;
 pub use ops::*;
 pub use serve::Service;
 
@@ -63,6 +65,9 @@ pub struct GatewayConfig {
     /// Scale-out through Redis (`[cluster]`); absent: this node runs alone.
     #[serde(default)]
     pub cluster: Option<crate::cluster::ClusterConfig>,
+    /// Reverse proxies whose forwarded client addresses are believed (`[proxy]`).
+    #[serde(default)]
+    pub proxy: ProxyConfig,
 }
 
 /// `[store]`: the embedded database (redb) of the conference plugin and the REST API.
@@ -187,6 +192,10 @@ pub struct ListenerConfig {
     /// everything, as before the key existed ([`ListenerConfig::serves`]).
     #[serde(default)]
     pub serve: Option<Vec<Service>>,
+    /// Connections from `[proxy] trusted` peers start with a PROXY protocol v1 or v2 header
+    /// (haproxy `send-proxy`, nginx `proxy_protocol on`); others are closed.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// Which pages a listener serves.
@@ -252,9 +261,9 @@ pub struct LimitsConfig {
     /// Empty: any origin. Requests without an `Origin` header (non-browser clients) are allowed.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
-    /// Seconds an Ant Media peer may stay connected without joining anything, and a socket.io
-    /// client may take to connect to its namespace; then it is closed (Ant: `join_timeout` error
-    /// and close 4408). 0 disables the check for Ant Media peers.
+    /// Seconds an Ant Media peer may stay connected without joining anything; then it is closed
+    /// (`join_timeout` error and close 4408). 0 disables the check. (socket.io clients have
+    /// `socketio_connect_timeout_secs`.)
     #[serde(default = "default_join_timeout_secs")]
     pub join_timeout_secs: u64,
     /// Seconds one write to a WebSocket peer may take. A peer that stops reading fills its TCP
@@ -262,6 +271,23 @@ pub struct LimitsConfig {
     /// (and its queued messages) open. At least 1.
     #[serde(default = "default_write_timeout_secs")]
     pub write_timeout_secs: u64,
+    /// TCP connections one IP address may hold open, counted at accept; more are closed at
+    /// once. `[proxy] trusted` peers are exempt (their clients are counted per session).
+    #[serde(default = "default_max_tcp_connections_per_ip")]
+    pub max_tcp_connections_per_ip: usize,
+    /// Seconds a client has to send a request's headers (and a PROXY header first, where
+    /// expected); an idle keep-alive connection waiting for its next request is closed after
+    /// as long. At least 1.
+    #[serde(default = "default_header_read_timeout_secs")]
+    pub header_read_timeout_secs: u64,
+    /// Seconds a socket.io client may take from its engine.io handshake to connecting its
+    /// namespace; a bare handshake is then closed. At least 1.
+    #[serde(default = "default_socketio_connect_timeout_secs")]
+    pub socketio_connect_timeout_secs: u64,
+    /// File descriptors kept free below `RLIMIT_NOFILE`: past that, new connections are closed
+    /// at once, except a quarter of this reserve that serves `/healthz` and `/readyz` only.
+    #[serde(default = "default_reserved_fds")]
+    pub reserved_fds: usize,
     /// Rooms one connection may be in at once (Ant `join`/`joinRoom`, raw and socket.io
     /// joins); a join into one more is refused (Ant `refused`). At least 1.
     #[serde(default = "default_max_rooms_per_session")]
@@ -300,6 +326,22 @@ const fn default_write_timeout_secs() -> u64 {
     10
 }
 
+const fn default_max_tcp_connections_per_ip() -> usize {
+    128
+}
+
+const fn default_header_read_timeout_secs() -> u64 {
+    10
+}
+
+const fn default_socketio_connect_timeout_secs() -> u64 {
+    5
+}
+
+const fn default_reserved_fds() -> usize {
+    64
+}
+
 const fn default_max_frame_bytes() -> usize {
     switchboard_protocol::DEFAULT_MAX_FRAME_BYTES
 }
@@ -323,6 +365,10 @@ impl Default for LimitsConfig {
             join_timeout_secs: default_join_timeout_secs(),
             write_timeout_secs: default_write_timeout_secs(),
             max_rooms_per_session: default_max_rooms_per_session(),
+            max_tcp_connections_per_ip: default_max_tcp_connections_per_ip(),
+            header_read_timeout_secs: default_header_read_timeout_secs(),
+            socketio_connect_timeout_secs: default_socketio_connect_timeout_secs(),
+            reserved_fds: default_reserved_fds(),
         }
     }
 }
@@ -611,6 +657,7 @@ impl GatewayConfig {
             ));
         }
         self.validate_ops(&mut errors);
+        self.validate_front(&mut errors);
         for (i, c) in self.rest.allowed_cidrs.iter().enumerate() {
             if let Err(e) = Cidr::parse(c) {
                 errors.push(ConfigError::at(format!("rest.allowed_cidrs[{i}]"), e));

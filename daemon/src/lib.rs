@@ -137,6 +137,12 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
         gateway.set_cluster(Arc::clone(&cluster));
         cluster::link::start(&cluster, &gateway, &cluster_tasks);
     }
+    let nofile = listeners::front_door::raise_nofile_limit();
+    let front_door = Arc::new(listeners::FrontDoor::with_descriptors(
+        nofile,
+        listeners::front_door::open_descriptors(),
+        config.limits.reserved_fds,
+    ));
     let mut bound = Vec::new();
     for listener in &config.listeners {
         let cx = ListenerContext {
@@ -144,6 +150,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
             tracker: tracker.clone(),
             config: Arc::new(listener.clone()),
             conference: conference.clone(),
+            front_door: front_door.clone(),
         };
         let b = listeners::bind(cx)
             .await

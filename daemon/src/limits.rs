@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -199,6 +200,61 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+// === bounded logging ===
+
+/// Log lines allowed per second by one [`LogBudget`].
+const LOG_LINES_PER_SEC: u64 = 5;
+
+/// A per-second allowance of log lines, so a flood of refusals is counted in full but cannot
+/// fill the log.
+#[derive(Debug)]
+pub struct LogBudget {
+    /// Seconds since the process's first use of the budget, of the current window.
+    window: AtomicU64,
+    in_window: AtomicU64,
+    skipped: AtomicU64,
+}
+
+impl LogBudget {
+    /// An unused budget.
+    pub const fn new() -> Self {
+        Self {
+            window: AtomicU64::new(0),
+            in_window: AtomicU64::new(0),
+            skipped: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(lines skipped since the last one logged)` when a line may be logged now.
+    pub fn admit(&self) -> Option<u64> {
+        self.admit_at(process_secs())
+    }
+
+    fn admit_at(&self, now: u64) -> Option<u64> {
+        if self.window.swap(now, Ordering::Relaxed) != now {
+            self.in_window.store(0, Ordering::Relaxed);
+        }
+        if self.in_window.fetch_add(1, Ordering::Relaxed) < LOG_LINES_PER_SEC {
+            Some(self.skipped.swap(0, Ordering::Relaxed))
+        } else {
+            self.skipped.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+impl Default for LogBudget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Whole seconds since this process first asked.
+fn process_secs() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_secs()
+}
+
 // === origins ===
 
 /// Checks one `allowed_origins` entry: `scheme://host[:port]` with scheme `http` or `https`,
@@ -328,6 +384,15 @@ mod tests {
         assert_eq!(limiter.total(), 2);
         assert!(limiter.try_acquire(a, &l).is_ok());
         assert_eq!(limiter.total(), 2, "the permit was dropped at once");
+    }
+
+    #[test]
+    fn log_budget_allows_a_few_lines_a_second_and_counts_the_rest() {
+        let budget = LogBudget::new();
+        let logged = (0..100).filter(|_| budget.admit_at(7).is_some()).count();
+        assert_eq!(logged as u64, LOG_LINES_PER_SEC);
+        assert_eq!(budget.admit_at(8), Some(100 - LOG_LINES_PER_SEC));
+        assert_eq!(budget.admit_at(8), Some(0));
     }
 
     #[test]

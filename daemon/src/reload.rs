@@ -81,6 +81,7 @@ pub fn apply(
     note(new.limits != old.limits, "[limits] (new connections)", true);
     note(new.ice != old.ice, "[ice]", true);
     note(new.turn != old.turn, "[turn]", true);
+    note(new.proxy != old.proxy, "[proxy] (new connections)", true);
     note(new.admin != old.admin, "[admin]", true);
     note(
         new.web.node_modules_dir != old.web.node_modules_dir,

@@ -133,15 +133,49 @@ fn count_error(dialect: &str, reason: &str) {
     global().add(ERRORS, &[("dialect", dialect), ("reason", reason)], 1);
 }
 
-/// A connection was refused before it became a session (origin, caps, draining).
+/// A connection was refused before it became a session (origin, caps, draining). Logged at a
+/// bounded rate: a flood is counted whole, and the log says how many lines it skipped.
 pub fn connection_refused(
     dialect: DialectKind,
     addr: Option<std::net::SocketAddr>,
     refusal: crate::limits::ConnectRefusal,
 ) {
-    let peer = addr.map(|a| a.to_string()).unwrap_or_default();
-    info!(dialect = %dialect, peer.addr = %peer, reason = refusal.as_str(), "Refused a connection.");
     count_error(dialect.as_str(), refusal.as_str());
+    if let Some(skipped) = REFUSAL_LOG.admit() {
+        let peer = addr.map(|a| a.to_string()).unwrap_or_default();
+        info!(dialect = %dialect, peer.addr = %peer, reason = refusal.as_str(), skipped, "Refused a connection.");
+    }
+}
+
+const CONNECTIONS_REFUSED: Family = Family {
+    name: "switchboard_connections_refused_total",
+    help: "Connections closed at accept or before their first request, by reason.",
+    kind: "counter",
+};
+
+static REFUSAL_LOG: crate::limits::LogBudget = crate::limits::LogBudget::new();
+static ACCEPT_LOG: crate::limits::LogBudget = crate::limits::LogBudget::new();
+
+/// A connection was closed at accept or before its first request (per-IP TCP cap, descriptor
+/// headroom, a bad or untrusted PROXY or forwarding header). Logged at a bounded rate.
+pub fn accept_refused(
+    refusal: crate::listeners::AcceptRefusal,
+    peer: std::net::SocketAddr,
+    detail: Option<&dyn std::fmt::Display>,
+) {
+    global().add(CONNECTIONS_REFUSED, &[("reason", refusal.as_str())], 1);
+    if let Some(skipped) = ACCEPT_LOG.admit() {
+        let detail = detail.map(ToString::to_string).unwrap_or_default();
+        warn!(peer.addr = %peer, reason = refusal.as_str(), detail, skipped, "Closed a connection at the front door.");
+    }
+}
+
+/// `accept` itself failed (out of descriptors); logged at a bounded rate.
+pub fn accept_failed(error: &std::io::Error) {
+    global().add(CONNECTIONS_REFUSED, &[("reason", "accept_failed")], 1);
+    if let Some(skipped) = ACCEPT_LOG.admit() {
+        warn!(%error, skipped, "Accept failed.");
+    }
 }
 
 /// A message over the per-connection rate was dropped (per message: `debug`).

@@ -1,32 +1,16 @@
 //! TLS listeners (`https://` and `wss://`) with rustls: loading a certificate and key from PEM
-//! files, a self-signed development certificate (`switchboard --self-signed`), and the accept
-//! loop that terminates TLS in front of the same axum router as a plain listener.
+//! files and a self-signed development certificate (`switchboard --self-signed`). The accept
+//! loop that terminates TLS, with the same limits and timeouts as a plain listener, is
+//! [`crate::listeners`]' own.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum::Router;
-use axum::extract::ConnectInfo;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tower::ServiceExt as _;
-use tracing::{debug, warn};
 
 use crate::config::{GatewayConfig, TlsConfig};
-use crate::listeners::burst_io::BurstIo;
-
-/// How long a client gets to finish the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Builds the rustls server config of a listener from its PEM files.
 pub fn load_server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, String> {
@@ -117,89 +101,6 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     file.write_all(text.as_bytes())
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
-
-/// Serves `router` over TLS until `shutdown`: accepts, handshakes each connection on its own
-/// task, and serves HTTP/1.1 with upgrades (WebSockets). On shutdown, stops accepting, lets
-/// in-flight requests finish and closes idle connections; upgraded sessions close on their own
-/// tokens, like on a plain listener.
-pub async fn serve_tls(
-    listener: TcpListener,
-    router: Router,
-    tls: Arc<ServerConfig>,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    let acceptor = TlsAcceptor::from(tls);
-    let connections = TaskTracker::new();
-    loop {
-        let (tcp, addr) = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    warn!(error = %e, "Accept failed.");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let router = router.clone();
-        let shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let stream =
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(BurstIo::new(tcp)))
-                    .await
-                {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(e)) => {
-                        debug!(peer.addr = %addr, error = %e, "TLS handshake failed.");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(peer.addr = %addr, "TLS handshake timed out.");
-                        return;
-                    }
-                };
-            serve_connection(stream, addr, router, shutdown).await;
-        });
-    }
-    drop(listener);
-    connections.close();
-    connections.wait().await;
-    Ok(())
-}
-
-async fn serve_connection<S>(
-    stream: S,
-    addr: SocketAddr,
-    router: Router,
-    shutdown: CancellationToken,
-) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    // What `into_make_service_with_connect_info` does for plain listeners.
-    let service = router.map_request(move |mut request: axum::http::Request<Incoming>| {
-        request.extensions_mut().insert(ConnectInfo(addr));
-        request
-    });
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let connection = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-    tokio::pin!(connection);
-    tokio::select! {
-        result = connection.as_mut() => {
-            if let Err(e) = result {
-                debug!(peer.addr = %addr, error = %e, "Connection ended with an error.");
-            }
-        }
-        () = shutdown.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            let _ = connection.await;
-        }
-    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,8 @@ Usage:
   switchboard-loadgen latency    --dialect D --rate R --secs S [--pairs N] [--target PID] [common]
   switchboard-loadgen storm      --dialect D|mixed --pairs K [--parallel P] [--timeout-secs T] [common]
   switchboard-loadgen idle       --dialect D --sessions N --target PID [--parallel P] [--settle-secs S] [common]
+  switchboard-loadgen abuse      --kind handshakes|connections --target PID [--source IP] [--secs S]
+                                [--parallel P] [--max N] [--addr HOST:PORT]
   switchboard-loadgen limit-relay --bind ADDR
   switchboard-loadgen report FILE...
 
@@ -234,6 +236,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 r.rss_before_kib as f64 / 1024.0,
                 r.rss_after_kib as f64 / 1024.0,
                 r.kib_per_session
+            );
+            if let Some(e) = &r.first_error {
+                eprintln!("  first error: {e}");
+            }
+            emit(&args, &r)
+        }
+        "abuse" => {
+            let Some(pid) = server_pid(&args)? else {
+                bail!("--target PID is required");
+            };
+            let cfg = scenario::abuse::AbuseConfig {
+                addr: args.get("addr", Some("127.0.0.1:5080".parse()?))?,
+                source: args.get("source", Some("127.0.0.2".parse()?))?,
+                kind: scenario::abuse::AbuseKind::parse(args.text("kind")?)?,
+                secs: args.get("secs", Some(5.0))?,
+                parallel: args.get("parallel", Some(32))?,
+                max: args.get("max", Some(200_000))?,
+                pid,
+            };
+            let _ = scenario::idle::raise_nofile(cfg.max + 1024);
+            let r = scenario::abuse::run(cfg).await?;
+            eprintln!(
+                "abuse {} from {}: {} in {:.1} s ({:.0}/s), admitted {} ({:.0}/s), refused {}, held at the end {}; RSS {:.1} → {:.1} MiB",
+                r.kind,
+                r.source,
+                r.attempted,
+                r.secs,
+                r.attempted_per_sec,
+                r.admitted,
+                r.admitted_per_sec,
+                r.refused,
+                r.held_at_end,
+                r.rss_before_kib as f64 / 1024.0,
+                r.rss_after_kib as f64 / 1024.0,
             );
             if let Some(e) = &r.first_error {
                 eprintln!("  first error: {e}");

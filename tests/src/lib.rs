@@ -14,6 +14,7 @@
 )]
 
 pub mod cluster;
+pub mod front;
 pub mod media;
 
 use std::net::SocketAddr;
@@ -189,6 +190,23 @@ impl WsClient {
                 Err((response.status().as_u16(), body))
             }
             Err(e) => panic!("websocket connect failed without an HTTP answer: {e}"),
+        }
+    }
+
+    /// Upgrades an open TCP connection (one from a chosen source address, say); a refused
+    /// upgrade gives its HTTP status and body.
+    pub async fn over(stream: TcpStream, url: &str) -> Result<Self, (u16, String)> {
+        match tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await {
+            Ok((ws, _)) => Ok(Self { ws }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let body = response
+                    .body()
+                    .as_ref()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .unwrap_or_default();
+                Err((response.status().as_u16(), body))
+            }
+            Err(e) => panic!("websocket upgrade failed without an HTTP answer: {e}"),
         }
     }
 

@@ -215,3 +215,51 @@ async fn the_binary_serves_a_self_signed_certificate_with_self_signed() {
     assert!(status.success());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The header timeout holds on TLS listeners too: a client that completes the handshake and then
+/// dribbles its headers is closed, and so is an idle keep-alive connection.
+#[tokio::test]
+async fn slow_headers_and_idle_connections_over_tls_are_closed() {
+    let dir = std::env::temp_dir().join(format!("sb-tls-slow-{}", std::process::id()));
+    let (cert, key, cert_pem) = write_self_signed(&dir);
+    let gw = TestGateway::with_config(&format!(
+        r#"
+[[listener]]
+bind = "127.0.0.1:0"
+tls = {{ cert = "{}", key = "{}" }}
+
+[limits]
+header_read_timeout_secs = 1
+
+[shutdown]
+grace_period_secs = 2
+
+[[plugin]]
+type = "room-router"
+"#,
+        cert.display(),
+        key.display()
+    ))
+    .await;
+    let connector = connector(&cert_pem);
+    let mut slow = tls(&connector, gw.main).await;
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut idle = tls(&connector, gw.main).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    for (what, stream) in [
+        ("slow headers", &mut slow),
+        ("an idle keep-alive", &mut idle),
+    ] {
+        let mut sink = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut sink)).await;
+        assert!(closed.is_ok(), "{what}: still open after 10 s");
+    }
+    assert_eq!(https_get(&connector, gw.main, "/healthz").await.0, 200);
+    gw.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -24,7 +24,6 @@ use std::task::{Context, Poll, ready};
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
 
 /// Bytes read from the socket at once while busy, and gathered before a write.
 const BURST_BYTES: usize = 64 * 1024;
@@ -143,33 +142,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for BurstIo<S> {
         let this = self.get_mut();
         ready!(this.poll_send_gathered(cx))?;
         Pin::new(&mut this.io).poll_shutdown(cx)
-    }
-}
-
-/// A TCP listener whose connections are [`BurstIo`], for `axum::serve`.
-#[derive(Debug)]
-pub struct BurstListener(pub TcpListener);
-
-impl axum::serve::Listener for BurstListener {
-    type Io = BurstIo<TcpStream>;
-    type Addr = std::net::SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            match self.0.accept().await {
-                Ok((stream, addr)) => return (BurstIo::new(stream), addr),
-                // Out of file descriptors and the like: back off instead of spinning; the
-                // connections already open go on.
-                Err(e) => {
-                    tracing::warn!(error = %e, "Accept failed.");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
     }
 }
 

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use axum::serve::ListenerExt as _;
 use socketioxide::SocketIo;
 use switchboard_protocol::DialectKind;
 use tokio::net::{TcpListener, TcpSocket};
@@ -16,14 +15,17 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{ListenerConfig, Service};
 use crate::gateway::Gateway;
-use burst_io::BurstListener;
+pub use front_door::{AcceptRefusal, FrontDoor};
 
 mod admin;
 mod admission;
 mod antmedia;
 pub(crate) mod burst_io;
+pub mod front_door;
+mod proxy;
 mod raw;
 mod rest;
+mod serve;
 mod socketio;
 mod socketio_ws;
 mod web;
@@ -55,6 +57,8 @@ pub struct ListenerContext {
     pub config: Arc<ListenerConfig>,
     /// Conference rooms and tokens, shared with the conference plugin (the REST API's data).
     pub conference: Arc<switchboard_conference::Hub>,
+    /// Accept-time accounting, shared by every listener of the gateway.
+    pub front_door: Arc<FrontDoor>,
 }
 
 async fn metrics(
@@ -108,12 +112,9 @@ async fn healthz(
 pub struct BoundListener {
     /// The address actually bound (port 0 resolved).
     pub local_addr: SocketAddr,
-    listener: TcpListener,
-    router: Router,
     /// The socket.io instance, closed on shutdown.
     pub socketio: Option<SocketIo>,
-    /// Set when the listener serves TLS.
-    tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+    door: serve::Door,
 }
 
 /// Binds one listener and builds its routes.
@@ -131,12 +132,16 @@ pub async fn bind(cx: ListenerContext) -> std::io::Result<BoundListener> {
         let (layer, io) = socketio::layer(cx.clone());
         // The socket.io layer answers every path under /socket.io/, so the client script has to
         // be routed in front of it, and direct WebSockets intercepted before it.
-        let router = web::client_script_route()
-            .fallback_service(inner.layer(layer))
+        // Bare engine.io handshakes are admitted under the caps before socketioxide sees them.
+        let admitted = inner
+            .layer(layer)
             .layer(axum::middleware::from_fn_with_state(
                 cx.clone(),
-                socketio_ws::intercept,
+                admission::admit_engineio,
             ));
+        let router = web::client_script_route().fallback_service(admitted).layer(
+            axum::middleware::from_fn_with_state(cx.clone(), socketio_ws::intercept),
+        );
         (router, Some(io))
     } else {
         (inner, None)
@@ -145,12 +150,17 @@ pub async fn bind(cx: ListenerContext) -> std::io::Result<BoundListener> {
         cx.clone(),
         admission::check_origin,
     ));
-    Ok(BoundListener {
-        local_addr,
+    let door = serve::Door {
         listener,
         router,
+        health: health_routes(cx.clone()),
+        tls: tls.map(tokio_rustls::TlsAcceptor::from),
+        cx,
+    };
+    Ok(BoundListener {
+        local_addr,
         socketio,
-        tls,
+        door,
     })
 }
 
@@ -191,6 +201,28 @@ fn service_routes(cx: &ListenerContext) -> Router {
     router
 }
 
+/// What a connection admitted from the descriptor reserve may ask for: the probes and the
+/// metrics an operator reads during a flood, where the listener serves them.
+fn health_routes(cx: ListenerContext) -> Router {
+    let mut router = Router::new();
+    if cx.config.serves(Service::Health) {
+        router = router
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz));
+    }
+    if cx.config.serves(Service::Metrics) {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
+        .fallback(async || {
+            (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "server_full: the gateway is at its connection limit; try again later\n",
+            )
+        })
+        .with_state(cx)
+}
+
 /// A session's WebSocket with [`WS_READ_BUFFER_BYTES`] and [`WS_WRITE_BUFFER_BYTES`].
 pub(crate) fn small_buffers(
     ws: axum::extract::WebSocketUpgrade,
@@ -220,17 +252,6 @@ impl BoundListener {
     /// Serves until `shutdown` is cancelled (new connections stop; sessions are closed by their
     /// own tokens).
     pub async fn serve(self, shutdown: CancellationToken) -> std::io::Result<()> {
-        if let Some(tls) = self.tls {
-            return crate::tls::serve_tls(self.listener, self.router, tls, shutdown).await;
-        }
-        let app = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        // `tap_io` does nothing here: axum provides `ConnectInfo<SocketAddr>` for a tapped
-        // listener of any kind, and only for a bare `TcpListener` otherwise.
-        let listener = BurstListener(self.listener).tap_io(|_| ());
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await
+        serve::serve(self.door, shutdown).await
     }
 }

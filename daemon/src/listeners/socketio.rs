@@ -73,12 +73,9 @@ impl std::fmt::Display for JoinRefused {
 pub fn layer(cx: ListenerContext) -> (SocketIoLayer, SocketIo) {
     let config = cx.gateway.config();
     let limit = config.max_frame_bytes(DialectKind::Socketio);
-    // A socket.io client joins on connecting to its namespace; one that never does is closed
-    // by socketioxide after this long.
-    let connect_timeout = match config.limits.join_timeout_secs {
-        0 => Duration::from_secs(45),
-        secs => Duration::from_secs(secs),
-    };
+    // A socket.io client joins on connecting to its namespace, right after its engine.io
+    // handshake; a bare handshake holds a place under the caps until socketioxide closes it.
+    let connect_timeout = Duration::from_secs(config.limits.socketio_connect_timeout_secs.max(1));
     let (layer, io) = SocketIo::builder()
         .connect_timeout(connect_timeout)
         .max_payload(limit as u64)
@@ -120,12 +117,13 @@ async fn join_room(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let permit = admission::admit(&cx, DialectKind::Socketio, addr)
+    let permit = admission::admit_namespace(&cx, s.req_parts(), addr)
         .map_err(|r| JoinRefused(format!("{}: {}", r.as_str(), r.message())))?;
     let config = cx.gateway.config();
-    let handle = cx
-        .gateway
-        .register(DialectKind::Socketio, Some(addr).filter(|a| a.port() != 0));
+    let handle = cx.gateway.register(
+        DialectKind::Socketio,
+        Some(addr).filter(|a| !a.ip().is_unspecified()),
+    );
     telemetry::session_opened(handle.id, DialectKind::Socketio);
     let peer = gateway::peer(handle.id, DialectKind::Socketio);
     let mut core = SessionCore {
@@ -164,7 +162,7 @@ async fn join_room(
         outbox: Mutex::new(Some((handle.rx, handle.cancel))),
         info: handle.info,
         limiter: Mutex::new(RateLimiter::new(&config.limits, Instant::now())),
-        permit: Mutex::new(Some(permit)),
+        permit: Mutex::new(permit),
     }));
     // Handlers are registered here, before socketioxide sends the connect ack: the connect
     // handler runs in a task spawned after the ack, and a client that sends `msg` as soon as it

@@ -9,6 +9,7 @@ use tokio::sync::Semaphore;
 
 use crate::client::{Conn, Dialect, Target};
 
+pub mod abuse;
 pub mod flow;
 pub mod idle;
 pub mod storm;
