@@ -255,6 +255,15 @@ pub struct LimitsConfig {
     /// (and its queued messages) open. At least 1.
     #[serde(default = "default_write_timeout_secs")]
     pub write_timeout_secs: u64,
+    /// Seconds between WebSocket pings to an idle Ant Media or raw peer; a peer that sends
+    /// nothing (no pong) for as long again after a ping is closed (1008), so a peer gone
+    /// without a FIN frees its room. 0 disables the pings.
+    #[serde(default = "default_ping_interval_secs")]
+    pub ping_interval_secs: u64,
+}
+
+const fn default_ping_interval_secs() -> u64 {
+    25
 }
 
 const fn default_messages_per_sec() -> f64 {
@@ -307,6 +316,7 @@ impl Default for LimitsConfig {
             allowed_origins: Vec::new(),
             join_timeout_secs: default_join_timeout_secs(),
             write_timeout_secs: default_write_timeout_secs(),
+            ping_interval_secs: default_ping_interval_secs(),
         }
     }
 }
