@@ -81,6 +81,19 @@ pub fn plugin_failed(plugin: &str, reason: &str) {
     global().add(PLUGIN_FAILURES, &[("plugin", plugin)], 1);
 }
 
+/// socket.io's transport (socketioxide) closed a session over what the peer sent: a payload
+/// engine.io or socket.io could not parse, or two polls at once. `reason` is the session end's.
+pub fn transport_refused(dialect: DialectKind, reason: &'static str) {
+    warn!(dialect = %dialect, reason, "The transport closed a session over what its peer sent.");
+    count_error(
+        dialect.as_str(),
+        match reason {
+            "concurrent polls" => "concurrent_polls",
+            _ => "malformed_packet",
+        },
+    );
+}
+
 /// A peer sent a text frame that is not UTF-8 (closed with 1007).
 pub fn invalid_utf8(dialect: DialectKind) {
     warn!(dialect = %dialect, "Closed a session that sent a text frame that is not UTF-8.");

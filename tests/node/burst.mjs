@@ -27,9 +27,13 @@ const seqOf = (sdp) => Number(/a=x-seq:(\d+)/.exec(sdp)?.[1] ?? -1);
 // ------------------------------------------------------------------ one interface per kind
 
 /** A pair of one client kind: `send(seq)`, `next()` -> seq, pause/resume of the receiver. */
-async function sioKind(make, url, label) {
+async function sioKind(make, url, label, transports) {
   const room = uniqueRoom('burst-sio');
-  const [a, b] = await sioPair(room, () => make(`${label} A`, url, { room }), () => make(`${label} B`, url, { room }));
+  const [a, b] = await sioPair(
+    room,
+    () => make(`${label} A`, url, { room, transports }),
+    () => make(`${label} B`, url, { room, transports }),
+  );
   return {
     label,
     sender: a,
@@ -118,6 +122,10 @@ function kinds(url) {
   return {
     'socket.io-client 4, default options': () => sioKind(sioV4, url, 'socket.io-client 4 (default)'),
     'socket.io-client 2, default options': () => sioKind(sioV2, url, 'socket.io-client 2 (default)'),
+    // Pinned to long-polling: what a receiver behind a proxy without WebSocket gets. Its
+    // deliveries wait in socketioxide's 128-packet buffer between polls.
+    'socket.io-client 4, long-polling only': () =>
+      sioKind(sioV4, url, 'socket.io-client 4 (polling)', ['polling']),
     raw: () => rawKind(wsBase),
     ant: () => antKind(wsBase),
   };

@@ -17,7 +17,7 @@ use socketioxide::extract::{Data, SocketRef, State};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::handler::{MessageHandler, Value as SioValue};
 use socketioxide::layer::SocketIoLayer;
-use socketioxide::socket::Socket;
+use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::{SendError, SocketError};
 use socketioxide::{SocketIo, TransportType};
 use switchboard_plugin_api::Original;
@@ -548,19 +548,41 @@ fn handle_decoded(
     }
 }
 
-async fn on_disconnect(s: SocketRef) {
+async fn on_disconnect(s: SocketRef, reason: DisconnectReason) {
     let Some(session) = s.extensions.get::<Arc<SioSession>>() else {
         return;
     };
     let _entered = session.span.enter();
+    let ended = end_reason(reason);
+    if matches!(
+        reason,
+        DisconnectReason::PacketParsingError | DisconnectReason::MultipleHttpPollingError
+    ) {
+        // engine.io refused what the peer sent (a malformed or oversized payload, a packet
+        // socket.io cannot parse, two polls at once): counted as a WebSocket peer's bad input is.
+        telemetry::transport_refused(DialectKind::Socketio, ended);
+    }
     session
         .core
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .finish("disconnected");
+        .finish(ended);
     session
         .permit
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
+}
+
+/// The session end reason (as WebSocket sessions name theirs) for why socketioxide closed it.
+fn end_reason(reason: DisconnectReason) -> &'static str {
+    match reason {
+        DisconnectReason::TransportClose | DisconnectReason::ClientNSDisconnect => "peer closed",
+        DisconnectReason::PacketParsingError => "malformed packet",
+        DisconnectReason::MultipleHttpPollingError => "concurrent polls",
+        DisconnectReason::TransportError => "read failed",
+        DisconnectReason::HeartbeatTimeout => "ping timeout",
+        DisconnectReason::ServerNSDisconnect => "server disconnect",
+        DisconnectReason::ClosingServer => "cancelled",
+    }
 }
