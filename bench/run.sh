@@ -9,6 +9,7 @@
 #                           # the nodes), about 1 minute
 #   bench/run.sh --burst    # only the burst: senders as fast as they can against the node relay
 #                           # and the gateway in every dialect, delivered ÷ sent, about 2 minutes
+#   SWITCHBOARD_BIN=PATH bench/run.sh ...  # the same run against another gateway binary
 #
 # Builds release binaries, starts each server on its own loopback port, runs the scenarios of
 # switchboard-loadgen with fixed parameters, prints the tables and writes them with the machine's
@@ -71,8 +72,10 @@ fi
 # --- build ------------------------------------------------------------------------------------
 log "cargo build --release -p switchboard -p switchboard-loadgen (and the SFU benchmark)"
 cargo build --release --quiet -p switchboard -p switchboard-loadgen
-cargo build --release --quiet -p switchboard-tests --example sfu_bench
-SB_BIN=$ROOT/target/release/switchboard
+# Only the full run measures the SFU (its benchmark is the slowest to build).
+((CLUSTER_ONLY || BURST_ONLY)) || cargo build --release --quiet -p switchboard-tests --example sfu_bench
+# SWITCHBOARD_BIN runs another gateway build with the same load generator (before/after).
+SB_BIN=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
 LG=$ROOT/target/release/switchboard-loadgen
 SFU_BENCH=$ROOT/target/release/examples/sfu_bench
 
