@@ -7,6 +7,8 @@
 // SCENARIO:
 //   burst       every client kind: 2 pairs, each sender sends MESSAGES offers at once
 //   pause       the receiver stops reading for 2 s in the middle of a burst: nothing lost
+//   duplex      both peers of a pair send a burst to each other at once and read normally:
+//               with both queues full, neither session may wait on the other forever
 //   never-reads the receiver never reads: the gateway closes it after write_timeout_secs, its
 //               partner is told (peer-left), and the sender's session goes on
 import assert from 'node:assert/strict';
@@ -40,6 +42,8 @@ async function sioKind(make, url, label, transports) {
     receiver: b,
     send: (seq) => a.send(JSON.stringify({ sdp: { type: 'offer', sdp: offer(seq) } })),
     next: async (ms) => seqOf(JSON.parse(await b.msg(ms)).sdp.sdp),
+    sendBack: (seq) => b.send(JSON.stringify({ sdp: { type: 'offer', sdp: offer(seq) } })),
+    nextBack: async (ms) => seqOf(JSON.parse(await a.msg(ms)).sdp.sdp),
     // The engine.io client's WebSocket (after the upgrade) is a `ws` socket in node.
     pause: async () => {
       await b.upgraded();
@@ -76,6 +80,8 @@ async function rawKind(wsBase) {
     receiver: b,
     send: (seq) => a.send({ type: 'offer', sdp: offer(seq) }),
     next: async (ms) => seqOf((await b.json(ms)).sdp),
+    sendBack: (seq) => b.send({ type: 'offer', sdp: offer(seq) }),
+    nextBack: async (ms) => seqOf((await a.json(ms)).sdp),
     pause: async () => b.ws._socket.pause(),
     resume: () => b.ws._socket.resume(),
     partnerLeft: async () => {
@@ -170,6 +176,36 @@ async function burst(url) {
   }
 }
 
+/** Both sides send `count` offers at once, then each reads the other's. */
+async function duplex(url) {
+  const all = kinds(url);
+  for (const name of ['raw', 'socket.io-client 4, default options', 'socket.io-client 4, long-polling only']) {
+    const pair = await all[name]();
+    for (let seq = 1; seq <= MESSAGES; seq++) {
+      pair.send(seq);
+      pair.sendBack(seq);
+    }
+    const read = async (next) => {
+      const got = [];
+      for (let i = 0; i < MESSAGES; i++) {
+        try {
+          got.push(await next(GAP_MS));
+        } catch {
+          break;
+        }
+      }
+      return got;
+    };
+    const [forth, back] = await Promise.all([read(pair.next), read(pair.nextBack)]);
+    pair.close();
+    for (const [label, got] of [['A -> B', forth], ['B -> A', back]]) {
+      assert.equal(got.length, MESSAGES, `${name} ${label}: delivered ${got.length} of ${MESSAGES}`);
+      assert.ok(got.every((seq, i) => seq === i + 1), `${name} ${label}: out of order`);
+    }
+    check(`${name}: both peers sent ${MESSAGES} offers to each other at once: all delivered both ways, in order`);
+  }
+}
+
 async function pause(url) {
   const all = kinds(url);
   for (const name of ['raw', 'ant', 'socket.io-client 4, default options']) {
@@ -207,7 +243,7 @@ async function neverReads(url) {
 run('burst', async (args) => {
   const url = arg(args, 0, 'MAIN_URL');
   const scenario = arg(args, 1, 'SCENARIO');
-  const scenarios = { burst, pause, 'never-reads': neverReads };
+  const scenarios = { burst, duplex, pause, 'never-reads': neverReads };
   assert.ok(scenarios[scenario], `unknown scenario ${scenario}`);
   await scenarios[scenario](url);
 }, { timeoutMs: 110000 });

@@ -61,6 +61,17 @@ async fn bursts_of_every_client_kind_arrive_whole_and_in_order() {
     gw.stop().await;
 }
 
+/// Two peers flooding each other, each session's queue full, each session waiting for room in
+/// the other's: they must not deadlock (each goes on writing its own queue while it waits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_peers_flooding_each_other_do_not_deadlock() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    scenario(&gw, "duplex").await;
+    let body = metrics(&gw).await;
+    assert_eq!(value(&body, "switchboard_errors_total"), 0, "{body}");
+    gw.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_pauses_two_seconds_loses_nothing() {
     let gw = TestGateway::with_config(CONFIG).await;
