@@ -166,3 +166,62 @@ async fn an_ant_peer_that_stops_answering_pings_is_dropped_and_its_partner_told(
     drop(gone);
     gw.stop().await;
 }
+
+/// The `sid` of an engine.io open packet.
+fn sid_of(open: &str) -> String {
+    let json: serde_json::Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();
+    json["sid"].as_str().unwrap().to_owned()
+}
+
+/// Over long-polling (socketioxide), a payload engine.io or socket.io cannot parse ends the
+/// session as over WebSocket: counted once as `malformed_packet`, one session end by that
+/// reason, and the room is left (before: no count, no reason).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_long_polling_payload_is_counted_once_and_ends_the_session() {
+    let gw = TestGateway::with_config(&config("")).await;
+    let bodies: [&str; 3] = [r#"42["msg","#, "42[\"msg\",\"a\u{0}b\"]", "\u{0}"];
+    for (n, body) in bodies.iter().enumerate() {
+        let base = format!("/socket.io/?EIO=4&transport=polling&room=poll-bad-{n}");
+        let (status, open) = http_get(gw.main, &base).await;
+        assert_eq!(status, 200, "{open}");
+        let session = format!("{base}&sid={}", sid_of(&open));
+        let (status, _) =
+            switchboard_tests::http_request(gw.main, "POST", &session, Some("40")).await;
+        assert_eq!(status, 200);
+        let (status, connected) = http_get(gw.main, &session).await;
+        assert!(
+            status == 200 && connected.contains("40{"),
+            "{status} {connected}"
+        );
+        let room = format!("poll-bad-{n}");
+        assert_eq!(gw.running().gateway().room_members(&room).len(), 1);
+        switchboard_tests::http_request(gw.main, "POST", &session, Some(body)).await;
+        // The session is gone: its room is empty.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !gw.running().gateway().room_members(&room).is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{room} still has its member"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+    let body = metrics(&gw).await;
+    assert_eq!(
+        value(
+            &body,
+            r#"switchboard_errors_total{dialect="socketio",reason="malformed_packet"}"#
+        ),
+        3,
+        "{body}"
+    );
+    assert_eq!(
+        value(
+            &body,
+            r#"switchboard_sessions_closed_total{dialect="socketio",reason="malformed packet"}"#
+        ),
+        3,
+        "{body}"
+    );
+    gw.stop().await;
+}
