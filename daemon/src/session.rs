@@ -357,14 +357,15 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
     };
     let reason = loop {
         tokio::select! {
-            () = cancel.cancelled(), if info.is_stuck() => {
-                // Its queue stayed full for the write timeout: its partners are told at once,
-                // then it gets its own reason (not the drain notice), if it can still take it.
-                core.leave_rooms();
-                writer.close(close_code::POLICY, NOT_READING).await;
-                break "stuck";
-            }
             () = cancel.cancelled() => {
+                if info.is_stuck() {
+                    // Its queue stayed full for the write timeout (checked here, not in a branch
+                    // condition, which is read before the token fires): its partners are told
+                    // at once, then it gets its own reason, never the drain notice.
+                    core.leave_rooms();
+                    writer.close(close_code::POLICY, NOT_READING).await;
+                    break "stuck";
+                }
                 // Draining: tell the peer why before the close (Ant `server_will_stop`).
                 if let Some(frame) = D::encode(&state, &Event::ServerWillStop) {
                     let _ = writer.send(frame, "server_will_stop").await;

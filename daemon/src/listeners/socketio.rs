@@ -220,13 +220,14 @@ async fn write_loop(
         .write_timeout();
     loop {
         tokio::select! {
-            () = cancel.cancelled(), if session.info.is_stuck() => {
-                // The gateway gave up on this receiver (its queue stayed full): no drain notice.
-                gave_up(&session);
-                let _ = s.disconnect();
-                break;
-            }
             () = cancel.cancelled() => {
+                if session.info.is_stuck() {
+                    // The gateway gave up on this receiver (its queue stayed full): no drain
+                    // notice.
+                    gave_up(&session);
+                    let _ = s.disconnect();
+                    break;
+                }
                 // Draining: say why before the disconnect.
                 say_then_disconnect(&s, &session, &state, &Event::ServerWillStop).await;
                 break;
