@@ -244,3 +244,113 @@ pub(super) fn give_up(info: &SessionInfo, cancel: &CancellationToken, queue_len:
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicBool, AtomicU64};
+    use std::time::SystemTime;
+
+    use switchboard_plugin_api::SessionId;
+    use switchboard_plugin_api::protocol::{DialectKind, Event};
+
+    use super::*;
+
+    fn registered(queue: usize) -> (Registered, mpsc::Receiver<Outbound>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let info = Arc::new(SessionInfo {
+            id: SessionId(7),
+            dialect: DialectKind::Raw,
+            addr: None::<SocketAddr>,
+            opened: SystemTime::now(),
+            messages_in: AtomicU64::new(0),
+            messages_out: AtomicU64::new(0),
+            stuck: AtomicBool::new(false),
+        });
+        let to = Registered {
+            tx,
+            cancel: CancellationToken::new(),
+            info,
+            backlog: OnceLock::new(),
+        };
+        (to, rx)
+    }
+
+    fn item(n: u32) -> Outbound {
+        Outbound::Event(Event::error(
+            switchboard_plugin_api::protocol::ErrorCode::Refused,
+            None,
+            n.to_string(),
+        ))
+    }
+
+    fn number(out: Outbound) -> String {
+        match out {
+            Outbound::Event(event) => format!("{event:?}"),
+            _ => String::new(),
+        }
+    }
+
+    /// The next `n` deliveries (a test that expects more than arrive fails within 5 s).
+    async fn take(rx: &mut mpsc::Receiver<Outbound>, n: usize) -> Vec<String> {
+        let mut got = Vec::new();
+        for _ in 0..n {
+            match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {
+                Ok(Some(out)) => got.push(number(out)),
+                _ => break,
+            }
+        }
+        got
+    }
+
+    fn expected(range: std::ops::RangeInclusive<u32>) -> Vec<String> {
+        range.map(|n| number(item(n))).collect()
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_keeps_the_rest_in_order_until_there_is_room() {
+        let (to, mut rx) = registered(2);
+        let mut blocked = Blocked::default();
+        for n in 1..=5 {
+            blocked.offer(&to, item(n));
+        }
+        assert!(!blocked.is_empty(), "3 of 5 wait for room");
+        let wait = tokio::spawn(blocked.wait(Duration::from_secs(5)));
+        assert_eq!(take(&mut rx, 5).await, expected(1..=5));
+        wait.await.ok();
+        assert!(!to.info.is_stuck());
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_frees_no_room_is_given_up_on_once() {
+        let (to, _rx) = registered(1);
+        let mut blocked = Blocked::default();
+        for n in 1..=3 {
+            blocked.offer(&to, item(n));
+        }
+        blocked.wait(Duration::from_millis(50)).await;
+        assert!(to.info.is_stuck());
+        assert!(to.cancel.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn deliveries_that_cannot_wait_queue_behind_the_backlog_in_order() {
+        let (to, mut rx) = registered(2);
+        // 2 in the queue, 2 in the backlog (as long as the queue, at most).
+        for n in 1..=4 {
+            queue_nowait(&to, item(n), Duration::from_secs(5));
+        }
+        assert_eq!(take(&mut rx, 4).await, expected(1..=4));
+        assert!(!to.info.is_stuck());
+    }
+
+    #[tokio::test]
+    async fn a_backlog_longer_than_the_queue_gives_the_receiver_up() {
+        let (to, _rx) = registered(2);
+        // 2 in the queue, 2 in the backlog, then one too many.
+        for n in 1..=5 {
+            queue_nowait(&to, item(n), Duration::from_secs(5));
+        }
+        assert!(to.info.is_stuck());
+    }
+}
