@@ -289,7 +289,8 @@ if ((BURST_ONLY)); then
         echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')."
         echo "Machine: $(nproc) cores; other processes kept $BACKGROUND cores busy just before the run."
         echo
-        "$LG" report "$JSONL"
+        # Only the burst ran: keep its table.
+        "$LG" report "$JSONL" | sed -n '/^### Burst/,/^### Call-setup storm/p' | sed '$d'
     } >"$RESULTS/burst.md"
     cat "$RESULTS/burst.md"
     log "wrote bench/results/burst.md and bench/results/burst.jsonl"
