@@ -7,6 +7,9 @@
 #   bench/run.sh --cluster  # only the scale-out comparison: one node against two nodes joined
 #                           # through redis-server (throughput and latency, pairs split across
 #                           # the nodes), about 1 minute
+#   bench/run.sh --burst    # only the burst: senders as fast as they can against the node relay
+#                           # and the gateway in every dialect, delivered ÷ sent, about 2 minutes
+#   SWITCHBOARD_BIN=PATH bench/run.sh ...  # the same run against another gateway binary
 #
 # Builds release binaries, starts each server on its own loopback port, runs the scenarios of
 # switchboard-loadgen with fixed parameters, prints the tables and writes them with the machine's
@@ -20,9 +23,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-QUICK=0 CLUSTER_ONLY=0
+QUICK=0 CLUSTER_ONLY=0 BURST_ONLY=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 [[ "${1:-}" == "--cluster" ]] && CLUSTER_ONLY=1
+[[ "${1:-}" == "--burst" ]] && BURST_ONLY=1
 
 # --- parameters -------------------------------------------------------------------------------
 if ((QUICK)); then
@@ -31,12 +35,14 @@ if ((QUICK)); then
     STORM_PAIRS=500
     SOAK_SECS=20 SOAK_PAIRS=100
     IDLE_SESSIONS=2000
+    BURST_PAIRS=10 BURST_MESSAGES=500 BURST_ROUNDS=1
 else
     TP_PAIRS=50 TP_SECS=5 TP_ROUNDS=3
     LAT_PAIRS=50 LAT_RATE=20000 LAT_SECS=5 LAT_ROUNDS=3
     STORM_PAIRS=5000
     SOAK_SECS=180 SOAK_PAIRS=300
     IDLE_SESSIONS=50000
+    BURST_PAIRS=20 BURST_MESSAGES=1500 BURST_ROUNDS=2
 fi
 TP_WINDOW=32
 CLUSTER_LAT_RATE=5000
@@ -66,8 +72,10 @@ fi
 # --- build ------------------------------------------------------------------------------------
 log "cargo build --release -p switchboard -p switchboard-loadgen (and the SFU benchmark)"
 cargo build --release --quiet -p switchboard -p switchboard-loadgen
-cargo build --release --quiet -p switchboard-tests --example sfu_bench
-SB_BIN=$ROOT/target/release/switchboard
+# Only the full run measures the SFU (its benchmark is the slowest to build).
+((CLUSTER_ONLY || BURST_ONLY)) || cargo build --release --quiet -p switchboard-tests --example sfu_bench
+# SWITCHBOARD_BIN runs another gateway build with the same load generator (before/after).
+SB_BIN=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
 LG=$ROOT/target/release/switchboard-loadgen
 SFU_BENCH=$ROOT/target/release/examples/sfu_bench
 
@@ -75,6 +83,7 @@ RESULTS=$ROOT/bench/results
 mkdir -p "$RESULTS"
 JSONL=$RESULTS/latest.jsonl
 ((CLUSTER_ONLY)) && JSONL=$RESULTS/cluster.jsonl
+((BURST_ONLY)) && JSONL=$RESULTS/burst.jsonl
 : >"$JSONL"
 WORK=$(mktemp -d)
 sed "s/127.0.0.1:15080/127.0.0.1:$SB_PORT/" bench/switchboard.toml >"$WORK/switchboard.toml"
@@ -217,6 +226,24 @@ cluster_bench() {
     stop redis
 }
 
+# --- burst: N senders each sending M offers as fast as they can; receivers read normally -------
+# Every message counts: delivered ÷ sent is the figure (the gateway must not drop a delivery while
+# both peers are connected). socket.io runs twice: straight to a WebSocket, and as socket.io-client
+# connects with its default options (long-polling, then the upgrade). The node relay is the
+# tutorial's app.js with the same clients.
+burst_bench() {
+    for round in $(seq "$BURST_ROUNDS"); do
+        log "burst round $round/$BURST_ROUNDS: $BURST_PAIRS pairs x $BURST_MESSAGES offers"
+        common=(--pairs "$BURST_PAIRS" --messages "$BURST_MESSAGES")
+        lg burst node socketio "${common[@]}"
+        lg burst node socketio "${common[@]}" --sio-transport polling
+        for d in ant socketio raw; do
+            lg burst switchboard "$d" "${common[@]}"
+        done
+        lg burst switchboard socketio "${common[@]}" --sio-transport polling
+    done
+}
+
 busy_cores() { # CPU used by everything on the machine over 2 s, in cores
     local a b
     a=($(head -1 /proc/stat))
@@ -250,6 +277,26 @@ if ((CLUSTER_ONLY)); then
     exit 0
 fi
 
+if ((BURST_ONLY)); then
+    start switchboard
+    start node
+    burst_bench
+    ELAPSED=$(($(date +%s) - STARTED))
+    {
+        echo "# Benchmark results: burst"
+        echo
+        echo "Produced by \`bench/run.sh --burst\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${ELAPSED} s."
+        echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')."
+        echo "Machine: $(nproc) cores; other processes kept $BACKGROUND cores busy just before the run."
+        echo
+        # Only the burst ran: keep its table.
+        "$LG" report "$JSONL" | sed -n '/^### Burst/,/^### Call-setup storm/p' | sed '$d'
+    } >"$RESULTS/burst.md"
+    cat "$RESULTS/burst.md"
+    log "wrote bench/results/burst.md and bench/results/burst.jsonl"
+    exit 0
+fi
+
 start switchboard
 start node
 start limit
@@ -275,6 +322,9 @@ for round in $(seq "$LAT_ROUNDS"); do
         lg latency switchboard "$d" "${common[@]}"
     done
 done
+
+# --- burst ------------------------------------------------------------------------------------
+burst_bench
 
 # --- scale-out ----------------------------------------------------------------------------------
 stop switchboard

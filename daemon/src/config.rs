@@ -292,10 +292,19 @@ pub struct LimitsConfig {
     /// joins); a join into one more is refused (Ant `refused`). At least 1.
     #[serde(default = "default_max_rooms_per_session")]
     pub max_rooms_per_session: usize,
+    /// Seconds between WebSocket pings to an idle Ant Media or raw peer; a peer that sends
+    /// nothing (no pong) for as long again after a ping is closed (1008), so a peer gone
+    /// without a FIN frees its room. 0 disables the pings.
+    #[serde(default = "default_ping_interval_secs")]
+    pub ping_interval_secs: u64,
 }
 
 const fn default_max_rooms_per_session() -> usize {
     16
+}
+
+const fn default_ping_interval_secs() -> u64 {
+    25
 }
 
 const fn default_messages_per_sec() -> f64 {
@@ -369,6 +378,7 @@ impl Default for LimitsConfig {
             header_read_timeout_secs: default_header_read_timeout_secs(),
             socketio_connect_timeout_secs: default_socketio_connect_timeout_secs(),
             reserved_fds: default_reserved_fds(),
+            ping_interval_secs: default_ping_interval_secs(),
         }
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
 
@@ -25,8 +25,11 @@ use crate::pipeline::Pipeline;
 use crate::rooms::Rooms;
 use crate::telemetry;
 
+mod delivery;
 mod remote;
 
+pub use delivery::Blocked;
+use delivery::{Registered, queue_nowait};
 use remote::{announce, send_remote};
 
 /// What a session receives from the bus.
@@ -56,6 +59,16 @@ pub struct SessionInfo {
     pub messages_in: AtomicU64,
     /// Messages written to the peer.
     pub messages_out: AtomicU64,
+    /// Set when the gateway gave up on the session because it stopped taking its deliveries:
+    /// its cancellation then means "closed for not reading", not "draining".
+    pub stuck: AtomicBool,
+}
+
+impl SessionInfo {
+    /// Whether the gateway gave up on this session for not taking its deliveries.
+    pub fn is_stuck(&self) -> bool {
+        self.stuck.load(Ordering::Acquire)
+    }
 }
 
 /// A registered session's end of the bus.
@@ -65,16 +78,11 @@ pub struct SessionHandle {
     pub id: SessionId,
     /// Deliveries addressed to this session, in order.
     pub rx: mpsc::Receiver<Outbound>,
-    /// Cancelled on shutdown, or when the gateway gives up on this session (its queue is full).
+    /// Cancelled on shutdown, or when the gateway gives up on this session (its queue stayed
+    /// full for the write timeout; [`SessionInfo::is_stuck`] tells the two apart).
     pub cancel: CancellationToken,
     /// Shared with the admin API.
     pub info: Arc<SessionInfo>,
-}
-
-struct Registered {
-    tx: mpsc::Sender<Outbound>,
-    cancel: CancellationToken,
-    info: Arc<SessionInfo>,
 }
 
 /// A membership change the pipeline accepted; the session keeps its own list of rooms from these
@@ -97,6 +105,9 @@ pub struct Dispatched {
     /// The refused event's room, for the error that tells the sender (set with `refusal`:
     /// the caller need not copy every event's room in case it is refused).
     pub refused_room: Option<String>,
+    /// Deliveries whose receivers' queues were full: the sender waits for them
+    /// ([`Blocked::wait`]) before it reads on.
+    pub blocked: Blocked,
 }
 
 impl Dispatched {
@@ -105,6 +116,7 @@ impl Dispatched {
             refusal: Some(refusal),
             membership: None,
             refused_room: Some(room.to_owned()),
+            blocked: Blocked::default(),
         }
     }
 }
@@ -258,11 +270,13 @@ impl Gateway {
             opened: SystemTime::now(),
             messages_in: AtomicU64::new(0),
             messages_out: AtomicU64::new(0),
+            stuck: AtomicBool::new(false),
         });
         let entry = Registered {
             tx,
             cancel: cancel.clone(),
             info: Arc::clone(&info),
+            backlog: OnceLock::new(),
         };
         self.sessions
             .write()
@@ -300,14 +314,12 @@ impl Gateway {
         let Some(target) = sessions.get(&id) else {
             return false;
         };
-        if target
-            .tx
-            .try_send(Outbound::Kick(Arc::from(reason)))
-            .is_err()
-        {
-            // Its queue is full: it is not reading anyway.
-            target.cancel.cancel();
-        }
+        // Behind whatever it was sent before: the kick closes it after those are written.
+        queue_nowait(
+            target,
+            Outbound::Kick(Arc::from(reason)),
+            self.write_timeout(),
+        );
         true
     }
 
@@ -336,17 +348,18 @@ impl Gateway {
         let Some(target) = sessions.get(&to) else {
             return false;
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) = target.tx.try_send(Outbound::Event(event))
-        {
-            telemetry::session_stuck(to, target.tx.max_capacity());
-            target.cancel.cancel();
-        }
+        queue_nowait(target, Outbound::Event(event), self.write_timeout());
         true
     }
 
     /// Calls every plugin's shutdown hook (reverse config order).
     pub fn shutdown_plugins(&self) {
         self.pipeline().shutdown();
+    }
+
+    /// How long a receiver may leave its queue full before it is given up on.
+    pub fn write_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.config().limits.write_timeout_secs.max(1))
     }
 
     /// Number of registered sessions.
@@ -511,12 +524,13 @@ impl Gateway {
         }
         drop(rooms);
         telemetry::event_dispatched(&envelope, room, deliveries.len());
-        self.deliver(&envelope, deliveries);
+        let blocked = self.deliver(&envelope, deliveries);
         if claim.is_some() {
             self.flush_pending(envelope.from.session);
         }
         Dispatched {
             membership,
+            blocked,
             ..Dispatched::default()
         }
     }
@@ -533,6 +547,8 @@ impl Gateway {
                 event,
                 original: None,
             });
+            // The closing session cannot wait for its partners' queues.
+            out.blocked.defer(self.write_timeout());
             if out.membership.is_none() {
                 // A plugin refused the leave or nobody routed it: membership must still go, or a
                 // dead session would hold a place in the room forever.
@@ -553,9 +569,16 @@ impl Gateway {
         }
     }
 
-    fn deliver(&self, envelope: &Arc<Envelope>, deliveries: Vec<switchboard_plugin_api::Delivery>) {
+    /// Queues `deliveries`; returns those whose receivers' queues are full, for the sender to
+    /// wait for.
+    fn deliver(
+        &self,
+        envelope: &Arc<Envelope>,
+        deliveries: Vec<switchboard_plugin_api::Delivery>,
+    ) -> Blocked {
+        let mut blocked = Blocked::default();
         if deliveries.is_empty() {
-            return;
+            return blocked;
         }
         let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         for delivery in deliveries {
@@ -566,13 +589,9 @@ impl Gateway {
                 Payload::Relay => Outbound::Relay(Arc::clone(envelope)),
                 Payload::Event(event) => Outbound::Event(event),
             };
-            if let Err(mpsc::error::TrySendError::Full(_)) = target.tx.try_send(item) {
-                // The peer does not read what it is sent. Queuing more would grow without bound
-                // and reordering would break signaling, so the session is closed instead.
-                telemetry::session_stuck(delivery.to, target.tx.max_capacity());
-                target.cancel.cancel();
-            }
+            blocked.offer(target, item);
         }
+        blocked
     }
 }
 

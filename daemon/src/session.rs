@@ -19,7 +19,7 @@ use switchboard_plugin_api::protocol::{
 use switchboard_plugin_api::{Envelope, Original, Peer, Refusal, SessionId, WireText};
 use tokio::sync::mpsc;
 
-use crate::gateway::{self, Gateway, Membership, Outbound, SessionHandle, SessionInfo};
+use crate::gateway::{self, Blocked, Gateway, Membership, Outbound, SessionHandle, SessionInfo};
 use crate::limits::{Permit, RateLimiter, RateVerdict};
 use crate::{stats, telemetry};
 
@@ -27,6 +27,8 @@ use crate::{stats, telemetry};
 pub mod close_code {
     /// The gateway is shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_DATA: u16 = 1007;
     /// The session broke a rule (it stopped reading its messages, sent messages too fast for
     /// too long) or an operator kicked it.
     pub const POLICY: u16 = 1008;
@@ -163,6 +165,11 @@ pub struct SessionCore {
     /// Whether a room-bound event of this session was ever accepted (a join, a conference
     /// command); until then the join timeout runs.
     pub engaged: bool,
+    /// Deliveries of this session's events that found their receivers' queues full; the
+    /// session waits for them before it reads on ([`Self::take_blocked`]).
+    pub blocked: Blocked,
+    /// Set by [`Self::finish`]: a session ends once, however many ways it is ended.
+    pub finished: bool,
 }
 
 impl SessionCore {
@@ -252,6 +259,7 @@ impl SessionCore {
             stats::observe_relay(received.elapsed());
             self.engaged |= out.refusal.is_none();
         }
+        self.blocked.extend(out.blocked);
         match out.membership {
             Some(Membership::Joined(room)) => self.rooms.push(room),
             Some(Membership::Left(room)) => self.rooms.retain(|r| *r != room),
@@ -266,10 +274,23 @@ impl SessionCore {
         })
     }
 
-    /// Leaves every room (partners are told) and unregisters.
-    pub fn finish(&mut self, reason: &str) {
+    /// The deliveries waiting for room in their receivers' queues, taken out to wait for.
+    pub fn take_blocked(&mut self) -> Blocked {
+        std::mem::take(&mut self.blocked)
+    }
+
+    /// Leaves every room now (partners are told), before a close that may take a while.
+    pub fn leave_rooms(&mut self) {
         let rooms = std::mem::take(&mut self.rooms);
         self.gateway.leave_all(self.peer, &rooms);
+    }
+
+    /// Leaves every room (partners are told) and unregisters.
+    pub fn finish(&mut self, reason: &str) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        self.leave_rooms();
         self.gateway.unregister(self.peer.session);
         telemetry::session_closed(self.peer.session, self.peer.dialect, reason);
     }
@@ -329,6 +350,8 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
         peer: gateway::peer(id, D::KIND),
         rooms: Vec::new(),
         engaged: false,
+        blocked: Blocked::default(),
+        finished: false,
     };
     telemetry::session_opened(id, D::KIND);
     let (mut sink, mut stream) = socket.split();
@@ -338,10 +361,10 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
         core.finish("write failed");
         return;
     }
-    let keepalive = D::keepalive();
+    let keepalive = D::keepalive().or_else(|| websocket_pings(config.limits.ping_interval_secs));
     let mut heartbeat = Heartbeat::new(keepalive);
-    // Boxed, and only for a dialect with a keepalive: a timer inline in every session's future
-    // made idle Ant and raw sessions 1.2 KiB larger.
+    // Boxed, and only when pings are on: a timer inline in every session's future made idle
+    // Ant and raw sessions 1.2 KiB larger.
     let mut heartbeat_timer = keepalive.map(|k| Box::pin(tokio::time::sleep(k.interval)));
 
     if let Some(join) = join {
@@ -365,6 +388,10 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
     }
 
     let write_timeout = Duration::from_secs(config.limits.write_timeout_secs.max(1));
+    // Set while this session's last event waits for room in its receivers' queues: the socket
+    // is not read meanwhile (TCP flow control slows the peer), but the session goes on writing
+    // its own deliveries, so two peers sending to each other cannot block each other.
+    let mut waiting: Waiting = None;
     let mut writer = Writer {
         sink: &mut sink,
         info: &info,
@@ -374,6 +401,14 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
     let reason = loop {
         tokio::select! {
             () = cancel.cancelled() => {
+                if info.is_stuck() {
+                    // Its queue stayed full for the write timeout (checked here, not in a branch
+                    // condition, which is read before the token fires): its partners are told
+                    // at once, then it gets its own reason, never the drain notice.
+                    core.leave_rooms();
+                    writer.close(close_code::POLICY, NOT_READING).await;
+                    break "stuck";
+                }
                 // Draining: tell the peer why before the close (Ant `server_will_stop`).
                 if let Some(frame) = D::encode(&state, &Event::ServerWillStop) {
                     let _ = writer.send(frame, "server_will_stop").await;
@@ -396,11 +431,12 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
                     }
                     Err(WriteFailed::Socket) => break "write failed",
                     Err(WriteFailed::TimedOut) => {
-                        telemetry::write_timed_out(D::KIND, write_timeout);
+                        timed_out(D::KIND, &mut core, &mut writer, &info).await;
                         break "write timeout";
                     }
                 }
             }
+            () = settled(&mut waiting), if waiting.is_some() => waiting = None,
             () = &mut join_timer, if !core.engaged && !join_timeout.is_zero() => {
                 telemetry::join_timed_out(D::KIND, join_timeout);
                 let message = format!("no join within {} s of connecting", join_timeout.as_secs());
@@ -416,16 +452,19 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
                     break "ping timeout";
                 };
                 rearm(&mut heartbeat_timer, heartbeat.next_wait());
-                match writer.send(ping.to_owned(), "other").await {
+                match writer.ping(ping).await {
                     Ok(()) => {}
                     Err(WriteFailed::Socket) => break "write failed",
                     Err(WriteFailed::TimedOut) => {
-                        telemetry::write_timed_out(D::KIND, write_timeout);
+                        timed_out(D::KIND, &mut core, &mut writer, &info).await;
                         break "write timeout";
                     }
                 }
             }
-            inbound = stream.next() => {
+            inbound = stream.next(), if waiting.is_none() => {
+                if inbound.is_some() && heartbeat.answered() {
+                    rearm(&mut heartbeat_timer, heartbeat.next_wait());
+                }
                 let replies = match inbound {
                     None | Some(Ok(Message::Close(_))) => break "peer closed",
                     Some(Err(e)) => {
@@ -434,14 +473,17 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
                             writer.close(close_code::TOO_BIG, "frame too large").await;
                             break "frame too large";
                         }
+                        if is_invalid_utf8(&e) {
+                            stats::message_in(D::KIND, "error");
+                            telemetry::invalid_utf8(D::KIND);
+                            writer.close(close_code::INVALID_DATA, "text frame is not UTF-8").await;
+                            break "invalid utf-8";
+                        }
                         break "read failed";
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                     Some(Ok(message)) => {
                         let received = Instant::now();
-                        if heartbeat.answered() {
-                            rearm(&mut heartbeat_timer, heartbeat.next_wait());
-                        }
                         info.messages_in.fetch_add(1, Ordering::Relaxed);
                         let counted = match &message {
                             Message::Text(text) => D::rate_limited(text.as_str()),
@@ -481,6 +523,10 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
                         }
                     }
                 };
+                let blocked = core.take_blocked();
+                if !blocked.is_empty() {
+                    waiting = Some(Box::pin(blocked.wait(write_timeout)));
+                }
                 let mut failed = None;
                 for (reply, kind) in replies {
                     if let Err(e) = writer.send(reply, kind).await {
@@ -492,7 +538,7 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
                     None => {}
                     Some(WriteFailed::Socket) => break "write failed",
                     Some(WriteFailed::TimedOut) => {
-                        telemetry::write_timed_out(D::KIND, write_timeout);
+                        timed_out(D::KIND, &mut core, &mut writer, &info).await;
                         break "write timeout";
                     }
                 }
@@ -501,6 +547,52 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
     };
     core.finish(reason);
 }
+
+/// The close reason of a session given up on for not taking its messages.
+const NOT_READING: &str = "stopped reading its messages";
+
+/// A session's wait for room in its receivers' queues ([`Blocked::wait`]), boxed: it exists
+/// only while a receiver is behind, and inline it would grow every session.
+type Waiting = Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>;
+
+/// Waits for `waiting` to finish (forever when there is none).
+async fn settled(waiting: &mut Waiting) {
+    match waiting {
+        Some(wait) => wait.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A write to the peer took longer than the write timeout: its partners are told at once, it
+/// is counted once (the gateway may have given up on it already), and it gets close 1008 with
+/// its own reason if its socket still takes it.
+async fn timed_out<S>(
+    dialect: DialectKind,
+    core: &mut SessionCore,
+    writer: &mut Writer<'_, S>,
+    info: &SessionInfo,
+) where
+    S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
+{
+    if !info.stuck.swap(true, Ordering::AcqRel) {
+        telemetry::write_timed_out(dialect, writer.timeout);
+    }
+    core.leave_rooms();
+    writer.close(close_code::POLICY, NOT_READING).await;
+}
+
+/// The keepalive of a dialect that has none of its own (Ant Media, raw): WebSocket pings every
+/// `interval_secs`, and a peer that sends nothing for as long again after one is dropped.
+fn websocket_pings(interval_secs: u64) -> Option<Keepalive> {
+    (interval_secs > 0).then(|| Keepalive {
+        interval: Duration::from_secs(interval_secs),
+        timeout: Duration::from_secs(interval_secs),
+        ping: WEBSOCKET_PING,
+    })
+}
+
+/// The [`Keepalive::ping`] that stands for a WebSocket ping frame rather than a text frame.
+const WEBSOCKET_PING: &str = "";
 
 /// The socket's sending half, counting what it writes. Every write is bounded by `timeout`:
 /// while a write is pending the session loop polls nothing else (not even its cancellation), so a
@@ -529,6 +621,18 @@ where
         bounded(self.timeout, self.sink.send(Message::Text(frame.into()))).await?;
         self.count(kind);
         Ok(())
+    }
+
+    /// Sends a keepalive ping: a text frame, or a WebSocket ping ([`WEBSOCKET_PING`]).
+    async fn ping(&mut self, ping: &'static str) -> Result<(), WriteFailed> {
+        if ping == WEBSOCKET_PING {
+            return bounded(
+                self.timeout,
+                self.sink.send(Message::Ping(Default::default())),
+            )
+            .await;
+        }
+        self.send(ping.to_owned(), "other").await
     }
 
     fn count(&self, kind: &'static str) {
@@ -773,6 +877,12 @@ fn close(code: u16, reason: &str) -> Message {
         code,
         reason: reason[..end].to_owned().into(),
     }))
+}
+
+/// Whether a read error is a text frame that is not UTF-8. axum wraps the error without
+/// exposing its type, so this matches tungstenite's message ("UTF-8 encoding error").
+fn is_invalid_utf8(error: &axum::Error) -> bool {
+    error.to_string().contains("UTF-8")
 }
 
 /// Whether a read error is tungstenite's size limit. axum wraps the error without exposing its

@@ -18,6 +18,11 @@ const SESSIONS_TOTAL: Family = Family {
     help: "Peer sessions opened since start, by dialect.",
     kind: "counter",
 };
+const SESSIONS_CLOSED: Family = Family {
+    name: "switchboard_sessions_closed_total",
+    help: "Peer sessions ended since start, by dialect and why (one count per session).",
+    kind: "counter",
+};
 const ERRORS: Family = Family {
     name: "switchboard_errors_total",
     help: "Refused or failed peer input, by dialect and reason.",
@@ -46,6 +51,11 @@ pub fn session_opened(session: SessionId, dialect: DialectKind) {
 pub fn session_closed(session: SessionId, dialect: DialectKind, reason: &str) {
     info!(session = %session, reason, "Session closed.");
     global().add(SESSIONS, &[("dialect", dialect.as_str())], -1);
+    global().add(
+        SESSIONS_CLOSED,
+        &[("dialect", dialect.as_str()), ("reason", reason)],
+        1,
+    );
 }
 
 /// A peer sent something its dialect could not decode.
@@ -77,14 +87,29 @@ pub fn plugin_failed(plugin: &str, reason: &str) {
     global().add(PLUGIN_FAILURES, &[("plugin", plugin)], 1);
 }
 
-/// A session's outbound queue filled up; the session is being closed.
-pub fn session_stuck(session: SessionId, queue_len: usize) {
-    warn!(session = %session, queue_len, "Closing a session that stopped reading its messages.");
-    global().add(
-        ERRORS,
-        &[("dialect", "any"), ("reason", "session_stuck")],
-        1,
+/// socket.io's transport (socketioxide) closed a session over what the peer sent: a payload
+/// engine.io or socket.io could not parse, or two polls at once. `reason` is the session end's.
+pub fn transport_refused(dialect: DialectKind, reason: &'static str) {
+    warn!(dialect = %dialect, reason, "The transport closed a session over what its peer sent.");
+    count_error(
+        dialect.as_str(),
+        match reason {
+            "concurrent polls" => "concurrent_polls",
+            _ => "malformed_packet",
+        },
     );
+}
+
+/// A peer sent a text frame that is not UTF-8 (closed with 1007).
+pub fn invalid_utf8(dialect: DialectKind) {
+    warn!(dialect = %dialect, "Closed a session that sent a text frame that is not UTF-8.");
+    count_error(dialect.as_str(), "invalid_utf8");
+}
+
+/// A session's outbound queue filled up; the session is being closed.
+pub fn session_stuck(session: SessionId, dialect: DialectKind, queue_len: usize) {
+    warn!(session = %session, dialect = %dialect, queue_len, "Closing a session that stopped taking its messages.");
+    count_error(dialect.as_str(), "session_stuck");
 }
 
 /// An event went through the pipeline (per message: `trace`).

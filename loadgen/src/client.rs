@@ -134,6 +134,9 @@ pub struct Target {
     pub sources: u8,
     /// Where side B of each pair connects (another node of a cluster); `None`: `addr`.
     pub addr_b: Option<SocketAddr>,
+    /// socket.io clients connect as socket.io-client does by default: long-polling first,
+    /// then the upgrade ([`crate::polling`]); otherwise straight to a WebSocket.
+    pub sio_polling: bool,
 }
 
 impl Target {
@@ -147,6 +150,7 @@ impl Target {
             server,
             sources: 1,
             addr_b: None,
+            sio_polling: false,
         })
     }
 
@@ -167,6 +171,12 @@ impl Target {
             addr: self.addr_b.unwrap_or(self.addr),
             ..self.clone()
         }
+    }
+
+    /// socket.io clients connect over long-polling first, then upgrade (when `polling`).
+    pub fn with_sio_polling(mut self, polling: bool) -> Self {
+        self.sio_polling = polling;
+        self
     }
 
     /// Uses `n` (1..=254) source addresses.
@@ -266,6 +276,19 @@ impl Conn {
         small: bool,
     ) -> anyhow::Result<Conn> {
         let stream = tcp(target, index).await?;
+        if dialect == Dialect::Socketio && target.sio_polling {
+            let ws_stream = tcp(target, index).await?;
+            let host = target.addr.to_string();
+            let query = format!("EIO=4&room={room}");
+            let (ws, early) =
+                crate::polling::connect(&host, &query, stream, ws_stream, ws_config(small)).await?;
+            return Ok(Conn {
+                ws,
+                dialect,
+                room: room.to_owned(),
+                early,
+            });
+        }
         let url = target.url(dialect, room);
         let (ws, _) = tokio_tungstenite::client_async_with_config(
             url.as_str(),

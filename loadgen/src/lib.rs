@@ -6,7 +6,9 @@
 //! - [`scenario::flow`]: `throughput` (bounded window per direction) and `latency` (fixed
 //!   offered rate, one-way latency p50/p99/p99.9);
 //! - [`scenario::storm`]: K pairs completing join → start → offer → answer → candidates at once;
-//! - [`scenario::idle`]: N idle sessions and the server's RSS per session.
+//! - [`scenario::idle`]: N idle sessions and the server's RSS per session;
+//! - `burst` ([`scenario::flow`] with [`Pace::Burst`]): N senders each sending M messages as fast
+//!   as they can, counting delivered, lost, out of order and disconnected.
 //!
 //! Every message carries its pair, sender, sequence number and send time inside the SDP or the
 //! candidate string ([`sdp::Tag`]), so receivers check order, loss and routing on every path.
@@ -14,6 +16,8 @@
 //! # Layout
 //! - [`sdp`]: Chrome-shaped SDP and candidates, and the tag they carry.
 //! - [`client`]: connecting and speaking each dialect; parsing what servers send.
+//! - [`polling`]: socket.io as socket.io-client connects by default (long-polling, then the
+//!   upgrade).
 //! - [`scenario`]: the scenarios.
 //! - [`relay`]: the no-parse limit relay.
 //! - [`report`]: the markdown tables and ratios.
@@ -21,6 +25,7 @@
 
 pub mod client;
 pub mod clock;
+pub mod polling;
 pub mod relay;
 pub mod report;
 pub mod scenario;

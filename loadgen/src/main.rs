@@ -20,6 +20,7 @@ switchboard-loadgen: load generator for Switchboard (loopback targets only)
 Usage:
   switchboard-loadgen throughput --dialect D --pairs N --secs S [--window W] [--target PID] [common]
   switchboard-loadgen latency    --dialect D --rate R --secs S [--pairs N] [--target PID] [common]
+  switchboard-loadgen burst      --dialect D --pairs N --messages M [--target PID] [common]
   switchboard-loadgen storm      --dialect D|mixed --pairs K [--parallel P] [--timeout-secs T] [common]
   switchboard-loadgen idle       --dialect D --sessions N --target PID [--parallel P] [--settle-secs S] [common]
   switchboard-loadgen abuse      --kind handshakes|connections --target PID [--source IP] [--secs S]
@@ -37,7 +38,13 @@ Common options:
   --out FILE            also append the JSON report to FILE
   --addr-b HOST:PORT    side B of every pair connects here instead (a second node of a
                         cluster: the pair's messages cross Redis) (throughput, latency)
-  --label NAME          the server name in the report (throughput, latency), e.g. switchboard-2-nodes
+  --label NAME          the server name in the report (throughput, latency, burst), e.g. switchboard-2-nodes
+  --sio-transport T     how socket.io clients connect: websocket (default; straight to a WebSocket)
+                        or polling (as socket.io-client does by default: long-polling, then the
+                        upgrade)
+
+burst: side A of each of N pairs sends M messages as fast as its socket takes them, side B reads;
+counts delivered, lost, out of order and disconnected connections.
 
 Dialects: ant, socketio, raw.
 ";
@@ -97,8 +104,14 @@ impl Args {
             Some(v) => Some(v.parse().map_err(|e| anyhow!("--addr-b {v}: {e}"))?),
             None => None,
         };
+        let sio_polling = match self.opts.get("sio-transport").map(String::as_str) {
+            None | Some("websocket") => false,
+            Some("polling") => true,
+            Some(other) => bail!("--sio-transport {other}: expected websocket or polling"),
+        };
         Target::new(addr, server)?
             .with_sources(self.get("sources", Some(default_sources))?)
+            .with_sio_polling(sio_polling)
             .with_addr_b(addr_b)
     }
 }
@@ -128,12 +141,12 @@ fn emit<T: Serialize + std::fmt::Debug>(args: &Args, report: &T) -> anyhow::Resu
 
 async fn run(args: Args) -> anyhow::Result<()> {
     match args.command.as_str() {
-        "throughput" | "latency" => {
-            let throughput = args.command == "throughput";
-            let pace = if throughput {
-                Pace::Window(args.get("window", Some(32))?)
-            } else {
-                Pace::Rate(args.get("rate", None)?)
+        "throughput" | "latency" | "burst" => {
+            let throughput = args.command != "latency";
+            let pace = match args.command.as_str() {
+                "throughput" => Pace::Window(args.get("window", Some(32))?),
+                "burst" => Pace::Burst(args.get("messages", Some(1500))?),
+                _ => Pace::Rate(args.get("rate", None)?),
             };
             let cfg = FlowConfig {
                 target: args.target(1)?,
@@ -147,8 +160,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             if let Some(label) = args.opts.get("label") {
                 r.server.clone_from(label);
             }
+            if args.opts.get("sio-transport").map(String::as_str) == Some("polling") {
+                r.dialect = "socketio-polling".to_owned();
+            }
             eprintln!(
-                "{} {} {}: {:.0} msgs/s ({:.1} MB/s), sent {} delivered {} lost {} misrouted {} duplicated {} out-of-order {} errors {}{}",
+                "{} {} {}: {:.0} msgs/s ({:.1} MB/s), sent {} delivered {} lost {} misrouted {} duplicated {} out-of-order {} disconnected {} errors {}{}",
                 r.scenario,
                 r.server,
                 r.dialect,
@@ -160,6 +176,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 r.misrouted,
                 r.duplicated,
                 r.out_of_order,
+                r.disconnected,
                 r.errors,
                 r.latency.map_or(String::new(), |l| format!(
                     "; latency p50 {:.0} µs p99 {:.0} µs p99.9 {:.0} µs max {:.0} µs",

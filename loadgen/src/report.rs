@@ -120,6 +120,7 @@ pub fn render(lines: &str) -> String {
     let mut out = String::new();
     throughput(&mut out, &groups(&runs, "throughput"));
     latency(&mut out, &groups(&runs, "latency"));
+    burst(&mut out, &groups(&runs, "burst"));
     storm(&mut out, &groups(&runs, "storm"));
     idle(&mut out, &groups(&runs, "idle"));
     out
@@ -176,6 +177,50 @@ fn throughput(w: &mut String, gs: &[Group<'_>]) {
             fmt(num(r, "pairs"), 0),
             fmt(num(r, "window"), 0),
             fmt(num(r, "secs"), 0)
+        );
+    }
+}
+
+/// The burst table: how much of what was sent arrived (delivered ÷ sent, summed over rounds).
+fn burst(w: &mut String, gs: &[Group<'_>]) {
+    if gs.is_empty() {
+        return;
+    }
+    let sum = |g: &Group<'_>, key: &str| -> u64 {
+        g.runs
+            .iter()
+            .filter_map(|r| r.get(key).and_then(Value::as_u64))
+            .sum()
+    };
+    let _ = writeln!(
+        w,
+        "\n### Burst (senders as fast as they can; delivered ÷ sent over every round)\n"
+    );
+    let _ = writeln!(
+        w,
+        "| server | dialect | pairs × messages | sent | delivered | delivered ÷ sent | lost | out of order | disconnected | msgs/s (median) | server CPU µs/msg |"
+    );
+    let _ = writeln!(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for g in gs {
+        let (sent, delivered) = (sum(g, "sent"), sum(g, "delivered"));
+        let first = g.runs.first().copied();
+        let per_pair = first.and_then(|r| {
+            let pairs = num(r, "pairs")?;
+            Some(num(r, "sent")? / pairs.max(1.0))
+        });
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} × {} | {sent} | {delivered} | {} | {} | {} | {} | {} | {} |",
+            g.server,
+            g.dialect,
+            fmt(first.and_then(|r| num(r, "pairs")), 0),
+            fmt(per_pair, 0),
+            ratio(Some(delivered as f64), Some(sent as f64)),
+            sum(g, "lost"),
+            sum(g, "out_of_order"),
+            sum(g, "disconnected"),
+            fmt(g.median(|r| num(r, "msgs_per_sec")), 0),
+            fmt(g.median(|r| num(r, "server_cpu_us_per_msg")), 1),
         );
     }
 }

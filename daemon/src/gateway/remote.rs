@@ -12,12 +12,10 @@ use switchboard_plugin_api::protocol::{
 use switchboard_plugin_api::{
     Delivery, Envelope, EventContext, Payload, Peer, Refusal, RoomView, SessionId,
 };
-use tokio::sync::mpsc;
 
 use super::{Gateway, Membership, Outbound, lock};
 use crate::cluster::{Claim, ClaimFailed, Cluster, OutMessage, Outgoing, RemoteRef, proxies};
 use crate::rooms::Rooms;
-use crate::telemetry;
 
 impl Gateway {
     /// Claims the sender's place in Redis before a join (`[cluster]` only; `None` otherwise,
@@ -116,10 +114,7 @@ impl Gateway {
         let Some(target) = sessions.get(&to) else {
             return;
         };
-        if let Err(mpsc::error::TrySendError::Full(_)) = target.tx.try_send(item) {
-            telemetry::session_stuck(to, target.tx.max_capacity());
-            target.cancel.cancel();
-        }
+        super::queue_nowait(target, item, self.write_timeout());
     }
 
     /// `node` stopped heartbeating: each of its proxies leaves its rooms through the pipeline,
@@ -185,7 +180,9 @@ impl Gateway {
         rooms.proxies.left(id, room);
         drop(rooms);
         if let Ok(deliveries) = deliveries {
-            self.deliver(&envelope, deliveries);
+            // The cluster task cannot wait for a full queue.
+            self.deliver(&envelope, deliveries)
+                .defer(self.write_timeout());
         }
     }
 }

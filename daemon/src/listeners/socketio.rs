@@ -12,13 +12,13 @@ use std::time::{Duration, Instant};
 use axum::extract::{ConnectInfo, Query};
 use serde_json::Value;
 use serde_json::value::RawValue;
-use socketioxide::SendError;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{Data, SocketRef, State, TryData};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::handler::{MessageHandler, Value as SioValue};
 use socketioxide::layer::SocketIoLayer;
-use socketioxide::socket::Socket;
+use socketioxide::socket::{DisconnectReason, Socket};
+use socketioxide::{SendError, SocketError};
 use socketioxide::{SocketIo, TransportType};
 use switchboard_plugin_api::Original;
 use switchboard_protocol::dialects::socketio::{
@@ -131,6 +131,8 @@ async fn join_room(
         peer,
         rooms: Vec::new(),
         engaged: true,
+        blocked: Default::default(),
+        finished: false,
     };
     let join = Event::Join(Join {
         room: room.clone(),
@@ -221,9 +223,22 @@ async fn write_loop(
     let state = SioState {
         room: session.room.to_string(),
     };
+    let write_timeout = session
+        .core
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .gateway
+        .write_timeout();
     loop {
         tokio::select! {
             () = cancel.cancelled() => {
+                if session.info.is_stuck() {
+                    // The gateway gave up on this receiver (its queue stayed full): no drain
+                    // notice.
+                    gave_up(&session);
+                    let _ = s.disconnect();
+                    break;
+                }
                 // Draining: say why before the disconnect.
                 say_then_disconnect(&s, &session, &state, &Event::ServerWillStop).await;
                 break;
@@ -239,22 +254,87 @@ async fn write_loop(
                     say_then_disconnect(&s, &session, &state, &notice).await;
                     break;
                 }
-                let emitted = match verbatim_literal(&out) {
-                    Some(literal) => emit_literal(&s, literal),
-                    None => {
-                        let Some(msg) = render::<SioDialect>(&state, &out) else { continue };
-                        s.emit(msg.event.as_str(), &msg.data)
-                    }
+                let rendered = match verbatim_literal(&out) {
+                    Some(literal) => Emit::Literal(literal),
+                    None => match render::<SioDialect>(&state, &out) {
+                        Some(msg) => Emit::Rendered(msg),
+                        None => continue,
+                    },
                 };
-                session.info.messages_out.fetch_add(1, Ordering::Relaxed);
-                stats::message_out(DialectKind::Socketio, outbound_kind(&out));
-                if emitted.is_err() {
-                    // Closed, or socketioxide's own per-socket buffer is full: either way this
-                    // peer cannot take more.
-                    let _ = s.disconnect();
-                    break;
+                match emit_waiting(&s, &rendered, write_timeout).await {
+                    Ok(()) => {
+                        session.info.messages_out.fetch_add(1, Ordering::Relaxed);
+                        stats::message_out(DialectKind::Socketio, outbound_kind(&out));
+                    }
+                    Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                        // socketioxide's buffer stayed full for the write timeout: the peer
+                        // stopped reading. Its partners are told now, and the session ends
+                        // here (socketioxide cannot send a disconnect packet into a full
+                        // buffer, so its own disconnect would never come).
+                        gave_up(&session);
+                        let _ = s.disconnect();
+                        break;
+                    }
+                    Err(_) => {
+                        let _ = s.disconnect();
+                        break;
+                    }
                 }
             }
+        }
+    }
+}
+
+/// Ends a session the gateway gave up on for not reading: partners are told, the session is
+/// counted once with its own reason, and its place under the caps is released.
+fn gave_up(session: &SioSession) {
+    if !session.info.stuck.swap(true, Ordering::AcqRel) {
+        telemetry::write_timed_out(DialectKind::Socketio, Duration::ZERO);
+    }
+    session
+        .core
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .finish("stuck");
+    session
+        .permit
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+}
+
+/// A delivery ready to emit.
+enum Emit<'a> {
+    /// A socket.io peer's `msg` argument, forwarded as it came.
+    Literal(&'a str),
+    /// Rendered for this peer.
+    Rendered(SioMessage),
+}
+
+/// Emits `rendered`, waiting (up to `timeout`) while socketioxide's per-socket buffer is full
+/// rather than dropping it. socketioxide offers no way to await room in that buffer, so this
+/// retries with a short, growing pause; the buffer fills only while the peer reads slower than
+/// its partners send.
+async fn emit_waiting(
+    s: &SocketRef,
+    rendered: &Emit<'_>,
+    timeout: Duration,
+) -> Result<(), SendError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let emitted = match rendered {
+            Emit::Literal(literal) => emit_literal(s, literal),
+            Emit::Rendered(msg) => s.emit(msg.event.as_str(), &msg.data),
+        };
+        match emitted {
+            Err(SendError::Socket(SocketError::InternalChannelFull))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            other => return other,
         }
     }
 }
@@ -445,8 +525,16 @@ fn handle_decoded(
         }
         Ok(Decoded::Event(event)) => {
             let mut core = session.core.lock().unwrap_or_else(PoisonError::into_inner);
-            core.dispatch_received(event, literal, received)
-                .map(|r| refusal_event(&r.refusal, Some(&session.room)))
+            let refused = core
+                .dispatch_received(event, literal, received)
+                .map(|r| refusal_event(&r.refusal, Some(&session.room)));
+            let blocked = core.take_blocked();
+            let timeout = core.gateway.write_timeout();
+            drop(core);
+            // Backpressure: this handler runs on the task that reads the socket (or the
+            // long-polling POST), so waiting here stops reading until the receivers have room.
+            blocked.wait_blocking(timeout);
+            refused
         }
         Ok(Decoded::Reply(msg)) => {
             session.info.messages_out.fetch_add(1, Ordering::Relaxed);
@@ -472,19 +560,41 @@ fn handle_decoded(
     }
 }
 
-async fn on_disconnect(s: SocketRef) {
+async fn on_disconnect(s: SocketRef, reason: DisconnectReason) {
     let Some(session) = s.extensions.get::<Arc<SioSession>>() else {
         return;
     };
     let _entered = session.span.enter();
+    let ended = end_reason(reason);
+    if matches!(
+        reason,
+        DisconnectReason::PacketParsingError | DisconnectReason::MultipleHttpPollingError
+    ) {
+        // engine.io refused what the peer sent (a malformed or oversized payload, a packet
+        // socket.io cannot parse, two polls at once): counted as a WebSocket peer's bad input is.
+        telemetry::transport_refused(DialectKind::Socketio, ended);
+    }
     session
         .core
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .finish("disconnected");
+        .finish(ended);
     session
         .permit
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
+}
+
+/// The session end reason (as WebSocket sessions name theirs) for why socketioxide closed it.
+fn end_reason(reason: DisconnectReason) -> &'static str {
+    match reason {
+        DisconnectReason::TransportClose | DisconnectReason::ClientNSDisconnect => "peer closed",
+        DisconnectReason::PacketParsingError => "malformed packet",
+        DisconnectReason::MultipleHttpPollingError => "concurrent polls",
+        DisconnectReason::TransportError => "read failed",
+        DisconnectReason::HeartbeatTimeout => "ping timeout",
+        DisconnectReason::ServerNSDisconnect => "server disconnect",
+        DisconnectReason::ClosingServer => "cancelled",
+    }
 }

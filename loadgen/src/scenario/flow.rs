@@ -38,7 +38,15 @@ pub enum Pace {
     Window(usize),
     /// This many messages per second in total, spread evenly over every sender.
     Rate(f64),
+    /// `burst`: side A of every pair sends this many messages as fast as its socket takes them
+    /// (no window), side B only reads. Ends when everything arrived or nothing more does.
+    Burst(u64),
 }
+
+/// How long a burst receiver waits for more once its sender is done.
+const BURST_IDLE: Duration = Duration::from_secs(10);
+/// The longest a burst may take.
+const BURST_CAP: Duration = Duration::from_secs(300);
 
 /// A throughput or latency run.
 #[derive(Debug, Clone)]
@@ -92,6 +100,8 @@ pub struct FlowReport {
     pub duplicated: u64,
     /// Received after a later message of the same sender.
     pub out_of_order: u64,
+    /// Connections the server closed (or that failed) before their messages were all through.
+    pub disconnected: u64,
     /// Tagged frames whose shape did not match their sequence number.
     pub malformed: u64,
     /// Error notices from the server.
@@ -117,6 +127,9 @@ struct Counters {
     misrouted: AtomicU64,
     duplicated: AtomicU64,
     out_of_order: AtomicU64,
+    disconnected: AtomicU64,
+    /// [`now_ns`] of the latest delivery (burst: the end of the run).
+    last_delivery_ns: AtomicU64,
     malformed: AtomicU64,
     errors: AtomicU64,
     first_error: std::sync::Mutex<Option<String>>,
@@ -162,11 +175,22 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
     let counters = Arc::new(Counters::default());
     let secs = Duration::from_secs_f64(cfg.secs.max(0.1));
     let t0 = Instant::now() + Duration::from_millis(200);
-    let start_ns = now_ns() + 200_000_000 + WARMUP.as_nanos() as u64;
-    let window = Window {
-        start_ns,
-        end_ns: start_ns + secs.as_nanos() as u64,
-        end: t0 + WARMUP + secs,
+    let burst = matches!(cfg.pace, Pace::Burst(_));
+    let window = if burst {
+        // Everything counts, from the first message to the last delivery.
+        let start_ns = now_ns() + 200_000_000;
+        Window {
+            start_ns,
+            end_ns: start_ns + BURST_CAP.as_nanos() as u64,
+            end: t0 + BURST_CAP,
+        }
+    } else {
+        let start_ns = now_ns() + 200_000_000 + WARMUP.as_nanos() as u64;
+        Window {
+            start_ns,
+            end_ns: start_ns + secs.as_nanos() as u64,
+            end: t0 + WARMUP + secs,
+        }
     };
     let senders = 2 * pairs.len();
     let mut tasks = Vec::new();
@@ -177,7 +201,7 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
         let sinks = [Arc::new(Mutex::new(a_sink)), Arc::new(Mutex::new(b_sink))];
         let permits = match cfg.pace {
             Pace::Window(w) => w,
-            Pace::Rate(_) => 0,
+            Pace::Rate(_) | Pace::Burst(_) => 0,
         };
         let dirs: [Arc<Direction>; 2] = std::array::from_fn(|_| {
             Arc::new(Direction {
@@ -190,7 +214,8 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
             let s = usize::from(side);
             let sender = Sender {
                 dialect: cfg.dialect,
-                frames: Frames::new(cfg.dialect, &room, side),
+                frames: Frames::new(cfg.dialect, &room, side, burst),
+                sdp_only: burst,
                 pair: p,
                 side,
                 sink: sinks[s].clone(),
@@ -199,6 +224,7 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
             };
             let pace = match cfg.pace {
                 Pace::Window(w) => SenderPace::Window(w),
+                Pace::Burst(m) => SenderPace::Burst(if side == 0 { m } else { 0 }),
                 Pace::Rate(rate) => {
                     let interval = senders as f64 / rate.max(1.0);
                     let offset = interval * (2 * p as usize + s) as f64 / senders as f64;
@@ -217,11 +243,17 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
                 own_sink: sinks[s].clone(),
                 counters: counters.clone(),
                 record_latency: matches!(cfg.pace, Pace::Rate(_)),
+                idle_limit: burst.then_some(BURST_IDLE),
+                sdp_only: burst,
             };
             tasks.push(tokio::spawn(receiver.run(stream, window)));
         }
     }
-    let cpu = tokio::spawn(cpu_during(cfg.server_pid, t0 + WARMUP, window.end));
+    let cpu_before = (
+        cfg.server_pid.and_then(cpu_secs),
+        cpu_secs(std::process::id()),
+    );
+    let cpu = (!burst).then(|| tokio::spawn(cpu_during(cfg.server_pid, t0 + WARMUP, window.end)));
     let mut samples = Vec::new();
     let mut lost = 0;
     for task in tasks {
@@ -234,10 +266,26 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
             Err(e) => counters.error(format!("task failed: {e}")),
         }
     }
-    let (server_cpu, own_cpu) = cpu.await.unwrap_or_default();
     let c = &counters;
+    let (server_cpu, own_cpu) = match cpu {
+        Some(cpu) => cpu.await.unwrap_or_default(),
+        None => {
+            let diff = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
+            let after = (
+                cfg.server_pid.and_then(cpu_secs),
+                cpu_secs(std::process::id()),
+            );
+            (diff(cpu_before.0, after.0), diff(cpu_before.1, after.1))
+        }
+    };
     let in_window = c.in_window.load(Ordering::Relaxed);
-    let measured = secs.as_secs_f64();
+    let measured = if burst {
+        // From the first message to the last delivery.
+        let last = c.last_delivery_ns.load(Ordering::Relaxed);
+        (last.saturating_sub(window.start_ns) as f64 / 1e9).max(1e-3)
+    } else {
+        secs.as_secs_f64()
+    };
     let first_error = c
         .first_error
         .lock()
@@ -247,6 +295,7 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
         scenario: match cfg.pace {
             Pace::Window(_) => "throughput",
             Pace::Rate(_) => "latency",
+            Pace::Burst(_) => "burst",
         }
         .to_owned(),
         server: cfg.target.server.as_str().to_owned(),
@@ -255,11 +304,11 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
         secs: measured,
         window: match cfg.pace {
             Pace::Window(w) => Some(w),
-            Pace::Rate(_) => None,
+            Pace::Rate(_) | Pace::Burst(_) => None,
         },
         offered_rate: match cfg.pace {
             Pace::Rate(r) => Some(r),
-            Pace::Window(_) => None,
+            Pace::Window(_) | Pace::Burst(_) => None,
         },
         sent: c.sent.load(Ordering::Relaxed),
         delivered: c.delivered.load(Ordering::Relaxed),
@@ -270,6 +319,7 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
         misrouted: c.misrouted.load(Ordering::Relaxed),
         duplicated: c.duplicated.load(Ordering::Relaxed),
         out_of_order: c.out_of_order.load(Ordering::Relaxed),
+        disconnected: c.disconnected.load(Ordering::Relaxed),
         malformed: c.malformed.load(Ordering::Relaxed),
         errors: c.errors.load(Ordering::Relaxed),
         first_error,
@@ -295,7 +345,17 @@ async fn client_pairs(cfg: &FlowConfig) -> anyhow::Result<Vec<(String, Conn, Con
     super::connect_pairs(&cfg.target, cfg.dialect, cfg.pairs, 64).await
 }
 
-/// What a message with sequence number `seq` from `side` is.
+/// What a message with sequence number `seq` from `side` is: in a burst (`sdp_only`) every
+/// message is an offer (the large signal, about 6 KB), otherwise an offer or answer every
+/// [`SDP_EVERY`] messages and candidates between.
+fn kind_in(sdp_only: bool, seq: u64, side: u8) -> Kind {
+    if sdp_only {
+        return Kind::Offer;
+    }
+    kind_of(seq, side)
+}
+
+/// What a message with sequence number `seq` from `side` is in steady flows.
 fn kind_of(seq: u64, side: u8) -> Kind {
     match (seq % SDP_EVERY, side) {
         (0, 0) => Kind::Offer,
@@ -306,8 +366,16 @@ fn kind_of(seq: u64, side: u8) -> Kind {
 
 enum SenderPace {
     Window(usize),
-    Rate { interval: Duration, first: Instant },
+    Rate {
+        interval: Duration,
+        first: Instant,
+    },
+    /// Send this many, as fast as the socket takes them.
+    Burst(u64),
 }
+
+/// Messages a burst sender writes before each flush.
+const BURST_BATCH: u64 = 16;
 
 /// How many candidate frames a sender cycles through (four shapes on three m-lines).
 const CANDIDATE_SHAPES: u64 = 12;
@@ -319,9 +387,9 @@ struct Frames {
 }
 
 impl Frames {
-    fn new(dialect: Dialect, room: &str, side: u8) -> Self {
+    fn new(dialect: Dialect, room: &str, side: u8, sdp_only: bool) -> Self {
         let offerer = side == 0;
-        let sdp_kind = kind_of(0, side);
+        let sdp_kind = kind_in(sdp_only, 0, side);
         Frames {
             sdp: FrameTemplate::new(dialect, room, sdp_kind, 0, offerer),
             candidates: (0..CANDIDATE_SHAPES)
@@ -342,6 +410,8 @@ impl Frames {
 struct Sender {
     dialect: Dialect,
     frames: Frames,
+    /// Burst: every message an offer.
+    sdp_only: bool,
     pair: u32,
     side: u8,
     sink: Sink,
@@ -357,7 +427,7 @@ impl Sender {
             seq,
             sent_ns: now_ns(),
         };
-        let kind = kind_of(seq, self.side);
+        let kind = kind_in(self.sdp_only, seq, self.side);
         Message::text(self.frames.get(kind, seq).render(&tag))
     }
 
@@ -373,10 +443,16 @@ impl Sender {
         let mut next_ping = Instant::now() + ANT_PING_EVERY;
         let mut next_send = match pace {
             SenderPace::Rate { first, .. } => first,
-            SenderPace::Window(_) => t0,
+            SenderPace::Window(_) | SenderPace::Burst(_) => t0,
         };
         loop {
             let batch = match pace {
+                SenderPace::Burst(total) => {
+                    if seq >= total {
+                        break;
+                    }
+                    BURST_BATCH.min(total - seq) as usize
+                }
                 SenderPace::Window(w) => {
                     let Ok(permit) = tokio::time::timeout_at(end, self.dir.window.acquire()).await
                     else {
@@ -440,6 +516,10 @@ struct Receiver {
     own_sink: Sink,
     counters: Arc<Counters>,
     record_latency: bool,
+    /// Burst: stop once the partner's sender is done and nothing arrived for this long.
+    idle_limit: Option<Duration>,
+    /// Burst: every message an offer.
+    sdp_only: bool,
 }
 
 impl Receiver {
@@ -454,6 +534,7 @@ impl Receiver {
         let mut unique = 0u64;
         let mut samples = Vec::new();
         let give_up = window.end + DRAIN;
+        let mut progress = Instant::now();
         loop {
             if self.complete(unique) {
                 break;
@@ -461,7 +542,10 @@ impl Receiver {
             let frame = tokio::time::timeout(Duration::from_millis(50), stream.next()).await;
             let text = match frame {
                 Err(_) => {
-                    if Instant::now() >= give_up {
+                    let idle = self.idle_limit.is_some_and(|limit| {
+                        self.from.done.load(Ordering::Acquire) && progress.elapsed() >= limit
+                    });
+                    if idle || Instant::now() >= give_up {
                         break;
                     }
                     continue;
@@ -470,12 +554,14 @@ impl Receiver {
                     // The partner may close first once it has everything (relays without
                     // rooms close both ends); that is only a failure if messages are missing.
                     if !self.complete(unique) {
+                        c.disconnected.fetch_add(1, Ordering::Relaxed);
                         c.error("server closed the connection");
                     }
                     break;
                 }
                 Ok(Some(Err(e))) => {
                     if !self.complete(unique) {
+                        c.disconnected.fetch_add(1, Ordering::Relaxed);
                         c.error(format!("read failed: {e}"));
                     }
                     break;
@@ -497,7 +583,7 @@ impl Receiver {
                 c.misrouted.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
-            if in_sdp != kind_of(tag.seq, tag.side).is_sdp() {
+            if in_sdp != kind_in(self.sdp_only, tag.seq, tag.side).is_sdp() {
                 c.malformed.fetch_add(1, Ordering::Relaxed);
             }
             if tag.seq < next {
@@ -509,6 +595,8 @@ impl Receiver {
             }
             next = tag.seq + 1;
             unique += 1;
+            progress = Instant::now();
+            c.last_delivery_ns.fetch_max(recv_ns, Ordering::Relaxed);
             self.from.window.add_permits(1);
             c.delivered.fetch_add(1, Ordering::Relaxed);
             if (window.start_ns..window.end_ns).contains(&recv_ns) {
