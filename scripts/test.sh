@@ -70,10 +70,12 @@ fi
 
 log "cargo build --workspace --all-targets"
 cargo build --workspace --all-targets --quiet
-# What the README's run command (`cargo run`, the default member) builds: its features differ
-# from the workspace build's, so tests/tests/readme.rs would otherwise build it under a timeout.
-log "cargo build (the README's run command's package)"
-cargo build --quiet
+# What the README's run command (`cargo run`, the default member) builds. Its features differ
+# from the workspace build's, so it links a different target/debug/switchboard: tests/tests/
+# readme.rs runs it in target/readme/ so it never relinks the binary other
+# tests are running, and this builds it there first so the test does not build under a timeout.
+log "cargo build (the README's run command's package, in target/readme)"
+CARGO_TARGET_DIR=target/readme cargo build --quiet
 
 log "cargo nextest run --workspace --no-fail-fast $*"
 exec cargo nextest run --workspace --no-fail-fast "$@"

@@ -93,6 +93,10 @@ async fn readme_run_command_serves_health_and_a_demo_page() {
         cmd
     };
     as_a_user_shell(&mut cmd);
+    // Its own target directory: the default member alone has other features than the workspace
+    // build, so in target/ `cargo run` would relink the target/debug/switchboard that other tests
+    // are running at the same moment. (scripts/test.sh builds it there first.)
+    cmd.env("CARGO_TARGET_DIR", repo_root().join("target/readme"));
     cmd.current_dir(repo_root())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
