@@ -26,6 +26,7 @@ pub mod proxies;
 pub mod publisher;
 pub mod store;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -107,6 +108,15 @@ pub struct Cluster {
     outbox_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
     health: health::Health,
     stop: CancellationToken,
+    /// The value of `{prefix}:epoch` this node last saw: a different one means Redis lost its
+    /// data (restarted empty, failed over to an empty replica).
+    epoch: Mutex<Option<String>>,
+    /// Set when the frames held for replay must go (the outage outlasted the replay window,
+    /// or this node was taken for dead): the publisher drops them, counted.
+    discard_held: AtomicBool,
+    /// Set when an item was dropped at the full outbox during an outage: the calls across
+    /// nodes lost frames, so the link ends them when it sees this.
+    lost_while_down: AtomicBool,
 }
 
 impl Cluster {
@@ -128,6 +138,9 @@ impl Cluster {
             outbox_rx: Mutex::new(Some(rx)),
             health: health::Health::starting(),
             stop: CancellationToken::new(),
+            epoch: Mutex::new(None),
+            discard_held: AtomicBool::new(false),
+            lost_while_down: AtomicBool::new(false),
         })
     }
 
@@ -202,6 +215,27 @@ impl Cluster {
         }));
     }
 
+    /// Tells the publisher to drop the frames it holds for replay (their peers were told their
+    /// partners left).
+    fn discard_held(&self) {
+        self.discard_held.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether frames were lost at the full outbox during the outage; clears it.
+    fn take_lost_while_down(&self) -> bool {
+        self.lost_while_down.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether the held frames must go; clears the request.
+    fn take_discard(&self) -> bool {
+        self.discard_held.swap(false, Ordering::Relaxed)
+    }
+
+    /// How long frames for other nodes wait for Redis or their receiver.
+    fn replay_window(&self) -> Duration {
+        Duration::from_millis(self.config.replay_window_ms)
+    }
+
     /// How long a room's join lock lives if its holder never commits (its node died).
     fn lock_ttl(&self) -> Duration {
         (self.command_timeout() * 4).max(Duration::from_secs(1))
@@ -211,6 +245,9 @@ impl Cluster {
     pub fn send(&self, item: Outgoing) {
         if self.outbox.try_send(item).is_err() {
             health::frame_dropped();
+            if !self.healthy() {
+                self.lost_while_down.store(true, Ordering::Relaxed);
+            }
         }
     }
 
