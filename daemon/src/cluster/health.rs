@@ -14,7 +14,7 @@ const REDIS_UP: Family = Family {
 
 const FRAMES: Family = Family {
     name: "switchboard_cluster_frames_total",
-    help: "Frames between nodes: published (out), received (in), dropped (Redis unreachable, queue full, unreadable).",
+    help: "Frames between nodes: published (out), received (in), dropped (held past replay_window_ms, queue full, unreadable).",
     kind: "counter",
 };
 

@@ -15,9 +15,11 @@
 //!   survivors look for expired keys, reap the dead node's records and make its proxies leave
 //!   their rooms through the pipeline, so partners get the leave signal of their dialect. The
 //!   same tick drops proxies whose records are gone (a lost `left` frame).
-//! - Redis loss ([`health`]): local rooms keep working; `/healthz` and
-//!   `switchboard_cluster_redis_up` say degraded; when Redis returns the node re-registers its
-//!   members and resubscribes.
+//! - Redis loss ([`health`], [`link`], [`publisher`]): local rooms keep working; `/healthz` and
+//!   `switchboard_cluster_redis_up` say degraded; frames for other nodes are held and replayed in
+//!   order (numbered, so a frame sent twice is dropped by its receiver); when Redis returns, even
+//!   empty (its epoch key changed), the node re-asserts its heartbeat, members and subscription
+//!   and keeps its proxies. Past `replay_window_ms` the calls across nodes end explicitly.
 
 pub mod config;
 pub mod health;
