@@ -285,3 +285,60 @@ async fn an_outage_past_the_replay_window_ends_the_call_for_both_peers() {
     assert_eq!(records(&redis, room).await.len(), 2);
     third_is_refused(&a, room).await;
 }
+
+/// `n` numbered raw frames from `from`, as the peer sends them.
+fn numbered(from: &str, range: std::ops::Range<usize>) -> Vec<String> {
+    range
+        .map(|i| format!(r#"{{"seq":{i},"from":"{from}"}}"#))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_frames_sent_across_an_empty_restart_arrive_verbatim_in_order() {
+    let mut redis = RedisServer::start().await;
+    let a = start_node(&redis, "node-a", "").await;
+    let b = start_node(&redis, "node-b", "").await;
+    let room = "raw-restart";
+    let mut pa = WsClient::connect(&a.raw_url(room)).await;
+    pa.recv_text().await;
+    let mut pb = WsClient::connect(&b.raw_url(room)).await;
+    pb.recv_text().await;
+    pb.recv_text().await;
+    pa.recv_text().await;
+
+    redis.kill().await;
+    a.wait_health("cluster: degraded", Duration::from_secs(3))
+        .await;
+    b.wait_health("cluster: degraded", Duration::from_secs(3))
+        .await;
+    for text in numbered("a", 0..50) {
+        pa.send_text(&text).await;
+    }
+    for text in numbered("b", 0..50) {
+        pb.send_text(&text).await;
+    }
+    redis.restart().await;
+    // Exactly the 50 frames of the partner, byte for byte, in order; then nothing else.
+    let mut at_b = Vec::new();
+    let mut at_a = Vec::new();
+    for _ in 0..50 {
+        at_b.push(pb.recv_text().await);
+    }
+    for _ in 0..50 {
+        at_a.push(pa.recv_text().await);
+    }
+    assert_eq!(at_b, numbered("a", 0..50));
+    assert_eq!(at_a, numbered("b", 0..50));
+    pa.expect_silence(SETTLE_MS).await;
+    pb.expect_silence(50).await;
+    // And the call goes on.
+    for text in numbered("a", 50..60) {
+        pa.send_text(&text).await;
+    }
+    for _ in 50..60 {
+        at_b.push(pb.recv_text().await);
+    }
+    assert_eq!(at_b, numbered("a", 0..60));
+    assert_eq!(dropped(&a).await, 0);
+    assert_eq!(dropped(&b).await, 0);
+}
