@@ -342,3 +342,36 @@ async fn raw_frames_sent_across_an_empty_restart_arrive_verbatim_in_order() {
     assert_eq!(dropped(&a).await, 0);
     assert_eq!(dropped(&b).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_that_outlives_the_node_ttl_keeps_the_call() {
+    let redis = RedisServer::start().await;
+    let a = start_node(&redis, "node-a", "").await;
+    let b = start_node(&redis, "node-b", "").await;
+    let room = "frozen";
+    let (mut pa, mut pb) = ant_pair(&a, &b, room).await;
+    both_ways(&mut pa, &mut pb, room, 0, 5).await;
+
+    // Frozen (SIGSTOP) with its data: every heartbeat key expires while it is stopped, so when
+    // it resumes each node finds the other's key gone.
+    redis.signal("STOP");
+    a.wait_health("cluster: degraded", Duration::from_secs(3))
+        .await;
+    b.wait_health("cluster: degraded", Duration::from_secs(3))
+        .await;
+    send_candidates(&mut pa, room, 5, 15).await;
+    send_candidates(&mut pb, room, 5, 15).await;
+    pa.expect_silence(NODE_TTL_MS * 2).await;
+    redis.signal("CONT");
+
+    // Nobody is taken for dead: the 15 candidates each way arrive in order, once, and the call
+    // carries on past the grace.
+    expect_candidates(&mut pb, room, 5, 15).await;
+    expect_candidates(&mut pa, room, 5, 15).await;
+    pa.expect_silence(SETTLE_MS).await;
+    pb.expect_silence(50).await;
+    both_ways(&mut pa, &mut pb, room, 20, 5).await;
+    assert_eq!(records(&redis, room).await.len(), 2);
+    assert_eq!(dropped(&a).await, 0);
+    assert_eq!(dropped(&b).await, 0);
+}
