@@ -130,6 +130,18 @@ async fn wait_out(node: &Node, n: u64) {
     panic!("{}: {n} frames never acknowledged", node.name);
 }
 
+/// Waits until `node`'s `/metrics` has the line `line`.
+async fn wait_metric(node: &Node, line: &str) {
+    for _ in 0..200 {
+        let (_, metrics) = http_get(node.main, "/metrics").await;
+        if metrics.lines().any(|l| l == line) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{}: /metrics never had `{line}`", node.name);
+}
+
 /// A third Ant peer on `node` tries `room`: refused as full.
 async fn third_is_refused(node: &Node, room: &str) {
     let mut third = WsClient::connect(&node.ant_url("LiveApp")).await;
@@ -212,6 +224,9 @@ async fn frames_sent_while_redis_is_down_arrive_in_order_when_it_returns() {
     // Each peer sends while Redis is down: nothing can cross yet, and nothing else comes.
     send_candidates(&mut pa, room, 5, 30).await;
     send_candidates(&mut pb, room, 5, 30).await;
+    // Each node holds exactly its peer's 30 frames.
+    wait_metric(&a, "switchboard_cluster_frames_held 30").await;
+    wait_metric(&b, "switchboard_cluster_frames_held 30").await;
     pa.expect_silence(300).await;
     pb.expect_silence(50).await;
 
@@ -223,6 +238,8 @@ async fn frames_sent_while_redis_is_down_arrive_in_order_when_it_returns() {
     pa.expect_silence(SETTLE_MS).await;
     pb.expect_silence(50).await;
     both_ways(&mut pa, &mut pb, room, 35, 10).await;
+    wait_metric(&a, "switchboard_cluster_frames_held 0").await;
+    wait_metric(&b, "switchboard_cluster_frames_held 0").await;
     assert_eq!(dropped(&a).await, 0, "no frame lost on A");
     assert_eq!(dropped(&b).await, 0, "no frame lost on B");
     assert_eq!(records(&redis, room).await.len(), 2);

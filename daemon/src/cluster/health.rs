@@ -18,6 +18,12 @@ const FRAMES: Family = Family {
     kind: "counter",
 };
 
+const HELD: Family = Family {
+    name: "switchboard_cluster_frames_held",
+    help: "Items for other nodes held while Redis or their receiver is away, to be replayed in order.",
+    kind: "gauge",
+};
+
 const REMOTE_LEAVES: Family = Family {
     name: "switchboard_cluster_node_failures_total",
     help: "Other nodes taken for dead (heartbeat expired) whose peers this node removed.",
@@ -90,6 +96,16 @@ pub fn frames_dropped(n: usize) {
         &[("direction", "dropped")],
         i64::try_from(n).unwrap_or(i64::MAX),
     );
+}
+
+/// Counts a frame received a second time (published again after an outage) and dropped.
+pub fn frame_duplicate() {
+    global().add(FRAMES, &[("direction", "duplicate")], 1);
+}
+
+/// Moves the held-items gauge by `delta`.
+pub fn held(delta: i64) {
+    global().add(HELD, &[], delta);
 }
 
 /// Counts a dead node.

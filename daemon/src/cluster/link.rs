@@ -468,6 +468,7 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, payload: &[u8]
     }
     if !seen.fresh(&frame.node, frame.seq) {
         debug!(node = %frame.node, "Cluster: a frame published again after an outage; dropped.");
+        health::frame_duplicate();
         return;
     }
     health::frame_in();

@@ -39,6 +39,8 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut held = Held::new();
     let mut seq = 0u64;
+    // What the held gauge shows now.
+    let mut shown = 0i64;
     let cap = cluster.config.publish_queue_len;
     loop {
         // While the held queue is full nothing more is taken: the outbox fills, and further
@@ -70,6 +72,9 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
         }
         expire(&mut held, now, cluster.replay_window());
         send(&cluster, &mut held).await;
+        let len = i64::try_from(held.len()).unwrap_or(i64::MAX);
+        health::held(len - shown);
+        shown = len;
     }
 }
 
