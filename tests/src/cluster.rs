@@ -285,6 +285,17 @@ impl Node {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the process: a stopped node misses its
+    /// heartbeats and is taken for dead, then resumes where it was.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("running");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// SIGKILLs the process: no drain, no goodbye to Redis.
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

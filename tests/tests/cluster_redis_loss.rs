@@ -392,3 +392,42 @@ async fn a_frozen_redis_that_outlives_the_node_ttl_keeps_the_call() {
     assert_eq!(dropped(&a).await, 0);
     assert_eq!(dropped(&b).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_taken_for_dead_ends_its_calls_and_the_room_frees() {
+    let redis = RedisServer::start().await;
+    let a = start_node(&redis, "node-a", "").await;
+    let b = start_node(&redis, "node-b", "").await;
+    let room = "taken-for-dead";
+    let (mut pa, mut pb) = ant_pair(&a, &b, room).await;
+
+    // B freezes past the node TTL: A takes it for dead, removes its member, tells its partner.
+    b.signal("STOP");
+    assert_eq!(
+        pa.recv_json().await,
+        json!({"command":"stop","streamId":room})
+    );
+    // B resumes and finds it was reaped: its side of the call ends too (stop, then closed), so
+    // neither node keeps a member the other has forgotten.
+    b.signal("CONT");
+    expect_call_ended(&mut pb, room).await;
+    for _ in 0..200 {
+        if records(&redis, room).await.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        records(&redis, room).await.len(),
+        1,
+        "only A's peer is left"
+    );
+    assert!(members(&b, room).await.is_empty(), "no phantom on B");
+    assert_eq!(members(&a, room).await.len(), 1);
+    // The place is free: a new peer on B joins A's peer, and they talk.
+    let mut pc = WsClient::connect(&b.ant_url("LiveApp")).await;
+    pc.send_json(ant_join(room)).await;
+    assert_eq!(pc.recv_json().await["definition"], "joined");
+    assert_eq!(pa.recv_json().await["command"], "start");
+    both_ways(&mut pa, &mut pc, room, 0, 5).await;
+}

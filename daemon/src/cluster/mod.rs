@@ -61,6 +61,10 @@ pub enum Outgoing {
         /// The local session.
         session: SessionId,
     },
+    /// Drop every frame queued before this marker: the calls they belong to were ended (the
+    /// outage outlasted the replay window, or this node was taken for dead). In the queue, so
+    /// what is queued after it (the leaves of the ended calls) still goes.
+    Discard,
 }
 
 /// A frame before serialization (done by the publisher, off the sender's task).
@@ -220,7 +224,12 @@ impl Cluster {
     /// Tells the publisher to drop the frames it holds for replay (their peers were told their
     /// partners left).
     fn discard_held(&self) {
-        self.discard_held.store(true, Ordering::Relaxed);
+        if self.outbox.try_send(Outgoing::Discard).is_err() {
+            // The outbox is full: the publisher drops what it holds when it next looks, which
+            // may take newer items too (the re-registration after the outage rewrites the
+            // membership they carried).
+            self.discard_held.store(true, Ordering::Relaxed);
+        }
     }
 
     /// Whether frames were lost at the full outbox during the outage; clears it.

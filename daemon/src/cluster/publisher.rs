@@ -57,18 +57,26 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
             () = tokio::time::sleep(RETRY), if !held.is_empty() => 0,
         };
         let now = Instant::now();
-        held.extend(batch.drain(..n).map(|item| {
-            if matches!(item, Outgoing::Frame { .. }) {
-                seq += 1;
-            }
-            Entry {
-                since: now,
-                seq,
-                item,
-            }
-        }));
         if cluster.take_discard() {
             drop_all(&mut held);
+        }
+        for item in batch.drain(..n) {
+            match item {
+                Outgoing::Discard => drop_all(&mut held),
+                Outgoing::Frame { .. } => {
+                    seq += 1;
+                    held.push_back(Entry {
+                        since: now,
+                        seq,
+                        item,
+                    });
+                }
+                item => held.push_back(Entry {
+                    since: now,
+                    seq,
+                    item,
+                }),
+            }
         }
         expire(&mut held, now, cluster.replay_window());
         send(&cluster, &mut held).await;
@@ -170,6 +178,8 @@ fn pipeline(cluster: &Cluster, chunk: &[Entry]) -> redis::Pipeline {
             Outgoing::Unclaim { room, session } => {
                 store::unclaim(&mut pipe, &cluster.keys, &cluster.node, room, *session);
             }
+            // Never held: handled where items are taken from the outbox.
+            Outgoing::Discard => {}
         }
     }
     pipe
