@@ -19,6 +19,7 @@ use switchboard_plugin_api::{Envelope, Original, Peer, SessionId};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use super::recovery::{LINK_LOST, Outage, recover};
 use super::{Cluster, health, publisher, store};
 use crate::gateway::{Gateway, Outbound};
 
@@ -34,9 +35,6 @@ pub fn start(cluster: &Arc<Cluster>, gateway: &Arc<Gateway>, tracker: &TaskTrack
     }
     tracker.spawn(run(Arc::clone(cluster), Arc::clone(gateway)));
 }
-
-/// What the members of a call across nodes are told when it has to end.
-const LINK_LOST: &str = "the link to the other cluster nodes was lost; join again";
 
 /// Why a pass of the loop ended.
 enum Ended {
@@ -99,38 +97,6 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
     }
 }
 
-/// A Redis outage as the link loop sees it.
-#[derive(Default)]
-struct Outage {
-    since: Option<Instant>,
-    gave_up: bool,
-}
-
-impl Outage {
-    /// Ends every call across nodes once the outage outlasted the replay window or frames were
-    /// lost at the full outbox: the held frames go (counted) and each local partner of a
-    /// remote peer gets its dialect's leave signal, instead of a silent gap in the call.
-    fn check(&mut self, cluster: &Cluster, gateway: &Gateway) {
-        let Some(since) = self.since else {
-            return;
-        };
-        if self.gave_up {
-            return;
-        }
-        let lost = cluster.take_lost_while_down();
-        if since.elapsed() <= cluster.replay_window() && !lost {
-            return;
-        }
-        self.gave_up = true;
-        warn!(
-            lost_frames = lost,
-            "Cluster: Redis away longer than replay_window_ms; calls across nodes end."
-        );
-        cluster.discard_held();
-        gateway.end_cross_node_calls(LINK_LOST);
-    }
-}
-
 /// The URL without its password, for logs.
 fn redacted(url: &str) -> String {
     match url.split_once('@') {
@@ -169,72 +135,7 @@ pub(super) fn timed_out() -> redis::RedisError {
     ))
 }
 
-/// Registers the node and its members. Three cases after an outage:
-/// - Redis kept its data and the others did not take this node for dead: nothing changed.
-/// - Redis lost its data (its epoch key changed: restarted empty, failed over to an empty
-///   replica): every node re-asserts what it holds (heartbeat, member records, subscription)
-///   and keeps its proxies, so calls across nodes go on; the grace period in [`serve`] gives
-///   the others time to do the same.
-/// - The others took this node for dead and reaped it (its registration is gone, the epoch is
-///   the same): they told its partners, so its proxies leave here too (partners get their
-///   leave signal) and the held frames go; the local members are registered afresh.
-async fn recover(
-    cluster: &Cluster,
-    gateway: &Gateway,
-    mut conn: MultiplexedConnection,
-    registered_once: bool,
-) -> redis::RedisResult<()> {
-    let keys = &cluster.keys;
-    let node = &*cluster.node;
-    let timeout = cluster.command_timeout();
-    let mut pipe = redis::pipe();
-    pipe.cmd("SISMEMBER").arg(keys.nodes()).arg(node);
-    pipe.cmd("SET")
-        .arg(keys.epoch())
-        .arg(new_epoch(node))
-        .arg("NX")
-        .ignore();
-    pipe.cmd("GET").arg(keys.epoch());
-    let (known, epoch): (bool, String) = tokio::time::timeout(timeout, pipe.query_async(&mut conn))
-        .await
-        .map_err(|_| timed_out())??;
-    let previous = cluster
-        .epoch
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .replace(epoch.clone());
-    let data_lost = previous.is_some_and(|p| p != epoch);
-    if data_lost {
-        warn!(
-            node,
-            "Cluster: Redis lost its data; re-registering this node's members."
-        );
-    } else if registered_once && !known {
-        debug!(node, "Cluster: this node was reaped during the outage.");
-        cluster.discard_held();
-        gateway.end_cross_node_calls(LINK_LOST);
-    }
-    let members = gateway.local_members();
-    let mut pipe = redis::pipe();
-    pipe.atomic();
-    store::reap(&mut pipe, keys, node);
-    store::register(&mut pipe, keys, node, &members);
-    heartbeat(&mut pipe, cluster);
-    tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn))
-        .await
-        .map_err(|_| timed_out())??;
-    Ok(())
-}
-
-/// A fresh epoch value: this run's instance id and the time.
-fn new_epoch(node: &str) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros());
-    format!("{node}#{now}")
-}
-
-fn heartbeat(pipe: &mut redis::Pipeline, cluster: &Cluster) {
+pub(super) fn heartbeat(pipe: &mut redis::Pipeline, cluster: &Cluster) {
     pipe.cmd("SET")
         .arg(cluster.keys.alive(&cluster.node))
         .arg(1)

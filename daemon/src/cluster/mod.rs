@@ -15,7 +15,7 @@
 //!   survivors look for expired keys, reap the dead node's records and make its proxies leave
 //!   their rooms through the pipeline, so partners get the leave signal of their dialect. The
 //!   same tick drops proxies whose records are gone (a lost `left` frame).
-//! - Redis loss ([`health`], [`link`], [`publisher`]): local rooms keep working; `/healthz` and
+//! - Redis loss ([`health`], [`recovery`], [`publisher`]): local rooms keep working; `/healthz` and
 //!   `switchboard_cluster_redis_up` say degraded; frames for other nodes are held and replayed in
 //!   order (numbered, so a frame sent twice is dropped by its receiver); when Redis returns, even
 //!   empty (its epoch key changed), the node re-asserts its heartbeat, members and subscription
@@ -26,6 +26,7 @@ pub mod health;
 pub mod link;
 pub mod proxies;
 pub mod publisher;
+pub mod recovery;
 pub mod store;
 
 use std::sync::atomic::{AtomicBool, Ordering};
