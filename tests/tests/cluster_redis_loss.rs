@@ -431,3 +431,48 @@ async fn a_node_taken_for_dead_ends_its_calls_and_the_room_frees() {
     assert_eq!(pa.recv_json().await["command"], "start");
     both_ways(&mut pa, &mut pc, room, 0, 5).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_for_a_dead_node_are_held_then_counted_once_when_it_is_found_dead() {
+    let redis = RedisServer::start().await;
+    let a = start_node(&redis, "node-a", "").await;
+    let mut b = start_node(&redis, "node-b", "").await;
+    let room = "dead-receiver";
+    let (mut pa, _pb) = ant_pair(&a, &b, room).await;
+    b.kill().await;
+    // Once Redis has seen B's subscription go, nothing A publishes for B reaches anyone.
+    for _ in 0..200 {
+        if redis
+            .cli(&["PUBSUB", "CHANNELS", "switchboard:node:node-b*"])
+            .await
+            .trim()
+            .is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    send_candidates(&mut pa, room, 0, 10).await;
+    // A holds them (no subscriber) until it finds B dead: then its peer gets `stop` and the
+    // ten frames are counted as dropped, once each.
+    wait_metric(&a, "switchboard_cluster_frames_held 10").await;
+    assert_eq!(
+        pa.recv_json().await,
+        json!({"command":"stop","streamId":room})
+    );
+    wait_metric(&a, "switchboard_cluster_frames_held 0").await;
+    assert_eq!(dropped(&a).await, 10);
+    pa.expect_silence(300).await;
+    assert_eq!(dropped(&a).await, 10, "counted once");
+    // Waiting for B's subscription (PUBSUB NUMSUB each retry) never cost A its Redis link.
+    let (_, metrics) = http_get(a.main, "/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "switchboard_cluster_redis_up 1")
+    );
+    assert!(
+        !metrics.contains("switchboard_cluster_redis_up 0"),
+        "{metrics}"
+    );
+}

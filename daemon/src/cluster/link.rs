@@ -273,6 +273,7 @@ async fn tick(
         .await
         .map_err(|_| timed_out())??;
     for node in dead {
+        cluster.send(super::Outgoing::Forget(Arc::clone(node)));
         if gateway.drop_node(node) > 0 {
             health::node_failed(node);
         }

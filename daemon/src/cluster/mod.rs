@@ -66,6 +66,8 @@ pub enum Outgoing {
     /// outage outlasted the replay window, or this node was taken for dead). In the queue, so
     /// what is queued after it (the leaves of the ended calls) still goes.
     Discard,
+    /// Drop the frames held for this node: it was found dead, its peers left their rooms.
+    Forget(Arc<str>),
 }
 
 /// A frame before serialization (done by the publisher, off the sender's task).

@@ -3,7 +3,7 @@
 //! they were queued (Redis runs one connection's commands in order, and pub/sub hands a
 //! channel's messages to a subscriber in that order).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,11 +22,23 @@ const BATCH: usize = 512;
 /// How often held items are tried again while Redis or a receiver is away.
 const RETRY: Duration = Duration::from_millis(50);
 
-/// An item waiting to be sent: when it was queued, and its frame number (frames only).
+/// An item waiting to be sent: when it was queued, its frame number (frames only), and whether
+/// a publish already found no subscriber for it.
 struct Entry {
     since: Instant,
     seq: u64,
+    unheard: bool,
     item: Outgoing,
+}
+
+impl Entry {
+    /// The receiving node of a frame.
+    fn node(&self) -> Option<&Arc<str>> {
+        match &self.item {
+            Outgoing::Frame { node, .. } => Some(node),
+            _ => None,
+        }
+    }
 }
 
 /// What waits to be sent, oldest first. Items stay here while Redis is unreachable, and frames
@@ -63,17 +75,20 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
         for item in batch.drain(..n) {
             match item {
                 Outgoing::Discard => drop_all(&mut held),
+                Outgoing::Forget(node) => forget(&mut held, &node),
                 Outgoing::Frame { .. } => {
                     seq += 1;
                     held.push_back(Entry {
                         since: now,
                         seq,
+                        unheard: false,
                         item,
                     });
                 }
                 item => held.push_back(Entry {
                     since: now,
                     seq,
+                    unheard: false,
                     item,
                 }),
             }
@@ -95,6 +110,13 @@ fn drop_all(held: &mut Held) {
     health::frames_dropped(frames);
 }
 
+/// Drops (counted) the frames held for `node`, found dead: its peers have left their rooms.
+fn forget(held: &mut Held, node: &str) {
+    let before = held.len();
+    held.retain(|e| e.node().is_none_or(|n| &**n != node));
+    health::frames_dropped(before - held.len());
+}
+
 /// Drops (counted) the frames held longer than `window`; their receivers' node is gone or
 /// Redis has been away too long, and the link tells the partners their peers left.
 /// Membership items are dropped too: the re-registration after an outage rewrites them.
@@ -114,17 +136,34 @@ fn expire(held: &mut Held, now: Instant, window: Duration) {
 }
 
 /// Sends what is held, oldest first, in pipelines of at most [`BATCH`] items. A frame no
-/// subscriber received goes back to the queue in its place; on a Redis error everything
-/// stays held. A pipeline cut by the error may have run in part (or whole, its reply lost):
-/// its frames go again with their numbers, and the receivers drop the ones they have.
+/// subscriber received goes back to the queue in its place, and so does every later frame for
+/// the same node, so they stay in order; such a node's frames are tried again only once
+/// `PUBSUB NUMSUB` shows it subscribed (one cheap command per node per retry, rather than
+/// publishing its frames again and again). On a Redis error everything stays held. A pipeline
+/// cut by the error may have run in part (or whole, its reply lost): its frames go again with
+/// their numbers, and the receivers drop the ones they have.
 async fn send(cluster: &Cluster, held: &mut Held) {
     let Some(mut conn) = cluster.conn().filter(|_| cluster.healthy()) else {
         return;
     };
+    let mut waiting = match unheard_nodes(cluster, &mut conn, held).await {
+        Ok(waiting) => waiting,
+        Err(e) => {
+            cluster.health.down(&e.to_string());
+            return;
+        }
+    };
     let mut kept = Held::new();
     while !held.is_empty() {
         let chunk: Vec<Entry> = held.drain(..held.len().min(BATCH)).collect();
-        let pipe = pipeline(cluster, &chunk);
+        let (ready, wait): (Vec<Entry>, Vec<Entry>) = chunk
+            .into_iter()
+            .partition(|e| e.node().is_none_or(|n| !waiting.contains(n)));
+        kept.extend(wait);
+        if ready.is_empty() {
+            continue;
+        }
+        let pipe = pipeline(cluster, &ready);
         let sent = tokio::time::timeout(cluster.command_timeout(), pipe.query_async(&mut conn))
             .await
             .unwrap_or_else(|_| Err(super::link::timed_out()));
@@ -133,13 +172,15 @@ async fn send(cluster: &Cluster, held: &mut Held) {
                 let receivers: Vec<i64> = receivers;
                 let mut receivers = receivers.into_iter();
                 let mut out = 0;
-                for entry in chunk {
-                    if !matches!(entry.item, Outgoing::Frame { .. }) {
+                for mut entry in ready {
+                    let Some(node) = entry.node().cloned() else {
                         continue;
-                    }
+                    };
                     if receivers.next().unwrap_or(0) > 0 {
                         out += 1;
                     } else {
+                        entry.unheard = true;
+                        waiting.insert(node);
                         kept.push_back(entry);
                     }
                 }
@@ -147,12 +188,45 @@ async fn send(cluster: &Cluster, held: &mut Held) {
             }
             Err(e) => {
                 cluster.health.down(&e.to_string());
-                kept.extend(chunk);
+                kept.extend(ready);
                 kept.append(held);
             }
         }
     }
     *held = kept;
+}
+
+/// The nodes with frames that found no subscriber before and still have none: their frames
+/// wait (in order) until they subscribe again.
+async fn unheard_nodes(
+    cluster: &Cluster,
+    conn: &mut redis::aio::MultiplexedConnection,
+    held: &Held,
+) -> redis::RedisResult<HashSet<Arc<str>>> {
+    let nodes: HashSet<Arc<str>> = held
+        .iter()
+        .filter(|e| e.unheard)
+        .filter_map(|e| e.node().cloned())
+        .collect();
+    if nodes.is_empty() {
+        return Ok(nodes);
+    }
+    let nodes: Vec<Arc<str>> = nodes.into_iter().collect();
+    let mut cmd = redis::cmd("PUBSUB");
+    cmd.arg("NUMSUB");
+    for node in &nodes {
+        cmd.arg(cluster.keys.channel(node));
+    }
+    let counts: Vec<(String, i64)> =
+        tokio::time::timeout(cluster.command_timeout(), cmd.query_async(conn))
+            .await
+            .unwrap_or_else(|_| Err(super::link::timed_out()))?;
+    Ok(nodes
+        .into_iter()
+        .zip(counts)
+        .filter(|(_, (_, n))| *n == 0)
+        .map(|(node, _)| node)
+        .collect())
 }
 
 /// One pipeline for `chunk`: a `PUBLISH` (whose reply, the receiver count, is kept) per frame,
@@ -179,7 +253,7 @@ fn pipeline(cluster: &Cluster, chunk: &[Entry]) -> redis::Pipeline {
                 store::unclaim(&mut pipe, &cluster.keys, &cluster.node, room, *session);
             }
             // Never held: handled where items are taken from the outbox.
-            Outgoing::Discard => {}
+            Outgoing::Discard | Outgoing::Forget(_) => {}
         }
     }
     pipe
