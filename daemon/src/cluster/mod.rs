@@ -29,7 +29,7 @@ pub mod publisher;
 pub mod recovery;
 pub mod store;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -126,6 +126,9 @@ pub struct Cluster {
     /// Set when an item was dropped at the full outbox during an outage: the calls across
     /// nodes lost frames, so the link ends them when it sees this.
     lost_while_down: AtomicBool,
+    /// Items the publisher has taken from the outbox and not yet sent (or given up on): a
+    /// draining node waits for these too.
+    unsent: AtomicUsize,
 }
 
 impl Cluster {
@@ -150,6 +153,7 @@ impl Cluster {
             epoch: Mutex::new(None),
             discard_held: AtomicBool::new(false),
             lost_while_down: AtomicBool::new(false),
+            unsent: AtomicUsize::new(0),
         })
     }
 
@@ -274,7 +278,8 @@ impl Cluster {
     /// removes this node's records and heartbeat so the others forget it at once.
     pub async fn shutdown(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while self.outbox.capacity() < self.outbox.max_capacity()
+        while (self.outbox.capacity() < self.outbox.max_capacity()
+            || self.unsent.load(Ordering::Relaxed) > 0)
             && tokio::time::Instant::now() < deadline
             && self.healthy()
         {

@@ -5,6 +5,7 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use switchboard_plugin_api::Peer;
@@ -94,7 +95,9 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
             }
         }
         expire(&mut held, now, cluster.replay_window());
+        cluster.unsent.store(held.len(), Ordering::Relaxed);
         send(&cluster, &mut held).await;
+        cluster.unsent.store(held.len(), Ordering::Relaxed);
         let len = i64::try_from(held.len()).unwrap_or(i64::MAX);
         health::held(len - shown);
         shown = len;
