@@ -73,27 +73,7 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
         if cluster.take_discard() {
             drop_all(&mut held);
         }
-        for item in batch.drain(..n) {
-            match item {
-                Outgoing::Discard => drop_all(&mut held),
-                Outgoing::Forget(node) => forget(&mut held, &node),
-                Outgoing::Frame { .. } => {
-                    seq += 1;
-                    held.push_back(Entry {
-                        since: now,
-                        seq,
-                        unheard: false,
-                        item,
-                    });
-                }
-                item => held.push_back(Entry {
-                    since: now,
-                    seq,
-                    unheard: false,
-                    item,
-                }),
-            }
-        }
+        take(&mut held, batch.drain(..n), &mut seq, now);
         expire(&mut held, now, cluster.replay_window());
         cluster.unsent.store(held.len(), Ordering::Relaxed);
         send(&cluster, &mut held).await;
@@ -101,6 +81,28 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
         let len = i64::try_from(held.len()).unwrap_or(i64::MAX);
         health::held(len - shown);
         shown = len;
+    }
+}
+
+/// Queues what came from the outbox behind what is held, numbering the frames; the markers act
+/// on what is queued before them.
+fn take(held: &mut Held, items: impl Iterator<Item = Outgoing>, seq: &mut u64, now: Instant) {
+    for item in items {
+        match item {
+            Outgoing::Discard => drop_all(held),
+            Outgoing::Forget(node) => forget(held, &node),
+            item => {
+                if matches!(item, Outgoing::Frame { .. }) {
+                    *seq += 1;
+                }
+                held.push_back(Entry {
+                    since: now,
+                    seq: *seq,
+                    unheard: false,
+                    item,
+                });
+            }
+        }
     }
 }
 
