@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::{DialectKind, Event, JoinMode};
 
 /// Version of the frames below; bump on any incompatible change.
-pub const NODE_PROTOCOL_VERSION: u32 = 1;
+pub const NODE_PROTOCOL_VERSION: u32 = 2;
 
 /// One message from one node to another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -23,6 +23,11 @@ pub struct NodeFrame {
     pub v: u32,
     /// The sending node's instance id (its `node_id` and start time).
     pub node: String,
+    /// The sender's frame number, rising by one per frame it publishes. A frame published again
+    /// after a Redis outage (its first publish may have gone through, the reply was lost) has
+    /// its first number, so the receiver drops what it already has. Absent: not numbered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     /// What it says.
     pub msg: NodeMessage,
 }

@@ -17,6 +17,7 @@ fn frame(msg: NodeMessage) -> NodeFrame {
     NodeFrame {
         v: NODE_PROTOCOL_VERSION,
         node: "node-a@1763740000000".to_owned(),
+        seq: Some(7),
         msg,
     }
 }

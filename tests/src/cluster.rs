@@ -113,6 +113,17 @@ impl RedisServer {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the server: a frozen Redis keeps its data and
+    /// its connections but answers nothing.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("running");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Starts a fresh (empty) server on the same port (killing the running one, if any).
     pub async fn restart(&mut self) {
         self.kill().await;
@@ -272,6 +283,17 @@ impl Node {
                 .unwrap();
             assert!(status.success(), "{}: {status}", self.name);
         }
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, ...) to the process: a stopped node misses its
+    /// heartbeats and is taken for dead, then resumes where it was.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("running");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
     }
 
     /// SIGKILLs the process: no drain, no goodbye to Redis.

@@ -32,6 +32,15 @@ pub struct ClusterConfig {
     /// counted), as Redis is too slow or gone.
     #[serde(default = "default_queue_len")]
     pub publish_queue_len: usize,
+    /// How long frames for other nodes are held while Redis (or the receiving node's
+    /// subscription) is gone, to be delivered in order when it returns. Past this the held
+    /// frames are dropped (counted) and every cross-node partner is told its peer left.
+    #[serde(default = "default_replay_window_ms")]
+    pub replay_window_ms: u64,
+}
+
+const fn default_replay_window_ms() -> u64 {
+    10_000
 }
 
 const fn default_heartbeat_ms() -> u64 {
@@ -88,6 +97,15 @@ impl ClusterConfig {
                     "must be at least twice heartbeat_interval_ms ({}), got {}",
                     self.heartbeat_interval_ms.saturating_mul(2),
                     self.node_ttl_ms
+                ),
+            ));
+        }
+        if !(self.heartbeat_interval_ms..=600_000).contains(&self.replay_window_ms) {
+            out.push((
+                "replay_window_ms",
+                format!(
+                    "must be between heartbeat_interval_ms ({}) and 600000, got {}",
+                    self.heartbeat_interval_ms, self.replay_window_ms
                 ),
             ));
         }

@@ -14,8 +14,14 @@ const REDIS_UP: Family = Family {
 
 const FRAMES: Family = Family {
     name: "switchboard_cluster_frames_total",
-    help: "Frames between nodes: published (out), received (in), dropped (Redis unreachable, queue full, unreadable).",
+    help: "Frames between nodes: published (out), received (in), dropped (held past replay_window_ms, queue full, unreadable).",
     kind: "counter",
+};
+
+const HELD: Family = Family {
+    name: "switchboard_cluster_frames_held",
+    help: "Items for other nodes held while Redis or their receiver is away, to be replayed in order.",
+    kind: "gauge",
 };
 
 const REMOTE_LEAVES: Family = Family {
@@ -90,6 +96,16 @@ pub fn frames_dropped(n: usize) {
         &[("direction", "dropped")],
         i64::try_from(n).unwrap_or(i64::MAX),
     );
+}
+
+/// Counts a frame received a second time (published again after an outage) and dropped.
+pub fn frame_duplicate() {
+    global().add(FRAMES, &[("direction", "duplicate")], 1);
+}
+
+/// Moves the held-items gauge by `delta`.
+pub fn held(delta: i64) {
+    global().add(HELD, &[], delta);
 }
 
 /// Counts a dead node.

@@ -5,9 +5,11 @@
 //! the node's members, then serves until either connection fails; it then marks the node
 //! degraded and retries every heartbeat interval.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures_util::StreamExt;
 use redis::AsyncConnectionConfig;
@@ -17,6 +19,7 @@ use switchboard_plugin_api::{Envelope, Original, Peer, SessionId};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use super::recovery::{LINK_LOST, Outage, recover};
 use super::{Cluster, health, publisher, store};
 use crate::gateway::{Gateway, Outbound};
 
@@ -43,15 +46,30 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
     let interval = Duration::from_millis(cluster.config.heartbeat_interval_ms);
     let mut registered_once = false;
     let mut first_failure_logged = false;
+    let mut outage = Outage::default();
+    let mut seen = Seen::default();
     loop {
         let ended = match connect(&cluster).await {
             Ok((conn, pubsub)) => {
                 match recover(&cluster, &gateway, conn.clone(), registered_once).await {
                     Ok(()) => {
+                        outage.check(&cluster, &gateway);
+                        outage = Outage::default();
+                        // After an outage the other nodes come back one by one (each retries
+                        // every heartbeat interval) and their heartbeat keys may have expired
+                        // or vanished with Redis's data: none is taken for dead before it
+                        // had a full node TTL to re-register.
+                        let grace = if registered_once {
+                            Instant::now()
+                                + Duration::from_millis(cluster.config.node_ttl_ms)
+                                + interval
+                        } else {
+                            Instant::now()
+                        };
                         registered_once = true;
                         cluster.set_conn(Some(conn.clone()));
                         cluster.health.set_up(&cluster.node);
-                        serve(&cluster, &gateway, conn, pubsub, interval).await
+                        serve(&cluster, &gateway, conn, pubsub, interval, grace, &mut seen).await
                     }
                     Err(e) => Ended::Lost(e.to_string()),
                 }
@@ -68,12 +86,14 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
                         "Cluster: cannot reach Redis; serving local rooms only until it answers.");
                 }
                 cluster.health.down(&why);
+                outage.since.get_or_insert_with(Instant::now);
             }
         }
         tokio::select! {
             () = cluster.stop.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
+        outage.check(&cluster, &gateway);
     }
 }
 
@@ -108,51 +128,14 @@ async fn connect(
     Ok((conn, pubsub))
 }
 
-fn timed_out() -> redis::RedisError {
+pub(super) fn timed_out() -> redis::RedisError {
     redis::RedisError::from(std::io::Error::new(
         std::io::ErrorKind::TimedOut,
         "Redis did not answer in time",
     ))
 }
 
-/// Registers the node and its members. After an outage long enough for the others to reap
-/// this node, its proxies are gone from their view too: they leave here as well (partners get
-/// their leave signal), so both sides agree; the local members are registered afresh.
-async fn recover(
-    cluster: &Cluster,
-    gateway: &Gateway,
-    mut conn: MultiplexedConnection,
-    registered_once: bool,
-) -> redis::RedisResult<()> {
-    let keys = &cluster.keys;
-    let node = &*cluster.node;
-    let timeout = cluster.command_timeout();
-    let known: bool = tokio::time::timeout(
-        timeout,
-        redis::cmd("SISMEMBER")
-            .arg(keys.nodes())
-            .arg(node)
-            .query_async(&mut conn),
-    )
-    .await
-    .map_err(|_| timed_out())??;
-    if registered_once && !known {
-        debug!(node, "Cluster: this node was reaped during the outage.");
-        gateway.drop_all_proxies();
-    }
-    let members = gateway.local_members();
-    let mut pipe = redis::pipe();
-    pipe.atomic();
-    store::reap(&mut pipe, keys, node);
-    store::register(&mut pipe, keys, node, &members);
-    heartbeat(&mut pipe, cluster);
-    tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn))
-        .await
-        .map_err(|_| timed_out())??;
-    Ok(())
-}
-
-fn heartbeat(pipe: &mut redis::Pipeline, cluster: &Cluster) {
+pub(super) fn heartbeat(pipe: &mut redis::Pipeline, cluster: &Cluster) {
     pipe.cmd("SET")
         .arg(cluster.keys.alive(&cluster.node))
         .arg(1)
@@ -171,6 +154,8 @@ async fn serve(
     mut conn: MultiplexedConnection,
     pubsub: redis::aio::PubSub,
     interval: Duration,
+    grace: Instant,
+    seen: &mut Seen,
 ) -> Ended {
     let mut messages = pubsub.into_on_message();
     let mut suspects = HashSet::new();
@@ -180,14 +165,17 @@ async fn serve(
         tokio::select! {
             () = cluster.stop.cancelled() => return Ended::Stopped,
             msg = messages.next() => match msg {
-                Some(msg) => receive(cluster, gateway, msg.get_payload_bytes()),
+                Some(msg) => receive(cluster, gateway, seen, msg.get_payload_bytes()),
                 None => return Ended::Lost("subscription closed".into()),
             },
             _ = ticker.tick() => {
-                if let Err(e) = tick(cluster, gateway, &mut conn).await {
+                let settled = Instant::now() >= grace;
+                if let Err(e) = tick(cluster, gateway, &mut conn, settled).await {
                     return Ended::Lost(e.to_string());
                 }
-                if let Err(e) = sweep(cluster, gateway, &mut conn, &mut suspects).await {
+                if !settled {
+                    suspects.clear();
+                } else if let Err(e) = sweep(cluster, gateway, &mut conn, &mut suspects).await {
                     return Ended::Lost(e.to_string());
                 }
                 if !cluster.healthy() {
@@ -199,11 +187,13 @@ async fn serve(
     }
 }
 
-/// One heartbeat: refresh this node's key, then find nodes whose key expired.
+/// One heartbeat: refresh this node's key, check that Redis still has its data, then (once
+/// `settled`, past the grace after an outage) find nodes whose key expired.
 async fn tick(
     cluster: &Cluster,
     gateway: &Gateway,
     conn: &mut MultiplexedConnection,
+    settled: bool,
 ) -> redis::RedisResult<()> {
     let keys = &cluster.keys;
     let timeout = cluster.command_timeout();
@@ -216,15 +206,29 @@ async fn tick(
         .ignore();
     pipe.cmd("SADD").arg(keys.nodes()).arg(&*cluster.node);
     pipe.cmd("SMEMBERS").arg(keys.nodes());
-    let (added, registered): (i64, Vec<String>) =
+    pipe.cmd("GET").arg(keys.epoch());
+    let (added, registered, epoch): (i64, Vec<String>, Option<String>) =
         tokio::time::timeout(timeout, pipe.query_async(conn))
             .await
             .map_err(|_| timed_out())??;
+    let known = cluster
+        .epoch
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if epoch != known {
+        // Redis lost its data without dropping the connections (FLUSHALL, a failover behind a
+        // proxy): reconnect and re-assert, as after a restart.
+        return Err(redis::RedisError::from(std::io::Error::other(
+            "Redis lost its data",
+        )));
+    }
     if added == 1 {
         // This node had been taken for dead (it missed heartbeats, e.g. frozen) and reaped: the
         // others dropped its peers. Agree with them, then register the members afresh.
         warn!(node = %cluster.node, "Cluster: this node was taken for dead; re-registering.");
-        gateway.drop_all_proxies();
+        cluster.discard_held();
+        gateway.end_cross_node_calls(LINK_LOST);
         let members = gateway.local_members();
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -234,6 +238,9 @@ async fn tick(
         tokio::time::timeout(timeout, pipe.query_async::<()>(conn))
             .await
             .map_err(|_| timed_out())??;
+    }
+    if !settled {
+        return Ok(());
     }
     let mut candidates: HashSet<Arc<str>> = registered.into_iter().map(Arc::from).collect();
     candidates.extend(gateway.proxy_nodes());
@@ -266,6 +273,7 @@ async fn tick(
         .await
         .map_err(|_| timed_out())??;
     for node in dead {
+        cluster.send(super::Outgoing::Forget(Arc::clone(node)));
         if gateway.drop_node(node) > 0 {
             health::node_failed(node);
         }
@@ -319,8 +327,33 @@ async fn sweep(
     Ok(())
 }
 
+/// The highest frame number received from each sending node (instance): a frame at or below it
+/// was published again after an outage and is already here.
+#[derive(Default)]
+struct Seen(HashMap<Arc<str>, u64>);
+
+impl Seen {
+    /// Whether `seq` from `node` is new; notes it.
+    fn fresh(&mut self, node: &str, seq: Option<u64>) -> bool {
+        let Some(seq) = seq else {
+            return true;
+        };
+        match self.0.get_mut(node) {
+            Some(last) if seq <= *last => false,
+            Some(last) => {
+                *last = seq;
+                true
+            }
+            None => {
+                self.0.insert(Arc::from(node), seq);
+                true
+            }
+        }
+    }
+}
+
 /// Hands one received frame to the gateway. Frames are handled one at a time in arrival order.
-fn receive(cluster: &Cluster, gateway: &Gateway, payload: &[u8]) {
+fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, payload: &[u8]) {
     let frame = std::str::from_utf8(payload)
         .map_err(|e| e.to_string())
         .and_then(NodeFrame::from_json);
@@ -333,6 +366,11 @@ fn receive(cluster: &Cluster, gateway: &Gateway, payload: &[u8]) {
         }
     };
     if *frame.node == *cluster.node {
+        return;
+    }
+    if !seen.fresh(&frame.node, frame.seq) {
+        debug!(node = %frame.node, "Cluster: a frame published again after an outage; dropped.");
+        health::frame_duplicate();
         return;
     }
     health::frame_in();

@@ -15,17 +15,21 @@
 //!   survivors look for expired keys, reap the dead node's records and make its proxies leave
 //!   their rooms through the pipeline, so partners get the leave signal of their dialect. The
 //!   same tick drops proxies whose records are gone (a lost `left` frame).
-//! - Redis loss ([`health`]): local rooms keep working; `/healthz` and
-//!   `switchboard_cluster_redis_up` say degraded; when Redis returns the node re-registers its
-//!   members and resubscribes.
+//! - Redis loss ([`health`], [`recovery`], [`publisher`]): local rooms keep working; `/healthz` and
+//!   `switchboard_cluster_redis_up` say degraded; frames for other nodes are held and replayed in
+//!   order (numbered, so a frame sent twice is dropped by its receiver); when Redis returns, even
+//!   empty (its epoch key changed), the node re-asserts its heartbeat, members and subscription
+//!   and keeps its proxies. Past `replay_window_ms` the calls across nodes end explicitly.
 
 pub mod config;
 pub mod health;
 pub mod link;
 pub mod proxies;
 pub mod publisher;
+pub mod recovery;
 pub mod store;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -58,6 +62,12 @@ pub enum Outgoing {
         /// The local session.
         session: SessionId,
     },
+    /// Drop every frame queued before this marker: the calls they belong to were ended (the
+    /// outage outlasted the replay window, or this node was taken for dead). In the queue, so
+    /// what is queued after it (the leaves of the ended calls) still goes.
+    Discard,
+    /// Drop the frames held for this node: it was found dead, its peers left their rooms.
+    Forget(Arc<str>),
 }
 
 /// A frame before serialization (done by the publisher, off the sender's task).
@@ -107,6 +117,18 @@ pub struct Cluster {
     outbox_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
     health: health::Health,
     stop: CancellationToken,
+    /// The value of `{prefix}:epoch` this node last saw: a different one means Redis lost its
+    /// data (restarted empty, failed over to an empty replica).
+    epoch: Mutex<Option<String>>,
+    /// Set when the frames held for replay must go (the outage outlasted the replay window,
+    /// or this node was taken for dead): the publisher drops them, counted.
+    discard_held: AtomicBool,
+    /// Set when an item was dropped at the full outbox during an outage: the calls across
+    /// nodes lost frames, so the link ends them when it sees this.
+    lost_while_down: AtomicBool,
+    /// Items the publisher has taken from the outbox and not yet sent (or given up on): a
+    /// draining node waits for these too.
+    unsent: AtomicUsize,
 }
 
 impl Cluster {
@@ -128,6 +150,10 @@ impl Cluster {
             outbox_rx: Mutex::new(Some(rx)),
             health: health::Health::starting(),
             stop: CancellationToken::new(),
+            epoch: Mutex::new(None),
+            discard_held: AtomicBool::new(false),
+            lost_while_down: AtomicBool::new(false),
+            unsent: AtomicUsize::new(0),
         })
     }
 
@@ -202,6 +228,32 @@ impl Cluster {
         }));
     }
 
+    /// Tells the publisher to drop the frames it holds for replay (their peers were told their
+    /// partners left).
+    fn discard_held(&self) {
+        if self.outbox.try_send(Outgoing::Discard).is_err() {
+            // The outbox is full: the publisher drops what it holds when it next looks, which
+            // may take newer items too (the re-registration after the outage rewrites the
+            // membership they carried).
+            self.discard_held.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Whether frames were lost at the full outbox during the outage; clears it.
+    fn take_lost_while_down(&self) -> bool {
+        self.lost_while_down.swap(false, Ordering::Relaxed)
+    }
+
+    /// Whether the held frames must go; clears the request.
+    fn take_discard(&self) -> bool {
+        self.discard_held.swap(false, Ordering::Relaxed)
+    }
+
+    /// How long frames for other nodes wait for Redis or their receiver.
+    fn replay_window(&self) -> Duration {
+        Duration::from_millis(self.config.replay_window_ms)
+    }
+
     /// How long a room's join lock lives if its holder never commits (its node died).
     fn lock_ttl(&self) -> Duration {
         (self.command_timeout() * 4).max(Duration::from_secs(1))
@@ -211,6 +263,9 @@ impl Cluster {
     pub fn send(&self, item: Outgoing) {
         if self.outbox.try_send(item).is_err() {
             health::frame_dropped();
+            if !self.healthy() {
+                self.lost_while_down.store(true, Ordering::Relaxed);
+            }
         }
     }
 
@@ -223,7 +278,8 @@ impl Cluster {
     /// removes this node's records and heartbeat so the others forget it at once.
     pub async fn shutdown(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-        while self.outbox.capacity() < self.outbox.max_capacity()
+        while (self.outbox.capacity() < self.outbox.max_capacity()
+            || self.unsent.load(Ordering::Relaxed) > 0)
             && tokio::time::Instant::now() < deadline
             && self.healthy()
         {

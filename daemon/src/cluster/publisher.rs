@@ -3,57 +3,253 @@
 //! they were queued (Redis runs one connection's commands in order, and pub/sub hands a
 //! channel's messages to a subscriber in that order).
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use switchboard_plugin_api::Peer;
 use switchboard_plugin_api::protocol::cluster::{
     NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer,
 };
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::{Cluster, OutMessage, Outgoing, health, store};
 
 /// Most items sent in one pipeline.
 const BATCH: usize = 512;
 
-/// Runs until the cluster stops: takes what is queued, publishes it.
-pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
-    let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        let n = tokio::select! {
-            () = cluster.stop.cancelled() => return,
-            n = rx.recv_many(&mut batch, BATCH) => n,
-        };
-        if n == 0 {
-            return;
+/// How often held items are tried again while Redis or a receiver is away.
+const RETRY: Duration = Duration::from_millis(50);
+
+/// An item waiting to be sent: when it was queued, its frame number (frames only), and whether
+/// a publish already found no subscriber for it.
+struct Entry {
+    since: Instant,
+    seq: u64,
+    unheard: bool,
+    item: Outgoing,
+}
+
+impl Entry {
+    /// The receiving node of a frame.
+    fn node(&self) -> Option<&Arc<str>> {
+        match &self.item {
+            Outgoing::Frame { node, .. } => Some(node),
+            _ => None,
         }
-        send(&cluster, &batch).await;
-        batch.clear();
     }
 }
 
-async fn send(cluster: &Cluster, batch: &[Outgoing]) {
+/// What waits to be sent, oldest first. Items stay here while Redis is unreachable, and frames
+/// whose receiving node was not subscribed (it is reconnecting after the same outage) stay until
+/// it is: `PUBLISH` says how many subscribers got a frame.
+type Held = VecDeque<Entry>;
+
+/// Runs until the cluster stops: takes what is queued, publishes it, holds what cannot go yet.
+pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut held = Held::new();
+    let mut seq = 0u64;
+    // What the held gauge shows now.
+    let mut shown = 0i64;
+    let cap = cluster.config.publish_queue_len;
+    loop {
+        // While the held queue is full nothing more is taken: the outbox fills, and further
+        // items are dropped (counted) at `Cluster::send`, which marks the calls broken.
+        let room = cap.saturating_sub(held.len()).min(BATCH);
+        let n = tokio::select! {
+            () = cluster.stop.cancelled() => return,
+            n = rx.recv_many(&mut batch, room.max(1)), if room > 0 => {
+                if n == 0 {
+                    return;
+                }
+                n
+            }
+            () = tokio::time::sleep(RETRY), if !held.is_empty() => 0,
+        };
+        let now = Instant::now();
+        if cluster.take_discard() {
+            drop_all(&mut held);
+        }
+        take(&mut held, batch.drain(..n), &mut seq, now);
+        expire(&mut held, now, cluster.replay_window());
+        cluster.unsent.store(held.len(), Ordering::Relaxed);
+        send(&cluster, &mut held).await;
+        cluster.unsent.store(held.len(), Ordering::Relaxed);
+        let len = i64::try_from(held.len()).unwrap_or(i64::MAX);
+        health::held(len - shown);
+        shown = len;
+    }
+}
+
+/// Queues what came from the outbox behind what is held, numbering the frames; the markers act
+/// on what is queued before them.
+fn take(held: &mut Held, items: impl Iterator<Item = Outgoing>, seq: &mut u64, now: Instant) {
+    for item in items {
+        match item {
+            Outgoing::Discard => drop_all(held),
+            Outgoing::Forget(node) => forget(held, &node),
+            item => {
+                if matches!(item, Outgoing::Frame { .. }) {
+                    *seq += 1;
+                }
+                held.push_back(Entry {
+                    since: now,
+                    seq: *seq,
+                    unheard: false,
+                    item,
+                });
+            }
+        }
+    }
+}
+
+/// Drops every held item, counting the frames.
+fn drop_all(held: &mut Held) {
+    let frames = held
+        .drain(..)
+        .filter(|e| matches!(e.item, Outgoing::Frame { .. }))
+        .count();
+    health::frames_dropped(frames);
+}
+
+/// Drops (counted) the frames held for `node`, found dead: its peers have left their rooms.
+fn forget(held: &mut Held, node: &str) {
+    let before = held.len();
+    held.retain(|e| e.node().is_none_or(|n| &**n != node));
+    health::frames_dropped(before - held.len());
+}
+
+/// Drops (counted) the frames held longer than `window`; their receivers' node is gone or
+/// Redis has been away too long, and the link tells the partners their peers left.
+/// Membership items are dropped too: the re-registration after an outage rewrites them.
+fn expire(held: &mut Held, now: Instant, window: Duration) {
+    let before = held.len();
+    let mut frames = 0;
+    held.retain(|e| {
+        let keep = now.duration_since(e.since) <= window;
+        if !keep && matches!(e.item, Outgoing::Frame { .. }) {
+            frames += 1;
+        }
+        keep
+    });
+    if held.len() < before {
+        health::frames_dropped(frames);
+    }
+}
+
+/// Sends what is held, oldest first, in pipelines of at most [`BATCH`] items. A frame no
+/// subscriber received goes back to the queue in its place, and so does every later frame for
+/// the same node, so they stay in order; such a node's frames are tried again only once
+/// `PUBSUB NUMSUB` shows it subscribed (one cheap command per node per retry, rather than
+/// publishing its frames again and again). On a Redis error everything stays held. A pipeline
+/// cut by the error may have run in part (or whole, its reply lost): its frames go again with
+/// their numbers, and the receivers drop the ones they have.
+async fn send(cluster: &Cluster, held: &mut Held) {
     let Some(mut conn) = cluster.conn().filter(|_| cluster.healthy()) else {
-        // Redis is gone: what cannot go now is lost (peers re-send offers and candidates when
-        // they reconnect); membership is re-registered on recovery.
-        health::frames_dropped(batch.len());
         return;
     };
+    let mut waiting = match unheard_nodes(cluster, &mut conn, held).await {
+        Ok(waiting) => waiting,
+        Err(e) => {
+            cluster.health.down(&e.to_string());
+            return;
+        }
+    };
+    let mut kept = Held::new();
+    while !held.is_empty() {
+        let chunk: Vec<Entry> = held.drain(..held.len().min(BATCH)).collect();
+        let (ready, wait): (Vec<Entry>, Vec<Entry>) = chunk
+            .into_iter()
+            .partition(|e| e.node().is_none_or(|n| !waiting.contains(n)));
+        kept.extend(wait);
+        if ready.is_empty() {
+            continue;
+        }
+        let pipe = pipeline(cluster, &ready);
+        let sent = tokio::time::timeout(cluster.command_timeout(), pipe.query_async(&mut conn))
+            .await
+            .unwrap_or_else(|_| Err(super::link::timed_out()));
+        match sent {
+            Ok(receivers) => {
+                let receivers: Vec<i64> = receivers;
+                let mut receivers = receivers.into_iter();
+                let mut out = 0;
+                for mut entry in ready {
+                    let Some(node) = entry.node().cloned() else {
+                        continue;
+                    };
+                    if receivers.next().unwrap_or(0) > 0 {
+                        out += 1;
+                    } else {
+                        entry.unheard = true;
+                        waiting.insert(node);
+                        kept.push_back(entry);
+                    }
+                }
+                health::frame_out(out);
+            }
+            Err(e) => {
+                cluster.health.down(&e.to_string());
+                kept.extend(ready);
+                kept.append(held);
+            }
+        }
+    }
+    *held = kept;
+}
+
+/// The nodes with frames that found no subscriber before and still have none: their frames
+/// wait (in order) until they subscribe again.
+async fn unheard_nodes(
+    cluster: &Cluster,
+    conn: &mut redis::aio::MultiplexedConnection,
+    held: &Held,
+) -> redis::RedisResult<HashSet<Arc<str>>> {
+    let nodes: HashSet<Arc<str>> = held
+        .iter()
+        .filter(|e| e.unheard)
+        .filter_map(|e| e.node().cloned())
+        .collect();
+    if nodes.is_empty() {
+        return Ok(nodes);
+    }
+    let nodes: Vec<Arc<str>> = nodes.into_iter().collect();
+    let mut cmd = redis::cmd("PUBSUB");
+    cmd.arg("NUMSUB");
+    for node in &nodes {
+        cmd.arg(cluster.keys.channel(node));
+    }
+    let counts: Vec<(String, i64)> =
+        tokio::time::timeout(cluster.command_timeout(), cmd.query_async(conn))
+            .await
+            .unwrap_or_else(|_| Err(super::link::timed_out()))?;
+    Ok(nodes
+        .into_iter()
+        .zip(counts)
+        .filter(|(_, (_, n))| *n == 0)
+        .map(|(node, _)| node)
+        .collect())
+}
+
+/// One pipeline for `chunk`: a `PUBLISH` (whose reply, the receiver count, is kept) per frame,
+/// the membership scripts with their replies ignored.
+fn pipeline(cluster: &Cluster, chunk: &[Entry]) -> redis::Pipeline {
     let mut pipe = redis::pipe();
-    let mut frames = 0;
-    for item in batch {
-        match item {
+    for entry in chunk {
+        match &entry.item {
             Outgoing::Frame { node, msg } => {
                 let frame = NodeFrame {
                     v: NODE_PROTOCOL_VERSION,
                     node: cluster.node.to_string(),
+                    seq: Some(entry.seq),
                     msg: to_message(msg),
                 };
                 pipe.cmd("PUBLISH")
                     .arg(cluster.keys.channel(node))
-                    .arg(frame.to_json())
-                    .ignore();
-                frames += 1;
+                    .arg(frame.to_json());
             }
             Outgoing::Commit(commit) => {
                 store::commit(&mut pipe, &cluster.keys, &cluster.node, commit);
@@ -61,21 +257,11 @@ async fn send(cluster: &Cluster, batch: &[Outgoing]) {
             Outgoing::Unclaim { room, session } => {
                 store::unclaim(&mut pipe, &cluster.keys, &cluster.node, room, *session);
             }
+            // Never held: handled where items are taken from the outbox.
+            Outgoing::Discard | Outgoing::Forget(_) => {}
         }
     }
-    let sent =
-        tokio::time::timeout(cluster.command_timeout(), pipe.query_async::<()>(&mut conn)).await;
-    match sent {
-        Ok(Ok(())) => health::frame_out(frames),
-        Ok(Err(e)) => {
-            health::frames_dropped(frames);
-            cluster.health.down(&e.to_string());
-        }
-        Err(_) => {
-            health::frames_dropped(frames);
-            cluster.health.down("publish timed out");
-        }
-    }
+    pipe
 }
 
 fn remote(peer: &Peer) -> RemotePeer {

@@ -61,6 +61,12 @@ impl Keys {
         format!("{}:lock:{room}", self.prefix)
     }
 
+    /// Changed by whichever node finds it missing: a node that sees another value than it
+    /// saw before knows Redis lost its data.
+    pub fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+
     /// A node's pub/sub channel.
     pub fn channel(&self, node: &str) -> String {
         format!("{}:node:{node}", self.prefix)
@@ -129,11 +135,12 @@ end
 return false
 ";
 
-/// Ends a claim: appends the member's record when the join was accepted, notes the room for
+/// Ends a claim: appends the member's record when the join was accepted (unless it is there:
+/// a commit held through an outage may come after the re-registration wrote it), notes the room for
 /// the reaper, releases the lock if it is still this claim's. KEYS[1] room list, KEYS[2] lock,
 /// KEYS[3] node-rooms; ARGV[1] token, ARGV[2] record, ARGV[3] room, ARGV[4] `1` if accepted.
 const COMMIT: &str = r"
-if ARGV[4] == '1' then
+if ARGV[4] == '1' and not redis.call('LPOS', KEYS[1], ARGV[2]) then
   redis.call('RPUSH', KEYS[1], ARGV[2])
   redis.call('SADD', KEYS[3], ARGV[3])
 end

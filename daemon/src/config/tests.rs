@@ -81,6 +81,7 @@ key_prefix = ""
 heartbeat_interval_ms = 10
 node_ttl_ms = 15
 publish_queue_len = 0
+replay_window_ms = 5
 [[plugin]]
 type = "room-router"
 "#;
@@ -99,6 +100,7 @@ type = "room-router"
         "cluster.heartbeat_interval_ms",
         "cluster.node_ttl_ms",
         "cluster.publish_queue_len",
+        "cluster.replay_window_ms",
     ] {
         assert!(all.contains(key), "missing {key} in:\n{all}");
     }

@@ -127,11 +127,27 @@ impl Gateway {
         gone.len()
     }
 
-    /// Every proxy leaves (this node was taken for dead by the others during a Redis outage).
-    pub fn drop_all_proxies(&self) {
+    /// Ends every call that spans nodes, when the cross-node state cannot be trusted (this node
+    /// was taken for dead, or Redis stayed away past the replay window): each proxy leaves
+    /// (local partners get their dialect's leave signal), then the local members of those rooms
+    /// are closed like an operator's kick. The other side does the same for its own, so no
+    /// member is left that only one node believes in: the room is free for both peers to join
+    /// again, instead of full with two members who cannot reach each other.
+    pub fn end_cross_node_calls(&self, reason: &str) {
         let gone = lock(&self.rooms).proxies.all();
+        let rooms: HashSet<&str> = gone.iter().map(|(_, room)| room.as_str()).collect();
         for (id, room) in &gone {
             self.proxy_leaves(*id, room);
+        }
+        let members: Vec<SessionId> = {
+            let table = lock(&self.rooms);
+            rooms
+                .iter()
+                .flat_map(|room| table.members(room).iter().map(|p| p.session))
+                .collect()
+        };
+        for id in members {
+            self.kick(id, reason);
         }
     }
 
