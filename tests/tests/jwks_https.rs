@@ -356,3 +356,47 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_with_a_clear_log() {
     );
     child.kill().await.unwrap();
 }
+
+/// `check-config` names `jwks_ca_file` when that file is missing, in both places it is set.
+#[tokio::test]
+async fn check_config_names_a_missing_jwks_ca_file() {
+    let dir = temp_dir("jwks-ca-check");
+    let missing = dir.join("no-such-ca.pem");
+    let missing = missing.display().to_string();
+    let text = config(&format!(
+        r#"
+[[antmedia_app]]
+name = "LiveApp"
+play = "jwt"
+jwks_url = "https://id.example.com/jwks.json"
+jwks_ca_file = {missing:?}
+
+{}"#,
+        policy(&format!(
+            "jwks_url = \"https://id.example.com/jwks.json\", jwks_ca_file = {missing:?}"
+        ))
+    ));
+    let path = dir.join("switchboard.toml");
+    std::fs::write(&path, text).unwrap();
+    let output = tokio::process::Command::new(switchboard_bin())
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(64), "{report}");
+    assert!(
+        report.contains(&format!(
+            "antmedia_app[0].jwks_ca_file: cannot read {missing}"
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("token.jwks_ca_file: cannot read {missing}")),
+        "{report}"
+    );
+}

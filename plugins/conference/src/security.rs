@@ -148,7 +148,7 @@ impl AppSecurityConfig {
             }
             let refresh = std::time::Duration::from_secs(1);
             if let Err(e) = Jwks::new(url, refresh, self.jwks_ca_file.as_deref()) {
-                out.push(("jwks_url", e));
+                out.push((e.key(), e.to_string()));
             }
         }
         if checks.contains(&TokenCheck::Jwt)
@@ -196,7 +196,9 @@ impl AppSecurityConfig {
             let refresh = std::time::Duration::from_secs(self.jwks_refresh_secs.max(1));
             let ca_file = self.jwks_ca_file.as_deref();
             return Some(
-                Jwks::new(url, refresh, ca_file).map(|j| JwtVerifier::jwks(Arc::new(j), &rules)),
+                Jwks::new(url, refresh, ca_file)
+                    .map(|j| JwtVerifier::jwks(Arc::new(j), &rules))
+                    .map_err(|e| e.to_string()),
             );
         }
         if let Some(path) = &self.jwt_public_key_file {

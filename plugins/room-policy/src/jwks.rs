@@ -27,6 +27,27 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// How soon a failed fetch is tried again (the refresh interval, if shorter).
 const RETRY_AFTER: Duration = Duration::from_secs(5);
 
+/// Why a key set cannot be set up; [`Self::key`] names the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksSetupError {
+    /// `jwks_url` is not an `http://` or `https://` URL with a host.
+    #[error("{0}")]
+    Url(String),
+    /// `jwks_ca_file` cannot be read or holds no CA certificate, or is set for an `http://` URL.
+    #[error("{0}")]
+    CaFile(String),
+}
+
+impl JwksSetupError {
+    /// The setting at fault: `jwks_url` or `jwks_ca_file`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Url(_) => "jwks_url",
+            Self::CaFile(_) => "jwks_ca_file",
+        }
+    }
+}
+
 /// One usable key of the document.
 #[derive(Clone)]
 struct Key {
@@ -58,21 +79,29 @@ impl Jwks {
     /// `https://` server's certificate must chain to a public root or to a certificate of
     /// `ca_file` (a PEM file, read now). Holds no keys until [`Self::load`] (or the refresh
     /// task) fills it.
-    pub fn new(url: &str, refresh: Duration, ca_file: Option<&Path>) -> Result<Self, String> {
-        let url: hyper::Uri = url.parse().map_err(|_| "not a URL".to_owned())?;
+    pub fn new(
+        url: &str,
+        refresh: Duration,
+        ca_file: Option<&Path>,
+    ) -> Result<Self, JwksSetupError> {
+        let not_a_url =
+            || JwksSetupError::Url("must be an http:// or https:// URL with a host".to_owned());
+        let url: hyper::Uri = url.parse().map_err(|_| not_a_url())?;
         let Some(host) = url.host() else {
-            return Err("must be an http:// or https:// URL with a host".to_owned());
+            return Err(not_a_url());
         };
         let tls = match url.scheme_str() {
             Some("https") => {
-                crate::jwks_tls::server_name(host)?;
-                Some(crate::jwks_tls::connector(ca_file)?)
+                crate::jwks_tls::server_name(host).map_err(JwksSetupError::Url)?;
+                Some(crate::jwks_tls::connector(ca_file).map_err(JwksSetupError::CaFile)?)
             }
             Some("http") if ca_file.is_some() => {
-                return Err("a CA file applies to an https:// URL only".to_owned());
+                return Err(JwksSetupError::CaFile(
+                    "applies to an https:// `jwks_url` only".to_owned(),
+                ));
             }
             Some("http") => None,
-            _ => return Err("must be an http:// or https:// URL with a host".to_owned()),
+            _ => return Err(not_a_url()),
         };
         Ok(Self {
             url,
@@ -225,23 +254,31 @@ mod tests {
         assert!(Jwks::new("https://id.example.com/jwks.json", REFRESH, None).is_ok());
         assert!(Jwks::new("http://127.0.0.1:8080/jwks.json", REFRESH, None).is_ok());
         let ftp = Jwks::new("ftp://id.example.com/jwks.json", REFRESH, None).unwrap_err();
-        assert!(ftp.contains("http:// or https://"), "{ftp}");
+        assert_eq!(ftp.key(), "jwks_url");
+        assert!(ftp.to_string().contains("http:// or https://"), "{ftp}");
     }
 
+    /// Each problem of the CA file is reported against `jwks_ca_file`, when the settings are
+    /// built (so `check-config` shows it).
     #[test]
     fn a_ca_file_is_checked_when_the_settings_are_built() {
+        let https = "https://id.example.com/jwks.json";
         let missing = Path::new("/nonexistent/switchboard-ca.pem");
-        let e = Jwks::new("https://id.example.com/jwks.json", REFRESH, Some(missing)).unwrap_err();
+        let e = Jwks::new(https, REFRESH, Some(missing)).unwrap_err();
+        assert_eq!(e.key(), "jwks_ca_file");
+        let text = e.to_string();
         assert!(
-            e.contains("cannot read /nonexistent/switchboard-ca.pem"),
-            "{e}"
+            text.contains("cannot read /nonexistent/switchboard-ca.pem"),
+            "{text}"
         );
         let e = Jwks::new("http://127.0.0.1/jwks.json", REFRESH, Some(missing)).unwrap_err();
-        assert!(e.contains("https:// URL only"), "{e}");
+        assert_eq!(e.key(), "jwks_ca_file");
+        assert!(e.to_string().contains("https:// `jwks_url` only"), "{e}");
         let empty = std::env::temp_dir().join(format!("sb-empty-ca-{}.pem", std::process::id()));
         std::fs::write(&empty, "not a certificate\n").unwrap_or_default();
-        let e = Jwks::new("https://id.example.com/jwks.json", REFRESH, Some(&empty)).unwrap_err();
+        let e = Jwks::new(https, REFRESH, Some(&empty)).unwrap_err();
         let _ = std::fs::remove_file(&empty);
-        assert!(e.contains("no usable CA certificate"), "{e}");
+        assert_eq!(e.key(), "jwks_ca_file");
+        assert!(e.to_string().contains("no usable CA certificate"), "{e}");
     }
 }

@@ -67,7 +67,7 @@ mod jwks_tls;
 mod jwt;
 mod rate;
 
-pub use jwks::Jwks;
+pub use jwks::{Jwks, JwksSetupError};
 pub use jwt::{ClaimRules, JwtVerifier, TokenError, check_shared_secret, sign_hs256};
 pub use rate::TokenBucket;
 
@@ -421,7 +421,7 @@ fn token_check(t: &TokenConfig, errors: &mut Vec<SettingsError>) -> Option<Token
                 &rules,
             )))),
             Err(e) => {
-                errors.push(problem("token.jwks_url", e));
+                errors.push(problem(format!("token.{}", e.key()), e.to_string()));
                 None
             }
         };
