@@ -7,8 +7,9 @@
 #
 # Safe to run again and again (it only installs what is missing) and non-interactively
 # (CI=true, no stdin). On a fresh Debian machine, run it as root once so it can apt-get install
-# Chromium, redis-server, iproute2, nginx and haproxy; afterwards any user can run it. It needs
-# Rust (cargo), cargo-nextest and Node.js >= 20 with npm already installed.
+# Chromium, redis-server, iproute2, nginx (with its stream module) and haproxy; afterwards any
+# user can run it. It needs Rust (cargo), cargo-nextest and Node.js >= 20 with npm already
+# installed.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -33,6 +34,8 @@ command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # tests/tests/proxy.rs runs both in front of the gateway (docs/deploy/).
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 command -v haproxy >/dev/null 2>&1 || [[ -x /usr/sbin/haproxy ]] || missing+=(haproxy)
+# nginx's stream (TCP) proxy, for the PROXY protocol through nginx (docs/deploy/nginx-stream.conf).
+[[ -f /usr/lib/nginx/modules/ngx_stream_module.so ]] || missing+=(libnginx-mod-stream)
 if ((${#missing[@]} > 0)); then
     if [[ "$(id -u)" != 0 ]]; then
         die "missing system packages: ${missing[*]}. Install them as root:

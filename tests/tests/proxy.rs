@@ -1,9 +1,10 @@
-//! The real binary behind a real nginx (X-Forwarded-For) and a real haproxy (PROXY protocol
-//! v2), both run from the configs in docs/deploy/ with free loopback ports: the REST API's
+//! The real binary behind a real nginx (X-Forwarded-For), a real haproxy (PROXY protocol v2)
+//! and nginx's stream proxy (PROXY protocol v1), all run from the configs in docs/deploy/ with
+//! free loopback ports: the REST API's
 //! `allowed_cidrs` and the per-IP caps see the real client (127.0.0.2 or 127.0.0.3), not the
 //! proxy (127.0.0.1); forged headers and direct connections are not believed; malformed PROXY
 //! and forwarding headers close the connection and are counted; Ant WebSocket calls and
-//! socket.io (long-polling and WebSocket, the real npm clients) work through both proxies.
+//! socket.io (long-polling and WebSocket, the real npm clients) work through every proxy.
 #![allow(clippy::unwrap_used)]
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,7 +24,8 @@ const OUTSIDER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 /// The only address in `[rest] allowed_cidrs`.
 const INSIDER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
 
-/// The gateway: a plain listener (behind nginx) and a PROXY-protocol one (behind haproxy).
+/// The gateway: a plain listener (behind nginx) and a PROXY-protocol one (behind haproxy or
+/// nginx's stream proxy).
 fn gateway_config(max_per_ip: usize) -> String {
     format!(
         r#"
@@ -69,12 +71,28 @@ struct Proxy {
 impl Proxy {
     /// nginx from docs/deploy/nginx.conf in front of `upstream`.
     async fn nginx(upstream: SocketAddr) -> Self {
+        Self::nginx_from("nginx.conf", "127.0.0.1:5080", "8080", upstream).await
+    }
+
+    /// nginx's stream proxy from docs/deploy/nginx-stream.conf in front of `upstream`.
+    async fn nginx_stream(upstream: SocketAddr) -> Self {
+        Self::nginx_from("nginx-stream.conf", "127.0.0.1:5081", "8070", upstream).await
+    }
+
+    /// nginx from docs/deploy/`file`, its upstream `documented_upstream` replaced by
+    /// `upstream` and its listen port `documented_port` by a free one.
+    async fn nginx_from(
+        file: &str,
+        documented_upstream: &str,
+        documented_port: &str,
+        upstream: SocketAddr,
+    ) -> Self {
         let port = free_port();
-        let text = std::fs::read_to_string(repo_root().join("docs/deploy/nginx.conf")).unwrap();
-        let text = replace_once(&text, "127.0.0.1:5080", &upstream.to_string());
+        let text = std::fs::read_to_string(repo_root().join("docs/deploy").join(file)).unwrap();
+        let text = replace_once(&text, documented_upstream, &upstream.to_string());
         let text = replace_once(
             &text,
-            "listen 127.0.0.1:8080",
+            &format!("listen 127.0.0.1:{documented_port}"),
             &format!("listen 127.0.0.1:{port}"),
         );
         let dir = temp_dir("nginx");
@@ -279,13 +297,29 @@ async fn behind_haproxy_the_proxy_protocol_client_is_the_client() {
     }
 }
 
-/// socket.io v2 and v4, long-polling and WebSocket (the real npm clients), relay through both.
 #[tokio::test]
-async fn socketio_polling_and_websocket_work_through_both_proxies() {
+async fn behind_nginx_stream_the_proxy_protocol_v1_client_is_the_client() {
+    let gw = GatewayProcess::spawn(&gateway_config(2), 2, None).await;
+    let nginx = Proxy::nginx_stream(gw.listeners[1]).await;
+    assert_rest_sees_the_client(nginx.addr).await;
+    assert_cap_counts_real_clients_and_calls_work(nginx.addr).await;
+    // The refusals and the cap were decided on the clients' addresses, not nginx's: nothing was
+    // refused as an untrusted or malformed PROXY peer.
+    for reason in ["proxy_untrusted", "proxy_header_malformed"] {
+        let series = format!(r#"switchboard_connections_refused_total{{reason="{reason}"}}"#);
+        assert_eq!(metric(gw.listeners[0], &series).await, 0.0, "{reason}");
+    }
+}
+
+/// socket.io v2 and v4, long-polling and WebSocket (the real npm clients), relay through every
+/// proxy.
+#[tokio::test]
+async fn socketio_polling_and_websocket_work_through_every_proxy() {
     let gw = GatewayProcess::spawn(&gateway_config(64), 2, None).await;
     let nginx = Proxy::nginx(gw.listeners[0]).await;
     let haproxy = Proxy::haproxy(gw.listeners[1]).await;
-    for via in [nginx.addr, haproxy.addr] {
+    let nginx_stream = Proxy::nginx_stream(gw.listeners[1]).await;
+    for via in [nginx.addr, haproxy.addr, nginx_stream.addr] {
         let run = node(
             "sio_relay.mjs",
             &[&format!("http://{via}")],
@@ -300,7 +334,11 @@ async fn socketio_polling_and_websocket_work_through_both_proxies() {
 #[test]
 fn the_operations_guide_shows_the_deploy_configs_verbatim() {
     let guide = std::fs::read_to_string(repo_root().join("docs/operations.md")).unwrap();
-    for file in ["docs/deploy/nginx.conf", "docs/deploy/haproxy.cfg"] {
+    for file in [
+        "docs/deploy/nginx.conf",
+        "docs/deploy/haproxy.cfg",
+        "docs/deploy/nginx-stream.conf",
+    ] {
         let text = std::fs::read_to_string(repo_root().join(file)).unwrap();
         assert!(
             guide.contains(&text),

@@ -72,7 +72,8 @@ pub fn render(out: &mut String) {
     }
 }
 
-/// `switchboard_build_info{version,profile} 1`: join it on `version` to label other series.
+/// `switchboard_build_info{version,profile,commit} 1`: join it on `version` to label other
+/// series. `commit` is the git commit stamped by `build.rs` (empty outside a git checkout).
 fn build_info(out: &mut String) {
     let profile = if cfg!(debug_assertions) {
         "debug"
@@ -83,14 +84,18 @@ fn build_info(out: &mut String) {
         out,
         "switchboard_build_info",
         "gauge",
-        "The running build: version and cargo profile; always 1.",
+        "The running build: version, cargo profile and git commit; always 1.",
     );
     let _ = writeln!(
         out,
-        "switchboard_build_info{{version=\"{}\",profile=\"{profile}\"}} 1",
-        env!("CARGO_PKG_VERSION")
+        "switchboard_build_info{{version=\"{}\",profile=\"{profile}\",commit=\"{}\"}} 1",
+        env!("CARGO_PKG_VERSION"),
+        BUILD_COMMIT
     );
 }
+
+/// Set by `build.rs`: hex digits only, or empty, so it needs no escaping in a label.
+const BUILD_COMMIT: &str = env!("SWITCHBOARD_GIT_COMMIT");
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -133,5 +138,28 @@ mod tests {
             env!("CARGO_PKG_VERSION")
         );
         assert!(out.contains(&info), "{out}");
+    }
+
+    /// The `commit` label is this checkout's HEAD (what `git rev-parse HEAD` says now; cargo
+    /// rebuilds when HEAD moves), or empty where git cannot tell.
+    #[test]
+    fn build_info_names_the_git_commit() {
+        let mut out = String::new();
+        super::build_info(&mut out);
+        let head = std::process::Command::new("git")
+            .args(["rev-parse", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+        let expected = match std::env::var("SWITCHBOARD_GIT_COMMIT") {
+            Ok(forced) => forced,
+            Err(_) => head.unwrap_or_default(),
+        };
+        assert!(
+            out.contains(&format!("commit=\"{expected}\"}} 1")),
+            "expected commit {expected:?} in\n{out}"
+        );
     }
 }

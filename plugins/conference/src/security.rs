@@ -68,11 +68,15 @@ pub struct AppSecurityConfig {
     /// `jwt_secret`. A relative path is relative to the gateway's working directory.
     #[serde(default)]
     pub jwt_public_key_file: Option<PathBuf>,
-    /// Instead of `jwt_secret`/`jwt_public_key_file`: an `http://` URL of a JWKS document
+    /// Instead of `jwt_secret`/`jwt_public_key_file`: an `http://` or `https://` URL of a JWKS document
     /// (Ant's `jwksURL`) whose RS256/ES256 keys verify JWTs by `kid`; fetched when the
     /// conference plugin starts and every `jwks_refresh_secs`.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// A PEM file of CA certificates trusted for an `https://` `jwks_url`, besides the public
+    /// roots (an identity provider behind an internal CA).
+    #[serde(default)]
+    pub jwks_ca_file: Option<PathBuf>,
     /// Seconds between two fetches of `jwks_url`. Default 300.
     #[serde(default = "default_jwks_refresh_secs")]
     pub jwks_refresh_secs: u64,
@@ -142,8 +146,9 @@ impl AppSecurityConfig {
             if self.jwks_refresh_secs == 0 {
                 out.push(("jwks_refresh_secs", "must be at least 1".to_owned()));
             }
-            if let Err(e) = Jwks::new(url, std::time::Duration::from_secs(1)) {
-                out.push(("jwks_url", e));
+            let refresh = std::time::Duration::from_secs(1);
+            if let Err(e) = Jwks::new(url, refresh, self.jwks_ca_file.as_deref()) {
+                out.push((e.key(), e.to_string()));
             }
         }
         if checks.contains(&TokenCheck::Jwt)
@@ -189,7 +194,12 @@ impl AppSecurityConfig {
         };
         if let Some(url) = &self.jwks_url {
             let refresh = std::time::Duration::from_secs(self.jwks_refresh_secs.max(1));
-            return Some(Jwks::new(url, refresh).map(|j| JwtVerifier::jwks(Arc::new(j), &rules)));
+            let ca_file = self.jwks_ca_file.as_deref();
+            return Some(
+                Jwks::new(url, refresh, ca_file)
+                    .map(|j| JwtVerifier::jwks(Arc::new(j), &rules))
+                    .map_err(|e| e.to_string()),
+            );
         }
         if let Some(path) = &self.jwt_public_key_file {
             return Some(
@@ -444,6 +454,7 @@ mod tests {
             hash_secret: Some("hs".into()),
             jwt_public_key_file: None,
             jwks_url: None,
+            jwks_ca_file: None,
             jwks_refresh_secs: 300,
             jwt_leeway_secs: 0,
             jwt_audience: None,

@@ -46,6 +46,7 @@
 //! - `lib.rs`: settings, their validation, and the hook.
 //! - `jwt.rs`: JWT (through `jsonwebtoken`) and shared-secret checks.
 //! - `jwks.rs`: keys from a JWKS URL, fetched and refreshed on the gateway's runtime.
+//! - `jwks_tls.rs`: the rustls client of `https://` JWKS URLs (public roots + `jwks_ca_file`).
 //! - `rate.rs`: the token bucket (a pure function of `Instant`s).
 //! - `tests.rs`: unit tests.
 
@@ -62,10 +63,11 @@ use switchboard_plugin_api::{
 };
 
 mod jwks;
+mod jwks_tls;
 mod jwt;
 mod rate;
 
-pub use jwks::Jwks;
+pub use jwks::{Jwks, JwksSetupError};
 pub use jwt::{ClaimRules, JwtVerifier, TokenError, check_shared_secret, sign_hs256};
 pub use rate::TokenBucket;
 
@@ -136,11 +138,15 @@ pub struct TokenConfig {
     /// is relative to the gateway's working directory.
     #[serde(default)]
     pub jwt_public_key_file: Option<std::path::PathBuf>,
-    /// An `http://` URL of a JWKS document (Ant Media's `jwksURL`) whose RS256/ES256 keys
-    /// verify JWTs, chosen by the token's `kid`; fetched at start and every
+    /// An `http://` or `https://` URL of a JWKS document (Ant Media's `jwksURL`) whose
+    /// RS256/ES256 keys verify JWTs, chosen by the token's `kid`; fetched at start and every
     /// `jwks_refresh_secs`.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// A PEM file of CA certificates trusted for an `https://` `jwks_url`, besides the public
+    /// roots (an identity provider behind an internal CA).
+    #[serde(default)]
+    pub jwks_ca_file: Option<std::path::PathBuf>,
     /// Seconds between two fetches of `jwks_url`. Default 300.
     #[serde(default = "default_jwks_refresh_secs")]
     pub jwks_refresh_secs: u64,
@@ -408,13 +414,14 @@ fn token_check(t: &TokenConfig, errors: &mut Vec<SettingsError>) -> Option<Token
             errors.push(problem("token.jwks_refresh_secs", "must be at least 1"));
             return None;
         }
-        return match Jwks::new(url, std::time::Duration::from_secs(t.jwks_refresh_secs)) {
+        let refresh = std::time::Duration::from_secs(t.jwks_refresh_secs);
+        return match Jwks::new(url, refresh, t.jwks_ca_file.as_deref()) {
             Ok(jwks) => Some(TokenCheck::Jwt(Box::new(JwtVerifier::jwks(
                 Arc::new(jwks),
                 &rules,
             )))),
             Err(e) => {
-                errors.push(problem("token.jwks_url", e));
+                errors.push(problem(format!("token.{}", e.key()), e.to_string()));
                 None
             }
         };

@@ -1,0 +1,402 @@
+//! `https://` JWKS URLs (room-policy `token.jwks_url`, `[[antmedia_app]] jwks_url`) against a
+//! real TLS server the test starts on loopback, with a certificate issued by a test CA made
+//! here: trusted through `jwks_ca_file`, the keys are fetched and a token verifies; without it
+//! the certificate is refused, the gateway logs why, and tokens stay refused.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use switchboard_tests::{TestGateway, WsClient, repo_root, switchboard_bin, temp_dir};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn fixture(name: &str) -> PathBuf {
+    repo_root().join("tests/fixtures/jwt").join(name)
+}
+
+/// A test CA, and a server certificate it issued for `localhost` and `127.0.0.1`.
+struct TestPki {
+    /// The CA certificate, written to `ca.pem` in `dir`.
+    ca_file: PathBuf,
+    server_cert_pem: String,
+    server_key_pem: String,
+}
+
+fn test_pki(dir: &Path) -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Switchboard test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_params =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    TestPki {
+        ca_file,
+        server_cert_pem: server_cert.pem(),
+        server_key_pem: server_key.serialize_pem(),
+    }
+}
+
+/// The JWK of the P-256 public key in PEM fixture `name` under `kid`: an SPKI of a P-256 key
+/// ends in the uncompressed point, `x` then `y`, 32 bytes each.
+fn ec_jwk(name: &str, kid: &str) -> Value {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let pem = std::fs::read_to_string(fixture(name)).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = STANDARD.decode(body).unwrap();
+    let (x, y) = der[der.len() - 64..].split_at(32);
+    json!({"kty":"EC","crv":"P-256","alg":"ES256","use":"sig","kid":kid,
+        "x":URL_SAFE_NO_PAD.encode(x),"y":URL_SAFE_NO_PAD.encode(y)})
+}
+
+/// An ES256 token of the `es256-private.pem` fixture, `kid` in its header.
+fn es256_token(kid: &str, claims: Value) -> String {
+    let key =
+        EncodingKey::from_ec_pem(&std::fs::read(fixture("es256-private.pem")).unwrap()).unwrap();
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(kid.to_owned());
+    jsonwebtoken::encode(&header, &claims, &key).unwrap()
+}
+
+/// A loopback HTTPS server with the certificate of `pki` that answers every request with a
+/// JWKS document of the fixture key under kid `k1`; counts the requests it answered (a client
+/// that refuses the certificate never gets that far). At most 100 connections, then it stops.
+async fn https_jwks_server(pki: &TestPki) -> (SocketAddr, Arc<AtomicUsize>) {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).unwrap();
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&answered);
+    let document = json!({"keys":[ec_jwk("es256-public.pem", "k1")]}).to_string();
+    tokio::spawn(async move {
+        for _ in 0..100 {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
+                match tls.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            counter.fetch_add(1, Ordering::SeqCst);
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{document}",
+                document.len()
+            );
+            let _ = tls.write_all(response.as_bytes()).await;
+            let _ = tls.shutdown().await;
+        }
+    });
+    (addr, answered)
+}
+
+/// A gateway config with one listener for every dialect, then `rest`.
+fn config(rest: &str) -> String {
+    format!(
+        r#"
+[[listener]]
+bind = "127.0.0.1:0"
+dialects = ["antmedia", "socketio", "raw"]
+pages = "none"
+
+[shutdown]
+grace_period_secs = 2
+
+{rest}
+"#
+    )
+}
+
+/// Room-policy with `token = { token }`, and the router.
+fn policy(token: &str) -> String {
+    format!(
+        "[[plugin]]\ntype = \"room-policy\"\n[plugin.settings]\ntoken = {{ {token} }}\n\n[[plugin]]\ntype = \"room-router\"\n"
+    )
+}
+
+async fn ask(c: &mut WsClient, request: Value) -> Value {
+    c.send_json(request).await;
+    c.recv_json().await
+}
+
+/// The reply to an Ant `join` of `room` with `token`, on a fresh connection to `url`.
+async fn ant_join(url: &str, room: &str, token: &str) -> Value {
+    let mut c = WsClient::connect(url).await;
+    let reply = ask(
+        &mut c,
+        json!({"command":"join","streamId":room,"token":token}),
+    )
+    .await;
+    c.close().await;
+    reply
+}
+
+fn unauthorized(stream: &str) -> Value {
+    json!({"command":"error","definition":"unauthorized_access","streamId":stream})
+}
+
+#[tokio::test]
+async fn room_policy_fetches_an_https_jwks_trusted_through_jwks_ca_file() {
+    let dir = temp_dir("jwks-https");
+    let pki = test_pki(&dir);
+    let (addr, answered) = https_jwks_server(&pki).await;
+    // By name, as a real identity provider is addressed: the certificate names `localhost`.
+    let token = format!(
+        "jwks_url = \"https://localhost:{}/.well-known/jwks.json\", jwks_ca_file = {:?}",
+        addr.port(),
+        pki.ca_file.display().to_string()
+    );
+    let gw = TestGateway::with_config(&config(&policy(&token))).await;
+    let url = gw.ant_url("LiveApp");
+    let good = es256_token("k1", json!({"exp": now() + 60}));
+    // The first fetch may still be on its way: bounded retries.
+    let mut joined = false;
+    for i in 0..50 {
+        if ant_join(&url, &format!("https{i}"), &good).await["definition"] == "joined" {
+            joined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(joined, "a token signed with the JWKS key is admitted");
+    assert!(answered.load(Ordering::SeqCst) >= 1);
+    let unknown_kid = es256_token("k9", json!({"exp": now() + 60}));
+    assert_eq!(
+        ant_join(&url, "httpsx", &unknown_kid).await,
+        unauthorized("httpsx"),
+        "a kid the document does not hold is refused"
+    );
+    let expired = es256_token("k1", json!({"exp": now() - 60}));
+    assert_eq!(
+        ant_join(&url, "httpsy", &expired).await,
+        unauthorized("httpsy")
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_ant_app_fetches_its_https_jwks_trusted_through_jwks_ca_file() {
+    let dir = temp_dir("jwks-https-app");
+    let pki = test_pki(&dir);
+    let (addr, answered) = https_jwks_server(&pki).await;
+    let gw = TestGateway::with_config(&config(&format!(
+        r#"
+[[antmedia_app]]
+name = "LiveApp"
+play = "jwt"
+jwks_url = "https://127.0.0.1:{}/jwks.json"
+jwks_ca_file = {:?}
+
+[[plugin]]
+type = "conference"
+
+[[plugin]]
+type = "room-router"
+"#,
+        addr.port(),
+        pki.ca_file.display().to_string()
+    )))
+    .await;
+    let token = es256_token(
+        "k1",
+        json!({"streamId":"s1","type":"play","exp": now() + 60}),
+    );
+    let mut c = WsClient::connect(&gw.ant_url("LiveApp")).await;
+    let play = json!({"command":"play","streamId":"s1","room":"","token":token});
+    // Passing the check means reaching the (absent) media plugin. Bounded retries while the
+    // first fetch is on its way.
+    let mut passed = false;
+    for _ in 0..50 {
+        if ask(&mut c, play.clone()).await["definition"] == "media_plugin_not_running" {
+            passed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        passed,
+        "a token signed with the JWKS key passes the play check"
+    );
+    assert!(answered.load(Ordering::SeqCst) >= 1);
+    let other = json!({"command":"play","streamId":"s2","room":"","token":token});
+    assert_eq!(ask(&mut c, other).await, unauthorized("s2"));
+    gw.stop().await;
+}
+
+/// The real binary, JSON logs on stderr; a channel of its log lines and its first listener.
+async fn spawn_gateway(
+    config: &str,
+) -> (
+    tokio::process::Child,
+    tokio::sync::mpsc::UnboundedReceiver<Value>,
+    SocketAddr,
+) {
+    let dir = temp_dir("jwks-https-bin");
+    let path = dir.join("switchboard.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = tokio::process::Command::new(switchboard_bin())
+        .arg("--config")
+        .arg(&path)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Ok(value) = serde_json::from_str::<Value>(&line) {
+                let _ = tx.send(value);
+            }
+        }
+    });
+    let addr = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let line = rx.recv().await.expect("the gateway logs until it listens");
+            if line["fields"]["message"] == "Listening." {
+                break line["fields"]["addr"].as_str().unwrap().parse().unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the gateway listens within 10 s");
+    (child, rx, addr)
+}
+
+#[tokio::test]
+async fn a_certificate_from_an_untrusted_ca_is_refused_with_a_clear_log() {
+    let dir = temp_dir("jwks-https-untrusted");
+    let pki = test_pki(&dir);
+    let (addr, answered) = https_jwks_server(&pki).await;
+    // No `jwks_ca_file`: the test CA is in no trust store the gateway uses.
+    let token = format!(
+        "jwks_url = \"https://127.0.0.1:{}/jwks.json\", jwks_refresh_secs = 1",
+        addr.port()
+    );
+    let rest = format!(
+        "[log]\nformat = \"json\"\nlevel = \"info\"\n\n{}",
+        policy(&token)
+    );
+    let (mut child, mut logs, gateway) = spawn_gateway(&config(&rest)).await;
+    let refused = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let line = logs.recv().await.expect("the gateway keeps logging");
+            if line["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("Cannot fetch the JWKS document"))
+            {
+                break line;
+            }
+        }
+    })
+    .await
+    .expect("the failed fetch is logged");
+    assert_eq!(refused["level"], "WARN", "{refused}");
+    let error = refused["fields"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("TLS handshake with 127.0.0.1")
+            && error.contains("invalid peer certificate")
+            && error.contains("jwks_ca_file"),
+        "the log says the certificate was refused and how to trust the CA: {refused}"
+    );
+    let url = format!("ws://{gateway}/LiveApp/websocket");
+    let good = es256_token("k1", json!({"exp": now() + 60}));
+    assert_eq!(
+        ant_join(&url, "untrusted", &good).await,
+        unauthorized("untrusted"),
+        "no keys were loaded, so no token verifies"
+    );
+    assert_eq!(
+        answered.load(Ordering::SeqCst),
+        0,
+        "no request crossed the refused handshake"
+    );
+    child.kill().await.unwrap();
+}
+
+/// `check-config` names `jwks_ca_file` when that file is missing, in both places it is set.
+#[tokio::test]
+async fn check_config_names_a_missing_jwks_ca_file() {
+    let dir = temp_dir("jwks-ca-check");
+    let missing = dir.join("no-such-ca.pem");
+    let missing = missing.display().to_string();
+    let text = config(&format!(
+        r#"
+[[antmedia_app]]
+name = "LiveApp"
+play = "jwt"
+jwks_url = "https://id.example.com/jwks.json"
+jwks_ca_file = {missing:?}
+
+{}"#,
+        policy(&format!(
+            "jwks_url = \"https://id.example.com/jwks.json\", jwks_ca_file = {missing:?}"
+        ))
+    ));
+    let path = dir.join("switchboard.toml");
+    std::fs::write(&path, text).unwrap();
+    let output = tokio::process::Command::new(switchboard_bin())
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(output.status.code(), Some(64), "{report}");
+    assert!(
+        report.contains(&format!(
+            "antmedia_app[0].jwks_ca_file: cannot read {missing}"
+        )),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("token.jwks_ca_file: cannot read {missing}")),
+        "{report}"
+    );
+}
