@@ -32,8 +32,9 @@ impl Conference {
         request: &ConferenceRequest,
         out: &mut Decision,
     ) -> Verdict {
+        let app = app_of(cx, &request.app);
         let reply = match &request.command {
-            ConferenceCommand::JoinRoom(j) => self.join_room(cx, &request.app, j),
+            ConferenceCommand::JoinRoom(j) => self.join_room(cx, app, j),
             ConferenceCommand::LeaveRoom(r) => self.leave_room(cx, r),
             ConferenceCommand::GetRoomInfo(r) => self.room_info(cx, r),
             ConferenceCommand::GetStreamInfo(s) => self.stream_info(cx, &s.stream_id),
@@ -48,8 +49,8 @@ impl Conference {
                 }))
             }
             ConferenceCommand::UpdateMetaData(m) => self.update_meta_data(cx, m),
-            ConferenceCommand::Publish(m) => Err(self.media(&request.app, m, TokenType::Publish)),
-            ConferenceCommand::Play(m) => Err(self.media(&request.app, m, TokenType::Play)),
+            ConferenceCommand::Publish(m) => Err(self.media(app, m, TokenType::Publish)),
+            ConferenceCommand::Play(m) => Err(self.media(app, m, TokenType::Play)),
             // Track control is the media plugin's (`sfu`, after this one).
             ConferenceCommand::ToggleTrack(_) => Err(Verdict::Continue),
             // A command added to the protocol before this plugin learned it.
@@ -505,8 +506,9 @@ impl Conference {
 
     /// A join (any dialect: Ant P2P `join`, raw `/ws/{room}`, socket.io) into a conference room
     /// (one the REST API created, or one with participants) is an entry into that room like
-    /// `joinRoom`, so it is held to the same `join_room` check, of the default application
-    /// (a join names no application). Other rooms are peer-to-peer rooms, not this plugin's.
+    /// `joinRoom`, so it is held to the same `join_room` check: of the application of an Ant
+    /// peer's URL, of the default application for raw and socket.io peers (which name none).
+    /// Other rooms are peer-to-peer rooms, not this plugin's.
     pub(crate) fn on_join(&self, cx: &EventContext<'_>, token: Option<&str>) -> Verdict {
         let room = cx.room.room;
         let me = cx.from().session;
@@ -522,7 +524,7 @@ impl Conference {
         }
         let used = self.check_token(
             &mut state,
-            "",
+            app_of(cx, ""),
             |a| a.join_room,
             token,
             Access {
@@ -543,6 +545,13 @@ impl Conference {
             }
         }
     }
+}
+
+/// The application whose stream security applies to the sender's event: its connection's (the
+/// `{app}` of an Ant peer's URL, for every command alike, a P2P `join` included), else the one
+/// the request names (empty for raw and socket.io peers: the default application).
+fn app_of<'a>(cx: &EventContext<'a>, named: &'a str) -> &'a str {
+    cx.envelope.app.as_deref().unwrap_or(named)
 }
 
 /// The participant record of a conference member.

@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use switchboard_plugin_api::SessionId;
 
 use crate::records::{DEFAULT_ROOM_DURATION_SECS, NewRoom, RoomRecord, TokenRecord, TokenType};
-use crate::security::{AppSecurityConfig, Apps, sign_jwt};
+use crate::security::{AppSecurityConfig, Apps, Resolved, sign_jwt};
 use crate::store::{StoreError, Write, Writer};
 
 /// Longest room or stream id the REST API accepts, in bytes.
@@ -382,9 +382,11 @@ impl Hub {
         Ok(())
     }
 
-    /// `GET .../broadcasts/{id}/token?expireDate=&type=[&roomId=]`: a one-time token.
+    /// `GET /{app}/rest/v2/broadcasts/{id}/token?expireDate=&type=[&roomId=]`: a one-time
+    /// token, good only for the checks of the entry that covers `app` ([`Apps::resolve`]).
     pub fn create_token(
         &self,
+        app: &str,
         stream_id: &str,
         expire_date: i64,
         kind: TokenType,
@@ -399,12 +401,18 @@ impl Hub {
                 "expireDate must be a positive Unix time in seconds".into(),
             ));
         }
+        let minted_for = match self.apps.resolve(app) {
+            Resolved::Open => None,
+            Resolved::App(entry) => Some(entry.config.name.clone()),
+            Resolved::Refused(reason) => return Err(RestError::Invalid(reason.to_owned())),
+        };
         let token = TokenRecord {
             token_id: random_hex(16),
             stream_id: stream_id.to_owned(),
             expire_date,
             kind,
             room_id: room_id.map(str::to_owned),
+            app: minted_for,
         };
         let _rest = lock(&self.rest);
         self.persist(Write::PutToken(token.clone()))?;
@@ -414,8 +422,9 @@ impl Hub {
         Ok(token)
     }
 
-    /// `GET .../broadcasts/{id}/jwt-token?expireDate=&type=`: an HS256 JWT signed with the
-    /// application's `jwt_secret`. Nothing is stored.
+    /// `GET /{app}/rest/v2/broadcasts/{id}/jwt-token?expireDate=&type=`: an HS256 JWT signed
+    /// with the `jwt_secret` of the entry that covers `app` (its own, or `*`'s), the key its
+    /// checks verify with. Nothing is stored.
     pub fn create_jwt(
         &self,
         app: &str,
@@ -429,20 +438,22 @@ impl Hub {
                 "expireDate must be a positive Unix time in seconds".into(),
             ));
         }
-        let key = self
-            .app(app)
-            .and_then(|a| a.jwt_secret.as_deref())
-            .ok_or_else(|| {
-                RestError::Invalid(format!(
-                    "application `{app}` has no jwt_secret ([[antmedia_app]] in the config)"
-                ))
-            })?;
+        let entry = match self.apps.resolve(app) {
+            Resolved::App(entry) => Some(&entry.config),
+            Resolved::Open | Resolved::Refused(_) => None,
+        };
+        let key = entry.and_then(|a| a.jwt_secret.as_deref()).ok_or_else(|| {
+            RestError::Invalid(format!(
+                "application `{app}` has no jwt_secret ([[antmedia_app]] in the config)"
+            ))
+        })?;
         Ok(TokenRecord {
             token_id: sign_jwt(stream_id, kind, expire_date, key),
             stream_id: stream_id.to_owned(),
             expire_date,
             kind,
             room_id: None,
+            app: None,
         })
     }
 }

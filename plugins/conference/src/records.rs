@@ -102,4 +102,11 @@ pub struct TokenRecord {
     /// A token bound to a room is good for any stream of that room and is not used up.
     #[serde(default)]
     pub room_id: Option<String>,
+    /// The `[[antmedia_app]]` entry (its `name`, `*` included) whose security the token was
+    /// minted under through `/{app}/rest/`: only that entry's checks accept it, so another
+    /// application's REST path cannot mint tokens for a stream it does not protect. Absent in
+    /// tokens minted while no application was configured (and in records written before this
+    /// field existed), which every check accepts as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }

@@ -252,6 +252,7 @@ mod tests {
             expire_date: expire,
             kind: TokenType::Play,
             room_id: None,
+            app: None,
         };
         let (writer, loaded) = Writer::open(&path, 100).expect("open");
         assert!(loaded.rooms.is_empty() && loaded.tokens.is_empty());

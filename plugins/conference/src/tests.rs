@@ -29,6 +29,7 @@ fn run(c: &Conference, from: Peer, event: Event, members: &[Peer]) -> (Verdict, 
         from,
         event,
         original: None,
+        app: None,
     };
     let cx = EventContext {
         envelope: &envelope,
@@ -223,7 +224,7 @@ fn media_is_refused_after_the_token_check() {
     let (v, _) = run(&c, a, publish(None), &[]);
     assert_eq!(refusal(&v), ErrorCode::Unauthorized);
     let token = hub
-        .create_token("s1", now() + 60, TokenType::Publish, None)
+        .create_token("LiveApp", "s1", now() + 60, TokenType::Publish, None)
         .expect("token");
     // A good token passes the request on to the media plugin.
     let (v, _) = run(&c, a, publish(Some(&token.token_id)), &[]);
