@@ -244,3 +244,68 @@ async fn one_app_cannot_mint_one_time_tokens_for_another() {
     assert_eq!(sample(&m, &errors("antmedia", "unauthorized")), 2, "{m}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_rest_room_is_held_to_the_checks_of_the_app_that_created_it() {
+    let gw = TestGateway::with_config(&two_apps(&format!(
+        "join_room = \"jwt\"\nplay = \"jwt\"\njwt_secret = \"{JWT_SECRET}\""
+    )))
+    .await;
+    let (status, room) = http_request(
+        gw.main,
+        "POST",
+        "/LiveApp/rest/v2/broadcasts/conference-rooms",
+        Some(&json!({"roomId":"vip"}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{room}");
+    let later = now() + 600;
+
+    // OpenApp's REST path neither sees, deletes nor mints tokens for LiveApp's room.
+    let (status, _) = rest(&gw, "GET", "OpenApp", "broadcasts/conference-rooms/vip").await;
+    assert_eq!(status, 404);
+    let (_, list) = rest(
+        &gw,
+        "GET",
+        "OpenApp",
+        "broadcasts/conference-rooms/list/0/10",
+    )
+    .await;
+    assert_eq!(list, json!([]));
+    let (_, deleted) = rest(&gw, "DELETE", "OpenApp", "broadcasts/conference-rooms/vip").await;
+    assert_eq!(deleted["success"], false, "{deleted}");
+    for path in [
+        format!("broadcasts/s1/token?expireDate={later}&type=play&roomId=vip"),
+        format!("broadcasts/vip/token?expireDate={later}&type=play"),
+    ] {
+        let (_, token) = rest(&gw, "GET", "OpenApp", &path).await;
+        assert_eq!(token["success"], false, "{path}: {token}");
+    }
+    let (status, kept) = rest(&gw, "GET", "LiveApp", "broadcasts/conference-rooms/vip").await;
+    assert_eq!(status, 200, "{kept}");
+
+    // Through OpenApp's URL, every way into the room is held to LiveApp's checks.
+    let mut open = WsClient::connect(&gw.ant_url("OpenApp")).await;
+    let err = ask(&mut open, json!({"command":"joinRoom","room":"vip"})).await;
+    assert_eq!(err, unauthorized("vip"));
+    let err = ask(&mut open, json!({"command":"join","streamId":"vip"})).await;
+    assert_eq!(err, unauthorized("vip"));
+    let err = ask(
+        &mut open,
+        json!({"command":"play","streamId":"vip","room":"vip"}),
+    )
+    .await;
+    assert_eq!(err, unauthorized("vip"));
+    // With LiveApp's token, the same joinRoom through OpenApp is admitted.
+    let token = sign_jwt("vip", TokenType::Play, now() + 60, JWT_SECRET);
+    let joined = ask(
+        &mut open,
+        json!({"command":"joinRoom","room":"vip","token":token}),
+    )
+    .await;
+    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+
+    let m = metrics(&gw).await;
+    assert_eq!(sample(&m, &errors("antmedia", "unauthorized")), 3, "{m}");
+    gw.stop().await;
+}

@@ -149,7 +149,7 @@ async fn create_room(
     };
     blocking(
         &cx.conference,
-        move |hub| hub.create_room(new, now()),
+        move |hub| hub.create_room(&app, new, now()),
         |room| json(StatusCode::OK, &room),
     )
     .await
@@ -163,7 +163,7 @@ async fn get_room(
     if let Some(r) = refused(&cx, addr, &app) {
         return r;
     }
-    match cx.conference.room(&room_id) {
+    match cx.conference.room(&app, &room_id) {
         Some(room) => json(StatusCode::OK, &room),
         None => failure(
             StatusCode::NOT_FOUND,
@@ -180,7 +180,10 @@ async fn list_rooms(
     if let Some(r) = refused(&cx, addr, &app) {
         return r;
     }
-    json(StatusCode::OK, &cx.conference.list_rooms(offset, size))
+    json(
+        StatusCode::OK,
+        &cx.conference.list_rooms(&app, offset, size),
+    )
 }
 
 async fn delete_room(
@@ -193,7 +196,7 @@ async fn delete_room(
     }
     blocking(
         &cx.conference,
-        move |hub| hub.delete_room(&room_id),
+        move |hub| hub.delete_room(&app, &room_id),
         |()| success(),
     )
     .await
@@ -213,7 +216,7 @@ async fn add_stream(
     };
     blocking(
         &cx.conference,
-        move |hub| hub.add_stream(&room_id, &stream_id),
+        move |hub| hub.add_stream(&app, &room_id, &stream_id),
         |()| success(),
     )
     .await

@@ -245,6 +245,7 @@ mod tests {
             end_date: 20,
             room_stream_list: vec!["s1".into()],
             mode: "legacy".into(),
+            app: None,
         };
         let token = |id: &str, expire| TokenRecord {
             token_id: id.into(),

@@ -172,6 +172,7 @@ fn rest_rooms_have_dates() {
     let c = plugin(&hub);
     let future = now() + 3600;
     hub.create_room(
+        "LiveApp",
         NewRoom {
             room_id: Some("later".into()),
             start_date: future,
