@@ -2,7 +2,9 @@
 //! an Ant P2P `join` on a protected application's URL must be checked with that application's
 //! security (not the default one's), and the REST API under `/{app}/rest/` must neither serve an
 //! application the gateway does not serve nor let one application's path mint one-time tokens
-//! that another application's checks accept. Every refusal is counted in `/metrics`.
+//! that another application's checks accept; a room created through one application's REST
+//! path is held to that application's checks on every way in. Every refusal is counted in
+//! `/metrics`.
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{Value, json};

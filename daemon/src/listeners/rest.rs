@@ -15,7 +15,7 @@
 //! room on `GET` (404), a client outside `[rest] allowed_cidrs` (403) and an `{app}` that
 //! `/{app}/websocket` would refuse (404: not listed in `[[antmedia_app]]` nor covered by `*`).
 //! Tokens are minted under the security of the entry that covers `{app}` and are good only for
-//! its checks. Writes wait until the store has committed them, on a blocking thread, never
+//! its checks; a room created here belongs to that entry, and other entries' paths do not see it. Writes wait until the store has committed them, on a blocking thread, never
 //! under the room lock.
 
 use std::collections::HashMap;
