@@ -130,6 +130,7 @@ fn measure(pipeline: &Pipeline, room: &str, cycles: usize, mix: Mix) -> Duration
             from,
             event,
             original: None,
+            app: None,
         };
         let cx = EventContext {
             envelope: &envelope,

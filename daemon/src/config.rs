@@ -288,6 +288,11 @@ pub struct LimitsConfig {
     /// at once, except a quarter of this reserve that serves `/healthz` and `/readyz` only.
     #[serde(default = "default_reserved_fds")]
     pub reserved_fds: usize,
+    /// Client networks (CIDR blocks or addresses) whose connections may take the reserve's
+    /// health places past the budget, besides `[proxy] trusted` peers: a flood from anywhere
+    /// else is closed at once there and cannot crowd the probes out. Default: loopback.
+    #[serde(default = "default_health_check_cidrs")]
+    pub health_check_cidrs: Vec<String>,
     /// Rooms one connection may be in at once (Ant `join`/`joinRoom`, raw and socket.io
     /// joins); a join into one more is refused (Ant `refused`). At least 1.
     #[serde(default = "default_max_rooms_per_session")]
@@ -351,6 +356,10 @@ const fn default_reserved_fds() -> usize {
     64
 }
 
+fn default_health_check_cidrs() -> Vec<String> {
+    vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()]
+}
+
 const fn default_max_frame_bytes() -> usize {
     switchboard_protocol::DEFAULT_MAX_FRAME_BYTES
 }
@@ -378,6 +387,7 @@ impl Default for LimitsConfig {
             header_read_timeout_secs: default_header_read_timeout_secs(),
             socketio_connect_timeout_secs: default_socketio_connect_timeout_secs(),
             reserved_fds: default_reserved_fds(),
+            health_check_cidrs: default_health_check_cidrs(),
             ping_interval_secs: default_ping_interval_secs(),
         }
     }

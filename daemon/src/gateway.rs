@@ -546,6 +546,7 @@ impl Gateway {
                 from,
                 event,
                 original: None,
+                app: None,
             });
             // The closing session cannot wait for its partners' queues.
             out.blocked.defer(self.write_timeout());

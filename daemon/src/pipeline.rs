@@ -237,6 +237,7 @@ mod tests {
             from: crate::gateway::peer(SessionId(1), DialectKind::Antmedia),
             event,
             original: None,
+            app: None,
         };
         let cx = EventContext {
             envelope: &envelope,

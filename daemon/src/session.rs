@@ -160,6 +160,9 @@ pub struct SessionCore {
     pub gateway: Arc<Gateway>,
     /// This session as plugins see it.
     pub peer: Peer,
+    /// The Ant Media application of its URL (`None` for other dialects): every event it sends
+    /// carries it ([`Envelope::app`]), so each access check uses the URL's application.
+    pub app: Option<Arc<str>>,
     /// Rooms this session is in, so they can be left when it closes.
     pub rooms: Vec<String>,
     /// Whether a room-bound event of this session was ever accepted (a join, a conference
@@ -201,6 +204,7 @@ impl SessionCore {
                 from: self.peer,
                 event,
                 original,
+                app: self.app.clone(),
             })
             .await;
         self.record(routed, received, out)
@@ -222,6 +226,7 @@ impl SessionCore {
             from: self.peer,
             event,
             original,
+            app: self.app.clone(),
         });
         self.record(routed, received, out)
     }
@@ -321,6 +326,8 @@ pub struct WsSession<D: Dialect> {
     pub join: Option<Join>,
     /// Its place under the connection caps, released when the session ends.
     pub permit: Permit,
+    /// The Ant Media application of its URL ([`SessionCore::app`]).
+    pub app: Option<Arc<str>>,
 }
 
 /// Runs one WebSocket peer session until the peer closes, the gateway shuts down, or the peer
@@ -332,6 +339,7 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
         mut state,
         join,
         permit: _permit,
+        app,
     } = session;
     let SessionHandle {
         id,
@@ -348,6 +356,7 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
     let mut core = SessionCore {
         gateway,
         peer: gateway::peer(id, D::KIND),
+        app,
         rooms: Vec::new(),
         engaged: false,
         blocked: Blocked::default(),

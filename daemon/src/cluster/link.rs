@@ -394,6 +394,7 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, payload: &[u8]
                 },
                 event,
                 original: original.map(Original::from),
+                app: None,
             };
             gateway.deliver_remote(SessionId(to), Outbound::Relay(Arc::new(envelope)));
         }

@@ -45,11 +45,31 @@ impl ProxyConfig {
 }
 
 impl GatewayConfig {
+    /// Whether a connection from `ip` may take a health place of the descriptor reserve: it is
+    /// in `[limits] health_check_cidrs` or is a `[proxy] trusted` peer.
+    pub fn may_use_health_reserve(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.limits
+            .health_check_cidrs
+            .iter()
+            .chain(&self.proxy.trusted)
+            .filter_map(|c| Cidr::parse(c).ok())
+            .any(|c| c.contains(ip))
+    }
+
     /// Checks `[proxy]`, `proxy_protocol` and the accept-time limits.
     pub(super) fn validate_front(&self, errors: &mut Vec<ConfigError>) {
         for (i, c) in self.proxy.trusted.iter().enumerate() {
             if let Err(e) = Cidr::parse(c) {
                 errors.push(ConfigError::at(format!("proxy.trusted[{i}]"), e));
+            }
+        }
+        for (i, c) in self.limits.health_check_cidrs.iter().enumerate() {
+            if let Err(e) = Cidr::parse(c) {
+                errors.push(ConfigError::at(
+                    format!("limits.health_check_cidrs[{i}]"),
+                    e,
+                ));
             }
         }
         for (i, l) in self.listeners.iter().enumerate() {
@@ -114,6 +134,29 @@ mod tests {
         assert!(lonely.contains("listener[0].proxy_protocol"), "{lonely}");
         let unknown = problems("[proxy]\ntrusted = []\ntrust_all = true");
         assert!(unknown.contains("trust_all"), "{unknown}");
+    }
+
+    #[test]
+    fn health_check_networks_are_checked_and_matched() {
+        let bad = problems("[limits]\nhealth_check_cidrs = [\"127.0.0.1/32\", \"nope\"]");
+        assert!(bad.contains("limits.health_check_cidrs[1]"), "{bad}");
+        let config = GatewayConfig::from_toml(&format!(
+            "{LISTENER}[limits]\nhealth_check_cidrs = [\"10.1.0.0/16\"]\n\
+             [proxy]\ntrusted = [\"192.0.2.7\"]\n{PLUGIN}"
+        ))
+        .expect("valid");
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+        assert!(config.may_use_health_reserve(ip("10.1.2.3")));
+        assert!(config.may_use_health_reserve(ip("::ffff:10.1.2.3")));
+        assert!(
+            config.may_use_health_reserve(ip("192.0.2.7")),
+            "trusted proxy"
+        );
+        assert!(!config.may_use_health_reserve(ip("10.2.0.1")));
+        assert!(
+            !config.may_use_health_reserve(ip("127.0.0.1")),
+            "loopback only by default"
+        );
     }
 
     #[test]

@@ -183,6 +183,7 @@ impl Gateway {
                 reason: LeaveReason::Disconnect,
             }),
             original: None,
+            app: None,
         });
         let cx = EventContext {
             envelope: &envelope,

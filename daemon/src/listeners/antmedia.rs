@@ -54,6 +54,7 @@ async fn upgrade(
                 state: AntState { app: app.clone() },
                 join: None,
                 permit,
+                app: Some(std::sync::Arc::from(app.as_str())),
             },
         );
         cx.tracker.track_future(session.instrument(span))

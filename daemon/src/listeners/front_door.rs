@@ -4,8 +4,10 @@
 //!
 //! Past the budget a new connection is still accepted (the kernel already gave it a
 //! descriptor) but, while a small health reserve lasts, may only ask for `/healthz` or `/readyz`
-//! once; past that too it is closed at once. Connections already open, established calls among
-//! them, keep their descriptors and go on.
+//! once; past that too it is closed at once. Only clients from `[limits] health_check_cidrs`
+//! and trusted proxies get reserve places: a flood from many other addresses that kept
+//! re-taking them (each for up to 2 s) would otherwise starve the probes. Connections already
+//! open, established calls among them, keep their descriptors and go on.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -89,14 +91,19 @@ impl FrontDoor {
     }
 
     /// Takes a place for a connection just accepted. `ip` is counted against `per_ip_cap`
-    /// unless `None` (a trusted proxy: its clients are counted once known).
+    /// unless `None` (a trusted proxy: its clients are counted once known). Past the budget,
+    /// only a connection that `may_use_reserve` (a health-check network or a trusted proxy)
+    /// gets a health place.
     pub fn admit(
         self: &Arc<Self>,
         ip: Option<IpAddr>,
         per_ip_cap: usize,
+        may_use_reserve: bool,
     ) -> Result<TcpSlot, AcceptRefusal> {
         let admitted = if self.open.load(Ordering::Relaxed) < self.budget {
             Admitted::Full
+        } else if !may_use_reserve {
+            return Err(AcceptRefusal::NoDescriptors);
         } else if self.health_open.fetch_add(1, Ordering::Relaxed) < self.health_slots {
             Admitted::HealthOnly
         } else {
@@ -249,17 +256,20 @@ mod tests {
     #[test]
     fn per_ip_cap_holds_and_is_released_on_drop() {
         let door = Arc::new(FrontDoor::with_descriptors(10_000, 10, 64));
-        let a = door.admit(Some(ip("10.0.0.1")), 2);
-        let b = door.admit(Some(ip("10.0.0.1")), 2);
+        let a = door.admit(Some(ip("10.0.0.1")), 2, true);
+        let b = door.admit(Some(ip("10.0.0.1")), 2, true);
         assert!(a.is_ok() && b.is_ok());
         assert_eq!(
-            door.admit(Some(ip("::ffff:10.0.0.1")), 2).err(),
+            door.admit(Some(ip("::ffff:10.0.0.1")), 2, true).err(),
             Some(AcceptRefusal::TooManyFromIp)
         );
-        assert!(door.admit(Some(ip("10.0.0.2")), 2).is_ok());
-        assert!(door.admit(None, 2).is_ok(), "a trusted proxy is not capped");
+        assert!(door.admit(Some(ip("10.0.0.2")), 2, true).is_ok());
+        assert!(
+            door.admit(None, 2, true).is_ok(),
+            "a trusted proxy is not capped"
+        );
         drop(a);
-        assert!(door.admit(Some(ip("10.0.0.1")), 2).is_ok());
+        assert!(door.admit(Some(ip("10.0.0.1")), 2, true).is_ok());
         drop(b);
         assert_eq!(door.open(), 0);
         assert!(door.counts().is_empty(), "no empty entries left behind");
@@ -269,25 +279,51 @@ mod tests {
     fn past_the_budget_only_health_checks_then_nothing() {
         // 100 descriptors, 20 open, 64 reserved: 16 connections, then 16 health-only ones.
         let door = Arc::new(FrontDoor::with_descriptors(100, 20, 64));
-        let full: Vec<_> = (0..16).filter_map(|_| door.admit(None, 1).ok()).collect();
+        let full: Vec<_> = (0..16)
+            .filter_map(|_| door.admit(None, 1, true).ok())
+            .collect();
         assert!(full.iter().all(|s| s.admitted == Admitted::Full));
         assert_eq!(full.len(), 16);
-        let health: Vec<_> = (0..16).filter_map(|_| door.admit(None, 1).ok()).collect();
+        let health: Vec<_> = (0..16)
+            .filter_map(|_| door.admit(None, 1, true).ok())
+            .collect();
         assert_eq!(health.len(), 16);
         assert!(health.iter().all(|s| s.admitted == Admitted::HealthOnly));
         assert_eq!(
-            door.admit(None, 1).err(),
+            door.admit(None, 1, true).err(),
             Some(AcceptRefusal::NoDescriptors)
         );
         drop(health);
         assert_eq!(
-            door.admit(None, 1).map(|s| s.admitted).ok(),
+            door.admit(None, 1, true).map(|s| s.admitted).ok(),
             Some(Admitted::HealthOnly)
         );
         drop(full);
         assert_eq!(
-            door.admit(None, 1).map(|s| s.admitted).ok(),
+            door.admit(None, 1, true).map(|s| s.admitted).ok(),
             Some(Admitted::Full)
         );
+    }
+
+    #[test]
+    fn reserve_places_are_only_for_health_check_networks() {
+        // 100 descriptors, 20 open, 64 reserved: 16 connections, then the reserve.
+        let door = Arc::new(FrontDoor::with_descriptors(100, 20, 64));
+        let _full: Vec<_> = (0..16)
+            .filter_map(|_| door.admit(Some(ip("10.0.0.9")), 100, false).ok())
+            .collect();
+        // A flood from outside the health-check networks never gets a reserve place...
+        for _ in 0..100 {
+            assert_eq!(
+                door.admit(Some(ip("10.0.0.9")), 100, false).err(),
+                Some(AcceptRefusal::NoDescriptors)
+            );
+        }
+        // ...so every one of them is still there for the probes.
+        let probes: Vec<_> = (0..16)
+            .filter_map(|_| door.admit(Some(ip("127.0.0.1")), 100, true).ok())
+            .collect();
+        assert_eq!(probes.len(), 16);
+        assert!(probes.iter().all(|s| s.admitted == Admitted::HealthOnly));
     }
 }

@@ -60,6 +60,7 @@ async fn upgrade(
                 state,
                 join: Some(join),
                 permit,
+                app: None,
             },
         );
         cx.tracker.track_future(session.instrument(span))

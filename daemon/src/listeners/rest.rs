@@ -12,8 +12,11 @@
 //! | JWT | `GET .../broadcasts/{id}/jwt-token?expireDate=&type=publish\|play` |
 //!
 //! As Ant does, failures are HTTP 200 with `{"success":false,"message":...}`, except an unknown
-//! room on `GET` (404) and a client outside `[rest] allowed_cidrs` (403). Writes wait until the
-//! store has committed them, on a blocking thread, never under the room lock.
+//! room on `GET` (404), a client outside `[rest] allowed_cidrs` (403) and an `{app}` that
+//! `/{app}/websocket` would refuse (404: not listed in `[[antmedia_app]]` nor covered by `*`).
+//! Tokens are minted under the security of the entry that covers `{app}` and are good only for
+//! its checks; a room created here belongs to that entry, and other entries' paths do not see it. Writes wait until the store has committed them, on a blocking thread, never
+//! under the room lock.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +32,7 @@ use serde::Serialize;
 use switchboard_conference::{Hub, NewRoom, RestError, TokenType};
 
 use super::ListenerContext;
+use crate::telemetry;
 
 /// The REST routes of one listener.
 pub fn routes(cx: ListenerContext) -> Router {
@@ -88,17 +92,26 @@ fn rest_error(e: &RestError) -> Response {
     failure(StatusCode::OK, &e.to_string())
 }
 
-/// The 403 for clients outside `[rest] allowed_cidrs`; `None` for allowed ones.
-fn refused(cx: &ListenerContext, addr: SocketAddr) -> Option<Response> {
+/// The 403 for clients outside `[rest] allowed_cidrs`, then the 404 for an application the
+/// gateway does not serve (the app gate of `/{app}/websocket`, so that no app name reaches the
+/// room catalog or mints tokens around the configured ones); `None` when the call may go on.
+fn refused(cx: &ListenerContext, addr: SocketAddr, app: &str) -> Option<Response> {
     let config = cx.gateway.config();
-    if config.rest.cidrs().iter().any(|c| c.contains(addr.ip())) {
-        return None;
+    if !config.rest.cidrs().iter().any(|c| c.contains(addr.ip())) {
+        tracing::warn!(peer.addr = %addr, "REST call refused: address not in rest.allowed_cidrs.");
+        return Some(failure(
+            StatusCode::FORBIDDEN,
+            "not allowed: this address is not in the gateway's rest.allowed_cidrs",
+        ));
     }
-    tracing::warn!(peer.addr = %addr, "REST call refused: address not in rest.allowed_cidrs.");
-    Some(failure(
-        StatusCode::FORBIDDEN,
-        "not allowed: this address is not in the gateway's rest.allowed_cidrs",
-    ))
+    if !config.admits_app(app) {
+        telemetry::app_refused(addr);
+        return Some(failure(
+            StatusCode::NOT_FOUND,
+            "unknown application: it is not configured on this gateway ([[antmedia_app]])",
+        ));
+    }
+    None
 }
 
 /// Runs a store-writing hub call on a blocking thread and renders its outcome.
@@ -124,10 +137,10 @@ fn now() -> i64 {
 async fn create_room(
     State(cx): State<ListenerContext>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path(_app): Path<String>,
+    Path(app): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Some(r) = refused(&cx, addr) {
+    if let Some(r) = refused(&cx, addr, &app) {
         return r;
     }
     let new: NewRoom = match serde_json::from_slice(&body) {
@@ -136,7 +149,7 @@ async fn create_room(
     };
     blocking(
         &cx.conference,
-        move |hub| hub.create_room(new, now()),
+        move |hub| hub.create_room(&app, new, now()),
         |room| json(StatusCode::OK, &room),
     )
     .await
@@ -145,12 +158,12 @@ async fn create_room(
 async fn get_room(
     State(cx): State<ListenerContext>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path((_app, room_id)): Path<(String, String)>,
+    Path((app, room_id)): Path<(String, String)>,
 ) -> Response {
-    if let Some(r) = refused(&cx, addr) {
+    if let Some(r) = refused(&cx, addr, &app) {
         return r;
     }
-    match cx.conference.room(&room_id) {
+    match cx.conference.room(&app, &room_id) {
         Some(room) => json(StatusCode::OK, &room),
         None => failure(
             StatusCode::NOT_FOUND,
@@ -162,25 +175,28 @@ async fn get_room(
 async fn list_rooms(
     State(cx): State<ListenerContext>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path((_app, offset, size)): Path<(String, usize, usize)>,
+    Path((app, offset, size)): Path<(String, usize, usize)>,
 ) -> Response {
-    if let Some(r) = refused(&cx, addr) {
+    if let Some(r) = refused(&cx, addr, &app) {
         return r;
     }
-    json(StatusCode::OK, &cx.conference.list_rooms(offset, size))
+    json(
+        StatusCode::OK,
+        &cx.conference.list_rooms(&app, offset, size),
+    )
 }
 
 async fn delete_room(
     State(cx): State<ListenerContext>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path((_app, room_id)): Path<(String, String)>,
+    Path((app, room_id)): Path<(String, String)>,
 ) -> Response {
-    if let Some(r) = refused(&cx, addr) {
+    if let Some(r) = refused(&cx, addr, &app) {
         return r;
     }
     blocking(
         &cx.conference,
-        move |hub| hub.delete_room(&room_id),
+        move |hub| hub.delete_room(&app, &room_id),
         |()| success(),
     )
     .await
@@ -189,10 +205,10 @@ async fn delete_room(
 async fn add_stream(
     State(cx): State<ListenerContext>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path((_app, room_id)): Path<(String, String)>,
+    Path((app, room_id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Some(r) = refused(&cx, addr) {
+    if let Some(r) = refused(&cx, addr, &app) {
         return r;
     }
     let Some(stream_id) = query.get("streamId").cloned() else {
@@ -200,7 +216,7 @@ async fn add_stream(
     };
     blocking(
         &cx.conference,
-        move |hub| hub.add_stream(&room_id, &stream_id),
+        move |hub| hub.add_stream(&app, &room_id, &stream_id),
         |()| success(),
     )
     .await
@@ -211,9 +227,10 @@ async fn add_stream(
 fn token_request(
     cx: &ListenerContext,
     addr: SocketAddr,
+    app: &str,
     query: &HashMap<String, String>,
 ) -> Result<(i64, TokenType), Box<Response>> {
-    if let Some(r) = refused(cx, addr) {
+    if let Some(r) = refused(cx, addr, app) {
         return Err(Box::new(r));
     }
     let expire = query
@@ -236,17 +253,17 @@ fn token_request(
 async fn token(
     State(cx): State<ListenerContext>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
-    Path((_app, stream_id)): Path<(String, String)>,
+    Path((app, stream_id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (expire, kind) = match token_request(&cx, addr, &query) {
+    let (expire, kind) = match token_request(&cx, addr, &app, &query) {
         Ok(q) => q,
         Err(response) => return *response,
     };
     let room = query.get("roomId").filter(|r| !r.is_empty()).cloned();
     blocking(
         &cx.conference,
-        move |hub| hub.create_token(&stream_id, expire, kind, room.as_deref()),
+        move |hub| hub.create_token(&app, &stream_id, expire, kind, room.as_deref()),
         |token| json(StatusCode::OK, &token),
     )
     .await
@@ -258,7 +275,7 @@ async fn jwt_token(
     Path((app, stream_id)): Path<(String, String)>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (expire, kind) = match token_request(&cx, addr, &query) {
+    let (expire, kind) = match token_request(&cx, addr, &app, &query) {
         Ok(q) => q,
         Err(response) => return *response,
     };

@@ -1,8 +1,9 @@
 //! The accept loop of every listener, plain or TLS: each limit is checked before its resource
 //! is spent.
 //!
-//! 1. At accept: the descriptor budget and `max_tcp_connections_per_ip` ([`FrontDoor`]); a
-//!    refused connection is closed at once.
+//! 1. At accept: the descriptor budget (past it, a health place only for health-check networks
+//!    and trusted proxies) and `max_tcp_connections_per_ip` ([`FrontDoor`]); a refused
+//!    connection is closed at once.
 //! 2. On `proxy_protocol` listeners: the PROXY header from a trusted proxy, read within the
 //!    header timeout; the client it names is counted against the per-IP cap in turn.
 //! 3. TLS, within its handshake timeout.
@@ -108,11 +109,12 @@ impl Door {
         let trusted = TrustedProxies::new(&config.proxy).contains(peer.ip());
         // A trusted proxy carries many clients; they are counted once known.
         let ip = (!trusted).then_some(peer.ip());
-        match self
-            .cx
-            .front_door
-            .admit(ip, config.limits.max_tcp_connections_per_ip)
-        {
+        let may_use_reserve = trusted || config.may_use_health_reserve(peer.ip());
+        match self.cx.front_door.admit(
+            ip,
+            config.limits.max_tcp_connections_per_ip,
+            may_use_reserve,
+        ) {
             Ok(slot) => Some(slot),
             Err(refusal) => {
                 telemetry::accept_refused(refusal, peer, None);

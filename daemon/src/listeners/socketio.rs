@@ -129,6 +129,7 @@ async fn join_room(
     let mut core = SessionCore {
         gateway: cx.gateway.clone(),
         peer,
+        app: None,
         rooms: Vec::new(),
         engaged: true,
         blocked: Default::default(),

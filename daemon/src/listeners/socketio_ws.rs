@@ -115,6 +115,7 @@ async fn serve(
             state,
             join: None,
             permit,
+            app: None,
         },
     );
     session.instrument(span).await;

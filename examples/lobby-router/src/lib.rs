@@ -249,6 +249,7 @@ mod tests {
             from: peer(from),
             event,
             original: None,
+            app: None,
         };
         let cx = EventContext {
             envelope: &envelope,
@@ -330,6 +331,7 @@ mod tests {
             from: peer(1),
             event: Event::notice(Event::Left, "room1"),
             original: None,
+            app: None,
         };
         let cx = EventContext {
             envelope: &envelope,

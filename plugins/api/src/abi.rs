@@ -60,8 +60,9 @@ use crate::{
 /// an older API is refused at load time instead of failing on the first unfamiliar event.
 ///
 /// History: 1, the first ABI; 2, conference events (`Event::Conference`,
-/// `Event::ConferenceReply`) and `JoinMode::Conference`.
-pub const ABI_VERSION: u32 = 2;
+/// `Event::ConferenceReply`) and `JoinMode::Conference`; 3, the sender's Ant Media application
+/// (`envelope.app`).
+pub const ABI_VERSION: u32 = 3;
 
 /// `static u32`: the ABI version the library was built for.
 pub const ABI_VERSION_SYMBOL: &str = "SWITCHBOARD_PLUGIN_ABI_VERSION";
@@ -137,6 +138,9 @@ pub struct WireEnvelope<'a> {
     pub from: Peer,
     /// The event.
     pub event: Cow<'a, Event>,
+    /// The sender's Ant Media application ([`Envelope::app`]); absent for other dialects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<Cow<'a, str>>,
 }
 
 /// [`RoomView`] on the wire.
@@ -156,6 +160,7 @@ impl<'a> EventInput<'a> {
             envelope: WireEnvelope {
                 from: cx.envelope.from,
                 event: Cow::Borrowed(&cx.envelope.event),
+                app: cx.envelope.app.as_deref().map(Cow::Borrowed),
             },
             room: WireRoom {
                 room: Cow::Borrowed(cx.room.room),
@@ -349,6 +354,7 @@ pub mod export {
             from: input.envelope.from,
             event: input.envelope.event.into_owned(),
             original: None,
+            app: input.envelope.app.map(|a| Arc::from(a.as_ref())),
         };
         let mut decision = input.decision.into_owned();
         let cx = EventContext {
@@ -539,6 +545,7 @@ mod tests {
             from,
             event: Event::notice(Event::Left, "r"),
             original: Some("secret wire text".into()),
+            app: Some(Arc::from("LiveApp")),
         };
         let members = [from];
         let cx = EventContext {
@@ -557,5 +564,6 @@ mod tests {
         let owned: EventInput<'static> = serde_json::from_str(&text).unwrap();
         assert_eq!(owned.room.members.as_ref(), &members);
         assert_eq!(owned.envelope.event.as_ref(), &envelope.event);
+        assert_eq!(owned.envelope.app.as_deref(), Some("LiveApp"));
     }
 }

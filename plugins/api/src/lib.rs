@@ -82,6 +82,11 @@ pub struct Envelope {
     pub event: Event,
     /// The sender's wire text, when forwarding it verbatim is meaningful.
     pub original: Option<Original>,
+    /// The Ant Media application of the sender's connection (the `{app}` of
+    /// `/{app}/websocket`); `None` for raw and socket.io peers, which name none. Stream
+    /// security is per application, so a check of any Ant command (the P2P `join` included,
+    /// whose event has no application field) uses this one, the URL's.
+    pub app: Option<Arc<str>>,
 }
 
 /// What a plugin hook sees.
@@ -102,6 +107,11 @@ impl EventContext<'_> {
     /// The event.
     pub fn event(&self) -> &Event {
         &self.envelope.event
+    }
+
+    /// The Ant Media application the sender connected to ([`Envelope::app`]).
+    pub fn app(&self) -> Option<&str> {
+        self.envelope.app.as_deref()
     }
 }
 

@@ -10,7 +10,7 @@ use switchboard_plugin_api::protocol::{
 };
 use switchboard_plugin_api::{Decision, EventContext, Peer, SessionId, Verdict};
 
-use crate::hub::{MediaStream, Participant, State, random_id};
+use crate::hub::{Hub, MediaStream, Participant, State, random_id};
 use crate::records::TokenType;
 use crate::security::{self, Access, Resolved, TokenCheck};
 use crate::{Conference, is_participant, now, refuse};
@@ -32,8 +32,9 @@ impl Conference {
         request: &ConferenceRequest,
         out: &mut Decision,
     ) -> Verdict {
+        let app = app_of(cx, &request.app);
         let reply = match &request.command {
-            ConferenceCommand::JoinRoom(j) => self.join_room(cx, &request.app, j),
+            ConferenceCommand::JoinRoom(j) => self.join_room(cx, app, j),
             ConferenceCommand::LeaveRoom(r) => self.leave_room(cx, r),
             ConferenceCommand::GetRoomInfo(r) => self.room_info(cx, r),
             ConferenceCommand::GetStreamInfo(s) => self.stream_info(cx, &s.stream_id),
@@ -48,8 +49,8 @@ impl Conference {
                 }))
             }
             ConferenceCommand::UpdateMetaData(m) => self.update_meta_data(cx, m),
-            ConferenceCommand::Publish(m) => Err(self.media(&request.app, m, TokenType::Publish)),
-            ConferenceCommand::Play(m) => Err(self.media(&request.app, m, TokenType::Play)),
+            ConferenceCommand::Publish(m) => Err(self.media(app, m, TokenType::Publish)),
+            ConferenceCommand::Play(m) => Err(self.media(app, m, TokenType::Play)),
             // Track control is the media plugin's (`sfu`, after this one).
             ConferenceCommand::ToggleTrack(_) => Err(Verdict::Continue),
             // A command added to the protocol before this plugin learned it.
@@ -181,10 +182,13 @@ impl Conference {
                 }
             },
         };
-        // The token last, so that a join refused for another reason does not use it up.
+        // The token last, so that a join refused for another reason does not use it up. A room
+        // created through the REST API is held to the checks of the application that made it,
+        // whichever application's URL the join comes through.
+        let owner = Hub::room_owner(&state, room);
         let used = self.check_token(
             &mut state,
-            app,
+            owner.as_deref().unwrap_or(app),
             |a| a.join_room,
             j.token.as_deref(),
             Access {
@@ -448,9 +452,15 @@ impl Conference {
     /// `media_plugin_not_running`.
     fn media(&self, app: &str, m: &MediaRequest, kind: TokenType) -> Verdict {
         let mut state = self.hub.state();
+        // Into (or of) a room created through the REST API: its creator's checks apply.
+        let owner = m
+            .room
+            .iter()
+            .chain([&m.stream_id])
+            .find_map(|id| Hub::room_owner(&state, id));
         let used = self.check_token(
             &mut state,
-            app,
+            owner.as_deref().unwrap_or(app),
             |a| match kind {
                 TokenType::Publish => a.publish,
                 TokenType::Play => a.play,
@@ -505,8 +515,10 @@ impl Conference {
 
     /// A join (any dialect: Ant P2P `join`, raw `/ws/{room}`, socket.io) into a conference room
     /// (one the REST API created, or one with participants) is an entry into that room like
-    /// `joinRoom`, so it is held to the same `join_room` check, of the default application
-    /// (a join names no application). Other rooms are peer-to-peer rooms, not this plugin's.
+    /// `joinRoom`, so it is held to the same `join_room` check: of the application that created
+    /// the room through the REST API, else of the application of an Ant peer's URL, else of the
+    /// default application (raw and socket.io peers name none). Other rooms are peer-to-peer
+    /// rooms, not this plugin's.
     pub(crate) fn on_join(&self, cx: &EventContext<'_>, token: Option<&str>) -> Verdict {
         let room = cx.room.room;
         let me = cx.from().session;
@@ -520,9 +532,10 @@ impl Conference {
         if !conference_room || cx.room.contains(me) {
             return Verdict::Continue;
         }
+        let owner = Hub::room_owner(&state, room);
         let used = self.check_token(
             &mut state,
-            "",
+            owner.as_deref().unwrap_or(app_of(cx, "")),
             |a| a.join_room,
             token,
             Access {
@@ -543,6 +556,13 @@ impl Conference {
             }
         }
     }
+}
+
+/// The application whose stream security applies to the sender's event: its connection's (the
+/// `{app}` of an Ant peer's URL, for every command alike, a P2P `join` included), else the one
+/// the request names (empty for raw and socket.io peers: the default application).
+fn app_of<'a>(cx: &EventContext<'a>, named: &'a str) -> &'a str {
+    cx.envelope.app.as_deref().unwrap_or(named)
 }
 
 /// The participant record of a conference member.

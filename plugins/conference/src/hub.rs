@@ -13,7 +13,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use switchboard_plugin_api::SessionId;
 
 use crate::records::{DEFAULT_ROOM_DURATION_SECS, NewRoom, RoomRecord, TokenRecord, TokenType};
-use crate::security::{AppSecurityConfig, Apps, sign_jwt};
+use crate::security::{AppSecurityConfig, Apps, Resolved, sign_jwt};
 use crate::store::{StoreError, Write, Writer};
 
 /// Longest room or stream id the REST API accepts, in bytes.
@@ -284,8 +284,31 @@ impl Hub {
 
     // === REST ===
 
-    /// `POST .../conference-rooms`: creates a room. Dates of 0 mean now and an hour later.
-    pub fn create_room(&self, new: NewRoom, now: i64) -> Result<RoomRecord, RestError> {
+    /// The entry whose security covers REST calls through application `app` (`None`: no
+    /// application is configured).
+    fn entry_of(&self, app: &str) -> Result<Option<String>, RestError> {
+        match self.apps.resolve(app) {
+            Resolved::Open => Ok(None),
+            Resolved::App(entry) => Ok(Some(entry.config.name.clone())),
+            Resolved::Refused(reason) => Err(RestError::Invalid(reason.to_owned())),
+        }
+    }
+
+    /// The entry whose checks apply to `room`: the one that created it through the REST API.
+    pub(crate) fn room_owner(state: &State, room: &str) -> Option<String> {
+        state.rooms.get(room).and_then(|r| r.app.clone())
+    }
+
+    /// Whether a REST call through application `app` may see `room`: it was created through
+    /// the same entry, or by no entry. Another entry's room is not there for it (404).
+    fn owns(&self, app: &str, room: &RoomRecord) -> Result<bool, RestError> {
+        Ok(room.app.is_none() || room.app == self.entry_of(app)?)
+    }
+
+    /// `POST /{app}/rest/.../conference-rooms`: creates a room owned by the entry that covers
+    /// `app`. Dates of 0 mean now and an hour later.
+    pub fn create_room(&self, app: &str, new: NewRoom, now: i64) -> Result<RoomRecord, RestError> {
+        let owner = self.entry_of(app)?;
         let room_id = match new.room_id.filter(|id| !id.is_empty()) {
             Some(id) => check_id("roomId", &id).map(|()| id)?,
             None => random_id(),
@@ -311,6 +334,7 @@ impl Hub {
             end_date,
             room_stream_list: Vec::new(),
             mode: new.mode.unwrap_or_else(|| "legacy".to_owned()),
+            app: owner,
         };
         let _rest = lock(&self.rest);
         if self.state().rooms.contains_key(&room.room_id) {
@@ -328,19 +352,23 @@ impl Hub {
 
     /// `GET .../conference-rooms/{id}`: the room, its stream list completed with the
     /// participants present now.
-    pub fn room(&self, room_id: &str) -> Option<RoomRecord> {
+    pub fn room(&self, app: &str, room_id: &str) -> Option<RoomRecord> {
         let state = self.state();
         let mut room = state.rooms.get(room_id)?.clone();
+        if !self.owns(app, &room).unwrap_or(false) {
+            return None;
+        }
         with_live_streams(&state, &mut room);
         Some(room)
     }
 
     /// `GET .../conference-rooms/list/{offset}/{size}`: rooms in id order.
-    pub fn list_rooms(&self, offset: usize, size: usize) -> Vec<RoomRecord> {
+    pub fn list_rooms(&self, app: &str, offset: usize, size: usize) -> Vec<RoomRecord> {
         let state = self.state();
         state
             .rooms
             .values()
+            .filter(|room| self.owns(app, room).unwrap_or(false))
             .skip(offset)
             .take(size.min(MAX_LIST_SIZE))
             .cloned()
@@ -353,9 +381,10 @@ impl Hub {
 
     /// `DELETE .../conference-rooms/{id}`. Participants present stay; the room is then open at
     /// any time, like a room nobody created.
-    pub fn delete_room(&self, room_id: &str) -> Result<(), RestError> {
+    pub fn delete_room(&self, app: &str, room_id: &str) -> Result<(), RestError> {
         let _rest = lock(&self.rest);
-        if !self.state().rooms.contains_key(room_id) {
+        let room = self.state().rooms.get(room_id).cloned();
+        if !room.is_some_and(|r| self.owns(app, &r).unwrap_or(false)) {
             return Err(not_found(room_id));
         }
         self.persist(Write::DeleteRoom(room_id.to_owned()))?;
@@ -364,7 +393,7 @@ impl Hub {
     }
 
     /// `PUT .../conference-rooms/{id}/add?streamId=`: adds a stream to the room's list.
-    pub fn add_stream(&self, room_id: &str, stream_id: &str) -> Result<(), RestError> {
+    pub fn add_stream(&self, app: &str, room_id: &str, stream_id: &str) -> Result<(), RestError> {
         check_id("streamId", stream_id)?;
         let _rest = lock(&self.rest);
         let mut room = self
@@ -372,6 +401,7 @@ impl Hub {
             .rooms
             .get(room_id)
             .cloned()
+            .filter(|r| self.owns(app, r).unwrap_or(false))
             .ok_or_else(|| not_found(room_id))?;
         if room.room_stream_list.iter().any(|s| s == stream_id) {
             return Ok(());
@@ -382,9 +412,11 @@ impl Hub {
         Ok(())
     }
 
-    /// `GET .../broadcasts/{id}/token?expireDate=&type=[&roomId=]`: a one-time token.
+    /// `GET /{app}/rest/v2/broadcasts/{id}/token?expireDate=&type=[&roomId=]`: a one-time
+    /// token, good only for the checks of the entry that covers `app` ([`Apps::resolve`]).
     pub fn create_token(
         &self,
+        app: &str,
         stream_id: &str,
         expire_date: i64,
         kind: TokenType,
@@ -399,12 +431,28 @@ impl Hub {
                 "expireDate must be a positive Unix time in seconds".into(),
             ));
         }
+        let minted_for = self.entry_of(app)?;
+        // A room another entry created (named as the room or as the stream) is that entry's
+        // to mint tokens for.
+        {
+            let state = self.state();
+            for id in room_id.into_iter().chain([stream_id]) {
+                if let Some(owner) = Self::room_owner(&state, id)
+                    && Some(&owner) != minted_for.as_ref()
+                {
+                    return Err(RestError::Invalid(format!(
+                        "conference room `{id}` belongs to another application"
+                    )));
+                }
+            }
+        }
         let token = TokenRecord {
             token_id: random_hex(16),
             stream_id: stream_id.to_owned(),
             expire_date,
             kind,
             room_id: room_id.map(str::to_owned),
+            app: minted_for,
         };
         let _rest = lock(&self.rest);
         self.persist(Write::PutToken(token.clone()))?;
@@ -414,8 +462,9 @@ impl Hub {
         Ok(token)
     }
 
-    /// `GET .../broadcasts/{id}/jwt-token?expireDate=&type=`: an HS256 JWT signed with the
-    /// application's `jwt_secret`. Nothing is stored.
+    /// `GET /{app}/rest/v2/broadcasts/{id}/jwt-token?expireDate=&type=`: an HS256 JWT signed
+    /// with the `jwt_secret` of the entry that covers `app` (its own, or `*`'s), the key its
+    /// checks verify with. Nothing is stored.
     pub fn create_jwt(
         &self,
         app: &str,
@@ -429,20 +478,22 @@ impl Hub {
                 "expireDate must be a positive Unix time in seconds".into(),
             ));
         }
-        let key = self
-            .app(app)
-            .and_then(|a| a.jwt_secret.as_deref())
-            .ok_or_else(|| {
-                RestError::Invalid(format!(
-                    "application `{app}` has no jwt_secret ([[antmedia_app]] in the config)"
-                ))
-            })?;
+        let entry = match self.apps.resolve(app) {
+            Resolved::App(entry) => Some(&entry.config),
+            Resolved::Open | Resolved::Refused(_) => None,
+        };
+        let key = entry.and_then(|a| a.jwt_secret.as_deref()).ok_or_else(|| {
+            RestError::Invalid(format!(
+                "application `{app}` has no jwt_secret ([[antmedia_app]] in the config)"
+            ))
+        })?;
         Ok(TokenRecord {
             token_id: sign_jwt(stream_id, kind, expire_date, key),
             stream_id: stream_id.to_owned(),
             expire_date,
             kind,
             room_id: None,
+            app: None,
         })
     }
 }

@@ -17,8 +17,10 @@
 //!   `room_not_active_or_expired`. Rooms nobody created are open at any time.
 //! - Stream security per application ([`AppSecurityConfig`]): one-time tokens, JWTs (HS256/
 //!   384/512, RS256, ES256 through `jsonwebtoken`), hash tokens; failures give
-//!   `unauthorized_access`. Requests that name no application (raw, socket.io, P2P joins into
-//!   a conference room) are held to the default application's settings ([`Apps::resolve`]).
+//!   `unauthorized_access`. An Ant peer's every command, its P2P `join` included, is checked
+//!   with the application of its URL ([`switchboard_plugin_api::Envelope::app`]); requests that
+//!   name no application (raw and socket.io peers) are held to the default application's
+//!   settings ([`Apps::resolve`]).
 //!
 //! The REST room catalog and the tokens live in a [`Hub`] the daemon shares with its REST API
 //! and persists in a redb file; the hook never waits for the disk.

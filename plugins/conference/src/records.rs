@@ -25,6 +25,12 @@ pub struct RoomRecord {
     /// Ant's conference mode (`legacy`, `mcu`, `amcu`, `multitrack`); kept, not interpreted.
     #[serde(default = "default_mode")]
     pub mode: String,
+    /// The `[[antmedia_app]]` entry (its `name`, `*` included) whose `/{app}/rest/` created the
+    /// room: its checks apply to every join of the room whichever app's URL it comes through,
+    /// and only its REST path sees, changes or mints tokens for the room. Absent when no
+    /// application was configured (and in records written before this field existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }
 
 fn default_mode() -> String {
@@ -102,4 +108,11 @@ pub struct TokenRecord {
     /// A token bound to a room is good for any stream of that room and is not used up.
     #[serde(default)]
     pub room_id: Option<String>,
+    /// The `[[antmedia_app]]` entry (its `name`, `*` included) whose security the token was
+    /// minted under through `/{app}/rest/`: only that entry's checks accept it, so another
+    /// application's REST path cannot mint tokens for a stream it does not protect. Absent in
+    /// tokens minted while no application was configured (and in records written before this
+    /// field existed), which every check accepts as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
 }

@@ -357,7 +357,7 @@ pub fn check(
     };
     match check {
         TokenCheck::None => Ok(None),
-        TokenCheck::OneTime => one_time(token, access, tokens, now),
+        TokenCheck::OneTime => one_time(token, &app.config.name, access, tokens, now),
         TokenCheck::Jwt => match &app.jwt {
             Some(verifier) => jwt(token, verifier, access).map(|()| None),
             None => Err("JWT keys are not available".to_owned()),
@@ -375,9 +375,11 @@ pub fn check(
 /// Ant's one-time token rules (`validateToken`): the token exists, has the requested type and
 /// has not expired. A token bound to a room is good for that room (the joined room, the
 /// request's `room`/`mainTrack`, or a stream id equal to the room) and is not used up; any other
-/// token is good once, for its own stream.
+/// token is good once, for its own stream. A token minted under one application's entry is good
+/// only for that entry's checks (`app`).
 fn one_time(
     token: &str,
+    app: &str,
     access: Access<'_>,
     tokens: &mut HashMap<String, TokenRecord>,
     now: i64,
@@ -385,6 +387,9 @@ fn one_time(
     let record = tokens
         .get(token)
         .ok_or_else(|| "token is not valid (unknown or already used)".to_owned())?;
+    if record.app.as_deref().is_some_and(|minted| minted != app) {
+        return Err("token was minted for another application".to_owned());
+    }
     if record.kind != access.kind {
         return Err(format!(
             "token is a {} token, not a {} token",
@@ -496,6 +501,7 @@ mod tests {
             expire_date: 100,
             kind,
             room_id: room.map(str::to_owned),
+            app: None,
         }
     }
 
@@ -541,6 +547,29 @@ mod tests {
             ..publish("any")
         };
         assert!(check(&a, c, Some("t3"), other_room, &mut t, 50).is_err());
+    }
+
+    #[test]
+    fn one_time_tokens_are_good_only_for_the_entry_they_were_minted_under() {
+        let a = app(TokenCheck::OneTime);
+        let minted = |id: &str, app: Option<&str>| TokenRecord {
+            app: app.map(str::to_owned),
+            ..token(id, "s1", TokenType::Publish, None)
+        };
+        let mut t = tokens(&[
+            minted("other", Some("OtherApp")),
+            minted("own", Some("LiveApp")),
+        ]);
+        let c = TokenCheck::OneTime;
+        assert_eq!(
+            check(&a, c, Some("other"), publish("s1"), &mut t, 50),
+            Err("token was minted for another application".to_owned())
+        );
+        assert!(t.contains_key("other"), "a refused token is not used up");
+        assert_eq!(
+            check(&a, c, Some("own"), publish("s1"), &mut t, 50),
+            Ok(Some("own".into()))
+        );
     }
 
     #[test]

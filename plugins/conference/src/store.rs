@@ -245,6 +245,7 @@ mod tests {
             end_date: 20,
             room_stream_list: vec!["s1".into()],
             mode: "legacy".into(),
+            app: None,
         };
         let token = |id: &str, expire| TokenRecord {
             token_id: id.into(),
@@ -252,6 +253,7 @@ mod tests {
             expire_date: expire,
             kind: TokenType::Play,
             room_id: None,
+            app: None,
         };
         let (writer, loaded) = Writer::open(&path, 100).expect("open");
         assert!(loaded.rooms.is_empty() && loaded.tokens.is_empty());

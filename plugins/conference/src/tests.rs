@@ -29,6 +29,7 @@ fn run(c: &Conference, from: Peer, event: Event, members: &[Peer]) -> (Verdict, 
         from,
         event,
         original: None,
+        app: None,
     };
     let cx = EventContext {
         envelope: &envelope,
@@ -171,6 +172,7 @@ fn rest_rooms_have_dates() {
     let c = plugin(&hub);
     let future = now() + 3600;
     hub.create_room(
+        "LiveApp",
         NewRoom {
             room_id: Some("later".into()),
             start_date: future,
@@ -224,7 +226,7 @@ fn media_is_refused_after_the_token_check() {
     let (v, _) = run(&c, a, publish(None), &[]);
     assert_eq!(refusal(&v), ErrorCode::Unauthorized);
     let token = hub
-        .create_token("s1", now() + 60, TokenType::Publish, None)
+        .create_token("LiveApp", "s1", now() + 60, TokenType::Publish, None)
         .expect("token");
     // A good token passes the request on to the media plugin.
     let (v, _) = run(&c, a, publish(Some(&token.token_id)), &[]);

@@ -64,6 +64,7 @@ fn send(p: &Logging, from: Peer, event: Event) {
         from,
         event,
         original: None,
+        app: None,
     };
     let room = envelope.event.room().unwrap_or("").to_owned();
     let cx = EventContext {

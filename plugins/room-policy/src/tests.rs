@@ -36,6 +36,7 @@ fn run(p: &RoomPolicy, from: Peer, event: Event, members: &[Peer]) -> Verdict {
         from,
         event,
         original: None,
+        app: None,
     };
     let room = envelope.event.room().unwrap_or("").to_owned();
     let cx = EventContext {

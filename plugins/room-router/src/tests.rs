@@ -17,6 +17,7 @@ fn run(from: Peer, event: Event, members: &[Peer]) -> (Verdict, Decision) {
         from,
         event,
         original: None,
+        app: None,
     };
     let cx = EventContext {
         envelope: &envelope,

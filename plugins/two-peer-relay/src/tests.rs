@@ -21,6 +21,7 @@ fn run_in(relay: &TwoPeerRelay, room: &str, from: Peer, event: Event) -> (Verdic
         from,
         event,
         original: None,
+        app: None,
     };
     let cx = EventContext {
         envelope: &envelope,
