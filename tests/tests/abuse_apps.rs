@@ -311,3 +311,60 @@ async fn a_rest_room_is_held_to_the_checks_of_the_app_that_created_it() {
     assert_eq!(sample(&m, &errors("antmedia", "unauthorized")), 3, "{m}");
     gw.stop().await;
 }
+
+/// A stream nobody created through REST is held to the checks of the application its publisher
+/// was admitted under, and a room to those of its participants': with LiveApp's play needing a
+/// JWT, a tokenless `play` of LiveApp's live stream (or of a room LiveApp's participants hold)
+/// through OpenApp's URL, or through the raw dialect (the default application, OpenApp), is
+/// refused; LiveApp's own token is accepted on either path.
+#[tokio::test]
+async fn a_live_stream_is_held_to_the_checks_of_its_publishers_app() {
+    let config = two_apps(&format!("play = \"jwt\"\njwt_secret = \"{JWT_SECRET}\"")).replace(
+        "[[plugin]]\ntype = \"room-router\"",
+        "[[plugin]]\ntype = \"sfu\"\n\n[[plugin]]\ntype = \"room-router\"",
+    );
+    let gw = TestGateway::with_config(&config).await;
+    let mut publisher = WsClient::connect(&gw.ant_url("LiveApp")).await;
+    let start = ask(
+        &mut publisher,
+        json!({"command":"publish","streamId":"cam1"}),
+    )
+    .await;
+    assert_eq!(start["command"], "start", "{start}");
+    let mut member = WsClient::connect(&gw.ant_url("LiveApp")).await;
+    let joined = ask(&mut member, json!({"command":"joinRoom","room":"adhoc1"})).await;
+    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+
+    let before = sample(&metrics(&gw).await, &errors("antmedia", "unauthorized"));
+    for stream in ["cam1", "adhoc1"] {
+        let mut attacker = WsClient::connect(&gw.ant_url("OpenApp")).await;
+        let refused = ask(&mut attacker, json!({"command":"play","streamId":stream})).await;
+        assert_eq!(
+            refused,
+            unauthorized(stream),
+            "play of {stream} via OpenApp"
+        );
+    }
+    let after = sample(&metrics(&gw).await, &errors("antmedia", "unauthorized"));
+    assert_eq!(after - before, 2, "each refusal counted once");
+
+    let mut raw = WsClient::connect(&gw.raw_url("lobby9")).await;
+    let _joined = raw.recv_json().await;
+    raw.send_json(json!({"type":"switchboard.play","stream":"cam1"}))
+        .await;
+    let refused = raw.recv_json().await;
+    assert_eq!(refused["type"], "switchboard.error", "{refused}");
+    assert_eq!(refused["code"], "unauthorized", "{refused}");
+
+    // LiveApp's own play token passes the check through OpenApp's URL: the play reaches the
+    // media plugin, which offers the stream (`takeConfiguration`), not an error.
+    let token = sign_jwt("cam1", TokenType::Play, now() + 60, JWT_SECRET);
+    let mut viewer = WsClient::connect(&gw.ant_url("OpenApp")).await;
+    let offer = ask(
+        &mut viewer,
+        json!({"command":"play","streamId":"cam1","token":token}),
+    )
+    .await;
+    assert_ne!(offer["command"], "error", "{offer}");
+    gw.stop().await;
+}

@@ -206,6 +206,7 @@ impl Conference {
                 stream_name: j.stream_name.clone().unwrap_or_default(),
                 meta_data: j.meta_data.clone().unwrap_or_default(),
                 role: j.role.clone().unwrap_or_default(),
+                app: owner.unwrap_or_else(|| app.to_owned()),
             },
         );
         let reply = self.joined(&state, cx, stream_id);

@@ -56,6 +56,10 @@ pub(crate) struct Participant {
     pub stream_name: String,
     pub meta_data: String,
     pub role: String,
+    /// The application whose checks admitted it (`""`: the default application); a room
+    /// nobody created through REST is held to its members' application (see
+    /// [`Hub::room_owner`]).
+    pub app: String,
 }
 
 /// Everything behind the state lock.
@@ -85,6 +89,9 @@ pub(crate) struct MediaStream {
     pub session: SessionId,
     /// ICE and DTLS are up (Ant's `broadcasting`; before that `created`).
     pub broadcasting: bool,
+    /// The application whose checks admitted the publish (`""`: the default application):
+    /// the stream is held to them whichever application's URL plays it.
+    pub app: Option<String>,
     seq: u64,
 }
 
@@ -238,9 +245,17 @@ impl Hub {
                 room: room.to_owned(),
                 session,
                 broadcasting: false,
+                app: None,
                 seq,
             },
         );
+    }
+
+    /// The publish of `stream_id` was admitted under application `app`.
+    pub fn media_app(&self, stream_id: &str, app: &str) {
+        if let Some(m) = self.state().media.get_mut(stream_id) {
+            m.app = Some(app.to_owned());
+        }
     }
 
     /// A publisher's media is up.
@@ -294,9 +309,30 @@ impl Hub {
         }
     }
 
-    /// The entry whose checks apply to `room`: the one that created it through the REST API.
-    pub(crate) fn room_owner(state: &State, room: &str) -> Option<String> {
-        state.rooms.get(room).and_then(|r| r.app.clone())
+    /// The application whose checks apply to `id`, a room or a stream, whichever application's
+    /// URL or dialect reaches it: the one that created it through the REST API; else the one
+    /// its live publisher (of the stream, or into the room) or its live participants were
+    /// admitted under. `None`: nobody holds it, the requester's own application applies.
+    pub(crate) fn room_owner(state: &State, id: &str) -> Option<String> {
+        if let Some(room) = state.rooms.get(id) {
+            return room.app.clone();
+        }
+        let media = state.media.get(id).and_then(|m| m.app.clone());
+        media
+            .or_else(|| {
+                state
+                    .media
+                    .values()
+                    .filter(|m| m.room == id)
+                    .find_map(|m| m.app.clone())
+            })
+            .or_else(|| {
+                state
+                    .participants
+                    .iter()
+                    .find(|((room, _), _)| room == id)
+                    .map(|(_, p)| p.app.clone())
+            })
     }
 
     /// Whether a REST call through application `app` may see `room`: it was created through

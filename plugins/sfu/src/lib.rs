@@ -234,9 +234,11 @@ impl Sfu {
             .is_some_and(|tx| tx.try_send(command).is_ok())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_media_request(
         &self,
         me: SessionId,
+        app: &str,
         dialect: DialectKind,
         direction: MediaDirection,
         stream_id: &str,
@@ -260,6 +262,11 @@ impl Sfu {
             };
             if let Err(refusal) = registry.admit(&self.settings, key.clone(), direction, &room) {
                 return Verdict::Refuse(refusal);
+            }
+            if direction == MediaDirection::Publish {
+                // Its application's checks (the conference plugin's, before this one) go with
+                // the stream: a play through another application's URL meets them too.
+                self.hub.media_app(stream_id, app);
             }
             match direction {
                 MediaDirection::Publish => Command::Publish {
@@ -296,6 +303,7 @@ impl Plugin for Sfu {
             Event::Conference(request) => match &request.command {
                 ConferenceCommand::Publish(m) => self.on_media_request(
                     me,
+                    cx.app().unwrap_or(&request.app),
                     cx.from().dialect,
                     MediaDirection::Publish,
                     &m.stream_id,
@@ -304,6 +312,7 @@ impl Plugin for Sfu {
                 ),
                 ConferenceCommand::Play(m) => self.on_media_request(
                     me,
+                    cx.app().unwrap_or(&request.app),
                     cx.from().dialect,
                     MediaDirection::Play,
                     &m.stream_id,
