@@ -10,6 +10,12 @@
 #   bench/run.sh --burst    # only the burst: senders as fast as they can against the node relay
 #                           # and the gateway in every dialect, delivered ÷ sent, about 2 minutes
 #   SWITCHBOARD_BIN=PATH bench/run.sh ...  # the same run against another gateway binary
+#   bench/run.sh --sfu-only # only the SFU media forwarding section, SFU_ROUNDS rounds (default 3)
+#                           # per size, reported as medians; with SFU_BASE_BIN=/path/to/switchboard
+#                           # (another build, e.g. an older commit's) each round runs that binary
+#                           # and this one back to back, and the table gives both and their ratio.
+#                           # SFU_SIZES="16 16 10" picks the sizes (N publishers, M subscribers,
+#                           # seconds; several separated by commas). About 1 minute a round.
 #
 # Builds release binaries, starts each server on its own loopback port, runs the scenarios of
 # switchboard-loadgen with fixed parameters, prints the tables and writes them with the machine's
@@ -23,10 +29,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-QUICK=0 CLUSTER_ONLY=0 BURST_ONLY=0
+QUICK=0 CLUSTER_ONLY=0 BURST_ONLY=0 SFU_ONLY=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 [[ "${1:-}" == "--cluster" ]] && CLUSTER_ONLY=1
 [[ "${1:-}" == "--burst" ]] && BURST_ONLY=1
+[[ "${1:-}" == "--sfu-only" ]] && SFU_ONLY=1
 
 # --- parameters -------------------------------------------------------------------------------
 if ((QUICK)); then
@@ -55,9 +62,11 @@ die() {
     exit 1
 }
 
-command -v node >/dev/null || die "node is not installed"
-[[ -d node_modules/socket.io && -d node_modules/express ]] ||
-    die "node_modules/ lacks socket.io or express: run npm ci at the repository root"
+if ((!SFU_ONLY)); then
+    command -v node >/dev/null || die "node is not installed"
+    [[ -d node_modules/socket.io && -d node_modules/express ]] ||
+        die "node_modules/ lacks socket.io or express: run npm ci at the repository root"
+fi
 
 # Each server (and the load generator) holds one descriptor per session; raise the soft limit to
 # the hard one. Without CAP_SYS_RESOURCE the hard limit cannot be raised, which caps the idle
@@ -84,8 +93,9 @@ mkdir -p "$RESULTS"
 JSONL=$RESULTS/latest.jsonl
 ((CLUSTER_ONLY)) && JSONL=$RESULTS/cluster.jsonl
 ((BURST_ONLY)) && JSONL=$RESULTS/burst.jsonl
-: >"$JSONL"
 WORK=$(mktemp -d)
+((SFU_ONLY)) && JSONL=$WORK/unused.jsonl # the other sections' results stay as they were
+: >"$JSONL"
 sed "s/127.0.0.1:15080/127.0.0.1:$SB_PORT/" bench/switchboard.toml >"$WORK/switchboard.toml"
 # The two cluster nodes: the same gateway, each on its own port, joined by [cluster].
 for side in a b; do
@@ -253,9 +263,91 @@ busy_cores() { # CPU used by everything on the machine over 2 s, in cores
         'BEGIN { printf "%.2f", u / 200 }'
 }
 
+# --- SFU media forwarding (its own gateway process each; real WebRTC peers on loopback) --------
+# sfu_section FILE: runs sfu_bench at each size, SFU_ROUNDS rounds (medians), and writes the
+# markdown table to FILE. With SFU_BASE_BIN, each round runs that binary and then this one.
+sfu_section() {
+    local md=$1 rounds=${SFU_ROUNDS:-1} sizes=() raw
+    if [[ -n "${SFU_SIZES:-}" ]]; then
+        IFS=, read -r -a sizes <<<"$SFU_SIZES"
+    elif ((QUICK)); then
+        sizes=("2 4 5")
+    else
+        sizes=("4 8 10" "8 16 10" "16 16 10")
+    fi
+    raw="$RESULTS/sfu.jsonl"
+    ((SFU_ONLY)) || raw="$WORK/sfu.jsonl"
+    : >"$raw"
+    local bins=("$SB_BIN") labels=(head)
+    if [[ -n "${SFU_BASE_BIN:-}" ]]; then
+        [[ -x "$SFU_BASE_BIN" ]] || die "SFU_BASE_BIN=$SFU_BASE_BIN is not an executable"
+        bins=("$SFU_BASE_BIN" "$SB_BIN") labels=(base head)
+    fi
+    for size in "${sizes[@]}"; do
+        for round in $(seq "$rounds"); do
+            for i in "${!bins[@]}"; do
+                log "sfu: $size, round $round/$rounds, ${labels[$i]}"
+                # shellcheck disable=SC2086 # the size is three numbers
+                if line=$(SWITCHBOARD_BIN="${bins[$i]}" timeout 300 "$SFU_BENCH" $size | tail -1); then
+                    printf '{"label":"%s","round":%s,"report":%s}\n' "${labels[$i]}" "$round" "$line" >>"$raw"
+                else
+                    log "sfu $size ${labels[$i]} failed; going on"
+                fi
+            done
+        done
+    done
+    python3 - "$raw" >"$md" <<'PY'
+import json, statistics, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+labels = sorted({r["label"] for r in rows}, key=lambda l: l != "base")
+sizes = []
+for r in rows:
+    k = (r["report"]["publishers"], r["report"]["subscribers"])
+    if k not in sizes:
+        sizes.append(k)
+med = lambda xs: statistics.median(xs) if xs else float("nan")
+print("## SFU media forwarding\n")
+print("N publishers × M subscribers in one room (`sfu_bench N M SECONDS`): each publisher sends an")
+print("audio and a video frame of 1000 bytes every 20 ms; latency is publisher send → subscriber")
+print("receive on one clock; CPU is the gateway process's (user + system) over the window.")
+print("Medians of the rounds; `lost` is expected minus delivered packets over the window.\n")
+print("| N × M | binary | rounds | forwarded packets/s | expected | lost | p50 ms | p99 ms | gateway CPU | µs CPU per packet (each round) |")
+print("|---|---|---|---|---|---|---|---|---|---|")
+for n, m in sizes:
+    meds = {}
+    for label in labels:
+        rs = [r["report"] for r in rows if r["label"] == label and (r["report"]["publishers"], r["report"]["subscribers"]) == (n, m)]
+        if not rs:
+            continue
+        us = [r["gateway_cpu_us_per_packet"] for r in rs]
+        meds[label] = med(us)
+        lost = [r["expected_packets"] - r["delivered_packets"] for r in rs]
+        print(f"| {n} × {m} | {label} | {len(rs)} | {med([r['forwarded_packets_per_sec'] for r in rs]):.0f} "
+              f"| {rs[0]['expected_packets_per_sec']:.0f} | {med(lost):.0f} | {med([r['latency_ms_p50'] for r in rs]):.1f} "
+              f"| {med([r['latency_ms_p99'] for r in rs]):.1f} | {med([r['gateway_cpu_percent'] for r in rs]):.0f} % "
+              f"| **{meds[label]:.1f}** ({', '.join(f'{u:.1f}' for u in us)}) |")
+    if "base" in meds and "head" in meds and meds["base"] > 0:
+        print(f"| {n} × {m} | head / base | | | | | | | | {meds['head'] / meds['base']:.2f} |")
+PY
+}
+
 STARTED=$(date +%s)
 BACKGROUND=$(busy_cores)
 log "machine load before the run (other processes): $BACKGROUND cores busy"
+
+if ((SFU_ONLY)); then
+    SFU_ROUNDS=${SFU_ROUNDS:-3}
+    sfu_section "$RESULTS/sfu.md"
+    {
+        echo
+        echo "Produced by \`bench/run.sh --sfu-only\` on $(date -u +%Y-%m-%dT%H:%MZ) in $(($(date +%s) - STARTED)) s;"
+        echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')${SFU_BASE_BIN:+, base binary $SFU_BASE_BIN}."
+        echo "Machine: $(nproc) cores; other processes kept $BACKGROUND cores busy just before the run."
+    } >>"$RESULTS/sfu.md"
+    cat "$RESULTS/sfu.md"
+    log "wrote bench/results/sfu.md and bench/results/sfu.jsonl"
+    exit 0
+fi
 
 if ((CLUSTER_ONLY)); then
     cluster_bench
@@ -403,30 +495,8 @@ for d in ant raw socketio; do
 done
 stop switchboard
 
-# --- SFU media forwarding (its own gateway process each; real WebRTC peers on loopback) --------
-if ((QUICK)); then SFU_SIZES=("2 4 5"); else SFU_SIZES=("4 8 10" "8 16 10" "16 16 10"); fi
 SFU_MD="$WORK/sfu.md"
-{
-    echo "## SFU media forwarding"
-    echo
-    echo "N publishers × M subscribers in one room (\`sfu_bench N M SECONDS\`): each publisher sends an"
-    echo "audio and a video frame of 1000 bytes every 20 ms; latency is publisher send → subscriber"
-    echo "receive on one clock; CPU is the gateway process's (user + system) over the window."
-    echo
-    echo "| N × M | forwarded packets/s | expected | p50 ms | p99 ms | gateway CPU | µs CPU per packet |"
-    echo "|---|---|---|---|---|---|---|"
-} >"$SFU_MD"
-for size in "${SFU_SIZES[@]}"; do
-    log "sfu: $size"
-    # shellcheck disable=SC2086 # the size is three numbers
-    line=$(SWITCHBOARD_BIN="$SB_BIN" timeout 300 "$SFU_BENCH" $size | tail -1)
-    python3 - "$line" >>"$SFU_MD" <<'PY'
-import json, sys
-r = json.loads(sys.argv[1])
-print(f"| {r['publishers']} × {r['subscribers']} | {r['forwarded_packets_per_sec']:.0f} | {r['expected_packets_per_sec']:.0f} "
-      f"| {r['latency_ms_p50']:.1f} | {r['latency_ms_p99']:.1f} | {r['gateway_cpu_percent']:.0f} % | {r['gateway_cpu_us_per_packet']:.1f} |")
-PY
-done
+sfu_section "$SFU_MD"
 
 # --- report -----------------------------------------------------------------------------------
 ELAPSED=$(($(date +%s) - STARTED))

@@ -117,6 +117,10 @@ async fn main() -> anyhow::Result<()> {
         "frame_bytes": FRAME_BYTES,
         "forwarded_packets_per_sec": pps.round(),
         "expected_packets_per_sec": expected,
+        "delivered_packets": forwarded,
+        // What the window should have delivered; the difference is what was lost (dropped by a
+        // full socket buffer, or sent but not yet received when the window closed).
+        "expected_packets": (expected * secs as f64).round(),
         "latency_ms_p50": pct(0.5),
         "latency_ms_p99": pct(0.99),
         "gateway_cpu_percent": (cpu_secs / secs as f64 * 100.0).round(),

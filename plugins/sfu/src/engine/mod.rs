@@ -32,6 +32,9 @@ const DATAGRAM: usize = 2048;
 /// How long a bind waits for the port (a reload's new plugin waits for the old one to let go).
 const BIND_ATTEMPTS: u32 = 100;
 
+/// Datagrams taken per wake-up before the connections are polled.
+const RECV_BATCH: usize = 32;
+
 /// Rounds of forwarding per wake-up before the task looks at its inputs again.
 const MAX_ROUNDS: usize = 16;
 
@@ -161,6 +164,7 @@ impl Engine {
                 received = socket.recv_from(&mut buf) => {
                     if let Ok((n, source)) = received {
                         self.receive(buf.get(..n).unwrap_or_default(), source);
+                        self.receive_queued(&socket, &mut buf);
                     }
                 }
                 () = tokio::time::sleep_until(deadline.into()) => {}
@@ -432,6 +436,17 @@ impl Engine {
         {
             tracing::debug!(error = %e, stream = %conn.key.stream_id, "Bad input; disconnecting.");
             rtc.disconnect();
+        }
+    }
+
+    /// Takes the datagrams already queued on the socket (at most [`RECV_BATCH`]), so that one
+    /// `drive` polls each connection once for the batch instead of once per datagram.
+    fn receive_queued(&mut self, socket: &UdpSocket, buf: &mut [u8]) {
+        for _ in 1..RECV_BATCH {
+            let Ok((n, source)) = socket.try_recv_from(buf) else {
+                return;
+            };
+            self.receive(buf.get(..n).unwrap_or_default(), source);
         }
     }
 
