@@ -16,6 +16,7 @@
 pub mod cluster;
 pub mod front;
 pub mod media;
+pub mod metrics;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -411,6 +412,31 @@ pub async fn http_request(
         body.len()
     );
     http_exchange(addr, request).await
+}
+
+/// One listener on a free loopback port with every dialect and no pages, a 2 s shutdown grace,
+/// then `rest` (TOML tables: plugins, apps, limits).
+pub fn every_dialect_config(rest: &str) -> String {
+    format!(
+        r#"
+[[listener]]
+bind = "127.0.0.1:0"
+dialects = ["antmedia", "socketio", "raw"]
+pages = "none"
+
+[shutdown]
+grace_period_secs = 2
+
+{rest}
+"#
+    )
+}
+
+/// Seconds since the Unix epoch, as token claims (`exp`, `iat`) count them.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A fresh, empty directory under the system temp dir, for a test's files (a store, ...).

@@ -9,15 +9,11 @@
 
 use serde_json::{Value, json};
 use switchboard_conference::{TokenType, sign_jwt};
-use switchboard_tests::{TestGateway, WsClient, http_get, http_request};
+use switchboard_tests::metrics::{errors, sample, scrape};
+use switchboard_tests::unix_now;
+use switchboard_tests::{TestGateway, WsClient, http_request};
 
 const JWT_SECRET: &str = "a-jwt-secret-of-at-least-thirty-two-bytes";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 /// LiveApp protected (`live` holds its checks), OpenApp open and the default for peers that name
 /// no application; the conference plugin and the router, no media plugin (a request that passes
@@ -50,22 +46,6 @@ type = "room-router"
     )
 }
 
-async fn metrics(gw: &TestGateway) -> String {
-    http_get(gw.main, "/metrics").await.1
-}
-
-/// The value of one `/metrics` sample (0 when absent).
-fn sample(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn errors(dialect: &str, reason: &str) -> String {
-    format!(r#"switchboard_errors_total{{dialect="{dialect}",reason="{reason}"}}"#)
-}
-
 async fn ask(c: &mut WsClient, request: Value) -> Value {
     c.send_json(request).await;
     c.recv_json().await
@@ -85,7 +65,7 @@ async fn rest(gw: &TestGateway, method: &str, app: &str, path: &str) -> (u16, Va
 
 /// A one-time token minted under `/{app}/rest/`.
 async fn one_time_token(gw: &TestGateway, app: &str, stream: &str, query: &str) -> String {
-    let later = now() + 600;
+    let later = unix_now() + 600;
     let (status, token) = rest(
         gw,
         "GET",
@@ -103,7 +83,7 @@ async fn an_ant_p2p_join_is_checked_with_the_app_of_its_url() {
         "join_room = \"jwt\"\njwt_secret = \"{JWT_SECRET}\""
     )))
     .await;
-    let token = sign_jwt("conf1", TokenType::Play, now() + 60, JWT_SECRET);
+    let token = sign_jwt("conf1", TokenType::Play, unix_now() + 60, JWT_SECRET);
     // A participant makes conf1 a conference room of LiveApp.
     let mut member = WsClient::connect(&gw.ant_url("LiveApp")).await;
     let joined = ask(
@@ -123,7 +103,7 @@ async fn an_ant_p2p_join_is_checked_with_the_app_of_its_url() {
     .await;
     assert_eq!(err, unauthorized("conf1"));
     // A JWT signed with another key is refused the same way.
-    let forged = sign_jwt("conf1", TokenType::Play, now() + 60, &"x".repeat(40));
+    let forged = sign_jwt("conf1", TokenType::Play, unix_now() + 60, &"x".repeat(40));
     let err = ask(
         &mut p2p,
         json!({"command":"join","streamId":"conf1","mode":"both","token":forged}),
@@ -141,7 +121,7 @@ async fn an_ant_p2p_join_is_checked_with_the_app_of_its_url() {
     .await;
     assert_eq!(joined["definition"], "joined", "{joined}");
 
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(sample(&m, &errors("antmedia", "unauthorized")), 2, "{m}");
     gw.stop().await;
 }
@@ -149,7 +129,7 @@ async fn an_ant_p2p_join_is_checked_with_the_app_of_its_url() {
 #[tokio::test]
 async fn rest_serves_only_configured_apps() {
     let gw = TestGateway::with_config(&two_apps("publish = \"one_time\"")).await;
-    let later = now() + 600;
+    let later = unix_now() + 600;
     // Every REST call through an application the gateway does not serve: 404, nothing done.
     let calls = [
         ("GET", "broadcasts/conference-rooms/list/0/10".to_owned()),
@@ -185,7 +165,7 @@ async fn rest_serves_only_configured_apps() {
     // The refused create made no room.
     let (status, _) = rest(&gw, "GET", "LiveApp", "broadcasts/conference-rooms/room9").await;
     assert_eq!(status, 404);
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(
         sample(&m, &errors("antmedia", "unknown_app")),
         calls.len() as u64,
@@ -242,7 +222,7 @@ async fn one_app_cannot_mint_one_time_tokens_for_another() {
     .await;
     assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
 
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(sample(&m, &errors("antmedia", "unauthorized")), 2, "{m}");
     gw.stop().await;
 }
@@ -261,7 +241,7 @@ async fn a_rest_room_is_held_to_the_checks_of_the_app_that_created_it() {
     )
     .await;
     assert_eq!(status, 200, "{room}");
-    let later = now() + 600;
+    let later = unix_now() + 600;
 
     // OpenApp's REST path neither sees, deletes nor mints tokens for LiveApp's room.
     let (status, _) = rest(&gw, "GET", "OpenApp", "broadcasts/conference-rooms/vip").await;
@@ -299,7 +279,7 @@ async fn a_rest_room_is_held_to_the_checks_of_the_app_that_created_it() {
     .await;
     assert_eq!(err, unauthorized("vip"));
     // With LiveApp's token, the same joinRoom through OpenApp is admitted.
-    let token = sign_jwt("vip", TokenType::Play, now() + 60, JWT_SECRET);
+    let token = sign_jwt("vip", TokenType::Play, unix_now() + 60, JWT_SECRET);
     let joined = ask(
         &mut open,
         json!({"command":"joinRoom","room":"vip","token":token}),
@@ -307,7 +287,7 @@ async fn a_rest_room_is_held_to_the_checks_of_the_app_that_created_it() {
     .await;
     assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
 
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(sample(&m, &errors("antmedia", "unauthorized")), 3, "{m}");
     gw.stop().await;
 }

@@ -14,15 +14,10 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use switchboard_tests::{TestGateway, WsClient, repo_root, switchboard_bin, temp_dir};
+use switchboard_tests::{every_dialect_config, unix_now};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 fn fixture(name: &str) -> PathBuf {
     repo_root().join("tests/fixtures/jwt").join(name)
@@ -131,23 +126,6 @@ async fn https_jwks_server(pki: &TestPki) -> (SocketAddr, Arc<AtomicUsize>) {
     (addr, answered)
 }
 
-/// A gateway config with one listener for every dialect, then `rest`.
-fn config(rest: &str) -> String {
-    format!(
-        r#"
-[[listener]]
-bind = "127.0.0.1:0"
-dialects = ["antmedia", "socketio", "raw"]
-pages = "none"
-
-[shutdown]
-grace_period_secs = 2
-
-{rest}
-"#
-    )
-}
-
 /// Room-policy with `token = { token }`, and the router.
 fn policy(token: &str) -> String {
     format!(
@@ -187,9 +165,9 @@ async fn room_policy_fetches_an_https_jwks_trusted_through_jwks_ca_file() {
         addr.port(),
         pki.ca_file.display().to_string()
     );
-    let gw = TestGateway::with_config(&config(&policy(&token))).await;
+    let gw = TestGateway::with_config(&every_dialect_config(&policy(&token))).await;
     let url = gw.ant_url("LiveApp");
-    let good = es256_token("k1", json!({"exp": now() + 60}));
+    let good = es256_token("k1", json!({"exp": unix_now() + 60}));
     // The first fetch may still be on its way: bounded retries.
     let mut joined = false;
     for i in 0..50 {
@@ -201,13 +179,13 @@ async fn room_policy_fetches_an_https_jwks_trusted_through_jwks_ca_file() {
     }
     assert!(joined, "a token signed with the JWKS key is admitted");
     assert!(answered.load(Ordering::SeqCst) >= 1);
-    let unknown_kid = es256_token("k9", json!({"exp": now() + 60}));
+    let unknown_kid = es256_token("k9", json!({"exp": unix_now() + 60}));
     assert_eq!(
         ant_join(&url, "httpsx", &unknown_kid).await,
         unauthorized("httpsx"),
         "a kid the document does not hold is refused"
     );
-    let expired = es256_token("k1", json!({"exp": now() - 60}));
+    let expired = es256_token("k1", json!({"exp": unix_now() - 60}));
     assert_eq!(
         ant_join(&url, "httpsy", &expired).await,
         unauthorized("httpsy")
@@ -220,7 +198,7 @@ async fn an_ant_app_fetches_its_https_jwks_trusted_through_jwks_ca_file() {
     let dir = temp_dir("jwks-https-app");
     let pki = test_pki(&dir);
     let (addr, answered) = https_jwks_server(&pki).await;
-    let gw = TestGateway::with_config(&config(&format!(
+    let gw = TestGateway::with_config(&every_dialect_config(&format!(
         r#"
 [[antmedia_app]]
 name = "LiveApp"
@@ -240,7 +218,7 @@ type = "room-router"
     .await;
     let token = es256_token(
         "k1",
-        json!({"streamId":"s1","type":"play","exp": now() + 60}),
+        json!({"streamId":"s1","type":"play","exp": unix_now() + 60}),
     );
     let mut c = WsClient::connect(&gw.ant_url("LiveApp")).await;
     let play = json!({"command":"play","streamId":"s1","room":"","token":token});
@@ -320,7 +298,7 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_with_a_clear_log() {
         "[log]\nformat = \"json\"\nlevel = \"info\"\n\n{}",
         policy(&token)
     );
-    let (mut child, mut logs, gateway) = spawn_gateway(&config(&rest)).await;
+    let (mut child, mut logs, gateway) = spawn_gateway(&every_dialect_config(&rest)).await;
     let refused = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let line = logs.recv().await.expect("the gateway keeps logging");
@@ -343,7 +321,7 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_with_a_clear_log() {
         "the log says the certificate was refused and how to trust the CA: {refused}"
     );
     let url = format!("ws://{gateway}/LiveApp/websocket");
-    let good = es256_token("k1", json!({"exp": now() + 60}));
+    let good = es256_token("k1", json!({"exp": unix_now() + 60}));
     assert_eq!(
         ant_join(&url, "untrusted", &good).await,
         unauthorized("untrusted"),
@@ -363,7 +341,7 @@ async fn check_config_names_a_missing_jwks_ca_file() {
     let dir = temp_dir("jwks-ca-check");
     let missing = dir.join("no-such-ca.pem");
     let missing = missing.display().to_string();
-    let text = config(&format!(
+    let text = every_dialect_config(&format!(
         r#"
 [[antmedia_app]]
 name = "LiveApp"

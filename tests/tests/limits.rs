@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use switchboard_tests::metrics::scrape;
 use switchboard_tests::{TestGateway, WsClient, field, http_get, node};
 
 fn config(limits: &str) -> String {
@@ -26,12 +27,6 @@ grace_period_secs = 2
 type = "room-router"
 "#
     )
-}
-
-async fn metrics(gw: &TestGateway) -> String {
-    let (status, body) = http_get(gw.main, "/metrics").await;
-    assert_eq!(status, 200);
-    body
 }
 
 fn assert_metric(body: &str, line: &str) {
@@ -56,7 +51,7 @@ async fn frame_limits_apply_per_dialect() {
     let close = raw.recv_close().await;
     assert_eq!(close.map(|c| u16::from(c.code)), Some(1009));
     assert_metric(
-        &metrics(&gw).await,
+        &scrape(&gw).await,
         r#"switchboard_errors_total{dialect="raw",reason="frame_too_large"} 1"#,
     );
     gw.stop().await;
@@ -103,7 +98,7 @@ async fn message_rate_is_refused_in_the_dialect_then_closed() {
     assert_eq!(field(&error, "type"), "switchboard.error", "{error}");
     assert_eq!(field(&error, "code"), "rate_limited", "{error}");
 
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     assert_metric(
         &body,
         r#"switchboard_errors_total{dialect="antmedia",reason="rate_limited"} 2"#,
@@ -142,7 +137,7 @@ async fn per_ip_cap_refuses_the_upgrade_with_429_until_a_place_frees() {
     }
     assert!(again.is_some(), "the freed place was never given again");
     assert_metric(
-        &metrics(&gw).await,
+        &scrape(&gw).await,
         r#"switchboard_errors_total{dialect="antmedia",reason="too_many_connections"}"#,
     );
     gw.stop().await;
@@ -158,7 +153,7 @@ async fn global_session_cap_refuses_the_upgrade_with_503() {
     assert_eq!(status, 503);
     assert!(body.contains("server_full"), "{body}");
     assert_metric(
-        &metrics(&gw).await,
+        &scrape(&gw).await,
         r#"switchboard_errors_total{dialect="raw",reason="server_full"} 1"#,
     );
     gw.stop().await;
@@ -196,7 +191,7 @@ async fn origins_outside_the_allow_list_get_403() {
     // Page loads are not checked (the list guards connections, not pages).
     assert_eq!(http_get(gw.main, "/healthz").await.0, 200);
     assert_metric(
-        &metrics(&gw).await,
+        &scrape(&gw).await,
         r#"switchboard_errors_total{dialect="antmedia",reason="origin_not_allowed"} 2"#,
     );
     gw.stop().await;
@@ -223,7 +218,7 @@ async fn ant_peers_that_never_join_are_closed_after_the_join_timeout() {
     joined.send_json(json!({"command":"ping"})).await;
     assert_eq!(field(&joined.recv_json().await, "command"), "pong");
     assert_metric(
-        &metrics(&gw).await,
+        &scrape(&gw).await,
         r#"switchboard_errors_total{dialect="antmedia",reason="join_timeout"} 1"#,
     );
     gw.stop().await;
@@ -260,7 +255,7 @@ async fn socketio_limits_rate_cap_and_origin() {
         eprintln!("{}{}", run.stdout, run.stderr);
     }
     run.assert_success();
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     for reason in [
         "rate_limited",
         "rate_limit_closed",
@@ -311,7 +306,7 @@ async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
         );
     };
     assert!(left);
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     assert!(
         body.contains(r#"switchboard_errors_total{dialect="raw",reason="write_timeout"} 1"#),
         "{body}"

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used)]
 
 use serde_json::json;
+use switchboard_tests::metrics::{self, scrape};
 use switchboard_tests::{Received, TestGateway, WsClient, field, http_get};
 
 fn config(limits: &str) -> String {
@@ -23,20 +24,6 @@ grace_period_secs = 2
 type = "room-router"
 "#
     )
-}
-
-async fn metrics(gw: &TestGateway) -> String {
-    let (status, body) = http_get(gw.main, "/metrics").await;
-    assert_eq!(status, 200);
-    body
-}
-
-/// The sum of the metric lines that start with `prefix`.
-fn value(body: &str, prefix: &str) -> u64 {
-    body.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
 }
 
 /// Reads until the close frame; returns its code and reason.
@@ -88,15 +75,15 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007_in_every_dialect() {
         (1007, "text frame is not UTF-8".to_owned())
     );
 
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     for dialect in ["antmedia", "raw", "socketio"] {
         let errors =
             format!(r#"switchboard_errors_total{{dialect="{dialect}",reason="invalid_utf8"}}"#);
-        assert_eq!(value(&body, &errors), 1, "{errors} in\n{body}");
+        assert_eq!(metrics::sum(&body, &errors), 1, "{errors} in\n{body}");
         let ends = format!(
             r#"switchboard_sessions_closed_total{{dialect="{dialect}",reason="invalid utf-8"}}"#
         );
-        assert_eq!(value(&body, &ends), 1, "{ends} in\n{body}");
+        assert_eq!(metrics::sum(&body, &ends), 1, "{ends} in\n{body}");
     }
     gw.stop().await;
 }
@@ -127,9 +114,9 @@ async fn a_raw_peer_that_stops_answering_pings_is_dropped_and_its_room_freed() {
         "switchboard.peer-joined"
     );
     assert_eq!(field(&a.recv_json().await, "type"), "switchboard.start");
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     assert_eq!(
-        value(
+        metrics::sum(
             &body,
             r#"switchboard_sessions_closed_total{dialect="raw",reason="ping timeout"}"#
         ),
@@ -154,9 +141,9 @@ async fn an_ant_peer_that_stops_answering_pings_is_dropped_and_its_partner_told(
     assert_eq!(field(&a.recv_json().await, "command"), "start");
     let left = a.recv_json().await;
     assert_eq!(field(&left, "command"), "stop", "{left}");
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     assert_eq!(
-        value(
+        metrics::sum(
             &body,
             r#"switchboard_sessions_closed_total{dialect="antmedia",reason="ping timeout"}"#
         ),
@@ -206,9 +193,9 @@ async fn a_malformed_long_polling_payload_is_counted_once_and_ends_the_session()
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     assert_eq!(
-        value(
+        metrics::sum(
             &body,
             r#"switchboard_errors_total{dialect="socketio",reason="malformed_packet"}"#
         ),
@@ -216,7 +203,7 @@ async fn a_malformed_long_polling_payload_is_counted_once_and_ends_the_session()
         "{body}"
     );
     assert_eq!(
-        value(
+        metrics::sum(
             &body,
             r#"switchboard_sessions_closed_total{dialect="socketio",reason="malformed packet"}"#
         ),
