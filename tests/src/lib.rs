@@ -13,6 +13,7 @@
     missing_debug_implementations
 )]
 
+pub mod ant;
 pub mod cluster;
 pub mod front;
 pub mod media;

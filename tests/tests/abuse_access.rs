@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_conference::{TokenType, sign_jwt};
+use switchboard_tests::ant::{ask, ask_until, unauthorized};
 use switchboard_tests::metrics::{errors, sample, scrape};
 use switchboard_tests::{TestGateway, WsClient, node, repo_root};
 use switchboard_tests::{every_dialect_config, unix_now};
@@ -35,15 +36,6 @@ type = "conference"
 type = "room-router"
 "#
     ))
-}
-
-async fn ask(c: &mut WsClient, request: Value) -> Value {
-    c.send_json(request).await;
-    c.recv_json().await
-}
-
-fn unauthorized(stream: &str) -> Value {
-    json!({"command":"error","definition":"unauthorized_access","streamId":stream})
 }
 
 #[tokio::test]
@@ -679,16 +671,8 @@ type = "room-router"
     let mut c = WsClient::connect(&gw.ant_url("LiveApp")).await;
     let play = json!({"command":"play","streamId":"s1","room":"","token":token});
     // The first fetch may still be on its way; bounded.
-    let mut passed = false;
-    for _ in 0..50 {
-        if ask(&mut c, play.clone()).await["definition"] == "media_plugin_not_running" {
-            passed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        passed,
+        ask_until(&mut c, &play, "media_plugin_not_running").await,
         "a token signed with the JWKS key passes the play check"
     );
     let other = json!({"command":"play","streamId":"s2","room":"","token":token});

@@ -9,6 +9,7 @@
 
 use serde_json::{Value, json};
 use switchboard_conference::{TokenType, sign_jwt};
+use switchboard_tests::ant::{ask, unauthorized};
 use switchboard_tests::metrics::{errors, sample, scrape};
 use switchboard_tests::unix_now;
 use switchboard_tests::{TestGateway, WsClient, http_request};
@@ -44,15 +45,6 @@ type = "conference"
 type = "room-router"
 "#
     )
-}
-
-async fn ask(c: &mut WsClient, request: Value) -> Value {
-    c.send_json(request).await;
-    c.recv_json().await
-}
-
-fn unauthorized(stream: &str) -> Value {
-    json!({"command":"error","definition":"unauthorized_access","streamId":stream})
 }
 
 /// A REST call under `/{app}/rest/v2/`: status and JSON body.

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use switchboard_conference::{TokenType, hash_token};
+use switchboard_tests::ant::{ask, unauthorized};
 use switchboard_tests::unix_now;
 use switchboard_tests::{TestGateway, WsClient, http_request, temp_dir};
 
@@ -67,11 +68,6 @@ async fn rest(gw: &TestGateway, method: &str, path: &str, body: Option<Value>) -
     .await;
     let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
     (status, value)
-}
-
-async fn ask(c: &mut WsClient, request: Value) -> Value {
-    c.send_json(request).await;
-    c.recv_json().await
 }
 
 #[tokio::test]
@@ -323,10 +319,6 @@ async fn one_time(
         .as_str()
         .unwrap_or_else(|| panic!("no token: {token}"))
         .to_owned()
-}
-
-fn unauthorized(stream: &str) -> Value {
-    json!({"command":"error","definition":"unauthorized_access","streamId":stream})
 }
 
 #[tokio::test]

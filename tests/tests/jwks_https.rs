@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
+use switchboard_tests::ant::{ask, ask_until, unauthorized};
 use switchboard_tests::{TestGateway, WsClient, repo_root, switchboard_bin, temp_dir};
 use switchboard_tests::{every_dialect_config, unix_now};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -133,11 +134,6 @@ fn policy(token: &str) -> String {
     )
 }
 
-async fn ask(c: &mut WsClient, request: Value) -> Value {
-    c.send_json(request).await;
-    c.recv_json().await
-}
-
 /// The reply to an Ant `join` of `room` with `token`, on a fresh connection to `url`.
 async fn ant_join(url: &str, room: &str, token: &str) -> Value {
     let mut c = WsClient::connect(url).await;
@@ -148,10 +144,6 @@ async fn ant_join(url: &str, room: &str, token: &str) -> Value {
     .await;
     c.close().await;
     reply
-}
-
-fn unauthorized(stream: &str) -> Value {
-    json!({"command":"error","definition":"unauthorized_access","streamId":stream})
 }
 
 #[tokio::test]
@@ -224,16 +216,8 @@ type = "room-router"
     let play = json!({"command":"play","streamId":"s1","room":"","token":token});
     // Passing the check means reaching the (absent) media plugin. Bounded retries while the
     // first fetch is on its way.
-    let mut passed = false;
-    for _ in 0..50 {
-        if ask(&mut c, play.clone()).await["definition"] == "media_plugin_not_running" {
-            passed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        passed,
+        ask_until(&mut c, &play, "media_plugin_not_running").await,
         "a token signed with the JWKS key passes the play check"
     );
     assert!(answered.load(Ordering::SeqCst) >= 1);

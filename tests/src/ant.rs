@@ -1,0 +1,30 @@
+//! Ant Media request/reply helpers shared by the tests that speak the Ant dialect.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::WsClient;
+
+/// Sends `request` and returns the next message (the reply, where the test expects no other).
+pub async fn ask(c: &mut WsClient, request: Value) -> Value {
+    c.send_json(request).await;
+    c.recv_json().await
+}
+
+/// The Ant refusal of a request for `stream` that failed its access check.
+pub fn unauthorized(stream: &str) -> Value {
+    json!({"command":"error","definition":"unauthorized_access","streamId":stream})
+}
+
+/// Asks `request` until its reply has `definition` (at most 50 times, 100 ms apart: a check
+/// that needs a fetch, such as a JWKS, may not pass at once); whether it did.
+pub async fn ask_until(c: &mut WsClient, request: &Value, definition: &str) -> bool {
+    for _ in 0..50 {
+        if ask(c, request.clone()).await["definition"] == definition {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
