@@ -358,14 +358,19 @@ pub fn field<'a>(v: &'a Value, key: &str) -> &'a str {
 /// Sends one HTTP/1.0 request (the whole text) and reads the response to its end: status and
 /// body. No client library needed; HTTP/1.0 makes the server close after answering.
 async fn http_exchange(addr: SocketAddr, request: String) -> (u16, String) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    http_exchange_on(stream, &request).await
+}
+
+/// [`http_exchange`] over a stream the caller connected (from a chosen source address, say).
+pub async fn http_exchange_on(mut stream: TcpStream, request: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
     tokio::time::timeout(RECV_TIMEOUT, stream.read_to_end(&mut response))
         .await
         .expect("response before timeout")
-        .expect("read");
+        .expect("an answer, not a reset");
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text
         .split(' ')
