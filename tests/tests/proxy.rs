@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchboard_tests::cluster::free_port;
-use switchboard_tests::front::{GatewayProcess, closed_within, connect_from, metric};
+use switchboard_tests::front::{
+    GatewayProcess, closed_within, connect_from, metric, process_config_tail,
+};
 use switchboard_tests::{WsClient, field, http_exchange_on, node, repo_root, temp_dir};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
@@ -46,19 +48,8 @@ trusted = ["127.0.0.1/32"]
 [rest]
 allowed_cidrs = ["127.0.0.3/32"]
 
-[log]
-format = "json"
-level = "info"
-
-[shutdown]
-grace_period_secs = 1
-
-[limits]
-max_connections_per_ip = {max_per_ip}
-
-[[plugin]]
-type = "room-router"
-"#
+{}"#,
+        process_config_tail(&format!("max_connections_per_ip = {max_per_ip}"))
     )
 }
 
