@@ -14,6 +14,7 @@
 )]
 
 pub mod ant;
+pub mod binary;
 pub mod cluster;
 pub mod front;
 pub mod media;
