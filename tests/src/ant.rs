@@ -28,3 +28,15 @@ pub async fn ask_until(c: &mut WsClient, request: &Value, definition: &str) -> b
     }
     false
 }
+
+/// The reply to an Ant `join` of `room` with `token`, on a fresh connection to `url`.
+pub async fn ant_join(url: &str, room: &str, token: &str) -> Value {
+    let mut c = WsClient::connect(url).await;
+    let reply = ask(
+        &mut c,
+        json!({"command":"join","streamId":room,"token":token}),
+    )
+    .await;
+    c.close().await;
+    reply
+}

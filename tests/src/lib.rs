@@ -439,6 +439,26 @@ grace_period_secs = 2
     )
 }
 
+/// One listener on a free loopback port (default dialects and pages), a 2 s shutdown grace,
+/// `[limits]` holding `limits` (TOML lines), and the room router.
+pub fn limits_config(limits: &str) -> String {
+    format!(
+        r#"
+[[listener]]
+bind = "127.0.0.1:0"
+
+[shutdown]
+grace_period_secs = 2
+
+[limits]
+{limits}
+
+[[plugin]]
+type = "room-router"
+"#
+    )
+}
+
 /// Seconds since the Unix epoch, as token claims (`exp`, `iat`) count them.
 pub fn unix_now() -> i64 {
     std::time::SystemTime::now()

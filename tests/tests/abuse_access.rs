@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_conference::{TokenType, sign_jwt};
-use switchboard_tests::ant::{ask, ask_until, unauthorized};
+use switchboard_tests::ant::{ant_join, ask, ask_until, unauthorized};
 use switchboard_tests::metrics::{errors, sample, scrape};
 use switchboard_tests::{TestGateway, WsClient, node, repo_root};
 use switchboard_tests::{every_dialect_config, unix_now};
@@ -339,17 +339,6 @@ fn policy_gateway(token: &str) -> String {
     ))
 }
 
-async fn ant_join(gw: &TestGateway, room: &str, token: &str) -> Value {
-    let mut c = WsClient::connect(&gw.ant_url("LiveApp")).await;
-    let reply = ask(
-        &mut c,
-        json!({"command":"join","streamId":room,"token":token}),
-    )
-    .await;
-    c.close().await;
-    reply
-}
-
 #[tokio::test]
 async fn rs256_and_es256_join_tokens_from_pem_files() {
     use jsonwebtoken::{Algorithm, EncodingKey};
@@ -369,16 +358,25 @@ async fn rs256_and_es256_join_tokens_from_pem_files() {
             _ => EncodingKey::from_ec_pem(&pem).unwrap(),
         };
         let good = sign(alg, &key, &json!({"exp": unix_now() + 60, "room": "pk"}));
-        assert_eq!(ant_join(&gw, "pk", &good).await["definition"], "joined");
+        assert_eq!(
+            ant_join(&gw.ant_url("LiveApp"), "pk", &good).await["definition"],
+            "joined"
+        );
         let other_room = sign(alg, &key, &json!({"exp": unix_now() + 60, "room": "else"}));
-        assert_eq!(ant_join(&gw, "pk", &other_room).await, unauthorized("pk"));
+        assert_eq!(
+            ant_join(&gw.ant_url("LiveApp"), "pk", &other_room).await,
+            unauthorized("pk")
+        );
         // An HS256 token keyed with the public key's bytes (algorithm confusion).
         let pem_public = std::fs::read(&path).unwrap();
         let confused = switchboard_room_policy::sign_hs256(
             &json!({"exp": unix_now() + 60, "room": "pk"}),
             &pem_public,
         );
-        assert_eq!(ant_join(&gw, "pk", &confused).await, unauthorized("pk"));
+        assert_eq!(
+            ant_join(&gw.ant_url("LiveApp"), "pk", &confused).await,
+            unauthorized("pk")
+        );
         gw.stop().await;
     }
 }
@@ -395,23 +393,35 @@ async fn nbf_leeway_and_non_canonical_tokens() {
     let sign = |claims: Value| switchboard_room_policy::sign_hs256(&claims, key.as_bytes());
     let t = unix_now();
     let early = sign(json!({"exp": t + 600, "nbf": t + 60, "room": "n"}));
-    assert_eq!(ant_join(&strict, "n", &early).await, unauthorized("n"));
     assert_eq!(
-        ant_join(&lenient, "n", &early).await["definition"],
+        ant_join(&strict.ant_url("LiveApp"), "n", &early).await,
+        unauthorized("n")
+    );
+    assert_eq!(
+        ant_join(&lenient.ant_url("LiveApp"), "n", &early).await["definition"],
         "joined"
     );
     let late = sign(json!({"exp": t - 60, "room": "n2"}));
-    assert_eq!(ant_join(&strict, "n2", &late).await, unauthorized("n2"));
     assert_eq!(
-        ant_join(&lenient, "n2", &late).await["definition"],
+        ant_join(&strict.ant_url("LiveApp"), "n2", &late).await,
+        unauthorized("n2")
+    );
+    assert_eq!(
+        ant_join(&lenient.ant_url("LiveApp"), "n2", &late).await["definition"],
         "joined"
     );
     // `=` padding appended to a good token: the same bytes, another token; refused.
     let good = sign(json!({"exp": t + 60, "room": "n3"}));
     for padded in [format!("{good}="), format!("{good}==")] {
-        assert_eq!(ant_join(&strict, "n3", &padded).await, unauthorized("n3"));
+        assert_eq!(
+            ant_join(&strict.ant_url("LiveApp"), "n3", &padded).await,
+            unauthorized("n3")
+        );
     }
-    assert_eq!(ant_join(&strict, "n3", &good).await["definition"], "joined");
+    assert_eq!(
+        ant_join(&strict.ant_url("LiveApp"), "n3", &good).await["definition"],
+        "joined"
+    );
     let m = scrape(&strict).await;
     assert_eq!(sample(&m, &errors("antmedia", "unauthorized")), 4, "{m}");
     strict.stop().await;
@@ -612,7 +622,7 @@ async fn jwks_keys_are_fetched_cached_and_refreshed() {
         "a k1 token is admitted once the keys are in"
     );
     assert_eq!(
-        ant_join(&gw, "jwksx", &k2).await,
+        ant_join(&gw.ant_url("LiveApp"), "jwksx", &k2).await,
         unauthorized("jwksx"),
         "k2 is not in the set yet"
     );
@@ -624,7 +634,7 @@ async fn jwks_keys_are_fetched_cached_and_refreshed() {
         "the rotated key is picked up by the refresh"
     );
     assert_eq!(
-        ant_join(&gw, "jwksy", &k1).await,
+        ant_join(&gw.ant_url("LiveApp"), "jwksy", &k1).await,
         unauthorized("jwksy"),
         "k1 was rotated out"
     );

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use switchboard_tests::ant::{ask, ask_until, unauthorized};
+use switchboard_tests::ant::{ant_join, ask, ask_until, unauthorized};
 use switchboard_tests::{TestGateway, WsClient, repo_root, switchboard_bin, temp_dir};
 use switchboard_tests::{every_dialect_config, unix_now};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -132,18 +132,6 @@ fn policy(token: &str) -> String {
     format!(
         "[[plugin]]\ntype = \"room-policy\"\n[plugin.settings]\ntoken = {{ {token} }}\n\n[[plugin]]\ntype = \"room-router\"\n"
     )
-}
-
-/// The reply to an Ant `join` of `room` with `token`, on a fresh connection to `url`.
-async fn ant_join(url: &str, room: &str, token: &str) -> Value {
-    let mut c = WsClient::connect(url).await;
-    let reply = ask(
-        &mut c,
-        json!({"command":"join","streamId":room,"token":token}),
-    )
-    .await;
-    c.close().await;
-    reply
 }
 
 #[tokio::test]
