@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use switchboard_conference::{TokenType, sign_jwt};
 use switchboard_tests::ant::{ask, unauthorized};
 use switchboard_tests::metrics::{errors, sample, scrape};
-use switchboard_tests::unix_now;
 use switchboard_tests::{TestGateway, WsClient, http_request};
+use switchboard_tests::{every_dialect_config, unix_now};
 
 const JWT_SECRET: &str = "a-jwt-secret-of-at-least-thirty-two-bytes";
 
@@ -20,16 +20,8 @@ const JWT_SECRET: &str = "a-jwt-secret-of-at-least-thirty-two-bytes";
 /// no application; the conference plugin and the router, no media plugin (a request that passes
 /// its check is answered `media_plugin_not_running`).
 fn two_apps(live: &str) -> String {
-    format!(
+    every_dialect_config(&format!(
         r#"
-[[listener]]
-bind = "127.0.0.1:0"
-dialects = ["antmedia", "socketio", "raw"]
-pages = "none"
-
-[shutdown]
-grace_period_secs = 2
-
 [[antmedia_app]]
 name = "LiveApp"
 {live}
@@ -44,7 +36,7 @@ type = "conference"
 [[plugin]]
 type = "room-router"
 "#
-    )
+    ))
 }
 
 /// A REST call under `/{app}/rest/v2/`: status and JSON body.
