@@ -17,6 +17,7 @@ pub mod ant;
 pub mod binary;
 pub mod cluster;
 pub mod front;
+pub mod jwt;
 pub mod media;
 pub mod metrics;
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchboard_conference::{TokenType, sign_jwt};
 use switchboard_tests::ant::{ant_join, ask, ask_until, unauthorized};
+use switchboard_tests::jwt::{answer_json, ec_jwk, es256_token, fixture, room_policy_plugins};
 use switchboard_tests::metrics::{errors, sample, scrape};
 use switchboard_tests::{TestGateway, WsClient, node, repo_root};
 use switchboard_tests::{every_dialect_config, unix_now};
@@ -324,19 +325,13 @@ async fn one_connection_is_in_at_most_max_rooms_per_session_rooms() {
     gw.stop().await;
 }
 
-fn fixture(name: &str) -> std::path::PathBuf {
-    repo_root().join("tests/fixtures/jwt").join(name)
-}
-
 fn sign(alg: jsonwebtoken::Algorithm, key: &jsonwebtoken::EncodingKey, claims: &Value) -> String {
     jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), claims, key).unwrap()
 }
 
 /// A room-policy gateway whose token key is `token` (a TOML inline table's keys).
 fn policy_gateway(token: &str) -> String {
-    every_dialect_config(&format!(
-        "[[plugin]]\ntype = \"room-policy\"\n[plugin.settings]\ntoken = {{ {token} }}\n\n[[plugin]]\ntype = \"room-router\"\n"
-    ))
+    every_dialect_config(&room_policy_plugins(token))
 }
 
 #[tokio::test]
@@ -525,26 +520,12 @@ async fn sdp_errors_carry_fixed_texts() {
     gw.stop().await;
 }
 
-/// A JWK of the P-256 public key in PEM file `name` under `kid`: an SPKI of a P-256 key ends in
-/// the uncompressed point, `x` then `y`, 32 bytes each.
-fn ec_jwk(name: &str, kid: &str) -> Value {
-    use base64::Engine;
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-    let pem = std::fs::read_to_string(fixture(name)).unwrap();
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = STANDARD.decode(body).unwrap();
-    let (x, y) = der[der.len() - 64..].split_at(32);
-    json!({"kty":"EC","crv":"P-256","alg":"ES256","use":"sig","kid":kid,
-        "x":URL_SAFE_NO_PAD.encode(x),"y":URL_SAFE_NO_PAD.encode(y)})
-}
-
 /// A loopback HTTP server that answers every request with the current `document`; counts
 /// requests. Serves at most 200 connections, then stops by itself.
 async fn jwks_server(
     document: std::sync::Arc<std::sync::Mutex<String>>,
     requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -552,21 +533,9 @@ async fn jwks_server(
             let Ok((mut tcp, _)) = listener.accept().await else {
                 return;
             };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                match tcp.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
             requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let body = document.lock().unwrap().clone();
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = tcp.write_all(response.as_bytes()).await;
+            answer_json(&mut tcp, &body).await;
         }
     });
     (addr, task)
@@ -651,7 +620,6 @@ async fn jwks_keys_are_fetched_cached_and_refreshed() {
 
 #[tokio::test]
 async fn an_ant_app_takes_its_jwt_keys_from_its_jwks_url() {
-    use jsonwebtoken::{Algorithm, EncodingKey, Header};
     let document = std::sync::Arc::new(std::sync::Mutex::new(
         json!({"keys":[ec_jwk("es256-public.pem", "app-key")]}).to_string(),
     ));
@@ -672,12 +640,8 @@ type = "room-router"
 "#
     )))
     .await;
-    let key =
-        EncodingKey::from_ec_pem(&std::fs::read(fixture("es256-private.pem")).unwrap()).unwrap();
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some("app-key".into());
     let claims = json!({"streamId":"s1","type":"play","exp": unix_now() + 60});
-    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let token = es256_token("app-key", &claims);
     let mut c = WsClient::connect(&gw.ant_url("LiveApp")).await;
     let play = json!({"command":"play","streamId":"s1","room":"","token":token});
     // The first fetch may still be on its way; bounded.
