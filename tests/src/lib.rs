@@ -170,6 +170,22 @@ pub enum Received {
     Closed(Option<CloseFrame>),
 }
 
+/// The HTTP status and body of a refused WebSocket upgrade; any other failure (`what`: connect
+/// or upgrade) fails the test.
+fn refusal(error: tokio_tungstenite::tungstenite::Error, what: &str) -> (u16, String) {
+    match error {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            let body = response
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            (response.status().as_u16(), body)
+        }
+        e => panic!("websocket {what} failed without an HTTP answer: {e}"),
+    }
+}
+
 impl WsClient {
     /// Connects with extra request headers (`Origin`, ...); a refused upgrade gives its HTTP
     /// status and body.
@@ -185,15 +201,7 @@ impl WsClient {
         }
         match tokio_tungstenite::connect_async(request).await {
             Ok((ws, _)) => Ok(Self { ws }),
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                let body = response
-                    .body()
-                    .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default();
-                Err((response.status().as_u16(), body))
-            }
-            Err(e) => panic!("websocket connect failed without an HTTP answer: {e}"),
+            Err(e) => Err(refusal(e, "connect")),
         }
     }
 
@@ -202,15 +210,7 @@ impl WsClient {
     pub async fn over(stream: TcpStream, url: &str) -> Result<Self, (u16, String)> {
         match tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await {
             Ok((ws, _)) => Ok(Self { ws }),
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                let body = response
-                    .body()
-                    .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default();
-                Err((response.status().as_u16(), body))
-            }
-            Err(e) => panic!("websocket upgrade failed without an HTTP answer: {e}"),
+            Err(e) => Err(refusal(e, "upgrade")),
         }
     }
 
