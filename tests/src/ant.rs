@@ -40,3 +40,28 @@ pub async fn ant_join(url: &str, room: &str, token: &str) -> Value {
     c.close().await;
     reply
 }
+
+/// A connection to `url` that joined conference room `room` with `token` (`joinRoom`); a
+/// refused join fails the test.
+pub async fn conference_member(url: &str, room: &str, token: &str) -> WsClient {
+    let mut member = WsClient::connect(url).await;
+    let joined = ask(
+        &mut member,
+        json!({"command":"joinRoom","room":room,"token":token}),
+    )
+    .await;
+    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+    member
+}
+
+/// The reply to a tokenless Ant P2P `join` of `room` (mode `both`) on a fresh connection to
+/// `url`, and that connection.
+pub async fn tokenless_p2p_join(url: &str, room: &str) -> (WsClient, Value) {
+    let mut p2p = WsClient::connect(url).await;
+    let reply = ask(
+        &mut p2p,
+        json!({"command":"join","streamId":room,"mode":"both"}),
+    )
+    .await;
+    (p2p, reply)
+}

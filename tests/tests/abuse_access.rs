@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_conference::{TokenType, sign_jwt};
-use switchboard_tests::ant::{ant_join, ask, ask_until, unauthorized};
+use switchboard_tests::ant::{
+    ant_join, ask, ask_until, conference_member, tokenless_p2p_join, unauthorized,
+};
 use switchboard_tests::jwt::{answer_json, ec_jwk, es256_token, fixture, room_policy_plugins};
 use switchboard_tests::metrics::{errors, sample, scrape};
 use switchboard_tests::{TestGateway, WsClient, node, repo_root};
@@ -130,21 +132,10 @@ type = "room-router"
 async fn joins_into_a_protected_conference_room_are_checked_in_every_dialect() {
     let gw = TestGateway::with_config(&protected()).await;
     let token = sign_jwt("conf1", TokenType::Play, unix_now() + 60, JWT_SECRET);
-    let mut member = WsClient::connect(&gw.ant_url("LiveApp")).await;
-    let joined = ask(
-        &mut member,
-        json!({"command":"joinRoom","room":"conf1","token":token}),
-    )
-    .await;
-    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+    let mut member = conference_member(&gw.ant_url("LiveApp"), "conf1", &token).await;
 
     // Ant P2P `join` of the room's id without a token: refused.
-    let mut p2p = WsClient::connect(&gw.ant_url("LiveApp")).await;
-    let err = ask(
-        &mut p2p,
-        json!({"command":"join","streamId":"conf1","mode":"both"}),
-    )
-    .await;
+    let (_p2p, err) = tokenless_p2p_join(&gw.ant_url("LiveApp"), "conf1").await;
     assert_eq!(err, unauthorized("conf1"));
     // Raw `/ws/conf1`: refused with 4403.
     let mut raw = WsClient::connect(&gw.raw_url("conf1")).await;

@@ -9,7 +9,7 @@
 
 use serde_json::{Value, json};
 use switchboard_conference::{TokenType, sign_jwt};
-use switchboard_tests::ant::{ask, unauthorized};
+use switchboard_tests::ant::{ask, conference_member, tokenless_p2p_join, unauthorized};
 use switchboard_tests::metrics::{errors, sample, scrape};
 use switchboard_tests::{TestGateway, WsClient, http_request};
 use switchboard_tests::{every_dialect_config, unix_now};
@@ -69,22 +69,11 @@ async fn an_ant_p2p_join_is_checked_with_the_app_of_its_url() {
     .await;
     let token = sign_jwt("conf1", TokenType::Play, unix_now() + 60, JWT_SECRET);
     // A participant makes conf1 a conference room of LiveApp.
-    let mut member = WsClient::connect(&gw.ant_url("LiveApp")).await;
-    let joined = ask(
-        &mut member,
-        json!({"command":"joinRoom","room":"conf1","token":token}),
-    )
-    .await;
-    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+    let mut member = conference_member(&gw.ant_url("LiveApp"), "conf1", &token).await;
 
     // The attacker: a tokenless P2P `join` on LiveApp's own URL. The default application
     // (OpenApp) checks nothing, but the URL says LiveApp, whose join_room needs a JWT.
-    let mut p2p = WsClient::connect(&gw.ant_url("LiveApp")).await;
-    let err = ask(
-        &mut p2p,
-        json!({"command":"join","streamId":"conf1","mode":"both"}),
-    )
-    .await;
+    let (mut p2p, err) = tokenless_p2p_join(&gw.ant_url("LiveApp"), "conf1").await;
     assert_eq!(err, unauthorized("conf1"));
     // A JWT signed with another key is refused the same way.
     let forged = sign_jwt("conf1", TokenType::Play, unix_now() + 60, &"x".repeat(40));
