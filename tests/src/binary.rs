@@ -77,6 +77,17 @@ impl BinaryRun {
         .unwrap_or_else(|_| panic!("no `{message}` log line"))
     }
 
+    /// The error of the next refused reload (its `Configuration reload failed` log line).
+    pub async fn refused_reload(&mut self) -> String {
+        let failed = self
+            .wait_for("Configuration reload failed; keeping the running configuration.")
+            .await;
+        failed["fields"]["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error in {failed}"))
+            .to_owned()
+    }
+
     /// Sends `signal` (`-HUP`, `-TERM`) with kill(1); whether kill succeeded.
     pub fn signal(&self, signal: &str) -> bool {
         std::process::Command::new("kill")
