@@ -13,6 +13,35 @@ use tokio::process::{Child, Command};
 
 use crate::{http_get, switchboard_bin, temp_dir};
 
+/// A listener on a free loopback port with every dialect and no pages.
+pub const EVERY_DIALECT_LISTENER: &str = r#"
+[[listener]]
+bind = "127.0.0.1:0"
+dialects = ["antmedia", "socketio", "raw"]
+pages = "none"
+"#;
+
+/// What a [`GatewayProcess`] config ends with: the JSON log that [`GatewayProcess::spawn`]
+/// reads, a 1 s shutdown grace, `[limits]` holding `limits` (TOML lines), and the room router.
+pub fn process_config_tail(limits: &str) -> String {
+    format!(
+        r#"
+[log]
+format = "json"
+level = "info"
+
+[shutdown]
+grace_period_secs = 1
+
+[limits]
+{limits}
+
+[[plugin]]
+type = "room-router"
+"#
+    )
+}
+
 /// A `switchboard` process; killed when dropped.
 pub struct GatewayProcess {
     /// Its listeners, in config order.

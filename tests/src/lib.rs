@@ -13,9 +13,13 @@
     missing_debug_implementations
 )]
 
+pub mod ant;
+pub mod binary;
 pub mod cluster;
 pub mod front;
+pub mod jwt;
 pub mod media;
+pub mod metrics;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -166,6 +170,22 @@ pub enum Received {
     Closed(Option<CloseFrame>),
 }
 
+/// The HTTP status and body of a refused WebSocket upgrade; any other failure (`what`: connect
+/// or upgrade) fails the test.
+fn refusal(error: tokio_tungstenite::tungstenite::Error, what: &str) -> (u16, String) {
+    match error {
+        tokio_tungstenite::tungstenite::Error::Http(response) => {
+            let body = response
+                .body()
+                .as_ref()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .unwrap_or_default();
+            (response.status().as_u16(), body)
+        }
+        e => panic!("websocket {what} failed without an HTTP answer: {e}"),
+    }
+}
+
 impl WsClient {
     /// Connects with extra request headers (`Origin`, ...); a refused upgrade gives its HTTP
     /// status and body.
@@ -181,15 +201,7 @@ impl WsClient {
         }
         match tokio_tungstenite::connect_async(request).await {
             Ok((ws, _)) => Ok(Self { ws }),
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                let body = response
-                    .body()
-                    .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default();
-                Err((response.status().as_u16(), body))
-            }
-            Err(e) => panic!("websocket connect failed without an HTTP answer: {e}"),
+            Err(e) => Err(refusal(e, "connect")),
         }
     }
 
@@ -198,15 +210,7 @@ impl WsClient {
     pub async fn over(stream: TcpStream, url: &str) -> Result<Self, (u16, String)> {
         match tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream)).await {
             Ok((ws, _)) => Ok(Self { ws }),
-            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
-                let body = response
-                    .body()
-                    .as_ref()
-                    .map(|b| String::from_utf8_lossy(b).into_owned())
-                    .unwrap_or_default();
-                Err((response.status().as_u16(), body))
-            }
-            Err(e) => panic!("websocket upgrade failed without an HTTP answer: {e}"),
+            Err(e) => Err(refusal(e, "upgrade")),
         }
     }
 
@@ -356,14 +360,19 @@ pub fn field<'a>(v: &'a Value, key: &str) -> &'a str {
 /// Sends one HTTP/1.0 request (the whole text) and reads the response to its end: status and
 /// body. No client library needed; HTTP/1.0 makes the server close after answering.
 async fn http_exchange(addr: SocketAddr, request: String) -> (u16, String) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    http_exchange_on(stream, &request).await
+}
+
+/// [`http_exchange`] over a stream the caller connected (from a chosen source address, say).
+pub async fn http_exchange_on(mut stream: TcpStream, request: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = TcpStream::connect(addr).await.expect("connect");
     stream.write_all(request.as_bytes()).await.expect("write");
     let mut response = Vec::new();
     tokio::time::timeout(RECV_TIMEOUT, stream.read_to_end(&mut response))
         .await
         .expect("response before timeout")
-        .expect("read");
+        .expect("an answer, not a reset");
     let text = String::from_utf8_lossy(&response).into_owned();
     let status = text
         .split(' ')
@@ -411,6 +420,51 @@ pub async fn http_request(
         body.len()
     );
     http_exchange(addr, request).await
+}
+
+/// One listener on a free loopback port with every dialect and no pages, a 2 s shutdown grace,
+/// then `rest` (TOML tables: plugins, apps, limits).
+pub fn every_dialect_config(rest: &str) -> String {
+    format!(
+        r#"
+[[listener]]
+bind = "127.0.0.1:0"
+dialects = ["antmedia", "socketio", "raw"]
+pages = "none"
+
+[shutdown]
+grace_period_secs = 2
+
+{rest}
+"#
+    )
+}
+
+/// One listener on a free loopback port (default dialects and pages), a 2 s shutdown grace,
+/// `[limits]` holding `limits` (TOML lines), and the room router.
+pub fn limits_config(limits: &str) -> String {
+    format!(
+        r#"
+[[listener]]
+bind = "127.0.0.1:0"
+
+[shutdown]
+grace_period_secs = 2
+
+[limits]
+{limits}
+
+[[plugin]]
+type = "room-router"
+"#
+    )
+}
+
+/// Seconds since the Unix epoch, as token claims (`exp`, `iat`) count them.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// A fresh, empty directory under the system temp dir, for a test's files (a store, ...).

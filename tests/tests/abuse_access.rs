@@ -9,38 +9,21 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_conference::{TokenType, sign_jwt};
-use switchboard_tests::{TestGateway, WsClient, http_get, node, repo_root};
+use switchboard_tests::ant::{
+    ant_join, ask, ask_until, conference_member, tokenless_p2p_join, unauthorized,
+};
+use switchboard_tests::jwt::{answer_json, ec_jwk, es256_token, fixture, room_policy_plugins};
+use switchboard_tests::metrics::{errors, sample, scrape};
+use switchboard_tests::{TestGateway, WsClient, node, repo_root};
+use switchboard_tests::{every_dialect_config, unix_now};
 
 const JWT_SECRET: &str = "a-jwt-secret-of-at-least-thirty-two-bytes";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// One listener with every dialect, then `rest` (plugins, apps, limits).
-fn config(rest: &str) -> String {
-    format!(
-        r#"
-[[listener]]
-bind = "127.0.0.1:0"
-dialects = ["antmedia", "socketio", "raw"]
-pages = "none"
-
-[shutdown]
-grace_period_secs = 2
-
-{rest}
-"#
-    )
-}
 
 /// LiveApp protected as in the issue: play by JWT, publish and joinRoom by one-time token; the
 /// conference plugin and the router; no media plugin, so a request that passes its check is
 /// answered `media_plugin_not_running`.
 fn protected() -> String {
-    config(&format!(
+    every_dialect_config(&format!(
         r#"
 [[antmedia_app]]
 name = "LiveApp"
@@ -56,31 +39,6 @@ type = "conference"
 type = "room-router"
 "#
     ))
-}
-
-async fn metrics(gw: &TestGateway) -> String {
-    http_get(gw.main, "/metrics").await.1
-}
-
-/// The value of one `/metrics` sample (0 when absent).
-fn sample(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn errors(dialect: &str, reason: &str) -> String {
-    format!(r#"switchboard_errors_total{{dialect="{dialect}",reason="{reason}"}}"#)
-}
-
-async fn ask(c: &mut WsClient, request: Value) -> Value {
-    c.send_json(request).await;
-    c.recv_json().await
-}
-
-fn unauthorized(stream: &str) -> Value {
-    json!({"command":"error","definition":"unauthorized_access","streamId":stream})
 }
 
 #[tokio::test]
@@ -105,7 +63,7 @@ async fn another_app_name_or_dialect_does_not_walk_around_the_protected_app() {
         assert_eq!(status, 404, "{app}: {body}");
         assert!(body.contains("unknown application"), "{body}");
     }
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(sample(&m, &errors("antmedia", "unknown_app")), 3, "{m}");
 
     // Raw: switchboard.play and switchboard.publish are held to LiveApp (the only app).
@@ -122,7 +80,7 @@ async fn another_app_name_or_dialect_does_not_walk_around_the_protected_app() {
     assert_eq!(err["code"], "unauthorized", "{err}");
     // With a valid play token in its own field, the raw request passes the check (and reaches
     // the missing media plugin).
-    let token = sign_jwt("room1", TokenType::Play, now() + 60, JWT_SECRET);
+    let token = sign_jwt("room1", TokenType::Play, unix_now() + 60, JWT_SECRET);
     raw.send_json(json!({"type":"switchboard.play","stream":"room1","room":"room1","token":token}))
         .await;
     let err = raw.recv_json().await;
@@ -135,7 +93,7 @@ async fn another_app_name_or_dialect_does_not_walk_around_the_protected_app() {
     .await;
     assert_eq!(ok["definition"], "media_plugin_not_running", "{ok}");
 
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(sample(&m, &errors("antmedia", "unauthorized")), 3, "{m}");
     assert_eq!(sample(&m, &errors("raw", "unauthorized")), 2, "{m}");
     gw.stop().await;
@@ -143,7 +101,7 @@ async fn another_app_name_or_dialect_does_not_walk_around_the_protected_app() {
 
 #[tokio::test]
 async fn a_star_entry_opens_other_app_names_with_its_own_checks() {
-    let gw = TestGateway::with_config(&config(&format!(
+    let gw = TestGateway::with_config(&every_dialect_config(&format!(
         r#"
 [[antmedia_app]]
 name = "LiveApp"
@@ -173,22 +131,11 @@ type = "room-router"
 #[tokio::test]
 async fn joins_into_a_protected_conference_room_are_checked_in_every_dialect() {
     let gw = TestGateway::with_config(&protected()).await;
-    let token = sign_jwt("conf1", TokenType::Play, now() + 60, JWT_SECRET);
-    let mut member = WsClient::connect(&gw.ant_url("LiveApp")).await;
-    let joined = ask(
-        &mut member,
-        json!({"command":"joinRoom","room":"conf1","token":token}),
-    )
-    .await;
-    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+    let token = sign_jwt("conf1", TokenType::Play, unix_now() + 60, JWT_SECRET);
+    let mut member = conference_member(&gw.ant_url("LiveApp"), "conf1", &token).await;
 
     // Ant P2P `join` of the room's id without a token: refused.
-    let mut p2p = WsClient::connect(&gw.ant_url("LiveApp")).await;
-    let err = ask(
-        &mut p2p,
-        json!({"command":"join","streamId":"conf1","mode":"both"}),
-    )
-    .await;
+    let (_p2p, err) = tokenless_p2p_join(&gw.ant_url("LiveApp"), "conf1").await;
     assert_eq!(err, unauthorized("conf1"));
     // Raw `/ws/conf1`: refused with 4403.
     let mut raw = WsClient::connect(&gw.raw_url("conf1")).await;
@@ -207,7 +154,7 @@ async fn joins_into_a_protected_conference_room_are_checked_in_every_dialect() {
 #[tokio::test]
 async fn tokenless_join_room_floods_are_refused_and_max_peers_holds() {
     let key = "k".repeat(32);
-    let gw = TestGateway::with_config(&config(&format!(
+    let gw = TestGateway::with_config(&every_dialect_config(&format!(
         r#"
 [[plugin]]
 type = "room-policy"
@@ -231,7 +178,7 @@ type = "room-router"
         flood.push(c);
     }
     let token = switchboard_room_policy::sign_hs256(
-        &json!({"exp": now() + 60, "room": "jwtroom"}),
+        &json!({"exp": unix_now() + 60, "room": "jwtroom"}),
         key.as_bytes(),
     );
     let join = json!({"command":"joinRoom","room":"jwtroom","token":token});
@@ -251,7 +198,7 @@ type = "room-router"
     let err = ask(&mut third, json!({"command":"join","streamId":"jwtroom"})).await;
     assert_eq!(err, unauthorized("jwtroom"));
 
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(sample(&m, &errors("antmedia", "unauthorized")), 23, "{m}");
     assert_eq!(sample(&m, &errors("antmedia", "room_full")), 1, "{m}");
     gw.stop().await;
@@ -271,7 +218,7 @@ fn rss_kib() -> u64 {
 async fn long_ids_are_refused_in_every_dialect_and_memory_stays_bounded() {
     const CONNECTIONS: usize = 25;
     const JOINS: usize = 200;
-    let gw = TestGateway::with_config(&config(
+    let gw = TestGateway::with_config(&every_dialect_config(
         "[limits]\nmessages_per_sec = 1000.0\nmessage_burst = 1000\n\n[[plugin]]\ntype = \"conference\"\n\n[[plugin]]\ntype = \"room-router\"\n",
     ))
     .await;
@@ -327,7 +274,7 @@ async fn long_ids_are_refused_in_every_dialect_and_memory_stays_bounded() {
     .await;
     assert_eq!(ok["definition"], "joined", "{ok}");
 
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(
         sample(&m, &errors("antmedia", "invalid_stream_name")),
         (CONNECTIONS * JOINS) as u64,
@@ -340,7 +287,7 @@ async fn long_ids_are_refused_in_every_dialect_and_memory_stays_bounded() {
 
 #[tokio::test]
 async fn one_connection_is_in_at_most_max_rooms_per_session_rooms() {
-    let gw = TestGateway::with_config(&config(
+    let gw = TestGateway::with_config(&every_dialect_config(
         "[limits]\nmax_rooms_per_session = 4\n\n[[plugin]]\ntype = \"room-router\"\n",
     ))
     .await;
@@ -364,13 +311,9 @@ async fn one_connection_is_in_at_most_max_rooms_per_session_rooms() {
     assert_eq!(ant.recv_json().await["definition"], "leaved");
     let ok = ask(&mut ant, json!({"command":"join","streamId":"r4"})).await;
     assert_eq!(ok["definition"], "joined", "{ok}");
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(sample(&m, &errors("antmedia", "refused")), 1, "{m}");
     gw.stop().await;
-}
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    repo_root().join("tests/fixtures/jwt").join(name)
 }
 
 fn sign(alg: jsonwebtoken::Algorithm, key: &jsonwebtoken::EncodingKey, claims: &Value) -> String {
@@ -379,20 +322,7 @@ fn sign(alg: jsonwebtoken::Algorithm, key: &jsonwebtoken::EncodingKey, claims: &
 
 /// A room-policy gateway whose token key is `token` (a TOML inline table's keys).
 fn policy_gateway(token: &str) -> String {
-    config(&format!(
-        "[[plugin]]\ntype = \"room-policy\"\n[plugin.settings]\ntoken = {{ {token} }}\n\n[[plugin]]\ntype = \"room-router\"\n"
-    ))
-}
-
-async fn ant_join(gw: &TestGateway, room: &str, token: &str) -> Value {
-    let mut c = WsClient::connect(&gw.ant_url("LiveApp")).await;
-    let reply = ask(
-        &mut c,
-        json!({"command":"join","streamId":room,"token":token}),
-    )
-    .await;
-    c.close().await;
-    reply
+    every_dialect_config(&room_policy_plugins(token))
 }
 
 #[tokio::test]
@@ -413,17 +343,26 @@ async fn rs256_and_es256_join_tokens_from_pem_files() {
             Algorithm::RS256 => EncodingKey::from_rsa_pem(&pem).unwrap(),
             _ => EncodingKey::from_ec_pem(&pem).unwrap(),
         };
-        let good = sign(alg, &key, &json!({"exp": now() + 60, "room": "pk"}));
-        assert_eq!(ant_join(&gw, "pk", &good).await["definition"], "joined");
-        let other_room = sign(alg, &key, &json!({"exp": now() + 60, "room": "else"}));
-        assert_eq!(ant_join(&gw, "pk", &other_room).await, unauthorized("pk"));
+        let good = sign(alg, &key, &json!({"exp": unix_now() + 60, "room": "pk"}));
+        assert_eq!(
+            ant_join(&gw.ant_url("LiveApp"), "pk", &good).await["definition"],
+            "joined"
+        );
+        let other_room = sign(alg, &key, &json!({"exp": unix_now() + 60, "room": "else"}));
+        assert_eq!(
+            ant_join(&gw.ant_url("LiveApp"), "pk", &other_room).await,
+            unauthorized("pk")
+        );
         // An HS256 token keyed with the public key's bytes (algorithm confusion).
         let pem_public = std::fs::read(&path).unwrap();
         let confused = switchboard_room_policy::sign_hs256(
-            &json!({"exp": now() + 60, "room": "pk"}),
+            &json!({"exp": unix_now() + 60, "room": "pk"}),
             &pem_public,
         );
-        assert_eq!(ant_join(&gw, "pk", &confused).await, unauthorized("pk"));
+        assert_eq!(
+            ant_join(&gw.ant_url("LiveApp"), "pk", &confused).await,
+            unauthorized("pk")
+        );
         gw.stop().await;
     }
 }
@@ -438,26 +377,38 @@ async fn nbf_leeway_and_non_canonical_tokens() {
     )))
     .await;
     let sign = |claims: Value| switchboard_room_policy::sign_hs256(&claims, key.as_bytes());
-    let t = now();
+    let t = unix_now();
     let early = sign(json!({"exp": t + 600, "nbf": t + 60, "room": "n"}));
-    assert_eq!(ant_join(&strict, "n", &early).await, unauthorized("n"));
     assert_eq!(
-        ant_join(&lenient, "n", &early).await["definition"],
+        ant_join(&strict.ant_url("LiveApp"), "n", &early).await,
+        unauthorized("n")
+    );
+    assert_eq!(
+        ant_join(&lenient.ant_url("LiveApp"), "n", &early).await["definition"],
         "joined"
     );
     let late = sign(json!({"exp": t - 60, "room": "n2"}));
-    assert_eq!(ant_join(&strict, "n2", &late).await, unauthorized("n2"));
     assert_eq!(
-        ant_join(&lenient, "n2", &late).await["definition"],
+        ant_join(&strict.ant_url("LiveApp"), "n2", &late).await,
+        unauthorized("n2")
+    );
+    assert_eq!(
+        ant_join(&lenient.ant_url("LiveApp"), "n2", &late).await["definition"],
         "joined"
     );
     // `=` padding appended to a good token: the same bytes, another token; refused.
     let good = sign(json!({"exp": t + 60, "room": "n3"}));
     for padded in [format!("{good}="), format!("{good}==")] {
-        assert_eq!(ant_join(&strict, "n3", &padded).await, unauthorized("n3"));
+        assert_eq!(
+            ant_join(&strict.ant_url("LiveApp"), "n3", &padded).await,
+            unauthorized("n3")
+        );
     }
-    assert_eq!(ant_join(&strict, "n3", &good).await["definition"], "joined");
-    let m = metrics(&strict).await;
+    assert_eq!(
+        ant_join(&strict.ant_url("LiveApp"), "n3", &good).await["definition"],
+        "joined"
+    );
+    let m = scrape(&strict).await;
     assert_eq!(sample(&m, &errors("antmedia", "unauthorized")), 4, "{m}");
     strict.stop().await;
     lenient.stop().await;
@@ -470,7 +421,7 @@ async fn socketio_v4_clients_pass_the_token_in_auth() {
         TestGateway::with_config(&policy_gateway(&format!("jwt_hs256_secret = \"{key}\""))).await;
     let room = "sioauth";
     let token = switchboard_room_policy::sign_hs256(
-        &json!({"exp": now() + 60, "room": room}),
+        &json!({"exp": unix_now() + 60, "room": room}),
         key.as_bytes(),
     );
     let run = node(
@@ -480,7 +431,7 @@ async fn socketio_v4_clients_pass_the_token_in_auth() {
     )
     .await;
     run.assert_success();
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     // Two refused connects: no token, and a forged one.
     assert_eq!(sample(&m, &errors("socketio", "unauthorized")), 2, "{m}");
     gw.stop().await;
@@ -505,7 +456,7 @@ async fn a_failing_policy_plugin_refuses_instead_of_failing_open() {
         "{} missing: cargo build --workspace",
         lib.display()
     );
-    let gw = TestGateway::with_config(&config(&format!(
+    let gw = TestGateway::with_config(&every_dialect_config(&format!(
         "[[plugin]]\ntype = \"policy\"\npath = {:?}\non_failure = \"refuse\"\n\n[[plugin]]\ntype = \"room-router\"\n",
         lib.display().to_string()
     )))
@@ -525,14 +476,14 @@ async fn a_failing_policy_plugin_refuses_instead_of_failing_open() {
     a.send_json(json!({"command":"leave","streamId":"calm"}))
         .await;
     assert_eq!(a.recv_json().await["definition"], "leaved");
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(sample(&m, &errors("antmedia", "internal")), 2, "{m}");
     gw.stop().await;
 }
 
 #[tokio::test]
 async fn sdp_errors_carry_fixed_texts() {
-    let gw = TestGateway::with_config(&config(
+    let gw = TestGateway::with_config(&every_dialect_config(
         "[[plugin]]\ntype = \"conference\"\n\n[[plugin]]\ntype = \"sfu\"\n[plugin.settings]\nudp_bind = \"127.0.0.1:0\"\n\n[[plugin]]\ntype = \"room-router\"\n",
     ))
     .await;
@@ -560,26 +511,12 @@ async fn sdp_errors_carry_fixed_texts() {
     gw.stop().await;
 }
 
-/// A JWK of the P-256 public key in PEM file `name` under `kid`: an SPKI of a P-256 key ends in
-/// the uncompressed point, `x` then `y`, 32 bytes each.
-fn ec_jwk(name: &str, kid: &str) -> Value {
-    use base64::Engine;
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-    let pem = std::fs::read_to_string(fixture(name)).unwrap();
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = STANDARD.decode(body).unwrap();
-    let (x, y) = der[der.len() - 64..].split_at(32);
-    json!({"kty":"EC","crv":"P-256","alg":"ES256","use":"sig","kid":kid,
-        "x":URL_SAFE_NO_PAD.encode(x),"y":URL_SAFE_NO_PAD.encode(y)})
-}
-
 /// A loopback HTTP server that answers every request with the current `document`; counts
 /// requests. Serves at most 200 connections, then stops by itself.
 async fn jwks_server(
     document: std::sync::Arc<std::sync::Mutex<String>>,
     requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
@@ -587,21 +524,9 @@ async fn jwks_server(
             let Ok((mut tcp, _)) = listener.accept().await else {
                 return;
             };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                match tcp.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
             requests.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let body = document.lock().unwrap().clone();
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = tcp.write_all(response.as_bytes()).await;
+            answer_json(&mut tcp, &body).await;
         }
     });
     (addr, task)
@@ -624,7 +549,7 @@ async fn jwks_keys_are_fetched_cached_and_refreshed() {
         let key = EncodingKey::from_ec_pem(&std::fs::read(fixture(private)).unwrap()).unwrap();
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(kid.to_owned());
-        jsonwebtoken::encode(&header, &json!({"exp": now() + 60}), &key).unwrap()
+        jsonwebtoken::encode(&header, &json!({"exp": unix_now() + 60}), &key).unwrap()
     };
     let k1 = signed("es256-private.pem", "k1");
     let k2 = signed("es256-rotated-private.pem", "k2");
@@ -657,7 +582,7 @@ async fn jwks_keys_are_fetched_cached_and_refreshed() {
         "a k1 token is admitted once the keys are in"
     );
     assert_eq!(
-        ant_join(&gw, "jwksx", &k2).await,
+        ant_join(&gw.ant_url("LiveApp"), "jwksx", &k2).await,
         unauthorized("jwksx"),
         "k2 is not in the set yet"
     );
@@ -669,7 +594,7 @@ async fn jwks_keys_are_fetched_cached_and_refreshed() {
         "the rotated key is picked up by the refresh"
     );
     assert_eq!(
-        ant_join(&gw, "jwksy", &k1).await,
+        ant_join(&gw.ant_url("LiveApp"), "jwksy", &k1).await,
         unauthorized("jwksy"),
         "k1 was rotated out"
     );
@@ -686,13 +611,12 @@ async fn jwks_keys_are_fetched_cached_and_refreshed() {
 
 #[tokio::test]
 async fn an_ant_app_takes_its_jwt_keys_from_its_jwks_url() {
-    use jsonwebtoken::{Algorithm, EncodingKey, Header};
     let document = std::sync::Arc::new(std::sync::Mutex::new(
         json!({"keys":[ec_jwk("es256-public.pem", "app-key")]}).to_string(),
     ));
     let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (addr, server) = jwks_server(document, requests.clone()).await;
-    let gw = TestGateway::with_config(&config(&format!(
+    let gw = TestGateway::with_config(&every_dialect_config(&format!(
         r#"
 [[antmedia_app]]
 name = "LiveApp"
@@ -707,25 +631,13 @@ type = "room-router"
 "#
     )))
     .await;
-    let key =
-        EncodingKey::from_ec_pem(&std::fs::read(fixture("es256-private.pem")).unwrap()).unwrap();
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some("app-key".into());
-    let claims = json!({"streamId":"s1","type":"play","exp": now() + 60});
-    let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+    let claims = json!({"streamId":"s1","type":"play","exp": unix_now() + 60});
+    let token = es256_token("app-key", &claims);
     let mut c = WsClient::connect(&gw.ant_url("LiveApp")).await;
     let play = json!({"command":"play","streamId":"s1","room":"","token":token});
     // The first fetch may still be on its way; bounded.
-    let mut passed = false;
-    for _ in 0..50 {
-        if ask(&mut c, play.clone()).await["definition"] == "media_plugin_not_running" {
-            passed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        passed,
+        ask_until(&mut c, &play, "media_plugin_not_running").await,
         "a token signed with the JWKS key passes the play check"
     );
     let other = json!({"command":"play","streamId":"s2","room":"","token":token});

@@ -9,30 +9,19 @@
 
 use serde_json::{Value, json};
 use switchboard_conference::{TokenType, sign_jwt};
-use switchboard_tests::{TestGateway, WsClient, http_get, http_request};
+use switchboard_tests::ant::{ask, conference_member, tokenless_p2p_join, unauthorized};
+use switchboard_tests::metrics::{errors, sample, scrape};
+use switchboard_tests::{TestGateway, WsClient, http_request};
+use switchboard_tests::{every_dialect_config, unix_now};
 
 const JWT_SECRET: &str = "a-jwt-secret-of-at-least-thirty-two-bytes";
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
 
 /// LiveApp protected (`live` holds its checks), OpenApp open and the default for peers that name
 /// no application; the conference plugin and the router, no media plugin (a request that passes
 /// its check is answered `media_plugin_not_running`).
 fn two_apps(live: &str) -> String {
-    format!(
+    every_dialect_config(&format!(
         r#"
-[[listener]]
-bind = "127.0.0.1:0"
-dialects = ["antmedia", "socketio", "raw"]
-pages = "none"
-
-[shutdown]
-grace_period_secs = 2
-
 [[antmedia_app]]
 name = "LiveApp"
 {live}
@@ -47,32 +36,7 @@ type = "conference"
 [[plugin]]
 type = "room-router"
 "#
-    )
-}
-
-async fn metrics(gw: &TestGateway) -> String {
-    http_get(gw.main, "/metrics").await.1
-}
-
-/// The value of one `/metrics` sample (0 when absent).
-fn sample(metrics: &str, series: &str) -> u64 {
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn errors(dialect: &str, reason: &str) -> String {
-    format!(r#"switchboard_errors_total{{dialect="{dialect}",reason="{reason}"}}"#)
-}
-
-async fn ask(c: &mut WsClient, request: Value) -> Value {
-    c.send_json(request).await;
-    c.recv_json().await
-}
-
-fn unauthorized(stream: &str) -> Value {
-    json!({"command":"error","definition":"unauthorized_access","streamId":stream})
+    ))
 }
 
 /// A REST call under `/{app}/rest/v2/`: status and JSON body.
@@ -85,7 +49,7 @@ async fn rest(gw: &TestGateway, method: &str, app: &str, path: &str) -> (u16, Va
 
 /// A one-time token minted under `/{app}/rest/`.
 async fn one_time_token(gw: &TestGateway, app: &str, stream: &str, query: &str) -> String {
-    let later = now() + 600;
+    let later = unix_now() + 600;
     let (status, token) = rest(
         gw,
         "GET",
@@ -103,27 +67,16 @@ async fn an_ant_p2p_join_is_checked_with_the_app_of_its_url() {
         "join_room = \"jwt\"\njwt_secret = \"{JWT_SECRET}\""
     )))
     .await;
-    let token = sign_jwt("conf1", TokenType::Play, now() + 60, JWT_SECRET);
+    let token = sign_jwt("conf1", TokenType::Play, unix_now() + 60, JWT_SECRET);
     // A participant makes conf1 a conference room of LiveApp.
-    let mut member = WsClient::connect(&gw.ant_url("LiveApp")).await;
-    let joined = ask(
-        &mut member,
-        json!({"command":"joinRoom","room":"conf1","token":token}),
-    )
-    .await;
-    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+    let mut member = conference_member(&gw.ant_url("LiveApp"), "conf1", &token).await;
 
     // The attacker: a tokenless P2P `join` on LiveApp's own URL. The default application
     // (OpenApp) checks nothing, but the URL says LiveApp, whose join_room needs a JWT.
-    let mut p2p = WsClient::connect(&gw.ant_url("LiveApp")).await;
-    let err = ask(
-        &mut p2p,
-        json!({"command":"join","streamId":"conf1","mode":"both"}),
-    )
-    .await;
+    let (mut p2p, err) = tokenless_p2p_join(&gw.ant_url("LiveApp"), "conf1").await;
     assert_eq!(err, unauthorized("conf1"));
     // A JWT signed with another key is refused the same way.
-    let forged = sign_jwt("conf1", TokenType::Play, now() + 60, &"x".repeat(40));
+    let forged = sign_jwt("conf1", TokenType::Play, unix_now() + 60, &"x".repeat(40));
     let err = ask(
         &mut p2p,
         json!({"command":"join","streamId":"conf1","mode":"both","token":forged}),
@@ -141,7 +94,7 @@ async fn an_ant_p2p_join_is_checked_with_the_app_of_its_url() {
     .await;
     assert_eq!(joined["definition"], "joined", "{joined}");
 
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(sample(&m, &errors("antmedia", "unauthorized")), 2, "{m}");
     gw.stop().await;
 }
@@ -149,7 +102,7 @@ async fn an_ant_p2p_join_is_checked_with_the_app_of_its_url() {
 #[tokio::test]
 async fn rest_serves_only_configured_apps() {
     let gw = TestGateway::with_config(&two_apps("publish = \"one_time\"")).await;
-    let later = now() + 600;
+    let later = unix_now() + 600;
     // Every REST call through an application the gateway does not serve: 404, nothing done.
     let calls = [
         ("GET", "broadcasts/conference-rooms/list/0/10".to_owned()),
@@ -185,7 +138,7 @@ async fn rest_serves_only_configured_apps() {
     // The refused create made no room.
     let (status, _) = rest(&gw, "GET", "LiveApp", "broadcasts/conference-rooms/room9").await;
     assert_eq!(status, 404);
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(
         sample(&m, &errors("antmedia", "unknown_app")),
         calls.len() as u64,
@@ -242,7 +195,7 @@ async fn one_app_cannot_mint_one_time_tokens_for_another() {
     .await;
     assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
 
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(sample(&m, &errors("antmedia", "unauthorized")), 2, "{m}");
     gw.stop().await;
 }
@@ -261,7 +214,7 @@ async fn a_rest_room_is_held_to_the_checks_of_the_app_that_created_it() {
     )
     .await;
     assert_eq!(status, 200, "{room}");
-    let later = now() + 600;
+    let later = unix_now() + 600;
 
     // OpenApp's REST path neither sees, deletes nor mints tokens for LiveApp's room.
     let (status, _) = rest(&gw, "GET", "OpenApp", "broadcasts/conference-rooms/vip").await;
@@ -299,7 +252,7 @@ async fn a_rest_room_is_held_to_the_checks_of_the_app_that_created_it() {
     .await;
     assert_eq!(err, unauthorized("vip"));
     // With LiveApp's token, the same joinRoom through OpenApp is admitted.
-    let token = sign_jwt("vip", TokenType::Play, now() + 60, JWT_SECRET);
+    let token = sign_jwt("vip", TokenType::Play, unix_now() + 60, JWT_SECRET);
     let joined = ask(
         &mut open,
         json!({"command":"joinRoom","room":"vip","token":token}),
@@ -307,7 +260,7 @@ async fn a_rest_room_is_held_to_the_checks_of_the_app_that_created_it() {
     .await;
     assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
 
-    let m = metrics(&gw).await;
+    let m = scrape(&gw).await;
     assert_eq!(sample(&m, &errors("antmedia", "unauthorized")), 3, "{m}");
     gw.stop().await;
 }

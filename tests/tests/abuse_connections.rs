@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchboard_tests::front::{
-    GatewayProcess, closed_within, connect_from, keep_alive_get, metric, try_http_get,
+    EVERY_DIALECT_LISTENER, GatewayProcess, closed_within, connect_from, keep_alive_get, metric,
+    process_config_tail, try_http_get,
 };
 use switchboard_tests::{WsClient, field, http_get};
 use tokio::io::AsyncWriteExt;
@@ -20,27 +21,7 @@ use tokio::net::TcpStream;
 const ATTACKER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
 fn config(limits: &str) -> String {
-    format!(
-        r#"
-[[listener]]
-bind = "127.0.0.1:0"
-dialects = ["antmedia", "socketio", "raw"]
-pages = "none"
-
-[log]
-format = "json"
-level = "info"
-
-[shutdown]
-grace_period_secs = 1
-
-[limits]
-{limits}
-
-[[plugin]]
-type = "room-router"
-"#
-    )
+    format!("{EVERY_DIALECT_LISTENER}{}", process_config_tail(limits))
 }
 
 /// Two Ant peers joined in `room` (A was told to start).

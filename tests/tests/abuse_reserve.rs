@@ -12,30 +12,17 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard_tests::front::{GatewayProcess, connect_from, metric, try_http_get};
+use switchboard_tests::front::{
+    EVERY_DIALECT_LISTENER, GatewayProcess, connect_from, metric, process_config_tail, try_http_get,
+};
 use switchboard_tests::{WsClient, field};
 
-const CONFIG: &str = r#"
-[[listener]]
-bind = "127.0.0.1:0"
-dialects = ["antmedia", "socketio", "raw"]
-pages = "none"
-
-[log]
-format = "json"
-level = "info"
-
-[shutdown]
-grace_period_secs = 1
-
-[limits]
-max_tcp_connections_per_ip = 100000
+fn config() -> String {
+    let limits = r#"max_tcp_connections_per_ip = 100000
 header_read_timeout_secs = 60
-health_check_cidrs = ["127.0.0.1/32"]
-
-[[plugin]]
-type = "room-router"
-"#;
+health_check_cidrs = ["127.0.0.1/32"]"#;
+    format!("{EVERY_DIALECT_LISTENER}{}", process_config_tail(limits))
+}
 
 /// Flood addresses: 100 of them.
 const FLOOD_ADDRESSES: u8 = 100;
@@ -88,7 +75,7 @@ async fn flood(addr: SocketAddr, stop: Arc<AtomicBool>, attempts: Arc<AtomicUsiz
 
 #[tokio::test]
 async fn a_flood_from_many_addresses_cannot_crowd_healthz_out_of_the_reserve() {
-    let gw = GatewayProcess::spawn(CONFIG, 1, Some(256)).await;
+    let gw = GatewayProcess::spawn(&config(), 1, Some(256)).await;
     let addr = gw.main();
     let (mut a, mut b) = ant_call(addr, "reserve").await;
 

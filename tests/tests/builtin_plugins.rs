@@ -8,28 +8,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 use switchboard::GatewayConfig;
 use switchboard_room_policy::sign_hs256;
-use switchboard_tests::{TestGateway, WsClient, field, repo_root};
+use switchboard_tests::{TestGateway, WsClient, every_dialect_config, field, repo_root};
 
-/// One loopback listener with every dialect, then `plugins` (TOML `[[plugin]]` tables).
+/// One loopback listener with every dialect, then `plugins` (TOML `[[plugin]]` tables) and the
+/// router.
 fn config(plugins: &str) -> String {
-    format!(
-        r#"
-[[listener]]
-bind = "127.0.0.1:0"
-dialects = ["antmedia", "socketio", "raw"]
-pages = "none"
-
-[shutdown]
-grace_period_secs = 2
-
-{plugins}
-
-[[plugin]]
-type = "room-router"
-"#
-    )
+    every_dialect_config(&format!(
+        "{plugins}\n\n[[plugin]]\ntype = \"room-router\"\n"
+    ))
 }
-
 fn join(room: &str) -> Value {
     json!({"command":"join","streamId":room,"mode":"both"})
 }

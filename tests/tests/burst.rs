@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use switchboard_tests::{TestGateway, http_get, node};
+use switchboard_tests::metrics::{self, scrape};
+use switchboard_tests::{TestGateway, node};
 
 /// Rate limits raised so nothing is rate-limited; a short queue; a short write timeout for the never-reads case
 /// (longer than the 2 s pause, which must not count as stuck).
@@ -38,26 +39,12 @@ async fn scenario(gw: &TestGateway, name: &str) {
     run.assert_success();
 }
 
-async fn metrics(gw: &TestGateway) -> String {
-    let (status, body) = http_get(gw.main, "/metrics").await;
-    assert_eq!(status, 200);
-    body
-}
-
-/// The value of the metric line that starts with `prefix` (0 when absent).
-fn value(body: &str, prefix: &str) -> u64 {
-    body.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_of_every_client_kind_arrive_whole_and_in_order() {
     let gw = TestGateway::with_config(CONFIG).await;
     scenario(&gw, "burst").await;
-    let body = metrics(&gw).await;
-    assert_eq!(value(&body, "switchboard_errors_total"), 0, "{body}");
+    let body = scrape(&gw).await;
+    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
     gw.stop().await;
 }
 
@@ -67,8 +54,8 @@ async fn bursts_of_every_client_kind_arrive_whole_and_in_order() {
 async fn two_peers_flooding_each_other_do_not_deadlock() {
     let gw = TestGateway::with_config(CONFIG).await;
     scenario(&gw, "duplex").await;
-    let body = metrics(&gw).await;
-    assert_eq!(value(&body, "switchboard_errors_total"), 0, "{body}");
+    let body = scrape(&gw).await;
+    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
     gw.stop().await;
 }
 
@@ -76,8 +63,8 @@ async fn two_peers_flooding_each_other_do_not_deadlock() {
 async fn a_receiver_that_pauses_two_seconds_loses_nothing() {
     let gw = TestGateway::with_config(CONFIG).await;
     scenario(&gw, "pause").await;
-    let body = metrics(&gw).await;
-    assert_eq!(value(&body, "switchboard_errors_total"), 0, "{body}");
+    let body = scrape(&gw).await;
+    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
     gw.stop().await;
 }
 
@@ -85,35 +72,35 @@ async fn a_receiver_that_pauses_two_seconds_loses_nothing() {
 async fn a_receiver_that_never_reads_is_closed_and_counted_once() {
     let gw = TestGateway::with_config(CONFIG).await;
     scenario(&gw, "never-reads").await;
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     // Two receivers were given up on (raw, socket.io): each counted once, whichever of the
     // write timeout and the full queue noticed first.
-    let stuck = value(
+    let stuck = metrics::sum(
         &body,
         r#"switchboard_errors_total{dialect="raw",reason="write_timeout"}"#,
-    ) + value(
+    ) + metrics::sum(
         &body,
         r#"switchboard_errors_total{dialect="raw",reason="session_stuck"}"#,
     );
     assert_eq!(stuck, 1, "{body}");
-    let stuck = value(
+    let stuck = metrics::sum(
         &body,
         r#"switchboard_errors_total{dialect="socketio",reason="write_timeout"}"#,
-    ) + value(
+    ) + metrics::sum(
         &body,
         r#"switchboard_errors_total{dialect="socketio",reason="session_stuck"}"#,
     );
     assert_eq!(stuck, 1, "{body}");
     assert_eq!(
-        value(&body, r#"switchboard_errors_total{dialect="any""#),
+        metrics::sum(&body, r#"switchboard_errors_total{dialect="any""#),
         0,
         "{body}"
     );
     assert_eq!(
-        value(
+        metrics::sum(
             &body,
             r#"switchboard_sessions_closed_total{dialect="raw",reason="write timeout"}"#
-        ) + value(
+        ) + metrics::sum(
             &body,
             r#"switchboard_sessions_closed_total{dialect="raw",reason="stuck"}"#
         ),

@@ -2,6 +2,7 @@
 //! serves, with the reply shapes the Ant SDK reads, and every error (antmedia.md §3, §5, §6).
 
 use serde_json::{Value, json};
+use switchboard_tests::ant::ask;
 use switchboard_tests::{TestGateway, WsClient, field};
 
 /// All dialects, the conference plugin before the router, no pages.
@@ -23,11 +24,6 @@ type = "room-router"
 
 async fn ant(gw: &TestGateway) -> WsClient {
     WsClient::connect(&gw.ant_url("LiveApp")).await
-}
-
-async fn ask(c: &mut WsClient, request: Value) -> Value {
-    c.send_json(request).await;
-    c.recv_json().await
 }
 
 async fn join_room(c: &mut WsClient, room: &str, stream: Option<&str>) -> Value {

@@ -5,6 +5,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use switchboard_conference::{TokenType, hash_token};
+use switchboard_tests::ant::{ask, unauthorized};
+use switchboard_tests::unix_now;
 use switchboard_tests::{TestGateway, WsClient, http_request, temp_dir};
 
 const JWT_SECRET: &str = "a-jwt-secret-of-at-least-thirty-two-bytes";
@@ -55,12 +57,6 @@ hash_secret = "hash-secret"
     ))
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 async fn rest(gw: &TestGateway, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
     let body = body.map(|b| b.to_string());
     let (status, text) = http_request(
@@ -72,11 +68,6 @@ async fn rest(gw: &TestGateway, method: &str, path: &str, body: Option<Value>) -
     .await;
     let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
     (status, value)
-}
-
-async fn ask(c: &mut WsClient, request: Value) -> Value {
-    c.send_json(request).await;
-    c.recv_json().await
 }
 
 #[tokio::test]
@@ -92,7 +83,7 @@ async fn conference_room_crud() {
     assert_eq!(status, 200, "{room}");
     assert_eq!(room["roomId"], "crud1");
     let start = room["startDate"].as_i64().expect("startDate");
-    assert!((now() - start).abs() < 5, "defaults to now: {room}");
+    assert!((unix_now() - start).abs() < 5, "defaults to now: {room}");
     assert_eq!(room["endDate"].as_i64(), Some(start + 3600));
     assert_eq!(room["roomStreamList"], json!([]));
     assert_eq!(room["mode"], "legacy");
@@ -221,7 +212,7 @@ async fn rooms_and_tokens_survive_a_restart() {
     )
     .await;
     rest(&gw, "DELETE", "broadcasts/conference-rooms/gone", None).await;
-    let expire = now() + 600;
+    let expire = unix_now() + 600;
     let (_, token) = rest(
         &gw,
         "GET",
@@ -277,7 +268,7 @@ jwt_secret = "{JWT_SECRET}"
 #[tokio::test]
 async fn joining_outside_the_room_dates_is_refused() {
     let gw = TestGateway::with_config(&config("")).await;
-    let t = now();
+    let t = unix_now();
     for (id, start, end) in [
         ("early", t + 3600, t + 7200),
         ("late", t - 7200, t - 3600),
@@ -330,23 +321,19 @@ async fn one_time(
         .to_owned()
 }
 
-fn unauthorized(stream: &str) -> Value {
-    json!({"command":"error","definition":"unauthorized_access","streamId":stream})
-}
-
 #[tokio::test]
 async fn one_time_tokens() {
     let gw = TestGateway::with_config(&secured()).await;
     let mut a = WsClient::connect(&gw.ant_url("LiveApp")).await;
     let publish = |token: &str| json!({"command":"publish","streamId":"s1","token":token});
-    let later = now() + 600;
+    let later = unix_now() + 600;
 
     // No token, an unknown one.
     let err = ask(&mut a, json!({"command":"publish","streamId":"s1"})).await;
     assert_eq!(err, unauthorized("s1"));
     assert_eq!(ask(&mut a, publish("made-up")).await, unauthorized("s1"));
     // Expired.
-    let expired = one_time(&gw, "s1", now() - 10, "publish", None).await;
+    let expired = one_time(&gw, "s1", unix_now() - 10, "publish", None).await;
     assert_eq!(ask(&mut a, publish(&expired)).await, unauthorized("s1"));
     // Wrong type.
     let play = one_time(&gw, "s1", later, "play", None).await;
@@ -397,7 +384,7 @@ async fn one_time_tokens() {
 #[tokio::test]
 async fn jwt_and_hash_tokens() {
     let gw = TestGateway::with_config(&secured()).await;
-    let later = now() + 600;
+    let later = unix_now() + 600;
     let (_, jwt) = rest(
         &gw,
         "GET",
@@ -430,7 +417,8 @@ async fn jwt_and_hash_tokens() {
         unauthorized("s1")
     );
     // Expired.
-    let expired = switchboard_conference::sign_jwt("s1", TokenType::Play, now() - 1, JWT_SECRET);
+    let expired =
+        switchboard_conference::sign_jwt("s1", TokenType::Play, unix_now() - 1, JWT_SECRET);
     assert_eq!(ask(&mut a, play("s1", &expired)).await, unauthorized("s1"));
     // Signed with another key.
     let forged = switchboard_conference::sign_jwt("s1", TokenType::Play, later, &"x".repeat(40));

@@ -11,22 +11,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use switchboard_tests::{TestGateway, WsClient, repo_root, switchboard_bin, temp_dir};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use switchboard_tests::ant::{ant_join, ask, ask_until, unauthorized};
+use switchboard_tests::jwt::{answer_json, ec_jwk, es256_token, room_policy_plugins};
+use switchboard_tests::{TestGateway, WsClient, switchboard_bin, temp_dir};
+use switchboard_tests::{every_dialect_config, unix_now};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-fn fixture(name: &str) -> PathBuf {
-    repo_root().join("tests/fixtures/jwt").join(name)
-}
 
 /// A test CA, and a server certificate it issued for `localhost` and `127.0.0.1`.
 struct TestPki {
@@ -59,28 +51,6 @@ fn test_pki(dir: &Path) -> TestPki {
     }
 }
 
-/// The JWK of the P-256 public key in PEM fixture `name` under `kid`: an SPKI of a P-256 key
-/// ends in the uncompressed point, `x` then `y`, 32 bytes each.
-fn ec_jwk(name: &str, kid: &str) -> Value {
-    use base64::Engine;
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-    let pem = std::fs::read_to_string(fixture(name)).unwrap();
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = STANDARD.decode(body).unwrap();
-    let (x, y) = der[der.len() - 64..].split_at(32);
-    json!({"kty":"EC","crv":"P-256","alg":"ES256","use":"sig","kid":kid,
-        "x":URL_SAFE_NO_PAD.encode(x),"y":URL_SAFE_NO_PAD.encode(y)})
-}
-
-/// An ES256 token of the `es256-private.pem` fixture, `kid` in its header.
-fn es256_token(kid: &str, claims: Value) -> String {
-    let key =
-        EncodingKey::from_ec_pem(&std::fs::read(fixture("es256-private.pem")).unwrap()).unwrap();
-    let mut header = Header::new(Algorithm::ES256);
-    header.kid = Some(kid.to_owned());
-    jsonwebtoken::encode(&header, &claims, &key).unwrap()
-}
-
 /// A loopback HTTPS server with the certificate of `pki` that answers every request with a
 /// JWKS document of the fixture key under kid `k1`; counts the requests it answered (a client
 /// that refuses the certificate never gets that far). At most 100 connections, then it stops.
@@ -111,69 +81,12 @@ async fn https_jwks_server(pki: &TestPki) -> (SocketAddr, Arc<AtomicUsize>) {
             let Ok(mut tls) = acceptor.accept(tcp).await else {
                 continue;
             };
-            let mut request = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-                match tls.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => request.extend_from_slice(&buf[..n]),
-                }
-            }
             counter.fetch_add(1, Ordering::SeqCst);
-            let response = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{document}",
-                document.len()
-            );
-            let _ = tls.write_all(response.as_bytes()).await;
+            answer_json(&mut tls, &document).await;
             let _ = tls.shutdown().await;
         }
     });
     (addr, answered)
-}
-
-/// A gateway config with one listener for every dialect, then `rest`.
-fn config(rest: &str) -> String {
-    format!(
-        r#"
-[[listener]]
-bind = "127.0.0.1:0"
-dialects = ["antmedia", "socketio", "raw"]
-pages = "none"
-
-[shutdown]
-grace_period_secs = 2
-
-{rest}
-"#
-    )
-}
-
-/// Room-policy with `token = { token }`, and the router.
-fn policy(token: &str) -> String {
-    format!(
-        "[[plugin]]\ntype = \"room-policy\"\n[plugin.settings]\ntoken = {{ {token} }}\n\n[[plugin]]\ntype = \"room-router\"\n"
-    )
-}
-
-async fn ask(c: &mut WsClient, request: Value) -> Value {
-    c.send_json(request).await;
-    c.recv_json().await
-}
-
-/// The reply to an Ant `join` of `room` with `token`, on a fresh connection to `url`.
-async fn ant_join(url: &str, room: &str, token: &str) -> Value {
-    let mut c = WsClient::connect(url).await;
-    let reply = ask(
-        &mut c,
-        json!({"command":"join","streamId":room,"token":token}),
-    )
-    .await;
-    c.close().await;
-    reply
-}
-
-fn unauthorized(stream: &str) -> Value {
-    json!({"command":"error","definition":"unauthorized_access","streamId":stream})
 }
 
 #[tokio::test]
@@ -187,9 +100,9 @@ async fn room_policy_fetches_an_https_jwks_trusted_through_jwks_ca_file() {
         addr.port(),
         pki.ca_file.display().to_string()
     );
-    let gw = TestGateway::with_config(&config(&policy(&token))).await;
+    let gw = TestGateway::with_config(&every_dialect_config(&room_policy_plugins(&token))).await;
     let url = gw.ant_url("LiveApp");
-    let good = es256_token("k1", json!({"exp": now() + 60}));
+    let good = es256_token("k1", &json!({"exp": unix_now() + 60}));
     // The first fetch may still be on its way: bounded retries.
     let mut joined = false;
     for i in 0..50 {
@@ -201,13 +114,13 @@ async fn room_policy_fetches_an_https_jwks_trusted_through_jwks_ca_file() {
     }
     assert!(joined, "a token signed with the JWKS key is admitted");
     assert!(answered.load(Ordering::SeqCst) >= 1);
-    let unknown_kid = es256_token("k9", json!({"exp": now() + 60}));
+    let unknown_kid = es256_token("k9", &json!({"exp": unix_now() + 60}));
     assert_eq!(
         ant_join(&url, "httpsx", &unknown_kid).await,
         unauthorized("httpsx"),
         "a kid the document does not hold is refused"
     );
-    let expired = es256_token("k1", json!({"exp": now() - 60}));
+    let expired = es256_token("k1", &json!({"exp": unix_now() - 60}));
     assert_eq!(
         ant_join(&url, "httpsy", &expired).await,
         unauthorized("httpsy")
@@ -220,7 +133,7 @@ async fn an_ant_app_fetches_its_https_jwks_trusted_through_jwks_ca_file() {
     let dir = temp_dir("jwks-https-app");
     let pki = test_pki(&dir);
     let (addr, answered) = https_jwks_server(&pki).await;
-    let gw = TestGateway::with_config(&config(&format!(
+    let gw = TestGateway::with_config(&every_dialect_config(&format!(
         r#"
 [[antmedia_app]]
 name = "LiveApp"
@@ -240,22 +153,14 @@ type = "room-router"
     .await;
     let token = es256_token(
         "k1",
-        json!({"streamId":"s1","type":"play","exp": now() + 60}),
+        &json!({"streamId":"s1","type":"play","exp": unix_now() + 60}),
     );
     let mut c = WsClient::connect(&gw.ant_url("LiveApp")).await;
     let play = json!({"command":"play","streamId":"s1","room":"","token":token});
     // Passing the check means reaching the (absent) media plugin. Bounded retries while the
     // first fetch is on its way.
-    let mut passed = false;
-    for _ in 0..50 {
-        if ask(&mut c, play.clone()).await["definition"] == "media_plugin_not_running" {
-            passed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     assert!(
-        passed,
+        ask_until(&mut c, &play, "media_plugin_not_running").await,
         "a token signed with the JWKS key passes the play check"
     );
     assert!(answered.load(Ordering::SeqCst) >= 1);
@@ -318,9 +223,9 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_with_a_clear_log() {
     );
     let rest = format!(
         "[log]\nformat = \"json\"\nlevel = \"info\"\n\n{}",
-        policy(&token)
+        room_policy_plugins(&token)
     );
-    let (mut child, mut logs, gateway) = spawn_gateway(&config(&rest)).await;
+    let (mut child, mut logs, gateway) = spawn_gateway(&every_dialect_config(&rest)).await;
     let refused = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             let line = logs.recv().await.expect("the gateway keeps logging");
@@ -343,7 +248,7 @@ async fn a_certificate_from_an_untrusted_ca_is_refused_with_a_clear_log() {
         "the log says the certificate was refused and how to trust the CA: {refused}"
     );
     let url = format!("ws://{gateway}/LiveApp/websocket");
-    let good = es256_token("k1", json!({"exp": now() + 60}));
+    let good = es256_token("k1", &json!({"exp": unix_now() + 60}));
     assert_eq!(
         ant_join(&url, "untrusted", &good).await,
         unauthorized("untrusted"),
@@ -363,7 +268,7 @@ async fn check_config_names_a_missing_jwks_ca_file() {
     let dir = temp_dir("jwks-ca-check");
     let missing = dir.join("no-such-ca.pem");
     let missing = missing.display().to_string();
-    let text = config(&format!(
+    let text = every_dialect_config(&format!(
         r#"
 [[antmedia_app]]
 name = "LiveApp"
@@ -372,7 +277,7 @@ jwks_url = "https://id.example.com/jwks.json"
 jwks_ca_file = {missing:?}
 
 {}"#,
-        policy(&format!(
+        room_policy_plugins(&format!(
             "jwks_url = \"https://id.example.com/jwks.json\", jwks_ca_file = {missing:?}"
         ))
     ));

@@ -8,31 +8,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard_tests::{TestGateway, WsClient, field, http_get, node};
-
-fn config(limits: &str) -> String {
-    format!(
-        r#"
-[[listener]]
-bind = "127.0.0.1:0"
-
-[shutdown]
-grace_period_secs = 2
-
-[limits]
-{limits}
-
-[[plugin]]
-type = "room-router"
-"#
-    )
-}
-
-async fn metrics(gw: &TestGateway) -> String {
-    let (status, body) = http_get(gw.main, "/metrics").await;
-    assert_eq!(status, 200);
-    body
-}
+use switchboard_tests::metrics::scrape;
+use switchboard_tests::{TestGateway, WsClient, field, http_get, limits_config, node};
 
 fn assert_metric(body: &str, line: &str) {
     assert!(body.contains(line), "no `{line}` in:\n{body}");
@@ -40,7 +17,7 @@ fn assert_metric(body: &str, line: &str) {
 
 #[tokio::test]
 async fn frame_limits_apply_per_dialect() {
-    let gw = TestGateway::with_config(&config(
+    let gw = TestGateway::with_config(&limits_config(
         "max_frame_bytes = 65536\ndialect_max_frame_bytes = { raw = 2048 }",
     ))
     .await;
@@ -56,7 +33,7 @@ async fn frame_limits_apply_per_dialect() {
     let close = raw.recv_close().await;
     assert_eq!(close.map(|c| u16::from(c.code)), Some(1009));
     assert_metric(
-        &metrics(&gw).await,
+        &scrape(&gw).await,
         r#"switchboard_errors_total{dialect="raw",reason="frame_too_large"} 1"#,
     );
     gw.stop().await;
@@ -64,7 +41,7 @@ async fn frame_limits_apply_per_dialect() {
 
 #[tokio::test]
 async fn message_rate_is_refused_in_the_dialect_then_closed() {
-    let gw = TestGateway::with_config(&config(
+    let gw = TestGateway::with_config(&limits_config(
         "messages_per_sec = 0.5\nmessage_burst = 3\nrate_limit_close_after = 3",
     ))
     .await;
@@ -103,7 +80,7 @@ async fn message_rate_is_refused_in_the_dialect_then_closed() {
     assert_eq!(field(&error, "type"), "switchboard.error", "{error}");
     assert_eq!(field(&error, "code"), "rate_limited", "{error}");
 
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     assert_metric(
         &body,
         r#"switchboard_errors_total{dialect="antmedia",reason="rate_limited"} 2"#,
@@ -121,7 +98,7 @@ async fn message_rate_is_refused_in_the_dialect_then_closed() {
 
 #[tokio::test]
 async fn per_ip_cap_refuses_the_upgrade_with_429_until_a_place_frees() {
-    let gw = TestGateway::with_config(&config("max_connections_per_ip = 2")).await;
+    let gw = TestGateway::with_config(&limits_config("max_connections_per_ip = 2")).await;
     let a = WsClient::connect(&gw.ant_url("LiveApp")).await;
     let _b = WsClient::connect(&gw.raw_url("cap")).await;
     let refused = WsClient::try_connect(&gw.ant_url("LiveApp"), &[]).await;
@@ -142,7 +119,7 @@ async fn per_ip_cap_refuses_the_upgrade_with_429_until_a_place_frees() {
     }
     assert!(again.is_some(), "the freed place was never given again");
     assert_metric(
-        &metrics(&gw).await,
+        &scrape(&gw).await,
         r#"switchboard_errors_total{dialect="antmedia",reason="too_many_connections"}"#,
     );
     gw.stop().await;
@@ -150,7 +127,7 @@ async fn per_ip_cap_refuses_the_upgrade_with_429_until_a_place_frees() {
 
 #[tokio::test]
 async fn global_session_cap_refuses_the_upgrade_with_503() {
-    let gw = TestGateway::with_config(&config("max_sessions = 1")).await;
+    let gw = TestGateway::with_config(&limits_config("max_sessions = 1")).await;
     let _a = WsClient::connect(&gw.raw_url("one")).await;
     let Err((status, body)) = WsClient::try_connect(&gw.raw_url("two"), &[]).await else {
         panic!("a second session was accepted");
@@ -158,7 +135,7 @@ async fn global_session_cap_refuses_the_upgrade_with_503() {
     assert_eq!(status, 503);
     assert!(body.contains("server_full"), "{body}");
     assert_metric(
-        &metrics(&gw).await,
+        &scrape(&gw).await,
         r#"switchboard_errors_total{dialect="raw",reason="server_full"} 1"#,
     );
     gw.stop().await;
@@ -166,7 +143,7 @@ async fn global_session_cap_refuses_the_upgrade_with_503() {
 
 #[tokio::test]
 async fn origins_outside_the_allow_list_get_403() {
-    let gw = TestGateway::with_config(&config(
+    let gw = TestGateway::with_config(&limits_config(
         r#"allowed_origins = ["https://app.example", "https://*.corp.example"]"#,
     ))
     .await;
@@ -196,7 +173,7 @@ async fn origins_outside_the_allow_list_get_403() {
     // Page loads are not checked (the list guards connections, not pages).
     assert_eq!(http_get(gw.main, "/healthz").await.0, 200);
     assert_metric(
-        &metrics(&gw).await,
+        &scrape(&gw).await,
         r#"switchboard_errors_total{dialect="antmedia",reason="origin_not_allowed"} 2"#,
     );
     gw.stop().await;
@@ -204,7 +181,7 @@ async fn origins_outside_the_allow_list_get_403() {
 
 #[tokio::test]
 async fn ant_peers_that_never_join_are_closed_after_the_join_timeout() {
-    let gw = TestGateway::with_config(&config("join_timeout_secs = 1")).await;
+    let gw = TestGateway::with_config(&limits_config("join_timeout_secs = 1")).await;
     let mut idle = WsClient::connect(&gw.ant_url("LiveApp")).await;
     let mut joined = WsClient::connect(&gw.ant_url("LiveApp")).await;
     joined
@@ -223,7 +200,7 @@ async fn ant_peers_that_never_join_are_closed_after_the_join_timeout() {
     joined.send_json(json!({"command":"ping"})).await;
     assert_eq!(field(&joined.recv_json().await, "command"), "pong");
     assert_metric(
-        &metrics(&gw).await,
+        &scrape(&gw).await,
         r#"switchboard_errors_total{dialect="antmedia",reason="join_timeout"} 1"#,
     );
     gw.stop().await;
@@ -231,7 +208,7 @@ async fn ant_peers_that_never_join_are_closed_after_the_join_timeout() {
 
 #[tokio::test]
 async fn socketio_clients_that_never_connect_to_a_namespace_are_closed() {
-    let gw = TestGateway::with_config(&config("join_timeout_secs = 1")).await;
+    let gw = TestGateway::with_config(&limits_config("join_timeout_secs = 1")).await;
     // engine.io v4 over WebSocket: the server opens (`0{...}`), the client never sends the
     // namespace CONNECT (`40`).
     let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", gw.main);
@@ -250,7 +227,7 @@ async fn socketio_clients_that_never_connect_to_a_namespace_are_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn socketio_limits_rate_cap_and_origin() {
-    let gw = TestGateway::with_config(&config(
+    let gw = TestGateway::with_config(&limits_config(
         "messages_per_sec = 0.5\nmessage_burst = 2\nrate_limit_close_after = 2\n\
          max_connections_per_ip = 2\nallowed_origins = [\"https://app.example\"]",
     ))
@@ -260,7 +237,7 @@ async fn socketio_limits_rate_cap_and_origin() {
         eprintln!("{}{}", run.stdout, run.stderr);
     }
     run.assert_success();
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     for reason in [
         "rate_limited",
         "rate_limit_closed",
@@ -280,7 +257,7 @@ async fn socketio_limits_rate_cap_and_origin() {
 /// told, instead of the write (and every message queued behind it) waiting forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
-    let gw = TestGateway::with_config(&config(
+    let gw = TestGateway::with_config(&limits_config(
         "write_timeout_secs = 1\nmessages_per_sec = 100000.0\nmessage_burst = 100000",
     ))
     .await;
@@ -311,7 +288,7 @@ async fn a_peer_that_stops_reading_is_closed_after_the_write_timeout() {
         );
     };
     assert!(left);
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     assert!(
         body.contains(r#"switchboard_errors_total{dialect="raw",reason="write_timeout"} 1"#),
         "{body}"

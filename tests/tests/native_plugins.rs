@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use switchboard::GatewayConfig;
+use switchboard_tests::every_dialect_config;
+use switchboard_tests::metrics::scrape;
 use switchboard_tests::{TestGateway, WsClient, field, http_get, repo_root};
 
 /// The shared library of workspace crate `name`: next to this test binary's profile directory
@@ -35,26 +37,9 @@ fn plugin_lib(name: &str) -> PathBuf {
         })
 }
 
-/// Listeners on free loopback ports, then `plugins` (TOML `[[plugin]]` tables).
-fn config_with(plugins: &str) -> String {
-    format!(
-        r#"
-[[listener]]
-bind = "127.0.0.1:0"
-dialects = ["antmedia", "socketio", "raw"]
-pages = "none"
-
-[shutdown]
-grace_period_secs = 2
-
-{plugins}
-"#
-    )
-}
-
 /// A native plugin from `lib` in front of the room router.
 fn native_then_router(label: &str, lib: &Path) -> String {
-    config_with(&format!(
+    every_dialect_config(&format!(
         r#"
 [[plugin]]
 type = "{label}"
@@ -107,12 +92,6 @@ async fn raw_call_completes(gw: &TestGateway, room: &str) {
     assert_eq!(b.recv_text().await, offer);
     b.close().await;
     assert_eq!(a.recv_json().await, raw_notice("peer-left", room));
-}
-
-async fn metrics(gw: &TestGateway) -> String {
-    let (status, body) = http_get(gw.main, "/metrics").await;
-    assert_eq!(status, 200);
-    body
 }
 
 #[tokio::test]
@@ -189,7 +168,8 @@ async fn lobby_router_pairs_ant_and_raw_peers_in_join_order() {
 
 #[tokio::test]
 async fn without_the_lobby_router_a_third_peer_is_refused() {
-    let gw = TestGateway::with_config(&config_with("[[plugin]]\ntype = \"room-router\"")).await;
+    let gw =
+        TestGateway::with_config(&every_dialect_config("[[plugin]]\ntype = \"room-router\"")).await;
     let _a = ant_peer(&gw, "lobby1").await;
     let _b = raw_peer(&gw, "lobby1").await;
     let mut c = WsClient::connect(&gw.ant_url("LiveApp")).await;
@@ -211,7 +191,7 @@ async fn broken_plugin_is_disabled_and_calls_go_on(crate_name: &str, bad_room: &
     raw_call_completes(&gw, "before").await;
     raw_call_completes(&gw, bad_room).await;
     raw_call_completes(&gw, "after").await;
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     let line = format!(r#"switchboard_plugin_failures_total{{plugin="{crate_name}"}} 1"#);
     assert!(
         body.lines().any(|l| l == line),
@@ -232,7 +212,7 @@ async fn garbage_replying_plugin_is_disabled_and_calls_go_on() {
 }
 
 fn load_error(plugins: &str) -> String {
-    match GatewayConfig::from_toml(&config_with(plugins)) {
+    match GatewayConfig::from_toml(&every_dialect_config(plugins)) {
         Ok(_) => panic!("config with {plugins} must be refused"),
         Err(e) => e.to_string(),
     }

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use serde_json::json;
 use switchboard_tests::cluster::free_port;
-use switchboard_tests::front::{GatewayProcess, closed_within, connect_from, metric};
-use switchboard_tests::{WsClient, field, node, repo_root, temp_dir};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use switchboard_tests::front::{
+    GatewayProcess, closed_within, connect_from, metric, process_config_tail,
+};
+use switchboard_tests::{WsClient, field, http_exchange_on, node, repo_root, temp_dir};
+use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
 
 const PROXY: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
@@ -46,19 +48,8 @@ trusted = ["127.0.0.1/32"]
 [rest]
 allowed_cidrs = ["127.0.0.3/32"]
 
-[log]
-format = "json"
-level = "info"
-
-[shutdown]
-grace_period_secs = 1
-
-[limits]
-max_connections_per_ip = {max_per_ip}
-
-[[plugin]]
-type = "room-router"
-"#
+{}"#,
+        process_config_tail(&format!("max_connections_per_ip = {max_per_ip}"))
     )
 }
 
@@ -178,25 +169,9 @@ fn replace_once(text: &str, from: &str, to: &str) -> String {
 
 /// `GET target` from `from` to `to` with extra header lines: status and body.
 async fn get_from(from: IpAddr, to: SocketAddr, target: &str, headers: &str) -> (u16, String) {
-    let mut stream = connect_from(from, to).await.unwrap();
+    let stream = connect_from(from, to).await.unwrap();
     let request = format!("GET {target} HTTP/1.0\r\nHost: gw\r\n{headers}\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut response))
-        .await
-        .expect("an answer within 5 s")
-        .expect("an answer, not a reset");
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    http_exchange_on(stream, &request).await
 }
 
 const REST_TOKEN: &str = "/LiveApp/rest/v2/broadcasts/s1/token?expireDate=4102444800&type=play";

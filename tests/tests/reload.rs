@@ -4,14 +4,10 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::Value;
-use switchboard_tests::{
-    TestGateway, WsClient, field, http_get, http_with_headers, switchboard_bin,
-};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use switchboard_tests::binary::{BinaryRun, Lines, listening_addr};
+use switchboard_tests::{TestGateway, WsClient, field, http_get, http_with_headers};
 
 const BASE: &str = r#"
 [[listener]]
@@ -112,69 +108,25 @@ async fn sighup_reloads_the_config_file_of_the_real_binary() {
         "{BASE}[log]\nformat = \"json\"\nlevel = \"info\"\n[[plugin]]\ntype = \"room-router\"\n"
     );
     let path = temp_config("binary", &first);
-    let mut child = tokio::process::Command::new(switchboard_bin())
-        .args(["--config", path.to_str().unwrap()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap().to_string();
-    let (tx, mut log) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let value: Value = serde_json::from_str(&line)
-                .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
-            let _ = tx.send(value);
-        }
-    });
-    let mut wait_for = async |message: &str| -> Value {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let line = log.recv().await.expect("the gateway is still logging");
-                if line["fields"]["message"] == message {
-                    return line;
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no `{message}` log line"))
-    };
-    let listening = wait_for("Listening.").await;
+    let mut run = BinaryRun::start(&path, &[], Lines::Strict);
+    let listening = run.wait_for("Listening.").await;
     assert_eq!(listening["level"], "INFO");
-    let addr: std::net::SocketAddr = listening["fields"]["addr"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let addr = listening_addr(&listening);
     assert_eq!(
         http_with_headers(addr, "GET", "/api/stats", &[]).await.0,
         404
     );
 
-    let signal = |sig: &str| {
-        std::process::Command::new("kill")
-            .args([sig, &pid])
-            .status()
-            .unwrap()
-    };
     std::fs::write(&path, format!("{first}[limits]\nmax_frame_bytes = 1\n")).unwrap();
-    assert!(signal("-HUP").success());
-    let failed = wait_for("Configuration reload failed; keeping the running configuration.").await;
-    assert!(
-        failed["fields"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("max_frame_bytes"),
-        "{failed}"
-    );
+    assert!(run.signal("-HUP"));
+    let failed = run.refused_reload().await;
+    assert!(failed.contains("max_frame_bytes"), "{failed}");
     assert_eq!(http_get(addr, "/healthz").await.0, 200, "still serving");
 
     let token = "reload-test-token-0123456789";
     std::fs::write(&path, format!("{first}[admin]\ntoken = \"{token}\"\n")).unwrap();
-    assert!(signal("-HUP").success());
-    wait_for("Configuration reloaded.").await;
+    assert!(run.signal("-HUP"));
+    run.wait_for("Configuration reloaded.").await;
     let auth = format!("Bearer {token}");
     let (status, body) =
         http_with_headers(addr, "GET", "/api/stats", &[("Authorization", &auth)]).await;
@@ -183,16 +135,13 @@ async fn sighup_reloads_the_config_file_of_the_real_binary() {
     // A connection's log lines carry its span (connection id, peer address, dialect).
     let mut ws = WsClient::connect(&format!("ws://{addr}/ws/logged")).await;
     ws.recv_json().await;
-    let opened = wait_for("Session opened.").await;
+    let opened = run.wait_for("Session opened.").await;
     assert_eq!(opened["span"]["dialect"], "raw", "{opened}");
     assert_eq!(opened["span"]["room"], "logged", "{opened}");
     assert!(opened["span"]["conn.id"].is_string() || opened["span"]["conn.id"].is_number());
 
-    assert!(signal("-TERM").success());
-    wait_for("Stopped.").await;
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .expect("exits after SIGTERM")
-        .unwrap();
+    assert!(run.signal("-TERM"));
+    run.wait_for("Stopped.").await;
+    let status = run.exit_status().await;
     assert!(status.success(), "{status}");
 }

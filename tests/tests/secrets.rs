@@ -3,12 +3,8 @@
 //! file; SIGHUP reads the secret file again (a rotated token takes effect, the old one stops).
 #![allow(clippy::unwrap_used)]
 
-use std::process::Stdio;
-use std::time::Duration;
-
-use serde_json::Value;
+use switchboard_tests::binary::{BinaryRun, Lines, listening_addr};
 use switchboard_tests::{http_with_headers, switchboard_bin, temp_dir};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CONFIG: &str = r#"
 [[listener]]
@@ -86,42 +82,12 @@ async fn the_binary_uses_secrets_and_sighup_rereads_them() {
     std::fs::write(&path, CONFIG).unwrap();
     let first = "first-token-from-a-file-0123456789";
     std::fs::write(dir.join("admin-token"), format!("{first}\n")).unwrap();
-    let mut child = tokio::process::Command::new(switchboard_bin())
-        .args(["--config", path.to_str().unwrap()])
-        .env("SB_SECRETS_TEST_TURN", "turn-secret-from-env")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let pid = child.id().unwrap().to_string();
-    let (tx, mut log) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    tokio::spawn(async move {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if let Ok(value) = serde_json::from_str::<Value>(&line) {
-                let _ = tx.send(value);
-            }
-        }
-    });
-    let mut wait_for = async |message: &str| -> Value {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                let line = log.recv().await.expect("the gateway is still logging");
-                if line["fields"]["message"] == message {
-                    return line;
-                }
-            }
-        })
-        .await
-        .unwrap_or_else(|_| panic!("no `{message}` log line"))
-    };
-    let listening = wait_for("Listening.").await;
-    let addr: std::net::SocketAddr = listening["fields"]["addr"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let mut run = BinaryRun::start(
+        &path,
+        &[("SB_SECRETS_TEST_TURN", "turn-secret-from-env")],
+        Lines::JsonOnly,
+    );
+    let addr = listening_addr(&run.wait_for("Listening.").await);
     assert_eq!(stats(addr, first).await, 200, "the token from the file");
     assert_eq!(stats(addr, "admin-token").await, 401);
 
@@ -146,12 +112,8 @@ async fn the_binary_uses_secrets_and_sighup_rereads_them() {
     // Rotate the token file and reload: the new token works, the old one no longer does.
     let second = "second-token-after-rotation-987654";
     std::fs::write(dir.join("admin-token"), format!("{second}\n")).unwrap();
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
-    assert!(hup.success());
-    wait_for("Configuration reloaded.").await;
+    assert!(run.signal("-HUP"));
+    run.wait_for("Configuration reloaded.").await;
     assert_eq!(stats(addr, second).await, 200, "the rotated token");
     assert_eq!(
         stats(addr, first).await,
@@ -161,30 +123,13 @@ async fn the_binary_uses_secrets_and_sighup_rereads_them() {
 
     // A reload whose secret file vanished is refused with the key, and the token stays.
     std::fs::remove_file(dir.join("admin-token")).unwrap();
-    let hup = std::process::Command::new("kill")
-        .args(["-HUP", &pid])
-        .status()
-        .unwrap();
-    assert!(hup.success());
-    let failed = wait_for("Configuration reload failed; keeping the running configuration.").await;
-    assert!(
-        failed["fields"]["error"]
-            .as_str()
-            .unwrap()
-            .contains("admin.token"),
-        "{failed}"
-    );
+    assert!(run.signal("-HUP"));
+    let failed = run.refused_reload().await;
+    assert!(failed.contains("admin.token"), "{failed}");
     assert_eq!(stats(addr, second).await, 200, "still the running token");
 
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(run.signal("-TERM"));
+    let status = run.exit_status().await;
     assert!(status.success(), "{status}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -5,39 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use serde_json::json;
-use switchboard_tests::{Received, TestGateway, WsClient, field, http_get};
-
-fn config(limits: &str) -> String {
-    format!(
-        r#"
-[[listener]]
-bind = "127.0.0.1:0"
-
-[shutdown]
-grace_period_secs = 2
-
-[limits]
-{limits}
-
-[[plugin]]
-type = "room-router"
-"#
-    )
-}
-
-async fn metrics(gw: &TestGateway) -> String {
-    let (status, body) = http_get(gw.main, "/metrics").await;
-    assert_eq!(status, 200);
-    body
-}
-
-/// The sum of the metric lines that start with `prefix`.
-fn value(body: &str, prefix: &str) -> u64 {
-    body.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
+use switchboard_tests::metrics::{self, scrape};
+use switchboard_tests::{Received, TestGateway, WsClient, field, http_get, limits_config};
 
 /// Reads until the close frame; returns its code and reason.
 async fn close_of(client: &mut WsClient) -> (u16, String) {
@@ -55,7 +24,7 @@ const NOT_UTF8: &[u8] = b"{\"type\":\"offer\",\"sdp\":\"\x80\xe2\x82\"}";
 
 #[tokio::test]
 async fn a_text_frame_that_is_not_utf8_closes_with_1007_in_every_dialect() {
-    let gw = TestGateway::with_config(&config("")).await;
+    let gw = TestGateway::with_config(&limits_config("")).await;
     // Ant Media.
     let mut ant = WsClient::connect(&gw.ant_url("LiveApp")).await;
     ant.send_raw_text(NOT_UTF8.to_vec()).await;
@@ -88,15 +57,15 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007_in_every_dialect() {
         (1007, "text frame is not UTF-8".to_owned())
     );
 
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     for dialect in ["antmedia", "raw", "socketio"] {
         let errors =
             format!(r#"switchboard_errors_total{{dialect="{dialect}",reason="invalid_utf8"}}"#);
-        assert_eq!(value(&body, &errors), 1, "{errors} in\n{body}");
+        assert_eq!(metrics::sum(&body, &errors), 1, "{errors} in\n{body}");
         let ends = format!(
             r#"switchboard_sessions_closed_total{{dialect="{dialect}",reason="invalid utf-8"}}"#
         );
-        assert_eq!(value(&body, &ends), 1, "{ends} in\n{body}");
+        assert_eq!(metrics::sum(&body, &ends), 1, "{ends} in\n{body}");
     }
     gw.stop().await;
 }
@@ -105,7 +74,7 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007_in_every_dialect() {
 /// intervals, its partner gets `switchboard.peer-left`, and the room takes a new peer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raw_peer_that_stops_answering_pings_is_dropped_and_its_room_freed() {
-    let gw = TestGateway::with_config(&config("ping_interval_secs = 1")).await;
+    let gw = TestGateway::with_config(&limits_config("ping_interval_secs = 1")).await;
     let mut a = WsClient::connect(&gw.raw_url("silent")).await;
     assert_eq!(field(&a.recv_json().await, "type"), "switchboard.joined");
     let mut gone = WsClient::connect(&gw.raw_url("silent")).await;
@@ -127,9 +96,9 @@ async fn a_raw_peer_that_stops_answering_pings_is_dropped_and_its_room_freed() {
         "switchboard.peer-joined"
     );
     assert_eq!(field(&a.recv_json().await, "type"), "switchboard.start");
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     assert_eq!(
-        value(
+        metrics::sum(
             &body,
             r#"switchboard_sessions_closed_total{dialect="raw",reason="ping timeout"}"#
         ),
@@ -143,7 +112,7 @@ async fn a_raw_peer_that_stops_answering_pings_is_dropped_and_its_room_freed() {
 /// The same for an Ant Media peer: its partner gets the Ant leave signal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ant_peer_that_stops_answering_pings_is_dropped_and_its_partner_told() {
-    let gw = TestGateway::with_config(&config("ping_interval_secs = 1")).await;
+    let gw = TestGateway::with_config(&limits_config("ping_interval_secs = 1")).await;
     let join = json!({"command":"join","streamId":"silent-ant","multiPeer":false,"mode":"both"});
     let mut a = WsClient::connect(&gw.ant_url("LiveApp")).await;
     a.send_json(join.clone()).await;
@@ -154,9 +123,9 @@ async fn an_ant_peer_that_stops_answering_pings_is_dropped_and_its_partner_told(
     assert_eq!(field(&a.recv_json().await, "command"), "start");
     let left = a.recv_json().await;
     assert_eq!(field(&left, "command"), "stop", "{left}");
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     assert_eq!(
-        value(
+        metrics::sum(
             &body,
             r#"switchboard_sessions_closed_total{dialect="antmedia",reason="ping timeout"}"#
         ),
@@ -178,7 +147,7 @@ fn sid_of(open: &str) -> String {
 /// reason, and the room is left (before: no count, no reason).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_long_polling_payload_is_counted_once_and_ends_the_session() {
-    let gw = TestGateway::with_config(&config("")).await;
+    let gw = TestGateway::with_config(&limits_config("")).await;
     let bodies: [&str; 3] = [r#"42["msg","#, "42[\"msg\",\"a\u{0}b\"]", "\u{0}"];
     for (n, body) in bodies.iter().enumerate() {
         let base = format!("/socket.io/?EIO=4&transport=polling&room=poll-bad-{n}");
@@ -206,9 +175,9 @@ async fn a_malformed_long_polling_payload_is_counted_once_and_ends_the_session()
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
-    let body = metrics(&gw).await;
+    let body = scrape(&gw).await;
     assert_eq!(
-        value(
+        metrics::sum(
             &body,
             r#"switchboard_errors_total{dialect="socketio",reason="malformed_packet"}"#
         ),
@@ -216,7 +185,7 @@ async fn a_malformed_long_polling_payload_is_counted_once_and_ends_the_session()
         "{body}"
     );
     assert_eq!(
-        value(
+        metrics::sum(
             &body,
             r#"switchboard_sessions_closed_total{dialect="socketio",reason="malformed packet"}"#
         ),

@@ -113,6 +113,28 @@ async fn signal_over_wss(connector: &TlsConnector, addr: SocketAddr) {
     }
 }
 
+/// One TLS listener on the certificate files, `[limits]` holding `limits`, and the router.
+fn tls_config(cert: &Path, key: &Path, limits: &str) -> String {
+    format!(
+        r#"
+[[listener]]
+bind = "127.0.0.1:0"
+tls = {{ cert = "{}", key = "{}" }}
+
+[limits]
+{limits}
+
+[shutdown]
+grace_period_secs = 2
+
+[[plugin]]
+type = "room-router"
+"#,
+        cert.display(),
+        key.display()
+    )
+}
+
 fn write_self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Vec<u8>) {
     std::fs::create_dir_all(dir).unwrap();
     let generated = switchboard::tls::self_signed(&[]).unwrap();
@@ -126,22 +148,7 @@ fn write_self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, Vec
 async fn wss_and_https_from_certificate_files() {
     let dir = std::env::temp_dir().join(format!("sb-tls-{}", std::process::id()));
     let (cert, key, cert_pem) = write_self_signed(&dir);
-    let gw = TestGateway::with_config(&format!(
-        r#"
-[[listener]]
-bind = "127.0.0.1:0"
-tls = {{ cert = "{}", key = "{}" }}
-
-[shutdown]
-grace_period_secs = 2
-
-[[plugin]]
-type = "room-router"
-"#,
-        cert.display(),
-        key.display()
-    ))
-    .await;
+    let gw = TestGateway::with_config(&tls_config(&cert, &key, "")).await;
     let connector = connector(&cert_pem);
     assert_eq!(
         https_get(&connector, gw.main, "/healthz").await,
@@ -222,25 +229,8 @@ async fn the_binary_serves_a_self_signed_certificate_with_self_signed() {
 async fn slow_headers_and_idle_connections_over_tls_are_closed() {
     let dir = std::env::temp_dir().join(format!("sb-tls-slow-{}", std::process::id()));
     let (cert, key, cert_pem) = write_self_signed(&dir);
-    let gw = TestGateway::with_config(&format!(
-        r#"
-[[listener]]
-bind = "127.0.0.1:0"
-tls = {{ cert = "{}", key = "{}" }}
-
-[limits]
-header_read_timeout_secs = 1
-
-[shutdown]
-grace_period_secs = 2
-
-[[plugin]]
-type = "room-router"
-"#,
-        cert.display(),
-        key.display()
-    ))
-    .await;
+    let gw =
+        TestGateway::with_config(&tls_config(&cert, &key, "header_read_timeout_secs = 1")).await;
     let connector = connector(&cert_pem);
     let mut slow = tls(&connector, gw.main).await;
     slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")

@@ -30,6 +30,8 @@ const CONFERENCE: &str = include_str!("../../../examples/web/conference.html");
 const SOCKETIO: &str = include_str!("../../../examples/web/socketio.html");
 const RAW: &str = include_str!("../../../examples/web/raw.html");
 const PEER: &str = include_str!("../../../examples/web/peer.html");
+/// The missing-SDK notice the Ant, conference, raw and socket.io pages share.
+const SDK_MISSING: &str = include_str!("../../../examples/web/sdk-missing.js");
 /// Switchboard's own small socket.io client (engine.io v4 over WebSocket).
 const CLIENT: &str = include_str!("../../assets/socket.io.js");
 
@@ -43,20 +45,19 @@ fn html(body: &'static str) -> impl IntoResponse {
     )
 }
 
+fn script(body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+}
+
 /// `/socket.io/socket.io.js`, routed in front of the socket.io layer.
 pub fn client_script_route() -> Router {
-    Router::new().route(
-        "/socket.io/socket.io.js",
-        get(|| async {
-            (
-                [
-                    (CONTENT_TYPE, "text/javascript; charset=utf-8"),
-                    (CACHE_CONTROL, "no-cache"),
-                ],
-                CLIENT,
-            )
-        }),
-    )
+    Router::new().route("/socket.io/socket.io.js", get(|| async { script(CLIENT) }))
 }
 
 /// The pages a listener's config asks for.
@@ -74,7 +75,8 @@ pub fn pages(cx: &ListenerContext) -> Router {
                 .route("/conference.html", get(|| async { html(CONFERENCE) }))
                 .route("/socketio.html", get(|| async { html(SOCKETIO) }))
                 .route("/raw.html", get(|| async { html(RAW) }))
-                .route("/peer.html", get(|| async { html(PEER) }));
+                .route("/peer.html", get(|| async { html(PEER) }))
+                .route("/sdk-missing.js", get(|| async { script(SDK_MISSING) }));
             // Routed even while the directory is missing, so that `npm ci` while the gateway
             // runs is enough: the directory is looked up on every request.
             let dir = Arc::new(cx.gateway.config().web.node_modules_dir.clone());

@@ -475,6 +475,13 @@ impl Conference {
             now(),
         );
         drop(state);
+        self.verdict_of_check(used)
+    }
+
+    /// The verdict of a [`Self::check_token`] that ends the handling of an event: a refusal
+    /// as it is, else `Continue` once a used-up one-time token is deleted from the store (after
+    /// the state lock is dropped, which the caller has done).
+    fn verdict_of_check(&self, used: Result<Option<String>, Verdict>) -> Verdict {
         match used {
             Err(verdict) => verdict,
             Ok(used) => {
@@ -547,15 +554,7 @@ impl Conference {
             now(),
         );
         drop(state);
-        match used {
-            Err(verdict) => verdict,
-            Ok(used) => {
-                if let Some(token) = used {
-                    self.hub.forget_token(token);
-                }
-                Verdict::Continue
-            }
-        }
+        self.verdict_of_check(used)
     }
 }
 

@@ -445,18 +445,18 @@ pub fn sign_jwt(stream: &str, kind: TokenType, exp: i64, key: &str) -> String {
     switchboard_room_policy::sign_hs256(&claims, key.as_bytes())
 }
 
+/// Test settings: an application named `name` that checks nothing and has no keys, to be
+/// completed with struct update syntax.
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn settings(publish: TokenCheck) -> AppSecurityConfig {
-        AppSecurityConfig {
-            name: "LiveApp".into(),
-            publish,
+impl AppSecurityConfig {
+    pub(crate) fn unchecked(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            publish: TokenCheck::None,
             play: TokenCheck::None,
             join_room: TokenCheck::None,
-            jwt_secret: Some("k".repeat(32)),
-            hash_secret: Some("hs".into()),
+            jwt_secret: None,
+            hash_secret: None,
             jwt_public_key_file: None,
             jwks_url: None,
             jwks_ca_file: None,
@@ -465,6 +465,20 @@ mod tests {
             jwt_audience: None,
             jwt_issuer: None,
             default: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(publish: TokenCheck) -> AppSecurityConfig {
+        AppSecurityConfig {
+            publish,
+            jwt_secret: Some("k".repeat(32)),
+            hash_secret: Some("hs".into()),
+            ..AppSecurityConfig::unchecked("LiveApp")
         }
     }
 

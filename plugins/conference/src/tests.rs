@@ -196,20 +196,8 @@ fn media_is_refused_after_the_token_check() {
         HubOptions {
             store: None,
             apps: vec![AppSecurityConfig {
-                name: "LiveApp".into(),
                 publish: TokenCheck::OneTime,
-                play: TokenCheck::None,
-                join_room: TokenCheck::None,
-                jwt_secret: None,
-                hash_secret: None,
-                jwt_public_key_file: None,
-                jwks_url: None,
-                jwks_ca_file: None,
-                jwks_refresh_secs: 300,
-                jwt_leeway_secs: 0,
-                jwt_audience: None,
-                jwt_issuer: None,
-                default: false,
+                ..AppSecurityConfig::unchecked("LiveApp")
             }],
         },
         0,
@@ -294,20 +282,9 @@ fn joins_of_any_dialect_into_a_conference_room_are_held_to_join_room() {
         HubOptions {
             store: None,
             apps: vec![AppSecurityConfig {
-                name: "LiveApp".into(),
-                publish: TokenCheck::None,
-                play: TokenCheck::None,
                 join_room: TokenCheck::Jwt,
                 jwt_secret: Some(secret.clone()),
-                hash_secret: None,
-                jwt_public_key_file: None,
-                jwks_url: None,
-                jwks_ca_file: None,
-                jwks_refresh_secs: 300,
-                jwt_leeway_secs: 0,
-                jwt_audience: None,
-                jwt_issuer: None,
-                default: false,
+                ..AppSecurityConfig::unchecked("LiveApp")
             }],
         },
         0,

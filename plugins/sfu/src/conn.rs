@@ -33,6 +33,32 @@ pub const MAX_PUBLISHER_SECTIONS: usize = 8;
 /// each is copied to every player.
 pub const MAX_DATA_MESSAGE: usize = 65_536;
 
+/// The running RTP totals of a str0m stats event: ingress and egress stats are distinct types
+/// with the same counters, so one macro reads either.
+macro_rules! rtp_totals {
+    ($stats:expr) => {
+        RtpTotals {
+            packets: $stats.packets,
+            bytes: $stats.bytes,
+            nacks: $stats.nacks,
+            plis: $stats.plis,
+            firs: $stats.firs,
+        }
+    };
+}
+
+/// Counts the RTP of one media section (and simulcast layer) since its last stats event:
+/// str0m reports running totals, the counters take what was added. `seen` holds the last totals.
+fn count_rtp(
+    seen: &mut HashMap<(Mid, Option<str0m::media::Rid>), RtpTotals>,
+    leg: Leg,
+    key: (Mid, Option<str0m::media::Rid>),
+    now: RtpTotals,
+) {
+    let before = seen.insert(key, now);
+    COUNTERS.add_rtp(leg, before.unwrap_or_default(), now);
+}
+
 /// What a connection's output means for the others (or for its session).
 #[derive(Debug)]
 pub enum Yield {
@@ -512,26 +538,10 @@ impl Conn {
                         });
                     }
                     RtcEvent::MediaIngressStats(s) => {
-                        let now = RtpTotals {
-                            packets: s.packets,
-                            bytes: s.bytes,
-                            nacks: s.nacks,
-                            plis: s.plis,
-                            firs: s.firs,
-                        };
-                        let before = self.rtp_seen.insert((s.mid, s.rid), now);
-                        COUNTERS.add_rtp(Leg::In, before.unwrap_or_default(), now);
+                        count_rtp(&mut self.rtp_seen, Leg::In, (s.mid, s.rid), rtp_totals!(s));
                     }
                     RtcEvent::MediaEgressStats(s) => {
-                        let now = RtpTotals {
-                            packets: s.packets,
-                            bytes: s.bytes,
-                            nacks: s.nacks,
-                            plis: s.plis,
-                            firs: s.firs,
-                        };
-                        let before = self.rtp_seen.insert((s.mid, s.rid), now);
-                        COUNTERS.add_rtp(Leg::Out, before.unwrap_or_default(), now);
+                        count_rtp(&mut self.rtp_seen, Leg::Out, (s.mid, s.rid), rtp_totals!(s));
                     }
                     RtcEvent::KeyframeRequest(req) => {
                         let source = self.tracks_out.iter().find_map(|t| match t.state {

@@ -225,6 +225,19 @@ impl Engine {
         let _ = self.outbox.deliver(session, event);
     }
 
+    /// Tells the session of `key` that its publish or play (`direction`) has ended.
+    fn media_finished(&self, key: &StreamKey, direction: MediaDirection) {
+        let state = MediaState {
+            stream_id: key.stream_id.clone(),
+            direction,
+            room: None,
+        };
+        self.notify(
+            key.session,
+            Event::ConferenceReply(Box::new(ConferenceReply::MediaFinished(state))),
+        );
+    }
+
     fn error(&self, key: &StreamKey, code: ErrorCode, message: String) {
         tracing::info!(stream = %key.stream_id, %message, "Media request failed.");
         self.notify(
@@ -271,15 +284,7 @@ impl Engine {
                 if let Some(i) = self.conns.iter().position(|c| c.key == key) {
                     self.remove(i);
                 }
-                let state = MediaState {
-                    stream_id: key.stream_id.clone(),
-                    direction,
-                    room: None,
-                };
-                self.notify(
-                    key.session,
-                    Event::ConferenceReply(Box::new(ConferenceReply::MediaFinished(state))),
-                );
+                self.media_finished(&key, direction);
             }
             Command::Toggle {
                 key,
@@ -615,15 +620,7 @@ impl Engine {
                 .remove(&key)
                 .is_some();
             if registered {
-                let state = MediaState {
-                    stream_id: key.stream_id.clone(),
-                    direction,
-                    room: None,
-                };
-                self.notify(
-                    key.session,
-                    Event::ConferenceReply(Box::new(ConferenceReply::MediaFinished(state))),
-                );
+                self.media_finished(&key, direction);
             }
         }
         self.stats
