@@ -288,7 +288,7 @@ async fn a_live_stream_is_held_to_the_checks_of_its_publishers_app() {
     let joined = ask(&mut member, json!({"command":"joinRoom","room":"adhoc1"})).await;
     assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
 
-    let before = sample(&metrics(&gw).await, &errors("antmedia", "unauthorized"));
+    let before = sample(&scrape(&gw).await, &errors("antmedia", "unauthorized"));
     for stream in ["cam1", "adhoc1"] {
         let mut attacker = WsClient::connect(&gw.ant_url("OpenApp")).await;
         let refused = ask(&mut attacker, json!({"command":"play","streamId":stream})).await;
@@ -298,7 +298,7 @@ async fn a_live_stream_is_held_to_the_checks_of_its_publishers_app() {
             "play of {stream} via OpenApp"
         );
     }
-    let after = sample(&metrics(&gw).await, &errors("antmedia", "unauthorized"));
+    let after = sample(&scrape(&gw).await, &errors("antmedia", "unauthorized"));
     assert_eq!(after - before, 2, "each refusal counted once");
 
     let mut raw = WsClient::connect(&gw.raw_url("lobby9")).await;
@@ -311,7 +311,7 @@ async fn a_live_stream_is_held_to_the_checks_of_its_publishers_app() {
 
     // LiveApp's own play token passes the check through OpenApp's URL: the play reaches the
     // media plugin, which offers the stream (`takeConfiguration`), not an error.
-    let token = sign_jwt("cam1", TokenType::Play, now() + 60, JWT_SECRET);
+    let token = sign_jwt("cam1", TokenType::Play, unix_now() + 60, JWT_SECRET);
     let mut viewer = WsClient::connect(&gw.ant_url("OpenApp")).await;
     let offer = ask(
         &mut viewer,
