@@ -65,3 +65,18 @@ pub async fn tokenless_p2p_join(url: &str, room: &str) -> (WsClient, Value) {
     .await;
     (p2p, reply)
 }
+
+/// Two Ant P2P peers joined in `room` on the gateway at `addr` (`/LiveApp/websocket`), A told
+/// to start: an established call for the abuse tests to check during and after a flood.
+pub async fn ant_call(addr: std::net::SocketAddr, room: &str) -> (WsClient, WsClient) {
+    let url = format!("ws://{addr}/LiveApp/websocket");
+    let join = json!({"command":"join","streamId":room,"mode":"both"});
+    let mut a = WsClient::connect(&url).await;
+    a.send_json(join.clone()).await;
+    assert_eq!(crate::field(&a.recv_json().await, "definition"), "joined");
+    let mut b = WsClient::connect(&url).await;
+    b.send_json(join).await;
+    assert_eq!(crate::field(&b.recv_json().await, "definition"), "joined");
+    assert_eq!(crate::field(&a.recv_json().await, "command"), "start");
+    (a, b)
+}

@@ -8,12 +8,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use serde_json::json;
+use switchboard_tests::ant::ant_call;
 use switchboard_tests::front::{
     EVERY_DIALECT_LISTENER, GatewayProcess, closed_within, connect_from, keep_alive_get, metric,
     process_config_tail, try_http_get,
 };
-use switchboard_tests::{WsClient, field, http_get};
+use switchboard_tests::{WsClient, http_get};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -22,20 +22,6 @@ const ATTACKER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
 fn config(limits: &str) -> String {
     format!("{EVERY_DIALECT_LISTENER}{}", process_config_tail(limits))
-}
-
-/// Two Ant peers joined in `room` (A was told to start).
-async fn ant_call(addr: SocketAddr, room: &str) -> (WsClient, WsClient) {
-    let url = format!("ws://{addr}/LiveApp/websocket");
-    let join = json!({"command":"join","streamId":room,"mode":"both"});
-    let mut a = WsClient::connect(&url).await;
-    a.send_json(join.clone()).await;
-    assert_eq!(field(&a.recv_json().await, "definition"), "joined");
-    let mut b = WsClient::connect(&url).await;
-    b.send_json(join).await;
-    assert_eq!(field(&a.recv_json().await, "command"), "start");
-    assert_eq!(field(&b.recv_json().await, "definition"), "joined");
-    (a, b)
 }
 
 /// The call still relays: a peer message from B reaches A unchanged.

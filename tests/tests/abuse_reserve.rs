@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::json;
+use switchboard_tests::ant::ant_call;
+use switchboard_tests::field;
 use switchboard_tests::front::{
     EVERY_DIALECT_LISTENER, GatewayProcess, connect_from, metric, process_config_tail, try_http_get,
 };
-use switchboard_tests::{WsClient, field};
 
 fn config() -> String {
     let limits = r#"max_tcp_connections_per_ip = 100000
@@ -35,20 +36,6 @@ const FLOOD_TIME: Duration = Duration::from_secs(20);
 const FLOOD_HELD: usize = 300;
 /// Probes of `/healthz` during the flood.
 const PROBES: usize = 15;
-
-/// Two Ant peers joined in `room` (A was told to start).
-async fn ant_call(addr: SocketAddr, room: &str) -> (WsClient, WsClient) {
-    let url = format!("ws://{addr}/LiveApp/websocket");
-    let join = json!({"command":"join","streamId":room,"mode":"both"});
-    let mut a = WsClient::connect(&url).await;
-    a.send_json(join.clone()).await;
-    assert_eq!(field(&a.recv_json().await, "definition"), "joined");
-    let mut b = WsClient::connect(&url).await;
-    b.send_json(join).await;
-    assert_eq!(field(&b.recv_json().await, "definition"), "joined");
-    assert_eq!(field(&a.recv_json().await, "command"), "start");
-    (a, b)
-}
 
 /// Dials from the flood addresses in turn until `stop`, the attempt cap or the time cap,
 /// counting its attempts in `attempts`.
