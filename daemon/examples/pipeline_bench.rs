@@ -22,10 +22,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use switchboard::pipeline::Pipeline;
-use switchboard_plugin_api::protocol::{
-    Candidate, Description, DialectKind, Event, Join, JoinMode, SdpKind,
-};
-use switchboard_plugin_api::{Envelope, EventContext, Peer, Plugin, RoomView, SessionId};
+use switchboard_plugin_api::{EventContext, Peer, Plugin, RoomView, SessionId};
+use switchboard_protocol::{Candidate, Description, DialectKind, Event, Join, JoinMode, SdpKind};
 use switchboard_room_router::{RoomRouter, RoomRouterConfig};
 
 const DEFAULT_CYCLES: usize = 5_000;
@@ -126,16 +124,7 @@ enum Mix {
 fn measure(pipeline: &Pipeline, room: &str, cycles: usize, mix: Mix) -> Duration {
     let members = [peer(1, DialectKind::Antmedia), peer(2, DialectKind::Raw)];
     let run = |from: Peer, event: Event, members: &[Peer]| {
-        let envelope = Envelope {
-            from,
-            event,
-            original: None,
-            app: None,
-        };
-        let cx = EventContext {
-            envelope: &envelope,
-            room: RoomView { room, members },
-        };
+        let cx = EventContext::new(from, &event, RoomView { room, members });
         let decision = pipeline
             .run(&cx)
             .expect("the workload is routed, not refused");

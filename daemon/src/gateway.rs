@@ -8,17 +8,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
 use std::time::{Instant, SystemTime};
 
-use switchboard_plugin_api::protocol::{
+use switchboard_plugin_api::{Deliver, Outbox, Payload, Peer, Refusal, RoomView, SessionId};
+use switchboard_protocol::{
     ConferenceCommand, DialectKind, ErrorCode, Event, JoinMode, LeaveReason,
-};
-use switchboard_plugin_api::{
-    Deliver, Envelope, EventContext, Outbox, Payload, Peer, Refusal, RoomView, SessionId,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{Claim, Cluster, proxies};
 use crate::config::GatewayConfig;
+use crate::envelope::Envelope;
 use crate::lifecycle::{Lifecycle, Phase};
 use crate::limits::ConnectionLimiter;
 use crate::pipeline::Pipeline;
@@ -448,15 +447,12 @@ impl Gateway {
                 .copied()
                 .collect()
         });
-        let cx = EventContext {
-            envelope: &envelope,
-            room: RoomView {
-                room,
-                members: claimed_view
-                    .as_deref()
-                    .unwrap_or_else(|| rooms.members(room)),
-            },
-        };
+        let cx = envelope.context(RoomView {
+            room,
+            members: claimed_view
+                .as_deref()
+                .unwrap_or_else(|| rooms.members(room)),
+        });
         let pipeline = self.pipeline();
         let (decision, stopped) = match pipeline.run(&cx) {
             Ok(outcome) => outcome,
@@ -538,7 +534,7 @@ impl Gateway {
     /// Leaves every room in `rooms` on behalf of a closing session, telling partners.
     pub fn leave_all(&self, from: Peer, rooms: &[String]) {
         for room in rooms {
-            let event = Event::Leave(switchboard_plugin_api::protocol::Leave {
+            let event = Event::Leave(switchboard_protocol::Leave {
                 room: room.clone(),
                 reason: LeaveReason::Disconnect,
             });

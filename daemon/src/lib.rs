@@ -23,6 +23,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod envelope;
 pub mod gateway;
 pub mod lifecycle;
 pub mod limits;

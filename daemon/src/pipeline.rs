@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use switchboard_plugin_api::protocol::{ErrorCode, Event};
 use switchboard_plugin_api::{Decision, EventContext, Outbox, Plugin, Refusal, SessionId, Verdict};
+use switchboard_protocol::{ErrorCode, Event};
 
 pub use crate::config::OnFailure;
 use crate::telemetry;
@@ -177,9 +177,13 @@ impl Pipeline {
             if slot.is_disabled() {
                 continue;
             }
-            if catch_unwind(AssertUnwindSafe(|| slot.plugin.on_session_closed(session))).is_err() {
-                telemetry::plugin_failed(slot.plugin.name(), "panicked; plugin disabled");
-                slot.disabled.store(true, Ordering::Relaxed);
+            match catch_unwind(AssertUnwindSafe(|| slot.plugin.on_session_closed(session))) {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => telemetry::plugin_failed(slot.plugin.name(), &error.0),
+                Err(_) => {
+                    telemetry::plugin_failed(slot.plugin.name(), "panicked; plugin disabled");
+                    slot.disabled.store(true, Ordering::Relaxed);
+                }
             }
         }
     }
@@ -213,8 +217,8 @@ fn bounded(mut refusal: Refusal) -> Refusal {
 
 #[cfg(test)]
 mod tests {
-    use switchboard_plugin_api::protocol::{DialectKind, Join, JoinMode, Leave, LeaveReason};
-    use switchboard_plugin_api::{Envelope, PluginError, RoomView};
+    use switchboard_plugin_api::{PluginError, RoomView};
+    use switchboard_protocol::{DialectKind, Join, JoinMode, Leave, LeaveReason};
 
     use super::*;
 
@@ -233,19 +237,15 @@ mod tests {
     }
 
     fn run(pipeline: &Pipeline, event: Event) -> Result<(Decision, bool), Refusal> {
-        let envelope = Envelope {
-            from: crate::gateway::peer(SessionId(1), DialectKind::Antmedia),
-            event,
-            original: None,
-            app: None,
-        };
-        let cx = EventContext {
-            envelope: &envelope,
-            room: RoomView {
+        let from = crate::gateway::peer(SessionId(1), DialectKind::Antmedia);
+        let cx = EventContext::new(
+            from,
+            &event,
+            RoomView {
                 room: "r",
                 members: &[],
             },
-        };
+        );
         pipeline.run(&cx)
     }
 

@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use switchboard_plugin_api::protocol::dialects::{Keepalive, TextFrames};
-use switchboard_plugin_api::protocol::{
+use switchboard_plugin_api::{Peer, Refusal, SessionId};
+use switchboard_protocol::dialects::{Keepalive, TextFrames};
+use switchboard_protocol::{
     ConferenceCommand, DecodeError, Decoded, Dialect, DialectKind, ErrorCode, Event, Join,
 };
-use switchboard_plugin_api::{Envelope, Original, Peer, Refusal, SessionId, WireText};
 use tokio::sync::mpsc;
 
+use crate::envelope::{Envelope, Original, WireText};
 use crate::gateway::{self, Blocked, Gateway, Membership, Outbound, SessionHandle, SessionInfo};
 use crate::limits::{Permit, RateLimiter, RateVerdict};
 use crate::{stats, telemetry};

@@ -1,9 +1,11 @@
 //! Named telemetry occurrences: each function writes one log line with fixed fields and updates
 //! its metric, so message text, metric names and label sets live in one reviewed place.
 
+use switchboard_plugin_api::Refusal;
 use switchboard_plugin_api::SessionId;
-use switchboard_plugin_api::protocol::{DecodeError, DialectKind, ErrorCode};
-use switchboard_plugin_api::{Envelope, Refusal};
+use switchboard_protocol::{DecodeError, DialectKind, ErrorCode};
+
+use crate::envelope::Envelope;
 use tracing::{error, info, trace, warn};
 
 use crate::metrics::{Family, global};

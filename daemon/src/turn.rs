@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use switchboard_plugin_api::SessionId;
-use switchboard_plugin_api::protocol::{Event, IceServers};
+use switchboard_protocol::{Event, IceServers};
 
 use crate::config::GatewayConfig;
 

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use switchboard::GatewayConfig;
+use switchboard_tests::binary::{BinaryRun, Lines, listening_addr};
 use switchboard_tests::every_dialect_config;
 use switchboard_tests::metrics::scrape;
-use switchboard_tests::{TestGateway, WsClient, field, http_get, repo_root};
+use switchboard_tests::{TestGateway, WsClient, field, http_get, repo_root, temp_dir};
 
 /// The shared library of workspace crate `name`: next to this test binary's profile directory
 /// (`target/<profile>/deps/..`), else under `$CARGO_TARGET_DIR/debug` or `<repo>/target/debug`.
@@ -166,6 +167,72 @@ async fn lobby_router_pairs_ant_and_raw_peers_in_join_order() {
     gw.stop().await;
 }
 
+/// ABI 4 end to end, in the real binary loading the example plugin from a config file: the
+/// gateway starts the plugin with an outbox (`switchboard_plugin_start`) and tells it of each
+/// closed session (`switchboard_plugin_on_session_closed`). The lobby router handles a
+/// disconnect there, outside any event, so everything the peers get after B's connection
+/// closes went through both calls: A is told B left and is paired with C, who waited.
+#[tokio::test]
+async fn the_binary_starts_the_plugin_with_an_outbox_and_tells_it_of_closed_sessions() {
+    let dir = temp_dir("native-abi4");
+    let config = dir.join("switchboard.toml");
+    let plugins = format!(
+        "[log]\nformat = \"json\"\nlevel = \"info\"\n{}[[plugin]]\ntype = \"room-router\"\n",
+        native("lobby", &plugin_lib("lobby-router"))
+    );
+    std::fs::write(&config, every_dialect_config(&plugins)).unwrap();
+    let mut run = BinaryRun::start(&config, &[], Lines::JsonOnly);
+    let addr = listening_addr(&run.wait_for("Listening.").await);
+    let room = "lobby1";
+    let raw = |room: &str| format!("ws://{addr}/ws/{room}");
+
+    // A and B (raw) are paired, A offering; C (Ant) waits.
+    let mut a = WsClient::connect(&raw(room)).await;
+    assert_eq!(a.recv_json().await, raw_notice("joined", room));
+    let mut b = WsClient::connect(&raw(room)).await;
+    assert_eq!(b.recv_json().await, raw_notice("joined", room));
+    assert_eq!(a.recv_json().await, raw_notice("start", room));
+    assert_eq!(b.recv_json().await, raw_notice("peer-joined", room));
+    let mut c = WsClient::connect(&format!("ws://{addr}/LiveApp/websocket")).await;
+    c.send_json(ant_join(room)).await;
+    assert_eq!(c.recv_json().await, ant_notice("joined", room));
+    c.expect_silence(150).await;
+
+    // B's connection closes without a leave: the plugin's `on_session_closed` tells A through
+    // the outbox `start` gave it, and pairs A with C, the waiting peer, who offers.
+    b.close().await;
+    assert_eq!(a.recv_json().await, raw_notice("peer-left", room));
+    assert_eq!(
+        c.recv_json().await,
+        json!({"command":"start","streamId":room})
+    );
+    assert_eq!(a.recv_json().await, raw_notice("peer-joined", room));
+
+    // The new pair is the plugin's routing state: C's offer reaches A, translated.
+    c.send_json(
+        json!({"command":"takeConfiguration","streamId":room,"type":"offer","sdp":"v=0\r\nC\r\n"}),
+    )
+    .await;
+    assert_eq!(
+        a.recv_json().await,
+        json!({"type":"offer","sdp":"v=0\r\nC\r\n"})
+    );
+
+    // Neither call failed (a failure would disable the plugin and be counted).
+    let (status, metrics) = http_get(addr, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("switchboard_plugin_failures_total") && l.contains("lobby"))
+            .all(|l| l.ends_with(" 0")),
+        "{metrics}"
+    );
+    assert!(run.signal("-TERM"));
+    assert!(run.exit_status().await.success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[tokio::test]
 async fn without_the_lobby_router_a_third_peer_is_refused() {
     let gw =
@@ -232,7 +299,7 @@ fn wrong_abi_version_is_refused_with_both_versions() {
     assert!(error.contains("plugin[0] (old)"), "{error}");
     let expected = format!(
         "built for ABI 999, this gateway speaks ABI {}",
-        switchboard_plugin_api::abi::ABI_VERSION
+        switchboard_plugin_abi::ABI_VERSION
     );
     assert!(error.contains(&expected), "{error}");
 }
@@ -315,10 +382,8 @@ fn lobby_config_file_loads_its_plugin_relative_to_the_file() {
 /// then the library is never called again.
 #[test]
 fn wrapper_reports_a_panic_once_then_passes_events_on() {
-    use switchboard_plugin_api::protocol::{DialectKind, Event, JoinMode};
-    use switchboard_plugin_api::{
-        Decision, Envelope, EventContext, Peer, RoomView, SessionId, Verdict,
-    };
+    use switchboard_plugin_api::event::{DialectKind, Event, JoinMode};
+    use switchboard_plugin_api::{Decision, EventContext, Peer, RoomView, SessionId, Verdict};
 
     let lib = plugin_lib("panicking-plugin");
     let plugin = switchboard_native_plugins::load(&lib, &toml::Table::new()).unwrap();
@@ -329,19 +394,16 @@ fn wrapper_reports_a_panic_once_then_passes_events_on() {
         mode: JoinMode::Both,
     };
     let run = |room: &str| {
-        let envelope = Envelope {
+        let event = Event::notice(Event::Left, room);
+        let members = [from];
+        let cx = EventContext::new(
             from,
-            event: Event::notice(Event::Left, room),
-            original: None,
-            app: None,
-        };
-        let cx = EventContext {
-            envelope: &envelope,
-            room: RoomView {
+            &event,
+            RoomView {
                 room,
-                members: &[from],
+                members: &members,
             },
-        };
+        );
         plugin.on_event(&cx, &mut Decision::default())
     };
     assert_eq!(run("calm").unwrap(), Verdict::Continue);

@@ -14,13 +14,14 @@ use tokio::time::Instant;
 use futures_util::StreamExt;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use switchboard_plugin_api::protocol::cluster::{NodeFrame, NodeMessage};
-use switchboard_plugin_api::{Envelope, Original, Peer, SessionId};
+use switchboard_plugin_api::{Peer, SessionId};
+use switchboard_protocol::cluster::{NodeFrame, NodeMessage};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::recovery::{LINK_LOST, Outage, recover};
 use super::{Cluster, health, publisher, store};
+use crate::envelope::{Envelope, Original};
 use crate::gateway::{Gateway, Outbound};
 
 /// Starts the publisher and the link loop on `tracker`.

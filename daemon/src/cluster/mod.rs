@@ -34,13 +34,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
-use switchboard_plugin_api::protocol::Event;
-use switchboard_plugin_api::protocol::cluster::RemotePeer;
-use switchboard_plugin_api::{Envelope, Peer, SessionId};
+use switchboard_plugin_api::{Peer, SessionId};
+use switchboard_protocol::Event;
+use switchboard_protocol::cluster::RemotePeer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use config::ClusterConfig;
+
+use crate::envelope::Envelope;
 pub use proxies::{Proxies, RemoteRef};
 
 /// What the publisher sends, in queue order.

@@ -6,8 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use switchboard_plugin_api::protocol::cluster::RemotePeer;
 use switchboard_plugin_api::{Peer, SessionId};
+use switchboard_protocol::cluster::RemotePeer;
 
 use crate::rooms::Rooms;
 

@@ -9,9 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use switchboard_plugin_api::Peer;
-use switchboard_plugin_api::protocol::cluster::{
-    NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer,
-};
+use switchboard_protocol::cluster::{NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 

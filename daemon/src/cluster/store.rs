@@ -13,9 +13,9 @@
 use std::sync::Arc;
 
 use redis::aio::MultiplexedConnection;
-use switchboard_plugin_api::protocol::cluster::RemotePeer;
-use switchboard_plugin_api::protocol::{DialectKind, JoinMode};
 use switchboard_plugin_api::{Peer, SessionId};
+use switchboard_protocol::cluster::RemotePeer;
+use switchboard_protocol::{DialectKind, JoinMode};
 
 /// Key and channel names of one cluster.
 #[derive(Debug, Clone)]

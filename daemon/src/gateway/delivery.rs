@@ -252,7 +252,7 @@ mod tests {
     use std::time::SystemTime;
 
     use switchboard_plugin_api::SessionId;
-    use switchboard_plugin_api::protocol::{DialectKind, Event};
+    use switchboard_protocol::{DialectKind, Event};
 
     use super::*;
 
@@ -278,7 +278,7 @@ mod tests {
 
     fn item(n: u32) -> Outbound {
         Outbound::Event(Event::error(
-            switchboard_plugin_api::protocol::ErrorCode::Refused,
+            switchboard_protocol::ErrorCode::Refused,
             None,
             n.to_string(),
         ))

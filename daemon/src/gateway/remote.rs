@@ -5,16 +5,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError};
 
-use switchboard_plugin_api::protocol::cluster::RemotePeer;
-use switchboard_plugin_api::protocol::{
-    ConferenceCommand, ErrorCode, Event, JoinMode, Leave, LeaveReason,
-};
-use switchboard_plugin_api::{
-    Delivery, Envelope, EventContext, Payload, Peer, Refusal, RoomView, SessionId,
-};
+use switchboard_plugin_api::{Delivery, Payload, Peer, Refusal, RoomView, SessionId};
+use switchboard_protocol::cluster::RemotePeer;
+use switchboard_protocol::{ConferenceCommand, ErrorCode, Event, JoinMode, Leave, LeaveReason};
 
 use super::{Gateway, Membership, Outbound, lock};
 use crate::cluster::{Claim, ClaimFailed, Cluster, OutMessage, Outgoing, RemoteRef, proxies};
+use crate::envelope::Envelope;
 use crate::rooms::Rooms;
 
 impl Gateway {
@@ -185,13 +182,10 @@ impl Gateway {
             original: None,
             app: None,
         });
-        let cx = EventContext {
-            envelope: &envelope,
-            room: RoomView {
-                room,
-                members: rooms.members(room),
-            },
-        };
+        let cx = envelope.context(RoomView {
+            room,
+            members: rooms.members(room),
+        });
         let deliveries = self.pipeline().run(&cx).map(|(d, _)| d.deliveries);
         rooms.leave(room, id);
         rooms.proxies.left(id, room);

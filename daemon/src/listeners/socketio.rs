@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use crate::envelope::Original;
 use axum::extract::{ConnectInfo, Query};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -20,7 +21,6 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::{SendError, SocketError};
 use socketioxide::{SocketIo, TransportType};
-use switchboard_plugin_api::Original;
 use switchboard_protocol::dialects::socketio::{
     MSG_EVENT, NOTICE_EVENT, SioMessage, SioState, SocketIo as SioDialect, decode_msg_text,
     event_and_argument, msg_argument, not_a_string, sole_msg,

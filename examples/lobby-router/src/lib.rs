@@ -16,6 +16,11 @@
 //!   `NoPeer`.
 //! - a leave tells the partner (`PeerLeft`), who waits again and is paired with the next peer to
 //!   arrive (or at once with a peer already waiting, which then offers).
+//! - a disconnect is handled once the session is gone ([`Plugin::on_session_closed`]): the
+//!   partner is told and re-paired the same way, through the [`Outbox`] the gateway handed
+//!   the plugin in [`Plugin::start`] (a closed session has no event, so no decision to amend).
+//!   `on_session_closed` is called whatever earlier plugins did with the session's leaves, so
+//!   no pairing outlives its session.
 //!
 //! Every event of a lobby room ends the pipeline ([`Verdict::Stop`]), so a room router after this
 //! plugin never applies its two-peer limit there; events of other rooms pass on untouched.
@@ -24,13 +29,13 @@
 //! Settings and factory, the per-room pairing state ([`Lobby`]), the plugin, the export.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use serde::Deserialize;
-use switchboard_plugin_api::protocol::{ErrorCode, Event, LeaveReason};
+use switchboard_plugin_api::event::{ErrorCode, Event, LeaveReason};
 use switchboard_plugin_api::{
-    Decision, EventContext, Payload, Plugin, PluginError, PluginFactory, Refusal, SessionId,
-    SettingsError, Verdict, parse_settings,
+    Decision, EventContext, Outbox, Payload, Plugin, PluginError, PluginFactory, Refusal,
+    SessionId, SettingsError, Verdict, parse_settings,
 };
 
 /// Settings of the lobby router (`[plugin.settings]`).
@@ -78,22 +83,25 @@ pub struct Lobby {
 
 impl Lobby {
     /// Pairs `peer` (a joiner, or a peer whose partner just left) with the longest-waiting peer
-    /// that is still a member, the waiting peer offering; or queues it.
-    fn place(&mut self, peer: SessionId, cx: &EventContext<'_>, out: &mut Decision) {
-        let room = cx.room.room;
-        // A waiting peer that is no longer a member (its leave never reached this plugin) is
-        // skipped rather than paired.
+    /// for which `is_member` holds, or queues it. Returns the waiting peer it was paired with,
+    /// which makes the offer.
+    fn place(
+        &mut self,
+        peer: SessionId,
+        is_member: impl Fn(SessionId) -> bool,
+    ) -> Option<SessionId> {
+        // A waiting peer that is no longer a member (it disconnected and the gateway has not
+        // told this plugin yet) is skipped rather than paired.
         while let Some(waiting) = self.waiting.pop_front() {
-            if waiting == peer || !cx.room.contains(waiting) {
+            if waiting == peer || !is_member(waiting) {
                 continue;
             }
             self.partners.insert(waiting, peer);
             self.partners.insert(peer, waiting);
-            out.send(waiting, Event::notice(Event::Start, room));
-            out.send(peer, Event::notice(Event::PeerJoined, room));
-            return;
+            return Some(waiting);
         }
         self.waiting.push_back(peer);
+        None
     }
 
     /// Forgets `peer`; returns its partner, if it had one.
@@ -104,18 +112,45 @@ impl Lobby {
         Some(partner)
     }
 
+    /// `peer`'s partner left: the partner is told, then waits again or is paired at once.
+    /// Returns the notices in delivery order.
+    fn partner_left(
+        &mut self,
+        peer: SessionId,
+        room: &str,
+        is_member: impl Fn(SessionId) -> bool,
+    ) -> Vec<(SessionId, Event)> {
+        let mut notices = vec![(peer, Event::notice(Event::PeerLeft, room))];
+        if let Some(waiting) = self.place(peer, is_member) {
+            notices.push((waiting, Event::notice(Event::Start, room)));
+            notices.push((peer, Event::notice(Event::PeerJoined, room)));
+        }
+        notices
+    }
+
     fn is_empty(&self) -> bool {
         self.waiting.is_empty() && self.partners.is_empty()
     }
 }
 
 /// The running lobby router.
-#[derive(Debug)]
 pub struct LobbyRouter {
     config: LobbyRouterConfig,
-    /// Pairing state by room. Hooks run while the gateway holds its room lock, so this lock is
-    /// never contended; it exists because [`Plugin`] hooks take `&self`.
+    /// Pairing state by room. [`Plugin`] hooks take `&self`, and `on_session_closed` runs
+    /// outside any room, so the state has a lock of its own.
     lobbies: Mutex<HashMap<String, Lobby>>,
+    /// Set by [`Plugin::start`]: how a disconnect's partner is told.
+    outbox: OnceLock<Outbox>,
+}
+
+impl std::fmt::Debug for LobbyRouter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LobbyRouter")
+            .field("config", &self.config)
+            .field("lobbies", &self.lobbies)
+            .field("started", &self.outbox.get().is_some())
+            .finish()
+    }
 }
 
 impl LobbyRouter {
@@ -124,14 +159,19 @@ impl LobbyRouter {
         Self {
             config,
             lobbies: Mutex::default(),
+            outbox: OnceLock::new(),
         }
     }
 
     fn on_join(&self, cx: &EventContext<'_>, lobby: &mut Lobby, out: &mut Decision) {
-        let me = cx.from().session;
-        out.send(me, Event::notice(Event::Joined, cx.room.room));
-        if !cx.room.contains(me) {
-            lobby.place(me, cx, out);
+        let (me, room) = (cx.from().session, cx.room.room);
+        out.send(me, Event::notice(Event::Joined, room));
+        if cx.room.contains(me) {
+            return;
+        }
+        if let Some(waiting) = lobby.place(me, |s| cx.room.contains(s)) {
+            out.send(waiting, Event::notice(Event::Start, room));
+            out.send(me, Event::notice(Event::PeerJoined, room));
         }
     }
 
@@ -143,18 +183,22 @@ impl LobbyRouter {
         out: &mut Decision,
     ) -> Verdict {
         let (me, room) = (cx.from().session, cx.room.room);
+        if reason == LeaveReason::Disconnect {
+            // Handled in `on_session_closed`, once the session is gone: the gateway takes the
+            // peer out of the room after this pipeline whatever plugins say.
+            return Verdict::Stop;
+        }
         if !cx.room.contains(me) {
-            return match reason {
-                LeaveReason::Disconnect => Verdict::Stop,
-                _ => Verdict::Refuse(Refusal::new(
-                    ErrorCode::NoPeer,
-                    format!("you are not in room `{room}`"),
-                )),
-            };
+            return Verdict::Refuse(Refusal::new(
+                ErrorCode::NoPeer,
+                format!("you are not in room `{room}`"),
+            ));
         }
         if let Some(partner) = lobby.remove(me) {
-            out.send(partner, Event::notice(Event::PeerLeft, room));
-            lobby.place(partner, cx, out);
+            let notices = lobby.partner_left(partner, room, |s| cx.room.contains(s));
+            for (to, event) in notices {
+                out.send(to, event);
+            }
         }
         if reason == LeaveReason::Leave {
             out.send(me, Event::notice(Event::Left, room));
@@ -185,11 +229,32 @@ impl LobbyRouter {
         out.deliver(partner.session, Payload::Relay);
         Verdict::Stop
     }
+
+    /// Forgets `session` in every lobby; returns what its partners are to be told.
+    fn forget(&self, session: SessionId) -> Vec<(SessionId, Event)> {
+        let mut lobbies = self.lobbies.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut notices = Vec::new();
+        lobbies.retain(|room, lobby| {
+            if let Some(partner) = lobby.remove(session) {
+                // Every peer this plugin still lists is connected: a closed one is forgotten
+                // here, a departed one at its leave.
+                notices.extend(lobby.partner_left(partner, room, |_| true));
+            }
+            !lobby.is_empty()
+        });
+        notices
+    }
 }
 
 impl Plugin for LobbyRouter {
     fn name(&self) -> &str {
         "lobby-router"
+    }
+
+    fn start(&self, outbox: Outbox) -> Result<(), PluginError> {
+        self.outbox
+            .set(outbox)
+            .map_err(|_| PluginError("started twice".into()))
     }
 
     fn on_event(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {
@@ -216,16 +281,36 @@ impl Plugin for LobbyRouter {
         }
         Ok(verdict)
     }
+
+    fn on_session_closed(&self, session: SessionId) -> Result<(), PluginError> {
+        // Collected under the lock, delivered after it: the outbox queues to sessions and
+        // needs none of this plugin's state.
+        let notices = self.forget(session);
+        if notices.is_empty() {
+            return Ok(());
+        }
+        let outbox = self
+            .outbox
+            .get()
+            .ok_or_else(|| PluginError("not started: no outbox to tell partners".into()))?;
+        for (to, event) in notices {
+            // A partner that closed meanwhile is told nothing; its own close is handled next.
+            outbox.deliver(to, event);
+        }
+        Ok(())
+    }
 }
 
-switchboard_plugin_api::export_plugin!(LobbyRouterFactory);
+switchboard_plugin_abi::export_plugin!(LobbyRouterFactory);
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use switchboard_plugin_api::protocol::{DialectKind, Join, JoinMode, Leave};
-    use switchboard_plugin_api::{Envelope, Peer, RoomView};
+    use std::sync::Arc;
+    use switchboard_plugin_api::event::{DialectKind, Join, JoinMode, Leave};
+
+    use switchboard_plugin_api::{Deliver, Peer, RoomView};
 
     use super::*;
 
@@ -245,19 +330,11 @@ mod tests {
         members: &[u64],
     ) -> (Verdict, Vec<String>) {
         let members: Vec<Peer> = members.iter().map(|&n| peer(n)).collect();
-        let envelope = Envelope {
-            from: peer(from),
-            event,
-            original: None,
-            app: None,
+        let room = RoomView {
+            room: "lobby1",
+            members: &members,
         };
-        let cx = EventContext {
-            envelope: &envelope,
-            room: RoomView {
-                room: "lobby1",
-                members: &members,
-            },
-        };
+        let cx = EventContext::new(peer(from), &event, room);
         let mut out = Decision::default();
         let verdict = router.on_event(&cx, &mut out).unwrap();
         let got = out
@@ -280,7 +357,7 @@ mod tests {
     }
 
     fn offer() -> Event {
-        Event::Opaque(switchboard_plugin_api::protocol::Opaque {
+        Event::Opaque(switchboard_plugin_api::event::Opaque {
             room: "lobby1".into(),
             payload: "x".into(),
         })
@@ -327,19 +404,12 @@ mod tests {
     #[test]
     fn other_rooms_pass_through_and_settings_are_strict() {
         let router = LobbyRouterFactory.build(&toml::Table::new()).unwrap();
-        let envelope = Envelope {
-            from: peer(1),
-            event: Event::notice(Event::Left, "room1"),
-            original: None,
-            app: None,
+        let event = Event::notice(Event::Left, "room1");
+        let room = RoomView {
+            room: "room1",
+            members: &[],
         };
-        let cx = EventContext {
-            envelope: &envelope,
-            room: RoomView {
-                room: "room1",
-                members: &[],
-            },
-        };
+        let cx = EventContext::new(peer(1), &event, room);
         assert_eq!(
             router.on_event(&cx, &mut Decision::default()).unwrap(),
             Verdict::Continue
@@ -351,5 +421,63 @@ mod tests {
             panic!("an empty prefix is refused");
         };
         assert_eq!(errors[0].key, "prefix");
+    }
+
+    /// Records what the plugin delivers outside hooks.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+
+    impl Deliver for Recorder {
+        fn deliver(&self, to: SessionId, event: Event) -> bool {
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("{to}:{}", event.kind()));
+            true
+        }
+    }
+
+    #[test]
+    fn a_disconnect_tells_the_partner_through_the_outbox_and_re_pairs_it() {
+        let router = LobbyRouter::new(LobbyRouterConfig {
+            prefix: default_prefix(),
+        });
+        run(&router, 1, join(), &[]);
+        run(&router, 2, join(), &[1]);
+        run(&router, 3, join(), &[1, 2]);
+        let disconnect = Event::Leave(Leave {
+            room: "lobby1".into(),
+            reason: LeaveReason::Disconnect,
+        });
+        assert_eq!(
+            run(&router, 2, disconnect, &[1, 2, 3]),
+            (Verdict::Stop, vec![]),
+            "nothing is said until the session is gone"
+        );
+        assert!(
+            router.on_session_closed(SessionId(2)).is_err(),
+            "without an outbox the partner cannot be told: a failure, not silence"
+        );
+        let recorder = Arc::new(Recorder::default());
+        let router = LobbyRouter::new(LobbyRouterConfig {
+            prefix: default_prefix(),
+        });
+        router.start(recorder.clone()).unwrap();
+        assert!(router.start(recorder.clone()).is_err(), "started once");
+        run(&router, 1, join(), &[]);
+        run(&router, 2, join(), &[1]);
+        run(&router, 3, join(), &[1, 2]);
+        router.on_session_closed(SessionId(2)).unwrap();
+        assert_eq!(
+            *recorder.0.lock().unwrap(),
+            ["1:peer_left", "3:start", "1:peer_joined"]
+        );
+        assert_eq!(run(&router, 1, offer(), &[1, 3]).1, ["3:relay"]);
+        router.on_session_closed(SessionId(7)).unwrap();
+        assert_eq!(
+            recorder.0.lock().unwrap().len(),
+            3,
+            "a stranger's close says nothing"
+        );
     }
 }

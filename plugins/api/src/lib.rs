@@ -7,26 +7,31 @@
 //! Routing itself is a plugin: the room router turns a join into `joined`/`start` notices and a
 //! signal into a relay to the partner.
 //!
+//! A plugin depends on the event vocabulary, never on the dialect codecs: what a peer's frame
+//! looked like on the wire, and how an event is rendered for each receiver, stay in the
+//! gateway.
+//!
 //! # Layout
 //! - [`Plugin`] and [`PluginFactory`]: what a plugin implements and how config builds it.
 //! - [`Outbox`] ([`Deliver`]): how a started plugin delivers events later, outside a hook
 //!   ([`Plugin::start`]); [`Plugin::on_session_closed`] tells it a connection ended.
 //! - [`EventContext`], [`Decision`], [`Delivery`], [`Verdict`]: the data a hook sees and returns.
 //! - [`SessionId`], [`Peer`], [`RoomView`]: who is who.
-//! - [`abi`]: the C ABI of native (shared-library) plugins and [`export_plugin!`], which
-//!   generates it from an ordinary [`PluginFactory`].
+//! - [`event`]: the normalized events a hook sees and composes.
+//!
+//! Native (shared-library) plugins implement the same traits; the crate
+//! `switchboard-plugin-abi` turns a [`PluginFactory`] into the C ABI the gateway loads, so
+//! that this crate has no `unsafe` code.
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod abi;
-mod original;
-
-pub use original::{Original, WireText};
+pub mod event;
 
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-pub use switchboard_protocol as protocol;
-use switchboard_protocol::{DialectKind, ErrorCode, Event, JoinMode};
+
+use crate::event::{DialectKind, ErrorCode, Event, JoinMode};
 
 /// Identifies one peer connection for the lifetime of the gateway process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -71,47 +76,46 @@ impl RoomView<'_> {
     }
 }
 
-/// One event from a peer, as it travels through the pipeline. `original` is the sender's wire
-/// text (the frame, or the socket.io `msg` string) so that a peer of the same dialect can receive
-/// it byte-identical instead of re-encoded.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Envelope {
+/// What a plugin hook sees: one event, its sender, and the room it names.
+#[derive(Debug, Clone, Copy)]
+pub struct EventContext<'a> {
     /// The sender.
     pub from: Peer,
     /// The normalized event.
-    pub event: Event,
-    /// The sender's wire text, when forwarding it verbatim is meaningful.
-    pub original: Option<Original>,
+    pub event: &'a Event,
     /// The Ant Media application of the sender's connection (the `{app}` of
     /// `/{app}/websocket`); `None` for raw and socket.io peers, which name none. Stream
     /// security is per application, so a check of any Ant command (the P2P `join` included,
     /// whose event has no application field) uses this one, the URL's.
-    pub app: Option<Arc<str>>,
-}
-
-/// What a plugin hook sees.
-#[derive(Debug, Clone, Copy)]
-pub struct EventContext<'a> {
-    /// The event and its sender.
-    pub envelope: &'a Envelope,
+    pub app: Option<&'a str>,
     /// The room named by the event, before the event takes effect.
     pub room: RoomView<'a>,
 }
 
-impl EventContext<'_> {
+impl<'a> EventContext<'a> {
+    /// The context of `event` from `from` in `room`, with no Ant Media application.
+    pub fn new(from: Peer, event: &'a Event, room: RoomView<'a>) -> Self {
+        Self {
+            from,
+            event,
+            app: None,
+            room,
+        }
+    }
+
     /// The sender.
     pub fn from(&self) -> &Peer {
-        &self.envelope.from
+        &self.from
     }
 
     /// The event.
-    pub fn event(&self) -> &Event {
-        &self.envelope.event
+    pub fn event(&self) -> &'a Event {
+        self.event
     }
 
-    /// The Ant Media application the sender connected to ([`Envelope::app`]).
-    pub fn app(&self) -> Option<&str> {
-        self.envelope.app.as_deref()
+    /// The Ant Media application the sender connected to (the `app` field).
+    pub fn app(&self) -> Option<&'a str> {
+        self.app
     }
 }
 
@@ -236,9 +240,14 @@ pub trait Plugin: Send + Sync {
 
     /// Called once when a session has closed, after its room leaves went through the pipeline,
     /// so a plugin can drop what it kept for the session outside rooms (a media plugin's peer
-    /// connections). Must be quick, like every hook. Default: nothing.
-    fn on_session_closed(&self, session: SessionId) {
+    /// connections). It is called whatever earlier plugins did with those leaves, so it is the
+    /// one reliable place to forget a session. Must be quick, like every hook; it has no
+    /// [`Decision`], so what it tells peers goes through the [`Outbox`] from [`Plugin::start`].
+    /// `Err` means the plugin failed: it is logged and counted, and the gateway goes on.
+    /// Default: nothing.
+    fn on_session_closed(&self, session: SessionId) -> Result<(), PluginError> {
         let _ = session;
+        Ok(())
     }
 
     /// Called once during graceful shutdown, in reverse config order. Default: nothing.

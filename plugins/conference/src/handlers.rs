@@ -1,11 +1,11 @@
 //! One method per conference request, and the leave rules. Each answers the sender and stops
 //! the pipeline (conference requests are this plugin's alone), or refuses.
 
-use switchboard_plugin_api::protocol::conference::{
+use switchboard_plugin_api::event::conference::{
     Broadcast, BroadcastObject, Count, JoinRoom, JoinedRoom, LeftRoom, MediaRequest, MetaData,
     RoomInfo, RoomRequest, RoomStream, StreamInfo, SubtrackList, SubtrackQuery, TrackList,
 };
-use switchboard_plugin_api::protocol::{
+use switchboard_plugin_api::event::{
     ConferenceCommand, ConferenceReply, ConferenceRequest, ErrorCode, Event, JoinMode, LeaveReason,
 };
 use switchboard_plugin_api::{Decision, EventContext, Peer, SessionId, Verdict};
@@ -562,7 +562,7 @@ impl Conference {
 /// `{app}` of an Ant peer's URL, for every command alike, a P2P `join` included), else the one
 /// the request names (empty for raw and socket.io peers: the default application).
 fn app_of<'a>(cx: &EventContext<'a>, named: &'a str) -> &'a str {
-    cx.envelope.app.as_deref().unwrap_or(named)
+    cx.app.unwrap_or(named)
 }
 
 /// The participant record of a conference member.

@@ -44,7 +44,7 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use switchboard_plugin_api::protocol::{ErrorCode, Event, JoinMode};
+use switchboard_plugin_api::event::{ErrorCode, Event, JoinMode};
 use switchboard_plugin_api::{
     Decision, EventContext, Plugin, PluginError, PluginFactory, Refusal, SettingsError, Verdict,
     parse_settings,

@@ -1,11 +1,11 @@
 use std::sync::Arc;
 
-use switchboard_plugin_api::protocol::conference::{JoinRoom, MediaRequest, RoomRequest};
-use switchboard_plugin_api::protocol::{
+use switchboard_plugin_api::event::conference::{JoinRoom, MediaRequest, RoomRequest};
+use switchboard_plugin_api::event::{
     ConferenceCommand, ConferenceReply, ConferenceRequest, DialectKind, ErrorCode, Event, Leave,
     LeaveReason,
 };
-use switchboard_plugin_api::{Envelope, Payload, Peer, RoomView, SessionId};
+use switchboard_plugin_api::{Payload, Peer, RoomView, SessionId};
 
 use super::*;
 
@@ -25,19 +25,14 @@ fn plugin(hub: &Arc<Hub>) -> Conference {
 
 fn run(c: &Conference, from: Peer, event: Event, members: &[Peer]) -> (Verdict, Decision) {
     let room = event.room().unwrap_or_default().to_owned();
-    let envelope = Envelope {
+    let cx = EventContext::new(
         from,
-        event,
-        original: None,
-        app: None,
-    };
-    let cx = EventContext {
-        envelope: &envelope,
-        room: RoomView {
+        &event,
+        RoomView {
             room: &room,
             members,
         },
-    };
+    );
     let mut decision = Decision::default();
     let verdict = c.on_event(&cx, &mut decision).expect("never fails");
     (verdict, decision)
@@ -244,7 +239,7 @@ fn p2p_and_conference_membership_do_not_mix() {
     assert_eq!(refusal(&v), ErrorCode::Refused);
     let a = peer(2, ANT, JoinMode::Conference);
     run(&c, a, join("r1", Some("s1")), &[p2p]);
-    let p2p_join = Event::Join(switchboard_plugin_api::protocol::Join {
+    let p2p_join = Event::Join(switchboard_plugin_api::event::Join {
         room: "r1".into(),
         mode: JoinMode::Both,
         token: None,
@@ -276,7 +271,7 @@ fn canonical_example_config_builds() {
 
 #[test]
 fn joins_of_any_dialect_into_a_conference_room_are_held_to_join_room() {
-    use switchboard_plugin_api::protocol::Join;
+    use switchboard_plugin_api::event::Join;
     let secret = "s".repeat(32);
     let hub = Arc::new(Hub::open(
         HubOptions {

@@ -48,7 +48,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use switchboard_plugin_api::protocol::DialectKind;
+use switchboard_plugin_api::event::DialectKind;
 use switchboard_plugin_api::{
     Decision, EventContext, Plugin, PluginError, PluginFactory, SettingsError, Verdict,
     parse_settings,

@@ -2,10 +2,10 @@ use std::path::Path;
 use std::sync::atomic::AtomicU64;
 
 use serde_json::{Value, json};
-use switchboard_plugin_api::protocol::{
+use switchboard_plugin_api::event::{
     Candidate, Description, Event, Join, JoinMode, Opaque, SdpKind,
 };
-use switchboard_plugin_api::{Envelope, Peer, RoomView, SessionId};
+use switchboard_plugin_api::{Peer, RoomView, SessionId};
 
 use super::writer::{Record, Redaction};
 use super::*;
@@ -60,20 +60,15 @@ fn peer(id: u64, dialect: DialectKind) -> Peer {
 }
 
 fn send(p: &Logging, from: Peer, event: Event) {
-    let envelope = Envelope {
+    let room = event.room().unwrap_or("").to_owned();
+    let cx = EventContext::new(
         from,
-        event,
-        original: None,
-        app: None,
-    };
-    let room = envelope.event.room().unwrap_or("").to_owned();
-    let cx = EventContext {
-        envelope: &envelope,
-        room: RoomView {
+        &event,
+        RoomView {
             room: &room,
             members: &[],
         },
-    };
+    );
     let mut decision = Decision::default();
     decision.send(SessionId(99), Event::notice(Event::Joined, "x"));
     let before = decision.clone();
@@ -328,8 +323,8 @@ fn canonical_example_config_builds() {
 
 #[test]
 fn conference_tokens_are_redacted() {
-    use switchboard_plugin_api::protocol::conference::MediaRequest;
-    use switchboard_plugin_api::protocol::{ConferenceCommand, ConferenceRequest};
+    use switchboard_plugin_api::event::conference::MediaRequest;
+    use switchboard_plugin_api::event::{ConferenceCommand, ConferenceRequest};
     let file = TempFile::new("conference");
     let p = logging_to(&file.0, "");
     let publish = Event::Conference(Box::new(ConferenceRequest {

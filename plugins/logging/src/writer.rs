@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use switchboard_plugin_api::SessionId;
-use switchboard_plugin_api::protocol::{DialectKind, Event};
+use switchboard_plugin_api::event::{DialectKind, Event};
 
 /// How long written lines may sit in the buffer, and how soon a drop count is reported, when no
 /// new event arrives.

@@ -1,5 +1,6 @@
 //! Native plugins: `cdylib` shared libraries loaded with libloading from a `[[plugin]]
-//! path = "..."` entry, speaking the JSON ABI of [`switchboard_plugin_api::abi`].
+//! path = "..."` entry, speaking the JSON ABI of [`switchboard_plugin_abi`]. This crate is the
+//! host side of that ABI; the plugin side is in `switchboard-plugin-abi`.
 //!
 //! Loading checks, in order: the file exists, it is a loadable library, it exports
 //! `SWITCHBOARD_PLUGIN_ABI_VERSION` with this gateway's [`ABI_VERSION`], it exports every
@@ -16,6 +17,9 @@
 //! - [`load`]: open, check and create.
 //! - [`NativePlugin`]: the guarded [`Plugin`] around one instance.
 //! - `call`: the one place that calls a plugin function returning a buffer.
+//! - `outbox`: the host functions behind the outbox a native plugin's `start` receives.
+
+mod outbox;
 
 use std::fmt::Write as _;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -23,18 +27,23 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use libloading::Library;
-use switchboard_plugin_api::abi::{
+use switchboard_plugin_abi::{
     ABI_VERSION, ABI_VERSION_SYMBOL, CREATE_SYMBOL, CreateFn, CreateReply, DESTROY_SYMBOL,
-    EventInput, EventReply, FREE_SYMBOL, FreeFn, HandleFn, ON_EVENT_SYMBOL, OnEventFn, ReplyError,
-    SHUTDOWN_SYMBOL,
+    EventInput, EventReply, FREE_SYMBOL, FreeFn, HandleFn, HookReply, ON_EVENT_SYMBOL,
+    ON_SESSION_CLOSED_SYMBOL, OnEventFn, ReplyError, SHUTDOWN_SYMBOL, START_SYMBOL,
+    SessionClosedFn, StartFn,
 };
-use switchboard_plugin_api::{Decision, EventContext, Plugin, PluginError, Verdict};
+use switchboard_plugin_api::{
+    Decision, EventContext, Outbox, Plugin, PluginError, SessionId, Verdict,
+};
 
 /// The functions of one loaded library.
 #[derive(Clone, Copy)]
 struct Api {
     on_event: OnEventFn,
     free: FreeFn,
+    start: Option<StartFn>,
+    session_closed: Option<SessionClosedFn>,
     shutdown: Option<HandleFn>,
     destroy: Option<HandleFn>,
 }
@@ -80,7 +89,7 @@ pub fn load(path: &Path, settings: &toml::Table) -> Result<Box<dyn Plugin>, Vec<
         )]);
     }
 
-    // SAFETY: ABI version 1, checked above, declares each of these symbols as a function
+    // SAFETY: the ABI version, checked above, declares each of these symbols as a function
     // of exactly this type.
     let (create, on_event, free) = unsafe {
         (
@@ -104,8 +113,10 @@ pub fn load(path: &Path, settings: &toml::Table) -> Result<Box<dyn Plugin>, Vec<
             .collect());
     };
     // SAFETY: as above, for the optional functions.
-    let (shutdown, destroy) = unsafe {
+    let (start, session_closed, shutdown, destroy) = unsafe {
         (
+            symbol::<StartFn>(library, START_SYMBOL),
+            symbol::<SessionClosedFn>(library, ON_SESSION_CLOSED_SYMBOL),
             symbol::<HandleFn>(library, SHUTDOWN_SYMBOL),
             symbol::<HandleFn>(library, DESTROY_SYMBOL),
         )
@@ -113,6 +124,8 @@ pub fn load(path: &Path, settings: &toml::Table) -> Result<Box<dyn Plugin>, Vec<
     let api = Api {
         on_event,
         free,
+        start,
+        session_closed,
         shutdown,
         destroy,
     };
@@ -224,17 +237,31 @@ impl NativePlugin {
         self.disabled.load(Ordering::Relaxed)
     }
 
-    /// Disables the plugin and reports why, once; a concurrent failure reports nothing.
-    fn fail(&self, reason: impl std::fmt::Display) -> Result<Verdict, PluginError> {
+    /// Disables the plugin and says why, once; a concurrent failure says less.
+    fn fail(&self, reason: impl std::fmt::Display) -> PluginError {
         if self.disabled.swap(true, Ordering::Relaxed) {
             // Another thread's call failed first and reported it; this event failed all the
             // same, and the host's failure policy decides what becomes of it.
-            return Err(PluginError("failed while being disabled".into()));
+            return PluginError("failed while being disabled".into());
         }
-        Err(PluginError(format!(
+        PluginError(format!(
             "native plugin {} {reason}; it is disabled (its on_failure policy applies to later events)",
             self.path.display()
-        )))
+        ))
+    }
+
+    /// Runs a hook that answers a [`HookReply`] (`start`, `on_session_closed`); any failure
+    /// disables the plugin.
+    fn hook(&self, name: &str, f: impl FnOnce(*mut usize) -> *mut u8) -> Result<(), PluginError> {
+        let parsed = call(self.api.free, f).and_then(|bytes| {
+            serde_json::from_slice::<HookReply>(&bytes)
+                .map_err(|e| format!("returned an invalid reply ({e}): {}", preview(&bytes)))
+        });
+        match parsed {
+            Ok(HookReply::Ok) => Ok(()),
+            Ok(HookReply::Error(e)) => Err(self.fail(format_args!("{name} failed: {e}"))),
+            Err(e) => Err(self.fail(format_args!("{name} {e}"))),
+        }
     }
 }
 
@@ -257,7 +284,7 @@ impl Plugin for NativePlugin {
         }
         let input = match serde_json::to_vec(&EventInput::new(cx, decision)) {
             Ok(input) => input,
-            Err(e) => return self.fail(format_args!("could not be given the event: {e}")),
+            Err(e) => return Err(self.fail(format_args!("could not be given the event: {e}"))),
         };
         let reply = call(self.api.free, |out_len| {
             // SAFETY: `on_event`'s contract: `handle` came from this library's `create`, the
@@ -266,7 +293,7 @@ impl Plugin for NativePlugin {
         });
         let bytes = match reply {
             Ok(bytes) => bytes,
-            Err(e) => return self.fail(e),
+            Err(e) => return Err(self.fail(e)),
         };
         let parsed = serde_json::from_slice::<EventReply>(&bytes)
             .map_err(|e| ReplyError::Malformed(format!("{e}: {}", preview(&bytes))))
@@ -276,8 +303,31 @@ impl Plugin for NativePlugin {
                 *decision = amended;
                 Ok(verdict)
             }
-            Err(e) => self.fail(e),
+            Err(e) => Err(self.fail(e)),
         }
+    }
+
+    fn start(&self, outbox: Outbox) -> Result<(), PluginError> {
+        let Some(start) = self.api.start else {
+            return Ok(());
+        };
+        let host = outbox::host_outbox(outbox);
+        self.hook("start", |out_len| {
+            // SAFETY: `start`'s contract: `handle` came from this library's `create`, `host` is
+            // a fresh outbox the plugin now owns (it releases it), `out_len` points to a local.
+            unsafe { start(self.handle, host, out_len) }
+        })
+    }
+
+    fn on_session_closed(&self, session: SessionId) -> Result<(), PluginError> {
+        let (false, Some(closed)) = (self.is_disabled(), self.api.session_closed) else {
+            return Ok(());
+        };
+        self.hook("on_session_closed", |out_len| {
+            // SAFETY: `on_session_closed`'s contract: `handle` came from this library's
+            // `create` and `out_len` points to a local.
+            unsafe { closed(self.handle, session.0, out_len) }
+        })
     }
 
     fn shutdown(&self) {

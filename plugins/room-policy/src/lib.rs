@@ -56,7 +56,7 @@ use std::time::Instant;
 
 use regex_lite::Regex;
 use serde::Deserialize;
-use switchboard_plugin_api::protocol::{ConferenceCommand, DialectKind, ErrorCode, Event};
+use switchboard_plugin_api::event::{ConferenceCommand, DialectKind, ErrorCode, Event};
 use switchboard_plugin_api::{
     Decision, EventContext, Plugin, PluginError, PluginFactory, Refusal, SettingsError, Verdict,
     parse_settings,

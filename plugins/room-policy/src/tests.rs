@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use switchboard_plugin_api::protocol::{Description, Join, JoinMode, SdpKind};
-use switchboard_plugin_api::{Envelope, Peer, RoomView, SessionId};
+use switchboard_plugin_api::event::{Description, Join, JoinMode, SdpKind};
+use switchboard_plugin_api::{Peer, RoomView, SessionId};
 
 use super::*;
 
@@ -32,20 +32,15 @@ fn policy(toml_text: &str) -> RoomPolicy {
 
 /// Runs `event` from `from` through the hook with `members` in the room.
 fn run(p: &RoomPolicy, from: Peer, event: Event, members: &[Peer]) -> Verdict {
-    let envelope = Envelope {
+    let room = event.room().unwrap_or("").to_owned();
+    let cx = EventContext::new(
         from,
-        event,
-        original: None,
-        app: None,
-    };
-    let room = envelope.event.room().unwrap_or("").to_owned();
-    let cx = EventContext {
-        envelope: &envelope,
-        room: RoomView {
+        &event,
+        RoomView {
             room: &room,
             members,
         },
-    };
+    );
     let mut decision = Decision::default();
     let verdict = p.on_event(&cx, &mut decision).expect("policy never fails");
     assert!(decision.deliveries.is_empty(), "the policy never delivers");
@@ -335,8 +330,8 @@ fn jwt_token_through_the_hook() {
 }
 
 fn join_room_event(room: &str, token: Option<&str>) -> Event {
-    use switchboard_plugin_api::protocol::ConferenceRequest;
-    use switchboard_plugin_api::protocol::conference::JoinRoom;
+    use switchboard_plugin_api::event::ConferenceRequest;
+    use switchboard_plugin_api::event::conference::JoinRoom;
     Event::Conference(Box::new(ConferenceRequest {
         app: "LiveApp".into(),
         command: ConferenceCommand::JoinRoom(JoinRoom {

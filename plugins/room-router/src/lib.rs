@@ -13,7 +13,7 @@
 //! Everything is in this file: settings, the offerer choice, and the hook.
 
 use serde::Deserialize;
-use switchboard_plugin_api::protocol::{DialectKind, ErrorCode, Event, JoinMode, LeaveReason};
+use switchboard_plugin_api::event::{DialectKind, ErrorCode, Event, JoinMode, LeaveReason};
 use switchboard_plugin_api::{
     Decision, EventContext, Payload, Peer, Plugin, PluginError, PluginFactory, Refusal, SessionId,
     SettingsError, Verdict, parse_settings,

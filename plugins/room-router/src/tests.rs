@@ -1,5 +1,5 @@
-use switchboard_plugin_api::protocol::{Description, Join, Leave, Opaque, SdpKind};
-use switchboard_plugin_api::{Envelope, RoomView};
+use switchboard_plugin_api::RoomView;
+use switchboard_plugin_api::event::{Description, Join, Leave, Opaque, SdpKind};
 
 use super::*;
 
@@ -13,19 +13,14 @@ fn peer(id: u64, dialect: DialectKind, mode: JoinMode) -> Peer {
 
 fn run(from: Peer, event: Event, members: &[Peer]) -> (Verdict, Decision) {
     let router = RoomRouter::new(RoomRouterConfig::default());
-    let envelope = Envelope {
+    let cx = EventContext::new(
         from,
-        event,
-        original: None,
-        app: None,
-    };
-    let cx = EventContext {
-        envelope: &envelope,
-        room: RoomView {
+        &event,
+        RoomView {
             room: "r1",
             members,
         },
-    };
+    );
     let mut decision = Decision::default();
     let verdict = router
         .on_event(&cx, &mut decision)

@@ -9,7 +9,7 @@ use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
 use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Output, Rtc};
-use switchboard_plugin_api::protocol::conference::{MediaDirection, MediaOffer, TrackMapping};
+use switchboard_plugin_api::event::conference::{MediaDirection, MediaOffer, TrackMapping};
 
 use crate::metrics::{COUNTERS, Leg, RtpTotals};
 use crate::registry::StreamKey;

@@ -50,8 +50,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use serde::Deserialize;
 use str0m::media::MediaKind;
 use switchboard_conference::Hub;
-use switchboard_plugin_api::protocol::conference::{MediaDirection, TrackKind};
-use switchboard_plugin_api::protocol::{
+use switchboard_plugin_api::event::conference::{MediaDirection, TrackKind};
+use switchboard_plugin_api::event::{
     ConferenceCommand, DialectKind, ErrorCode, Event, LeaveReason, SdpKind,
 };
 use switchboard_plugin_api::{
@@ -429,11 +429,12 @@ impl Plugin for Sfu {
         Ok(())
     }
 
-    fn on_session_closed(&self, session: SessionId) {
+    fn on_session_closed(&self, session: SessionId) -> Result<(), PluginError> {
         let keys = self.registry().remove_session(session);
         if !keys.is_empty() {
             let _ = self.send(Command::SessionClosed { session });
         }
+        Ok(())
     }
 
     fn shutdown(&self) {

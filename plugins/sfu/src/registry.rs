@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use switchboard_conference::Hub;
 
-use switchboard_plugin_api::protocol::ErrorCode;
-use switchboard_plugin_api::protocol::conference::MediaDirection;
+use switchboard_plugin_api::event::ErrorCode;
+use switchboard_plugin_api::event::conference::MediaDirection;
 use switchboard_plugin_api::{Refusal, SessionId};
 
 use crate::SfuSettings;

@@ -39,7 +39,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use serde::Deserialize;
-use switchboard_plugin_api::protocol::{ErrorCode, Event, LeaveReason};
+use switchboard_plugin_api::event::{ErrorCode, Event, LeaveReason};
 use switchboard_plugin_api::{
     Decision, EventContext, Payload, Plugin, PluginError, PluginFactory, Refusal, SessionId,
     SettingsError, Verdict, parse_settings,

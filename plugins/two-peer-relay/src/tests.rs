@@ -1,7 +1,7 @@
-use switchboard_plugin_api::protocol::{
+use switchboard_plugin_api::event::{
     Candidate, Description, DialectKind, Join, JoinMode, Leave, Opaque, SdpKind,
 };
-use switchboard_plugin_api::{Envelope, Peer, RoomView};
+use switchboard_plugin_api::{Peer, RoomView};
 
 use super::*;
 
@@ -17,16 +17,7 @@ fn peer(id: u64) -> Peer {
 
 /// Runs one event through `relay` in `room` (members as the gateway would show them).
 fn run_in(relay: &TwoPeerRelay, room: &str, from: Peer, event: Event) -> (Verdict, Decision) {
-    let envelope = Envelope {
-        from,
-        event,
-        original: None,
-        app: None,
-    };
-    let cx = EventContext {
-        envelope: &envelope,
-        room: RoomView { room, members: &[] },
-    };
+    let cx = EventContext::new(from, &event, RoomView { room, members: &[] });
     let mut decision = Decision::default();
     let verdict = relay
         .on_event(&cx, &mut decision)

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use str0m::media::{KeyframeRequestKind, MediaKind};
-use switchboard_plugin_api::protocol::conference::MediaDirection;
+use switchboard_plugin_api::event::conference::MediaDirection;
 
 use super::Engine;
 use crate::conn::TrackState;

@@ -6,7 +6,7 @@
 //! A pass-through plugin, then the hand-written exports.
 #![allow(unsafe_code)] // The exports are written by hand.
 
-use switchboard_plugin_api::abi::{self, EventInput, export};
+use switchboard_plugin_abi::{self as abi, EventInput, export};
 use switchboard_plugin_api::{Plugin, PluginFactory, SettingsError};
 
 /// Builds [`PassThrough`]; takes no settings.

@@ -40,4 +40,4 @@ impl Plugin for Panicking {
     }
 }
 
-switchboard_plugin_api::export_plugin!(PanickingFactory);
+switchboard_plugin_abi::export_plugin!(PanickingFactory);

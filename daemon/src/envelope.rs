@@ -1,9 +1,46 @@
-//! [`Original`]: the sender's own wire text of an event, shared by every receiver.
+//! What the gateway carries for one event a peer sent: the [`Envelope`] (sender, event, Ant
+//! application) plus the sender's own wire text, the [`Original`], shared by every receiver.
+//! Plugins never see the original; they see an [`EventContext`] borrowed from the envelope.
+//!
+//! # Layout
+//! - [`Envelope`] and [`Envelope::context`].
+//! - [`Original`] and [`WireText`]: the wire text and what may hold it (a session's received
+//!   frame, for the zero-copy relay in `session.rs`).
 
 use std::any::Any;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
+
+use switchboard_plugin_api::event::Event;
+use switchboard_plugin_api::{EventContext, Peer, RoomView};
+
+/// One event from a peer, as it travels through the gateway. `original` is the sender's wire
+/// text (the frame, or the socket.io `msg` string) so that a peer of the same dialect can
+/// receive it byte-identical instead of re-encoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The sender.
+    pub from: Peer,
+    /// The normalized event.
+    pub event: Event,
+    /// The sender's wire text, when forwarding it verbatim is meaningful.
+    pub original: Option<Original>,
+    /// The Ant Media application of the sender's connection ([`EventContext::app`]).
+    pub app: Option<Arc<str>>,
+}
+
+impl Envelope {
+    /// What plugins see of this envelope, in `room`.
+    pub fn context<'a>(&'a self, room: RoomView<'a>) -> EventContext<'a> {
+        EventContext {
+            from: self.from,
+            event: &self.event,
+            app: self.app.as_deref(),
+            room,
+        }
+    }
+}
 
 /// Text an [`Original`] can hold: anything that reads as a `str` and can be shared between
 /// threads. A `String` is one; the gateway's WebSocket sessions hold the received frame's own
