@@ -82,9 +82,9 @@ fn render_frame<D: TextFrames>(state: &D::State, out: &Outbound) -> Option<Utf8B
 /// frame is what [`Dialect::forward`] renders from it ([`TextFrames::forward_is_frame`]).
 ///
 /// Copying each relayed frame into an `Original`, then into the forward rendered for the
-/// receiver, was 5% of the gateway's CPU under socket.io relay load (two copies of every 6 KB
-/// offer). Sharing costs holding the frame's bytes while it is queued: they are a slice of
-/// the sender's read buffer, which the sender's next frames fill in turn.
+/// receiver, made two copies of every 6 KB offer (BENCHMARKS.md, sixth round). Sharing costs
+/// holding the frame's bytes while it is queued: they are a slice of the sender's read buffer,
+/// which the sender's next frames fill in turn.
 struct ReceivedFrame {
     frame: Utf8Bytes,
     start: usize,

@@ -44,9 +44,8 @@ type Grid = [[AtomicU64; N_KINDS]; 3];
 
 /// The per-message counters, in shards: each thread counts in its own shard ([`shard`]), and
 /// readers add the shards up. One set shared by the runtime's worker threads meant every
-/// message's `lock inc` pulled a cache line over from the other core (the message, relay
-/// latency and message-out counters together were about 2% of the gateway's CPU under relay
-/// load, most of it waiting for those lines).
+/// message's `lock inc` pulled a cache line over from the other core (measured in
+/// BENCHMARKS.md, "What was done about the misses", sixth round).
 #[repr(align(128))] // a shard's lines are its own (128: adjacent-line prefetch pairs lines)
 struct Shard {
     messages_in: Grid,
@@ -217,8 +216,8 @@ pub struct PluginStats {
 }
 
 /// One plugin call in this many is timed. Timing every call read the clock twice per plugin per
-/// event, which was 2% of the gateway's CPU under relay load (a VM's clock read is not cheap);
-/// a steady sample of the calls gives the same distribution.
+/// event, and a VM's clock read is not cheap (BENCHMARKS.md, sixth round); a steady sample of
+/// the calls gives the same distribution.
 pub const PLUGIN_TIMED_EVERY: u64 = 8;
 
 impl PluginStats {

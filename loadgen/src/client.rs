@@ -3,7 +3,7 @@
 //!
 //! - Ant Media: `ws://HOST/LiveApp/websocket?target=origin`, `join`, `getIceServerConfig`,
 //!   `ping`, `takeConfiguration`, `takeCandidate`, exactly as `@antmedia/webrtc_adaptor` writes
-//!   them (`protocol/antmedia.md` 2).
+//!   them (`docs/protocol/antmedia.md` 2).
 //! - socket.io: `ws://HOST/socket.io/?EIO=4&transport=websocket&room=R`; `0{..}` open, `40`
 //!   connect, `40{"sid"}` ack, ping `2` answered with `3`, `42["msg","<SimpleP2P JSON string>"]`.
 //! - raw: `ws://HOST/ws/{room}`, simple-peer's signal objects.

@@ -1,5 +1,5 @@
 //! Realistic signaling payloads: a Chrome-shaped offer (audio, video, data channel; about 6 KB,
-//! like the 6153-byte offer captured from Chromium in `protocol/antmedia.md` 4.2), a Chrome-shaped
+//! like the 6153-byte offer captured from Chromium in `docs/protocol/antmedia.md` 4.2), a Chrome-shaped
 //! answer (about 5.8 KB) and the candidate strings Chrome trickles, each carrying a [`Tag`].
 //!
 //! The tag is the load generator's sequence number, sender and send time. It travels inside the

@@ -3,7 +3,7 @@
 //! client does, and which a server may handle differently, e.g. Switchboard splices the Ant
 //! SDK's `takeConfiguration` when relaying it).
 //!
-//! - Ant Media: `@antmedia/webrtc_adaptor` (`protocol/antmedia.md` 2).
+//! - Ant Media: `@antmedia/webrtc_adaptor` (`docs/protocol/antmedia.md` 2).
 //! - raw: simple-peer's `signal` data: `{type, sdp}` and `{type:"candidate", candidate:{candidate,
 //!   sdpMLineIndex, sdpMid}}`.
 //! - socket.io: the SimpleP2P page sends `{sdp: pc.localDescription}` and `{candidate:

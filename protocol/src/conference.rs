@@ -1,4 +1,4 @@
-//! Ant Media conference rooms (`../shared/protocol/antmedia.md` §2, §3, §5): the requests an Ant
+//! Ant Media conference rooms (`docs/protocol/antmedia.md` §2, §3, §5): the requests an Ant
 //! peer sends about rooms and streams ([`ConferenceRequest`], inbound), and what a conference
 //! plugin answers ([`ConferenceReply`], outbound). The `antmedia` dialect decodes every request;
 //! the raw dialect decodes `publish` and `play` (its `switchboard.publish`/`switchboard.play`)

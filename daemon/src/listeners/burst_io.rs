@@ -3,11 +3,10 @@
 //! Each WebSocket session reads through tungstenite's 4 KiB read buffer and flushes after every
 //! batch of deliveries ([`super::WS_READ_BUFFER_BYTES`]: a larger tungstenite buffer is
 //! zero-filled up front and held by every idle session). Under load that meant a `recv` per 4 KiB
-//! and a `send` per 8 KiB: 0.27 `recvfrom` and 0.12 `sendto` per relayed message, against 0.04
-//! and 0.03 for the no-parse relay with 64 KiB buffers (`perf stat -e 'syscalls:sys_enter_*'`
-//! under `switchboard-loadgen throughput`). [`BurstIo`] sits between the TCP (or TLS) stream and
-//! everything above it (hyper, axum's WebSocket, socketioxide) and gives a connection 64 KiB
-//! buffers while data keeps coming, and nothing while it waits:
+//! and a `send` per 8 KiB, several times the syscalls of the no-parse relay with its 64 KiB
+//! buffers (the counts are in BENCHMARKS.md, third round). [`BurstIo`] sits between the TCP
+//! (or TLS) stream and everything above it (hyper, axum's WebSocket, socketioxide) and gives a
+//! connection 64 KiB buffers while data keeps coming, and nothing while it waits:
 //!
 //! - Reads go straight into the caller's buffer until one fills it completely (more is likely
 //!   waiting); from then on the socket is read 64 KiB at a time and handed out from there. The

@@ -241,8 +241,8 @@ fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     };
     socket.set_reuseaddr(true)?;
     // Accepted connections inherit it: signaling frames are small and latency-bound, and with
-    // Nagle a frame written while an earlier one is unacknowledged waited (p99 relay latency
-    // 1.5 ms at 5,000 msg/s, against 0.3 ms for a relay with TCP_NODELAY).
+    // Nagle a frame written while an earlier one is unacknowledged waited (the p99 cost is in
+    // BENCHMARKS.md, "What was done about the misses").
     socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)

@@ -1,5 +1,5 @@
 //! Ant Media's REST API, the conference-room and token calls, under `/{app}/rest/v2/` on
-//! listeners that serve the `antmedia` dialect (`../shared/protocol/antmedia.md`, REST):
+//! listeners that serve the `antmedia` dialect (`docs/protocol/antmedia.md`, REST):
 //!
 //! | call | path |
 //! |---|---|

@@ -1,5 +1,5 @@
 //! The conference plugin: Ant Media conference rooms as pure signaling
-//! (`../shared/protocol/antmedia.md` §3, §5, §6, §7; the design is in `docs/conference.md`).
+//! (`docs/protocol/antmedia.md` §3, §5, §6, §7; the design is in `docs/conference.md`).
 //!
 //! - Answers the conference requests the Ant codec decodes ([`Event::Conference`]):
 //!   `joinRoom` → `joinedTheRoom`, `leaveFromRoom` → `leavedFromRoom`, `getRoomInfo` →

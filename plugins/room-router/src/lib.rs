@@ -1,5 +1,5 @@
 //! The room router: two-peer rooms shared by every dialect, with Ant Media's P2P rules
-//! (`../shared/protocol/antmedia.md` 4.1) as the common semantics.
+//! (`docs/protocol/antmedia.md` 4.1) as the common semantics.
 //!
 //! - A join to an empty room is acknowledged; a join to a room with one peer makes one of the
 //!   two the offerer (`start`) and tells the other a partner arrived; a third peer is refused

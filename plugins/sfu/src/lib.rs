@@ -1,6 +1,6 @@
 //! The `sfu` plugin: an embedded selective forwarding unit, so that Ant Media conference pages
 //! (`publish` into a room, `play` of the room) work with three or more people
-//! (`../shared/protocol/antmedia.md` §5; the design is in `docs/conference.md`).
+//! (`docs/protocol/antmedia.md` §5; the design is in `docs/conference.md`).
 //!
 //! - `publish(streamId, …, mainTrack=room)` → `start` → the client's offer → the server's
 //!   answer → ICE → `publish_started`; `stop` → `publish_finished`.

@@ -1,6 +1,6 @@
 //! socket.io dialect of the SimpleP2P tutorial: the `msg` event whose single argument is a JSON
 //! *string*, `{"sdp":{type,sdp}}` or `{"candidate":{candidate,sdpMid,sdpMLineIndex}}`
-//! (`../shared/protocol/socketio.md` section 1).
+//! (`docs/protocol/socketio.md` section 1).
 //!
 //! Between socket.io peers the `msg` string is forwarded byte-identical: the page calls
 //! `JSON.parse(msg)`, so it must stay a string. Gateway notices use a separate event,

@@ -1,5 +1,5 @@
 //! Ant Media dialect: JSON text frames at `/{app}/websocket`, as spoken by the
-//! `@antmedia/webrtc_adaptor` SDK in peer-to-peer mode (`../shared/protocol/antmedia.md` 4.1).
+//! `@antmedia/webrtc_adaptor` SDK in peer-to-peer mode (`docs/protocol/antmedia.md` 4.1).
 //!
 //! - `decode` turns a client command into an [`Event`] (conference commands into
 //!   [`Event::Conference`], stamped with the connection's application), answers `ping`
