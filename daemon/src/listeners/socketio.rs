@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use crate::envelope::Original;
 use axum::extract::{ConnectInfo, Query};
 use serde_json::Value;
 use serde_json::value::RawValue;
@@ -33,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{ListenerContext, admission};
+use crate::envelope::Original;
 use crate::gateway::{self, Outbound, SessionInfo};
 use crate::limits::{Permit, RateLimiter, RateVerdict};
 use crate::session::{Refused, SessionCore, ice_servers, outbound_kind, refusal_event, render};
