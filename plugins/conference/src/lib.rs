@@ -18,9 +18,9 @@
 //! - Stream security per application ([`AppSecurityConfig`]): one-time tokens, JWTs (HS256/
 //!   384/512, RS256, ES256 through `jsonwebtoken`), hash tokens; failures give
 //!   `unauthorized_access`. An Ant peer's every command, its P2P `join` included, is checked
-//!   with the application of its URL ([`switchboard_plugin_api::Envelope::app`]); requests that
-//!   name no application (raw and socket.io peers) are held to the default application's
-//!   settings ([`Apps::resolve`]).
+//!   with the application of its URL ([`EventContext::app()`]); requests that name no
+//!   application (raw and socket.io peers) are held to the default application's settings
+//!   ([`Apps::resolve`]).
 //!
 //! The REST room catalog and the tokens live in a [`Hub`] the daemon shares with its REST API
 //! and persists in a redb file; the hook never waits for the disk.

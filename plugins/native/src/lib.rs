@@ -78,7 +78,7 @@ pub fn load(path: &Path, settings: &toml::Table) -> Result<Box<dyn Plugin>, Vec<
         Err(_) => {
             return Err(vec![format!(
                 "{shown} is not a Switchboard plugin: it does not export \
-                 {ABI_VERSION_SYMBOL} (plugins call switchboard_plugin_api::export_plugin!)"
+                 {ABI_VERSION_SYMBOL} (plugins call switchboard_plugin_abi::export_plugin!)"
             )]);
         }
     };
