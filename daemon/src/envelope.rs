@@ -26,7 +26,7 @@ pub struct Envelope {
     pub event: Event,
     /// The sender's wire text, when forwarding it verbatim is meaningful.
     pub original: Option<Original>,
-    /// The Ant Media application of the sender's connection ([`EventContext::app`]).
+    /// The Ant Media application of the sender's connection ([`EventContext::app()`]).
     pub app: Option<Arc<str>>,
 }
 
