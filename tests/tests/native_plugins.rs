@@ -416,3 +416,91 @@ fn wrapper_reports_a_panic_once_then_passes_events_on() {
     );
     assert_eq!(run("boom").unwrap(), Verdict::Continue, "not called again");
 }
+
+/// The host side of ABI 4 in-process, through the example library: `start` hands the plugin
+/// an outbox whose deliveries come back as events, the plugin's `on_session_closed` uses it,
+/// dropping the instance releases the outbox exactly once, and a failing `on_session_closed`
+/// disables the plugin with a clear reason.
+#[test]
+fn wrapper_passes_the_outbox_and_session_closes_through_the_abi() {
+    use std::sync::{Arc, Mutex};
+
+    use switchboard_plugin_api::event::{DialectKind, Event, Join, JoinMode};
+    use switchboard_plugin_api::{
+        Decision, Deliver, EventContext, Outbox, Peer, Plugin, RoomView, SessionId, Verdict,
+    };
+
+    /// What the plugin delivered through its outbox.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(SessionId, Event)>>);
+
+    impl Deliver for Recorder {
+        fn deliver(&self, to: SessionId, event: Event) -> bool {
+            self.0.lock().unwrap().push((to, event));
+            to != SessionId(404)
+        }
+    }
+
+    let peer = |n| Peer {
+        session: SessionId(n),
+        dialect: DialectKind::Raw,
+        mode: JoinMode::Both,
+    };
+    let join = |plugin: &dyn Plugin, n: u64, members: &[Peer]| {
+        let event = Event::Join(Join {
+            room: "lobby1".into(),
+            mode: JoinMode::Both,
+            token: None,
+        });
+        let room = RoomView {
+            room: "lobby1",
+            members,
+        };
+        let cx = EventContext::new(peer(n), &event, room);
+        plugin.on_event(&cx, &mut Decision::default()).unwrap()
+    };
+    let lib = plugin_lib("lobby-router");
+
+    let recorder = Arc::new(Recorder::default());
+    let plugin = switchboard_native_plugins::load(&lib, &toml::Table::new()).unwrap();
+    plugin.start(Arc::clone(&recorder) as Outbox).unwrap();
+    assert_eq!(
+        Arc::strong_count(&recorder),
+        2,
+        "the plugin holds the outbox"
+    );
+    assert_eq!(join(&*plugin, 1, &[]), Verdict::Stop);
+    assert_eq!(join(&*plugin, 2, &[peer(1)]), Verdict::Stop);
+    plugin.on_session_closed(SessionId(2)).unwrap();
+    assert_eq!(
+        *recorder.0.lock().unwrap(),
+        [(SessionId(1), Event::notice(Event::PeerLeft, "lobby1"))],
+        "the event crossed the ABI as JSON and came back whole"
+    );
+    drop(plugin);
+    assert_eq!(
+        Arc::strong_count(&recorder),
+        1,
+        "destroying the instance released the outbox once"
+    );
+
+    // Never started: the plugin cannot tell the partner, says so, and is disabled.
+    let unstarted = switchboard_native_plugins::load(&lib, &toml::Table::new()).unwrap();
+    join(&*unstarted, 1, &[]);
+    join(&*unstarted, 2, &[peer(1)]);
+    let error = unstarted
+        .on_session_closed(SessionId(2))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("on_session_closed failed: not started")
+            && error.contains("disabled")
+            && error.contains(&lib.display().to_string()),
+        "{error}"
+    );
+    assert!(unstarted.is_disabled());
+    assert!(
+        unstarted.on_session_closed(SessionId(1)).is_ok(),
+        "not called again"
+    );
+}
