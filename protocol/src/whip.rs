@@ -45,6 +45,12 @@ pub enum WhipBodyError {
     NoCredentials,
 }
 
+/// Whether `id` may name a WHIP/WHEP room or stream: an Ant stream id (`[A-Za-z0-9._-]`, 1 to
+/// [`crate::MAX_ID_BYTES`] bytes), since Ant pages list and play it.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && crate::dialects::antmedia::decode::valid_stream_id(id)
+}
+
 /// Checks that `body` is an SDP offer worth handing to the media plugin: `v=0` first, at
 /// least one media section. Whatever else is wrong with it is the media plugin's to say.
 pub fn check_offer(body: &str) -> Result<(), WhipBodyError> {

@@ -29,6 +29,7 @@ mod serve;
 mod socketio;
 mod socketio_ws;
 mod web;
+mod whip;
 
 pub(crate) use web::log_missing_sdks;
 
@@ -193,6 +194,10 @@ fn service_routes(cx: &ListenerContext) -> Router {
         }
         if config.dialects.contains(&DialectKind::Raw) {
             router = router.merge(raw::routes(cx.clone()));
+        }
+        // WHIP/WHEP resources are sessions of the raw kind (docs/whip-whep.md).
+        if config.dialects.contains(&DialectKind::Raw) {
+            router = router.merge(whip::routes(cx.clone()));
         }
     }
     if config.serves(Service::Pages) {

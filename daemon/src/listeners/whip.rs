@@ -1,0 +1,462 @@
+//! WHIP ingest and WHEP playback (RFC 9725 and its egress twin) into the `sfu` plugin:
+//! `POST /whip/{room}` publishes an SDP offer into the conference room `room`, `POST
+//! /whep/{room}` plays the room; each answers `201 Created` with the SDP answer and the
+//! `Location` of its session resource, which takes `PATCH` (trickle ICE) and `DELETE`.
+//!
+//! A resource is a session of the gateway like a raw peer's (`switchboard.publish` /
+//! `switchboard.play`, docs/dialect-spec.md): its requests go through the plugin pipeline, so
+//! the conference plugin checks the bearer token as it checks a raw peer's publish or play
+//! token (the default application's), and the `sfu` plugin lists a WHIP publisher in the
+//! room for Ant pages. Everything that costs something (the session caps, reading the body)
+//! comes after the checks that cost nothing (room name, content type, declared length,
+//! origin). See docs/whip-whep.md.
+//!
+//! # Layout
+//! - `whip.rs`: the routes and the HTTP side of each method.
+//! - `whip/resource.rs`: the resource table and the session behind each resource.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{options, post};
+use serde::Deserialize;
+use switchboard_protocol::whip::{SdpFrag, check_offer, valid_id};
+use switchboard_protocol::{DialectKind, MAX_ID_BYTES};
+
+use super::{ListenerContext, admission};
+use crate::telemetry;
+
+mod resource;
+
+pub use resource::Endpoint;
+use resource::{Opened, Resource};
+
+/// The media types of each body.
+const SDP: &str = "application/sdp";
+const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
+
+pub fn routes(cx: ListenerContext) -> Router {
+    Router::new()
+        .route("/whip/{room}", post(whip_post).options(endpoint_options))
+        .route("/whep/{room}", post(whep_post).options(endpoint_options))
+        .route(
+            "/whip/{room}/{id}",
+            options(resource_options)
+                .patch(whip_patch)
+                .delete(whip_delete),
+        )
+        .route(
+            "/whep/{room}/{id}",
+            options(resource_options)
+                .patch(whep_patch)
+                .delete(whep_delete),
+        )
+        .with_state(cx)
+}
+
+/// Query of `POST /whip/{room}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostQuery {
+    /// The stream id the publisher is listed under (Ant pages show and play it); default
+    /// `whip-<random>`.
+    #[serde(rename = "streamId")]
+    stream_id: Option<String>,
+}
+
+/// A refusal: the status, the counted reason and the sentence the client reads.
+#[derive(Debug)]
+pub struct Refusal {
+    pub(super) status: StatusCode,
+    pub(super) reason: &'static str,
+    pub(super) message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    /// Counts it once for `endpoint` and renders it as plain text.
+    fn respond(self, endpoint: Endpoint, origin: Option<&HeaderValue>) -> Response {
+        telemetry::http_media_refused(endpoint.as_str(), self.reason, self.status.as_u16());
+        let mut response =
+            (self.status, format!("{}: {}\n", self.reason, self.message)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if self.status == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            let accept = if self.reason == "wrong_content_type_patch" {
+                "accept-patch"
+            } else {
+                "accept-post"
+            };
+            let value = if accept == "accept-patch" {
+                SDPFRAG
+            } else {
+                SDP
+            };
+            response
+                .headers_mut()
+                .insert(accept, HeaderValue::from_static(value));
+        }
+        cors(&mut response, origin);
+        response
+    }
+}
+
+/// Lets a page from another origin read the answer and its headers (RFC 9725 §4.2 asks
+/// servers to support CORS); the origin itself was checked against `allowed_origins`.
+fn cors(response: &mut Response, origin: Option<&HeaderValue>) {
+    let headers = response.headers_mut();
+    let allow = origin
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("*"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow);
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("location, etag, link, accept-patch, accept-post"),
+    );
+    headers.insert(header::VARY, HeaderValue::from_static("origin"));
+}
+
+/// The request's `Origin`, if it passes `[limits] allowed_origins` (absent: not a browser).
+fn checked_origin(
+    cx: &ListenerContext,
+    headers: &HeaderMap,
+) -> Result<Option<HeaderValue>, Refusal> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(None);
+    };
+    let config = cx.gateway.config();
+    let allowed = origin
+        .to_str()
+        .is_ok_and(|o| crate::limits::origin_allowed(&config.limits.allowed_origins, o));
+    if !allowed {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "this origin is not in the gateway's allowed_origins",
+        ));
+    }
+    Ok(Some(origin.clone()))
+}
+
+/// Whether the body's declared type is `expected` (parameters such as `charset` ignored).
+fn has_type(headers: &HeaderMap, expected: &str) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case(expected))
+}
+
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
+/// The largest body either endpoint reads: a raw signaling frame's limit
+/// (`[limits] max_frame_bytes`), which an SDP offer also fits.
+fn body_limit(cx: &ListenerContext) -> usize {
+    cx.gateway.config().max_frame_bytes(DialectKind::Raw)
+}
+
+/// Refuses a body whose declared length is above `limit` before any of it is read.
+fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), Refusal> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => Err(too_large(limit)),
+        _ => Ok(()),
+    }
+}
+
+fn too_large(limit: usize) -> Refusal {
+    Refusal::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("the body is larger than {limit} bytes"),
+    )
+}
+
+/// Reads at most `limit` bytes of UTF-8 (a chunked body that grows past it is cut off).
+async fn read_text(body: Body, limit: usize) -> Result<String, Refusal> {
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large(limit))?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_body",
+            "the body is not UTF-8 text",
+        )
+    })
+}
+
+async fn whip_post(
+    path: Path<String>,
+    query: Result<Query<PostQuery>, axum::extract::rejection::QueryRejection>,
+    addr: ConnectInfo<SocketAddr>,
+    cx: State<ListenerContext>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let stream_id = match query {
+        Ok(Query(q)) => q.stream_id,
+        Err(_) => {
+            let refusal = Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                "the only query parameter is `streamId`",
+            );
+            return refusal.respond(Endpoint::Whip, headers.get(header::ORIGIN));
+        }
+    };
+    create(Endpoint::Whip, stream_id, path, addr, cx, headers, body).await
+}
+
+async fn whep_post(
+    path: Path<String>,
+    addr: ConnectInfo<SocketAddr>,
+    cx: State<ListenerContext>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    create(Endpoint::Whep, None, path, addr, cx, headers, body).await
+}
+
+/// `POST`: checks in order of cost, then opens the resource and answers `201 Created`.
+async fn create(
+    endpoint: Endpoint,
+    stream_id: Option<String>,
+    Path(room): Path<String>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    State(cx): State<ListenerContext>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).cloned();
+    let opened = async {
+        let origin = checked_origin(&cx, &headers)?;
+        for name in std::iter::once(&room).chain(stream_id.as_ref()) {
+            if !valid_id(name) {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_stream_name",
+                    format!("rooms and stream ids are 1 to {MAX_ID_BYTES} bytes of [A-Za-z0-9._-]"),
+                ));
+            }
+        }
+        if !has_type(&headers, SDP) {
+            return Err(Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "wrong_content_type",
+                format!("the body must be an SDP offer ({SDP})"),
+            ));
+        }
+        let limit = body_limit(&cx);
+        check_declared_length(&headers, limit)?;
+        // The session caps before the body is read: a place is what a resource holds.
+        let permit = admission::admit(&cx, DialectKind::Raw, addr).map_err(|refusal| {
+            let status =
+                StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            Refusal::new(status, refusal.as_str(), refusal.message())
+        })?;
+        let offer = read_text(body, limit).await?;
+        check_offer(&offer)
+            .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "not_sdp", e.to_string()))?;
+        let opening = resource::Opening {
+            endpoint,
+            room: room.clone(),
+            stream_id,
+            token: bearer(&headers),
+            addr,
+            permit,
+        };
+        let opened = Resource::open(&cx, opening, offer).await?;
+        Ok::<_, Refusal>((opened, origin))
+    };
+    match opened.await {
+        Ok((Opened { location, answer }, origin)) => {
+            let mut response = (StatusCode::CREATED, answer).into_response();
+            let headers = response.headers_mut();
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(SDP));
+            if let Ok(location) = HeaderValue::from_str(&location) {
+                headers.insert(header::LOCATION, location);
+            }
+            headers.insert("accept-patch", HeaderValue::from_static(SDPFRAG));
+            cors(&mut response, origin.as_ref());
+            response
+        }
+        Err(refusal) => refusal.respond(endpoint, origin.as_ref()),
+    }
+}
+
+async fn whip_patch(
+    path: Path<(String, String)>,
+    cx: State<ListenerContext>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    patch(Endpoint::Whip, path, cx, headers, body).await
+}
+
+async fn whep_patch(
+    path: Path<(String, String)>,
+    cx: State<ListenerContext>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    patch(Endpoint::Whep, path, cx, headers, body).await
+}
+
+/// `PATCH` with a trickle ICE fragment: its candidates go to the media plugin (`204`). An ICE
+/// restart (new credentials, or `If-Match: *`) is not supported: `422` (RFC 9725 §4.3).
+async fn patch(
+    endpoint: Endpoint,
+    Path((room, id)): Path<(String, String)>,
+    State(cx): State<ListenerContext>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).cloned();
+    let patched = async {
+        let origin = checked_origin(&cx, &headers)?;
+        let resource = Resource::find(endpoint, &room, &id, bearer(&headers).as_deref())?;
+        if !has_type(&headers, SDPFRAG) {
+            return Err(Refusal::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "wrong_content_type_patch",
+                format!("a PATCH carries a trickle ICE fragment ({SDPFRAG})"),
+            ));
+        }
+        let limit = body_limit(&cx);
+        check_declared_length(&headers, limit)?;
+        let text = read_text(body, limit).await?;
+        let frag = SdpFrag::decode(&text).map_err(|e| {
+            Refusal::new(StatusCode::BAD_REQUEST, "malformed_sdpfrag", e.to_string())
+        })?;
+        let restart = headers
+            .get(header::IF_MATCH)
+            .is_some_and(|v| v.as_bytes() == b"*");
+        if restart || !resource.same_ice_session(&frag) {
+            return Err(Refusal::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "ice_restart_unsupported",
+                "this server takes trickled candidates, not ICE restarts; start a new session",
+            ));
+        }
+        resource.trickle(&cx, &frag);
+        Ok::<_, Refusal>(origin)
+    };
+    match patched.await {
+        Ok(origin) => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            cors(&mut response, origin.as_ref());
+            response
+        }
+        Err(refusal) => refusal.respond(endpoint, origin.as_ref()),
+    }
+}
+
+async fn whip_delete(
+    path: Path<(String, String)>,
+    cx: State<ListenerContext>,
+    headers: HeaderMap,
+) -> Response {
+    delete(Endpoint::Whip, path, cx, headers)
+}
+
+async fn whep_delete(
+    path: Path<(String, String)>,
+    cx: State<ListenerContext>,
+    headers: HeaderMap,
+) -> Response {
+    delete(Endpoint::Whep, path, cx, headers)
+}
+
+/// `DELETE`: ends the session (the media plugin drops its connection; Ant pages see the
+/// publisher leave). `200 OK`.
+fn delete(
+    endpoint: Endpoint,
+    Path((room, id)): Path<(String, String)>,
+    State(cx): State<ListenerContext>,
+    headers: HeaderMap,
+) -> Response {
+    let origin = headers.get(header::ORIGIN).cloned();
+    let deleted = checked_origin(&cx, &headers).and_then(|origin| {
+        Resource::find(endpoint, &room, &id, bearer(&headers).as_deref())?.end();
+        Ok(origin)
+    });
+    match deleted {
+        Ok(origin) => {
+            let mut response = StatusCode::OK.into_response();
+            cors(&mut response, origin.as_ref());
+            response
+        }
+        Err(refusal) => refusal.respond(endpoint, origin.as_ref()),
+    }
+}
+
+/// `OPTIONS` of an endpoint: the CORS preflight, and `Accept-Post` (RFC 9725 §4.2).
+async fn endpoint_options(cx: State<ListenerContext>, headers: HeaderMap) -> Response {
+    preflight(&cx, &headers, "POST, OPTIONS", Some(("accept-post", SDP)))
+}
+
+/// `OPTIONS` of a resource: the CORS preflight for `PATCH` and `DELETE`.
+async fn resource_options(cx: State<ListenerContext>, headers: HeaderMap) -> Response {
+    preflight(
+        &cx,
+        &headers,
+        "PATCH, DELETE, OPTIONS",
+        Some(("accept-patch", SDPFRAG)),
+    )
+}
+
+fn preflight(
+    cx: &ListenerContext,
+    headers: &HeaderMap,
+    methods: &'static str,
+    accept: Option<(&'static str, &'static str)>,
+) -> Response {
+    let origin = match checked_origin(cx, headers) {
+        Ok(origin) => origin,
+        Err(refusal) => return refusal.respond(Endpoint::Whip, headers.get(header::ORIGIN)),
+    };
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    cors(&mut response, origin.as_ref());
+    let out = response.headers_mut();
+    out.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static(methods),
+    );
+    out.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("authorization, content-type, if-match"),
+    );
+    out.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+    out.insert(header::ALLOW, HeaderValue::from_static(methods));
+    if let Some((name, value)) = accept {
+        out.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
