@@ -339,6 +339,13 @@ async fn patch(
     let patched = async {
         let origin = checked_origin(&cx, &headers)?;
         let resource = Resource::find(endpoint, &room, &id, bearer(&headers).as_deref())?;
+        if resource.has_ended() {
+            return Err(Refusal::new(
+                StatusCode::NOT_FOUND,
+                "no_such_resource",
+                "this session has ended",
+            ));
+        }
         if !has_type(&headers, SDPFRAG) {
             return Err(Refusal::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,

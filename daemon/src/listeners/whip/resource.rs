@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -27,6 +28,10 @@ use crate::listeners::ListenerContext;
 
 /// How long a `POST` waits for the media plugin's answer before it gives up (`504`).
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a resource whose media ended on its own still answers `DELETE` (`whip-whep` and
+/// browsers close the peer connection first, then send `DELETE`).
+const ENDED_GRACE: Duration = Duration::from_secs(10);
 
 /// Ingest or playback.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +90,10 @@ pub struct Resource {
     ufrag: Option<String>,
     /// Cancelled by `DELETE`.
     end: CancellationToken,
+    /// Its session ended on its own (the media connection closed): kept a little while so
+    /// that the client's `DELETE`, which often follows its own close of the connection, is
+    /// answered `200` rather than `404`.
+    ended: AtomicBool,
 }
 
 /// Every live resource by id. Ids are 128 random bits, so a resource is reached only by
@@ -129,6 +138,7 @@ impl Resource {
             token,
             ufrag: ice_ufrag(&offer).map(str::to_owned),
             end: CancellationToken::new(),
+            ended: AtomicBool::new(false),
         });
         let mut rx = handle.rx;
         let answer = match resource.negotiate(&gateway, &mut rx, offer).await {
@@ -287,6 +297,11 @@ impl Resource {
     pub fn end(&self) {
         self.end.cancel();
     }
+
+    /// Whether its session has ended already (only `DELETE` is still answered).
+    pub fn has_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
 }
 
 /// Serves a live resource until `DELETE`, the end of its media, a kick or shutdown; then
@@ -313,12 +328,21 @@ async fn serve(
             },
         }
     };
-    table().remove(&resource.id);
     gateway.unregister(resource.peer.session);
+    drop(_permit);
     tracing::info!(
         session = %resource.peer.session, endpoint = resource.endpoint.as_str(),
         room = %resource.room, reason, "WHIP/WHEP session closed."
     );
+    if reason == "media ended" {
+        resource.ended.store(true, Ordering::Release);
+        tokio::select! {
+            () = resource.end.cancelled() => {}
+            () = cancel.cancelled() => {}
+            () = tokio::time::sleep(ENDED_GRACE) => {}
+        }
+    }
+    table().remove(&resource.id);
 }
 
 /// The refusal of a media request with `code` (a plugin's or the media plugin's).
