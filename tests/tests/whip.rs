@@ -38,7 +38,7 @@ type = "room-router"
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// One HTTP/1.1 exchange (`Connection: close`): status, head (lowercased) and body.
+/// One HTTP/1.1 exchange (`Connection: close`): status, head and body.
 struct Reply {
     status: u16,
     head: String,
@@ -46,11 +46,11 @@ struct Reply {
 }
 
 impl Reply {
-    /// The value of header `name` (lowercase), if present.
+    /// The value of header `name` (any case), if present.
     fn header(&self, name: &str) -> Option<&str> {
         self.head.lines().find_map(|l| {
             let (n, v) = l.split_once(':')?;
-            (n.trim() == name).then(|| v.trim())
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
         })
     }
 }
@@ -91,7 +91,7 @@ async fn exchange(
         .unwrap_or(0);
     Reply {
         status,
-        head: head.to_lowercase(),
+        head: head.to_owned(),
         body: body.to_owned(),
     }
 }
@@ -445,7 +445,7 @@ async fn bad_whip_and_whep_requests_are_refused_clearly_and_counted_once() {
     );
     assert_eq!(
         r.header("access-control-allow-methods"),
-        Some("post, options")
+        Some("POST, OPTIONS")
     );
     assert!(
         r.header("access-control-allow-headers")
@@ -455,7 +455,7 @@ async fn bad_whip_and_whep_requests_are_refused_clearly_and_counted_once() {
     let r = exchange(gw.main, "OPTIONS", "/whep/r1/any", &origin, b"").await;
     assert_eq!(
         r.header("access-control-allow-methods"),
-        Some("patch, delete, options")
+        Some("PATCH, DELETE, OPTIONS")
     );
 
     // Nothing of that touched the gateway: it is healthy and holds no session.
@@ -514,7 +514,7 @@ async fn whip_bearer_tokens_are_checked_like_publish_tokens() {
     let before = sample(&scrape(&gw).await, &errors("whip", "unauthorized"));
     let r = post_sdp(gw.main, "/whip/r1?streamId=cam1", &offer, None).await;
     assert_eq!(r.status, 401, "{}", r.body);
-    assert_eq!(r.header("www-authenticate"), Some("bearer"));
+    assert_eq!(r.header("www-authenticate"), Some("Bearer"));
     let r = post_sdp(
         gw.main,
         "/whip/r1?streamId=cam1",
@@ -547,5 +547,48 @@ async fn whip_bearer_tokens_are_checked_like_publish_tokens() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
+
+    // Under an application's path (as Ant Media Server serves WHIP): an application the
+    // gateway does not serve is refused before anything else; a served one's checks apply,
+    // and the resource lives under the same prefix.
+    let r = post_sdp(gw.main, "/OtherApp/whip/r1?streamId=cam2", &offer, None).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.starts_with("unknown_app: "), "{}", r.body);
+    let r = post_sdp(gw.main, "/LiveApp/whip/r1?streamId=cam2", &offer, None).await;
+    assert_eq!(r.status, 401, "{}", r.body);
+    let mint = "/LiveApp/rest/v2/broadcasts/cam2/token?expireDate=4102444800&type=publish";
+    let (_, body) = http_request(gw.main, "GET", mint, None).await;
+    let token: Value = serde_json::from_str(&body).expect("JSON");
+    let token = field(&token, "tokenId").to_owned();
+    let r = post_sdp(
+        gw.main,
+        "/LiveApp/whip/r1?streamId=cam2",
+        &offer,
+        Some(&token),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    let location = r.header("location").expect("Location").to_owned();
+    assert!(location.starts_with("/LiveApp/whip/r1/"), "{location}");
+    let bearer = [("Authorization", format!("Bearer {token}"))];
+    let bearer: Vec<(&str, &str)> = bearer.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let plain = location.trim_start_matches("/LiveApp");
+    let r = exchange(gw.main, "DELETE", plain, &bearer, b"").await;
+    assert_eq!(
+        r.status, 404,
+        "a resource is reached at its own Location only"
+    );
+    let r = exchange(gw.main, "DELETE", &location, &bearer, b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // Each refusal was counted once, as WHIP's (three POSTs without a good token, a DELETE
+    // without the token): none as a raw peer's.
+    let metrics = scrape(&gw).await;
+    assert_eq!(
+        sample(&metrics, &errors("whip", "unauthorized")),
+        before + 4
+    );
+    assert_eq!(sample(&metrics, &errors("whip", "unknown_app")), 1);
+    assert_eq!(sample(&metrics, &errors("raw", "unauthorized")), 0);
     gw.stop().await;
 }

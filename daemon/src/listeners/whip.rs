@@ -1,15 +1,17 @@
 //! WHIP ingest and WHEP playback (RFC 9725 and its egress twin) into the `sfu` plugin:
 //! `POST /whip/{room}` publishes an SDP offer into the conference room `room`, `POST
 //! /whep/{room}` plays the room; each answers `201 Created` with the SDP answer and the
-//! `Location` of its session resource, which takes `PATCH` (trickle ICE) and `DELETE`.
+//! `Location` of its session resource, which takes `PATCH` (trickle ICE) and `DELETE`. Every
+//! path also exists under an Ant application (`/{app}/whip/{room}`), whose gate and stream
+//! security then apply.
 //!
 //! A resource is a session of the gateway like a raw peer's (`switchboard.publish` /
 //! `switchboard.play`, docs/dialect-spec.md): its requests go through the plugin pipeline, so
 //! the conference plugin checks the bearer token as it checks a raw peer's publish or play
-//! token (the default application's), and the `sfu` plugin lists a WHIP publisher in the
-//! room for Ant pages. Everything that costs something (the session caps, reading the body)
-//! comes after the checks that cost nothing (room name, content type, declared length,
-//! origin). See docs/whip-whep.md.
+//! token (the default application's, or the path's), and the `sfu` plugin lists a WHIP
+//! publisher in the room for Ant pages. Everything that costs something (the session caps,
+//! reading the body) comes after the checks that cost nothing (application, origin, ids,
+//! content type, declared length). See docs/whip-whep.md.
 //!
 //! # Layout
 //! - `whip.rs`: the routes and the HTTP side of each method.
@@ -40,22 +42,42 @@ const SDP: &str = "application/sdp";
 const SDPFRAG: &str = "application/trickle-ice-sdpfrag";
 
 pub fn routes(cx: ListenerContext) -> Router {
-    Router::new()
-        .route("/whip/{room}", post(whip_post).options(endpoint_options))
-        .route("/whep/{room}", post(whep_post).options(endpoint_options))
-        .route(
-            "/whip/{room}/{id}",
-            options(resource_options)
-                .patch(whip_patch)
-                .delete(whip_delete),
-        )
-        .route(
-            "/whep/{room}/{id}",
-            options(resource_options)
-                .patch(whep_patch)
-                .delete(whep_delete),
-        )
-        .with_state(cx)
+    // Each path also under an Ant application, as Ant Media Server serves WHIP
+    // (`/{app}/whip/{streamId}`): that application's gate and stream security apply.
+    let mut router = Router::new();
+    for prefix in ["", "/{app}"] {
+        router = router
+            .route(
+                &format!("{prefix}/whip/{{room}}"),
+                post(whip_post).options(whip_options),
+            )
+            .route(
+                &format!("{prefix}/whep/{{room}}"),
+                post(whep_post).options(whep_options),
+            )
+            .route(
+                &format!("{prefix}/whip/{{room}}/{{id}}"),
+                options(whip_resource_options)
+                    .patch(whip_patch)
+                    .delete(whip_delete),
+            )
+            .route(
+                &format!("{prefix}/whep/{{room}}/{{id}}"),
+                options(whep_resource_options)
+                    .patch(whep_patch)
+                    .delete(whep_delete),
+            );
+    }
+    router.with_state(cx)
+}
+
+/// The path of an endpoint (`room`, and `app` under an application) or of a resource (`id`
+/// too).
+#[derive(Debug, Deserialize)]
+struct Target {
+    app: Option<String>,
+    room: String,
+    id: Option<String>,
 }
 
 /// Query of `POST /whip/{room}`.
@@ -152,6 +174,19 @@ fn checked_origin(
     Ok(Some(origin.clone()))
 }
 
+/// Under `/{app}/`: refuses an application the gateway does not serve (`[[antmedia_app]]`),
+/// before anything else, as `/{app}/websocket` is refused.
+fn check_app(cx: &ListenerContext, app: Option<&str>) -> Result<(), Refusal> {
+    match app {
+        Some(app) if !cx.gateway.config().admits_app(app) => Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "unknown_app",
+            "unknown application: it is not configured on this gateway ([[antmedia_app]])",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Whether the body's declared type is `expected` (parameters such as `charset` ignored).
 fn has_type(headers: &HeaderMap, expected: &str) -> bool {
     headers
@@ -210,7 +245,7 @@ async fn read_text(body: Body, limit: usize) -> Result<String, Refusal> {
 }
 
 async fn whip_post(
-    path: Path<String>,
+    path: Path<Target>,
     query: Result<Query<PostQuery>, axum::extract::rejection::QueryRejection>,
     addr: ConnectInfo<SocketAddr>,
     cx: State<ListenerContext>,
@@ -232,7 +267,7 @@ async fn whip_post(
 }
 
 async fn whep_post(
-    path: Path<String>,
+    path: Path<Target>,
     addr: ConnectInfo<SocketAddr>,
     cx: State<ListenerContext>,
     headers: HeaderMap,
@@ -245,7 +280,7 @@ async fn whep_post(
 async fn create(
     endpoint: Endpoint,
     stream_id: Option<String>,
-    Path(room): Path<String>,
+    Path(Target { app, room, .. }): Path<Target>,
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     State(cx): State<ListenerContext>,
     headers: HeaderMap,
@@ -253,6 +288,7 @@ async fn create(
 ) -> Response {
     let origin = headers.get(header::ORIGIN).cloned();
     let opened = async {
+        check_app(&cx, app.as_deref())?;
         let origin = checked_origin(&cx, &headers)?;
         for name in std::iter::once(&room).chain(stream_id.as_ref()) {
             if !valid_id(name) {
@@ -283,6 +319,7 @@ async fn create(
             .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "not_sdp", e.to_string()))?;
         let opening = resource::Opening {
             endpoint,
+            app,
             room: room.clone(),
             stream_id,
             token: bearer(&headers),
@@ -309,7 +346,7 @@ async fn create(
 }
 
 async fn whip_patch(
-    path: Path<(String, String)>,
+    path: Path<Target>,
     cx: State<ListenerContext>,
     headers: HeaderMap,
     body: Body,
@@ -318,7 +355,7 @@ async fn whip_patch(
 }
 
 async fn whep_patch(
-    path: Path<(String, String)>,
+    path: Path<Target>,
     cx: State<ListenerContext>,
     headers: HeaderMap,
     body: Body,
@@ -330,7 +367,7 @@ async fn whep_patch(
 /// restart (new credentials, or `If-Match: *`) is not supported: `422` (RFC 9725 §4.3).
 async fn patch(
     endpoint: Endpoint,
-    Path((room, id)): Path<(String, String)>,
+    Path(target): Path<Target>,
     State(cx): State<ListenerContext>,
     headers: HeaderMap,
     body: Body,
@@ -338,7 +375,7 @@ async fn patch(
     let origin = headers.get(header::ORIGIN).cloned();
     let patched = async {
         let origin = checked_origin(&cx, &headers)?;
-        let resource = Resource::find(endpoint, &room, &id, bearer(&headers).as_deref())?;
+        let resource = Resource::find(endpoint, &target, bearer(&headers).as_deref())?;
         if resource.has_ended() {
             return Err(Refusal::new(
                 StatusCode::NOT_FOUND,
@@ -383,7 +420,7 @@ async fn patch(
 }
 
 async fn whip_delete(
-    path: Path<(String, String)>,
+    path: Path<Target>,
     cx: State<ListenerContext>,
     headers: HeaderMap,
 ) -> Response {
@@ -391,7 +428,7 @@ async fn whip_delete(
 }
 
 async fn whep_delete(
-    path: Path<(String, String)>,
+    path: Path<Target>,
     cx: State<ListenerContext>,
     headers: HeaderMap,
 ) -> Response {
@@ -402,13 +439,13 @@ async fn whep_delete(
 /// publisher leave). `200 OK`.
 fn delete(
     endpoint: Endpoint,
-    Path((room, id)): Path<(String, String)>,
+    Path(target): Path<Target>,
     State(cx): State<ListenerContext>,
     headers: HeaderMap,
 ) -> Response {
     let origin = headers.get(header::ORIGIN).cloned();
     let deleted = checked_origin(&cx, &headers).and_then(|origin| {
-        Resource::find(endpoint, &room, &id, bearer(&headers).as_deref())?.end();
+        Resource::find(endpoint, &target, bearer(&headers).as_deref())?.end();
         Ok(origin)
     });
     match deleted {
@@ -422,29 +459,50 @@ fn delete(
 }
 
 /// `OPTIONS` of an endpoint: the CORS preflight, and `Accept-Post` (RFC 9725 §4.2).
-async fn endpoint_options(cx: State<ListenerContext>, headers: HeaderMap) -> Response {
-    preflight(&cx, &headers, "POST, OPTIONS", Some(("accept-post", SDP)))
-}
-
-/// `OPTIONS` of a resource: the CORS preflight for `PATCH` and `DELETE`.
-async fn resource_options(cx: State<ListenerContext>, headers: HeaderMap) -> Response {
+async fn whip_options(cx: State<ListenerContext>, headers: HeaderMap) -> Response {
     preflight(
+        Endpoint::Whip,
         &cx,
         &headers,
-        "PATCH, DELETE, OPTIONS",
-        Some(("accept-patch", SDPFRAG)),
+        ENDPOINT_METHODS,
+        ("accept-post", SDP),
     )
 }
 
+async fn whep_options(cx: State<ListenerContext>, headers: HeaderMap) -> Response {
+    preflight(
+        Endpoint::Whep,
+        &cx,
+        &headers,
+        ENDPOINT_METHODS,
+        ("accept-post", SDP),
+    )
+}
+
+/// `OPTIONS` of a resource: the CORS preflight for `PATCH` and `DELETE`.
+async fn whip_resource_options(cx: State<ListenerContext>, headers: HeaderMap) -> Response {
+    let accept = ("accept-patch", SDPFRAG);
+    preflight(Endpoint::Whip, &cx, &headers, RESOURCE_METHODS, accept)
+}
+
+async fn whep_resource_options(cx: State<ListenerContext>, headers: HeaderMap) -> Response {
+    let accept = ("accept-patch", SDPFRAG);
+    preflight(Endpoint::Whep, &cx, &headers, RESOURCE_METHODS, accept)
+}
+
+const ENDPOINT_METHODS: &str = "POST, OPTIONS";
+const RESOURCE_METHODS: &str = "PATCH, DELETE, OPTIONS";
+
 fn preflight(
+    endpoint: Endpoint,
     cx: &ListenerContext,
     headers: &HeaderMap,
     methods: &'static str,
-    accept: Option<(&'static str, &'static str)>,
+    (name, value): (&'static str, &'static str),
 ) -> Response {
     let origin = match checked_origin(cx, headers) {
         Ok(origin) => origin,
-        Err(refusal) => return refusal.respond(Endpoint::Whip, headers.get(header::ORIGIN)),
+        Err(refusal) => return refusal.respond(endpoint, headers.get(header::ORIGIN)),
     };
     let mut response = StatusCode::NO_CONTENT.into_response();
     cors(&mut response, origin.as_ref());
@@ -462,8 +520,6 @@ fn preflight(
         HeaderValue::from_static("600"),
     );
     out.insert(header::ALLOW, HeaderValue::from_static(methods));
-    if let Some((name, value)) = accept {
-        out.insert(name, HeaderValue::from_static(value));
-    }
+    out.insert(name, HeaderValue::from_static(value));
     response
 }

@@ -747,6 +747,56 @@ mod tests {
     }
 
     #[test]
+    fn an_offering_player_fills_its_sections_in_publish_order_and_frees_them() {
+        let answer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:3\r\n";
+        let slots = receiving_sections(answer);
+        assert_eq!(
+            slots,
+            [
+                (Mid::from("0"), MediaKind::Audio),
+                (Mid::from("1"), MediaKind::Video)
+            ],
+            "rejected (port 0) and data sections are no slots"
+        );
+        let mut player = Conn::new(
+            9,
+            StreamKey::new(SessionId(2), "room"),
+            "room".into(),
+            MediaDirection::Play,
+        );
+        player.slots = slots;
+        assert!(player.offered());
+        player.add_track((1, Mid::from("a")), MediaKind::Audio, "p1");
+        player.add_track((1, Mid::from("v")), MediaKind::Video, "p1");
+        player.add_track((2, Mid::from("v")), MediaKind::Video, "p2");
+        assert_eq!(
+            player.fill_slots(),
+            [(1, Mid::from("v"))],
+            "p1's video opens"
+        );
+        assert!(
+            !player.wants_offer(),
+            "an offering player is never offered to"
+        );
+        assert!(player.negotiate(false).is_none());
+        let open = |p: &Conn| -> Vec<(u64, TrackState)> {
+            p.tracks_out.iter().map(|t| (t.source.0, t.state)).collect()
+        };
+        assert_eq!(
+            open(&player),
+            [
+                (1, TrackState::Open(Mid::from("0"))),
+                (1, TrackState::Open(Mid::from("1"))),
+                (2, TrackState::ToOpen),
+            ]
+        );
+        // p1 leaves: p2's video takes the freed section.
+        player.drop_source(1);
+        assert_eq!(player.fill_slots(), [(2, Mid::from("v"))]);
+        assert_eq!(open(&player), [(2, TrackState::Open(Mid::from("1")))]);
+    }
+
+    #[test]
     fn candidates_are_bounded_and_garbage_is_ignored() {
         let mut conn = publisher();
         conn.add_candidate("candidate:garbage");

@@ -56,6 +56,9 @@ impl Endpoint {
 #[derive(Debug)]
 pub struct Opening {
     pub endpoint: Endpoint,
+    /// The Ant application of an `/{app}/whip/…` path, whose stream security applies
+    /// (`None`: the default application's).
+    pub app: Option<String>,
     pub room: String,
     /// WHIP: the stream id asked for (`?streamId=`).
     pub stream_id: Option<String>,
@@ -80,6 +83,7 @@ pub struct Opened {
 pub struct Resource {
     id: String,
     endpoint: Endpoint,
+    app: Option<String>,
     room: String,
     /// The stream id of its media requests (WHIP: the publisher's; WHEP: the room).
     stream_id: String,
@@ -115,6 +119,7 @@ impl Resource {
     ) -> Result<Opened, Refusal> {
         let Opening {
             endpoint,
+            app,
             room,
             stream_id,
             token,
@@ -132,6 +137,7 @@ impl Resource {
         let resource = Arc::new(Resource {
             id,
             endpoint,
+            app,
             room,
             stream_id,
             peer,
@@ -153,7 +159,15 @@ impl Resource {
             session = %peer.session, endpoint = endpoint.as_str(), room = %resource.room,
             stream = %resource.stream_id, peer.addr = %addr, "WHIP/WHEP session opened."
         );
-        let location = format!("/{}/{}/{}", endpoint.as_str(), resource.room, resource.id);
+        // Under the application's prefix when it came through one: `find` matches the app.
+        let prefix = resource.app.as_ref().map(|app| format!("/{app}"));
+        let location = format!(
+            "{}/{}/{}/{}",
+            prefix.unwrap_or_default(),
+            endpoint.as_str(),
+            resource.room,
+            resource.id
+        );
         let task = serve(resource, gateway, rx, handle.cancel, permit);
         cx.tracker.spawn(task);
         Ok(Opened { location, answer })
@@ -176,7 +190,7 @@ impl Resource {
             Endpoint::Whep => ConferenceCommand::Play(media),
         };
         let request = Event::Conference(Box::new(ConferenceRequest {
-            app: String::new(),
+            app: self.app.clone().unwrap_or_default(),
             command,
         }));
         self.dispatch(gateway, request)?;
@@ -227,7 +241,7 @@ impl Resource {
             from: self.peer,
             event,
             original: None,
-            app: None,
+            app: self.app.as_deref().map(Arc::from),
         });
         if !out.blocked.is_empty() {
             tokio::spawn(out.blocked.wait(gateway.write_timeout()));
@@ -238,16 +252,17 @@ impl Resource {
         }
     }
 
-    /// The live resource `id` of `endpoint` in `room`, if `token` is the one it was made with.
+    /// The live resource `target` names under `endpoint`, if `token` is the one it was made
+    /// with.
     pub fn find(
         endpoint: Endpoint,
-        room: &str,
-        id: &str,
+        target: &super::Target,
         token: Option<&str>,
     ) -> Result<Arc<Resource>, Refusal> {
+        let id = target.id.as_deref().unwrap_or_default();
         let found = table()
             .get(id)
-            .filter(|r| r.endpoint == endpoint && r.room == room)
+            .filter(|r| r.endpoint == endpoint && r.room == target.room && r.app == target.app)
             .cloned()
             .ok_or_else(|| {
                 Refusal::new(
