@@ -592,3 +592,39 @@ async fn whip_bearer_tokens_are_checked_like_publish_tokens() {
     assert_eq!(sample(&metrics, &errors("raw", "unauthorized")), 0);
     gw.stop().await;
 }
+
+/// A resource holds one session place for its life: with `max_connections_per_ip = 1`, a
+/// second POST from the same address is refused (429, `Retry-After`) before its body is read,
+/// counted once as WHIP's; DELETE gives the place back.
+#[tokio::test]
+async fn a_whip_resource_holds_a_session_place_under_the_per_ip_cap() {
+    let config = format!("{CONFIG}\n[limits]\nmax_connections_per_ip = 1\n");
+    let gw = TestGateway::with_config(&config).await;
+    let epoch = Instant::now();
+    let (_peer, location, _) = whip_publish(&gw, "/whip/r1?streamId=one", epoch).await;
+    let mut second = MediaPeer::new(epoch).await;
+    let offer = second.publish_offer();
+    let r = post_sdp(gw.main, "/whip/r1?streamId=two", &offer, None).await;
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.body.starts_with("too_many_connections: "), "{}", r.body);
+    assert_eq!(r.header("retry-after"), Some("5"));
+    let metrics = scrape(&gw).await;
+    assert_eq!(sample(&metrics, &errors("whip", "too_many_connections")), 1);
+    assert_eq!(sample(&metrics, &errors("raw", "too_many_connections")), 0);
+
+    let r = exchange(gw.main, "DELETE", &location, &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // The place is released when the resource's task ends (at once, but on another task).
+    let mut status = 0;
+    for _ in 0..50 {
+        status = post_sdp(gw.main, "/whip/r1?streamId=two", &offer, None)
+            .await
+            .status;
+        if status == 201 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, 201, "the place came back");
+    gw.stop().await;
+}

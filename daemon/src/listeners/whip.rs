@@ -29,7 +29,9 @@ use serde::Deserialize;
 use switchboard_protocol::whip::{SdpFrag, check_offer, valid_id};
 use switchboard_protocol::{DialectKind, MAX_ID_BYTES};
 
-use super::{ListenerContext, admission};
+use super::ListenerContext;
+use crate::lifecycle::Phase;
+use crate::limits::ConnectRefusal;
 use crate::telemetry;
 
 mod resource;
@@ -112,6 +114,14 @@ impl Refusal {
         telemetry::http_media_refused(endpoint.as_str(), self.reason, self.status.as_u16());
         let mut response =
             (self.status, format!("{}: {}\n", self.reason, self.message)).into_response();
+        if matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()
@@ -185,6 +195,27 @@ fn check_app(cx: &ListenerContext, app: Option<&str>) -> Result<(), Refusal> {
         )),
         _ => Ok(()),
     }
+}
+
+/// A place under the session caps (`max_sessions`, `max_connections_per_ip`), as every
+/// session takes one; refused while draining. Counted by the caller, as WHIP's or WHEP's
+/// (`admission::admit` would count it as a raw connection's as well).
+fn admit(cx: &ListenerContext, addr: SocketAddr) -> Result<crate::limits::Permit, Refusal> {
+    let refusal = if cx.gateway.phase() >= Phase::Draining {
+        ConnectRefusal::Draining
+    } else {
+        let config = cx.gateway.config();
+        match cx
+            .gateway
+            .connections()
+            .try_acquire(addr.ip(), &config.limits)
+        {
+            Ok(permit) => return Ok(permit),
+            Err(refusal) => refusal,
+        }
+    };
+    let status = StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+    Err(Refusal::new(status, refusal.as_str(), refusal.message()))
 }
 
 /// Whether the body's declared type is `expected` (parameters such as `charset` ignored).
@@ -309,11 +340,7 @@ async fn create(
         let limit = body_limit(&cx);
         check_declared_length(&headers, limit)?;
         // The session caps before the body is read: a place is what a resource holds.
-        let permit = admission::admit(&cx, DialectKind::Raw, addr).map_err(|refusal| {
-            let status =
-                StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            Refusal::new(status, refusal.as_str(), refusal.message())
-        })?;
+        let permit = admit(&cx, addr)?;
         let offer = read_text(body, limit).await?;
         check_offer(&offer)
             .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, "not_sdp", e.to_string()))?;
