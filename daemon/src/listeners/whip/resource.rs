@@ -20,7 +20,7 @@ use switchboard_protocol::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::Refusal;
+use super::checks::Refusal;
 
 use crate::gateway::{self, Gateway, Outbound};
 use crate::limits::Permit;
