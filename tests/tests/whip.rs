@@ -628,3 +628,22 @@ async fn a_whip_resource_holds_a_session_place_under_the_per_ip_cap() {
     assert_eq!(status, 201, "the place came back");
     gw.stop().await;
 }
+
+/// Without the `sfu` plugin there is no media to publish into: a clear 503 at once (the
+/// conference plugin's `media_unavailable`), counted once, and no session left behind.
+#[tokio::test]
+async fn without_the_sfu_plugin_whip_is_refused_at_once() {
+    let config = CONFIG.replace(
+        "[[plugin]]\ntype = \"sfu\"\n[plugin.settings]\nudp_bind = \"127.0.0.1:0\"\n",
+        "",
+    );
+    assert!(!config.contains("sfu"), "{config}");
+    let gw = TestGateway::with_config(&config).await;
+    let mut peer = MediaPeer::new(Instant::now()).await;
+    let r = post_sdp(gw.main, "/whip/r1", &peer.publish_offer(), None).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(r.body.starts_with("media_unavailable: "), "{}", r.body);
+    let metrics = scrape(&gw).await;
+    assert_eq!(sample(&metrics, &errors("whip", "media_unavailable")), 1);
+    gw.stop().await;
+}

@@ -229,7 +229,7 @@ impl Resource {
                 Err(Refusal::new(
                     StatusCode::GATEWAY_TIMEOUT,
                     "media_timeout",
-                    "the media plugin did not answer in time (is the `sfu` plugin configured?)",
+                    "the media plugin did not answer in time (its media task may have stopped)",
                 ))
             })
     }
