@@ -193,10 +193,8 @@ fn service_routes(cx: &ListenerContext) -> Router {
             router = router.merge(antmedia::routes(cx.clone()));
         }
         if config.dialects.contains(&DialectKind::Raw) {
+            // WHIP/WHEP resources are sessions of the raw kind (docs/whip-whep.md).
             router = router.merge(raw::routes(cx.clone()));
-        }
-        // WHIP/WHEP resources are sessions of the raw kind (docs/whip-whep.md).
-        if config.dialects.contains(&DialectKind::Raw) {
             router = router.merge(whip::routes(cx.clone()));
         }
     }
