@@ -160,6 +160,19 @@ fn count_error(dialect: &str, reason: &str) {
     global().add(ERRORS, &[("dialect", dialect), ("reason", reason)], 1);
 }
 
+/// A WHIP or WHEP request (`endpoint`) was refused: a bad body, content type or size, an
+/// unknown resource, or a media request the plugins refused (`reason`: the error code's name or
+/// the HTTP refusal's). Logged at a bounded rate, counted once.
+pub fn http_media_refused(endpoint: &'static str, reason: &str, status: u16) {
+    count_error(endpoint, reason);
+    if let Some(skipped) = REFUSAL_LOG.admit() {
+        info!(
+            endpoint,
+            reason, status, skipped, "Refused a WHIP/WHEP request."
+        );
+    }
+}
+
 /// A connection was refused before it became a session (origin, caps, draining). Logged at a
 /// bounded rate: a flood is counted whole, and the log says how many lines it skipped.
 pub fn connection_refused(

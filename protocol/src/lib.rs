@@ -10,6 +10,7 @@
 //!   `raw`), each holding decode and encode side by side.
 //! - [`error`]: typed decode errors and the gateway's error codes.
 //! - [`cluster`]: the frames gateway nodes of one cluster exchange through Redis.
+//! - [`whip`]: what the gateway reads of WHIP/WHEP bodies (the SDP check, trickle ICE fragments).
 //! - `testing` (feature `testing`): the dialect conformance harness every codec's tests call.
 #![warn(missing_docs)]
 
@@ -20,6 +21,7 @@ pub mod error;
 pub mod event;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod whip;
 
 pub use conference::{ConferenceCommand, ConferenceReply, ConferenceRequest};
 pub use dialects::{Decoded, Dialect, DialectKind};

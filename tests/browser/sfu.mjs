@@ -25,6 +25,8 @@
 // two others' cameras. Case sfu_mixed_raw_and_ant: a raw-dialect page (plain RTCPeerConnection, the media requests of
 // docs/dialect-spec.md) publishes and plays alongside two Ant SDK pages; everyone sees everyone
 // else's video; the raw peer stops and the Ant pages lose its tracks.
+// Case sfu_whip_and_whep: a WHIP publisher (npm whip-whep) seen by two Ant pages and listed in
+// the room, a WHEP player (npm whip-whep) seeing it and an Ant publisher; see the case.
 // Chromium gathers 127.0.0.1 candidates thanks to --allow-loopback-in-peer-connection; the SFU
 // announces 127.0.0.1 (its default), so all media stays on loopback.
 //
@@ -253,6 +255,62 @@ window.sbToggleVideo = (enabled) => webRTCAdaptor.toggleVideo(publishStreamId, p
 window.sbSend = (eventType) => webRTCAdaptor.sendData(publishStreamId, JSON.stringify({ streamId: publishStreamId, eventType }));
 </script></body></html>`;
 
+/**
+ * A WHIP publisher page (docs/whip-whep.md): the camera published with medooze's `whip-whep`
+ * WHIPClient (npm, unchanged) to /whip/{room}?streamId={stream}; `sb.state` is the
+ * connection state.
+ */
+const WHIP_PAGE = `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>whip test</title></head><body>
+<script type="module">
+import { WHIPClient } from "/node_modules/whip-whep/whip.js";
+const params = new URLSearchParams(location.search);
+const sb = window.sb = { initialized: true, info: {}, errors: [], state: "new", published: false };
+const media = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+const pc = new RTCPeerConnection({ iceServers: [] });
+pc.addEventListener("connectionstatechange", () => { sb.state = pc.connectionState; console.log("SB state " + sb.state); });
+for (const track of media.getTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [media] });
+const whip = window.sbWhip = new WHIPClient();
+try {
+  await whip.publish(pc, location.origin + "/whip/" + params.get("room") + "?streamId=" + params.get("stream"));
+  sb.published = true;
+} catch (e) { sb.errors.push({ error: String(e) }); console.log("SB error " + e); }
+</script></body></html>`;
+
+/**
+ * A WHEP player page: medooze's `whip-whep` WHEPClient (unchanged) viewing /whep/{room} with
+ * two receive-only audio and two receive-only video transceivers (two publishers' worth);
+ * each video track is rendered and frame-counted in sb.tracks by its transceiver's mid.
+ */
+const WHEP_PAGE = `<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>whep test</title></head><body>
+<script type="module">
+import { WHEPClient } from "/node_modules/whip-whep/whep.js";
+const params = new URLSearchParams(location.search);
+const sb = window.sb = { initialized: true, info: {}, errors: [], tracks: {}, state: "new", viewing: false };
+const pc = new RTCPeerConnection({ iceServers: [] });
+pc.addEventListener("connectionstatechange", () => { sb.state = pc.connectionState; console.log("SB state " + sb.state); });
+for (const kind of ["audio", "video", "audio", "video"]) pc.addTransceiver(kind, { direction: "recvonly" });
+pc.addEventListener("track", (e) => {
+  const track = e.track;
+  const id = "mid" + e.transceiver.mid;
+  const entry = sb.tracks[id] = { kind: track.kind, live: true, width: 0, frames: 0 };
+  if (track.kind !== "video") return;
+  const video = document.createElement("video");
+  video.muted = true; video.autoplay = true; video.playsInline = true;
+  video.srcObject = new MediaStream([track]);
+  document.body.appendChild(video);
+  const tick = (now, meta) => { entry.width = video.videoWidth; entry.frames = meta.presentedFrames; video.requestVideoFrameCallback(tick); };
+  video.requestVideoFrameCallback(tick);
+  video.play().catch(() => {});
+});
+const whep = new WHEPClient();
+try {
+  await whep.view(pc, location.origin + "/whep/" + params.get("room"));
+  sb.viewing = true;
+} catch (e) { sb.errors.push({ error: String(e) }); console.log("SB error " + e); }
+</script></body></html>`;
+
 /** Video track ids a page receives live with frames advancing, sampled twice 1.5 s apart. */
 async function flowing(peer) {
   const sample = () => peer.page.evaluate(() => Object.fromEntries(Object.entries(window.sb.tracks)
@@ -289,6 +347,67 @@ const CASES = {
       }
       t.note(p.name, `shows ${others.join(',')}`);
     }));
+  },
+
+  // WHIP and WHEP (docs/whip-whep.md) with the npm `whip-whep` clients: a WHIP publisher W is
+  // seen with frames advancing by two Ant SDK conference pages (A publishes and plays, B only
+  // plays), and is listed in the room; a WHEP player P sees the two publishers' video (W's and
+  // the Ant page A's) with frames advancing; W's page closes its WHIP session (DELETE) and the
+  // Ant pages lose its track.
+  async sfu_whip_and_whep(t) {
+    const room = t.room;
+    const sid = (name) => `${room}-${name}`;
+    const video = (names) => names.map((n) => `ARDAMSv${sid(n)}`).sort();
+    const sees = async (peer, want, what) => {
+      const deadline = Date.now() + 25_000;
+      let got = [];
+      while (Date.now() < deadline) {
+        got = await flowing(peer);
+        if (JSON.stringify(got) === JSON.stringify(want)) { t.note(peer.name, `sees ${what}`); return; }
+      }
+      throw new Error(`${peer.name} should receive flowing video ${what} (${want.join(',')}); got ${JSON.stringify(got)}`);
+    };
+    const w = await t.openPage('W', `/__whip-test.html?room=${room}&stream=${sid('W')}`, WHIP_PAGE);
+    await t.until([w], 'WHIP published and connected', () => window.sb.published && window.sb.state === 'connected');
+    const a = await t.open('A');
+    await t.until([a], 'initialized', () => window.sb.initialized);
+    await a.page.evaluate(([s, r]) => window.sbAdaptor.publish(s, undefined, '', '', s, r), [sid('A'), room]);
+    await t.until([a], 'publish_started', () => window.sb.info.publish_started);
+    await a.page.evaluate((r) => window.sbAdaptor.play(r, '', r, []), room);
+    const b = await t.open('B');
+    await t.until([b], 'initialized', () => window.sb.initialized);
+    await b.page.evaluate((r) => window.sbAdaptor.play(r, '', r, []), room);
+    await t.until([a, b], 'play_started', () => window.sb.info.play_started);
+    await Promise.all([sees(a, video(['W']), 'from W'), sees(b, video(['A', 'W']), 'from A and W')]);
+    await b.page.evaluate((r) => window.sbAdaptor.getRoomInfo(r, ''), room);
+    const info = await t.until([b], 'roomInformation', () => window.sb.info.roomInformation);
+    t.expect(JSON.stringify([...info.streams].sort()) === JSON.stringify([sid('A'), sid('W')].sort()),
+      'roomInformation lists the WHIP publisher', info);
+
+    const p = await t.openPage('P', `/__whep-test.html?room=${room}`, WHEP_PAGE);
+    await t.until([p], 'WHEP viewing and connected', () => window.sb.viewing && window.sb.state === 'connected');
+    const both = await (async () => {
+      const deadline = Date.now() + 25_000;
+      let got = [];
+      while (Date.now() < deadline) {
+        got = await flowing(p);
+        if (got.length === 2) return got;
+      }
+      return got;
+    })();
+    t.expect(both.length === 2, 'the WHEP player receives two flowing videos (W and A)', both);
+
+    await w.page.evaluate(() => window.sbWhip.stop());
+    t.note('W', 'WHIP session deleted');
+    await sees(b, video(['A']), 'from A only');
+    // The client closes its connection, then sends DELETE: answered 200, no refusal counted.
+    const metrics = await (await fetch(`${t.main}/metrics`)).text();
+    const refused = metrics.split('\n').filter((l) => /^switchboard_errors_total\{dialect="wh(i|e)p"/.test(l));
+    t.expect(refused.length === 0, 'no WHIP/WHEP request was refused', refused);
+    for (const peer of [a, b, p]) {
+      const errors = await peer.page.evaluate(() => window.sb.errors);
+      t.expect(errors.length === 0, `${peer.name} has no error`, errors);
+    }
   },
 
   // A raw peer (plain RTCPeerConnection, docs/dialect-spec.md) and two Ant SDK peers in one

@@ -69,7 +69,17 @@ impl MediaPeer {
         offer.to_sdp_string()
     }
 
-    /// Takes the server's answer to [`Self::publish_offer`].
+    /// A WHEP player's offer: one receive-only audio and one receive-only video section.
+    pub fn play_offer(&mut self) -> String {
+        let mut api = self.rtc.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, pending) = api.apply().expect("an offer");
+        self.pending = Some(pending);
+        offer.to_sdp_string()
+    }
+
+    /// Takes the server's answer to [`Self::publish_offer`] or [`Self::play_offer`].
     pub fn accept_answer(&mut self, sdp: &str) {
         let answer = SdpAnswer::from_sdp_string(sdp).expect("parsable answer");
         let pending = self.pending.take().expect("an offer is pending");

@@ -58,3 +58,14 @@ async fn browser_sfu_demo_page() {
     }
     run.assert_success();
 }
+
+/// A WHIP publisher (npm `whip-whep`) seen with frames by two Ant SDK conference pages and
+/// listed in the room; a WHEP player (npm `whip-whep`) seeing it and an Ant publisher.
+#[tokio::test]
+async fn browser_sfu_whip_and_whep() {
+    let run = browser_script("tests/browser/sfu.mjs", "sfu_whip_and_whep", DEADLINE).await;
+    if run.success {
+        eprintln!("{}", run.stdout.trim_end());
+    }
+    run.assert_success();
+}

@@ -29,6 +29,7 @@ mod serve;
 mod socketio;
 mod socketio_ws;
 mod web;
+mod whip;
 
 pub(crate) use web::log_missing_sdks;
 
@@ -192,7 +193,9 @@ fn service_routes(cx: &ListenerContext) -> Router {
             router = router.merge(antmedia::routes(cx.clone()));
         }
         if config.dialects.contains(&DialectKind::Raw) {
+            // WHIP/WHEP resources are sessions of the raw kind (docs/whip-whep.md).
             router = router.merge(raw::routes(cx.clone()));
+            router = router.merge(whip::routes(cx.clone()));
         }
     }
     if config.serves(Service::Pages) {

@@ -171,6 +171,9 @@ pub struct Conn {
     /// A publisher: kinds it asked the gateway not to forward (its own `toggleVideo` or
     /// `toggleAudio` with `enabled: false`).
     pub muted: Vec<MediaKind>,
+    /// A player that made the offer itself (WHEP): the media sections it offered, which the
+    /// room's tracks fill in turn; empty for a player the gateway offers to.
+    slots: Vec<(Mid, MediaKind)>,
 }
 
 impl Conn {
@@ -195,7 +198,13 @@ impl Conn {
             rtp_seen: HashMap::new(),
             channel: None,
             muted: Vec::new(),
+            slots: Vec::new(),
         }
+    }
+
+    /// Whether this is a player that made its own offer (WHEP).
+    pub fn offered(&self) -> bool {
+        !self.slots.is_empty()
     }
 
     /// Whether this is a player that receives `publisher`'s tracks: a publisher into the room
@@ -266,6 +275,84 @@ impl Conn {
         Ok(answer.to_sdp_string())
     }
 
+    /// A player's own offer (WHEP: the client offers, the server answers), on a fresh `rtc`
+    /// that replaces the one the gateway's first offer was made on. The offered audio and video
+    /// sections become fixed slots that the room's tracks fill, one publisher track each, in
+    /// the order they were published; a track without a free slot waits for one (a WHEP
+    /// session is never renegotiated). Returns the answer and the sources of video tracks that
+    /// took a slot (for a keyframe request).
+    pub fn accept_player_offer(
+        &mut self,
+        rtc: Rtc,
+        sdp: &str,
+    ) -> Result<(String, Vec<(u64, Mid)>), String> {
+        if self.started || self.offered() {
+            return Err("a player offers once, before it is connected".into());
+        }
+        let sections = sdp.lines().filter(|l| l.starts_with("m=")).count();
+        if sections > MAX_PUBLISHER_SECTIONS {
+            return Err(format!(
+                "the offer has {sections} media sections; a player may have {MAX_PUBLISHER_SECTIONS}"
+            ));
+        }
+        let offer = SdpOffer::from_sdp_string(sdp)
+            .map_err(|e| bounded("the offer is not a readable SDP", &e))?;
+        self.pending = None;
+        self.rtc = None;
+        self.set_rtc(rtc);
+        let rtc = self.rtc.as_mut().ok_or("no peer connection")?;
+        let answer = rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| bounded("the offer was not accepted", &e))?
+            .to_sdp_string();
+        self.slots = receiving_sections(&answer);
+        if self.slots.is_empty() {
+            return Err("the offer has no audio or video section to receive on".into());
+        }
+        // The tracks the gateway's own offer had: not negotiated now, waiting for a slot.
+        self.tracks_out.retain(|t| !t.gone);
+        for t in &mut self.tracks_out {
+            t.state = TrackState::ToOpen;
+        }
+        Ok((answer, self.fill_slots()))
+    }
+
+    /// A player that offered: gives each waiting track a free slot of its kind. Returns the
+    /// sources of video tracks that got one.
+    pub fn fill_slots(&mut self) -> Vec<(u64, Mid)> {
+        let mut opened = Vec::new();
+        for i in 0..self.tracks_out.len() {
+            let Some(track) = self.tracks_out.get(i) else {
+                break;
+            };
+            if track.state != TrackState::ToOpen {
+                continue;
+            }
+            let kind = track.kind;
+            let taken = |mid: Mid| {
+                self.tracks_out
+                    .iter()
+                    .any(|t| t.state == TrackState::Open(mid))
+            };
+            let Some(mid) = self
+                .slots
+                .iter()
+                .find(|(mid, k)| *k == kind && !taken(*mid))
+                .map(|(mid, _)| *mid)
+            else {
+                continue;
+            };
+            if let Some(track) = self.tracks_out.get_mut(i) {
+                track.state = TrackState::Open(mid);
+                if kind == MediaKind::Video {
+                    opened.push(track.source);
+                }
+            }
+        }
+        opened
+    }
+
     /// A player's answer to the pending offer. Returns the sources of tracks that opened (for a
     /// keyframe request).
     pub fn accept_answer(&mut self, sdp: &str) -> Result<Vec<(u64, Mid)>, String> {
@@ -299,7 +386,7 @@ impl Conn {
     /// `initial` also opens a data channel, so that the first offer has a section even in a
     /// room without publishers (and the SDK's play data channel works).
     pub fn negotiate(&mut self, initial: bool) -> Option<MediaOffer> {
-        if self.direction != MediaDirection::Play || self.pending.is_some() {
+        if self.direction != MediaDirection::Play || self.pending.is_some() || self.offered() {
             return None;
         }
         let rtc = self.rtc.as_mut()?;
@@ -366,6 +453,11 @@ impl Conn {
 
     /// A player: publisher `publisher` left; its tracks go.
     pub fn drop_source(&mut self, publisher: u64) {
+        if self.offered() {
+            // Its slot is free for a waiting track (`fill_slots`); nothing to renegotiate.
+            self.tracks_out.retain(|t| t.source.0 != publisher);
+            return;
+        }
         self.tracks_out.retain_mut(|t| {
             if t.source.0 != publisher {
                 return true;
@@ -382,9 +474,11 @@ impl Conn {
 
     /// Whether a player has changes for a next offer.
     pub fn wants_offer(&self) -> bool {
-        self.tracks_out
-            .iter()
-            .any(|t| matches!(t.state, TrackState::ToOpen | TrackState::ToStop(_)))
+        !self.offered()
+            && self
+                .tracks_out
+                .iter()
+                .any(|t| matches!(t.state, TrackState::ToOpen | TrackState::ToStop(_)))
     }
 
     /// A player: writes a publisher's frame to the section that carries it. Returns whether
@@ -577,6 +671,27 @@ fn bounded(text: &'static str, error: &dyn std::fmt::Display) -> String {
     text.to_owned()
 }
 
+/// The audio and video sections an answer sends on (port not 0), with their mids, in order.
+fn receiving_sections(answer: &str) -> Vec<(Mid, MediaKind)> {
+    let mut sections = Vec::new();
+    let mut current: Option<MediaKind> = None;
+    for line in answer.lines().map(str::trim_end) {
+        if let Some(m) = line.strip_prefix("m=") {
+            let mut fields = m.split(' ');
+            let kind = match fields.next() {
+                Some("audio") => Some(MediaKind::Audio),
+                Some("video") => Some(MediaKind::Video),
+                _ => None,
+            };
+            current = kind.filter(|_| fields.next() != Some("0"));
+        } else if let (Some(kind), Some(mid)) = (current, line.strip_prefix("a=mid:")) {
+            sections.push((Mid::from(mid.trim()), kind));
+            current = None;
+        }
+    }
+    sections
+}
+
 /// A publisher's offer with every `sendrecv` section made `sendonly`, so that the answer is
 /// `recvonly`, as Ant answers a publisher. The SDK offers `sendrecv` (it adds its tracks with
 /// `addTrack`); str0m mirrors the offered direction, and a `sendrecv` answer makes the browser
@@ -629,6 +744,56 @@ mod tests {
             send_only(offer),
             "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=recvonly\r\na=x-sendrecv\r\n"
         );
+    }
+
+    #[test]
+    fn an_offering_player_fills_its_sections_in_publish_order_and_frees_them() {
+        let answer = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:1\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\na=mid:2\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:3\r\n";
+        let slots = receiving_sections(answer);
+        assert_eq!(
+            slots,
+            [
+                (Mid::from("0"), MediaKind::Audio),
+                (Mid::from("1"), MediaKind::Video)
+            ],
+            "rejected (port 0) and data sections are no slots"
+        );
+        let mut player = Conn::new(
+            9,
+            StreamKey::new(SessionId(2), "room"),
+            "room".into(),
+            MediaDirection::Play,
+        );
+        player.slots = slots;
+        assert!(player.offered());
+        player.add_track((1, Mid::from("a")), MediaKind::Audio, "p1");
+        player.add_track((1, Mid::from("v")), MediaKind::Video, "p1");
+        player.add_track((2, Mid::from("v")), MediaKind::Video, "p2");
+        assert_eq!(
+            player.fill_slots(),
+            [(1, Mid::from("v"))],
+            "p1's video opens"
+        );
+        assert!(
+            !player.wants_offer(),
+            "an offering player is never offered to"
+        );
+        assert!(player.negotiate(false).is_none());
+        let open = |p: &Conn| -> Vec<(u64, TrackState)> {
+            p.tracks_out.iter().map(|t| (t.source.0, t.state)).collect()
+        };
+        assert_eq!(
+            open(&player),
+            [
+                (1, TrackState::Open(Mid::from("0"))),
+                (1, TrackState::Open(Mid::from("1"))),
+                (2, TrackState::ToOpen),
+            ]
+        );
+        // p1 leaves: p2's video takes the freed section.
+        player.drop_source(1);
+        assert_eq!(player.fill_slots(), [(2, Mid::from("v"))]);
+        assert_eq!(open(&player), [(2, TrackState::Open(Mid::from("1")))]);
     }
 
     #[test]

@@ -356,7 +356,10 @@ impl Engine {
         let Some(i) = self.conns.iter().position(|c| c.key == *key) else {
             return;
         };
-        let rtc = if self.conns.get(i).is_some_and(|c| c.rtc.is_none()) {
+        // A publisher's first description, or a player's own offer (WHEP), needs a new `Rtc`.
+        let rtc = if self.conns.get(i).is_some_and(|c| {
+            c.rtc.is_none() || (c.direction == MediaDirection::Play && kind == SdpKind::Offer)
+        }) {
             Some(self.new_rtc())
         } else {
             None
@@ -364,6 +367,23 @@ impl Engine {
         let Some(conn) = self.conns.get_mut(i) else {
             return;
         };
+        if conn.direction == MediaDirection::Play && kind == SdpKind::Offer {
+            let Some(rtc) = rtc else {
+                return;
+            };
+            match conn.accept_player_offer(rtc, sdp) {
+                Ok((sdp, opened)) => {
+                    let answer = ConferenceReply::MediaAnswer(MediaAnswer {
+                        stream_id: key.stream_id.clone(),
+                        sdp,
+                    });
+                    self.notify(key.session, Event::ConferenceReply(Box::new(answer)));
+                    self.keyframes_for(opened);
+                }
+                Err(e) => self.error(key, ErrorCode::BadDescription, e),
+            }
+            return;
+        }
         if let Some(rtc) = rtc {
             conn.set_rtc(rtc);
         }
@@ -379,14 +399,7 @@ impl Engine {
                 Err(e) => self.error(key, ErrorCode::BadDescription, e),
             },
             (MediaDirection::Play, SdpKind::Answer) => match conn.accept_answer(sdp) {
-                Ok(opened) => {
-                    let now = Instant::now();
-                    for (publisher, mid) in opened {
-                        if let Some(p) = self.conns.iter_mut().find(|c| c.id == publisher) {
-                            p.request_keyframe(mid, str0m::media::KeyframeRequestKind::Pli, now);
-                        }
-                    }
-                }
+                Ok(opened) => self.keyframes_for(opened),
                 Err(e) => self.error(key, ErrorCode::BadDescription, e),
             },
             (MediaDirection::Publish, _) => self.error(
@@ -397,7 +410,7 @@ impl Engine {
             (MediaDirection::Play, _) => self.error(
                 key,
                 ErrorCode::BadDescription,
-                "a player answers the server's offer; it does not offer".into(),
+                "a player answers the server's offer, or makes its own offer".into(),
             ),
         }
     }
@@ -557,11 +570,16 @@ impl Engine {
                     .filter(|i| self.conns.get(*i).is_some_and(|c| c.plays(publisher)))
                     .collect();
                 let stream = publisher.key.stream_id.clone();
+                let mut opened = Vec::new();
                 for i in players {
                     if let Some(player) = self.conns.get_mut(i) {
                         player.add_track((from, mid), kind, &stream);
+                        if player.offered() {
+                            opened.extend(player.fill_slots());
+                        }
                     }
                 }
+                self.keyframes_for(opened);
             }
             Yield::Media { from, data } => {
                 self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
@@ -638,8 +656,24 @@ impl Engine {
             rtc.disconnect();
         }
         if conn.direction == MediaDirection::Publish {
+            let mut opened = Vec::new();
             for player in &mut self.conns {
                 player.drop_source(conn.id);
+                if player.offered() {
+                    // A slot it freed goes to a waiting track (WHEP: no renegotiation).
+                    opened.extend(player.fill_slots());
+                }
+            }
+            self.keyframes_for(opened);
+        }
+    }
+
+    /// Asks each publisher track in `sources` for a keyframe: a player started receiving it.
+    fn keyframes_for(&mut self, sources: Vec<(u64, str0m::media::Mid)>) {
+        let now = Instant::now();
+        for (publisher, mid) in sources {
+            if let Some(p) = self.conns.iter_mut().find(|c| c.id == publisher) {
+                p.request_keyframe(mid, str0m::media::KeyframeRequestKind::Pli, now);
             }
         }
     }
