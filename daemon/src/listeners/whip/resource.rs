@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::envelope::Envelope;
 use axum::http::StatusCode;
-use switchboard_plugin_api::{Envelope, Peer};
+use switchboard_plugin_api::Peer;
 use switchboard_protocol::conference::MediaRequest;
 use switchboard_protocol::whip::{SdpFrag, ice_ufrag};
 use switchboard_protocol::{
