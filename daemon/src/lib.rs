@@ -133,6 +133,13 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
         let cluster = Arc::new(
             cluster::Cluster::new(c.clone()).context("cannot set up the [cluster] Redis client")?,
         );
+        cluster::link::check_access(&cluster).await.map_err(|e| {
+            anyhow::anyhow!(
+                "[cluster] Redis at {} refused this node: {e} (check redis_username, \
+                 redis_password and redis_ca_file)",
+                c.redacted_target()
+            )
+        })?;
         info!(node = %cluster.node(), "Cluster: joining through Redis.");
         gateway.set_cluster(Arc::clone(&cluster));
         cluster::link::start(&cluster, &gateway, &cluster_tasks);

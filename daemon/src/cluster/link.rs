@@ -82,7 +82,7 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
                 cluster.set_conn(None);
                 if !registered_once && !first_failure_logged {
                     first_failure_logged = true;
-                    warn!(error = %why, url = %redacted(&cluster.config.redis_url),
+                    warn!(error = %why, redis = %cluster.config.redacted_target(),
                         "Cluster: cannot reach Redis; serving local rooms only until it answers.");
                 }
                 cluster.health.down(&why);
@@ -97,11 +97,13 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
     }
 }
 
-/// The URL without its password, for logs.
-fn redacted(url: &str) -> String {
-    match url.split_once('@') {
-        Some((_, host)) => format!("redis://***@{host}"),
-        None => url.to_owned(),
+/// Connects once at start-up: credentials or a certificate the server refuses are a
+/// configuration error the operator must see at once (the gateway does not start), while a
+/// Redis that does not answer yet is waited for, as later outages are.
+pub async fn check_access(cluster: &Cluster) -> Result<(), redis::RedisError> {
+    match connect(cluster).await {
+        Err(e) if super::connect::is_refusal(&e) => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -112,11 +114,15 @@ async fn connect(
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let conn = cluster
-        .client
+    // Through Sentinel this asks for the current primary (every reconnect: a failover moves
+    // the node to the new one).
+    let client = tokio::time::timeout(timeout, cluster.target.client())
+        .await
+        .map_err(|_| timed_out())??;
+    let conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
-    let mut pubsub = tokio::time::timeout(timeout, cluster.client.get_async_pubsub())
+    let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
         .await
         .map_err(|_| timed_out())??;
     tokio::time::timeout(

@@ -22,6 +22,7 @@
 //!   and keeps its proxies. Past `replay_window_ms` the calls across nodes end explicitly.
 
 pub mod config;
+pub mod connect;
 pub mod health;
 pub mod link;
 pub mod proxies;
@@ -111,7 +112,7 @@ pub struct Cluster {
     /// This run's instance id: `node_id@start-ms`.
     node: Arc<str>,
     keys: store::Keys,
-    client: redis::Client,
+    target: connect::Target,
     conn: Mutex<Option<MultiplexedConnection>>,
     outbox: mpsc::Sender<Outgoing>,
     outbox_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
@@ -133,8 +134,8 @@ pub struct Cluster {
 
 impl Cluster {
     /// A cluster member for `config` (validated). Connects nothing yet: see [`link::start`].
-    pub fn new(config: ClusterConfig) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(config.redis_url.as_str())?;
+    pub fn new(config: ClusterConfig) -> Result<Self, connect::TargetError> {
+        let target = connect::Target::new(&config)?;
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
@@ -144,7 +145,7 @@ impl Cluster {
             keys: store::Keys::new(&config.key_prefix),
             config,
             node,
-            client,
+            target,
             conn: Mutex::new(None),
             outbox,
             outbox_rx: Mutex::new(Some(rx)),
