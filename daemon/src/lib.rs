@@ -104,10 +104,19 @@ impl Running {
 /// Binds every listener and starts serving. Returns once all sockets are bound.
 pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
     // The conference plugin and the REST API share one hub; opening it loads the store.
+    // With [cluster], REST rooms and one-time tokens live in the cluster's Redis.
+    let shared = match &config.cluster {
+        Some(c) => Some(Arc::new(
+            cluster::catalog::RedisCatalog::new(c)
+                .context("cannot set up the [cluster] conference catalog")?,
+        ) as Arc<dyn switchboard_conference::SharedCatalog>),
+        None => None,
+    };
     let conference = Arc::new(switchboard_conference::Hub::open(
         switchboard_conference::HubOptions {
             store: config.store.as_ref().map(|s| s.path.clone()),
             apps: config.antmedia_apps.clone(),
+            shared,
         },
         unix_now(),
     ));

@@ -46,20 +46,10 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// The target `config` (validated) names.
     pub fn new(config: &ClusterConfig) -> Result<Self, TargetError> {
-        let certificates = match &config.redis_ca_file {
-            Some(path) => Some(TlsCertificates {
-                client_tls: None,
-                root_cert: Some(std::fs::read(path).map_err(|source| TargetError::CaFile {
-                    path: path.display().to_string(),
-                    source,
-                })?),
-            }),
-            None => None,
-        };
-        if let Some(sentinel) = &config.sentinel {
-            return sentinel_client(config, sentinel, certificates)
-                .map(|c| Target::Sentinel(Mutex::new(c)));
+        if config.sentinel.is_some() {
+            return sentinel_for(config).map(|c| Target::Sentinel(Mutex::new(c)));
         }
+        let certificates = certificates(config)?;
         let url = config.redis_url.as_deref().unwrap_or_default();
         let mut info = url.into_connection_info()?;
         let mut redis = info.redis_settings().clone();
@@ -85,11 +75,30 @@ impl Target {
     }
 }
 
-fn sentinel_client(
-    config: &ClusterConfig,
-    sentinel: &SentinelConfig,
-    certificates: Option<TlsCertificates>,
-) -> Result<SentinelClient, TargetError> {
+/// The CA of `redis_ca_file`, if set.
+fn certificates(config: &ClusterConfig) -> Result<Option<TlsCertificates>, TargetError> {
+    let Some(path) = &config.redis_ca_file else {
+        return Ok(None);
+    };
+    let root_cert = std::fs::read(path).map_err(|source| TargetError::CaFile {
+        path: path.display().to_string(),
+        source,
+    })?;
+    Ok(Some(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(root_cert),
+    }))
+}
+
+/// A Sentinel client for the `sentinel` of `config` (one per user: it caches connections).
+pub fn sentinel_for(config: &ClusterConfig) -> Result<SentinelClient, TargetError> {
+    let certificates = certificates(config)?;
+    let default = SentinelConfig {
+        master: String::new(),
+        nodes: Vec::new(),
+        tls: false,
+    };
+    let sentinel = config.sentinel.as_ref().unwrap_or(&default);
     let nodes = sentinel.nodes.iter().filter_map(|node| {
         // Validated with the config; an unparsable entry cannot get here.
         let (host, port) = parse_host_port(node).ok()?;

@@ -21,6 +21,7 @@
 //!   empty (its epoch key changed), the node re-asserts its heartbeat, members and subscription
 //!   and keeps its proxies. Past `replay_window_ms` the calls across nodes end explicitly.
 
+pub mod catalog;
 pub mod config;
 pub mod connect;
 pub mod health;

@@ -510,7 +510,10 @@ impl Conference {
             Resolved::Refused(reason) => return Err(refuse(ErrorCode::Unauthorized, reason)),
             Resolved::App(settings) => settings,
         };
-        security::check(
+        if let Some(token) = token.filter(|_| which(&settings.config) == TokenCheck::OneTime) {
+            self.hub.refresh_token(state, token);
+        }
+        let used = security::check(
             settings,
             which(&settings.config),
             token,
@@ -518,7 +521,14 @@ impl Conference {
             &mut state.tokens,
             now,
         )
-        .map_err(|reason| refuse(ErrorCode::Unauthorized, reason))
+        .map_err(|reason| refuse(ErrorCode::Unauthorized, reason))?;
+        if let Some(token) = &used {
+            // A cluster's nodes share the token: only the node whose delete wins accepts it.
+            self.hub
+                .use_token(token)
+                .map_err(|reason| refuse(ErrorCode::Unauthorized, reason))?;
+        }
+        Ok(used)
     }
 
     /// A join (any dialect: Ant P2P `join`, raw `/ws/{room}`, socket.io) into a conference room

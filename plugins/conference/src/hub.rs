@@ -12,8 +12,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use switchboard_plugin_api::SessionId;
 
+use std::sync::Arc;
+
 use crate::records::{DEFAULT_ROOM_DURATION_SECS, NewRoom, RoomRecord, TokenRecord, TokenType};
 use crate::security::{AppSecurityConfig, Apps, Resolved, sign_jwt};
+use crate::shared::SharedCatalog;
 use crate::store::{StoreError, Write, Writer};
 
 /// Longest room or stream id the REST API accepts, in bytes.
@@ -29,6 +32,8 @@ pub struct HubOptions {
     pub store: Option<PathBuf>,
     /// Stream security per application (`[[antmedia_app]]`).
     pub apps: Vec<AppSecurityConfig>,
+    /// The cluster's catalog (`[cluster]`): rooms and tokens live there instead of `store`.
+    pub shared: Option<Arc<dyn SharedCatalog>>,
 }
 
 /// A REST call that failed; Ant answers these as `{"success":false,"message":...}`.
@@ -135,6 +140,9 @@ enum Store {
     Open(Mutex<Option<Writer>>),
     /// The store could not be opened; REST writes fail with this reason.
     Failed(String),
+    /// The cluster's catalog: the state's rooms and tokens are a cache of it, refreshed where
+    /// a decision reads them.
+    Shared(Arc<dyn SharedCatalog>),
 }
 
 /// The shared conference state. Cheap to share behind an `Arc`.
@@ -159,9 +167,16 @@ impl Hub {
     /// with an empty catalog and REST writes answer `data_store_not_available`.
     pub fn open(options: HubOptions, now: i64) -> Self {
         let mut state = State::default();
-        let store = match &options.store {
-            None => Store::Memory,
-            Some(path) => match Writer::open(path, now) {
+        let store = match (&options.shared, &options.store) {
+            (Some(shared), store) => {
+                if let Some(path) = store {
+                    tracing::info!(path = %path.display(),
+                        "Conference rooms and tokens live in the cluster's Redis; [store] is not used for them.");
+                }
+                Store::Shared(Arc::clone(shared))
+            }
+            (None, None) => Store::Memory,
+            (None, Some(path)) => match Writer::open(path, now) {
                 Ok((writer, loaded)) => {
                     tracing::info!(
                         path = %path.display(),
@@ -212,6 +227,81 @@ impl Hub {
     /// Every application's security, and which applies to a request.
     pub fn apps(&self) -> &Apps {
         &self.apps
+    }
+
+    /// The cluster's catalog, if rooms and tokens live there.
+    fn shared(&self) -> Option<&Arc<dyn SharedCatalog>> {
+        match &self.store {
+            Store::Shared(shared) => Some(shared),
+            _ => None,
+        }
+    }
+
+    /// With a cluster catalog: reads room `id` from it into the cache (before any lock is
+    /// taken), so this node holds the dates and owner another node's REST call set. If the
+    /// catalog cannot be read the cached copy stays.
+    pub(crate) fn refresh_room(&self, id: &str) {
+        let Some(shared) = self.shared() else {
+            return;
+        };
+        match shared.room(id) {
+            Ok(Some(room)) => {
+                self.state().rooms.insert(id.to_owned(), room);
+            }
+            Ok(None) => {
+                self.state().rooms.remove(id);
+            }
+            Err(e) => tracing::warn!(room = id, error = %e,
+                "Cannot read the cluster's conference room; using this node's copy."),
+        }
+    }
+
+    /// With a cluster catalog: every room into the cache (REST listings).
+    fn refresh_rooms(&self) {
+        let Some(shared) = self.shared() else {
+            return;
+        };
+        match shared.rooms() {
+            Ok(rooms) => {
+                self.state().rooms = rooms.into_iter().map(|r| (r.room_id.clone(), r)).collect();
+            }
+            Err(e) => tracing::warn!(error = %e,
+                "Cannot read the cluster's conference rooms; using this node's copy."),
+        }
+    }
+
+    /// With a cluster catalog: token `id` into `state`'s cache, or out of it when the catalog
+    /// does not have it (used up or expired on another node) or cannot be read (a token that
+    /// cannot be checked is refused).
+    pub(crate) fn refresh_token(&self, state: &mut State, id: &str) {
+        let Some(shared) = self.shared() else {
+            return;
+        };
+        match shared.token(id) {
+            Ok(Some(token)) => {
+                state.tokens.insert(id.to_owned(), token);
+            }
+            Ok(None) => {
+                state.tokens.remove(id);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Cannot read the cluster's one-time tokens; the token is refused.");
+                state.tokens.remove(id);
+            }
+        }
+    }
+
+    /// With a cluster catalog: uses token `id` up across the cluster. `Err` with the reason
+    /// when another node used it first or the catalog cannot be written; `Ok` without one.
+    pub(crate) fn use_token(&self, id: &str) -> Result<(), String> {
+        let Some(shared) = self.shared() else {
+            return Ok(());
+        };
+        match shared.use_token(id) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("token is not valid (unknown or already used)".to_owned()),
+            Err(e) => Err(format!("the token store is unavailable: {e}")),
+        }
     }
 
     /// Deletes a used-up one-time token from the store without waiting (hook side).
@@ -284,6 +374,13 @@ impl Hub {
         match &self.store {
             Store::Memory => Ok(()),
             Store::Failed(reason) => Err(RestError::Store(reason.clone())),
+            Store::Shared(shared) => match &write {
+                Write::PutRoom(room) => shared.put_room(room),
+                Write::DeleteRoom(id) => shared.delete_room(id).map(drop),
+                Write::PutToken(token) => shared.put_token(token),
+                Write::DeleteToken(id) => shared.use_token(id).map(drop),
+            }
+            .map_err(|e| RestError::Store(e.0)),
             Store::Open(writer) => {
                 // Take a handle out of the lock: the hook takes this lock too, and the wait
                 // for the disk below must not hold it.
@@ -372,14 +469,22 @@ impl Hub {
             mode: new.mode.unwrap_or_else(|| "legacy".to_owned()),
             app: owner,
         };
+        let exists =
+            || RestError::Exists(format!("conference room `{}` already exists", room.room_id));
         let _rest = lock(&self.rest);
-        if self.state().rooms.contains_key(&room.room_id) {
-            return Err(RestError::Exists(format!(
-                "conference room `{}` already exists",
-                room.room_id
-            )));
+        if let Some(shared) = self.shared() {
+            // Atomic across the nodes: two nodes creating one id, one wins.
+            if !shared
+                .create_room(&room)
+                .map_err(|e| RestError::Store(e.0))?
+            {
+                return Err(exists());
+            }
+        } else if self.state().rooms.contains_key(&room.room_id) {
+            return Err(exists());
+        } else {
+            self.persist(Write::PutRoom(room.clone()))?;
         }
-        self.persist(Write::PutRoom(room.clone()))?;
         self.state()
             .rooms
             .insert(room.room_id.clone(), room.clone());
@@ -389,6 +494,7 @@ impl Hub {
     /// `GET .../conference-rooms/{id}`: the room, its stream list completed with the
     /// participants present now.
     pub fn room(&self, app: &str, room_id: &str) -> Option<RoomRecord> {
+        self.refresh_room(room_id);
         let state = self.state();
         let mut room = state.rooms.get(room_id)?.clone();
         if !self.owns(app, &room).unwrap_or(false) {
@@ -400,6 +506,7 @@ impl Hub {
 
     /// `GET .../conference-rooms/list/{offset}/{size}`: rooms in id order.
     pub fn list_rooms(&self, app: &str, offset: usize, size: usize) -> Vec<RoomRecord> {
+        self.refresh_rooms();
         let state = self.state();
         state
             .rooms
@@ -419,6 +526,7 @@ impl Hub {
     /// any time, like a room nobody created.
     pub fn delete_room(&self, app: &str, room_id: &str) -> Result<(), RestError> {
         let _rest = lock(&self.rest);
+        self.refresh_room(room_id);
         let room = self.state().rooms.get(room_id).cloned();
         if !room.is_some_and(|r| self.owns(app, &r).unwrap_or(false)) {
             return Err(not_found(room_id));
@@ -432,6 +540,7 @@ impl Hub {
     pub fn add_stream(&self, app: &str, room_id: &str, stream_id: &str) -> Result<(), RestError> {
         check_id("streamId", stream_id)?;
         let _rest = lock(&self.rest);
+        self.refresh_room(room_id);
         let mut room = self
             .state()
             .rooms
@@ -468,6 +577,9 @@ impl Hub {
             ));
         }
         let minted_for = self.entry_of(app)?;
+        for id in room_id.into_iter().chain([stream_id]) {
+            self.refresh_room(id);
+        }
         // A room another entry created (named as the room or as the stream) is that entry's
         // to mint tokens for.
         {

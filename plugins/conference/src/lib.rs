@@ -23,7 +23,8 @@
 //!   settings ([`Apps::resolve`]).
 //!
 //! The REST room catalog and the tokens live in a [`Hub`] the daemon shares with its REST API
-//! and persists in a redb file; the hook never waits for the disk.
+//! and persists in a redb file; the hook never waits for the disk. With `[cluster]` they live
+//! in the cluster's Redis instead ([`SharedCatalog`]), shared by every node.
 //!
 //! ```toml
 //! [[plugin]]
@@ -54,6 +55,7 @@ mod handlers;
 mod hub;
 mod records;
 mod security;
+mod shared;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -64,6 +66,7 @@ pub use security::{
     App, AppSecurityConfig, Apps, MIN_JWT_SECRET_BYTES, Resolved, TokenCheck, hash_token,
     list_problems, sign_jwt,
 };
+pub use shared::SharedCatalog;
 pub use store::StoreError;
 
 /// Settings of `[[plugin]] type = "conference"`.
@@ -192,6 +195,10 @@ impl Plugin for Conference {
     }
 
     fn on_event(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {
+        if matches!(cx.event(), Event::Conference(_) | Event::Join(_)) {
+            // With a cluster catalog: this room's dates and owner as the cluster has them.
+            self.hub.refresh_room(cx.room.room);
+        }
         Ok(match cx.event() {
             Event::Conference(request) => self.on_request(cx, request, out),
             Event::Leave(leave) => self.on_leave(cx, leave.reason, out),
