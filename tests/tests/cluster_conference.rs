@@ -180,3 +180,92 @@ async fn room_dates_set_on_one_node_hold_on_both() {
     let (_c, reply) = join_room(&a, "open", &token).await;
     assert_eq!(reply["definition"], "joinedTheRoom", "{reply}");
 }
+
+/// The stream ids of a `streams` array of room information, sorted.
+fn ids(streams: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = streams
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {streams}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// `getRoomInfo` of `room` as participant `me` on `c`, asked until its stream ids are `want`
+/// (a listing is written behind: at most 50 times, 100 ms apart); the last answer.
+async fn room_info_until(c: &mut WsClient, room: &str, me: &str, want: &[&str]) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..50 {
+        last = ask(
+            c,
+            json!({"command":"getRoomInfo","room":room,"streamId":me}),
+        )
+        .await;
+        if last["command"] == "roomInformation" && ids(&last["streams"]) == want {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("roomInformation of {room} for {me} never listed {want:?}; last: {last}");
+}
+
+/// Ant conference participants of one room on two nodes see each other's streams, with the
+/// names and metadata they joined with; a SIGKILLed node's participant leaves the listings
+/// with its heartbeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_information_lists_every_nodes_participants() {
+    let (redis, mut a, b) = two_nodes().await;
+    let room = "shared-info";
+    let join = |me: &str| {
+        json!({"command":"joinRoom","room":room,"streamId":me,"streamName":format!("{me} name"),
+            "metaData":format!("{me} meta"),"mode":"multitrack"})
+    };
+    let mut alice = WsClient::connect(&a.ant_url("LiveApp")).await;
+    let token = mint(&a, room).await;
+    let mut request = join("alice");
+    request["token"] = json!(token);
+    let joined = ask(&mut alice, request).await;
+    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+    let mut bob = WsClient::connect(&b.ant_url("LiveApp")).await;
+    let token = mint(&b, room).await;
+    let mut request = join("bob");
+    request["token"] = json!(token);
+    let joined = ask(&mut bob, request).await;
+    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+
+    // Each sees the other, by its own stream id, name and metadata: never a made-up id.
+    let info = room_info_until(&mut bob, room, "bob", &["alice"]).await;
+    assert_eq!(
+        info["streamList"],
+        json!([{"streamId":"alice","streamName":"alice name","metaData":"alice meta"}])
+    );
+    room_info_until(&mut alice, room, "alice", &["bob"]).await;
+    // A third participant on B lists both, one from each node.
+    let mut carol = WsClient::connect(&b.ant_url("LiveApp")).await;
+    let token = mint(&b, room).await;
+    let mut request = join("carol");
+    request["token"] = json!(token);
+    assert_eq!(ask(&mut carol, request).await["definition"], "joinedTheRoom");
+    room_info_until(&mut carol, room, "carol", &["alice", "bob"]).await;
+    room_info_until(&mut alice, room, "alice", &["bob", "carol"]).await;
+
+    // Alice leaves: gone from B's listings at once (written behind, so asked until).
+    let left = ask(&mut alice, json!({"command":"leaveFromRoom","room":room})).await;
+    assert_eq!(left["definition"], "leavedFromRoom", "{left}");
+    room_info_until(&mut bob, room, "bob", &["carol"]).await;
+    // Alice joins again, then her node dies without a word: her stream leaves the listings
+    // with A's heartbeat, and Redis keeps nothing of it.
+    let token = mint(&a, room).await;
+    let mut request = join("alice");
+    request["token"] = json!(token);
+    assert_eq!(ask(&mut alice, request).await["definition"], "joinedTheRoom");
+    room_info_until(&mut bob, room, "bob", &["alice", "carol"]).await;
+    a.kill().await;
+    room_info_until(&mut bob, room, "bob", &["carol"]).await;
+    let fields = redis
+        .cli(&["HKEYS", &format!("switchboard:conference:streams:{room}")])
+        .await;
+    assert!(!fields.contains("conf-a@"), "{fields}");
+}

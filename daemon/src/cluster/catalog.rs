@@ -4,20 +4,30 @@
 //! `expireDate`. A token is used up by `DEL`: Redis answers 1 to exactly one caller, so a token
 //! is good once across the cluster however many nodes race for it.
 //!
+//! Live streams (`joinRoom` participants and media publishers) are listed per room in
+//! `{prefix}:conference:streams:{room}`, field `{node}|{key}`, value `{listed-ms}|{json}`.
+//! A node lists only its own, written behind by one thread in order; readers skip (and delete)
+//! the fields of nodes whose heartbeat key is gone, so a dead node's streams leave the listings
+//! with its heartbeat (`node_ttl_ms`), and a node re-lists its own after Redis lost its data
+//! ([`RedisCatalog::reassert`], called by the link when it recovers).
+//!
 //! The conference plugin's calls are synchronous (REST calls on the blocking pool, the hook
 //! under its lock): this uses Redis's blocking connection, one per node, behind a mutex, with
 //! the cluster's command timeout on connecting, reading and writing. A failed call drops the
 //! connection; the next call connects again.
 
-use std::sync::{Mutex, PoisonError};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use redis::sentinel::SentinelClient;
 use redis::{Client, Connection, RedisResult};
-use switchboard_conference::{RoomRecord, SharedCatalog, StoreError, TokenRecord};
+use switchboard_conference::{RoomRecord, SharedCatalog, SharedStream, StoreError, TokenRecord};
 
 use super::config::ClusterConfig;
 use super::connect::{self, TargetError};
+use super::store::Keys;
 
 /// Where the blocking connection goes.
 enum Server {
@@ -27,24 +37,51 @@ enum Server {
 
 /// The conference catalog of a cluster node.
 pub struct RedisCatalog {
+    inner: Arc<Inner>,
+    /// This node's listings, by (room, key): what [`Self::reassert`] writes again.
+    listed: Arc<Mutex<BTreeMap<(String, String), String>>>,
+    writes: Mutex<Sender<Listing>>,
+}
+
+struct Inner {
     server: Server,
     conn: Mutex<Option<Connection>>,
+    keys: Keys,
+    /// This run's instance id (`node@start-ms`).
+    node: Arc<str>,
     rooms: String,
     token_prefix: String,
+    streams_prefix: String,
     timeout: Duration,
+}
+
+/// A write of this node's listings, in order.
+enum Listing {
+    Put {
+        room: String,
+        key: String,
+        value: String,
+    },
+    Remove {
+        room: String,
+        key: String,
+    },
+    /// Write every listing again (Redis lost its data).
+    All(Vec<((String, String), String)>),
 }
 
 impl std::fmt::Debug for RedisCatalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisCatalog")
-            .field("rooms", &self.rooms)
+            .field("node", &self.inner.node)
             .finish_non_exhaustive()
     }
 }
 
 impl RedisCatalog {
-    /// The catalog of the cluster `config` (validated) names. Connects on first use.
-    pub fn new(config: &ClusterConfig) -> Result<Self, TargetError> {
+    /// The catalog of the cluster `config` (validated) names, for this run's instance `node`.
+    /// Connects on first use.
+    pub fn new(config: &ClusterConfig, node: Arc<str>) -> Result<Self, TargetError> {
         let server = if config.sentinel.is_some() {
             Server::Sentinel(Mutex::new(connect::sentinel_for(config)?))
         } else {
@@ -54,15 +91,105 @@ impl RedisCatalog {
             }
         };
         let prefix = &config.key_prefix;
-        Ok(Self {
+        let inner = Arc::new(Inner {
             server,
             conn: Mutex::new(None),
+            keys: Keys::new(prefix),
+            node,
             rooms: format!("{prefix}:conference:rooms"),
             token_prefix: format!("{prefix}:conference:token:"),
+            streams_prefix: format!("{prefix}:conference:streams:"),
             timeout: Duration::from_millis(config.heartbeat_interval_ms.clamp(200, 2000)),
+        });
+        let (tx, rx) = mpsc::channel();
+        let writer = Arc::clone(&inner);
+        std::thread::Builder::new()
+            .name("cluster-listings".into())
+            .spawn(move || writer.write_listings(&rx))
+            .map_err(|e| TargetError::Client(e.into()))?;
+        Ok(Self {
+            inner,
+            listed: Arc::new(Mutex::new(BTreeMap::new())),
+            writes: Mutex::new(tx),
         })
     }
 
+    /// Lists every stream of this node again (after Redis lost its data, or this node was
+    /// taken for dead and reaped). Never waits.
+    pub fn reassert(&self) {
+        let all: Vec<_> = self
+            .listed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !all.is_empty() {
+            self.queue(Listing::All(all));
+        }
+    }
+
+    fn queue(&self, listing: Listing) {
+        let sent = self
+            .writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(listing);
+        if sent.is_err() {
+            tracing::warn!("The cluster listings writer stopped; a stream listing is lost.");
+        }
+    }
+}
+
+impl Inner {
+    /// The writer thread: applies listings in order; a failed write is retried by the next
+    /// [`RedisCatalog::reassert`] (the link calls it when Redis is back).
+    fn write_listings(&self, rx: &Receiver<Listing>) {
+        while let Ok(listing) = rx.recv() {
+            let result = self.with(|c| {
+                let mut pipe = redis::pipe();
+                match &listing {
+                    Listing::Put { room, key, value } => {
+                        pipe.cmd("HSET")
+                            .arg(self.streams_key(room))
+                            .arg(self.field(key))
+                            .arg(value)
+                            .ignore();
+                    }
+                    Listing::Remove { room, key } => {
+                        pipe.cmd("HDEL")
+                            .arg(self.streams_key(room))
+                            .arg(self.field(key))
+                            .ignore();
+                    }
+                    Listing::All(all) => {
+                        for ((room, key), value) in all {
+                            pipe.cmd("HSET")
+                                .arg(self.streams_key(room))
+                                .arg(self.field(key))
+                                .arg(value)
+                                .ignore();
+                        }
+                    }
+                }
+                pipe.query::<()>(c)
+            });
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "A stream listing was not written; it is written again when Redis is back.");
+            }
+        }
+    }
+
+    fn streams_key(&self, room: &str) -> String {
+        format!("{}{room}", self.streams_prefix)
+    }
+
+    fn field(&self, key: &str) -> String {
+        format!("{}|{key}", self.node)
+    }
+}
+
+impl Inner {
     fn connect(&self) -> RedisResult<Connection> {
         let client = match &self.server {
             Server::Direct(client) => client.clone(),
@@ -109,10 +236,109 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|e| StoreError(e.to_string()))
 }
 
+/// Now, in Unix milliseconds: the order of listings across nodes.
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis())
+}
+
+impl Inner {
+    /// The other living nodes' listings of `room`, in listing order; deletes those of dead
+    /// nodes.
+    fn remote_streams(&self, room: &str) -> Result<Vec<SharedStream>, StoreError> {
+        let key = self.streams_key(room);
+        let fields: Vec<(String, String)> =
+            self.with(|c| redis::cmd("HGETALL").arg(&key).query(c))?;
+        let mut listed = Vec::new();
+        let mut nodes: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (field, value) in &fields {
+            let Some((node, _)) = field.split_once('|') else {
+                continue;
+            };
+            if node != &*self.node {
+                nodes.entry(node).or_default().push(field);
+                listed.push((node, value));
+            }
+        }
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<&str> = nodes.keys().copied().collect();
+        let alive: Vec<bool> = self.with(|c| {
+            let mut pipe = redis::pipe();
+            for node in &names {
+                pipe.cmd("EXISTS").arg(self.keys.alive(node));
+            }
+            pipe.query(c)
+        })?;
+        let dead: HashSet<&str> = names
+            .iter()
+            .zip(alive)
+            .filter(|(_, alive)| !alive)
+            .map(|(n, _)| *n)
+            .collect();
+        if !dead.is_empty() {
+            let gone: Vec<&str> = dead.iter().flat_map(|n| nodes[n].iter().copied()).collect();
+            // Best effort: the next reader deletes them if this fails.
+            let _ = self.with(|c| redis::cmd("HDEL").arg(&key).arg(&gone).query::<()>(c));
+        }
+        let mut streams: Vec<(u128, SharedStream)> = listed
+            .into_iter()
+            .filter(|(node, _)| !dead.contains(node))
+            .filter_map(|(_, value)| {
+                let (at, json) = value.split_once('|')?;
+                Some((at.parse().ok()?, serde_json::from_str(json).ok()?))
+            })
+            .collect();
+        streams.sort_by_key(|(at, _)| *at);
+        Ok(streams.into_iter().map(|(_, s)| s).collect())
+    }
+}
+
 impl SharedCatalog for RedisCatalog {
+    fn publish_stream(&self, room: &str, key: &str, stream: &SharedStream) {
+        let Ok(json) = serde_json::to_string(stream) else {
+            return;
+        };
+        let id = (room.to_owned(), key.to_owned());
+        let value = {
+            let mut listed = self.listed.lock().unwrap_or_else(PoisonError::into_inner);
+            // An update keeps its place in the listing order.
+            let at = listed
+                .get(&id)
+                .and_then(|v| v.split_once('|'))
+                .map_or_else(|| unix_ms().to_string(), |(at, _)| at.to_owned());
+            let value = format!("{at}|{json}");
+            listed.insert(id, value.clone());
+            value
+        };
+        self.queue(Listing::Put {
+            room: room.to_owned(),
+            key: key.to_owned(),
+            value,
+        });
+    }
+
+    fn unpublish_stream(&self, room: &str, key: &str) {
+        self.listed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(room.to_owned(), key.to_owned()));
+        self.queue(Listing::Remove {
+            room: room.to_owned(),
+            key: key.to_owned(),
+        });
+    }
+
+    fn remote_streams(&self, room: &str) -> Result<Vec<SharedStream>, StoreError> {
+        self.inner.remote_streams(room)
+    }
+
     fn rooms(&self) -> Result<Vec<RoomRecord>, StoreError> {
-        let all: Vec<(String, String)> =
-            self.with(|c| redis::cmd("HGETALL").arg(&self.rooms).query(c))?;
+        let all: Vec<(String, String)> = self
+            .inner
+            .with(|c| redis::cmd("HGETALL").arg(&self.inner.rooms).query(c))?;
         let mut rooms = Vec::with_capacity(all.len());
         for (id, json) in all {
             match serde_json::from_str(&json) {
@@ -126,14 +352,17 @@ impl SharedCatalog for RedisCatalog {
     }
 
     fn room(&self, id: &str) -> Result<Option<RoomRecord>, StoreError> {
-        parse(self.with(|c| redis::cmd("HGET").arg(&self.rooms).arg(id).query(c))?)
+        parse(
+            self.inner
+                .with(|c| redis::cmd("HGET").arg(&self.inner.rooms).arg(id).query(c))?,
+        )
     }
 
     fn create_room(&self, room: &RoomRecord) -> Result<bool, StoreError> {
         let json = json(room)?;
-        self.with(|c| {
+        self.inner.with(|c| {
             redis::cmd("HSETNX")
-                .arg(&self.rooms)
+                .arg(&self.inner.rooms)
                 .arg(&room.room_id)
                 .arg(&json)
                 .query(c)
@@ -142,9 +371,9 @@ impl SharedCatalog for RedisCatalog {
 
     fn put_room(&self, room: &RoomRecord) -> Result<(), StoreError> {
         let json = json(room)?;
-        self.with(|c| {
+        self.inner.with(|c| {
             redis::cmd("HSET")
-                .arg(&self.rooms)
+                .arg(&self.inner.rooms)
                 .arg(&room.room_id)
                 .arg(&json)
                 .query(c)
@@ -152,15 +381,16 @@ impl SharedCatalog for RedisCatalog {
     }
 
     fn delete_room(&self, id: &str) -> Result<bool, StoreError> {
-        self.with(|c| redis::cmd("HDEL").arg(&self.rooms).arg(id).query(c))
+        self.inner
+            .with(|c| redis::cmd("HDEL").arg(&self.inner.rooms).arg(id).query(c))
     }
 
     fn put_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
         let json = json(token)?;
         // Redis forgets it at its expiry date; EXAT in the past deletes at once.
-        self.with(|c| {
+        self.inner.with(|c| {
             redis::cmd("SET")
-                .arg(self.token_key(&token.token_id))
+                .arg(self.inner.token_key(&token.token_id))
                 .arg(&json)
                 .arg("EXAT")
                 .arg(token.expire_date.max(1))
@@ -169,10 +399,14 @@ impl SharedCatalog for RedisCatalog {
     }
 
     fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError> {
-        parse(self.with(|c| redis::cmd("GET").arg(self.token_key(id)).query(c))?)
+        parse(
+            self.inner
+                .with(|c| redis::cmd("GET").arg(self.inner.token_key(id)).query(c))?,
+        )
     }
 
     fn use_token(&self, id: &str) -> Result<bool, StoreError> {
-        self.with(|c| redis::cmd("DEL").arg(self.token_key(id)).query(c))
+        self.inner
+            .with(|c| redis::cmd("DEL").arg(self.inner.token_key(id)).query(c))
     }
 }

@@ -53,6 +53,9 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
             Ok((conn, pubsub)) => {
                 match recover(&cluster, &gateway, conn.clone(), registered_once).await {
                     Ok(()) => {
+                        // The conference streams this node lists, in case Redis lost them (or
+                        // never had them: listed before Redis first answered).
+                        cluster.catalog.reassert();
                         outage.check(&cluster, &gateway);
                         outage = Outage::default();
                         // After an outage the other nodes come back one by one (each retries
@@ -244,6 +247,7 @@ async fn tick(
         tokio::time::timeout(timeout, pipe.query_async::<()>(conn))
             .await
             .map_err(|_| timed_out())??;
+        cluster.catalog.reassert();
     }
     if !settled {
         return Ok(());

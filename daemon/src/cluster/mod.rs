@@ -114,6 +114,8 @@ pub struct Cluster {
     node: Arc<str>,
     keys: store::Keys,
     target: connect::Target,
+    /// The conference catalog (REST rooms, tokens, live streams) in the same Redis.
+    catalog: Arc<catalog::RedisCatalog>,
     conn: Mutex<Option<MultiplexedConnection>>,
     outbox: mpsc::Sender<Outgoing>,
     outbox_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
@@ -141,12 +143,14 @@ impl Cluster {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let node: Arc<str> = Arc::from(format!("{}@{started}", config.node_name()));
+        let catalog = Arc::new(catalog::RedisCatalog::new(&config, Arc::clone(&node))?);
         let (outbox, rx) = mpsc::channel(config.publish_queue_len);
         Ok(Self {
             keys: store::Keys::new(&config.key_prefix),
             config,
             node,
             target,
+            catalog,
             conn: Mutex::new(None),
             outbox,
             outbox_rx: Mutex::new(Some(rx)),
@@ -162,6 +166,11 @@ impl Cluster {
     /// This run's instance id.
     pub fn node(&self) -> &Arc<str> {
         &self.node
+    }
+
+    /// The conference catalog in the cluster's Redis.
+    pub fn catalog(&self) -> &Arc<catalog::RedisCatalog> {
+        &self.catalog
     }
 
     /// Whether Redis is reachable (as of the last command or heartbeat).

@@ -615,11 +615,27 @@ fn streams(
         .room
         .members
         .iter()
+        // A conference member without a participant record here is another node's (its
+        // proxy): it is listed below as that node registered it.
+        .filter(|peer| {
+            peer.mode != JoinMode::Conference || participant_of(state, cx.room.room, peer).is_some()
+        })
         .map(|peer| (peer.session, member_stream(state, cx.room.room, peer)))
         .collect();
     for (id, m) in state.media_in(cx.room.room) {
         if !list.iter().any(|(_, s)| s.stream_id == id) {
             list.push((m.session, media_stream(id)));
+        }
+    }
+    for remote in state.remote_in(cx.room.room) {
+        if !list.iter().any(|(_, s)| s.stream_id == remote.stream_id) {
+            // No session of this node: `keep` tells it from the asker by its stream id.
+            let stream = RoomStream {
+                stream_id: remote.stream_id.clone(),
+                stream_name: remote.stream_name.clone(),
+                meta_data: remote.meta_data.clone(),
+            };
+            list.push((SessionId(u64::MAX), stream));
         }
     }
     list.into_iter()

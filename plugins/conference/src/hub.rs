@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::records::{DEFAULT_ROOM_DURATION_SECS, NewRoom, RoomRecord, TokenRecord, TokenType};
 use crate::security::{AppSecurityConfig, Apps, Resolved, sign_jwt};
-use crate::shared::SharedCatalog;
+use crate::shared::{SharedCatalog, SharedStream};
 use crate::store::{StoreError, Write, Writer};
 
 /// Longest room or stream id the REST API accepts, in bytes.
@@ -83,6 +83,10 @@ pub(crate) struct State {
     pub media: HashMap<String, MediaStream>,
     /// Order of `media` entries (a publish counter), so lists come in publish order.
     media_seq: u64,
+    /// The cluster's catalog, told of every participant and publisher of this node.
+    shared: Option<Arc<dyn SharedCatalog>>,
+    /// Other nodes' live streams by room, as last read (for the room of the event at hand).
+    pub remote: HashMap<String, Vec<SharedStream>>,
 }
 
 /// A stream the media plugin publishes.
@@ -103,6 +107,16 @@ pub(crate) struct MediaStream {
 impl State {
     /// Adds a participant.
     pub fn join(&mut self, room: &str, session: SessionId, p: Participant) {
+        if let Some(shared) = &self.shared {
+            let stream = SharedStream {
+                stream_id: p.stream_id.clone(),
+                stream_name: p.stream_name.clone(),
+                meta_data: p.meta_data.clone(),
+                role: p.role.clone(),
+                broadcasting: false,
+            };
+            shared.publish_stream(room, &participant_key(session), &stream);
+        }
         self.streams
             .insert(p.stream_id.clone(), (room.to_owned(), session));
         self.participants.insert((room.to_owned(), session), p);
@@ -112,7 +126,15 @@ impl State {
     pub fn leave(&mut self, room: &str, session: SessionId) -> Option<Participant> {
         let p = self.participants.remove(&(room.to_owned(), session))?;
         self.streams.remove(&p.stream_id);
+        if let Some(shared) = &self.shared {
+            shared.unpublish_stream(room, &participant_key(session));
+        }
         Some(p)
+    }
+
+    /// Other nodes' live streams in `room` (empty without a cluster catalog).
+    pub fn remote_in(&self, room: &str) -> &[SharedStream] {
+        self.remote.get(room).map_or(&[], Vec::as_slice)
     }
 
     pub fn participant(&self, room: &str, session: SessionId) -> Option<&Participant> {
@@ -202,6 +224,7 @@ impl Hub {
                 }
             },
         };
+        state.shared = options.shared.clone();
         Self {
             state: Mutex::new(state),
             apps: Apps::new(options.apps),
@@ -329,16 +352,21 @@ impl Hub {
         let mut state = self.state();
         state.media_seq += 1;
         let seq = state.media_seq;
-        state.media.insert(
-            stream_id.to_owned(),
-            MediaStream {
-                room: room.to_owned(),
-                session,
-                broadcasting: false,
-                app: None,
-                seq,
-            },
-        );
+        let media = MediaStream {
+            room: room.to_owned(),
+            session,
+            broadcasting: false,
+            app: None,
+            seq,
+        };
+        if let Some(shared) = &state.shared {
+            shared.publish_stream(
+                room,
+                &media_key(stream_id),
+                &media_shared(stream_id, &media),
+            );
+        }
+        state.media.insert(stream_id.to_owned(), media);
     }
 
     /// The publish of `stream_id` was admitted under application `app`.
@@ -350,14 +378,42 @@ impl Hub {
 
     /// A publisher's media is up.
     pub fn media_started(&self, stream_id: &str) {
-        if let Some(m) = self.state().media.get_mut(stream_id) {
+        let mut state = self.state();
+        let shared = state.shared.clone();
+        if let Some(m) = state.media.get_mut(stream_id) {
             m.broadcasting = true;
+            if let Some(shared) = shared {
+                shared.publish_stream(&m.room, &media_key(stream_id), &media_shared(stream_id, m));
+            }
         }
     }
 
     /// A publisher ended.
     pub fn media_ended(&self, stream_id: &str) {
-        self.state().media.remove(stream_id);
+        let mut state = self.state();
+        if let Some(m) = state.media.remove(stream_id)
+            && let Some(shared) = &state.shared
+        {
+            shared.unpublish_stream(&m.room, &media_key(stream_id));
+        }
+    }
+
+    /// With a cluster catalog: the other nodes' live streams in `room` into the cache (read
+    /// before any lock is taken). Unreadable: this node's own only.
+    pub(crate) fn refresh_remote_streams(&self, room: &str) {
+        let Some(shared) = self.shared() else {
+            return;
+        };
+        let streams = shared.remote_streams(room).unwrap_or_else(|e| {
+            tracing::warn!(room, error = %e, "Cannot read the other nodes' streams; listing this node's only.");
+            Vec::new()
+        });
+        let mut state = self.state();
+        if streams.is_empty() {
+            state.remote.remove(room);
+        } else {
+            state.remote.insert(room.to_owned(), streams);
+        }
     }
 
     /// Commits what is queued and closes the store. Later writes fail. Idempotent.
@@ -643,6 +699,27 @@ impl Hub {
             room_id: None,
             app: None,
         })
+    }
+}
+
+/// The catalog key of participant `session` of this node.
+fn participant_key(session: SessionId) -> String {
+    format!("p{}", session.0)
+}
+
+/// The catalog key of this node's publisher of `stream_id`.
+fn media_key(stream_id: &str) -> String {
+    format!("m{stream_id}")
+}
+
+/// A media publisher as the other nodes list it.
+fn media_shared(stream_id: &str, m: &MediaStream) -> SharedStream {
+    SharedStream {
+        stream_id: stream_id.to_owned(),
+        stream_name: String::new(),
+        meta_data: String::new(),
+        role: String::new(),
+        broadcasting: m.broadcasting,
     }
 }
 

@@ -66,7 +66,7 @@ pub use security::{
     App, AppSecurityConfig, Apps, MIN_JWT_SECRET_BYTES, Resolved, TokenCheck, hash_token,
     list_problems, sign_jwt,
 };
-pub use shared::SharedCatalog;
+pub use shared::{SharedCatalog, SharedStream};
 pub use store::StoreError;
 
 /// Settings of `[[plugin]] type = "conference"`.
@@ -196,8 +196,10 @@ impl Plugin for Conference {
 
     fn on_event(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {
         if matches!(cx.event(), Event::Conference(_) | Event::Join(_)) {
-            // With a cluster catalog: this room's dates and owner as the cluster has them.
+            // With a cluster catalog: this room's dates and owner, and the other nodes' live
+            // streams in it, as the cluster has them.
             self.hub.refresh_room(cx.room.room);
+            self.hub.refresh_remote_streams(cx.room.room);
         }
         Ok(match cx.event() {
             Event::Conference(request) => self.on_request(cx, request, out),
