@@ -247,7 +247,10 @@ async fn room_information_lists_every_nodes_participants() {
     let token = mint(&b, room).await;
     let mut request = join("carol");
     request["token"] = json!(token);
-    assert_eq!(ask(&mut carol, request).await["definition"], "joinedTheRoom");
+    assert_eq!(
+        ask(&mut carol, request).await["definition"],
+        "joinedTheRoom"
+    );
     room_info_until(&mut carol, room, "carol", &["alice", "bob"]).await;
     room_info_until(&mut alice, room, "alice", &["bob", "carol"]).await;
 
@@ -260,7 +263,10 @@ async fn room_information_lists_every_nodes_participants() {
     let token = mint(&a, room).await;
     let mut request = join("alice");
     request["token"] = json!(token);
-    assert_eq!(ask(&mut alice, request).await["definition"], "joinedTheRoom");
+    assert_eq!(
+        ask(&mut alice, request).await["definition"],
+        "joinedTheRoom"
+    );
     room_info_until(&mut bob, room, "bob", &["alice", "carol"]).await;
     a.kill().await;
     room_info_until(&mut bob, room, "bob", &["carol"]).await;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_tests::cluster::{Node, RedisServer, node_config};
-use switchboard_tests::{WsClient, switchboard_bin, temp_dir};
+use switchboard_tests::{WsClient, http_request, switchboard_bin, temp_dir};
 use tokio::process::{Child, Command};
 
 // === helpers ===
@@ -102,6 +102,29 @@ async fn both_ways(pa: &mut WsClient, pb: &mut WsClient, room: &str, from: usize
     pb.expect_silence(200).await;
 }
 
+/// A REST conference room made on `a` is read on `b`: the conference catalog's own (blocking)
+/// connection reaches the same Redis, with the same TLS and credentials, and after a failover
+/// the primary the node's link found through the sentinels.
+async fn room_shared(a: &Node, b: &Node, room: &str) {
+    let (status, made) = http_request(
+        a.main,
+        "POST",
+        "/LiveApp/rest/v2/broadcasts/conference-rooms",
+        Some(&json!({"roomId":room}).to_string()),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    let (status, seen) = http_request(
+        b.main,
+        "GET",
+        &format!("/LiveApp/rest/v2/broadcasts/conference-rooms/{room}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{seen}");
+    assert!(seen.contains(&format!("\"roomId\":\"{room}\"")), "{seen}");
+}
+
 // === TLS ===
 
 /// A test CA (`ca.pem`) and a server certificate it issued for `localhost` and `127.0.0.1`
@@ -161,6 +184,7 @@ async fn rediss_with_a_private_ca_carries_a_call_across_nodes() {
     let room = "ops-tls";
     let (mut pa, mut pb) = ant_pair(&a, &b, room).await;
     both_ways(&mut pa, &mut pb, room, 0, 50).await;
+    room_shared(&a, &b, "ops-tls-rest").await;
 
     // The server really is TLS only: plain Redis is refused on that port (the node does not
     // start it) and so is TLS without the test CA (the system's roots do not know it).
@@ -236,6 +260,7 @@ async fn an_acl_user_with_its_password_from_env_or_file_joins_and_a_wrong_one_is
     let room = "ops-acl";
     let (mut pa, mut pb) = ant_pair(&a, &b, room).await;
     both_ways(&mut pa, &mut pb, room, 0, 50).await;
+    room_shared(&a, &b, "ops-acl-rest").await;
 
     // A wrong password, and no credentials at all: the gateway does not start, and says why.
     let wrong = refused_start(
@@ -392,6 +417,14 @@ async fn sentinel_fails_the_primary_over_and_the_call_across_nodes_goes_on() {
     assert!(
         keys.contains("sentinel-a") && keys.contains("sentinel-b"),
         "{keys}"
+    );
+    // The conference catalog follows the sentinel too.
+    room_shared(&b, &a, "ops-sentinel-rest").await;
+    assert!(
+        replica
+            .cli(&["HKEYS", "switchboard:conference:rooms"])
+            .await
+            .contains("ops-sentinel-rest")
     );
     // A new call across the nodes starts on the new primary.
     let (mut qa, mut qb) = ant_pair(&a, &b, "ops-sentinel-2").await;

@@ -21,19 +21,12 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use redis::sentinel::SentinelClient;
 use redis::{Client, Connection, RedisResult};
 use switchboard_conference::{RoomRecord, SharedCatalog, SharedStream, StoreError, TokenRecord};
 
 use super::config::ClusterConfig;
 use super::connect::{self, TargetError};
 use super::store::Keys;
-
-/// Where the blocking connection goes.
-enum Server {
-    Direct(Client),
-    Sentinel(Mutex<SentinelClient>),
-}
 
 /// The conference catalog of a cluster node.
 pub struct RedisCatalog {
@@ -44,7 +37,10 @@ pub struct RedisCatalog {
 }
 
 struct Inner {
-    server: Server,
+    /// The server the link connected to last (through Sentinel: the current primary), so
+    /// the catalog talks to the same server as the node's bus. `None` until the link has
+    /// found one.
+    server: Mutex<Option<Client>>,
     conn: Mutex<Option<Connection>>,
     keys: Keys,
     /// This run's instance id (`node@start-ms`).
@@ -82,17 +78,14 @@ impl RedisCatalog {
     /// The catalog of the cluster `config` (validated) names, for this run's instance `node`.
     /// Connects on first use.
     pub fn new(config: &ClusterConfig, node: Arc<str>) -> Result<Self, TargetError> {
-        let server = if config.sentinel.is_some() {
-            Server::Sentinel(Mutex::new(connect::sentinel_for(config)?))
-        } else {
-            match connect::Target::new(config)? {
-                connect::Target::Direct(client) => Server::Direct(client),
-                connect::Target::Sentinel(_) => unreachable!("no sentinel configured"),
-            }
+        // One server: known now. Through Sentinel: the link names it (`use_server`).
+        let server = match connect::Target::new(config)? {
+            connect::Target::Direct(client) => Some(client),
+            connect::Target::Sentinel(_) => None,
         };
         let prefix = &config.key_prefix;
         let inner = Arc::new(Inner {
-            server,
+            server: Mutex::new(server),
             conn: Mutex::new(None),
             keys: Keys::new(prefix),
             node,
@@ -112,6 +105,26 @@ impl RedisCatalog {
             listed: Arc::new(Mutex::new(BTreeMap::new())),
             writes: Mutex::new(tx),
         })
+    }
+
+    /// The link connected to `client` (through Sentinel: a primary, maybe a new one): the
+    /// catalog's next connection goes there too.
+    pub fn use_server(&self, client: &Client) {
+        let mut server = self
+            .inner
+            .server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let addr = |c: &Client| c.get_connection_info().addr().to_string();
+        if server.as_ref().map(addr) != Some(addr(client)) {
+            *server = Some(client.clone());
+            // A connection to the previous server goes: the next call connects to this one.
+            *self
+                .inner
+                .conn
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = None;
+        }
     }
 
     /// Lists every stream of this node again (after Redis lost its data, or this node was
@@ -191,13 +204,17 @@ impl Inner {
 
 impl Inner {
     fn connect(&self) -> RedisResult<Connection> {
-        let client = match &self.server {
-            Server::Direct(client) => client.clone(),
-            Server::Sentinel(sentinel) => sentinel
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get_client()?,
-        };
+        let client = self
+            .server
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| {
+                redis::RedisError::from(std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "the sentinels have not named a primary yet",
+                ))
+            })?;
         let conn = client.get_connection_with_timeout(self.timeout)?;
         conn.set_read_timeout(Some(self.timeout))?;
         conn.set_write_timeout(Some(self.timeout))?;

@@ -46,8 +46,8 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// The target `config` (validated) names.
     pub fn new(config: &ClusterConfig) -> Result<Self, TargetError> {
-        if config.sentinel.is_some() {
-            return sentinel_for(config).map(|c| Target::Sentinel(Mutex::new(c)));
+        if let Some(sentinel) = &config.sentinel {
+            return sentinel_client(config, sentinel).map(|c| Target::Sentinel(Mutex::new(c)));
         }
         let certificates = certificates(config)?;
         let url = config.redis_url.as_deref().unwrap_or_default();
@@ -90,15 +90,12 @@ fn certificates(config: &ClusterConfig) -> Result<Option<TlsCertificates>, Targe
     }))
 }
 
-/// A Sentinel client for the `sentinel` of `config` (one per user: it caches connections).
-pub fn sentinel_for(config: &ClusterConfig) -> Result<SentinelClient, TargetError> {
+/// A Sentinel client for `sentinel`, with the credentials and CA of `config`.
+fn sentinel_client(
+    config: &ClusterConfig,
+    sentinel: &SentinelConfig,
+) -> Result<SentinelClient, TargetError> {
     let certificates = certificates(config)?;
-    let default = SentinelConfig {
-        master: String::new(),
-        nodes: Vec::new(),
-        tls: false,
-    };
-    let sentinel = config.sentinel.as_ref().unwrap_or(&default);
     let nodes = sentinel.nodes.iter().filter_map(|node| {
         // Validated with the config; an unparsable entry cannot get here.
         let (host, port) = parse_host_port(node).ok()?;

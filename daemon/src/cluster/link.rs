@@ -125,6 +125,7 @@ async fn connect(
     let conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
+    cluster.catalog.use_server(&client);
     let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
         .await
         .map_err(|_| timed_out())??;
