@@ -275,3 +275,51 @@ async fn room_information_lists_every_nodes_participants() {
         .await;
     assert!(!fields.contains("conf-a@"), "{fields}");
 }
+
+/// While Redis is unreachable a node keeps the room dates it last read, refuses one-time
+/// tokens (their single use cannot be guaranteed) and answers REST writes
+/// `data_store_not_available`; when Redis is back, minting and joining work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_tokens_are_refused_and_rest_writes_fail() {
+    let (mut redis, a, b) = two_nodes().await;
+    let now = unix_now();
+    create_room(&a, "down-later", now + 3600, now + 7200).await;
+    // B reads the room once (REST), so it holds its dates.
+    let (status, _) = rest(&b, "GET", "broadcasts/conference-rooms/down-later", None).await;
+    assert_eq!(status, 200);
+    let token = mint(&a, "down-open").await;
+    redis.kill().await;
+    a.wait_health("cluster: degraded", Duration::from_secs(5))
+        .await;
+    b.wait_health("cluster: degraded", Duration::from_secs(5))
+        .await;
+    let (_, reply) = join_room(&a, "down-open", &token).await;
+    assert_eq!(reply, unauthorized("down-open"), "a token is refused");
+    let (_, reply) = join_room(&b, "down-later", "anything").await;
+    assert_eq!(
+        reply,
+        json!({"command":"error","definition":"room_not_active_or_expired","streamId":"down-later"})
+    );
+    let (_, made) = rest(
+        &a,
+        "POST",
+        "broadcasts/conference-rooms",
+        Some(json!({"roomId":"down-new"})),
+    )
+    .await;
+    assert_eq!(made["success"], false, "{made}");
+    assert!(
+        made["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("data_store_not_available"),
+        "{made}"
+    );
+    // Redis is back (empty: this one keeps nothing): tokens minted now work again.
+    redis.restart().await;
+    a.wait_health("cluster: ok", Duration::from_secs(10)).await;
+    b.wait_health("cluster: ok", Duration::from_secs(10)).await;
+    let token = mint(&b, "down-open").await;
+    let (_c, reply) = join_room(&a, "down-open", &token).await;
+    assert_eq!(reply["definition"], "joinedTheRoom", "{reply}");
+}
