@@ -218,6 +218,7 @@ async fn room_info_until(c: &mut WsClient, room: &str, me: &str, want: &[&str]) 
 async fn room_information_lists_every_nodes_participants() {
     let (redis, mut a, b) = two_nodes().await;
     let room = "shared-info";
+    create_room(&a, room, unix_now() - 10, unix_now() + 3600).await;
     let join = |me: &str| {
         json!({"command":"joinRoom","room":room,"streamId":me,"streamName":format!("{me} name"),
             "metaData":format!("{me} meta"),"mode":"multitrack"})
@@ -242,6 +243,19 @@ async fn room_information_lists_every_nodes_participants() {
         json!([{"streamId":"alice","streamName":"alice name","metaData":"alice meta"}])
     );
     room_info_until(&mut alice, room, "alice", &["bob"]).await;
+    // The REST API of either node shows both as the room's streams.
+    for node in [&a, &b] {
+        let (_, shown) = rest(
+            node,
+            "GET",
+            &format!("broadcasts/conference-rooms/{room}"),
+            None,
+        )
+        .await;
+        let mut list = ids(&shown["roomStreamList"]);
+        list.sort();
+        assert_eq!(list, ["alice", "bob"], "{} shows {shown}", node.name);
+    }
     // A third participant on B lists both, one from each node.
     let mut carol = WsClient::connect(&b.ant_url("LiveApp")).await;
     let token = mint(&b, room).await;

@@ -551,6 +551,7 @@ impl Hub {
     /// participants present now.
     pub fn room(&self, app: &str, room_id: &str) -> Option<RoomRecord> {
         self.refresh_room(room_id);
+        self.refresh_remote_streams(room_id);
         let state = self.state();
         let mut room = state.rooms.get(room_id)?.clone();
         if !self.owns(app, &room).unwrap_or(false) {
@@ -732,6 +733,12 @@ fn with_live_streams(state: &State, room: &mut RoomRecord) {
         .collect();
     live.sort_unstable();
     live.extend(state.media_in(&room.room_id).into_iter().map(|(id, _)| id));
+    live.extend(
+        state
+            .remote_in(&room.room_id)
+            .iter()
+            .map(|s| s.stream_id.as_str()),
+    );
     for id in live {
         if !room.room_stream_list.iter().any(|s| s == id) {
             room.room_stream_list.push(id.to_owned());

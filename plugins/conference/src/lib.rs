@@ -195,11 +195,15 @@ impl Plugin for Conference {
     }
 
     fn on_event(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {
-        if matches!(cx.event(), Event::Conference(_) | Event::Join(_)) {
-            // With a cluster catalog: this room's dates and owner, and the other nodes' live
-            // streams in it, as the cluster has them.
-            self.hub.refresh_room(cx.room.room);
-            self.hub.refresh_remote_streams(cx.room.room);
+        // With a cluster catalog: this room's dates and owner as the cluster has them, and
+        // for conference requests the other nodes' live streams in it.
+        match cx.event() {
+            Event::Conference(_) => {
+                self.hub.refresh_room(cx.room.room);
+                self.hub.refresh_remote_streams(cx.room.room);
+            }
+            Event::Join(_) => self.hub.refresh_room(cx.room.room),
+            _ => {}
         }
         Ok(match cx.event() {
             Event::Conference(request) => self.on_request(cx, request, out),
