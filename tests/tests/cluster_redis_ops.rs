@@ -354,19 +354,38 @@ impl Sentinel {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sentinel_fails_the_primary_over_and_the_call_across_nodes_goes_on() {
-    let mut primary = RedisServer::start().await;
+    failover(true).await;
+}
+
+/// The replica Sentinel promotes never received the primary's data (its full sync was still
+/// waiting): the nodes find Redis empty on the new primary, list their members again, and the
+/// call goes on all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_fails_over_to_a_replica_that_never_synced_and_the_call_goes_on() {
+    failover(false).await;
+}
+
+/// A primary and a replica under one sentinel, two nodes finding the primary through it, an
+/// Ant call across them; the primary is SIGKILLed mid-call. `synced`: the replica holds the
+/// primary's data when it dies; else the primary's full sync waits a minute, so the replica
+/// is promoted empty.
+async fn failover(synced: bool) {
+    let delay = if synced { "0" } else { "60" };
+    let mut primary =
+        RedisServer::start_with(vec!["--repl-diskless-sync-delay".into(), delay.into()]).await;
     let replica = RedisServer::start_with(vec![
         "--replicaof".into(),
         "127.0.0.1".into(),
         primary.port.to_string(),
     ])
     .await;
+    let link = if synced {
+        "master_link_status:up"
+    } else {
+        "master_sync_in_progress:1"
+    };
     for _ in 0..200 {
-        if primary
-            .cli(&["INFO", "replication"])
-            .await
-            .contains("connected_slaves:1")
-        {
+        if replica.cli(&["INFO", "replication"]).await.contains(link) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -374,8 +393,11 @@ async fn sentinel_fails_the_primary_over_and_the_call_across_nodes_goes_on() {
     let sentinel = Sentinel::start(primary.port).await;
     // The first sentinel listed is not running: the nodes ask the next.
     let dead = switchboard_tests::cluster::free_port();
+    // Sentinel takes several seconds to promote a replica that never synced (about 7 s here):
+    // frames wait that long, within a replay window set above it.
     let cluster = format!(
-        "sentinel = {{ master = \"mymaster\", nodes = [\"127.0.0.1:{dead}\", \"127.0.0.1:{}\"] }}",
+        "sentinel = {{ master = \"mymaster\", nodes = [\"127.0.0.1:{dead}\", \"127.0.0.1:{}\"] }}\n\
+         replay_window_ms = 30000",
         sentinel.port
     );
     let a = node(&cluster, "sentinel-a", &[]).await;
@@ -390,6 +412,11 @@ async fn sentinel_fails_the_primary_over_and_the_call_across_nodes_goes_on() {
         "{keys}"
     );
 
+    // Until the primary dies the replica holds its data, or none of it.
+    let members = replica
+        .cli(&["LLEN", "switchboard:room:ops-sentinel"])
+        .await;
+    assert_eq!(members.trim(), if synced { "2" } else { "0" });
     primary.kill().await;
     // Frames sent while the primary is gone are held, then delivered once the nodes follow
     // the sentinel to the promoted replica.
