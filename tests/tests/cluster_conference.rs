@@ -221,7 +221,7 @@ async fn room_information_lists_every_nodes_participants() {
     create_room(&a, room, unix_now() - 10, unix_now() + 3600).await;
     let join = |me: &str| {
         json!({"command":"joinRoom","room":room,"streamId":me,"streamName":format!("{me} name"),
-            "metaData":format!("{me} meta"),"mode":"multitrack"})
+            "metaData":format!("{me} meta"),"role":format!("{me}-role"),"mode":"multitrack"})
     };
     let mut alice = WsClient::connect(&a.ant_url("LiveApp")).await;
     let token = mint(&a, room).await;
@@ -243,6 +243,42 @@ async fn room_information_lists_every_nodes_participants() {
         json!([{"streamId":"alice","streamName":"alice name","metaData":"alice meta"}])
     );
     room_info_until(&mut alice, room, "alice", &["bob"]).await;
+    // Subtracks list the other node's participant with its role; a metadata update on A
+    // shows on B.
+    let list = ask(
+        &mut bob,
+        json!({"command":"getSubtracks","streamId":room,"role":"alice-role","offset":0,"size":10}),
+    )
+    .await;
+    let subtracks = list["subtrackList"].as_array().unwrap();
+    assert_eq!(subtracks.len(), 1, "{list}");
+    let only: Value = serde_json::from_str(subtracks[0].as_str().unwrap()).unwrap();
+    assert_eq!(only["streamId"], "alice", "{only}");
+    let count = ask(
+        &mut bob,
+        json!({"command":"getSubtracksCount","streamId":room,"role":null,"status":null}),
+    )
+    .await;
+    assert_eq!(count["count"], 2, "{count}");
+    let ack = ask(
+        &mut alice,
+        json!({"command":"updateStreamMetaData","streamId":"alice","metaData":"new meta"}),
+    )
+    .await;
+    assert_eq!(ack["definition"], "streamMetaDataUpdated", "{ack}");
+    let mut seen = Value::Null;
+    for _ in 0..50 {
+        seen = ask(
+            &mut bob,
+            json!({"command":"getRoomInfo","room":room,"streamId":"bob"}),
+        )
+        .await;
+        if seen["streamList"][0]["metaData"] == "new meta" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen["streamList"][0]["metaData"], "new meta", "{seen}");
     // The REST API of either node shows both as the room's streams.
     for node in [&a, &b] {
         let (_, shown) = rest(

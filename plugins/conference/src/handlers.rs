@@ -373,6 +373,10 @@ impl Conference {
             .room
             .members
             .iter()
+            // Another node's participant (a proxy here) is listed below as its node listed it.
+            .filter(|peer| {
+                peer.mode != JoinMode::Conference || participant_of(&state, room, peer).is_some()
+            })
             .map(|peer| {
                 let role = participant_of(&state, room, peer).map(|p| p.role.clone());
                 let mut b = subtrack(
@@ -388,6 +392,23 @@ impl Conference {
             if !list.iter().any(|b| b.stream_id == id) {
                 let mut b = subtrack(room, media_stream(id), String::new());
                 b.status = media_status(Some(m)).to_owned();
+                list.push(b);
+            }
+        }
+        for remote in state.remote_in(room) {
+            if !list.iter().any(|b| b.stream_id == remote.stream_id) {
+                let stream = RoomStream {
+                    stream_id: remote.stream_id.clone(),
+                    stream_name: remote.stream_name.clone(),
+                    meta_data: remote.meta_data.clone(),
+                };
+                let mut b = subtrack(room, stream, remote.role.clone());
+                b.status = if remote.broadcasting {
+                    BROADCASTING
+                } else {
+                    STATUS
+                }
+                .to_owned();
                 list.push(b);
             }
         }
@@ -442,9 +463,11 @@ impl Conference {
                 format!("stream `{}` belongs to another participant", m.stream_id),
             ));
         }
-        if let Some(p) = state.participants.get_mut(&(room, owner)) {
+        if let Some(p) = state.participants.get_mut(&(room.clone(), owner)) {
             p.meta_data = m.meta_data.clone();
         }
+        // The other nodes list the new metadata too.
+        state.relist(&room, owner);
         Ok(ConferenceReply::MetaDataUpdated(m.clone()))
     }
 

@@ -107,19 +107,26 @@ pub(crate) struct MediaStream {
 impl State {
     /// Adds a participant.
     pub fn join(&mut self, room: &str, session: SessionId, p: Participant) {
-        if let Some(shared) = &self.shared {
-            let stream = SharedStream {
-                stream_id: p.stream_id.clone(),
-                stream_name: p.stream_name.clone(),
-                meta_data: p.meta_data.clone(),
-                role: p.role.clone(),
-                broadcasting: false,
-            };
-            shared.publish_stream(room, &participant_key(session), &stream);
-        }
         self.streams
             .insert(p.stream_id.clone(), (room.to_owned(), session));
         self.participants.insert((room.to_owned(), session), p);
+        self.relist(room, session);
+    }
+
+    /// With a cluster catalog: lists participant `session` of `room` as it is now for the
+    /// other nodes.
+    pub fn relist(&self, room: &str, session: SessionId) {
+        let (Some(shared), Some(p)) = (&self.shared, self.participant(room, session)) else {
+            return;
+        };
+        let stream = SharedStream {
+            stream_id: p.stream_id.clone(),
+            stream_name: p.stream_name.clone(),
+            meta_data: p.meta_data.clone(),
+            role: p.role.clone(),
+            broadcasting: false,
+        };
+        shared.publish_stream(room, &participant_key(session), &stream);
     }
 
     /// Removes a participant; returns its record.
