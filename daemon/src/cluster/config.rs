@@ -102,10 +102,14 @@ impl ClusterConfig {
                 "is required (or `sentinel`, to find the primary through Redis Sentinel)"
                     .to_owned(),
             )),
-            (Some(_), Some(_)) => out.push((
-                "sentinel",
-                "names the servers: give either `redis_url` or `sentinel`, not both".to_owned(),
-            )),
+            (Some(url), Some(sentinel)) => {
+                out.push((
+                    "sentinel",
+                    "names the servers: give either `redis_url` or `sentinel`, not both".to_owned(),
+                ));
+                out.extend(check_url(url).err().map(|e| ("redis_url", e)));
+                out.extend(sentinel.problems());
+            }
             (Some(url), None) => out.extend(check_url(url).err().map(|e| ("redis_url", e))),
             (None, Some(sentinel)) => out.extend(sentinel.problems()),
         }
