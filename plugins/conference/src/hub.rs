@@ -259,78 +259,12 @@ impl Hub {
         &self.apps
     }
 
-    /// The cluster's catalog, if rooms and tokens live there.
-    fn shared(&self) -> Option<&Arc<dyn SharedCatalog>> {
+    /// The cluster's catalog, if rooms and tokens live there (the cache's refreshes are in
+    /// `shared.rs`).
+    pub(crate) fn shared(&self) -> Option<&Arc<dyn SharedCatalog>> {
         match &self.store {
             Store::Shared(shared) => Some(shared),
             _ => None,
-        }
-    }
-
-    /// With a cluster catalog: reads room `id` from it into the cache (before any lock is
-    /// taken), so this node holds the dates and owner another node's REST call set. If the
-    /// catalog cannot be read the cached copy stays.
-    pub(crate) fn refresh_room(&self, id: &str) {
-        let Some(shared) = self.shared() else {
-            return;
-        };
-        match shared.room(id) {
-            Ok(Some(room)) => {
-                self.state().rooms.insert(id.to_owned(), room);
-            }
-            Ok(None) => {
-                self.state().rooms.remove(id);
-            }
-            Err(e) => tracing::warn!(room = id, error = %e,
-                "Cannot read the cluster's conference room; using this node's copy."),
-        }
-    }
-
-    /// With a cluster catalog: every room into the cache (REST listings).
-    fn refresh_rooms(&self) {
-        let Some(shared) = self.shared() else {
-            return;
-        };
-        match shared.rooms() {
-            Ok(rooms) => {
-                self.state().rooms = rooms.into_iter().map(|r| (r.room_id.clone(), r)).collect();
-            }
-            Err(e) => tracing::warn!(error = %e,
-                "Cannot read the cluster's conference rooms; using this node's copy."),
-        }
-    }
-
-    /// With a cluster catalog: token `id` into `state`'s cache, or out of it when the catalog
-    /// does not have it (used up or expired on another node) or cannot be read (a token that
-    /// cannot be checked is refused).
-    pub(crate) fn refresh_token(&self, state: &mut State, id: &str) {
-        let Some(shared) = self.shared() else {
-            return;
-        };
-        match shared.token(id) {
-            Ok(Some(token)) => {
-                state.tokens.insert(id.to_owned(), token);
-            }
-            Ok(None) => {
-                state.tokens.remove(id);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot read the cluster's one-time tokens; the token is refused.");
-                state.tokens.remove(id);
-            }
-        }
-    }
-
-    /// With a cluster catalog: uses token `id` up across the cluster. `Err` with the reason
-    /// when another node used it first or the catalog cannot be written; `Ok` without one.
-    pub(crate) fn use_token(&self, id: &str) -> Result<(), String> {
-        let Some(shared) = self.shared() else {
-            return Ok(());
-        };
-        match shared.use_token(id) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("token is not valid (unknown or already used)".to_owned()),
-            Err(e) => Err(format!("the token store is unavailable: {e}")),
         }
     }
 
@@ -402,24 +336,6 @@ impl Hub {
             && let Some(shared) = &state.shared
         {
             shared.unpublish_stream(&m.room, &media_key(stream_id));
-        }
-    }
-
-    /// With a cluster catalog: the other nodes' live streams in `room` into the cache (read
-    /// before any lock is taken). Unreadable: this node's own only.
-    pub(crate) fn refresh_remote_streams(&self, room: &str) {
-        let Some(shared) = self.shared() else {
-            return;
-        };
-        let streams = shared.remote_streams(room).unwrap_or_else(|e| {
-            tracing::warn!(room, error = %e, "Cannot read the other nodes' streams; listing this node's only.");
-            Vec::new()
-        });
-        let mut state = self.state();
-        if streams.is_empty() {
-            state.remote.remove(room);
-        } else {
-            state.remote.insert(room.to_owned(), streams);
         }
     }
 

@@ -41,6 +41,7 @@
 //! - `records.rs`: rooms and tokens as Ant's REST API shows them.
 //! - `security.rs`: token checks.
 //! - `store.rs`: the redb file and its writer thread.
+//! - `shared.rs`: the catalog a cluster shares ([`SharedCatalog`]) and the hub's cache of it.
 
 use std::sync::Arc;
 
