@@ -596,6 +596,11 @@ impl GatewayConfig {
         if let Some(store) = self.store.as_mut().filter(|s| s.path.is_relative()) {
             store.path = dir.join(&store.path);
         }
+        if let Some(ca) = self.cluster.as_mut().and_then(|c| c.redis_ca_file.as_mut())
+            && ca.is_relative()
+        {
+            *ca = dir.join(&*ca);
+        }
     }
 
     /// Parses and validates TOML text.

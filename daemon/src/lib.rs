@@ -105,10 +105,20 @@ impl Running {
 /// Binds every listener and starts serving. Returns once all sockets are bound.
 pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
     // The conference plugin and the REST API share one hub; opening it loads the store.
+    let cluster = match &config.cluster {
+        Some(c) => Some(start_cluster(c).await?),
+        None => None,
+    };
+    // With [cluster], REST rooms, one-time tokens and the live streams of conference rooms
+    // live in the cluster's Redis.
+    let shared = cluster
+        .as_ref()
+        .map(|c| Arc::clone(c.catalog()) as Arc<dyn switchboard_conference::SharedCatalog>);
     let conference = Arc::new(switchboard_conference::Hub::open(
         switchboard_conference::HubOptions {
             store: config.store.as_ref().map(|s| s.path.clone()),
             apps: config.antmedia_apps.clone(),
+            shared,
         },
         unix_now(),
     ));
@@ -130,10 +140,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
     // The cluster link runs on its own tracker: it must outlive the sessions' drain, so that
     // their leaves reach the other nodes.
     let cluster_tasks = TaskTracker::new();
-    if let Some(c) = &config.cluster {
-        let cluster = Arc::new(
-            cluster::Cluster::new(c.clone()).context("cannot set up the [cluster] Redis client")?,
-        );
+    if let Some(cluster) = cluster {
         info!(node = %cluster.node(), "Cluster: joining through Redis.");
         gateway.set_cluster(Arc::clone(&cluster));
         cluster::link::start(&cluster, &gateway, &cluster_tasks);
@@ -180,6 +187,22 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
         gateway,
         registry,
     })
+}
+
+/// This node's part of the cluster `c`, once Redis has not refused it (see
+/// [`cluster::link::check_access`]). Nothing runs yet.
+async fn start_cluster(c: &cluster::ClusterConfig) -> anyhow::Result<Arc<cluster::Cluster>> {
+    let cluster = Arc::new(
+        cluster::Cluster::new(c.clone()).context("cannot set up the [cluster] Redis client")?,
+    );
+    cluster::link::check_access(&cluster).await.map_err(|e| {
+        anyhow::anyhow!(
+            "[cluster] Redis at {} refused this node: {e} (check redis_username, \
+             redis_password and redis_ca_file)",
+            c.redacted_target()
+        )
+    })?;
+    Ok(cluster)
 }
 
 /// Runs the gateway until `signal` completes, then shuts down gracefully.

@@ -35,15 +35,28 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: PathBuf,
+    /// Arguments after the defaults (later ones win: `--port 0 --tls-port P` serves TLS only).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts one on a free port and waits until it answers.
     pub async fn start() -> Self {
+        Self::start_with(Vec::new()).await
+    }
+
+    /// Starts one on a free port with `extra` arguments (`{port}` in them is replaced by the
+    /// port: `--port 0 --tls-port {port}`) and waits until the port accepts connections.
+    pub async fn start_with(extra: Vec<String>) -> Self {
+        let port = free_port();
         let mut server = Self {
-            port: free_port(),
+            port,
             child: None,
             dir: temp_dir("redis"),
+            extra: extra
+                .into_iter()
+                .map(|a| a.replace("{port}", &port.to_string()))
+                .collect(),
         };
         server.spawn().await;
         server
@@ -55,6 +68,7 @@ impl RedisServer {
             port: free_port(),
             child: None,
             dir: temp_dir("redis"),
+            extra: Vec::new(),
         }
     }
 
@@ -77,6 +91,7 @@ impl RedisServer {
                 "--dir",
                 self.dir.to_str().unwrap(),
             ])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -185,11 +200,17 @@ impl Node {
     /// Starts the real binary on `config` (its first listener must bind port 0) and waits for
     /// its `Listening.` log line.
     pub async fn spawn(config: &str, name: &str) -> Self {
+        Self::spawn_env(config, name, &[]).await
+    }
+
+    /// [`Self::spawn`] with extra environment variables (secrets given as `{ env = .. }`).
+    pub async fn spawn_env(config: &str, name: &str, env: &[(&str, &str)]) -> Self {
         let dir = temp_dir(&format!("node-{name}"));
         let path = dir.join("switchboard.toml");
         std::fs::write(&path, config).unwrap();
         let mut child = Command::new(switchboard_bin())
             .args(["--config", path.to_str().unwrap()])
+            .envs(env.iter().copied())
             .current_dir(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

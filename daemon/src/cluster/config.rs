@@ -1,6 +1,8 @@
 //! `[cluster]`: several gateway nodes share rooms through one Redis server. Absent: the gateway
 //! runs alone, exactly as without clustering.
 
+use std::path::PathBuf;
+
 use serde::Deserialize;
 
 /// Longest accepted `node_id`, in bytes.
@@ -10,9 +12,27 @@ pub const MAX_NODE_ID_BYTES: usize = 64;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
-    /// The shared Redis server, `redis://[user:password@]host[:port][/db]`. A standalone Redis
-    /// (or a primary): Redis Cluster is not supported, the scripts touch keys they compute.
-    pub redis_url: String,
+    /// The shared Redis server, `redis://[user:password@]host[:port][/db]`, or `rediss://...`
+    /// for TLS. A standalone Redis (or a primary): Redis Cluster is not supported, the scripts
+    /// touch keys they compute. Required unless `sentinel` names the servers.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// The ACL user the node authenticates as (`AUTH user password`); overrides the URL's.
+    #[serde(default)]
+    pub redis_username: Option<String>,
+    /// The password for `AUTH` (a secret: `{ env = .. }` or `{ file = .. }`); overrides the
+    /// URL's, so the URL itself need not be secret.
+    #[serde(default)]
+    pub redis_password: Option<String>,
+    /// A PEM file of the CA(s) that signed the Redis server certificates (TLS: `rediss://` or
+    /// `sentinel.tls`); only these are trusted then. Absent: the system's trusted roots.
+    /// Relative to the config file's directory.
+    #[serde(default)]
+    pub redis_ca_file: Option<PathBuf>,
+    /// Redis Sentinel: ask these sentinels which server is the primary, and ask again after
+    /// every lost connection, so a failover moves the nodes to the new primary.
+    #[serde(default)]
+    pub sentinel: Option<SentinelConfig>,
     /// This node's name in logs, metrics and Redis keys: letters, digits, `.`, `_`, `-`. Each
     /// run adds its start time, so a restarted node is never taken for its previous run.
     /// Default: the host name, else `node`.
@@ -39,6 +59,19 @@ pub struct ClusterConfig {
     pub replay_window_ms: u64,
 }
 
+/// `[cluster] sentinel = { master = "...", nodes = ["host:port", ...] }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SentinelConfig {
+    /// The name the sentinels monitor the primary under (`sentinel monitor NAME ...`).
+    pub master: String,
+    /// The sentinels, `host:port` each (26379 is Sentinel's usual port); asked in turn.
+    pub nodes: Vec<String>,
+    /// TLS to the sentinels and to the servers they name (with `redis_ca_file`).
+    #[serde(default)]
+    pub tls: bool,
+}
+
 const fn default_replay_window_ms() -> u64 {
     10_000
 }
@@ -63,15 +96,28 @@ impl ClusterConfig {
     /// Every problem serde cannot see, as `(key, message)`.
     pub fn problems(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
-        if !(self.redis_url.starts_with("redis://") || self.redis_url.starts_with("redis+unix://"))
-        {
-            out.push((
+        match (&self.redis_url, &self.sentinel) {
+            (None, None) => out.push((
                 "redis_url",
-                "must start with redis:// (or redis+unix://); TLS (rediss://) is not built in"
+                "is required (or `sentinel`, to find the primary through Redis Sentinel)"
                     .to_owned(),
+            )),
+            (Some(url), Some(sentinel)) => {
+                out.push((
+                    "sentinel",
+                    "names the servers: give either `redis_url` or `sentinel`, not both".to_owned(),
+                ));
+                out.extend(check_url(url).err().map(|e| ("redis_url", e)));
+                out.extend(sentinel.problems());
+            }
+            (Some(url), None) => out.extend(check_url(url).err().map(|e| ("redis_url", e))),
+            (None, Some(sentinel)) => out.extend(sentinel.problems()),
+        }
+        if self.redis_ca_file.is_some() && !self.tls() {
+            out.push((
+                "redis_ca_file",
+                "is for TLS: use a rediss:// URL or `sentinel.tls = true`".to_owned(),
             ));
-        } else if redis::parse_redis_url(&self.redis_url).is_none() {
-            out.push(("redis_url", "is not a valid Redis URL".to_owned()));
         }
         if let Some(id) = &self.node_id
             && let Err(e) = check_name(id)
@@ -115,6 +161,27 @@ impl ClusterConfig {
         out
     }
 
+    /// Whether the node speaks TLS to Redis.
+    pub fn tls(&self) -> bool {
+        match (&self.redis_url, &self.sentinel) {
+            (Some(url), _) => url.starts_with("rediss://"),
+            (None, Some(sentinel)) => sentinel.tls,
+            (None, None) => false,
+        }
+    }
+
+    /// Where Redis is, for logs: the URL without its password, or the sentinels.
+    pub fn redacted_target(&self) -> String {
+        match (&self.redis_url, &self.sentinel) {
+            (Some(url), _) => match url.split_once("://").zip(url.rsplit_once('@')) {
+                Some(((scheme, _), (_, host))) => format!("{scheme}://***@{host}"),
+                None => url.clone(),
+            },
+            (None, Some(s)) => format!("sentinel {} at {}", s.master, s.nodes.join(", ")),
+            (None, None) => String::new(),
+        }
+    }
+
     /// The node name: `node_id`, else the host name, else `node`.
     pub fn node_name(&self) -> String {
         if let Some(id) = &self.node_id {
@@ -126,6 +193,52 @@ impl ClusterConfig {
             .filter(|h| check_name(h).is_ok())
             .unwrap_or_else(|| "node".to_owned())
     }
+}
+
+impl SentinelConfig {
+    fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if self.master.is_empty() {
+            out.push(("sentinel.master", "must not be empty".to_owned()));
+        }
+        if self.nodes.is_empty() {
+            out.push((
+                "sentinel.nodes",
+                "must list at least one sentinel".to_owned(),
+            ));
+        }
+        for node in &self.nodes {
+            if let Err(e) = parse_host_port(node) {
+                out.push(("sentinel.nodes", e));
+            }
+        }
+        out
+    }
+}
+
+/// `host:port` of a sentinel (`[::1]:26379` for an IPv6 address).
+pub fn parse_host_port(node: &str) -> Result<(String, u16), String> {
+    let bad = || format!("`{node}` is not host:port");
+    let (host, port) = node.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port.parse::<u16>().map_err(|_| bad())?;
+    if host.is_empty() || port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_owned(), port))
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    if !["redis://", "rediss://", "redis+unix://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+    {
+        return Err("must start with redis://, rediss:// (TLS) or redis+unix://".to_owned());
+    }
+    if redis::parse_redis_url(url).is_none() {
+        return Err("is not a valid Redis URL".to_owned());
+    }
+    Ok(())
 }
 
 /// Node ids and key prefixes end up in Redis keys and in member records separated by `|`.
@@ -142,4 +255,66 @@ fn check_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> ClusterConfig {
+        toml::from_str(text).expect("a [cluster] table")
+    }
+
+    fn keys(text: &str) -> Vec<&'static str> {
+        parse(text).problems().into_iter().map(|(k, _)| k).collect()
+    }
+
+    #[test]
+    fn one_server_or_sentinel_is_required_never_both() {
+        assert_eq!(keys(""), ["redis_url"]);
+        assert_eq!(
+            keys(
+                "redis_url = \"redis://127.0.0.1\"\n\
+                 sentinel = { master = \"m\", nodes = [\"127.0.0.1:26379\"] }"
+            ),
+            ["sentinel"]
+        );
+        assert!(keys("redis_url = \"rediss://redis.internal:6380/2\"").is_empty());
+        assert!(
+            keys("sentinel = { master = \"m\", nodes = [\"[::1]:26379\", \"s:1\"] }").is_empty()
+        );
+    }
+
+    #[test]
+    fn sentinel_and_tls_settings_are_checked() {
+        assert_eq!(
+            keys("sentinel = { master = \"\", nodes = [\"no-port\", \"h:0\"] }"),
+            ["sentinel.master", "sentinel.nodes", "sentinel.nodes"]
+        );
+        assert_eq!(
+            keys("sentinel = { master = \"m\", nodes = [] }"),
+            ["sentinel.nodes"]
+        );
+        assert_eq!(
+            keys("redis_url = \"redis://h\"\nredis_ca_file = \"ca.pem\""),
+            ["redis_ca_file"]
+        );
+        let tls = parse(
+            "sentinel = { master = \"m\", nodes = [\"h:1\"], tls = true }\n\
+             redis_ca_file = \"ca.pem\"",
+        );
+        assert!(tls.problems().is_empty() && tls.tls());
+        assert!(
+            toml::from_str::<ClusterConfig>("sentinel = { master = \"m\", nodes = [], x = 1 }")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn logs_never_show_the_password() {
+        let url = parse("redis_url = \"rediss://user:pa@ss@redis.internal:6380\"");
+        assert_eq!(url.redacted_target(), "rediss://***@redis.internal:6380");
+        let sentinel = parse("sentinel = { master = \"m\", nodes = [\"a:1\", \"b:2\"] }");
+        assert_eq!(sentinel.redacted_target(), "sentinel m at a:1, b:2");
+    }
 }

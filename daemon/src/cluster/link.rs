@@ -54,6 +54,9 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
             Ok((conn, pubsub)) => {
                 match recover(&cluster, &gateway, conn.clone(), registered_once).await {
                     Ok(()) => {
+                        // The conference streams this node lists, in case Redis lost them (or
+                        // never had them: listed before Redis first answered).
+                        cluster.catalog.reassert();
                         outage.check(&cluster, &gateway);
                         outage = Outage::default();
                         // After an outage the other nodes come back one by one (each retries
@@ -83,7 +86,7 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
                 cluster.set_conn(None);
                 if !registered_once && !first_failure_logged {
                     first_failure_logged = true;
-                    warn!(error = %why, url = %redacted(&cluster.config.redis_url),
+                    warn!(error = %why, redis = %cluster.config.redacted_target(),
                         "Cluster: cannot reach Redis; serving local rooms only until it answers.");
                 }
                 cluster.health.down(&why);
@@ -98,11 +101,13 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
     }
 }
 
-/// The URL without its password, for logs.
-fn redacted(url: &str) -> String {
-    match url.split_once('@') {
-        Some((_, host)) => format!("redis://***@{host}"),
-        None => url.to_owned(),
+/// Connects once at start-up: credentials or a certificate the server refuses are a
+/// configuration error the operator must see at once (the gateway does not start), while a
+/// Redis that does not answer yet is waited for, as later outages are.
+pub async fn check_access(cluster: &Cluster) -> Result<(), redis::RedisError> {
+    match connect(cluster).await {
+        Err(e) if super::connect::is_refusal(&e) => Err(e),
+        _ => Ok(()),
     }
 }
 
@@ -113,11 +118,16 @@ async fn connect(
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
         .set_response_timeout(Some(timeout));
-    let conn = cluster
-        .client
+    // Through Sentinel this asks for the current primary (every reconnect: a failover moves
+    // the node to the new one).
+    let client = tokio::time::timeout(timeout, cluster.target.client())
+        .await
+        .map_err(|_| timed_out())??;
+    let conn = client
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
-    let mut pubsub = tokio::time::timeout(timeout, cluster.client.get_async_pubsub())
+    cluster.catalog.use_server(&client);
+    let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
         .await
         .map_err(|_| timed_out())??;
     tokio::time::timeout(
@@ -239,6 +249,7 @@ async fn tick(
         tokio::time::timeout(timeout, pipe.query_async::<()>(conn))
             .await
             .map_err(|_| timed_out())??;
+        cluster.catalog.reassert();
     }
     if !settled {
         return Ok(());

@@ -21,7 +21,9 @@
 //!   empty (its epoch key changed), the node re-asserts its heartbeat, members and subscription
 //!   and keeps its proxies. Past `replay_window_ms` the calls across nodes end explicitly.
 
+pub mod catalog;
 pub mod config;
+pub mod connect;
 pub mod health;
 pub mod link;
 pub mod proxies;
@@ -113,7 +115,9 @@ pub struct Cluster {
     /// This run's instance id: `node_id@start-ms`.
     node: Arc<str>,
     keys: store::Keys,
-    client: redis::Client,
+    target: connect::Target,
+    /// The conference catalog (REST rooms, tokens, live streams) in the same Redis.
+    catalog: Arc<catalog::RedisCatalog>,
     conn: Mutex<Option<MultiplexedConnection>>,
     outbox: mpsc::Sender<Outgoing>,
     outbox_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
@@ -135,18 +139,20 @@ pub struct Cluster {
 
 impl Cluster {
     /// A cluster member for `config` (validated). Connects nothing yet: see [`link::start`].
-    pub fn new(config: ClusterConfig) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(config.redis_url.as_str())?;
+    pub fn new(config: ClusterConfig) -> Result<Self, connect::TargetError> {
+        let target = connect::Target::new(&config)?;
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let node: Arc<str> = Arc::from(format!("{}@{started}", config.node_name()));
+        let catalog = Arc::new(catalog::RedisCatalog::new(&config, Arc::clone(&node))?);
         let (outbox, rx) = mpsc::channel(config.publish_queue_len);
         Ok(Self {
             keys: store::Keys::new(&config.key_prefix),
             config,
             node,
-            client,
+            target,
+            catalog,
             conn: Mutex::new(None),
             outbox,
             outbox_rx: Mutex::new(Some(rx)),
@@ -162,6 +168,11 @@ impl Cluster {
     /// This run's instance id.
     pub fn node(&self) -> &Arc<str> {
         &self.node
+    }
+
+    /// The conference catalog in the cluster's Redis.
+    pub fn catalog(&self) -> &Arc<catalog::RedisCatalog> {
+        &self.catalog
     }
 
     /// Whether Redis is reachable (as of the last command or heartbeat).

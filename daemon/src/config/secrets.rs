@@ -21,7 +21,7 @@ const TABLE_SECRETS: [(&str, &[&str]); 3] = [
 ];
 
 /// Keys of `[cluster]`: the Redis URL may carry a password.
-const CLUSTER_SECRETS: [&str; 1] = ["redis_url"];
+const CLUSTER_SECRETS: [&str; 2] = ["redis_url", "redis_password"];
 
 /// Keys of each `[[antmedia_app]]`.
 const APP_SECRETS: [&str; 2] = ["jwt_secret", "hash_secret"];

@@ -75,7 +75,7 @@ fn cluster_problems_are_all_reported() {
 bind = "127.0.0.1:0"
 dialects = ["raw"]
 [cluster]
-redis_url = "rediss://example"
+redis_url = "http://example"
 node_id = "a|b"
 key_prefix = ""
 heartbeat_interval_ms = 10

@@ -114,7 +114,8 @@ fn refused(cx: &ListenerContext, addr: SocketAddr, app: &str) -> Option<Response
     None
 }
 
-/// Runs a store-writing hub call on a blocking thread and renders its outcome.
+/// Runs a hub call that may wait for the store (or the cluster's Redis) on a blocking thread
+/// and renders its outcome.
 async fn blocking<T: Send + 'static>(
     hub: &Arc<Hub>,
     call: impl FnOnce(&Hub) -> Result<T, RestError> + Send + 'static,
@@ -163,13 +164,20 @@ async fn get_room(
     if let Some(r) = refused(&cx, addr, &app) {
         return r;
     }
-    match cx.conference.room(&app, &room_id) {
-        Some(room) => json(StatusCode::OK, &room),
-        None => failure(
-            StatusCode::NOT_FOUND,
-            &format!("no conference room `{room_id}`"),
-        ),
-    }
+    // Blocking: with [cluster] the room is read from Redis.
+    let id = room_id.clone();
+    blocking(
+        &cx.conference,
+        move |hub| Ok(hub.room(&app, &id)),
+        move |room| match room {
+            Some(room) => json(StatusCode::OK, &room),
+            None => failure(
+                StatusCode::NOT_FOUND,
+                &format!("no conference room `{room_id}`"),
+            ),
+        },
+    )
+    .await
 }
 
 async fn list_rooms(
@@ -180,10 +188,12 @@ async fn list_rooms(
     if let Some(r) = refused(&cx, addr, &app) {
         return r;
     }
-    json(
-        StatusCode::OK,
-        &cx.conference.list_rooms(&app, offset, size),
+    blocking(
+        &cx.conference,
+        move |hub| Ok(hub.list_rooms(&app, offset, size)),
+        |rooms| json(StatusCode::OK, &rooms),
     )
+    .await
 }
 
 async fn delete_room(

@@ -373,6 +373,10 @@ impl Conference {
             .room
             .members
             .iter()
+            // Another node's participant (a proxy here) is listed below as its node listed it.
+            .filter(|peer| {
+                peer.mode != JoinMode::Conference || participant_of(&state, room, peer).is_some()
+            })
             .map(|peer| {
                 let role = participant_of(&state, room, peer).map(|p| p.role.clone());
                 let mut b = subtrack(
@@ -388,6 +392,23 @@ impl Conference {
             if !list.iter().any(|b| b.stream_id == id) {
                 let mut b = subtrack(room, media_stream(id), String::new());
                 b.status = media_status(Some(m)).to_owned();
+                list.push(b);
+            }
+        }
+        for remote in state.remote_in(room) {
+            if !list.iter().any(|b| b.stream_id == remote.stream_id) {
+                let stream = RoomStream {
+                    stream_id: remote.stream_id.clone(),
+                    stream_name: remote.stream_name.clone(),
+                    meta_data: remote.meta_data.clone(),
+                };
+                let mut b = subtrack(room, stream, remote.role.clone());
+                b.status = if remote.broadcasting {
+                    BROADCASTING
+                } else {
+                    STATUS
+                }
+                .to_owned();
                 list.push(b);
             }
         }
@@ -442,9 +463,11 @@ impl Conference {
                 format!("stream `{}` belongs to another participant", m.stream_id),
             ));
         }
-        if let Some(p) = state.participants.get_mut(&(room, owner)) {
+        if let Some(p) = state.participants.get_mut(&(room.clone(), owner)) {
             p.meta_data = m.meta_data.clone();
         }
+        // The other nodes list the new metadata too.
+        state.relist(&room, owner);
         Ok(ConferenceReply::MetaDataUpdated(m.clone()))
     }
 
@@ -510,7 +533,10 @@ impl Conference {
             Resolved::Refused(reason) => return Err(refuse(ErrorCode::Unauthorized, reason)),
             Resolved::App(settings) => settings,
         };
-        security::check(
+        if let Some(token) = token.filter(|_| which(&settings.config) == TokenCheck::OneTime) {
+            self.hub.refresh_token(state, token);
+        }
+        let used = security::check(
             settings,
             which(&settings.config),
             token,
@@ -518,7 +544,14 @@ impl Conference {
             &mut state.tokens,
             now,
         )
-        .map_err(|reason| refuse(ErrorCode::Unauthorized, reason))
+        .map_err(|reason| refuse(ErrorCode::Unauthorized, reason))?;
+        if let Some(token) = &used {
+            // A cluster's nodes share the token: only the node whose delete wins accepts it.
+            self.hub
+                .use_token(token)
+                .map_err(|reason| refuse(ErrorCode::Unauthorized, reason))?;
+        }
+        Ok(used)
     }
 
     /// A join (any dialect: Ant P2P `join`, raw `/ws/{room}`, socket.io) into a conference room
@@ -605,11 +638,27 @@ fn streams(
         .room
         .members
         .iter()
+        // A conference member without a participant record here is another node's (its
+        // proxy): it is listed below as that node registered it.
+        .filter(|peer| {
+            peer.mode != JoinMode::Conference || participant_of(state, cx.room.room, peer).is_some()
+        })
         .map(|peer| (peer.session, member_stream(state, cx.room.room, peer)))
         .collect();
     for (id, m) in state.media_in(cx.room.room) {
         if !list.iter().any(|(_, s)| s.stream_id == id) {
             list.push((m.session, media_stream(id)));
+        }
+    }
+    for remote in state.remote_in(cx.room.room) {
+        if !list.iter().any(|(_, s)| s.stream_id == remote.stream_id) {
+            // No session of this node: `keep` tells it from the asker by its stream id.
+            let stream = RoomStream {
+                stream_id: remote.stream_id.clone(),
+                stream_name: remote.stream_name.clone(),
+                meta_data: remote.meta_data.clone(),
+            };
+            list.push((SessionId(u64::MAX), stream));
         }
     }
     list.into_iter()

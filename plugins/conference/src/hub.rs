@@ -12,8 +12,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use switchboard_plugin_api::SessionId;
 
+use std::sync::Arc;
+
 use crate::records::{DEFAULT_ROOM_DURATION_SECS, NewRoom, RoomRecord, TokenRecord, TokenType};
 use crate::security::{AppSecurityConfig, Apps, Resolved, sign_jwt};
+use crate::shared::{SharedCatalog, SharedStream};
 use crate::store::{StoreError, Write, Writer};
 
 /// Longest room or stream id the REST API accepts, in bytes.
@@ -29,6 +32,8 @@ pub struct HubOptions {
     pub store: Option<PathBuf>,
     /// Stream security per application (`[[antmedia_app]]`).
     pub apps: Vec<AppSecurityConfig>,
+    /// The cluster's catalog (`[cluster]`): rooms and tokens live there instead of `store`.
+    pub shared: Option<Arc<dyn SharedCatalog>>,
 }
 
 /// A REST call that failed; Ant answers these as `{"success":false,"message":...}`.
@@ -78,6 +83,10 @@ pub(crate) struct State {
     pub media: HashMap<String, MediaStream>,
     /// Order of `media` entries (a publish counter), so lists come in publish order.
     media_seq: u64,
+    /// The cluster's catalog, told of every participant and publisher of this node.
+    shared: Option<Arc<dyn SharedCatalog>>,
+    /// Other nodes' live streams by room, as last read (for the room of the event at hand).
+    pub remote: HashMap<String, Vec<SharedStream>>,
 }
 
 /// A stream the media plugin publishes.
@@ -101,13 +110,38 @@ impl State {
         self.streams
             .insert(p.stream_id.clone(), (room.to_owned(), session));
         self.participants.insert((room.to_owned(), session), p);
+        self.relist(room, session);
+    }
+
+    /// With a cluster catalog: lists participant `session` of `room` as it is now for the
+    /// other nodes.
+    pub fn relist(&self, room: &str, session: SessionId) {
+        let (Some(shared), Some(p)) = (&self.shared, self.participant(room, session)) else {
+            return;
+        };
+        let stream = SharedStream {
+            stream_id: p.stream_id.clone(),
+            stream_name: p.stream_name.clone(),
+            meta_data: p.meta_data.clone(),
+            role: p.role.clone(),
+            broadcasting: false,
+        };
+        shared.publish_stream(room, &participant_key(session), &stream);
     }
 
     /// Removes a participant; returns its record.
     pub fn leave(&mut self, room: &str, session: SessionId) -> Option<Participant> {
         let p = self.participants.remove(&(room.to_owned(), session))?;
         self.streams.remove(&p.stream_id);
+        if let Some(shared) = &self.shared {
+            shared.unpublish_stream(room, &participant_key(session));
+        }
         Some(p)
+    }
+
+    /// Other nodes' live streams in `room` (empty without a cluster catalog).
+    pub fn remote_in(&self, room: &str) -> &[SharedStream] {
+        self.remote.get(room).map_or(&[], Vec::as_slice)
     }
 
     pub fn participant(&self, room: &str, session: SessionId) -> Option<&Participant> {
@@ -135,6 +169,9 @@ enum Store {
     Open(Mutex<Option<Writer>>),
     /// The store could not be opened; REST writes fail with this reason.
     Failed(String),
+    /// The cluster's catalog: the state's rooms and tokens are a cache of it, refreshed where
+    /// a decision reads them.
+    Shared(Arc<dyn SharedCatalog>),
 }
 
 /// The shared conference state. Cheap to share behind an `Arc`.
@@ -159,9 +196,16 @@ impl Hub {
     /// with an empty catalog and REST writes answer `data_store_not_available`.
     pub fn open(options: HubOptions, now: i64) -> Self {
         let mut state = State::default();
-        let store = match &options.store {
-            None => Store::Memory,
-            Some(path) => match Writer::open(path, now) {
+        let store = match (&options.shared, &options.store) {
+            (Some(shared), store) => {
+                if let Some(path) = store {
+                    tracing::info!(path = %path.display(),
+                        "Conference rooms and tokens live in the cluster's Redis; [store] is not used for them.");
+                }
+                Store::Shared(Arc::clone(shared))
+            }
+            (None, None) => Store::Memory,
+            (None, Some(path)) => match Writer::open(path, now) {
                 Ok((writer, loaded)) => {
                     tracing::info!(
                         path = %path.display(),
@@ -187,6 +231,7 @@ impl Hub {
                 }
             },
         };
+        state.shared = options.shared.clone();
         Self {
             state: Mutex::new(state),
             apps: Apps::new(options.apps),
@@ -214,6 +259,15 @@ impl Hub {
         &self.apps
     }
 
+    /// The cluster's catalog, if rooms and tokens live there (the cache's refreshes are in
+    /// `shared.rs`).
+    pub(crate) fn shared(&self) -> Option<&Arc<dyn SharedCatalog>> {
+        match &self.store {
+            Store::Shared(shared) => Some(shared),
+            _ => None,
+        }
+    }
+
     /// Deletes a used-up one-time token from the store without waiting (hook side).
     pub(crate) fn forget_token(&self, id: String) {
         if let Store::Open(writer) = &self.store
@@ -239,16 +293,21 @@ impl Hub {
         let mut state = self.state();
         state.media_seq += 1;
         let seq = state.media_seq;
-        state.media.insert(
-            stream_id.to_owned(),
-            MediaStream {
-                room: room.to_owned(),
-                session,
-                broadcasting: false,
-                app: None,
-                seq,
-            },
-        );
+        let media = MediaStream {
+            room: room.to_owned(),
+            session,
+            broadcasting: false,
+            app: None,
+            seq,
+        };
+        if let Some(shared) = &state.shared {
+            shared.publish_stream(
+                room,
+                &media_key(stream_id),
+                &media_shared(stream_id, &media),
+            );
+        }
+        state.media.insert(stream_id.to_owned(), media);
     }
 
     /// The publish of `stream_id` was admitted under application `app`.
@@ -260,14 +319,24 @@ impl Hub {
 
     /// A publisher's media is up.
     pub fn media_started(&self, stream_id: &str) {
-        if let Some(m) = self.state().media.get_mut(stream_id) {
+        let mut state = self.state();
+        let shared = state.shared.clone();
+        if let Some(m) = state.media.get_mut(stream_id) {
             m.broadcasting = true;
+            if let Some(shared) = shared {
+                shared.publish_stream(&m.room, &media_key(stream_id), &media_shared(stream_id, m));
+            }
         }
     }
 
     /// A publisher ended.
     pub fn media_ended(&self, stream_id: &str) {
-        self.state().media.remove(stream_id);
+        let mut state = self.state();
+        if let Some(m) = state.media.remove(stream_id)
+            && let Some(shared) = &state.shared
+        {
+            shared.unpublish_stream(&m.room, &media_key(stream_id));
+        }
     }
 
     /// Commits what is queued and closes the store. Later writes fail. Idempotent.
@@ -284,6 +353,13 @@ impl Hub {
         match &self.store {
             Store::Memory => Ok(()),
             Store::Failed(reason) => Err(RestError::Store(reason.clone())),
+            Store::Shared(shared) => match &write {
+                Write::PutRoom(room) => shared.put_room(room),
+                Write::DeleteRoom(id) => shared.delete_room(id).map(drop),
+                Write::PutToken(token) => shared.put_token(token),
+                Write::DeleteToken(id) => shared.use_token(id).map(drop),
+            }
+            .map_err(|e| RestError::Store(e.0)),
             Store::Open(writer) => {
                 // Take a handle out of the lock: the hook takes this lock too, and the wait
                 // for the disk below must not hold it.
@@ -372,14 +448,22 @@ impl Hub {
             mode: new.mode.unwrap_or_else(|| "legacy".to_owned()),
             app: owner,
         };
+        let exists =
+            || RestError::Exists(format!("conference room `{}` already exists", room.room_id));
         let _rest = lock(&self.rest);
-        if self.state().rooms.contains_key(&room.room_id) {
-            return Err(RestError::Exists(format!(
-                "conference room `{}` already exists",
-                room.room_id
-            )));
+        if let Some(shared) = self.shared() {
+            // Atomic across the nodes: two nodes creating one id, one wins.
+            if !shared
+                .create_room(&room)
+                .map_err(|e| RestError::Store(e.0))?
+            {
+                return Err(exists());
+            }
+        } else if self.state().rooms.contains_key(&room.room_id) {
+            return Err(exists());
+        } else {
+            self.persist(Write::PutRoom(room.clone()))?;
         }
-        self.persist(Write::PutRoom(room.clone()))?;
         self.state()
             .rooms
             .insert(room.room_id.clone(), room.clone());
@@ -389,6 +473,8 @@ impl Hub {
     /// `GET .../conference-rooms/{id}`: the room, its stream list completed with the
     /// participants present now.
     pub fn room(&self, app: &str, room_id: &str) -> Option<RoomRecord> {
+        self.refresh_room(room_id);
+        self.refresh_remote_streams(room_id);
         let state = self.state();
         let mut room = state.rooms.get(room_id)?.clone();
         if !self.owns(app, &room).unwrap_or(false) {
@@ -400,6 +486,7 @@ impl Hub {
 
     /// `GET .../conference-rooms/list/{offset}/{size}`: rooms in id order.
     pub fn list_rooms(&self, app: &str, offset: usize, size: usize) -> Vec<RoomRecord> {
+        self.refresh_rooms();
         let state = self.state();
         state
             .rooms
@@ -419,6 +506,7 @@ impl Hub {
     /// any time, like a room nobody created.
     pub fn delete_room(&self, app: &str, room_id: &str) -> Result<(), RestError> {
         let _rest = lock(&self.rest);
+        self.refresh_room(room_id);
         let room = self.state().rooms.get(room_id).cloned();
         if !room.is_some_and(|r| self.owns(app, &r).unwrap_or(false)) {
             return Err(not_found(room_id));
@@ -432,6 +520,7 @@ impl Hub {
     pub fn add_stream(&self, app: &str, room_id: &str, stream_id: &str) -> Result<(), RestError> {
         check_id("streamId", stream_id)?;
         let _rest = lock(&self.rest);
+        self.refresh_room(room_id);
         let mut room = self
             .state()
             .rooms
@@ -468,6 +557,9 @@ impl Hub {
             ));
         }
         let minted_for = self.entry_of(app)?;
+        for id in room_id.into_iter().chain([stream_id]) {
+            self.refresh_room(id);
+        }
         // A room another entry created (named as the room or as the stream) is that entry's
         // to mint tokens for.
         {
@@ -534,6 +626,27 @@ impl Hub {
     }
 }
 
+/// The catalog key of participant `session` of this node.
+fn participant_key(session: SessionId) -> String {
+    format!("p{}", session.0)
+}
+
+/// The catalog key of this node's publisher of `stream_id`.
+fn media_key(stream_id: &str) -> String {
+    format!("m{stream_id}")
+}
+
+/// A media publisher as the other nodes list it.
+fn media_shared(stream_id: &str, m: &MediaStream) -> SharedStream {
+    SharedStream {
+        stream_id: stream_id.to_owned(),
+        stream_name: String::new(),
+        meta_data: String::new(),
+        role: String::new(),
+        broadcasting: m.broadcasting,
+    }
+}
+
 fn with_live_streams(state: &State, room: &mut RoomRecord) {
     let mut live: Vec<&str> = state
         .participants
@@ -543,6 +656,12 @@ fn with_live_streams(state: &State, room: &mut RoomRecord) {
         .collect();
     live.sort_unstable();
     live.extend(state.media_in(&room.room_id).into_iter().map(|(id, _)| id));
+    live.extend(
+        state
+            .remote_in(&room.room_id)
+            .iter()
+            .map(|s| s.stream_id.as_str()),
+    );
     for id in live {
         if !room.room_stream_list.iter().any(|s| s == id) {
             room.room_stream_list.push(id.to_owned());

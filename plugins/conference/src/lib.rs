@@ -23,7 +23,8 @@
 //!   ([`Apps::resolve`]).
 //!
 //! The REST room catalog and the tokens live in a [`Hub`] the daemon shares with its REST API
-//! and persists in a redb file; the hook never waits for the disk.
+//! and persists in a redb file; the hook never waits for the disk. With `[cluster]` they live
+//! in the cluster's Redis instead ([`SharedCatalog`]), shared by every node.
 //!
 //! ```toml
 //! [[plugin]]
@@ -40,6 +41,7 @@
 //! - `records.rs`: rooms and tokens as Ant's REST API shows them.
 //! - `security.rs`: token checks.
 //! - `store.rs`: the redb file and its writer thread.
+//! - `shared.rs`: the catalog a cluster shares ([`SharedCatalog`]) and the hub's cache of it.
 
 use std::sync::Arc;
 
@@ -54,6 +56,7 @@ mod handlers;
 mod hub;
 mod records;
 mod security;
+mod shared;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -64,6 +67,7 @@ pub use security::{
     App, AppSecurityConfig, Apps, MIN_JWT_SECRET_BYTES, Resolved, TokenCheck, hash_token,
     list_problems, sign_jwt,
 };
+pub use shared::{SharedCatalog, SharedStream};
 pub use store::StoreError;
 
 /// Settings of `[[plugin]] type = "conference"`.
@@ -192,6 +196,16 @@ impl Plugin for Conference {
     }
 
     fn on_event(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {
+        // With a cluster catalog: this room's dates and owner as the cluster has them, and
+        // for conference requests the other nodes' live streams in it.
+        match cx.event() {
+            Event::Conference(_) => {
+                self.hub.refresh_room(cx.room.room);
+                self.hub.refresh_remote_streams(cx.room.room);
+            }
+            Event::Join(_) => self.hub.refresh_room(cx.room.room),
+            _ => {}
+        }
         Ok(match cx.event() {
             Event::Conference(request) => self.on_request(cx, request, out),
             Event::Leave(leave) => self.on_leave(cx, leave.reason, out),

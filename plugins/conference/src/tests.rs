@@ -194,6 +194,7 @@ fn media_is_refused_after_the_token_check() {
                 publish: TokenCheck::OneTime,
                 ..AppSecurityConfig::unchecked("LiveApp")
             }],
+            shared: None,
         },
         0,
     ));
@@ -281,6 +282,7 @@ fn joins_of_any_dialect_into_a_conference_room_are_held_to_join_room() {
                 jwt_secret: Some(secret.clone()),
                 ..AppSecurityConfig::unchecked("LiveApp")
             }],
+            shared: None,
         },
         0,
     ));
