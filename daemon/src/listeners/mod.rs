@@ -16,12 +16,14 @@ use tokio_util::task::TaskTracker;
 use crate::config::{ListenerConfig, Service};
 use crate::gateway::Gateway;
 pub use front_door::{AcceptRefusal, FrontDoor};
+pub use peerjs::PeerIds;
 
 mod admin;
 mod admission;
 mod antmedia;
 pub(crate) mod burst_io;
 pub mod front_door;
+mod peerjs;
 mod proxy;
 mod raw;
 mod rest;
@@ -59,6 +61,8 @@ pub struct ListenerContext {
     pub conference: Arc<switchboard_conference::Hub>,
     /// Accept-time accounting, shared by every listener of the gateway.
     pub front_door: Arc<FrontDoor>,
+    /// The ids of open PeerJS connections, shared by every listener of the gateway.
+    pub peerjs_ids: Arc<peerjs::PeerIds>,
 }
 
 async fn metrics(
@@ -193,6 +197,9 @@ fn service_routes(cx: &ListenerContext) -> Router {
         }
         if config.dialects.contains(&DialectKind::Raw) {
             router = router.merge(raw::routes(cx.clone()));
+        }
+        if config.dialects.contains(&DialectKind::Peerjs) {
+            router = router.merge(peerjs::routes(cx.clone()));
         }
     }
     if config.serves(Service::Pages) {
