@@ -106,7 +106,10 @@ async fn registration_is_the_peer_servers() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(again.is_some(), "alice is free again once her socket closed");
+    assert!(
+        again.is_some(),
+        "alice is free again once her socket closed"
+    );
     // A page with `path: "/peerjs"` (a server mounted there) reaches /peerjs/peerjs.
     let mounted = format!(
         "ws://{}/peerjs/peerjs?key=peerjs&id=dave&token=t&version=1.5.5",
@@ -343,15 +346,17 @@ async fn the_gateways_limits_hold_for_peerjs() {
     let expire = alice.recv_json().await;
     assert_eq!(expire["type"], "EXPIRE", "{expire}");
     assert_eq!(expire["src"], "r2");
-    assert!(field(&expire["payload"], "msg").contains("rooms"), "{expire}");
+    assert!(
+        field(&expire["payload"], "msg").contains("rooms"),
+        "{expire}"
+    );
     // The message rate: past the burst, frames are dropped with an error.
     let mut limited = false;
     for _ in 0..6 {
         alice.send_text(r#"{"type":"HEARTBEAT"}"#).await;
     }
     for _ in 0..6 {
-        match tokio::time::timeout(std::time::Duration::from_millis(500), alice.recv_json()).await
-        {
+        match tokio::time::timeout(std::time::Duration::from_millis(500), alice.recv_json()).await {
             Ok(v) if field(&v["payload"], "msg").starts_with("rate_limited: ") => {
                 limited = true;
                 break;
@@ -360,5 +365,8 @@ async fn the_gateways_limits_hold_for_peerjs() {
             Err(_) => break,
         }
     }
-    assert!(limited, "a PeerJS peer past the burst is told it is rate limited");
+    assert!(
+        limited,
+        "a PeerJS peer past the burst is told it is rate limited"
+    );
 }
