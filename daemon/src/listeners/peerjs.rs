@@ -85,12 +85,14 @@ pub fn routes(cx: ListenerContext) -> Router {
 
 /// A free id, as the `peer` server gives one: a random UUID, as `text/html`.
 async fn new_id(State(cx): State<ListenerContext>) -> Response {
-    let id = loop {
-        let id = random_uuid();
+    // A random UUID is free but for a 2^-122 chance; a few tries bound the loop all the same.
+    let mut id = random_uuid();
+    for _ in 0..4 {
         if !cx.peerjs_ids.is_taken(&id) {
-            break id;
+            break;
         }
-    };
+        id = random_uuid();
+    }
     (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
