@@ -396,7 +396,7 @@ if ((PEERJS_ONLY)); then
         echo "\`peer\` is the peer server $(node -p "require('./node_modules/peer/package.json').version") (npm) on node $(node --version); ÷ baseline is Switchboard ÷ it."
         echo
         # Only throughput and latency ran: drop the empty storm and idle tables.
-        "$LG" report "$JSONL" | sed '/^### Burst/,$d'
+        "$LG" report "$JSONL" | sed '/^### Call-setup storm/,$d'
     } >"$RESULTS/peerjs.md"
     cat "$RESULTS/peerjs.md"
     log "wrote bench/results/peerjs.md and bench/results/peerjs.jsonl"
