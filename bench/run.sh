@@ -9,6 +9,9 @@
 #                           # the nodes), about 1 minute
 #   bench/run.sh --burst    # only the burst: senders as fast as they can against the node relay
 #                           # and the gateway in every dialect, delivered ÷ sent, about 2 minutes
+#   bench/run.sh --peerjs   # only PeerJS: throughput and latency of the gateway's peerjs dialect
+#                           # against the `peer` server (npm, PeerJS's own), interleaved rounds,
+#                           # about 1 minute; the full run includes the same rows
 #   SWITCHBOARD_BIN=PATH bench/run.sh ...  # the same run against another gateway binary
 #   bench/run.sh --sfu-only # only the SFU media forwarding section, SFU_ROUNDS rounds (default 3)
 #                           # per size, reported as medians; with SFU_BASE_BIN=/path/to/switchboard
@@ -29,11 +32,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-QUICK=0 CLUSTER_ONLY=0 BURST_ONLY=0 SFU_ONLY=0
+QUICK=0 CLUSTER_ONLY=0 BURST_ONLY=0 SFU_ONLY=0 PEERJS_ONLY=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 [[ "${1:-}" == "--cluster" ]] && CLUSTER_ONLY=1
 [[ "${1:-}" == "--burst" ]] && BURST_ONLY=1
 [[ "${1:-}" == "--sfu-only" ]] && SFU_ONLY=1
+[[ "${1:-}" == "--peerjs" ]] && PEERJS_ONLY=1
 
 # --- parameters -------------------------------------------------------------------------------
 if ((QUICK)); then
@@ -54,7 +58,7 @@ fi
 TP_WINDOW=32
 CLUSTER_LAT_RATE=5000
 SB_PORT=15080 NODE_PORT=15081 LIMIT_PORT=15082
-REDIS_PORT=15083 SB_A_PORT=15084 SB_B_PORT=15085
+REDIS_PORT=15083 SB_A_PORT=15084 SB_B_PORT=15085 PEER_PORT=15086
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() {
@@ -64,8 +68,8 @@ die() {
 
 if ((!SFU_ONLY)); then
     command -v node >/dev/null || die "node is not installed"
-    [[ -d node_modules/socket.io && -d node_modules/express ]] ||
-        die "node_modules/ lacks socket.io or express: run npm ci at the repository root"
+    [[ -d node_modules/socket.io && -d node_modules/express && -d node_modules/peer ]] ||
+        die "node_modules/ lacks socket.io, express or peer: run npm ci at the repository root"
 fi
 
 # Each server (and the load generator) holds one descriptor per session; raise the soft limit to
@@ -82,7 +86,7 @@ fi
 log "cargo build --release -p switchboard -p switchboard-loadgen (and the SFU benchmark)"
 cargo build --release --quiet -p switchboard -p switchboard-loadgen
 # Only the full run measures the SFU (its benchmark is the slowest to build).
-((CLUSTER_ONLY || BURST_ONLY)) || cargo build --release --quiet -p switchboard-tests --example sfu_bench
+((CLUSTER_ONLY || BURST_ONLY || PEERJS_ONLY)) || cargo build --release --quiet -p switchboard-tests --example sfu_bench
 # SWITCHBOARD_BIN runs another gateway build with the same load generator (before/after).
 SB_BIN=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
 LG=$ROOT/target/release/switchboard-loadgen
@@ -93,6 +97,7 @@ mkdir -p "$RESULTS"
 JSONL=$RESULTS/latest.jsonl
 ((CLUSTER_ONLY)) && JSONL=$RESULTS/cluster.jsonl
 ((BURST_ONLY)) && JSONL=$RESULTS/burst.jsonl
+((PEERJS_ONLY)) && JSONL=$RESULTS/peerjs.jsonl
 WORK=$(mktemp -d)
 ((SFU_ONLY)) && JSONL=$WORK/unused.jsonl # the other sections' results stay as they were
 : >"$JSONL"
@@ -139,6 +144,11 @@ start() { # NAME
             PID[node]=$!
             wait_port "$NODE_PORT"
             ;;
+        peer)
+            node bench/peer-server/server.mjs "$PEER_PORT" 127.0.0.1 >"$WORK/peer.log" 2>&1 &
+            PID[peer]=$!
+            wait_port "$PEER_PORT"
+            ;;
         limit)
             "$LG" limit-relay --bind "127.0.0.1:$LIMIT_PORT" >"$WORK/limit.log" 2>&1 &
             PID[limit]=$!
@@ -181,6 +191,7 @@ addr() { # NAME
         cluster) echo "127.0.0.1:$SB_A_PORT" ;;
         node) echo "127.0.0.1:$NODE_PORT" ;;
         limit) echo "127.0.0.1:$LIMIT_PORT" ;;
+        peer) echo "127.0.0.1:$PEER_PORT" ;;
     esac
 }
 
@@ -252,6 +263,21 @@ burst_bench() {
         done
         lg burst switchboard socketio "${common[@]}" --sio-transport polling
     done
+}
+
+# --- PeerJS: the gateway's peerjs dialect against the `peer` server ---------------------------
+# The same pairs, frames and windows as the other dialects: side A of pair R registers as id
+# R-a, side B as R-b, and each sends the peerjs client's OFFER/ANSWER/CANDIDATE to the other's
+# id. The `peer` server (bench/peer-server/server.mjs) is PeerJS's own server with its defaults.
+peerjs_throughput() {
+    common=(--pairs "$TP_PAIRS" --window "$TP_WINDOW" --secs "$TP_SECS")
+    lg throughput peer peerjs "${common[@]}"
+    lg throughput switchboard peerjs "${common[@]}"
+}
+peerjs_latency() {
+    common=(--pairs "$LAT_PAIRS" --rate "$LAT_RATE" --secs "$LAT_SECS")
+    lg latency peer peerjs "${common[@]}"
+    lg latency switchboard peerjs "${common[@]}"
 }
 
 busy_cores() { # CPU used by everything on the machine over 2 s, in cores
@@ -349,6 +375,34 @@ if ((SFU_ONLY)); then
     exit 0
 fi
 
+if ((PEERJS_ONLY)); then
+    start switchboard
+    start peer
+    for round in $(seq "$TP_ROUNDS"); do
+        log "peerjs throughput round $round/$TP_ROUNDS"
+        peerjs_throughput
+    done
+    for round in $(seq "$LAT_ROUNDS"); do
+        log "peerjs latency round $round/$LAT_ROUNDS ($LAT_RATE msg/s)"
+        peerjs_latency
+    done
+    ELAPSED=$(($(date +%s) - STARTED))
+    {
+        echo "# Benchmark results: PeerJS"
+        echo
+        echo "Produced by \`bench/run.sh --peerjs\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${ELAPSED} s."
+        echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')."
+        echo "Machine: $(nproc) cores; other processes kept $BACKGROUND cores busy just before the run."
+        echo "\`peer\` is the peer server $(node -p "require('./node_modules/peer/package.json').version") (npm) on node $(node --version); ÷ baseline is Switchboard ÷ it."
+        echo
+        # Only throughput and latency ran: drop the empty storm and idle tables.
+        "$LG" report "$JSONL" | sed '/^### Call-setup storm/,$d'
+    } >"$RESULTS/peerjs.md"
+    cat "$RESULTS/peerjs.md"
+    log "wrote bench/results/peerjs.md and bench/results/peerjs.jsonl"
+    exit 0
+fi
+
 if ((CLUSTER_ONLY)); then
     cluster_bench
     ELAPSED=$(($(date +%s) - STARTED))
@@ -392,6 +446,7 @@ fi
 start switchboard
 start node
 start limit
+start peer
 
 # --- relay throughput -------------------------------------------------------------------------
 for round in $(seq "$TP_ROUNDS"); do
@@ -402,6 +457,7 @@ for round in $(seq "$TP_ROUNDS"); do
     for d in ant socketio raw; do
         lg throughput switchboard "$d" "${common[@]}"
     done
+    peerjs_throughput
 done
 
 # --- latency at a fixed rate ------------------------------------------------------------------
@@ -413,6 +469,7 @@ for round in $(seq "$LAT_ROUNDS"); do
     for d in ant socketio raw; do
         lg latency switchboard "$d" "${common[@]}"
     done
+    peerjs_latency
 done
 
 # --- burst ------------------------------------------------------------------------------------
@@ -485,6 +542,7 @@ cat "$SOAK_MD" >&2
 # --- idle sessions (a fresh server each) --------------------------------------------------------
 log "idle: $IDLE_SESSIONS sessions"
 stop limit
+stop peer
 stop node
 start node
 lg idle node socketio --sessions "$IDLE_SESSIONS"

@@ -12,10 +12,12 @@ use crate::plugins::PluginRegistry;
 
 mod front;
 mod ops;
+mod peerjs;
 mod secrets;
 mod serve;
 pub use front::*;
 pub use ops::*;
+pub use peerjs::PeerjsConfig;
 pub use serve::Service;
 
 /// The configuration the binary runs with when no `--config` is given.
@@ -68,6 +70,9 @@ pub struct GatewayConfig {
     /// Reverse proxies whose forwarded client addresses are believed (`[proxy]`).
     #[serde(default)]
     pub proxy: ProxyConfig,
+    /// The PeerJS server protocol (`[peerjs]`).
+    #[serde(default)]
+    pub peerjs: PeerjsConfig,
 }
 
 /// `[store]`: the embedded database (redb) of the conference plugin and the REST API.
@@ -217,6 +222,7 @@ fn default_dialects() -> Vec<DialectKind> {
         DialectKind::Antmedia,
         DialectKind::Socketio,
         DialectKind::Raw,
+        DialectKind::Peerjs,
     ]
 }
 
@@ -649,6 +655,9 @@ impl GatewayConfig {
                 errors.push(ConfigError::at(at("socketio_room"), e));
             }
             l.validate_serve(&at("serve"), &mut errors);
+        }
+        if let Some(problem) = self.peerjs.key_problem() {
+            errors.push(ConfigError::at("peerjs.key", problem));
         }
         if !(1024..=16 * 1024 * 1024).contains(&self.limits.max_frame_bytes) {
             errors.push(ConfigError::at(

@@ -151,6 +151,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
         listeners::front_door::open_descriptors(),
         config.limits.reserved_fds,
     ));
+    let peerjs_ids = Arc::new(listeners::PeerIds::default());
     let mut bound = Vec::new();
     for listener in &config.listeners {
         let cx = ListenerContext {
@@ -159,6 +160,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
             config: Arc::new(listener.clone()),
             conference: conference.clone(),
             front_door: front_door.clone(),
+            peerjs_ids: peerjs_ids.clone(),
         };
         let b = listeners::bind(cx)
             .await

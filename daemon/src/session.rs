@@ -792,6 +792,9 @@ async fn handle_text<D: TextFrames>(
             frames(&ice, "ice_servers").collect()
         }
         Ok((Decoded::Event(event), original)) => {
+            if let Some(refused) = join_implied::<D>(core, state, &event, received).await {
+                return Handled::Reply(frames(&refused.event(), "error").collect());
+            }
             let joining = matches!(event, Event::Join(_));
             // What a relay forwards, shared by every receiver.
             let original = original.map(|part| original_of::<D>(&text, part));
@@ -816,6 +819,21 @@ async fn handle_text<D: TextFrames>(
         }
     };
     Handled::Reply(replies)
+}
+
+/// Joins the room `event` implies ([`TextFrames::implied_join`], a PeerJS `dst`) unless the
+/// session is in it already; the refusal when the join is refused (the event is then dropped).
+async fn join_implied<D: TextFrames>(
+    core: &mut SessionCore,
+    state: &D::State,
+    event: &Event,
+    received: Instant,
+) -> Option<Refused> {
+    let join = D::implied_join(state, event)?;
+    if core.rooms.contains(&join.room) {
+        return None;
+    }
+    core.dispatch_async(Event::Join(join), None, received).await
 }
 
 /// A session's optional timer.

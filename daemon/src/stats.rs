@@ -34,13 +34,14 @@ pub const KINDS: &[&str] = &[
 const N_KINDS: usize = KINDS.len();
 
 /// The dialects, in label order.
-pub const DIALECTS: [DialectKind; 3] = [
+pub const DIALECTS: [DialectKind; 4] = [
     DialectKind::Antmedia,
     DialectKind::Socketio,
     DialectKind::Raw,
+    DialectKind::Peerjs,
 ];
 
-type Grid = [[AtomicU64; N_KINDS]; 3];
+type Grid = [[AtomicU64; N_KINDS]; DIALECTS.len()];
 
 /// The per-message counters, in shards: each thread counts in its own shard ([`shard`]), and
 /// readers add the shards up. One set shared by the runtime's worker threads meant every
@@ -58,8 +59,8 @@ const N_SHARDS: usize = 8;
 
 static SHARDS: [Shard; N_SHARDS] = [const {
     Shard {
-        messages_in: [const { [const { AtomicU64::new(0) }; N_KINDS] }; 3],
-        messages_out: [const { [const { AtomicU64::new(0) }; N_KINDS] }; 3],
+        messages_in: [const { [const { AtomicU64::new(0) }; N_KINDS] }; DIALECTS.len()],
+        messages_out: [const { [const { AtomicU64::new(0) }; N_KINDS] }; DIALECTS.len()],
         relay_latency: Histogram::new(),
     }
 }; N_SHARDS];
@@ -89,6 +90,7 @@ fn dialect_index(d: DialectKind) -> usize {
         DialectKind::Antmedia => 0,
         DialectKind::Socketio => 1,
         DialectKind::Raw => 2,
+        DialectKind::Peerjs => 3,
     }
 }
 
@@ -107,7 +109,7 @@ pub fn message_out(dialect: DialectKind, kind: &str) {
 }
 
 /// Messages in and out of every dialect, summed over kinds: `(dialect, in, out)`.
-pub fn totals() -> [(DialectKind, u64, u64); 3] {
+pub fn totals() -> [(DialectKind, u64, u64); DIALECTS.len()] {
     let sum = |grid: GridOf, i: usize| (0..N_KINDS).map(|k| total(grid, i, k)).sum();
     DIALECTS.map(|d| {
         let i = dialect_index(d);

@@ -148,6 +148,13 @@ pub fn room_name_refused(dialect: DialectKind) {
     count_error(dialect.as_str(), "invalid_room");
 }
 
+/// A PeerJS connection was refused before its session (`reason`: `missing_parameters`,
+/// `invalid_key`, `invalid_room`, `invalid_token`, `id_taken`).
+pub fn peerjs_refused(addr: std::net::SocketAddr, reason: &'static str) {
+    warn!(peer.addr = %addr, reason, "Refused a PeerJS connection.");
+    count_error(DialectKind::Peerjs.as_str(), reason);
+}
+
 /// An Ant Media connection named an application this gateway does not serve (HTTP 404).
 pub fn app_refused(addr: std::net::SocketAddr) {
     info!(peer.addr = %addr, "Refused a connection to an application that is not configured.");

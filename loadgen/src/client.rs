@@ -7,6 +7,9 @@
 //! - socket.io: `ws://HOST/socket.io/?EIO=4&transport=websocket&room=R`; `0{..}` open, `40`
 //!   connect, `40{"sid"}` ack, ping `2` answered with `3`, `42["msg","<SimpleP2P JSON string>"]`.
 //! - raw: `ws://HOST/ws/{room}`, simple-peer's signal objects.
+//! - PeerJS: `ws://HOST/peerjs?key=peerjs&id=ID&token=…&version=1.5.5`, `OPEN` back, then the
+//!   `peerjs` 1.5 client's `OFFER`/`ANSWER`/`CANDIDATE` to the partner's id. Pair `R`'s sides
+//!   are ids `R-a` and `R-b` ([`peerjs_id`]), which the `peer` server and Switchboard both serve.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -54,10 +57,13 @@ pub enum Dialect {
     Socketio,
     /// Raw WebSocket JSON (simple-peer signals).
     Raw,
+    /// The PeerJS server protocol (`peerjs` 1.5 client messages).
+    Peerjs,
 }
 
 impl Dialect {
-    /// All three.
+    /// The three dialects of the room model (a storm's `all` mix); PeerJS pairs call each
+    /// other by id and are run on their own.
     pub const ALL: [Dialect; 3] = [Dialect::Ant, Dialect::Socketio, Dialect::Raw];
 
     /// The name used on the command line and in reports.
@@ -66,16 +72,18 @@ impl Dialect {
             Dialect::Ant => "ant",
             Dialect::Socketio => "socketio",
             Dialect::Raw => "raw",
+            Dialect::Peerjs => "peerjs",
         }
     }
 
-    /// Parses `ant`, `socketio` or `raw`.
+    /// Parses `ant`, `socketio`, `raw` or `peerjs`.
     pub fn parse(s: &str) -> anyhow::Result<Self> {
         Ok(match s {
             "ant" | "antmedia" => Dialect::Ant,
             "socketio" | "sio" => Dialect::Socketio,
             "raw" => Dialect::Raw,
-            other => bail!("unknown dialect `{other}` (ant, socketio, raw)"),
+            "peerjs" => Dialect::Peerjs,
+            other => bail!("unknown dialect `{other}` (ant, socketio, raw, peerjs)"),
         })
     }
 }
@@ -90,6 +98,8 @@ pub enum Server {
     Node,
     /// The no-parse relay (`switchboard-loadgen limit-relay`): raw URL shape, no notices.
     Limit,
+    /// The `peer` server (npm), PeerJS's own: PeerJS only.
+    Peer,
 }
 
 impl Server {
@@ -99,7 +109,8 @@ impl Server {
             "switchboard" | "sb" => Server::Switchboard,
             "node" => Server::Node,
             "limit" => Server::Limit,
-            other => bail!("unknown server kind `{other}` (switchboard, node, limit)"),
+            "peer" => Server::Peer,
+            other => bail!("unknown server kind `{other}` (switchboard, node, limit, peer)"),
         })
     }
 
@@ -109,6 +120,7 @@ impl Server {
             Server::Switchboard => "switchboard",
             Server::Node => "node",
             Server::Limit => "limit",
+            Server::Peer => "peer",
         }
     }
 
@@ -118,6 +130,7 @@ impl Server {
             Server::Switchboard => true,
             Server::Node => dialect == Dialect::Socketio,
             Server::Limit => dialect == Dialect::Raw,
+            Server::Peer => dialect == Dialect::Peerjs,
         }
     }
 }
@@ -185,7 +198,7 @@ impl Target {
         self
     }
 
-    /// The URL a client of `dialect` opens for `room`.
+    /// The URL a client of `dialect` opens for `room` (for PeerJS: its own id).
     pub fn url(&self, dialect: Dialect, room: &str) -> String {
         let addr = self.addr;
         match dialect {
@@ -194,6 +207,9 @@ impl Target {
                 format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&room={room}")
             }
             Dialect::Raw => format!("ws://{addr}/ws/{room}"),
+            Dialect::Peerjs => {
+                format!("ws://{addr}/peerjs?key=peerjs&id={room}&token=lg{room}&version=1.5.5")
+            }
         }
     }
 
@@ -213,7 +229,7 @@ pub struct Conn {
     pub ws: Ws,
     /// Its dialect.
     pub dialect: Dialect,
-    /// Its room (Ant stream id).
+    /// Its room (Ant stream id; for PeerJS the pair's room, its ids being [`peerjs_id`]).
     pub room: String,
     /// Frames that arrived during the handshake and were not part of it.
     pub early: VecDeque<String>,
@@ -252,7 +268,8 @@ async fn tcp(target: &Target, index: u64) -> anyhow::Result<TcpStream> {
 }
 
 impl Conn {
-    /// Connects a `dialect` client for `room`, the `index`-th connection of the run.
+    /// Connects a `dialect` client for `room`, the `index`-th connection of the run (side A
+    /// of its pair: the PeerJS id matters).
     pub async fn connect(
         target: &Target,
         dialect: Dialect,
@@ -260,9 +277,21 @@ impl Conn {
         index: u64,
         small: bool,
     ) -> anyhow::Result<Conn> {
+        Self::connect_side(target, dialect, room, 0, index, small).await
+    }
+
+    /// [`Conn::connect`] for side `side` (0: A, 1: B) of pair `room`.
+    pub async fn connect_side(
+        target: &Target,
+        dialect: Dialect,
+        room: &str,
+        side: u8,
+        index: u64,
+        small: bool,
+    ) -> anyhow::Result<Conn> {
         tokio::time::timeout(
             CONNECT_TIMEOUT,
-            Self::connect_inner(target, dialect, room, index, small),
+            Self::connect_inner(target, dialect, room, side, index, small),
         )
         .await
         .map_err(|_| anyhow!("connecting took longer than {CONNECT_TIMEOUT:?}"))?
@@ -272,6 +301,7 @@ impl Conn {
         target: &Target,
         dialect: Dialect,
         room: &str,
+        side: u8,
         index: u64,
         small: bool,
     ) -> anyhow::Result<Conn> {
@@ -289,7 +319,10 @@ impl Conn {
                 early,
             });
         }
-        let url = target.url(dialect, room);
+        let url = match dialect {
+            Dialect::Peerjs => target.url(dialect, &peerjs_id(room, side)),
+            _ => target.url(dialect, room),
+        };
         let (ws, _) = tokio_tungstenite::client_async_with_config(
             url.as_str(),
             stream,
@@ -374,7 +407,7 @@ impl Conn {
                 self.send(ant_join(&self.room)).await?;
                 true
             }
-            (Dialect::Raw, Server::Switchboard) => true,
+            (Dialect::Raw, Server::Switchboard) | (Dialect::Peerjs, _) => true,
             _ => false,
         };
         if !wait {
@@ -408,6 +441,14 @@ pub fn ant_join(room: &str) -> String {
         mode: "both",
     })
 }
+
+/// The PeerJS id of side `side` (0: A, 1: B) of pair `room`.
+pub fn peerjs_id(room: &str, side: u8) -> String {
+    format!("{room}-{}", if side == 0 { 'a' } else { 'b' })
+}
+
+/// The `connectionId` of every load call (the client's `mc_` and a random token).
+const PEERJS_CONNECTION: &str = "mc_lg0load0call";
 
 /// Ant keep-alive, every 3 s from the SDK.
 pub const ANT_PING: &str = r#"{"command":"ping"}"#;
@@ -448,6 +489,22 @@ pub fn signal_frame(
                 Dialect::Socketio => {
                     sio_msg(&shapes::text(&shapes::SioDescription { sdp: description }))
                 }
+                Dialect::Peerjs => shapes::text(&shapes::PeerjsMessage {
+                    kind: if kind == Kind::Offer {
+                        "OFFER"
+                    } else {
+                        "ANSWER"
+                    },
+                    payload: shapes::PeerjsSdpPayload {
+                        sdp: shapes::PeerjsSdp {
+                            sdp: &body,
+                            kind: ty,
+                        },
+                        kind: "media",
+                        connection_id: PEERJS_CONNECTION,
+                    },
+                    dst: &peerjs_partner(room, offerer),
+                }),
             }
         }
         Kind::Candidate => {
@@ -476,9 +533,28 @@ pub fn signal_frame(
                         username_fragment: sdp::ufrag(offerer),
                     },
                 })),
+                Dialect::Peerjs => shapes::text(&shapes::PeerjsMessage {
+                    kind: "CANDIDATE",
+                    payload: shapes::PeerjsCandidatePayload {
+                        candidate: shapes::IceCandidate {
+                            candidate: &candidate,
+                            sdp_mid: &mid,
+                            sdp_mline_index: mline,
+                            username_fragment: sdp::ufrag(offerer),
+                        },
+                        kind: "media",
+                        connection_id: PEERJS_CONNECTION,
+                    },
+                    dst: &peerjs_partner(room, offerer),
+                }),
             }
         }
     }
+}
+
+/// The id a PeerJS side of pair `room` sends to: the offerer is side A, its partner side B.
+fn peerjs_partner(room: &str, offerer: bool) -> String {
+    peerjs_id(room, u8::from(offerer))
 }
 
 /// A signal frame with its tag cut out, so that a sender under load pays for the tag alone:
@@ -591,7 +667,43 @@ pub fn parse(dialect: Dialect, room: &str, text: &str) -> Result<Inbound, String
         Dialect::Ant => parse_ant(room, text),
         Dialect::Raw => parse_raw(text),
         Dialect::Socketio => parse_sio(text),
+        Dialect::Peerjs => parse_peerjs(text),
     }
+}
+
+fn parse_peerjs(text: &str) -> Result<Inbound, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let ty = str_field(&v, "type")?;
+    let payload = || v.get("payload").ok_or("no payload");
+    Ok(match ty {
+        "OFFER" | "ANSWER" => {
+            str_field(&v, "src")?;
+            let p = payload()?;
+            if str_field(p, "connectionId")?.is_empty() {
+                return Err("empty connectionId".into());
+            }
+            let desc = p.get("sdp").ok_or("payload without sdp")?;
+            return tagged(sdp_kind(str_field(desc, "type")?)?, str_field(desc, "sdp")?);
+        }
+        "CANDIDATE" => {
+            str_field(&v, "src")?;
+            let c = payload()?
+                .get("candidate")
+                .ok_or("payload without candidate")?;
+            if !c.get("sdpMLineIndex").is_some_and(Value::is_u64) {
+                return Err("sdpMLineIndex is not a number".into());
+            }
+            return tagged(Kind::Candidate, str_field(c, "candidate")?);
+        }
+        "OPEN" => Inbound::Joined,
+        "LEAVE" => Inbound::PeerLeft,
+        "HEARTBEAT" => Inbound::Other,
+        "ERROR" | "ID-TAKEN" | "EXPIRE" | "INVALID-KEY" => Inbound::Error(format!(
+            "{ty}: {}",
+            v.get("payload").map(Value::to_string).unwrap_or_default()
+        )),
+        _ => Inbound::Other,
+    })
 }
 
 fn parse_ant(room: &str, text: &str) -> Result<Inbound, String> {
@@ -716,9 +828,14 @@ pub fn fast_tag(text: &str) -> Option<(Tag, bool)> {
 }
 
 /// Whether an untagged frame reports an error (Ant `error`, raw `switchboard.error`, socket.io
-/// `switchboard` error or `44` connect error).
+/// `switchboard` error or `44` connect error, PeerJS `ERROR`, `EXPIRE`, `ID-TAKEN`).
 pub fn is_error_frame(text: &str) -> bool {
-    text.contains("\"error\"") || text.contains("switchboard.error") || text.starts_with("44")
+    text.contains("\"error\"")
+        || text.contains("switchboard.error")
+        || text.starts_with("44")
+        || ["\"ERROR\"", "\"EXPIRE\"", "\"ID-TAKEN\""]
+            .iter()
+            .any(|t| text.contains(t))
 }
 
 #[cfg(test)]
@@ -734,12 +851,16 @@ mod tests {
 
     #[test]
     fn frames_round_trip_through_the_parser_of_their_own_dialect() {
-        for dialect in Dialect::ALL {
+        for dialect in Dialect::ALL.into_iter().chain([Dialect::Peerjs]) {
             for kind in [Kind::Offer, Kind::Answer, Kind::Candidate] {
                 let mut frame = signal_frame(dialect, "r1", kind, 5, true, &TAG);
                 if dialect == Dialect::Ant && kind.is_sdp() {
                     // What the gateway adds when it relays to an Ant peer.
                     frame = frame.replacen('{', "{\"idMapping\":{},", 1);
+                }
+                if dialect == Dialect::Peerjs {
+                    // What a PeerJS server adds when it forwards.
+                    frame = frame.replacen('{', "{\"src\":\"r1-a\",", 1);
                 }
                 assert_eq!(
                     parse(dialect, "r1", &frame),
@@ -753,7 +874,7 @@ mod tests {
 
     #[test]
     fn templates_render_what_signal_frame_builds() {
-        for dialect in Dialect::ALL {
+        for dialect in Dialect::ALL.into_iter().chain([Dialect::Peerjs]) {
             for (kind, n) in [(Kind::Offer, 0), (Kind::Answer, 0), (Kind::Candidate, 7)] {
                 let template = FrameTemplate::new(dialect, "r1", kind, n, kind != Kind::Answer);
                 assert_eq!(

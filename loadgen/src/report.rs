@@ -1,6 +1,7 @@
 //! Renders a benchmark run (one JSON report per line, as the scenarios print them) into the
 //! markdown tables of `bench/results/latest.md`, with the ratios the issue asks for:
-//! Switchboard ÷ node relay (throughput, p99, RSS per session) and Switchboard ÷ limit.
+//! Switchboard ÷ its baseline (throughput, p99, RSS per session): the node relay, and for the
+//! PeerJS dialect the `peer` server, PeerJS's own; and Switchboard ÷ limit.
 //!
 //! A run may repeat a scenario in interleaved rounds (the machine is shared, so its load
 //! drifts); each row then shows the median of the rounds, and ratios are taken between medians.
@@ -126,10 +127,19 @@ pub fn render(lines: &str) -> String {
     out
 }
 
+/// What a Switchboard row of `dialect` is compared with: the `peer` server for PeerJS, the node
+/// relay (the SimpleP2P tutorial's app.js) for the others.
+fn baseline<'a, 'b>(gs: &'b [Group<'a>], dialect: &str) -> Option<&'b Group<'a>> {
+    if dialect == "peerjs" {
+        find(gs, "peer", "peerjs")
+    } else {
+        find(gs, "node", "socketio")
+    }
+}
+
 fn throughput(w: &mut String, gs: &[Group<'_>]) {
     let tp = |r: &Value| num(r, "msgs_per_sec");
     let cpu = |r: &Value| num(r, "server_cpu_us_per_msg");
-    let node = find(gs, "node", "socketio");
     let limit = find(gs, "limit", "raw");
     let _ = writeln!(
         w,
@@ -137,12 +147,13 @@ fn throughput(w: &mut String, gs: &[Group<'_>]) {
     );
     let _ = writeln!(
         w,
-        "| server | dialect | msgs/s | rounds | MB/s | server CPU µs/msg | faults | ÷ node relay | ÷ limit | CPU/msg: node ÷ this |"
+        "| server | dialect | msgs/s | rounds | MB/s | server CPU µs/msg | faults | ÷ baseline | ÷ limit | CPU/msg: baseline ÷ this |"
     );
     let _ = writeln!(w, "|---|---|---:|---|---:|---:|---:|---:|---:|---:|");
     for g in gs {
         let m = g.median(tp);
         let is_sb = g.server == "switchboard";
+        let node = baseline(gs, g.dialect);
         let vs_node = if is_sb {
             ratio(m, node.and_then(|n| n.median(tp)))
         } else {
@@ -227,7 +238,6 @@ fn burst(w: &mut String, gs: &[Group<'_>]) {
 
 fn latency(w: &mut String, gs: &[Group<'_>]) {
     let p99 = |r: &Value| lat(r, "p99_us");
-    let node = find(gs, "node", "socketio").and_then(|g| g.median(p99));
     let limit = find(gs, "limit", "raw").and_then(|g| g.median(p99));
     let _ = writeln!(
         w,
@@ -235,7 +245,7 @@ fn latency(w: &mut String, gs: &[Group<'_>]) {
     );
     let _ = writeln!(
         w,
-        "| server | dialect | offered msg/s | delivered msg/s | p50 | p99 | p99 rounds | p99.9 | max | faults | p99 ÷ node relay | added p99 (− limit) |"
+        "| server | dialect | offered msg/s | delivered msg/s | p50 | p99 | p99 rounds | p99.9 | max | faults | p99 ÷ baseline | added p99 (− limit) |"
     );
     let _ = writeln!(
         w,
@@ -243,6 +253,7 @@ fn latency(w: &mut String, gs: &[Group<'_>]) {
     );
     for g in gs {
         let m = g.median(p99);
+        let node = baseline(gs, g.dialect).and_then(|b| b.median(p99));
         let vs_node = if g.server == "switchboard" {
             ratio(m, node)
         } else {
@@ -353,6 +364,28 @@ not json
         assert!(
             md.contains("| switchboard | socketio | 1200 | 1000 / 3000 / 1200 | – | 2.00 | 0 | 12.00× | 0.50× | 10.00× |"),
             "{md}"
+        );
+    }
+
+    #[test]
+    fn peerjs_rows_are_compared_with_the_peer_server() {
+        let lines = r#"
+{"scenario":"throughput","server":"switchboard","dialect":"peerjs","msgs_per_sec":3000.0,"server_cpu_us_per_msg":3.0}
+{"scenario":"throughput","server":"peer","dialect":"peerjs","msgs_per_sec":1000.0,"server_cpu_us_per_msg":12.0}
+{"scenario":"throughput","server":"node","dialect":"socketio","msgs_per_sec":100.0,"server_cpu_us_per_msg":20.0}
+{"scenario":"latency","server":"switchboard","dialect":"peerjs","offered_rate":1000.0,"msgs_per_sec":1000.0,"latency":{"p50_us":100.0,"p99_us":500.0}}
+{"scenario":"latency","server":"peer","dialect":"peerjs","offered_rate":1000.0,"msgs_per_sec":1000.0,"latency":{"p50_us":100.0,"p99_us":2000.0}}
+"#;
+        let md = render(lines);
+        assert!(
+            md.contains(
+                "| switchboard | peerjs | 3000 | 3000 | – | 3.00 | 0 | 3.00× | – | 4.00× |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 0.25× |"),
+            "p99 against the peer server: {md}"
         );
     }
 }

@@ -99,3 +99,40 @@ pub struct IceCandidate<'a> {
 pub fn text(value: &impl Serialize) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
+
+/// A `peerjs` client's `OFFER`/`ANSWER`/`CANDIDATE`: `type`, `payload`, `dst` in its order.
+#[derive(Debug, Serialize)]
+pub struct PeerjsMessage<'a, P: Serialize> {
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    pub payload: P,
+    pub dst: &'a str,
+}
+
+/// `JSON.stringify(RTCSessionDescription)` as Chromium writes it: `sdp` first.
+#[derive(Debug, Serialize)]
+pub struct PeerjsSdp<'a> {
+    pub sdp: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+}
+
+/// A media connection's `OFFER`/`ANSWER` payload.
+#[derive(Debug, Serialize)]
+pub struct PeerjsSdpPayload<'a> {
+    pub sdp: PeerjsSdp<'a>,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    #[serde(rename = "connectionId")]
+    pub connection_id: &'a str,
+}
+
+/// A media connection's `CANDIDATE` payload.
+#[derive(Debug, Serialize)]
+pub struct PeerjsCandidatePayload<'a> {
+    pub candidate: IceCandidate<'a>,
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    #[serde(rename = "connectionId")]
+    pub connection_id: &'a str,
+}

@@ -2,6 +2,7 @@
 
 use serde_json::json;
 use switchboard_protocol::dialects::antmedia::{AntMedia, AntState};
+use switchboard_protocol::dialects::peerjs::{Peerjs, PeerjsState};
 use switchboard_protocol::dialects::raw::{Raw, RawState};
 use switchboard_protocol::dialects::socketio::{SioMessage, SioState, SocketIo};
 use switchboard_protocol::testing::{Conformance, assert_dialect_conformance};
@@ -85,5 +86,40 @@ fn socketio_conforms() {
         // answer Ant peers' conference requests; socket.io peers send none (conference media
         // is for Ant and raw peers).
         silent: &["left", "conference_reply", "media_reply"],
+    });
+}
+
+#[test]
+fn peerjs_conforms() {
+    assert_dialect_conformance::<Peerjs>(Conformance {
+        // The connection registered as `room`: the peer of another dialect is in its own room,
+        // so what it renders from there (`src` = the room) is what it would send back there.
+        state: |room| PeerjsState::new(room, None),
+        unknown: vec![
+            r#"{"type":"CALL","dst":"room1"}"#.into(),
+            r#"{"type":"OPEN"}"#.into(),
+            r#"{"type":"ID-TAKEN","payload":{"msg":"ID is taken"}}"#.into(),
+        ],
+        hostile: vec![
+            r#"{"type":"OFFER","dst":"room1","payload":{"sdp":{"type":"offer","sdp":"v=0"}},"payload":7}"#.into(),
+            r#"{"type":"CANDIDATE","dst":"room1","payload":{"candidate":{"candidate":"c","sdpMLineIndex":1e99}}}"#.into(),
+        ],
+        // PeerJS has no notices: joining is calling, and the server says nothing about rooms.
+        // Ant peer messages, ICE server settings, conference and media replies (no SFU for PeerJS
+        // peers) and the drain notice have
+        // no PeerJS message; opaque frames come only from PeerJS peers (forwarded, not encoded).
+        silent: &[
+            "joined",
+            "start",
+            "peer_joined",
+            "left",
+            "peer_left",
+            "peer_message",
+            "opaque",
+            "ice_servers",
+            "conference_reply",
+            "media_reply",
+            "server_will_stop",
+        ],
     });
 }

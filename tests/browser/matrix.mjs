@@ -127,6 +127,41 @@ const CASES = {
     await t.inCall(sio, ant);
     await t.socketioClient(sio, '/node_modules/socket.io-client-v2/');
   },
+
+  // 8. PeerJS 1.5 (the gateway as its PeerJS server): a PeerJS page calls id R, which is the
+  // room of an Ant SDK page, a socket.io page, a simple-peer page, or another PeerJS page's id.
+  // The callee is there first; a PeerJS call to an empty room gets EXPIRE and the page redials.
+  async peerjs_ant(t) {
+    const ant = await t.open('ant', `/ant.html?room=${t.room}`);
+    await t.until([ant], 'joined', () => window.sb.events.includes('joined'));
+    const pj = await t.open('peerjs', `/peerjs.html?call=${t.room}`);
+    await t.inCall(pj, ant);
+    await t.peerjsServed(pj);
+  },
+  async peerjs_socketio(t) {
+    const sio = await t.open('sio', `/socketio.html?room=${t.room}`);
+    await t.until([sio], 'the socket connected', () => window.sb.connected === true);
+    const pj = await t.open('peerjs', `/peerjs.html?call=${t.room}`);
+    await t.inCall(pj, sio);
+  },
+  async peerjs_raw(t) {
+    const raw = await t.open('raw', `/raw.html?room=${t.room}`);
+    await t.until([raw], 'joined', () => window.sb.notices.some((n) => n.type === 'switchboard.joined'));
+    const pj = await t.open('peerjs', `/peerjs.html?call=${t.room}`);
+    await t.inCall(pj, raw);
+  },
+  // Two PeerJS pages as through the `peer` server: media both ways and a data connection whose
+  // JSON messages arrive on both sides (relayed verbatim).
+  async peerjs_peerjs(t) {
+    const bob = await t.open('bob', `/peerjs.html?id=${t.room}`);
+    await t.until([bob], 'registered', (id) => window.sb.open && window.sb.id === id, t.room);
+    const alice = await t.open('alice', `/peerjs.html?call=${t.room}&data=1`);
+    await t.inCall(alice, bob);
+    await t.until([alice], 'a data message from bob',
+      (id) => window.sb.data.some((d) => d && d.hello === id), t.room);
+    await t.until([bob], 'a data message from alice (an id the gateway handed out)',
+      () => window.sb.data.some((d) => d && typeof d.hello === 'string' && /^[0-9a-f-]{36}$/.test(d.hello)));
+  },
 };
 
 // === the run: gateway, browser, pages, waits, artifacts ===
@@ -288,6 +323,15 @@ class Run {
       if (window.sb.ice === 'failed') throw new Error('ICE failed');
       return up.includes(window.sb.ice) && window.sbRemoteWidth() > 0;
     }, ICE_UP);
+  }
+
+  /** The PeerJS page registered with the gateway: its id came from `GET /peerjs/id`. */
+  async peerjsServed(peer) {
+    const id = await peer.page.evaluate(() => window.sb.id);
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/.test(id || '')) {
+      throw new Error(`${peer.name}: expected an id handed out by the gateway, got ${JSON.stringify(id)}`);
+    }
+    this.note(peer.name, `registered as ${id}`);
   }
 
   /** The socket.io page runs the client it was asked for (the script it loaded from `prefix`). */

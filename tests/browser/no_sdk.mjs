@@ -15,6 +15,7 @@ const PAGES = [
   { path: '/conference.html?room=nosdk-c', sdk: '@antmedia/webrtc_adaptor' },
   { path: '/raw.html?room=nosdk-r', sdk: 'simple-peer' },
   { path: '/socketio.html?room=nosdk-s&v=2', sdk: 'socket.io-client-v2' },
+  { path: '/peerjs.html?call=nosdk-p', sdk: 'peerjs' },
 ];
 const LOG_LINE = 'Demo pages: node_modules_dir';
 const deadline = setTimeout(() => finish(false, 'deadline of 60 s passed'), 60_000);

@@ -1,6 +1,6 @@
 //! The demo pages without `node_modules/` (a checkout where `npm ci` was never run):
 //! `tests/browser/no_sdk.mjs` runs the real `switchboard` binary with `[web] node_modules_dir`
-//! pointing at an empty directory, opens the Ant, conference, raw and socket.io 2.x pages in
+//! pointing at an empty directory, opens the Ant, conference, raw, socket.io 2.x and PeerJS pages in
 //! headless Chromium and checks that each shows a visible message naming the missing SDK and
 //! `npm ci`, and that the gateway's log says so exactly once.
 //!

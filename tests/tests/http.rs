@@ -40,6 +40,7 @@ async fn pages_and_client_script_are_embedded() {
         "/conference.html",
         "/socketio.html",
         "/raw.html",
+        "/peerjs.html",
         "/peer.html",
     ] {
         let (status, body) = http_get(gw.main, path).await;

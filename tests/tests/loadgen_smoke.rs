@@ -1,6 +1,7 @@
 //! CI's short version of the benchmark (`bench/run.sh`): the load generator's call-setup storm in
 //! every dialect and mixed, and a short relay-throughput run per dialect, against an in-process
-//! gateway. Correctness only: nothing lost, misrouted, duplicated, reordered or malformed, no
+//! gateway; the PeerJS run also against the real `peer` server (npm), the benchmark's PeerJS
+//! baseline, so that both sides of that comparison carry the same frames. Correctness only: nothing lost, misrouted, duplicated, reordered or malformed, no
 //! error notice. No timing is asserted.
 
 use std::time::Duration;
@@ -16,7 +17,7 @@ use switchboard_tests::TestGateway;
 const LOAD_CONFIG: &str = r#"
 [[listener]]
 bind = "127.0.0.1:0"
-dialects = ["antmedia", "socketio", "raw"]
+dialects = ["antmedia", "socketio", "raw", "peerjs"]
 pages = "none"
 
 [limits]
@@ -96,8 +97,13 @@ fn assert_clean(r: &FlowReport) {
 
 async fn throughput(dialect: Dialect) {
     let gw = TestGateway::with_config(LOAD_CONFIG).await;
+    throughput_at(target(&gw), dialect).await;
+    gw.stop().await;
+}
+
+async fn throughput_at(target: Target, dialect: Dialect) {
     let report = switchboard_loadgen::scenario::flow::run(FlowConfig {
-        target: target(&gw),
+        target,
         dialect,
         pairs: 20,
         secs: 1.0,
@@ -107,7 +113,6 @@ async fn throughput(dialect: Dialect) {
     .await
     .expect("throughput runs");
     assert_clean(&report);
-    gw.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,4 +128,43 @@ async fn throughput_socketio() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn throughput_raw() {
     throughput(Dialect::Raw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_peerjs() {
+    throughput(Dialect::Peerjs).await;
+}
+
+/// The same PeerJS pairs against the `peer` server itself (`bench/peer-server/server.mjs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_peerjs_against_the_peer_server() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let root = switchboard_tests::repo_root();
+    let mut server = tokio::process::Command::new("node")
+        .arg("bench/peer-server/server.mjs")
+        .arg(port.to_string())
+        .arg("127.0.0.1")
+        .current_dir(&root)
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs the peer server");
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut up = false;
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the peer server listens on {addr} within 10 s");
+    let target = Target::new(addr, Server::Peer)
+        .expect("loopback target")
+        .with_sources(4);
+    throughput_at(target, Dialect::Peerjs).await;
+    let _ = server.kill().await;
 }

@@ -105,6 +105,7 @@ pub fn parse_record(text: &str) -> Option<(Arc<str>, RemotePeer)> {
         "antmedia" => DialectKind::Antmedia,
         "socketio" => DialectKind::Socketio,
         "raw" => DialectKind::Raw,
+        "peerjs" => DialectKind::Peerjs,
         _ => return None,
     };
     let mode = match parts.next()? {

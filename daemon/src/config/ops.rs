@@ -104,6 +104,9 @@ pub struct DialectFrameLimits {
     /// Raw frames.
     #[serde(default)]
     pub raw: Option<usize>,
+    /// PeerJS messages.
+    #[serde(default)]
+    pub peerjs: Option<usize>,
 }
 
 impl DialectFrameLimits {
@@ -112,6 +115,7 @@ impl DialectFrameLimits {
             DialectKind::Antmedia => self.antmedia,
             DialectKind::Socketio => self.socketio,
             DialectKind::Raw => self.raw,
+            DialectKind::Peerjs => self.peerjs,
         }
     }
 }
@@ -146,6 +150,7 @@ impl GatewayConfig {
             DialectKind::Antmedia,
             DialectKind::Socketio,
             DialectKind::Raw,
+            DialectKind::Peerjs,
         ] {
             if let Some(n) = limits.dialect_max_frame_bytes.get(dialect)
                 && !FRAME_BYTES_RANGE.contains(&n)

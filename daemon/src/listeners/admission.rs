@@ -230,6 +230,8 @@ pub async fn check_origin(
                 DialectKind::Socketio
             } else if path.starts_with("/ws/") {
                 DialectKind::Raw
+            } else if path == "/peerjs" || path == "/peerjs/peerjs" {
+                DialectKind::Peerjs
             } else {
                 DialectKind::Antmedia
             };

@@ -16,12 +16,14 @@ use tokio_util::task::TaskTracker;
 use crate::config::{ListenerConfig, Service};
 use crate::gateway::Gateway;
 pub use front_door::{AcceptRefusal, FrontDoor};
+pub use peerjs::PeerIds;
 
 mod admin;
 mod admission;
 mod antmedia;
 pub(crate) mod burst_io;
 pub mod front_door;
+mod peerjs;
 mod proxy;
 mod raw;
 mod rest;
@@ -60,6 +62,8 @@ pub struct ListenerContext {
     pub conference: Arc<switchboard_conference::Hub>,
     /// Accept-time accounting, shared by every listener of the gateway.
     pub front_door: Arc<FrontDoor>,
+    /// The ids of open PeerJS connections, shared by every listener of the gateway.
+    pub peerjs_ids: Arc<peerjs::PeerIds>,
 }
 
 async fn metrics(
@@ -196,6 +200,9 @@ fn service_routes(cx: &ListenerContext) -> Router {
             // WHIP/WHEP resources are sessions of the raw kind (docs/whip-whep.md).
             router = router.merge(raw::routes(cx.clone()));
             router = router.merge(whip::routes(cx.clone()));
+        }
+        if config.dialects.contains(&DialectKind::Peerjs) {
+            router = router.merge(peerjs::routes(cx.clone()));
         }
     }
     if config.serves(Service::Pages) {

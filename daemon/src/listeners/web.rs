@@ -18,10 +18,11 @@ use super::ListenerContext;
 use crate::config::{GatewayConfig, Pages};
 
 /// The files the demo pages load from `/node_modules/`, by the npm package that has them.
-const PAGE_SDKS: [(&str, &str); 3] = [
+const PAGE_SDKS: [(&str, &str); 4] = [
     ("@antmedia/webrtc_adaptor", "dist/es/index.js"),
     ("simple-peer", "simplepeer.min.js"),
     ("socket.io-client-v2", "dist/socket.io.js"),
+    ("peerjs", "dist/peerjs.min.js"),
 ];
 
 const INDEX: &str = include_str!("../../../examples/web/index.html");
@@ -29,6 +30,7 @@ const ANT: &str = include_str!("../../../examples/web/ant.html");
 const CONFERENCE: &str = include_str!("../../../examples/web/conference.html");
 const SOCKETIO: &str = include_str!("../../../examples/web/socketio.html");
 const RAW: &str = include_str!("../../../examples/web/raw.html");
+const PEERJS: &str = include_str!("../../../examples/web/peerjs.html");
 const PEER: &str = include_str!("../../../examples/web/peer.html");
 /// The missing-SDK notice the Ant, conference, raw and socket.io pages share.
 const SDK_MISSING: &str = include_str!("../../../examples/web/sdk-missing.js");
@@ -75,6 +77,7 @@ pub fn pages(cx: &ListenerContext) -> Router {
                 .route("/conference.html", get(|| async { html(CONFERENCE) }))
                 .route("/socketio.html", get(|| async { html(SOCKETIO) }))
                 .route("/raw.html", get(|| async { html(RAW) }))
+                .route("/peerjs.html", get(|| async { html(PEERJS) }))
                 .route("/peer.html", get(|| async { html(PEER) }))
                 .route("/sdk-missing.js", get(|| async { script(SDK_MISSING) }));
             // Routed even while the directory is missing, so that `npm ci` while the gateway
@@ -161,7 +164,7 @@ pub(crate) fn log_missing_sdks(config: &GatewayConfig) {
     tracing::warn!(
         dir = %dir.display(),
         missing = ?missing,
-        "Demo pages: node_modules_dir {state} the SDKs of the Ant, raw and socket.io 2.x pages; \
+        "Demo pages: node_modules_dir {state} the SDKs of the Ant, raw, PeerJS and socket.io 2.x pages; \
          run `npm ci` in the repository root (or point [web] node_modules_dir at an installed \
          node_modules/) and reload the pages."
     );

@@ -43,9 +43,10 @@ pub async fn connect_pair(
     room: &str,
     indexes: &Indexes,
 ) -> anyhow::Result<(Conn, Conn)> {
-    let mut a = Conn::connect(target, dialect, room, indexes.next(), false).await?;
+    let mut a = Conn::connect_side(target, dialect, room, 0, indexes.next(), false).await?;
     a.join(target.server).await.context("side A join")?;
-    let mut b = Conn::connect(&target.side_b(), dialect, room, indexes.next(), false).await?;
+    let mut b =
+        Conn::connect_side(&target.side_b(), dialect, room, 1, indexes.next(), false).await?;
     b.join(target.server).await.context("side B join")?;
     Ok((a, b))
 }

@@ -45,7 +45,12 @@ impl StormDialects {
         Ok(if s == "mixed" {
             StormDialects::Mixed
         } else {
-            StormDialects::Single(Dialect::parse(s)?)
+            match Dialect::parse(s)? {
+                Dialect::Peerjs => anyhow::bail!(
+                    "the storm runs pairs the server pairs in rooms; PeerJS pairs call each other by id (throughput, latency, burst and idle run them)"
+                ),
+                d => StormDialects::Single(d),
+            }
         })
     }
 

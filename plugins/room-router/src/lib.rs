@@ -163,12 +163,15 @@ fn no_peer(room: &str) -> Refusal {
     Refusal::new(ErrorCode::NoPeer, format!("no peer in room `{room}` yet"))
 }
 
-/// How able a peer is to make a useful offer when told to. Ant Media peers act on `start`; raw
+/// How able a peer is to make a useful offer when told to. PeerJS peers offer on their own
+/// (joining is calling); Ant Media peers act on `start`; raw
 /// peers act on the `start` notice; the classic socket.io page cannot be told at all (its user
 /// dials). A play-only Ant peer is never told: its offer would carry no media sections
 /// (antmedia.md 4.1-7), so it waits for its partner's offer and answers it.
 fn offer_rank(p: &Peer) -> u8 {
     match (p.dialect, p.mode) {
+        // A PeerJS peer joins a room by calling into it: its offer is already on its way.
+        (DialectKind::Peerjs, _) => 3,
         (DialectKind::Antmedia, JoinMode::Both) => 2,
         (DialectKind::Raw, JoinMode::Both | JoinMode::Play) => 1,
         _ => 0,

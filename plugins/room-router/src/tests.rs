@@ -193,3 +193,17 @@ fn conference_participants_are_not_p2p_partners() {
     let (v, _) = run(conf, offer, &[conf, a, b]);
     assert!(matches!(v, Verdict::Refuse(r) if r.code == ErrorCode::NoPeer));
 }
+
+#[test]
+fn a_peerjs_caller_offers_and_the_ant_peer_it_calls_waits_for_the_offer() {
+    let ant = peer(1, ANT, JoinMode::Both);
+    let caller = peer(2, DialectKind::Peerjs, JoinMode::Both);
+    let (v, d) = run(caller, join(JoinMode::Both), &[ant]);
+    assert_eq!(v, Verdict::Continue);
+    // Ant, existing, is told a partner arrived (no `start`: it would offer too); the PeerJS
+    // caller is "told" to offer, which it renders as nothing and does anyway.
+    assert_eq!(
+        sends(&d),
+        vec![(1, "peer_joined"), (2, "joined"), (2, "start")]
+    );
+}

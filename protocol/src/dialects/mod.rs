@@ -17,12 +17,13 @@ pub(crate) mod fast;
 #[cfg(test)]
 mod forward_tests;
 mod json;
+pub mod peerjs;
 pub mod raw;
 pub mod socketio;
 
 pub use json::parse_object;
 
-/// The three dialects the gateway speaks.
+/// The dialects the gateway speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DialectKind {
@@ -32,6 +33,8 @@ pub enum DialectKind {
     Socketio,
     /// JSON or opaque text frames over a plain WebSocket at `/ws/{room}`.
     Raw,
+    /// The PeerJS server protocol at `/peerjs?key=…&id=…&token=…`.
+    Peerjs,
 }
 
 impl DialectKind {
@@ -41,6 +44,7 @@ impl DialectKind {
             DialectKind::Antmedia => "antmedia",
             DialectKind::Socketio => "socketio",
             DialectKind::Raw => "raw",
+            DialectKind::Peerjs => "peerjs",
         }
     }
 }
@@ -154,6 +158,14 @@ pub trait TextFrames: Dialect<Wire = String, Input = str> {
     /// sent before anything the bus delivers to it: socket.io's connect acknowledgement.
     fn joined(state: &mut Self::State) -> Option<String> {
         let _ = state;
+        None
+    }
+
+    /// The room `event` (decoded from one of the peer's frames) makes the peer join first, for a
+    /// dialect whose peers address each signal to a room instead of joining it (PeerJS `dst`).
+    /// The session joins it before dispatching the event when the peer is not in it yet.
+    fn implied_join(state: &Self::State, event: &Event) -> Option<crate::Join> {
+        let _ = (state, event);
         None
     }
 
