@@ -210,7 +210,7 @@ async fn serve_all(
     //    (`connect_error`); /readyz answers 503 so load balancers take the node out.
     gateway.lifecycle().advance(Phase::Draining);
     info!(
-        sessions = gateway.session_count(),
+        sessions = gateway.registry().len(),
         grace_secs = grace.as_secs(),
         "Draining."
     );
@@ -240,7 +240,7 @@ async fn serve_all(
     if drained.is_err() {
         warn!(
             grace_secs = grace.as_secs(),
-            sessions = gateway.session_count(),
+            sessions = gateway.registry().len(),
             "Shutdown deadline passed with sessions still open."
         );
     }

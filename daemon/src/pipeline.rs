@@ -152,9 +152,22 @@ impl Pipeline {
         Ok((decision, stopped))
     }
 
-    /// Whether a plugin named `name` is in the pipeline.
-    pub fn has(&self, name: &str) -> bool {
-        self.slots.iter().any(|s| s.plugin.name() == name)
+    /// Why nobody answered the request in `cx`: the first enabled plugin's
+    /// [`Plugin::on_unanswered`] that knows. A panic disables the plugin, as in any hook.
+    pub fn unanswered(&self, cx: &EventContext<'_>) -> Option<Refusal> {
+        self.slots
+            .iter()
+            .filter(|slot| !slot.is_disabled())
+            .find_map(|slot| {
+                catch_unwind(AssertUnwindSafe(|| slot.plugin.on_unanswered(cx))).unwrap_or_else(
+                    |_| {
+                        telemetry::plugin_failed(slot.plugin.name(), "panicked; plugin disabled");
+                        slot.disabled.store(true, Ordering::Relaxed);
+                        None
+                    },
+                )
+            })
+            .map(bounded)
     }
 
     /// Starts every plugin with `outbox`, in config order; the first failure is returned with

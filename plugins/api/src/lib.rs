@@ -241,6 +241,17 @@ pub trait Plugin: Send + Sync {
         let _ = session;
     }
 
+    /// Called when the pipeline accepted a request whose sender expects an answer (an Ant
+    /// conference command) and no plugin answered or took it: a plugin that knows why (it
+    /// passed the request on for another plugin, which is not running) returns the refusal the
+    /// sender gets. The first `Some`, in config order, wins; when every plugin returns `None`
+    /// the gateway refuses with [`ErrorCode::Unsupported`]. Runs with the event's room locked,
+    /// like [`Self::on_event`]. Default: `None`.
+    fn on_unanswered(&self, cx: &EventContext<'_>) -> Option<Refusal> {
+        let _ = cx;
+        None
+    }
+
     /// Called once during graceful shutdown, in reverse config order. Default: nothing.
     fn shutdown(&self) {}
 
