@@ -169,8 +169,10 @@ fn run(path: Option<PathBuf>, self_signed: bool) -> ExitCode {
 /// Runs until the first SIGINT or SIGTERM, then drains; SIGHUP reloads `path`.
 async fn serve(config: GatewayConfig, path: Option<PathBuf>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let running = switchboard::start(config).await?;
+    // Before starting: a SIGHUP that arrives once the listeners log `Listening.` but before
+    // the handler exists would take the default action and end the process.
     let mut hangup = signal(SignalKind::hangup()).ok();
+    let running = switchboard::start(config).await?;
     let mut stopping = running.phases();
     loop {
         tokio::select! {
