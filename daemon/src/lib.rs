@@ -6,7 +6,10 @@
 //! - [`cluster`]: scale-out through Redis (`[cluster]`): shared rooms, the node bus, failure
 //!   detection.
 //! - [`config`]: strict TOML config, the embedded default, validation.
-//! - [`gateway`]: sessions registry, rooms, dispatch through the [`pipeline`].
+//! - [`gateway`]: the session registry (deliver, kick, count) and the dispatcher (the one
+//!   dispatch entry point: [`rooms`], each behind its own lock, and the [`pipeline`]; the
+//!   cluster membership hook).
+//! - [`rooms`]: the room table, one lock per room.
 //! - [`session`]: the per-connection task for WebSocket dialects.
 //! - [`listeners`]: axum servers, one module per dialect endpoint, and the embedded pages.
 //! - [`plugins`]: the registry of built-in plugin factories; `[[plugin]]` entries with a `path`

@@ -113,8 +113,8 @@ impl Lobby {
 #[derive(Debug)]
 pub struct LobbyRouter {
     config: LobbyRouterConfig,
-    /// Pairing state by room. Hooks run while the gateway holds its room lock, so this lock is
-    /// never contended; it exists because [`Plugin`] hooks take `&self`.
+    /// Pairing state by room. Hooks of different rooms run in parallel, so this lock is shared
+    /// by them; it is held only for the lookup and the pairing, not the JSON round trip.
     lobbies: Mutex<HashMap<String, Lobby>>,
 }
 
