@@ -5,9 +5,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use dashmap::DashMap;
 use switchboard_plugin_api::protocol::{DialectKind, Event};
 use switchboard_plugin_api::{Delivery, Envelope, Payload, SessionId};
 use tokio::sync::mpsc;
@@ -60,7 +61,9 @@ pub struct SessionHandle {
 /// Every registered session.
 #[derive(Debug)]
 pub struct SessionRegistry {
-    sessions: RwLock<HashMap<SessionId, Registered>>,
+    /// Sharded like the room index, for the same reason: every delivery looks its receiver up,
+    /// and one lock word for the whole map would be written by every core.
+    sessions: DashMap<SessionId, Registered>,
     /// Session ids, and the ids of proxies of other nodes' peers (one numbering, so a room never
     /// holds two members with one id).
     next_id: AtomicU64,
@@ -79,6 +82,9 @@ impl std::fmt::Debug for Registered {
     }
 }
 
+/// Shards of the session map.
+const SESSION_SHARDS: usize = 256;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -87,7 +93,7 @@ impl SessionRegistry {
     /// An empty registry; a receiver that frees no room for `write_timeout` is given up on.
     pub fn new(write_timeout: Duration) -> Self {
         let registry = Self {
-            sessions: RwLock::default(),
+            sessions: DashMap::with_shard_amount(SESSION_SHARDS),
             next_id: AtomicU64::new(1),
             held: Mutex::default(),
             write_timeout_secs: AtomicU64::new(0),
@@ -138,10 +144,7 @@ impl SessionRegistry {
             info: Arc::clone(&info),
             backlog: OnceLock::new(),
         };
-        self.sessions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, entry);
+        self.sessions.insert(id, entry);
         SessionHandle {
             id,
             rx,
@@ -152,28 +155,21 @@ impl SessionRegistry {
 
     /// Forgets a session; deliveries to it are dropped from now on.
     pub fn unregister(&self, id: SessionId) {
-        self.sessions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&id);
+        self.sessions.remove(&id);
         // A join abandoned mid-claim (the connection went away) leaves its buffer behind.
         lock(&self.held).remove(&id);
     }
 
     /// Every registered session's info, by id.
     pub fn sessions(&self) -> Vec<Arc<SessionInfo>> {
-        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
-        let mut out: Vec<_> = sessions.values().map(|r| Arc::clone(&r.info)).collect();
+        let mut out: Vec<_> = self.sessions.iter().map(|r| Arc::clone(&r.info)).collect();
         out.sort_by_key(|i| i.id.0);
         out
     }
 
     /// Number of registered sessions.
     pub fn len(&self) -> usize {
-        self.sessions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .len()
+        self.sessions.len()
     }
 
     /// Whether no session is registered.
@@ -196,11 +192,10 @@ impl SessionRegistry {
     /// Queues `item` for `to` without waiting (behind its backlog when its queue is full).
     /// Returns whether the session exists.
     fn queue(&self, to: SessionId, item: Outbound) -> bool {
-        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(target) = sessions.get(&to) else {
+        let Some(target) = self.sessions.get(&to) else {
             return false;
         };
-        queue_nowait(target, item, self.write_timeout());
+        queue_nowait(&target, item, self.write_timeout());
         true
     }
 
@@ -211,16 +206,15 @@ impl SessionRegistry {
         if deliveries.is_empty() {
             return blocked;
         }
-        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
         for delivery in deliveries {
-            let Some(target) = sessions.get(&delivery.to) else {
+            let Some(target) = self.sessions.get(&delivery.to) else {
                 continue;
             };
             let item = match delivery.payload {
                 Payload::Relay => Outbound::Relay(Arc::clone(envelope)),
                 Payload::Event(event) => Outbound::Event(event),
             };
-            blocked.offer(target, item);
+            blocked.offer(&target, item);
         }
         blocked
     }
