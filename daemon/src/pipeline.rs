@@ -302,6 +302,63 @@ mod tests {
         assert_eq!(OnFailure::default_for("room-router"), OnFailure::Skip);
     }
 
+    /// Knows why a request went unanswered (or panics when asked, with `panics`).
+    struct Knows {
+        name: &'static str,
+        why: Option<ErrorCode>,
+        panics: bool,
+    }
+
+    impl Plugin for Knows {
+        fn name(&self) -> &str {
+            self.name
+        }
+
+        fn on_unanswered(&self, _: &EventContext<'_>) -> Option<Refusal> {
+            assert!(!self.panics, "a broken hook");
+            self.why.map(|code| Refusal::new(code, self.name))
+        }
+    }
+
+    fn unanswered(pipeline: &Pipeline) -> Option<Refusal> {
+        let envelope = Envelope {
+            from: crate::gateway::peer(SessionId(1), DialectKind::Antmedia),
+            event: join(),
+            original: None,
+            app: None,
+        };
+        let cx = EventContext {
+            envelope: &envelope,
+            room: RoomView {
+                room: "r",
+                members: &[],
+            },
+        };
+        pipeline.unanswered(&cx)
+    }
+
+    #[test]
+    fn the_first_plugin_that_knows_why_nobody_answered_says_so() {
+        let knows =
+            |name, why, panics| -> Box<dyn Plugin> { Box::new(Knows { name, why, panics }) };
+        let pipeline = Pipeline::new(vec![
+            knows("silent", None, false),
+            knows("broken", None, true),
+            knows("first", Some(ErrorCode::MediaUnavailable), false),
+            knows("second", Some(ErrorCode::Unsupported), false),
+        ]);
+        let refusal = unanswered(&pipeline).expect("a plugin knows");
+        assert_eq!(
+            (refusal.code, refusal.message.as_str()),
+            (ErrorCode::MediaUnavailable, "first")
+        );
+        assert!(
+            pipeline.slots[1].is_disabled(),
+            "a panicking hook disables its plugin"
+        );
+        assert_eq!(unanswered(&Pipeline::new(Vec::new())), None);
+    }
+
     #[test]
     fn refusal_texts_are_bounded() {
         let long = Refusal::new(ErrorCode::Refused, "é".repeat(1000));
