@@ -13,6 +13,7 @@
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
+use futures_util::future::Either;
 use switchboard_plugin_api::protocol::{
     ConferenceCommand, ErrorCode, Event, JoinMode, Leave, LeaveReason,
 };
@@ -149,25 +150,34 @@ impl Dispatcher {
 
     /// Runs one event from a peer through the pipeline with its room locked, and queues the
     /// deliveries. Events without a room are not routed. With `[cluster]`, a join first claims
-    /// its place in Redis (the only wait); anything else completes without waiting, so a caller
-    /// that cannot await may poll it once ([`futures_util::FutureExt::now_or_never`]).
-    pub async fn dispatch(&self, envelope: Envelope) -> Dispatched {
-        if let Some(cluster) = self.cluster.get()
-            && let Some(room) = ClusterMembership::claimed_room(&envelope.event)
-        {
-            let room = room.to_owned();
-            // Held through the claim and the pipeline, so this node admits its joiners of one
-            // room in the order Redis listed them.
-            let _serialized = cluster.serialize(&room).await;
-            return match cluster
-                .claim(self, envelope.from, &envelope.event, &room)
-                .await
-            {
-                Ok(claim) => self.run(envelope, claim),
-                Err(refusal) => Dispatched::refused(refusal, &room),
-            };
+    /// its place in Redis (the only wait); anything else is dispatched in this call, and the
+    /// future returned is ready, so a caller that cannot await may poll it once
+    /// ([`futures_util::FutureExt::now_or_never`]). (Not an `async fn`: that would move every
+    /// event's envelope into a claim's future first, a cost measured on the relay path.)
+    pub fn dispatch(&self, envelope: Envelope) -> impl Future<Output = Dispatched> + Send + '_ {
+        match self.cluster.get() {
+            Some(cluster) if ClusterMembership::claimed_room(&envelope.event).is_some() => {
+                Either::Right(self.claim_then_run(cluster, envelope))
+            }
+            _ => Either::Left(std::future::ready(self.run(envelope, None))),
         }
-        self.run(envelope, None)
+    }
+
+    /// A join with `[cluster]`: its place in Redis first, then [`Self::run`].
+    async fn claim_then_run(&self, cluster: &ClusterMembership, envelope: Envelope) -> Dispatched {
+        let Some(room) = ClusterMembership::claimed_room(&envelope.event).map(str::to_owned) else {
+            return self.run(envelope, None);
+        };
+        // Held through the claim and the pipeline, so this node admits its joiners of one room
+        // in the order Redis listed them.
+        let _serialized = cluster.serialize(&room).await;
+        match cluster
+            .claim(self, envelope.from, &envelope.event, &room)
+            .await
+        {
+            Ok(claim) => self.run(envelope, claim),
+            Err(refusal) => Dispatched::refused(refusal, &room),
+        }
     }
 
     /// Leaves `room` on behalf of `from` (a closing session, or a proxy whose node is gone or
