@@ -6,7 +6,10 @@
 //! - [`cluster`]: scale-out through Redis (`[cluster]`): shared rooms, the node bus, failure
 //!   detection.
 //! - [`config`]: strict TOML config, the embedded default, validation.
-//! - [`gateway`]: sessions registry, rooms, dispatch through the [`pipeline`].
+//! - [`gateway`]: the session registry (deliver, kick, count) and the dispatcher (the one
+//!   dispatch entry point: [`rooms`], each behind its own lock, and the [`pipeline`]; the
+//!   cluster membership hook).
+//! - [`rooms`]: the room table, one lock per room.
 //! - [`session`]: the per-connection task for WebSocket dialects.
 //! - [`listeners`]: axum servers, one module per dialect endpoint, and the embedded pages.
 //! - [`plugins`]: the registry of built-in plugin factories; `[[plugin]]` entries with a `path`
@@ -236,7 +239,7 @@ async fn serve_all(
     //    (`connect_error`); /readyz answers 503 so load balancers take the node out.
     gateway.lifecycle().advance(Phase::Draining);
     info!(
-        sessions = gateway.session_count(),
+        sessions = gateway.registry().len(),
         grace_secs = grace.as_secs(),
         "Draining."
     );
@@ -266,7 +269,7 @@ async fn serve_all(
     if drained.is_err() {
         warn!(
             grace_secs = grace.as_secs(),
-            sessions = gateway.session_count(),
+            sessions = gateway.registry().len(),
             "Shutdown deadline passed with sessions still open."
         );
     }

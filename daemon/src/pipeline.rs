@@ -152,9 +152,22 @@ impl Pipeline {
         Ok((decision, stopped))
     }
 
-    /// Whether a plugin named `name` is in the pipeline.
-    pub fn has(&self, name: &str) -> bool {
-        self.slots.iter().any(|s| s.plugin.name() == name)
+    /// Why nobody answered the request in `cx`: the first enabled plugin's
+    /// [`Plugin::on_unanswered`] that knows. A panic disables the plugin, as in any hook.
+    pub fn unanswered(&self, cx: &EventContext<'_>) -> Option<Refusal> {
+        self.slots
+            .iter()
+            .filter(|slot| !slot.is_disabled())
+            .find_map(|slot| {
+                catch_unwind(AssertUnwindSafe(|| slot.plugin.on_unanswered(cx))).unwrap_or_else(
+                    |_| {
+                        telemetry::plugin_failed(slot.plugin.name(), "panicked; plugin disabled");
+                        slot.disabled.store(true, Ordering::Relaxed);
+                        None
+                    },
+                )
+            })
+            .map(bounded)
     }
 
     /// Starts every plugin with `outbox`, in config order; the first failure is returned with
@@ -217,6 +230,7 @@ fn bounded(mut refusal: Refusal) -> Refusal {
 
 #[cfg(test)]
 mod tests {
+    use crate::envelope::Envelope;
     use switchboard_plugin_api::{PluginError, RoomView};
     use switchboard_protocol::{DialectKind, Join, JoinMode, Leave, LeaveReason};
 
@@ -287,6 +301,60 @@ mod tests {
         assert_eq!(OnFailure::default_for("room-policy"), OnFailure::Refuse);
         assert_eq!(OnFailure::default_for("conference"), OnFailure::Refuse);
         assert_eq!(OnFailure::default_for("room-router"), OnFailure::Skip);
+    }
+
+    /// Knows why a request went unanswered (or panics when asked, with `panics`).
+    struct Knows {
+        name: &'static str,
+        why: Option<ErrorCode>,
+        panics: bool,
+    }
+
+    impl Plugin for Knows {
+        fn name(&self) -> &str {
+            self.name
+        }
+
+        fn on_unanswered(&self, _: &EventContext<'_>) -> Option<Refusal> {
+            assert!(!self.panics, "a broken hook");
+            self.why.map(|code| Refusal::new(code, self.name))
+        }
+    }
+
+    fn unanswered(pipeline: &Pipeline) -> Option<Refusal> {
+        let envelope = Envelope {
+            from: crate::gateway::peer(SessionId(1), DialectKind::Antmedia),
+            event: join(),
+            original: None,
+            app: None,
+        };
+        let cx = envelope.context(RoomView {
+            room: "r",
+            members: &[],
+        });
+        pipeline.unanswered(&cx)
+    }
+
+    #[test]
+    fn the_first_plugin_that_knows_why_nobody_answered_says_so() {
+        let knows =
+            |name, why, panics| -> Box<dyn Plugin> { Box::new(Knows { name, why, panics }) };
+        let pipeline = Pipeline::new(vec![
+            knows("silent", None, false),
+            knows("broken", None, true),
+            knows("first", Some(ErrorCode::MediaUnavailable), false),
+            knows("second", Some(ErrorCode::Unsupported), false),
+        ]);
+        let refusal = unanswered(&pipeline).expect("a plugin knows");
+        assert_eq!(
+            (refusal.code, refusal.message.as_str()),
+            (ErrorCode::MediaUnavailable, "first")
+        );
+        assert!(
+            pipeline.slots[1].is_disabled(),
+            "a panicking hook disables its plugin"
+        );
+        assert_eq!(unanswered(&Pipeline::new(Vec::new())), None);
     }
 
     #[test]

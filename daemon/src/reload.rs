@@ -116,7 +116,7 @@ pub fn apply(
     new.antmedia_apps = old.antmedia_apps.clone();
     gateway.set_config(Arc::new(new));
     if let Some(pipeline) = pipeline {
-        retire(gateway.swap_pipeline(pipeline));
+        retire(gateway.dispatcher().swap_pipeline(pipeline));
         // The new plugins start while the old ones retire; a plugin that needs what an old one
         // holds (a media plugin's UDP port) waits for it in its own task.
         if let Err(error) = gateway.start_plugins() {

@@ -11,7 +11,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use switchboard_plugin_api::{Peer, Refusal, SessionId};
 use switchboard_protocol::dialects::{Keepalive, TextFrames};
 use switchboard_protocol::{
@@ -177,14 +177,11 @@ pub struct SessionCore {
 }
 
 impl SessionCore {
-    /// Dispatches `event` from this session and records any membership change.
-    pub fn dispatch(&mut self, event: Event, original: Option<Original>) -> Option<Refused> {
-        self.dispatch_received(event, original, Instant::now())
-    }
-
-    /// [`Self::dispatch_received`] that first claims a joiner's place in the cluster (when
-    /// `[cluster]` is set; the same as the synchronous one otherwise). Joins go through here.
-    pub async fn dispatch_async(
+    /// Dispatches `event` from this session, which arrived at `received` (the relay latency
+    /// metric covers decode, the pipeline and queuing the deliveries), and records any
+    /// membership change. The one way a session's events reach the pipeline. Only a join with
+    /// `[cluster]` waits (for its claim in Redis); see [`Self::dispatch_now`].
+    pub async fn dispatch(
         &mut self,
         event: Event,
         original: Option<Original>,
@@ -193,15 +190,11 @@ impl SessionCore {
         if let Some(refused) = self.over_room_cap(&event) {
             return Some(refused);
         }
-        // Only a join claims (with `[cluster]`): everything else is dispatched without building
-        // the claim's future and moving the envelope into it.
-        if self.gateway.claimed_room(&event).is_none() {
-            return self.dispatch_received(event, original, received);
-        }
         let routed = event.room().is_some();
         let out = self
             .gateway
-            .dispatch_async(Envelope {
+            .dispatcher()
+            .dispatch(Envelope {
                 from: self.peer,
                 event,
                 original,
@@ -211,25 +204,28 @@ impl SessionCore {
         self.record(routed, received, out)
     }
 
-    /// [`Self::dispatch`] for a frame that arrived at `received`: the relay latency metric
-    /// covers decode, the pipeline and queuing the deliveries.
-    pub fn dispatch_received(
+    /// [`Self::dispatch`] for a caller that cannot await (socketioxide calls its message
+    /// handlers synchronously). Only a cluster join waits, and such a caller never dispatches
+    /// one (a socket.io peer joins when it connects, through the awaiting path), so the
+    /// dispatch completes in its first poll; were it to wait, the event is refused rather than
+    /// left half done.
+    pub fn dispatch_now(
         &mut self,
         event: Event,
         original: Option<Original>,
         received: Instant,
     ) -> Option<Refused> {
-        if let Some(refused) = self.over_room_cap(&event) {
-            return Some(refused);
-        }
-        let routed = event.room().is_some();
-        let out = self.gateway.dispatch(Envelope {
-            from: self.peer,
-            event,
-            original,
-            app: self.app.clone(),
-        });
-        self.record(routed, received, out)
+        self.dispatch(event, original, received)
+            .now_or_never()
+            .unwrap_or_else(|| {
+                Some(Refused {
+                    refusal: Refusal::new(
+                        ErrorCode::Internal,
+                        "this request cannot wait for the cluster here; join through a new connection",
+                    ),
+                    room: None,
+                })
+            })
     }
 
     /// Refuses a join into one more room when this session is already in
@@ -287,8 +283,13 @@ impl SessionCore {
 
     /// Leaves every room now (partners are told), before a close that may take a while.
     pub fn leave_rooms(&mut self) {
-        let rooms = std::mem::take(&mut self.rooms);
-        self.gateway.leave_all(self.peer, &rooms);
+        let dispatcher = self.gateway.dispatcher();
+        for room in std::mem::take(&mut self.rooms) {
+            // The closing session cannot wait for its partners' queues.
+            dispatcher
+                .leave(self.peer, &room)
+                .defer(self.gateway.write_timeout());
+        }
     }
 
     /// Leaves every room (partners are told) and unregisters.
@@ -297,7 +298,8 @@ impl SessionCore {
             return;
         }
         self.leave_rooms();
-        self.gateway.unregister(self.peer.session);
+        self.gateway.registry().unregister(self.peer.session);
+        self.gateway.dispatcher().session_closed(self.peer.session);
         telemetry::session_closed(self.peer.session, self.peer.dialect, reason);
     }
 }
@@ -379,9 +381,8 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
 
     if let Some(join) = join {
         let room = join.room.clone();
-        if let Some(Refused { refusal, .. }) = core
-            .dispatch_async(Event::Join(join), None, Instant::now())
-            .await
+        if let Some(Refused { refusal, .. }) =
+            core.dispatch(Event::Join(join), None, Instant::now()).await
         {
             let frame = D::encode(&state, &refusal_event(&refusal, Some(&room)));
             let code = match refusal.code {
@@ -798,7 +799,7 @@ async fn handle_text<D: TextFrames>(
             let joining = matches!(event, Event::Join(_));
             // What a relay forwards, shared by every receiver.
             let original = original.map(|part| original_of::<D>(&text, part));
-            match core.dispatch_async(event, original, received).await {
+            match core.dispatch(event, original, received).await {
                 Some(refused) => frames(&refused.event(), "error").collect(),
                 None if joining => D::joined(state).map(|f| (f, "other")).into_iter().collect(),
                 None => Vec::new(),
@@ -833,7 +834,7 @@ async fn join_implied<D: TextFrames>(
     if core.rooms.contains(&join.room) {
         return None;
     }
-    core.dispatch_async(Event::Join(join), None, received).await
+    core.dispatch(Event::Join(join), None, received).await
 }
 
 /// A session's optional timer.

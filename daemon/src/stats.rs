@@ -67,11 +67,16 @@ static SHARDS: [Shard; N_SHARDS] = [const {
 
 /// This thread's shard: threads take shards in turn as they first count.
 fn shard() -> &'static Shard {
+    &SHARDS[shard_index()]
+}
+
+/// The index of this thread's shard, for every sharded counter.
+fn shard_index() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static INDEX: usize = NEXT.fetch_add(1, Ordering::Relaxed) % N_SHARDS;
     }
-    &SHARDS[INDEX.with(|i| *i)]
+    INDEX.with(|i| *i)
 }
 
 /// Which grid of a shard.
@@ -213,9 +218,16 @@ pub fn observe_relay(d: Duration) {
 /// Calls into one plugin and their latency.
 #[derive(Debug, Default)]
 pub struct PluginStats {
-    calls: AtomicU64,
+    /// Counted per thread shard, like the message counters: a plugin is called for every event
+    /// on every core, and one counter was a cache line written by all of them.
+    calls: [ShardCount; N_SHARDS],
     latency: Histogram,
 }
+
+/// One shard's count, on cache lines of its own.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct ShardCount(AtomicU64);
 
 /// One plugin call in this many is timed. Timing every call read the clock twice per plugin per
 /// event, and a VM's clock read is not cheap (BENCHMARKS.md, sixth round); a steady sample of
@@ -226,9 +238,15 @@ impl PluginStats {
     /// Counts one call; `true` when this call is one of those timed (the first, then one in
     /// [`PLUGIN_TIMED_EVERY`]).
     pub fn call(&self) -> bool {
-        self.calls
+        self.calls[shard_index()]
+            .0
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(PLUGIN_TIMED_EVERY)
+    }
+
+    /// Calls counted, over every shard.
+    pub fn calls(&self) -> u64 {
+        self.calls.iter().map(|c| c.0.load(Ordering::Relaxed)).sum()
     }
 
     /// Records the latency of a timed call.
@@ -313,7 +331,7 @@ pub fn render(out: &mut String, rooms: usize) {
     );
     let _ = writeln!(out, "# TYPE switchboard_plugin_calls_total counter");
     for (plugin, stats) in plugins.iter() {
-        let calls = stats.calls.load(Ordering::Relaxed);
+        let calls = stats.calls();
         let plugin = crate::metrics::escape(plugin);
         let _ = writeln!(
             out,
@@ -341,7 +359,7 @@ mod tests {
         let stats = PluginStats::default();
         let timed: Vec<usize> = (0..20).filter(|_| stats.call()).collect();
         assert_eq!(timed, [0, 8, 16]);
-        assert_eq!(stats.calls.load(Ordering::Relaxed), 20, "every call counts");
+        assert_eq!(stats.calls(), 20, "every call counts");
     }
 
     #[test]

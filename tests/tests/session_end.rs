@@ -173,11 +173,24 @@ async fn a_malformed_long_polling_payload_is_counted_once_and_ends_the_session()
             "{status} {connected} (polls: {polls:?})"
         );
         let room = format!("poll-bad-{n}");
-        assert_eq!(gw.running().gateway().room_members(&room).len(), 1);
+        assert_eq!(
+            gw.running()
+                .gateway()
+                .dispatcher()
+                .room_members(&room)
+                .len(),
+            1
+        );
         switchboard_tests::http_request(gw.main, "POST", &session, Some(body)).await;
         // The session is gone: its room is empty.
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !gw.running().gateway().room_members(&room).is_empty() {
+        while !gw
+            .running()
+            .gateway()
+            .dispatcher()
+            .room_members(&room)
+            .is_empty()
+        {
             assert!(
                 tokio::time::Instant::now() < deadline,
                 "{room} still has its member"

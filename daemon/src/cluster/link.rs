@@ -239,8 +239,8 @@ async fn tick(
         // others dropped its peers. Agree with them, then register the members afresh.
         warn!(node = %cluster.node, "Cluster: this node was taken for dead; re-registering.");
         cluster.discard_held();
-        gateway.end_cross_node_calls(LINK_LOST);
-        let members = gateway.local_members();
+        gateway.dispatcher().end_cross_node_calls(LINK_LOST);
+        let members = gateway.dispatcher().local_members();
         let mut pipe = redis::pipe();
         pipe.atomic();
         store::reap(&mut pipe, keys, &cluster.node);
@@ -255,7 +255,7 @@ async fn tick(
         return Ok(());
     }
     let mut candidates: HashSet<Arc<str>> = registered.into_iter().map(Arc::from).collect();
-    candidates.extend(gateway.proxy_nodes());
+    candidates.extend(gateway.dispatcher().proxy_nodes());
     candidates.remove(&cluster.node);
     if candidates.is_empty() {
         return Ok(());
@@ -286,7 +286,7 @@ async fn tick(
         .map_err(|_| timed_out())??;
     for node in dead {
         cluster.send(super::Outgoing::Forget(Arc::clone(node)));
-        if gateway.drop_node(node) > 0 {
+        if gateway.dispatcher().drop_node(node) > 0 {
             health::node_failed(node);
         }
     }
@@ -303,7 +303,7 @@ async fn sweep(
     conn: &mut MultiplexedConnection,
     suspects: &mut HashSet<(SessionId, String)>,
 ) -> redis::RedisResult<()> {
-    let rooms = gateway.proxy_rooms();
+    let rooms = gateway.dispatcher().proxy_rooms();
     if rooms.is_empty() {
         suspects.clear();
         return Ok(());
@@ -333,7 +333,7 @@ async fn sweep(
     }
     for (id, room) in missing.intersection(suspects) {
         debug!(room = %room, "Cluster: a remote member's record is gone; it leaves.");
-        gateway.proxy_leaves(*id, room);
+        gateway.dispatcher().proxy_leaves(*id, room);
     }
     *suspects = missing.difference(suspects).cloned().collect();
     Ok(())
@@ -388,8 +388,12 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, payload: &[u8]
     health::frame_in();
     let node: Arc<str> = Arc::from(frame.node);
     match frame.msg {
-        NodeMessage::Joined { room, peer } => gateway.remote_joined(&node, &room, peer),
-        NodeMessage::Left { room, session } => gateway.remote_left(&node, &room, session),
+        NodeMessage::Joined { room, peer } => {
+            gateway.dispatcher().remote_joined(&node, &room, peer)
+        }
+        NodeMessage::Left { room, session } => {
+            gateway.dispatcher().remote_left(&node, &room, session)
+        }
         NodeMessage::Relay {
             to,
             from,
@@ -408,10 +412,14 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, payload: &[u8]
                 original: original.map(Original::from),
                 app: None,
             };
-            gateway.deliver_remote(SessionId(to), Outbound::Relay(Arc::new(envelope)));
+            gateway
+                .registry()
+                .deliver_remote(SessionId(to), Outbound::Relay(Arc::new(envelope)));
         }
         NodeMessage::Deliver { to, event } => {
-            gateway.deliver_remote(SessionId(to), Outbound::Event(event));
+            gateway
+                .registry()
+                .deliver_remote(SessionId(to), Outbound::Event(event));
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use switchboard_plugin_api::{Peer, SessionId};
 use switchboard_protocol::cluster::RemotePeer;
 
-use crate::rooms::Rooms;
+use crate::rooms::Room;
 
 /// Where a proxy's real session lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,21 +92,22 @@ impl Proxies {
 }
 
 /// Adds `node`'s `peer` to `room` as a proxy (a new id from `alloc` if it has none yet).
-/// Returns whether the room table changed.
+/// Returns whether the room changed. The caller holds `room`'s lock, then the proxy table's.
 pub fn add(
-    rooms: &mut Rooms,
-    room: &str,
+    proxies: &mut Proxies,
+    room: &mut Room,
+    name: &str,
     node: &Arc<str>,
     peer: RemotePeer,
     alloc: impl FnOnce() -> SessionId,
 ) -> bool {
     let key = (Arc::clone(node), peer.session);
-    let id = match rooms.proxies.by_remote.get(&key) {
+    let id = match proxies.by_remote.get(&key) {
         Some(id) => *id,
         None => {
             let id = alloc();
-            rooms.proxies.by_remote.insert(key, id);
-            rooms.proxies.by_local.insert(
+            proxies.by_remote.insert(key, id);
+            proxies.by_local.insert(
                 id,
                 Proxy {
                     remote: RemoteRef {
@@ -119,30 +120,29 @@ pub fn add(
             id
         }
     };
-    if let Some(p) = rooms.proxies.by_local.get_mut(&id) {
-        p.rooms.insert(room.to_owned());
+    if let Some(p) = proxies.by_local.get_mut(&id) {
+        p.rooms.insert(name.to_owned());
     }
-    rooms.join(
-        room,
-        Peer {
-            session: id,
-            dialect: peer.dialect,
-            mode: peer.mode,
-        },
-    )
+    room.join(Peer {
+        session: id,
+        dialect: peer.dialect,
+        mode: peer.mode,
+    })
 }
 
 /// Removes `node`'s session `session` from `room`. Returns the proxy's peer record if it was
 /// there.
-pub fn remove(rooms: &mut Rooms, room: &str, node: &str, session: u64) -> Option<Peer> {
-    let id = rooms.proxies.local(node, session)?;
-    let peer = rooms
-        .members(room)
-        .iter()
-        .find(|p| p.session == id)
-        .copied();
-    rooms.leave(room, id);
-    rooms.proxies.left(id, room);
+pub fn remove(
+    proxies: &mut Proxies,
+    room: &mut Room,
+    name: &str,
+    node: &str,
+    session: u64,
+) -> Option<Peer> {
+    let id = proxies.local(node, session)?;
+    let peer = room.members().iter().find(|p| p.session == id).copied();
+    room.leave(id);
+    proxies.left(id, name);
     peer
 }
 
@@ -151,29 +151,30 @@ pub fn remove(rooms: &mut Rooms, room: &str, node: &str, session: u64) -> Option
 /// are left alone: their node's `Left` is on its way, or the failure detector will drop them and
 /// tell their partners (dropping them here would leave those partners uninformed).
 pub fn reconcile(
-    rooms: &mut Rooms,
-    room: &str,
+    proxies: &mut Proxies,
+    room: &mut Room,
+    name: &str,
     me: &str,
     before: &[(Arc<str>, RemotePeer)],
     mut alloc: impl FnMut() -> SessionId,
 ) {
     for (node, peer) in before {
         if &**node != me {
-            add(rooms, room, node, *peer, &mut alloc);
+            add(proxies, room, name, node, *peer, &mut alloc);
         }
     }
 }
 
 /// Drops `room`'s proxies once no member of this node is left in it: the other nodes tell
 /// only nodes with members about later joins and leaves, so such proxies would go stale.
-pub fn prune(rooms: &mut Rooms, room: &str) {
-    let members = rooms.members(room);
-    if members.is_empty() || members.iter().any(|p| !rooms.proxies.is_proxy(p.session)) {
+pub fn prune(proxies: &mut Proxies, room: &mut Room, name: &str) {
+    let members = room.members();
+    if members.is_empty() || members.iter().any(|p| !proxies.is_proxy(p.session)) {
         return;
     }
     let ids: Vec<SessionId> = members.iter().map(|p| p.session).collect();
     for id in ids {
-        rooms.leave(room, id);
-        rooms.proxies.left(id, room);
+        room.leave(id);
+        proxies.left(id, name);
     }
 }

@@ -41,7 +41,7 @@ impl Outage {
             "Cluster: Redis away longer than replay_window_ms; calls across nodes end."
         );
         cluster.discard_held();
-        gateway.end_cross_node_calls(LINK_LOST);
+        gateway.dispatcher().end_cross_node_calls(LINK_LOST);
     }
 }
 
@@ -88,9 +88,9 @@ pub(super) async fn recover(
     } else if registered_once && !known {
         debug!(node, "Cluster: this node was reaped during the outage.");
         cluster.discard_held();
-        gateway.end_cross_node_calls(LINK_LOST);
+        gateway.dispatcher().end_cross_node_calls(LINK_LOST);
     }
-    let members = gateway.local_members();
+    let members = gateway.dispatcher().local_members();
     let mut pipe = redis::pipe();
     pipe.atomic();
     store::reap(&mut pipe, keys, node);

@@ -112,7 +112,7 @@ impl Blocked {
 
     /// Hands the blocked deliveries to their receivers' backlogs, for a producer that cannot
     /// wait.
-    pub(super) fn defer(self, timeout: Duration) {
+    pub fn defer(self, timeout: Duration) {
         for mut waiting in self.0 {
             for item in std::mem::take(&mut waiting.items) {
                 let Waiting {

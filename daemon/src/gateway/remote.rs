@@ -1,44 +1,107 @@
-//! The gateway's side of the cluster (`[cluster]`): claiming a joiner's place in Redis, remote
+//! The dispatcher's cluster hook (`[cluster]`): claiming a joiner's place in Redis, remote
 //! members as proxies in the room table, frames from other nodes, and dead nodes' peers leaving.
 //! The Redis side is in [`crate::cluster`].
+//!
+//! Locks: a room's lock, then the proxy table's, never the other way round; the proxy table is
+//! held only for table lookups and updates, never while a plugin runs.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use switchboard_plugin_api::{Delivery, Payload, Peer, Refusal, RoomView, SessionId};
+use switchboard_plugin_api::{Delivery, Payload, Peer, Refusal, SessionId};
 use switchboard_protocol::cluster::RemotePeer;
-use switchboard_protocol::{ConferenceCommand, ErrorCode, Event, JoinMode, Leave, LeaveReason};
+use switchboard_protocol::{ConferenceCommand, ErrorCode, Event, JoinMode};
 
-use super::{Gateway, Membership, Outbound, lock};
-use crate::cluster::{Claim, ClaimFailed, Cluster, OutMessage, Outgoing, RemoteRef, proxies};
+use super::{Dispatcher, Membership};
+use crate::cluster::{
+    Claim, ClaimFailed, Cluster, OutMessage, Outgoing, Proxies, RemoteRef, proxies,
+};
 use crate::envelope::Envelope;
-use crate::rooms::Rooms;
+use crate::rooms::Room;
 
-impl Gateway {
-    /// Claims the sender's place in Redis before a join (`[cluster]` only; `None` otherwise,
-    /// for anything but a join, for a repeated join, and while Redis is unreachable).
-    pub(super) async fn claim(&self, from: Peer, event: &Event) -> Result<Option<Claim>, Refusal> {
-        let Some(cluster) = self.cluster.get() else {
-            return Ok(None);
-        };
-        let (room, mode) = match event {
-            Event::Join(join) => (join.room.as_str(), join.mode),
+/// Number of join lock stripes.
+const JOIN_STRIPES: usize = 64;
+
+fn stripe_of(room: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    room.hash(&mut h);
+    usize::try_from(h.finish() % JOIN_STRIPES as u64).unwrap_or(0)
+}
+
+/// This node's membership in the cluster, as the dispatcher sees it.
+#[derive(Debug)]
+pub struct ClusterMembership {
+    cluster: Arc<Cluster>,
+    /// Which room members are proxies of peers on other nodes.
+    proxies: Mutex<Proxies>,
+    /// Joins into rooms of one stripe run one at a time, claim and pipeline.
+    join_locks: Vec<tokio::sync::Mutex<()>>,
+}
+
+impl ClusterMembership {
+    pub(super) fn new(cluster: Arc<Cluster>) -> Self {
+        Self {
+            cluster,
+            proxies: Mutex::default(),
+            join_locks: (0..JOIN_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+        }
+    }
+
+    /// The cluster.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
+    }
+
+    fn proxies(&self) -> MutexGuard<'_, Proxies> {
+        self.proxies.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The room whose place `event` claims in Redis before it is dispatched: a join.
+    /// Everything else is dispatched at once.
+    pub(super) fn claimed_room(event: &Event) -> Option<&str> {
+        match event {
+            Event::Join(join) => Some(&join.room),
             Event::Conference(c) if matches!(c.command, ConferenceCommand::JoinRoom(_)) => {
-                (c.target(), JoinMode::Conference)
+                Some(c.target())
             }
-            _ => return Ok(None),
+            _ => None,
+        }
+    }
+
+    /// Waits for this node's joins into `room`'s stripe.
+    pub(super) async fn serialize(&self, room: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        self.join_locks[stripe_of(room)].lock().await
+    }
+
+    /// Claims the sender's place in Redis before a join (`None` for a repeated join, and while
+    /// Redis is unreachable). What other nodes send the joiner meanwhile is held until its
+    /// join has run.
+    pub(super) async fn claim(
+        &self,
+        dispatcher: &Dispatcher,
+        from: Peer,
+        event: &Event,
+        room: &str,
+    ) -> Result<Option<Claim>, Refusal> {
+        let mode = match event {
+            Event::Join(join) => join.mode,
+            _ => JoinMode::Conference,
         };
-        if lock(&self.rooms)
-            .members(room)
+        if dispatcher
+            .room_members(room)
             .iter()
             .any(|p| p.session == from.session)
         {
             return Ok(None);
         }
-        lock(&self.pending).insert(from.session, Vec::new());
-        let claim = cluster.claim(room, &Peer { mode, ..from }).await;
+        let registry = dispatcher.registry();
+        registry.hold(from.session);
+        let claim = self.cluster.claim(room, &Peer { mode, ..from }).await;
         if claim.is_err() {
-            self.flush_pending(from.session);
+            registry.release(from.session);
         }
         match claim {
             Ok(claim) => Ok(Some(claim)),
@@ -52,72 +115,175 @@ impl Gateway {
         }
     }
 
-    /// Delivers what waited for `session`'s join, in arrival order.
-    pub(super) fn flush_pending(&self, session: SessionId) {
-        let mut pending = lock(&self.pending);
-        if let Some(items) = pending.remove(&session) {
-            for item in items {
-                self.queue_for(session, item);
-            }
+    /// Before the pipeline of a claimed join: the members Redis listed ahead of the joiner join
+    /// the room as proxies, and the pipeline sees the room as Redis lists it (this node's
+    /// members and the remote members Redis lists; a proxy Redis no longer lists has left, its
+    /// `left` frame on its way, and does not count).
+    pub(super) fn before(
+        &self,
+        state: &mut Room,
+        room: &str,
+        claim: &Claim,
+        alloc: impl FnMut() -> SessionId,
+    ) -> Vec<Peer> {
+        let mut proxies = self.proxies();
+        proxies::reconcile(
+            &mut proxies,
+            state,
+            room,
+            self.cluster.node(),
+            &claim.before,
+            alloc,
+        );
+        state
+            .members()
+            .iter()
+            .filter(|p| match proxies.remote(p.session) {
+                None => true,
+                Some(r) => claim
+                    .before
+                    .iter()
+                    .any(|(n, peer)| *n == r.node && peer.session == r.session),
+            })
+            .copied()
+            .collect()
+    }
+
+    /// The pipeline refused the event: a claimed join gives its place back.
+    pub(super) fn refused(&self, state: &mut Room, room: &str, claim: Option<&Claim>) {
+        if let Some(claim) = claim {
+            self.cluster.commit(room, claim, false);
         }
+        proxies::prune(&mut self.proxies(), state, room);
+    }
+
+    /// The pipeline accepted the event: a claimed join is committed, the other nodes hear of
+    /// the membership change, deliveries to proxies go to their nodes. Returns the local
+    /// deliveries. A proxy's own leave (its node is gone, or told us) is told to local members
+    /// only: the other nodes tell their own.
+    pub(super) fn accepted(
+        &self,
+        state: &mut Room,
+        room: &str,
+        claim: Option<&Claim>,
+        membership: Option<&Membership>,
+        envelope: &Arc<Envelope>,
+        deliveries: Vec<Delivery>,
+    ) -> Vec<Delivery> {
+        let mut proxies = self.proxies();
+        if proxies.is_proxy(envelope.from.session) {
+            proxies.left(envelope.from.session, room);
+            return deliveries
+                .into_iter()
+                .filter(|d| !proxies.is_proxy(d.to))
+                .collect();
+        }
+        if let Some(claim) = claim {
+            // Before the `joined` frames, so a node that reads one finds the record.
+            let joined = matches!(membership, Some(Membership::Joined(_)));
+            self.cluster.commit(room, claim, joined);
+        }
+        announce(
+            &self.cluster,
+            &proxies,
+            state,
+            room,
+            membership,
+            &envelope.from,
+        );
+        let local = send_remote(&self.cluster, &proxies, state, envelope, deliveries);
+        proxies::prune(&mut proxies, state, room);
+        local
+    }
+
+    /// `from` left `room` without the pipeline accepting it (see [`Dispatcher::leave`]).
+    pub(super) fn left_outside_pipeline(
+        &self,
+        state: &mut Room,
+        room: &str,
+        from: &Peer,
+        was_member: bool,
+    ) {
+        let mut proxies = self.proxies();
+        if proxies.is_proxy(from.session) {
+            proxies.left(from.session, room);
+            return;
+        }
+        if was_member {
+            let left = Membership::Left(room.to_owned());
+            announce(&self.cluster, &proxies, state, room, Some(&left), from);
+            proxies::prune(&mut proxies, state, room);
+        }
+    }
+}
+
+impl Dispatcher {
+    fn membership(&self) -> Option<&ClusterMembership> {
+        self.cluster()
     }
 
     /// Every member of this node (not the proxies), with its room: what re-registration after
     /// a Redis outage writes back.
     pub fn local_members(&self) -> Vec<(String, Peer)> {
-        let rooms = lock(&self.rooms);
-        rooms
-            .snapshot()
-            .into_iter()
-            .flat_map(|(room, members)| {
-                members
-                    .into_iter()
-                    .filter(|p| !rooms.proxies.is_proxy(p.session))
-                    .map(move |p| (room.clone(), p))
-            })
-            .collect()
+        let Some(cluster) = self.membership() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for name in self.rooms().names() {
+            self.rooms().with(&name, |state| {
+                let proxies = cluster.proxies();
+                out.extend(
+                    state
+                        .members()
+                        .iter()
+                        .filter(|p| !proxies.is_proxy(p.session))
+                        .map(|p| (name.to_string(), *p)),
+                );
+            });
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Every other node that has members in this node's rooms.
     pub fn proxy_nodes(&self) -> HashSet<Arc<str>> {
-        lock(&self.rooms).proxies.nodes()
+        self.membership()
+            .map(|c| c.proxies().nodes())
+            .unwrap_or_default()
     }
 
     /// A member of another node joined `room` (its node ran the pipeline).
     pub fn remote_joined(&self, node: &Arc<str>, room: &str, peer: RemotePeer) {
-        let mut rooms = lock(&self.rooms);
-        proxies::add(&mut rooms, room, node, peer, || self.next_session_id());
-        // Its last member here may have left while the frame was on its way.
-        proxies::prune(&mut rooms, room);
+        let Some(cluster) = self.membership() else {
+            return;
+        };
+        self.rooms().with(room, |state| {
+            let mut proxies = cluster.proxies();
+            proxies::add(&mut proxies, state, room, node, peer, || {
+                self.registry().next_id()
+            });
+            // Its last member here may have left while the frame was on its way.
+            proxies::prune(&mut proxies, state, room);
+        });
     }
 
     /// A member of another node left `room` (its node ran the pipeline and told the partners).
     pub fn remote_left(&self, node: &str, room: &str, session: u64) {
-        proxies::remove(&mut lock(&self.rooms), room, node, session);
-    }
-
-    /// Queues a delivery from another node to local session `to`.
-    pub fn deliver_remote(&self, to: SessionId, item: Outbound) {
-        let mut pending = lock(&self.pending);
-        if let Some(waiting) = pending.get_mut(&to) {
-            waiting.push(item);
-            return;
-        }
-        self.queue_for(to, item);
-    }
-
-    fn queue_for(&self, to: SessionId, item: Outbound) {
-        let sessions = self.sessions.read().unwrap_or_else(PoisonError::into_inner);
-        let Some(target) = sessions.get(&to) else {
+        let Some(cluster) = self.membership() else {
             return;
         };
-        super::queue_nowait(target, item, self.write_timeout());
+        self.rooms().with(room, |state| {
+            proxies::remove(&mut cluster.proxies(), state, room, node, session);
+        });
     }
 
     /// `node` stopped heartbeating: each of its proxies leaves its rooms through the pipeline,
     /// so local partners get the leave signal of their dialect. Returns how many left.
     pub fn drop_node(&self, node: &str) -> usize {
-        let gone = lock(&self.rooms).proxies.of_node(node);
+        let gone = self
+            .membership()
+            .map(|c| c.proxies().of_node(node))
+            .unwrap_or_default();
         for (id, room) in &gone {
             self.proxy_leaves(*id, room);
         }
@@ -131,29 +297,32 @@ impl Gateway {
     /// member is left that only one node believes in: the room is free for both peers to join
     /// again, instead of full with two members who cannot reach each other.
     pub fn end_cross_node_calls(&self, reason: &str) {
-        let gone = lock(&self.rooms).proxies.all();
+        let gone = self
+            .membership()
+            .map(|c| c.proxies().all())
+            .unwrap_or_default();
         let rooms: HashSet<&str> = gone.iter().map(|(_, room)| room.as_str()).collect();
         for (id, room) in &gone {
             self.proxy_leaves(*id, room);
         }
-        let members: Vec<SessionId> = {
-            let table = lock(&self.rooms);
-            rooms
-                .iter()
-                .flat_map(|room| table.members(room).iter().map(|p| p.session))
-                .collect()
-        };
+        let members: Vec<SessionId> = rooms
+            .iter()
+            .flat_map(|room| self.room_members(room).into_iter().map(|p| p.session))
+            .collect();
         for id in members {
-            self.kick(id, reason);
+            self.registry().kick(id, reason);
         }
     }
 
     /// Every room with proxies, with the owner of each proxy (for the anti-entropy sweep).
     pub fn proxy_rooms(&self) -> Vec<(String, Vec<(SessionId, RemoteRef)>)> {
-        let rooms = lock(&self.rooms);
+        let Some(cluster) = self.membership() else {
+            return Vec::new();
+        };
+        let proxies = cluster.proxies();
         let mut by_room: HashMap<String, Vec<(SessionId, RemoteRef)>> = HashMap::new();
-        for (id, room) in rooms.proxies.all() {
-            if let Some(remote) = rooms.proxies.remote(id) {
+        for (id, room) in proxies.all() {
+            if let Some(remote) = proxies.remote(id) {
                 by_room.entry(room).or_default().push((id, remote.clone()));
             }
         }
@@ -163,55 +332,37 @@ impl Gateway {
     /// Runs a disconnect of proxy `id` from `room` through the pipeline; only local sessions
     /// are told (the other nodes do the same for their own).
     pub fn proxy_leaves(&self, id: SessionId, room: &str) {
-        let mut rooms = lock(&self.rooms);
-        let Some(from) = rooms
-            .members(room)
-            .iter()
-            .find(|p| p.session == id)
-            .copied()
-        else {
-            rooms.proxies.left(id, room);
+        let member = self
+            .room_members(room)
+            .into_iter()
+            .find(|p| p.session == id);
+        let Some(from) = member else {
+            if let Some(cluster) = self.membership() {
+                cluster.proxies().left(id, room);
+            }
             return;
         };
-        let envelope = Arc::new(Envelope {
-            from,
-            event: Event::Leave(Leave {
-                room: room.to_owned(),
-                reason: LeaveReason::Disconnect,
-            }),
-            original: None,
-            app: None,
-        });
-        let cx = envelope.context(RoomView {
-            room,
-            members: rooms.members(room),
-        });
-        let deliveries = self.pipeline().run(&cx).map(|(d, _)| d.deliveries);
-        rooms.leave(room, id);
-        rooms.proxies.left(id, room);
-        drop(rooms);
-        if let Ok(deliveries) = deliveries {
-            // The cluster task cannot wait for a full queue.
-            self.deliver(&envelope, deliveries)
-                .defer(self.write_timeout());
-        }
+        // The cluster task cannot wait for a full queue.
+        self.leave(from, room)
+            .defer(self.registry().write_timeout());
     }
 }
 
 /// Tells the other nodes with members in `room` that `from` joined or left it, and gives a
 /// left place back in Redis. Queued before the deliveries the event caused, so a remote partner
 /// knows the new member before it reads the notice that invites it to answer.
-pub(super) fn announce(
+fn announce(
     cluster: &Cluster,
-    rooms: &Rooms,
+    proxies: &Proxies,
+    state: &Room,
     room: &str,
     membership: Option<&Membership>,
     from: &Peer,
 ) {
     let msg = match membership {
         Some(Membership::Joined(_)) => {
-            let mode = rooms
-                .members(room)
+            let mode = state
+                .members()
                 .iter()
                 .find(|p| p.session == from.session)
                 .map_or(from.mode, |p| p.mode);
@@ -220,10 +371,10 @@ pub(super) fn announce(
         Some(Membership::Left(_)) => OutMessage::Left(room.to_owned(), from.session),
         None => return,
     };
-    let mut nodes: Vec<&Arc<str>> = rooms
-        .members(room)
+    let mut nodes: Vec<&Arc<str>> = state
+        .members()
         .iter()
-        .filter_map(|p| rooms.proxies.remote(p.session).map(|r| &r.node))
+        .filter_map(|p| proxies.remote(p.session).map(|r| &r.node))
         .collect();
     nodes.sort();
     nodes.dedup();
@@ -243,16 +394,16 @@ pub(super) fn announce(
 }
 
 /// Queues the deliveries to proxies for their nodes; returns the local ones.
-pub(super) fn send_remote(
+fn send_remote(
     cluster: &Cluster,
-    rooms: &Rooms,
-    room: &str,
+    proxies: &Proxies,
+    state: &Room,
     envelope: &Arc<Envelope>,
     deliveries: Vec<Delivery>,
 ) -> Vec<Delivery> {
     let mut local = Vec::with_capacity(deliveries.len());
     for delivery in deliveries {
-        let Some(remote) = rooms.proxies.remote(delivery.to) else {
+        let Some(remote) = proxies.remote(delivery.to) else {
             local.push(delivery);
             continue;
         };
@@ -260,8 +411,8 @@ pub(super) fn send_remote(
             Payload::Relay => {
                 // The sender's wire text is rendered only to a peer of its dialect (verbatim
                 // forwarding); other dialects re-encode the event, so it need not cross Redis.
-                let same_dialect = rooms
-                    .members(room)
+                let same_dialect = state
+                    .members()
                     .iter()
                     .find(|p| p.session == delivery.to)
                     .is_some_and(|p| p.dialect == envelope.from.dialect);

@@ -140,7 +140,7 @@ async fn get_stats(State(cx): State<ListenerContext>) -> impl IntoResponse {
     let gw = &cx.gateway;
     let mut sessions: HashMap<&str, usize> =
         stats::DIALECTS.iter().map(|d| (d.as_str(), 0)).collect();
-    for s in gw.sessions() {
+    for s in gw.registry().sessions() {
         *sessions.entry(s.dialect.as_str()).or_default() += 1;
     }
     let messages: serde_json::Map<String, Value> = stats::totals()
@@ -151,7 +151,7 @@ async fn get_stats(State(cx): State<ListenerContext>) -> impl IntoResponse {
         "phase": gw.phase().as_str(),
         "uptime_secs": gw.uptime().as_secs(),
         "sessions": sessions,
-        "rooms": gw.room_count(),
+        "rooms": gw.dispatcher().room_count(),
         "messages": messages,
     }))
 }
@@ -159,6 +159,7 @@ async fn get_stats(State(cx): State<ListenerContext>) -> impl IntoResponse {
 async fn list_rooms(State(cx): State<ListenerContext>) -> impl IntoResponse {
     let rooms: Vec<Value> = cx
         .gateway
+        .dispatcher()
         .rooms_snapshot()
         .iter()
         .map(|(room, members)| {
@@ -169,7 +170,7 @@ async fn list_rooms(State(cx): State<ListenerContext>) -> impl IntoResponse {
 }
 
 async fn show_room(State(cx): State<ListenerContext>, Path(room): Path<String>) -> Response {
-    let members = cx.gateway.room_members(&room);
+    let members = cx.gateway.dispatcher().room_members(&room);
     if members.is_empty() {
         return (
             StatusCode::NOT_FOUND,
@@ -186,7 +187,7 @@ async fn show_room(State(cx): State<ListenerContext>, Path(room): Path<String>) 
 
 async fn list_sessions(State(cx): State<ListenerContext>) -> impl IntoResponse {
     let mut rooms_of: HashMap<SessionId, Vec<String>> = HashMap::new();
-    for (room, members) in cx.gateway.rooms_snapshot() {
+    for (room, members) in cx.gateway.dispatcher().rooms_snapshot() {
         for m in members {
             rooms_of.entry(m.session).or_default().push(room.clone());
         }
@@ -194,6 +195,7 @@ async fn list_sessions(State(cx): State<ListenerContext>) -> impl IntoResponse {
     let now = SystemTime::now();
     let sessions: Vec<Value> = cx
         .gateway
+        .registry()
         .sessions()
         .iter()
         .map(|s| {
@@ -226,7 +228,7 @@ async fn kick_session(
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "kicked by an operator".to_owned());
     let reason: String = reason.chars().take(100).collect();
-    if cx.gateway.kick(SessionId(id), &reason) {
+    if cx.gateway.registry().kick(SessionId(id), &reason) {
         telemetry::session_kicked(SessionId(id), &reason);
         StatusCode::NO_CONTENT.into_response()
     } else {

@@ -71,7 +71,7 @@ async fn metrics(
 ) -> impl axum::response::IntoResponse {
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     let mut text = crate::metrics::global().render();
-    crate::stats::render(&mut text, cx.gateway.room_count());
+    crate::stats::render(&mut text, cx.gateway.dispatcher().room_count());
     crate::metrics::process::render(&mut text);
     switchboard_sfu::render_metrics(&mut text);
     ([(axum::http::header::CONTENT_TYPE, content_type)], text)

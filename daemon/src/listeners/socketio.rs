@@ -140,9 +140,8 @@ async fn join_room(
         mode: JoinMode::Both,
         token,
     });
-    if let Some(Refused { refusal, .. }) = core
-        .dispatch_async(join, None, std::time::Instant::now())
-        .await
+    if let Some(Refused { refusal, .. }) =
+        core.dispatch(join, None, std::time::Instant::now()).await
     {
         core.finish("join refused");
         return Err(JoinRefused(format!(
@@ -527,7 +526,7 @@ fn handle_decoded(
         Ok(Decoded::Event(event)) => {
             let mut core = session.core.lock().unwrap_or_else(PoisonError::into_inner);
             let refused = core
-                .dispatch_received(event, literal, received)
+                .dispatch_now(event, literal, received)
                 .map(|r| refusal_event(&r.refusal, Some(&session.room)));
             let blocked = core.take_blocked();
             let timeout = core.gateway.write_timeout();

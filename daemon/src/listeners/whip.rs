@@ -254,7 +254,7 @@ async fn patch(
                 "this server takes trickled candidates, not ICE restarts; start a new session",
             ));
         }
-        resource.trickle(&cx, &frag);
+        resource.trickle(&cx, &frag).await;
         Ok::<_, Refusal>(origin)
     };
     match patched.await {

@@ -136,8 +136,9 @@ impl Lobby {
 /// The running lobby router.
 pub struct LobbyRouter {
     config: LobbyRouterConfig,
-    /// Pairing state by room. [`Plugin`] hooks take `&self`, and `on_session_closed` runs
-    /// outside any room, so the state has a lock of its own.
+    /// Pairing state by room. [`Plugin`] hooks take `&self`, hooks of different rooms run in
+    /// parallel and `on_session_closed` runs outside any room, so the state has a lock of its
+    /// own; it is held only for the lookup and the pairing, not the JSON round trip.
     lobbies: Mutex<HashMap<String, Lobby>>,
     /// Set by [`Plugin::start`]: how a disconnect's partner is told.
     outbox: OnceLock<Outbox>,

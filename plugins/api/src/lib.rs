@@ -22,6 +22,34 @@
 //! Native (shared-library) plugins implement the same traits; the crate
 //! `switchboard-plugin-abi` turns a [`PluginFactory`] into the C ABI the gateway loads, so
 //! that this crate has no `unsafe` code.
+//!
+//! # Concurrency and ordering
+//!
+//! What a plugin may assume (built-in and native alike):
+//!
+//! - **One room at a time.** [`Plugin::on_event`] (and [`Plugin::on_unanswered`]) runs with the
+//!   event's room locked, and only that room. Hooks for events of one room never run at the
+//!   same time, and each sees the room ([`EventContext::room`]) as the events before it left
+//!   it: the gateway adds an accepted joiner and removes an accepted leaver before it releases
+//!   the room.
+//! - **Different rooms in parallel.** Hooks for events of different rooms run at the same time
+//!   on different threads. State a plugin keeps across rooms (a map by room, counters, a rate
+//!   bucket per address) must take concurrent calls, and its locks must be short: never block
+//!   or wait for I/O in a hook, as a blocked hook holds its room, its sender, and a runtime
+//!   thread. A plugin that does I/O hands the work to its own task ([`Plugin::start`]).
+//! - **Order.** A session's events reach the pipeline one at a time, in the order its peer sent
+//!   them, whichever rooms they are for. Events of different senders in one room run in the
+//!   order they take the room's lock; nothing orders them otherwise. The deliveries of one
+//!   decision reach each receiver in the decision's order, and a sender's deliveries reach a
+//!   receiver in the order it sent its events; deliveries caused by different senders may
+//!   interleave.
+//! - **Outside a room.** [`Plugin::start`] runs once before any event. [`Plugin::on_session_closed`]
+//!   runs after the session's leaves went through the pipeline, with no room locked, possibly
+//!   while other rooms' hooks run. [`Plugin::shutdown`] runs once, after the sessions drained.
+//!   The [`Outbox`] may be called from any thread, inside a hook or not: it takes no room lock,
+//!   so it cannot deadlock with one. A plugin has no other way into the gateway.
+//! - **Reloads.** A reload that changes `[[plugin]]` builds a new pipeline; events already
+//!   being dispatched finish on the old one, so a retired plugin may still get a few hooks.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -208,9 +236,10 @@ pub struct SettingsError {
     pub message: String,
 }
 
-/// A running plugin. Hooks are synchronous and run on the sender's task while its room is
-/// locked, so they must be quick; a plugin that does I/O spawns its own task and feeds it from
-/// the hook.
+/// A running plugin. Hooks are synchronous and run on the sender's task while the event's room
+/// (only that room) is locked, so they must be quick; a plugin that does I/O spawns its own task
+/// and feeds it from the hook. Hooks for different rooms run in parallel: see the crate's
+/// "Concurrency and ordering".
 pub trait Plugin: Send + Sync {
     /// Name for logs, spans and metrics (the `type` from the config, or a loaded plugin's own).
     fn name(&self) -> &str;
@@ -248,6 +277,17 @@ pub trait Plugin: Send + Sync {
     fn on_session_closed(&self, session: SessionId) -> Result<(), PluginError> {
         let _ = session;
         Ok(())
+    }
+
+    /// Called when the pipeline accepted a request whose sender expects an answer (an Ant
+    /// conference command) and no plugin answered or took it: a plugin that knows why (it
+    /// passed the request on for another plugin, which is not running) returns the refusal the
+    /// sender gets. The first `Some`, in config order, wins; when every plugin returns `None`
+    /// the gateway refuses with [`ErrorCode::Unsupported`]. Runs with the event's room locked,
+    /// like [`Self::on_event`]. Default: `None`.
+    fn on_unanswered(&self, cx: &EventContext<'_>) -> Option<Refusal> {
+        let _ = cx;
+        None
     }
 
     /// Called once during graceful shutdown, in reverse config order. Default: nothing.

@@ -46,7 +46,7 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use switchboard_plugin_api::event::{ErrorCode, Event, JoinMode};
+use switchboard_plugin_api::event::{ConferenceCommand, ErrorCode, Event, JoinMode};
 use switchboard_plugin_api::{
     Decision, EventContext, Plugin, PluginError, PluginFactory, Refusal, SettingsError, Verdict,
     parse_settings,
@@ -220,7 +220,26 @@ impl Plugin for Conference {
             _ => Verdict::Continue,
         })
     }
+
+    fn on_unanswered(&self, cx: &EventContext<'_>) -> Option<Refusal> {
+        // This plugin passes media requests on, after its token check, to the media plugin
+        // after it; nobody answered, so that plugin is not running.
+        let Event::Conference(request) = cx.event() else {
+            return None;
+        };
+        matches!(
+            request.command,
+            ConferenceCommand::Publish(_)
+                | ConferenceCommand::Play(_)
+                | ConferenceCommand::ToggleTrack(_)
+        )
+        .then(|| Refusal::new(ErrorCode::MediaUnavailable, NO_MEDIA))
+    }
 }
+
+/// Why a `publish` or `play` that passed this plugin's token check is refused when no media
+/// plugin takes it (antmedia.md §6 has no such definition; `media_plugin_not_running`).
+const NO_MEDIA: &str = "conference media needs the media plugin (not running)";
 
 /// Whether the sender is a conference participant of the event's room.
 fn is_participant(cx: &EventContext<'_>) -> bool {

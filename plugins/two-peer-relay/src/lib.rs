@@ -149,8 +149,8 @@ impl Slots {
 #[derive(Debug)]
 pub struct TwoPeerRelay {
     config: TwoPeerRelayConfig,
-    /// Slots by room. Hooks run under the gateway's room lock, so this lock is never contended
-    /// for long; it exists because the trait hands out `&self`.
+    /// Slots by room. Hooks of one room run one at a time under the gateway's room lock; hooks
+    /// of different rooms run in parallel and share this lock, held only for a slot update.
     rooms: Mutex<HashMap<String, Slots>>,
 }
 

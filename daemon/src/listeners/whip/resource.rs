@@ -151,7 +151,8 @@ impl Resource {
         let answer = match resource.negotiate(&gateway, &mut rx, offer).await {
             Ok(answer) => answer,
             Err(refusal) => {
-                gateway.unregister(peer.session);
+                gateway.registry().unregister(peer.session);
+                gateway.dispatcher().session_closed(peer.session);
                 return Err(refusal);
             }
         };
@@ -194,13 +195,13 @@ impl Resource {
             app: self.app.clone().unwrap_or_default(),
             command,
         }));
-        self.dispatch(gateway, request)?;
+        self.dispatch(gateway, request).await?;
         let description = Event::Description(Description {
             room: self.stream_id.clone(),
             kind: SdpKind::Offer,
             sdp: offer,
         });
-        self.dispatch(gateway, description)?;
+        self.dispatch(gateway, description).await?;
         let wait = async {
             while let Some(out) = rx.recv().await {
                 match out {
@@ -237,13 +238,16 @@ impl Resource {
 
     /// Sends `event` through the pipeline as this resource's session; a plugin's refusal
     /// becomes the HTTP refusal.
-    fn dispatch(&self, gateway: &Gateway, event: Event) -> Result<(), Refusal> {
-        let out = gateway.dispatch(Envelope {
-            from: self.peer,
-            event,
-            original: None,
-            app: self.app.as_deref().map(Arc::from),
-        });
+    async fn dispatch(&self, gateway: &Gateway, event: Event) -> Result<(), Refusal> {
+        let out = gateway
+            .dispatcher()
+            .dispatch(Envelope {
+                from: self.peer,
+                event,
+                original: None,
+                app: self.app.as_deref().map(Arc::from),
+            })
+            .await;
         if !out.blocked.is_empty() {
             tokio::spawn(out.blocked.wait(gateway.write_timeout()));
         }
@@ -293,7 +297,7 @@ impl Resource {
     }
 
     /// Hands a fragment's candidates to the media plugin (it keeps at most 64 per connection).
-    pub fn trickle(&self, cx: &ListenerContext, frag: &SdpFrag) {
+    pub async fn trickle(&self, cx: &ListenerContext, frag: &SdpFrag) {
         for section in &frag.sections {
             for line in &section.candidates {
                 let candidate = Event::Candidate(Candidate {
@@ -304,7 +308,7 @@ impl Resource {
                     username_fragment: Some(frag.ice_ufrag.clone()),
                 });
                 // A candidate the plugins refuse is dropped: ICE learns the address anyway.
-                let _ = self.dispatch(&cx.gateway, candidate);
+                let _ = self.dispatch(&cx.gateway, candidate).await;
             }
         }
     }
@@ -344,7 +348,8 @@ async fn serve(
             },
         }
     };
-    gateway.unregister(resource.peer.session);
+    gateway.registry().unregister(resource.peer.session);
+    gateway.dispatcher().session_closed(resource.peer.session);
     drop(_permit);
     tracing::info!(
         session = %resource.peer.session, endpoint = resource.endpoint.as_str(),

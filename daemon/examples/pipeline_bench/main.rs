@@ -3,7 +3,7 @@
 //! Run with
 //! ```text
 //! cargo build --release -p lobby-router
-//! cargo run --release -p switchboard --example pipeline_bench [-- CYCLES]
+//! cargo run --release -p switchboard --example pipeline_bench [-- CYCLES] [--threads-only]
 //! ```
 //! It loads `liblobby_router.so` from the profile directory it runs from (`target/release/`), or
 //! from `$LOBBY_ROUTER_LIB`.
@@ -15,7 +15,15 @@
 //! room router in an ordinary room, as in `config/lobby.toml` (the native plugin is called and
 //! passes on; the room router routes). Each event crosses the native ABI as JSON both ways, so
 //! the native cost grows with the SDP size.
+//!
+//! Then the same workload through the gateway's dispatcher (room lock, pipeline, queuing) on 1
+//! and 2 threads, each thread in a room of its own, with (a) and (b), in rounds of a fixed
+//! wall time: the throughput of 2 threads over 1 shows whether dispatches of different rooms
+//! run in parallel, and the CPU per event whether the second thread adds contention
+//! (`threads.rs`). `--threads-only` runs only this part.
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
+
+mod threads;
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -175,10 +183,111 @@ fn clone_cost(cycles: usize) -> Duration {
 }
 
 fn main() {
-    let cycles = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cycles = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
         .map(|n| n.parse().expect("CYCLES is a number"))
         .unwrap_or(DEFAULT_CYCLES);
+    if !args.iter().any(|a| a == "--threads-only") {
+        per_event(cycles);
+    }
+    scaling();
+}
+
+/// Rounds of each thread count, interleaved; the median is reported with the spread.
+const SCALING_ROUNDS: usize = 9;
+
+/// How long each round dispatches.
+const SCALING_WINDOW: Duration = Duration::from_millis(600);
+
+/// The threaded measurement: events per second through the dispatcher on 1 and 2 threads.
+fn scaling() {
+    println!(
+        "\nthrough the dispatcher, T threads each in its own room ({SCALING_ROUNDS} interleaved rounds of {} ms; median, min-max)",
+        SCALING_WINDOW.as_millis()
+    );
+    println!(
+        "{:<28}{:>22}{:>22}{:>12}{:>16}",
+        "pipeline", "1 thread: events/s", "2 threads: events/s", "2T / 1T", "cores used 1/2"
+    );
+    let builtin = || vec![room_router()];
+    let native = || vec![native_lobby_router()];
+    for (label, plugins, prefix) in [
+        (
+            "(a) built-in room-router",
+            &builtin as &dyn Fn() -> Vec<Box<dyn Plugin>>,
+            "room",
+        ),
+        ("(b) native lobby-router", &native, "lobby"),
+    ] {
+        let mut one = Vec::new();
+        let mut two = Vec::new();
+        for _ in 0..SCALING_ROUNDS {
+            one.push(threads::measure(
+                plugins,
+                prefix,
+                1,
+                SCALING_WINDOW,
+                &workload,
+            ));
+            two.push(threads::measure(
+                plugins,
+                prefix,
+                2,
+                SCALING_WINDOW,
+                &workload,
+            ));
+        }
+        let (m1, lo1, hi1) = spread(&one, |t| t.events_per_sec);
+        let (m2, lo2, hi2) = spread(&two, |t| t.events_per_sec);
+        let (c1, _, _) = spread(&one, |t| t.cores);
+        let (c2, _, _) = spread(&two, |t| t.cores);
+        println!(
+            "{label:<28}{:>22}{:>22}{:>12}{:>16}",
+            format!("{:.0}k ({:.0}-{:.0}k)", m1 / 1e3, lo1 / 1e3, hi1 / 1e3),
+            format!("{:.0}k ({:.0}-{:.0}k)", m2 / 1e3, lo2 / 1e3, hi2 / 1e3),
+            format!("{:.2}x", m2 / m1),
+            format!("{c1:.2} / {c2:.2}"),
+        );
+        // CPU per event depends much less on what else the machine runs than events per
+        // second do: equal on 1 and 2 threads means the second thread adds no contention.
+        let cpu_ns = |t: &threads::Throughput| t.cores / t.events_per_sec * 1e9;
+        println!(
+            "{:<28}CPU ns per event, median: 1 thread {:.0}, 2 threads {:.0}",
+            "",
+            spread(&one, cpu_ns).0,
+            spread(&two, cpu_ns).0
+        );
+        let ratios: Vec<f64> = one
+            .iter()
+            .zip(&two)
+            .map(|(a, b)| b.events_per_sec / a.events_per_sec)
+            .collect();
+        println!(
+            "{:<28}per round 2T / 1T: {}",
+            "",
+            ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+}
+
+/// Median, minimum and maximum of `f` over `samples`.
+fn spread(
+    samples: &[threads::Throughput],
+    f: impl Fn(&threads::Throughput) -> f64,
+) -> (f64, f64, f64) {
+    let mut v: Vec<f64> = samples.iter().map(f).collect();
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+/// The per-event cost of each pipeline, called directly (no dispatcher).
+fn per_event(cycles: usize) {
     let events = workload("x").len();
     println!(
         "pipeline_bench: best of {ROUNDS} rounds of {cycles} cycles x {events} events (2 descriptions of {} bytes, 16 candidates)",

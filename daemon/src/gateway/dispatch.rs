@@ -1,0 +1,353 @@
+//! The dispatcher: room membership and the plugin pipeline. [`Dispatcher::dispatch`] is the one
+//! way an event enters the pipeline; it runs with the event's room locked, and only that room
+//! ([`RoomTable::with`]), so events of different rooms are dispatched in parallel.
+//!
+//! Around the pipeline, two hooks: with `[cluster]`, [`ClusterMembership`] claims a joiner's
+//! place in Redis first, shows the pipeline the room as Redis lists it, and afterwards commits
+//! or gives back the claim, tells the other nodes and forwards deliveries to proxies; and when
+//! no plugin answers a request that expects an answer, the plugins' [`Plugin::on_unanswered`]
+//! hooks say why.
+//!
+//! [`Plugin::on_unanswered`]: switchboard_plugin_api::Plugin::on_unanswered
+
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
+use futures_util::future::Either;
+use switchboard_plugin_api::{
+    Decision, Delivery, EventContext, Peer, Refusal, RoomView, SessionId,
+};
+use switchboard_protocol::{ConferenceCommand, ErrorCode, Event, JoinMode, Leave, LeaveReason};
+
+use super::delivery::Blocked;
+use super::registry::SessionRegistry;
+use super::remote::ClusterMembership;
+use crate::cluster::{Claim, Cluster};
+use crate::envelope::Envelope;
+use crate::pipeline::Pipeline;
+use crate::rooms::{Room, RoomTable};
+use crate::telemetry;
+
+/// A membership change the pipeline accepted; the session keeps its own list of rooms from these
+/// so it can leave them when it closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Membership {
+    /// The sender is now in this room.
+    Joined(String),
+    /// The sender is no longer in this room.
+    Left(String),
+}
+
+/// The result of dispatching one event.
+#[derive(Debug, Default)]
+pub struct Dispatched {
+    /// Set when a plugin refused the event; the caller tells the peer in its dialect.
+    pub refusal: Option<Refusal>,
+    /// Set when the sender joined or left a room.
+    pub membership: Option<Membership>,
+    /// The refused event's room, for the error that tells the sender (set with `refusal`:
+    /// the caller need not copy every event's room in case it is refused).
+    pub refused_room: Option<String>,
+    /// Deliveries whose receivers' queues were full: the sender waits for them
+    /// ([`Blocked::wait`]) before it reads on.
+    pub blocked: Blocked,
+}
+
+impl Dispatched {
+    fn refused(refusal: Refusal, room: &str) -> Self {
+        Dispatched {
+            refusal: Some(refusal),
+            membership: None,
+            refused_room: Some(room.to_owned()),
+            blocked: Blocked::default(),
+        }
+    }
+}
+
+/// What the pipeline decided for an event, carried out under its room's lock.
+type Accepted = (Option<Membership>, Vec<Delivery>);
+
+/// Rooms and the plugin pipeline.
+pub struct Dispatcher {
+    registry: Arc<SessionRegistry>,
+    /// Replaced as a whole by a reload that changes `[[plugin]]`; each dispatch reads it
+    /// without a lock (a shared lock's counter would be written by every dispatch, on every
+    /// core).
+    pipeline: ArcSwap<Pipeline>,
+    rooms: RoomTable,
+    /// Set once at start when `[cluster]` is configured.
+    cluster: OnceLock<ClusterMembership>,
+}
+
+impl std::fmt::Debug for Dispatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatcher")
+            .field("pipeline", &self.pipeline.load())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher running `pipeline`, delivering through `registry`.
+    pub fn new(registry: Arc<SessionRegistry>, pipeline: Pipeline) -> Self {
+        Self {
+            registry,
+            pipeline: ArcSwap::from_pointee(pipeline),
+            rooms: RoomTable::default(),
+            cluster: OnceLock::new(),
+        }
+    }
+
+    /// The registry deliveries go through.
+    pub fn registry(&self) -> &Arc<SessionRegistry> {
+        &self.registry
+    }
+
+    /// The current pipeline (a reload replaces it; this one stays as it was).
+    pub fn pipeline(&self) -> Arc<Pipeline> {
+        self.pipeline.load_full()
+    }
+
+    /// Replaces the plugin pipeline; returns the old one.
+    pub(crate) fn swap_pipeline(&self, pipeline: Pipeline) -> Arc<Pipeline> {
+        self.pipeline.swap(Arc::new(pipeline))
+    }
+
+    /// Joins a cluster (once, at start).
+    pub(crate) fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(ClusterMembership::new(cluster));
+    }
+
+    /// The cluster hook, when `[cluster]` is set.
+    pub fn cluster(&self) -> Option<&ClusterMembership> {
+        self.cluster.get()
+    }
+
+    pub(super) fn rooms(&self) -> &RoomTable {
+        &self.rooms
+    }
+
+    /// Every room with its members, sorted by room name.
+    pub fn rooms_snapshot(&self) -> Vec<(String, Vec<Peer>)> {
+        self.rooms.snapshot()
+    }
+
+    /// The members of one room (empty if it does not exist).
+    pub fn room_members(&self, room: &str) -> Vec<Peer> {
+        self.rooms.members(room)
+    }
+
+    /// Number of rooms with members.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Tells the plugins that `session` closed (after its leaves were dispatched).
+    pub fn session_closed(&self, session: SessionId) {
+        self.pipeline.load().session_closed(session);
+    }
+
+    /// Runs one event from a peer through the pipeline with its room locked, and queues the
+    /// deliveries. Events without a room are not routed. With `[cluster]`, a join first claims
+    /// its place in Redis (the only wait); anything else is dispatched in this call, and the
+    /// future returned is ready, so a caller that cannot await may poll it once
+    /// ([`futures_util::FutureExt::now_or_never`]). (Not an `async fn`: that would move every
+    /// event's envelope into a claim's future first, a cost measured on the relay path.)
+    pub fn dispatch(&self, envelope: Envelope) -> impl Future<Output = Dispatched> + Send + '_ {
+        match self.cluster.get() {
+            Some(cluster) if ClusterMembership::claimed_room(&envelope.event).is_some() => {
+                Either::Right(self.claim_then_run(cluster, envelope))
+            }
+            _ => Either::Left(std::future::ready(self.run(envelope, None))),
+        }
+    }
+
+    /// A join with `[cluster]`: its place in Redis first, then [`Self::run`].
+    async fn claim_then_run(&self, cluster: &ClusterMembership, envelope: Envelope) -> Dispatched {
+        let Some(room) = ClusterMembership::claimed_room(&envelope.event).map(str::to_owned) else {
+            return self.run(envelope, None);
+        };
+        // Held through the claim and the pipeline, so this node admits its joiners of one room
+        // in the order Redis listed them.
+        let _serialized = cluster.serialize(&room).await;
+        match cluster
+            .claim(self, envelope.from, &envelope.event, &room)
+            .await
+        {
+            Ok(claim) => self.run(envelope, claim),
+            Err(refusal) => Dispatched::refused(refusal, &room),
+        }
+    }
+
+    /// Leaves `room` on behalf of `from` (a closing session, or a proxy whose node is gone or
+    /// whose member left). Membership goes even when a plugin refuses the leave, or a dead
+    /// session would hold its place forever. Returns the deliveries that must wait.
+    pub fn leave(&self, from: Peer, room: &str) -> Blocked {
+        let event = Event::Leave(Leave {
+            room: room.to_owned(),
+            reason: LeaveReason::Disconnect,
+        });
+        let out = self.run(
+            Envelope {
+                from,
+                event,
+                original: None,
+                app: None,
+            },
+            None,
+        );
+        if out.membership.is_none() {
+            self.rooms.with(room, |state| {
+                let was_member = state.leave(from.session);
+                if let Some(cluster) = self.cluster.get() {
+                    cluster.left_outside_pipeline(state, room, &from, was_member);
+                }
+            });
+        }
+        out.blocked
+    }
+
+    /// The dispatch itself, after any claim: the pipeline under the room's lock, then the
+    /// deliveries and (for a claimed join) what other nodes sent the joiner meanwhile.
+    fn run(&self, mut envelope: Envelope, claim: Option<Claim>) -> Dispatched {
+        match &envelope.event {
+            Event::Join(join) => envelope.from.mode = join.mode,
+            Event::Conference(c) if matches!(c.command, ConferenceCommand::JoinRoom(_)) => {
+                envelope.from.mode = JoinMode::Conference;
+            }
+            _ => {}
+        }
+        let envelope = Arc::new(envelope);
+        let Some(room) = envelope.event.room() else {
+            return Dispatched::default();
+        };
+        let pipeline = self.pipeline.load();
+        let outcome = self.rooms.with(room, |state| {
+            self.in_room(&pipeline, state, room, &envelope, claim.as_ref())
+        });
+        let joiner = claim.map(|_| envelope.from.session);
+        match outcome {
+            Err(refusal) => {
+                if let Some(joiner) = joiner {
+                    self.registry.release(joiner);
+                }
+                telemetry::event_refused(&envelope, room, &refusal);
+                Dispatched::refused(refusal, room)
+            }
+            Ok((membership, deliveries)) => {
+                telemetry::event_dispatched(&envelope, room, deliveries.len());
+                let blocked = self.registry.deliver(&envelope, deliveries);
+                if let Some(joiner) = joiner {
+                    self.registry.release(joiner);
+                }
+                Dispatched {
+                    membership,
+                    blocked,
+                    ..Dispatched::default()
+                }
+            }
+        }
+    }
+
+    /// The part of a dispatch that holds the room's lock: the pipeline, membership, and the
+    /// cluster hook's commit or rollback (written once, here, for every way a join can fail).
+    fn in_room(
+        &self,
+        pipeline: &Pipeline,
+        state: &mut Room,
+        room: &str,
+        envelope: &Arc<Envelope>,
+        claim: Option<&Claim>,
+    ) -> Result<Accepted, Refusal> {
+        let cluster = self.cluster.get();
+        let claimed_view = match (cluster, claim) {
+            (Some(cluster), Some(claim)) => {
+                Some(cluster.before(state, room, claim, || self.registry.next_id()))
+            }
+            _ => None,
+        };
+        let cx = envelope.context(RoomView {
+            room,
+            members: claimed_view.as_deref().unwrap_or_else(|| state.members()),
+        });
+        let decided = pipeline
+            .run(&cx)
+            .and_then(|(decision, stopped)| answered(pipeline, &cx, decision, stopped));
+        let deliveries = match decided {
+            Ok(deliveries) => deliveries,
+            Err(refusal) => {
+                if let Some(cluster) = cluster {
+                    cluster.refused(state, room, claim);
+                }
+                return Err(refusal);
+            }
+        };
+        let membership = apply_membership(state, room, envelope);
+        let deliveries = match cluster {
+            Some(cluster) => cluster.accepted(
+                state,
+                room,
+                claim,
+                membership.as_ref(),
+                envelope,
+                deliveries,
+            ),
+            None => deliveries,
+        };
+        Ok((membership, deliveries))
+    }
+}
+
+/// The decision's deliveries, unless the event is a request its sender expects an answer to
+/// (a conference command) and no plugin answered or took it: then a refusal that says why,
+/// from the plugins' [`switchboard_plugin_api::Plugin::on_unanswered`] hooks, or, when none
+/// knows, that the gateway does not run the conference plugin.
+fn answered(
+    pipeline: &Pipeline,
+    cx: &EventContext<'_>,
+    decision: Decision,
+    stopped: bool,
+) -> Result<Vec<Delivery>, Refusal> {
+    let Event::Conference(request) = cx.event() else {
+        return Ok(decision.deliveries);
+    };
+    let me = cx.from().session;
+    if stopped || decision.deliveries.iter().any(|d| d.to == me) {
+        return Ok(decision.deliveries);
+    }
+    Err(pipeline.unanswered(cx).unwrap_or_else(|| {
+        Refusal::new(
+            ErrorCode::Unsupported,
+            format!(
+                "`{}` needs the conference plugin (type = \"conference\"), which this gateway does not run",
+                request.command.ant_name()
+            ),
+        )
+    }))
+}
+
+fn apply_membership(state: &mut Room, room: &str, envelope: &Envelope) -> Option<Membership> {
+    let from = envelope.from;
+    let joined = |state: &mut Room| {
+        state
+            .join(from)
+            .then(|| Membership::Joined(room.to_owned()))
+    };
+    let left = |state: &mut Room| {
+        state
+            .leave(from.session)
+            .then(|| Membership::Left(room.to_owned()))
+    };
+    match &envelope.event {
+        Event::Join(_) => joined(state),
+        Event::Leave(_) => left(state),
+        // A conference participant is a member of its room like any peer (routers tell it
+        // apart by its mode), so room information and disconnects work the same way.
+        Event::Conference(c) => match &c.command {
+            ConferenceCommand::JoinRoom(_) => joined(state),
+            ConferenceCommand::LeaveRoom(_) => left(state),
+            _ => None,
+        },
+        _ => None,
+    }
+}
