@@ -484,6 +484,10 @@ impl Engine {
             self.offer_where_needed();
             let mut yields = Vec::new();
             for conn in self.conns.iter_mut().filter(|c| c.dirty) {
+                // Polled to its next timeout: nothing more until input, a write or that
+                // timeout (`timeouts`) marks it again. Left set, every connection was polled
+                // on every wake-up, and `drive` asked to be woken at once, every millisecond.
+                conn.dirty = false;
                 conn.poll(&mut send, &mut yields);
             }
             if yields.is_empty() {
