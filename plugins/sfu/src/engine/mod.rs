@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod control;
+mod send;
 
 use crate::SfuSettings;
 use crate::conn::{Conn, Yield};
@@ -114,6 +115,8 @@ pub struct Engine {
     by_addr: HashMap<SocketAddr, u64>,
     /// When the gauges were last refreshed.
     snapshot_at: Instant,
+    /// Datagrams written during a `drive`, sent in batches.
+    sends: send::SendQueue,
 }
 
 impl std::fmt::Debug for Engine {
@@ -144,6 +147,7 @@ impl Engine {
             local: SocketAddr::from(([127, 0, 0, 1], 0)),
             by_addr: HashMap::new(),
             snapshot_at: Instant::now(),
+            sends: send::SendQueue::default(),
         }
     }
 
@@ -474,11 +478,11 @@ impl Engine {
     /// offers players need, and drops dead connections. Returns the next timeout.
     fn drive(&mut self, socket: &UdpSocket) -> Instant {
         let stats = Arc::clone(&self.stats);
+        // Taken out of `self` for the closure; its buffers go back for the next `drive`.
+        let mut queue = std::mem::take(&mut self.sends);
         let mut send = |bytes: &[u8], to: SocketAddr| {
-            // A full socket buffer drops the datagram, as a network would.
-            if socket.try_send_to(bytes, to).is_ok() {
-                stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
-            }
+            let sent = queue.push(socket, bytes, to);
+            stats.datagrams_out.fetch_add(sent, Ordering::Relaxed);
         };
         for _ in 0..MAX_ROUNDS {
             self.offer_where_needed();
@@ -497,6 +501,9 @@ impl Engine {
                 self.apply(y);
             }
         }
+        let sent = queue.flush(socket);
+        self.stats.datagrams_out.fetch_add(sent, Ordering::Relaxed);
+        self.sends = queue;
         self.reap();
         self.snapshot();
         if self.conns.iter().any(|c| c.dirty) {
