@@ -480,8 +480,8 @@ impl Engine {
         let stats = Arc::clone(&self.stats);
         // Taken out of `self` for the closure; its buffers go back for the next `drive`.
         let mut queue = std::mem::take(&mut self.sends);
-        let mut send = |bytes: &[u8], to: SocketAddr| {
-            let sent = queue.push(socket, bytes, to);
+        let mut send = |datagram: Vec<u8>, to: SocketAddr| {
+            let sent = queue.push(socket, datagram, to);
             stats.datagrams_out.fetch_add(sent, Ordering::Relaxed);
         };
         for _ in 0..MAX_ROUNDS {

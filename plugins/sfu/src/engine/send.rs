@@ -12,35 +12,25 @@ use tokio::net::UdpSocket;
 /// Datagrams per `sendmmsg` call (the kernel takes up to 1024).
 pub const BATCH: usize = 64;
 
-/// Datagrams waiting for the next `sendmmsg`, in buffers reused from batch to batch (str0m's
-/// output borrows the connection, so each datagram is copied once, into a warm buffer).
+/// Datagrams waiting for the next `sendmmsg`. str0m hands each over as an owned buffer, so
+/// they are queued without a copy.
 #[derive(Debug, Default)]
 pub struct SendQueue {
-    /// The first `len` hold queued datagrams; the rest are spare.
     bufs: Vec<Vec<u8>>,
     addrs: Vec<SocketAddr>,
-    len: usize,
 }
 
 impl SendQueue {
-    /// Queues `bytes` for `to`, sending the batch first when it is full. Returns the datagrams
-    /// that left the socket.
-    pub fn push(&mut self, socket: &UdpSocket, bytes: &[u8], to: SocketAddr) -> u64 {
-        let sent = if self.len >= BATCH {
+    /// Queues `datagram` for `to`, sending the batch first when it is full. Returns the
+    /// datagrams that left the socket.
+    pub fn push(&mut self, socket: &UdpSocket, datagram: Vec<u8>, to: SocketAddr) -> u64 {
+        let sent = if self.bufs.len() >= BATCH {
             self.flush(socket)
         } else {
             0
         };
-        if let (Some(buf), Some(addr)) = (self.bufs.get_mut(self.len), self.addrs.get_mut(self.len))
-        {
-            buf.clear();
-            buf.extend_from_slice(bytes);
-            *addr = to;
-        } else {
-            self.bufs.push(bytes.to_vec());
-            self.addrs.push(to);
-        }
-        self.len += 1;
+        self.bufs.push(datagram);
+        self.addrs.push(to);
         sent
     }
 
@@ -51,9 +41,9 @@ impl SendQueue {
         let mut next = 0;
         let mut sent = 0;
         // Each pass takes at least one datagram off, so this ends.
-        while next < self.len {
-            let bufs = self.bufs.get(next..self.len).unwrap_or_default();
-            let addrs = self.addrs.get(next..self.len).unwrap_or_default();
+        while next < self.bufs.len() {
+            let bufs = self.bufs.get(next..).unwrap_or_default();
+            let addrs = self.addrs.get(next..).unwrap_or_default();
             match send_batch(socket, bufs, addrs) {
                 Ok(0) => next += 1,
                 Ok(n) => {
@@ -67,7 +57,8 @@ impl SendQueue {
                 }
             }
         }
-        self.len = 0;
+        self.bufs.clear();
+        self.addrs.clear();
         sent
     }
 }
@@ -128,9 +119,9 @@ mod tests {
         let mut sent = 0;
         for i in 0..total {
             let to = if i % 2 == 0 { to_a } else { to_b };
-            // Sizes differ so that a reused buffer that kept stale bytes would show.
+            // Sizes differ, so that a datagram cut or run together with another would show.
             let datagram = vec![i as u8; 1 + (i * 37) % 1200];
-            sent += queue.push(&sender, &datagram, to);
+            sent += queue.push(&sender, datagram, to);
         }
         sent += queue.flush(&sender);
         assert_eq!(sent, total as u64);
@@ -156,9 +147,9 @@ mod tests {
         // An IPv6 destination on an IPv4 socket: the kernel refuses that one message.
         let unreachable: SocketAddr = "[::1]:9".parse().unwrap();
         let mut queue = SendQueue::default();
-        queue.push(&sender, b"one", to_a);
-        queue.push(&sender, b"refused", unreachable);
-        queue.push(&sender, b"two", to_a);
+        queue.push(&sender, b"one".to_vec(), to_a);
+        queue.push(&sender, b"refused".to_vec(), unreachable);
+        queue.push(&sender, b"two".to_vec(), to_a);
         assert_eq!(queue.flush(&sender), 2);
         assert_eq!(receive(&a, 2).await, vec![b"one".to_vec(), b"two".to_vec()]);
     }
