@@ -559,7 +559,7 @@ impl Conn {
     /// timeout, which it records.
     pub fn poll(
         &mut self,
-        send: &mut impl FnMut(&[u8], std::net::SocketAddr),
+        send: &mut impl FnMut(Vec<u8>, std::net::SocketAddr),
         out: &mut Vec<Yield>,
     ) {
         let Some(rtc) = self.rtc.as_mut() else {
@@ -576,7 +576,7 @@ impl Conn {
                     self.timeout = t;
                     return;
                 }
-                Ok(Output::Transmit(t)) => send(&t.contents, t.destination),
+                Ok(Output::Transmit(t)) => send(t.contents.into(), t.destination),
                 Ok(Output::Event(event)) => match event {
                     RtcEvent::Connected if !self.started => {
                         self.started = true;

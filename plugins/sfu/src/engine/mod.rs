@@ -20,6 +20,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod control;
+mod send;
 
 use crate::SfuSettings;
 use crate::conn::{Conn, Yield};
@@ -114,6 +115,8 @@ pub struct Engine {
     by_addr: HashMap<SocketAddr, u64>,
     /// When the gauges were last refreshed.
     snapshot_at: Instant,
+    /// Datagrams written during a `drive`, sent in batches.
+    sends: send::SendQueue,
 }
 
 impl std::fmt::Debug for Engine {
@@ -144,6 +147,7 @@ impl Engine {
             local: SocketAddr::from(([127, 0, 0, 1], 0)),
             by_addr: HashMap::new(),
             snapshot_at: Instant::now(),
+            sends: send::SendQueue::default(),
         }
     }
 
@@ -487,16 +491,20 @@ impl Engine {
     /// offers players need, and drops dead connections. Returns the next timeout.
     fn drive(&mut self, socket: &UdpSocket) -> Instant {
         let stats = Arc::clone(&self.stats);
-        let mut send = |bytes: &[u8], to: SocketAddr| {
-            // A full socket buffer drops the datagram, as a network would.
-            if socket.try_send_to(bytes, to).is_ok() {
-                stats.datagrams_out.fetch_add(1, Ordering::Relaxed);
-            }
+        // Taken out of `self` for the closure; its buffers go back for the next `drive`.
+        let mut queue = std::mem::take(&mut self.sends);
+        let mut send = |datagram: Vec<u8>, to: SocketAddr| {
+            let sent = queue.push(socket, datagram, to);
+            stats.datagrams_out.fetch_add(sent, Ordering::Relaxed);
         };
         for _ in 0..MAX_ROUNDS {
             self.offer_where_needed();
             let mut yields = Vec::new();
             for conn in self.conns.iter_mut().filter(|c| c.dirty) {
+                // Polled to its next timeout: nothing more until input, a write or that
+                // timeout (`timeouts`) marks it again. Left set, every connection was polled
+                // on every wake-up, and `drive` asked to be woken at once, every millisecond.
+                conn.dirty = false;
                 conn.poll(&mut send, &mut yields);
             }
             if yields.is_empty() {
@@ -506,6 +514,9 @@ impl Engine {
                 self.apply(y);
             }
         }
+        let sent = queue.flush(socket);
+        self.stats.datagrams_out.fetch_add(sent, Ordering::Relaxed);
+        self.sends = queue;
         self.reap();
         self.snapshot();
         if self.conns.iter().any(|c| c.dirty) {
