@@ -290,6 +290,14 @@ busy_cores() { # CPU used by everything on the machine over 2 s, in cores
 }
 
 # --- SFU media forwarding (its own gateway process each; real WebRTC peers on loopback) --------
+
+# The base binary as the report names it: its size and modification time, never its path (a
+# results file in the repository names no place on the machine that wrote it).
+base_binary_name() {
+    printf '%s, %s bytes, built %s' "${SFU_BASE_BIN##*/}" "$(stat -c %s "$SFU_BASE_BIN")" \
+        "$(date -u -r "$SFU_BASE_BIN" '+%Y-%m-%d %H:%M UTC')"
+}
+
 # sfu_section FILE: runs sfu_bench at each size, SFU_ROUNDS rounds (medians), and writes the
 # markdown table to FILE. With SFU_BASE_BIN, each round runs that binary and then this one.
 sfu_section() {
@@ -367,7 +375,7 @@ if ((SFU_ONLY)); then
     {
         echo
         echo "Produced by \`bench/run.sh --sfu-only\` on $(date -u +%Y-%m-%dT%H:%MZ) in $(($(date +%s) - STARTED)) s;"
-        echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')${SFU_BASE_BIN:+, base binary $SFU_BASE_BIN}."
+        echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')${SFU_BASE_BIN:+, base binary $(base_binary_name)}."
         echo "Machine: $(nproc) cores; other processes kept $BACKGROUND cores busy just before the run."
     } >>"$RESULTS/sfu.md"
     cat "$RESULTS/sfu.md"
