@@ -1,10 +1,11 @@
 //! Field access and W3C shapes shared by the codecs. Every accessor turns a peer's mistake into a
 //! typed [`DecodeError`]; nothing here can panic on peer input.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use crate::{Candidate, DecodeError, Description, IceServers, SdpKind};
+use crate::{Candidate, DecodeError, Description, IceServers, JsonText, SdpKind};
 
 /// How many characters of a peer-supplied value an error message may echo.
 pub(crate) const ECHO_CHARS: usize = 64;
@@ -15,6 +16,16 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
         Some((end, _)) => s.get(..end).unwrap_or(s).to_owned(),
         None => s.to_owned(),
     }
+}
+
+/// Whether `id` is a valid stream id or room id in every dialect: only `[A-Za-z0-9._-]` (Ant's
+/// `StreamIdValidator`), at most [`crate::MAX_ID_BYTES`] bytes (the one cap every dialect
+/// applies to ids).
+pub(crate) fn valid_id(id: &str) -> bool {
+    id.len() <= crate::MAX_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// An optional string field: absent or `null` is `None`, anything but a string is an error.
@@ -99,8 +110,8 @@ pub(crate) fn description_init(
 ) -> Result<Description, DecodeError> {
     let kind = sdp_kind(obj, "type")?;
     let sdp = match (opt_str(obj, "sdp")?, kind) {
-        (Some(sdp), _) => sdp.to_owned(),
-        (None, SdpKind::Rollback) => String::new(),
+        (Some(sdp), _) => JsonText::from(sdp),
+        (None, SdpKind::Rollback) => JsonText::default(),
         (None, _) => return Err(DecodeError::MissingField("sdp")),
     };
     Ok(Description {
@@ -122,19 +133,79 @@ pub(crate) fn candidate_init(
     };
     Ok(Some(Candidate {
         room: room.to_owned(),
-        candidate: candidate.to_owned(),
+        candidate: JsonText::from(candidate),
         sdp_mid: opt_mid(obj, "sdpMid")?,
         sdp_mline_index: opt_mline_index(obj, "sdpMLineIndex")?,
         username_fragment: opt_str(obj, "usernameFragment")?.map(str::to_owned),
     }))
 }
 
-/// `RTCSessionDescriptionInit` as browsers serialize it: `type` first, then `sdp`.
+/// The usual shape of an `RTCSessionDescriptionInit` with an SDP, read in place: exactly `type`
+/// and `sdp`, both strings, in any order and spacing. The type is borrowed (a frame with an
+/// escape in it takes the dialect's general reader); the SDP stays the sender's literal.
+/// `None` from [`Self::into_description`] for anything else, which the general reader judges.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DescriptionShape<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: &'a str,
+    #[serde(borrow)]
+    pub sdp: &'a RawValue,
+}
+
+impl DescriptionShape<'_> {
+    pub(crate) fn into_description(self, room: &str) -> Option<Description> {
+        description_of(room, self.kind, self.sdp)
+    }
+}
+
+/// A description from its type and its SDP's literal, when both are what they must be.
+pub(crate) fn description_of(room: &str, kind: &str, sdp: &RawValue) -> Option<Description> {
+    Some(Description {
+        room: room.to_owned(),
+        kind: SdpKind::parse(kind)?,
+        sdp: JsonText::from_literal(sdp)?,
+    })
+}
+
+/// The usual shape of an `RTCIceCandidateInit`, read in place: a `candidate` string (kept as
+/// the sender's literal) and, when present, a string `sdpMid`, an integer `sdpMLineIndex` and a
+/// string `usernameFragment`; no other field. `None` from [`Self::into_candidate`] otherwise.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct CandidateShape<'a> {
+    #[serde(borrow)]
+    candidate: &'a RawValue,
+    sdp_mid: Option<String>,
+    #[serde(rename = "sdpMLineIndex")]
+    sdp_mline_index: Option<u32>,
+    username_fragment: Option<String>,
+}
+
+impl CandidateShape<'_> {
+    pub(crate) fn into_candidate(self, room: &str) -> Option<Candidate> {
+        Some(Candidate {
+            room: room.to_owned(),
+            candidate: JsonText::from_literal(self.candidate)?,
+            sdp_mid: self.sdp_mid,
+            sdp_mline_index: self.sdp_mline_index,
+            username_fragment: self.username_fragment,
+        })
+    }
+}
+
+/// `text` read into `T` in place, or `None` when it is not exactly `T`'s shape.
+pub(crate) fn shape<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
+    serde_json::from_str(text).ok()
+}
+
+/// `RTCSessionDescriptionInit` as browsers serialize it: `type` first, then `sdp` (written as
+/// the sender's literal when it was kept).
 #[derive(Serialize)]
 pub(crate) struct DescriptionInit<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
-    pub sdp: &'a str,
+    pub sdp: &'a JsonText,
 }
 
 impl<'a> From<&'a Description> for DescriptionInit<'a> {
@@ -150,7 +221,7 @@ impl<'a> From<&'a Description> for DescriptionInit<'a> {
 /// out rather than sent as `null`.
 #[derive(Serialize)]
 pub(crate) struct CandidateInit<'a> {
-    pub candidate: &'a str,
+    pub candidate: &'a JsonText,
     #[serde(rename = "sdpMid", skip_serializing_if = "Option::is_none")]
     pub sdp_mid: Option<&'a str>,
     #[serde(rename = "sdpMLineIndex", skip_serializing_if = "Option::is_none")]
@@ -195,6 +266,15 @@ pub(crate) fn ice_server_list(ice: &IceServers) -> Value {
 /// (string keys, no non-finite floats); should it ever, the event is not rendered.
 pub(crate) fn to_text<T: Serialize>(value: &T) -> Option<String> {
     serde_json::to_string(value).ok()
+}
+
+/// [`to_text`] into a buffer of `capacity` bytes: for frames that carry an SDP, whose size is
+/// known, so the text is written once rather than copied as a growing buffer doubles.
+pub(crate) fn to_text_sized<T: Serialize>(value: &T, capacity: usize) -> Option<String> {
+    let mut buffer = Vec::with_capacity(capacity);
+    serde_json::to_writer(&mut buffer, value).ok()?;
+    // serde_json writes UTF-8 only.
+    String::from_utf8(buffer).ok()
 }
 
 /// Whether `text` looks like a JSON object (first non-blank character `{`).
@@ -244,6 +324,34 @@ mod tests {
         let m = obj(json!({ "id": 3 }));
         assert_eq!(opt_mid(&m, "id").ok(), Some(Some("3".to_owned())));
         assert!(opt_mid(&obj(json!({ "id": true })), "id").is_err());
+    }
+
+    #[test]
+    fn the_usual_shapes_keep_their_literals_and_refuse_the_rest() {
+        let d = shape::<DescriptionShape<'_>>(r#"{"sdp":"v=0\r\n","type":"answer"}"#)
+            .and_then(|d| d.into_description("r"));
+        let d = d.expect("the usual shape, in another key order");
+        assert_eq!((d.kind, d.sdp.as_str()), (SdpKind::Answer, "v=0\r\n"));
+        assert!(d.sdp.is_literal());
+        for other in [
+            r#"{"type":"offer","sdp":"x","extra":1}"#,
+            r#"{"type":"offer","sdp":1}"#,
+            r#"{"type":"bogus","sdp":"x"}"#,
+            r#"{"type":"off\u0065r","sdp":"x"}"#,
+            r#"{"type":"offer","sdp":"x","sdp":"y"}"#,
+        ] {
+            let read = shape::<DescriptionShape<'_>>(other).and_then(|d| d.into_description("r"));
+            assert!(read.is_none(), "{other}");
+        }
+        let c = shape::<CandidateShape<'_>>(r#"{"candidate":"c","sdpMLineIndex":0,"sdpMid":null}"#)
+            .and_then(|c| c.into_candidate("r"))
+            .expect("the usual shape");
+        assert_eq!((c.candidate.as_str(), c.sdp_mline_index), ("c", Some(0)));
+        assert!(
+            shape::<CandidateShape<'_>>(r#"{"candidate":null}"#)
+                .and_then(|c| c.into_candidate("r"))
+                .is_none()
+        );
     }
 
     #[test]

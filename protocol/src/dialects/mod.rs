@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DecodeError, Event};
 
+#[cfg(any(test, feature = "testing"))]
+pub(crate) mod agreement;
 pub mod antmedia;
 mod common;
 pub mod engineio;
-mod exact;
-pub(crate) mod fast;
 #[cfg(test)]
 mod forward_tests;
 mod json;

@@ -13,13 +13,13 @@
 //! gateway answers `switchboard.media-answer`, `switchboard.media-offer`,
 //! `switchboard.media-started`, `switchboard.media-finished`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::antmedia::decode::valid_stream_id;
 use super::common::{
-    CandidateInit, DescriptionInit, candidate_init, description_init, ice_server_list,
-    looks_like_object, to_text,
+    CandidateInit, CandidateShape, DescriptionInit, candidate_init, description_init,
+    description_of, ice_server_list, looks_like_object, shape, to_text, to_text_sized, valid_id,
 };
 use super::common::{ECHO_CHARS, opt_str, truncate};
 use super::json::parse_object;
@@ -92,16 +92,44 @@ impl Dialect for Raw {
 
 // === decode ===
 
+/// A frame: a signal of simple-peer's usual shape is read in place ([`signal`]); anything else
+/// through [`decode_general`].
 fn decode(room: &str, text: &str) -> Result<Decoded<String>, DecodeError> {
     if looks_like_object(text)
-        && let Some(event) = super::fast::raw(room, text)
+        && let Some(event) = signal(room, text)
     {
         return Ok(Decoded::Event(event));
     }
     decode_general(room, text)
 }
 
-/// [`decode`] without the typed fast path: every frame through a `serde_json::Value`.
+/// simple-peer's signals, `{"type":"offer"|…,"sdp":"…"}` and `{"type":"candidate","candidate":
+/// {…}}`, read in place in any key order: the type borrowed, the SDP or candidate line kept as
+/// the sender's literal. Exactly those fields with those JSON types, or `None` (for
+/// [`decode_general`], which gives the same event for every frame this accepts: the tests and
+/// the `fast_paths` fuzz target hold them to it).
+pub(crate) fn signal(room: &str, text: &str) -> Option<Event> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Signal<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: &'a str,
+        #[serde(borrow)]
+        sdp: Option<&'a RawValue>,
+        #[serde(borrow)]
+        candidate: Option<CandidateShape<'a>>,
+    }
+    let signal: Signal<'_> = shape(text)?;
+    match (signal.sdp, signal.candidate) {
+        (Some(sdp), None) => description_of(room, signal.kind, sdp).map(Event::Description),
+        (None, Some(candidate)) if signal.kind == "candidate" => {
+            candidate.into_candidate(room).map(Event::Candidate)
+        }
+        _ => None,
+    }
+}
+
+/// [`decode`] without the in-place read: every frame through a `serde_json::Value`.
 pub(crate) fn decode_general(room: &str, text: &str) -> Result<Decoded<String>, DecodeError> {
     let opaque = || {
         let payload = text.to_owned();
@@ -200,7 +228,7 @@ fn media(room: &str, kind: &str, obj: &Map<String, Value>) -> Result<Event, Deco
                 Some(c) => Event::Candidate(c),
                 None => Event::Candidate(crate::Candidate {
                     room: stream,
-                    candidate: String::new(),
+                    candidate: crate::JsonText::default(),
                     sdp_mid: None,
                     sdp_mline_index: None,
                     username_fragment: None,
@@ -223,7 +251,7 @@ fn stream(obj: &Map<String, Value>) -> Result<String, DecodeError> {
 fn opt_id(obj: &Map<String, Value>, field: &'static str) -> Result<Option<String>, DecodeError> {
     match opt_str(obj, field)? {
         None | Some("") => Ok(None),
-        Some(id) if valid_stream_id(id) => Ok(Some(id.to_owned())),
+        Some(id) if valid_id(id) => Ok(Some(id.to_owned())),
         Some(id) => Err(DecodeError::InvalidStreamName(truncate(id, ECHO_CHARS))),
     }
 }
@@ -373,7 +401,9 @@ struct ErrorFrame<'a> {
 fn encode(event: &Event) -> Option<String> {
     let notice = |kind, room: &str| to_text(&RoomNoticeFrame { kind, room });
     match event {
-        Event::Description(d) => to_text(&DescriptionInit::from(d)),
+        Event::Description(d) => {
+            to_text_sized(&DescriptionInit::from(d), d.sdp.json_len_hint() + 32)
+        }
         Event::Candidate(c) => to_text(&CandidateSignal {
             kind: "candidate",
             candidate: CandidateInit::from(c),

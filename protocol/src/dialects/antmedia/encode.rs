@@ -4,8 +4,8 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::dialects::common::to_text;
-use crate::{ErrorCode, Event};
+use crate::dialects::common::{to_text, to_text_sized};
+use crate::{ErrorCode, Event, JsonText};
 
 /// `{"command":"start"|"stop","streamId":R}`
 #[derive(Serialize)]
@@ -38,12 +38,16 @@ struct TakeConfiguration<'a> {
     stream_id: &'a str,
     #[serde(rename = "type")]
     kind: &'static str,
-    sdp: &'a str,
+    /// Written as the sender's literal when it was kept.
+    sdp: &'a JsonText,
     /// Always `{}`: without it the SDK's `onTrack` throws for peers without a remote video
     /// element (antmedia.md 4.1-2).
     #[serde(rename = "idMapping")]
     id_mapping: Empty,
 }
+
+/// Room enough for a frame's keys and punctuation besides its SDP and stream id.
+const FRAME_OVERHEAD: usize = 96;
 
 /// Serializes as `{}`.
 #[derive(Serialize)]
@@ -57,7 +61,7 @@ struct TakeCandidate<'a> {
     /// A number: the SDK builds `RTCIceCandidate({sdpMLineIndex: label})` from it.
     label: u32,
     id: &'a str,
-    candidate: &'a str,
+    candidate: &'a JsonText,
 }
 
 #[derive(Serialize)]
@@ -109,13 +113,16 @@ pub(super) fn encode(event: &Event) -> Option<String> {
             command: "stop",
             stream_id: &n.room,
         }),
-        Event::Description(d) => to_text(&TakeConfiguration {
-            command: "takeConfiguration",
-            stream_id: &d.room,
-            kind: d.kind.as_str(),
-            sdp: &d.sdp,
-            id_mapping: Empty {},
-        }),
+        Event::Description(d) => to_text_sized(
+            &TakeConfiguration {
+                command: "takeConfiguration",
+                stream_id: &d.room,
+                kind: d.kind.as_str(),
+                sdp: &d.sdp,
+                id_mapping: Empty {},
+            },
+            d.sdp.json_len_hint() + d.room.len() + FRAME_OVERHEAD,
+        ),
         Event::Candidate(c) => {
             let label = c.sdp_mline_index.unwrap_or(0);
             let label_text;

@@ -1,0 +1,327 @@
+//! Client → gateway: one socket.io event to an [`Event`].
+//!
+//! A `msg` is read one way, whoever delivered it (the engine.io codec's frame, socketioxide's
+//! packet, or a parsed argument): its argument's literal is found in the event data
+//! ([`read_event_data`]), unescaped once into the page's JSON text ([`msg_argument`]), and that
+//! text decoded ([`decode_msg_text`]). The literal itself is what socket.io peers receive.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer as _, IgnoredAny, SeqAccess, Visitor};
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use super::{MSG_EVENT, NOTICE_EVENT, SioMessage};
+use crate::dialects::Decoded;
+use crate::dialects::common::{
+    CandidateShape, DescriptionShape, candidate_init, description_init, looks_like_object, shape,
+};
+use crate::dialects::json::parse_object;
+use crate::{DecodeError, Event, Opaque};
+
+/// What decoding one `msg` gives.
+pub type Decoding = Result<Decoded<SioMessage>, DecodeError>;
+
+/// What one socket.io event's data (`["name",<argument>,...]`) holds.
+#[derive(Debug)]
+pub enum EventData<'a> {
+    /// A `msg`: its decoding, and its argument's literal (a JSON string), which a relay to
+    /// socket.io peers forwards unchanged.
+    Msg(Decoding, Cow<'a, str>),
+    /// Any other event: its name, and its first argument's JSON text.
+    Other(String, Option<&'a RawValue>),
+}
+
+/// Event data that holds no event the gateway can read.
+#[derive(Debug, thiserror::Error)]
+pub enum EventDataError {
+    /// Not a JSON array starting with an event name.
+    #[error("{0}")]
+    Malformed(#[from] serde_json::Error),
+    /// A `msg` without an argument.
+    #[error("no argument")]
+    NoArgument,
+    /// A `msg` whose argument is neither a string nor an object.
+    #[error("neither a string nor an object")]
+    NotText,
+}
+
+impl EventDataError {
+    /// The error a socket.io peer is told about.
+    pub fn into_decode_error(self) -> DecodeError {
+        match self {
+            EventDataError::Malformed(e) => DecodeError::from(e),
+            EventDataError::NoArgument | EventDataError::NotText => not_a_string(),
+        }
+    }
+}
+
+/// Reads socket.io event data (what follows the packet type, namespace and ack id). The data
+/// of nearly every `msg` is `["msg","<text>"]`: the literal is then everything after the name,
+/// taken when it parses as one JSON string (that parse is its one unescaping); any other data
+/// is read by [`event_and_argument`].
+pub fn read_event_data<'a>(room: &str, data: &'a str) -> Result<EventData<'a>, EventDataError> {
+    if let Some(literal) = data
+        .strip_prefix(r#"["msg","#)
+        .and_then(|rest| rest.strip_suffix(']'))
+        .filter(|literal| literal.starts_with('"'))
+        && let Ok(text) = serde_json::from_str::<String>(literal)
+    {
+        return Ok(EventData::Msg(
+            decode_msg_text(room, &text),
+            Cow::Borrowed(literal),
+        ));
+    }
+    let (name, argument) = event_and_argument(data)?;
+    if name != MSG_EVENT {
+        return Ok(EventData::Other(name, argument));
+    }
+    let argument = argument.ok_or(EventDataError::NoArgument)?;
+    let (text, literal) = msg_argument(argument).ok_or(EventDataError::NotText)?;
+    Ok(EventData::Msg(decode_msg_text(room, &text), literal))
+}
+
+/// The event name and first argument of socket.io event data (`["name",<argument>,...]`), the
+/// argument borrowed from the data as its JSON text, so a relay can forward the sender's bytes.
+/// Further arguments are checked as JSON and skipped: they are not part of the SimpleP2P
+/// message.
+///
+/// The name is read as an owned string: as `&str`, a name with an escape in it failed with an
+/// error that quoted the whole name, however long.
+pub fn event_and_argument(data: &str) -> Result<(String, Option<&RawValue>), serde_json::Error> {
+    struct EventArguments;
+
+    impl<'de> Visitor<'de> for EventArguments {
+        type Value = (String, Option<&'de RawValue>);
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an event name and its arguments")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let name = seq
+                .next_element::<String>()?
+                .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+            let argument = seq.next_element::<&RawValue>()?;
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok((name, argument))
+        }
+    }
+
+    let mut de = serde_json::Deserializer::from_str(data);
+    let read = de.deserialize_seq(EventArguments)?;
+    de.end()?;
+    Ok(read)
+}
+
+/// The text to decode and the literal to forward, from a `msg` argument: a JSON string (the
+/// SimpleP2P page's `JSON.stringify` output), or an object a modern client emitted as is, which
+/// socket.io peers then receive as its JSON text in a string. `None` for any other JSON type.
+fn msg_argument(argument: &RawValue) -> Option<(Cow<'_, str>, Cow<'_, str>)> {
+    let json = argument.get();
+    match json.as_bytes().first() {
+        Some(b'"') => {
+            let text: String = serde_json::from_str(json).ok()?;
+            Some((Cow::Owned(text), Cow::Borrowed(json)))
+        }
+        Some(b'{') => {
+            let literal = serde_json::to_string(json).ok()?;
+            Some((Cow::Borrowed(json), Cow::Owned(literal)))
+        }
+        _ => None,
+    }
+}
+
+/// The error for a `msg` argument that is neither a string nor an object.
+pub fn not_a_string() -> DecodeError {
+    DecodeError::WrongType {
+        field: "msg",
+        expected: "a JSON string",
+    }
+}
+
+/// Decodes a socket.io event as socketioxide delivers it, its argument already parsed.
+pub(crate) fn decode(room: &str, wire: &SioMessage) -> Decoding {
+    if wire.event == NOTICE_EVENT {
+        // `switchboard` `{type:"ice-servers"}` asks for ICE servers; the answer comes back on the
+        // same event with `iceServers`. Anything else on it (an echoed notice) is dropped.
+        let asks = wire.data.get("type").and_then(Value::as_str) == Some("ice-servers")
+            && wire.data.get("iceServers").is_none();
+        return Ok(if asks {
+            Decoded::Event(Event::IceServersRequest)
+        } else {
+            Decoded::Ignore
+        });
+    }
+    if wire.event != MSG_EVENT {
+        return Ok(Decoded::Ignore);
+    }
+    let text = match &wire.data {
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        obj @ Value::Object(_) => Cow::Owned(serde_json::to_string(obj)?),
+        _ => return Err(not_a_string()),
+    };
+    decode_msg_text(room, &text)
+}
+
+/// Decodes the text of one `msg` argument (the string itself, or an object argument's JSON
+/// text): the page's own signals in place ([`signal`]), anything else through
+/// [`decode_msg_general`].
+pub fn decode_msg_text(room: &str, text: &str) -> Decoding {
+    if looks_like_object(text)
+        && let Some(event) = signal(room, text)
+    {
+        return Ok(Decoded::Event(event));
+    }
+    decode_msg_general(room, text)
+}
+
+/// The SimpleP2P page's signals, `{"sdp":{"type","sdp"}}` and `{"candidate":{"candidate",
+/// "sdpMid","sdpMLineIndex","usernameFragment"}}`, read in place in any key order: the SDP or
+/// candidate line kept as the sender's literal. Exactly those fields with those JSON types, or
+/// `None` (for [`decode_msg_general`], which gives the same event for every text this accepts:
+/// the tests and the `fast_paths` fuzz target hold them to it).
+pub(crate) fn signal(room: &str, text: &str) -> Option<Event> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Signal<'a> {
+        #[serde(borrow)]
+        sdp: Option<DescriptionShape<'a>>,
+        #[serde(borrow)]
+        candidate: Option<CandidateShape<'a>>,
+    }
+    let signal: Signal<'_> = shape(text)?;
+    match (signal.sdp, signal.candidate) {
+        (Some(d), None) => d.into_description(room).map(Event::Description),
+        (None, Some(c)) => c.into_candidate(room).map(Event::Candidate),
+        _ => None,
+    }
+}
+
+/// [`decode_msg_text`] without the in-place read: every text through a `serde_json::Value`.
+pub(crate) fn decode_msg_general(room: &str, text: &str) -> Decoding {
+    let opaque = || {
+        Ok(Decoded::Event(Event::Opaque(Opaque {
+            room: room.to_owned(),
+            payload: text.to_owned(),
+        })))
+    };
+    if !looks_like_object(text) {
+        return opaque();
+    }
+    let obj = match parse_object(text) {
+        Ok(obj) => obj,
+        Err(e @ DecodeError::TooDeep(_)) => return Err(e),
+        Err(_) => return opaque(),
+    };
+    if let Some(Value::Object(sdp)) = obj.get("sdp") {
+        return Ok(Decoded::Event(Event::Description(description_init(
+            room, sdp,
+        )?)));
+    }
+    if let Some(Value::Object(candidate)) = obj.get("candidate")
+        && let Some(c) = candidate_init(room, candidate)?
+    {
+        return Ok(Decoded::Event(Event::Candidate(c)));
+    }
+    opaque()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::SdpKind;
+
+    fn msg(data: &str) -> (Decoding, Cow<'_, str>) {
+        match read_event_data("r", data) {
+            Ok(EventData::Msg(decoding, literal)) => (decoding, literal),
+            other => panic!("{data}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn object_arguments_are_read_as_their_json_text() {
+        let wire = SioMessage {
+            event: MSG_EVENT.into(),
+            data: json!({ "sdp": { "type": "answer", "sdp": "v=0\r\n" } }),
+        };
+        let d = decode("r", &wire);
+        assert!(
+            matches!(d, Ok(Decoded::Event(Event::Description(_)))),
+            "{d:?}"
+        );
+        assert_eq!(
+            wire.msg_text().as_deref(),
+            Some(r#"{"sdp":{"sdp":"v=0\r\n","type":"answer"}}"#)
+        );
+    }
+
+    #[test]
+    fn a_msg_is_read_one_way_however_its_data_is_written() {
+        let offer = r#"["msg","{\"sdp\":{\"type\":\"offer\",\"sdp\":\"v=0\\r\\n\"}}"]"#;
+        let spaced = r#"["msg","{ \"sdp\":{\"type\":\"offer\",\"sdp\":\"v=0\\r\\n\"}}"]"#;
+        let more = r#"[ "msg" , "{\"sdp\":{\"type\":\"offer\",\"sdp\":\"v=0\\r\\n\"}}", 1 ]"#;
+        for data in [offer, spaced, more] {
+            let (decoded, literal) = msg(data);
+            let Ok(Decoded::Event(Event::Description(d))) = decoded else {
+                panic!("{data}: {decoded:?}");
+            };
+            assert_eq!((d.kind, d.sdp.as_str()), (SdpKind::Offer, "v=0\r\n"));
+            // The argument as it came, found by the general reader too.
+            let (name, argument) = event_and_argument(data).expect("valid data");
+            assert_eq!(
+                (name.as_str(), argument.map(RawValue::get)),
+                ("msg", Some(literal.as_ref()))
+            );
+        }
+    }
+
+    #[test]
+    fn an_object_argument_is_forwarded_as_its_text_in_a_string() {
+        let (decoded, literal) = msg(r#"["msg",{"candidate":{"candidate":"c"}}]"#);
+        assert!(matches!(decoded, Ok(Decoded::Event(Event::Candidate(_)))));
+        assert_eq!(literal, r#""{\"candidate\":{\"candidate\":\"c\"}}""#);
+    }
+
+    #[test]
+    fn data_without_a_readable_msg_is_refused_and_other_events_named() {
+        for (data, refused) in [
+            (r#"["msg"]"#, "no argument"),
+            (r#"["msg",5]"#, "neither a string nor an object"),
+            (r#"["msg","a\"]"#, "EOF"),
+            (r#"{"msg":1}"#, "invalid type"),
+        ] {
+            let error = read_event_data("r", data).expect_err(data).to_string();
+            assert!(error.contains(refused), "{data}: {error}");
+        }
+        assert!(matches!(
+            read_event_data("r", r#"["switchboard",{"type":"x"}]"#),
+            Ok(EventData::Other(name, Some(_))) if name == NOTICE_EVENT
+        ));
+    }
+
+    #[test]
+    fn other_events_are_ignored() {
+        let wire = SioMessage {
+            event: "chat".into(),
+            data: json!(5),
+        };
+        assert!(matches!(decode("r", &wire), Ok(Decoded::Ignore)));
+        assert_eq!(wire.msg_text(), None);
+    }
+
+    #[test]
+    fn non_string_arguments_are_refused() {
+        let wire = SioMessage {
+            event: MSG_EVENT.into(),
+            data: json!(5),
+        };
+        assert!(matches!(
+            decode("r", &wire),
+            Err(DecodeError::WrongType { field: "msg", .. })
+        ));
+    }
+}
