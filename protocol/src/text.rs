@@ -2,38 +2,37 @@
 //! sender's JSON text until someone needs its value.
 //!
 //! A relay rarely needs the value of an SDP: between peers of one dialect the sender's frame is
-//! forwarded as it came, and between Ant Media and raw peers (both plain JSON) the string is
-//! written into the receiver's frame exactly as it was escaped in the sender's. Decoding keeps
-//! the literal; only a plugin that reads the text, or a dialect that must escape it differently
-//! (socket.io, whose signals are JSON inside a JSON string), unescapes it, once.
+//! forwarded as it came, and a frame rendered for another peer (Ant Media's `takeConfiguration`
+//! with `idMapping`, a raw or socket.io description) takes the string exactly as it was escaped
+//! in the sender's. Decoding keeps the literal; only a plugin that reads the text, or a
+//! serializer that must escape it its own way, unescapes it, once.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use serde_json::value::RawValue;
 
 /// A JSON string's value, held as the sender's literal (quotes and escapes as written) or as
 /// plain text. Reads ([`JsonText::as_str`], `Deref`) unescape a literal on first use and keep
-/// the result; equality, ordering of the bytes and `Debug` are those of the value, however it
-/// is held. Serialized into JSON, a literal is written back byte-identical.
+/// the result; equality and `Debug` are those of the value, however it is held.
 #[derive(Clone, Default)]
 pub struct JsonText {
-    /// The sender's literal, quotes included; `None` for text built from a plain string.
-    literal: Option<Box<RawValue>>,
+    /// A JSON string literal, quotes included, checked when it was read; `None` for text built
+    /// from a plain string.
+    literal: Option<String>,
     /// The value: given, or unescaped from `literal` on first read when it has escapes.
     value: OnceLock<String>,
 }
 
 impl JsonText {
-    /// The text of a JSON string literal, kept as written. `None` when `literal` is not a JSON
-    /// string (a number, an object, `null`, ...).
-    pub fn from_literal(literal: &RawValue) -> Option<Self> {
-        literal.get().starts_with('"').then(|| JsonText {
-            literal: Some(literal.to_owned()),
+    /// Keeps `literal`, which the caller has read as one valid JSON string literal.
+    pub(crate) fn from_checked_literal(literal: Cow<'_, str>) -> Self {
+        JsonText {
+            literal: Some(literal.into_owned()),
             value: OnceLock::new(),
-        })
+        }
     }
 
     /// The value, unescaped (on the first call, for a literal with escapes).
@@ -42,19 +41,18 @@ impl JsonText {
             return value;
         }
         let Some(literal) = &self.literal else {
-            // Built from a plain string, whose value is always set, or the empty default.
+            // The empty default: text built from a string always has its value set.
             return "";
         };
-        let json = literal.get();
-        let inner = json
-            .get(1..json.len().saturating_sub(1))
+        let inner = literal
+            .get(1..literal.len().saturating_sub(1))
             .unwrap_or_default();
         if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
             return inner;
         }
-        // `literal` was checked as a JSON string when it was read, so this cannot fail.
+        // The literal was checked as a JSON string when it was read, so this cannot fail.
         self.value
-            .get_or_init(|| serde_json::from_str(json).unwrap_or_default())
+            .get_or_init(|| serde_json::from_str(literal).unwrap_or_default())
     }
 
     /// The value as an owned string.
@@ -65,28 +63,32 @@ impl JsonText {
         self.as_str().to_owned()
     }
 
-    /// The JSON string literal of the value: the sender's own when it was kept, otherwise the
-    /// value escaped (`None` only if that fails, which it cannot for a `String`).
-    pub fn to_literal(&self) -> Option<String> {
-        match &self.literal {
-            Some(literal) => Some(literal.get().to_owned()),
-            None => serde_json::to_string(self.as_str()).ok(),
-        }
-    }
-
-    /// About how many bytes the value takes written as JSON: exact for a kept literal. For
-    /// sizing the buffer a frame is rendered into.
-    pub(crate) fn json_len_hint(&self) -> usize {
-        match &self.literal {
-            Some(literal) => literal.get().len(),
-            None => self.as_str().len() + 2,
-        }
-    }
-
     /// Whether the sender's literal is kept (the value was not built from a plain string).
     pub fn is_literal(&self) -> bool {
         self.literal.is_some()
     }
+
+    /// Appends the value as a JSON string: the sender's literal when it was kept, otherwise the
+    /// value escaped as serde_json escapes it.
+    pub(crate) fn write_json(&self, out: &mut String) {
+        match &self.literal {
+            Some(literal) => out.push_str(literal),
+            None => out.push_str(&json_string(self.as_str())),
+        }
+    }
+
+    /// About how many bytes [`Self::write_json`] appends: exact for a kept literal.
+    pub(crate) fn json_len_hint(&self) -> usize {
+        match &self.literal {
+            Some(literal) => literal.len(),
+            None => self.as_str().len() + 2,
+        }
+    }
+}
+
+/// `text` as a JSON string literal (serializing a `str` cannot fail).
+pub(crate) fn json_string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
 }
 
 impl From<String> for JsonText {
@@ -162,19 +164,14 @@ impl fmt::Display for JsonText {
     }
 }
 
-/// A kept literal is written as it came (serde_json writes a `RawValue` verbatim); plain text
-/// is escaped as any string. Events are only ever serialized as JSON.
+/// Serialized as its value, like any string (cluster frames, the native plugin ABI, golden
+/// files). The relay's own frames are written with [`JsonText::write_json`].
 impl Serialize for JsonText {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match &self.literal {
-            Some(literal) => literal.serialize(serializer),
-            None => serializer.serialize_str(self.as_str()),
-        }
+        serializer.serialize_str(self.as_str())
     }
 }
 
-/// Read as a plain string: events arrive in tagged enums, which serde buffers, and a buffered
-/// value cannot be borrowed as a literal.
 impl<'de> Deserialize<'de> for JsonText {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         String::deserialize(deserializer).map(JsonText::from)
@@ -186,17 +183,21 @@ mod tests {
     use super::*;
 
     fn literal(json: &str) -> JsonText {
-        let raw: &RawValue = serde_json::from_str(json).expect("valid JSON");
-        JsonText::from_literal(raw).expect("a string literal")
+        JsonText::from_checked_literal(Cow::Borrowed(json))
     }
 
     #[test]
     fn a_literal_reads_as_its_value_and_writes_as_it_came() {
         let text = literal(r#""v=0\r\na=x:\"q\" \u00e9\/""#);
         assert_eq!(text.as_str(), "v=0\r\na=x:\"q\" é/");
+        let mut out = String::new();
+        text.write_json(&mut out);
+        assert_eq!(out, r#""v=0\r\na=x:\"q\" \u00e9\/""#);
+        assert_eq!(text.json_len_hint(), out.len());
+        // Serialized as a value, escaped as serde_json escapes any string.
         assert_eq!(
             serde_json::to_string(&text).ok().as_deref(),
-            Some(r#""v=0\r\na=x:\"q\" \u00e9\/""#)
+            Some(r#""v=0\r\na=x:\"q\" é/""#)
         );
         assert_eq!(text.clone().into_string(), "v=0\r\na=x:\"q\" é/");
     }
@@ -212,20 +213,10 @@ mod tests {
     fn literal_and_plain_text_of_one_value_are_equal() {
         assert_eq!(literal(r#""a\nb""#), JsonText::from("a\nb"));
         assert_ne!(literal(r#""a\nb""#), JsonText::from("a\\nb"));
-        assert_eq!(
-            serde_json::to_string(&JsonText::from("a\nb"))
-                .ok()
-                .as_deref(),
-            Some(r#""a\nb""#)
-        );
-    }
-
-    #[test]
-    fn only_strings_are_literals() {
-        for json in ["1", "null", "{}", "[]", "true"] {
-            let raw: &RawValue = serde_json::from_str(json).expect("valid JSON");
-            assert!(JsonText::from_literal(raw).is_none(), "{json}");
-        }
+        let mut out = String::new();
+        JsonText::from("a\nb").write_json(&mut out);
+        assert_eq!(out, r#""a\nb""#);
+        assert_eq!(JsonText::default(), "");
     }
 
     #[test]

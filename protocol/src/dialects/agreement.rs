@@ -1,17 +1,17 @@
-//! Each dialect's in-place read of its usual signals against its general decoder: wherever the
-//! in-place read accepts a text, both give the same event. For the tests and the `fast_paths`
+//! Each dialect's one-pass read of its clients' signals against its general decoder: wherever
+//! the one-pass read accepts a text, both give the same event. For the tests and the `fast_paths`
 //! fuzz target (through `testing::fast_paths_agree`).
 
-use super::Decoded;
-use super::{antmedia, raw, socketio};
+use super::scan::Escaping;
+use super::{Decoded, antmedia, raw, socketio};
 use crate::{DecodeError, Event};
 
 const ROOM: &str = "room1";
 
-/// Runs every dialect's in-place read on `text` and, where one accepts it, that dialect's
-/// general decoder too; `Err` names a dialect on which they disagree. Also reads `text` as the
-/// `msg` literal its sender's `JSON.stringify` would make of it, both ways socket.io event data
-/// is read.
+/// Runs every dialect's one-pass read on `text` and, where one accepts it, that dialect's
+/// general decoder too; `Err` names a dialect on which they disagree. Also reads `text` as a
+/// `msg` literal (the socket.io one-pass read of literals), and as the literal its sender's
+/// `JSON.stringify` would make of it, both ways socket.io event data is read.
 pub(crate) fn check(text: &str) -> Result<(), String> {
     let checks = [
         (
@@ -21,7 +21,7 @@ pub(crate) fn check(text: &str) -> Result<(), String> {
         ),
         (
             "socketio",
-            socketio::decode::signal(ROOM, text),
+            socketio::decode::signal(ROOM, text, Escaping::Once),
             event(socketio::decode::decode_msg_general(ROOM, text)),
         ),
         (
@@ -33,11 +33,28 @@ pub(crate) fn check(text: &str) -> Result<(), String> {
     for (dialect, in_place, general) in checks {
         if in_place.is_some() && in_place != general {
             return Err(format!(
-                "{dialect}: in place {in_place:?} != general {general:?}"
+                "{dialect}: one pass {in_place:?} != general {general:?}"
             ));
         }
     }
+    literal_agreement(text)?;
     msg_data_agreement(text)
+}
+
+/// Where the `msg` literal read accepts `literal`, it is one JSON string whose text the general
+/// socket.io decoder reads as the same event.
+fn literal_agreement(literal: &str) -> Result<(), String> {
+    let Some(in_place) = socketio::decode::signal_literal(ROOM, literal) else {
+        return Ok(());
+    };
+    let text = serde_json::from_str::<String>(literal)
+        .map_err(|e| format!("literal read accepted a bad literal {literal:?}: {e}"))?;
+    match socketio::decode::decode_msg_general(ROOM, &text) {
+        Ok(Decoded::Event(general)) if general == in_place => Ok(()),
+        general => Err(format!(
+            "literal: one pass {in_place:?} != general {general:?}"
+        )),
+    }
 }
 
 /// `text` sent as a `msg` string: the usual data `["msg",<literal>]` and the same data spaced
@@ -78,92 +95,4 @@ fn same<W: PartialEq>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const SDP: &str = r#""v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\na=x:\"q\"\r\n""#;
-
-    /// The hot frames of every dialect, in their clients' shapes and in others.
-    #[test]
-    fn every_in_place_read_agrees_on_the_hot_frames_of_every_dialect() {
-        let frames = [
-            format!(r#"{{"type":"offer","sdp":{SDP}}}"#),
-            format!(r#"{{"sdp":{SDP},"type":"answer"}}"#),
-            format!(r#"{{"type":"rollback","sdp":{SDP}}}"#),
-            format!(r#"{{"sdp":{{"type":"answer","sdp":{SDP}}}}}"#),
-            format!(r#"{{"sdp":{{"type":"offer","sdp":{SDP}}},"candidate":null}}"#),
-            format!(
-                r#"{{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":{SDP}}}"#
-            ),
-            format!(
-                r#"{{ "sdp" : {SDP}, "type":"offer", "streamId":"s1","command":"takeConfiguration"}}"#
-            ),
-            r#"{"command":"takeCandidate","streamId":"room1","label":1,"id":"1","candidate":"c"}"#
-                .to_owned(),
-            r#"{"candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}}"#.to_owned(),
-            r#"{"candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"dK+1"}}"#.to_owned(),
-            r#"{"type":"candidate","candidate":{"candidate":"c"}}"#.to_owned(),
-            r#"{"type":"candidate","candidate":{"candidate":"","sdpMLineIndex":null,"sdpMid":null,"usernameFragment":"u"}}"#.to_owned(),
-            r#"{"type":"offer","sdp":"\u00e9\ud83d\ude00\/"}"#.to_owned(),
-        ];
-        for text in &frames {
-            assert_eq!(check(text), Ok(()), "{text}");
-            let accepted = raw::signal(ROOM, text)
-                .or_else(|| socketio::decode::signal(ROOM, text))
-                .or_else(|| antmedia::decode::signal(text));
-            assert!(accepted.is_some(), "no in-place read took {text}");
-        }
-    }
-
-    /// Frames of other shapes, types or ids are left to the general decoders.
-    #[test]
-    fn unusual_frames_are_left_to_the_general_decoders() {
-        let declined = [
-            r#"{"type":"rollback"}"#.to_owned(),
-            format!(r#"{{"type":"offer","sdp":{SDP},"extra":1}}"#),
-            format!(r#"{{"type":"bogus","sdp":{SDP}}}"#),
-            format!(r#"{{"type":"offer","sdp":{SDP},"sdp":{SDP}}}"#),
-            r#"{"type":"candidate","candidate":{"candidate":"c","sdpMLineIndex":"1","sdpMid":0}}"#
-                .to_owned(),
-            r#"{"type":"candidate","candidate":{"candidate":"c","sdpMLineIndex":-1}}"#.to_owned(),
-            r#"{"type":"candidate","candidate":null}"#.to_owned(),
-            r#"{"type":"candidate","candidate":"c","sdpMid":"0"}"#.to_owned(),
-            r#"{"type":"off\u0065r","sdp":"x"}"#.to_owned(),
-            r#"{"type":"offer","sdp":5}"#.to_owned(),
-            r#"{"sdp":{"type":"rollback"}}"#.to_owned(),
-            r#"{"candidate":{"candidate":"c","sdpMid":1}}"#.to_owned(),
-            r#"{"candidate":null}"#.to_owned(),
-            format!(
-                r#"{{"command":"takeConfiguration","streamId":"","type":"offer","sdp":{SDP}}}"#
-            ),
-            format!(
-                r#"{{"command":"takeConfiguration","streamId":"a b","type":"offer","sdp":{SDP}}}"#
-            ),
-            format!(
-                r#"{{"command":"takeConfiguration","streamId":"s","type":"offer","sdp":{SDP},"label":1}}"#
-            ),
-            r#"{"command":"takeCandidate","streamId":"s","label":"0","id":0,"candidate":"c"}"#
-                .to_owned(),
-            r#"{"command":"join","streamId":"s"}"#.to_owned(),
-            r#"{"renegotiate":true}"#.to_owned(),
-            "[1]".to_owned(),
-        ];
-        for text in &declined {
-            assert_eq!(raw::signal(ROOM, text), None, "{text}");
-            assert_eq!(socketio::decode::signal(ROOM, text), None, "{text}");
-            assert_eq!(antmedia::decode::signal(text), None, "{text}");
-            assert_eq!(check(text), Ok(()), "{text}");
-        }
-    }
-
-    #[test]
-    fn in_place_reads_keep_the_senders_literal() {
-        let frame = r#"{"type":"offer","sdp":"a\u00e9\/b"}"#;
-        let Some(Event::Description(d)) = raw::signal(ROOM, frame) else {
-            panic!("not read in place");
-        };
-        assert!(d.sdp.is_literal());
-        assert_eq!(d.sdp.to_literal().as_deref(), Some(r#""a\u00e9\/b""#));
-        assert_eq!(d.sdp, "aé/b");
-    }
-}
+mod tests;

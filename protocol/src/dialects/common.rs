@@ -1,8 +1,7 @@
 //! Field access and W3C shapes shared by the codecs. Every accessor turns a peer's mistake into a
 //! typed [`DecodeError`]; nothing here can panic on peer input.
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::{Candidate, DecodeError, Description, IceServers, JsonText, SdpKind};
@@ -140,83 +139,6 @@ pub(crate) fn candidate_init(
     }))
 }
 
-/// The usual shape of an `RTCSessionDescriptionInit` with an SDP, read in place: exactly `type`
-/// and `sdp`, both strings, in any order and spacing. The type is borrowed (a frame with an
-/// escape in it takes the dialect's general reader); the SDP stays the sender's literal.
-/// `None` from [`Self::into_description`] for anything else, which the general reader judges.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DescriptionShape<'a> {
-    #[serde(rename = "type", borrow)]
-    pub kind: &'a str,
-    #[serde(borrow)]
-    pub sdp: &'a RawValue,
-}
-
-impl DescriptionShape<'_> {
-    pub(crate) fn into_description(self, room: &str) -> Option<Description> {
-        description_of(room, self.kind, self.sdp)
-    }
-}
-
-/// A description from its type and its SDP's literal, when both are what they must be.
-pub(crate) fn description_of(room: &str, kind: &str, sdp: &RawValue) -> Option<Description> {
-    Some(Description {
-        room: room.to_owned(),
-        kind: SdpKind::parse(kind)?,
-        sdp: JsonText::from_literal(sdp)?,
-    })
-}
-
-/// The usual shape of an `RTCIceCandidateInit`, read in place: a `candidate` string (kept as
-/// the sender's literal) and, when present, a string `sdpMid`, an integer `sdpMLineIndex` and a
-/// string `usernameFragment`; no other field. `None` from [`Self::into_candidate`] otherwise.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct CandidateShape<'a> {
-    #[serde(borrow)]
-    candidate: &'a RawValue,
-    sdp_mid: Option<String>,
-    #[serde(rename = "sdpMLineIndex")]
-    sdp_mline_index: Option<u32>,
-    username_fragment: Option<String>,
-}
-
-impl CandidateShape<'_> {
-    pub(crate) fn into_candidate(self, room: &str) -> Option<Candidate> {
-        Some(Candidate {
-            room: room.to_owned(),
-            candidate: JsonText::from_literal(self.candidate)?,
-            sdp_mid: self.sdp_mid,
-            sdp_mline_index: self.sdp_mline_index,
-            username_fragment: self.username_fragment,
-        })
-    }
-}
-
-/// `text` read into `T` in place, or `None` when it is not exactly `T`'s shape.
-pub(crate) fn shape<'a, T: Deserialize<'a>>(text: &'a str) -> Option<T> {
-    serde_json::from_str(text).ok()
-}
-
-/// `RTCSessionDescriptionInit` as browsers serialize it: `type` first, then `sdp` (written as
-/// the sender's literal when it was kept).
-#[derive(Serialize)]
-pub(crate) struct DescriptionInit<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub sdp: &'a JsonText,
-}
-
-impl<'a> From<&'a Description> for DescriptionInit<'a> {
-    fn from(d: &'a Description) -> Self {
-        DescriptionInit {
-            kind: d.kind.as_str(),
-            sdp: &d.sdp,
-        }
-    }
-}
-
 /// `RTCIceCandidateInit` in `RTCIceCandidate.toJSON()` order; fields we do not know are left
 /// out rather than sent as `null`.
 #[derive(Serialize)]
@@ -268,14 +190,24 @@ pub(crate) fn to_text<T: Serialize>(value: &T) -> Option<String> {
     serde_json::to_string(value).ok()
 }
 
-/// [`to_text`] into a buffer of `capacity` bytes: for frames that carry an SDP, whose size is
-/// known, so the text is written once rather than copied as a growing buffer doubles.
-pub(crate) fn to_text_sized<T: Serialize>(value: &T, capacity: usize) -> Option<String> {
-    let mut buffer = Vec::with_capacity(capacity);
-    serde_json::to_writer(&mut buffer, value).ok()?;
-    // serde_json writes UTF-8 only.
-    String::from_utf8(buffer).ok()
+/// `{"type":T,"sdp":S}`: an `RTCSessionDescriptionInit` as browsers serialize it, written by
+/// hand so that a kept SDP literal is copied in as it came ([`JsonText::write_json`]), between
+/// `head` and `tail`.
+pub(crate) fn description_init_json(head: &str, d: &Description, tail: &str) -> String {
+    let mut out =
+        String::with_capacity(head.len() + d.sdp.json_len_hint() + tail.len() + DESCRIPTION_KEYS);
+    out.push_str(head);
+    out.push_str(r#"{"type":""#);
+    out.push_str(d.kind.as_str());
+    out.push_str(r#"","sdp":"#);
+    d.sdp.write_json(&mut out);
+    out.push('}');
+    out.push_str(tail);
+    out
 }
+
+/// The bytes [`description_init_json`] adds besides the SDP: keys, quotes and the longest type.
+const DESCRIPTION_KEYS: usize = 32;
 
 /// Whether `text` looks like a JSON object (first non-blank character `{`).
 pub(crate) fn looks_like_object(text: &str) -> bool {
@@ -326,32 +258,35 @@ mod tests {
         assert!(opt_mid(&obj(json!({ "id": true })), "id").is_err());
     }
 
-    #[test]
-    fn the_usual_shapes_keep_their_literals_and_refuse_the_rest() {
-        let d = shape::<DescriptionShape<'_>>(r#"{"sdp":"v=0\r\n","type":"answer"}"#)
-            .and_then(|d| d.into_description("r"));
-        let d = d.expect("the usual shape, in another key order");
-        assert_eq!((d.kind, d.sdp.as_str()), (SdpKind::Answer, "v=0\r\n"));
-        assert!(d.sdp.is_literal());
-        for other in [
-            r#"{"type":"offer","sdp":"x","extra":1}"#,
-            r#"{"type":"offer","sdp":1}"#,
-            r#"{"type":"bogus","sdp":"x"}"#,
-            r#"{"type":"off\u0065r","sdp":"x"}"#,
-            r#"{"type":"offer","sdp":"x","sdp":"y"}"#,
-        ] {
-            let read = shape::<DescriptionShape<'_>>(other).and_then(|d| d.into_description("r"));
-            assert!(read.is_none(), "{other}");
+    /// `RTCSessionDescriptionInit` as browsers serialize it: `type` first, then `sdp`.
+    #[derive(Serialize)]
+    struct DescriptionInit<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        sdp: &'a JsonText,
+    }
+
+    impl<'a> From<&'a Description> for DescriptionInit<'a> {
+        fn from(d: &'a Description) -> Self {
+            DescriptionInit {
+                kind: d.kind.as_str(),
+                sdp: &d.sdp,
+            }
         }
-        let c = shape::<CandidateShape<'_>>(r#"{"candidate":"c","sdpMLineIndex":0,"sdpMid":null}"#)
-            .and_then(|c| c.into_candidate("r"))
-            .expect("the usual shape");
-        assert_eq!((c.candidate.as_str(), c.sdp_mline_index), ("c", Some(0)));
-        assert!(
-            shape::<CandidateShape<'_>>(r#"{"candidate":null}"#)
-                .and_then(|c| c.into_candidate("r"))
-                .is_none()
-        );
+    }
+
+    #[test]
+    fn a_description_is_written_as_serde_writes_it() {
+        for sdp in ["v=0\r\na=x:\"q\" é/\t", ""] {
+            let d = Description {
+                room: "r".into(),
+                kind: SdpKind::Pranswer,
+                sdp: sdp.into(),
+            };
+            let by_serde = to_text(&DescriptionInit::from(&d)).unwrap_or_default();
+            assert_eq!(description_init_json("", &d, ""), by_serde);
+            assert_eq!(description_init_json("[", &d, "]"), format!("[{by_serde}]"));
+        }
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod engineio;
 mod forward_tests;
 mod json;
 pub mod raw;
+mod scan;
 pub mod socketio;
 
 pub use json::parse_object;

@@ -13,16 +13,16 @@
 //! gateway answers `switchboard.media-answer`, `switchboard.media-offer`,
 //! `switchboard.media-started`, `switchboard.media-finished`.
 
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::common::{
-    CandidateInit, CandidateShape, DescriptionInit, candidate_init, description_init,
-    description_of, ice_server_list, looks_like_object, shape, to_text, to_text_sized, valid_id,
+    CandidateInit, candidate_init, description_init, description_init_json, ice_server_list,
+    looks_like_object, to_text, valid_id,
 };
 use super::common::{ECHO_CHARS, opt_str, truncate};
 use super::json::parse_object;
+use super::scan::{Escaping, Reader, candidate_event, description_rest};
 use super::{Decoded, Dialect, DialectKind};
 use crate::conference::{
     ConferenceCommand, ConferenceReply, ConferenceRequest, MediaDirection, MediaRequest,
@@ -92,8 +92,8 @@ impl Dialect for Raw {
 
 // === decode ===
 
-/// A frame: a signal of simple-peer's usual shape is read in place ([`signal`]); anything else
-/// through [`decode_general`].
+/// A frame: a signal of simple-peer's own shape is read in one pass ([`signal`]); anything
+/// else through [`decode_general`].
 fn decode(room: &str, text: &str) -> Result<Decoded<String>, DecodeError> {
     if looks_like_object(text)
         && let Some(event) = signal(room, text)
@@ -103,33 +103,31 @@ fn decode(room: &str, text: &str) -> Result<Decoded<String>, DecodeError> {
     decode_general(room, text)
 }
 
-/// simple-peer's signals, `{"type":"offer"|…,"sdp":"…"}` and `{"type":"candidate","candidate":
-/// {…}}`, read in place in any key order: the type borrowed, the SDP or candidate line kept as
-/// the sender's literal. Exactly those fields with those JSON types, or `None` (for
-/// [`decode_general`], which gives the same event for every frame this accepts: the tests and
-/// the `fast_paths` fuzz target hold them to it).
+/// simple-peer's signals exactly as simple-peer writes them, `{"type","sdp"}` and
+/// `{"type":"candidate","candidate":{"candidate","sdpMLineIndex","sdpMid"}}`, read in one pass
+/// ([`Reader`]): the type read, the SDP or candidate line kept as the sender's literal. Any
+/// other shape, spacing or escape is `None`, for [`decode_general`], which gives the same event
+/// for every frame this accepts (the tests and the `fast_paths` fuzz target hold them to it).
 pub(crate) fn signal(room: &str, text: &str) -> Option<Event> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Signal<'a> {
-        #[serde(rename = "type", borrow)]
-        kind: &'a str,
-        #[serde(borrow)]
-        sdp: Option<&'a RawValue>,
-        #[serde(borrow)]
-        candidate: Option<CandidateShape<'a>>,
+    let mut r = Reader::new(text, Escaping::Once);
+    let kind = r.field(r#"{"type":"#, Reader::plain)?;
+    if kind != "candidate" {
+        return description_rest(r, room, kind, "}");
     }
-    let signal: Signal<'_> = shape(text)?;
-    match (signal.sdp, signal.candidate) {
-        (Some(sdp), None) => description_of(room, signal.kind, sdp).map(Event::Description),
-        (None, Some(candidate)) if signal.kind == "candidate" => {
-            candidate.into_candidate(room).map(Event::Candidate)
-        }
-        _ => None,
-    }
+    let candidate = r.field(r#","candidate":{"candidate":"#, Reader::literal)?;
+    let sdp_mline_index = r.field(r#","sdpMLineIndex":"#, Reader::index_or_null)?;
+    let sdp_mid = r.field(r#","sdpMid":"#, Reader::string_or_null)?;
+    r.close("}}")?;
+    Some(candidate_event(
+        room,
+        candidate,
+        sdp_mid,
+        sdp_mline_index,
+        None,
+    ))
 }
 
-/// [`decode`] without the in-place read: every frame through a `serde_json::Value`.
+/// [`decode`] without the one-pass read: every frame through a `serde_json::Value`.
 pub(crate) fn decode_general(room: &str, text: &str) -> Result<Decoded<String>, DecodeError> {
     let opaque = || {
         let payload = text.to_owned();
@@ -401,9 +399,7 @@ struct ErrorFrame<'a> {
 fn encode(event: &Event) -> Option<String> {
     let notice = |kind, room: &str| to_text(&RoomNoticeFrame { kind, room });
     match event {
-        Event::Description(d) => {
-            to_text_sized(&DescriptionInit::from(d), d.sdp.json_len_hint() + 32)
-        }
+        Event::Description(d) => Some(description_init_json("", d, "")),
         Event::Candidate(c) => to_text(&CandidateSignal {
             kind: "candidate",
             candidate: CandidateInit::from(c),

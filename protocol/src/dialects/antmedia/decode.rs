@@ -1,17 +1,15 @@
 //! Client → gateway: one Ant Media command frame to an [`Event`].
 
-use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::conference;
 use super::fields::{opt_token, stream_id};
 use crate::dialects::Decoded;
 use crate::dialects::common::{
-    ECHO_CHARS, description_of, opt_mid, opt_mline_index, opt_str, req_str, sdp_kind, shape,
-    truncate, valid_id,
+    ECHO_CHARS, opt_mid, opt_mline_index, opt_str, req_str, sdp_kind, truncate, valid_id,
 };
 use crate::dialects::json::parse_object;
+use crate::dialects::scan::{Escaping, Reader, candidate_event, description_rest};
 use crate::{
     Candidate, DecodeError, Description, Event, Join, JoinMode, JsonText, Leave, LeaveReason,
     PeerMessage,
@@ -28,7 +26,7 @@ const STREAM_COMMANDS: &[&str] = &[
 ];
 
 /// Decodes one text frame from a peer connected to application `app`: a relayed signal of the
-/// SDK's shape in place ([`signal`]), anything else through [`decode_general`].
+/// SDK's own shape in one pass ([`signal`]), anything else through [`decode_general`].
 pub(super) fn decode(text: &str, app: &str) -> Result<Decoded<String>, DecodeError> {
     if let Some(event) = signal(text) {
         return Ok(Decoded::Event(event));
@@ -36,51 +34,42 @@ pub(super) fn decode(text: &str, app: &str) -> Result<Decoded<String>, DecodeErr
     decode_general(text, app)
 }
 
-/// `takeConfiguration` `{command,streamId,type,sdp}` and `takeCandidate` `{command,streamId,
-/// label,id,candidate}` as the SDK sends them, read in place in any key order: the command,
-/// stream id and type borrowed, the SDP or candidate line kept as the sender's literal. Exactly
-/// those fields with those JSON types and a valid stream id, or `None` (for [`decode_general`],
-/// which says what is wrong, and gives the same event for every frame this accepts: the tests
-/// and the `fast_paths` fuzz target hold them to it).
+/// `takeConfiguration` `{"command","streamId","type","sdp"}` and `takeCandidate` `{"command",
+/// "streamId","label","id","candidate"}` exactly as the SDK writes them, read in one pass
+/// ([`Reader`]): the command, stream id and type read, the SDP or candidate line kept as the
+/// sender's literal. Any other shape, spacing or escape, or an invalid stream id, is `None`,
+/// for [`decode_general`], which says what is wrong and gives the same event for every frame
+/// this accepts (the tests and the `fast_paths` fuzz target hold them to it).
 pub(crate) fn signal(text: &str) -> Option<Event> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
-    struct Signal<'a> {
-        #[serde(borrow)]
-        command: &'a str,
-        #[serde(borrow)]
-        stream_id: &'a str,
-        #[serde(rename = "type", borrow)]
-        kind: Option<&'a str>,
-        #[serde(borrow)]
-        sdp: Option<&'a RawValue>,
-        #[serde(borrow)]
-        candidate: Option<&'a RawValue>,
-        label: Option<u32>,
-        id: Option<String>,
-    }
-    let s: Signal<'_> = shape(text)?;
-    if s.stream_id.is_empty() || !valid_id(s.stream_id) {
+    let mut r = Reader::new(text, Escaping::Once);
+    let command = r.field(r#"{"command":"#, Reader::plain)?;
+    let stream_id = r.field(r#","streamId":"#, Reader::plain)?;
+    if stream_id.is_empty() || !valid_id(stream_id) {
         return None;
     }
-    match (s.command, s.kind, s.sdp, s.candidate) {
-        ("takeConfiguration", Some(kind), Some(sdp), None)
-            if s.label.is_none() && s.id.is_none() =>
-        {
-            description_of(s.stream_id, kind, sdp).map(Event::Description)
+    match command {
+        "takeConfiguration" => {
+            let kind = r.field(r#","type":"#, Reader::plain)?;
+            description_rest(r, stream_id, kind, "}")
         }
-        ("takeCandidate", None, None, Some(candidate)) => Some(Event::Candidate(Candidate {
-            room: s.stream_id.to_owned(),
-            candidate: JsonText::from_literal(candidate)?,
-            sdp_mid: s.id,
-            sdp_mline_index: s.label,
-            username_fragment: None,
-        })),
+        "takeCandidate" => {
+            let label = r.field(r#","label":"#, Reader::index)?;
+            let id = r.field(r#","id":"#, Reader::string)?;
+            let candidate = r.field(r#","candidate":"#, Reader::literal)?;
+            r.close("}")?;
+            Some(candidate_event(
+                stream_id,
+                candidate,
+                Some(id),
+                Some(label),
+                None,
+            ))
+        }
         _ => None,
     }
 }
 
-/// [`decode`] without the in-place read: every frame through a `serde_json::Value`.
+/// [`decode`] without the one-pass read: every frame through a `serde_json::Value`.
 pub(crate) fn decode_general(text: &str, app: &str) -> Result<Decoded<String>, DecodeError> {
     let obj = parse_object(text)?;
     let Some(Value::String(command)) = obj.get("command") else {

@@ -2,22 +2,22 @@
 //!
 //! A `msg` is read one way, whoever delivered it (the engine.io codec's frame, socketioxide's
 //! packet, or a parsed argument): its argument's literal is found in the event data
-//! ([`read_event_data`]), unescaped once into the page's JSON text ([`msg_argument`]), and that
-//! text decoded ([`decode_msg_text`]). The literal itself is what socket.io peers receive.
+//! ([`read_event_data`]) and decoded as the SimpleP2P page writes it ([`signal`], at the
+//! literal's escaping or, for an object argument, at the text's), or else unescaped once into
+//! the page's JSON text and decoded by the general reader ([`decode_msg_text`]). The literal
+//! itself is what socket.io peers receive; an SDP or candidate line is kept as JSON text.
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
 use serde::de::{self, Deserializer as _, IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{MSG_EVENT, NOTICE_EVENT, SioMessage};
 use crate::dialects::Decoded;
-use crate::dialects::common::{
-    CandidateShape, DescriptionShape, candidate_init, description_init, looks_like_object, shape,
-};
+use crate::dialects::common::{candidate_init, description_init, looks_like_object};
 use crate::dialects::json::parse_object;
+use crate::dialects::scan::{Escaping, Reader, candidate_event, description_rest};
 use crate::{DecodeError, Event, Opaque};
 
 /// What decoding one `msg` gives.
@@ -59,19 +59,26 @@ impl EventDataError {
 
 /// Reads socket.io event data (what follows the packet type, namespace and ack id). The data
 /// of nearly every `msg` is `["msg","<text>"]`: the literal is then everything after the name,
-/// taken when it parses as one JSON string (that parse is its one unescaping); any other data
-/// is read by [`event_and_argument`].
+/// read as it stands when it is the page's signal, otherwise taken when it parses as one JSON
+/// string (that parse is its one unescaping); any other data is read by [`event_and_argument`].
 pub fn read_event_data<'a>(room: &str, data: &'a str) -> Result<EventData<'a>, EventDataError> {
     if let Some(literal) = data
         .strip_prefix(r#"["msg","#)
         .and_then(|rest| rest.strip_suffix(']'))
         .filter(|literal| literal.starts_with('"'))
-        && let Ok(text) = serde_json::from_str::<String>(literal)
     {
-        return Ok(EventData::Msg(
-            decode_msg_text(room, &text),
-            Cow::Borrowed(literal),
-        ));
+        if let Some(event) = signal_literal(room, literal) {
+            return Ok(EventData::Msg(
+                Ok(Decoded::Event(event)),
+                Cow::Borrowed(literal),
+            ));
+        }
+        if let Ok(text) = serde_json::from_str::<String>(literal) {
+            return Ok(EventData::Msg(
+                decode_msg_general(room, &text),
+                Cow::Borrowed(literal),
+            ));
+        }
     }
     let (name, argument) = event_and_argument(data)?;
     if name != MSG_EVENT {
@@ -166,40 +173,48 @@ pub(crate) fn decode(room: &str, wire: &SioMessage) -> Decoding {
 }
 
 /// Decodes the text of one `msg` argument (the string itself, or an object argument's JSON
-/// text): the page's own signals in place ([`signal`]), anything else through
+/// text): the page's own signals in one pass ([`signal`]), anything else through
 /// [`decode_msg_general`].
 pub fn decode_msg_text(room: &str, text: &str) -> Decoding {
-    if looks_like_object(text)
-        && let Some(event) = signal(room, text)
-    {
+    if let Some(event) = signal(room, text, Escaping::Once) {
         return Ok(Decoded::Event(event));
     }
     decode_msg_general(room, text)
 }
 
-/// The SimpleP2P page's signals, `{"sdp":{"type","sdp"}}` and `{"candidate":{"candidate",
-/// "sdpMid","sdpMLineIndex","usernameFragment"}}`, read in place in any key order: the SDP or
-/// candidate line kept as the sender's literal. Exactly those fields with those JSON types, or
-/// `None` (for [`decode_msg_general`], which gives the same event for every text this accepts:
-/// the tests and the `fast_paths` fuzz target hold them to it).
-pub(crate) fn signal(room: &str, text: &str) -> Option<Event> {
-    #[derive(Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct Signal<'a> {
-        #[serde(borrow)]
-        sdp: Option<DescriptionShape<'a>>,
-        #[serde(borrow)]
-        candidate: Option<CandidateShape<'a>>,
+/// The SimpleP2P page's signals exactly as its `JSON.stringify` writes them,
+/// `{"sdp":{"type","sdp"}}` and `{"candidate":{"candidate","sdpMid","sdpMLineIndex",
+/// "usernameFragment"}}`, read in one pass ([`Reader`]) as JSON (`Once`) or as the content of
+/// the `msg` literal (`Twice`): the SDP or candidate line kept as JSON text. Any other shape,
+/// spacing or escape is `None`, for [`decode_msg_general`], which gives the same event for
+/// every text this accepts (the tests and the `fast_paths` fuzz target hold them to it).
+pub(crate) fn signal(room: &str, text: &str, escaping: Escaping) -> Option<Event> {
+    let mut r = Reader::new(text, escaping);
+    if r.token(r#"{"sdp":{"type":"#).is_some() {
+        let kind = r.plain()?;
+        return description_rest(r, room, kind, "}}");
     }
-    let signal: Signal<'_> = shape(text)?;
-    match (signal.sdp, signal.candidate) {
-        (Some(d), None) => d.into_description(room).map(Event::Description),
-        (None, Some(c)) => c.into_candidate(room).map(Event::Candidate),
-        _ => None,
-    }
+    let candidate = r.field(r#"{"candidate":{"candidate":"#, Reader::literal)?;
+    let sdp_mid = r.field(r#","sdpMid":"#, Reader::string_or_null)?;
+    let sdp_mline_index = r.field(r#","sdpMLineIndex":"#, Reader::index_or_null)?;
+    let username_fragment = r.field(r#","usernameFragment":"#, Reader::string_or_null)?;
+    r.close("}}")?;
+    Some(candidate_event(
+        room,
+        candidate,
+        sdp_mid,
+        sdp_mline_index,
+        username_fragment,
+    ))
 }
 
-/// [`decode_msg_text`] without the in-place read: every text through a `serde_json::Value`.
+/// [`signal`] of a `msg` literal (a JSON string, quotes included), read without unescaping it.
+pub(crate) fn signal_literal(room: &str, literal: &str) -> Option<Event> {
+    let text = literal.strip_prefix('"')?.strip_suffix('"')?;
+    signal(room, text, Escaping::Twice)
+}
+
+/// [`decode_msg_text`] without the one-pass read: every text through a `serde_json::Value`.
 pub(crate) fn decode_msg_general(room: &str, text: &str) -> Decoding {
     let opaque = || {
         Ok(Decoded::Event(Event::Opaque(Opaque {

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::common::{CandidateInit, DescriptionInit, ice_server_list, to_text, to_text_sized};
+use super::common::{CandidateInit, description_init_json, ice_server_list, to_text};
 use super::{Decoded, Dialect, DialectKind};
 use crate::{DecodeError, Event};
 
@@ -111,11 +111,6 @@ pub fn forwards_verbatim(event: &Event) -> bool {
 // === encode ===
 
 #[derive(Serialize)]
-struct SdpSignal<'a> {
-    sdp: DescriptionInit<'a>,
-}
-
-#[derive(Serialize)]
 struct CandidateSignal<'a> {
     candidate: CandidateInit<'a>,
 }
@@ -128,10 +123,7 @@ pub(crate) fn encode(event: &Event) -> Option<SioMessage> {
         })
     };
     match event {
-        Event::Description(d) => {
-            to_text_sized(&SdpSignal { sdp: d.into() }, d.sdp.json_len_hint() + 40)
-                .map(SioMessage::msg)
-        }
+        Event::Description(d) => Some(SioMessage::msg(description_init_json(r#"{"sdp":"#, d, "}"))),
         Event::Candidate(c) => to_text(&CandidateSignal {
             candidate: c.into(),
         })

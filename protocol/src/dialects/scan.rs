@@ -1,0 +1,393 @@
+//! A reader for JSON text of one exact shape, written by hand because the shapes that carry
+//! nearly all relay traffic are known to the byte, and serde, even borrowing, costs about half
+//! as much again to skip over a 6 KB SDP as this costs to find its end (BENCHMARKS.md, "Decoding
+//! the envelope, keeping the payload"). It walks the text once: punctuation and keys are
+//! compared as they stand, short strings are unescaped into their owned copies, an SDP or a
+//! candidate line is kept as its JSON literal ([`Reader::literal`]), and anything unexpected
+//! stops it (`None`), for the dialect's general decoder to read and judge.
+//!
+//! The same reader reads JSON that is itself inside a JSON string ([`Escaping::Twice`], the
+//! socket.io `msg` literal): every quote of the inner text is then `\"`, and every escape of
+//! the inner text is escaped again, so one level is undone in the same single pass.
+
+use std::borrow::Cow;
+
+use crate::{Candidate, Description, Event, JsonText, SdpKind};
+
+/// How many times the text being read was JSON-escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Escaping {
+    /// Plain JSON text.
+    Once,
+    /// JSON text as the content of a JSON string (the literal without its own quotes).
+    Twice,
+}
+
+/// The rest of the text, read from the front.
+#[derive(Debug)]
+pub(crate) struct Reader<'a> {
+    rest: &'a str,
+    escaping: Escaping,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(text: &'a str, escaping: Escaping) -> Self {
+        Reader {
+            rest: text,
+            escaping,
+        }
+    }
+
+    /// Punctuation and keys: `pattern` as written in plain JSON, its quotes escaped as the
+    /// text's are. Nothing is read unless all of it matches.
+    pub(crate) fn token(&mut self, pattern: &str) -> Option<()> {
+        let rest = match self.escaping {
+            Escaping::Once => self.rest.strip_prefix(pattern)?,
+            Escaping::Twice => {
+                // Byte by byte: a pattern is a few tens of bytes, and splitting it at its quotes
+                // for string comparisons cost more than the rest of a candidate's reading.
+                let text = self.rest.as_bytes();
+                let mut at = 0;
+                for &byte in pattern.as_bytes() {
+                    if byte == b'"' {
+                        (text.get(at) == Some(&b'\\')).then_some(())?;
+                        at += 1;
+                    }
+                    (text.get(at) == Some(&byte)).then_some(())?;
+                    at += 1;
+                }
+                // The pattern is ASCII, so `at` is a character boundary.
+                self.rest.get(at..)?
+            }
+        };
+        self.rest = rest;
+        Some(())
+    }
+
+    /// A key (with its punctuation, as [`Self::token`]) and its value, read by `value`.
+    #[inline]
+    pub(crate) fn field<T>(
+        &mut self,
+        key: &str,
+        value: impl FnOnce(&mut Self) -> Option<T>,
+    ) -> Option<T> {
+        self.token(key)?;
+        value(self)
+    }
+
+    /// The shape's closing brackets, and nothing after them.
+    pub(crate) fn close(mut self, closing: &str) -> Option<()> {
+        self.token(closing)?;
+        self.rest.is_empty().then_some(())
+    }
+
+    /// A string without escapes (a type, a command, a stream id), borrowed from the text.
+    pub(crate) fn plain(&mut self) -> Option<&'a str> {
+        self.quote()?;
+        let (value, rest) = self
+            .rest
+            .split_at_checked(next_special(self.rest.as_bytes()))?;
+        self.rest = rest;
+        self.quote()?;
+        Some(value)
+    }
+
+    /// A string kept as JSON: its literal, quotes included, in plain JSON's escaping (text
+    /// escaped twice has one level undone). Only the escapes [`Self::string`] accepts, so what
+    /// this returns is always a valid JSON string.
+    pub(crate) fn literal(&mut self) -> Option<Cow<'a, str>> {
+        match self.escaping {
+            Escaping::Once => self.literal_once().map(Cow::Borrowed),
+            Escaping::Twice => self.literal_twice().map(Cow::Owned),
+        }
+    }
+
+    /// [`Self::literal`] of plain JSON: a slice of the text, checked, nothing copied.
+    fn literal_once(&mut self) -> Option<&'a str> {
+        let text = self.rest;
+        let bytes = text.as_bytes();
+        (bytes.first() == Some(&b'"')).then_some(())?;
+        let mut at = 1;
+        loop {
+            at += next_special(bytes.get(at..)?);
+            match bytes.get(at)? {
+                b'"' => {
+                    let (literal, rest) = text.split_at_checked(at + 1)?;
+                    self.rest = rest;
+                    return Some(literal);
+                }
+                // An SDP line's end, taken as one pair.
+                b'\\' if bytes.get(at..)?.starts_with(b"\\r\\n") => at += 4,
+                b'\\' => {
+                    escape_once(bytes.get(at + 1..)?)?;
+                    at += 2;
+                }
+                // A raw control character is not JSON.
+                _ => return None,
+            }
+        }
+    }
+
+    /// [`Self::literal`] of text escaped twice: the inner literal, its outer escaping undone.
+    fn literal_twice(&mut self) -> Option<String> {
+        self.quote()?;
+        let mut out = String::with_capacity(self.rest.len() + 2);
+        out.push('"');
+        let mut rest = self.rest;
+        loop {
+            // Runs end at an ASCII byte or the end, so this is a character boundary.
+            let (run, tail) = rest.split_at_checked(next_special(rest.as_bytes()))?;
+            out.push_str(run);
+            if tail.as_bytes().starts_with(b"\\\\r\\\\n") {
+                out.push_str("\\r\\n");
+                rest = tail.get(6..)?;
+                continue;
+            }
+            let bytes = tail.as_bytes();
+            // A raw quote would end the outer string; a raw control character is not JSON.
+            (bytes.first()? == &b'\\').then_some(())?;
+            let taken = match escape_twice(bytes.get(1..)?)? {
+                Escaped::Char(ch, len) => {
+                    push_escaped(&mut out, ch);
+                    1 + len
+                }
+                Escaped::InnerEnd => {
+                    out.push('"');
+                    self.rest = tail.get(2..)?;
+                    return Some(out);
+                }
+            };
+            rest = tail.get(taken..)?;
+        }
+    }
+
+    /// A string, unescaped.
+    pub(crate) fn string(&mut self) -> Option<String> {
+        self.quote()?;
+        let mut out = String::with_capacity(self.rest.len());
+        let mut rest = self.rest;
+        loop {
+            // Runs end at an ASCII byte or the end, so this is a character boundary.
+            let (run, tail) = rest.split_at_checked(next_special(rest.as_bytes()))?;
+            out.push_str(run);
+            // SDP lines end in `\r\n`: taken as one escape pair, a line costs one dispatch.
+            // Each escaping's pattern is a constant, so the comparison is a load, not a call.
+            let line_end = match self.escaping {
+                Escaping::Once => tail.as_bytes().starts_with(b"\\r\\n").then_some(4),
+                Escaping::Twice => tail.as_bytes().starts_with(b"\\\\r\\\\n").then_some(6),
+            };
+            if let Some(len) = line_end {
+                out.push_str("\r\n");
+                rest = tail.get(len..)?;
+                continue;
+            }
+            let bytes = tail.as_bytes();
+            let taken = match (self.escaping, bytes.first()?) {
+                (Escaping::Once, b'"') => {
+                    self.rest = tail.get(1..)?;
+                    return Some(out);
+                }
+                (Escaping::Once, b'\\') => {
+                    let (ch, len) = escape_once(bytes.get(1..)?)?;
+                    out.push(ch);
+                    1 + len
+                }
+                (Escaping::Twice, b'\\') => match escape_twice(bytes.get(1..)?)? {
+                    Escaped::Char(ch, len) => {
+                        out.push(ch);
+                        1 + len
+                    }
+                    Escaped::InnerEnd => {
+                        self.rest = tail.get(2..)?;
+                        return Some(out);
+                    }
+                },
+                // A raw control character is not JSON, and a raw quote inside a string that
+                // was escaped twice would end the outer string.
+                _ => return None,
+            };
+            rest = tail.get(taken..)?;
+        }
+    }
+
+    /// A string or `null`.
+    pub(crate) fn string_or_null(&mut self) -> Option<Option<String>> {
+        if self.null() {
+            return Some(None);
+        }
+        self.string().map(Some)
+    }
+
+    /// An m-line index: a JSON integer that fits a `u32` (no sign, fraction, exponent or
+    /// leading zero).
+    pub(crate) fn index(&mut self) -> Option<u32> {
+        let digits = self.rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (number, rest) = self.rest.split_at_checked(digits)?;
+        if number.is_empty() || (number.len() > 1 && number.starts_with('0')) {
+            return None;
+        }
+        if matches!(rest.as_bytes().first(), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.rest = rest;
+        number.parse().ok()
+    }
+
+    /// An m-line index or `null`.
+    pub(crate) fn index_or_null(&mut self) -> Option<Option<u32>> {
+        if self.null() {
+            return Some(None);
+        }
+        self.index().map(Some)
+    }
+
+    fn null(&mut self) -> bool {
+        match self.rest.strip_prefix("null") {
+            Some(rest) => {
+                self.rest = rest;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// One quote of the text being read.
+    fn quote(&mut self) -> Option<()> {
+        self.rest = self.rest.strip_prefix(self.quote_text())?;
+        Some(())
+    }
+
+    /// How a quote is written in the text being read.
+    fn quote_text(&self) -> &'static str {
+        match self.escaping {
+            Escaping::Once => "\"",
+            Escaping::Twice => "\\\"",
+        }
+    }
+}
+
+/// What an escape (after its backslash) stands for in plain JSON, and how many bytes it took:
+/// the escapes browsers write in SDP and candidates; `\u`, `\b` and `\f` take the general path.
+fn escape_once(after_backslash: &[u8]) -> Option<(char, usize)> {
+    let ch = match after_backslash.first()? {
+        b'"' => '"',
+        b'\\' => '\\',
+        b'/' => '/',
+        b'r' => '\r',
+        b'n' => '\n',
+        b't' => '\t',
+        _ => return None,
+    };
+    Some((ch, 1))
+}
+
+// === the shapes' common parts ===
+
+/// A description's SDP (after its type, in every dialect's shape) and the `closing` brackets.
+pub(crate) fn description_rest(
+    mut r: Reader<'_>,
+    room: &str,
+    kind: &str,
+    closing: &str,
+) -> Option<Event> {
+    let sdp = r.field(r#","sdp":"#, Reader::literal)?;
+    r.close(closing)?;
+    Some(Event::Description(Description {
+        room: room.to_owned(),
+        kind: SdpKind::parse(kind)?,
+        sdp: JsonText::from_checked_literal(sdp),
+    }))
+}
+
+/// A candidate event, its line kept as the literal [`Reader::literal`] read.
+pub(crate) fn candidate_event(
+    room: &str,
+    candidate: Cow<'_, str>,
+    sdp_mid: Option<String>,
+    sdp_mline_index: Option<u32>,
+    username_fragment: Option<String>,
+) -> Event {
+    Event::Candidate(Candidate {
+        room: room.to_owned(),
+        candidate: JsonText::from_checked_literal(candidate),
+        sdp_mid,
+        sdp_mline_index,
+        username_fragment,
+    })
+}
+
+/// `ch` as plain JSON writes it inside a string: the characters [`escape_twice`] can give.
+fn push_escaped(out: &mut String, ch: char) {
+    match ch {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\r' => out.push_str("\\r"),
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        other => out.push(other),
+    }
+}
+
+/// What an outer escape stands for in text escaped twice.
+enum Escaped {
+    /// A character of the inner string, and how many bytes after the backslash it took.
+    Char(char, usize),
+    /// The inner string's closing quote.
+    InnerEnd,
+}
+
+/// What an outer escape (after its backslash) stands for in the inner text. An outer `\\` is
+/// an inner backslash, which must start an inner escape; an outer `\"` is an inner quote, which
+/// ends the inner string.
+fn escape_twice(after_backslash: &[u8]) -> Option<Escaped> {
+    let (ch, len) = match after_backslash {
+        [b'"', ..] => return Some(Escaped::InnerEnd),
+        [b'/', ..] => ('/', 1),
+        [b'\\', b'r', ..] => ('\r', 2),
+        [b'\\', b'n', ..] => ('\n', 2),
+        [b'\\', b't', ..] => ('\t', 2),
+        [b'\\', b'/', ..] => ('/', 2),
+        [b'\\', b'\\', b'/', ..] => ('/', 3),
+        [b'\\', b'\\', b'"', ..] => ('"', 3),
+        [b'\\', b'\\', b'\\', ..] => ('\\', 3),
+        _ => return None,
+    };
+    Some(Escaped::Char(ch, len))
+}
+
+/// The index of the first byte that is a quote, a backslash or a control character, or the
+/// length: eight bytes at a time, as an SDP line is tens of plain bytes between escapes.
+pub(crate) fn next_special(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
+    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
+    const SPACES: u64 = u64::from_ne_bytes([0x20; 8]);
+    // The high bit of each byte that is zero in `x` (exact for the lowest such byte).
+    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
+    let mut chunks = bytes.chunks_exact(8);
+    let mut offset = 0;
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(word);
+        let found = zero_bytes(word ^ QUOTES)
+            | zero_bytes(word ^ BACKSLASHES)
+            | (word.wrapping_sub(SPACES) & !word & HIGHS);
+        if found != 0 {
+            // Little-endian: the lowest flagged byte comes first in the slice.
+            return offset + (found.trailing_zeros() / 8) as usize;
+        }
+        offset += 8;
+    }
+    let rest = chunks.remainder();
+    offset
+        + rest
+            .iter()
+            .position(|&b| is_special(b))
+            .unwrap_or(rest.len())
+}
+
+pub(crate) fn is_special(byte: u8) -> bool {
+    byte == b'"' || byte == b'\\' || byte < 0x20
+}
