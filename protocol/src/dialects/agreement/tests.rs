@@ -359,3 +359,34 @@ fn msg_data_reads_as_its_text_reads() {
         assert_eq!(check_agreement(&text), Ok(()), "{text}");
     }
 }
+
+/// Frames of every dialect's other shapes (key orders, nulls, types, ids): whatever reads them,
+/// the one-pass reads and the general decoders agree.
+#[test]
+fn other_shapes_and_orders_agree_whichever_reader_takes_them() {
+    const Q: &str = r#""v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\na=x:\"q\"\r\n""#;
+    let frames = [
+        format!(r#"{{"sdp":{Q},"type":"answer"}}"#),
+        format!(r#"{{"type":"rollback","sdp":{Q}}}"#),
+        format!(r#"{{"sdp":{{"type":"offer","sdp":{Q}}},"candidate":null}}"#),
+        format!(r#"{{"type":"offer","sdp":{Q},"extra":1}}"#),
+        format!(r#"{{"type":"offer","sdp":{Q},"sdp":{Q}}}"#),
+        format!(r#"{{"command":"takeConfiguration","streamId":"s","type":"offer","sdp":{Q},"label":1}}"#),
+        format!(r#"{{ "sdp" : {Q}, "type":"offer", "streamId":"s1","command":"takeConfiguration"}}"#),
+        r#"{"type":"candidate","candidate":{"candidate":"c","sdpMLineIndex":"1","sdpMid":0}}"#.to_owned(),
+        r#"{"type":"candidate","candidate":{"candidate":"c","sdpMLineIndex":-1}}"#.to_owned(),
+        r#"{"type":"candidate","candidate":null}"#.to_owned(),
+        r#"{"type":"candidate","candidate":"c","sdpMid":"0"}"#.to_owned(),
+        r#"{"candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"dK+1"}}"#.to_owned(),
+        r#"{"candidate":{"candidate":"c","sdpMid":1}}"#.to_owned(),
+        r#"{"candidate":null}"#.to_owned(),
+        r#"{"sdp":{"type":"rollback"}}"#.to_owned(),
+        r#"{"command":"takeCandidate","streamId":"s","label":"0","id":0,"candidate":"c"}"#.to_owned(),
+        r#"{"renegotiate":true}"#.to_owned(),
+        r#"{"type":"off\u0065r","sdp":"x"}"#.to_owned(),
+        "[1]".to_owned(),
+    ];
+    for text in &frames {
+        assert_eq!(check_agreement(text), Ok(()), "{text}");
+    }
+}

@@ -318,6 +318,48 @@ mod tests {
         ));
     }
 
+    /// Data that is not exactly `["msg","<text>"]` is read by the general event reader, with
+    /// the same outcome as reading its argument by hand.
+    #[test]
+    fn anything_but_one_string_argument_takes_the_general_reader() {
+        for data in [
+            r#"["msg","a","b"]"#,
+            r#"["msg",{"a":1}]"#,
+            r#"["msg", "a"]"#,
+            r#"["msg","a"] "#,
+            r#"["msg","a\"]"#,
+            r#"["msg","\u12"]"#,
+            r#"["other","a"]"#,
+            r#"["msg","{\"sdp\":{\"type\":\"offer\",\"sdp\":\"\"}}","b"]"#,
+        ] {
+            let by_hand = event_and_argument(data).map(|(name, argument)| {
+                let text = argument.map(|a| match serde_json::from_str::<String>(a.get()) {
+                    Ok(text) => text,
+                    Err(_) => a.get().to_owned(),
+                });
+                (name, text)
+            });
+            match (read_event_data("r", data), by_hand) {
+                (Ok(EventData::Msg(decoded, literal)), Ok((name, Some(text)))) => {
+                    assert_eq!(name, MSG_EVENT, "{data}");
+                    assert_eq!(
+                        format!("{decoded:?}"),
+                        format!("{:?}", decode_msg_text("r", &text)),
+                        "{data}"
+                    );
+                    assert_eq!(
+                        serde_json::from_str::<String>(&literal).ok().as_deref(),
+                        Some(text.as_str()),
+                        "{data}"
+                    );
+                }
+                (Ok(EventData::Other(name, _)), Ok((other, _))) => assert_eq!(name, other),
+                (Err(_), Err(_)) => {}
+                (read, by_hand) => panic!("{data}: {read:?} against {by_hand:?}"),
+            }
+        }
+    }
+
     #[test]
     fn other_events_are_ignored() {
         let wire = SioMessage {
