@@ -17,72 +17,100 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// A JSON string's value, held as the sender's literal (quotes and escapes as written) or as
 /// plain text. Reads ([`JsonText::as_str`], `Deref`) unescape a literal on first use and keep
 /// the result; equality and `Debug` are those of the value, however it is held.
-#[derive(Clone, Default)]
-pub struct JsonText {
-    /// A JSON string literal, quotes included, checked when it was read; `None` for text built
-    /// from a plain string.
-    literal: Option<String>,
-    /// The value: given, or unescaped from `literal` on first read when it has escapes.
+///
+/// It is the size of a `String`: events are moved from the decoder to the bus and on, and a
+/// larger candidate made every event too large to be moved without a call to `memcpy` (3.9%
+/// more instructions per relayed socket.io message; BENCHMARKS.md).
+#[derive(Clone)]
+pub struct JsonText(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// Text built from a plain string.
+    Value(String),
+    /// A JSON string literal, quotes included, checked when it was read.
+    Literal(Box<Literal>),
+}
+
+#[derive(Clone)]
+struct Literal {
+    json: String,
+    /// The value, unescaped from `json` on first read when it has escapes.
     value: OnceLock<String>,
+}
+
+impl Default for JsonText {
+    fn default() -> Self {
+        JsonText(Repr::Value(String::new()))
+    }
 }
 
 impl JsonText {
     /// Keeps `literal`, which the caller has read as one valid JSON string literal.
     pub(crate) fn from_checked_literal(literal: Cow<'_, str>) -> Self {
-        JsonText {
-            literal: Some(literal.into_owned()),
+        JsonText(Repr::Literal(Box::new(Literal {
+            json: literal.into_owned(),
             value: OnceLock::new(),
-        }
+        })))
     }
 
     /// The value, unescaped (on the first call, for a literal with escapes).
     pub fn as_str(&self) -> &str {
+        match &self.0 {
+            Repr::Value(value) => value,
+            Repr::Literal(literal) => literal.value(),
+        }
+    }
+
+    /// The value as an owned string.
+    pub fn into_string(self) -> String {
+        match self.0 {
+            Repr::Value(value) => value,
+            Repr::Literal(literal) => match literal.value.get() {
+                Some(_) => literal.value.into_inner().unwrap_or_default(),
+                None => literal.value().to_owned(),
+            },
+        }
+    }
+
+    /// Whether the sender's literal is kept (the value was not built from a plain string).
+    pub fn is_literal(&self) -> bool {
+        matches!(self.0, Repr::Literal(_))
+    }
+
+    /// Appends the value as a JSON string: the sender's literal when it was kept, otherwise the
+    /// value escaped as serde_json escapes it.
+    pub(crate) fn write_json(&self, out: &mut String) {
+        match &self.0 {
+            Repr::Literal(literal) => out.push_str(&literal.json),
+            Repr::Value(value) => out.push_str(&json_string(value)),
+        }
+    }
+
+    /// About how many bytes [`Self::write_json`] appends: exact for a kept literal.
+    pub(crate) fn json_len_hint(&self) -> usize {
+        match &self.0 {
+            Repr::Literal(literal) => literal.json.len(),
+            Repr::Value(value) => value.len() + 2,
+        }
+    }
+}
+
+impl Literal {
+    fn value(&self) -> &str {
         if let Some(value) = self.value.get() {
             return value;
         }
-        let Some(literal) = &self.literal else {
-            // The empty default: text built from a string always has its value set.
-            return "";
-        };
-        let inner = literal
-            .get(1..literal.len().saturating_sub(1))
+        let inner = self
+            .json
+            .get(1..self.json.len().saturating_sub(1))
             .unwrap_or_default();
         if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
             return inner;
         }
         // The literal was checked as a JSON string when it was read, so this cannot fail.
         self.value
-            .get_or_init(|| serde_json::from_str(literal).unwrap_or_default())
-    }
-
-    /// The value as an owned string.
-    pub fn into_string(self) -> String {
-        if self.value.get().is_some() {
-            return self.value.into_inner().unwrap_or_default();
-        }
-        self.as_str().to_owned()
-    }
-
-    /// Whether the sender's literal is kept (the value was not built from a plain string).
-    pub fn is_literal(&self) -> bool {
-        self.literal.is_some()
-    }
-
-    /// Appends the value as a JSON string: the sender's literal when it was kept, otherwise the
-    /// value escaped as serde_json escapes it.
-    pub(crate) fn write_json(&self, out: &mut String) {
-        match &self.literal {
-            Some(literal) => out.push_str(literal),
-            None => out.push_str(&json_string(self.as_str())),
-        }
-    }
-
-    /// About how many bytes [`Self::write_json`] appends: exact for a kept literal.
-    pub(crate) fn json_len_hint(&self) -> usize {
-        match &self.literal {
-            Some(literal) => literal.len(),
-            None => self.as_str().len() + 2,
-        }
+            .get_or_init(|| serde_json::from_str(&self.json).unwrap_or_default())
     }
 }
 
@@ -93,10 +121,7 @@ pub(crate) fn json_string(text: &str) -> String {
 
 impl From<String> for JsonText {
     fn from(value: String) -> Self {
-        JsonText {
-            literal: None,
-            value: OnceLock::from(value),
-        }
+        JsonText(Repr::Value(value))
     }
 }
 
@@ -206,7 +231,10 @@ mod tests {
     fn a_literal_without_escapes_is_read_in_place() {
         let text = literal(r#""candidate:1 1 udp 1 127.0.0.1 9 typ host""#);
         assert_eq!(text, "candidate:1 1 udp 1 127.0.0.1 9 typ host");
-        assert!(text.value.get().is_none(), "no copy was made");
+        let Repr::Literal(kept) = &text.0 else {
+            panic!("not kept");
+        };
+        assert!(kept.value.get().is_none(), "no copy was made");
     }
 
     #[test]
@@ -217,6 +245,13 @@ mod tests {
         JsonText::from("a\nb").write_json(&mut out);
         assert_eq!(out, r#""a\nb""#);
         assert_eq!(JsonText::default(), "");
+    }
+
+    /// Events move from the decoder through the bus by value; a `JsonText` larger than a
+    /// `String` made them too large to move without a `memcpy` call (BENCHMARKS.md).
+    #[test]
+    fn is_the_size_of_a_string() {
+        assert_eq!(size_of::<JsonText>(), size_of::<String>());
     }
 
     #[test]
