@@ -26,9 +26,11 @@ pub struct JsonText(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    /// Text built from a plain string.
+    /// Text built from a plain string, or read from a literal without escapes (nearly every
+    /// candidate line): what its quotes hold is then its value, which serde_json escapes back
+    /// into the same literal (it escapes only quotes, backslashes and control characters).
     Value(String),
-    /// A JSON string literal, quotes included, checked when it was read.
+    /// A JSON string literal with escapes, quotes included, checked when it was read.
     Literal(Box<Literal>),
 }
 
@@ -48,6 +50,17 @@ impl Default for JsonText {
 impl JsonText {
     /// Keeps `literal`, which the caller has read as one valid JSON string literal.
     pub(crate) fn from_checked_literal(literal: Cow<'_, str>) -> Self {
+        if memchr::memchr(b'\\', literal.as_bytes()).is_none() {
+            let value = match literal {
+                Cow::Borrowed(json) => unquoted(json).to_owned(),
+                Cow::Owned(mut json) => {
+                    json.pop();
+                    json.remove(0);
+                    json
+                }
+            };
+            return JsonText(Repr::Value(value));
+        }
         JsonText(Repr::Literal(Box::new(Literal {
             json: literal.into_owned(),
             value: OnceLock::new(),
@@ -73,7 +86,8 @@ impl JsonText {
         }
     }
 
-    /// Whether the sender's literal is kept (the value was not built from a plain string).
+    /// Whether the sender's literal, with its escapes, is kept (rather than a value: built from a
+    /// plain string, or read from a literal without escapes).
     pub fn is_literal(&self) -> bool {
         matches!(self.0, Repr::Literal(_))
     }
@@ -98,20 +112,16 @@ impl JsonText {
 
 impl Literal {
     fn value(&self) -> &str {
-        if let Some(value) = self.value.get() {
-            return value;
-        }
-        let inner = self
-            .json
-            .get(1..self.json.len().saturating_sub(1))
-            .unwrap_or_default();
-        if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
-            return inner;
-        }
         // The literal was checked as a JSON string when it was read, so this cannot fail.
         self.value
             .get_or_init(|| serde_json::from_str(&self.json).unwrap_or_default())
     }
+}
+
+/// What the quotes of a literal without escapes hold.
+fn unquoted(json: &str) -> &str {
+    json.get(1..json.len().saturating_sub(1))
+        .unwrap_or_default()
 }
 
 /// `text` as a JSON string literal (serializing a `str` cannot fail).
@@ -231,10 +241,17 @@ mod tests {
     fn a_literal_without_escapes_is_read_in_place() {
         let text = literal(r#""candidate:1 1 udp 1 127.0.0.1 9 typ host""#);
         assert_eq!(text, "candidate:1 1 udp 1 127.0.0.1 9 typ host");
-        let Repr::Literal(kept) = &text.0 else {
+        assert!(matches!(text.0, Repr::Value(_)), "its value, with no cache");
+        let mut out = String::new();
+        text.write_json(&mut out);
+        assert_eq!(out, r#""candidate:1 1 udp 1 127.0.0.1 9 typ host""#);
+        let escaped = literal(r#""a\/b""#);
+        let Repr::Literal(kept) = &escaped.0 else {
             panic!("not kept");
         };
-        assert!(kept.value.get().is_none(), "no copy was made");
+        assert!(kept.value.get().is_none(), "unescaped before it was read");
+        assert_eq!(escaped, "a/b");
+        assert!(kept.value.get().is_some(), "unescaped once, and kept");
     }
 
     #[test]
