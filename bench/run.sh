@@ -13,6 +13,12 @@
 #                           # against the `peer` server (npm, PeerJS's own), interleaved rounds,
 #                           # about 1 minute; the full run includes the same rows
 #   SWITCHBOARD_BIN=PATH bench/run.sh ...  # the same run against another gateway binary
+#   bench/run.sh --relay    # only relay throughput: the no-parse relay and the gateway in each
+#                           # dialect, RELAY_ROUNDS rounds (default 5), each round's ratio to
+#                           # that round's no-parse relay; with RELAY_BASE_BIN=/path/to/switchboard
+#                           # (another build, e.g. main's) that binary runs beside this one in
+#                           # every round (the order alternating), for a before/after of one
+#                           # sitting. About 1 minute a round with a base binary.
 #   bench/run.sh --sfu-only # only the SFU media forwarding section, SFU_ROUNDS rounds (default 3)
 #                           # per size, reported as medians; with SFU_BASE_BIN=/path/to/switchboard
 #                           # (another build, e.g. an older commit's) each round runs that binary
@@ -32,12 +38,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-QUICK=0 CLUSTER_ONLY=0 BURST_ONLY=0 SFU_ONLY=0 PEERJS_ONLY=0
+QUICK=0 CLUSTER_ONLY=0 BURST_ONLY=0 SFU_ONLY=0 PEERJS_ONLY=0 RELAY_ONLY=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 [[ "${1:-}" == "--cluster" ]] && CLUSTER_ONLY=1
 [[ "${1:-}" == "--burst" ]] && BURST_ONLY=1
 [[ "${1:-}" == "--sfu-only" ]] && SFU_ONLY=1
 [[ "${1:-}" == "--peerjs" ]] && PEERJS_ONLY=1
+[[ "${1:-}" == "--relay" ]] && RELAY_ONLY=1
 
 # --- parameters -------------------------------------------------------------------------------
 if ((QUICK)); then
@@ -58,7 +65,7 @@ fi
 TP_WINDOW=32
 CLUSTER_LAT_RATE=5000
 SB_PORT=15080 NODE_PORT=15081 LIMIT_PORT=15082
-REDIS_PORT=15083 SB_A_PORT=15084 SB_B_PORT=15085 PEER_PORT=15086
+REDIS_PORT=15083 SB_A_PORT=15084 SB_B_PORT=15085 PEER_PORT=15086 SB_BASE_PORT=15087
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() {
@@ -66,7 +73,7 @@ die() {
     exit 1
 }
 
-if ((!SFU_ONLY)); then
+if ((!SFU_ONLY && !RELAY_ONLY)); then
     command -v node >/dev/null || die "node is not installed"
     [[ -d node_modules/socket.io && -d node_modules/express && -d node_modules/peer ]] ||
         die "node_modules/ lacks socket.io, express or peer: run npm ci at the repository root"
@@ -86,7 +93,7 @@ fi
 log "cargo build --release -p switchboard -p switchboard-loadgen (and the SFU benchmark)"
 cargo build --release --quiet -p switchboard -p switchboard-loadgen
 # Only the full run measures the SFU (its benchmark is the slowest to build).
-((CLUSTER_ONLY || BURST_ONLY || PEERJS_ONLY)) || cargo build --release --quiet -p switchboard-tests --example sfu_bench
+((CLUSTER_ONLY || BURST_ONLY || PEERJS_ONLY || RELAY_ONLY)) || cargo build --release --quiet -p switchboard-tests --example sfu_bench
 # SWITCHBOARD_BIN runs another gateway build with the same load generator (before/after).
 SB_BIN=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
 LG=$ROOT/target/release/switchboard-loadgen
@@ -98,10 +105,12 @@ JSONL=$RESULTS/latest.jsonl
 ((CLUSTER_ONLY)) && JSONL=$RESULTS/cluster.jsonl
 ((BURST_ONLY)) && JSONL=$RESULTS/burst.jsonl
 ((PEERJS_ONLY)) && JSONL=$RESULTS/peerjs.jsonl
+((RELAY_ONLY)) && JSONL=$RESULTS/relay.jsonl
 WORK=$(mktemp -d)
 ((SFU_ONLY)) && JSONL=$WORK/unused.jsonl # the other sections' results stay as they were
 : >"$JSONL"
 sed "s/127.0.0.1:15080/127.0.0.1:$SB_PORT/" bench/switchboard.toml >"$WORK/switchboard.toml"
+sed "s/127.0.0.1:15080/127.0.0.1:$SB_BASE_PORT/" bench/switchboard.toml >"$WORK/switchboard-base.toml"
 # The two cluster nodes: the same gateway, each on its own port, joined by [cluster].
 for side in a b; do
     port=$SB_A_PORT
@@ -154,6 +163,11 @@ start() { # NAME
             PID[limit]=$!
             wait_port "$LIMIT_PORT"
             ;;
+        base)
+            RUST_LOG=warn "$RELAY_BASE_BIN" --config "$WORK/switchboard-base.toml" >"$WORK/switchboard-base.log" 2>&1 &
+            PID[base]=$!
+            wait_port "$SB_BASE_PORT"
+            ;;
         redis)
             command -v redis-server >/dev/null || die "redis-server is not installed (apt-get install redis-server)"
             redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
@@ -188,6 +202,7 @@ stop() { # NAME
 addr() { # NAME
     case "$1" in
         switchboard) echo "127.0.0.1:$SB_PORT" ;;
+        base) echo "127.0.0.1:$SB_BASE_PORT" ;;
         cluster) echo "127.0.0.1:$SB_A_PORT" ;;
         node) echo "127.0.0.1:$NODE_PORT" ;;
         limit) echo "127.0.0.1:$LIMIT_PORT" ;;
@@ -196,9 +211,10 @@ addr() { # NAME
 }
 
 lg() { # SCENARIO SERVER DIALECT ARGS...: one run, its report appended to the JSONL
-    local scenario=$1 server=$2 dialect=$3
+    local scenario=$1 server=$2 dialect=$3 kind=$2
     shift 3
-    timeout 600 "$LG" "$scenario" --addr "$(addr "$server")" --server "$server" \
+    [[ $server == base ]] && kind=switchboard # another gateway build (--relay)
+    timeout 600 "$LG" "$scenario" --addr "$(addr "$server")" --server "$kind" \
         --dialect "$dialect" --target "${PID[$server]}" --out "$JSONL" "$@" >/dev/null ||
         log "$scenario $server $dialect failed (see above); going on"
 }
@@ -408,6 +424,78 @@ if ((PEERJS_ONLY)); then
     } >"$RESULTS/peerjs.md"
     cat "$RESULTS/peerjs.md"
     log "wrote bench/results/peerjs.md and bench/results/peerjs.jsonl"
+    exit 0
+fi
+
+if ((RELAY_ONLY)); then
+    RELAY_ROUNDS=${RELAY_ROUNDS:-5}
+    [[ -z "${RELAY_BASE_BIN:-}" || -x "${RELAY_BASE_BIN:-}" ]] || die "RELAY_BASE_BIN is not an executable"
+    start limit
+    start switchboard
+    [[ -n "${RELAY_BASE_BIN:-}" ]] && start base
+    common=(--pairs "$TP_PAIRS" --window "$TP_WINDOW" --secs "$TP_SECS")
+    for round in $(seq "$RELAY_ROUNDS"); do
+        log "relay round $round/$RELAY_ROUNDS"
+        # Each round is one line per server in the JSONL, in order: the limit, then each build.
+        lg throughput limit raw "${common[@]}"
+        builds=(switchboard)
+        if [[ -n "${RELAY_BASE_BIN:-}" ]]; then
+            builds=(switchboard base)
+            ((round % 2 == 0)) && builds=(base switchboard)
+        fi
+        for d in ant socketio raw; do
+            for b in "${builds[@]}"; do
+                lg throughput "$b" "$d" "${common[@]}" --label "$b"
+            done
+        done
+    done
+    ELAPSED=$(($(date +%s) - STARTED))
+    {
+        echo "# Benchmark results: relay throughput"
+        echo
+        echo "Produced by \`bench/run.sh --relay\` on $(date -u +%Y-%m-%dT%H:%MZ) in ${ELAPSED} s, $RELAY_ROUNDS rounds."
+        echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')${RELAY_BASE_BIN:+; base binary $(SFU_BASE_BIN=$RELAY_BASE_BIN base_binary_name)}."
+        echo "Machine: $(nproc) cores; other processes kept $BACKGROUND cores busy just before the run."
+        echo
+        python3 - "$JSONL" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+rounds, current = [], None
+for r in rows:
+    if r["server"] == "limit":
+        current = {"limit": r}
+        rounds.append(current)
+    elif current is not None:
+        current[(r["server"], r["dialect"])] = r
+builds = [b for b in ("switchboard", "base") if any((b, "ant") in rd for rd in rounds)]
+print("Each figure: the gateway's msgs/s ÷ the no-parse relay's in the same round (median, then every")
+print("round); server CPU µs per message in parentheses (median). Faults: lost, misrouted, duplicated,")
+print("out of order, malformed and errors, summed over the rounds.\n")
+print("| build | dialect | ÷ limit (median) | ÷ limit per round | CPU µs/msg | faults |")
+print("|---|---|---:|---|---:|---:|")
+for b in builds:
+    for d in ("ant", "socketio", "raw"):
+        ratios = [rd[(b, d)]["msgs_per_sec"] / rd["limit"]["msgs_per_sec"] for rd in rounds if (b, d) in rd]
+        cpu = [rd[(b, d)]["server_cpu_us_per_msg"] for rd in rounds if (b, d) in rd and rd[(b, d)]["server_cpu_us_per_msg"]]
+        faults = sum(rd[(b, d)][k] or 0 for rd in rounds if (b, d) in rd
+                     for k in ("lost", "misrouted", "duplicated", "out_of_order", "malformed", "errors"))
+        if ratios:
+            print(f"| {b} | {d} | **{statistics.median(ratios):.2f}** | {' / '.join(f'{x:.2f}' for x in ratios)} "
+                  f"| {statistics.median(cpu):.2f} | {faults} |")
+if len(builds) == 2:
+    print("\n| dialect | this build ÷ base, per round (msgs/s) | median |")
+    print("|---|---|---:|")
+    for d in ("ant", "socketio", "raw"):
+        pairs = [rd[("switchboard", d)]["msgs_per_sec"] / rd[("base", d)]["msgs_per_sec"]
+                 for rd in rounds if ("switchboard", d) in rd and ("base", d) in rd]
+        if pairs:
+            print(f"| {d} | {' / '.join(f'{x:.2f}' for x in pairs)} | **{statistics.median(pairs):.2f}** |")
+limit = [rd["limit"]["msgs_per_sec"] for rd in rounds]
+print(f"\nNo-parse relay: {' / '.join(f'{x:,.0f}' for x in limit)} msgs/s.")
+PY
+    } >"$RESULTS/relay.md"
+    cat "$RESULTS/relay.md"
+    log "wrote bench/results/relay.md and bench/results/relay.jsonl"
     exit 0
 fi
 

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::conference::{ConferenceReply, ConferenceRequest};
 use crate::error::ErrorCode;
+use crate::text::JsonText;
 
 /// How a peer takes part in a room: sending media or only receiving it (only Ant Media
 /// distinguishes the two: `mode:"play"` comes from the SDK's `isPlayMode`; every other peer is
@@ -106,8 +107,8 @@ pub struct Description {
     pub room: String,
     /// Offer, answer, ...
     pub kind: SdpKind,
-    /// The SDP text, unchanged.
-    pub sdp: String,
+    /// The SDP text, unchanged (kept as the sender's JSON literal until it is read).
+    pub sdp: JsonText,
 }
 
 /// An ICE candidate, relayed to the partner. An empty `candidate` is the end-of-candidates mark
@@ -116,8 +117,8 @@ pub struct Description {
 pub struct Candidate {
     /// The room the candidate belongs to.
     pub room: String,
-    /// The `candidate:` attribute line.
-    pub candidate: String,
+    /// The `candidate:` attribute line (kept as the sender's JSON literal until it is read).
+    pub candidate: JsonText,
     /// The media stream identification tag (`sdpMid`; Ant Media's `id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sdp_mid: Option<String>,

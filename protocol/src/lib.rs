@@ -4,6 +4,7 @@
 //!
 //! # Layout
 //! - [`event`]: the normalized events that travel on the bus, in both directions.
+//! - [`text`]: [`JsonText`], an SDP or candidate kept as the sender's JSON text until read.
 //! - [`conference`]: Ant Media conference requests and replies, carried by [`Event::Conference`]
 //!   and [`Event::ConferenceReply`].
 //! - [`dialects`]: the [`Dialect`] trait and one module per dialect (`antmedia`, `socketio`,
@@ -21,12 +22,14 @@ pub mod error;
 pub mod event;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod text;
 pub mod whip;
 
 pub use conference::{ConferenceCommand, ConferenceReply, ConferenceRequest};
 pub use dialects::{Decoded, Dialect, DialectKind};
 pub use error::{DecodeError, ErrorCode};
 pub use event::*;
+pub use text::JsonText;
 
 /// Default maximum accepted size of one inbound frame, in bytes. Ant Media itself accepts
 /// 81 920 bytes; Chrome offers with audio, video and data are about 6 KB, so 128 KiB is ample

@@ -611,9 +611,10 @@ fn preview(text: &str) -> String {
     }
 }
 
-/// Whether the typed fast decode paths (`dialects/fast.rs`) give what the general decoders give
-/// for `text`, wherever a fast path accepts it; `Err` says where they differ. Used by the
-/// `fast_paths` fuzz target.
+/// Whether each dialect's in-place read of its usual signals gives what its general decoder
+/// gives for `text`, wherever the in-place read accepts it, and whether both ways of reading
+/// socket.io event data agree; `Err` says where they differ. Used by the `fast_paths` fuzz
+/// target.
 pub fn fast_paths_agree(text: &str) -> Result<(), String> {
-    crate::dialects::fast::check_agreement(text)
+    crate::dialects::agreement::check(text)
 }

@@ -48,7 +48,7 @@ pub enum WhipBodyError {
 /// Whether `id` may name a WHIP/WHEP room or stream: an Ant stream id (`[A-Za-z0-9._-]`, 1 to
 /// [`crate::MAX_ID_BYTES`] bytes), since Ant pages list and play it.
 pub fn valid_id(id: &str) -> bool {
-    !id.is_empty() && crate::dialects::antmedia::decode::valid_stream_id(id)
+    !id.is_empty() && crate::dialects::common::valid_id(id)
 }
 
 /// Checks that `body` is an SDP offer worth handing to the media plugin: `v=0` first, at

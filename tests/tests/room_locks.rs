@@ -110,7 +110,7 @@ fn join(room: &str) -> Event {
 fn candidate(room: &str, n: usize) -> Event {
     Event::Candidate(Candidate {
         room: room.to_owned(),
-        candidate: format!("candidate:{n} 1 udp 2122194687 127.0.0.1 {n} typ host"),
+        candidate: format!("candidate:{n} 1 udp 2122194687 127.0.0.1 {n} typ host").into(),
         sdp_mid: Some("0".into()),
         sdp_mline_index: Some(0),
         username_fragment: None,

@@ -98,7 +98,7 @@ fn workload(room: &str) -> Vec<(usize, Event)> {
             Event::Description(Description {
                 room: room.to_owned(),
                 kind,
-                sdp: sdp.clone(),
+                sdp: sdp.clone().into(),
             }),
         ));
         for i in 0..8u32 {
@@ -108,7 +108,8 @@ fn workload(room: &str) -> Vec<(usize, Event)> {
                     room: room.to_owned(),
                     candidate: format!(
                         "candidate:{i}835302670 1 udp 2122194687 192.0.2.{i} 5655{i} typ host generation 0 ufrag dK+1 network-id 1"
-                    ),
+                    )
+                    .into(),
                     sdp_mid: Some((i % 3).to_string()),
                     sdp_mline_index: Some(i % 3),
                     username_fragment: Some("dK+1".into()),

@@ -21,8 +21,8 @@ use socketioxide::socket::{DisconnectReason, Socket};
 use socketioxide::{SendError, SocketError};
 use socketioxide::{SocketIo, TransportType};
 use switchboard_protocol::dialects::socketio::{
-    MSG_EVENT, NOTICE_EVENT, SioMessage, SioState, SocketIo as SioDialect, decode_msg_text,
-    event_and_argument, msg_argument, not_a_string, sole_msg,
+    EventData, MSG_EVENT, NOTICE_EVENT, SioMessage, SioState, SocketIo as SioDialect, not_a_string,
+    read_event_data,
 };
 use switchboard_protocol::{
     DecodeError, Decoded, Dialect, DialectKind, ErrorCode, Event, Join, JoinMode,
@@ -398,19 +398,14 @@ impl MessageHandler<LocalAdapter, ()> for DispatchMsg {
 /// Decodes and dispatches the event data of one `msg` packet, keeping the argument's literal
 /// for a verbatim relay.
 fn on_msg(s: &SocketRef, session: &SioSession, data: &str, received: Instant) {
-    if let Some((decoded, literal)) = sole_msg(&session.room, data) {
-        return handle_decoded(s, session, decoded, Some(Original::from(literal)), received);
+    match read_event_data(&session.room, data) {
+        Ok(EventData::Msg(decoded, literal)) => {
+            handle_decoded(s, session, decoded, Some(Original::from(literal)), received);
+        }
+        // This handler is socketioxide's for `msg` packets: their data names `msg`.
+        Ok(EventData::Other(..)) => {}
+        Err(error) => refuse_unparsable(s, session, &error.to_string()),
     }
-    let argument = match event_and_argument(data) {
-        Ok((_, Some(argument))) => argument,
-        Ok((_, None)) => return refuse_unparsable(s, session, "no argument"),
-        Err(error) => return refuse_unparsable(s, session, &error.to_string()),
-    };
-    let Some((text, literal)) = msg_argument(argument) else {
-        return refuse_unparsable(s, session, "neither a string nor an object");
-    };
-    let decoded = decode_msg_text(&session.room, &text);
-    handle_decoded(s, session, decoded, Some(Original::from(literal)), received);
 }
 
 /// Renders `event` for this socket and emits it, counting it.

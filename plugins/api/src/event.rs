@@ -6,6 +6,6 @@
 pub use switchboard_protocol::conference;
 pub use switchboard_protocol::{
     Candidate, ConferenceCommand, ConferenceReply, ConferenceRequest, Description, DialectKind,
-    ErrorCode, ErrorNotice, Event, IceServers, Join, JoinMode, Leave, LeaveReason, Opaque,
-    PeerMessage, RoomNotice, SdpKind,
+    ErrorCode, ErrorNotice, Event, IceServers, Join, JoinMode, JsonText, Leave, LeaveReason,
+    Opaque, PeerMessage, RoomNotice, SdpKind,
 };

@@ -185,10 +185,12 @@ fn redact(event: &mut Event, redaction: Redaction) {
         Event::Join(join) if join.token.is_some() => {
             join.token = Some("<redacted>".to_owned());
         }
-        Event::Description(d) if redaction.sdp => d.sdp = redacted_bytes(&d.sdp),
-        Event::Description(d) if redaction.candidates => d.sdp = redact_sdp_addresses(&d.sdp),
+        Event::Description(d) if redaction.sdp => d.sdp = redacted_bytes(&d.sdp).into(),
+        Event::Description(d) if redaction.candidates => {
+            d.sdp = redact_sdp_addresses(&d.sdp).into()
+        }
         Event::Candidate(c) if redaction.candidates => {
-            c.candidate = redact_candidate(&c.candidate);
+            c.candidate = redact_candidate(&c.candidate).into();
         }
         Event::Opaque(o) if redaction.sdp || redaction.candidates => {
             o.payload = redacted_bytes(&o.payload);

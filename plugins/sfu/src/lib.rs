@@ -374,7 +374,7 @@ impl Plugin for Sfu {
                 let command = Command::Description {
                     key,
                     kind: d.kind,
-                    sdp: d.sdp.clone(),
+                    sdp: d.sdp.as_str().to_owned(),
                 };
                 if !self.send(command) {
                     return Ok(refuse(ErrorCode::MediaCapacity, "the media plugin is busy"));
@@ -389,7 +389,7 @@ impl Plugin for Sfu {
                 // A full queue drops a candidate, which ICE survives (peer-reflexive learning).
                 let _ = self.send(Command::Candidate {
                     key,
-                    candidate: c.candidate.clone(),
+                    candidate: c.candidate.as_str().to_owned(),
                 });
                 Verdict::Stop
             }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use crate::{Candidate, DecodeError, Description, IceServers, SdpKind};
+use crate::{Candidate, DecodeError, Description, IceServers, JsonText, SdpKind};
 
 /// How many characters of a peer-supplied value an error message may echo.
 pub(crate) const ECHO_CHARS: usize = 64;
@@ -15,6 +15,16 @@ pub(crate) fn truncate(s: &str, max: usize) -> String {
         Some((end, _)) => s.get(..end).unwrap_or(s).to_owned(),
         None => s.to_owned(),
     }
+}
+
+/// Whether `id` is a valid stream id or room id in every dialect: only `[A-Za-z0-9._-]` (Ant's
+/// `StreamIdValidator`), at most [`crate::MAX_ID_BYTES`] bytes (the one cap every dialect
+/// applies to ids).
+pub(crate) fn valid_id(id: &str) -> bool {
+    id.len() <= crate::MAX_ID_BYTES
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// An optional string field: absent or `null` is `None`, anything but a string is an error.
@@ -99,8 +109,8 @@ pub(crate) fn description_init(
 ) -> Result<Description, DecodeError> {
     let kind = sdp_kind(obj, "type")?;
     let sdp = match (opt_str(obj, "sdp")?, kind) {
-        (Some(sdp), _) => sdp.to_owned(),
-        (None, SdpKind::Rollback) => String::new(),
+        (Some(sdp), _) => JsonText::from(sdp),
+        (None, SdpKind::Rollback) => JsonText::default(),
         (None, _) => return Err(DecodeError::MissingField("sdp")),
     };
     Ok(Description {
@@ -122,35 +132,18 @@ pub(crate) fn candidate_init(
     };
     Ok(Some(Candidate {
         room: room.to_owned(),
-        candidate: candidate.to_owned(),
+        candidate: JsonText::from(candidate),
         sdp_mid: opt_mid(obj, "sdpMid")?,
         sdp_mline_index: opt_mline_index(obj, "sdpMLineIndex")?,
         username_fragment: opt_str(obj, "usernameFragment")?.map(str::to_owned),
     }))
 }
 
-/// `RTCSessionDescriptionInit` as browsers serialize it: `type` first, then `sdp`.
-#[derive(Serialize)]
-pub(crate) struct DescriptionInit<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub sdp: &'a str,
-}
-
-impl<'a> From<&'a Description> for DescriptionInit<'a> {
-    fn from(d: &'a Description) -> Self {
-        DescriptionInit {
-            kind: d.kind.as_str(),
-            sdp: &d.sdp,
-        }
-    }
-}
-
 /// `RTCIceCandidateInit` in `RTCIceCandidate.toJSON()` order; fields we do not know are left
 /// out rather than sent as `null`.
 #[derive(Serialize)]
 pub(crate) struct CandidateInit<'a> {
-    pub candidate: &'a str,
+    pub candidate: &'a JsonText,
     #[serde(rename = "sdpMid", skip_serializing_if = "Option::is_none")]
     pub sdp_mid: Option<&'a str>,
     #[serde(rename = "sdpMLineIndex", skip_serializing_if = "Option::is_none")]
@@ -196,6 +189,25 @@ pub(crate) fn ice_server_list(ice: &IceServers) -> Value {
 pub(crate) fn to_text<T: Serialize>(value: &T) -> Option<String> {
     serde_json::to_string(value).ok()
 }
+
+/// `{"type":T,"sdp":S}`: an `RTCSessionDescriptionInit` as browsers serialize it, written by
+/// hand so that a kept SDP literal is copied in as it came ([`JsonText::write_json`]), between
+/// `head` and `tail`.
+pub(crate) fn description_init_json(head: &str, d: &Description, tail: &str) -> String {
+    let mut out =
+        String::with_capacity(head.len() + d.sdp.json_len_hint() + tail.len() + DESCRIPTION_KEYS);
+    out.push_str(head);
+    out.push_str(r#"{"type":""#);
+    out.push_str(d.kind.as_str());
+    out.push_str(r#"","sdp":"#);
+    d.sdp.write_json(&mut out);
+    out.push('}');
+    out.push_str(tail);
+    out
+}
+
+/// The bytes [`description_init_json`] adds besides the SDP: keys, quotes and the longest type.
+const DESCRIPTION_KEYS: usize = 32;
 
 /// Whether `text` looks like a JSON object (first non-blank character `{`).
 pub(crate) fn looks_like_object(text: &str) -> bool {
@@ -244,6 +256,37 @@ mod tests {
         let m = obj(json!({ "id": 3 }));
         assert_eq!(opt_mid(&m, "id").ok(), Some(Some("3".to_owned())));
         assert!(opt_mid(&obj(json!({ "id": true })), "id").is_err());
+    }
+
+    /// `RTCSessionDescriptionInit` as browsers serialize it: `type` first, then `sdp`.
+    #[derive(Serialize)]
+    struct DescriptionInit<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        sdp: &'a JsonText,
+    }
+
+    impl<'a> From<&'a Description> for DescriptionInit<'a> {
+        fn from(d: &'a Description) -> Self {
+            DescriptionInit {
+                kind: d.kind.as_str(),
+                sdp: &d.sdp,
+            }
+        }
+    }
+
+    #[test]
+    fn a_description_is_written_as_serde_writes_it() {
+        for sdp in ["v=0\r\na=x:\"q\" é/\t", ""] {
+            let d = Description {
+                room: "r".into(),
+                kind: SdpKind::Pranswer,
+                sdp: sdp.into(),
+            };
+            let by_serde = to_text(&DescriptionInit::from(&d)).unwrap_or_default();
+            assert_eq!(description_init_json("", &d, ""), by_serde);
+            assert_eq!(description_init_json("[", &d, "]"), format!("[{by_serde}]"));
+        }
     }
 
     #[test]

@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use super::common::truncate;
 use super::socketio::{
-    self, MSG_EVENT, NOTICE_EVENT, SioMessage, event_and_argument, forwards_verbatim, msg_argument,
-    not_a_string, sole_msg,
+    self, EventData, EventDataError, NOTICE_EVENT, SioMessage, forwards_verbatim, not_a_string,
+    read_event_data,
 };
 use super::{Decoded, Dialect, DialectKind, Keepalive, TextFrames};
 use crate::{DecodeError, Event, Join, JoinMode};
@@ -270,17 +270,10 @@ fn skip_ack_id(data: &str) -> &str {
 }
 
 fn decode_event<'a>(state: &EngineState, data: &'a str) -> Result<Relayable<'a>, DecodeError> {
-    if let Some((decoded, literal)) = sole_msg(&state.room, data) {
-        return Ok((framed(decoded?), Some(Cow::Borrowed(literal))));
-    }
-    let (name, argument) = event_and_argument(data)?;
-    match name.as_str() {
-        MSG_EVENT => {
-            let (text, literal) = argument.and_then(msg_argument).ok_or_else(not_a_string)?;
-            let decoded = socketio::decode_msg_text(&state.room, &text)?;
-            Ok((framed(decoded), Some(literal)))
-        }
-        NOTICE_EVENT => {
+    let read = read_event_data(&state.room, data).map_err(EventDataError::into_decode_error)?;
+    match read {
+        EventData::Msg(decoded, literal) => Ok((framed(decoded?), Some(literal))),
+        EventData::Other(name, argument) if name == NOTICE_EVENT => {
             let data = match argument {
                 Some(raw) => serde_json::from_str(raw.get())?,
                 None => Value::Null,
@@ -289,11 +282,11 @@ fn decode_event<'a>(state: &EngineState, data: &'a str) -> Result<Relayable<'a>,
                 event: NOTICE_EVENT.to_owned(),
                 data,
             };
-            let decoded = socketio::decode(&state.room, &wire)?;
+            let decoded = socketio::decode::decode(&state.room, &wire)?;
             Ok((framed(decoded), None))
         }
         // Events the gateway has no handler for are dropped, as socket.io servers drop them.
-        _ => Ok((Decoded::Ignore, None)),
+        EventData::Other(..) => Ok((Decoded::Ignore, None)),
     }
 }
 

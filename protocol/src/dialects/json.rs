@@ -26,11 +26,11 @@ pub(crate) fn json_type_name(v: &Value) -> &'static str {
     }
 }
 
-/// Counts bracket nesting outside string literals. Linear, allocation-free, and cheap: it runs
-/// on every frame, and a byte-by-byte state machine over a 6 KB offer was a fifth of the
-/// gateway's CPU under relay load. Nesting can only exceed the limit if the text has more opening
-/// brackets than that, which a (vectorized) count rules out for nearly every frame; otherwise
-/// string contents are skipped eight bytes at a time.
+/// Counts bracket nesting outside string literals. Linear, allocation-free, and cheap, because
+/// it runs on every frame the general decoders read (BENCHMARKS.md, "Profiling figures"): nesting
+/// can only exceed the limit if the text has more opening brackets than that, which a
+/// (vectorized) count rules out for nearly every frame; otherwise string contents are skipped
+/// eight bytes at a time.
 fn check_depth(text: &str) -> Result<(), DecodeError> {
     let bytes = text.as_bytes();
     if count_opening(bytes) <= MAX_JSON_DEPTH {

@@ -9,16 +9,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::{DecodeError, Event};
 
+#[cfg(any(test, feature = "testing"))]
+pub(crate) mod agreement;
 pub mod antmedia;
-mod common;
+pub(crate) mod common;
 pub mod engineio;
-mod exact;
-pub(crate) mod fast;
 #[cfg(test)]
 mod forward_tests;
 mod json;
 pub mod peerjs;
 pub mod raw;
+mod scan;
 pub mod socketio;
 
 pub use json::parse_object;

@@ -16,13 +16,13 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::antmedia::decode::valid_stream_id;
 use super::common::{
-    CandidateInit, DescriptionInit, candidate_init, description_init, ice_server_list,
-    looks_like_object, to_text,
+    CandidateInit, candidate_init, description_init, description_init_json, ice_server_list,
+    looks_like_object, to_text, valid_id,
 };
 use super::common::{ECHO_CHARS, opt_str, truncate};
 use super::json::parse_object;
+use super::scan::{Escaping, Reader, candidate_event, description_rest};
 use super::{Decoded, Dialect, DialectKind};
 use crate::conference::{
     ConferenceCommand, ConferenceReply, ConferenceRequest, MediaDirection, MediaRequest,
@@ -92,16 +92,42 @@ impl Dialect for Raw {
 
 // === decode ===
 
+/// A frame: a signal of simple-peer's own shape is read in one pass ([`signal`]); anything
+/// else through [`decode_general`].
 fn decode(room: &str, text: &str) -> Result<Decoded<String>, DecodeError> {
     if looks_like_object(text)
-        && let Some(event) = super::fast::raw(room, text)
+        && let Some(event) = signal(room, text)
     {
         return Ok(Decoded::Event(event));
     }
     decode_general(room, text)
 }
 
-/// [`decode`] without the typed fast path: every frame through a `serde_json::Value`.
+/// simple-peer's signals exactly as simple-peer writes them, `{"type","sdp"}` and
+/// `{"type":"candidate","candidate":{"candidate","sdpMLineIndex","sdpMid"}}`, read in one pass
+/// ([`Reader`]): the type read, the SDP or candidate line kept as the sender's literal. Any
+/// other shape, spacing or escape is `None`, for [`decode_general`], which gives the same event
+/// for every frame this accepts (the tests and the `fast_paths` fuzz target hold them to it).
+pub(crate) fn signal(room: &str, text: &str) -> Option<Event> {
+    let mut r = Reader::new(text, Escaping::Once);
+    let kind = r.field(r#"{"type":"#, Reader::plain)?;
+    if kind != "candidate" {
+        return description_rest(r, room, kind, "}");
+    }
+    let candidate = r.field(r#","candidate":{"candidate":"#, Reader::literal)?;
+    let sdp_mline_index = r.field(r#","sdpMLineIndex":"#, Reader::index_or_null)?;
+    let sdp_mid = r.field(r#","sdpMid":"#, Reader::string_or_null)?;
+    r.close("}}")?;
+    Some(candidate_event(
+        room,
+        candidate,
+        sdp_mid,
+        sdp_mline_index,
+        None,
+    ))
+}
+
+/// [`decode`] without the one-pass read: every frame through a `serde_json::Value`.
 pub(crate) fn decode_general(room: &str, text: &str) -> Result<Decoded<String>, DecodeError> {
     let opaque = || {
         let payload = text.to_owned();
@@ -200,7 +226,7 @@ fn media(room: &str, kind: &str, obj: &Map<String, Value>) -> Result<Event, Deco
                 Some(c) => Event::Candidate(c),
                 None => Event::Candidate(crate::Candidate {
                     room: stream,
-                    candidate: String::new(),
+                    candidate: crate::JsonText::default(),
                     sdp_mid: None,
                     sdp_mline_index: None,
                     username_fragment: None,
@@ -223,7 +249,7 @@ fn stream(obj: &Map<String, Value>) -> Result<String, DecodeError> {
 fn opt_id(obj: &Map<String, Value>, field: &'static str) -> Result<Option<String>, DecodeError> {
     match opt_str(obj, field)? {
         None | Some("") => Ok(None),
-        Some(id) if valid_stream_id(id) => Ok(Some(id.to_owned())),
+        Some(id) if valid_id(id) => Ok(Some(id.to_owned())),
         Some(id) => Err(DecodeError::InvalidStreamName(truncate(id, ECHO_CHARS))),
     }
 }
@@ -373,7 +399,7 @@ struct ErrorFrame<'a> {
 fn encode(event: &Event) -> Option<String> {
     let notice = |kind, room: &str| to_text(&RoomNoticeFrame { kind, room });
     match event {
-        Event::Description(d) => to_text(&DescriptionInit::from(d)),
+        Event::Description(d) => Some(description_init_json("", d, "")),
         Event::Candidate(c) => to_text(&CandidateSignal {
             kind: "candidate",
             candidate: CandidateInit::from(c),

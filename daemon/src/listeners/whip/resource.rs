@@ -199,7 +199,7 @@ impl Resource {
         let description = Event::Description(Description {
             room: self.stream_id.clone(),
             kind: SdpKind::Offer,
-            sdp: offer,
+            sdp: offer.into(),
         });
         self.dispatch(gateway, description).await?;
         let wait = async {
@@ -302,7 +302,7 @@ impl Resource {
             for line in &section.candidates {
                 let candidate = Event::Candidate(Candidate {
                     room: self.stream_id.clone(),
-                    candidate: line.clone(),
+                    candidate: line.clone().into(),
                     sdp_mid: section.mid.clone(),
                     sdp_mline_index: None,
                     username_fragment: Some(frag.ice_ufrag.clone()),

@@ -3,12 +3,12 @@
 
 use serde_json::{Map, Value};
 
-use super::decode::{opt_token, stream_id};
+use super::fields::{opt_token, stream_id};
 use crate::conference::{
     ConferenceCommand, ConferenceRequest, JoinRoom, MediaRequest, MetaData, RoomRequest,
     StreamRequest, SubtrackQuery, ToggleTrack, TrackKind,
 };
-use crate::dialects::common::{ECHO_CHARS, opt_str, truncate};
+use crate::dialects::common::{ECHO_CHARS, opt_str, truncate, valid_id};
 use crate::{DecodeError, Event};
 
 /// Conference commands decoded into [`ConferenceCommand`]s; a conference plugin answers them.
@@ -166,7 +166,7 @@ fn room(obj: &Map<String, Value>, field: &'static str) -> Result<String, DecodeE
 fn opt_id(obj: &Map<String, Value>, field: &'static str) -> Result<Option<String>, DecodeError> {
     match opt_str(obj, field)? {
         None | Some("") => Ok(None),
-        Some(id) if super::decode::valid_stream_id(id) => Ok(Some(id.to_owned())),
+        Some(id) if valid_id(id) => Ok(Some(id.to_owned())),
         Some(id) => Err(DecodeError::InvalidStreamName(truncate(id, ECHO_CHARS))),
     }
 }

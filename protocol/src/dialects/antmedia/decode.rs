@@ -3,13 +3,16 @@
 use serde_json::{Map, Value};
 
 use super::conference;
+use super::fields::{opt_token, stream_id};
 use crate::dialects::Decoded;
 use crate::dialects::common::{
-    ECHO_CHARS, opt_mid, opt_mline_index, opt_str, req_str, sdp_kind, truncate,
+    ECHO_CHARS, opt_mid, opt_mline_index, opt_str, req_str, sdp_kind, truncate, valid_id,
 };
 use crate::dialects::json::parse_object;
+use crate::dialects::scan::{Escaping, Reader, candidate_event, description_rest};
 use crate::{
-    Candidate, DecodeError, Description, Event, Join, JoinMode, Leave, LeaveReason, PeerMessage,
+    Candidate, DecodeError, Description, Event, Join, JoinMode, JsonText, Leave, LeaveReason,
+    PeerMessage,
 };
 
 /// The P2P commands that name a stream.
@@ -22,15 +25,51 @@ const STREAM_COMMANDS: &[&str] = &[
     "peerMessageCommand",
 ];
 
-/// Decodes one text frame from a peer connected to application `app`.
+/// Decodes one text frame from a peer connected to application `app`: a relayed signal of the
+/// SDK's own shape in one pass ([`signal`]), anything else through [`decode_general`].
 pub(super) fn decode(text: &str, app: &str) -> Result<Decoded<String>, DecodeError> {
-    if let Some(event) = crate::dialects::fast::antmedia(text, valid_stream_id) {
+    if let Some(event) = signal(text) {
         return Ok(Decoded::Event(event));
     }
     decode_general(text, app)
 }
 
-/// [`decode`] without the typed fast path: every frame through a `serde_json::Value`.
+/// `takeConfiguration` `{"command","streamId","type","sdp"}` and `takeCandidate` `{"command",
+/// "streamId","label","id","candidate"}` exactly as the SDK writes them, read in one pass
+/// ([`Reader`]): the command, stream id and type read, the SDP or candidate line kept as the
+/// sender's literal. Any other shape, spacing or escape, or an invalid stream id, is `None`,
+/// for [`decode_general`], which says what is wrong and gives the same event for every frame
+/// this accepts (the tests and the `fast_paths` fuzz target hold them to it).
+pub(crate) fn signal(text: &str) -> Option<Event> {
+    let mut r = Reader::new(text, Escaping::Once);
+    let command = r.field(r#"{"command":"#, Reader::plain)?;
+    let stream_id = r.field(r#","streamId":"#, Reader::plain)?;
+    if stream_id.is_empty() || !valid_id(stream_id) {
+        return None;
+    }
+    match command {
+        "takeConfiguration" => {
+            let kind = r.field(r#","type":"#, Reader::plain)?;
+            description_rest(r, stream_id, kind, "}")
+        }
+        "takeCandidate" => {
+            let label = r.field(r#","label":"#, Reader::index)?;
+            let id = r.field(r#","id":"#, Reader::string)?;
+            let candidate = r.field(r#","candidate":"#, Reader::literal)?;
+            r.close("}")?;
+            Some(candidate_event(
+                stream_id,
+                candidate,
+                Some(id),
+                Some(label),
+                None,
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// [`decode`] without the one-pass read: every frame through a `serde_json::Value`.
 pub(crate) fn decode_general(text: &str, app: &str) -> Result<Decoded<String>, DecodeError> {
     let obj = parse_object(text)?;
     let Some(Value::String(command)) = obj.get("command") else {
@@ -77,11 +116,11 @@ pub(crate) fn decode_general(text: &str, app: &str) -> Result<Decoded<String>, D
         }),
         "takeConfiguration" => {
             let kind = sdp_kind(&obj, "type")?;
-            let sdp = req_str(&obj, "sdp")?.to_owned();
+            let sdp = JsonText::from(req_str(&obj, "sdp")?);
             Event::Description(Description { room, kind, sdp })
         }
         "takeCandidate" => Event::Candidate(Candidate {
-            candidate: req_str(&obj, "candidate")?.to_owned(),
+            candidate: JsonText::from(req_str(&obj, "candidate")?),
             sdp_mid: opt_mid(&obj, "id")?,
             sdp_mline_index: opt_mline_index(&obj, "label")?,
             username_fragment: None,
@@ -96,48 +135,6 @@ pub(crate) fn decode_general(text: &str, app: &str) -> Result<Decoded<String>, D
         other => return Err(DecodeError::UnknownCommand(truncate(other, ECHO_CHARS))),
     };
     Ok(Decoded::Event(event))
-}
-
-/// Whether `id` is a valid Ant stream id: only `[A-Za-z0-9._-]` (Ant's `StreamIdValidator`),
-/// at most [`crate::MAX_ID_BYTES`] bytes (the one cap every dialect applies to ids).
-pub(crate) fn valid_stream_id(id: &str) -> bool {
-    id.len() <= crate::MAX_ID_BYTES
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// The `streamId` every P2P command carries: present, a non-empty string, and made of
-/// `[A-Za-z0-9._-]` only (Ant's `StreamIdValidator`).
-pub(super) fn stream_id(obj: &Map<String, Value>) -> Result<&str, DecodeError> {
-    match obj.get("streamId") {
-        None | Some(Value::Null) => Err(DecodeError::MissingField("streamId")),
-        Some(Value::String(s)) if s.is_empty() => Err(DecodeError::MissingField("streamId")),
-        Some(Value::String(s)) => {
-            if valid_stream_id(s) {
-                Ok(s)
-            } else {
-                Err(DecodeError::InvalidStreamName(truncate(s, ECHO_CHARS)))
-            }
-        }
-        Some(_) => Err(DecodeError::WrongType {
-            field: "streamId",
-            expected: "a string",
-        }),
-    }
-}
-
-/// The Android SDK's `joinToPeer` sends a `token`; the JS SDK sends none. Empty means none.
-pub(super) fn opt_token(obj: &Map<String, Value>) -> Result<Option<String>, DecodeError> {
-    match obj.get("token") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(t)) if t.is_empty() => Ok(None),
-        Some(Value::String(t)) => Ok(Some(t.clone())),
-        Some(_) => Err(DecodeError::WrongType {
-            field: "token",
-            expected: "a string",
-        }),
-    }
 }
 
 /// `mode`: `"both"` (the default) or `"play"` (the SDK's `isPlayMode`).

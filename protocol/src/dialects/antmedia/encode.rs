@@ -5,7 +5,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::dialects::common::to_text;
-use crate::{ErrorCode, Event};
+use crate::text::json_string;
+use crate::{Description, ErrorCode, Event, JsonText};
 
 /// `{"command":"start"|"stop","streamId":R}`
 #[derive(Serialize)]
@@ -32,24 +33,6 @@ struct ServerNotification {
 }
 
 #[derive(Serialize)]
-struct TakeConfiguration<'a> {
-    command: &'static str,
-    #[serde(rename = "streamId")]
-    stream_id: &'a str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    sdp: &'a str,
-    /// Always `{}`: without it the SDK's `onTrack` throws for peers without a remote video
-    /// element (antmedia.md 4.1-2).
-    #[serde(rename = "idMapping")]
-    id_mapping: Empty,
-}
-
-/// Serializes as `{}`.
-#[derive(Serialize)]
-struct Empty {}
-
-#[derive(Serialize)]
 struct TakeCandidate<'a> {
     command: &'static str,
     #[serde(rename = "streamId")]
@@ -57,7 +40,7 @@ struct TakeCandidate<'a> {
     /// A number: the SDK builds `RTCIceCandidate({sdpMLineIndex: label})` from it.
     label: u32,
     id: &'a str,
-    candidate: &'a str,
+    candidate: &'a JsonText,
 }
 
 #[derive(Serialize)]
@@ -96,6 +79,25 @@ struct ErrorFrame<'a> {
     information: Option<&'a str>,
 }
 
+/// `{"command":"takeConfiguration","streamId","type","sdp","idMapping":{}}`, written by hand so
+/// that a kept SDP literal is copied in as it came. `idMapping` is always `{}`: without it the
+/// SDK's `onTrack` throws for peers without a remote video element (`docs/dialect-spec.md`).
+fn take_configuration(d: &Description) -> String {
+    let stream_id = json_string(&d.room);
+    let mut out = String::with_capacity(d.sdp.json_len_hint() + stream_id.len() + FRAME_KEYS);
+    out.push_str(r#"{"command":"takeConfiguration","streamId":"#);
+    out.push_str(&stream_id);
+    out.push_str(r#","type":""#);
+    out.push_str(d.kind.as_str());
+    out.push_str(r#"","sdp":"#);
+    d.sdp.write_json(&mut out);
+    out.push_str(r#","idMapping":{}}"#);
+    out
+}
+
+/// The bytes [`take_configuration`] adds besides the stream id and the SDP.
+const FRAME_KEYS: usize = 96;
+
 /// Renders an event, or `None` when an Ant peer has no use for it.
 pub(super) fn encode(event: &Event) -> Option<String> {
     match event {
@@ -109,13 +111,7 @@ pub(super) fn encode(event: &Event) -> Option<String> {
             command: "stop",
             stream_id: &n.room,
         }),
-        Event::Description(d) => to_text(&TakeConfiguration {
-            command: "takeConfiguration",
-            stream_id: &d.room,
-            kind: d.kind.as_str(),
-            sdp: &d.sdp,
-            id_mapping: Empty {},
-        }),
+        Event::Description(d) => Some(take_configuration(d)),
         Event::Candidate(c) => {
             let label = c.sdp_mline_index.unwrap_or(0);
             let label_text;

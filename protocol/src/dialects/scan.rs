@@ -1,11 +1,18 @@
 //! A reader for JSON text of one exact shape, written by hand because the shapes that carry
-//! nearly all relay traffic are known to the byte. It walks the text once: punctuation and keys
-//! are compared as they stand, strings are unescaped straight into their owned copies, and
-//! anything unexpected stops it (`None`), for the general decoder to read and judge.
+//! nearly all relay traffic are known to the byte, and serde, even borrowing, costs about half
+//! as much again to skip over a 6 KB SDP as this costs to find its end (BENCHMARKS.md, "Decoding
+//! the envelope, keeping the payload"). It walks the text once: punctuation and keys are
+//! compared as they stand, short strings are unescaped into their owned copies, an SDP or a
+//! candidate line is kept as its JSON literal ([`Reader::literal`]), and anything unexpected
+//! stops it (`None`), for the dialect's general decoder to read and judge.
 //!
 //! The same reader reads JSON that is itself inside a JSON string ([`Escaping::Twice`], the
 //! socket.io `msg` literal): every quote of the inner text is then `\"`, and every escape of
-//! the inner text is escaped again, so both are undone in the same single pass.
+//! the inner text is escaped again, so one level is undone in the same single pass.
+
+use std::borrow::Cow;
+
+use crate::{Candidate, Description, Event, JsonText, SdpKind};
 
 /// How many times the text being read was JSON-escaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +90,75 @@ impl<'a> Reader<'a> {
         self.rest = rest;
         self.quote()?;
         Some(value)
+    }
+
+    /// A string kept as JSON: its literal, quotes included, in plain JSON's escaping (text
+    /// escaped twice has one level undone). Only the escapes [`Self::string`] accepts, so what
+    /// this returns is always a valid JSON string.
+    pub(crate) fn literal(&mut self) -> Option<Cow<'a, str>> {
+        match self.escaping {
+            Escaping::Once => self.literal_once().map(Cow::Borrowed),
+            Escaping::Twice => self.literal_twice().map(Cow::Owned),
+        }
+    }
+
+    /// [`Self::literal`] of plain JSON: a slice of the text, checked, nothing copied.
+    fn literal_once(&mut self) -> Option<&'a str> {
+        let text = self.rest;
+        let bytes = text.as_bytes();
+        (bytes.first() == Some(&b'"')).then_some(())?;
+        let mut at = 1;
+        loop {
+            at += next_special(bytes.get(at..)?);
+            match bytes.get(at)? {
+                b'"' => {
+                    let (literal, rest) = text.split_at_checked(at + 1)?;
+                    self.rest = rest;
+                    return Some(literal);
+                }
+                // An SDP line's end, taken as one pair.
+                b'\\' if bytes.get(at..)?.starts_with(b"\\r\\n") => at += 4,
+                b'\\' => {
+                    escape_once(bytes.get(at + 1..)?)?;
+                    at += 2;
+                }
+                // A raw control character is not JSON.
+                _ => return None,
+            }
+        }
+    }
+
+    /// [`Self::literal`] of text escaped twice: the inner literal, its outer escaping undone.
+    fn literal_twice(&mut self) -> Option<String> {
+        self.quote()?;
+        let mut out = String::with_capacity(self.rest.len() + 2);
+        out.push('"');
+        let mut rest = self.rest;
+        loop {
+            // Runs end at an ASCII byte or the end, so this is a character boundary.
+            let (run, tail) = rest.split_at_checked(next_special(rest.as_bytes()))?;
+            out.push_str(run);
+            if tail.as_bytes().starts_with(b"\\\\r\\\\n") {
+                out.push_str("\\r\\n");
+                rest = tail.get(6..)?;
+                continue;
+            }
+            let bytes = tail.as_bytes();
+            // A raw quote would end the outer string; a raw control character is not JSON.
+            (bytes.first()? == &b'\\').then_some(())?;
+            let taken = match escape_twice(bytes.get(1..)?)? {
+                Escaped::Char(ch, len) => {
+                    push_escaped(&mut out, ch);
+                    1 + len
+                }
+                Escaped::InnerEnd => {
+                    out.push('"');
+                    self.rest = tail.get(2..)?;
+                    return Some(out);
+                }
+            };
+            rest = tail.get(taken..)?;
+        }
     }
 
     /// A string, unescaped.
@@ -203,6 +279,53 @@ fn escape_once(after_backslash: &[u8]) -> Option<(char, usize)> {
         _ => return None,
     };
     Some((ch, 1))
+}
+
+// === the shapes' common parts ===
+
+/// A description's SDP (after its type, in every dialect's shape) and the `closing` brackets.
+pub(crate) fn description_rest(
+    mut r: Reader<'_>,
+    room: &str,
+    kind: &str,
+    closing: &str,
+) -> Option<Event> {
+    let sdp = r.field(r#","sdp":"#, Reader::literal)?;
+    r.close(closing)?;
+    Some(Event::Description(Description {
+        room: room.to_owned(),
+        kind: SdpKind::parse(kind)?,
+        sdp: JsonText::from_checked_literal(sdp),
+    }))
+}
+
+/// A candidate event, its line kept as the literal [`Reader::literal`] read.
+pub(crate) fn candidate_event(
+    room: &str,
+    candidate: Cow<'_, str>,
+    sdp_mid: Option<String>,
+    sdp_mline_index: Option<u32>,
+    username_fragment: Option<String>,
+) -> Event {
+    Event::Candidate(Candidate {
+        room: room.to_owned(),
+        candidate: JsonText::from_checked_literal(candidate),
+        sdp_mid,
+        sdp_mline_index,
+        username_fragment,
+    })
+}
+
+/// `ch` as plain JSON writes it inside a string: the characters [`escape_twice`] can give.
+fn push_escaped(out: &mut String, ch: char) {
+    match ch {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\r' => out.push_str("\\r"),
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        other => out.push(other),
+    }
 }
 
 /// What an outer escape stands for in text escaped twice.

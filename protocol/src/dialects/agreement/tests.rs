@@ -1,10 +1,12 @@
-use super::*;
+use super::check as check_agreement;
+use crate::Event;
 use crate::dialects::Decoded;
-use crate::dialects::antmedia::decode::{decode_general as ant_general, valid_stream_id};
-use crate::dialects::fast::check_agreement;
-use crate::dialects::raw::decode_general as raw_general;
-use crate::dialects::socketio::decode_msg_general;
-use scan::{is_special, next_special};
+use crate::dialects::antmedia::decode::{decode_general as ant_general, signal as antmedia};
+use crate::dialects::raw::{decode_general as raw_general, signal as raw};
+use crate::dialects::scan::{Escaping, is_special, next_special};
+use crate::dialects::socketio::decode::{
+    decode_msg_general, signal as socketio, signal_literal as socketio_literal,
+};
 
 /// An SDP with every escape a browser's SDP needs, and characters that need none.
 const SDP: &str =
@@ -189,7 +191,7 @@ fn the_hot_frames_of_every_dialect_are_read_as_the_general_decoders_read_them() 
         r#"{"command":"takeCandidate","streamId":"room1","label":1,"id":"","candidate":""}"#
             .to_owned(),
     ] {
-        let fast = antmedia(&text, valid_stream_id);
+        let fast = antmedia(&text);
         assert!(fast.is_some(), "{text}");
         assert_eq!(fast, event(ant_general(&text, "LiveApp")), "{text}");
         assert_eq!(check_agreement(&text), Ok(()), "{text}");
@@ -242,7 +244,7 @@ fn other_plain_shapes_are_left_to_the_next_path() {
         r#"{"type":"candidate","candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0}}"#,
     ];
     for text in declined {
-        assert_eq!(antmedia(text, valid_stream_id), None, "{text}");
+        assert_eq!(antmedia(text), None, "{text}");
         assert_eq!(raw("room1", text), None, "{text}");
         assert_eq!(check_agreement(text), Ok(()), "{text}");
     }
@@ -301,5 +303,90 @@ fn line_ends_read_as_a_pair_and_every_spelling_beside_them() {
         };
         assert_eq!(d.sdp, sdp, "{literal}");
         assert_eq!(check_agreement(&literal), Ok(()), "{literal}");
+    }
+}
+
+/// What the one-pass reads keep of an SDP or a candidate line is its JSON text: the sender's
+/// literal in plain JSON, the inner literal (one escaping undone) from a `msg` literal. Written
+/// back, it is that text; read, it is the value the general decoders give.
+#[test]
+fn the_sdp_and_the_candidate_line_stay_json_text() {
+    let frame = format!(r#"{{"type":"offer","sdp":{}}}"#, json(SDP));
+    let Some(Event::Description(d)) = raw("room1", &frame) else {
+        panic!("{frame} declined");
+    };
+    assert!(d.sdp.is_literal());
+    let mut written = String::new();
+    d.sdp.write_json(&mut written);
+    assert_eq!(written, json(SDP));
+    for literal in [simplep2p("answer", SDP), simplep2p("offer", "a\\/b\"\r\n")] {
+        let Some(Event::Description(d)) = socketio_literal("room1", &literal) else {
+            panic!("{literal} declined");
+        };
+        assert!(d.sdp.is_literal());
+        let mut written = String::new();
+        d.sdp.write_json(&mut written);
+        assert_eq!(
+            serde_json::from_str::<String>(&written).ok().as_deref(),
+            Some(d.sdp.as_str())
+        );
+        assert_eq!(Some(Event::Description(d)), general(&literal));
+    }
+    let candidate =
+        r#"{"command":"takeCandidate","streamId":"s","label":0,"id":"0","candidate":"c\/1"}"#;
+    let Some(Event::Candidate(c)) = antmedia(candidate) else {
+        panic!("{candidate} declined");
+    };
+    let mut written = String::new();
+    c.candidate.write_json(&mut written);
+    assert_eq!(
+        (written.as_str(), c.candidate.as_str()),
+        (r#""c\/1""#, "c/1")
+    );
+}
+
+/// Both ways socket.io event data is read find the same literal and the same decoding.
+#[test]
+fn msg_data_reads_as_its_text_reads() {
+    for text in [
+        format!(r#"{{"sdp":{{"type":"offer","sdp":{}}}}}"#, json(SDP)),
+        r#"{"candidate":{"candidate":"c","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":null}}"#
+            .to_owned(),
+        r#"{ "sdp": {"sdp": "x", "type": "answer"}}"#.to_owned(),
+        r#"{"hello":1}"#.to_owned(),
+        "not json".to_owned(),
+    ] {
+        assert_eq!(check_agreement(&text), Ok(()), "{text}");
+    }
+}
+
+/// Frames of every dialect's other shapes (key orders, nulls, types, ids): whatever reads them,
+/// the one-pass reads and the general decoders agree.
+#[test]
+fn other_shapes_and_orders_agree_whichever_reader_takes_them() {
+    const Q: &str = r#""v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\na=x:\"q\"\r\n""#;
+    let frames = [
+        format!(r#"{{"sdp":{Q},"type":"answer"}}"#),
+        format!(r#"{{"type":"rollback","sdp":{Q}}}"#),
+        format!(r#"{{"sdp":{{"type":"offer","sdp":{Q}}},"candidate":null}}"#),
+        format!(r#"{{"type":"offer","sdp":{Q},"extra":1}}"#),
+        format!(r#"{{"type":"offer","sdp":{Q},"sdp":{Q}}}"#),
+        format!(r#"{{"command":"takeConfiguration","streamId":"s","type":"offer","sdp":{Q},"label":1}}"#),
+        format!(r#"{{ "sdp" : {Q}, "type":"offer", "streamId":"s1","command":"takeConfiguration"}}"#),
+        r#"{"type":"candidate","candidate":{"candidate":"c","sdpMLineIndex":"1","sdpMid":0}}"#.to_owned(),
+        r#"{"type":"candidate","candidate":{"candidate":"c","sdpMLineIndex":-1}}"#.to_owned(),
+        r#"{"type":"candidate","candidate":null}"#.to_owned(),
+        r#"{"type":"candidate","candidate":"c","sdpMid":"0"}"#.to_owned(),
+        r#"{"candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"dK+1"}}"#.to_owned(),
+        r#"{"candidate":{"candidate":"c","sdpMid":1}}"#.to_owned(),
+        r#"{"candidate":null}"#.to_owned(),
+        r#"{"sdp":{"type":"rollback"}}"#.to_owned(),
+        r#"{"command":"takeCandidate","streamId":"s","label":"0","id":0,"candidate":"c"}"#.to_owned(),
+        r#"{"renegotiate":true}"#.to_owned(),
+        r#"{"type":"off\u0065r","sdp":"x"}"#.to_owned(),
+        "[1]".to_owned(),
+    ];
+    for text in &frames {
+        assert_eq!(check_agreement(text), Ok(()), "{text}");
     }
 }
