@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::{http_get, switchboard_bin, temp_dir};
+use crate::{WsClient, http_get, switchboard_bin, temp_dir};
 
 /// The Debian package's server (`scripts/test.sh` installs it when missing).
 pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
@@ -324,4 +324,53 @@ impl Node {
             child.wait().await.unwrap();
         }
     }
+}
+
+/// An Ant `join` (peer-to-peer) for `room`.
+pub fn ant_join(room: &str) -> Value {
+    json!({"command":"join","streamId":room,"mode":"both"})
+}
+
+/// Two Ant peers in `room`, the first on `a`, the second on `b`, past `joined`, `joined` and
+/// `start`.
+pub async fn ant_pair(a: &Node, b: &Node, room: &str) -> (WsClient, WsClient) {
+    let mut pa = WsClient::connect(&a.ant_url("LiveApp")).await;
+    pa.send_json(ant_join(room)).await;
+    assert_eq!(pa.recv_json().await["definition"], "joined");
+    let mut pb = WsClient::connect(&b.ant_url("LiveApp")).await;
+    pb.send_json(ant_join(room)).await;
+    assert_eq!(pb.recv_json().await["definition"], "joined");
+    assert_eq!(pa.recv_json().await["command"], "start");
+    (pa, pb)
+}
+
+/// A numbered ICE candidate: `label` carries the number, so order and loss are visible.
+pub fn numbered_candidate(room: &str, n: usize) -> Value {
+    json!({"command":"takeCandidate","streamId":room,"label":n,"id":"0",
+        "candidate":format!("candidate:{n} 1 udp 1 127.0.0.1 9 typ host")})
+}
+
+/// Sends candidates `from..from + n` from `peer`.
+pub async fn send_candidates(peer: &mut WsClient, room: &str, from: usize, n: usize) {
+    for i in from..from + n {
+        peer.send_json(numbered_candidate(room, i)).await;
+    }
+}
+
+/// Reads `n` frames from `peer` and checks they are the candidates `from..from + n` in order.
+pub async fn expect_candidates(peer: &mut WsClient, room: &str, from: usize, n: usize) {
+    for i in from..from + n {
+        let got = peer.recv_json().await;
+        assert_eq!(got["command"], "takeCandidate", "candidate {i}: {got}");
+        assert_eq!(got["label"], i, "candidate {i} in order: {got}");
+        assert_eq!(got["streamId"], room);
+    }
+}
+
+/// `n` candidates each way between `pa` and `pb`, every one received once, in order.
+pub async fn both_ways(pa: &mut WsClient, pb: &mut WsClient, room: &str, from: usize, n: usize) {
+    send_candidates(pa, room, from, n).await;
+    send_candidates(pb, room, from, n).await;
+    expect_candidates(pb, room, from, n).await;
+    expect_candidates(pa, room, from, n).await;
 }

@@ -9,7 +9,10 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchboard_tests::cluster::{HEARTBEAT_MS, NODE_TTL_MS, Node, RedisServer, node_config};
+use switchboard_tests::cluster::{
+    HEARTBEAT_MS, NODE_TTL_MS, Node, RedisServer, ant_join, ant_pair, both_ways, expect_candidates,
+    node_config, send_candidates,
+};
 use switchboard_tests::{Received, WsClient, http_get, http_with_headers};
 
 const TOKEN: &str = "cluster-admin-token-0123456789";
@@ -23,55 +26,6 @@ async fn start_node(redis: &RedisServer, name: &str, extra: &str) -> Node {
     node.wait_health("cluster: ok", Duration::from_secs(10))
         .await;
     node
-}
-
-/// The Ant `join` of `room` in both modes.
-fn ant_join(room: &str) -> Value {
-    json!({"command":"join","streamId":room,"mode":"both"})
-}
-
-/// Two Ant peers in `room`, the first on `a`, the second on `b`, past `joined`, `joined` and
-/// `start`.
-async fn ant_pair(a: &Node, b: &Node, room: &str) -> (WsClient, WsClient) {
-    let mut pa = WsClient::connect(&a.ant_url("LiveApp")).await;
-    pa.send_json(ant_join(room)).await;
-    assert_eq!(pa.recv_json().await["definition"], "joined");
-    let mut pb = WsClient::connect(&b.ant_url("LiveApp")).await;
-    pb.send_json(ant_join(room)).await;
-    assert_eq!(pb.recv_json().await["definition"], "joined");
-    assert_eq!(pa.recv_json().await["command"], "start");
-    (pa, pb)
-}
-
-/// A numbered ICE candidate: `label` carries the number, so order and loss are visible.
-fn candidate(room: &str, n: usize) -> Value {
-    json!({"command":"takeCandidate","streamId":room,"label":n,"id":"0",
-        "candidate":format!("candidate:{n} 1 udp 1 127.0.0.1 9 typ host")})
-}
-
-/// Sends candidates `from..from + n` from `peer`.
-async fn send_candidates(peer: &mut WsClient, room: &str, from: usize, n: usize) {
-    for i in from..from + n {
-        peer.send_json(candidate(room, i)).await;
-    }
-}
-
-/// Reads `n` frames from `peer` and checks they are the candidates `from..from + n` in order.
-async fn expect_candidates(peer: &mut WsClient, room: &str, from: usize, n: usize) {
-    for i in from..from + n {
-        let got = peer.recv_json().await;
-        assert_eq!(got["command"], "takeCandidate", "candidate {i}: {got}");
-        assert_eq!(got["label"], i, "candidate {i} in order: {got}");
-        assert_eq!(got["streamId"], room);
-    }
-}
-
-/// `n` candidates each way between `pa` and `pb`, every one received once, in order.
-async fn both_ways(pa: &mut WsClient, pb: &mut WsClient, room: &str, from: usize, n: usize) {
-    send_candidates(pa, room, from, n).await;
-    send_candidates(pb, room, from, n).await;
-    expect_candidates(pb, room, from, n).await;
-    expect_candidates(pa, room, from, n).await;
 }
 
 /// `/api/rooms/{room}` on `node`: the member list.

@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use switchboard_tests::cluster::{Node, RedisServer, node_config};
+use serde_json::json;
+use switchboard_tests::cluster::{
+    self, Node, RedisServer, ant_pair, expect_candidates, node_config, send_candidates,
+};
 use switchboard_tests::{WsClient, http_request, switchboard_bin, temp_dir};
 use tokio::process::{Child, Command};
 
@@ -57,47 +59,9 @@ async fn refused_start(cluster: &str, name: &str, env: &[(&str, &str)]) -> Strin
     stderr
 }
 
-/// Two Ant peers in `room`, the first on `a`, the second on `b`, past `joined` and `start`.
-async fn ant_pair(a: &Node, b: &Node, room: &str) -> (WsClient, WsClient) {
-    let join = json!({"command":"join","streamId":room,"mode":"both"});
-    let mut pa = WsClient::connect(&a.ant_url("LiveApp")).await;
-    pa.send_json(join.clone()).await;
-    assert_eq!(pa.recv_json().await["definition"], "joined");
-    let mut pb = WsClient::connect(&b.ant_url("LiveApp")).await;
-    pb.send_json(join).await;
-    assert_eq!(pb.recv_json().await["definition"], "joined");
-    assert_eq!(pa.recv_json().await["command"], "start");
-    (pa, pb)
-}
-
-/// A numbered ICE candidate: `label` carries the number, so order and loss are visible.
-fn candidate(room: &str, n: usize) -> Value {
-    json!({"command":"takeCandidate","streamId":room,"label":n,"id":"0",
-        "candidate":format!("candidate:{n} 1 udp 1 127.0.0.1 9 typ host")})
-}
-
-async fn send_candidates(peer: &mut WsClient, room: &str, from: usize, n: usize) {
-    for i in from..from + n {
-        peer.send_json(candidate(room, i)).await;
-    }
-}
-
-/// Reads `n` frames from `peer`: exactly the candidates `from..from + n`, in order.
-async fn expect_candidates(peer: &mut WsClient, room: &str, from: usize, n: usize) {
-    for i in from..from + n {
-        let got = peer.recv_json().await;
-        assert_eq!(got["command"], "takeCandidate", "candidate {i}: {got}");
-        assert_eq!(got["label"], i, "candidate {i} in order: {got}");
-        assert_eq!(got["streamId"], room);
-    }
-}
-
 /// `n` candidates each way, every one received once, in order, and nothing else.
 async fn both_ways(pa: &mut WsClient, pb: &mut WsClient, room: &str, from: usize, n: usize) {
-    send_candidates(pa, room, from, n).await;
-    send_candidates(pb, room, from, n).await;
-    expect_candidates(pb, room, from, n).await;
-    expect_candidates(pa, room, from, n).await;
+    cluster::both_ways(pa, pb, room, from, n).await;
     pa.expect_silence(200).await;
     pb.expect_silence(200).await;
 }
