@@ -20,6 +20,7 @@ pub mod front;
 pub mod jwt;
 pub mod media;
 pub mod metrics;
+pub mod pki;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,7 @@
 //! replica under two gateway nodes with an Ant call across them, every frame counted.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use serde_json::json;
 use switchboard_tests::cluster::{
     self, Node, RedisServer, ant_pair, expect_candidates, node_config, send_candidates,
 };
+use switchboard_tests::pki::test_pki;
 use switchboard_tests::{WsClient, http_request, switchboard_bin, temp_dir};
 use tokio::process::{Child, Command};
 
@@ -91,29 +92,7 @@ async fn room_shared(a: &Node, b: &Node, room: &str) {
 
 // === TLS ===
 
-/// A test CA (`ca.pem`) and a server certificate it issued for `localhost` and `127.0.0.1`
-/// (`server.pem`, `server.key`), in `dir`.
-fn test_pki(dir: &Path) -> PathBuf {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Switchboard test Redis CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server_params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.join("server.pem"), server_cert.pem()).unwrap();
-    std::fs::write(dir.join("server.key"), server_key.serialize_pem()).unwrap();
-    dir.join("ca.pem")
-}
-
-/// `redis-server` serving TLS only (no plain port), with the certificate of [`test_pki`].
+/// `redis-server` serving TLS only (no plain port), with the certificate of [`test_pki`] (its `server.pem` and `server.key`).
 async fn tls_redis(pki: &Path) -> RedisServer {
     let file = |name: &str| pki.join(name).to_str().unwrap().to_owned();
     RedisServer::start_with(vec![
@@ -136,7 +115,7 @@ async fn tls_redis(pki: &Path) -> RedisServer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rediss_with_a_private_ca_carries_a_call_across_nodes() {
     let pki = temp_dir("redis-pki");
-    let ca = test_pki(&pki);
+    let ca = test_pki(&pki, "Switchboard test Redis CA").ca_file;
     let redis = tls_redis(&pki).await;
     let url = format!("rediss://127.0.0.1:{}", redis.port);
     let cluster = format!(

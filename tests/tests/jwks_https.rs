@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,42 +13,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchboard_tests::ant::{ant_join, ask, ask_until, unauthorized};
 use switchboard_tests::jwt::{answer_json, ec_jwk, es256_token, room_policy_plugins};
+use switchboard_tests::pki::{TestPki, test_pki};
 use switchboard_tests::{TestGateway, WsClient, switchboard_bin, temp_dir};
 use switchboard_tests::{every_dialect_config, unix_now};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-/// A test CA, and a server certificate it issued for `localhost` and `127.0.0.1`.
-struct TestPki {
-    /// The CA certificate, written to `ca.pem` in `dir`.
-    ca_file: PathBuf,
-    server_cert_pem: String,
-    server_key_pem: String,
-}
-
-fn test_pki(dir: &Path) -> TestPki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Switchboard test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let server_key = KeyPair::generate().unwrap();
-    let server_params =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
-    let ca_file = dir.join("ca.pem");
-    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
-    TestPki {
-        ca_file,
-        server_cert_pem: server_cert.pem(),
-        server_key_pem: server_key.serialize_pem(),
-    }
-}
 
 /// A loopback HTTPS server with the certificate of `pki` that answers every request with a
 /// JWKS document of the fixture key under kid `k1`; counts the requests it answered (a client
@@ -92,7 +61,7 @@ async fn https_jwks_server(pki: &TestPki) -> (SocketAddr, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn room_policy_fetches_an_https_jwks_trusted_through_jwks_ca_file() {
     let dir = temp_dir("jwks-https");
-    let pki = test_pki(&dir);
+    let pki = test_pki(&dir, "Switchboard test CA");
     let (addr, answered) = https_jwks_server(&pki).await;
     // By name, as a real identity provider is addressed: the certificate names `localhost`.
     let token = format!(
@@ -131,7 +100,7 @@ async fn room_policy_fetches_an_https_jwks_trusted_through_jwks_ca_file() {
 #[tokio::test]
 async fn an_ant_app_fetches_its_https_jwks_trusted_through_jwks_ca_file() {
     let dir = temp_dir("jwks-https-app");
-    let pki = test_pki(&dir);
+    let pki = test_pki(&dir, "Switchboard test CA");
     let (addr, answered) = https_jwks_server(&pki).await;
     let gw = TestGateway::with_config(&every_dialect_config(&format!(
         r#"
@@ -214,7 +183,7 @@ async fn spawn_gateway(
 #[tokio::test]
 async fn a_certificate_from_an_untrusted_ca_is_refused_with_a_clear_log() {
     let dir = temp_dir("jwks-https-untrusted");
-    let pki = test_pki(&dir);
+    let pki = test_pki(&dir, "Switchboard test CA");
     let (addr, answered) = https_jwks_server(&pki).await;
     // No `jwks_ca_file`: the test CA is in no trust store the gateway uses.
     let token = format!(
