@@ -830,10 +830,13 @@ async fn join_implied<D: TextFrames>(
     event: &Event,
     received: Instant,
 ) -> Option<Refused> {
-    let join = D::implied_join(state, event)?;
-    if core.rooms.contains(&join.room) {
+    // Checked before the dialect builds its join: a session already in the room (every message
+    // of a call after the first) costs no allocation here.
+    let room = event.room()?;
+    if core.rooms.iter().any(|joined| joined == room) {
         return None;
     }
+    let join = D::implied_join(state, event)?;
     core.dispatch(Event::Join(join), None, received).await
 }
 
