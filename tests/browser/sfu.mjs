@@ -498,8 +498,13 @@ const CASES = {
     for (const p of peers) {
       const own = await p.page.evaluate((me) => window.sb.trackStreams.filter((s) => s === me), sid(p.name));
       t.expect(own.length === 0, `${p.name} gets no track event for its own stream`, own);
-      const info = await p.page.evaluate(() => window.sb.info.roomInformation);
+      // The tutorial page asks getRoomInfo every 5 s: a page's latest answer may predate the
+      // last join, so the answer listing two streams is awaited rather than read once.
       const others = peers.filter((o) => o !== p).map((o) => sid(o.name)).sort();
+      const info = await t.until([p], 'roomInformation of two streams', (n) => {
+        const i = window.sb.info.roomInformation;
+        return i && i.streams && i.streams.length >= n ? i : false;
+      }, others.length);
       t.expect(info && JSON.stringify([...info.streams].sort()) === JSON.stringify(others),
         `${p.name}'s roomInformation lists the two other publishers`, info);
     }

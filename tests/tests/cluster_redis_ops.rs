@@ -356,10 +356,20 @@ async fn failover(synced: bool) {
     );
 
     // Until the primary dies the replica holds its data, or none of it.
-    let members = replica
-        .cli(&["LLEN", "switchboard:room:ops-sentinel"])
-        .await;
-    assert_eq!(members.trim(), if synced { "2" } else { "0" });
+    // Replication is asynchronous: a synced replica gets the room's members a moment after
+    // the primary does, so it is asked until it has them (bounded).
+    let expected = if synced { "2" } else { "0" };
+    let mut members = String::new();
+    for _ in 0..80 {
+        members = replica
+            .cli(&["LLEN", "switchboard:room:ops-sentinel"])
+            .await;
+        if members.trim() == expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(members.trim(), expected);
     primary.kill().await;
     // Frames sent while the primary is gone are held, then delivered once the nodes follow
     // the sentinel to the promoted replica.
