@@ -125,7 +125,11 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
         },
         unix_now(),
     ));
-    let registry = Arc::new(PluginRegistry::builtin_with(conference.clone()));
+    // With [cluster], each conference room's media is served by its home node.
+    let homing = cluster
+        .as_ref()
+        .map(|c| Arc::clone(c.homing()) as Arc<dyn switchboard_sfu::homing::Homing>);
+    let registry = Arc::new(PluginRegistry::builtin_in(conference.clone(), homing));
     let plugins = registry
         .build_all(&config.plugins)
         .map_err(|e| anyhow::anyhow!("cannot build plugins:\n  {}", e.join("\n  ")))?;

@@ -31,6 +31,15 @@ impl PluginRegistry {
 
     /// The built-in plugins, the conference plugin on `hub` (the one the REST API serves).
     pub fn builtin_with(hub: Arc<Hub>) -> Self {
+        Self::builtin_in(hub, None)
+    }
+
+    /// The same, in a cluster: the `sfu` plugin serves a room's media on its home node
+    /// (`homing`).
+    pub fn builtin_in(
+        hub: Arc<Hub>,
+        homing: Option<Arc<dyn switchboard_sfu::homing::Homing>>,
+    ) -> Self {
         let mut registry = Self {
             factories: Vec::new(),
         };
@@ -39,7 +48,10 @@ impl PluginRegistry {
         registry.add(Box::new(switchboard_room_policy::RoomPolicyFactory));
         registry.add(Box::new(switchboard_logging::LoggingFactory));
         registry.add(Box::new(switchboard_two_peer_relay::TwoPeerRelayFactory));
-        registry.add(Box::new(switchboard_sfu::SfuFactory::new(hub)));
+        registry.add(Box::new(match homing {
+            Some(homing) => switchboard_sfu::SfuFactory::with_homing(hub, homing),
+            None => switchboard_sfu::SfuFactory::new(hub),
+        }));
         registry
     }
 

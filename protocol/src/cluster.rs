@@ -84,6 +84,27 @@ pub enum NodeMessage {
         /// The event.
         event: Event,
     },
+    /// A media request of the sender's session `from` (a `publish`, `play`, SDP, candidate,
+    /// track toggle, `stop` or `leaveFromRoom` of the media plugin) for the receiver, which
+    /// is the media home of `room`: its media plugin serves it and answers `from` with
+    /// [`NodeMessage::Deliver`] frames. The sender checked it (tokens, application rules)
+    /// before forwarding it.
+    Media {
+        /// The requesting session, on the sending node.
+        from: RemotePeer,
+        /// The Ant application the request came through (`""`: none).
+        app: String,
+        /// The room whose media the receiver homes (the sender resolved it).
+        room: String,
+        /// The request.
+        event: Event,
+    },
+    /// The sender's session `session`, which made media requests of the receiver, closed:
+    /// its media there ends silently.
+    MediaClosed {
+        /// The session id on the sending node.
+        session: u64,
+    },
 }
 
 impl NodeFrame {

@@ -120,6 +120,20 @@ fn cases() -> Vec<(&'static str, NodeFrame)> {
             }),
         ),
         (
+            "media_offer",
+            frame(NodeMessage::Media {
+                from: ant(7),
+                app: "LiveApp".into(),
+                room: "conf1".into(),
+                event: Event::Description(Description {
+                    room: "cam1".into(),
+                    kind: SdpKind::Offer,
+                    sdp: "v=0\r\n".into(),
+                }),
+            }),
+        ),
+        ("media_closed", frame(NodeMessage::MediaClosed { session: 7 })),
+        (
             "deliver_error",
             frame(NodeMessage::Deliver {
                 to: 12,

@@ -127,6 +127,14 @@ impl RedisCatalog {
         }
     }
 
+    /// Runs `f` on the catalog's blocking connection (room homing's claims share it).
+    pub fn query<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, StoreError> {
+        self.inner.with(f)
+    }
+
     /// Lists every stream of this node again (after Redis lost its data, or this node was
     /// taken for dead and reaped). Never waits.
     pub fn reassert(&self) {

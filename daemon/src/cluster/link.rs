@@ -251,11 +251,15 @@ async fn tick(
             .map_err(|_| timed_out())??;
         cluster.catalog.reassert();
     }
+    tokio::time::timeout(timeout, cluster.homing().refresh(conn))
+        .await
+        .map_err(|_| timed_out())??;
     if !settled {
         return Ok(());
     }
     let mut candidates: HashSet<Arc<str>> = registered.into_iter().map(Arc::from).collect();
     candidates.extend(gateway.dispatcher().proxy_nodes());
+    candidates.extend(cluster.homing().nodes());
     candidates.remove(&cluster.node);
     if candidates.is_empty() {
         return Ok(());
@@ -286,6 +290,7 @@ async fn tick(
         .map_err(|_| timed_out())??;
     for node in dead {
         cluster.send(super::Outgoing::Forget(Arc::clone(node)));
+        cluster.homing().node_dead(node);
         if gateway.dispatcher().drop_node(node) > 0 {
             health::node_failed(node);
         }
@@ -421,5 +426,12 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, payload: &[u8]
                 .registry()
                 .deliver_remote(SessionId(to), Outbound::Event(event));
         }
+        NodeMessage::Media {
+            from,
+            app,
+            room,
+            event,
+        } => cluster.homing().receive(&node, from, app, room, event),
+        NodeMessage::MediaClosed { session } => cluster.homing().remote_closed(&node, session),
     }
 }

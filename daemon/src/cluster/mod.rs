@@ -25,6 +25,7 @@ pub mod catalog;
 pub mod config;
 pub mod connect;
 pub mod health;
+pub mod homing;
 pub mod link;
 pub mod proxies;
 pub mod publisher;
@@ -86,6 +87,10 @@ pub enum OutMessage {
     Relay(u64, Arc<Envelope>, bool),
     /// A composed event for the remote session `to`.
     Deliver(u64, Event),
+    /// A local session's media request for the room's home node ([`homing`]).
+    Media(switchboard_sfu::homing::MediaRequest),
+    /// A local session that made media requests of the receiver closed.
+    MediaClosed(SessionId),
 }
 
 /// A claimed place in a room: the room's lock is held until the claim is committed.
@@ -118,6 +123,8 @@ pub struct Cluster {
     target: connect::Target,
     /// The conference catalog (REST rooms, tokens, live streams) in the same Redis.
     catalog: Arc<catalog::RedisCatalog>,
+    /// Where each conference room's media is served.
+    homing: Arc<homing::MediaHoming>,
     conn: Mutex<Option<MultiplexedConnection>>,
     outbox: mpsc::Sender<Outgoing>,
     outbox_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
@@ -147,7 +154,15 @@ impl Cluster {
         let node: Arc<str> = Arc::from(format!("{}@{started}", config.node_name()));
         let catalog = Arc::new(catalog::RedisCatalog::new(&config, Arc::clone(&node))?);
         let (outbox, rx) = mpsc::channel(config.publish_queue_len);
+        let homing = homing::MediaHoming::new(
+            Arc::clone(&node),
+            &config.key_prefix,
+            config.node_ttl_ms,
+            outbox.clone(),
+            Arc::clone(&catalog),
+        );
         Ok(Self {
+            homing,
             keys: store::Keys::new(&config.key_prefix),
             config,
             node,
@@ -173,6 +188,11 @@ impl Cluster {
     /// The conference catalog in the cluster's Redis.
     pub fn catalog(&self) -> &Arc<catalog::RedisCatalog> {
         &self.catalog
+    }
+
+    /// Room homing: where each conference room's media is served.
+    pub fn homing(&self) -> &Arc<homing::MediaHoming> {
+        &self.homing
     }
 
     /// Whether Redis is reachable (as of the last command or heartbeat).

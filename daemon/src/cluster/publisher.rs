@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use switchboard_plugin_api::Peer;
+use switchboard_protocol::JoinMode;
 use switchboard_protocol::cluster::{NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -294,5 +295,16 @@ fn to_message(msg: &OutMessage) -> NodeMessage {
             to: *to,
             event: event.clone(),
         },
+        OutMessage::Media(request) => NodeMessage::Media {
+            from: RemotePeer {
+                session: request.session.0,
+                dialect: request.dialect,
+                mode: JoinMode::Conference,
+            },
+            app: request.app.clone(),
+            room: request.room.clone(),
+            event: request.event.clone(),
+        },
+        OutMessage::MediaClosed(session) => NodeMessage::MediaClosed { session: session.0 },
     }
 }

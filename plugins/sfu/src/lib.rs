@@ -52,7 +52,7 @@ use str0m::media::MediaKind;
 use switchboard_conference::Hub;
 use switchboard_plugin_api::event::conference::{MediaDirection, TrackKind};
 use switchboard_plugin_api::event::{
-    ConferenceCommand, DialectKind, ErrorCode, Event, LeaveReason, SdpKind,
+    self, ConferenceCommand, DialectKind, ErrorCode, Event, LeaveReason, SdpKind,
 };
 use switchboard_plugin_api::{
     Decision, EventContext, Outbox, Plugin, PluginError, PluginFactory, Refusal, SessionId,
@@ -63,10 +63,13 @@ use tokio_util::sync::CancellationToken;
 
 mod conn;
 mod engine;
+pub mod homing;
 mod metrics;
 mod registry;
+mod remote;
 
 pub use engine::{Command, Stats};
+use homing::{Forwarded, Home, Homing, MediaRequest, RemoteMedia};
 pub use metrics::render as render_metrics;
 use registry::{Registry, StreamKey};
 
@@ -167,13 +170,22 @@ impl SfuSettings {
 #[derive(Debug, Clone)]
 pub struct SfuFactory {
     hub: Arc<Hub>,
+    homing: Option<Arc<dyn Homing>>,
 }
 
 impl SfuFactory {
     /// A factory whose plugins tell `hub` (the conference plugin's) who publishes into which
     /// room, and ask it which room a participant's stream belongs to.
     pub fn new(hub: Arc<Hub>) -> Self {
-        Self { hub }
+        Self { hub, homing: None }
+    }
+
+    /// The same, in a cluster: each room's media is served by its home node (`homing`).
+    pub fn with_homing(hub: Arc<Hub>, homing: Arc<dyn Homing>) -> Self {
+        Self {
+            hub,
+            homing: Some(homing),
+        }
     }
 }
 
@@ -188,19 +200,53 @@ impl PluginFactory for SfuFactory {
         if !errors.is_empty() {
             return Err(errors);
         }
-        Ok(Box::new(Sfu::new(settings, Arc::clone(&self.hub))))
+        let mut sfu = Sfu::new(settings, Arc::clone(&self.hub));
+        if let Some(homing) = &self.homing
+            && let Some(core) = Arc::get_mut(&mut sfu.core)
+        {
+            core.homing = Some(Arc::clone(homing));
+        }
+        Ok(Box::new(sfu))
     }
 }
 
 /// The running plugin: the hook's side. [`Plugin::start`] binds the socket and spawns the task.
 #[derive(Debug)]
 pub struct Sfu {
+    core: Arc<Core>,
+}
+
+/// What the hook and the requests of other nodes share (see [`homing`]).
+pub struct Core {
     settings: SfuSettings,
     registry: Arc<Mutex<Registry>>,
     commands: OnceLock<mpsc::Sender<Command>>,
     cancel: CancellationToken,
     stats: Arc<Stats>,
     hub: Arc<Hub>,
+    /// `[cluster]`: where each room's media is served.
+    homing: Option<Arc<dyn Homing>>,
+    /// Streams of this node's sessions that other nodes serve.
+    forwarded: Mutex<Forwarded>,
+    /// The outbox the media task uses (set at start): answers to other nodes' requests.
+    outbox: OnceLock<Outbox>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("settings", &self.settings)
+            .field("homing", &self.homing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::ops::Deref for Sfu {
+    type Target = Core;
+
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 impl Sfu {
@@ -209,15 +255,22 @@ impl Sfu {
         let stats = Arc::new(Stats::default());
         metrics::register(Arc::downgrade(&stats));
         Self {
-            settings,
-            registry: Arc::new(Mutex::new(Registry::new(Arc::clone(&hub)))),
-            hub,
-            commands: OnceLock::new(),
-            cancel: CancellationToken::new(),
-            stats,
+            core: Arc::new(Core {
+                settings,
+                registry: Arc::new(Mutex::new(Registry::new(Arc::clone(&hub)))),
+                hub,
+                commands: OnceLock::new(),
+                cancel: CancellationToken::new(),
+                stats,
+                homing: None,
+                forwarded: Mutex::default(),
+                outbox: OnceLock::new(),
+            }),
         }
     }
+}
 
+impl Core {
     /// Forwarding counters (for benchmarks and logs).
     pub fn stats(&self) -> Arc<Stats> {
         Arc::clone(&self.stats)
@@ -227,6 +280,12 @@ impl Sfu {
         self.registry.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn forwarded(&self) -> std::sync::MutexGuard<'_, Forwarded> {
+        self.forwarded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Queues `command` for the task; `false` if it is not running or its queue is full.
     fn send(&self, command: Command) -> bool {
         self.commands
@@ -234,6 +293,41 @@ impl Sfu {
             .is_some_and(|tx| tx.try_send(command).is_ok())
     }
 
+    /// The room a media request's stream belongs to. A `publish`: its main track; without
+    /// one, the room the sender joined with this stream id (`joinRoom`, then `publish`: Ant's
+    /// legacy conference flow); otherwise the stream is a room of its own, played by its id.
+    /// A `play` names what to play in `streamId`, a stream or a room, and counts in the room
+    /// of the stream it plays; `room` (only for the token check on one node) names the room
+    /// of a stream this node does not know, which another node may serve.
+    fn media_room(
+        &self,
+        me: SessionId,
+        direction: MediaDirection,
+        stream_id: &str,
+        room: Option<&str>,
+    ) -> String {
+        match direction {
+            MediaDirection::Publish => room
+                .map(str::to_owned)
+                .or_else(|| self.hub.participant_room(stream_id, me))
+                .unwrap_or_else(|| stream_id.to_owned()),
+            MediaDirection::Play => {
+                if let Some(known) = self.registry().room_of(stream_id) {
+                    return known.to_owned();
+                }
+                if let Some(known) = self.forwarded().room_of(stream_id) {
+                    return known.to_owned();
+                }
+                match &self.homing {
+                    Some(_) => room.unwrap_or(stream_id).to_owned(),
+                    None => stream_id.to_owned(),
+                }
+            }
+        }
+    }
+
+    /// A `publish` or `play` of a local session: served here, or forwarded to the room's
+    /// home node (which answers the session through the cluster).
     #[allow(clippy::too_many_arguments)]
     fn on_media_request(
         &self,
@@ -243,23 +337,48 @@ impl Sfu {
         direction: MediaDirection,
         stream_id: &str,
         room: Option<&str>,
+        event: &Event,
+        out: &mut Decision,
+    ) -> Verdict {
+        let room = self.media_room(me, direction, stream_id, room);
+        if let Some(homing) = &self.homing
+            && let Home::Node(node) = homing.home(&room)
+        {
+            let key = StreamKey::new(me, stream_id);
+            let publish = direction == MediaDirection::Publish;
+            self.forwarded()
+                .insert(key, Arc::clone(&node), room.clone(), publish);
+            homing.forward(
+                &node,
+                MediaRequest {
+                    session: me,
+                    dialect,
+                    app: app.to_owned(),
+                    room,
+                    event: event.clone(),
+                },
+            );
+            return Verdict::Stop;
+        }
+        self.serve_media_request(me, app, dialect, direction, stream_id, room, out)
+    }
+
+    /// A `publish` or `play` this node serves: admitted within the limits and queued for the
+    /// media task.
+    #[allow(clippy::too_many_arguments)]
+    fn serve_media_request(
+        &self,
+        me: SessionId,
+        app: &str,
+        dialect: DialectKind,
+        direction: MediaDirection,
+        stream_id: &str,
+        room: String,
         out: &mut Decision,
     ) -> Verdict {
         let key = StreamKey::new(me, stream_id);
         let command = {
             let mut registry = self.registry();
-            let room = match direction {
-                // The room is the main track; without one, the room the sender joined with
-                // this stream id (`joinRoom`, then `publish`: Ant's legacy conference flow);
-                // otherwise the stream is a room of its own, played by its id.
-                MediaDirection::Publish => room
-                    .map(str::to_owned)
-                    .or_else(|| self.hub.participant_room(stream_id, me))
-                    .unwrap_or_else(|| stream_id.to_owned()),
-                // `play` names what to play in `streamId`, a stream or a room (`room` only
-                // serves the token check); counted in the room of the stream it plays.
-                MediaDirection::Play => registry.room_of(stream_id).unwrap_or(stream_id).to_owned(),
-            };
             if let Err(refusal) = registry.admit(&self.settings, key.clone(), direction, &room) {
                 return Verdict::Refuse(refusal);
             }
@@ -290,86 +409,171 @@ impl Sfu {
         }
         Verdict::Stop
     }
-}
 
-impl Plugin for Sfu {
-    fn name(&self) -> &str {
-        "sfu"
+    /// Forwards `event` of `me`'s stream `stream_id` to the node that serves it, if another
+    /// node does; `None` when this node serves it (or nobody does).
+    fn forward_stream_event(
+        &self,
+        me: SessionId,
+        dialect: DialectKind,
+        stream_id: &str,
+        event: &Event,
+    ) -> Option<Verdict> {
+        let homing = self.homing.as_ref()?;
+        let key = StreamKey::new(me, stream_id);
+        let (node, room) = {
+            let forwarded = self.forwarded();
+            let remote = forwarded.live(&key)?;
+            (Arc::clone(&remote.node), remote.room.clone())
+        };
+        homing.forward(
+            &node,
+            MediaRequest {
+                session: me,
+                dialect,
+                app: String::new(),
+                room,
+                event: event.clone(),
+            },
+        );
+        Some(Verdict::Stop)
     }
 
-    fn on_event(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {
-        let me = cx.from().session;
-        Ok(match cx.event() {
-            Event::Conference(request) => match &request.command {
-                ConferenceCommand::Publish(m) => self.on_media_request(
-                    me,
-                    cx.app().unwrap_or(&request.app),
-                    cx.from().dialect,
-                    MediaDirection::Publish,
-                    &m.stream_id,
-                    m.room.as_deref(),
-                    out,
-                ),
-                ConferenceCommand::Play(m) => self.on_media_request(
-                    me,
-                    cx.app().unwrap_or(&request.app),
-                    cx.from().dialect,
-                    MediaDirection::Play,
-                    &m.stream_id,
-                    m.room.as_deref(),
-                    out,
-                ),
-                ConferenceCommand::LeaveRoom(r) => {
-                    // The conference plugin acknowledged it; the SDK has closed its connections
-                    // already, so they end silently (no publish_finished/play_finished).
-                    let keys = self.registry().remove_in_room(me, &r.room);
-                    if !keys.is_empty() {
-                        let _ = self.send(Command::Drop { keys });
-                    }
-                    Verdict::Continue
-                }
-                ConferenceCommand::ToggleTrack(t) => {
-                    let key = StreamKey::new(me, &t.stream_id);
-                    if !self.registry().contains(&key) {
-                        return Ok(refuse(
-                            ErrorCode::NoStream,
-                            format!(
-                                "this connection neither plays nor publishes `{}`",
-                                t.stream_id
-                            ),
-                        ));
-                    }
-                    let kinds = match t.kind {
-                        Some(TrackKind::Video) => vec![MediaKind::Video],
-                        Some(TrackKind::Audio) => vec![MediaKind::Audio],
-                        None => vec![MediaKind::Audio, MediaKind::Video],
+    /// `stop` of a stream another node serves: forwarded once; the SDK's second `stop` is
+    /// swallowed here. `None` when this node never forwarded it.
+    fn forward_stop(&self, me: SessionId, dialect: DialectKind, event: &Event) -> Option<Verdict> {
+        let homing = self.homing.as_ref()?;
+        let room = event.room()?;
+        let key = StreamKey::new(me, room);
+        let (node, live) = self.forwarded().stop(&key)?;
+        if live {
+            homing.forward(
+                &node,
+                MediaRequest {
+                    session: me,
+                    dialect,
+                    app: String::new(),
+                    room: room.to_owned(),
+                    event: event.clone(),
+                },
+            );
+        }
+        Some(Verdict::Stop)
+    }
+
+    /// `leaveFromRoom` of `room`: the streams other nodes serve for `me` in it end there too.
+    fn forward_leave_room(&self, me: SessionId, dialect: DialectKind, room: &str, event: &Event) {
+        let Some(homing) = &self.homing else {
+            return;
+        };
+        let nodes = homing::distinct(self.forwarded().remove_in_room(me, room));
+        for node in nodes {
+            homing.forward(
+                &node,
+                MediaRequest {
+                    session: me,
+                    dialect,
+                    app: String::new(),
+                    room: room.to_owned(),
+                    event: event.clone(),
+                },
+            );
+        }
+    }
+
+    /// The hook's work for one event of `me` (a local session, or with `served_room` the
+    /// stand-in of another node's session, whose room that node resolved).
+    fn handle(
+        &self,
+        me: SessionId,
+        dialect: DialectKind,
+        app: &str,
+        event: &Event,
+        served_room: Option<&str>,
+        out: &mut Decision,
+    ) -> Verdict {
+        let local = served_room.is_none();
+        match event {
+            Event::Conference(request) => {
+                let app = if app.is_empty() { &request.app } else { app };
+                let media = match &request.command {
+                    ConferenceCommand::Publish(m) => Some((MediaDirection::Publish, m)),
+                    ConferenceCommand::Play(m) => Some((MediaDirection::Play, m)),
+                    _ => None,
+                };
+                if let Some((direction, m)) = media {
+                    return match served_room {
+                        None => self.on_media_request(
+                            me,
+                            app,
+                            dialect,
+                            direction,
+                            &m.stream_id,
+                            m.room.as_deref(),
+                            event,
+                            out,
+                        ),
+                        Some(room) => {
+                            let room = match direction {
+                                MediaDirection::Publish => room.to_owned(),
+                                MediaDirection::Play => {
+                                    self.media_room(me, direction, &m.stream_id, Some(room))
+                                }
+                            };
+                            self.serve_media_request(
+                                me,
+                                app,
+                                dialect,
+                                direction,
+                                &m.stream_id,
+                                room,
+                                out,
+                            )
+                        }
                     };
-                    let command = Command::Toggle {
-                        key,
-                        track_id: t.track_id.clone(),
-                        kinds,
-                        enabled: t.enabled,
-                    };
-                    if !self.send(command) {
-                        return Ok(refuse(ErrorCode::MediaCapacity, "the media plugin is busy"));
-                    }
-                    Verdict::Stop
                 }
-                _ => Verdict::Continue,
-            },
+                match &request.command {
+                    ConferenceCommand::LeaveRoom(r) => {
+                        // The conference plugin acknowledged it; the SDK has closed its
+                        // connections already, so they end silently (no publish_finished/
+                        // play_finished).
+                        let keys = self.registry().remove_in_room(me, &r.room);
+                        if !keys.is_empty() {
+                            let _ = self.send(Command::Drop { keys });
+                        }
+                        if local {
+                            self.forward_leave_room(me, dialect, &r.room, event);
+                        }
+                        Verdict::Continue
+                    }
+                    ConferenceCommand::ToggleTrack(t) => {
+                        if local
+                            && let Some(v) =
+                                self.forward_stream_event(me, dialect, &t.stream_id, event)
+                        {
+                            return v;
+                        }
+                        self.toggle(me, t)
+                    }
+                    _ => Verdict::Continue,
+                }
+            }
             Event::Description(d) => {
+                if local && let Some(v) = self.forward_stream_event(me, dialect, &d.room, event) {
+                    return v;
+                }
                 let key = StreamKey::new(me, &d.room);
                 if !self.registry().contains(&key) {
-                    return Ok(Verdict::Continue);
+                    return Verdict::Continue;
                 }
                 if !matches!(d.kind, SdpKind::Offer | SdpKind::Answer) {
-                    return Ok(refuse(
+                    return refuse(
                         ErrorCode::InvalidField,
                         format!(
                             "the media server takes an offer or an answer, not {}",
                             d.kind.as_str()
                         ),
-                    ));
+                    );
                 }
                 let command = Command::Description {
                     key,
@@ -377,14 +581,17 @@ impl Plugin for Sfu {
                     sdp: d.sdp.as_str().to_owned(),
                 };
                 if !self.send(command) {
-                    return Ok(refuse(ErrorCode::MediaCapacity, "the media plugin is busy"));
+                    return refuse(ErrorCode::MediaCapacity, "the media plugin is busy");
                 }
                 Verdict::Stop
             }
             Event::Candidate(c) => {
+                if local && let Some(v) = self.forward_stream_event(me, dialect, &c.room, event) {
+                    return v;
+                }
                 let key = StreamKey::new(me, &c.room);
                 if !self.registry().contains(&key) {
-                    return Ok(Verdict::Continue);
+                    return Verdict::Continue;
                 }
                 // A full queue drops a candidate, which ICE survives (peer-reflexive learning).
                 let _ = self.send(Command::Candidate {
@@ -394,22 +601,87 @@ impl Plugin for Sfu {
                 Verdict::Stop
             }
             Event::Leave(l) if l.reason != LeaveReason::Disconnect => {
+                if local && let Some(v) = self.forward_stop(me, dialect, event) {
+                    return v;
+                }
                 let key = StreamKey::new(me, &l.room);
                 let mut registry = self.registry();
                 let Some(direction) = registry.remove(&key) else {
                     // The SDK sends `stop` twice when it closes a stream; the second is ours too.
-                    return Ok(if l.reason == LeaveReason::Stop && registry.ended(&key) {
+                    return if l.reason == LeaveReason::Stop && registry.ended(&key) {
                         Verdict::Stop
                     } else {
                         Verdict::Continue
-                    });
+                    };
                 };
                 drop(registry);
                 let _ = self.send(Command::Stop { key, direction });
                 Verdict::Stop
             }
             _ => Verdict::Continue,
-        })
+        }
+    }
+
+    /// `toggleVideo`/`toggleAudio`/`enableTrack` of a stream this node serves.
+    fn toggle(&self, me: SessionId, t: &event::conference::ToggleTrack) -> Verdict {
+        let key = StreamKey::new(me, &t.stream_id);
+        if !self.registry().contains(&key) {
+            return refuse(
+                ErrorCode::NoStream,
+                format!(
+                    "this connection neither plays nor publishes `{}`",
+                    t.stream_id
+                ),
+            );
+        }
+        let kinds = match t.kind {
+            Some(TrackKind::Video) => vec![MediaKind::Video],
+            Some(TrackKind::Audio) => vec![MediaKind::Audio],
+            None => vec![MediaKind::Audio, MediaKind::Video],
+        };
+        let command = Command::Toggle {
+            key,
+            track_id: t.track_id.clone(),
+            kinds,
+            enabled: t.enabled,
+        };
+        if !self.send(command) {
+            return refuse(ErrorCode::MediaCapacity, "the media plugin is busy");
+        }
+        Verdict::Stop
+    }
+
+    /// A session closed: its streams here end silently, and the nodes that serve its other
+    /// streams are told.
+    fn session_closed(&self, session: SessionId) {
+        let keys = self.registry().remove_session(session);
+        if !keys.is_empty() {
+            let _ = self.send(Command::SessionClosed { session });
+        }
+        if let Some(homing) = &self.homing {
+            let nodes = homing::distinct(self.forwarded().remove_session(session));
+            for node in nodes {
+                homing.closed(&node, session);
+            }
+        }
+    }
+}
+
+impl Plugin for Sfu {
+    fn name(&self) -> &str {
+        "sfu"
+    }
+
+    fn on_event(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {
+        let from = cx.from();
+        Ok(self.handle(
+            from.session,
+            from.dialect,
+            cx.app().unwrap_or_default(),
+            cx.event(),
+            None,
+            out,
+        ))
     }
 
     fn start(&self, outbox: Outbox) -> Result<(), PluginError> {
@@ -419,6 +691,14 @@ impl Plugin for Sfu {
         }
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| PluginError("needs a tokio runtime".into()))?;
+        let outbox = match &self.homing {
+            Some(homing) => {
+                let media: Arc<dyn RemoteMedia> = self.core.clone();
+                homing.attach(Arc::downgrade(&media), outbox)
+            }
+            None => outbox,
+        };
+        let _ = self.outbox.set(Arc::clone(&outbox));
         let engine = engine::Engine::new(
             self.settings.clone(),
             outbox,
@@ -430,10 +710,7 @@ impl Plugin for Sfu {
     }
 
     fn on_session_closed(&self, session: SessionId) -> Result<(), PluginError> {
-        let keys = self.registry().remove_session(session);
-        if !keys.is_empty() {
-            let _ = self.send(Command::SessionClosed { session });
-        }
+        self.session_closed(session);
         Ok(())
     }
 

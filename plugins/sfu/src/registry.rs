@@ -159,6 +159,11 @@ impl Registry {
         Ok(())
     }
 
+    /// The rooms with streams now.
+    pub fn rooms(&self) -> Vec<String> {
+        self.rooms.keys().cloned().collect()
+    }
+
     /// Whether `key` ended recently (see `ended`).
     pub fn ended(&self, key: &StreamKey) -> bool {
         self.ended.contains(key)
