@@ -1,0 +1,278 @@
+//! Conference media across a cluster (room homing): two real `switchboard` nodes on one real
+//! `redis-server`, Ant Media signaling over real WebSockets and real WebRTC media from str0m
+//! peers on loopback (`switchboard_tests::media`). Each room's media is served by the node
+//! that first needed it: a participant on the other node is answered by the home node's SFU
+//! (its answer announces the home's UDP port) and its media flows there; a room first needed
+//! on the other node is homed there. When the home node is SIGKILLed, its remote publishers
+//! and players get `publish_finished`/`play_finished` once, and the room re-homes on the next
+//! publish.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchboard_tests::WsClient;
+use switchboard_tests::cluster::{HEARTBEAT_MS, NODE_TTL_MS, Node, RedisServer, node_config};
+use switchboard_tests::field;
+use switchboard_tests::media::MediaPeer;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A test node with the conference plugin, the SFU on a free loopback port, and the router.
+fn media_config(redis: &RedisServer, name: &str) -> String {
+    node_config(&redis.url(), name).replace(
+        "[[plugin]]\ntype = \"room-router\"",
+        "[[plugin]]\ntype = \"conference\"\n\n[[plugin]]\ntype = \"sfu\"\n[plugin.settings]\nudp_bind = \"127.0.0.1:0\"\n\n[[plugin]]\ntype = \"room-router\"",
+    )
+}
+
+async fn two_nodes() -> (RedisServer, Node, Node) {
+    let redis = RedisServer::start().await;
+    let mut nodes = Vec::new();
+    for name in ["media-a", "media-b"] {
+        let node = Node::spawn(&media_config(&redis, name), name).await;
+        node.wait_health("cluster: ok", WAIT).await;
+        nodes.push(node);
+    }
+    let b = nodes.pop().unwrap();
+    let a = nodes.pop().unwrap();
+    (redis, a, b)
+}
+
+/// The next frame that is not a pong.
+async fn next(ws: &mut WsClient) -> Value {
+    loop {
+        let v = ws.recv_json().await;
+        if v["command"] != "pong" {
+            return v;
+        }
+    }
+}
+
+/// The UDP port of the host candidates an SDP announces (one SFU socket: one port).
+fn candidate_port(sdp: &str) -> u16 {
+    let ports: Vec<u16> = sdp
+        .lines()
+        .filter(|l| l.starts_with("a=candidate:"))
+        .map(|l| l.split_whitespace().nth(5).unwrap().parse().unwrap())
+        .collect();
+    assert!(!ports.is_empty(), "no candidate in {sdp}");
+    assert!(ports.iter().all(|p| *p == ports[0]), "{ports:?}");
+    ports[0]
+}
+
+/// A publisher of `stream` into `room` through `node`, up to `publish_started`; with the
+/// port the answering SFU announced.
+struct Publisher {
+    ws: WsClient,
+    peer: MediaPeer,
+    port: u16,
+}
+
+async fn publish(node: &Node, stream: &str, room: &str, epoch: Instant) -> Publisher {
+    let mut ws = WsClient::connect(&node.ant_url("LiveApp")).await;
+    ws.send_json(json!({"command":"publish","streamId":stream,"subscriberId":"","subscriberCode":"","streamName":stream,"mainTrack":room,"video":true,"audio":true,"metaData":"","role":""})).await;
+    assert_eq!(
+        next(&mut ws).await,
+        json!({"command":"start","streamId":stream})
+    );
+    let mut peer = MediaPeer::new(epoch).await;
+    let offer = peer.publish_offer();
+    ws.send_json(
+        json!({"command":"takeConfiguration","streamId":stream,"type":"offer","sdp":offer}),
+    )
+    .await;
+    let answer = next(&mut ws).await;
+    assert_eq!(answer["command"], "takeConfiguration", "{answer}");
+    assert_eq!(
+        (&answer["type"], &answer["streamId"]),
+        (&json!("answer"), &json!(stream))
+    );
+    let sdp = field(&answer, "sdp");
+    let port = candidate_port(sdp);
+    peer.accept_answer(sdp);
+    assert!(
+        peer.pump_until(WAIT, |p| p.connected).await,
+        "publisher {stream} connects to port {port}"
+    );
+    assert_eq!(
+        next(&mut ws).await,
+        json!({"command":"notification","definition":"publish_started","streamId":stream,"ATTR_ROOM_NAME":room,"room":room})
+    );
+    Publisher { ws, peer, port }
+}
+
+/// The track ids of an offer's idMapping, sorted.
+fn tracks(offer: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = offer["idMapping"]
+        .as_object()
+        .expect("idMapping is an object")
+        .values()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A player of `room` through `node`, up to `play_started`: its connection, its media peer,
+/// the port the offer announced and the offer's tracks.
+async fn play(node: &Node, room: &str, epoch: Instant) -> (WsClient, MediaPeer, u16, Vec<String>) {
+    let mut ws = WsClient::connect(&node.ant_url("LiveApp")).await;
+    ws.send_json(json!({"command":"play","streamId":room,"token":"","room":room,"trackList":[],"subscriberId":"","subscriberCode":"","viewerInfo":"","role":"","userPublishId":""})).await;
+    let offer = next(&mut ws).await;
+    assert_eq!(offer["command"], "takeConfiguration", "{offer}");
+    assert_eq!(
+        (&offer["type"], &offer["streamId"]),
+        (&json!("offer"), &json!(room))
+    );
+    let port = candidate_port(field(&offer, "sdp"));
+    let mut peer = MediaPeer::new(epoch).await;
+    let sdp = peer.answer(field(&offer, "sdp"));
+    ws.send_json(json!({"command":"takeConfiguration","streamId":room,"type":"answer","sdp":sdp}))
+        .await;
+    assert!(
+        peer.pump_until(WAIT, |p| p.connected).await,
+        "player connects"
+    );
+    assert_eq!(
+        next(&mut ws).await,
+        json!({"command":"notification","definition":"play_started","streamId":room})
+    );
+    (ws, peer, port, tracks(&offer))
+}
+
+/// Sends frames from every publisher for `ms` while the player runs; frames it received.
+async fn flow(publishers: &mut [&mut MediaPeer], player: &mut MediaPeer, ms: u64) -> u64 {
+    let before = player.frames_total();
+    let start = Instant::now();
+    let mut t = 0;
+    while start.elapsed() < Duration::from_millis(ms) {
+        for p in publishers.iter_mut() {
+            p.send_frames(300, t);
+            p.pump(Instant::now() + Duration::from_millis(2)).await;
+        }
+        player
+            .pump(Instant::now() + Duration::from_millis(15))
+            .await;
+        t += 20;
+    }
+    player.frames_total() - before
+}
+
+/// The instance id `redis` lists as the media home of `room`.
+async fn home_of(redis: &RedisServer, room: &str) -> String {
+    redis
+        .cli(&["GET", &format!("switchboard:media-home:{room}")])
+        .await
+        .trim()
+        .to_owned()
+}
+
+/// A room's media is served by the node that first needed it, for participants on either
+/// node; a room first needed on the other node is served there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rooms_media_is_served_by_its_home_node_for_both_nodes() {
+    let (redis, a, b) = two_nodes().await;
+    let epoch = Instant::now();
+    // Room r1: first needed on A.
+    let mut p1 = publish(&a, "p1", "r1", epoch).await;
+    assert!(home_of(&redis, "r1").await.starts_with("media-a@"));
+    // B's publisher into r1 is answered by A's SFU (A's port) and connects to it.
+    let mut p2 = publish(&b, "p2", "r1", epoch).await;
+    assert_eq!(p2.port, p1.port, "B's publisher is served by A's SFU");
+    // A player on B gets A's offer with both publishers, and their frames through A.
+    let (mut player_ws, mut player, port, offered) = play(&b, "r1", epoch).await;
+    assert_eq!(port, p1.port, "B's player is served by A's SFU");
+    assert_eq!(
+        offered,
+        ["ARDAMSap1", "ARDAMSap2", "ARDAMSvp1", "ARDAMSvp2"]
+    );
+    flow(&mut [&mut p1.peer, &mut p2.peer], &mut player, 1500).await;
+    let per_section: Vec<u64> = player.frames.values().copied().collect();
+    assert_eq!(
+        per_section.len(),
+        4,
+        "frames on every section: {:?}",
+        player.frames
+    );
+    assert!(per_section.iter().all(|n| *n > 10), "{:?}", player.frames);
+
+    // Room r2: first needed on B, so B's SFU serves it, A's participants included.
+    let p3 = publish(&b, "p3", "r2", epoch).await;
+    assert_ne!(p3.port, p1.port, "B has its own SFU");
+    assert!(home_of(&redis, "r2").await.starts_with("media-b@"));
+    let p4 = publish(&a, "p4", "r2", epoch).await;
+    assert_eq!(
+        p4.port, p3.port,
+        "A's publisher into r2 is served by B's SFU"
+    );
+
+    // B's publisher stops: the stop goes to A, whose SFU answers and renegotiates B's player;
+    // the SDK's second `stop` is swallowed on B.
+    p2.ws
+        .send_json(json!({"command":"stop","streamId":"p2"}))
+        .await;
+    assert_eq!(
+        next(&mut p2.ws).await,
+        json!({"command":"notification","definition":"publish_finished","streamId":"p2"})
+    );
+    let offer = next(&mut player_ws).await;
+    assert_eq!(tracks(&offer), ["ARDAMSap1", "ARDAMSvp1"], "{offer}");
+    p2.ws
+        .send_json(json!({"command":"stop","streamId":"p2"}))
+        .await;
+    p2.ws.expect_silence(300).await;
+    // The homes are kept by the heartbeat (a TTL of node_ttl_ms, refreshed).
+    tokio::time::sleep(Duration::from_millis(NODE_TTL_MS * 2)).await;
+    assert!(home_of(&redis, "r1").await.starts_with("media-a@"));
+    assert!(home_of(&redis, "r2").await.starts_with("media-b@"));
+    drop(p4);
+}
+
+/// The home node dies: B's publisher and player of its room get `publish_finished` and
+/// `play_finished`, once each; B's publisher publishing again (as the SDK retries) re-homes
+/// the room on B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_home_ends_its_remote_streams_and_the_room_rehomes() {
+    let (redis, mut a, b) = two_nodes().await;
+    let epoch = Instant::now();
+    let p1 = publish(&a, "p1", "r1", epoch).await;
+    let mut p2 = publish(&b, "p2", "r1", epoch).await;
+    assert_eq!(p2.port, p1.port);
+    let (mut player_ws, player, port, _) = play(&b, "r1", epoch).await;
+    assert_eq!(port, p1.port);
+    drop((p1, player));
+
+    let killed = Instant::now();
+    a.kill().await;
+    assert_eq!(
+        next(&mut p2.ws).await,
+        json!({"command":"notification","definition":"publish_finished","streamId":"p2"})
+    );
+    assert_eq!(
+        next(&mut player_ws).await,
+        json!({"command":"notification","definition":"play_finished","streamId":"r1"})
+    );
+    let told = killed.elapsed();
+    let bound = Duration::from_millis(NODE_TTL_MS + 3 * HEARTBEAT_MS + 500);
+    assert!(told <= bound, "told after {told:?} (bound {bound:?})");
+    // Once: nothing more on either connection.
+    p2.ws.expect_silence(1000).await;
+    player_ws.expect_silence(100).await;
+
+    // The SDK publishes again: the room is B's now, served by B's own SFU.
+    let mut again = publish(&b, "p2", "r1", epoch).await;
+    assert_ne!(
+        again.port, p2.port,
+        "served by B's SFU, not the dead A's port"
+    );
+    assert!(home_of(&redis, "r1").await.starts_with("media-b@"));
+    let (_ws, mut player, port, offered) = play(&b, "r1", epoch).await;
+    assert_eq!(port, again.port);
+    assert_eq!(offered, ["ARDAMSap2", "ARDAMSvp2"]);
+    let frames = flow(&mut [&mut again.peer], &mut player, 1000).await;
+    assert!(
+        frames > 20,
+        "frames through B after the re-homing: {frames}"
+    );
+}
