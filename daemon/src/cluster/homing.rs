@@ -204,6 +204,15 @@ impl MediaHoming {
         }
     }
 
+    /// The calls across nodes were ended (this node was taken for dead, or Redis stayed away
+    /// past the replay window, and the frames held for other nodes were dropped): the media
+    /// that spans nodes ends too, on both sides, as when those nodes die.
+    pub fn end_all(&self) {
+        for node in self.nodes() {
+            self.node_dead(&node);
+        }
+    }
+
     /// The other nodes this node's media depends on (homes of its sessions' streams, owners
     /// of its stand-ins): the heartbeat checks them even once another node reaped them.
     pub fn nodes(&self) -> Vec<Arc<str>> {

@@ -240,6 +240,7 @@ async fn tick(
         warn!(node = %cluster.node, "Cluster: this node was taken for dead; re-registering.");
         cluster.discard_held();
         gateway.dispatcher().end_cross_node_calls(LINK_LOST);
+        cluster.homing().end_all();
         let members = gateway.dispatcher().local_members();
         let mut pipe = redis::pipe();
         pipe.atomic();

@@ -42,6 +42,7 @@ impl Outage {
         );
         cluster.discard_held();
         gateway.dispatcher().end_cross_node_calls(LINK_LOST);
+        cluster.homing().end_all();
     }
 }
 
@@ -89,6 +90,7 @@ pub(super) async fn recover(
         debug!(node, "Cluster: this node was reaped during the outage.");
         cluster.discard_held();
         gateway.dispatcher().end_cross_node_calls(LINK_LOST);
+        cluster.homing().end_all();
     }
     let members = gateway.dispatcher().local_members();
     let mut pipe = redis::pipe();
