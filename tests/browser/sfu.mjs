@@ -34,7 +34,7 @@
 // line, exit 0 or 1, and on failure the page and gateway logs in tests/artifacts/<case>/.
 // Env: SWITCHBOARD_BIN (default target/debug/switchboard), RUST_LOG, SB_KEEP_ARTIFACTS=1.
 import { CHROMIUM_ARGS, PageRun, plain, runCase, sleep } from './lib.mjs';
-import { PAGE, flowing, remoteTrackSource } from './sfu_pages.mjs';
+import { LEGACY_PAGE, PAGE, flowing, remoteTrackSource } from './sfu_pages.mjs';
 
 const WAIT_MS = 20_000;
 const HARD_MS = 150_000;
@@ -91,115 +91,6 @@ window.sbAdaptor = {
   play() { send({ type: "switchboard.play", room }); },
   stop(stream) { send({ type: "switchboard.stop", stream }); },
 };
-</script></body></html>`;
-
-/**
- * The joinRoom conference flow of Ant's conference tutorial (StreamApp's conference page, the
- * SDK unchanged): `joinRoom(room, streamId)` → `joinedTheRoom` → `publish(obj.streamId, token)`
- * and `play(id, token, room)` for each id in `obj.streams`; `getRoomInfo(room, streamId)` every
- * 5 s, playing ids that appear and stopping those that go; each `newStreamAvailable` shown in a
- * <video> per stream id (`obj.streamId`, `srcObject = obj.stream`). A local video element and no
- * remote one, as on that page. `window.sb` records what the script checks: frames per remote
- * stream id, and the stream ids of every track event.
- */
-const LEGACY_PAGE = `<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>sfu joinRoom test</title></head><body>
-<video id="localVideo" autoplay muted playsinline></video>
-<div id="players"></div>
-<script type="module">
-import { WebRTCAdaptor } from "/node_modules/@antmedia/webrtc_adaptor/dist/es/index.js";
-const params = new URLSearchParams(location.search);
-const roomName = params.get("room");
-const streamId = params.get("stream");
-const token = "";
-const sb = window.sb = { initialized: false, info: {}, errors: [], events: [], videos: {}, trackStreams: [], channels: [], received: [] };
-let publishStreamId;
-let streamsList = [];
-let roomTimerId = null;
-
-function playVideo(obj) {
-  let video = document.getElementById("remoteVideo" + obj.streamId);
-  if (video == null) {
-    video = document.createElement("video");
-    video.id = "remoteVideo" + obj.streamId;
-    video.autoplay = true; video.muted = true; video.playsInline = true;
-    document.getElementById("players").appendChild(video);
-    const entry = sb.videos[obj.streamId] = { width: 0, frames: 0 };
-    const tick = (now, meta) => {
-      entry.width = video.videoWidth;
-      entry.frames = meta.presentedFrames;
-      video.requestVideoFrameCallback(tick);
-    };
-    video.requestVideoFrameCallback(tick);
-  }
-  video.srcObject = obj.stream;
-  video.play().catch(() => {});
-}
-
-function removeRemoteVideo(id) {
-  const video = document.getElementById("remoteVideo" + id);
-  if (video != null) { video.srcObject = null; video.remove(); }
-  delete sb.videos[id];
-  webRTCAdaptor.stop(id);
-  streamsList = streamsList.filter((item) => item !== id);
-}
-
-const webRTCAdaptor = window.sbAdaptor = new WebRTCAdaptor({
-  websocket_url: "ws://" + location.host + "/LiveApp/websocket",
-  mediaConstraints: { video: true, audio: true },
-  peerconnection_config: { iceServers: [] },
-  sdp_constraints: { OfferToReceiveAudio: false, OfferToReceiveVideo: false },
-  localVideoId: "localVideo",
-  dataChannelEnabled: true,
-  callback: (info, obj) => {
-    if (info === "pong") return;
-    sb.events.push(info);
-    console.log("SB callback " + info + " " + (obj && typeof obj === "object" && !(obj instanceof Event) && !obj.stream ? JSON.stringify(obj) : String(obj && obj.streamId || "")));
-    if (info === "initialized") sb.initialized = true;
-    else if (info === "joinedTheRoom") {
-      publishStreamId = obj.streamId;
-      webRTCAdaptor.publish(obj.streamId, token);
-      if (obj.streams != null) {
-        obj.streams.forEach((item) => webRTCAdaptor.play(item, token, roomName));
-        streamsList = obj.streams;
-      }
-      roomTimerId = setInterval(() => webRTCAdaptor.getRoomInfo(roomName, publishStreamId), 5000);
-    } else if (info === "newStreamAvailable") {
-      sb.trackStreams.push(obj.streamId);
-      playVideo(obj);
-    } else if (info === "roomInformation") {
-      for (const str of obj.streams) {
-        if (!streamsList.includes(str)) webRTCAdaptor.play(str, token, roomName);
-      }
-      for (const str of streamsList) {
-        if (!obj.streams.includes(str)) removeRemoteVideo(str);
-      }
-      streamsList = obj.streams;
-    } else if (info === "play_finished") {
-      removeRemoteVideo(obj.streamId);
-    } else if (info === "leavedFromRoom") {
-      clearInterval(roomTimerId);
-    } else if (info === "data_channel_opened") {
-      sb.channels.push(obj);
-    } else if (info === "data_received") {
-      sb.received.push({ streamId: obj.streamId, data: obj.data });
-    }
-    if (obj && typeof obj === "object" && !(obj instanceof Event) && !obj.stream) {
-      try { sb.info[info] = JSON.parse(JSON.stringify(obj)); } catch { /* not JSON */ }
-    }
-  },
-  callbackError: (error, obj) => {
-    console.log("SB error " + error + " " + (obj && typeof obj === "object" ? JSON.stringify(obj) : ""));
-    // The tutorial polls getRoomInfo before anyone else has joined: Ant answers that with
-    // no_active_streams_in_room, which the page ignores.
-    if (String(error) === "no_active_streams_in_room") return;
-    sb.errors.push({ error: String(error), obj: obj && typeof obj === "object" ? JSON.parse(JSON.stringify(obj)) : null });
-  },
-});
-window.sbJoin = () => webRTCAdaptor.joinRoom(roomName, streamId);
-// As the tutorial's sendNotificationEvent: a JSON event on one's own publish stream.
-window.sbToggleVideo = (enabled) => webRTCAdaptor.toggleVideo(publishStreamId, publishStreamId, enabled);
-window.sbSend = (eventType) => webRTCAdaptor.sendData(publishStreamId, JSON.stringify({ streamId: publishStreamId, eventType }));
 </script></body></html>`;
 
 /**

@@ -13,6 +13,10 @@
 // 1's SFU, and B's media goes straight to node 1's UDP port. Each page sees the two others'
 // video with frames advancing; node 1's SFU carries all six peer connections and node 2's none
 // (`switchboard_sfu_peer_connections` on each node's /metrics).
+// Case sfu_cluster_join_room_flow: the joinRoom flow of Ant's conference tutorial (sfu.mjs's
+// LEGACY_PAGE) on nodes 1, 2, 1: joinRoom, publish, play each other participant's stream; each
+// page shows the two others' video with frames advancing; node 1 carries the three publishers
+// and six players, node 2 none.
 //
 // Patterns follow tests/browser/sfu.mjs (lib.mjs): bounded waits, a hard deadline, one JSON
 // result line, exit 0 or 1, and on failure the page and node logs in tests/artifacts/<case>/.
@@ -21,7 +25,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CHROMIUM_ARGS, PageRun, ROOT, freePort, runCase, sleep } from './lib.mjs';
-import { PAGE, flowing } from './sfu_pages.mjs';
+import { LEGACY_PAGE, PAGE, flowing } from './sfu_pages.mjs';
 
 const WAIT_MS = 20_000;
 const HARD_MS = 150_000;
@@ -118,7 +122,73 @@ class ClusterRun extends PageRun {
   }
 }
 
+/** Stream ids whose video a LEGACY_PAGE shows with frames advancing, sampled 1.5 s apart. */
+async function showing(peer) {
+  const sample = () => peer.page.evaluate(() => Object.fromEntries(Object.entries(window.sb.videos)
+    .map(([id, v]) => [id, [v.width, v.frames]])));
+  const first = await sample();
+  await sleep(1500);
+  const second = await sample();
+  return Object.keys(second).filter((id) => first[id] && second[id][0] > 0 && second[id][1] > first[id][1]).sort();
+}
+
+/** node 1 and node 2's SFU peer connections: [[publishers, players], [publishers, players]]. */
+async function carried(t) {
+  // The gauges are refreshed every second.
+  await sleep(1200);
+  const out = [];
+  for (const node of t.nodes) {
+    const text = await (await fetch(`${node.main}/metrics`)).text();
+    out.push([metricValue(text, 'switchboard_sfu_peer_connections', 'direction="publish"'),
+      metricValue(text, 'switchboard_sfu_peer_connections', 'direction="play"')]);
+  }
+  return out;
+}
+
 const CASES = {
+  // The joinRoom flow of Ant's conference tutorial (LEGACY_PAGE, as in sfu.mjs's
+  // sfu_join_room_flow) on nodes 1, 2, 1: each page plays each other participant's stream
+  // (`play(id, token, room)`, ids from joinedTheRoom and the 5 s roomInformation poll) and
+  // shows the two others' video with frames advancing; all media is on node 1.
+  async sfu_cluster_join_room_flow(t) {
+    const room = t.room;
+    const sid = (name) => `${room}-${name}`;
+    const sees = async (peer, names) => {
+      const want = names.map(sid).sort();
+      const deadline = Date.now() + 30_000;
+      let got = [];
+      while (Date.now() < deadline) {
+        got = await showing(peer);
+        if (JSON.stringify(got) === JSON.stringify(want)) { t.note(peer.name, `sees ${names.join(',')}`); return; }
+      }
+      throw new Error(`${peer.name} should show flowing video of ${names.join(',')}; got ${JSON.stringify(got)}`);
+    };
+    const peers = [];
+    for (const [name, node] of [['A', 1], ['B', 2], ['C', 1]]) {
+      t.main = t.nodes[node - 1].main;
+      const p = await t.openPage(name, `/__sfu-legacy.html?room=${room}&stream=${sid(name)}`, LEGACY_PAGE);
+      await t.until([p], 'initialized', () => window.sb.initialized);
+      await p.page.evaluate(() => window.sbJoin());
+      const joined = await t.until([p], 'joinedTheRoom', () => window.sb.info.joinedTheRoom);
+      const before = peers.map((o) => sid(o.name));
+      t.expect(joined.streamId === sid(name) && JSON.stringify([...joined.streams].sort()) === JSON.stringify(before),
+        `${name}'s joinedTheRoom lists the participants before it`, joined);
+      await t.until([p], 'publish_started', () => window.sb.info.publish_started);
+      peers.push(p);
+    }
+    const [a, b, c] = peers;
+    await Promise.all([sees(a, ['B', 'C']), sees(b, ['A', 'C']), sees(c, ['A', 'B'])]);
+    for (const p of peers) {
+      const own = await p.page.evaluate((me) => window.sb.trackStreams.filter((s) => s === me), sid(p.name));
+      t.expect(own.length === 0, `${p.name} gets no track event for its own stream`, own);
+      const errors = await p.page.evaluate(() => window.sb.errors);
+      t.expect(errors.length === 0, `${p.name} has no error`, errors);
+    }
+    const figures = await carried(t);
+    t.expect(JSON.stringify(figures) === JSON.stringify([[3, 6], [0, 0]]),
+      'node 1 carries the three publishers and six players, node 2 none', figures);
+  },
+
   async sfu_cluster_three_pages(t) {
     const room = t.room;
     const sid = (name) => `${room}-${name}`;
@@ -151,17 +221,10 @@ const CASES = {
       const errors = await p.page.evaluate(() => window.sb.errors);
       t.expect(errors.length === 0, `${p.name} has no error`, errors);
     }
-    // The media of all three is on node 1, the room's home; node 2 only signals. The gauges
-    // are refreshed every second.
-    await sleep(1200);
-    const carried = [];
-    for (const node of t.nodes) {
-      const text = await (await fetch(`${node.main}/metrics`)).text();
-      carried.push([metricValue(text, 'switchboard_sfu_peer_connections', 'direction="publish"'),
-        metricValue(text, 'switchboard_sfu_peer_connections', 'direction="play"')]);
-    }
-    t.expect(JSON.stringify(carried) === JSON.stringify([[3, 3], [0, 0]]),
-      'node 1 carries the three publishers and three players, node 2 none', carried);
+    // The media of all three is on node 1, the room's home; node 2 only signals.
+    const figures = await carried(t);
+    t.expect(JSON.stringify(figures) === JSON.stringify([[3, 3], [0, 0]]),
+      'node 1 carries the three publishers and three players, node 2 none', figures);
   },
 };
 
