@@ -3,9 +3,10 @@
 //! peers on loopback (`switchboard_tests::media`). Each room's media is served by the node
 //! that first needed it: a participant on the other node is answered by the home node's SFU
 //! (its answer announces the home's UDP port) and its media flows there; a room first needed
-//! on the other node is homed there. When the home node is SIGKILLed, its remote publishers
-//! and players get `publish_finished`/`play_finished` once, and the room re-homes on the next
-//! publish.
+//! on the other node is homed there. A toggle on the other node reaches the home's SFU. When
+//! the home node is SIGKILLed, its remote publishers and players get
+//! `publish_finished`/`play_finished` once, and the room re-homes on the next publish; when a
+//! participant's node is SIGKILLed, the home drops its publisher and renegotiates the players.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -115,8 +116,8 @@ fn tracks(offer: &Value) -> Vec<String> {
 }
 
 /// A player of `room` through `node`, up to `play_started`: its connection, its media peer,
-/// the port the offer announced and the offer's tracks.
-async fn play(node: &Node, room: &str, epoch: Instant) -> (WsClient, MediaPeer, u16, Vec<String>) {
+/// the port the offer announced and the offer.
+async fn play(node: &Node, room: &str, epoch: Instant) -> (WsClient, MediaPeer, u16, Value) {
     let mut ws = WsClient::connect(&node.ant_url("LiveApp")).await;
     ws.send_json(json!({"command":"play","streamId":room,"token":"","room":room,"trackList":[],"subscriberId":"","subscriberCode":"","viewerInfo":"","role":"","userPublishId":""})).await;
     let offer = next(&mut ws).await;
@@ -138,7 +139,7 @@ async fn play(node: &Node, room: &str, epoch: Instant) -> (WsClient, MediaPeer, 
         next(&mut ws).await,
         json!({"command":"notification","definition":"play_started","streamId":room})
     );
-    (ws, peer, port, tracks(&offer))
+    (ws, peer, port, offer)
 }
 
 /// Sends frames from every publisher for `ms` while the player runs; frames it received.
@@ -184,7 +185,7 @@ async fn a_rooms_media_is_served_by_its_home_node_for_both_nodes() {
     let (mut player_ws, mut player, port, offered) = play(&b, "r1", epoch).await;
     assert_eq!(port, p1.port, "B's player is served by A's SFU");
     assert_eq!(
-        offered,
+        tracks(&offered),
         ["ARDAMSap1", "ARDAMSap2", "ARDAMSvp1", "ARDAMSvp2"]
     );
     flow(&mut [&mut p1.peer, &mut p2.peer], &mut player, 1500).await;
@@ -269,10 +270,111 @@ async fn a_dead_home_ends_its_remote_streams_and_the_room_rehomes() {
     assert!(home_of(&redis, "r1").await.starts_with("media-b@"));
     let (_ws, mut player, port, offered) = play(&b, "r1", epoch).await;
     assert_eq!(port, again.port);
-    assert_eq!(offered, ["ARDAMSap2", "ARDAMSvp2"]);
+    assert_eq!(tracks(&offered), ["ARDAMSap2", "ARDAMSvp2"]);
     let frames = flow(&mut [&mut again.peer], &mut player, 1000).await;
     assert!(
         frames > 20,
         "frames through B after the re-homing: {frames}"
     );
+}
+
+/// Frames `player` received per track id of `mapping` (the offer's `idMapping`) while the
+/// publishers sent for `ms`.
+async fn flow_by_track(
+    publishers: &mut [&mut MediaPeer],
+    player: &mut MediaPeer,
+    mapping: &Value,
+    ms: u64,
+) -> std::collections::BTreeMap<String, u64> {
+    let before = player.frames.clone();
+    flow(publishers, player, ms).await;
+    let mut grew = std::collections::BTreeMap::new();
+    for (mid, n) in &player.frames {
+        if let Some(id) = mapping[mid.to_string()].as_str() {
+            grew.insert(id.to_owned(), n - before.get(mid).copied().unwrap_or(0));
+        }
+    }
+    grew
+}
+
+/// A publisher on B turns its video off and on (`toggleVideo`, forwarded to the home A): A's
+/// player stops and resumes receiving it; a toggle of a stream B's connection does not have is
+/// refused on B. Then B dies: the home drops B's publisher and renegotiates its player.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toggles_reach_the_home_and_a_dead_participant_node_leaves_it() {
+    let (_redis, a, mut b) = two_nodes().await;
+    let epoch = Instant::now();
+    let mut p1 = publish(&a, "p1", "r1", epoch).await;
+    let mut p2 = publish(&b, "p2", "r1", epoch).await;
+    assert_eq!(p2.port, p1.port);
+    let (mut player_ws, mut player, _, offer) = play(&a, "r1", epoch).await;
+    let mapping = offer["idMapping"].clone();
+    let grew = flow_by_track(
+        &mut [&mut p1.peer, &mut p2.peer],
+        &mut player,
+        &mapping,
+        1000,
+    )
+    .await;
+    assert!(
+        grew.values().all(|n| *n > 10),
+        "every track flows: {grew:?}"
+    );
+
+    let toggle = |enabled: bool| json!({"command":"toggleVideo","streamId":"p2","trackId":"p2","enabled":enabled});
+    p2.ws.send_json(toggle(false)).await;
+    flow(&mut [&mut p1.peer, &mut p2.peer], &mut player, 300).await; // what was in flight
+    let grew = flow_by_track(
+        &mut [&mut p1.peer, &mut p2.peer],
+        &mut player,
+        &mapping,
+        1000,
+    )
+    .await;
+    assert_eq!(grew["ARDAMSvp2"], 0, "p2's video is off: {grew:?}");
+    assert!(grew["ARDAMSap2"] > 10 && grew["ARDAMSvp1"] > 10, "{grew:?}");
+    p2.ws.send_json(toggle(true)).await;
+    flow(&mut [&mut p1.peer, &mut p2.peer], &mut player, 300).await;
+    let grew = flow_by_track(
+        &mut [&mut p1.peer, &mut p2.peer],
+        &mut player,
+        &mapping,
+        1000,
+    )
+    .await;
+    assert!(grew["ARDAMSvp2"] > 10, "p2's video is back: {grew:?}");
+    // A toggle that worked is answered with nothing (as Ant); one of a stream this connection
+    // does not have is refused by B itself.
+    p2.ws.expect_silence(100).await;
+    p2.ws
+        .send_json(
+            json!({"command":"toggleVideo","streamId":"nope","trackId":"nope","enabled":false}),
+        )
+        .await;
+    let err = next(&mut p2.ws).await;
+    assert_eq!(
+        (&err["definition"], &err["streamId"]),
+        (&json!("no_stream_exist"), &json!("nope")),
+        "{err}"
+    );
+
+    // B dies: A's player is offered the room without p2, within the failure bound.
+    let killed = Instant::now();
+    b.kill().await;
+    let offer = loop {
+        let v = tokio::time::timeout(WAIT, next(&mut player_ws))
+            .await
+            .unwrap();
+        if v["command"] == "takeConfiguration" {
+            break v;
+        }
+    };
+    assert_eq!(tracks(&offer), ["ARDAMSap1", "ARDAMSvp1"], "{offer}");
+    let told = killed.elapsed();
+    let bound = Duration::from_millis(NODE_TTL_MS + 3 * HEARTBEAT_MS + 500);
+    assert!(
+        told <= bound,
+        "renegotiated after {told:?} (bound {bound:?})"
+    );
+    drop(p1);
 }
