@@ -242,7 +242,8 @@ async fn a_dead_home_ends_its_remote_streams_and_the_room_rehomes() {
     assert_eq!(p2.port, p1.port);
     let (mut player_ws, player, port, _) = play(&b, "r1", epoch).await;
     assert_eq!(port, p1.port);
-    drop((p1, player));
+    // Kept open: p1's connection closing would renegotiate B's player before A dies.
+    let kept = (p1, player);
 
     let killed = Instant::now();
     a.kill().await;
@@ -260,6 +261,7 @@ async fn a_dead_home_ends_its_remote_streams_and_the_room_rehomes() {
     // Once: nothing more on either connection.
     p2.ws.expect_silence(1000).await;
     player_ws.expect_silence(100).await;
+    drop(kept);
 
     // The SDK publishes again: the room is B's now, served by B's own SFU.
     let mut again = publish(&b, "p2", "r1", epoch).await;
