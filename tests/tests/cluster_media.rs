@@ -7,6 +7,7 @@
 //! the home node is SIGKILLed, its remote publishers and players get
 //! `publish_finished`/`play_finished` once, and the room re-homes on the next publish; when a
 //! participant's node is SIGKILLed, the home drops its publisher and renegotiates the players.
+//! A raw-dialect publisher on the other node gets the home's answers in its own dialect.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
@@ -379,4 +380,58 @@ async fn toggles_reach_the_home_and_a_dead_participant_node_leaves_it() {
         "renegotiated after {told:?} (bound {bound:?})"
     );
     drop(p1);
+}
+
+/// The next media reply or error to a raw peer (notices such as `switchboard.joined` skipped).
+async fn next_media(ws: &mut WsClient) -> Value {
+    loop {
+        let v = ws.recv_json().await;
+        let kind = v["type"].as_str().unwrap_or_default();
+        if kind.starts_with("switchboard.media") || kind == "switchboard.error" {
+            return v;
+        }
+    }
+}
+
+/// A raw-dialect publisher (`switchboard.publish`, docs/dialect-spec.md) on B into a room homed
+/// on A: A's SFU answers in the raw dialect through B (its port in the answer), an Ant player
+/// on A receives its frames, and its `switchboard.stop` ends it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_publisher_on_the_other_node_is_served_by_the_home() {
+    let (_redis, a, b) = two_nodes().await;
+    let epoch = Instant::now();
+    let home = publish(&a, "p1", "r1", epoch).await;
+    // A path of its own: the URL room is a two-place P2P room.
+    let mut raw = WsClient::connect(&b.raw_url("r1.raw")).await;
+    raw.send_json(json!({"type":"switchboard.publish","stream":"rawpub","room":"r1"}))
+        .await;
+    let mut publisher = MediaPeer::new(epoch).await;
+    let offer = publisher.publish_offer();
+    raw.send_json(json!({"type":"switchboard.media-description","stream":"rawpub","description":{"type":"offer","sdp":offer}})).await;
+    let answer = next_media(&mut raw).await;
+    assert_eq!(answer["type"], "switchboard.media-answer", "{answer}");
+    let sdp = answer["description"]["sdp"].as_str().unwrap();
+    assert_eq!(candidate_port(sdp), home.port, "served by A's SFU");
+    publisher.accept_answer(sdp);
+    assert!(publisher.pump_until(WAIT, |p| p.connected).await);
+    assert_eq!(
+        next_media(&mut raw).await,
+        json!({"type":"switchboard.media-started","stream":"rawpub","direction":"publish","room":"r1"})
+    );
+    let (mut player_ws, mut player, _, offer) = play(&a, "r1", epoch).await;
+    assert_eq!(
+        tracks(&offer),
+        ["ARDAMSap1", "ARDAMSarawpub", "ARDAMSvp1", "ARDAMSvrawpub"]
+    );
+    let mapping = offer["idMapping"].clone();
+    let grew = flow_by_track(&mut [&mut publisher], &mut player, &mapping, 1500).await;
+    assert!(grew["ARDAMSvrawpub"] > 20, "{grew:?}");
+    raw.send_json(json!({"type":"switchboard.stop","stream":"rawpub"}))
+        .await;
+    assert_eq!(
+        next_media(&mut raw).await,
+        json!({"type":"switchboard.media-finished","stream":"rawpub","direction":"publish"})
+    );
+    let offer = next(&mut player_ws).await;
+    assert_eq!(tracks(&offer), ["ARDAMSap1", "ARDAMSvp1"], "{offer}");
 }
