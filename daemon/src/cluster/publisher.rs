@@ -247,7 +247,7 @@ fn pipeline(cluster: &Cluster, chunk: &[Entry]) -> redis::Pipeline {
                 };
                 pipe.cmd("PUBLISH")
                     .arg(cluster.keys.channel(node))
-                    .arg(frame.to_json());
+                    .arg(frame.to_bytes());
             }
             Outgoing::Commit(commit) => {
                 store::commit(&mut pipe, &cluster.keys, &cluster.node, commit);
@@ -280,16 +280,30 @@ fn to_message(msg: &OutMessage) -> NodeMessage {
             room: room.clone(),
             session: session.0,
         },
-        OutMessage::Relay(to, envelope, with_original) => NodeMessage::Relay {
-            to: *to,
-            from: remote(&envelope.from),
-            event: envelope.event.clone(),
-            original: envelope
+        OutMessage::Relay(to, envelope, with_original) => {
+            // To a peer of the sender's dialect only the sender's text crosses (the receiver
+            // decodes it again); to another dialect only the event.
+            let forward = envelope
                 .original
                 .as_deref()
                 .filter(|_| *with_original)
-                .map(str::to_owned),
-        },
+                .zip(envelope.event.room());
+            match forward {
+                Some((original, room)) => NodeMessage::Forward {
+                    to: *to,
+                    dialect: envelope.from.dialect,
+                    mode: envelope.from.mode,
+                    room: room.to_owned(),
+                    original: original.to_owned(),
+                },
+                None => NodeMessage::Relay {
+                    to: *to,
+                    from: remote(&envelope.from),
+                    event: envelope.event.clone(),
+                    original: None,
+                },
+            }
+        }
         OutMessage::Deliver(to, event) => NodeMessage::Deliver {
             to: *to,
             event: event.clone(),
