@@ -122,13 +122,6 @@ impl NodeFrame {
     /// `F` and `[to u64 BE][dialect u8][mode u8][room len u16 BE][room][original]` for a
     /// forward, or `J` and the message's JSON.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let node = self.node.as_bytes();
-        let node = node.get(..usize::from(u8::MAX)).unwrap_or(node);
-        let mut out = Vec::with_capacity(64 + self.body_hint());
-        out.push(u8::try_from(self.v).unwrap_or(u8::MAX));
-        out.extend_from_slice(&self.seq.unwrap_or(0).to_be_bytes());
-        out.push(u8::try_from(node.len()).unwrap_or(u8::MAX));
-        out.extend_from_slice(node);
         match &self.msg {
             NodeMessage::Forward {
                 to,
@@ -136,30 +129,27 @@ impl NodeFrame {
                 mode,
                 room,
                 original,
-            } => {
-                let room = room.as_bytes();
-                let room = room.get(..usize::from(u16::MAX)).unwrap_or(room);
-                out.push(FORWARD);
-                out.extend_from_slice(&to.to_be_bytes());
-                out.push(dialect_byte(*dialect));
-                out.push(mode_byte(*mode));
-                out.extend_from_slice(&u16::try_from(room.len()).unwrap_or(u16::MAX).to_be_bytes());
-                out.extend_from_slice(room);
-                out.extend_from_slice(original.as_bytes());
-            }
+            } => forward_bytes(
+                &Header {
+                    v: self.v,
+                    node: &self.node,
+                    seq: self.seq,
+                },
+                &ForwardRef {
+                    to: *to,
+                    dialect: *dialect,
+                    mode: *mode,
+                    room,
+                    original,
+                },
+            ),
             msg => {
+                let mut out = header(self.v, &self.node, self.seq, 128);
                 out.push(JSON);
                 // Every field is a string, a number or an `Event`, all of which serialize.
                 let _ = serde_json::to_writer(&mut out, msg);
+                out
             }
-        }
-        out
-    }
-
-    fn body_hint(&self) -> usize {
-        match &self.msg {
-            NodeMessage::Forward { room, original, .. } => room.len() + original.len(),
-            _ => 128,
         }
     }
 
@@ -196,6 +186,65 @@ impl NodeFrame {
         };
         Ok(Self { v, node, seq, msg })
     }
+}
+
+/// The header fields of a frame, borrowed.
+#[derive(Debug, Clone, Copy)]
+pub struct Header<'a> {
+    /// [`NODE_PROTOCOL_VERSION`].
+    pub v: u32,
+    /// The sending node's instance id.
+    pub node: &'a str,
+    /// The sender's frame number.
+    pub seq: Option<u64>,
+}
+
+/// A forward's fields, borrowed: what [`forward_bytes`] writes without copying the sender's
+/// text into a [`NodeFrame`] first.
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardRef<'a> {
+    /// The receiving session.
+    pub to: u64,
+    /// The sender's dialect.
+    pub dialect: DialectKind,
+    /// The sender's join mode.
+    pub mode: JoinMode,
+    /// The room.
+    pub room: &'a str,
+    /// The sender's wire text.
+    pub original: &'a str,
+}
+
+/// A forward as published ([`NodeFrame::to_bytes`] of a [`NodeMessage::Forward`]).
+pub fn forward_bytes(head: &Header<'_>, fwd: &ForwardRef<'_>) -> Vec<u8> {
+    let room = fwd.room.as_bytes();
+    let room = room.get(..usize::from(u16::MAX)).unwrap_or(room);
+    let mut out = header(
+        head.v,
+        head.node,
+        head.seq,
+        12 + room.len() + fwd.original.len(),
+    );
+    out.push(FORWARD);
+    out.extend_from_slice(&fwd.to.to_be_bytes());
+    out.push(dialect_byte(fwd.dialect));
+    out.push(mode_byte(fwd.mode));
+    out.extend_from_slice(&u16::try_from(room.len()).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(room);
+    out.extend_from_slice(fwd.original.as_bytes());
+    out
+}
+
+/// A frame's header, with room for `body` more bytes.
+fn header(v: u32, node: &str, seq: Option<u64>, body: usize) -> Vec<u8> {
+    let node = node.as_bytes();
+    let node = node.get(..usize::from(u8::MAX)).unwrap_or(node);
+    let mut out = Vec::with_capacity(11 + node.len() + body);
+    out.push(u8::try_from(v).unwrap_or(u8::MAX));
+    out.extend_from_slice(&seq.unwrap_or(0).to_be_bytes());
+    out.push(u8::try_from(node.len()).unwrap_or(u8::MAX));
+    out.extend_from_slice(node);
+    out
 }
 
 /// Reads a frame's fields in order.
