@@ -6,7 +6,8 @@
 #   bench/run.sh --quick    # a 1-2 minute sanity run with small sizes
 #   bench/run.sh --cluster  # only the scale-out comparison: one node against two nodes joined
 #                           # through redis-server (throughput and latency, pairs split across
-#                           # the nodes), about 1 minute
+#                           # the nodes; CPU per message of both nodes + Redis against one
+#                           # node's), about 1 minute
 #   bench/run.sh --burst    # only the burst: senders as fast as they can against the node relay
 #                           # and the gateway in every dialect, delivered ÷ sent, about 2 minutes
 #   bench/run.sh --peerjs   # only PeerJS: throughput and latency of the gateway's peerjs dialect
@@ -222,9 +223,10 @@ lg() { # SCENARIO SERVER DIALECT ARGS...: one run, its report appended to the JS
 lg_cluster() { # SCENARIO DIALECT ARGS...: side A of each pair on node a, side B on node b
     local scenario=$1 dialect=$2
     shift 2
+    # CPU is summed over both nodes and redis-server (/proc/PID/stat, utime + stime).
     timeout 600 "$LG" "$scenario" --addr "127.0.0.1:$SB_A_PORT" --addr-b "127.0.0.1:$SB_B_PORT" \
         --server switchboard --label switchboard-2-nodes --dialect "$dialect" \
-        --out "$JSONL" "$@" >/dev/null ||
+        --target "${PID[sb-a]},${PID[sb-b]},${PID[redis]}" --out "$JSONL" "$@" >/dev/null ||
         log "$scenario cluster $dialect failed (see above); going on"
 }
 
@@ -232,7 +234,8 @@ lg_cluster() { # SCENARIO DIALECT ARGS...: side A of each pair on node a, side B
 # Pairs are split across the nodes (side A on node a, side B on node b), so every relayed
 # message crosses redis-server: published by one node, received by the other. Single-node rounds
 # (label switchboard-1-node) run on the same binary and config without [cluster], interleaved
-# with the cluster rounds (label switchboard-2-nodes).
+# with the cluster rounds (label switchboard-2-nodes). The CPU of a cluster round is both
+# nodes' plus redis-server's; `cluster_cpu_table` compares it per message with one node's.
 cluster_bench() {
     log "scale-out: redis-server and two gateway nodes"
     start redis
@@ -294,6 +297,36 @@ peerjs_latency() {
     common=(--pairs "$LAT_PAIRS" --rate "$LAT_RATE" --secs "$LAT_SECS")
     lg latency peer peerjs "${common[@]}"
     lg latency switchboard peerjs "${common[@]}"
+}
+
+# cluster_cpu_table JSONL: the cost of the hop. For each throughput round and dialect, the
+# CPU per delivered message of the cluster round (node a + node b + redis-server) against the
+# one-node round just before it, and the two rounds' throughput ratio.
+cluster_cpu_table() {
+    python3 - "$1" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+tp = [r for r in rows if r["scenario"] == "throughput"]
+print("### The cost of the hop (throughput rounds)\n")
+print("CPU µs per delivered message: one node, and two nodes + redis-server summed (each read from")
+print("/proc/PID/stat over the measured window); ratios per round, then the median.\n")
+print("| dialect | 1 node µs/msg | 2 nodes + Redis µs/msg | CPU ratio per round | **CPU ratio** | msgs/s ratio per round | **msgs/s ratio** |")
+print("|---|---:|---:|---|---:|---|---:|")
+for d in ("ant", "socketio", "raw"):
+    one = [r for r in tp if r["dialect"] == d and r["server"] == "switchboard-1-node"]
+    two = [r for r in tp if r["dialect"] == d and r["server"] == "switchboard-2-nodes"]
+    pairs = [(a, b) for a, b in zip(one, two)
+             if a.get("server_cpu_us_per_msg") and b.get("server_cpu_us_per_msg") and a["msgs_per_sec"]]
+    if not pairs:
+        continue
+    cpu = [b["server_cpu_us_per_msg"] / a["server_cpu_us_per_msg"] for a, b in pairs]
+    tput = [b["msgs_per_sec"] / a["msgs_per_sec"] for a, b in pairs]
+    med = statistics.median
+    print(f"| {d} | {med([a['server_cpu_us_per_msg'] for a, _ in pairs]):.2f} "
+          f"| {med([b['server_cpu_us_per_msg'] for _, b in pairs]):.2f} "
+          f"| {' / '.join(f'{x:.2f}' for x in cpu)} | **{med(cpu):.2f}** "
+          f"| {' / '.join(f'{x:.2f}' for x in tput)} | **{med(tput):.2f}** |")
+PY
 }
 
 busy_cores() { # CPU used by everything on the machine over 2 s, in cores
@@ -510,6 +543,8 @@ if ((CLUSTER_ONLY)); then
         echo "Machine: $(nproc) cores; other processes kept $BACKGROUND cores busy just before the run."
         echo "\`switchboard-1-node\` is one node; \`switchboard-2-nodes\` is two nodes and redis-server $(redis-server --version | awk '{print $3}') on"
         echo "the same machine, every pair split across the nodes."
+        echo
+        cluster_cpu_table "$JSONL"
         echo
         # Only throughput and latency ran: drop the empty storm and idle tables.
         "$LG" report "$JSONL" | sed '/^### Call-setup storm/,$d'

@@ -23,3 +23,12 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
 }
+
+/// [`cpu_secs`] summed over `pids` (a cluster: both nodes and Redis); `None` when there are
+/// none or one cannot be read, so a figure never leaves a process out.
+pub fn cpu_secs_sum(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|&pid| cpu_secs(pid)).sum()
+}

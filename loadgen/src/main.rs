@@ -32,7 +32,7 @@ Common options:
   --addr HOST:PORT      server address (default 127.0.0.1:5080)
   --server KIND         switchboard (default), node (socket.io relay) or limit (no-parse relay)
   --sources N           bind client sockets to 127.0.0.1..127.0.0.N in turn (default 1; idle 64)
-  --target PID          the server's process id: its CPU time per message is reported
+  --target PID[,PID]    the server's process id(s): their CPU time per message is reported (summed)
                         (throughput, latency); its RSS is measured (idle; required there)
   --threads N           runtime worker threads (default: all cores)
   --out FILE            also append the JSON report to FILE
@@ -124,6 +124,17 @@ fn server_pid(args: &Args) -> anyhow::Result<Option<u32>> {
     }
 }
 
+/// `--target PID[,PID...]` for the flow scenarios: the processes whose CPU time per message
+/// is reported, summed (two cluster nodes and their Redis: `--target A,B,REDIS`).
+fn server_pids(args: &Args) -> anyhow::Result<Vec<u32>> {
+    let Some(list) = args.opts.get("target").or_else(|| args.opts.get("pid")) else {
+        return Ok(Vec::new());
+    };
+    list.split(',')
+        .map(|p| p.trim().parse().with_context(|| format!("--target {list}")))
+        .collect()
+}
+
 fn emit<T: Serialize + std::fmt::Debug>(args: &Args, report: &T) -> anyhow::Result<()> {
     let line = serde_json::to_string(report)?;
     let mut stdout = std::io::stdout().lock();
@@ -154,7 +165,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 pairs: args.get("pairs", Some(if throughput { 100 } else { 50 }))?,
                 secs: args.get("secs", Some(10.0))?,
                 pace,
-                server_pid: server_pid(&args)?,
+                server_pids: server_pids(&args)?,
             };
             let mut r = switchboard_loadgen::scenario::flow::run(cfg).await?;
             if let Some(label) = args.opts.get("label") {

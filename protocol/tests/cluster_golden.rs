@@ -1,16 +1,25 @@
 //! Golden files of the frames cluster nodes exchange through Redis (`tests/golden/cluster/`):
-//! each `<case>.json` is one frame exactly as a node publishes it. The test builds every frame
-//! in code, compares its JSON byte for byte with the file, and parses the file back into the
-//! same frame. `GOLDEN_BLESS=1 cargo test -p switchboard-protocol --test cluster_golden`
-//! rewrites the files; review the diff, since every change here is a change of the wire format
-//! between nodes (bump `NODE_PROTOCOL_VERSION` when old nodes cannot read it).
+//! each `<case>.frame` is one frame exactly as a node publishes it (a binary header, then the
+//! sender's text or a JSON message: `xxd` shows it). The test builds every frame in code,
+//! compares its bytes with the file, and parses the file back into the same frame.
+//! `GOLDEN_BLESS=1 cargo test -p switchboard-protocol --test cluster_golden` rewrites the
+//! files; review the diff, since every change here is a change of the wire format between
+//! nodes (bump `NODE_PROTOCOL_VERSION` when old nodes cannot read it).
+//!
+//! A forward carries only the sender's text: the receiver decodes it again
+//! ([`rebuild_event`]), and the last test holds that to the event the sender decoded, for
+//! every dialect.
 
 use std::path::PathBuf;
 
 use similar_asserts::assert_eq;
-use switchboard_protocol::cluster::{NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer};
+use switchboard_protocol::cluster::{
+    NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer, rebuild_event,
+};
+use switchboard_protocol::dialects::TextFrames;
+use switchboard_protocol::dialects::{antmedia, engineio, peerjs, raw};
 use switchboard_protocol::{
-    Candidate, Description, DialectKind, ErrorCode, Event, JoinMode, Opaque, RoomNotice, SdpKind,
+    Candidate, Description, DialectKind, ErrorCode, Event, JoinMode, RoomNotice, SdpKind,
 };
 
 fn frame(msg: NodeMessage) -> NodeFrame {
@@ -19,14 +28,6 @@ fn frame(msg: NodeMessage) -> NodeFrame {
         node: "node-a@1763740000000".to_owned(),
         seq: Some(7),
         msg,
-    }
-}
-
-fn ant(session: u64) -> RemotePeer {
-    RemotePeer {
-        session,
-        dialect: DialectKind::Antmedia,
-        mode: JoinMode::Both,
     }
 }
 
@@ -51,19 +52,14 @@ fn cases() -> Vec<(&'static str, NodeFrame)> {
             }),
         ),
         (
-            "relay_offer_verbatim",
-            frame(NodeMessage::Relay {
+            "forward_ant_offer",
+            frame(NodeMessage::Forward {
                 to: 12,
-                from: ant(7),
-                event: Event::Description(Description {
-                    room: "room1".into(),
-                    kind: SdpKind::Offer,
-                    sdp: "v=0\r\n".into(),
-                }),
-                original: Some(
-                    r#"{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":"v=0\r\n"}"#
-                        .into(),
-                ),
+                dialect: DialectKind::Antmedia,
+                mode: JoinMode::Both,
+                room: "room1".into(),
+                original: r#"{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":"v=0\r\n"}"#
+                    .into(),
             }),
         ),
         (
@@ -86,19 +82,13 @@ fn cases() -> Vec<(&'static str, NodeFrame)> {
             }),
         ),
         (
-            "relay_opaque_raw",
-            frame(NodeMessage::Relay {
+            "forward_opaque_raw",
+            frame(NodeMessage::Forward {
                 to: 4,
-                from: RemotePeer {
-                    session: 9,
-                    dialect: DialectKind::Raw,
-                    mode: JoinMode::Both,
-                },
-                event: Event::Opaque(Opaque {
-                    room: "room1".into(),
-                    payload: r#"{ "app":"chat" }"#.into(),
-                }),
-                original: Some(r#"{ "app":"chat" }"#.into()),
+                dialect: DialectKind::Raw,
+                mode: JoinMode::Both,
+                room: "room1".into(),
+                original: r#"{ "app":"chat" }"#.into(),
             }),
         ),
         (
@@ -122,7 +112,11 @@ fn cases() -> Vec<(&'static str, NodeFrame)> {
         (
             "media_offer",
             frame(NodeMessage::Media {
-                from: ant(7),
+                from: RemotePeer {
+                    session: 7,
+                    dialect: DialectKind::Antmedia,
+                    mode: JoinMode::Conference,
+                },
                 app: "LiveApp".into(),
                 room: "conf1".into(),
                 event: Event::Description(Description {
@@ -148,17 +142,20 @@ fn node_frames_match_their_golden_files() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cluster");
     let bless = std::env::var_os("GOLDEN_BLESS").is_some();
     for (name, frame) in cases() {
-        let path = dir.join(format!("{name}.json"));
-        let json = frame.to_json();
+        let path = dir.join(format!("{name}.frame"));
+        let bytes = frame.to_bytes();
         if bless {
-            std::fs::write(&path, format!("{json}\n")).unwrap();
+            std::fs::write(&path, &bytes).unwrap();
         }
-        let stored = std::fs::read_to_string(&path)
+        let stored = std::fs::read(&path)
             .unwrap_or_else(|e| panic!("{}: {e} (bless with GOLDEN_BLESS=1)", path.display()));
-        let stored = stored.strip_suffix('\n').unwrap_or(&stored);
-        assert_eq!(json, stored, "{name}: serialized frame");
         assert_eq!(
-            NodeFrame::from_json(stored).unwrap(),
+            bytes.escape_ascii().to_string(),
+            stored.escape_ascii().to_string(),
+            "{name}: published frame"
+        );
+        assert_eq!(
+            NodeFrame::from_bytes(&stored).unwrap(),
             frame,
             "{name}: parsed frame"
         );
@@ -166,16 +163,130 @@ fn node_frames_match_their_golden_files() {
 }
 
 #[test]
+fn a_forward_carries_the_senders_text_once_and_nothing_else() {
+    let original = r#"{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":"v=0\r\na=x\r\n"}"#;
+    let bytes = frame(NodeMessage::Forward {
+        to: 12,
+        dialect: DialectKind::Antmedia,
+        mode: JoinMode::Both,
+        room: "room1".into(),
+        original: original.into(),
+    })
+    .to_bytes();
+    let header = 1 + 8 + 1 + "node-a@1763740000000".len() + 1 + 8 + 1 + 1 + 2 + "room1".len();
+    assert_eq!(bytes.len(), header + original.len(), "header and text only");
+    assert!(
+        bytes.ends_with(original.as_bytes()),
+        "the text as it came, unescaped"
+    );
+}
+
+#[test]
 fn frames_of_another_version_or_shape_are_refused() {
     let mut other = cases().remove(0).1;
     other.v = NODE_PROTOCOL_VERSION + 1;
-    let error = NodeFrame::from_json(&other.to_json()).unwrap_err();
+    let error = NodeFrame::from_bytes(&other.to_bytes()).unwrap_err();
     assert!(error.contains("version"), "{error}");
-    assert!(NodeFrame::from_json(r#"{"v":1,"node":"x","msg":{"type":"nope"}}"#).is_err());
-    assert!(
-        NodeFrame::from_json(
-            r#"{"v":1,"node":"x","msg":{"type":"left","room":"r","session":1},"extra":1}"#
+    let good = cases().remove(1).1.to_bytes();
+    for cut in 0..good.len() {
+        assert!(
+            NodeFrame::from_bytes(&good[..cut]).is_err(),
+            "a frame cut at {cut} bytes is refused"
+        );
+    }
+    let mut unknown_body = good.clone();
+    let body = 1 + 8 + 1 + "node-a@1763740000000".len();
+    unknown_body[body] = b'X';
+    assert!(NodeFrame::from_bytes(&unknown_body).is_err());
+    let mut extra_field = good[..=body].to_vec();
+    extra_field.extend_from_slice(br#"{"type":"left","room":"r","session":1,"extra":1}"#);
+    assert!(NodeFrame::from_bytes(&extra_field).is_err());
+    let mut bad_dialect = cases().remove(2).1.to_bytes();
+    bad_dialect[body + 1 + 8] = b'?';
+    assert!(NodeFrame::from_bytes(&bad_dialect).is_err());
+}
+
+/// The sender decodes a frame (its event and the text a peer of its dialect gets); the
+/// receiving node decodes that text again. Both must give the same event, or a forward would
+/// render differently across nodes than on one.
+#[test]
+fn the_receiver_rebuilds_the_senders_event_from_the_forwarded_text() {
+    fn sent<D: TextFrames>(state: &mut D::State, frame: &str) -> (Event, String) {
+        let (decoded, original) = D::decode_relayable(state, frame).unwrap();
+        let switchboard_protocol::Decoded::Event(event) = decoded else {
+            panic!("{frame}: no event");
+        };
+        (event, original.expect("a relayable part").into_owned())
+    }
+    let sdp = r"v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n";
+    let mut cases: Vec<(DialectKind, Event, String)> = Vec::new();
+    let mut ant = antmedia::AntState::default();
+    for frame in [
+        format!(r#"{{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":"{sdp}"}}"#),
+        r#"{"command":"takeCandidate","streamId":"room1","label":0,"id":"0","candidate":"candidate:1 1 udp 2122260223 127.0.0.1 40000 typ host"}"#.to_owned(),
+    ] {
+        let (e, o) = sent::<antmedia::AntMedia>(&mut ant, &frame);
+        cases.push((DialectKind::Antmedia, e, o));
+    }
+    let mut rawst = raw::RawState {
+        room: "room1".into(),
+    };
+    for frame in [
+        format!(r#"{{"type":"answer","sdp":"{sdp}"}}"#),
+        r#"{"type":"candidate","candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMLineIndex":0,"sdpMid":"0"}}"#.to_owned(),
+        r#"{ "app":"chat" }"#.to_owned(),
+        "not json at all".to_owned(),
+    ] {
+        let (e, o) = sent::<raw::Raw>(&mut rawst, &frame);
+        cases.push((DialectKind::Raw, e, o));
+    }
+    let mut sio = engineio::EngineState {
+        room: "room1".into(),
+        connected: true,
+        ..Default::default()
+    };
+    for frame in [
+        format!(r#"42["msg","{{\"sdp\":{{\"type\":\"offer\",\"sdp\":\"{}\"}}}}"]"#, sdp.replace('\\', "\\\\")),
+        r#"42["msg","{\"candidate\":{\"candidate\":\"candidate:1 1 udp 1 127.0.0.1 9 typ host\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0,\"usernameFragment\":null}}"]"#.to_owned(),
+        r#"42["msg","{ \"hello\" : 1 }"]"#.to_owned(),
+    ] {
+        let (e, o) = sent::<engineio::SocketIoWs>(&mut sio, &frame);
+        cases.push((DialectKind::Socketio, e, o));
+    }
+    let mut pj = peerjs::PeerjsState::new("alice", None);
+    for frame in [
+        format!(r#"{{"type":"OFFER","dst":"bob","payload":{{"sdp":{{"type":"offer","sdp":"{sdp}"}},"type":"media","connectionId":"mc_1"}}}}"#),
+        r#"{"type":"CANDIDATE","dst":"bob","payload":{"candidate":{"candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host","sdpMid":"0","sdpMLineIndex":0},"type":"media","connectionId":"mc_1"}}"#.to_owned(),
+    ] {
+        let (e, o) = sent::<peerjs::Peerjs>(&mut pj, &frame);
+        cases.push((DialectKind::Peerjs, e, o));
+    }
+    for (dialect, event, original) in cases {
+        let room = event.room().expect("a signal names its room").to_owned();
+        let crossed = NodeFrame::from_bytes(
+            &frame(NodeMessage::Forward {
+                to: 1,
+                dialect,
+                mode: JoinMode::Both,
+                room,
+                original,
+            })
+            .to_bytes(),
         )
-        .is_err()
-    );
+        .unwrap();
+        let NodeMessage::Forward {
+            dialect,
+            room,
+            original,
+            ..
+        } = crossed.msg
+        else {
+            panic!("a forward");
+        };
+        assert_eq!(
+            rebuild_event(dialect, &room, &original).unwrap(),
+            event,
+            "{dialect}: {original}"
+        );
+    }
 }

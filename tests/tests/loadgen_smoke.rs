@@ -108,7 +108,7 @@ async fn throughput_at(target: Target, dialect: Dialect) {
         pairs: 20,
         secs: 1.0,
         pace: Pace::Window(32),
-        server_pid: None,
+        server_pids: Vec::new(),
     })
     .await
     .expect("throughput runs");

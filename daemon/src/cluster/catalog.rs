@@ -13,8 +13,8 @@
 //!
 //! The conference plugin's calls are synchronous (REST calls on the blocking pool, the hook
 //! under its lock): this uses Redis's blocking connection, one per node, behind a mutex, with
-//! the cluster's command timeout on connecting, reading and writing. A failed call drops the
-//! connection; the next call connects again.
+//! the cluster's command timeout on connecting, reading and writing, and never on a runtime
+//! worker ([`off_worker`]). A failed call drops the connection; the next call connects again.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -229,8 +229,17 @@ impl Inner {
         Ok(conn)
     }
 
-    /// Runs `f` on the connection (connecting first if needed); a failure drops it.
+    /// Runs `f` on the connection (connecting first if needed); a failure drops it. Off the
+    /// runtime's workers ([`off_worker`]): waiting for the connection and for Redis holds
+    /// no worker.
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> RedisResult<T>) -> Result<T, StoreError> {
+        off_worker(|| self.with_here(f))
+    }
+
+    fn with_here<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> RedisResult<T>,
+    ) -> Result<T, StoreError> {
         let mut slot = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         let result = match slot.as_mut() {
             Some(conn) => f(conn),
@@ -248,6 +257,22 @@ impl Inner {
 
     fn token_key(&self, id: &str) -> String {
         format!("{}{id}", self.token_prefix)
+    }
+}
+
+/// Runs `call`, which blocks (a Redis round trip, up to the command timeout, and the wait for
+/// the catalog's one connection), without holding a runtime worker: the conference hook calls
+/// the catalog on a worker, under the gateway's lock of its room, and a Redis that stops
+/// answering must not stall the other rooms' dispatch on the node. On a multi-thread runtime's
+/// worker, `block_in_place` first hands the worker's other tasks to another thread (the room
+/// whose hook waits stays locked, as its answer needs the call's result); elsewhere (REST calls
+/// on the blocking pool, the listings thread, a current-thread runtime in tests) it runs as is.
+fn off_worker<T>(call: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(call)
+        }
+        _ => call(),
     }
 }
 

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use switchboard_plugin_api::{Peer, SessionId};
-use switchboard_protocol::cluster::{NodeFrame, NodeMessage};
+use switchboard_protocol::cluster::{NodeFrame, NodeMessage, rebuild_event};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
@@ -372,10 +372,7 @@ impl Seen {
 
 /// Hands one received frame to the gateway. Frames are handled one at a time in arrival order.
 fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, payload: &[u8]) {
-    let frame = std::str::from_utf8(payload)
-        .map_err(|e| e.to_string())
-        .and_then(NodeFrame::from_json);
-    let frame = match frame {
+    let frame = match NodeFrame::from_bytes(payload) {
         Ok(frame) => frame,
         Err(e) => {
             health::frame_dropped();
@@ -416,6 +413,35 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, payload: &[u8]
                 },
                 event,
                 original: original.map(Original::from),
+                app: None,
+            };
+            gateway
+                .registry()
+                .deliver_remote(SessionId(to), Outbound::Relay(Arc::new(envelope)));
+        }
+        NodeMessage::Forward {
+            to,
+            dialect,
+            mode,
+            room,
+            original,
+        } => {
+            let event = match rebuild_event(dialect, &room, &original) {
+                Ok(event) => event,
+                Err(e) => {
+                    health::frame_dropped();
+                    warn!(error = %e, "Cluster: a forwarded frame from another node does not decode; dropped.");
+                    return;
+                }
+            };
+            let envelope = Envelope {
+                from: Peer {
+                    session: SessionId(0),
+                    dialect,
+                    mode,
+                },
+                event,
+                original: Some(Original::from(original)),
                 app: None,
             };
             gateway

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use switchboard_plugin_api::Peer;
 use switchboard_protocol::JoinMode;
-use switchboard_protocol::cluster::{NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer};
+use switchboard_protocol::cluster::{
+    ForwardRef, Header, NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer, forward_bytes,
+};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -240,15 +242,14 @@ fn pipeline(cluster: &Cluster, chunk: &[Entry]) -> redis::Pipeline {
     for entry in chunk {
         match &entry.item {
             Outgoing::Frame { node, msg } => {
-                let frame = NodeFrame {
+                let head = Header {
                     v: NODE_PROTOCOL_VERSION,
-                    node: cluster.node.to_string(),
+                    node: &cluster.node,
                     seq: Some(entry.seq),
-                    msg: to_message(msg),
                 };
                 pipe.cmd("PUBLISH")
                     .arg(cluster.keys.channel(node))
-                    .arg(frame.to_json());
+                    .arg(frame_bytes(&head, msg));
             }
             Outgoing::Commit(commit) => {
                 store::commit(&mut pipe, &cluster.keys, &cluster.node, commit);
@@ -271,8 +272,11 @@ fn remote(peer: &Peer) -> RemotePeer {
     }
 }
 
-fn to_message(msg: &OutMessage) -> NodeMessage {
-    match msg {
+/// The published frame of `msg`. To a peer of the sender's dialect only the sender's text
+/// crosses (the receiver decodes it again), written straight from the envelope; to another
+/// dialect only the event.
+fn frame_bytes(head: &Header<'_>, msg: &OutMessage) -> Vec<u8> {
+    let message = match msg {
         OutMessage::Joined(room, peer) => NodeMessage::Joined {
             room: room.clone(),
             peer: remote(peer),
@@ -281,16 +285,31 @@ fn to_message(msg: &OutMessage) -> NodeMessage {
             room: room.clone(),
             session: session.0,
         },
-        OutMessage::Relay(to, envelope, with_original) => NodeMessage::Relay {
-            to: *to,
-            from: remote(&envelope.from),
-            event: envelope.event.clone(),
-            original: envelope
+        OutMessage::Relay(to, envelope, with_original) => {
+            let forward = envelope
                 .original
                 .as_deref()
                 .filter(|_| *with_original)
-                .map(str::to_owned),
-        },
+                .zip(envelope.event.room());
+            if let Some((original, room)) = forward {
+                return forward_bytes(
+                    head,
+                    &ForwardRef {
+                        to: *to,
+                        dialect: envelope.from.dialect,
+                        mode: envelope.from.mode,
+                        room,
+                        original,
+                    },
+                );
+            }
+            NodeMessage::Relay {
+                to: *to,
+                from: remote(&envelope.from),
+                event: envelope.event.clone(),
+                original: None,
+            }
+        }
         OutMessage::Deliver(to, event) => NodeMessage::Deliver {
             to: *to,
             event: event.clone(),
@@ -306,5 +325,12 @@ fn to_message(msg: &OutMessage) -> NodeMessage {
             event: request.event.clone(),
         },
         OutMessage::MediaClosed(session) => NodeMessage::MediaClosed { session: session.0 },
+    };
+    NodeFrame {
+        v: head.v,
+        node: head.node.to_owned(),
+        seq: head.seq,
+        msg: message,
     }
+    .to_bytes()
 }

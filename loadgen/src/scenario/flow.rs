@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, ANT_PING, Conn, Dialect, EIO_PONG, FrameTemplate, Target, Ws};
-use crate::clock::{cpu_secs, now_ns};
+use crate::clock::{cpu_secs, cpu_secs_sum, now_ns};
 use crate::sdp::{Kind, Tag};
 use crate::stats::{Percentiles, percentiles};
 
@@ -61,8 +61,9 @@ pub struct FlowConfig {
     pub secs: f64,
     /// Pacing.
     pub pace: Pace,
-    /// The server's process id, to report the CPU time it spends per message.
-    pub server_pid: Option<u32>,
+    /// The server's processes (one gateway, or two cluster nodes and their Redis), to report
+    /// the CPU time they spend per message, summed.
+    pub server_pids: Vec<u32>,
 }
 
 /// Results of a flow run.
@@ -249,11 +250,9 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
             tasks.push(tokio::spawn(receiver.run(stream, window)));
         }
     }
-    let cpu_before = (
-        cfg.server_pid.and_then(cpu_secs),
-        cpu_secs(std::process::id()),
-    );
-    let cpu = (!burst).then(|| tokio::spawn(cpu_during(cfg.server_pid, t0 + WARMUP, window.end)));
+    let cpu_before = (cpu_secs_sum(&cfg.server_pids), cpu_secs(std::process::id()));
+    let cpu = (!burst)
+        .then(|| tokio::spawn(cpu_during(cfg.server_pids.clone(), t0 + WARMUP, window.end)));
     let mut samples = Vec::new();
     let mut lost = 0;
     for task in tasks {
@@ -271,10 +270,7 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
         Some(cpu) => cpu.await.unwrap_or_default(),
         None => {
             let diff = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
-            let after = (
-                cfg.server_pid.and_then(cpu_secs),
-                cpu_secs(std::process::id()),
-            );
+            let after = (cpu_secs_sum(&cfg.server_pids), cpu_secs(std::process::id()));
             (diff(cpu_before.0, after.0), diff(cpu_before.1, after.1))
         }
     };
@@ -330,13 +326,14 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
     })
 }
 
-/// CPU seconds the server (`pid`) and this process use between `from` and `to`.
-async fn cpu_during(pid: Option<u32>, from: Instant, to: Instant) -> (Option<f64>, Option<f64>) {
+/// CPU seconds the server's processes (`pids`, summed) and this process use between `from`
+/// and `to`.
+async fn cpu_during(pids: Vec<u32>, from: Instant, to: Instant) -> (Option<f64>, Option<f64>) {
     let me = std::process::id();
     tokio::time::sleep_until(from).await;
-    let before = (pid.and_then(cpu_secs), cpu_secs(me));
+    let before = (cpu_secs_sum(&pids), cpu_secs(me));
     tokio::time::sleep_until(to).await;
-    let after = (pid.and_then(cpu_secs), cpu_secs(me));
+    let after = (cpu_secs_sum(&pids), cpu_secs(me));
     let diff = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
     (diff(before.0, after.0), diff(before.1, after.1))
 }

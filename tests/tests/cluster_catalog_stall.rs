@@ -1,0 +1,106 @@
+//! The conference plugin reads the cluster's catalog in Redis from its hook (a room's dates, the
+//! other nodes' streams, one-time tokens), with blocking calls bounded by the command timeout.
+//! A Redis that stops answering (SIGSTOP: its connections stay open, nothing is answered) must
+//! cost those requests their wait and nothing more: the other rooms of the node go on. One real
+//! node with two runtime workers, a real `redis-server` frozen and resumed, real WebSocket
+//! clients; every delivery counted.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use serde_json::json;
+use switchboard_tests::WsClient;
+use switchboard_tests::cluster::{
+    HEARTBEAT_MS, NODE_TTL_MS, Node, RedisServer, ant_pair, node_config, numbered_candidate,
+};
+
+/// Conference requests waiting on the frozen Redis at once: more than the node's workers.
+const ASKERS: usize = 4;
+/// Requests each of them sends.
+const ASKS: usize = 3;
+/// Candidates the call in another room relays while Redis is frozen.
+const CANDIDATES: usize = 50;
+
+/// A node with the conference plugin and a 2 s command timeout (the longest the catalog waits
+/// per call), so that requests waiting on a frozen Redis would hold workers for seconds.
+fn config(redis: &RedisServer) -> String {
+    let base = node_config(&redis.url(), "stall");
+    let heartbeat = format!("heartbeat_interval_ms = {HEARTBEAT_MS}");
+    let ttl = format!("node_ttl_ms = {NODE_TTL_MS}");
+    let router = "[[plugin]]\ntype = \"room-router\"";
+    assert!(base.contains(&heartbeat) && base.contains(&ttl) && base.contains(router));
+    base.replace(&heartbeat, "heartbeat_interval_ms = 2000")
+        .replace(&ttl, "node_ttl_ms = 5000")
+        .replace(
+            router,
+            "[[plugin]]\ntype = \"conference\"\n\n[[plugin]]\ntype = \"room-router\"",
+        )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_does_not_stall_other_rooms_on_the_node() {
+    let redis = RedisServer::start().await;
+    // Two workers whatever the machine has: the requests below outnumber them.
+    let node = Node::spawn_env(&config(&redis), "stall", &[("TOKIO_WORKER_THREADS", "2")]).await;
+    node.wait_health("cluster: ok", Duration::from_secs(10))
+        .await;
+    let room = "p2p-call";
+    let (mut pa, mut pb) = ant_pair(&node, &node, room).await;
+    let mut askers = Vec::new();
+    for _ in 0..ASKERS {
+        askers.push(WsClient::connect(&node.ant_url("LiveApp")).await);
+    }
+
+    redis.signal("STOP");
+    // Each asker's conference requests, each in a room of its own, wait on Redis in the hook.
+    for (i, asker) in askers.iter_mut().enumerate() {
+        for _ in 0..ASKS {
+            asker
+                .send_json(json!({"command":"getRoomInfo","room":format!("conf-{i}"),"streamId":format!("asker-{i}")}))
+                .await;
+        }
+    }
+    // Let them reach the hook before the call sends (a pause, not a measurement).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // The call in another room, on the same node, goes on meanwhile: counted while Redis is
+    // still frozen (the requests above queue for ASKERS x ASKS x 2 s at least).
+    for n in 0..CANDIDATES {
+        pa.send_json(numbered_candidate(room, n)).await;
+    }
+    // Within the clients' own receive timeout (5 s), so a stall is counted, not a panic.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(4500);
+    let mut delivered = Vec::new();
+    while delivered.len() < CANDIDATES {
+        match tokio::time::timeout_at(deadline, pb.recv_json()).await {
+            Ok(frame) => delivered.push(frame),
+            Err(_) => break,
+        }
+    }
+    redis.signal("CONT");
+    assert_eq!(
+        delivered.len(),
+        CANDIDATES,
+        "candidates delivered in the other room while Redis was frozen"
+    );
+    for (n, frame) in delivered.iter().enumerate() {
+        assert_eq!(frame["command"], "takeCandidate", "{frame}");
+        assert_eq!(frame["label"], n, "in order: {frame}");
+    }
+
+    // The conference requests waited, and each is answered once, as Ant answers a room
+    // nobody is in.
+    for (i, asker) in askers.iter_mut().enumerate() {
+        for _ in 0..ASKS {
+            assert_eq!(
+                asker.recv_json().await,
+                json!({"command":"error","definition":"no_active_streams_in_room","room":format!("conf-{i}")}),
+                "asker {i}"
+            );
+        }
+        asker.expect_silence(200).await;
+    }
+    // And the call still relays once Redis answers again.
+    pb.send_json(numbered_candidate(room, 0)).await;
+    assert_eq!(pa.recv_json().await["label"], 0);
+}
