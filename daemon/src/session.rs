@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use switchboard_plugin_api::{Peer, Refusal, SessionId};
 use switchboard_protocol::dialects::{Keepalive, TextFrames};
 use switchboard_protocol::{
@@ -334,8 +334,12 @@ pub struct WsSession<D: Dialect> {
 }
 
 /// Runs one WebSocket peer session until the peer closes, the gateway shuts down, or the peer
-/// breaks a rule.
-pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<D>) {
+/// breaks a rule. `socket` is a WebSocket, or an engine.io long-polling session's transport,
+/// which reads and writes the same messages (`listeners/engineio`).
+pub async fn run_websocket<D: TextFrames>(
+    socket: impl Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error>,
+    session: WsSession<D>,
+) {
     let WsSession {
         gateway,
         handle,

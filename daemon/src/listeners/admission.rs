@@ -126,7 +126,7 @@ enum EngineIoRequest {
 
 /// The `sid` a refused engine.io 4 handshake is given: it names the refusal, so its follow-up
 /// requests are answered without any state kept.
-const REFUSED_SID_PREFIX: &str = "sbrefused-";
+pub(super) const REFUSED_SID_PREFIX: &str = "sbrefused-";
 
 fn engineio_request(request: &Request) -> EngineIoRequest {
     let uri = request.uri();
