@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::envelope::{Envelope, Original, WireText};
 use crate::gateway::{self, Blocked, Gateway, Membership, Outbound, SessionHandle, SessionInfo};
 use crate::limits::{Permit, RateLimiter, RateVerdict};
+use crate::listeners::engineio::PollingError;
 use crate::{stats, telemetry};
 
 /// WebSocket close codes used by the gateway.
@@ -357,7 +358,11 @@ pub async fn run_websocket<D: TextFrames>(
     let config = gateway.config();
     let max_frame = config.max_frame_bytes(D::KIND);
     let mut limiter = RateLimiter::new(&config.limits, Instant::now());
-    let join_timeout = Duration::from_secs(config.limits.join_timeout_secs);
+    // A socket.io session joins when it connects its namespace, which a client does at once.
+    let join_timeout = Duration::from_secs(match D::KIND {
+        DialectKind::Socketio => config.limits.socketio_connect_timeout_secs.max(1),
+        _ => config.limits.join_timeout_secs,
+    });
     let join_timer = tokio::time::sleep(join_timeout);
     tokio::pin!(join_timer);
     let mut core = SessionCore {
@@ -493,6 +498,13 @@ pub async fn run_websocket<D: TextFrames>(
                             telemetry::invalid_utf8(D::KIND);
                             writer.close(close_code::INVALID_DATA, "text frame is not UTF-8").await;
                             break "invalid utf-8";
+                        }
+                        // A long-polling client's broken request or packet (engine.io ends those).
+                        if let Some(reason) = PollingError::of(&e).and_then(PollingError::end_reason) {
+                            stats::message_in(D::KIND, "error");
+                            telemetry::transport_refused(D::KIND, reason);
+                            writer.close(close_code::POLICY, reason).await;
+                            break reason;
                         }
                         break "read failed";
                     }

@@ -131,7 +131,7 @@ async fn serve(
 
 /// The room name check and the connection caps, as socketioxide's connect middleware does them:
 /// a refusal is told as a connect error, in the client's own terms.
-pub(super) fn admit(cx: &ListenerContext, room: &str, addr: SocketAddr) -> Result<Permit, String> {
+fn admit(cx: &ListenerContext, room: &str, addr: SocketAddr) -> Result<Permit, String> {
     rooms::check_room_name(room).map_err(|e| {
         crate::telemetry::room_name_refused(DialectKind::Socketio);
         format!("invalid_room: {e}")

@@ -36,9 +36,10 @@ use switchboard_protocol::dialects::engineio::{EngineState, SocketIoWs, connect_
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::ListenerContext;
+use super::{ListenerContext, admission};
 use crate::session;
 use queue::{Batch, PollQueue};
+pub use transport::PollingError;
 use transport::{EngineTransport, Inbound};
 
 mod queue;
@@ -127,9 +128,14 @@ async fn handshake(
         room,
         polling: true,
     };
-    let permit = match super::socketio_ws::admit(&cx, &state.room, addr) {
+    if let Err(e) = crate::rooms::check_room_name(&state.room) {
+        crate::telemetry::room_name_refused(DialectKind::Socketio);
+        return refused_handshake(&state, &format!("invalid_room: {e}"));
+    }
+    // A refusal under the caps keeps nothing: its follow-ups are answered from its `sid`.
+    let permit = match admission::admit(&cx, DialectKind::Socketio, addr) {
         Ok(permit) => permit,
-        Err(message) => return refused_handshake(&state, &message),
+        Err(refusal) => return admission::refused_handshake(refusal),
     };
     let (inbound, rx) = mpsc::channel(INBOUND_PAYLOADS);
     let queue = Arc::new(PollQueue::default());
@@ -182,8 +188,8 @@ async fn linger(queue: &PollQueue) {
     }
 }
 
-/// A refused handshake, told in the client's terms: an open packet then a connect error, which
-/// its `connect_error` handler receives (as over a WebSocket).
+/// A handshake refused for its room name, told in the client's terms: an open packet then a
+/// connect error, which its `connect_error` handler receives (as over a WebSocket).
 fn refused_handshake(state: &EngineState, message: &str) -> Response {
     let mut payload = SocketIoWs::greeting(state).unwrap_or_default();
     polling::append(&mut payload, &connect_error(message));
@@ -197,8 +203,8 @@ fn polling_text(body: String) -> Response {
 /// A GET: answered with what the session wrote, as soon as there is something.
 async fn poll(session: &EngineSession) -> Response {
     let Ok(_pending) = session.queue.begin_poll() else {
-        // engine.io ends the session: two pending polls mean a broken client or a replay.
-        crate::telemetry::transport_refused(DialectKind::Socketio, "concurrent polls");
+        // engine.io ends the session: two pending polls mean a broken client or a replay. The
+        // session loop counts it.
         let _ = session
             .inbound
             .try_send(Inbound::Overlap("a second GET while one was pending"));
@@ -224,7 +230,6 @@ async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -
         return too_large(session, len).await;
     }
     if session.posting.swap(true, Ordering::AcqRel) {
-        crate::telemetry::transport_refused(DialectKind::Socketio, "concurrent polls");
         let _ = session
             .inbound
             .try_send(Inbound::Overlap("a second POST while one was being read"));
@@ -279,10 +284,8 @@ async fn probe(session: Arc<EngineSession>, mut socket: WebSocket) {
     })
     .await;
     if let Ok(Some(())) = probed {
-        let _ = session
-            .inbound
-            .send(Inbound::Upgraded(Box::new(socket)))
-            .await;
+        session.queue.hand_over(socket);
+        let _ = session.inbound.send(Inbound::Upgraded).await;
         return;
     }
     // The client may try again (engine.io lets it); this socket is dropped.

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use axum::extract::ws::Utf8Bytes;
+use axum::extract::ws::{Utf8Bytes, WebSocket};
 use switchboard_protocol::dialects::engineio::polling;
 use tokio::sync::Notify;
 
@@ -31,6 +31,8 @@ struct Inner {
     /// Whether a GET is waiting (at most one may: engine.io refuses a second).
     polling: bool,
     state: State,
+    /// The WebSocket the client upgraded to, until the session's transport takes it.
+    upgraded: Option<Box<WebSocket>>,
 }
 
 /// Where the session's packets go now.
@@ -39,7 +41,8 @@ enum State {
     /// To GETs.
     #[default]
     Polling,
-    /// To the WebSocket the session upgraded to: a GET gets a `noop`.
+    /// To the WebSocket the session upgraded to (what is left here goes there first): a GET
+    /// gets a `noop`.
     Upgraded,
     /// Nowhere: the session ended. A GET gets what is left, then a `close`.
     Closed,
@@ -98,7 +101,7 @@ impl PollQueue {
     /// least one packet); a `noop` once the session upgraded; a `close` once it ended.
     pub fn take(&self) -> Batch {
         let mut inner = self.lock();
-        if inner.packets.is_empty() {
+        if inner.packets.is_empty() || inner.state == State::Upgraded {
             return match inner.state {
                 State::Polling => Batch::Empty,
                 State::Upgraded => Batch::Payload(polling::NOOP.to_owned()),
@@ -126,16 +129,28 @@ impl PollQueue {
         self.arrived.notified().await;
     }
 
-    /// The session moved to a WebSocket: what the GETs had not collected yet, to send there
-    /// first. A pending GET is answered with a `noop`.
-    pub fn upgrade(&self) -> VecDeque<Utf8Bytes> {
+    /// The client finished the upgrade on `ws`: the session's writes go there from now on
+    /// ([`Self::adopt`]). A pending GET is answered with a `noop`, and a writer waiting for room
+    /// is woken: a client that upgrades stops polling, so room would never come.
+    pub fn hand_over(&self, ws: WebSocket) {
         let mut inner = self.lock();
         inner.state = State::Upgraded;
-        inner.bytes = 0;
-        let left = std::mem::take(&mut inner.packets);
+        inner.upgraded = Some(Box::new(ws));
+        let writer = inner.writer.take();
         drop(inner);
+        if let Some(writer) = writer {
+            writer.wake();
+        }
         self.arrived.notify_one();
-        left
+    }
+
+    /// The WebSocket of a finished upgrade, with what the GETs had not collected (to send there
+    /// first); `None` before the upgrade or once taken.
+    pub fn adopt(&self) -> Option<(Box<WebSocket>, VecDeque<Utf8Bytes>)> {
+        let mut inner = self.lock();
+        let ws = inner.upgraded.take()?;
+        inner.bytes = 0;
+        Some((ws, std::mem::take(&mut inner.packets)))
     }
 
     /// Whether every packet was collected (or the session upgraded, so none are left here).
@@ -211,15 +226,6 @@ mod tests {
         assert!(matches!(queue.take(), Batch::Payload(p) if p.len() == QUEUE_BYTES / 2));
         assert!(matches!(queue.take(), Batch::Payload(p) if p.len() == QUEUE_BYTES / 2));
         assert!(matches!(queue.take(), Batch::Payload(p) if p.len() == QUEUE_BYTES / 2));
-    }
-
-    #[test]
-    fn after_the_upgrade_what_was_left_moves_and_a_get_gets_a_noop() {
-        let queue = PollQueue::default();
-        queue.push("42[\"msg\",\"a\"]".into());
-        let left = queue.upgrade();
-        assert_eq!(left.len(), 1);
-        assert_eq!(queue.take(), Batch::Payload("6".to_owned()));
     }
 
     #[test]

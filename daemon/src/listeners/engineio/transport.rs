@@ -28,8 +28,9 @@ pub enum Inbound {
     /// The client sent a request that breaks engine.io's rules (a second GET while one is
     /// pending, a second POST while one is being read).
     Overlap(&'static str),
-    /// The client finished the upgrade on this WebSocket.
-    Upgraded(Box<WebSocket>),
+    /// The client finished the upgrade ([`PollQueue::hand_over`]): what it POSTed before came
+    /// first, what it sends from now on comes over the WebSocket.
+    Upgraded,
 }
 
 /// Errors a polling session's reads report, worded as tungstenite words the WebSocket's, so
@@ -46,6 +47,26 @@ pub enum PollingError {
     /// A request that breaks engine.io's rules.
     #[error("engine.io protocol error: {0}")]
     Overlap(&'static str),
+    /// A packet engine.io or socket.io cannot parse.
+    #[error("malformed engine.io or socket.io packet")]
+    Malformed,
+}
+
+impl PollingError {
+    /// The polling error a read failed with, if it is one.
+    pub fn of(error: &axum::Error) -> Option<&PollingError> {
+        std::error::Error::source(error)?.downcast_ref()
+    }
+
+    /// The session end reason of an error that ends the session only a polling transport has
+    /// (the others end it as a WebSocket's read errors do); it is counted by that reason.
+    pub fn end_reason(&self) -> Option<&'static str> {
+        match self {
+            PollingError::Overlap(_) => Some("concurrent polls"),
+            PollingError::Malformed => Some("malformed packet"),
+            PollingError::TooLarge(_) | PollingError::InvalidUtf8 => None,
+        }
+    }
 }
 
 /// A long-polling session's socket, then its WebSocket after the upgrade.
@@ -57,8 +78,10 @@ pub struct EngineTransport {
     payload: Bytes,
     /// Whether an empty packet is still to be read from it (it ended with a separator).
     empty_next: bool,
-    /// The WebSocket, once upgraded.
+    /// The WebSocket, once upgraded: writes go there at once.
     ws: Option<Box<WebSocket>>,
+    /// Whether reads come from the WebSocket: once every POST sent before the upgrade was read.
+    reads_on_ws: bool,
     /// Packets the GETs had not collected at the upgrade, written to the WebSocket first.
     backlog: VecDeque<Utf8Bytes>,
     /// Whether the backlog was written but not flushed yet.
@@ -75,6 +98,7 @@ impl EngineTransport {
             payload: Bytes::new(),
             empty_next: false,
             ws: None,
+            reads_on_ws: false,
             backlog: VecDeque::new(),
             unflushed: false,
         }
@@ -95,7 +119,12 @@ impl EngineTransport {
         if polling::is_binary(&packet) {
             return Some(Ok(Message::Binary(packet)));
         }
-        Some(text(packet))
+        Some(text(packet).and_then(|message| match &message {
+            Message::Text(t) if !polling::is_well_formed(t.as_str()) => {
+                Err(axum::Error::new(PollingError::Malformed))
+            }
+            _ => Ok(message),
+        }))
     }
 
     /// Writes the backlog to the WebSocket and flushes it.
@@ -117,9 +146,14 @@ impl EngineTransport {
         Poll::Ready(Ok(()))
     }
 
-    fn upgrade(&mut self, ws: Box<WebSocket>) {
-        self.backlog = self.queue.upgrade();
-        self.ws = Some(ws);
+    /// Moves to the WebSocket of a finished upgrade, if there is one and it is not taken yet.
+    fn adopt(&mut self) {
+        if self.ws.is_none()
+            && let Some((ws, left)) = self.queue.adopt()
+        {
+            self.ws = Some(ws);
+            self.backlog = left;
+        }
     }
 }
 
@@ -134,6 +168,7 @@ impl Stream for EngineTransport {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        this.adopt();
         loop {
             if this.ws.is_some() {
                 // The backlog goes out before anything this session writes later; a pending
@@ -141,9 +176,11 @@ impl Stream for EngineTransport {
                 if let Poll::Ready(Err(e)) = this.drain_backlog(cx) {
                     return Poll::Ready(Some(Err(e)));
                 }
-                if let Some(ws) = this.ws.as_mut() {
-                    return Pin::new(&mut **ws).poll_next(cx);
-                }
+            }
+            if this.reads_on_ws
+                && let Some(ws) = this.ws.as_mut()
+            {
+                return Pin::new(&mut **ws).poll_next(cx);
             }
             if let Some(packet) = this.next_packet() {
                 return Poll::Ready(Some(packet));
@@ -156,8 +193,9 @@ impl Stream for EngineTransport {
                     this.payload = payload;
                     continue;
                 }
-                Some(Inbound::Upgraded(ws)) => {
-                    this.upgrade(ws);
+                Some(Inbound::Upgraded) => {
+                    this.adopt();
+                    this.reads_on_ws = this.ws.is_some();
                     continue;
                 }
                 Some(Inbound::TooLarge(len)) => PollingError::TooLarge(len),
@@ -173,6 +211,7 @@ impl Sink<Message> for EngineTransport {
 
     fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let this = &mut *self;
+        this.adopt();
         match this.ws.is_some() {
             true => {
                 ready!(this.drain_backlog(cx))?;
@@ -186,6 +225,7 @@ impl Sink<Message> for EngineTransport {
     }
 
     fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Self::Error> {
+        self.adopt();
         if let Some(ws) = self.ws.as_mut() {
             return Pin::new(&mut **ws).start_send(message);
         }
@@ -201,6 +241,7 @@ impl Sink<Message> for EngineTransport {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let this = &mut *self;
+        this.adopt();
         if this.ws.is_none() {
             // Queued packets are written: the next GET takes them.
             return Poll::Ready(Ok(()));
@@ -214,6 +255,7 @@ impl Sink<Message> for EngineTransport {
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let this = &mut *self;
+        this.adopt();
         if this.ws.is_none() {
             return Poll::Ready(Ok(()));
         }

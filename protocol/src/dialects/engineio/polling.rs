@@ -51,6 +51,37 @@ pub fn is_binary(packet: &[u8]) -> bool {
     packet.first() == Some(&b'b')
 }
 
+/// Whether a text packet a client sent is an engine.io packet, and, for a message, a socket.io
+/// packet whose data is JSON: what engine.io and socket.io parse before any handler sees it. A
+/// packet that is not is a broken or hostile client, and both reference servers end its session
+/// (engine.io's `parse error`); the gateway does the same over long-polling.
+pub fn is_well_formed(packet: &str) -> bool {
+    let mut bytes = packet.bytes();
+    match bytes.next() {
+        Some(b'1' | b'2' | b'3' | b'5' | b'6') => true,
+        Some(b'4') => is_socketio_packet(&packet[1..]),
+        _ => false,
+    }
+}
+
+/// A socket.io packet: a type digit, an optional namespace (`/name,`), an optional ack id,
+/// then JSON data or nothing.
+fn is_socketio_packet(packet: &str) -> bool {
+    let Some(kind @ b'0'..=b'6') = packet.bytes().next() else {
+        return false;
+    };
+    let mut rest = &packet[1..];
+    if kind == b'5' || kind == b'6' {
+        // Binary packets are answered as such by the dialect.
+        return true;
+    }
+    if rest.starts_with('/') {
+        rest = rest.split_once(',').map_or("", |(_, after)| after);
+    }
+    let data = rest.trim_start_matches(|c: char| c.is_ascii_digit());
+    data.is_empty() || serde_json::from_str::<serde::de::IgnoredAny>(data).is_ok()
+}
+
 /// Appends `packet` to the payload being built in `payload`.
 pub fn append(payload: &mut String, packet: &str) {
     if !payload.is_empty() {
@@ -133,6 +164,42 @@ mod tests {
         append(&mut payload, "2");
         assert_eq!(payload, "0{}\x1e40\x1e2");
         assert_eq!(split(&payload), ["0{}", "40", "2"]);
+    }
+
+    #[test]
+    fn packets_engine_io_and_socket_io_cannot_parse_are_told_apart() {
+        for good in [
+            "2",
+            "3",
+            "5",
+            "6",
+            "1",
+            "40",
+            "40{\"token\":\"t\"}",
+            "41",
+            "42[\"msg\",\"x\"]",
+            "42/chat,[\"msg\",1]",
+            "4212[\"msg\",\"a\"]",
+            "42[\"msg\",\"\\u0000\"]",
+            "451-[\"msg\",{\"_placeholder\":true,\"num\":0}]",
+        ] {
+            assert!(is_well_formed(good), "{good}");
+        }
+        for bad in [
+            "",
+            "\0",
+            "0",
+            "7",
+            "x",
+            "4",
+            "4zz",
+            "47",
+            "42[\"msg\",",
+            "42[\"msg\",\"a\u{0}b\"]",
+            "42{not json",
+        ] {
+            assert!(!is_well_formed(bad), "{bad:?}");
+        }
     }
 
     #[test]
