@@ -358,10 +358,14 @@ pub async fn run_websocket<D: TextFrames>(
     let config = gateway.config();
     let max_frame = config.max_frame_bytes(D::KIND);
     let mut limiter = RateLimiter::new(&config.limits, Instant::now());
-    // A socket.io session joins when it connects its namespace, which a client does at once.
-    let join_timeout = Duration::from_secs(match D::KIND {
-        DialectKind::Socketio => config.limits.socketio_connect_timeout_secs.max(1),
-        _ => config.limits.join_timeout_secs,
+    // A socket.io session joins when it connects its namespace, which a client does at once:
+    // its engine.io handshake holds a place only for `socketio_connect_timeout_secs`.
+    let join_timeout = Duration::from_secs(match (D::KIND, config.limits.join_timeout_secs) {
+        (DialectKind::Socketio, 0) => config.limits.socketio_connect_timeout_secs.max(1),
+        (DialectKind::Socketio, secs) => {
+            secs.min(config.limits.socketio_connect_timeout_secs.max(1))
+        }
+        (_, secs) => secs,
     });
     let join_timer = tokio::time::sleep(join_timeout);
     tokio::pin!(join_timer);

@@ -3,9 +3,10 @@
 //! `transports: ["websocket"]`). They are served by the session loop the other WebSocket
 //! dialects use, reading engine.io frames ([`SocketIoWs`]) with no socket.io server in between:
 //! under relay load socketioxide's own parse, re-serialization and per-socket writer task cost
-//! more than the rest of the gateway. Every other socket.io request (long-polling, upgrades from
-//! it, engine.io 3 clients) goes on to socketioxide ([`super::socketio`]). Peers of both are
-//! `socketio` peers on the bus and relay to each other verbatim.
+//! more than the rest of the gateway. Every other engine.io 4 request (long-polling and the
+//! upgrade from it) goes to [`super::engineio`], the same session loop over a polling transport;
+//! engine.io 3 clients (socket.io-client 2) go on to socketioxide ([`super::socketio`]). Peers of
+//! all of them are `socketio` peers on the bus and relay to each other verbatim.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
