@@ -92,3 +92,61 @@ async fn bad_input_over_polling_is_answered_and_counted_once() {
     assert_eq!(closed("frame too large"), 1, "{body}");
     gw.stop().await;
 }
+
+/// A long-polling client that vanishes (no more GETs or POSTs, no FIN: nothing to notice) is
+/// closed `pingTimeout` after the ping it never answered (25 s + 20 s, engine.io's defaults),
+/// counted once as `ping timeout`, and its partner is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polling_client_that_vanishes_is_closed_after_the_ping_timeout_and_its_partner_told() {
+    use switchboard_tests::{WsClient, field, http_get, http_request};
+    let gw = TestGateway::with_config(CONFIG).await;
+    let base = "/socket.io/?EIO=4&transport=polling&room=vanish";
+    let (status, open) = http_get(gw.main, base).await;
+    assert_eq!(status, 200, "{open}");
+    let open: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    let session = format!("{base}&sid={}", open["sid"].as_str().unwrap());
+    assert_eq!(
+        http_request(gw.main, "POST", &session, Some("40")).await.0,
+        200
+    );
+    let (status, connected) = http_get(gw.main, &session).await;
+    assert!(status == 200 && connected.starts_with("40{"), "{connected}");
+    let mut raw = WsClient::connect(&gw.raw_url("vanish")).await;
+    assert_eq!(field(&raw.recv_json().await, "type"), "switchboard.joined");
+    // The raw peer is told to offer (the socket.io page dials by hand).
+    assert_eq!(field(&raw.recv_json().await, "type"), "switchboard.start");
+    // From here the polling client is gone. The raw peer is told within the ping interval and
+    // timeout (45 s), with room to spare on a loaded machine.
+    let members = || {
+        gw.running()
+            .gateway()
+            .dispatcher()
+            .room_members("vanish")
+            .len()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(70);
+    while members() > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still 2 members after 70 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left = loop {
+        let frame = raw.recv_json().await;
+        if field(&frame, "type") != "switchboard.peer-joined" {
+            break frame;
+        }
+    };
+    assert_eq!(field(&left, "type"), "switchboard.peer-left", "{left}");
+    let body = scrape(&gw).await;
+    assert_eq!(
+        metrics::sample(
+            &body,
+            r#"switchboard_sessions_closed_total{dialect="socketio",reason="ping timeout"}"#
+        ),
+        1,
+        "{body}"
+    );
+    gw.stop().await;
+}
