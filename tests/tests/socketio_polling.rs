@@ -150,3 +150,68 @@ async fn a_polling_client_that_vanishes_is_closed_after_the_ping_timeout_and_its
     );
     gw.stop().await;
 }
+
+/// The upgrade at the wire level, as engine.io's reference server answers it: `2probe` gets
+/// `3probe`, the pending GET is released with a `noop` (`6`), and after `5` the session runs on
+/// the WebSocket (a later GET is answered `noop`, the session's packets come over the
+/// WebSocket). A text frame that is not UTF-8 on the upgraded socket closes it with 1007, counted
+/// once, as in every dialect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_probe_noop_and_1007_on_the_upgraded_socket() {
+    use switchboard_tests::{WsClient, http_get, http_request};
+    let gw = TestGateway::with_config(CONFIG).await;
+    let base = "/socket.io/?EIO=4&transport=polling&room=upgrade-wire";
+    let (_, open) = http_get(gw.main, base).await;
+    let open: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    assert_eq!(open["upgrades"], serde_json::json!(["websocket"]));
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    let session = format!("{base}&sid={sid}");
+    assert_eq!(
+        http_request(gw.main, "POST", &session, Some("40")).await.0,
+        200
+    );
+    let (_, connected) = http_get(gw.main, &session).await;
+    assert!(connected.starts_with("40{"), "{connected}");
+    let mut payloads = connected;
+    while !payloads.contains("joined") {
+        payloads.push_str(&http_get(gw.main, &session).await.1);
+    }
+    // A GET pending while the client probes.
+    let addr = gw.main;
+    let pending_path = session.clone();
+    let pending = tokio::spawn(async move { http_get(addr, &pending_path).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ws_url = format!(
+        "ws://{}/socket.io/?EIO=4&transport=websocket&room=upgrade-wire&sid={sid}",
+        gw.main
+    );
+    let mut ws = WsClient::connect(&ws_url).await;
+    ws.send_text("2probe").await;
+    assert_eq!(ws.recv_text().await, "3probe");
+    let (status, released) = pending.await.unwrap();
+    assert_eq!(
+        (status, released.as_str()),
+        (200, "6"),
+        "the pending GET gets a noop"
+    );
+    ws.send_text("5").await;
+    // Upgraded: a GET now gets a noop, and the session answers over the WebSocket.
+    assert_eq!(http_get(gw.main, &session).await.1, "6");
+    ws.send_text(r#"42["msg",5]"#).await;
+    let error = ws.recv_text().await;
+    assert!(
+        error.starts_with(r#"42["switchboard""#) && error.contains("invalid_field"),
+        "{error}"
+    );
+    ws.send_raw_text(b"42[\"msg\",\"\x80\xe2\x82\"]".to_vec())
+        .await;
+    let close = ws.recv_close().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1007);
+    let body = scrape(&gw).await;
+    assert_eq!(
+        metrics::sample(&body, &metrics::errors("socketio", "invalid_utf8")),
+        1,
+        "{body}"
+    );
+    gw.stop().await;
+}
