@@ -235,8 +235,10 @@ async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -
             .try_send(Inbound::Overlap("a second POST while one was being read"));
         return refuse(RequestError::BadRequest);
     }
+    // Cleared however this request ends (a client that goes away mid-body drops it here).
+    let posting = Posting(&session.posting);
     let body = axum::body::to_bytes(request.into_body(), limit).await;
-    session.posting.store(false, Ordering::Release);
+    drop(posting);
     let Ok(body) = body else {
         return too_large(session, limit + 1).await;
     };
@@ -244,6 +246,15 @@ async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -
         return refuse(RequestError::UnknownSid);
     }
     ([(header::CONTENT_TYPE, "text/html")], "ok").into_response()
+}
+
+/// A POST being read; the next may come once it is dropped.
+struct Posting<'a>(&'a AtomicBool);
+
+impl Drop for Posting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
 }
 
 /// Refuses a POST above the size limit: 413, and the session is closed and counted as a
