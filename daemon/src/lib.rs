@@ -168,6 +168,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
             conference: conference.clone(),
             front_door: front_door.clone(),
             peerjs_ids: peerjs_ids.clone(),
+            engineio: Default::default(),
         };
         let b = listeners::bind(cx)
             .await

@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{FutureExt, SinkExt, StreamExt};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use switchboard_plugin_api::{Peer, Refusal, SessionId};
 use switchboard_protocol::dialects::{Keepalive, TextFrames};
 use switchboard_protocol::{
@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::envelope::{Envelope, Original, WireText};
 use crate::gateway::{self, Blocked, Gateway, Membership, Outbound, SessionHandle, SessionInfo};
 use crate::limits::{Permit, RateLimiter, RateVerdict};
+use crate::listeners::engineio::PollingError;
 use crate::{stats, telemetry};
 
 /// WebSocket close codes used by the gateway.
@@ -334,8 +335,12 @@ pub struct WsSession<D: Dialect> {
 }
 
 /// Runs one WebSocket peer session until the peer closes, the gateway shuts down, or the peer
-/// breaks a rule.
-pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<D>) {
+/// breaks a rule. `socket` is a WebSocket, or an engine.io long-polling session's transport,
+/// which reads and writes the same messages (`listeners/engineio`).
+pub async fn run_websocket<D: TextFrames>(
+    socket: impl Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error>,
+    session: WsSession<D>,
+) {
     let WsSession {
         gateway,
         handle,
@@ -353,7 +358,15 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
     let config = gateway.config();
     let max_frame = config.max_frame_bytes(D::KIND);
     let mut limiter = RateLimiter::new(&config.limits, Instant::now());
-    let join_timeout = Duration::from_secs(config.limits.join_timeout_secs);
+    // A socket.io session joins when it connects its namespace, which a client does at once:
+    // its engine.io handshake holds a place only for `socketio_connect_timeout_secs`.
+    let join_timeout = Duration::from_secs(match (D::KIND, config.limits.join_timeout_secs) {
+        (DialectKind::Socketio, 0) => config.limits.socketio_connect_timeout_secs.max(1),
+        (DialectKind::Socketio, secs) => {
+            secs.min(config.limits.socketio_connect_timeout_secs.max(1))
+        }
+        (_, secs) => secs,
+    });
     let join_timer = tokio::time::sleep(join_timeout);
     tokio::pin!(join_timer);
     let mut core = SessionCore {
@@ -489,6 +502,13 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
                             telemetry::invalid_utf8(D::KIND);
                             writer.close(close_code::INVALID_DATA, "text frame is not UTF-8").await;
                             break "invalid utf-8";
+                        }
+                        // A long-polling client's broken request or packet (engine.io ends those).
+                        if let Some(reason) = PollingError::of(&e).and_then(PollingError::end_reason) {
+                            stats::message_in(D::KIND, "error");
+                            telemetry::transport_refused(D::KIND, reason);
+                            writer.close(close_code::POLICY, reason).await;
+                            break reason;
                         }
                         break "read failed";
                     }

@@ -126,7 +126,7 @@ enum EngineIoRequest {
 
 /// The `sid` a refused engine.io 4 handshake is given: it names the refusal, so its follow-up
 /// requests are answered without any state kept.
-const REFUSED_SID_PREFIX: &str = "sbrefused-";
+pub(super) const REFUSED_SID_PREFIX: &str = "sbrefused-";
 
 fn engineio_request(request: &Request) -> EngineIoRequest {
     let uri = request.uri();
@@ -155,7 +155,7 @@ fn engineio_request(request: &Request) -> EngineIoRequest {
 /// Answers a refused engine.io 4 long-polling handshake with a session that exists only in its
 /// `sid`: the client's namespace connect is acknowledged and its poll gets the socket.io
 /// `CONNECT_ERROR` with the reason, exactly what a refusal at the namespace sends.
-fn refused_handshake(refusal: ConnectRefusal) -> Response {
+pub(super) fn refused_handshake(refusal: ConnectRefusal) -> Response {
     let open = serde_json::json!({
         "sid": format!("{REFUSED_SID_PREFIX}{}", refusal.as_str()),
         "upgrades": [],

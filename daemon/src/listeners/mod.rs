@@ -22,6 +22,7 @@ mod admin;
 mod admission;
 mod antmedia;
 pub(crate) mod burst_io;
+pub(crate) mod engineio;
 pub mod front_door;
 mod peerjs;
 mod proxy;
@@ -64,6 +65,8 @@ pub struct ListenerContext {
     pub front_door: Arc<FrontDoor>,
     /// The ids of open PeerJS connections, shared by every listener of the gateway.
     pub peerjs_ids: Arc<peerjs::PeerIds>,
+    /// This listener's engine.io long-polling sessions, by `sid`.
+    pub engineio: Arc<engineio::Sessions>,
 }
 
 async fn metrics(

@@ -1,4 +1,6 @@
-//! The socket.io endpoint (socketioxide; protocol v4 and v5, so socket.io-client 2.x to 4.x).
+//! The socket.io endpoint of engine.io 3 clients (socket.io-client 2.x), through socketioxide.
+//! Engine.io 4 requests (socket.io 3/4 clients, every transport) never reach it: they are served
+//! by the session loop ([`super::socketio_ws`], [`super::engineio`]).
 //! The room comes from the handshake query `room`, else the listener's `socketio_room`. The join
 //! runs in a connect middleware, so a refused join reaches the client as `connect_error`.
 //! Event `msg` carries the SimpleP2P JSON string; gateway notices go out on event `switchboard`.

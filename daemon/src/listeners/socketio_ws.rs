@@ -3,9 +3,10 @@
 //! `transports: ["websocket"]`). They are served by the session loop the other WebSocket
 //! dialects use, reading engine.io frames ([`SocketIoWs`]) with no socket.io server in between:
 //! under relay load socketioxide's own parse, re-serialization and per-socket writer task cost
-//! more than the rest of the gateway. Every other socket.io request (long-polling, upgrades from
-//! it, engine.io 3 clients) goes on to socketioxide ([`super::socketio`]). Peers of both are
-//! `socketio` peers on the bus and relay to each other verbatim.
+//! more than the rest of the gateway. Every other engine.io 4 request (long-polling and the
+//! upgrade from it) goes to [`super::engineio`], the same session loop over a polling transport;
+//! engine.io 3 clients (socket.io-client 2) go on to socketioxide ([`super::socketio`]). Peers of
+//! all of them are `socketio` peers on the bus and relay to each other verbatim.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -14,7 +15,6 @@ use axum::extract::ws::{Message, WebSocket};
 use axum::extract::{ConnectInfo, FromRequestParts, Query, Request, State, WebSocketUpgrade};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use socketioxide::socket::Sid;
 use switchboard_protocol::DialectKind;
 use switchboard_protocol::dialects::TextFrames;
 use switchboard_protocol::dialects::engineio::{EngineState, SocketIoWs, connect_error};
@@ -24,38 +24,46 @@ use super::{ListenerContext, admission};
 use crate::limits::Permit;
 use crate::{rooms, session};
 
-/// Serves a direct WebSocket connection itself; passes any other request on.
+/// Serves engine.io v4 requests itself (a direct WebSocket here; long-polling and its upgrade in
+/// [`super::engineio`]); passes any other request on.
 pub async fn intercept(
     State(cx): State<ListenerContext>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(query) = direct_websocket_query(&request) else {
+    let Some(mut query) = engineio4_query(&request) else {
         return next.run(request).await;
     };
+    let addr = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
+    let direct =
+        query.get("transport").is_some_and(|v| v == "websocket") && !query.contains_key("sid");
+    if !direct {
+        return super::engineio::serve(cx, request, addr, query).await;
+    }
+    query.remove("transport");
     let (mut parts, _) = request.into_parts();
     let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    let addr = parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
     upgrade(cx, ws, addr, query)
 }
 
-/// The handshake query of an engine.io v4 WebSocket opened without long-polling first.
-fn direct_websocket_query(request: &Request) -> Option<HashMap<String, String>> {
+/// The query of an engine.io v4 request (socket.io 3 and 4 clients), except the follow-ups of a
+/// handshake refused under the caps, which `admission` answers.
+fn engineio4_query(request: &Request) -> Option<HashMap<String, String>> {
     let path = request.uri().path();
     if path != "/socket.io/" && path != "/socket.io" {
         return None;
     }
     let Query(query) = Query::<HashMap<String, String>>::try_from_uri(request.uri()).ok()?;
-    let direct = query.get("EIO").is_some_and(|v| v == "4")
-        && query.get("transport").is_some_and(|v| v == "websocket")
-        && !query.contains_key("sid");
-    direct.then_some(query)
+    let refused = query
+        .get("sid")
+        .is_some_and(|sid| sid.starts_with(admission::REFUSED_SID_PREFIX));
+    (query.get("EIO").is_some_and(|v| v == "4") && !refused).then_some(query)
 }
 
 fn upgrade(
@@ -70,11 +78,12 @@ fn upgrade(
         .unwrap_or_else(|| cx.config.socketio_room.clone());
     let state = EngineState {
         token: query.remove("token").filter(|t| !t.is_empty()),
-        engine_sid: Sid::new().to_string(),
-        socket_sid: Sid::new().to_string(),
+        engine_sid: super::engineio::new_sid(),
+        socket_sid: super::engineio::new_sid(),
         max_payload: limit,
         connected: false,
         room,
+        polling: false,
     };
     let admitted = admit(&cx, &state.room, addr);
     let ws = super::small_buffers(ws)

@@ -22,6 +22,8 @@ use super::socketio::{
 use super::{Decoded, Dialect, DialectKind, Keepalive, TextFrames};
 use crate::{DecodeError, Event, Join, JoinMode};
 
+pub mod polling;
+
 /// How often the server pings, as socket.io servers do by default.
 pub const PING_INTERVAL: Duration = Duration::from_secs(25);
 /// How long a client has to answer a ping.
@@ -46,6 +48,9 @@ pub struct EngineState {
     pub max_payload: usize,
     /// Whether the connect to `/` was accepted: until then only a connect error can be sent.
     pub connected: bool,
+    /// Whether the session opened on long-polling, so its open packet offers the upgrade to a
+    /// WebSocket.
+    pub polling: bool,
 }
 
 impl Dialect for SocketIoWs {
@@ -105,8 +110,13 @@ impl TextFrames for SocketIoWs {
     }
 
     fn greeting(state: &EngineState) -> Option<String> {
+        let upgrades = if state.polling {
+            r#"["websocket"]"#
+        } else {
+            "[]"
+        };
         Some(format!(
-            r#"0{{"sid":"{}","upgrades":[],"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
+            r#"0{{"sid":"{}","upgrades":{upgrades},"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
             state.engine_sid,
             PING_INTERVAL.as_millis(),
             PING_TIMEOUT.as_millis(),

@@ -33,6 +33,20 @@ fn the_open_packet_announces_the_session_and_its_limits() {
 }
 
 #[test]
+fn a_long_polling_session_s_open_packet_offers_the_upgrade() {
+    let state = EngineState {
+        engine_sid: "p1".into(),
+        max_payload: 1000,
+        polling: true,
+        ..EngineState::default()
+    };
+    let open = SocketIoWs::greeting(&state).expect("an open packet");
+    let body: Value = serde_json::from_str(&open[1..]).expect("JSON after the type");
+    assert_eq!(body["upgrades"], json!(["websocket"]));
+    assert_eq!(body["maxPayload"], json!(1000));
+}
+
+#[test]
 fn a_connect_to_the_main_namespace_joins_the_handshake_room() {
     let mut state = EngineState {
         room: "r".into(),

@@ -1,0 +1,64 @@
+// socket.io-client 4 pinned to long-polling (`transports: ["polling"]`, what a client behind a
+// proxy without WebSocket gets), both sides of every pair: each sender emits MESSAGES 6 KB offers
+// at once, its partner counts them. Prints one JSON line: delivered, sent, out of order, seconds
+// from the first emit to the last delivery, and messages per second. Run it against the node
+// relay (bench/node-relay/app.js) and the gateway alike; loopback only, bounded in time.
+//
+//   node bench/sio-polling.mjs URL [PAIRS] [MESSAGES] [LABEL]
+import { io } from 'socket.io-client';
+
+const [url, pairsArg = '10', messagesArg = '500', label = url] = process.argv.slice(2);
+const PAIRS = Number(pairsArg);
+const MESSAGES = Number(messagesArg);
+const DEADLINE_MS = 120000;
+
+const PADDING = Array.from({ length: 60 }, (_, i) =>
+  `a=candidate:${1000 + i} 1 udp 2122260223 192.0.2.${i % 250} ${40000 + i} typ host generation 0`).join('\r\n');
+const offer = (seq) => JSON.stringify({ sdp: { type: 'offer', sdp: `v=0\r\na=x-seq:${seq}\r\n${PADDING}\r\n` } });
+const seqOf = (msg) => Number(/a=x-seq:(\d+)/.exec(msg)?.[1] ?? -1);
+
+const connect = (room) => new Promise((resolve, reject) => {
+  const socket = io(url, { forceNew: true, reconnection: false, transports: ['polling'], query: { room } });
+  socket.once('connect', () => resolve(socket));
+  socket.once('connect_error', reject);
+});
+
+const timer = setTimeout(() => {
+  console.error('sio-polling: deadline passed');
+  process.exit(1);
+}, DEADLINE_MS);
+
+const pairs = [];
+for (let p = 0; p < PAIRS; p++) {
+  const room = `poll-bench-${process.pid}-${p}`;
+  const a = await connect(room);
+  const b = await connect(room);
+  pairs.push({ a, b });
+}
+// Both peers of every pair are in their room (the node relay has no notice to wait for).
+await new Promise((r) => setTimeout(r, 500));
+
+let delivered = 0;
+let outOfOrder = 0;
+const start = process.hrtime.bigint();
+let last = start;
+const done = pairs.map(({ a, b }) => new Promise((resolve) => {
+  let expected = 1;
+  b.on('msg', (msg) => {
+    if (seqOf(msg) !== expected) outOfOrder++;
+    expected++;
+    delivered++;
+    last = process.hrtime.bigint();
+    if (expected > MESSAGES) resolve();
+  });
+  for (let seq = 1; seq <= MESSAGES; seq++) a.emit('msg', offer(seq));
+}));
+await Promise.race([Promise.all(done), new Promise((r) => setTimeout(r, DEADLINE_MS - 10000))]);
+const secs = Number(last - start) / 1e9;
+console.log(JSON.stringify({
+  scenario: 'burst-polling-only', server: label, pairs: PAIRS, messages: MESSAGES,
+  sent: PAIRS * MESSAGES, delivered, out_of_order: outOfOrder, secs, msgs_per_sec: delivered / secs,
+}));
+for (const { a, b } of pairs) { a.close(); b.close(); }
+clearTimeout(timer);
+setTimeout(() => process.exit(0), 50);

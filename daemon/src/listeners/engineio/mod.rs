@@ -1,0 +1,327 @@
+//! engine.io v4 (socket.io 3 and 4 clients) with long-polling and the upgrade, served by the one
+//! session loop: a session that opens on polling runs `session::run_websocket` over an
+//! [`EngineTransport`], whose reads are what the client POSTs and whose writes are what its GETs
+//! collect, until the client upgrades to a WebSocket and the same session goes on there. Rate
+//! limits, outcomes, drain, kick, teardown and backpressure are the session loop's, as for every
+//! other session.
+//!
+//! What each request does (as the engine.io reference server answers it):
+//! - `GET ?EIO=4&transport=polling` (no `sid`): admission, then a new session; the GET is
+//!   answered with the open packet the session writes first.
+//! - `GET ...&sid=S`: waits until the session has written something; a second GET while one is
+//!   pending is refused (400) and ends the session.
+//! - `POST ...&sid=S`: its packets go to the session, refused (413) above `maxPayload` before
+//!   the body is read whole.
+//! - `GET ...&transport=websocket&sid=S` (an upgrade): `2probe` is answered `3probe`, a pending
+//!   GET is released with a `noop`, and after `5` the session moves to the WebSocket, which
+//!   first carries whatever the GETs had not collected.
+//! - an unknown `sid`: 400 `{"code":1,"message":"Session ID unknown"}`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use axum::extract::{FromRequestParts, Request, WebSocketUpgrade};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use switchboard_protocol::DialectKind;
+use switchboard_protocol::dialects::TextFrames;
+use switchboard_protocol::dialects::engineio::polling::{self, RequestError};
+use switchboard_protocol::dialects::engineio::{EngineState, SocketIoWs, connect_error};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use super::{ListenerContext, admission};
+use crate::session;
+use queue::{Batch, PollQueue};
+pub use transport::PollingError;
+use transport::{EngineTransport, Inbound};
+
+mod queue;
+mod transport;
+
+/// The open polling sessions of one listener, by engine.io `sid`.
+#[derive(Debug, Default)]
+pub struct Sessions(DashMap<Arc<str>, Arc<EngineSession>>);
+
+/// What the requests of one polling session share with its loop.
+#[derive(Debug)]
+pub struct EngineSession {
+    queue: Arc<PollQueue>,
+    inbound: mpsc::Sender<Inbound>,
+    /// Whether a POST is being read (engine.io refuses a second at once).
+    posting: AtomicBool,
+    /// Whether an upgrade is under way or done (one per session).
+    upgrading: AtomicBool,
+}
+
+/// POST payloads waiting for the session loop: a session that is not reading (its receivers'
+/// queues are full) makes the client's next POST wait, as a WebSocket peer's TCP window does.
+const INBOUND_PAYLOADS: usize = 4;
+
+/// How long a client has to finish an upgrade it started (engine.io's `upgradeTimeout`).
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an ended polling session keeps its last packets (the drain notice, the disconnect)
+/// for its client's next GET.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// Serves an engine.io v4 request: `query` is its parsed query string.
+pub async fn serve(
+    cx: ListenerContext,
+    request: Request,
+    addr: SocketAddr,
+    mut query: HashMap<String, String>,
+) -> Response {
+    let transport = query.remove("transport").unwrap_or_default();
+    let Some(sid) = query.remove("sid") else {
+        return match (transport.as_str(), request.method()) {
+            ("polling", &Method::GET) => handshake(cx, addr, query).await,
+            ("polling", _) => refuse(RequestError::BadRequest),
+            _ => refuse(RequestError::UnknownTransport),
+        };
+    };
+    let Some(session) = cx.engineio.0.get(sid.as_str()).map(|s| s.clone()) else {
+        return refuse(RequestError::UnknownSid);
+    };
+    match (transport.as_str(), request.method()) {
+        ("polling", &Method::GET) => poll(&session).await,
+        ("polling", &Method::POST) => post(&cx, &session, request).await,
+        ("websocket", &Method::GET) => upgrade(cx, session, request).await,
+        ("polling" | "websocket", _) => refuse(RequestError::BadRequest),
+        _ => refuse(RequestError::UnknownTransport),
+    }
+}
+
+/// engine.io's answer to a request it refuses: 400 and its JSON error.
+pub fn refuse(error: RequestError) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        polling::error_body(error),
+    )
+        .into_response()
+}
+
+/// Opens a polling session: admitted under the caps and the room check like any socket.io
+/// session, its loop spawned, and this GET answered with its open packet.
+async fn handshake(
+    cx: ListenerContext,
+    addr: SocketAddr,
+    mut query: HashMap<String, String>,
+) -> Response {
+    let limit = cx.gateway.config().max_frame_bytes(DialectKind::Socketio);
+    let room = query
+        .remove("room")
+        .unwrap_or_else(|| cx.config.socketio_room.clone());
+    let state = EngineState {
+        token: query.remove("token").filter(|t| !t.is_empty()),
+        engine_sid: new_sid(),
+        socket_sid: new_sid(),
+        max_payload: limit,
+        connected: false,
+        room,
+        polling: true,
+    };
+    if let Err(e) = crate::rooms::check_room_name(&state.room) {
+        crate::telemetry::room_name_refused(DialectKind::Socketio);
+        return refused_handshake(&state, &format!("invalid_room: {e}"));
+    }
+    // A refusal under the caps keeps nothing: its follow-ups are answered from its `sid`.
+    let permit = match admission::admit(&cx, DialectKind::Socketio, addr) {
+        Ok(permit) => permit,
+        Err(refusal) => return admission::refused_handshake(refusal),
+    };
+    let (inbound, rx) = mpsc::channel(INBOUND_PAYLOADS);
+    let queue = Arc::new(PollQueue::default());
+    let session = Arc::new(EngineSession {
+        queue: queue.clone(),
+        inbound,
+        posting: AtomicBool::new(false),
+        upgrading: AtomicBool::new(false),
+    });
+    let sid: Arc<str> = state.engine_sid.as_str().into();
+    cx.engineio.0.insert(sid.clone(), session.clone());
+    let handle = cx.gateway.register(DialectKind::Socketio, Some(addr));
+    let span = tracing::info_span!(
+        "conn",
+        conn.id = %handle.id,
+        peer.addr = %addr,
+        dialect = "socketio",
+        transport = "polling",
+        room = %state.room,
+    );
+    let run = session::run_websocket::<SocketIoWs>(
+        EngineTransport::new(rx, queue.clone()),
+        session::WsSession {
+            gateway: cx.gateway.clone(),
+            handle,
+            state,
+            join: None,
+            permit,
+            app: None,
+        },
+    );
+    let sessions = cx.engineio.clone();
+    cx.tracker.spawn(
+        async move {
+            run.await;
+            linger(&queue).await;
+            sessions.0.remove(&sid);
+        }
+        .instrument(span),
+    );
+    poll(&session).await
+}
+
+/// Keeps an ended session's last packets for its client's next GET, for at most [`LINGER`].
+async fn linger(queue: &PollQueue) {
+    queue.close();
+    let deadline = tokio::time::Instant::now() + LINGER;
+    while !queue.is_drained() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A handshake refused for its room name, told in the client's terms: an open packet then a
+/// connect error, which its `connect_error` handler receives (as over a WebSocket).
+fn refused_handshake(state: &EngineState, message: &str) -> Response {
+    let mut payload = SocketIoWs::greeting(state).unwrap_or_default();
+    polling::append(&mut payload, &connect_error(message));
+    polling_text(payload)
+}
+
+fn polling_text(body: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; charset=UTF-8")], body).into_response()
+}
+
+/// A GET: answered with what the session wrote, as soon as there is something.
+async fn poll(session: &EngineSession) -> Response {
+    let Ok(_pending) = session.queue.begin_poll() else {
+        // engine.io ends the session: two pending polls mean a broken client or a replay. The
+        // session loop counts it.
+        let _ = session
+            .inbound
+            .try_send(Inbound::Overlap("a second GET while one was pending"));
+        return refuse(RequestError::BadRequest);
+    };
+    loop {
+        match session.queue.take() {
+            Batch::Payload(payload) => return polling_text(payload),
+            Batch::Empty => session.queue.changed().await,
+        }
+    }
+}
+
+/// A POST: its packets go to the session loop, in order. The size limit (`maxPayload`) is
+/// checked on the announced length before anything is read, and while reading otherwise.
+async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -> Response {
+    let limit = cx.gateway.config().max_frame_bytes(DialectKind::Socketio);
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if let Some(len) = announced.filter(|&len| len > limit) {
+        return too_large(session, len).await;
+    }
+    if session.posting.swap(true, Ordering::AcqRel) {
+        let _ = session
+            .inbound
+            .try_send(Inbound::Overlap("a second POST while one was being read"));
+        return refuse(RequestError::BadRequest);
+    }
+    // Cleared however this request ends (a client that goes away mid-body drops it here).
+    let posting = Posting(&session.posting);
+    let body = axum::body::to_bytes(request.into_body(), limit).await;
+    drop(posting);
+    let Ok(body) = body else {
+        return too_large(session, limit + 1).await;
+    };
+    if session.inbound.send(Inbound::Payload(body)).await.is_err() {
+        return refuse(RequestError::UnknownSid);
+    }
+    ([(header::CONTENT_TYPE, "text/html")], "ok").into_response()
+}
+
+/// A POST being read; the next may come once it is dropped.
+struct Posting<'a>(&'a AtomicBool);
+
+impl Drop for Posting<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
+/// Refuses a POST above the size limit: 413, and the session is closed and counted as a
+/// WebSocket peer's oversized frame is.
+async fn too_large(session: &EngineSession, len: usize) -> Response {
+    let _ = session.inbound.send(Inbound::TooLarge(len)).await;
+    StatusCode::PAYLOAD_TOO_LARGE.into_response()
+}
+
+/// An upgrade to a WebSocket: the probe, then the session moves there.
+async fn upgrade(cx: ListenerContext, session: Arc<EngineSession>, request: Request) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+        Ok(ws) => ws,
+        Err(_) => return refuse(RequestError::BadRequest),
+    };
+    if session.upgrading.swap(true, Ordering::AcqRel) {
+        return refuse(RequestError::BadRequest);
+    }
+    let limit = cx.gateway.config().max_frame_bytes(DialectKind::Socketio);
+    let ws = super::small_buffers(ws)
+        .max_message_size(limit)
+        .max_frame_size(limit);
+    ws.on_upgrade(move |socket| cx.tracker.track_future(probe(session, socket)))
+}
+
+/// Runs the upgrade's probe on `socket`; hands the socket to the session after the client's `5`.
+async fn probe(session: Arc<EngineSession>, mut socket: WebSocket) {
+    let probed = tokio::time::timeout(UPGRADE_TIMEOUT, async {
+        expect(&mut socket, polling::PROBE).await?;
+        socket
+            .send(Message::Text(polling::PROBE_ANSWER.into()))
+            .await
+            .ok()?;
+        // Ends the client's pending poll, so it can pause polling and send `5`.
+        session.queue.push(polling::NOOP.into());
+        expect(&mut socket, polling::UPGRADE).await
+    })
+    .await;
+    if let Ok(Some(())) = probed {
+        session.queue.hand_over(socket);
+        let _ = session.inbound.send(Inbound::Upgraded).await;
+        return;
+    }
+    // The client may try again (engine.io lets it); this socket is dropped.
+    session.upgrading.store(false, Ordering::Release);
+}
+
+/// Reads one frame; `Some` when it is the text `expected`.
+async fn expect(socket: &mut WebSocket, expected: &str) -> Option<()> {
+    match socket.next().await {
+        Some(Ok(Message::Text(text))) if text.as_str() == expected => Some(()),
+        _ => None,
+    }
+}
+
+/// A new engine.io or socket.io id: 120 random bits, URL-safe (as engine.io's `base64id`).
+pub fn new_sid() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 15];
+    if getrandom::fill(&mut bytes).is_err() {
+        // No entropy source: a time-based id still differs per session (and is logged).
+        tracing::error!("no random source for engine.io session ids");
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes[..15].copy_from_slice(&nanos.to_le_bytes()[..15]);
+    }
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}

@@ -1,0 +1,268 @@
+//! The socket a long-polling session's loop reads and writes, so that the one session loop
+//! (`session::run_websocket`) serves it as it serves a WebSocket: what the client POSTs comes
+//! out as text frames, what the session writes goes into the [`PollQueue`] its GETs drain.
+//! After the upgrade, the same object carries the WebSocket the client moved to: it first writes
+//! there what the GETs had not collected, then passes every read and write through.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use bytes::Bytes;
+use futures_util::{Sink, Stream};
+use switchboard_protocol::dialects::engineio::polling;
+use tokio::sync::mpsc;
+
+use super::queue::PollQueue;
+
+/// What reaches a polling session from outside its loop.
+#[derive(Debug)]
+pub enum Inbound {
+    /// The body of a POST (checked against the size limit already): its packets, in order.
+    Payload(Bytes),
+    /// A POST above the size limit (its announced or counted length): refused before it was read
+    /// whole.
+    TooLarge(usize),
+    /// The client sent a request that breaks engine.io's rules (a second GET while one is
+    /// pending, a second POST while one is being read).
+    Overlap(&'static str),
+    /// The client finished the upgrade ([`PollQueue::hand_over`]): what it POSTed before came
+    /// first, what it sends from now on comes over the WebSocket.
+    Upgraded,
+}
+
+/// Errors a polling session's reads report, worded as tungstenite words the WebSocket's, so
+/// that the session loop classifies them the same way (`session::is_too_large`,
+/// `session::is_invalid_utf8`).
+#[derive(Debug, thiserror::Error)]
+pub enum PollingError {
+    /// A POST above the size limit.
+    #[error("Space limit exceeded: Message too long: {0} bytes")]
+    TooLarge(usize),
+    /// A packet that is not UTF-8.
+    #[error("UTF-8 encoding error in a polling packet")]
+    InvalidUtf8,
+    /// A request that breaks engine.io's rules.
+    #[error("engine.io protocol error: {0}")]
+    Overlap(&'static str),
+    /// A packet engine.io or socket.io cannot parse.
+    #[error("malformed engine.io or socket.io packet")]
+    Malformed,
+}
+
+impl PollingError {
+    /// The polling error a read failed with, if it is one.
+    pub fn of(error: &axum::Error) -> Option<&PollingError> {
+        std::error::Error::source(error)?.downcast_ref()
+    }
+
+    /// The session end reason of an error that ends the session only a polling transport has
+    /// (the others end it as a WebSocket's read errors do); it is counted by that reason.
+    pub fn end_reason(&self) -> Option<&'static str> {
+        match self {
+            PollingError::Overlap(_) => Some("concurrent polls"),
+            PollingError::Malformed => Some("malformed packet"),
+            PollingError::TooLarge(_) | PollingError::InvalidUtf8 => None,
+        }
+    }
+}
+
+/// A long-polling session's socket, then its WebSocket after the upgrade.
+#[derive(Debug)]
+pub struct EngineTransport {
+    inbound: mpsc::Receiver<Inbound>,
+    queue: Arc<PollQueue>,
+    /// The rest of the last POST's payload.
+    payload: Bytes,
+    /// Whether an empty packet is still to be read from it (it ended with a separator).
+    empty_next: bool,
+    /// The WebSocket, once upgraded: writes go there at once.
+    ws: Option<Box<WebSocket>>,
+    /// Whether reads come from the WebSocket: once every POST sent before the upgrade was read.
+    reads_on_ws: bool,
+    /// Packets the GETs had not collected at the upgrade, written to the WebSocket first.
+    backlog: VecDeque<Utf8Bytes>,
+    /// Whether the backlog was written but not flushed yet.
+    unflushed: bool,
+}
+
+impl EngineTransport {
+    /// The socket of a session whose POSTs and upgrade arrive on `inbound` and whose writes go
+    /// to `queue`.
+    pub fn new(inbound: mpsc::Receiver<Inbound>, queue: Arc<PollQueue>) -> Self {
+        EngineTransport {
+            inbound,
+            queue,
+            payload: Bytes::new(),
+            empty_next: false,
+            ws: None,
+            reads_on_ws: false,
+            backlog: VecDeque::new(),
+            unflushed: false,
+        }
+    }
+
+    /// The next packet of the current payload, as the message a WebSocket would have read.
+    fn next_packet(&mut self) -> Option<Result<Message, axum::Error>> {
+        if self.payload.is_empty() && !std::mem::take(&mut self.empty_next) {
+            return None;
+        }
+        let end = polling::packets(&self.payload).next().map_or(0, |r| r.end);
+        let packet = self.payload.split_to(end);
+        if !self.payload.is_empty() {
+            // The separator; a payload that ends with one has an empty last packet.
+            let _ = self.payload.split_to(1);
+            self.empty_next = self.payload.is_empty();
+        }
+        if polling::is_binary(&packet) {
+            return Some(Ok(Message::Binary(packet)));
+        }
+        Some(text(packet).and_then(|message| match &message {
+            Message::Text(t) if !polling::is_well_formed(t.as_str()) => {
+                Err(axum::Error::new(PollingError::Malformed))
+            }
+            _ => Ok(message),
+        }))
+    }
+
+    /// Writes the backlog to the WebSocket and flushes it.
+    fn drain_backlog(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), axum::Error>> {
+        let Some(ws) = self.ws.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        while !self.backlog.is_empty() {
+            ready!(Pin::new(&mut **ws).poll_ready(cx))?;
+            if let Some(packet) = self.backlog.pop_front() {
+                Pin::new(&mut **ws).start_send(Message::Text(packet))?;
+                self.unflushed = true;
+            }
+        }
+        if self.unflushed {
+            ready!(Pin::new(&mut **ws).poll_flush(cx))?;
+            self.unflushed = false;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Moves to the WebSocket of a finished upgrade, if there is one and it is not taken yet.
+    fn adopt(&mut self) {
+        if self.ws.is_none()
+            && let Some((ws, left)) = self.queue.adopt()
+        {
+            self.ws = Some(ws);
+            self.backlog = left;
+        }
+    }
+}
+
+fn text(packet: Bytes) -> Result<Message, axum::Error> {
+    Utf8Bytes::try_from(packet)
+        .map(Message::Text)
+        .map_err(|_| axum::Error::new(PollingError::InvalidUtf8))
+}
+
+impl Stream for EngineTransport {
+    type Item = Result<Message, axum::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        this.adopt();
+        loop {
+            if this.ws.is_some() {
+                // The backlog goes out before anything this session writes later; a pending
+                // flush wakes this task again.
+                if let Poll::Ready(Err(e)) = this.drain_backlog(cx) {
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+            if this.reads_on_ws
+                && let Some(ws) = this.ws.as_mut()
+            {
+                return Pin::new(&mut **ws).poll_next(cx);
+            }
+            if let Some(packet) = this.next_packet() {
+                return Poll::Ready(Some(packet));
+            }
+            let error = match ready!(this.inbound.poll_recv(cx)) {
+                None => return Poll::Ready(None),
+                Some(Inbound::Payload(payload)) => {
+                    // An empty body is one empty packet, which the decoder refuses.
+                    this.empty_next = payload.is_empty();
+                    this.payload = payload;
+                    continue;
+                }
+                Some(Inbound::Upgraded) => {
+                    this.adopt();
+                    this.reads_on_ws = this.ws.is_some();
+                    continue;
+                }
+                Some(Inbound::TooLarge(len)) => PollingError::TooLarge(len),
+                Some(Inbound::Overlap(what)) => PollingError::Overlap(what),
+            };
+            return Poll::Ready(Some(Err(axum::Error::new(error))));
+        }
+    }
+}
+
+impl Sink<Message> for EngineTransport {
+    type Error = axum::Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let this = &mut *self;
+        this.adopt();
+        match this.ws.is_some() {
+            true => {
+                ready!(this.drain_backlog(cx))?;
+                match this.ws.as_mut() {
+                    Some(ws) => Pin::new(&mut **ws).poll_ready(cx),
+                    None => Poll::Ready(Ok(())),
+                }
+            }
+            false => this.queue.poll_room(cx).map(Ok),
+        }
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, message: Message) -> Result<(), Self::Error> {
+        self.adopt();
+        if let Some(ws) = self.ws.as_mut() {
+            return Pin::new(&mut **ws).start_send(message);
+        }
+        match message {
+            Message::Text(packet) => self.queue.push(packet),
+            // engine.io's own close: the client stops polling.
+            Message::Close(_) => self.queue.push(Utf8Bytes::from_static(polling::CLOSE)),
+            // engine.io keeps the session alive with its own pings; nothing else is sent.
+            Message::Binary(_) | Message::Ping(_) | Message::Pong(_) => {}
+        }
+        Ok(())
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let this = &mut *self;
+        this.adopt();
+        if this.ws.is_none() {
+            // Queued packets are written: the next GET takes them.
+            return Poll::Ready(Ok(()));
+        }
+        ready!(this.drain_backlog(cx))?;
+        match this.ws.as_mut() {
+            Some(ws) => Pin::new(&mut **ws).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let this = &mut *self;
+        this.adopt();
+        if this.ws.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(this.drain_backlog(cx))?;
+        match this.ws.as_mut() {
+            Some(ws) => Pin::new(&mut **ws).poll_close(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! socket.io clients with their default options on the gateway's own engine.io transport
+//! (issue 17 items 2 and 6): long-polling, the upgrade, and long-polling alone all run in the one
+//! session loop, and bad input over polling gets the same answers and counts as over WebSocket.
+//! Real npm clients (socket.io-client 4 and 2, `ws` for Ant Media and raw peers) and raw HTTP;
+//! the scenarios are in `tests/node/sio_polling.mjs`. Counts only, no timing.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use switchboard_tests::metrics::{self, scrape};
+use switchboard_tests::{TestGateway, node};
+
+/// Rate limits raised so that a burst is never rate-limited; the frame limit at its default.
+const CONFIG: &str = r#"
+[[listener]]
+bind = "127.0.0.1:0"
+dialects = ["antmedia", "socketio", "raw"]
+
+[shutdown]
+grace_period_secs = 2
+
+[limits]
+messages_per_sec = 1000000.0
+message_burst = 1000000
+session_queue_len = 32
+
+[[plugin]]
+type = "room-router"
+"#;
+
+const DEADLINE: Duration = Duration::from_secs(110);
+
+async fn scenario(gw: &TestGateway, name: &str) {
+    let run = node("sio_polling.mjs", &[&gw.http_url(), name], DEADLINE).await;
+    eprintln!("--- sio_polling.mjs {name}\n{}{}", run.stdout, run.stderr);
+    run.assert_success();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_option_clients_burst_to_ant_and_raw_peers_whole_and_in_order() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    scenario(&gw, "cross").await;
+    let body = scrape(&gw).await;
+    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgrade_in_the_middle_of_a_burst_loses_nothing() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    scenario(&gw, "upgrade").await;
+    let body = scrape(&gw).await;
+    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_pinned_to_long_polling_relays_both_ways() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    scenario(&gw, "polling").await;
+    let body = scrape(&gw).await;
+    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
+    gw.stop().await;
+}
+
+/// Each bad input over polling is answered (the script checks the answers) and counted once,
+/// by reason, as over WebSocket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_over_polling_is_answered_and_counted_once() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    scenario(&gw, "bad-input").await;
+    let body = scrape(&gw).await;
+    let count = |reason: &str| metrics::sample(&body, &metrics::errors("socketio", reason));
+    // The two `msg` with a number.
+    assert_eq!(count("invalid_field"), 2, "{body}");
+    // `4zz`, the NUL packet, the truncated event.
+    assert_eq!(count("malformed_packet"), 3, "{body}");
+    assert_eq!(count("concurrent_polls"), 1, "{body}");
+    assert_eq!(count("invalid_utf8"), 1, "{body}");
+    assert_eq!(count("frame_too_large"), 1, "{body}");
+    let closed = |reason: &str| {
+        metrics::sample(
+            &body,
+            &format!(
+                r#"switchboard_sessions_closed_total{{dialect="socketio",reason="{reason}"}}"#
+            ),
+        )
+    };
+    assert_eq!(closed("malformed packet"), 3, "{body}");
+    assert_eq!(closed("concurrent polls"), 1, "{body}");
+    assert_eq!(closed("invalid utf-8"), 1, "{body}");
+    assert_eq!(closed("frame too large"), 1, "{body}");
+    gw.stop().await;
+}
+
+/// A long-polling client that vanishes (no more GETs or POSTs, no FIN: nothing to notice) is
+/// closed `pingTimeout` after the ping it never answered (25 s + 20 s, engine.io's defaults),
+/// counted once as `ping timeout`, and its partner is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_polling_client_that_vanishes_is_closed_after_the_ping_timeout_and_its_partner_told() {
+    use switchboard_tests::{WsClient, field, http_get, http_request};
+    let gw = TestGateway::with_config(CONFIG).await;
+    let base = "/socket.io/?EIO=4&transport=polling&room=vanish";
+    let (status, open) = http_get(gw.main, base).await;
+    assert_eq!(status, 200, "{open}");
+    let open: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    let session = format!("{base}&sid={}", open["sid"].as_str().unwrap());
+    assert_eq!(
+        http_request(gw.main, "POST", &session, Some("40")).await.0,
+        200
+    );
+    let (status, connected) = http_get(gw.main, &session).await;
+    assert!(status == 200 && connected.starts_with("40{"), "{connected}");
+    let mut raw = WsClient::connect(&gw.raw_url("vanish")).await;
+    assert_eq!(field(&raw.recv_json().await, "type"), "switchboard.joined");
+    // The raw peer is told to offer (the socket.io page dials by hand).
+    assert_eq!(field(&raw.recv_json().await, "type"), "switchboard.start");
+    // From here the polling client is gone. The raw peer is told within the ping interval and
+    // timeout (45 s), with room to spare on a loaded machine.
+    let members = || {
+        gw.running()
+            .gateway()
+            .dispatcher()
+            .room_members("vanish")
+            .len()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(70);
+    while members() > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still 2 members after 70 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left = loop {
+        let frame = raw.recv_json().await;
+        if field(&frame, "type") != "switchboard.peer-joined" {
+            break frame;
+        }
+    };
+    assert_eq!(field(&left, "type"), "switchboard.peer-left", "{left}");
+    let body = scrape(&gw).await;
+    assert_eq!(
+        metrics::sample(
+            &body,
+            r#"switchboard_sessions_closed_total{dialect="socketio",reason="ping timeout"}"#
+        ),
+        1,
+        "{body}"
+    );
+    gw.stop().await;
+}
+
+/// The upgrade at the wire level, as engine.io's reference server answers it: `2probe` gets
+/// `3probe`, the pending GET is released with a `noop` (`6`), and after `5` the session runs on
+/// the WebSocket (a later GET is answered `noop`, the session's packets come over the
+/// WebSocket). A text frame that is not UTF-8 on the upgraded socket closes it with 1007, counted
+/// once, as in every dialect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_probe_noop_and_1007_on_the_upgraded_socket() {
+    use switchboard_tests::{WsClient, http_get, http_request};
+    let gw = TestGateway::with_config(CONFIG).await;
+    let base = "/socket.io/?EIO=4&transport=polling&room=upgrade-wire";
+    let (_, open) = http_get(gw.main, base).await;
+    let open: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    assert_eq!(open["upgrades"], serde_json::json!(["websocket"]));
+    let sid = open["sid"].as_str().unwrap().to_owned();
+    let session = format!("{base}&sid={sid}");
+    assert_eq!(
+        http_request(gw.main, "POST", &session, Some("40")).await.0,
+        200
+    );
+    let (_, connected) = http_get(gw.main, &session).await;
+    assert!(connected.starts_with("40{"), "{connected}");
+    let mut payloads = connected;
+    while !payloads.contains("joined") {
+        payloads.push_str(&http_get(gw.main, &session).await.1);
+    }
+    // A GET pending while the client probes.
+    let addr = gw.main;
+    let pending_path = session.clone();
+    let pending = tokio::spawn(async move { http_get(addr, &pending_path).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ws_url = format!(
+        "ws://{}/socket.io/?EIO=4&transport=websocket&room=upgrade-wire&sid={sid}",
+        gw.main
+    );
+    let mut ws = WsClient::connect(&ws_url).await;
+    ws.send_text("2probe").await;
+    assert_eq!(ws.recv_text().await, "3probe");
+    let (status, released) = pending.await.unwrap();
+    assert_eq!(
+        (status, released.as_str()),
+        (200, "6"),
+        "the pending GET gets a noop"
+    );
+    ws.send_text("5").await;
+    // Upgraded: a GET now gets a noop, and the session answers over the WebSocket.
+    assert_eq!(http_get(gw.main, &session).await.1, "6");
+    ws.send_text(r#"42["msg",5]"#).await;
+    let error = ws.recv_text().await;
+    assert!(
+        error.starts_with(r#"42["switchboard""#) && error.contains("invalid_field"),
+        "{error}"
+    );
+    ws.send_raw_text(b"42[\"msg\",\"\x80\xe2\x82\"]".to_vec())
+        .await;
+    let close = ws.recv_close().await.expect("a close frame");
+    assert_eq!(u16::from(close.code), 1007);
+    let body = scrape(&gw).await;
+    assert_eq!(
+        metrics::sample(&body, &metrics::errors("socketio", "invalid_utf8")),
+        1,
+        "{body}"
+    );
+    gw.stop().await;
+}
