@@ -33,6 +33,8 @@ impl Engine {
                 if !enabled {
                     conn.muted.extend_from_slice(kinds);
                 }
+                // Players start a new segment when forwarding resumes (`Conn::epoch`).
+                conn.epoch = conn.epoch.wrapping_add(1);
                 conn.tracks_in
                     .iter()
                     .filter(|t| enabled && t.kind == MediaKind::Video && kinds.contains(&t.kind))
