@@ -35,10 +35,10 @@ trap 'rm -rf "$WORK"' EXIT
 SWITCHBOARD_BIN=$BIN "$BENCH" "$N" "$M" "$SECS" >"$WORK/report" &
 BENCH_PID=$!
 
-# The gateway is the bench's child; it appears before the peers connect.
+# The gateway is the bench's only child; it appears before the peers connect.
 GW=
 for _ in $(seq 100); do
-    GW=$(pgrep -P "$BENCH_PID" -x switchboard || true)
+    GW=$(pgrep -P "$BENCH_PID" | head -1 || true)
     [[ -n "$GW" ]] && break
     sleep 0.1
 done
