@@ -109,7 +109,7 @@ pub struct Forward {
     pub kind: MediaKind,
     /// The codec of its payload type, as the publisher negotiated it.
     pub params: PayloadParams,
-    /// The publisher's [`Conn::epoch`] when it arrived.
+    /// The publisher's [`Conn::epochs`] entry of its kind when it arrived.
     pub epoch: u32,
     /// The packet (its payload is shared by every player it is written to).
     pub packet: RtpPacket,
@@ -229,9 +229,10 @@ pub struct Conn {
     /// A publisher: kinds it asked the gateway not to forward (its own `toggleVideo` or
     /// `toggleAudio` with `enabled: false`).
     pub muted: Vec<MediaKind>,
-    /// A publisher: grows whenever `muted` changes, so that players start a new segment
-    /// (sequence numbers without the gap, video at a keyframe) after forwarding resumes.
-    pub epoch: u32,
+    /// A publisher: per kind (audio, video; [`kind_index`]), grows whenever that kind is
+    /// muted or unmuted, so that players start a new segment of it (sequence numbers without
+    /// the gap, video at a keyframe) after forwarding resumes.
+    pub epochs: [u32; 2],
     /// A player that offered: the numbering of sections whose track left, handed to the next
     /// track that takes the section, so its sequence numbers run on.
     freed: Vec<(Mid, Rewrite)>,
@@ -262,7 +263,7 @@ impl Conn {
             rtp_seen: HashMap::new(),
             channel: None,
             muted: Vec::new(),
-            epoch: 0,
+            epochs: [0; 2],
             freed: Vec::new(),
             slots: Vec::new(),
         }
@@ -782,7 +783,7 @@ impl Conn {
                     RtcEvent::RtpPacket(packet) if self.direction == MediaDirection::Publish => {
                         let tracks = &mut self.tracks_in;
                         if let Some(forward) =
-                            incoming(rtc, tracks, &self.muted, self.epoch, packet)
+                            incoming(rtc, tracks, &self.muted, self.epochs, packet)
                         {
                             out.push(Yield::Rtp {
                                 from: self.id,
@@ -842,7 +843,7 @@ fn incoming(
     rtc: &mut Rtc,
     tracks: &mut [TrackIn],
     muted: &[MediaKind],
-    epoch: u32,
+    epochs: [u32; 2],
     packet: RtpPacket,
 ) -> Option<Forward> {
     let header = &packet.header;
@@ -863,9 +864,14 @@ fn incoming(
         rid,
         kind: track.kind,
         params,
-        epoch,
+        epoch: epochs.get(kind_index(track.kind)).copied().unwrap_or(0),
         packet,
     })
+}
+
+/// The index of `kind` in [`Conn::epochs`].
+pub fn kind_index(kind: MediaKind) -> usize {
+    usize::from(kind == MediaKind::Video)
 }
 
 /// The fixed `text` a peer is told for an SDP the media library refused. The library's own

@@ -9,7 +9,7 @@ use str0m::media::{KeyframeRequestKind, MediaKind};
 use switchboard_plugin_api::event::conference::MediaDirection;
 
 use super::Engine;
-use crate::conn::TrackState;
+use crate::conn::{TrackState, kind_index};
 use crate::metrics::{self, COUNTERS};
 use crate::registry::StreamKey;
 
@@ -33,8 +33,12 @@ impl Engine {
                 if !enabled {
                     conn.muted.extend_from_slice(kinds);
                 }
-                // Players start a new segment when forwarding resumes (`Conn::epoch`).
-                conn.epoch = conn.epoch.wrapping_add(1);
+                // Players start a new segment of a kind when its forwarding resumes.
+                for kind in kinds {
+                    if let Some(epoch) = conn.epochs.get_mut(kind_index(*kind)) {
+                        *epoch = epoch.wrapping_add(1);
+                    }
+                }
                 conn.tracks_in
                     .iter()
                     .filter(|t| enabled && t.kind == MediaKind::Video && kinds.contains(&t.kind))
