@@ -26,6 +26,7 @@
 #                           # and this one back to back, and the table gives both and their ratio.
 #                           # SFU_SIZES="16 16 10" picks the sizes (N publishers, M subscribers,
 #                           # seconds; several separated by commas). About 1 minute a round.
+#                           # SFU_BENCH_BIN=/path/to/sfu_bench uses that benchmark build.
 #
 # Builds release binaries, starts each server on its own loopback port, runs the scenarios of
 # switchboard-loadgen with fixed parameters, prints the tables and writes them with the machine's
@@ -91,14 +92,22 @@ if [[ "$FD_LIMIT" != unlimited ]] && ((IDLE_SESSIONS > FD_LIMIT - 1000)); then
 fi
 
 # --- build ------------------------------------------------------------------------------------
-log "cargo build --release -p switchboard -p switchboard-loadgen (and the SFU benchmark)"
-cargo build --release --quiet -p switchboard -p switchboard-loadgen
-# Only the full run measures the SFU (its benchmark is the slowest to build).
-((CLUSTER_ONLY || BURST_ONLY || PEERJS_ONLY || RELAY_ONLY)) || cargo build --release --quiet -p switchboard-tests --example sfu_bench
+if ((SFU_ONLY)); then
+    # The SFU section needs no load generator; SWITCHBOARD_BIN and SFU_BENCH_BIN (an sfu_bench
+    # built elsewhere, e.g. beside a base binary) each spare a build.
+    log "cargo build --release of what --sfu-only needs"
+    [[ -n "${SWITCHBOARD_BIN:-}" ]] || cargo build --release --quiet -p switchboard
+    [[ -n "${SFU_BENCH_BIN:-}" ]] || cargo build --release --quiet -p switchboard-tests --example sfu_bench
+else
+    log "cargo build --release -p switchboard -p switchboard-loadgen (and the SFU benchmark)"
+    cargo build --release --quiet -p switchboard -p switchboard-loadgen
+    # Only the full run measures the SFU (its benchmark is the slowest to build).
+    ((CLUSTER_ONLY || BURST_ONLY || PEERJS_ONLY || RELAY_ONLY)) || cargo build --release --quiet -p switchboard-tests --example sfu_bench
+fi
 # SWITCHBOARD_BIN runs another gateway build with the same load generator (before/after).
 SB_BIN=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
 LG=$ROOT/target/release/switchboard-loadgen
-SFU_BENCH=$ROOT/target/release/examples/sfu_bench
+SFU_BENCH=${SFU_BENCH_BIN:-$ROOT/target/release/examples/sfu_bench}
 
 RESULTS=$ROOT/bench/results
 mkdir -p "$RESULTS"

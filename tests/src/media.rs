@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::RawPacket;
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 
@@ -31,9 +32,31 @@ pub struct MediaPeer {
     pub sending: Vec<(Mid, MediaKind)>,
     /// The clock the stamps count from (shared by every peer of a run).
     pub epoch: Instant,
+    /// A publisher: video frames are VP8 interframes (the payload header's P bit set) except
+    /// the next one after a keyframe request. Otherwise every frame reads as a keyframe.
+    pub interframes: bool,
+    keyframe_due: bool,
+    /// Keyframe requests (PLI/FIR) received.
+    pub keyframe_requests: u64,
+    /// Every RTP packet received, in arrival order (only with [`Self::recording`]).
+    pub rtp: Vec<ReceivedRtp>,
 }
 
-/// Bytes of the send stamp at the start of each frame.
+/// An RTP packet as a player received it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReceivedRtp {
+    /// Its SSRC.
+    pub ssrc: u32,
+    /// Its sequence number.
+    pub seq: u16,
+    /// Its RTP timestamp.
+    pub timestamp: u32,
+    /// Whether it is the first packet of a VP8 keyframe.
+    pub keyframe: bool,
+}
+
+/// Bytes of the send stamp at the start of each frame. A stamp needs 7 bytes, so the first is
+/// free to carry the VP8 payload header's P bit (0: keyframe), which readers mask off.
 const STAMP: usize = 8;
 
 impl MediaPeer {
@@ -55,7 +78,24 @@ impl MediaPeer {
             latencies_us: Vec::new(),
             sending: Vec::new(),
             epoch,
+            interframes: false,
+            keyframe_due: false,
+            keyframe_requests: 0,
+            rtp: Vec::new(),
         }
+    }
+
+    /// A peer that also records every RTP packet it receives ([`Self::rtp`]).
+    pub async fn recording(epoch: Instant) -> Self {
+        let mut peer = Self::new(epoch).await;
+        let socket = peer.local;
+        peer.rtc = Rtc::builder()
+            .set_crypto_provider(Arc::new(str0m::crypto::from_feature_flags()))
+            .enable_raw_packets(true)
+            .build(Instant::now());
+        peer.rtc
+            .add_local_candidate(Candidate::host(socket, "udp").expect("host candidate"));
+        peer
     }
 
     /// A publisher's offer: one send-only audio and one send-only video section.
@@ -106,6 +146,10 @@ impl MediaPeer {
         let stamp = u64::try_from(now.duration_since(self.epoch).as_micros()).unwrap_or(0);
         let mut frame = vec![0u8; bytes.max(STAMP + 1)];
         frame[..STAMP].copy_from_slice(&stamp.to_be_bytes());
+        let mut video = frame.clone();
+        if self.interframes && !std::mem::take(&mut self.keyframe_due) {
+            video[0] |= 1;
+        }
         for (mid, kind) in self.sending.clone() {
             let Some(writer) = self.rtc.writer(mid) else {
                 continue;
@@ -119,7 +163,12 @@ impl MediaPeer {
                 Frequency::NINETY_KHZ
             };
             let time = MediaTime::new(rtp_time * u64::from(rate.get()) / 1000, rate);
-            let _ = writer.write(pt, now, time, frame.clone());
+            let data = if kind == MediaKind::Video {
+                video.clone()
+            } else {
+                frame.clone()
+            };
+            let _ = writer.write(pt, now, time, data);
         }
     }
 
@@ -194,9 +243,24 @@ impl MediaPeer {
                 if let Some(stamp) = data.data.get(..STAMP) {
                     let mut b = [0u8; STAMP];
                     b.copy_from_slice(stamp);
+                    b[0] = 0;
                     let sent = u64::from_be_bytes(b);
                     let now = u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(0);
                     self.latencies_us.push(now.saturating_sub(sent));
+                }
+            }
+            Event::KeyframeRequest(_) => {
+                self.keyframe_requests += 1;
+                self.keyframe_due = true;
+            }
+            Event::RawPacket(raw) => {
+                if let RawPacket::RtpRx(header, payload) = *raw {
+                    self.rtp.push(ReceivedRtp {
+                        ssrc: *header.ssrc,
+                        seq: header.sequence_number,
+                        timestamp: header.timestamp,
+                        keyframe: str0m::format::detect_vp8_keyframe(&payload),
+                    });
                 }
             }
             _ => {}

@@ -684,3 +684,116 @@ async fn track_toggles_pause_and_resume_forwarding() {
     );
     gw.stop().await;
 }
+
+/// The player's received video packets since index `from`: (sequence number, timestamp,
+/// first packet of a keyframe), on the SSRC of the section the offer maps to `ARDAMSv…`.
+fn video_rtp(player: &mut MediaPeer, mapping: &Value, from: usize) -> Vec<(u16, u32, bool)> {
+    let mid = mapping
+        .as_object()
+        .and_then(|m| {
+            m.iter()
+                .find(|(_, id)| id.as_str().is_some_and(|id| id.starts_with("ARDAMSv")))
+        })
+        .map(|(mid, _)| str0m::media::Mid::from(mid.as_str()))
+        .expect("a video section in the idMapping");
+    let ssrc = player
+        .rtc
+        .direct_api()
+        .stream_rx_by_mid(mid, None)
+        .map(|s| *s.ssrc())
+        .expect("a video receive stream");
+    player.rtp[from..]
+        .iter()
+        .filter(|p| p.ssrc == ssrc)
+        .map(|p| (p.seq, p.timestamp, p.keyframe))
+        .collect()
+}
+
+/// Whether each sequence number follows the one before (loopback loses and reorders nothing).
+fn consecutive(packets: &[(u16, u32, bool)]) -> bool {
+    packets.windows(2).all(|w| w[1].0 == w[0].0.wrapping_add(1))
+}
+
+/// Issue 18 item 7: the SFU forwards RTP packets (str0m's RTP mode), each player's video on
+/// its own numbering. A publisher that sends VP8 interframes except when asked for a keyframe:
+/// the player's video starts with the keyframe the SFU asked for (nothing before it), runs on
+/// consecutive sequence numbers, and after the player paused and resumed it (`toggleVideo`),
+/// goes on with the next sequence number (no gap for what the SFU chose not to send), a later
+/// timestamp, and again a keyframe first.
+#[tokio::test]
+async fn forwarded_video_starts_at_a_keyframe_and_keeps_its_numbering_across_a_pause() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    let epoch = Instant::now();
+    let (_pub_ws, mut p1) = publish(&gw, "k1", "rk", epoch).await;
+    p1.interframes = true;
+    let mut q = ant(&gw).await;
+    q.send_json(json!({"command":"play","streamId":"rk","token":"","room":"rk","trackList":[]}))
+        .await;
+    let offer = next(&mut q).await;
+    let mapping = offer["idMapping"].clone();
+    let mut player = MediaPeer::recording(epoch).await;
+    answer_offer(&mut q, &mut player, &offer).await;
+    assert!(
+        player.pump_until(WAIT, |p| p.connected).await,
+        "player connects"
+    );
+    assert_eq!(
+        next(&mut q).await,
+        json!({"command":"notification","definition":"play_started","streamId":"rk"})
+    );
+    let (_, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1500).await;
+    assert!(video > 10, "video flows: {video} frames");
+    assert!(
+        p1.keyframe_requests > 0,
+        "the SFU asked the publisher for a keyframe"
+    );
+    let first = video_rtp(&mut player, &mapping, 0);
+    assert!(
+        first.first().is_some_and(|p| p.2),
+        "the first video packet starts a keyframe: {:?}",
+        first.first()
+    );
+    assert!(
+        consecutive(&first),
+        "consecutive sequence numbers: {first:?}"
+    );
+    assert_eq!(
+        first.iter().filter(|p| p.2).count(),
+        1,
+        "one keyframe, then interframes"
+    );
+
+    let toggle = |enabled: bool| json!({"command":"toggleVideo","streamId":"rk","trackId":"k1","enabled":enabled});
+    q.send_json(toggle(false)).await;
+    flow(&mut [&mut p1], &mut player, 300).await; // what was in flight
+    let paused_at = player.rtp.len();
+    let (_, video) = flow_by_kind(&mut p1, &mut player, &mapping, 700).await;
+    assert_eq!(video, 0, "paused");
+    let requests = p1.keyframe_requests;
+    q.send_json(toggle(true)).await;
+    let (_, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1500).await;
+    assert!(video > 10, "video resumed: {video} frames");
+    assert!(
+        p1.keyframe_requests > requests,
+        "resuming asked for a keyframe"
+    );
+    let before = video_rtp(&mut player, &mapping, 0);
+    let after = video_rtp(&mut player, &mapping, paused_at);
+    assert!(
+        after.first().is_some_and(|p| p.2),
+        "the first packet after the pause starts a keyframe: {:?}",
+        after.first()
+    );
+    assert!(
+        consecutive(&before),
+        "the numbers run on across the pause: {before:?}"
+    );
+    let last_before = before[before.len() - after.len() - 1];
+    assert!(
+        after[0].1.wrapping_sub(last_before.1) > 0
+            && after[0].1.wrapping_sub(last_before.1) < u32::MAX / 2,
+        "the timestamp moves on: {last_before:?} then {:?}",
+        after[0]
+    );
+    gw.stop().await;
+}

@@ -3,14 +3,18 @@
 //! engine moves datagrams and forwards what one connection yields to the others.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
-use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Output, Rtc};
+use str0m::format::PayloadParams;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, SeqNo};
+use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output, Rtc};
 use switchboard_plugin_api::event::conference::{MediaDirection, MediaOffer, TrackMapping};
 
+use crate::engine::rewrite::{Incoming, Outcome, Rewrite, Source, starts_keyframe};
 use crate::metrics::{COUNTERS, Leg, RtpTotals};
 use crate::registry::StreamKey;
 
@@ -32,6 +36,14 @@ pub const MAX_PUBLISHER_SECTIONS: usize = 8;
 /// data in chunks of 16 000 bytes plus a 4-byte token; text unchunked). Larger ones are dropped:
 /// each is copied to every player.
 pub const MAX_DATA_MESSAGE: usize = 65_536;
+
+/// Timeouts already due that one [`Conn::poll`] handles itself before it stops: a packet
+/// written to a player is released by str0m at its next timeout, which is due at once, and
+/// handling it here saves the media task a wake-up per batch.
+const DUE_TIMEOUTS_PER_POLL: usize = 4;
+
+/// Simulcast layers (rids) remembered per publisher track, for keyframe requests.
+const MAX_LAYERS: usize = 4;
 
 /// The running RTP totals of a str0m stats event: ingress and egress stats are distinct types
 /// with the same counters, so one macro reads either.
@@ -70,8 +82,8 @@ pub enum Yield {
         mid: Mid,
         kind: MediaKind,
     },
-    /// A frame from a publisher's track, to forward (boxed: frames are large and many).
-    Media { from: u64, data: Box<MediaData> },
+    /// An RTP packet from a publisher's track, to forward (boxed: packets are many).
+    Rtp { from: u64, packet: Box<Forward> },
     /// A message on a publisher's data channel, for its players' data channels.
     Data {
         from: u64,
@@ -84,6 +96,43 @@ pub enum Yield {
         mid: Mid,
         kind: KeyframeRequestKind,
     },
+}
+
+/// An RTP packet of a publisher's track, with what forwarding it needs to know.
+#[derive(Debug)]
+pub struct Forward {
+    /// The publisher's media section.
+    pub mid: Mid,
+    /// The simulcast layer, if the publisher sends several.
+    pub rid: Option<Rid>,
+    /// Audio or video.
+    pub kind: MediaKind,
+    /// The codec of its payload type, as the publisher negotiated it.
+    pub params: PayloadParams,
+    /// The publisher's [`Conn::epochs`] entry of its kind when it arrived.
+    pub epoch: u32,
+    /// The packet (its payload is shared by every player it is written to).
+    pub packet: RtpPacket,
+}
+
+impl Forward {
+    /// Whether it ends a frame (an audio packet is a frame; video ends at the marker bit), for
+    /// the frame counters.
+    pub fn ends_frame(&self) -> bool {
+        self.kind == MediaKind::Audio || self.packet.header.marker
+    }
+}
+
+/// What [`Conn::forward`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forwarded {
+    /// Written to the player's send stream.
+    Written,
+    /// Not for this player (no such open track, paused, another simulcast layer, a codec it
+    /// did not negotiate), or a late packet from before a switch.
+    Skipped,
+    /// Video that waits for a keyframe before it can start.
+    NeedKeyframe,
 }
 
 /// A track of the room as one player receives it.
@@ -104,6 +153,13 @@ pub struct TrackOut {
     /// The player asked not to be sent it (`toggleVideo`/`toggleAudio`/`enableTrack` with
     /// `enabled: false`); it stays negotiated, nothing is written to it.
     pub paused: bool,
+    /// The simulcast layer forwarded: the first one that arrives (layers are not selected).
+    pub layer: Option<Option<Rid>>,
+    /// The sequence numbers and timestamps it is sent with.
+    pub rewrite: Rewrite,
+    /// The last payload type mapped, publisher's to player's (matching codecs costs more than
+    /// a packet's forwarding otherwise does).
+    pt_map: Option<(Pt, Pt)>,
 }
 
 /// The negotiation state of a [`TrackOut`].
@@ -129,6 +185,8 @@ pub struct TrackIn {
     /// Audio or video.
     pub kind: MediaKind,
     last_keyframe_request: Option<Instant>,
+    /// The simulcast layers seen (`None`: no rid), for keyframe requests.
+    layers: Vec<Option<Rid>>,
 }
 
 /// One peer connection.
@@ -171,6 +229,13 @@ pub struct Conn {
     /// A publisher: kinds it asked the gateway not to forward (its own `toggleVideo` or
     /// `toggleAudio` with `enabled: false`).
     pub muted: Vec<MediaKind>,
+    /// A publisher: per kind (audio, video; [`kind_index`]), grows whenever that kind is
+    /// muted or unmuted, so that players start a new segment of it (sequence numbers without
+    /// the gap, video at a keyframe) after forwarding resumes.
+    pub epochs: [u32; 2],
+    /// A player that offered: the numbering of sections whose track left, handed to the next
+    /// track that takes the section, so its sequence numbers run on.
+    freed: Vec<(Mid, Rewrite)>,
     /// A player that made the offer itself (WHEP): the media sections it offered, which the
     /// room's tracks fill in turn; empty for a player the gateway offers to.
     slots: Vec<(Mid, MediaKind)>,
@@ -198,6 +263,8 @@ impl Conn {
             rtp_seen: HashMap::new(),
             channel: None,
             muted: Vec::new(),
+            epochs: [0; 2],
+            freed: Vec::new(),
             slots: Vec::new(),
         }
     }
@@ -343,8 +410,17 @@ impl Conn {
             else {
                 continue;
             };
+            let numbering = self
+                .freed
+                .iter()
+                .position(|(m, _)| *m == mid)
+                .map(|j| self.freed.swap_remove(j).1);
             if let Some(track) = self.tracks_out.get_mut(i) {
                 track.state = TrackState::Open(mid);
+                if let Some(mut rewrite) = numbering {
+                    rewrite.interrupt();
+                    track.rewrite = rewrite;
+                }
                 if kind == MediaKind::Video {
                     opened.push(track.source);
                 }
@@ -448,6 +524,9 @@ impl Conn {
             state: TrackState::ToOpen,
             gone: false,
             paused: false,
+            layer: None,
+            rewrite: Rewrite::default(),
+            pt_map: None,
         });
     }
 
@@ -455,6 +534,16 @@ impl Conn {
     pub fn drop_source(&mut self, publisher: u64) {
         if self.offered() {
             // Its slot is free for a waiting track (`fill_slots`); nothing to renegotiate.
+            for t in self
+                .tracks_out
+                .iter_mut()
+                .filter(|t| t.source.0 == publisher)
+            {
+                if let TrackState::Open(mid) = t.state {
+                    self.freed.retain(|(m, _)| *m != mid);
+                    self.freed.push((mid, std::mem::take(&mut t.rewrite)));
+                }
+            }
             self.tracks_out.retain(|t| t.source.0 != publisher);
             return;
         }
@@ -481,27 +570,88 @@ impl Conn {
                 .any(|t| matches!(t.state, TrackState::ToOpen | TrackState::ToStop(_)))
     }
 
-    /// A player: writes a publisher's frame to the section that carries it. Returns whether
-    /// it was written.
-    pub fn forward(&mut self, from: u64, data: &MediaData) -> bool {
-        let Some(mid) = self.tracks_out.iter().find_map(|t| match t.state {
-            TrackState::Open(mid) if t.source == (from, data.mid) && !t.paused => Some(mid),
-            _ => None,
-        }) else {
-            return false;
+    /// A player: writes a publisher's RTP packet to the section that carries it, with this
+    /// player's payload type, sequence number and timestamp (str0m's RTP mode: no
+    /// depacketizing, no packetizing, the payload shared, not copied).
+    pub fn forward(&mut self, from: u64, f: &Forward) -> Forwarded {
+        let Some(track) = self
+            .tracks_out
+            .iter_mut()
+            .find(|t| t.source == (from, f.mid) && matches!(t.state, TrackState::Open(_)))
+        else {
+            return Forwarded::Skipped;
         };
-        let Some(writer) = self.rtc.as_mut().and_then(|rtc| rtc.writer(mid)) else {
-            return false;
+        let TrackState::Open(mid) = track.state else {
+            return Forwarded::Skipped;
         };
-        let Some(pt) = writer.match_params(data.params) else {
-            return false;
-        };
-        self.dirty = true;
-        if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
-            tracing::debug!(error = %e, "A frame could not be forwarded.");
-            return false;
+        if track.paused {
+            // When it resumes, a new segment: no gap in the numbers, video from a keyframe.
+            track.rewrite.interrupt();
+            return Forwarded::Skipped;
         }
-        true
+        if *track.layer.get_or_insert(f.rid) != f.rid {
+            return Forwarded::Skipped;
+        }
+        let Some(rtc) = self.rtc.as_mut() else {
+            return Forwarded::Skipped;
+        };
+        let header = &f.packet.header;
+        let pt = match track.pt_map {
+            Some((from_pt, to_pt)) if from_pt == header.payload_type => to_pt,
+            _ => {
+                let Some(to_pt) = rtc.codec_config().match_params(f.params).map(|p| p.pt()) else {
+                    return Forwarded::Skipped;
+                };
+                track.pt_map = Some((header.payload_type, to_pt));
+                to_pt
+            }
+        };
+        let incoming = Incoming {
+            source: Source {
+                publisher: from,
+                ssrc: *header.ssrc,
+                epoch: f.epoch,
+            },
+            seq: *f.packet.seq_no,
+            timestamp: header.timestamp,
+            clock_rate: f.params.spec().clock_rate.get(),
+            arrival: f.packet.timestamp,
+        };
+        let video = track.kind == MediaKind::Video;
+        let codec = f.params.spec().codec;
+        let starts = || !video || starts_keyframe(codec, &f.packet.payload);
+        let (seq, timestamp) = match track.rewrite.map(incoming, starts) {
+            Outcome::Write { seq, timestamp } => (seq, timestamp),
+            Outcome::Drop => return Forwarded::Skipped,
+            Outcome::NeedKeyframe => return Forwarded::NeedKeyframe,
+        };
+        let mut api = rtc.direct_api();
+        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+            return Forwarded::Skipped;
+        };
+        // What the player's decoder and renderer use; str0m sets its own transport fields
+        // (mid, rid, transport-cc, abs-send-time).
+        let ext = ExtensionValues {
+            audio_level: header.ext_vals.audio_level,
+            voice_activity: header.ext_vals.voice_activity,
+            video_orientation: header.ext_vals.video_orientation,
+            video_content_type: header.ext_vals.video_content_type,
+            ..ExtensionValues::default()
+        };
+        let write = RtpWrite::new(
+            pt,
+            SeqNo::from(seq),
+            timestamp,
+            f.packet.timestamp,
+            Arc::clone(&f.packet.payload),
+        )
+        .marker(header.marker)
+        .ext_vals(ext)
+        // Video is kept for the player's NACKs (answered on its RTX stream); audio is not.
+        .nackable(video);
+        tx.write_rtp(write);
+        self.dirty = true;
+        Forwarded::Written
     }
 
     /// A player: pauses or resumes the tracks of stream `track` (every track when `track` is
@@ -534,7 +684,8 @@ impl Conn {
         channel.write(binary, data).unwrap_or(false)
     }
 
-    /// A publisher: asks for a keyframe on `mid`, at most every [`KEYFRAME_INTERVAL`].
+    /// A publisher: asks for a keyframe on `mid` (every simulcast layer seen), at most every
+    /// [`KEYFRAME_INTERVAL`].
     pub fn request_keyframe(&mut self, mid: Mid, kind: KeyframeRequestKind, now: Instant) {
         let Some(track) = self.tracks_in.iter_mut().find(|t| t.mid == mid) else {
             return;
@@ -545,10 +696,23 @@ impl Conn {
         {
             return;
         }
-        let Some(mut writer) = self.rtc.as_mut().and_then(|rtc| rtc.writer(mid)) else {
+        let Some(rtc) = self.rtc.as_mut() else {
             return;
         };
-        if writer.request_keyframe(None, kind).is_ok() {
+        let mut api = rtc.direct_api();
+        let layers: &[Option<Rid>] = if track.layers.is_empty() {
+            &[None]
+        } else {
+            &track.layers
+        };
+        let mut asked = false;
+        for rid in layers {
+            if let Some(stream) = api.stream_rx_by_mid(mid, *rid) {
+                stream.request_keyframe(kind);
+                asked = true;
+            }
+        }
+        if asked {
             COUNTERS.keyframe_requested();
             track.last_keyframe_request = Some(now);
             self.dirty = true;
@@ -566,6 +730,7 @@ impl Conn {
             self.timeout = self.created + CONNECT_TIMEOUT;
             return;
         };
+        let mut due = 0;
         loop {
             if !rtc.is_alive() {
                 self.timeout = Instant::now();
@@ -573,8 +738,18 @@ impl Conn {
             }
             match rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
-                    self.timeout = t;
-                    return;
+                    let now = Instant::now();
+                    if t > now || due >= DUE_TIMEOUTS_PER_POLL {
+                        self.timeout = t;
+                        return;
+                    }
+                    due += 1;
+                    if let Err(e) = rtc.handle_input(Input::Timeout(now)) {
+                        tracing::debug!(error = %e, stream = %self.key.stream_id, "Timeout handling failed; disconnecting.");
+                        rtc.disconnect();
+                        self.timeout = now;
+                        return;
+                    }
                 }
                 Ok(Output::Transmit(t)) => send(t.contents.into(), t.destination),
                 Ok(Output::Event(event)) => match event {
@@ -597,6 +772,7 @@ impl Conn {
                             mid: m.mid,
                             kind: m.kind,
                             last_keyframe_request: None,
+                            layers: Vec::new(),
                         });
                         out.push(Yield::TrackAdded {
                             from: self.id,
@@ -604,20 +780,16 @@ impl Conn {
                             kind: m.kind,
                         });
                     }
-                    // A kind the publisher turned off (its own toggleVideo/toggleAudio) is not
-                    // forwarded; checked here, once per frame, not once per player.
-                    RtcEvent::MediaData(data)
-                        if self.direction == MediaDirection::Publish
-                            && !self.muted.is_empty()
-                            && self
-                                .tracks_in
-                                .iter()
-                                .any(|t| t.mid == data.mid && self.muted.contains(&t.kind)) => {}
-                    RtcEvent::MediaData(data) if self.direction == MediaDirection::Publish => {
-                        out.push(Yield::Media {
-                            from: self.id,
-                            data: Box::new(data),
-                        });
+                    RtcEvent::RtpPacket(packet) if self.direction == MediaDirection::Publish => {
+                        let tracks = &mut self.tracks_in;
+                        if let Some(forward) =
+                            incoming(rtc, tracks, &self.muted, self.epochs, packet)
+                        {
+                            out.push(Yield::Rtp {
+                                from: self.id,
+                                packet: Box::new(forward),
+                            });
+                        }
                     }
                     RtcEvent::ChannelOpen(id, _) => self.channel = Some(id),
                     RtcEvent::ChannelClose(id) if self.channel == Some(id) => self.channel = None,
@@ -661,6 +833,45 @@ impl Conn {
             }
         }
     }
+}
+
+/// A publisher's RTP packet with its track and codec, or `None` when it is not forwarded: a
+/// kind the publisher turned off (its own toggleVideo/toggleAudio; checked here, once per
+/// packet, not once per player), or no track or payload type it belongs to (a RED or FEC
+/// payload type str0m did not offer is never negotiated).
+fn incoming(
+    rtc: &mut Rtc,
+    tracks: &mut [TrackIn],
+    muted: &[MediaKind],
+    epochs: [u32; 2],
+    packet: RtpPacket,
+) -> Option<Forward> {
+    let header = &packet.header;
+    let (mid, rid) = rtc
+        .direct_api()
+        .stream_rx(&header.ssrc)
+        .map(|s| (s.mid(), s.rid()))?;
+    let track = tracks.iter_mut().find(|t| t.mid == mid)?;
+    if muted.contains(&track.kind) {
+        return None;
+    }
+    if !track.layers.contains(&rid) && track.layers.len() < MAX_LAYERS {
+        track.layers.push(rid);
+    }
+    let params = *rtc.codec_config().find(|p| p.pt() == header.payload_type)?;
+    Some(Forward {
+        mid,
+        rid,
+        kind: track.kind,
+        params,
+        epoch: epochs.get(kind_index(track.kind)).copied().unwrap_or(0),
+        packet,
+    })
+}
+
+/// The index of `kind` in [`Conn::epochs`].
+pub fn kind_index(kind: MediaKind) -> usize {
+    usize::from(kind == MediaKind::Video)
 }
 
 /// The fixed `text` a peer is told for an SDP the media library refused. The library's own

@@ -9,7 +9,7 @@ use str0m::media::{KeyframeRequestKind, MediaKind};
 use switchboard_plugin_api::event::conference::MediaDirection;
 
 use super::Engine;
-use crate::conn::TrackState;
+use crate::conn::{TrackState, kind_index};
 use crate::metrics::{self, COUNTERS};
 use crate::registry::StreamKey;
 
@@ -32,6 +32,12 @@ impl Engine {
                 conn.muted.retain(|k| !kinds.contains(k));
                 if !enabled {
                     conn.muted.extend_from_slice(kinds);
+                }
+                // Players start a new segment of a kind when its forwarding resumes.
+                for kind in kinds {
+                    if let Some(epoch) = conn.epochs.get_mut(kind_index(*kind)) {
+                        *epoch = epoch.wrapping_add(1);
+                    }
                 }
                 conn.tracks_in
                     .iter()

@@ -20,10 +20,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod control;
+pub mod rewrite;
 mod send;
 
 use crate::SfuSettings;
-use crate::conn::{Conn, Yield};
+use crate::conn::{Conn, Forwarded, Yield};
 use crate::metrics::{self, COUNTERS, Leg};
 use crate::registry::{Registry, StreamKey};
 
@@ -117,6 +118,8 @@ pub struct Engine {
     snapshot_at: Instant,
     /// Datagrams written during a `drive`, sent in batches.
     sends: send::SendQueue,
+    /// What publishers yielded while their datagrams were received, for the next `drive`.
+    yields: Vec<Yield>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -148,6 +151,7 @@ impl Engine {
             by_addr: HashMap::new(),
             snapshot_at: Instant::now(),
             sends: send::SendQueue::default(),
+            yields: Vec::new(),
         }
     }
 
@@ -167,7 +171,7 @@ impl Engine {
                 },
                 received = socket.recv_from(&mut buf) => {
                     if let Ok((n, source)) = received {
-                        self.receive(buf.get(..n).unwrap_or_default(), source);
+                        self.receive(&socket, buf.get(..n).unwrap_or_default(), source);
                         self.receive_queued(&socket, &mut buf);
                     }
                 }
@@ -252,6 +256,9 @@ impl Engine {
 
     fn new_rtc(&self) -> Rtc {
         let mut rtc = Rtc::builder()
+            // RTP mode: packets are forwarded as they come (`Conn::forward`), not depacketized
+            // into frames and packetized again for every player.
+            .set_rtp_mode(true)
             .set_crypto_provider(Arc::clone(&self.crypto))
             .set_stats_interval(Some(metrics::SNAPSHOT_INTERVAL))
             .build(Instant::now());
@@ -419,7 +426,7 @@ impl Engine {
         }
     }
 
-    fn receive(&mut self, contents: &[u8], source: SocketAddr) {
+    fn receive(&mut self, socket: &UdpSocket, contents: &[u8], source: SocketAddr) {
         self.stats.datagrams_in.fetch_add(1, Ordering::Relaxed);
         let Ok(contents) = contents.try_into() else {
             return;
@@ -459,6 +466,18 @@ impl Engine {
             tracing::debug!(error = %e, stream = %conn.key.stream_id, "Bad input; disconnecting.");
             rtc.disconnect();
         }
+        if conn.direction == MediaDirection::Publish {
+            // str0m's RTP mode holds one received packet until the next poll; the next
+            // datagram would replace it. So a publisher is polled per datagram (its own output
+            // is small); the players it feeds are polled once per batch, in `drive`.
+            conn.dirty = false;
+            let (sends, stats) = (&mut self.sends, &self.stats);
+            let mut send = |datagram: Vec<u8>, to: SocketAddr| {
+                let sent = sends.push(socket, datagram, to);
+                stats.datagrams_out.fetch_add(sent, Ordering::Relaxed);
+            };
+            conn.poll(&mut send, &mut self.yields);
+        }
     }
 
     /// Takes the datagrams already queued on the socket (at most [`RECV_BATCH`]), so that one
@@ -468,7 +487,7 @@ impl Engine {
             let Ok((n, source)) = socket.try_recv_from(buf) else {
                 return;
             };
-            self.receive(buf.get(..n).unwrap_or_default(), source);
+            self.receive(socket, buf.get(..n).unwrap_or_default(), source);
         }
     }
 
@@ -499,7 +518,7 @@ impl Engine {
         };
         for _ in 0..MAX_ROUNDS {
             self.offer_where_needed();
-            let mut yields = Vec::new();
+            let mut yields = std::mem::take(&mut self.yields);
             for conn in self.conns.iter_mut().filter(|c| c.dirty) {
                 // Polled to its next timeout: nothing more until input, a write or that
                 // timeout (`timeouts`) marks it again. Left set, every connection was polled
@@ -592,33 +611,7 @@ impl Engine {
                 }
                 self.keyframes_for(opened);
             }
-            Yield::Media { from, data } => {
-                self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
-                COUNTERS.add_frames(Leg::In, 1);
-                let mut written = 0;
-                for player in self
-                    .conns
-                    .iter_mut()
-                    .filter(|c| c.direction == MediaDirection::Play)
-                {
-                    if player.forward(from, &data) {
-                        written += 1;
-                    }
-                }
-                self.stats.frames_out.fetch_add(written, Ordering::Relaxed);
-                COUNTERS.add_frames(Leg::Out, written);
-                if !data.contiguous
-                    && let Some(p) = self.conns.iter_mut().find(|c| c.id == from)
-                {
-                    // A gap the retransmissions did not fill: the subscribers need a new
-                    // keyframe to decode again.
-                    p.request_keyframe(
-                        data.mid,
-                        str0m::media::KeyframeRequestKind::Pli,
-                        Instant::now(),
-                    );
-                }
-            }
+            Yield::Rtp { from, packet } => self.forward(from, &packet),
             Yield::Data { from, binary, data } => self.relay_data(from, binary, &data),
             Yield::Keyframe {
                 publisher,
@@ -629,6 +622,38 @@ impl Engine {
                     p.request_keyframe(mid, kind, Instant::now());
                 }
             }
+        }
+    }
+
+    /// Writes a publisher's packet to every player that receives its track. A player whose
+    /// video waits for a keyframe (it just started, resumed or switched) makes the SFU ask the
+    /// publisher for one (at most every 300 ms per track).
+    fn forward(&mut self, from: u64, packet: &crate::conn::Forward) {
+        let mut written = 0;
+        let mut keyframe = false;
+        for player in self
+            .conns
+            .iter_mut()
+            .filter(|c| c.direction == MediaDirection::Play)
+        {
+            match player.forward(from, packet) {
+                Forwarded::Written => written += 1,
+                Forwarded::NeedKeyframe => keyframe = true,
+                Forwarded::Skipped => {}
+            }
+        }
+        if packet.ends_frame() {
+            self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
+            COUNTERS.add_frames(Leg::In, 1);
+            self.stats.frames_out.fetch_add(written, Ordering::Relaxed);
+            COUNTERS.add_frames(Leg::Out, written);
+        }
+        if keyframe && let Some(p) = self.conns.iter_mut().find(|c| c.id == from) {
+            p.request_keyframe(
+                packet.mid,
+                str0m::media::KeyframeRequestKind::Pli,
+                Instant::now(),
+            );
         }
     }
 
