@@ -354,8 +354,10 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
     let max_frame = config.max_frame_bytes(D::KIND);
     let mut limiter = RateLimiter::new(&config.limits, Instant::now());
     let join_timeout = Duration::from_secs(config.limits.join_timeout_secs);
-    let join_timer = tokio::time::sleep(join_timeout);
-    tokio::pin!(join_timer);
+    // Boxed, and dropped once the session is engaged: inline, the timer stayed in every
+    // session's future for its whole life.
+    let mut join_timer: Timer =
+        (!join_timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(join_timeout)));
     let mut core = SessionCore {
         gateway,
         peer: gateway::peer(id, D::KIND),
@@ -410,6 +412,9 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
         timeout: write_timeout,
     };
     let reason = loop {
+        if core.engaged && join_timer.is_some() {
+            join_timer = None;
+        }
         tokio::select! {
             () = cancel.cancelled() => {
                 if info.is_stuck() {
@@ -448,7 +453,7 @@ pub async fn run_websocket<D: TextFrames>(socket: WebSocket, session: WsSession<
                 }
             }
             () = settled(&mut waiting), if waiting.is_some() => waiting = None,
-            () = &mut join_timer, if !core.engaged && !join_timeout.is_zero() => {
+            () = expiry(&mut join_timer), if !core.engaged && join_timer.is_some() => {
                 telemetry::join_timed_out(D::KIND, join_timeout);
                 let message = format!("no join within {} s of connecting", join_timeout.as_secs());
                 if let Some(frame) = D::encode(&state, &Event::error(ErrorCode::JoinTimeout, None, message.clone())) {

@@ -187,7 +187,7 @@ impl SessionRegistry {
     /// Queues `event` for session `to` outside any hook (a plugin's outbox). Returns whether
     /// the session exists.
     pub fn deliver_to(&self, to: SessionId, event: Event) -> bool {
-        self.queue(to, Outbound::Event(event))
+        self.queue(to, Outbound::event(event))
     }
 
     /// Queues `item` for `to` without waiting (behind its backlog when its queue is full).
@@ -213,7 +213,7 @@ impl SessionRegistry {
             };
             let item = match delivery.payload {
                 Payload::Relay => Outbound::Relay(Arc::clone(envelope)),
-                Payload::Event(event) => Outbound::Event(event),
+                Payload::Event(event) => Outbound::event(event),
             };
             blocked.offer(&target, item);
         }
