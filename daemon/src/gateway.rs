@@ -39,8 +39,10 @@ pub enum Outbound {
     /// session holds").
     Event(Box<Event>),
     /// An operator kicked the session: close it with this reason (WebSocket 1008, socket.io
-    /// disconnect), after telling the peer in its dialect.
-    Kick(Arc<str>),
+    /// disconnect), after telling the peer in its dialect. A thin pointer (`Arc<String>`, not
+    /// `Arc<str>`): with it a queue item is 16 bytes, and the queue block each session
+    /// allocates at registration 544 rather than 800.
+    Kick(Arc<String>),
 }
 
 impl Outbound {

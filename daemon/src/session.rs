@@ -740,7 +740,7 @@ enum Delivered {
     /// Everything taken from the queue was written.
     All,
     /// An operator kicked the session (with this reason); what came before was written.
-    Kicked(Arc<str>),
+    Kicked(Arc<String>),
 }
 
 /// Runs one socket write within `timeout`.

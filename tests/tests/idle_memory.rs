@@ -20,12 +20,12 @@ const SESSIONS: u32 = 2_000;
 const PARALLEL: usize = 64;
 
 /// KiB of RSS one idle Ant Media or raw session may add. This debug build, at log level `info`
-/// (a span per session), measured 8.3 KiB (a release build at `warn`: 7.6; both about 16 before
-/// the change): the bound leaves a third for allocator and machine variance and still fails if
+/// (a span per session), measured 7.6-7.8 KiB (a release build at `warn`: 6.9; both about 16
+/// before the change): the bound leaves a third for allocator and machine variance and still fails if
 /// one of the large parts (the 3.3 KiB queue block, the 4 KiB read buffer, the inline cluster
 /// claim) comes back.
 const ANT_RAW_KIB: f64 = 11.0;
-/// KiB of RSS one idle socket.io (WebSocket) session may add (measured 8.9; 16.7 before).
+/// KiB of RSS one idle socket.io (WebSocket) session may add (measured 8.5; 16.7 before).
 const SOCKETIO_KIB: f64 = 12.0;
 
 fn config() -> String {

@@ -181,7 +181,7 @@ impl SessionRegistry {
     /// Asks a session to close (an operator's kick). Returns whether it exists.
     pub fn kick(&self, id: SessionId, reason: &str) -> bool {
         // Behind whatever it was sent before: the kick closes it after those are written.
-        self.queue(id, Outbound::Kick(Arc::from(reason)))
+        self.queue(id, Outbound::Kick(Arc::new(reason.to_owned())))
     }
 
     /// Queues `event` for session `to` outside any hook (a plugin's outbox). Returns whether

@@ -40,9 +40,9 @@ pub(crate) use web::log_missing_sdks;
 /// session held ~130 KiB of RSS (then 4 KiB, a quarter of an idle session); signaling frames
 /// are a few KiB. tungstenite grows the buffer to fit a larger frame and reads at most this
 /// much per call, but under load the socket itself is read 64 KiB at a time by
-/// [`burst_io::BurstIo`] beneath, so this size does not set the number of `recv` calls: 1 KiB
-/// costs a few more in-memory copies per large frame (BENCHMARKS.md, "Lean idle sessions").
-pub(crate) const WS_READ_BUFFER_BYTES: usize = 1024;
+/// [`burst_io::BurstIo`] beneath, so this size does not set the number of `recv` calls: 512
+/// bytes costs a few more in-memory copies per large frame (BENCHMARKS.md, "Lean idle sessions").
+pub(crate) const WS_READ_BUFFER_BYTES: usize = 512;
 /// Outgoing bytes tungstenite gathers before handing them on (sessions flush after each batch
 /// of deliveries; the buffer grows only to the largest frame sent). [`burst_io::BurstIo`]
 /// gathers a whole batch into one `send`.
