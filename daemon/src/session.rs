@@ -367,8 +367,10 @@ pub async fn run_websocket<D: TextFrames>(
         }
         (_, secs) => secs,
     });
-    let join_timer = tokio::time::sleep(join_timeout);
-    tokio::pin!(join_timer);
+    // Boxed, and dropped once the session is engaged: inline, the timer stayed in every
+    // session's future for its whole life.
+    let mut join_timer: Timer =
+        (!join_timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(join_timeout)));
     let mut core = SessionCore {
         gateway,
         peer: gateway::peer(id, D::KIND),
@@ -423,6 +425,9 @@ pub async fn run_websocket<D: TextFrames>(
         timeout: write_timeout,
     };
     let reason = loop {
+        if core.engaged && join_timer.is_some() {
+            join_timer = None;
+        }
         tokio::select! {
             () = cancel.cancelled() => {
                 if info.is_stuck() {
@@ -461,7 +466,7 @@ pub async fn run_websocket<D: TextFrames>(
                 }
             }
             () = settled(&mut waiting), if waiting.is_some() => waiting = None,
-            () = &mut join_timer, if !core.engaged && !join_timeout.is_zero() => {
+            () = expiry(&mut join_timer), if !core.engaged && join_timer.is_some() => {
                 telemetry::join_timed_out(D::KIND, join_timeout);
                 let message = format!("no join within {} s of connecting", join_timeout.as_secs());
                 if let Some(frame) = D::encode(&state, &Event::error(ErrorCode::JoinTimeout, None, message.clone())) {
@@ -755,7 +760,7 @@ enum Delivered {
     /// Everything taken from the queue was written.
     All,
     /// An operator kicked the session (with this reason); what came before was written.
-    Kicked(Arc<str>),
+    Kicked(Arc<String>),
 }
 
 /// Runs one socket write within `timeout`.

@@ -451,7 +451,7 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, payload: &[u8]
         NodeMessage::Deliver { to, event } => {
             gateway
                 .registry()
-                .deliver_remote(SessionId(to), Outbound::Event(event));
+                .deliver_remote(SessionId(to), Outbound::event(event));
         }
         NodeMessage::Media {
             from,

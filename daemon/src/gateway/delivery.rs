@@ -277,7 +277,7 @@ mod tests {
     }
 
     fn item(n: u32) -> Outbound {
-        Outbound::Event(Event::error(
+        Outbound::event(Event::error(
             switchboard_protocol::ErrorCode::Refused,
             None,
             n.to_string(),

@@ -156,7 +156,10 @@ impl Dispatcher {
     pub fn dispatch(&self, envelope: Envelope) -> impl Future<Output = Dispatched> + Send + '_ {
         match self.cluster.get() {
             Some(cluster) if ClusterMembership::claimed_room(&envelope.event).is_some() => {
-                Either::Right(self.claim_then_run(cluster, envelope))
+                // Boxed: the claim's Redis round trips make a future of kilobytes, and inline
+                // it sized every session's task, idle or not, for this one rare wait
+                // (BENCHMARKS.md, "What an idle session holds").
+                Either::Right(Box::pin(self.claim_then_run(cluster, envelope)))
             }
             _ => Either::Left(std::future::ready(self.run(envelope, None))),
         }

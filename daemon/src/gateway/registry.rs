@@ -181,13 +181,13 @@ impl SessionRegistry {
     /// Asks a session to close (an operator's kick). Returns whether it exists.
     pub fn kick(&self, id: SessionId, reason: &str) -> bool {
         // Behind whatever it was sent before: the kick closes it after those are written.
-        self.queue(id, Outbound::Kick(Arc::from(reason)))
+        self.queue(id, Outbound::Kick(Arc::new(reason.to_owned())))
     }
 
     /// Queues `event` for session `to` outside any hook (a plugin's outbox). Returns whether
     /// the session exists.
     pub fn deliver_to(&self, to: SessionId, event: Event) -> bool {
-        self.queue(to, Outbound::Event(event))
+        self.queue(to, Outbound::event(event))
     }
 
     /// Queues `item` for `to` without waiting (behind its backlog when its queue is full).
@@ -213,7 +213,7 @@ impl SessionRegistry {
             };
             let item = match delivery.payload {
                 Payload::Relay => Outbound::Relay(Arc::clone(envelope)),
-                Payload::Event(event) => Outbound::Event(event),
+                Payload::Event(event) => Outbound::event(event),
             };
             blocked.offer(&target, item);
         }

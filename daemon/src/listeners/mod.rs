@@ -37,10 +37,13 @@ mod whip;
 pub(crate) use web::log_missing_sdks;
 
 /// Bytes of each WebSocket session's read buffer. axum's default is 128 KiB, and tungstenite
-/// zero-fills all of it on the first read, so every idle session held ~130 KiB of RSS; signaling
-/// frames are a few KiB. Under load the socket itself is read 64 KiB at a time by
-/// [`burst_io::BurstIo`] beneath, so this size does not set the number of `recv` calls.
-pub(crate) const WS_READ_BUFFER_BYTES: usize = 4 * 1024;
+/// zero-fills all of it on the first read and keeps it for the session's life, so every idle
+/// session held ~130 KiB of RSS (then 4 KiB, a quarter of an idle session); signaling frames
+/// are a few KiB. tungstenite grows the buffer to fit a larger frame and reads at most this
+/// much per call, but under load the socket itself is read 64 KiB at a time by
+/// [`burst_io::BurstIo`] beneath, so this size does not set the number of `recv` calls: 512
+/// bytes costs a few more in-memory copies per large frame (BENCHMARKS.md, "Lean idle sessions").
+pub(crate) const WS_READ_BUFFER_BYTES: usize = 512;
 /// Outgoing bytes tungstenite gathers before handing them on (sessions flush after each batch
 /// of deliveries; the buffer grows only to the largest frame sent). [`burst_io::BurstIo`]
 /// gathers a whole batch into one `send`.

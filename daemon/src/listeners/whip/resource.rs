@@ -204,18 +204,23 @@ impl Resource {
         self.dispatch(gateway, description).await?;
         let wait = async {
             while let Some(out) = rx.recv().await {
-                match out {
-                    Outbound::Event(Event::ConferenceReply(reply)) => match *reply {
+                let Outbound::Event(event) = out else {
+                    if matches!(out, Outbound::Kick(_)) {
+                        break;
+                    }
+                    continue;
+                };
+                match *event {
+                    Event::ConferenceReply(reply) => match *reply {
                         ConferenceReply::MediaAnswer(answer) => return Ok(answer.sdp),
                         ConferenceReply::MediaFinished(_) => break,
                         // WHEP: the offer the media plugin makes any new player before it
                         // takes the player's own (superseded by it).
                         _ => {}
                     },
-                    Outbound::Event(Event::Error(e)) => {
+                    Event::Error(e) => {
                         return Err(refusal(e.code, e.message));
                     }
-                    Outbound::Kick(_) => break,
                     _ => {}
                 }
             }
@@ -341,8 +346,9 @@ async fn serve(
             out = rx.recv() => match out {
                 None => break "closed",
                 Some(Outbound::Kick(_)) => break "kicked",
-                Some(Outbound::Event(Event::ConferenceReply(reply)))
-                    if matches!(*reply, ConferenceReply::MediaFinished(_)) => break "media ended",
+                Some(Outbound::Event(event))
+                    if matches!(&*event, Event::ConferenceReply(reply)
+                        if matches!(**reply, ConferenceReply::MediaFinished(_))) => break "media ended",
                 // Started notices and the like: nothing to tell an HTTP client.
                 Some(_) => {}
             },

@@ -1,0 +1,163 @@
+//! Idle sessions stay lean (issue 17): the real binary holds 2,000 idle sessions of a dialect,
+//! each alone in its own room as in `bench/run.sh`'s idle scenario, within a bound of resident
+//! memory per session, and a pair that idled among them still relays an offer afterwards.
+//!
+//! The bound is a count, not a timing: RSS growth over the sessions divided by their number,
+//! with headroom over what this (debug) build measures, so that losing the gain (BENCHMARKS.md,
+//! "Lean idle sessions": 15-16 KiB per session before) fails it. Issue 17's targets (5 and 6
+//! KiB in a release build) are not met yet; the bounds guard what was gained.
+
+use std::time::Duration;
+
+use switchboard_loadgen::client::{Conn, Inbound, parse, signal_frame};
+use switchboard_loadgen::sdp::{Kind, Tag};
+use switchboard_loadgen::{Dialect, Server, Target};
+use switchboard_tests::front::{EVERY_DIALECT_LISTENER, GatewayProcess};
+
+/// Idle sessions opened per dialect.
+const SESSIONS: u32 = 2_000;
+/// Opened at once.
+const PARALLEL: usize = 64;
+
+/// KiB of RSS one idle Ant Media or raw session may add. This debug build, at log level `info`
+/// (a span per session), measured 7.6-7.8 KiB (a release build at `warn`: 6.9; both about 16
+/// before the change): the bound leaves a third for allocator and machine variance and still fails if
+/// one of the large parts (the 3.3 KiB queue block, the 4 KiB read buffer, the inline cluster
+/// claim) comes back.
+const ANT_RAW_KIB: f64 = 11.0;
+/// KiB of RSS one idle socket.io (WebSocket) session may add (measured 8.5; 16.7 before).
+const SOCKETIO_KIB: f64 = 12.0;
+
+fn config() -> String {
+    format!(
+        r#"{EVERY_DIALECT_LISTENER}
+[log]
+format = "json"
+level = "info"
+
+[shutdown]
+grace_period_secs = 1
+
+[limits]
+max_sessions = 100000
+max_connections_per_ip = 100000
+max_tcp_connections_per_ip = 100000
+
+[[plugin]]
+type = "room-router"
+"#
+    )
+}
+
+/// Opens a session of `dialect` in `room` and waits until it is in.
+async fn joined(target: &Target, dialect: Dialect, room: &str, index: u64) -> Conn {
+    let mut conn = Conn::connect(target, dialect, room, index, true)
+        .await
+        .unwrap_or_else(|e| panic!("{room}: connect: {e:#}"));
+    conn.join(Server::Switchboard)
+        .await
+        .unwrap_or_else(|e| panic!("{room}: join: {e:#}"));
+    conn
+}
+
+/// Opens [`SESSIONS`] idle sessions, each in its own room.
+async fn crowd(target: &Target, dialect: Dialect) -> Vec<Conn> {
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(PARALLEL));
+    let mut tasks = Vec::new();
+    for i in 0..SESSIONS {
+        let (target, permits) = (target.clone(), permits.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = permits.acquire().await.expect("the semaphore stays open");
+            joined(&target, dialect, &format!("idle-{i}"), u64::from(i) + 2).await
+        }));
+    }
+    let mut conns = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        conns.push(task.await.expect("the session task ends"));
+    }
+    conns
+}
+
+/// The next frame of `conn` that is a peer signal (room notices and pings are passed over).
+async fn next_signal(conn: &mut Conn) -> (Kind, Tag) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let text = conn
+                .next_text()
+                .await
+                .expect("read")
+                .expect("the receiver is still connected");
+            match parse(conn.dialect, &conn.room, &text) {
+                Ok(Inbound::Signal { kind, tag }) => return (kind, tag),
+                Ok(Inbound::EioPing) => conn.send("3".into()).await.expect("pong"),
+                Ok(Inbound::Error(e)) => panic!("error notice: {e}"),
+                Ok(_) => {}
+                Err(e) => panic!("malformed frame ({e}): {text:.200}"),
+            }
+        }
+    })
+    .await
+    .expect("the offer arrives within 10 s")
+}
+
+async fn idle_sessions_are_lean_and_still_relay(dialect: Dialect, bound_kib: f64) {
+    let gw = GatewayProcess::spawn(&config(), 1, Some(u64::from(SESSIONS) * 2 + 1024)).await;
+    switchboard_loadgen::scenario::idle::raise_nofile(u64::from(SESSIONS) * 2 + 1024);
+    let target = Target::new(gw.main(), Server::Switchboard)
+        .expect("loopback target")
+        .with_sources(16);
+    let mut a = joined(&target, dialect, "pair", 0).await;
+    let mut b = joined(&target, dialect, "pair", 1).await;
+
+    let before = gw.rss_kib();
+    let crowd = crowd(&target, dialect).await;
+    // Let every session finish its first reads and writes and release its burst buffers.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = gw.rss_kib();
+    let per_session = after.saturating_sub(before) as f64 / f64::from(SESSIONS);
+    eprintln!(
+        "{}: RSS {before} -> {after} KiB, {per_session:.2} KiB per idle session",
+        dialect.as_str()
+    );
+    assert!(
+        per_session <= bound_kib,
+        "{} idle {} sessions took {per_session:.2} KiB each (bound {bound_kib} KiB)",
+        SESSIONS,
+        dialect.as_str()
+    );
+
+    // The pair idled as long as the crowd: it still relays, whole and tagged.
+    let tag = Tag {
+        pair: 0,
+        side: 0,
+        seq: 0,
+        sent_ns: 1,
+    };
+    let offer = signal_frame(dialect, "pair", Kind::Offer, 0, true, &tag);
+    a.send(offer)
+        .await
+        .expect("the idle sender writes its offer");
+    let (kind, got) = next_signal(&mut b).await;
+    assert_eq!(kind, Kind::Offer);
+    assert_eq!(
+        (got.pair, got.side, got.seq),
+        (0, 0, 0),
+        "the offer arrived as sent"
+    );
+    drop(crowd);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_ant_sessions_are_lean_and_still_relay() {
+    idle_sessions_are_lean_and_still_relay(Dialect::Ant, ANT_RAW_KIB).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_raw_sessions_are_lean_and_still_relay() {
+    idle_sessions_are_lean_and_still_relay(Dialect::Raw, ANT_RAW_KIB).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_socketio_sessions_are_lean_and_still_relay() {
+    idle_sessions_are_lean_and_still_relay(Dialect::Socketio, SOCKETIO_KIB).await;
+}
