@@ -14,6 +14,7 @@
 #                           # against the `peer` server (npm, PeerJS's own), interleaved rounds,
 #                           # about 1 minute; the full run includes the same rows
 #   SWITCHBOARD_BIN=PATH bench/run.sh ...  # the same run against another gateway binary
+#   BENCH_PORT_BASE=N bench/run.sh ...      # ports N to N+7 instead of 15080-15087
 #   bench/run.sh --relay    # only relay throughput: the no-parse relay and the gateway in each
 #                           # dialect, RELAY_ROUNDS rounds (default 5), each round's ratio to
 #                           # that round's no-parse relay; with RELAY_BASE_BIN=/path/to/switchboard
@@ -66,8 +67,11 @@ else
 fi
 TP_WINDOW=32
 CLUSTER_LAT_RATE=5000
-SB_PORT=15080 NODE_PORT=15081 LIMIT_PORT=15082
-REDIS_PORT=15083 SB_A_PORT=15084 SB_B_PORT=15085 PEER_PORT=15086 SB_BASE_PORT=15087
+# Eight loopback ports from BENCH_PORT_BASE (default 15080), so that two runs on one machine
+# (another worktree's) need not meet on the same ports.
+P=${BENCH_PORT_BASE:-15080}
+SB_PORT=$P NODE_PORT=$((P + 1)) LIMIT_PORT=$((P + 2))
+REDIS_PORT=$((P + 3)) SB_A_PORT=$((P + 4)) SB_B_PORT=$((P + 5)) PEER_PORT=$((P + 6)) SB_BASE_PORT=$((P + 7))
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() {

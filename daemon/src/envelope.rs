@@ -12,7 +12,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use switchboard_plugin_api::event::Event;
+use switchboard_plugin_api::event::{Event, Leave, LeaveReason};
 use switchboard_plugin_api::{EventContext, Peer, RoomView};
 
 /// One event from a peer, as it travels through the gateway. `original` is the sender's wire
@@ -31,6 +31,21 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// `from` leaves `room` because its connection closed (or, for a member of another node,
+    /// because that member or its node is gone): a departure, which the dispatcher carries out
+    /// even when a plugin refuses it.
+    pub fn departure(from: Peer, room: String) -> Self {
+        Envelope {
+            from,
+            event: Event::Leave(Leave {
+                room,
+                reason: LeaveReason::Disconnect,
+            }),
+            original: None,
+            app: None,
+        }
+    }
+
     /// What plugins see of this envelope, in `room`.
     pub fn context<'a>(&'a self, room: RoomView<'a>) -> EventContext<'a> {
         EventContext {

@@ -20,13 +20,15 @@ use crate::pipeline::Pipeline;
 
 mod delivery;
 mod dispatch;
+mod membership;
 mod registry;
 mod remote;
 
 pub use delivery::Blocked;
 pub use dispatch::{Dispatched, Dispatcher, Membership};
+pub use membership::{ClaimFuture, ClusterMembership, JoinTurn};
 pub use registry::{SessionHandle, SessionInfo, SessionRegistry};
-pub use remote::ClusterMembership;
+pub use remote::RedisMembership;
 
 /// What a session receives from the bus.
 #[derive(Debug, Clone)]
@@ -126,7 +128,7 @@ impl Gateway {
 
     /// The cluster this gateway is part of, if any.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.dispatcher.cluster().map(|c| c.cluster())
+        self.dispatcher.cluster()
     }
 
     /// The lifecycle phases.

@@ -286,10 +286,12 @@ impl SessionCore {
     pub fn leave_rooms(&mut self) {
         let dispatcher = self.gateway.dispatcher();
         for room in std::mem::take(&mut self.rooms) {
-            // The closing session cannot wait for its partners' queues.
-            dispatcher
-                .leave(self.peer, &room)
-                .defer(self.gateway.write_timeout());
+            // A departure claims nothing, so it is dispatched in the first poll; the closing
+            // session cannot wait for its partners' queues.
+            let departed = dispatcher.dispatch(Envelope::departure(self.peer, room));
+            if let Some(out) = departed.now_or_never() {
+                out.blocked.defer(self.gateway.write_timeout());
+            }
         }
     }
 

@@ -19,6 +19,7 @@ pub mod cluster;
 pub mod conference;
 pub mod dialects;
 pub mod error;
+mod escape;
 pub mod event;
 #[cfg(feature = "testing")]
 pub mod testing;

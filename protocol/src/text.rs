@@ -14,6 +14,8 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::escape::undo_outer_escaping;
+
 /// A JSON string's value, held as the sender's literal (quotes and escapes as written) or as
 /// plain text. Reads ([`JsonText::as_str`], `Deref`) unescape a literal on first use and keep
 /// the result; equality and `Debug` are those of the value, however it is held.
@@ -37,6 +39,10 @@ enum Repr {
 #[derive(Clone)]
 struct Literal {
     json: String,
+    /// Whether `json` is written as it stands inside another JSON string (a socket.io `msg`
+    /// literal: `\"v=0\\r\\n…\"`). Kept so, a socket.io offer relayed to socket.io peers is
+    /// never rewritten; [`JsonText::write_json`] undoes the outer level for another dialect.
+    twice: bool,
     /// The value, unescaped from `json` on first read when it has escapes.
     value: OnceLock<String>,
 }
@@ -63,6 +69,24 @@ impl JsonText {
         }
         JsonText(Repr::Literal(Box::new(Literal {
             json: literal.into_owned(),
+            twice: false,
+            value: OnceLock::new(),
+        })))
+    }
+
+    /// Keeps `literal`, a JSON string literal written inside another JSON string (from its
+    /// `\"` to its `\"`), which the caller has read as one valid such literal. A literal
+    /// whose only escapes are its quotes (nearly every candidate line) is held as its value.
+    pub(crate) fn from_checked_literal_twice(literal: &str) -> Self {
+        let inner = literal
+            .get(2..literal.len().saturating_sub(2))
+            .unwrap_or_default();
+        if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+            return JsonText(Repr::Value(inner.to_owned()));
+        }
+        JsonText(Repr::Literal(Box::new(Literal {
+            json: literal.to_owned(),
+            twice: true,
             value: OnceLock::new(),
         })))
     }
@@ -96,6 +120,7 @@ impl JsonText {
     /// value escaped as serde_json escapes it.
     pub(crate) fn write_json(&self, out: &mut String) {
         match &self.0 {
+            Repr::Literal(literal) if literal.twice => literal.write_once_escaped(out),
             Repr::Literal(literal) => out.push_str(&literal.json),
             Repr::Value(value) => out.push_str(&json_string(value)),
         }
@@ -113,8 +138,23 @@ impl JsonText {
 impl Literal {
     fn value(&self) -> &str {
         // The literal was checked as a JSON string when it was read, so this cannot fail.
-        self.value
-            .get_or_init(|| serde_json::from_str(&self.json).unwrap_or_default())
+        self.value.get_or_init(|| {
+            if !self.twice {
+                return serde_json::from_str(&self.json).unwrap_or_default();
+            }
+            let mut once = String::new();
+            undo_outer_escaping(&self.json, &mut once)
+                .and_then(|()| serde_json::from_str(&once).ok())
+                .unwrap_or_default()
+        })
+    }
+
+    /// A literal kept escaped twice, as plain JSON writes it.
+    fn write_once_escaped(&self, out: &mut String) {
+        // Checked when it was read, so this cannot fail; were it to, the value (then empty).
+        if undo_outer_escaping(&self.json, out).is_none() {
+            out.push_str("\"\"");
+        }
     }
 }
 
@@ -252,6 +292,30 @@ mod tests {
         assert!(kept.value.get().is_none(), "unescaped before it was read");
         assert_eq!(escaped, "a/b");
         assert!(kept.value.get().is_some(), "unescaped once, and kept");
+    }
+
+    /// A socket.io `msg` literal holds the page's JSON escaped twice: an SDP read there is kept
+    /// as written, and only a reader or another dialect's rendering undoes the outer level.
+    #[test]
+    fn a_literal_escaped_twice_is_kept_and_written_once_escaped() {
+        let twice = r#"\"v=0\\r\\na=x:\\\"q\\\" \/\\\\/\""#;
+        let text = JsonText::from_checked_literal_twice(twice);
+        let Repr::Literal(kept) = &text.0 else {
+            panic!("not kept");
+        };
+        assert_eq!(kept.json, twice, "the sender's text, not rewritten");
+        assert!(kept.value.get().is_none());
+        let mut out = String::new();
+        text.write_json(&mut out);
+        assert_eq!(out, r#""v=0\r\na=x:\"q\" /\\/""#);
+        assert_eq!(text, "v=0\r\na=x:\"q\" /\\/");
+        assert_eq!(
+            serde_json::from_str::<String>(&out).ok().as_deref(),
+            Some(text.as_str())
+        );
+        // Only its quotes escaped: its value, like a plain literal without escapes.
+        let plain = JsonText::from_checked_literal_twice(r#"\"candidate:1 1 udp\""#);
+        assert!(matches!(&plain.0, Repr::Value(v) if v == "candidate:1 1 udp"));
     }
 
     #[test]

@@ -2,11 +2,15 @@
 //! way an event enters the pipeline; it runs with the event's room locked, and only that room
 //! ([`RoomTable::with`]), so events of different rooms are dispatched in parallel.
 //!
-//! Around the pipeline, two hooks: with `[cluster]`, [`ClusterMembership`] claims a joiner's
-//! place in Redis first, shows the pipeline the room as Redis lists it, and afterwards commits
-//! or gives back the claim, tells the other nodes and forwards deliveries to proxies; and when
-//! no plugin answers a request that expects an answer, the plugins' [`Plugin::on_unanswered`]
-//! hooks say why.
+//! Around the pipeline, two hooks: with `[cluster]`, a [`ClusterMembership`] (the Redis one,
+//! `remote.rs`) claims a joiner's place first, shows the pipeline the room as the cluster lists
+//! it, and afterwards commits or gives back the claim, tells the other nodes and forwards
+//! deliveries to proxies; and when no plugin answers a request that expects an answer, the
+//! plugins' [`Plugin::on_unanswered`] hooks say why.
+//!
+//! A departure (a leave whose reason is [`LeaveReason::Disconnect`]: the connection closed, or
+//! a member of another node is gone) is dispatched like any event, and its member leaves the
+//! room even when a plugin refuses it, or a dead session would hold its place forever.
 //!
 //! [`Plugin::on_unanswered`]: switchboard_plugin_api::Plugin::on_unanswered
 
@@ -17,11 +21,12 @@ use futures_util::future::Either;
 use switchboard_plugin_api::{
     Decision, Delivery, EventContext, Peer, Refusal, RoomView, SessionId,
 };
-use switchboard_protocol::{ConferenceCommand, ErrorCode, Event, JoinMode, Leave, LeaveReason};
+use switchboard_protocol::{ConferenceCommand, ErrorCode, Event, JoinMode, LeaveReason};
 
 use super::delivery::Blocked;
+use super::membership::{ClusterMembership, JoinTurn};
 use super::registry::SessionRegistry;
-use super::remote::ClusterMembership;
+use super::remote::RedisMembership;
 use crate::cluster::{Claim, Cluster};
 use crate::envelope::Envelope;
 use crate::pipeline::Pipeline;
@@ -76,7 +81,7 @@ pub struct Dispatcher {
     pipeline: ArcSwap<Pipeline>,
     rooms: RoomTable,
     /// Set once at start when `[cluster]` is configured.
-    cluster: OnceLock<ClusterMembership>,
+    cluster: OnceLock<Arc<dyn ClusterMembership>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -113,14 +118,24 @@ impl Dispatcher {
         self.pipeline.swap(Arc::new(pipeline))
     }
 
-    /// Joins a cluster (once, at start).
+    /// Joins a cluster (once, at start): its membership in Redis becomes the cluster hook.
     pub(crate) fn set_cluster(&self, cluster: Arc<Cluster>) {
-        let _ = self.cluster.set(ClusterMembership::new(cluster));
+        self.set_membership(Arc::new(RedisMembership::new(cluster)));
     }
 
-    /// The cluster hook, when `[cluster]` is set.
-    pub fn cluster(&self) -> Option<&ClusterMembership> {
-        self.cluster.get()
+    /// Sets the cluster hook (once; a second call is ignored).
+    pub fn set_membership(&self, membership: Arc<dyn ClusterMembership>) {
+        let _ = self.cluster.set(membership);
+    }
+
+    /// The cluster hook, when one is set.
+    pub fn membership(&self) -> Option<&dyn ClusterMembership> {
+        self.cluster.get().map(|hook| &**hook)
+    }
+
+    /// The cluster, when the hook is this node's membership in Redis.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.redis().map(RedisMembership::cluster)
     }
 
     pub(super) fn rooms(&self) -> &RoomTable {
@@ -155,59 +170,38 @@ impl Dispatcher {
     /// event's envelope into a claim's future first, a cost measured on the relay path.)
     pub fn dispatch(&self, envelope: Envelope) -> impl Future<Output = Dispatched> + Send + '_ {
         match self.cluster.get() {
-            Some(cluster) if ClusterMembership::claimed_room(&envelope.event).is_some() => {
+            Some(cluster) if claimed_room(&envelope.event).is_some() => {
                 // Boxed: the claim's Redis round trips make a future of kilobytes, and inline
                 // it sized every session's task, idle or not, for this one rare wait
                 // (BENCHMARKS.md, "What an idle session holds").
-                Either::Right(Box::pin(self.claim_then_run(cluster, envelope)))
+                Either::Right(Box::pin(self.claim_then_run(&**cluster, envelope)))
             }
             _ => Either::Left(std::future::ready(self.run(envelope, None))),
         }
     }
 
-    /// A join with `[cluster]`: its place in Redis first, then [`Self::run`].
-    async fn claim_then_run(&self, cluster: &ClusterMembership, envelope: Envelope) -> Dispatched {
-        let Some(room) = ClusterMembership::claimed_room(&envelope.event).map(str::to_owned) else {
+    /// A join with `[cluster]`: its place claimed first, then [`Self::run`].
+    async fn claim_then_run(
+        &self,
+        cluster: &dyn ClusterMembership,
+        envelope: Envelope,
+    ) -> Dispatched {
+        let Some(room) = claimed_room(&envelope.event).map(str::to_owned) else {
             return self.run(envelope, None);
         };
-        // Held through the claim and the pipeline, so this node admits its joiners of one room
-        // in the order Redis listed them.
-        let _serialized = cluster.serialize(&room).await;
+        // The turn is held through the pipeline, so this node admits its joiners of one room
+        // in the order the cluster listed them.
         match cluster
             .claim(self, envelope.from, &envelope.event, &room)
             .await
         {
-            Ok(claim) => self.run(envelope, claim),
+            Ok(JoinTurn { claim, hold }) => {
+                let out = self.run(envelope, claim);
+                drop(hold);
+                out
+            }
             Err(refusal) => Dispatched::refused(refusal, &room),
         }
-    }
-
-    /// Leaves `room` on behalf of `from` (a closing session, or a proxy whose node is gone or
-    /// whose member left). Membership goes even when a plugin refuses the leave, or a dead
-    /// session would hold its place forever. Returns the deliveries that must wait.
-    pub fn leave(&self, from: Peer, room: &str) -> Blocked {
-        let event = Event::Leave(Leave {
-            room: room.to_owned(),
-            reason: LeaveReason::Disconnect,
-        });
-        let out = self.run(
-            Envelope {
-                from,
-                event,
-                original: None,
-                app: None,
-            },
-            None,
-        );
-        if out.membership.is_none() {
-            self.rooms.with(room, |state| {
-                let was_member = state.leave(from.session);
-                if let Some(cluster) = self.cluster.get() {
-                    cluster.left_outside_pipeline(state, room, &from, was_member);
-                }
-            });
-        }
-        out.blocked
     }
 
     /// The dispatch itself, after any claim: the pipeline under the room's lock, then the
@@ -262,10 +256,10 @@ impl Dispatcher {
         envelope: &Arc<Envelope>,
         claim: Option<&Claim>,
     ) -> Result<Accepted, Refusal> {
-        let cluster = self.cluster.get();
+        let cluster = self.membership();
         let claimed_view = match (cluster, claim) {
             (Some(cluster), Some(claim)) => {
-                Some(cluster.before(state, room, claim, || self.registry.next_id()))
+                Some(cluster.before(state, room, claim, &mut || self.registry.next_id()))
             }
             _ => None,
         };
@@ -281,6 +275,12 @@ impl Dispatcher {
             Err(refusal) => {
                 if let Some(cluster) = cluster {
                     cluster.refused(state, room, claim);
+                }
+                if is_departure(&envelope.event) {
+                    let was_member = state.leave(envelope.from.session);
+                    if let Some(cluster) = cluster {
+                        cluster.departed(state, room, &envelope.from, was_member);
+                    }
                 }
                 return Err(refusal);
             }
@@ -299,6 +299,23 @@ impl Dispatcher {
         };
         Ok((membership, deliveries))
     }
+}
+
+/// The room whose place `event` claims in the cluster before it is dispatched: a join (any
+/// dialect's, or an Ant `joinRoom`). Everything else is dispatched at once.
+fn claimed_room(event: &Event) -> Option<&str> {
+    match event {
+        Event::Join(join) => Some(&join.room),
+        Event::Conference(c) if matches!(c.command, ConferenceCommand::JoinRoom(_)) => {
+            Some(c.target())
+        }
+        _ => None,
+    }
+}
+
+/// Whether `event` is a departure: its member leaves even when a plugin refuses it.
+fn is_departure(event: &Event) -> bool {
+    matches!(event, Event::Leave(leave) if leave.reason == LeaveReason::Disconnect)
 }
 
 /// The decision's deliveries, unless the event is a request its sender expects an answer to
@@ -354,3 +371,6 @@ fn apply_membership(state: &mut Room, room: &str, envelope: &Envelope) -> Option
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,5 @@
-//! The dispatcher's cluster hook (`[cluster]`): claiming a joiner's place in Redis, remote
+//! The dispatcher's cluster hook with `[cluster]`, [`RedisMembership`] (the
+//! [`ClusterMembership`] the dispatcher calls): claiming a joiner's place in Redis, remote
 //! members as proxies in the room table, frames from other nodes, and dead nodes' peers leaving.
 //! The Redis side is in [`crate::cluster`].
 //!
@@ -8,10 +9,13 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use futures_util::FutureExt;
+
 use switchboard_plugin_api::{Delivery, Payload, Peer, Refusal, SessionId};
 use switchboard_protocol::cluster::RemotePeer;
-use switchboard_protocol::{ConferenceCommand, ErrorCode, Event, JoinMode};
+use switchboard_protocol::{ErrorCode, Event, JoinMode};
 
+use super::membership::{ClaimFuture, ClusterMembership, JoinTurn};
 use super::{Dispatcher, Membership};
 use crate::cluster::{
     Claim, ClaimFailed, Cluster, OutMessage, Outgoing, Proxies, RemoteRef, proxies,
@@ -29,23 +33,24 @@ fn stripe_of(room: &str) -> usize {
     usize::try_from(h.finish() % JOIN_STRIPES as u64).unwrap_or(0)
 }
 
-/// This node's membership in the cluster, as the dispatcher sees it.
+/// This node's membership in the cluster, kept in Redis.
 #[derive(Debug)]
-pub struct ClusterMembership {
+pub struct RedisMembership {
     cluster: Arc<Cluster>,
     /// Which room members are proxies of peers on other nodes.
     proxies: Mutex<Proxies>,
-    /// Joins into rooms of one stripe run one at a time, claim and pipeline.
-    join_locks: Vec<tokio::sync::Mutex<()>>,
+    /// Joins into rooms of one stripe run one at a time, claim and pipeline (each held by its
+    /// join's turn, which owns its guard).
+    join_locks: Vec<Arc<tokio::sync::Mutex<()>>>,
 }
 
-impl ClusterMembership {
+impl RedisMembership {
     pub(super) fn new(cluster: Arc<Cluster>) -> Self {
         Self {
             cluster,
             proxies: Mutex::default(),
             join_locks: (0..JOIN_STRIPES)
-                .map(|_| tokio::sync::Mutex::new(()))
+                .map(|_| Arc::new(tokio::sync::Mutex::new(())))
                 .collect(),
         }
     }
@@ -59,27 +64,29 @@ impl ClusterMembership {
         self.proxies.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The room whose place `event` claims in Redis before it is dispatched: a join.
-    /// Everything else is dispatched at once.
-    pub(super) fn claimed_room(event: &Event) -> Option<&str> {
-        match event {
-            Event::Join(join) => Some(&join.room),
-            Event::Conference(c) if matches!(c.command, ConferenceCommand::JoinRoom(_)) => {
-                Some(c.target())
-            }
-            _ => None,
-        }
-    }
-
-    /// Waits for this node's joins into `room`'s stripe.
-    pub(super) async fn serialize(&self, room: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        self.join_locks[stripe_of(room)].lock().await
+    /// Waits for this node's joins into `room`'s stripe, then claims the sender's place in
+    /// Redis ([`Self::claim_place`]); the stripe stays held with the turn.
+    async fn turn(
+        &self,
+        dispatcher: &Dispatcher,
+        from: Peer,
+        event: &Event,
+        room: &str,
+    ) -> Result<JoinTurn, Refusal> {
+        let serialized = Arc::clone(&self.join_locks[stripe_of(room)])
+            .lock_owned()
+            .await;
+        let claim = self.claim_place(dispatcher, from, event, room).await?;
+        Ok(JoinTurn {
+            claim,
+            hold: Box::new(serialized),
+        })
     }
 
     /// Claims the sender's place in Redis before a join (`None` for a repeated join, and while
     /// Redis is unreachable). What other nodes send the joiner meanwhile is held until its
     /// join has run.
-    pub(super) async fn claim(
+    async fn claim_place(
         &self,
         dispatcher: &Dispatcher,
         from: Peer,
@@ -114,17 +121,29 @@ impl ClusterMembership {
             )),
         }
     }
+}
 
-    /// Before the pipeline of a claimed join: the members Redis listed ahead of the joiner join
-    /// the room as proxies, and the pipeline sees the room as Redis lists it (this node's
-    /// members and the remote members Redis lists; a proxy Redis no longer lists has left, its
-    /// `left` frame on its way, and does not count).
-    pub(super) fn before(
+impl ClusterMembership for RedisMembership {
+    fn claim<'a>(
+        &'a self,
+        dispatcher: &'a Dispatcher,
+        from: Peer,
+        event: &'a Event,
+        room: &'a str,
+    ) -> ClaimFuture<'a> {
+        Box::pin(self.turn(dispatcher, from, event, room))
+    }
+
+    /// The members Redis listed ahead of the joiner join the room as proxies, and the pipeline
+    /// sees the room as Redis lists it (this node's members and the remote members Redis
+    /// lists; a proxy Redis no longer lists has left, its `left` frame on its way, and does not
+    /// count).
+    fn before(
         &self,
         state: &mut Room,
         room: &str,
         claim: &Claim,
-        alloc: impl FnMut() -> SessionId,
+        alloc: &mut dyn FnMut() -> SessionId,
     ) -> Vec<Peer> {
         let mut proxies = self.proxies();
         proxies::reconcile(
@@ -149,19 +168,16 @@ impl ClusterMembership {
             .collect()
     }
 
-    /// The pipeline refused the event: a claimed join gives its place back.
-    pub(super) fn refused(&self, state: &mut Room, room: &str, claim: Option<&Claim>) {
+    fn refused(&self, state: &mut Room, room: &str, claim: Option<&Claim>) {
         if let Some(claim) = claim {
             self.cluster.commit(room, claim, false);
         }
         proxies::prune(&mut self.proxies(), state, room);
     }
 
-    /// The pipeline accepted the event: a claimed join is committed, the other nodes hear of
-    /// the membership change, deliveries to proxies go to their nodes. Returns the local
-    /// deliveries. A proxy's own leave (its node is gone, or told us) is told to local members
-    /// only: the other nodes tell their own.
-    pub(super) fn accepted(
+    /// A proxy's own leave (its node is gone, or told us) is told to local members only: the
+    /// other nodes tell their own.
+    fn accepted(
         &self,
         state: &mut Room,
         room: &str,
@@ -196,14 +212,7 @@ impl ClusterMembership {
         local
     }
 
-    /// `from` left `room` without the pipeline accepting it (see [`Dispatcher::leave`]).
-    pub(super) fn left_outside_pipeline(
-        &self,
-        state: &mut Room,
-        room: &str,
-        from: &Peer,
-        was_member: bool,
-    ) {
+    fn departed(&self, state: &mut Room, room: &str, from: &Peer, was_member: bool) {
         let mut proxies = self.proxies();
         if proxies.is_proxy(from.session) {
             proxies.left(from.session, room);
@@ -218,14 +227,18 @@ impl ClusterMembership {
 }
 
 impl Dispatcher {
-    fn membership(&self) -> Option<&ClusterMembership> {
-        self.cluster()
+    /// The cluster hook when it is this node's membership in Redis. Frames from other nodes
+    /// concern its proxies, which only it keeps: with another hook, or none, the methods below
+    /// find nothing to do, as without `[cluster]`.
+    pub(super) fn redis(&self) -> Option<&RedisMembership> {
+        let hook: &dyn std::any::Any = self.membership()?;
+        hook.downcast_ref()
     }
 
     /// Every member of this node (not the proxies), with its room: what re-registration after
     /// a Redis outage writes back.
     pub fn local_members(&self) -> Vec<(String, Peer)> {
-        let Some(cluster) = self.membership() else {
+        let Some(cluster) = self.redis() else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -247,14 +260,14 @@ impl Dispatcher {
 
     /// Every other node that has members in this node's rooms.
     pub fn proxy_nodes(&self) -> HashSet<Arc<str>> {
-        self.membership()
+        self.redis()
             .map(|c| c.proxies().nodes())
             .unwrap_or_default()
     }
 
     /// A member of another node joined `room` (its node ran the pipeline).
     pub fn remote_joined(&self, node: &Arc<str>, room: &str, peer: RemotePeer) {
-        let Some(cluster) = self.membership() else {
+        let Some(cluster) = self.redis() else {
             return;
         };
         self.rooms().with(room, |state| {
@@ -269,7 +282,7 @@ impl Dispatcher {
 
     /// A member of another node left `room` (its node ran the pipeline and told the partners).
     pub fn remote_left(&self, node: &str, room: &str, session: u64) {
-        let Some(cluster) = self.membership() else {
+        let Some(cluster) = self.redis() else {
             return;
         };
         self.rooms().with(room, |state| {
@@ -281,7 +294,7 @@ impl Dispatcher {
     /// so local partners get the leave signal of their dialect. Returns how many left.
     pub fn drop_node(&self, node: &str) -> usize {
         let gone = self
-            .membership()
+            .redis()
             .map(|c| c.proxies().of_node(node))
             .unwrap_or_default();
         for (id, room) in &gone {
@@ -297,10 +310,7 @@ impl Dispatcher {
     /// member is left that only one node believes in: the room is free for both peers to join
     /// again, instead of full with two members who cannot reach each other.
     pub fn end_cross_node_calls(&self, reason: &str) {
-        let gone = self
-            .membership()
-            .map(|c| c.proxies().all())
-            .unwrap_or_default();
+        let gone = self.redis().map(|c| c.proxies().all()).unwrap_or_default();
         let rooms: HashSet<&str> = gone.iter().map(|(_, room)| room.as_str()).collect();
         for (id, room) in &gone {
             self.proxy_leaves(*id, room);
@@ -316,7 +326,7 @@ impl Dispatcher {
 
     /// Every room with proxies, with the owner of each proxy (for the anti-entropy sweep).
     pub fn proxy_rooms(&self) -> Vec<(String, Vec<(SessionId, RemoteRef)>)> {
-        let Some(cluster) = self.membership() else {
+        let Some(cluster) = self.redis() else {
             return Vec::new();
         };
         let proxies = cluster.proxies();
@@ -337,14 +347,17 @@ impl Dispatcher {
             .into_iter()
             .find(|p| p.session == id);
         let Some(from) = member else {
-            if let Some(cluster) = self.membership() {
+            if let Some(cluster) = self.redis() {
                 cluster.proxies().left(id, room);
             }
             return;
         };
-        // The cluster task cannot wait for a full queue.
-        self.leave(from, room)
-            .defer(self.registry().write_timeout());
+        // A departure claims nothing, so it is dispatched in the first poll; the cluster task
+        // cannot wait for a full queue.
+        let departed = self.dispatch(Envelope::departure(from, room.to_owned()));
+        if let Some(out) = departed.now_or_never() {
+            out.blocked.defer(self.registry().write_timeout());
+        }
     }
 }
 

@@ -7,11 +7,18 @@
 //! stops it (`None`), for the dialect's general decoder to read and judge.
 //!
 //! The same reader reads JSON that is itself inside a JSON string ([`Escaping::Twice`], the
-//! socket.io `msg` literal): every quote of the inner text is then `\"`, and every escape of
-//! the inner text is escaped again, so one level is undone in the same single pass.
+//! socket.io `msg` literal; its rules are in `crate::escape`): every quote of the inner text is
+//! then `\"`, and every escape of the inner text is escaped again, so one level is undone in
+//! the same single pass. An SDP or a candidate line there is kept with both levels, as the
+//! sender wrote it: a relay between socket.io peers sends the sender's frame, and only another
+//! dialect's rendering undoes the outer level.
 
 use std::borrow::Cow;
 
+#[cfg(test)]
+pub(crate) use crate::escape::is_special;
+pub(crate) use crate::escape::next_special;
+use crate::escape::{Escaped, LINE_END_TWICE, escape_twice, literal_twice_len};
 use crate::{Candidate, Description, Event, JsonText, SdpKind};
 
 /// How many times the text being read was JSON-escaped.
@@ -92,13 +99,17 @@ impl<'a> Reader<'a> {
         Some(value)
     }
 
-    /// A string kept as JSON: its literal, quotes included, in plain JSON's escaping (text
-    /// escaped twice has one level undone). Only the escapes [`Self::string`] accepts, so what
-    /// this returns is always a valid JSON string.
-    pub(crate) fn literal(&mut self) -> Option<Cow<'a, str>> {
+    /// A string kept as JSON ([`JsonText`]): its literal, quotes included, as the text writes
+    /// it (in text escaped twice, with both levels: see the module's notes). Only the escapes
+    /// [`Self::string`] accepts, so what this keeps is always a valid JSON string.
+    pub(crate) fn literal(&mut self) -> Option<JsonText> {
         match self.escaping {
-            Escaping::Once => self.literal_once().map(Cow::Borrowed),
-            Escaping::Twice => self.literal_twice().map(Cow::Owned),
+            Escaping::Once => self
+                .literal_once()
+                .map(|literal| JsonText::from_checked_literal(Cow::Borrowed(literal))),
+            Escaping::Twice => self
+                .literal_twice()
+                .map(JsonText::from_checked_literal_twice),
         }
     }
 
@@ -128,37 +139,14 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// [`Self::literal`] of text escaped twice: the inner literal, its outer escaping undone.
-    fn literal_twice(&mut self) -> Option<String> {
-        self.quote()?;
-        let mut out = String::with_capacity(self.rest.len() + 2);
-        out.push('"');
-        let mut rest = self.rest;
-        loop {
-            // Runs end at an ASCII byte or the end, so this is a character boundary.
-            let (run, tail) = rest.split_at_checked(next_special(rest.as_bytes()))?;
-            out.push_str(run);
-            if tail.as_bytes().starts_with(b"\\\\r\\\\n") {
-                out.push_str("\\r\\n");
-                rest = tail.get(6..)?;
-                continue;
-            }
-            let bytes = tail.as_bytes();
-            // A raw quote would end the outer string; a raw control character is not JSON.
-            (bytes.first()? == &b'\\').then_some(())?;
-            let taken = match escape_twice(bytes.get(1..)?)? {
-                Escaped::Char(ch, len) => {
-                    push_escaped(&mut out, ch);
-                    1 + len
-                }
-                Escaped::InnerEnd => {
-                    out.push('"');
-                    self.rest = tail.get(2..)?;
-                    return Some(out);
-                }
-            };
-            rest = tail.get(taken..)?;
-        }
+    /// [`Self::literal`] of text escaped twice: the inner literal, `\"` to `\"`, checked,
+    /// nothing copied.
+    fn literal_twice(&mut self) -> Option<&'a str> {
+        let len = literal_twice_len(self.rest.as_bytes())?;
+        // The literal ends with an ASCII quote, so `len` is a character boundary.
+        let (literal, rest) = self.rest.split_at_checked(len)?;
+        self.rest = rest;
+        Some(literal)
     }
 
     /// A string, unescaped.
@@ -174,7 +162,10 @@ impl<'a> Reader<'a> {
             // Each escaping's pattern is a constant, so the comparison is a load, not a call.
             let line_end = match self.escaping {
                 Escaping::Once => tail.as_bytes().starts_with(b"\\r\\n").then_some(4),
-                Escaping::Twice => tail.as_bytes().starts_with(b"\\\\r\\\\n").then_some(6),
+                Escaping::Twice => tail
+                    .as_bytes()
+                    .starts_with(LINE_END_TWICE)
+                    .then_some(LINE_END_TWICE.len()),
             };
             if let Some(len) = line_end {
                 out.push_str("\r\n");
@@ -295,99 +286,23 @@ pub(crate) fn description_rest(
     Some(Event::Description(Description {
         room: room.to_owned(),
         kind: SdpKind::parse(kind)?,
-        sdp: JsonText::from_checked_literal(sdp),
+        sdp,
     }))
 }
 
 /// A candidate event, its line kept as the literal [`Reader::literal`] read.
 pub(crate) fn candidate_event(
     room: &str,
-    candidate: Cow<'_, str>,
+    candidate: JsonText,
     sdp_mid: Option<String>,
     sdp_mline_index: Option<u32>,
     username_fragment: Option<String>,
 ) -> Event {
     Event::Candidate(Candidate {
         room: room.to_owned(),
-        candidate: JsonText::from_checked_literal(candidate),
+        candidate,
         sdp_mid,
         sdp_mline_index,
         username_fragment,
     })
-}
-
-/// `ch` as plain JSON writes it inside a string: the characters [`escape_twice`] can give.
-fn push_escaped(out: &mut String, ch: char) {
-    match ch {
-        '"' => out.push_str("\\\""),
-        '\\' => out.push_str("\\\\"),
-        '\r' => out.push_str("\\r"),
-        '\n' => out.push_str("\\n"),
-        '\t' => out.push_str("\\t"),
-        other => out.push(other),
-    }
-}
-
-/// What an outer escape stands for in text escaped twice.
-enum Escaped {
-    /// A character of the inner string, and how many bytes after the backslash it took.
-    Char(char, usize),
-    /// The inner string's closing quote.
-    InnerEnd,
-}
-
-/// What an outer escape (after its backslash) stands for in the inner text. An outer `\\` is
-/// an inner backslash, which must start an inner escape; an outer `\"` is an inner quote, which
-/// ends the inner string.
-fn escape_twice(after_backslash: &[u8]) -> Option<Escaped> {
-    let (ch, len) = match after_backslash {
-        [b'"', ..] => return Some(Escaped::InnerEnd),
-        [b'/', ..] => ('/', 1),
-        [b'\\', b'r', ..] => ('\r', 2),
-        [b'\\', b'n', ..] => ('\n', 2),
-        [b'\\', b't', ..] => ('\t', 2),
-        [b'\\', b'/', ..] => ('/', 2),
-        [b'\\', b'\\', b'/', ..] => ('/', 3),
-        [b'\\', b'\\', b'"', ..] => ('"', 3),
-        [b'\\', b'\\', b'\\', ..] => ('\\', 3),
-        _ => return None,
-    };
-    Some(Escaped::Char(ch, len))
-}
-
-/// The index of the first byte that is a quote, a backslash or a control character, or the
-/// length: eight bytes at a time, as an SDP line is tens of plain bytes between escapes.
-pub(crate) fn next_special(bytes: &[u8]) -> usize {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    const QUOTES: u64 = u64::from_ne_bytes([b'"'; 8]);
-    const BACKSLASHES: u64 = u64::from_ne_bytes([b'\\'; 8]);
-    const SPACES: u64 = u64::from_ne_bytes([0x20; 8]);
-    // The high bit of each byte that is zero in `x` (exact for the lowest such byte).
-    let zero_bytes = |x: u64| x.wrapping_sub(ONES) & !x & HIGHS;
-    let mut chunks = bytes.chunks_exact(8);
-    let mut offset = 0;
-    for chunk in &mut chunks {
-        let mut word = [0; 8];
-        word.copy_from_slice(chunk);
-        let word = u64::from_le_bytes(word);
-        let found = zero_bytes(word ^ QUOTES)
-            | zero_bytes(word ^ BACKSLASHES)
-            | (word.wrapping_sub(SPACES) & !word & HIGHS);
-        if found != 0 {
-            // Little-endian: the lowest flagged byte comes first in the slice.
-            return offset + (found.trailing_zeros() / 8) as usize;
-        }
-        offset += 8;
-    }
-    let rest = chunks.remainder();
-    offset
-        + rest
-            .iter()
-            .position(|&b| is_special(b))
-            .unwrap_or(rest.len())
-}
-
-pub(crate) fn is_special(byte: u8) -> bool {
-    byte == b'"' || byte == b'\\' || byte < 0x20
 }
