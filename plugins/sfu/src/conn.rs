@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, Mid, Rid};
 use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Output, Rtc};
 use switchboard_plugin_api::event::conference::{MediaDirection, MediaOffer, TrackMapping};
 
+use crate::layers::{Layers, Selector};
 use crate::metrics::{COUNTERS, Leg, RtpTotals};
 use crate::registry::StreamKey;
 
@@ -104,6 +105,8 @@ pub struct TrackOut {
     /// The player asked not to be sent it (`toggleVideo`/`toggleAudio`/`enableTrack` with
     /// `enabled: false`); it stays negotiated, nothing is written to it.
     pub paused: bool,
+    /// Which simulcast layer of the source it is sent (`layers.rs`).
+    pub select: Selector,
 }
 
 /// The negotiation state of a [`TrackOut`].
@@ -129,6 +132,8 @@ pub struct TrackIn {
     /// Audio or video.
     pub kind: MediaKind,
     last_keyframe_request: Option<Instant>,
+    /// Its simulcast layers as they arrive (one without a RID when it has none).
+    pub layers: Layers,
 }
 
 /// One peer connection.
@@ -448,6 +453,7 @@ impl Conn {
             state: TrackState::ToOpen,
             gone: false,
             paused: false,
+            select: Selector::default(),
         });
     }
 
@@ -481,27 +487,45 @@ impl Conn {
                 .any(|t| matches!(t.state, TrackState::ToOpen | TrackState::ToStop(_)))
     }
 
-    /// A player: writes a publisher's frame to the section that carries it. Returns whether
-    /// it was written.
-    pub fn forward(&mut self, from: u64, data: &MediaData) -> bool {
-        let Some(mid) = self.tracks_out.iter().find_map(|t| match t.state {
-            TrackState::Open(mid) if t.source == (from, data.mid) && !t.paused => Some(mid),
-            _ => None,
+    /// A player: writes a publisher's frame to the section that carries it; of a simulcast
+    /// track (`layers`: the source's), only the layer this player is sent. Returns whether it
+    /// was written, and a layer of the source to ask a keyframe of (a layer switch waits).
+    pub fn forward(
+        &mut self,
+        from: u64,
+        data: &MediaData,
+        layers: Option<&Layers>,
+    ) -> (bool, Option<Rid>) {
+        let Some(track) = self.tracks_out.iter_mut().find(|t| {
+            matches!(t.state, TrackState::Open(_)) && t.source == (from, data.mid) && !t.paused
         }) else {
-            return false;
+            return (false, None);
+        };
+        let TrackState::Open(mid) = track.state else {
+            return (false, None);
+        };
+        let (time, keyframe) = match layers {
+            Some(layers) => {
+                let admit = track.select.admit(layers, data);
+                (admit.time, admit.keyframe)
+            }
+            None => (Some(data.time), None),
+        };
+        let Some(time) = time else {
+            return (false, keyframe);
         };
         let Some(writer) = self.rtc.as_mut().and_then(|rtc| rtc.writer(mid)) else {
-            return false;
+            return (false, keyframe);
         };
         let Some(pt) = writer.match_params(data.params) else {
-            return false;
+            return (false, keyframe);
         };
         self.dirty = true;
-        if let Err(e) = writer.write(pt, data.network_time, data.time, data.data.clone()) {
+        if let Err(e) = writer.write(pt, data.network_time, time, data.data.clone()) {
             tracing::debug!(error = %e, "A frame could not be forwarded.");
-            return false;
+            return (false, keyframe);
         }
-        true
+        (true, keyframe)
     }
 
     /// A player: pauses or resumes the tracks of stream `track` (every track when `track` is
@@ -534,7 +558,8 @@ impl Conn {
         channel.write(binary, data).unwrap_or(false)
     }
 
-    /// A publisher: asks for a keyframe on `mid`, at most every [`KEYFRAME_INTERVAL`].
+    /// A publisher: asks for a keyframe on `mid` (every simulcast layer of it), at most every
+    /// [`KEYFRAME_INTERVAL`].
     pub fn request_keyframe(&mut self, mid: Mid, kind: KeyframeRequestKind, now: Instant) {
         let Some(track) = self.tracks_in.iter_mut().find(|t| t.mid == mid) else {
             return;
@@ -545,14 +570,70 @@ impl Conn {
         {
             return;
         }
-        let Some(mut writer) = self.rtc.as_mut().and_then(|rtc| rtc.writer(mid)) else {
+        let Some(rtc) = self.rtc.as_mut() else {
             return;
         };
-        if writer.request_keyframe(None, kind).is_ok() {
+        // A simulcast track has no stream without a RID: each layer is asked.
+        let rids: Vec<Option<Rid>> = if track.layers.is_simulcast() {
+            track.layers.layers_mut().iter().map(|l| l.rid).collect()
+        } else {
+            vec![None]
+        };
+        let mut asked = false;
+        for rid in rids {
+            if let Some(mut writer) = rtc.writer(mid)
+                && writer.request_keyframe(rid, kind).is_ok()
+            {
+                asked = true;
+            }
+        }
+        if asked {
             COUNTERS.keyframe_requested();
             track.last_keyframe_request = Some(now);
             self.dirty = true;
         }
+    }
+
+    /// A publisher: asks simulcast layer `rid` of `mid` for a keyframe (a player switches to
+    /// it), at most every [`KEYFRAME_INTERVAL`] per layer.
+    pub fn request_layer_keyframe(&mut self, mid: Mid, rid: Rid, now: Instant) {
+        let Some(track) = self.tracks_in.iter_mut().find(|t| t.mid == mid) else {
+            return;
+        };
+        let Some(layer) = track
+            .layers
+            .layers_mut()
+            .iter_mut()
+            .find(|l| l.rid == Some(rid))
+        else {
+            return;
+        };
+        if layer
+            .last_keyframe_request
+            .is_some_and(|t| now.duration_since(t) < KEYFRAME_INTERVAL)
+        {
+            return;
+        }
+        let Some(mut writer) = self.rtc.as_mut().and_then(|rtc| rtc.writer(mid)) else {
+            return;
+        };
+        if writer
+            .request_keyframe(Some(rid), KeyframeRequestKind::Pli)
+            .is_ok()
+        {
+            COUNTERS.keyframe_requested();
+            layer.last_keyframe_request = Some(now);
+            self.dirty = true;
+        }
+    }
+
+    /// A publisher: the layers of its track `mid`, if it is sent as simulcast.
+    pub fn simulcast_layers(&self, mid: Mid) -> Option<&Layers> {
+        self.tracks_in
+            .iter()
+            .find(|t| t.mid == mid)
+            .map(|t| &t.layers)
+            .filter(|l| l.is_simulcast())
     }
 
     /// Drains the `Rtc`'s output: datagrams to `send`, meaning to `out`. Stops at the next
@@ -597,6 +678,7 @@ impl Conn {
                             mid: m.mid,
                             kind: m.kind,
                             last_keyframe_request: None,
+                            layers: Layers::default(),
                         });
                         out.push(Yield::TrackAdded {
                             from: self.id,
@@ -614,6 +696,11 @@ impl Conn {
                                 .iter()
                                 .any(|t| t.mid == data.mid && self.muted.contains(&t.kind)) => {}
                     RtcEvent::MediaData(data) if self.direction == MediaDirection::Publish => {
+                        if data.rid.is_some()
+                            && let Some(t) = self.tracks_in.iter_mut().find(|t| t.mid == data.mid)
+                        {
+                            t.layers.observe(&data);
+                        }
                         out.push(Yield::Media {
                             from: self.id,
                             data: Box::new(data),

@@ -11,8 +11,10 @@
 //! - A `publish` without `mainTrack` of a `joinRoom` participant's own stream goes into its
 //!   room (Ant's legacy conference flow); publishers are listed in the conference [`Hub`], so
 //!   room queries show them. A publisher's answer is `recvonly`.
-//! - `toggleVideo`/`toggleAudio`/`enableTrack` pause and resume forwarding; a publisher's
-//!   data-channel messages reach the players of its stream; `leaveFromRoom` ends the leaver's
+//! - `toggleVideo`/`toggleAudio`/`enableTrack` pause and resume forwarding (a publisher's own
+//!   toggle is announced to its players as Ant's `CAM_TURNED_OFF`/`MIC_MUTED`/… data-channel
+//!   events); a simulcast publisher's layers are chosen per player (`layers.rs`,
+//!   `forceStreamQuality`); a publisher's data-channel messages reach the players of its stream; `leaveFromRoom` ends the leaver's
 //!   streams in the room.
 //! - Media is forwarded as it arrives (str0m depacketizes each frame and packetizes it again
 //!   for every subscriber; nothing is decoded or transcoded). NACK/RTX are answered per leg by
@@ -40,8 +42,9 @@
 //! - `lib.rs`: settings, the factory and the hook.
 //! - `registry.rs`: the streams the plugin serves and its limits (shared by hook and task).
 //! - `engine/`: the task: socket, commands, timeouts, forwarding (`mod.rs`); track toggles, the
-//!   data-channel relay and the gauges' snapshot (`control.rs`).
+//!   data-channel relay, `forceStreamQuality` and the gauges' snapshot (`control.rs`).
 //! - `conn.rs`: one peer connection (publisher or player) and forwarding between them.
+//! - `layers.rs`: simulcast layer selection per player.
 //! - `metrics.rs`: the `switchboard_sfu_*` figures on `/metrics`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -63,6 +66,7 @@ use tokio_util::sync::CancellationToken;
 
 mod conn;
 mod engine;
+mod layers;
 mod metrics;
 mod registry;
 
@@ -349,6 +353,24 @@ impl Plugin for Sfu {
                         track_id: t.track_id.clone(),
                         kinds,
                         enabled: t.enabled,
+                    };
+                    if !self.send(command) {
+                        return Ok(refuse(ErrorCode::MediaCapacity, "the media plugin is busy"));
+                    }
+                    Verdict::Stop
+                }
+                ConferenceCommand::ForceQuality(q) => {
+                    let key = StreamKey::new(me, &q.stream_id);
+                    if !self.registry().is_player(&key) {
+                        return Ok(refuse(
+                            ErrorCode::NoStream,
+                            format!("this connection does not play `{}`", q.stream_id),
+                        ));
+                    }
+                    let command = Command::Quality {
+                        key,
+                        track_id: q.track_id.clone(),
+                        height: q.height,
                     };
                     if !self.send(command) {
                         return Ok(refuse(ErrorCode::MediaCapacity, "the media plugin is busy"));

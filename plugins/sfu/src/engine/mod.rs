@@ -70,6 +70,13 @@ pub enum Command {
         kinds: Vec<MediaKind>,
         enabled: bool,
     },
+    /// `forceStreamQuality` on play stream `key`: the layer height (0: automatic) for its
+    /// video of publisher `track_id` (all of it when `track_id` is the play stream).
+    Quality {
+        key: StreamKey,
+        track_id: String,
+        height: u32,
+    },
 }
 
 /// Counters, readable while the task runs.
@@ -296,6 +303,11 @@ impl Engine {
                 kinds,
                 enabled,
             } => self.toggle(&key, &track_id, &kinds, enabled),
+            Command::Quality {
+                key,
+                track_id,
+                height,
+            } => self.force_quality(&key, &track_id, height),
             Command::Drop { keys } => {
                 for key in keys {
                     if let Some(i) = self.conns.iter().position(|c| c.key == key) {
@@ -595,14 +607,30 @@ impl Engine {
             Yield::Media { from, data } => {
                 self.stats.frames_in.fetch_add(1, Ordering::Relaxed);
                 COUNTERS.add_frames(Leg::In, 1);
+                // A simulcast layer's frame: each player takes the layer it is sent (layers.rs).
+                let layers = data.rid.and_then(|_| {
+                    self.conns
+                        .iter()
+                        .find(|c| c.id == from)
+                        .and_then(|p| p.simulcast_layers(data.mid))
+                        .cloned()
+                });
                 let mut written = 0;
+                let mut keyframes = Vec::new();
                 for player in self
                     .conns
                     .iter_mut()
                     .filter(|c| c.direction == MediaDirection::Play)
                 {
-                    if player.forward(from, &data) {
-                        written += 1;
+                    let (sent, keyframe) = player.forward(from, &data, layers.as_ref());
+                    written += u64::from(sent);
+                    keyframes.extend(keyframe);
+                }
+                if !keyframes.is_empty()
+                    && let Some(p) = self.conns.iter_mut().find(|c| c.id == from)
+                {
+                    for rid in keyframes {
+                        p.request_layer_keyframe(data.mid, rid, Instant::now());
                     }
                 }
                 self.stats.frames_out.fetch_add(written, Ordering::Relaxed);
