@@ -100,6 +100,14 @@ const CASES = {
       await t.until([p], 'initialized', () => window.sb.initialized);
       return p;
     };
+    let sPage = null;
+    /** What S's encoder sends per layer now (for a failure's message). */
+    const sent = () => sPage.page.evaluate(async () => {
+      const pc = Object.values(window.sbAdaptor.remotePeerConnection)[0];
+      const stats = await pc.getStats();
+      return [...stats.values()].filter((r) => r.type === 'outbound-rtp' && r.kind === 'video')
+        .map((r) => ({ rid: r.rid, height: r.frameHeight, fps: r.framesPerSecond, limit: r.qualityLimitationReason, keyframes: r.keyFramesEncoded, plis: r.pliCount }));
+    });
     /** The height `peer` decodes S's video at, once frames advance at that height. */
     const decodes = async (peer, height) => {
       const deadline = Date.now() + 30_000;
@@ -114,10 +122,16 @@ const CASES = {
           return;
         }
       }
-      throw new Error(`${peer.name} should decode S's video at ${height} lines with frames advancing; last ${JSON.stringify(last)}`);
+      const received = await peer.page.evaluate(async () => {
+        const pc = Object.values(window.sbAdaptor.remotePeerConnection)[0];
+        const stats = await pc.getStats();
+        return [...stats.values()].filter((r) => r.type === 'inbound-rtp' && r.kind === 'video')
+          .map((r) => ({ height: r.frameHeight, received: r.framesReceived, decoded: r.framesDecoded, keyframes: r.keyFramesDecoded, dropped: r.framesDropped, plis: r.pliCount, nacks: r.nackCount, lost: r.packetsLost, freezes: r.freezeCount, jbDelay: r.jitterBufferDelay / r.jitterBufferEmittedCount, jbTarget: r.jitterBufferTargetDelay / r.jitterBufferEmittedCount }));
+      });
+      throw new Error(`${peer.name} should decode S's video at ${height} lines with frames advancing; last ${JSON.stringify(last)}; ${peer.name} receives ${JSON.stringify(received)}; S sends ${JSON.stringify(await sent())}`);
     };
 
-    const sPage = await open('S', true);
+    sPage = await open('S', true);
     await sPage.page.evaluate(([id, r]) => window.sbAdaptor.publish(id, undefined, '', '', id, r), [s, room]);
     await t.until([sPage], 'publish_started', () => window.sb.info.publish_started);
     const players = [await open('P', false), await open('Q', false)];

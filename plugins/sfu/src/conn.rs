@@ -509,9 +509,9 @@ impl Conn {
                 let admit = track.select.admit(layers, data);
                 (admit.time, admit.keyframe)
             }
-            None => (Some(data.time), None),
+            None => (Some((data.time, data.network_time)), None),
         };
-        let Some(time) = time else {
+        let Some((time, wallclock)) = time else {
             return (false, keyframe);
         };
         let Some(writer) = self.rtc.as_mut().and_then(|rtc| rtc.writer(mid)) else {
@@ -521,7 +521,7 @@ impl Conn {
             return (false, keyframe);
         };
         self.dirty = true;
-        if let Err(e) = writer.write(pt, data.network_time, time, data.data.clone()) {
+        if let Err(e) = writer.write(pt, wallclock, time, data.data.clone()) {
             tracing::debug!(error = %e, "A frame could not be forwarded.");
             return (false, keyframe);
         }

@@ -100,6 +100,9 @@ impl Layers {
             && matches!(data.codec_extra, CodecExtra::Vp8(_))
             && let Some(height) = vp8_keyframe_height(&data.data)
         {
+            if layer.height != Some(height) {
+                tracing::debug!(rid = ?layer.rid, from = ?layer.height, to = height, "Simulcast layer height.");
+            }
             layer.height = Some(height);
         }
     }
@@ -143,8 +146,11 @@ impl Layers {
 /// What to do with one frame for one player.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Admit {
-    /// Write it, at this RTP time; `None`: skip it.
-    pub time: Option<MediaTime>,
+    /// Write it, at this RTP time and wall-clock time; `None`: skip it. str0m sends a track's
+    /// written frames in wall-clock order, so the wall clock never goes back: the new layer's
+    /// keyframe may have arrived before the old layer's last frame, and sent before it, the
+    /// player would decode the new layer's frames on the old layer's picture.
+    pub time: Option<(MediaTime, Instant)>,
     /// Ask the publisher for a keyframe on this layer (the one to switch to).
     pub keyframe: Option<Rid>,
 }
@@ -158,7 +164,7 @@ pub struct Selector {
     current: Option<Rid>,
     /// Added to an input time to make the output time, in the track's clock units.
     offset: i64,
-    /// The last written output time and the arrival time of its frame.
+    /// The last written output time and wall-clock time.
     last: Option<(u64, Instant)>,
 }
 
@@ -167,7 +173,7 @@ impl Selector {
     pub fn admit(&mut self, layers: &Layers, data: &MediaData) -> Admit {
         let Some(rid) = data.rid else {
             return Admit {
-                time: Some(data.time),
+                time: Some((data.time, data.network_time)),
                 keyframe: None,
             };
         };
@@ -203,6 +209,7 @@ impl Selector {
 
     /// Starts writing layer `rid` with its keyframe `data`, continuing the output times.
     fn switch_to(&mut self, rid: Rid, data: &MediaData) {
+        tracing::debug!(from = ?self.current, to = %rid, forced = self.forced, "Simulcast layer switch.");
         self.current = Some(rid);
         let input = data.time.numer();
         let Some((last, at)) = self.last else {
@@ -216,10 +223,13 @@ impl Selector {
         self.offset = i64::try_from(i128::from(expected) - i128::from(input)).unwrap_or(0);
     }
 
-    fn output_time(&mut self, data: &MediaData) -> MediaTime {
+    fn output_time(&mut self, data: &MediaData) -> (MediaTime, Instant) {
         let out = data.time.numer().saturating_add_signed(self.offset);
-        self.last = Some((out, data.network_time));
-        MediaTime::new(out, data.time.frequency())
+        let wallclock = self
+            .last
+            .map_or(data.network_time, |(_, at)| at.max(data.network_time));
+        self.last = Some((out, wallclock));
+        (MediaTime::new(out, data.time.frequency()), wallclock)
     }
 }
 
