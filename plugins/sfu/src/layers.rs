@@ -248,7 +248,130 @@ pub fn vp8_keyframe_height(frame: &[u8]) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use str0m::format::{Codec, CodecSpec, FormatParams, PayloadParams, Vp8CodecExtra};
+    use str0m::media::{Frequency, Mid, Pt};
+    use str0m::rtp::{ExtensionValues, SeqNo};
+
     use super::*;
+
+    /// A VP8 frame of layer `rid` at RTP time `time`, arriving `ms` after `t0`: a keyframe
+    /// header of `height` lines, or a delta frame when `height` is 0.
+    fn frame(rid: &str, time: u64, t0: Instant, ms: u64, height: u16) -> MediaData {
+        let [h0, h1] = height.to_le_bytes();
+        let data: Vec<u8> = if height > 0 {
+            vec![0x50, 0, 0, 0x9d, 0x01, 0x2a, 0x80, 0x02, h0, h1, 0]
+        } else {
+            vec![0x51, 0, 0, 0, 0, 0]
+        };
+        let spec = CodecSpec {
+            codec: Codec::Vp8,
+            clock_rate: Frequency::NINETY_KHZ,
+            channels: None,
+            format: FormatParams::default(),
+        };
+        MediaData {
+            mid: Mid::from("1"),
+            pt: Pt::from(96),
+            rid: Some(Rid::from(rid)),
+            params: PayloadParams::new(Pt::from(96), None, spec),
+            time: MediaTime::from_90khz(time),
+            network_time: t0 + Duration::from_millis(ms),
+            seq_range: SeqNo::from(1)..=SeqNo::from(1),
+            contiguous: true,
+            data: Arc::from(data),
+            ext_vals: ExtensionValues::default(),
+            codec_extra: CodecExtra::Vp8(Vp8CodecExtra {
+                discardable: false,
+                sync: false,
+                layer_index: 0,
+                picture_id: None,
+                tl0_picture_id: None,
+                is_keyframe: height > 0,
+            }),
+            last_sender_info: None,
+            audio_start_of_talk_spurt: false,
+        }
+    }
+
+    /// Feeds `data` to the publisher's layers and one player's selector.
+    fn feed(layers: &mut Layers, select: &mut Selector, data: &MediaData) -> Admit {
+        layers.observe(data);
+        select.admit(layers, data)
+    }
+
+    #[test]
+    fn a_player_switches_layers_on_keyframes_with_times_and_wall_clock_running_on() {
+        let t0 = Instant::now();
+        let (mut layers, mut select) = (Layers::default(), Selector::default());
+        let (l, h) = (Rid::from("l"), Rid::from("h"));
+        // Both layers start with a keyframe (layer times have unrelated bases). The low one
+        // arrives first and is all there is: the player starts on it.
+        let first = feed(&mut layers, &mut select, &frame("l", 1_000, t0, 0, 240));
+        assert_eq!(first.time.map(|(t, _)| t.numer()), Some(1_000));
+        // The high layer's keyframe: the best layer now, switched to at once, its time
+        // continuing the low layer's by the 1 ms between them.
+        let key = feed(&mut layers, &mut select, &frame("h", 900_000, t0, 1, 480));
+        assert_eq!(key.time.map(|(t, _)| t.numer()), Some(1_090));
+        assert_eq!(layers.heights(), [480, 240]);
+        let delta = feed(&mut layers, &mut select, &frame("h", 903_000, t0, 34, 0));
+        assert_eq!(delta.time.map(|(t, _)| t.numer()), Some(4_090));
+        assert_eq!(
+            feed(&mut layers, &mut select, &frame("l", 4_000, t0, 34, 0)).time,
+            None,
+            "the other layer is skipped"
+        );
+
+        // Pinned to 240 lines: the high layer goes on until the low layer's keyframe, which
+        // arrived before the last high frame (a smaller frame) and still goes out after it.
+        select.forced = 240;
+        let old = feed(&mut layers, &mut select, &frame("h", 906_000, t0, 70, 0));
+        assert_eq!(old.keyframe, Some(l), "asks the low layer for a keyframe");
+        let (old_time, old_clock) = old.time.expect("the old layer until the switch");
+        let switch = feed(&mut layers, &mut select, &frame("l", 7_000, t0, 66, 240));
+        let (time, clock) = switch.time.expect("the low layer's keyframe");
+        assert!(time.numer() > old_time.numer(), "times run on: {time:?}");
+        assert!(clock >= old_clock, "the wall clock never goes back");
+        let next = feed(&mut layers, &mut select, &frame("l", 10_000, t0, 100, 0));
+        let (next_time, _) = next.time.expect("the low layer now");
+        assert_eq!(
+            next_time.numer() - time.numer(),
+            3_000,
+            "the layer's own pace"
+        );
+        assert_eq!(
+            feed(&mut layers, &mut select, &frame("h", 909_000, t0, 100, 0)).time,
+            None
+        );
+
+        // Automatic again: the high layer is wanted, but a delta frame of it does not switch;
+        // the low layer goes on until the high layer's keyframe.
+        select.forced = 0;
+        let wait = feed(&mut layers, &mut select, &frame("h", 912_000, t0, 134, 0));
+        assert_eq!((wait.time, wait.keyframe), (None, Some(h)));
+        assert!(
+            feed(&mut layers, &mut select, &frame("l", 13_000, t0, 134, 0))
+                .time
+                .is_some()
+        );
+        let back = feed(&mut layers, &mut select, &frame("h", 915_000, t0, 170, 480));
+        assert!(back.time.expect("switched back").0.numer() > next_time.numer());
+    }
+
+    #[test]
+    fn a_layer_that_stops_flowing_is_not_chosen() {
+        let t0 = Instant::now();
+        let (mut layers, mut select) = (Layers::default(), Selector::default());
+        feed(&mut layers, &mut select, &frame("h", 0, t0, 0, 480));
+        feed(&mut layers, &mut select, &frame("l", 0, t0, 0, 240));
+        assert_eq!(layers.best(t0), Some(Rid::from("h")));
+        // The high layer is suspended: after a second without its frames, the low one.
+        let later = t0 + IDLE + Duration::from_millis(10);
+        feed(&mut layers, &mut select, &frame("l", 90_000, t0, 1_010, 0));
+        assert_eq!(layers.best(later), Some(Rid::from("l")));
+        assert_eq!(layers.of_height(480, later), None);
+    }
 
     #[test]
     fn a_vp8_keyframe_header_gives_the_height_and_anything_else_none() {
