@@ -176,6 +176,9 @@ pub struct Conn {
     /// A publisher: kinds it asked the gateway not to forward (its own `toggleVideo` or
     /// `toggleAudio` with `enabled: false`).
     pub muted: Vec<MediaKind>,
+    /// A player: the height `forceStreamQuality` pinned all of its video to (0: automatic),
+    /// which the video of publishers that join later gets too.
+    pub forced_height: u32,
     /// A player that made the offer itself (WHEP): the media sections it offered, which the
     /// room's tracks fill in turn; empty for a player the gateway offers to.
     slots: Vec<(Mid, MediaKind)>,
@@ -203,6 +206,7 @@ impl Conn {
             rtp_seen: HashMap::new(),
             channel: None,
             muted: Vec::new(),
+            forced_height: 0,
             slots: Vec::new(),
         }
     }
@@ -453,7 +457,7 @@ impl Conn {
             state: TrackState::ToOpen,
             gone: false,
             paused: false,
-            select: Selector::default(),
+            select: Selector::pinned(self.forced_height),
         });
     }
 
@@ -881,6 +885,25 @@ mod tests {
         player.drop_source(1);
         assert_eq!(player.fill_slots(), [(2, Mid::from("v"))]);
         assert_eq!(open(&player), [(2, TrackState::Open(Mid::from("1")))]);
+    }
+
+    #[test]
+    fn a_pinned_height_holds_for_tracks_added_later() {
+        let mut player = Conn::new(
+            9,
+            StreamKey::new(SessionId(2), "room"),
+            "room".into(),
+            MediaDirection::Play,
+        );
+        player.add_track((1, Mid::from("v")), MediaKind::Video, "p1");
+        player.forced_height = 240;
+        player.add_track((2, Mid::from("v")), MediaKind::Video, "p2");
+        let pins: Vec<u32> = player.tracks_out.iter().map(|t| t.select.forced).collect();
+        assert_eq!(
+            pins,
+            [0, 240],
+            "a new track takes the pin; `force_quality` sets the rest"
+        );
     }
 
     #[test]

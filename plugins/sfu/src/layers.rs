@@ -169,6 +169,14 @@ pub struct Selector {
 }
 
 impl Selector {
+    /// A selector pinned to frame height `forced` (0: automatic).
+    pub fn pinned(forced: u32) -> Self {
+        Self {
+            forced,
+            ..Self::default()
+        }
+    }
+
     /// Decides about `data`, a frame of a track whose layers are `layers`.
     pub fn admit(&mut self, layers: &Layers, data: &MediaData) -> Admit {
         let Some(rid) = data.rid else {

@@ -109,6 +109,9 @@ impl Engine {
             }
         }
         if let Some(player) = self.conns.get_mut(i) {
+            if all {
+                player.forced_height = height;
+            }
             for t in &mut player.tracks_out {
                 if sources.contains(&t.source) {
                     t.select.forced = height;
