@@ -30,7 +30,7 @@ const IDLE: Duration = Duration::from_millis(1000);
 
 /// Layers kept per track: Chromium sends up to three; a peer that names more RIDs gets the
 /// first few.
-pub const MAX_LAYERS: usize = 4;
+const MAX_LAYERS: usize = 4;
 
 /// The window over which a layer's byte rate is measured (the rank of layers whose height is
 /// not known: a codec whose frame header is not read).
