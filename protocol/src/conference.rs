@@ -62,6 +62,9 @@ pub enum ConferenceCommand {
     /// `toggleVideo`, `toggleAudio`, `enableTrack`: the server stops or resumes sending a
     /// track (one kind of it, or all of it).
     ToggleTrack(ToggleTrack),
+    /// `forceStreamQuality`: pin a player to the simulcast layer of a height (0: the gateway
+    /// chooses).
+    ForceQuality(ForceQuality),
 }
 
 impl ConferenceCommand {
@@ -80,6 +83,7 @@ impl ConferenceCommand {
             ConferenceCommand::UpdateMetaData(m) => &m.stream_id,
             ConferenceCommand::Publish(m) | ConferenceCommand::Play(m) => &m.stream_id,
             ConferenceCommand::ToggleTrack(t) => &t.stream_id,
+            ConferenceCommand::ForceQuality(q) => &q.stream_id,
         }
     }
 
@@ -112,6 +116,7 @@ impl ConferenceCommand {
                 Some(TrackKind::Audio) => "toggleAudio",
                 None => "enableTrack",
             },
+            ConferenceCommand::ForceQuality(_) => "forceStreamQuality",
         }
     }
 }
@@ -217,6 +222,19 @@ pub struct ToggleTrack {
     pub kind: Option<TrackKind>,
     /// Send (`true`) or not.
     pub enabled: bool,
+}
+
+/// `forceStreamQuality {streamId, streamHeight}` (and, a Switchboard extension, `trackId`): the
+/// server sends play stream `stream_id`'s video from the publisher's simulcast layer of height
+/// `height`, or chooses the layer itself again when `height` is 0 (Ant's "auto").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForceQuality {
+    /// The play stream it applies to (a room or one stream).
+    pub stream_id: String,
+    /// One publisher's stream id within it; the play stream itself for all of its video.
+    pub track_id: String,
+    /// The frame height of the layer to send; 0 for automatic.
+    pub height: u32,
 }
 
 /// Audio or video.

@@ -3,7 +3,8 @@
 //! peers on loopback (`switchboard_tests::media`). Each room's media is served by the node
 //! that first needed it: a participant on the other node is answered by the home node's SFU
 //! (its answer announces the home's UDP port) and its media flows there; a room first needed
-//! on the other node is homed there. A toggle on the other node reaches the home's SFU. When
+//! on the other node is homed there. A toggle or `forceStreamQuality` on the other node
+//! reaches the home's SFU. When
 //! the home node is SIGKILLed, its remote publishers and players get
 //! `publish_finished`/`play_finished` once, and the room re-homes on the next publish; when a
 //! participant's node is SIGKILLed, the home drops its publisher and renegotiates the players.
@@ -380,6 +381,48 @@ async fn toggles_reach_the_home_and_a_dead_participant_node_leaves_it() {
         "renegotiated after {told:?} (bound {bound:?})"
     );
     drop(p1);
+}
+
+/// `forceStreamQuality` of a player on the other node is served by the home's SFU, like a
+/// toggle: a height no layer has is refused there with the home's own text (B does not know
+/// the player's tracks; it would refuse a stream it does not forward as not played), 0 is
+/// accepted silently and the media keeps flowing; a stream the player does not play is refused
+/// by B itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn force_stream_quality_on_the_other_node_reaches_the_home() {
+    let (_redis, a, b) = two_nodes().await;
+    let epoch = Instant::now();
+    let mut p1 = publish(&a, "p1", "r1", epoch).await;
+    let (mut player_ws, mut player, port, _) = play(&b, "r1", epoch).await;
+    assert_eq!(port, p1.port, "B's player is served by A's SFU");
+    assert!(flow(&mut [&mut p1.peer], &mut player, 800).await > 10);
+
+    let force = |stream: &str, height: u32| json!({"command":"forceStreamQuality","streamId":stream,"streamHeight":height});
+    player_ws.send_json(force("r1", 240)).await;
+    let err = next(&mut player_ws).await;
+    assert_eq!(
+        (&err["definition"], &err["streamId"]),
+        (&json!("invalid_field"), &json!("r1")),
+        "{err}"
+    );
+    assert_eq!(
+        field(&err, "information"),
+        "no simulcast layer of `r1` has height 240 (layers: none known); 0 is automatic"
+    );
+    player_ws.send_json(force("r1", 0)).await;
+    player_ws.expect_silence(300).await;
+    assert!(
+        flow(&mut [&mut p1.peer], &mut player, 800).await > 10,
+        "frames still flow"
+    );
+    player_ws.send_json(force("nope", 0)).await;
+    let err = next(&mut player_ws).await;
+    assert_eq!(
+        (&err["definition"], &err["streamId"]),
+        (&json!("no_stream_exist"), &json!("nope")),
+        "{err}"
+    );
+    drop(b);
 }
 
 /// The next media reply or error to a raw peer (notices such as `switchboard.joined` skipped).

@@ -489,16 +489,16 @@ async fn publishers_are_listed_and_play_names_a_stream_or_a_room() {
         json!({"command":"start","streamId":"l2"})
     );
 
-    // Layer choice is refused with a text that is true while the media plugin runs.
+    // Video-track assignment is refused with a text that is true while the media plugin runs.
     let err = ask(
         &mut l,
-        json!({"command":"forceStreamQuality","streamId":"p1","streamHeight":360}),
+        json!({"streamId":"p1","command":"setMaxVideoTrackCountCommand","maxTrackCount":6}),
     )
     .await;
     assert_eq!(err["definition"], "unsupported_command", "{err}");
     let text = field(&err, "information");
     assert!(
-        text.contains("forceStreamQuality")
+        text.contains("setMaxVideoTrackCount")
             && text.contains("sfu")
             && !text.contains("not running"),
         "{err}"
@@ -794,6 +794,76 @@ async fn forwarded_video_starts_at_a_keyframe_and_keeps_its_numbering_across_a_p
             && after[0].1.wrapping_sub(last_before.1) < u32::MAX / 2,
         "the timestamp moves on: {last_before:?} then {:?}",
         after[0]
+    );
+    gw.stop().await;
+}
+
+/// Item 5 of issue 18: `forceStreamQuality` (the SDK's `forceStreamQuality(streamId, height)`)
+/// on what a connection plays; bad values get Ant errors and change nothing. (The layers
+/// themselves are chosen in Chromium: tests/tests/browser_simulcast.rs.)
+#[tokio::test]
+async fn force_stream_quality_refuses_bad_values_in_ant_errors() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    let epoch = Instant::now();
+    let (mut pub_ws, mut p1) = publish(&gw, "fq1", "rfq", epoch).await;
+    let mut q = ant(&gw).await;
+    q.send_json(json!({"command":"play","streamId":"rfq","token":"","room":"rfq","trackList":[]}))
+        .await;
+    let offer = next(&mut q).await;
+    let mut player = MediaPeer::new(epoch).await;
+    answer_offer(&mut q, &mut player, &offer).await;
+    assert!(
+        player.pump_until(WAIT, |p| p.connected).await,
+        "player connects"
+    );
+    assert_eq!(next(&mut q).await["definition"], "play_started");
+    assert!(
+        flow(&mut [&mut p1], &mut player, 500).await > 10,
+        "frames flow"
+    );
+
+    let force = |stream: &str, height: Value| json!({"command":"forceStreamQuality","streamId":stream,"streamHeight":height});
+    // A stream this connection does not play, and a publisher's own stream.
+    let err = ask(&mut q, force("nope", json!(240))).await;
+    assert_eq!(err["definition"], "no_stream_exist", "{err}");
+    assert_eq!(err["streamId"], "nope", "{err}");
+    let err = ask(&mut pub_ws, force("fq1", json!(240))).await;
+    assert_eq!(err["definition"], "no_stream_exist", "{err}");
+    // A height no layer has: this publisher sends no simulcast layers at all.
+    let err = ask(&mut q, force("rfq", json!(240))).await;
+    assert_eq!(err["definition"], "invalid_field", "{err}");
+    assert_eq!(err["streamId"], "rfq", "{err}");
+    assert_eq!(
+        field(&err, "information"),
+        "no simulcast layer of `rfq` has height 240 (layers: none known); 0 is automatic"
+    );
+    // A publisher the play stream does not carry.
+    let err = ask(
+        &mut q,
+        json!({"command":"forceStreamQuality","streamId":"rfq","trackId":"other","streamHeight":0}),
+    )
+    .await;
+    assert_eq!(err["definition"], "no_stream_exist", "{err}");
+    // Heights that are no height.
+    for bad in [json!("240"), json!(-1), json!(2.5), json!(100_000)] {
+        let err = ask(&mut q, force("rfq", bad.clone())).await;
+        assert_eq!(err["definition"], "invalid_field", "{bad}: {err}");
+    }
+    let err = ask(
+        &mut q,
+        json!({"command":"forceStreamQuality","streamId":"rfq"}),
+    )
+    .await;
+    assert_eq!(
+        err,
+        json!({"command":"error","definition":"invalid_field","information":"missing field `streamHeight`"})
+    );
+    // Automatic (0) is accepted without an answer, as Ant's, and nothing stopped flowing.
+    q.send_json(force("rfq", json!(0))).await;
+    q.expect_silence(200).await;
+    assert!(
+        flow(&mut [&mut p1], &mut player, 500).await > 10,
+        "frames still flow"
     );
     gw.stop().await;
 }

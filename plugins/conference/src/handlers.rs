@@ -52,7 +52,9 @@ impl Conference {
             ConferenceCommand::Publish(m) => Err(self.media(app, m, TokenType::Publish)),
             ConferenceCommand::Play(m) => Err(self.media(app, m, TokenType::Play)),
             // Track control is the media plugin's (`sfu`, after this one).
-            ConferenceCommand::ToggleTrack(_) => Err(Verdict::Continue),
+            ConferenceCommand::ToggleTrack(_) | ConferenceCommand::ForceQuality(_) => {
+                Err(Verdict::Continue)
+            }
             // A command added to the protocol before this plugin learned it.
             _ => Err(refuse(
                 ErrorCode::Unsupported,

@@ -232,6 +232,7 @@ impl Plugin for Conference {
             ConferenceCommand::Publish(_)
                 | ConferenceCommand::Play(_)
                 | ConferenceCommand::ToggleTrack(_)
+                | ConferenceCommand::ForceQuality(_)
         )
         .then(|| Refusal::new(ErrorCode::MediaUnavailable, NO_MEDIA))
     }

@@ -15,6 +15,7 @@ use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output, Rtc
 use switchboard_plugin_api::event::conference::{MediaDirection, MediaOffer, TrackMapping};
 
 use crate::engine::rewrite::{Incoming, Outcome, Rewrite, Source, starts_keyframe};
+use crate::layers::{Layers, Sample, Selector};
 use crate::metrics::{COUNTERS, Leg, RtpTotals};
 use crate::registry::StreamKey;
 
@@ -41,9 +42,6 @@ pub const MAX_DATA_MESSAGE: usize = 65_536;
 /// written to a player is released by str0m at its next timeout, which is due at once, and
 /// handling it here saves the media task a wake-up per batch.
 const DUE_TIMEOUTS_PER_POLL: usize = 4;
-
-/// Simulcast layers (rids) remembered per publisher track, for keyframe requests.
-const MAX_LAYERS: usize = 4;
 
 /// The running RTP totals of a str0m stats event: ingress and egress stats are distinct types
 /// with the same counters, so one macro reads either.
@@ -153,8 +151,8 @@ pub struct TrackOut {
     /// The player asked not to be sent it (`toggleVideo`/`toggleAudio`/`enableTrack` with
     /// `enabled: false`); it stays negotiated, nothing is written to it.
     pub paused: bool,
-    /// The simulcast layer forwarded: the first one that arrives (layers are not selected).
-    pub layer: Option<Option<Rid>>,
+    /// Which simulcast layer of the source it is sent (`layers.rs`).
+    pub select: Selector,
     /// The sequence numbers and timestamps it is sent with.
     pub rewrite: Rewrite,
     /// The last payload type mapped, publisher's to player's (matching codecs costs more than
@@ -185,8 +183,9 @@ pub struct TrackIn {
     /// Audio or video.
     pub kind: MediaKind,
     last_keyframe_request: Option<Instant>,
-    /// The simulcast layers seen (`None`: no rid), for keyframe requests.
-    layers: Vec<Option<Rid>>,
+    /// Its simulcast layers as they arrive (none for a track without simulcast): fed and lent
+    /// to the players' selectors by the engine, per packet.
+    pub layers: Layers,
 }
 
 /// One peer connection.
@@ -229,6 +228,9 @@ pub struct Conn {
     /// A publisher: kinds it asked the gateway not to forward (its own `toggleVideo` or
     /// `toggleAudio` with `enabled: false`).
     pub muted: Vec<MediaKind>,
+    /// A player: the height `forceStreamQuality` pinned all of its video to (0: automatic),
+    /// which the video of publishers that join later gets too.
+    pub forced_height: u32,
     /// A publisher: per kind (audio, video; [`kind_index`]), grows whenever that kind is
     /// muted or unmuted, so that players start a new segment of it (sequence numbers without
     /// the gap, video at a keyframe) after forwarding resumes.
@@ -263,6 +265,7 @@ impl Conn {
             rtp_seen: HashMap::new(),
             channel: None,
             muted: Vec::new(),
+            forced_height: 0,
             epochs: [0; 2],
             freed: Vec::new(),
             slots: Vec::new(),
@@ -524,7 +527,7 @@ impl Conn {
             state: TrackState::ToOpen,
             gone: false,
             paused: false,
-            layer: None,
+            select: Selector::pinned(self.forced_height),
             rewrite: Rewrite::default(),
             pt_map: None,
         });
@@ -572,86 +575,47 @@ impl Conn {
 
     /// A player: writes a publisher's RTP packet to the section that carries it, with this
     /// player's payload type, sequence number and timestamp (str0m's RTP mode: no
-    /// depacketizing, no packetizing, the payload shared, not copied).
-    pub fn forward(&mut self, from: u64, f: &Forward) -> Forwarded {
+    /// depacketizing, no packetizing, the payload shared, not copied). Of a simulcast track
+    /// (`simulcast`: the source's layers and the packet's sample), only the layer this player
+    /// is sent; the second value is a layer of the source to ask a keyframe of, which this
+    /// player waits to switch to.
+    pub fn forward(
+        &mut self,
+        from: u64,
+        f: &Forward,
+        simulcast: Option<(&Layers, &Sample)>,
+    ) -> (Forwarded, Option<Rid>) {
         let Some(track) = self
             .tracks_out
             .iter_mut()
             .find(|t| t.source == (from, f.mid) && matches!(t.state, TrackState::Open(_)))
         else {
-            return Forwarded::Skipped;
-        };
-        let TrackState::Open(mid) = track.state else {
-            return Forwarded::Skipped;
+            return (Forwarded::Skipped, None);
         };
         if track.paused {
             // When it resumes, a new segment: no gap in the numbers, video from a keyframe.
             track.rewrite.interrupt();
-            return Forwarded::Skipped;
+            return (Forwarded::Skipped, None);
         }
-        if *track.layer.get_or_insert(f.rid) != f.rid {
-            return Forwarded::Skipped;
+        let TrackState::Open(mid) = track.state else {
+            return (Forwarded::Skipped, None);
+        };
+        let mut switch = None;
+        if let Some((layers, sample)) = simulcast {
+            let admit = track.select.admit(layers, sample);
+            switch = admit.keyframe;
+            if !admit.write {
+                return (Forwarded::Skipped, switch);
+            }
         }
         let Some(rtc) = self.rtc.as_mut() else {
-            return Forwarded::Skipped;
+            return (Forwarded::Skipped, switch);
         };
-        let header = &f.packet.header;
-        let pt = match track.pt_map {
-            Some((from_pt, to_pt)) if from_pt == header.payload_type => to_pt,
-            _ => {
-                let Some(to_pt) = rtc.codec_config().match_params(f.params).map(|p| p.pt()) else {
-                    return Forwarded::Skipped;
-                };
-                track.pt_map = Some((header.payload_type, to_pt));
-                to_pt
-            }
-        };
-        let incoming = Incoming {
-            source: Source {
-                publisher: from,
-                ssrc: *header.ssrc,
-                epoch: f.epoch,
-            },
-            seq: *f.packet.seq_no,
-            timestamp: header.timestamp,
-            clock_rate: f.params.spec().clock_rate.get(),
-            arrival: f.packet.timestamp,
-        };
-        let video = track.kind == MediaKind::Video;
-        let codec = f.params.spec().codec;
-        let starts = || !video || starts_keyframe(codec, &f.packet.payload);
-        let (seq, timestamp) = match track.rewrite.map(incoming, starts) {
-            Outcome::Write { seq, timestamp } => (seq, timestamp),
-            Outcome::Drop => return Forwarded::Skipped,
-            Outcome::NeedKeyframe => return Forwarded::NeedKeyframe,
-        };
-        let mut api = rtc.direct_api();
-        let Some(tx) = api.stream_tx_by_mid(mid, None) else {
-            return Forwarded::Skipped;
-        };
-        // What the player's decoder and renderer use; str0m sets its own transport fields
-        // (mid, rid, transport-cc, abs-send-time).
-        let ext = ExtensionValues {
-            audio_level: header.ext_vals.audio_level,
-            voice_activity: header.ext_vals.voice_activity,
-            video_orientation: header.ext_vals.video_orientation,
-            video_content_type: header.ext_vals.video_content_type,
-            ..ExtensionValues::default()
-        };
-        let write = RtpWrite::new(
-            pt,
-            SeqNo::from(seq),
-            timestamp,
-            f.packet.timestamp,
-            Arc::clone(&f.packet.payload),
-        )
-        .marker(header.marker)
-        .ext_vals(ext)
-        // Video is kept for the player's NACKs (answered on its RTX stream); audio is not.
-        .nackable(video);
-        tx.write_rtp(write);
-        self.dirty = true;
-        Forwarded::Written
+        let forwarded = write_packet(rtc, track, mid, from, f);
+        if forwarded == Forwarded::Written {
+            self.dirty = true;
+        }
+        (forwarded, switch)
     }
 
     /// A player: pauses or resumes the tracks of stream `track` (every track when `track` is
@@ -700,14 +664,11 @@ impl Conn {
             return;
         };
         let mut api = rtc.direct_api();
-        let layers: &[Option<Rid>] = if track.layers.is_empty() {
-            &[None]
-        } else {
-            &track.layers
-        };
+        // A simulcast track has no stream without a RID: each layer is asked.
+        let plain = (!track.layers.is_simulcast()).then_some(None);
         let mut asked = false;
-        for rid in layers {
-            if let Some(stream) = api.stream_rx_by_mid(mid, *rid) {
+        for rid in track.layers.rids().map(Some).chain(plain) {
+            if let Some(stream) = api.stream_rx_by_mid(mid, rid) {
                 stream.request_keyframe(kind);
                 asked = true;
             }
@@ -716,6 +677,46 @@ impl Conn {
             COUNTERS.keyframe_requested();
             track.last_keyframe_request = Some(now);
             self.dirty = true;
+        }
+    }
+
+    /// A publisher: asks simulcast layer `rid` of `mid` for a keyframe (a player switches to
+    /// it), at most every [`KEYFRAME_INTERVAL`] per layer.
+    pub fn request_layer_keyframe(&mut self, mid: Mid, rid: Rid, now: Instant) {
+        let Some(track) = self.tracks_in.iter_mut().find(|t| t.mid == mid) else {
+            return;
+        };
+        let Some(layer) = track.layers.layers_mut().iter_mut().find(|l| l.rid == rid) else {
+            return;
+        };
+        if layer
+            .last_keyframe_request
+            .is_some_and(|t| now.duration_since(t) < KEYFRAME_INTERVAL)
+        {
+            return;
+        }
+        let Some(rtc) = self.rtc.as_mut() else {
+            return;
+        };
+        if let Some(stream) = rtc.direct_api().stream_rx_by_mid(mid, Some(rid)) {
+            stream.request_keyframe(KeyframeRequestKind::Pli);
+            COUNTERS.keyframe_requested();
+            layer.last_keyframe_request = Some(now);
+            self.dirty = true;
+        }
+    }
+
+    /// A publisher: the layers of its track `mid`, taken out for the players' selectors while
+    /// one packet is forwarded (so that neither is copied); [`Conn::put_layers`] returns them.
+    pub fn take_layers(&mut self, mid: Mid) -> Option<Layers> {
+        let track = self.tracks_in.iter_mut().find(|t| t.mid == mid)?;
+        Some(std::mem::take(&mut track.layers))
+    }
+
+    /// Returns the layers [`Conn::take_layers`] took.
+    pub fn put_layers(&mut self, mid: Mid, layers: Layers) {
+        if let Some(track) = self.tracks_in.iter_mut().find(|t| t.mid == mid) {
+            track.layers = layers;
         }
     }
 
@@ -772,7 +773,7 @@ impl Conn {
                             mid: m.mid,
                             kind: m.kind,
                             last_keyframe_request: None,
-                            layers: Vec::new(),
+                            layers: Layers::default(),
                         });
                         out.push(Yield::TrackAdded {
                             from: self.id,
@@ -855,9 +856,6 @@ fn incoming(
     if muted.contains(&track.kind) {
         return None;
     }
-    if !track.layers.contains(&rid) && track.layers.len() < MAX_LAYERS {
-        track.layers.push(rid);
-    }
     let params = *rtc.codec_config().find(|p| p.pt() == header.payload_type)?;
     Some(Forward {
         mid,
@@ -867,6 +865,73 @@ fn incoming(
         epoch: epochs.get(kind_index(track.kind)).copied().unwrap_or(0),
         packet,
     })
+}
+
+/// [`Conn::forward`]'s writing of a packet to player track `track`, open on section `mid` of
+/// the player's `rtc`.
+fn write_packet(
+    rtc: &mut Rtc,
+    track: &mut TrackOut,
+    mid: Mid,
+    from: u64,
+    f: &Forward,
+) -> Forwarded {
+    let header = &f.packet.header;
+    let pt = match track.pt_map {
+        Some((from_pt, to_pt)) if from_pt == header.payload_type => to_pt,
+        _ => {
+            let Some(to_pt) = rtc.codec_config().match_params(f.params).map(|p| p.pt()) else {
+                return Forwarded::Skipped;
+            };
+            track.pt_map = Some((header.payload_type, to_pt));
+            to_pt
+        }
+    };
+    let incoming = Incoming {
+        source: Source {
+            publisher: from,
+            ssrc: *header.ssrc,
+            epoch: f.epoch,
+        },
+        seq: *f.packet.seq_no,
+        timestamp: header.timestamp,
+        clock_rate: f.params.spec().clock_rate.get(),
+        arrival: f.packet.timestamp,
+    };
+    let video = track.kind == MediaKind::Video;
+    let codec = f.params.spec().codec;
+    let starts = || !video || starts_keyframe(codec, &f.packet.payload);
+    let (seq, timestamp) = match track.rewrite.map(incoming, starts) {
+        Outcome::Write { seq, timestamp } => (seq, timestamp),
+        Outcome::Drop => return Forwarded::Skipped,
+        Outcome::NeedKeyframe => return Forwarded::NeedKeyframe,
+    };
+    let mut api = rtc.direct_api();
+    let Some(tx) = api.stream_tx_by_mid(mid, None) else {
+        return Forwarded::Skipped;
+    };
+    // What the player's decoder and renderer use; str0m sets its own transport fields
+    // (mid, rid, transport-cc, abs-send-time).
+    let ext = ExtensionValues {
+        audio_level: header.ext_vals.audio_level,
+        voice_activity: header.ext_vals.voice_activity,
+        video_orientation: header.ext_vals.video_orientation,
+        video_content_type: header.ext_vals.video_content_type,
+        ..ExtensionValues::default()
+    };
+    let packet = RtpWrite::new(
+        pt,
+        SeqNo::from(seq),
+        timestamp,
+        f.packet.timestamp,
+        Arc::clone(&f.packet.payload),
+    )
+    .marker(header.marker)
+    .ext_vals(ext)
+    // Video is kept for the player's NACKs (answered on its RTX stream); audio is not.
+    .nackable(video);
+    tx.write_rtp(packet);
+    Forwarded::Written
 }
 
 /// The index of `kind` in [`Conn::epochs`].
@@ -1005,6 +1070,25 @@ mod tests {
         player.drop_source(1);
         assert_eq!(player.fill_slots(), [(2, Mid::from("v"))]);
         assert_eq!(open(&player), [(2, TrackState::Open(Mid::from("1")))]);
+    }
+
+    #[test]
+    fn a_pinned_height_holds_for_tracks_added_later() {
+        let mut player = Conn::new(
+            9,
+            StreamKey::new(SessionId(2), "room"),
+            "room".into(),
+            MediaDirection::Play,
+        );
+        player.add_track((1, Mid::from("v")), MediaKind::Video, "p1");
+        player.forced_height = 240;
+        player.add_track((2, Mid::from("v")), MediaKind::Video, "p2");
+        let pins: Vec<u32> = player.tracks_out.iter().map(|t| t.select.forced).collect();
+        assert_eq!(
+            pins,
+            [0, 240],
+            "a new track takes the pin; `force_quality` sets the rest"
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 use std::sync::{Arc, MutexGuard, PoisonError};
 
 use str0m::media::MediaKind;
-use switchboard_plugin_api::event::conference::{MediaDirection, ToggleTrack, TrackKind};
+use switchboard_plugin_api::event::conference::{
+    ForceQuality, MediaDirection, ToggleTrack, TrackKind,
+};
 use switchboard_plugin_api::event::{
     ConferenceCommand, DialectKind, ErrorCode, Event, LeaveReason, SdpKind,
 };
@@ -311,6 +313,15 @@ impl Core {
                         }
                         self.toggle(me, t)
                     }
+                    ConferenceCommand::ForceQuality(q) => {
+                        if local
+                            && let Some(v) =
+                                self.forward_stream_event(me, dialect, &q.stream_id, event)
+                        {
+                            return v;
+                        }
+                        self.force_quality(me, q)
+                    }
                     _ => Verdict::Continue,
                 }
             }
@@ -376,6 +387,26 @@ impl Core {
             }
             _ => Verdict::Continue,
         }
+    }
+
+    /// `forceStreamQuality` of a play stream this node serves.
+    pub(crate) fn force_quality(&self, me: SessionId, q: &ForceQuality) -> Verdict {
+        let key = StreamKey::new(me, &q.stream_id);
+        if !self.registry().is_player(&key) {
+            return refuse(
+                ErrorCode::NoStream,
+                format!("this connection does not play `{}`", q.stream_id),
+            );
+        }
+        let command = Command::Quality {
+            key,
+            track_id: q.track_id.clone(),
+            height: q.height,
+        };
+        if !self.send(command) {
+            return refuse(ErrorCode::MediaCapacity, "the media plugin is busy");
+        }
+        Verdict::Stop
     }
 
     /// `toggleVideo`/`toggleAudio`/`enableTrack` of a stream this node serves.

@@ -11,13 +11,16 @@
 //! - A `publish` without `mainTrack` of a `joinRoom` participant's own stream goes into its
 //!   room (Ant's legacy conference flow); publishers are listed in the conference [`Hub`], so
 //!   room queries show them. A publisher's answer is `recvonly`.
-//! - `toggleVideo`/`toggleAudio`/`enableTrack` pause and resume forwarding; a publisher's
-//!   data-channel messages reach the players of its stream; `leaveFromRoom` ends the leaver's
-//!   streams in the room.
-//! - Media is forwarded as it arrives (str0m depacketizes each frame and packetizes it again
-//!   for every subscriber; nothing is decoded or transcoded). NACK/RTX are answered per leg by
-//!   str0m; a subscriber's keyframe request (PLI/FIR) goes to the publisher, and a publisher is
-//!   asked for a keyframe whenever a subscriber starts receiving its video.
+//! - `toggleVideo`/`toggleAudio`/`enableTrack` pause and resume forwarding (a publisher's own
+//!   toggle is announced to its players as Ant's `CAM_TURNED_OFF`/`MIC_MUTED`/… data-channel
+//!   events); a simulcast publisher's layers are chosen per player (`layers.rs`,
+//!   `forceStreamQuality`); a publisher's data-channel messages reach the players of its
+//!   stream; `leaveFromRoom` ends the leaver's streams in the room.
+//! - Media is forwarded as RTP packets in str0m's RTP mode (nothing is depacketized, decoded
+//!   or transcoded): each player's track has its own SSRC, payload type, sequence numbers and
+//!   timestamps (`engine/rewrite.rs`). NACK/RTX are answered per leg by str0m; a subscriber's
+//!   keyframe request (PLI/FIR) goes to the publisher, and a publisher is asked for a keyframe
+//!   whenever a subscriber's video starts, resumes or switches layer.
 //! - One UDP socket carries every peer connection (ICE, DTLS, SRTP multiplexed); incoming
 //!   datagrams go to the connection whose `Rtc::accepts` them.
 //!
@@ -43,8 +46,9 @@
 //!   home node's side, requests of other nodes' sessions.
 //! - `registry.rs`: the streams the plugin serves and its limits (shared by hook and task).
 //! - `engine/`: the task: socket, commands, timeouts, forwarding (`mod.rs`); track toggles, the
-//!   data-channel relay and the gauges' snapshot (`control.rs`).
+//!   data-channel relay, `forceStreamQuality` and the gauges' snapshot (`control.rs`).
 //! - `conn.rs`: one peer connection (publisher or player) and forwarding between them.
+//! - `layers.rs`: simulcast layer selection per player.
 //! - `metrics.rs`: the `switchboard_sfu_*` figures on `/metrics`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -64,6 +68,7 @@ mod conn;
 mod engine;
 pub mod homing;
 mod hook;
+mod layers;
 mod metrics;
 mod registry;
 mod remote;

@@ -86,6 +86,13 @@ impl Registry {
         self.streams.contains_key(key)
     }
 
+    /// Whether `key` is one of the plugin's play streams.
+    pub fn is_player(&self, key: &StreamKey) -> bool {
+        self.streams
+            .get(key)
+            .is_some_and(|e| e.direction == MediaDirection::Play)
+    }
+
     /// Records a new stream if the limits allow it.
     pub fn admit(
         &mut self,

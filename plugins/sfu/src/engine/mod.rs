@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use str0m::crypto::CryptoProvider;
-use str0m::media::MediaKind;
+use str0m::media::{MediaKind, Rid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Input, Rtc};
 use switchboard_plugin_api::event::conference::{MediaAnswer, MediaDirection, MediaState};
@@ -24,7 +24,8 @@ pub mod rewrite;
 mod send;
 
 use crate::SfuSettings;
-use crate::conn::{Conn, Forwarded, Yield};
+use crate::conn::{Conn, Forward, Forwarded, Yield};
+use crate::layers::Sample;
 use crate::metrics::{self, COUNTERS, Leg};
 use crate::registry::{Registry, StreamKey};
 
@@ -70,6 +71,13 @@ pub enum Command {
         track_id: String,
         kinds: Vec<MediaKind>,
         enabled: bool,
+    },
+    /// `forceStreamQuality` on play stream `key`: the layer height (0: automatic) for its
+    /// video of publisher `track_id` (all of it when `track_id` is the play stream).
+    Quality {
+        key: StreamKey,
+        track_id: String,
+        height: u32,
     },
 }
 
@@ -303,6 +311,11 @@ impl Engine {
                 kinds,
                 enabled,
             } => self.toggle(&key, &track_id, &kinds, enabled),
+            Command::Quality {
+                key,
+                track_id,
+                height,
+            } => self.force_quality(&key, &track_id, height),
             Command::Drop { keys } => {
                 for key in keys {
                     if let Some(i) = self.conns.iter().position(|c| c.key == key) {
@@ -627,19 +640,39 @@ impl Engine {
 
     /// Writes a publisher's packet to every player that receives its track. A player whose
     /// video waits for a keyframe (it just started, resumed or switched) makes the SFU ask the
-    /// publisher for one (at most every 300 ms per track).
-    fn forward(&mut self, from: u64, packet: &crate::conn::Forward) {
+    /// publisher for one (at most every 300 ms per track, or per simulcast layer). A simulcast
+    /// layer's packet is first noted in the track's layers, which each player's selector then
+    /// reads (`layers.rs`).
+    fn forward(&mut self, from: u64, packet: &Forward) {
+        let sample = Sample::of(packet);
+        let publisher = sample
+            .as_ref()
+            .and_then(|_| self.conns.iter().position(|c| c.id == from));
+        let mut layers = publisher
+            .and_then(|i| self.conns.get_mut(i))
+            .and_then(|p| p.take_layers(packet.mid));
+        if let (Some(layers), Some(sample)) = (layers.as_mut(), sample.as_ref()) {
+            layers.observe(sample);
+        }
+        let simulcast = layers.as_ref().zip(sample.as_ref());
         let mut written = 0;
         let mut keyframe = false;
+        let mut switches: Vec<Rid> = Vec::new();
         for player in self
             .conns
             .iter_mut()
             .filter(|c| c.direction == MediaDirection::Play)
         {
-            match player.forward(from, packet) {
+            let (forwarded, switch) = player.forward(from, packet, simulcast);
+            match forwarded {
                 Forwarded::Written => written += 1,
                 Forwarded::NeedKeyframe => keyframe = true,
                 Forwarded::Skipped => {}
+            }
+            if let Some(rid) = switch
+                && !switches.contains(&rid)
+            {
+                switches.push(rid);
             }
         }
         if packet.ends_frame() {
@@ -648,12 +681,24 @@ impl Engine {
             self.stats.frames_out.fetch_add(written, Ordering::Relaxed);
             COUNTERS.add_frames(Leg::Out, written);
         }
-        if keyframe && let Some(p) = self.conns.iter_mut().find(|c| c.id == from) {
-            p.request_keyframe(
-                packet.mid,
-                str0m::media::KeyframeRequestKind::Pli,
-                Instant::now(),
-            );
+        if layers.is_none() && !keyframe {
+            return;
+        }
+        let Some(i) = publisher.or_else(|| self.conns.iter().position(|c| c.id == from)) else {
+            return;
+        };
+        let Some(p) = self.conns.get_mut(i) else {
+            return;
+        };
+        if let Some(layers) = layers {
+            p.put_layers(packet.mid, layers);
+        }
+        let now = Instant::now();
+        for rid in switches {
+            p.request_layer_keyframe(packet.mid, rid, now);
+        }
+        if keyframe {
+            p.request_keyframe(packet.mid, str0m::media::KeyframeRequestKind::Pli, now);
         }
     }
 

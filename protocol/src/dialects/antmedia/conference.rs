@@ -5,8 +5,8 @@ use serde_json::{Map, Value};
 
 use super::fields::{opt_token, stream_id};
 use crate::conference::{
-    ConferenceCommand, ConferenceRequest, JoinRoom, MediaRequest, MetaData, RoomRequest,
-    StreamRequest, SubtrackQuery, ToggleTrack, TrackKind,
+    ConferenceCommand, ConferenceRequest, ForceQuality, JoinRoom, MediaRequest, MetaData,
+    RoomRequest, StreamRequest, SubtrackQuery, ToggleTrack, TrackKind,
 };
 use crate::dialects::common::{ECHO_CHARS, opt_str, truncate, valid_id};
 use crate::{DecodeError, Event};
@@ -28,12 +28,12 @@ pub(super) const COMMANDS: &[&str] = &[
     "toggleVideo",
     "toggleAudio",
     "enableTrack",
+    "forceStreamQuality",
 ];
 
 /// Commands that act on media a server receives or sends: without a media server there is
 /// nothing for them to act on.
 pub(super) const MEDIA_COMMANDS: &[&str] = &[
-    "forceStreamQuality",
     "getVideoTrackAssignmentsCommand",
     "assignVideoTrackCommand",
     "updateVideoTrackAssignmentsCommand",
@@ -42,9 +42,10 @@ pub(super) const MEDIA_COMMANDS: &[&str] = &[
 ];
 
 /// Why [`MEDIA_COMMANDS`] are refused. True whether or not the `sfu` plugin runs (the codec
-/// cannot know): it does not implement them. (`toggleVideo`, `toggleAudio` and `enableTrack`
-/// are decoded: the `sfu` serves them.)
-pub(super) const NO_MEDIA: &str = "the media plugin (sfu) forwards each publisher's tracks as they come; it has no simulcast layer choice, video-track assignment or debug information";
+/// cannot know): it does not implement them. (`toggleVideo`, `toggleAudio`, `enableTrack` and
+/// `forceStreamQuality` are decoded: the `sfu` serves them.) Ant's conference sample pages do
+/// not send these; the SDK's video-track assignment is for Ant's own conference application.
+pub(super) const NO_MEDIA: &str = "the media plugin (sfu) sends every player every publisher's video; it has no video-track assignment (setMaxVideoTrackCount, assignVideoTrack, updateVideoTrackAssignments) or debug information";
 
 /// Ant features the gateway does not implement at all.
 pub(super) const OTHER_UNSUPPORTED: &[&str] = &[
@@ -134,6 +135,14 @@ pub(super) fn decode(
                 },
             })
         }
+        "forceStreamQuality" => {
+            let stream_id = stream_id(obj)?.to_owned();
+            ConferenceCommand::ForceQuality(ForceQuality {
+                track_id: opt_id(obj, "trackId")?.unwrap_or_else(|| stream_id.clone()),
+                stream_id,
+                height: height(obj)?,
+            })
+        }
         // COMMANDS lists exactly the arms above.
         other => return Err(DecodeError::UnknownCommand(truncate(other, ECHO_CHARS))),
     };
@@ -184,6 +193,28 @@ fn meta(obj: &Map<String, Value>, field: &str) -> Option<String> {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => Some(other.to_string()),
+    }
+}
+
+/// `forceStreamQuality`'s `streamHeight`: a frame height in pixels, 0 for automatic. Required:
+/// the SDK always sends it (`forceStreamQuality(streamId, resolution)`).
+fn height(obj: &Map<String, Value>) -> Result<u32, DecodeError> {
+    const FIELD: &str = "streamHeight";
+    const EXPECTED: &str = "a height in pixels from 0 (automatic) to 8192";
+    match obj.get(FIELD) {
+        None | Some(Value::Null) => Err(DecodeError::MissingField(FIELD)),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .filter(|h| *h <= 8192)
+            .and_then(|h| u32::try_from(h).ok())
+            .ok_or(DecodeError::WrongType {
+                field: FIELD,
+                expected: EXPECTED,
+            }),
+        Some(_) => Err(DecodeError::WrongType {
+            field: FIELD,
+            expected: EXPECTED,
+        }),
     }
 }
 
