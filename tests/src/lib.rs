@@ -351,6 +351,24 @@ impl NodeRun {
     }
 }
 
+/// Runs scenario `name` of `tests/node/<script>` against `gw` (the script takes the gateway's
+/// HTTP URL and the scenario's name), echoes its output, and fails the test if it failed.
+pub async fn node_scenario(gw: &TestGateway, script: &str, name: &str, deadline: Duration) {
+    let run = node(script, &[&gw.http_url(), name], deadline).await;
+    eprintln!("--- {script} {name}\n{}{}", run.stdout, run.stderr);
+    run.assert_success();
+}
+
+/// Starts a gateway with `config`, runs scenario `name` of `tests/node/<script>` against it, and
+/// fails the test unless the scenario passed with no error counted anywhere.
+pub async fn clean_node_scenario(config: &str, script: &str, name: &str, deadline: Duration) {
+    let gw = TestGateway::with_config(config).await;
+    node_scenario(&gw, script, name, deadline).await;
+    let body = metrics::scrape(&gw).await;
+    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
+    gw.stop().await;
+}
+
 /// Reads a JSON frame's string field, or fails.
 pub fn field<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key)
