@@ -267,3 +267,56 @@ impl MediaPeer {
         }
     }
 }
+
+/// Sends frames from every publisher for `ms` while `player` runs; returns the frames `player`
+/// received in that time.
+pub async fn flow(publishers: &mut [&mut MediaPeer], player: &mut MediaPeer, ms: u64) -> u64 {
+    let before = player.frames_total();
+    let start = Instant::now();
+    let mut t = 0;
+    while start.elapsed() < Duration::from_millis(ms) {
+        for p in publishers.iter_mut() {
+            p.send_frames(300, t);
+            p.pump(Instant::now() + Duration::from_millis(2)).await;
+        }
+        player
+            .pump(Instant::now() + Duration::from_millis(15))
+            .await;
+        t += 20;
+    }
+    player.frames_total() - before
+}
+
+/// The next Ant Media frame that is not a pong.
+pub async fn next_ant(ws: &mut crate::WsClient) -> serde_json::Value {
+    loop {
+        let v = ws.recv_json().await;
+        if v["command"] != "pong" {
+            return v;
+        }
+    }
+}
+
+/// The next media reply or error to a raw peer (P2P room notices such as `switchboard.joined`
+/// skipped).
+pub async fn next_media(ws: &mut crate::WsClient) -> serde_json::Value {
+    loop {
+        let v = ws.recv_json().await;
+        let kind = v["type"].as_str().unwrap_or_default();
+        if kind.starts_with("switchboard.media") || kind == "switchboard.error" {
+            return v;
+        }
+    }
+}
+
+/// The track ids of an Ant Media offer's `idMapping`, sorted.
+pub fn tracks(offer: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = offer["idMapping"]
+        .as_object()
+        .expect("idMapping is an object")
+        .values()
+        .map(|v| v.as_str().expect("track id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use switchboard_tests::WsClient;
 use switchboard_tests::cluster::{HEARTBEAT_MS, NODE_TTL_MS, Node, RedisServer, node_config};
 use switchboard_tests::field;
-use switchboard_tests::media::MediaPeer;
+use switchboard_tests::media::{MediaPeer, flow, next_ant as next, next_media, tracks};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -39,16 +39,6 @@ async fn two_nodes() -> (RedisServer, Node, Node) {
     let b = nodes.pop().unwrap();
     let a = nodes.pop().unwrap();
     (redis, a, b)
-}
-
-/// The next frame that is not a pong.
-async fn next(ws: &mut WsClient) -> Value {
-    loop {
-        let v = ws.recv_json().await;
-        if v["command"] != "pong" {
-            return v;
-        }
-    }
 }
 
 /// The UDP port of the host candidates an SDP announces (one SFU socket: one port).
@@ -104,18 +94,6 @@ async fn publish(node: &Node, stream: &str, room: &str, epoch: Instant) -> Publi
     Publisher { ws, peer, port }
 }
 
-/// The track ids of an offer's idMapping, sorted.
-fn tracks(offer: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = offer["idMapping"]
-        .as_object()
-        .expect("idMapping is an object")
-        .values()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
-
 /// A player of `room` through `node`, up to `play_started`: its connection, its media peer,
 /// the port the offer announced and the offer.
 async fn play(node: &Node, room: &str, epoch: Instant) -> (WsClient, MediaPeer, u16, Value) {
@@ -141,24 +119,6 @@ async fn play(node: &Node, room: &str, epoch: Instant) -> (WsClient, MediaPeer, 
         json!({"command":"notification","definition":"play_started","streamId":room})
     );
     (ws, peer, port, offer)
-}
-
-/// Sends frames from every publisher for `ms` while the player runs; frames it received.
-async fn flow(publishers: &mut [&mut MediaPeer], player: &mut MediaPeer, ms: u64) -> u64 {
-    let before = player.frames_total();
-    let start = Instant::now();
-    let mut t = 0;
-    while start.elapsed() < Duration::from_millis(ms) {
-        for p in publishers.iter_mut() {
-            p.send_frames(300, t);
-            p.pump(Instant::now() + Duration::from_millis(2)).await;
-        }
-        player
-            .pump(Instant::now() + Duration::from_millis(15))
-            .await;
-        t += 20;
-    }
-    player.frames_total() - before
 }
 
 /// The instance id `redis` lists as the media home of `room`.
@@ -380,17 +340,6 @@ async fn toggles_reach_the_home_and_a_dead_participant_node_leaves_it() {
         "renegotiated after {told:?} (bound {bound:?})"
     );
     drop(p1);
-}
-
-/// The next media reply or error to a raw peer (notices such as `switchboard.joined` skipped).
-async fn next_media(ws: &mut WsClient) -> Value {
-    loop {
-        let v = ws.recv_json().await;
-        let kind = v["type"].as_str().unwrap_or_default();
-        if kind.starts_with("switchboard.media") || kind == "switchboard.error" {
-            return v;
-        }
-    }
 }
 
 /// A raw-dialect publisher (`switchboard.publish`, docs/dialect-spec.md) on B into a room homed

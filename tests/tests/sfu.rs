@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard_tests::media::MediaPeer;
+use switchboard_tests::media::{MediaPeer, flow, next_ant as next, next_media, tracks};
 use switchboard_tests::{TestGateway, WsClient, field, http_get, http_request};
 
 const CONFIG: &str = r#"
@@ -37,16 +37,6 @@ const WAIT: Duration = Duration::from_secs(10);
 
 async fn ant(gw: &TestGateway) -> WsClient {
     WsClient::connect(&gw.ant_url("LiveApp")).await
-}
-
-/// The next frame that is not a pong.
-async fn next(ws: &mut WsClient) -> Value {
-    loop {
-        let v = ws.recv_json().await;
-        if v["command"] != "pong" {
-            return v;
-        }
-    }
 }
 
 /// Publishes `stream` into `room` with a fresh media peer, up to `publish_started`.
@@ -85,18 +75,6 @@ async fn publish(
     (ws, peer)
 }
 
-/// The track ids of an offer's idMapping, sorted.
-fn tracks(offer: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = offer["idMapping"]
-        .as_object()
-        .expect("idMapping is an object")
-        .values()
-        .map(|v| v.as_str().expect("track id").to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
-
 /// Answers a server offer on the play stream.
 async fn answer_offer(ws: &mut WsClient, peer: &mut MediaPeer, offer: &Value) {
     assert_eq!(offer["command"], "takeConfiguration", "{offer}");
@@ -107,25 +85,6 @@ async fn answer_offer(ws: &mut WsClient, peer: &mut MediaPeer, offer: &Value) {
         json!({"command":"takeConfiguration","streamId":stream,"type":"answer","sdp":sdp}),
     )
     .await;
-}
-
-/// Sends frames from every publisher for `ms` while every peer runs; returns frames received
-/// by `player` in that time.
-async fn flow(publishers: &mut [&mut MediaPeer], player: &mut MediaPeer, ms: u64) -> u64 {
-    let before = player.frames_total();
-    let start = Instant::now();
-    let mut t = 0;
-    while start.elapsed() < Duration::from_millis(ms) {
-        for p in publishers.iter_mut() {
-            p.send_frames(300, t);
-            p.pump(Instant::now() + Duration::from_millis(2)).await;
-        }
-        player
-            .pump(Instant::now() + Duration::from_millis(15))
-            .await;
-        t += 20;
-    }
-    player.frames_total() - before
 }
 
 #[tokio::test]
@@ -257,17 +216,6 @@ async fn bad_descriptions_and_duplicates_get_ant_errors() {
         json!({"command":"start","streamId":"s1"})
     );
     gw.stop().await;
-}
-
-/// The next raw frame whose type is not a P2P room notice (joined, start, ...).
-async fn next_media(ws: &mut WsClient) -> Value {
-    loop {
-        let v = ws.recv_json().await;
-        let kind = v["type"].as_str().unwrap_or_default();
-        if kind.starts_with("switchboard.media") || kind == "switchboard.error" {
-            return v;
-        }
-    }
 }
 
 #[tokio::test]
