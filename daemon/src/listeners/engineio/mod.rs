@@ -113,21 +113,9 @@ pub fn refuse(error: RequestError) -> Response {
 async fn handshake(
     cx: ListenerContext,
     addr: SocketAddr,
-    mut query: HashMap<String, String>,
+    query: HashMap<String, String>,
 ) -> Response {
-    let limit = cx.gateway.config().max_frame_bytes(DialectKind::Socketio);
-    let room = query
-        .remove("room")
-        .unwrap_or_else(|| cx.config.socketio_room.clone());
-    let state = EngineState {
-        token: query.remove("token").filter(|t| !t.is_empty()),
-        engine_sid: new_sid(),
-        socket_sid: new_sid(),
-        max_payload: limit,
-        connected: false,
-        room,
-        polling: true,
-    };
+    let state = new_state(&cx, query, true);
     if let Err(e) = crate::rooms::check_room_name(&state.room) {
         crate::telemetry::room_name_refused(DialectKind::Socketio);
         return refused_handshake(&state, &format!("invalid_room: {e}"));
@@ -308,6 +296,29 @@ async fn expect(socket: &mut WebSocket, expected: &str) -> Option<()> {
     match socket.next().await {
         Some(Ok(Message::Text(text))) if text.as_str() == expected => Some(()),
         _ => None,
+    }
+}
+
+/// A new engine.io v4 session's state from its handshake query: its room (the listener's
+/// default when the query names none), its token if not empty, fresh ids, and the socket.io
+/// frame limit as its `maxPayload`. `polling` says whether it opened on long-polling or on a
+/// WebSocket from the start.
+pub fn new_state(
+    cx: &ListenerContext,
+    mut query: HashMap<String, String>,
+    polling: bool,
+) -> EngineState {
+    let room = query
+        .remove("room")
+        .unwrap_or_else(|| cx.config.socketio_room.clone());
+    EngineState {
+        token: query.remove("token").filter(|t| !t.is_empty()),
+        engine_sid: new_sid(),
+        socket_sid: new_sid(),
+        max_payload: cx.gateway.config().max_frame_bytes(DialectKind::Socketio),
+        connected: false,
+        room,
+        polling,
     }
 }
 
