@@ -567,6 +567,16 @@ pub async fn browser_case(case: &str, deadline: Duration) -> NodeRun {
     browser_script("tests/browser/matrix.mjs", case, deadline).await
 }
 
+/// Runs `node SCRIPT CASE` with [`browser_script`] and fails the test unless it passed; on a
+/// pass, echoes what the script reported (its figures and steps) to the test's output.
+pub async fn assert_browser_script(script: &str, case: &str, deadline: Duration) {
+    let run = browser_script(script, case, deadline).await;
+    if run.success {
+        eprintln!("{}", run.stdout.trim_end());
+    }
+    run.assert_success();
+}
+
 /// Runs `node SCRIPT CASE` like [`browser_case`] does for the matrix (same binary, namespace,
 /// environment and deadline handling), for another script in `tests/browser/` that takes a case
 /// name, e.g. `tests/browser/conference.mjs`.
