@@ -560,6 +560,25 @@ async fn flow_by_kind(
     (audio, video)
 }
 
+/// Plays `room` (the stream named as the room) with `player` as the media peer, up to
+/// `play_started`; returns the player's connection and the offer's `idMapping`.
+async fn play_room(gw: &TestGateway, room: &str, player: &mut MediaPeer) -> (WsClient, Value) {
+    let mut q = ant(gw).await;
+    q.send_json(json!({"command":"play","streamId":room,"token":"","room":room,"trackList":[]}))
+        .await;
+    let offer = next(&mut q).await;
+    answer_offer(&mut q, player, &offer).await;
+    assert!(
+        player.pump_until(WAIT, |p| p.connected).await,
+        "player connects"
+    );
+    assert_eq!(
+        next(&mut q).await,
+        json!({"command":"notification","definition":"play_started","streamId":room})
+    );
+    (q, offer["idMapping"].clone())
+}
+
 /// Item 5 of issue 18: `enableTrack`, `toggleVideo`, `toggleAudio` stop and resume what the
 /// gateway sends: a player's for itself, a publisher's for every player of its stream.
 #[tokio::test]
@@ -567,21 +586,8 @@ async fn track_toggles_pause_and_resume_forwarding() {
     let gw = TestGateway::with_config(CONFIG).await;
     let epoch = Instant::now();
     let (mut pub_ws, mut p1) = publish(&gw, "t1", "rt", epoch).await;
-    let mut q = ant(&gw).await;
-    q.send_json(json!({"command":"play","streamId":"rt","token":"","room":"rt","trackList":[]}))
-        .await;
-    let offer = next(&mut q).await;
-    let mapping = offer["idMapping"].clone();
     let mut player = MediaPeer::new(epoch).await;
-    answer_offer(&mut q, &mut player, &offer).await;
-    assert!(
-        player.pump_until(WAIT, |p| p.connected).await,
-        "player connects"
-    );
-    assert_eq!(
-        next(&mut q).await,
-        json!({"command":"notification","definition":"play_started","streamId":"rt"})
-    );
+    let (mut q, mapping) = play_room(&gw, "rt", &mut player).await;
     let (audio, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1000).await;
     assert!(
         audio > 10 && video > 10,
@@ -674,21 +680,8 @@ async fn forwarded_video_starts_at_a_keyframe_and_keeps_its_numbering_across_a_p
     let epoch = Instant::now();
     let (_pub_ws, mut p1) = publish(&gw, "k1", "rk", epoch).await;
     p1.interframes = true;
-    let mut q = ant(&gw).await;
-    q.send_json(json!({"command":"play","streamId":"rk","token":"","room":"rk","trackList":[]}))
-        .await;
-    let offer = next(&mut q).await;
-    let mapping = offer["idMapping"].clone();
     let mut player = MediaPeer::recording(epoch).await;
-    answer_offer(&mut q, &mut player, &offer).await;
-    assert!(
-        player.pump_until(WAIT, |p| p.connected).await,
-        "player connects"
-    );
-    assert_eq!(
-        next(&mut q).await,
-        json!({"command":"notification","definition":"play_started","streamId":"rk"})
-    );
+    let (mut q, mapping) = play_room(&gw, "rk", &mut player).await;
     let (_, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1500).await;
     assert!(video > 10, "video flows: {video} frames");
     assert!(
