@@ -260,6 +260,17 @@ async fn flow_by_track(
     grew
 }
 
+/// [`flow_by_track`] for 1 s after a toggle, once what was in flight before it has arrived
+/// (300 ms of flow first).
+async fn flow_by_track_after_toggle(
+    publishers: &mut [&mut MediaPeer],
+    player: &mut MediaPeer,
+    mapping: &Value,
+) -> std::collections::BTreeMap<String, u64> {
+    flow(publishers, player, 300).await;
+    flow_by_track(publishers, player, mapping, 1000).await
+}
+
 /// A publisher on B turns its video off and on (`toggleVideo`, forwarded to the home A): A's
 /// player stops and resumes receiving it; a toggle of a stream B's connection does not have is
 /// refused on B. Then B dies: the home drops B's publisher and renegotiates its player.
@@ -286,25 +297,13 @@ async fn toggles_reach_the_home_and_a_dead_participant_node_leaves_it() {
 
     let toggle = |enabled: bool| json!({"command":"toggleVideo","streamId":"p2","trackId":"p2","enabled":enabled});
     p2.ws.send_json(toggle(false)).await;
-    flow(&mut [&mut p1.peer, &mut p2.peer], &mut player, 300).await; // what was in flight
-    let grew = flow_by_track(
-        &mut [&mut p1.peer, &mut p2.peer],
-        &mut player,
-        &mapping,
-        1000,
-    )
-    .await;
+    let grew =
+        flow_by_track_after_toggle(&mut [&mut p1.peer, &mut p2.peer], &mut player, &mapping).await;
     assert_eq!(grew["ARDAMSvp2"], 0, "p2's video is off: {grew:?}");
     assert!(grew["ARDAMSap2"] > 10 && grew["ARDAMSvp1"] > 10, "{grew:?}");
     p2.ws.send_json(toggle(true)).await;
-    flow(&mut [&mut p1.peer, &mut p2.peer], &mut player, 300).await;
-    let grew = flow_by_track(
-        &mut [&mut p1.peer, &mut p2.peer],
-        &mut player,
-        &mapping,
-        1000,
-    )
-    .await;
+    let grew =
+        flow_by_track_after_toggle(&mut [&mut p1.peer, &mut p2.peer], &mut player, &mapping).await;
     assert!(grew["ARDAMSvp2"] > 10, "p2's video is back: {grew:?}");
     // A toggle that worked is answered with nothing (as Ant); one of a stream this connection
     // does not have is refused by B itself.
