@@ -320,3 +320,46 @@ pub fn tracks(offer: &serde_json::Value) -> Vec<String> {
     ids.sort();
     ids
 }
+
+/// Publishes `stream` into `room` as the Ant Media SDK does, over a new connection to `url` (an
+/// Ant Media WebSocket URL) with a fresh media peer, up to `publish_started` (the peer connected
+/// within `wait`). Returns the connection, the peer and the SFU's answer SDP.
+pub async fn publish_ant(
+    url: &str,
+    stream: &str,
+    room: &str,
+    epoch: Instant,
+    wait: Duration,
+) -> (crate::WsClient, MediaPeer, String) {
+    use serde_json::json;
+    let mut ws = crate::WsClient::connect(url).await;
+    ws.send_json(json!({"command":"publish","streamId":stream,"subscriberId":"","subscriberCode":"","streamName":stream,"mainTrack":room,"video":true,"audio":true,"metaData":"","role":""})).await;
+    assert_eq!(
+        next_ant(&mut ws).await,
+        json!({"command":"start","streamId":stream})
+    );
+    let mut peer = MediaPeer::new(epoch).await;
+    let offer = peer.publish_offer();
+    ws.send_json(
+        json!({"command":"takeConfiguration","streamId":stream,"type":"offer","sdp":offer}),
+    )
+    .await;
+    let answer = next_ant(&mut ws).await;
+    assert_eq!(answer["command"], "takeConfiguration", "{answer}");
+    assert_eq!(
+        (&answer["type"], &answer["streamId"]),
+        (&json!("answer"), &json!(stream)),
+        "{answer}"
+    );
+    let sdp = crate::field(&answer, "sdp").to_owned();
+    peer.accept_answer(&sdp);
+    assert!(
+        peer.pump_until(wait, |p| p.connected).await,
+        "publisher {stream} connects"
+    );
+    assert_eq!(
+        next_ant(&mut ws).await,
+        json!({"command":"notification","definition":"publish_started","streamId":stream,"ATTR_ROOM_NAME":room,"room":room})
+    );
+    (ws, peer, sdp)
+}

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use switchboard_tests::WsClient;
 use switchboard_tests::cluster::{HEARTBEAT_MS, NODE_TTL_MS, Node, RedisServer, node_config};
 use switchboard_tests::field;
-use switchboard_tests::media::{MediaPeer, flow, next_ant as next, next_media, tracks};
+use switchboard_tests::media::{
+    MediaPeer, flow, next_ant as next, next_media, publish_ant, tracks,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -62,35 +64,8 @@ struct Publisher {
 }
 
 async fn publish(node: &Node, stream: &str, room: &str, epoch: Instant) -> Publisher {
-    let mut ws = WsClient::connect(&node.ant_url("LiveApp")).await;
-    ws.send_json(json!({"command":"publish","streamId":stream,"subscriberId":"","subscriberCode":"","streamName":stream,"mainTrack":room,"video":true,"audio":true,"metaData":"","role":""})).await;
-    assert_eq!(
-        next(&mut ws).await,
-        json!({"command":"start","streamId":stream})
-    );
-    let mut peer = MediaPeer::new(epoch).await;
-    let offer = peer.publish_offer();
-    ws.send_json(
-        json!({"command":"takeConfiguration","streamId":stream,"type":"offer","sdp":offer}),
-    )
-    .await;
-    let answer = next(&mut ws).await;
-    assert_eq!(answer["command"], "takeConfiguration", "{answer}");
-    assert_eq!(
-        (&answer["type"], &answer["streamId"]),
-        (&json!("answer"), &json!(stream))
-    );
-    let sdp = field(&answer, "sdp");
-    let port = candidate_port(sdp);
-    peer.accept_answer(sdp);
-    assert!(
-        peer.pump_until(WAIT, |p| p.connected).await,
-        "publisher {stream} connects to port {port}"
-    );
-    assert_eq!(
-        next(&mut ws).await,
-        json!({"command":"notification","definition":"publish_started","streamId":stream,"ATTR_ROOM_NAME":room,"room":room})
-    );
+    let (ws, peer, answer) = publish_ant(&node.ant_url("LiveApp"), stream, room, epoch, WAIT).await;
+    let port = candidate_port(&answer);
     Publisher { ws, peer, port }
 }
 

@@ -9,7 +9,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard_tests::media::{MediaPeer, flow, next_ant as next, next_media, tracks};
+use switchboard_tests::media::{
+    MediaPeer, flow, next_ant as next, next_media, publish_ant, tracks,
+};
 use switchboard_tests::{TestGateway, WsClient, field, http_get, http_request};
 
 const CONFIG: &str = r#"
@@ -46,32 +48,7 @@ async fn publish(
     room: &str,
     epoch: Instant,
 ) -> (WsClient, MediaPeer) {
-    let mut ws = ant(gw).await;
-    ws.send_json(json!({"command":"publish","streamId":stream,"subscriberId":"","subscriberCode":"","streamName":stream,"mainTrack":room,"video":true,"audio":true,"metaData":"","role":""})).await;
-    assert_eq!(
-        next(&mut ws).await,
-        json!({"command":"start","streamId":stream})
-    );
-    let mut peer = MediaPeer::new(epoch).await;
-    let offer = peer.publish_offer();
-    ws.send_json(
-        json!({"command":"takeConfiguration","streamId":stream,"type":"offer","sdp":offer}),
-    )
-    .await;
-    let answer = next(&mut ws).await;
-    assert_eq!(answer["command"], "takeConfiguration", "{answer}");
-    assert_eq!(answer["type"], "answer");
-    assert_eq!(answer["streamId"], stream);
-    peer.accept_answer(field(&answer, "sdp"));
-    assert!(
-        peer.pump_until(WAIT, |p| p.connected).await,
-        "publisher {stream} connects"
-    );
-    let started = next(&mut ws).await;
-    assert_eq!(
-        started,
-        json!({"command":"notification","definition":"publish_started","streamId":stream,"ATTR_ROOM_NAME":room,"room":room})
-    );
+    let (ws, peer, _) = publish_ant(&gw.ant_url("LiveApp"), stream, room, epoch, WAIT).await;
     (ws, peer)
 }
 
