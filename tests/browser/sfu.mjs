@@ -34,7 +34,7 @@
 // line, exit 0 or 1, and on failure the page and gateway logs in tests/artifacts/<case>/.
 // Env: SWITCHBOARD_BIN (default target/debug/switchboard), RUST_LOG, SB_KEEP_ARTIFACTS=1.
 import { CHROMIUM_ARGS, PageRun, plain, runCase, sleep } from './lib.mjs';
-import { LEGACY_PAGE, PAGE, expectNoErrors, expectNoOwnTrack, flowing, remoteTrackSource, seer, showing } from './sfu_pages.mjs';
+import { PAGE, expectNoErrors, expectNoOwnTrack, flowing, joinLegacy, remoteTrackSource, seer, showing } from './sfu_pages.mjs';
 
 const WAIT_MS = 20_000;
 const HARD_MS = 150_000;
@@ -270,15 +270,7 @@ const CASES = {
     const sees = seer(t, (names) => names.map(sid).sort(), { probe: showing, ms: 30_000 });
     const peers = [];
     for (const name of ['A', 'B', 'C']) {
-      const p = await t.openPage(name, `/__sfu-legacy.html?room=${room}&stream=${sid(name)}`, LEGACY_PAGE);
-      await t.until([p], 'initialized', () => window.sb.initialized);
-      await p.page.evaluate(() => window.sbJoin());
-      const joined = await t.until([p], 'joinedTheRoom', () => window.sb.info.joinedTheRoom);
-      const before = peers.map((o) => sid(o.name));
-      t.expect(joined.streamId === sid(name) && JSON.stringify([...joined.streams].sort()) === JSON.stringify(before),
-        `${name}'s joinedTheRoom lists the participants before it`, joined);
-      await t.until([p], 'publish_started', () => window.sb.info.publish_started);
-      peers.push(p);
+      await joinLegacy(t, name, peers, sid);
     }
     const [a, b, c] = peers;
     await Promise.all([sees(a, ['B', 'C']), sees(b, ['A', 'C']), sees(c, ['A', 'B'])]);

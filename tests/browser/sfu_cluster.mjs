@@ -25,7 +25,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CHROMIUM_ARGS, PageRun, ROOT, freePort, runCase, sleep } from './lib.mjs';
-import { LEGACY_PAGE, PAGE, expectNoErrors, expectNoOwnTrack, seer, showing } from './sfu_pages.mjs';
+import { PAGE, expectNoErrors, expectNoOwnTrack, joinLegacy, seer, showing } from './sfu_pages.mjs';
 
 const WAIT_MS = 20_000;
 const HARD_MS = 150_000;
@@ -147,15 +147,7 @@ const CASES = {
     const peers = [];
     for (const [name, node] of [['A', 1], ['B', 2], ['C', 1]]) {
       t.main = t.nodes[node - 1].main;
-      const p = await t.openPage(name, `/__sfu-legacy.html?room=${room}&stream=${sid(name)}`, LEGACY_PAGE);
-      await t.until([p], 'initialized', () => window.sb.initialized);
-      await p.page.evaluate(() => window.sbJoin());
-      const joined = await t.until([p], 'joinedTheRoom', () => window.sb.info.joinedTheRoom);
-      const before = peers.map((o) => sid(o.name));
-      t.expect(joined.streamId === sid(name) && JSON.stringify([...joined.streams].sort()) === JSON.stringify(before),
-        `${name}'s joinedTheRoom lists the participants before it`, joined);
-      await t.until([p], 'publish_started', () => window.sb.info.publish_started);
-      peers.push(p);
+      await joinLegacy(t, name, peers, sid);
     }
     const [a, b, c] = peers;
     await Promise.all([sees(a, ['B', 'C']), sees(b, ['A', 'C']), sees(c, ['A', 'B'])]);

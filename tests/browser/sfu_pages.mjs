@@ -217,3 +217,21 @@ export async function expectNoErrors(t, peers) {
     t.expect(errors.length === 0, `${p.name} has no error`, errors);
   }
 }
+
+/**
+ * Opens a LEGACY_PAGE for `name` and joins `t.room` as Ant's conference tutorial does, up to
+ * publish_started; its joinedTheRoom must list exactly the pages already in `peers`, which the
+ * page then joins.
+ */
+export async function joinLegacy(t, name, peers, sid) {
+  const p = await t.openPage(name, `/__sfu-legacy.html?room=${t.room}&stream=${sid(name)}`, LEGACY_PAGE);
+  await t.until([p], 'initialized', () => window.sb.initialized);
+  await p.page.evaluate(() => window.sbJoin());
+  const joined = await t.until([p], 'joinedTheRoom', () => window.sb.info.joinedTheRoom);
+  const before = peers.map((o) => sid(o.name));
+  t.expect(joined.streamId === sid(name) && JSON.stringify([...joined.streams].sort()) === JSON.stringify(before),
+    `${name}'s joinedTheRoom lists the participants before it`, joined);
+  await t.until([p], 'publish_started', () => window.sb.info.publish_started);
+  peers.push(p);
+  return p;
+}
