@@ -99,26 +99,8 @@ fn serve(
         Ok(permit) => permit,
         Err(message) => return Either::Right(refuse(socket, state, message)),
     };
-    let handle = cx.gateway.register(DialectKind::Socketio, Some(addr));
-    let span = tracing::info_span!(
-        "conn",
-        conn.id = %handle.id,
-        peer.addr = %addr,
-        dialect = "socketio",
-        transport = "websocket",
-        room = %state.room,
-    );
-    let session = session::run_websocket::<SocketIoWs>(
-        socket,
-        session::WsSession {
-            gateway: cx.gateway.clone(),
-            handle,
-            state,
-            join: None,
-            permit,
-            app: None,
-        },
-    );
+    let (ws_session, span) = super::engineio::start_session(&cx, addr, state, permit, "websocket");
+    let session = session::run_websocket::<SocketIoWs>(socket, ws_session);
     Either::Left(session.instrument(span))
 }
 

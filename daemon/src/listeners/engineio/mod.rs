@@ -135,26 +135,9 @@ async fn handshake(
     });
     let sid: Arc<str> = state.engine_sid.as_str().into();
     cx.engineio.0.insert(sid.clone(), session.clone());
-    let handle = cx.gateway.register(DialectKind::Socketio, Some(addr));
-    let span = tracing::info_span!(
-        "conn",
-        conn.id = %handle.id,
-        peer.addr = %addr,
-        dialect = "socketio",
-        transport = "polling",
-        room = %state.room,
-    );
-    let run = session::run_websocket::<SocketIoWs>(
-        EngineTransport::new(rx, queue.clone()),
-        session::WsSession {
-            gateway: cx.gateway.clone(),
-            handle,
-            state,
-            join: None,
-            permit,
-            app: None,
-        },
-    );
+    let (ws_session, span) = start_session(&cx, addr, state, permit, "polling");
+    let run =
+        session::run_websocket::<SocketIoWs>(EngineTransport::new(rx, queue.clone()), ws_session);
     let sessions = cx.engineio.clone();
     cx.tracker.spawn(
         async move {
@@ -297,6 +280,35 @@ async fn expect(socket: &mut WebSocket, expected: &str) -> Option<()> {
         Some(Ok(Message::Text(text))) if text.as_str() == expected => Some(()),
         _ => None,
     }
+}
+
+/// An admitted socket.io session on `transport` (`"polling"` or `"websocket"`): registered
+/// with the gateway, with what its session loop needs and the span it runs in.
+pub fn start_session(
+    cx: &ListenerContext,
+    addr: SocketAddr,
+    state: EngineState,
+    permit: crate::limits::Permit,
+    transport: &'static str,
+) -> (session::WsSession<SocketIoWs>, tracing::Span) {
+    let handle = cx.gateway.register(DialectKind::Socketio, Some(addr));
+    let span = tracing::info_span!(
+        "conn",
+        conn.id = %handle.id,
+        peer.addr = %addr,
+        dialect = "socketio",
+        transport,
+        room = %state.room,
+    );
+    let ws_session = session::WsSession {
+        gateway: cx.gateway.clone(),
+        handle,
+        state,
+        join: None,
+        permit,
+        app: None,
+    };
+    (ws_session, span)
 }
 
 /// A new engine.io v4 session's state from its handshake query: its room (the listener's
