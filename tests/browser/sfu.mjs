@@ -34,7 +34,7 @@
 // line, exit 0 or 1, and on failure the page and gateway logs in tests/artifacts/<case>/.
 // Env: SWITCHBOARD_BIN (default target/debug/switchboard), RUST_LOG, SB_KEEP_ARTIFACTS=1.
 import { CHROMIUM_ARGS, PageRun, plain, runCase, sleep } from './lib.mjs';
-import { LEGACY_PAGE, PAGE, flowing, remoteTrackSource } from './sfu_pages.mjs';
+import { PAGE, expectNoErrors, expectNoOwnTrack, flowing, joinLegacy, remoteTrackSource, seer, showing } from './sfu_pages.mjs';
 
 const WAIT_MS = 20_000;
 const HARD_MS = 150_000;
@@ -186,15 +186,7 @@ const CASES = {
     const room = t.room;
     const sid = (name) => `${room}-${name}`;
     const video = (names) => names.map((n) => `ARDAMSv${sid(n)}`).sort();
-    const sees = async (peer, want, what) => {
-      const deadline = Date.now() + 25_000;
-      let got = [];
-      while (Date.now() < deadline) {
-        got = await flowing(peer);
-        if (JSON.stringify(got) === JSON.stringify(want)) { t.note(peer.name, `sees ${what}`); return; }
-      }
-      throw new Error(`${peer.name} should receive flowing video ${what} (${want.join(',')}); got ${JSON.stringify(got)}`);
-    };
+    const sees = seer(t, video);
     const w = await t.openPage('W', `/__whip-test.html?room=${room}&stream=${sid('W')}`, WHIP_PAGE);
     await t.until([w], 'WHIP published and connected', () => window.sb.published && window.sb.state === 'connected');
     const a = await t.open('A');
@@ -206,7 +198,7 @@ const CASES = {
     await t.until([b], 'initialized', () => window.sb.initialized);
     await b.page.evaluate((r) => window.sbAdaptor.play(r, '', r, []), room);
     await t.until([a, b], 'play_started', () => window.sb.info.play_started);
-    await Promise.all([sees(a, video(['W']), 'from W'), sees(b, video(['A', 'W']), 'from A and W')]);
+    await Promise.all([sees(a, ['W']), sees(b, ['A', 'W'])]);
     await b.page.evaluate((r) => window.sbAdaptor.getRoomInfo(r, ''), room);
     const info = await t.until([b], 'roomInformation', () => window.sb.info.roomInformation);
     t.expect(JSON.stringify([...info.streams].sort()) === JSON.stringify([sid('A'), sid('W')].sort()),
@@ -227,15 +219,12 @@ const CASES = {
 
     await w.page.evaluate(() => window.sbWhip.stop());
     t.note('W', 'WHIP session deleted');
-    await sees(b, video(['A']), 'from A only');
+    await sees(b, ['A']);
     // The client closes its connection, then sends DELETE: answered 200, no refusal counted.
     const metrics = await (await fetch(`${t.main}/metrics`)).text();
     const refused = metrics.split('\n').filter((l) => /^switchboard_errors_total\{dialect="wh(i|e)p"/.test(l));
     t.expect(refused.length === 0, 'no WHIP/WHEP request was refused', refused);
-    for (const peer of [a, b, p]) {
-      const errors = await peer.page.evaluate(() => window.sb.errors);
-      t.expect(errors.length === 0, `${peer.name} has no error`, errors);
-    }
+    await expectNoErrors(t, [a, b, p]);
   },
 
   // A raw peer (plain RTCPeerConnection, docs/dialect-spec.md) and two Ant SDK peers in one
@@ -245,16 +234,7 @@ const CASES = {
     const room = t.room;
     const sid = (name) => `${room}-${name}`;
     const video = (names) => names.map((n) => `ARDAMSv${sid(n)}`).sort();
-    const sees = async (peer, names) => {
-      const want = video(names);
-      const deadline = Date.now() + 25_000;
-      let got = [];
-      while (Date.now() < deadline) {
-        got = await flowing(peer);
-        if (JSON.stringify(got) === JSON.stringify(want)) { t.note(peer.name, `sees ${names.join(',')}`); return; }
-      }
-      throw new Error(`${peer.name} should receive flowing video from ${names.join(',')}; got ${JSON.stringify(got)}`);
-    };
+    const sees = seer(t, video);
     const peers = [];
     for (const [name, raw] of [['A', false], ['R', true], ['B', false]]) {
       const p = await t.open(name, raw);
@@ -277,10 +257,7 @@ const CASES = {
     const finished = await t.until([r], 'publish_finished', () => window.sb.info.publish_finished);
     t.expect(finished.type === 'switchboard.media-finished' && finished.stream === sid('R'), 'raw media-finished', finished);
     await Promise.all([sees(a, ['B']), sees(b, ['A'])]);
-    for (const p of [a, r, b]) {
-      const errors = await p.page.evaluate(() => window.sb.errors);
-      t.expect(errors.length === 0, `${p.name} has no error`, errors);
-    }
+    await expectNoErrors(t, [a, r, b]);
   },
 
   // The joinRoom conference flow of Ant's conference tutorial (LEGACY_PAGE) with three pages:
@@ -290,36 +267,10 @@ const CASES = {
   async sfu_join_room_flow(t) {
     const room = t.room;
     const sid = (name) => `${room}-${name}`;
-    /** Stream ids whose video `peer` shows with frames advancing, sampled twice 1.5 s apart. */
-    const showing = async (peer) => {
-      const sample = () => peer.page.evaluate(() => Object.fromEntries(Object.entries(window.sb.videos)
-        .map(([id, v]) => [id, [v.width, v.frames]])));
-      const first = await sample();
-      await sleep(1500);
-      const second = await sample();
-      return Object.keys(second).filter((id) => first[id] && second[id][0] > 0 && second[id][1] > first[id][1]).sort();
-    };
-    const sees = async (peer, names) => {
-      const want = names.map(sid).sort();
-      const deadline = Date.now() + 30_000;
-      let got = [];
-      while (Date.now() < deadline) {
-        got = await showing(peer);
-        if (JSON.stringify(got) === JSON.stringify(want)) { t.note(peer.name, `sees ${names.join(',')}`); return; }
-      }
-      throw new Error(`${peer.name} should show flowing video of ${names.join(',')}; got ${JSON.stringify(got)}`);
-    };
+    const sees = seer(t, (names) => names.map(sid).sort(), { probe: showing, ms: 30_000 });
     const peers = [];
     for (const name of ['A', 'B', 'C']) {
-      const p = await t.openPage(name, `/__sfu-legacy.html?room=${room}&stream=${sid(name)}`, LEGACY_PAGE);
-      await t.until([p], 'initialized', () => window.sb.initialized);
-      await p.page.evaluate(() => window.sbJoin());
-      const joined = await t.until([p], 'joinedTheRoom', () => window.sb.info.joinedTheRoom);
-      const before = peers.map((o) => sid(o.name));
-      t.expect(joined.streamId === sid(name) && JSON.stringify([...joined.streams].sort()) === JSON.stringify(before),
-        `${name}'s joinedTheRoom lists the participants before it`, joined);
-      await t.until([p], 'publish_started', () => window.sb.info.publish_started);
-      peers.push(p);
+      await joinLegacy(t, name, peers, sid);
     }
     const [a, b, c] = peers;
     await Promise.all([sees(a, ['B', 'C']), sees(b, ['A', 'C']), sees(c, ['A', 'B'])]);
@@ -361,10 +312,7 @@ const CASES = {
     await b.page.evaluate((r) => window.sbAdaptor.leaveFromRoom(r), room);
     await t.until([b], 'leavedFromRoom', () => window.sb.info.leavedFromRoom);
     await Promise.all([sees(a, ['C']), sees(c, ['A'])]);
-    for (const p of [a, c]) {
-      const errors = await p.page.evaluate(() => window.sb.errors);
-      t.expect(errors.length === 0, `${p.name} has no error`, errors);
-    }
+    await expectNoErrors(t, [a, c]);
   },
 
   async sfu_conference_four_people(t) {
@@ -381,26 +329,13 @@ const CASES = {
       await t.until([p], 'play_started', () => window.sb.info.play_started);
       return p;
     };
-    /** Waits until `peer` receives exactly `names`' video, live and flowing. */
-    const sees = async (peer, names) => {
-      const want = video(names);
-      const deadline = Date.now() + 25_000;
-      let got = [];
-      while (Date.now() < deadline) {
-        got = await flowing(peer);
-        if (JSON.stringify(got) === JSON.stringify(want)) { t.note(peer.name, `sees ${names.join(',')}`); return; }
-      }
-      throw new Error(`${peer.name} should receive flowing video from ${names.join(',')}; got ${JSON.stringify(got)}`);
-    };
+    const sees = seer(t, video);
 
     const [a, b, c] = [await join('A'), await join('B'), await join('C')];
     await Promise.all([sees(a, ['B', 'C']), sees(b, ['A', 'C']), sees(c, ['A', 'B'])]);
-    for (const p of [a, b, c]) {
-      // The publisher's answer is recvonly: no track event on its publish connection, whose
-      // events carry its own stream id (the play connection's carry the room).
-      const own = await p.page.evaluate((me) => window.sb.trackStreams.filter((s) => s === me), sid(p.name));
-      t.expect(own.length === 0, `${p.name} gets no track event for its own stream`, own);
-    }
+    // The publisher's answer is recvonly: no track event on its publish connection, whose
+    // events carry its own stream id (the play connection's carry the room).
+    await expectNoOwnTrack(t, [a, b, c], sid);
     for (const p of [a, b, c]) {
       const audio = await p.page.evaluate(() => Object.keys(window.sb.tracks).filter((id) => id.startsWith('ARDAMSa')));
       t.expect(audio.length === 2, `${p.name} receives two audio tracks`, audio);
@@ -419,10 +354,7 @@ const CASES = {
     await c.page.close();
     t.note('C', 'page closed');
     await Promise.all([sees(a, ['D']), sees(d, ['A'])]);
-    for (const p of [a, d]) {
-      const errors = await p.page.evaluate(() => window.sb.errors);
-      t.expect(errors.length === 0, `${p.name} has no error`, errors);
-    }
+    await expectNoErrors(t, [a, d]);
   },
 };
 

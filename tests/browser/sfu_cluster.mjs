@@ -25,7 +25,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CHROMIUM_ARGS, PageRun, ROOT, freePort, runCase, sleep } from './lib.mjs';
-import { LEGACY_PAGE, PAGE, flowing } from './sfu_pages.mjs';
+import { PAGE, expectNoErrors, expectNoOwnTrack, joinLegacy, seer, showing } from './sfu_pages.mjs';
 
 const WAIT_MS = 20_000;
 const HARD_MS = 150_000;
@@ -122,16 +122,6 @@ class ClusterRun extends PageRun {
   }
 }
 
-/** Stream ids whose video a LEGACY_PAGE shows with frames advancing, sampled 1.5 s apart. */
-async function showing(peer) {
-  const sample = () => peer.page.evaluate(() => Object.fromEntries(Object.entries(window.sb.videos)
-    .map(([id, v]) => [id, [v.width, v.frames]])));
-  const first = await sample();
-  await sleep(1500);
-  const second = await sample();
-  return Object.keys(second).filter((id) => first[id] && second[id][0] > 0 && second[id][1] > first[id][1]).sort();
-}
-
 /** node 1 and node 2's SFU peer connections: [[publishers, players], [publishers, players]]. */
 async function carried(t) {
   // The gauges are refreshed every second.
@@ -153,37 +143,16 @@ const CASES = {
   async sfu_cluster_join_room_flow(t) {
     const room = t.room;
     const sid = (name) => `${room}-${name}`;
-    const sees = async (peer, names) => {
-      const want = names.map(sid).sort();
-      const deadline = Date.now() + 30_000;
-      let got = [];
-      while (Date.now() < deadline) {
-        got = await showing(peer);
-        if (JSON.stringify(got) === JSON.stringify(want)) { t.note(peer.name, `sees ${names.join(',')}`); return; }
-      }
-      throw new Error(`${peer.name} should show flowing video of ${names.join(',')}; got ${JSON.stringify(got)}`);
-    };
+    const sees = seer(t, (names) => names.map(sid).sort(), { probe: showing, ms: 30_000 });
     const peers = [];
     for (const [name, node] of [['A', 1], ['B', 2], ['C', 1]]) {
       t.main = t.nodes[node - 1].main;
-      const p = await t.openPage(name, `/__sfu-legacy.html?room=${room}&stream=${sid(name)}`, LEGACY_PAGE);
-      await t.until([p], 'initialized', () => window.sb.initialized);
-      await p.page.evaluate(() => window.sbJoin());
-      const joined = await t.until([p], 'joinedTheRoom', () => window.sb.info.joinedTheRoom);
-      const before = peers.map((o) => sid(o.name));
-      t.expect(joined.streamId === sid(name) && JSON.stringify([...joined.streams].sort()) === JSON.stringify(before),
-        `${name}'s joinedTheRoom lists the participants before it`, joined);
-      await t.until([p], 'publish_started', () => window.sb.info.publish_started);
-      peers.push(p);
+      await joinLegacy(t, name, peers, sid);
     }
     const [a, b, c] = peers;
     await Promise.all([sees(a, ['B', 'C']), sees(b, ['A', 'C']), sees(c, ['A', 'B'])]);
-    for (const p of peers) {
-      const own = await p.page.evaluate((me) => window.sb.trackStreams.filter((s) => s === me), sid(p.name));
-      t.expect(own.length === 0, `${p.name} gets no track event for its own stream`, own);
-      const errors = await p.page.evaluate(() => window.sb.errors);
-      t.expect(errors.length === 0, `${p.name} has no error`, errors);
-    }
+    await expectNoOwnTrack(t, peers, sid);
+    await expectNoErrors(t, peers);
     const figures = await carried(t);
     t.expect(JSON.stringify(figures) === JSON.stringify([[3, 6], [0, 0]]),
       'node 1 carries the three publishers and six players, node 2 none', figures);
@@ -193,16 +162,7 @@ const CASES = {
     const room = t.room;
     const sid = (name) => `${room}-${name}`;
     const video = (names) => names.map((n) => `ARDAMSv${sid(n)}`).sort();
-    const sees = async (peer, names) => {
-      const want = video(names);
-      const deadline = Date.now() + 25_000;
-      let got = [];
-      while (Date.now() < deadline) {
-        got = await flowing(peer);
-        if (JSON.stringify(got) === JSON.stringify(want)) { t.note(peer.name, `sees ${names.join(',')}`); return; }
-      }
-      throw new Error(`${peer.name} should receive flowing video from ${names.join(',')}; got ${JSON.stringify(got)}`);
-    };
+    const sees = seer(t, video);
     const peers = [];
     for (const [name, node] of [['A', 1], ['B', 2], ['C', 1]]) {
       const p = await t.openOn(node, name);
@@ -215,12 +175,8 @@ const CASES = {
     }
     const [a, b, c] = peers;
     await Promise.all([sees(a, ['B', 'C']), sees(b, ['A', 'C']), sees(c, ['A', 'B'])]);
-    for (const p of peers) {
-      const own = await p.page.evaluate((me) => window.sb.trackStreams.filter((s) => s === me), sid(p.name));
-      t.expect(own.length === 0, `${p.name} gets no track event for its own stream`, own);
-      const errors = await p.page.evaluate(() => window.sb.errors);
-      t.expect(errors.length === 0, `${p.name} has no error`, errors);
-    }
+    await expectNoOwnTrack(t, peers, sid);
+    await expectNoErrors(t, peers);
     // The media of all three is on node 1, the room's home; node 2 only signals.
     const figures = await carried(t);
     t.expect(JSON.stringify(figures) === JSON.stringify([[3, 3], [0, 0]]),

@@ -174,3 +174,64 @@ export async function flowing(peer) {
   const second = await sample();
   return Object.keys(second).filter((id) => first[id] && second[id][0] > 0 && second[id][1] > first[id][1]).sort();
 }
+
+/** Stream ids whose video a LEGACY_PAGE shows with frames advancing, sampled 1.5 s apart. */
+export async function showing(peer) {
+  const sample = () => peer.page.evaluate(() => Object.fromEntries(Object.entries(window.sb.videos)
+    .map(([id, v]) => [id, [v.width, v.frames]])));
+  const first = await sample();
+  await sleep(1500);
+  const second = await sample();
+  return Object.keys(second).filter((id) => first[id] && second[id][0] > 0 && second[id][1] > first[id][1]).sort();
+}
+
+/**
+ * A case's `sees(peer, names)`: waits up to `ms` until `probe(peer)` (`flowing` or `showing`)
+ * returns exactly `ids(names)`, sorted, and notes it; throws with what it got otherwise.
+ */
+export function seer(t, ids, { probe = flowing, ms = 25_000 } = {}) {
+  return async (peer, names) => {
+    const want = ids(names);
+    const deadline = Date.now() + ms;
+    let got = [];
+    while (Date.now() < deadline) {
+      got = await probe(peer);
+      if (JSON.stringify(got) === JSON.stringify(want)) { t.note(peer.name, `sees ${names.join(',')}`); return; }
+    }
+    throw new Error(`${peer.name} should see flowing video of ${names.join(',')} (${want.join(',')}); got ${JSON.stringify(got)}`);
+  };
+}
+
+/** Each of `peers` got no track event for its own stream (`sid(name)`). */
+export async function expectNoOwnTrack(t, peers, sid) {
+  for (const p of peers) {
+    const own = await p.page.evaluate((me) => window.sb.trackStreams.filter((s) => s === me), sid(p.name));
+    t.expect(own.length === 0, `${p.name} gets no track event for its own stream`, own);
+  }
+}
+
+/** None of `peers` recorded an error. */
+export async function expectNoErrors(t, peers) {
+  for (const p of peers) {
+    const errors = await p.page.evaluate(() => window.sb.errors);
+    t.expect(errors.length === 0, `${p.name} has no error`, errors);
+  }
+}
+
+/**
+ * Opens a LEGACY_PAGE for `name` and joins `t.room` as Ant's conference tutorial does, up to
+ * publish_started; its joinedTheRoom must list exactly the pages already in `peers`, which the
+ * page then joins.
+ */
+export async function joinLegacy(t, name, peers, sid) {
+  const p = await t.openPage(name, `/__sfu-legacy.html?room=${t.room}&stream=${sid(name)}`, LEGACY_PAGE);
+  await t.until([p], 'initialized', () => window.sb.initialized);
+  await p.page.evaluate(() => window.sbJoin());
+  const joined = await t.until([p], 'joinedTheRoom', () => window.sb.info.joinedTheRoom);
+  const before = peers.map((o) => sid(o.name));
+  t.expect(joined.streamId === sid(name) && JSON.stringify([...joined.streams].sort()) === JSON.stringify(before),
+    `${name}'s joinedTheRoom lists the participants before it`, joined);
+  await t.until([p], 'publish_started', () => window.sb.info.publish_started);
+  peers.push(p);
+  return p;
+}

@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use switchboard_tests::media::MediaPeer;
+use serde_json::json;
+use switchboard_tests::media::{MediaPeer, next_ant as next};
 use switchboard_tests::{WsClient, field, switchboard_bin};
 
 const FRAME_BYTES: usize = 1000;
@@ -179,15 +179,6 @@ type = "room-router"
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     anyhow::bail!("the gateway did not listen on {addr}")
-}
-
-async fn next(ws: &mut WsClient) -> Value {
-    loop {
-        let v = ws.recv_json().await;
-        if v["command"] != "pong" {
-            return v;
-        }
-    }
 }
 
 async fn publish(url: &str, stream: &str, epoch: Instant) -> (WsClient, MediaPeer) {

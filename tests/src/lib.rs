@@ -351,6 +351,24 @@ impl NodeRun {
     }
 }
 
+/// Runs scenario `name` of `tests/node/<script>` against `gw` (the script takes the gateway's
+/// HTTP URL and the scenario's name), echoes its output, and fails the test if it failed.
+pub async fn node_scenario(gw: &TestGateway, script: &str, name: &str, deadline: Duration) {
+    let run = node(script, &[&gw.http_url(), name], deadline).await;
+    eprintln!("--- {script} {name}\n{}{}", run.stdout, run.stderr);
+    run.assert_success();
+}
+
+/// Starts a gateway with `config`, runs scenario `name` of `tests/node/<script>` against it, and
+/// fails the test unless the scenario passed with no error counted anywhere.
+pub async fn clean_node_scenario(config: &str, script: &str, name: &str, deadline: Duration) {
+    let gw = TestGateway::with_config(config).await;
+    node_scenario(&gw, script, name, deadline).await;
+    let body = metrics::scrape(&gw).await;
+    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
+    gw.stop().await;
+}
+
 /// Reads a JSON frame's string field, or fails.
 pub fn field<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key)
@@ -547,6 +565,16 @@ pub fn netns_available() -> bool {
 /// ports). The script and everything it started are killed at `deadline`.
 pub async fn browser_case(case: &str, deadline: Duration) -> NodeRun {
     browser_script("tests/browser/matrix.mjs", case, deadline).await
+}
+
+/// Runs `node SCRIPT CASE` with [`browser_script`] and fails the test unless it passed; on a
+/// pass, echoes what the script reported (its figures and steps) to the test's output.
+pub async fn assert_browser_script(script: &str, case: &str, deadline: Duration) {
+    let run = browser_script(script, case, deadline).await;
+    if run.success {
+        eprintln!("{}", run.stdout.trim_end());
+    }
+    run.assert_success();
 }
 
 /// Runs `node SCRIPT CASE` like [`browser_case`] does for the matrix (same binary, namespace,

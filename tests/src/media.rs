@@ -267,3 +267,99 @@ impl MediaPeer {
         }
     }
 }
+
+/// Sends frames from every publisher for `ms` while `player` runs; returns the frames `player`
+/// received in that time.
+pub async fn flow(publishers: &mut [&mut MediaPeer], player: &mut MediaPeer, ms: u64) -> u64 {
+    let before = player.frames_total();
+    let start = Instant::now();
+    let mut t = 0;
+    while start.elapsed() < Duration::from_millis(ms) {
+        for p in publishers.iter_mut() {
+            p.send_frames(300, t);
+            p.pump(Instant::now() + Duration::from_millis(2)).await;
+        }
+        player
+            .pump(Instant::now() + Duration::from_millis(15))
+            .await;
+        t += 20;
+    }
+    player.frames_total() - before
+}
+
+/// The next Ant Media frame that is not a pong.
+pub async fn next_ant(ws: &mut crate::WsClient) -> serde_json::Value {
+    loop {
+        let v = ws.recv_json().await;
+        if v["command"] != "pong" {
+            return v;
+        }
+    }
+}
+
+/// The next media reply or error to a raw peer (P2P room notices such as `switchboard.joined`
+/// skipped).
+pub async fn next_media(ws: &mut crate::WsClient) -> serde_json::Value {
+    loop {
+        let v = ws.recv_json().await;
+        let kind = v["type"].as_str().unwrap_or_default();
+        if kind.starts_with("switchboard.media") || kind == "switchboard.error" {
+            return v;
+        }
+    }
+}
+
+/// The track ids of an Ant Media offer's `idMapping`, sorted.
+pub fn tracks(offer: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = offer["idMapping"]
+        .as_object()
+        .expect("idMapping is an object")
+        .values()
+        .map(|v| v.as_str().expect("track id").to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Publishes `stream` into `room` as the Ant Media SDK does, over a new connection to `url` (an
+/// Ant Media WebSocket URL) with a fresh media peer, up to `publish_started` (the peer connected
+/// within `wait`). Returns the connection, the peer and the SFU's answer SDP.
+pub async fn publish_ant(
+    url: &str,
+    stream: &str,
+    room: &str,
+    epoch: Instant,
+    wait: Duration,
+) -> (crate::WsClient, MediaPeer, String) {
+    use serde_json::json;
+    let mut ws = crate::WsClient::connect(url).await;
+    ws.send_json(json!({"command":"publish","streamId":stream,"subscriberId":"","subscriberCode":"","streamName":stream,"mainTrack":room,"video":true,"audio":true,"metaData":"","role":""})).await;
+    assert_eq!(
+        next_ant(&mut ws).await,
+        json!({"command":"start","streamId":stream})
+    );
+    let mut peer = MediaPeer::new(epoch).await;
+    let offer = peer.publish_offer();
+    ws.send_json(
+        json!({"command":"takeConfiguration","streamId":stream,"type":"offer","sdp":offer}),
+    )
+    .await;
+    let answer = next_ant(&mut ws).await;
+    assert_eq!(answer["command"], "takeConfiguration", "{answer}");
+    assert_eq!(
+        (&answer["type"], &answer["streamId"]),
+        (&json!("answer"), &json!(stream)),
+        "{answer}"
+    );
+    let sdp = crate::field(&answer, "sdp").to_owned();
+    peer.accept_answer(&sdp);
+    assert!(
+        peer.pump_until(wait, |p| p.connected).await,
+        "publisher {stream} connects"
+    );
+    assert_eq!(
+        next_ant(&mut ws).await,
+        json!({"command":"notification","definition":"publish_started","streamId":stream,"ATTR_ROOM_NAME":room,"room":room})
+    );
+    (ws, peer, sdp)
+}

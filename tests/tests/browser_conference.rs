@@ -6,21 +6,17 @@
 
 use std::time::Duration;
 
-use switchboard_tests::browser_script;
+use switchboard_tests::assert_browser_script;
 
 /// Start-up included; the script's own hard deadline is 70 s.
 const DEADLINE: Duration = Duration::from_secs(80);
 
 #[tokio::test]
 async fn browser_conference_room_signaling() {
-    let run = browser_script(
+    assert_browser_script(
         "tests/browser/conference.mjs",
         "conference_room_signaling",
         DEADLINE,
     )
     .await;
-    if run.success {
-        eprintln!("{}", run.stdout.trim_end());
-    }
-    run.assert_success();
 }

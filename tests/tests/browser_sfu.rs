@@ -13,59 +13,39 @@
 
 use std::time::Duration;
 
-use switchboard_tests::browser_script;
+use switchboard_tests::assert_browser_script;
 
 /// Start-up included; the script's own hard deadline is 150 s.
 const DEADLINE: Duration = Duration::from_secs(165);
 
 #[tokio::test]
 async fn browser_sfu_conference_four_people() {
-    let run = browser_script(
+    assert_browser_script(
         "tests/browser/sfu.mjs",
         "sfu_conference_four_people",
         DEADLINE,
     )
     .await;
-    if run.success {
-        eprintln!("{}", run.stdout.trim_end());
-    }
-    run.assert_success();
 }
 
 #[tokio::test]
 async fn browser_sfu_join_room_flow() {
-    let run = browser_script("tests/browser/sfu.mjs", "sfu_join_room_flow", DEADLINE).await;
-    if run.success {
-        eprintln!("{}", run.stdout.trim_end());
-    }
-    run.assert_success();
+    assert_browser_script("tests/browser/sfu.mjs", "sfu_join_room_flow", DEADLINE).await;
 }
 
 #[tokio::test]
 async fn browser_sfu_mixed_raw_and_ant() {
-    let run = browser_script("tests/browser/sfu.mjs", "sfu_mixed_raw_and_ant", DEADLINE).await;
-    if run.success {
-        eprintln!("{}", run.stdout.trim_end());
-    }
-    run.assert_success();
+    assert_browser_script("tests/browser/sfu.mjs", "sfu_mixed_raw_and_ant", DEADLINE).await;
 }
 
 #[tokio::test]
 async fn browser_sfu_demo_page() {
-    let run = browser_script("tests/browser/sfu.mjs", "sfu_demo_page", DEADLINE).await;
-    if run.success {
-        eprintln!("{}", run.stdout.trim_end());
-    }
-    run.assert_success();
+    assert_browser_script("tests/browser/sfu.mjs", "sfu_demo_page", DEADLINE).await;
 }
 
 /// A WHIP publisher (npm `whip-whep`) seen with frames by two Ant SDK conference pages and
 /// listed in the room; a WHEP player (npm `whip-whep`) seeing it and an Ant publisher.
 #[tokio::test]
 async fn browser_sfu_whip_and_whep() {
-    let run = browser_script("tests/browser/sfu.mjs", "sfu_whip_and_whep", DEADLINE).await;
-    if run.success {
-        eprintln!("{}", run.stdout.trim_end());
-    }
-    run.assert_success();
+    assert_browser_script("tests/browser/sfu.mjs", "sfu_whip_and_whep", DEADLINE).await;
 }

@@ -8,35 +8,27 @@
 
 use std::time::Duration;
 
-use switchboard_tests::browser_script;
+use switchboard_tests::assert_browser_script;
 
 /// Start-up included; the script's own hard deadline is 150 s.
 const DEADLINE: Duration = Duration::from_secs(165);
 
 #[tokio::test]
 async fn browser_sfu_cluster_three_pages_on_two_nodes() {
-    let run = browser_script(
+    assert_browser_script(
         "tests/browser/sfu_cluster.mjs",
         "sfu_cluster_three_pages",
         DEADLINE,
     )
     .await;
-    if run.success {
-        eprintln!("{}", run.stdout.trim_end());
-    }
-    run.assert_success();
 }
 
 #[tokio::test]
 async fn browser_sfu_cluster_join_room_flow_on_two_nodes() {
-    let run = browser_script(
+    assert_browser_script(
         "tests/browser/sfu_cluster.mjs",
         "sfu_cluster_join_room_flow",
         DEADLINE,
     )
     .await;
-    if run.success {
-        eprintln!("{}", run.stdout.trim_end());
-    }
-    run.assert_success();
 }

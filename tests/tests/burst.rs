@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use switchboard_tests::metrics::{self, scrape};
-use switchboard_tests::{TestGateway, node};
+use switchboard_tests::{TestGateway, clean_node_scenario, node_scenario};
 
 /// Rate limits raised so nothing is rate-limited; a short queue; a short write timeout for the never-reads case
 /// (longer than the 2 s pause, which must not count as stuck).
@@ -34,38 +34,29 @@ type = "room-router"
 const DEADLINE: Duration = Duration::from_secs(115);
 
 async fn scenario(gw: &TestGateway, name: &str) {
-    let run = node("burst.mjs", &[&gw.http_url(), name], DEADLINE).await;
-    eprintln!("--- burst.mjs {name}\n{}{}", run.stdout, run.stderr);
-    run.assert_success();
+    node_scenario(gw, "burst.mjs", name, DEADLINE).await;
+}
+
+/// Runs scenario `name` on a fresh gateway and expects no error counted.
+async fn clean_scenario(name: &str) {
+    clean_node_scenario(CONFIG, "burst.mjs", name, DEADLINE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bursts_of_every_client_kind_arrive_whole_and_in_order() {
-    let gw = TestGateway::with_config(CONFIG).await;
-    scenario(&gw, "burst").await;
-    let body = scrape(&gw).await;
-    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
-    gw.stop().await;
+    clean_scenario("burst").await;
 }
 
 /// Two peers flooding each other, each session's queue full, each session waiting for room in
 /// the other's: they must not deadlock (each goes on writing its own queue while it waits).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_peers_flooding_each_other_do_not_deadlock() {
-    let gw = TestGateway::with_config(CONFIG).await;
-    scenario(&gw, "duplex").await;
-    let body = scrape(&gw).await;
-    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
-    gw.stop().await;
+    clean_scenario("duplex").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_that_pauses_two_seconds_loses_nothing() {
-    let gw = TestGateway::with_config(CONFIG).await;
-    scenario(&gw, "pause").await;
-    let body = scrape(&gw).await;
-    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
-    gw.stop().await;
+    clean_scenario("pause").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

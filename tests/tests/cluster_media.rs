@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use switchboard_tests::WsClient;
 use switchboard_tests::cluster::{HEARTBEAT_MS, NODE_TTL_MS, Node, RedisServer, node_config};
 use switchboard_tests::field;
-use switchboard_tests::media::MediaPeer;
+use switchboard_tests::media::{
+    MediaPeer, flow, next_ant as next, next_media, publish_ant, tracks,
+};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -42,16 +44,6 @@ async fn two_nodes() -> (RedisServer, Node, Node) {
     (redis, a, b)
 }
 
-/// The next frame that is not a pong.
-async fn next(ws: &mut WsClient) -> Value {
-    loop {
-        let v = ws.recv_json().await;
-        if v["command"] != "pong" {
-            return v;
-        }
-    }
-}
-
 /// The UDP port of the host candidates an SDP announces (one SFU socket: one port).
 fn candidate_port(sdp: &str) -> u16 {
     let ports: Vec<u16> = sdp
@@ -73,48 +65,9 @@ struct Publisher {
 }
 
 async fn publish(node: &Node, stream: &str, room: &str, epoch: Instant) -> Publisher {
-    let mut ws = WsClient::connect(&node.ant_url("LiveApp")).await;
-    ws.send_json(json!({"command":"publish","streamId":stream,"subscriberId":"","subscriberCode":"","streamName":stream,"mainTrack":room,"video":true,"audio":true,"metaData":"","role":""})).await;
-    assert_eq!(
-        next(&mut ws).await,
-        json!({"command":"start","streamId":stream})
-    );
-    let mut peer = MediaPeer::new(epoch).await;
-    let offer = peer.publish_offer();
-    ws.send_json(
-        json!({"command":"takeConfiguration","streamId":stream,"type":"offer","sdp":offer}),
-    )
-    .await;
-    let answer = next(&mut ws).await;
-    assert_eq!(answer["command"], "takeConfiguration", "{answer}");
-    assert_eq!(
-        (&answer["type"], &answer["streamId"]),
-        (&json!("answer"), &json!(stream))
-    );
-    let sdp = field(&answer, "sdp");
-    let port = candidate_port(sdp);
-    peer.accept_answer(sdp);
-    assert!(
-        peer.pump_until(WAIT, |p| p.connected).await,
-        "publisher {stream} connects to port {port}"
-    );
-    assert_eq!(
-        next(&mut ws).await,
-        json!({"command":"notification","definition":"publish_started","streamId":stream,"ATTR_ROOM_NAME":room,"room":room})
-    );
+    let (ws, peer, answer) = publish_ant(&node.ant_url("LiveApp"), stream, room, epoch, WAIT).await;
+    let port = candidate_port(&answer);
     Publisher { ws, peer, port }
-}
-
-/// The track ids of an offer's idMapping, sorted.
-fn tracks(offer: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = offer["idMapping"]
-        .as_object()
-        .expect("idMapping is an object")
-        .values()
-        .map(|v| v.as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
 }
 
 /// A player of `room` through `node`, up to `play_started`: its connection, its media peer,
@@ -142,24 +95,6 @@ async fn play(node: &Node, room: &str, epoch: Instant) -> (WsClient, MediaPeer, 
         json!({"command":"notification","definition":"play_started","streamId":room})
     );
     (ws, peer, port, offer)
-}
-
-/// Sends frames from every publisher for `ms` while the player runs; frames it received.
-async fn flow(publishers: &mut [&mut MediaPeer], player: &mut MediaPeer, ms: u64) -> u64 {
-    let before = player.frames_total();
-    let start = Instant::now();
-    let mut t = 0;
-    while start.elapsed() < Duration::from_millis(ms) {
-        for p in publishers.iter_mut() {
-            p.send_frames(300, t);
-            p.pump(Instant::now() + Duration::from_millis(2)).await;
-        }
-        player
-            .pump(Instant::now() + Duration::from_millis(15))
-            .await;
-        t += 20;
-    }
-    player.frames_total() - before
 }
 
 /// The instance id `redis` lists as the media home of `room`.
@@ -301,6 +236,17 @@ async fn flow_by_track(
     grew
 }
 
+/// [`flow_by_track`] for 1 s after a toggle, once what was in flight before it has arrived
+/// (300 ms of flow first).
+async fn flow_by_track_after_toggle(
+    publishers: &mut [&mut MediaPeer],
+    player: &mut MediaPeer,
+    mapping: &Value,
+) -> std::collections::BTreeMap<String, u64> {
+    flow(publishers, player, 300).await;
+    flow_by_track(publishers, player, mapping, 1000).await
+}
+
 /// A publisher on B turns its video off and on (`toggleVideo`, forwarded to the home A): A's
 /// player stops and resumes receiving it; a toggle of a stream B's connection does not have is
 /// refused on B. Then B dies: the home drops B's publisher and renegotiates its player.
@@ -327,25 +273,13 @@ async fn toggles_reach_the_home_and_a_dead_participant_node_leaves_it() {
 
     let toggle = |enabled: bool| json!({"command":"toggleVideo","streamId":"p2","trackId":"p2","enabled":enabled});
     p2.ws.send_json(toggle(false)).await;
-    flow(&mut [&mut p1.peer, &mut p2.peer], &mut player, 300).await; // what was in flight
-    let grew = flow_by_track(
-        &mut [&mut p1.peer, &mut p2.peer],
-        &mut player,
-        &mapping,
-        1000,
-    )
-    .await;
+    let grew =
+        flow_by_track_after_toggle(&mut [&mut p1.peer, &mut p2.peer], &mut player, &mapping).await;
     assert_eq!(grew["ARDAMSvp2"], 0, "p2's video is off: {grew:?}");
     assert!(grew["ARDAMSap2"] > 10 && grew["ARDAMSvp1"] > 10, "{grew:?}");
     p2.ws.send_json(toggle(true)).await;
-    flow(&mut [&mut p1.peer, &mut p2.peer], &mut player, 300).await;
-    let grew = flow_by_track(
-        &mut [&mut p1.peer, &mut p2.peer],
-        &mut player,
-        &mapping,
-        1000,
-    )
-    .await;
+    let grew =
+        flow_by_track_after_toggle(&mut [&mut p1.peer, &mut p2.peer], &mut player, &mapping).await;
     assert!(grew["ARDAMSvp2"] > 10, "p2's video is back: {grew:?}");
     // A toggle that worked is answered with nothing (as Ant); one of a stream this connection
     // does not have is refused by B itself.
@@ -423,17 +357,6 @@ async fn force_stream_quality_on_the_other_node_reaches_the_home() {
         "{err}"
     );
     drop(b);
-}
-
-/// The next media reply or error to a raw peer (notices such as `switchboard.joined` skipped).
-async fn next_media(ws: &mut WsClient) -> Value {
-    loop {
-        let v = ws.recv_json().await;
-        let kind = v["type"].as_str().unwrap_or_default();
-        if kind.starts_with("switchboard.media") || kind == "switchboard.error" {
-            return v;
-        }
-    }
 }
 
 /// A raw-dialect publisher (`switchboard.publish`, docs/dialect-spec.md) on B into a room homed

@@ -12,7 +12,7 @@ use std::time::Duration;
 use switchboard_loadgen::client::{Conn, Inbound, parse, signal_frame};
 use switchboard_loadgen::sdp::{Kind, Tag};
 use switchboard_loadgen::{Dialect, Server, Target};
-use switchboard_tests::front::{EVERY_DIALECT_LISTENER, GatewayProcess};
+use switchboard_tests::front::{EVERY_DIALECT_LISTENER, GatewayProcess, process_config_tail};
 
 /// Idle sessions opened per dialect.
 const SESSIONS: u32 = 2_000;
@@ -29,24 +29,10 @@ const ANT_RAW_KIB: f64 = 11.0;
 const SOCKETIO_KIB: f64 = 12.0;
 
 fn config() -> String {
-    format!(
-        r#"{EVERY_DIALECT_LISTENER}
-[log]
-format = "json"
-level = "info"
-
-[shutdown]
-grace_period_secs = 1
-
-[limits]
-max_sessions = 100000
+    let limits = "max_sessions = 100000
 max_connections_per_ip = 100000
-max_tcp_connections_per_ip = 100000
-
-[[plugin]]
-type = "room-router"
-"#
-    )
+max_tcp_connections_per_ip = 100000";
+    format!("{EVERY_DIALECT_LISTENER}{}", process_config_tail(limits))
 }
 
 /// Opens a session of `dialect` in `room` and waits until it is in.

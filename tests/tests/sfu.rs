@@ -9,7 +9,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard_tests::media::MediaPeer;
+use switchboard_tests::media::{
+    MediaPeer, flow, next_ant as next, next_media, publish_ant, tracks,
+};
 use switchboard_tests::{TestGateway, WsClient, field, http_get, http_request};
 
 const CONFIG: &str = r#"
@@ -39,16 +41,6 @@ async fn ant(gw: &TestGateway) -> WsClient {
     WsClient::connect(&gw.ant_url("LiveApp")).await
 }
 
-/// The next frame that is not a pong.
-async fn next(ws: &mut WsClient) -> Value {
-    loop {
-        let v = ws.recv_json().await;
-        if v["command"] != "pong" {
-            return v;
-        }
-    }
-}
-
 /// Publishes `stream` into `room` with a fresh media peer, up to `publish_started`.
 async fn publish(
     gw: &TestGateway,
@@ -56,45 +48,8 @@ async fn publish(
     room: &str,
     epoch: Instant,
 ) -> (WsClient, MediaPeer) {
-    let mut ws = ant(gw).await;
-    ws.send_json(json!({"command":"publish","streamId":stream,"subscriberId":"","subscriberCode":"","streamName":stream,"mainTrack":room,"video":true,"audio":true,"metaData":"","role":""})).await;
-    assert_eq!(
-        next(&mut ws).await,
-        json!({"command":"start","streamId":stream})
-    );
-    let mut peer = MediaPeer::new(epoch).await;
-    let offer = peer.publish_offer();
-    ws.send_json(
-        json!({"command":"takeConfiguration","streamId":stream,"type":"offer","sdp":offer}),
-    )
-    .await;
-    let answer = next(&mut ws).await;
-    assert_eq!(answer["command"], "takeConfiguration", "{answer}");
-    assert_eq!(answer["type"], "answer");
-    assert_eq!(answer["streamId"], stream);
-    peer.accept_answer(field(&answer, "sdp"));
-    assert!(
-        peer.pump_until(WAIT, |p| p.connected).await,
-        "publisher {stream} connects"
-    );
-    let started = next(&mut ws).await;
-    assert_eq!(
-        started,
-        json!({"command":"notification","definition":"publish_started","streamId":stream,"ATTR_ROOM_NAME":room,"room":room})
-    );
+    let (ws, peer, _) = publish_ant(&gw.ant_url("LiveApp"), stream, room, epoch, WAIT).await;
     (ws, peer)
-}
-
-/// The track ids of an offer's idMapping, sorted.
-fn tracks(offer: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = offer["idMapping"]
-        .as_object()
-        .expect("idMapping is an object")
-        .values()
-        .map(|v| v.as_str().expect("track id").to_owned())
-        .collect();
-    ids.sort();
-    ids
 }
 
 /// Answers a server offer on the play stream.
@@ -107,25 +62,6 @@ async fn answer_offer(ws: &mut WsClient, peer: &mut MediaPeer, offer: &Value) {
         json!({"command":"takeConfiguration","streamId":stream,"type":"answer","sdp":sdp}),
     )
     .await;
-}
-
-/// Sends frames from every publisher for `ms` while every peer runs; returns frames received
-/// by `player` in that time.
-async fn flow(publishers: &mut [&mut MediaPeer], player: &mut MediaPeer, ms: u64) -> u64 {
-    let before = player.frames_total();
-    let start = Instant::now();
-    let mut t = 0;
-    while start.elapsed() < Duration::from_millis(ms) {
-        for p in publishers.iter_mut() {
-            p.send_frames(300, t);
-            p.pump(Instant::now() + Duration::from_millis(2)).await;
-        }
-        player
-            .pump(Instant::now() + Duration::from_millis(15))
-            .await;
-        t += 20;
-    }
-    player.frames_total() - before
 }
 
 #[tokio::test]
@@ -257,17 +193,6 @@ async fn bad_descriptions_and_duplicates_get_ant_errors() {
         json!({"command":"start","streamId":"s1"})
     );
     gw.stop().await;
-}
-
-/// The next raw frame whose type is not a P2P room notice (joined, start, ...).
-async fn next_media(ws: &mut WsClient) -> Value {
-    loop {
-        let v = ws.recv_json().await;
-        let kind = v["type"].as_str().unwrap_or_default();
-        if kind.starts_with("switchboard.media") || kind == "switchboard.error" {
-            return v;
-        }
-    }
 }
 
 #[tokio::test]
@@ -612,6 +537,25 @@ async fn flow_by_kind(
     (audio, video)
 }
 
+/// Plays `room` (the stream named as the room) with `player` as the media peer, up to
+/// `play_started`; returns the player's connection and the offer's `idMapping`.
+async fn play_room(gw: &TestGateway, room: &str, player: &mut MediaPeer) -> (WsClient, Value) {
+    let mut q = ant(gw).await;
+    q.send_json(json!({"command":"play","streamId":room,"token":"","room":room,"trackList":[]}))
+        .await;
+    let offer = next(&mut q).await;
+    answer_offer(&mut q, player, &offer).await;
+    assert!(
+        player.pump_until(WAIT, |p| p.connected).await,
+        "player connects"
+    );
+    assert_eq!(
+        next(&mut q).await,
+        json!({"command":"notification","definition":"play_started","streamId":room})
+    );
+    (q, offer["idMapping"].clone())
+}
+
 /// Item 5 of issue 18: `enableTrack`, `toggleVideo`, `toggleAudio` stop and resume what the
 /// gateway sends: a player's for itself, a publisher's for every player of its stream.
 #[tokio::test]
@@ -619,21 +563,8 @@ async fn track_toggles_pause_and_resume_forwarding() {
     let gw = TestGateway::with_config(CONFIG).await;
     let epoch = Instant::now();
     let (mut pub_ws, mut p1) = publish(&gw, "t1", "rt", epoch).await;
-    let mut q = ant(&gw).await;
-    q.send_json(json!({"command":"play","streamId":"rt","token":"","room":"rt","trackList":[]}))
-        .await;
-    let offer = next(&mut q).await;
-    let mapping = offer["idMapping"].clone();
     let mut player = MediaPeer::new(epoch).await;
-    answer_offer(&mut q, &mut player, &offer).await;
-    assert!(
-        player.pump_until(WAIT, |p| p.connected).await,
-        "player connects"
-    );
-    assert_eq!(
-        next(&mut q).await,
-        json!({"command":"notification","definition":"play_started","streamId":"rt"})
-    );
+    let (mut q, mapping) = play_room(&gw, "rt", &mut player).await;
     let (audio, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1000).await;
     assert!(
         audio > 10 && video > 10,
@@ -726,21 +657,8 @@ async fn forwarded_video_starts_at_a_keyframe_and_keeps_its_numbering_across_a_p
     let epoch = Instant::now();
     let (_pub_ws, mut p1) = publish(&gw, "k1", "rk", epoch).await;
     p1.interframes = true;
-    let mut q = ant(&gw).await;
-    q.send_json(json!({"command":"play","streamId":"rk","token":"","room":"rk","trackList":[]}))
-        .await;
-    let offer = next(&mut q).await;
-    let mapping = offer["idMapping"].clone();
     let mut player = MediaPeer::recording(epoch).await;
-    answer_offer(&mut q, &mut player, &offer).await;
-    assert!(
-        player.pump_until(WAIT, |p| p.connected).await,
-        "player connects"
-    );
-    assert_eq!(
-        next(&mut q).await,
-        json!({"command":"notification","definition":"play_started","streamId":"rk"})
-    );
+    let (mut q, mapping) = play_room(&gw, "rk", &mut player).await;
     let (_, video) = flow_by_kind(&mut p1, &mut player, &mapping, 1500).await;
     assert!(video > 10, "video flows: {video} frames");
     assert!(

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use switchboard_tests::metrics::{self, scrape};
-use switchboard_tests::{TestGateway, node};
+use switchboard_tests::{TestGateway, clean_node_scenario, node_scenario};
 
 /// Rate limits raised so that a burst is never rate-limited; the frame limit at its default.
 const CONFIG: &str = r#"
@@ -31,36 +31,27 @@ type = "room-router"
 const DEADLINE: Duration = Duration::from_secs(110);
 
 async fn scenario(gw: &TestGateway, name: &str) {
-    let run = node("sio_polling.mjs", &[&gw.http_url(), name], DEADLINE).await;
-    eprintln!("--- sio_polling.mjs {name}\n{}{}", run.stdout, run.stderr);
-    run.assert_success();
+    node_scenario(gw, "sio_polling.mjs", name, DEADLINE).await;
+}
+
+/// Runs scenario `name` on a fresh gateway and expects no error counted.
+async fn clean_scenario(name: &str) {
+    clean_node_scenario(CONFIG, "sio_polling.mjs", name, DEADLINE).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn default_option_clients_burst_to_ant_and_raw_peers_whole_and_in_order() {
-    let gw = TestGateway::with_config(CONFIG).await;
-    scenario(&gw, "cross").await;
-    let body = scrape(&gw).await;
-    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
-    gw.stop().await;
+    clean_scenario("cross").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgrade_in_the_middle_of_a_burst_loses_nothing() {
-    let gw = TestGateway::with_config(CONFIG).await;
-    scenario(&gw, "upgrade").await;
-    let body = scrape(&gw).await;
-    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
-    gw.stop().await;
+    clean_scenario("upgrade").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_pinned_to_long_polling_relays_both_ways() {
-    let gw = TestGateway::with_config(CONFIG).await;
-    scenario(&gw, "polling").await;
-    let body = scrape(&gw).await;
-    assert_eq!(metrics::sum(&body, "switchboard_errors_total"), 0, "{body}");
-    gw.stop().await;
+    clean_scenario("polling").await;
 }
 
 /// Each bad input over polling is answered (the script checks the answers) and counted once,

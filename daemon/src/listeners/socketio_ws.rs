@@ -71,21 +71,10 @@ fn upgrade(
     cx: ListenerContext,
     ws: WebSocketUpgrade,
     addr: SocketAddr,
-    mut query: HashMap<String, String>,
+    query: HashMap<String, String>,
 ) -> Response {
-    let limit = cx.gateway.config().max_frame_bytes(DialectKind::Socketio);
-    let room = query
-        .remove("room")
-        .unwrap_or_else(|| cx.config.socketio_room.clone());
-    let state = EngineState {
-        token: query.remove("token").filter(|t| !t.is_empty()),
-        engine_sid: super::engineio::new_sid(),
-        socket_sid: super::engineio::new_sid(),
-        max_payload: limit,
-        connected: false,
-        room,
-        polling: false,
-    };
+    let state = super::engineio::new_state(&cx, query, false);
+    let limit = state.max_payload;
     let admitted = admit(&cx, &state.room, addr);
     let ws = super::small_buffers(ws)
         .max_message_size(limit)
@@ -110,26 +99,8 @@ fn serve(
         Ok(permit) => permit,
         Err(message) => return Either::Right(refuse(socket, state, message)),
     };
-    let handle = cx.gateway.register(DialectKind::Socketio, Some(addr));
-    let span = tracing::info_span!(
-        "conn",
-        conn.id = %handle.id,
-        peer.addr = %addr,
-        dialect = "socketio",
-        transport = "websocket",
-        room = %state.room,
-    );
-    let session = session::run_websocket::<SocketIoWs>(
-        socket,
-        session::WsSession {
-            gateway: cx.gateway.clone(),
-            handle,
-            state,
-            join: None,
-            permit,
-            app: None,
-        },
-    );
+    let (ws_session, span) = super::engineio::start_session(&cx, addr, state, permit, "websocket");
+    let session = session::run_websocket::<SocketIoWs>(socket, ws_session);
     Either::Left(session.instrument(span))
 }
 

@@ -113,21 +113,9 @@ pub fn refuse(error: RequestError) -> Response {
 async fn handshake(
     cx: ListenerContext,
     addr: SocketAddr,
-    mut query: HashMap<String, String>,
+    query: HashMap<String, String>,
 ) -> Response {
-    let limit = cx.gateway.config().max_frame_bytes(DialectKind::Socketio);
-    let room = query
-        .remove("room")
-        .unwrap_or_else(|| cx.config.socketio_room.clone());
-    let state = EngineState {
-        token: query.remove("token").filter(|t| !t.is_empty()),
-        engine_sid: new_sid(),
-        socket_sid: new_sid(),
-        max_payload: limit,
-        connected: false,
-        room,
-        polling: true,
-    };
+    let state = new_state(&cx, query, true);
     if let Err(e) = crate::rooms::check_room_name(&state.room) {
         crate::telemetry::room_name_refused(DialectKind::Socketio);
         return refused_handshake(&state, &format!("invalid_room: {e}"));
@@ -147,26 +135,9 @@ async fn handshake(
     });
     let sid: Arc<str> = state.engine_sid.as_str().into();
     cx.engineio.0.insert(sid.clone(), session.clone());
-    let handle = cx.gateway.register(DialectKind::Socketio, Some(addr));
-    let span = tracing::info_span!(
-        "conn",
-        conn.id = %handle.id,
-        peer.addr = %addr,
-        dialect = "socketio",
-        transport = "polling",
-        room = %state.room,
-    );
-    let run = session::run_websocket::<SocketIoWs>(
-        EngineTransport::new(rx, queue.clone()),
-        session::WsSession {
-            gateway: cx.gateway.clone(),
-            handle,
-            state,
-            join: None,
-            permit,
-            app: None,
-        },
-    );
+    let (ws_session, span) = start_session(&cx, addr, state, permit, "polling");
+    let run =
+        session::run_websocket::<SocketIoWs>(EngineTransport::new(rx, queue.clone()), ws_session);
     let sessions = cx.engineio.clone();
     cx.tracker.spawn(
         async move {
@@ -308,6 +279,58 @@ async fn expect(socket: &mut WebSocket, expected: &str) -> Option<()> {
     match socket.next().await {
         Some(Ok(Message::Text(text))) if text.as_str() == expected => Some(()),
         _ => None,
+    }
+}
+
+/// An admitted socket.io session on `transport` (`"polling"` or `"websocket"`): registered
+/// with the gateway, with what its session loop needs and the span it runs in.
+pub fn start_session(
+    cx: &ListenerContext,
+    addr: SocketAddr,
+    state: EngineState,
+    permit: crate::limits::Permit,
+    transport: &'static str,
+) -> (session::WsSession<SocketIoWs>, tracing::Span) {
+    let handle = cx.gateway.register(DialectKind::Socketio, Some(addr));
+    let span = tracing::info_span!(
+        "conn",
+        conn.id = %handle.id,
+        peer.addr = %addr,
+        dialect = "socketio",
+        transport,
+        room = %state.room,
+    );
+    let ws_session = session::WsSession {
+        gateway: cx.gateway.clone(),
+        handle,
+        state,
+        join: None,
+        permit,
+        app: None,
+    };
+    (ws_session, span)
+}
+
+/// A new engine.io v4 session's state from its handshake query: its room (the listener's
+/// default when the query names none), its token if not empty, fresh ids, and the socket.io
+/// frame limit as its `maxPayload`. `polling` says whether it opened on long-polling or on a
+/// WebSocket from the start.
+pub fn new_state(
+    cx: &ListenerContext,
+    mut query: HashMap<String, String>,
+    polling: bool,
+) -> EngineState {
+    let room = query
+        .remove("room")
+        .unwrap_or_else(|| cx.config.socketio_room.clone());
+    EngineState {
+        token: query.remove("token").filter(|t| !t.is_empty()),
+        engine_sid: new_sid(),
+        socket_sid: new_sid(),
+        max_payload: cx.gateway.config().max_frame_bytes(DialectKind::Socketio),
+        connected: false,
+        room,
+        polling,
     }
 }
 

@@ -17,6 +17,9 @@ use tokio::sync::mpsc;
 
 use super::queue::PollQueue;
 
+/// A `Sink` step of the WebSocket under the transport (its `poll_flush` or `poll_close`).
+type WsPoll = fn(Pin<&mut WebSocket>, &mut Context<'_>) -> Poll<Result<(), axum::Error>>;
+
 /// What reaches a polling session from outside its loop.
 #[derive(Debug)]
 pub enum Inbound {
@@ -146,6 +149,21 @@ impl EngineTransport {
         Poll::Ready(Ok(()))
     }
 
+    /// A flush or close (`last`) of the sink: on polling there is nothing more to do (queued
+    /// packets are written: the next GET takes them); after an upgrade the backlog queued on
+    /// polling goes out first, then `last` runs on the WebSocket.
+    fn poll_on_ws(&mut self, cx: &mut Context<'_>, last: WsPoll) -> Poll<Result<(), axum::Error>> {
+        self.adopt();
+        if self.ws.is_none() {
+            return Poll::Ready(Ok(()));
+        }
+        ready!(self.drain_backlog(cx))?;
+        match self.ws.as_mut() {
+            Some(ws) => last(Pin::new(&mut **ws), cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
     /// Moves to the WebSocket of a finished upgrade, if there is one and it is not taken yet.
     fn adopt(&mut self) {
         if self.ws.is_none()
@@ -240,29 +258,10 @@ impl Sink<Message> for EngineTransport {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        let this = &mut *self;
-        this.adopt();
-        if this.ws.is_none() {
-            // Queued packets are written: the next GET takes them.
-            return Poll::Ready(Ok(()));
-        }
-        ready!(this.drain_backlog(cx))?;
-        match this.ws.as_mut() {
-            Some(ws) => Pin::new(&mut **ws).poll_flush(cx),
-            None => Poll::Ready(Ok(())),
-        }
+        self.poll_on_ws(cx, |ws, cx| ws.poll_flush(cx))
     }
 
     fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        let this = &mut *self;
-        this.adopt();
-        if this.ws.is_none() {
-            return Poll::Ready(Ok(()));
-        }
-        ready!(this.drain_backlog(cx))?;
-        match this.ws.as_mut() {
-            Some(ws) => Pin::new(&mut **ws).poll_close(cx),
-            None => Poll::Ready(Ok(())),
-        }
+        self.poll_on_ws(cx, |ws, cx| ws.poll_close(cx))
     }
 }
