@@ -73,7 +73,9 @@ fn upgrade(
     addr: SocketAddr,
     query: HashMap<String, String>,
 ) -> Response {
-    let state = super::engineio::new_state(&cx, query, false);
+    let Some(state) = super::engineio::new_state(&cx, query, false) else {
+        return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
     let limit = state.max_payload;
     let admitted = admit(&cx, &state.room, addr);
     let ws = super::small_buffers(ws)

@@ -115,7 +115,9 @@ async fn handshake(
     addr: SocketAddr,
     query: HashMap<String, String>,
 ) -> Response {
-    let state = new_state(&cx, query, true);
+    let Some(state) = new_state(&cx, query, true) else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
     if let Err(e) = crate::rooms::check_room_name(&state.room) {
         crate::telemetry::room_name_refused(DialectKind::Socketio);
         return refused_handshake(&state, &format!("invalid_room: {e}"));
@@ -314,37 +316,35 @@ pub fn start_session(
 /// A new engine.io v4 session's state from its handshake query: its room (the listener's
 /// default when the query names none), its token if not empty, fresh ids, and the socket.io
 /// frame limit as its `maxPayload`. `polling` says whether it opened on long-polling or on a
-/// WebSocket from the start.
+/// WebSocket from the start. `None` when no session id can be drawn (no random source).
 pub fn new_state(
     cx: &ListenerContext,
     mut query: HashMap<String, String>,
     polling: bool,
-) -> EngineState {
+) -> Option<EngineState> {
     let room = query
         .remove("room")
         .unwrap_or_else(|| cx.config.socketio_room.clone());
-    EngineState {
+    Some(EngineState {
         token: query.remove("token").filter(|t| !t.is_empty()),
-        engine_sid: new_sid(),
-        socket_sid: new_sid(),
+        engine_sid: new_sid()?,
+        socket_sid: new_sid()?,
         max_payload: cx.gateway.config().max_frame_bytes(DialectKind::Socketio),
         connected: false,
         room,
         polling,
-    }
+    })
 }
 
 /// A new engine.io or socket.io id: 120 random bits, URL-safe (as engine.io's `base64id`).
-pub fn new_sid() -> String {
+pub fn new_sid() -> Option<String> {
     use base64::Engine;
     let mut bytes = [0u8; 15];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No entropy source: a time-based id still differs per session (and is logged).
-        tracing::error!("no random source for engine.io session ids");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        bytes[..15].copy_from_slice(&nanos.to_le_bytes()[..15]);
+    // A polling session's sid is its only credential: without a random source, an id that
+    // could be guessed would let anyone read and write that session, so none is made.
+    if let Err(e) = getrandom::fill(&mut bytes) {
+        tracing::error!(error = %e, "no random source for engine.io session ids");
+        return None;
     }
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    Some(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
 }
