@@ -339,10 +339,48 @@ pub struct WsSession<D: Dialect> {
 /// Runs one WebSocket peer session until the peer closes, the gateway shuts down, or the peer
 /// breaks a rule. `socket` is a WebSocket, or an engine.io long-polling session's transport,
 /// which reads and writes the same messages (`listeners/engineio`).
-pub async fn run_websocket<D: TextFrames>(
+pub fn run_websocket<D: TextFrames>(
     socket: impl Stream<Item = Result<Message, axum::Error>> + Sink<Message, Error = axum::Error>,
     session: WsSession<D>,
-) {
+) -> impl Future<Output = ()> {
+    let (sink, stream) = socket.split();
+    session_loop(Box::new(LoopParts {
+        sink,
+        stream,
+        session,
+    }))
+}
+
+/// What [`session_loop`] starts from, boxed: an `async fn` keeps each argument in its future
+/// for its whole life, beside the locals the argument is taken apart into, so the socket
+/// (368 bytes) and the [`WsSession`] (176) passed by value were held twice by every session;
+/// passed in a box, the copy that stays is a pointer (BENCHMARKS.md, "What an idle session
+/// holds").
+struct LoopParts<D: Dialect, Si, St> {
+    sink: Si,
+    stream: St,
+    session: WsSession<D>,
+}
+
+/// Takes a value out of its box and frees the box now: moved out of in place (`*parts`), the
+/// box itself is freed only when the function holding it returns, here the session's end.
+#[allow(clippy::boxed_local)] // the point: a boxed argument, freed on return.
+fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
+}
+
+/// The session loop of [`run_websocket`].
+async fn session_loop<D, Si, St>(parts: Box<LoopParts<D, Si, St>>)
+where
+    D: TextFrames,
+    Si: Sink<Message, Error = axum::Error> + Unpin,
+    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let LoopParts {
+        mut sink,
+        mut stream,
+        session,
+    } = unbox(parts);
     let WsSession {
         gateway,
         handle,
@@ -383,7 +421,6 @@ pub async fn run_websocket<D: TextFrames>(
         finished: false,
     };
     telemetry::session_opened(id, D::KIND);
-    let (mut sink, mut stream) = socket.split();
     if let Some(greeting) = D::greeting(&state)
         && sink.send(Message::Text(greeting.into())).await.is_err()
     {
@@ -688,7 +725,7 @@ where
     /// Sends a close frame (best effort, bounded like every write).
     async fn close(&mut self, code: u16, reason: &str) {
         let frame = close(code, reason);
-        let _ = tokio::time::timeout(self.timeout, self.sink.send(frame)).await;
+        let _ = within(self.timeout, self.sink.send(frame)).await;
     }
 
     /// Writes `first` and whatever else is already queued (up to [`MAX_BATCH`] deliveries) with
@@ -736,22 +773,29 @@ where
 /// `write` within `timeout`, with the timer armed only if the write does not finish at once.
 /// A socket with room in its send buffer takes a batch in one poll, which is nearly always;
 /// a timer for every batch (a clock read, and an entry in the timer wheel added and removed)
-/// was a measurable part of a relayed message's cost.
-async fn within<T>(
-    timeout: Duration,
-    write: impl Future<Output = T>,
-) -> Result<T, tokio::time::error::Elapsed> {
+/// was a measurable part of a relayed message's cost. The timer is boxed: inline, its 112
+/// bytes were part of every session's future, idle or not (BENCHMARKS.md, "What an idle
+/// session holds").
+async fn within<T>(timeout: Duration, write: impl Future<Output = T>) -> Result<T, Elapsed> {
     let mut write = std::pin::pin!(write);
     let at_once = std::future::poll_fn(|cx| match write.as_mut().poll(cx) {
         Poll::Ready(done) => Poll::Ready(Some(done)),
         Poll::Pending => Poll::Ready(None),
     })
     .await;
-    match at_once {
-        Some(done) => Ok(done),
-        None => tokio::time::timeout(timeout, write).await,
+    if let Some(done) = at_once {
+        return Ok(done);
+    }
+    let timer = Box::pin(tokio::time::sleep(timeout));
+    match futures_util::future::select(write, timer).await {
+        futures_util::future::Either::Left((done, _)) => Ok(done),
+        futures_util::future::Either::Right(_) => Err(Elapsed),
     }
 }
+
+/// A write did not finish within its timeout ([`within`]).
+#[derive(Debug)]
+struct Elapsed;
 
 /// Deliveries one [`Writer::deliver`] writes at most before flushing and letting the session
 /// read again.
