@@ -20,13 +20,15 @@ const SESSIONS: u32 = 2_000;
 const PARALLEL: usize = 64;
 
 /// KiB of RSS one idle Ant Media or raw session may add. This debug build, at log level `info`
-/// (a span per session), measured 7.6-7.8 KiB (a release build at `warn`: 6.9; both about 16
-/// before the change): the bound leaves a third for allocator and machine variance and still fails if
-/// one of the large parts (the 3.3 KiB queue block, the 4 KiB read buffer, the inline cluster
-/// claim) comes back.
-const ANT_RAW_KIB: f64 = 11.0;
-/// KiB of RSS one idle socket.io (WebSocket) session may add (measured 8.5; 16.7 before).
-const SOCKETIO_KIB: f64 = 12.0;
+/// (a span per session), measured 6.9-7.2 KiB since the session loop holds each part once
+/// (7.6-7.8 before; a release build at `warn`: 6.3 at 19,000 sessions; about 16 before
+/// issue 17's work): the bound leaves a quarter for allocator and machine variance and still
+/// fails if one of the large parts (the 3.3 KiB queue block, the 4 KiB read buffer, the inline
+/// cluster claim) comes back.
+const ANT_RAW_KIB: f64 = 9.0;
+/// KiB of RSS one idle socket.io (WebSocket) session may add (measured 7.0-7.1; 8.5 before the
+/// loop held each part once, 16.7 before issue 17's work).
+const SOCKETIO_KIB: f64 = 9.5;
 
 fn config() -> String {
     let limits = "max_sessions = 100000
