@@ -39,17 +39,18 @@ impl Engine {
                 break;
             };
             let n = tracks.len() as u64;
-            let share = player
-                .downlink
-                .budget(now)
-                .map(|b| b.saturating_sub(other) / n.max(1));
+            let budget = player.downlink.budget(now);
+            let share = budget.map(|b| b.saturating_sub(other) / n.max(1));
             let mut desired = other;
+            let mut held_down = false;
             for (j, layers) in &tracks {
                 let best = layers.best_bitrate(now) as f64 * UP_HEADROOM;
                 desired = desired.saturating_add(best as u64);
                 if let Some(t) = player.tracks_out.get_mut(*j) {
                     let before = t.select.auto();
                     t.select.plan(layers, share, now);
+                    let best = layers.best_within(None, now);
+                    held_down |= t.select.auto().is_some() && t.select.auto() != best;
                     if t.select.auto() != before {
                         tracing::debug!(
                             stream = %player.key.stream_id,
@@ -64,10 +65,19 @@ impl Engine {
                     }
                 }
             }
-            if let Some(rtc) = player.rtc.as_mut() {
-                rtc.bwe()
-                    .set_desired_bitrate(Bitrate::bps(desired.max(MIN_DESIRED_BPS)));
+            let probe = player.downlink.should_probe(held_down, now);
+            let Some(rtc) = player.rtc.as_mut() else {
+                continue;
+            };
+            let mut bwe = rtc.bwe();
+            if probe && let Some(budget) = budget {
+                // str0m has no "probe now": a reset at the current budget starts its initial
+                // probes (3 and 6 times the estimate, at most twice the desired bitrate), whose
+                // result is what the link takes, whichever way that goes.
+                tracing::debug!(stream = %player.key.stream_id, player = player.id, budget, "Probing a player's link for a higher layer.");
+                bwe.reset(Bitrate::bps(budget));
             }
+            bwe.set_desired_bitrate(Bitrate::bps(desired.max(MIN_DESIRED_BPS)));
         }
     }
 
