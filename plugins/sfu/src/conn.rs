@@ -71,6 +71,17 @@ fn count_rtp(
     COUNTERS.add_rtp(leg, before.unwrap_or_default(), now);
 }
 
+/// The bitrate of a section (and layer) whose running byte total is now `bytes`, since its last
+/// stats event (one [`metrics::SNAPSHOT_INTERVAL`] ago).
+fn bps_since(
+    seen: &HashMap<(Mid, Option<str0m::media::Rid>), RtpTotals>,
+    key: (Mid, Option<str0m::media::Rid>),
+    bytes: u64,
+) -> u64 {
+    let before = seen.get(&key).map_or(0, |t| t.bytes);
+    bytes.saturating_sub(before).saturating_mul(8) / metrics::SNAPSHOT_INTERVAL.as_secs().max(1)
+}
+
 /// What a connection's output means for the others (or for its session).
 #[derive(Debug)]
 pub enum Yield {
@@ -188,6 +199,10 @@ pub struct TrackIn {
     /// Its simulcast layers as they arrive (none for a track without simulcast): fed and lent
     /// to the players' selectors by the engine, per packet.
     pub layers: Layers,
+    /// What it received in the last stats interval (bits per second; not kept for a
+    /// simulcast track, whose layers measure their own): what a player would like its link to
+    /// take for it.
+    pub received_bps: u64,
 }
 
 /// One peer connection.
@@ -780,6 +795,7 @@ impl Conn {
                             kind: m.kind,
                             last_keyframe_request: None,
                             layers: Layers::default(),
+                            received_bps: 0,
                         });
                         out.push(Yield::TrackAdded {
                             from: self.id,
@@ -811,12 +827,16 @@ impl Conn {
                         });
                     }
                     RtcEvent::MediaIngressStats(s) => {
+                        // A simulcast layer's rate is measured in its `Layers` instead.
+                        if s.rid.is_none()
+                            && let Some(t) = self.tracks_in.iter_mut().find(|t| t.mid == s.mid)
+                        {
+                            t.received_bps = bps_since(&self.rtp_seen, (s.mid, None), s.bytes);
+                        }
                         count_rtp(&mut self.rtp_seen, Leg::In, (s.mid, s.rid), rtp_totals!(s));
                     }
                     RtcEvent::MediaEgressStats(s) => {
-                        let before = self.rtp_seen.get(&(s.mid, s.rid)).map_or(0, |t| t.bytes);
-                        let sent_bps = s.bytes.saturating_sub(before).saturating_mul(8)
-                            / metrics::SNAPSHOT_INTERVAL.as_secs().max(1);
+                        let sent_bps = bps_since(&self.rtp_seen, (s.mid, s.rid), s.bytes);
                         self.downlink.on_report(s.mid, sent_bps, s.loss);
                         count_rtp(&mut self.rtp_seen, Leg::Out, (s.mid, s.rid), rtp_totals!(s));
                     }
