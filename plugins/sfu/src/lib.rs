@@ -37,6 +37,7 @@
 //! max_publishers_per_room = 16
 //! max_rooms = 100
 //! max_peer_connections = 400
+//! bandwidth_estimation = true     # players' link estimate (TWCC) for the simulcast layer
 //! ```
 //!
 //! # Layout
@@ -103,6 +104,16 @@ pub struct SfuSettings {
     /// Peer connections (publishers plus players) at once; one more gets `highResourceUsage`.
     #[serde(default = "default_max_peer_connections")]
     pub max_peer_connections: usize,
+    /// str0m's send-side bandwidth estimator on every player connection (TWCC feedback,
+    /// pacing, probing), which the automatic simulcast layer choice fits layers into. Off, the
+    /// choice follows the loss in players' receiver reports only, and forwarding costs less CPU
+    /// (str0m paces nothing).
+    #[serde(default = "default_bandwidth_estimation")]
+    pub bandwidth_estimation: bool,
+}
+
+const fn default_bandwidth_estimation() -> bool {
+    true
 }
 
 fn default_udp_bind() -> SocketAddr {
@@ -129,6 +140,7 @@ impl Default for SfuSettings {
             max_publishers_per_room: default_max_publishers(),
             max_rooms: default_max_rooms(),
             max_peer_connections: default_max_peer_connections(),
+            bandwidth_estimation: default_bandwidth_estimation(),
         }
     }
 }

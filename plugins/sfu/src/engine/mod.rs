@@ -279,7 +279,7 @@ impl Engine {
             .set_rtp_mode(true)
             .set_crypto_provider(Arc::clone(&self.crypto))
             .set_stats_interval(Some(metrics::SNAPSHOT_INTERVAL));
-        if direction == MediaDirection::Play {
+        if direction == MediaDirection::Play && self.settings.bandwidth_estimation {
             // A player's link estimate (from its TWCC feedback), which the automatic simulcast
             // layer choice fits layers into (`downlink.rs`).
             builder = builder.enable_bwe(Some(Bitrate::bps(INITIAL_ESTIMATE_BPS)));
