@@ -28,6 +28,8 @@
 //      450 kbit/s (htb class, 30-packet FIFO, u32 filter): P decodes 240 lines, Q still 480,
 //      the shaper passed P's media, and P is still on 240 lines a while later.
 //   3. The filter is removed: P decodes 480 lines again (the gateway probed P's link).
+// Case sfu_simulcast_layer_by_loss: the same on a config with `bandwidth_estimation = false`
+//   (no TWCC estimate: the gateway knows P's link from the loss in its receiver reports).
 //   By hand: sudo unshare -n sh -c 'ip link set lo up && SWITCHBOARD_NETNS=1 node
 //   tests/browser/simulcast.mjs sfu_simulcast_layer_by_link'.
 //
@@ -213,6 +215,12 @@ const CASES = {
     }
   },
 
+  // The same with `bandwidth_estimation = false`: the gateway knows P's link only from the
+  // loss in P's receiver reports.
+  sfu_simulcast_layer_by_loss(t) {
+    return CASES.sfu_simulcast_layer_by_link(t);
+  },
+
   async sfu_simulcast_layer_by_link(t) {
     const { players, decodes } = await simulcastRoom(t);
     const [p, q] = players;
@@ -294,7 +302,14 @@ function playPort(peer) {
 
 class Run extends PageRun {
   constructor(name) {
-    super(name, { roomPrefix: 'simulcast', plugin: 'sfu', waitMs: WAIT_MS });
+    const configEdit = name === 'sfu_simulcast_layer_by_loss'
+      ? (c) => {
+        const edited = c.replace('udp_bind = "127.0.0.1:0"', 'udp_bind = "127.0.0.1:0"\nbandwidth_estimation = false');
+        if (edited === c) throw new Error('config/switchboard.toml has no sfu udp_bind line to add bandwidth_estimation to');
+        return edited;
+      }
+      : undefined;
+    super(name, { roomPrefix: 'simulcast', plugin: 'sfu', waitMs: WAIT_MS, configEdit });
   }
 }
 

@@ -49,3 +49,19 @@ async fn browser_sfu_simulcast_layer_by_link() {
     }
     run.assert_success();
 }
+
+/// The same with `bandwidth_estimation = false`: the layer follows the loss in the shaped
+/// player's receiver reports only.
+#[tokio::test]
+async fn browser_sfu_simulcast_layer_by_loss() {
+    let run = browser_script(
+        "tests/browser/simulcast.mjs",
+        "sfu_simulcast_layer_by_loss",
+        DEADLINE,
+    )
+    .await;
+    if run.success {
+        eprintln!("{}", run.stdout.trim_end());
+    }
+    run.assert_success();
+}
