@@ -47,9 +47,11 @@
 //!   home node's side, requests of other nodes' sessions.
 //! - `registry.rs`: the streams the plugin serves and its limits (shared by hook and task).
 //! - `engine/`: the task: socket, commands, timeouts, forwarding (`mod.rs`); track toggles, the
-//!   data-channel relay, `forceStreamQuality` and the gauges' snapshot (`control.rs`).
+//!   data-channel relay, `forceStreamQuality` and the gauges' snapshot (`control.rs`); each
+//!   player's layer plan and its estimator's desired bitrate and probes (`downlink.rs`).
 //! - `conn.rs`: one peer connection (publisher or player) and forwarding between them.
-//! - `layers.rs`: simulcast layer selection per player.
+//! - `layers.rs`: simulcast layer selection per player; `layers/downlink.rs`: what a player's
+//!   link takes (str0m's TWCC estimate, or receiver-report loss).
 //! - `metrics.rs`: the `switchboard_sfu_*` figures on `/metrics`.
 
 use std::net::{IpAddr, SocketAddr};
