@@ -39,13 +39,17 @@ export function freePort() {
 
 /** One case's gateway, browser and pages, and its log of steps. */
 export class PageRun {
-  /** `plugin`: the `[[plugin]]` type the default config must have for this driver's cases. */
-  constructor(name, { roomPrefix, plugin, waitMs }) {
+  /**
+   * `plugin`: the `[[plugin]]` type the default config must have for this driver's cases;
+   * `configEdit`: an optional function of the default config's text giving the case's.
+   */
+  constructor(name, { roomPrefix, plugin, waitMs, configEdit = (c) => c }) {
     this.name = name;
     this.t0 = Date.now();
     this.room = `${roomPrefix}-${randomBytes(4).toString('hex')}`;
     this.plugin = plugin;
     this.waitMs = waitMs;
+    this.configEdit = configEdit;
     this.peers = [];
     this.notes = [];
     this.gatewayLog = [];
@@ -66,7 +70,7 @@ export class PageRun {
     if (!existsSync(bin)) throw new Error(`no gateway binary at ${bin}: run cargo build --workspace first`);
     const [p1, p2] = [await freePort(), await freePort()];
     // The default config, on free loopback ports, its store here.
-    const config = readFileSync(join(ROOT, 'config/switchboard.toml'), 'utf8')
+    const config = this.configEdit(readFileSync(join(ROOT, 'config/switchboard.toml'), 'utf8'))
       .replace('0.0.0.0:5080', `127.0.0.1:${p1}`).replace('0.0.0.0:7000', `127.0.0.1:${p2}`)
       .replace('path = "switchboard.redb"', `path = ${JSON.stringify(join(this.tempDir, 'store.redb'))}`);
     if (!config.includes(`type = "${this.plugin}"`)) throw new Error(`config/switchboard.toml has no ${this.plugin} plugin`);

@@ -22,9 +22,21 @@
 //   4. S turns its camera and microphone off and on with `toggleVideo`/`toggleAudio` on its
 //      publish stream: P and Q get `CAM_TURNED_OFF`, `MIC_MUTED`, `CAM_TURNED_ON`,
 //      `MIC_UNMUTED` from S's stream id as `data_received` (what Ant's conference pages read).
+// Case sfu_simulcast_layer_by_link (root: it shapes the test namespace's `lo` with `tc`):
+//   1. As above, S publishes two layers, P and Q play the room and decode 480 lines.
+//   2. The gateway's UDP to P's port (from P's selected candidate pair) is shaped to
+//      450 kbit/s (htb class, 30-packet FIFO, u32 filter): P decodes 240 lines, Q still 480,
+//      the shaper passed P's media, and P is still on 240 lines a while later.
+//   3. The filter is removed: P decodes 480 lines again (the gateway probed P's link).
+// Case sfu_simulcast_layer_by_loss: the same on a config with `bandwidth_estimation = false`
+//   (no TWCC estimate: the gateway knows P's link from the loss in its receiver reports).
+//   By hand: sudo unshare -n sh -c 'ip link set lo up && SWITCHBOARD_NETNS=1 node
+//   tests/browser/simulcast.mjs sfu_simulcast_layer_by_link'.
 //
 // Patterns follow tests/browser/sfu.mjs: bounded waits, a hard deadline, one JSON result line,
 // exit 0 or 1, and on failure the page and gateway logs in tests/artifacts/<case>/.
+import { execFileSync } from 'node:child_process';
+
 import { CHROMIUM_ARGS, PageRun, runCase, sleep } from './lib.mjs';
 
 const WAIT_MS = 20_000;
@@ -90,63 +102,74 @@ window.sbAdaptor = new WebRTCAdaptor({
 });
 </script></body></html>`;
 
+/**
+ * S publishes its camera as two RID layers into the case's room; P and Q play the room.
+ * Returns the pages, S's video track id, and `decodes(peer, height, ms)`, which waits (at most
+ * `ms`) until `peer` decodes S's video at `height` lines with frames advancing.
+ */
+async function simulcastRoom(t) {
+  const room = t.room;
+  const s = `${room}-S`;
+  const track = `ARDAMSv${s}`;
+  const open = async (name, simulcast) => {
+    const p = await t.openPage(name, `/__simulcast-test.html?simulcast=${simulcast ? 1 : 0}`, PAGE);
+    await t.until([p], 'initialized', () => window.sb.initialized);
+    return p;
+  };
+  let sPage = null;
+  /** What S's encoder sends per layer now (for a failure's message). */
+  const sent = () => sPage.page.evaluate(async () => {
+    const pc = Object.values(window.sbAdaptor.remotePeerConnection)[0];
+    const stats = await pc.getStats();
+    return [...stats.values()].filter((r) => r.type === 'outbound-rtp' && r.kind === 'video')
+      .map((r) => ({ rid: r.rid, height: r.frameHeight, fps: r.framesPerSecond, bps: r.targetBitrate, limit: r.qualityLimitationReason, keyframes: r.keyFramesEncoded, plis: r.pliCount }));
+  });
+  /** The height `peer` decodes S's video at, once frames advance at that height. */
+  const decodes = async (peer, height, ms = 30_000) => {
+    const deadline = Date.now() + ms;
+    let last = null;
+    while (Date.now() < deadline) {
+      const first = await peer.page.evaluate((id) => window.sb.videos[id] || null, track);
+      await sleep(1000);
+      const second = await peer.page.evaluate((id) => window.sb.videos[id] || null, track);
+      last = second;
+      if (first && second && second.height === height && second.frames > first.frames + 5) {
+        t.note(peer.name, `decodes S at ${height} lines, frames advancing`);
+        return;
+      }
+    }
+    const received = await peer.page.evaluate(async () => {
+      const pc = Object.values(window.sbAdaptor.remotePeerConnection)[0];
+      const stats = await pc.getStats();
+      return [...stats.values()].filter((r) => r.type === 'inbound-rtp' && r.kind === 'video')
+        .map((r) => ({ height: r.frameHeight, received: r.framesReceived, decoded: r.framesDecoded, keyframes: r.keyFramesDecoded, dropped: r.framesDropped, plis: r.pliCount, nacks: r.nackCount, lost: r.packetsLost, freezes: r.freezeCount, jbDelay: r.jitterBufferDelay / r.jitterBufferEmittedCount, jbTarget: r.jitterBufferTargetDelay / r.jitterBufferEmittedCount }));
+    });
+    throw new Error(`${peer.name} should decode S's video at ${height} lines with frames advancing; last ${JSON.stringify(last)}; ${peer.name} receives ${JSON.stringify(received)}; S sends ${JSON.stringify(await sent())}`);
+  };
+
+  sPage = await open('S', true);
+  await sPage.page.evaluate(([id, r]) => window.sbAdaptor.publish(id, undefined, '', '', id, r), [s, room]);
+  await t.until([sPage], 'publish_started', () => window.sb.info.publish_started);
+  const players = [await open('P', false), await open('Q', false)];
+  for (const p of players) {
+    await p.page.evaluate((r) => window.sbAdaptor.play(r, '', r, []), room);
+    await t.until([p], 'play_started', () => window.sb.info.play_started);
+  }
+  // The publisher does send two layers (its own statistics), so what follows is a choice.
+  const rids = await sPage.page.evaluate(async () => {
+    const pc = Object.values(window.sbAdaptor.remotePeerConnection)[0];
+    const stats = await pc.getStats();
+    return [...stats.values()].filter((r) => r.type === 'outbound-rtp' && r.kind === 'video' && r.rid).map((r) => r.rid).sort();
+  });
+  t.expect(JSON.stringify(rids) === '["h","l"]', 'S sends two RID layers', rids);
+  return { s, sPage, players, decodes };
+}
+
 const CASES = {
   async sfu_simulcast_layers_per_player(t) {
     const room = t.room;
-    const s = `${room}-S`;
-    const track = `ARDAMSv${s}`;
-    const open = async (name, simulcast) => {
-      const p = await t.openPage(name, `/__simulcast-test.html?simulcast=${simulcast ? 1 : 0}`, PAGE);
-      await t.until([p], 'initialized', () => window.sb.initialized);
-      return p;
-    };
-    let sPage = null;
-    /** What S's encoder sends per layer now (for a failure's message). */
-    const sent = () => sPage.page.evaluate(async () => {
-      const pc = Object.values(window.sbAdaptor.remotePeerConnection)[0];
-      const stats = await pc.getStats();
-      return [...stats.values()].filter((r) => r.type === 'outbound-rtp' && r.kind === 'video')
-        .map((r) => ({ rid: r.rid, height: r.frameHeight, fps: r.framesPerSecond, limit: r.qualityLimitationReason, keyframes: r.keyFramesEncoded, plis: r.pliCount }));
-    });
-    /** The height `peer` decodes S's video at, once frames advance at that height. */
-    const decodes = async (peer, height) => {
-      const deadline = Date.now() + 30_000;
-      let last = null;
-      while (Date.now() < deadline) {
-        const first = await peer.page.evaluate((id) => window.sb.videos[id] || null, track);
-        await sleep(1000);
-        const second = await peer.page.evaluate((id) => window.sb.videos[id] || null, track);
-        last = second;
-        if (first && second && second.height === height && second.frames > first.frames + 5) {
-          t.note(peer.name, `decodes S at ${height} lines, frames advancing`);
-          return;
-        }
-      }
-      const received = await peer.page.evaluate(async () => {
-        const pc = Object.values(window.sbAdaptor.remotePeerConnection)[0];
-        const stats = await pc.getStats();
-        return [...stats.values()].filter((r) => r.type === 'inbound-rtp' && r.kind === 'video')
-          .map((r) => ({ height: r.frameHeight, received: r.framesReceived, decoded: r.framesDecoded, keyframes: r.keyFramesDecoded, dropped: r.framesDropped, plis: r.pliCount, nacks: r.nackCount, lost: r.packetsLost, freezes: r.freezeCount, jbDelay: r.jitterBufferDelay / r.jitterBufferEmittedCount, jbTarget: r.jitterBufferTargetDelay / r.jitterBufferEmittedCount }));
-      });
-      throw new Error(`${peer.name} should decode S's video at ${height} lines with frames advancing; last ${JSON.stringify(last)}; ${peer.name} receives ${JSON.stringify(received)}; S sends ${JSON.stringify(await sent())}`);
-    };
-
-    sPage = await open('S', true);
-    await sPage.page.evaluate(([id, r]) => window.sbAdaptor.publish(id, undefined, '', '', id, r), [s, room]);
-    await t.until([sPage], 'publish_started', () => window.sb.info.publish_started);
-    const players = [await open('P', false), await open('Q', false)];
-    for (const p of players) {
-      await p.page.evaluate((r) => window.sbAdaptor.play(r, '', r, []), room);
-      await t.until([p], 'play_started', () => window.sb.info.play_started);
-    }
+    const { s, sPage, players, decodes } = await simulcastRoom(t);
     const [p, q] = players;
-    // The publisher does send two layers (its own statistics), so what follows is a choice.
-    const rids = await sPage.page.evaluate(async () => {
-      const pc = Object.values(window.sbAdaptor.remotePeerConnection)[0];
-      const stats = await pc.getStats();
-      return [...stats.values()].filter((r) => r.type === 'outbound-rtp' && r.kind === 'video' && r.rid).map((r) => r.rid).sort();
-    });
-    t.expect(JSON.stringify(rids) === '["h","l"]', 'S sends two RID layers', rids);
 
     // The best flowing layer by default.
     await Promise.all([decodes(p, 480), decodes(q, 480)]);
@@ -191,11 +214,102 @@ const CASES = {
       t.expect(errors.length === 0, `${peer.name} has no error`, errors);
     }
   },
+
+  // The same with `bandwidth_estimation = false`: the gateway knows P's link only from the
+  // loss in P's receiver reports.
+  sfu_simulcast_layer_by_loss(t) {
+    return CASES.sfu_simulcast_layer_by_link(t);
+  },
+
+  async sfu_simulcast_layer_by_link(t) {
+    const { players, decodes } = await simulcastRoom(t);
+    const [p, q] = players;
+    // Both links are free: both get the high layer.
+    await Promise.all([decodes(p, 480), decodes(q, 480)]);
+
+    // P's link takes 450 kbit/s: enough for the low layer (at most 300 kbit/s) and audio, not
+    // for the high one (up to 1.5 Mbit/s). The gateway's estimate of P's link falls, and P is
+    // sent the low layer; Q's link is untouched and Q stays on the high one.
+    const port = await playPort(p);
+    t.expect(Number.isInteger(port) && port > 0, 'P\'s play connection has a local UDP port', port);
+    shape(port, 450);
+    t.note('tc', `P's downlink (UDP to port ${port}) shaped to 450 kbit/s`);
+    await decodes(p, 240, 40_000);
+    await decodes(q, 480);
+    const during = shaped();
+    t.expect(during.packets > 100, 'the shaping carried P\'s media', during);
+    // Still low a while later: the choice holds while the link stays narrow (no flapping up).
+    await sleep(5000);
+    await decodes(p, 240);
+    const after = shaped();
+    t.note('tc', `shaped class: ${JSON.stringify(after)}`);
+
+    // P's link is free again: probing finds the room, and P comes back up to the high layer.
+    unshape();
+    t.note('tc', 'P\'s downlink no longer shaped');
+    await decodes(p, 480, 45_000);
+    await decodes(q, 480);
+  },
 };
+
+/**
+ * Shapes the UDP traffic *to* `port` on `lo` (the gateway's media to one player): an htb class
+ * of `kbit` with a short FIFO (so an overfull link drops, as a real one does, instead of
+ * queueing for seconds) and a u32 filter on the destination port. Only in the test's own
+ * network namespace: on the host's `lo` it would shape everyone's traffic. (`prio` and `netem`
+ * are not in every kernel; `htb`, `pfifo` and `u32` are the common ground.)
+ */
+function shape(port, kbit) {
+  if (process.env.SWITCHBOARD_NETNS !== '1') {
+    throw new Error('shaping a player\'s link needs the test\'s own network namespace (unshare -n, root): refusing to shape the host\'s lo');
+  }
+  tc('qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'htb');
+  tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:20', 'htb', 'rate', `${kbit}kbit`, 'ceil', `${kbit}kbit`);
+  tc('qdisc', 'add', 'dev', 'lo', 'parent', '1:20', 'handle', '20:', 'pfifo', 'limit', '30');
+  tc('filter', 'add', 'dev', 'lo', 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32',
+    'match', 'ip', 'protocol', '17', '0xff', 'match', 'ip', 'dport', String(port), '0xffff', 'flowid', '1:20');
+}
+
+/** Removes the filter of `shape` (the class stays, unused): the player's link is free again. */
+function unshape() {
+  tc('filter', 'del', 'dev', 'lo', 'parent', '1:', 'prio', '1');
+}
+
+/** What the shaped class passed and dropped so far: `{ packets, dropped }`. */
+function shaped() {
+  const out = tc('-s', 'class', 'show', 'dev', 'lo', 'classid', '1:20');
+  const m = /Sent (\d+) bytes (\d+) pkt \(dropped (\d+)/.exec(out);
+  if (!m) throw new Error(`unreadable tc statistics: ${out}`);
+  return { bytes: Number(m[1]), packets: Number(m[2]), dropped: Number(m[3]) };
+}
+
+function tc(...args) {
+  return execFileSync('tc', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+}
+
+/** The local UDP port of `peer`'s play connection (its selected candidate pair). */
+function playPort(peer) {
+  return peer.page.evaluate(async () => {
+    const pc = Object.values(window.sbAdaptor.remotePeerConnection)[0];
+    const stats = await pc.getStats();
+    const all = [...stats.values()];
+    const transport = all.find((r) => r.type === 'transport' && r.selectedCandidatePairId);
+    const pair = transport && stats.get(transport.selectedCandidatePairId);
+    const local = pair && stats.get(pair.localCandidateId);
+    return local ? local.port : null;
+  });
+}
 
 class Run extends PageRun {
   constructor(name) {
-    super(name, { roomPrefix: 'simulcast', plugin: 'sfu', waitMs: WAIT_MS });
+    const configEdit = name === 'sfu_simulcast_layer_by_loss'
+      ? (c) => {
+        const edited = c.replace('udp_bind = "127.0.0.1:0"', 'udp_bind = "127.0.0.1:0"\nbandwidth_estimation = false');
+        if (edited === c) throw new Error('config/switchboard.toml has no sfu udp_bind line to add bandwidth_estimation to');
+        return edited;
+      }
+      : undefined;
+    super(name, { roomPrefix: 'simulcast', plugin: 'sfu', waitMs: WAIT_MS, configEdit });
   }
 }
 

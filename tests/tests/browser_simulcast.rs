@@ -7,6 +7,9 @@
 //! callback; the publisher's own `toggleVideo`/`toggleAudio` reach both players as Ant's
 //! `CAM_TURNED_OFF`/`MIC_MUTED`/`CAM_TURNED_ON`/`MIC_UNMUTED` data-channel events
 //! (`tests/browser/simulcast.mjs`; see its header for the steps and how to run it by hand).
+//! And the automatic choice by each player's link: one player's downlink shaped with `tc`
+//! inside the test's network namespace decodes the low layer while the other stays on the
+//! high one, and comes back up once the shaping is gone.
 //! Needs `cargo build --workspace` and `npm ci` first; on failure the logs are in
 //! `tests/artifacts/<case>/`.
 
@@ -22,6 +25,38 @@ async fn browser_sfu_simulcast_layers_per_player() {
     let run = browser_script(
         "tests/browser/simulcast.mjs",
         "sfu_simulcast_layers_per_player",
+        DEADLINE,
+    )
+    .await;
+    if run.success {
+        eprintln!("{}", run.stdout.trim_end());
+    }
+    run.assert_success();
+}
+
+/// Needs the network namespace `browser_script` runs the script in when root (`tc` shapes the
+/// namespace's `lo`, never the host's): without one the script fails saying so.
+#[tokio::test]
+async fn browser_sfu_simulcast_layer_by_link() {
+    let run = browser_script(
+        "tests/browser/simulcast.mjs",
+        "sfu_simulcast_layer_by_link",
+        DEADLINE,
+    )
+    .await;
+    if run.success {
+        eprintln!("{}", run.stdout.trim_end());
+    }
+    run.assert_success();
+}
+
+/// The same with `bandwidth_estimation = false`: the layer follows the loss in the shaped
+/// player's receiver reports only.
+#[tokio::test]
+async fn browser_sfu_simulcast_layer_by_loss() {
+    let run = browser_script(
+        "tests/browser/simulcast.mjs",
+        "sfu_simulcast_layer_by_loss",
         DEADLINE,
     )
     .await;

@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use str0m::bwe::BweKind;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::ChannelId;
 use str0m::format::PayloadParams;
@@ -15,8 +16,9 @@ use str0m::{Candidate, Event as RtcEvent, IceConnectionState, Input, Output, Rtc
 use switchboard_plugin_api::event::conference::{MediaDirection, MediaOffer, TrackMapping};
 
 use crate::engine::rewrite::{Incoming, Outcome, Rewrite, Source, starts_keyframe};
+use crate::layers::downlink::Downlink;
 use crate::layers::{Layers, Sample, Selector};
-use crate::metrics::{COUNTERS, Leg, RtpTotals};
+use crate::metrics::{self, COUNTERS, Leg, RtpTotals};
 use crate::registry::StreamKey;
 
 /// A connection that has not connected by then is given up.
@@ -67,6 +69,17 @@ fn count_rtp(
 ) {
     let before = seen.insert(key, now);
     COUNTERS.add_rtp(leg, before.unwrap_or_default(), now);
+}
+
+/// The bitrate of a section (and layer) whose running byte total is now `bytes`, since its last
+/// stats event (one [`metrics::SNAPSHOT_INTERVAL`] ago).
+fn bps_since(
+    seen: &HashMap<(Mid, Option<str0m::media::Rid>), RtpTotals>,
+    key: (Mid, Option<str0m::media::Rid>),
+    bytes: u64,
+) -> u64 {
+    let before = seen.get(&key).map_or(0, |t| t.bytes);
+    bytes.saturating_sub(before).saturating_mul(8) / metrics::SNAPSHOT_INTERVAL.as_secs().max(1)
 }
 
 /// What a connection's output means for the others (or for its session).
@@ -186,6 +199,10 @@ pub struct TrackIn {
     /// Its simulcast layers as they arrive (none for a track without simulcast): fed and lent
     /// to the players' selectors by the engine, per packet.
     pub layers: Layers,
+    /// What it received in the last stats interval (bits per second; not kept for a
+    /// simulcast track, whose layers measure their own): what a player would like its link to
+    /// take for it.
+    pub received_bps: u64,
 }
 
 /// One peer connection.
@@ -231,6 +248,9 @@ pub struct Conn {
     /// A player: the height `forceStreamQuality` pinned all of its video to (0: automatic),
     /// which the video of publishers that join later gets too.
     pub forced_height: u32,
+    /// A player: what its link takes (str0m's TWCC estimate, else its receiver reports'
+    /// loss), which the automatic simulcast layer choice fits layers into.
+    pub downlink: Downlink,
     /// A publisher: per kind (audio, video; [`kind_index`]), grows whenever that kind is
     /// muted or unmuted, so that players start a new segment of it (sequence numbers without
     /// the gap, video at a keyframe) after forwarding resumes.
@@ -266,6 +286,7 @@ impl Conn {
             channel: None,
             muted: Vec::new(),
             forced_height: 0,
+            downlink: Downlink::default(),
             epochs: [0; 2],
             freed: Vec::new(),
             slots: Vec::new(),
@@ -774,6 +795,7 @@ impl Conn {
                             kind: m.kind,
                             last_keyframe_request: None,
                             layers: Layers::default(),
+                            received_bps: 0,
                         });
                         out.push(Yield::TrackAdded {
                             from: self.id,
@@ -805,10 +827,26 @@ impl Conn {
                         });
                     }
                     RtcEvent::MediaIngressStats(s) => {
+                        // A simulcast layer's rate is measured in its `Layers` instead.
+                        if s.rid.is_none()
+                            && let Some(t) = self.tracks_in.iter_mut().find(|t| t.mid == s.mid)
+                        {
+                            t.received_bps = bps_since(&self.rtp_seen, (s.mid, None), s.bytes);
+                        }
                         count_rtp(&mut self.rtp_seen, Leg::In, (s.mid, s.rid), rtp_totals!(s));
                     }
                     RtcEvent::MediaEgressStats(s) => {
+                        let sent_bps = bps_since(&self.rtp_seen, (s.mid, s.rid), s.bytes);
+                        self.downlink.on_report(s.mid, sent_bps, s.loss);
                         count_rtp(&mut self.rtp_seen, Leg::Out, (s.mid, s.rid), rtp_totals!(s));
+                    }
+                    RtcEvent::EgressBitrateEstimate(BweKind::Twcc {
+                        estimate,
+                        can_probe,
+                    }) => {
+                        tracing::trace!(stream = %self.key.stream_id, bps = estimate.as_u64(), can_probe, "Player link estimate.");
+                        self.downlink
+                            .on_estimate(estimate.as_u64(), can_probe, Instant::now());
                     }
                     RtcEvent::KeyframeRequest(req) => {
                         let source = self.tracks_out.iter().find_map(|t| match t.state {

@@ -5,10 +5,11 @@
 //! - [`Layers`] (per publisher track) learns each layer's frame height from its keyframes, and
 //!   whether it is flowing: Chromium suspends upper layers when its bandwidth estimate drops.
 //! - [`Selector`] (per player track) picks the layer: the one of the height the player forced
-//!   (`forceStreamQuality`), else the best flowing one (the gateway enables no bandwidth
-//!   estimation of the player's link, so the best is the highest). It switches only at the
-//!   first packet of a keyframe of the new layer (asking for one), so the player's decoder
-//!   never gets a delta frame of a picture it has not seen.
+//!   (`forceStreamQuality`), else the best layer that fits the player's share of what its link
+//!   takes ([`Selector::plan`], from [`downlink::Downlink`]), else, with nothing known of the
+//!   link, the best flowing one. It switches only at the first packet of a keyframe of the new
+//!   layer (asking for one), so the player's decoder never gets a delta frame of a picture it
+//!   has not seen.
 //!
 //! The outgoing numbering is not this module's: a new layer is a new SSRC, so the player's
 //! [`Rewrite`](crate::engine::rewrite::Rewrite) starts a new segment there, with its sequence
@@ -33,8 +34,20 @@ const IDLE: Duration = Duration::from_millis(1000);
 const MAX_LAYERS: usize = 4;
 
 /// The window over which a layer's byte rate is measured (the rank of layers whose height is
-/// not known: a codec whose frame header is not read).
+/// not known: a codec whose frame header is not read; what a layer costs a player's link).
 const RATE_WINDOW: Duration = Duration::from_secs(1);
+
+/// A layer above the current one is taken only when the player's share is this much above
+/// the layer's bitrate (the hysteresis band: the current layer is left when the share falls
+/// below its own bitrate, so a share between the two moves nothing).
+pub const UP_HEADROOM: f64 = 1.25;
+
+/// ... and not within this long of the last step down (a stable period, as a loss-based
+/// sender waits before it raises its rate again), so a link that cannot take the upper layer
+/// is not offered it again and again.
+pub const UP_HOLD: Duration = Duration::from_secs(4);
+
+pub mod downlink;
 
 /// One packet of a simulcast layer, as far as layer choice needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +121,17 @@ impl Layer {
     /// Rank among layers: height first, byte rate where heights are not known.
     fn rank(&self) -> (u32, u64) {
         (self.height.unwrap_or(0), self.rate.max(self.window_bytes))
+    }
+
+    /// What it costs a player's link, in bits per second: its bytes in the last full window
+    /// (the current window's while there is none yet).
+    pub fn bitrate(&self) -> u64 {
+        let bytes = if self.rate == 0 {
+            self.window_bytes
+        } else {
+            self.rate
+        };
+        bytes.saturating_mul(8)
     }
 }
 
@@ -183,6 +207,46 @@ impl Layers {
             .map(|l| l.rid)
     }
 
+    /// The bitrate of the best flowing layer (bits per second), 0 with none.
+    pub fn best_bitrate(&self, now: Instant) -> u64 {
+        self.flowing_ranked(now).last().map_or(0, |l| l.bitrate())
+    }
+
+    /// Each flowing layer's RID and bitrate (bits per second), lowest first, for the log.
+    pub fn bitrates(&self, now: Instant) -> Vec<(Rid, u64)> {
+        self.flowing_ranked(now)
+            .iter()
+            .map(|l| (l.rid, l.bitrate()))
+            .collect()
+    }
+
+    /// The flowing layers, lowest first.
+    fn flowing_ranked(&self, now: Instant) -> Vec<&Layer> {
+        let mut flowing: Vec<&Layer> = self.layers.iter().filter(|l| l.flowing(now)).collect();
+        flowing.sort_by_key(|l| l.rank());
+        flowing
+    }
+
+    /// The best flowing layer whose bitrate fits in `share` (bits per second), else the lowest
+    /// flowing one; with no share known, the best flowing layer.
+    pub fn best_within(&self, share: Option<u64>, now: Instant) -> Option<Rid> {
+        let Some(share) = share else {
+            return self.best(now);
+        };
+        let flowing = self.flowing_ranked(now);
+        flowing
+            .iter()
+            .rev()
+            .find(|l| l.bitrate() <= share)
+            .or(flowing.first())
+            .map(|l| l.rid)
+    }
+
+    /// Whether layer `rid` is flowing.
+    fn is_flowing(&self, rid: Rid, now: Instant) -> bool {
+        self.layers.iter().any(|l| l.rid == rid && l.flowing(now))
+    }
+
     /// The flowing layer of frame height `height`.
     pub fn of_height(&self, height: u32, now: Instant) -> Option<Rid> {
         self.layers
@@ -212,10 +276,17 @@ pub struct Admit {
 /// A player's choice of layer for one publisher track.
 #[derive(Debug, Clone, Default)]
 pub struct Selector {
-    /// The height the player forced (`forceStreamQuality`); 0: the best flowing layer.
+    /// The height the player forced (`forceStreamQuality`); 0: automatic.
     pub forced: u32,
     /// The layer being written.
     current: Option<Rid>,
+    /// The automatic choice, by the player's link ([`Selector::plan`]); `None`: nothing known
+    /// of the link, the best flowing layer.
+    auto: Option<Rid>,
+    /// The player's share of its link for this track (bits per second), as last planned.
+    share: Option<u64>,
+    /// When `auto` last stepped down.
+    down_at: Option<Instant>,
 }
 
 impl Selector {
@@ -233,13 +304,65 @@ impl Selector {
         self.current
     }
 
+    /// The automatic choice, if the link's budget made one.
+    pub fn auto(&self) -> Option<Rid> {
+        self.auto
+    }
+
+    /// Chooses the automatic layer for the player's `share` of its link (bits per second;
+    /// `None`: nothing known, the best flowing layer): the best flowing layer whose bitrate
+    /// fits, with hysteresis. Down at once when the layer chosen no longer fits (its bitrate
+    /// is above the share, which is already the highest estimate of a window: see
+    /// `downlink.rs`), to the best that does (the lowest when none does); up one layer at a
+    /// time, when the next one's bitrate × [`UP_HEADROOM`] fits and the last step down is
+    /// [`UP_HOLD`] old. Called on a timer, not per packet; the switch itself waits for a
+    /// keyframe of the new layer ([`Selector::admit`]).
+    pub fn plan(&mut self, layers: &Layers, share: Option<u64>, now: Instant) {
+        self.share = share;
+        let Some(share) = share else {
+            self.auto = None;
+            return;
+        };
+        let flowing = layers.flowing_ranked(now);
+        let fits = flowing
+            .iter()
+            .rposition(|l| l.bitrate() <= share)
+            .unwrap_or(0);
+        let current = self
+            .auto
+            .and_then(|rid| flowing.iter().position(|l| l.rid == rid));
+        let choice = match current {
+            // First choice, or the chosen layer stopped flowing: what fits now.
+            None => fits,
+            Some(c) if fits < c => {
+                self.down_at = Some(now);
+                fits
+            }
+            Some(c) if fits > c => {
+                let next_fits = flowing
+                    .get(c + 1)
+                    .is_some_and(|l| l.bitrate() as f64 * UP_HEADROOM <= share as f64);
+                let stable = self
+                    .down_at
+                    .is_none_or(|at| now.saturating_duration_since(at) >= UP_HOLD);
+                if next_fits && stable { c + 1 } else { c }
+            }
+            Some(c) => c,
+        };
+        self.auto = flowing.get(choice).map(|l| l.rid);
+    }
+
     /// Decides about `s`, a packet of a track whose layers are `layers`.
     pub fn admit(&mut self, layers: &Layers, s: &Sample) -> Admit {
         let now = s.arrival;
         let forced = (self.forced != 0)
             .then(|| layers.of_height(self.forced, now))
             .flatten();
-        let Some(target) = forced.or_else(|| layers.best(now)) else {
+        let auto = self.auto.filter(|rid| layers.is_flowing(*rid, now));
+        let target = forced
+            .or(auto)
+            .or_else(|| layers.best_within(self.share, now));
+        let Some(target) = target else {
             return Admit {
                 write: false,
                 keyframe: None,

@@ -37,6 +37,7 @@
 //! max_publishers_per_room = 16
 //! max_rooms = 100
 //! max_peer_connections = 400
+//! bandwidth_estimation = true     # players' link estimate (TWCC) for the simulcast layer
 //! ```
 //!
 //! # Layout
@@ -46,9 +47,11 @@
 //!   home node's side, requests of other nodes' sessions.
 //! - `registry.rs`: the streams the plugin serves and its limits (shared by hook and task).
 //! - `engine/`: the task: socket, commands, timeouts, forwarding (`mod.rs`); track toggles, the
-//!   data-channel relay, `forceStreamQuality` and the gauges' snapshot (`control.rs`).
+//!   data-channel relay, `forceStreamQuality` and the gauges' snapshot (`control.rs`); each
+//!   player's layer plan and its estimator's desired bitrate and probes (`downlink.rs`).
 //! - `conn.rs`: one peer connection (publisher or player) and forwarding between them.
-//! - `layers.rs`: simulcast layer selection per player.
+//! - `layers.rs`: simulcast layer selection per player; `layers/downlink.rs`: what a player's
+//!   link takes (str0m's TWCC estimate, or receiver-report loss).
 //! - `metrics.rs`: the `switchboard_sfu_*` figures on `/metrics`.
 
 use std::net::{IpAddr, SocketAddr};
@@ -103,6 +106,16 @@ pub struct SfuSettings {
     /// Peer connections (publishers plus players) at once; one more gets `highResourceUsage`.
     #[serde(default = "default_max_peer_connections")]
     pub max_peer_connections: usize,
+    /// str0m's send-side bandwidth estimator on every player connection (TWCC feedback,
+    /// pacing, probing), which the automatic simulcast layer choice fits layers into. Off, the
+    /// choice follows the loss in players' receiver reports only, and forwarding costs less CPU
+    /// (str0m paces nothing).
+    #[serde(default = "default_bandwidth_estimation")]
+    pub bandwidth_estimation: bool,
+}
+
+const fn default_bandwidth_estimation() -> bool {
+    true
 }
 
 fn default_udp_bind() -> SocketAddr {
@@ -129,6 +142,7 @@ impl Default for SfuSettings {
             max_publishers_per_room: default_max_publishers(),
             max_rooms: default_max_rooms(),
             max_peer_connections: default_max_peer_connections(),
+            bandwidth_estimation: default_bandwidth_estimation(),
         }
     }
 }

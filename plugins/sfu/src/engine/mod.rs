@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use str0m::bwe::Bitrate;
 use str0m::crypto::CryptoProvider;
 use str0m::media::{MediaKind, Rid};
 use str0m::net::{Protocol, Receive};
@@ -20,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 mod control;
+mod downlink;
 pub mod rewrite;
 mod send;
 
@@ -40,6 +42,11 @@ const RECV_BATCH: usize = 32;
 
 /// Rounds of forwarding per wake-up before the task looks at its inputs again.
 const MAX_ROUNDS: usize = 16;
+
+/// Where str0m's estimate of a player's link starts (bits per second): enough for a 480-line
+/// layer, so a player on a good link starts on it; a link that takes less is found within
+/// seconds (the estimate drops on the delay and loss its feedback shows).
+const INITIAL_ESTIMATE_BPS: u64 = 1_000_000;
 
 /// A request from the hook to the task.
 #[derive(Debug)]
@@ -128,6 +135,8 @@ pub struct Engine {
     sends: send::SendQueue,
     /// What publishers yielded while their datagrams were received, for the next `drive`.
     yields: Vec<Yield>,
+    /// When players' simulcast layers were last planned for their links (`downlink.rs`).
+    plan_at: Instant,
 }
 
 impl std::fmt::Debug for Engine {
@@ -160,6 +169,7 @@ impl Engine {
             snapshot_at: Instant::now(),
             sends: send::SendQueue::default(),
             yields: Vec::new(),
+            plan_at: Instant::now(),
         }
     }
 
@@ -262,14 +272,19 @@ impl Engine {
         );
     }
 
-    fn new_rtc(&self) -> Rtc {
-        let mut rtc = Rtc::builder()
+    fn new_rtc(&self, direction: MediaDirection) -> Rtc {
+        let mut builder = Rtc::builder()
             // RTP mode: packets are forwarded as they come (`Conn::forward`), not depacketized
             // into frames and packetized again for every player.
             .set_rtp_mode(true)
             .set_crypto_provider(Arc::clone(&self.crypto))
-            .set_stats_interval(Some(metrics::SNAPSHOT_INTERVAL))
-            .build(Instant::now());
+            .set_stats_interval(Some(metrics::SNAPSHOT_INTERVAL));
+        if direction == MediaDirection::Play && self.settings.bandwidth_estimation {
+            // A player's link estimate (from its TWCC feedback), which the automatic simulcast
+            // layer choice fits layers into (`downlink.rs`).
+            builder = builder.enable_bwe(Some(Bitrate::bps(INITIAL_ESTIMATE_BPS)));
+        }
+        let mut rtc = builder.build(Instant::now());
         for addr in &self.candidates {
             match Candidate::host(*addr, "udp") {
                 Ok(c) => {
@@ -347,7 +362,7 @@ impl Engine {
         // A player's "room" is what it plays: a room or one stream.
         let target = key.stream_id.clone();
         let mut conn = Conn::new(id, key, target, MediaDirection::Play);
-        conn.set_rtc(self.new_rtc());
+        conn.set_rtc(self.new_rtc(MediaDirection::Play));
         let tracks: Vec<_> = self
             .conns
             .iter()
@@ -381,13 +396,14 @@ impl Engine {
             return;
         };
         // A publisher's first description, or a player's own offer (WHEP), needs a new `Rtc`.
-        let rtc = if self.conns.get(i).is_some_and(|c| {
-            c.rtc.is_none() || (c.direction == MediaDirection::Play && kind == SdpKind::Offer)
-        }) {
-            Some(self.new_rtc())
-        } else {
-            None
-        };
+        let rtc = self
+            .conns
+            .get(i)
+            .filter(|c| {
+                c.rtc.is_none() || (c.direction == MediaDirection::Play && kind == SdpKind::Offer)
+            })
+            .map(|c| c.direction)
+            .map(|direction| self.new_rtc(direction));
         let Some(conn) = self.conns.get_mut(i) else {
             return;
         };
@@ -551,6 +567,7 @@ impl Engine {
         self.sends = queue;
         self.reap();
         self.snapshot();
+        self.plan_layers(Instant::now());
         if self.conns.iter().any(|c| c.dirty) {
             // Rounds ran out with output pending: come back at once.
             return Instant::now();

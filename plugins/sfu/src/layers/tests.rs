@@ -265,3 +265,169 @@ fn a_switch_continues_the_players_numbering_from_a_keyframe() {
     // arrive (and go out) before the high layer's keyframe that the player switches at.
     assert_eq!(sent.len(), 16 * 3 + 2 * 3);
 }
+
+/// Both layers of [`measured_layers`] go on sending at their rates, a packet each every
+/// 100 ms, from after `from` (from `t0` itself when `from` is 0) to `to` (ms after `t0`).
+fn keep_flowing(layers: &mut Layers, t0: Instant, from: u64, to: u64, low: usize, high: usize) {
+    let first = if from == 0 { 0 } else { from / 100 + 1 };
+    for tick in first..=(to / 100) {
+        let at = t0 + Duration::from_millis(100 * tick);
+        for (rid, bytes) in [("l", low), ("h", high)] {
+            let mut payload = vp8(true, 0);
+            payload.resize(bytes / 10, 0xaa);
+            layers.observe(&Sample::read(Rid::from(rid), at, Codec::Vp8, &payload));
+        }
+    }
+}
+
+/// A publisher's two layers, measured: `l` (240 lines) and `h` (480 lines) each sending
+/// `low`/`high` bytes a second for two seconds before `t0` (so each has a full rate window),
+/// and each a keyframe at `t0`.
+fn measured_layers(t0: Instant, low: usize, high: usize) -> Layers {
+    let mut layers = Layers::default();
+    let start = t0 - Duration::from_millis(2_100);
+    for (rid, bytes, height) in [("l", low, 240u16), ("h", high, 480)] {
+        for tick in 0..=20u64 {
+            let at = start + Duration::from_millis(100 * tick);
+            let mut payload = vp8(true, if tick == 0 { height } else { 0 });
+            payload.resize(bytes / 10, 0xaa);
+            layers.observe(&Sample::read(Rid::from(rid), at, Codec::Vp8, &payload));
+        }
+        layers.observe(&frame(rid, t0, 0, height));
+    }
+    layers
+}
+
+#[test]
+fn a_share_picks_the_best_layer_that_fits_and_none_known_picks_the_best_flowing() {
+    let t0 = Instant::now();
+    // 25 000 B/s = 200 kbit/s low, 75 000 B/s = 600 kbit/s high.
+    let layers = measured_layers(t0, 25_000, 75_000);
+    let (l, h) = (Rid::from("l"), Rid::from("h"));
+    let bitrates: Vec<u64> = layers.bitrates(t0).iter().map(|(_, b)| *b).collect();
+    assert_eq!(bitrates, [200_000, 600_000]);
+    for (share, want) in [
+        (None, None),
+        (Some(2_000_000), Some(h)),
+        (Some(600_000), Some(h)),
+        (Some(599_999), Some(l)),
+        (Some(200_000), Some(l)),
+        // Nothing fits: the lowest, never nothing.
+        (Some(50_000), Some(l)),
+    ] {
+        let mut select = Selector::default();
+        select.plan(&layers, share, t0);
+        assert_eq!(select.auto(), want, "share {share:?}");
+        assert_eq!(
+            layers.best_within(share, t0),
+            want.or(Some(h)),
+            "best_within {share:?}"
+        );
+    }
+}
+
+#[test]
+fn the_layer_steps_down_at_once_and_up_only_with_headroom_after_a_stable_period() {
+    let t0 = Instant::now();
+    let mut layers = measured_layers(t0, 25_000, 75_000);
+    let (l, h) = (Rid::from("l"), Rid::from("h"));
+    let mut select = Selector::default();
+    let at = |ms: u64| t0 + Duration::from_millis(ms);
+    let mut last = 0;
+    // (ms after t0, the share, the layer chosen after it): the plan runs on a timer.
+    let steps: [(u64, u64, Rid); 12] = [
+        (0, 1_000_000, h),
+        // Still fits (about 600 kbit/s): stays.
+        (500, 610_000, h),
+        // Below the high layer's bitrate: down at once.
+        (1_000, 550_000, l),
+        // Back above it, but not by the headroom (600 × 1.25 = 750): no flapping up.
+        (1_500, 700_000, l),
+        // Above with headroom, but within UP_HOLD of the step down: held.
+        (2_000, 900_000, l),
+        (4_500, 900_000, l),
+        // UP_HOLD after the step down: up.
+        (5_000, 760_000, h),
+        // Between the two thresholds: nothing moves either way.
+        (5_500, 620_000, h),
+        (6_000, 700_000, h),
+        // Down again, and a second try up waits its stable period again.
+        (6_500, 100_000, l),
+        (9_000, 5_000_000, l),
+        (10_500, 5_000_000, h),
+    ];
+    for (ms, share, want) in steps {
+        keep_flowing(&mut layers, t0, last, ms, 25_000, 75_000);
+        last = ms;
+        select.plan(&layers, Some(share), at(ms));
+        let rates = layers.bitrates(at(ms));
+        assert_eq!(
+            select.auto(),
+            Some(want),
+            "at {ms} ms, share {share}, {rates:?}"
+        );
+    }
+    // Nothing known of the link any more (no estimate, no report): the best flowing layer.
+    keep_flowing(&mut layers, t0, last, 11_000, 25_000, 75_000);
+    select.plan(&layers, None, at(11_000));
+    assert_eq!(select.auto(), None);
+}
+
+#[test]
+fn a_planned_layer_is_switched_to_only_at_its_keyframe() {
+    let t0 = Instant::now();
+    let mut layers = measured_layers(t0, 25_000, 75_000);
+    let (l, h) = (Rid::from("l"), Rid::from("h"));
+    let mut select = Selector::default();
+    // Both keyframes at t0: the player starts on the high layer (no budget yet).
+    assert_eq!(select.admit(&layers, &frame("h", t0, 0, 480)), WRITE);
+    assert_eq!(select.current(), Some(h));
+    // The link's share falls below the high layer: the plan says low, but until the low
+    // layer's keyframe the high layer goes on (asking the low one for a keyframe) and the low
+    // layer's interframes are not written.
+    select.plan(&layers, Some(300_000), t0 + Duration::from_millis(10));
+    assert_eq!(select.auto(), Some(l));
+    let old = feed(&mut layers, &mut select, &frame("h", t0, 33, 0));
+    assert_eq!((old.write, old.keyframe), (true, Some(l)));
+    let delta = feed(&mut layers, &mut select, &frame("l", t0, 33, 0));
+    assert_eq!((delta.write, delta.keyframe), (false, Some(l)));
+    assert_eq!(select.current(), Some(h));
+    assert_eq!(
+        feed(&mut layers, &mut select, &frame("l", t0, 66, 240)),
+        WRITE
+    );
+    assert_eq!(select.current(), Some(l));
+    assert!(!feed(&mut layers, &mut select, &frame("h", t0, 66, 480)).write);
+    // forceStreamQuality overrides the plan, and 0 gives it back.
+    select.forced = 480;
+    let wait = feed(&mut layers, &mut select, &frame("l", t0, 100, 0));
+    assert_eq!((wait.write, wait.keyframe), (true, Some(h)));
+    assert_eq!(
+        feed(&mut layers, &mut select, &frame("h", t0, 100, 480)),
+        WRITE
+    );
+    assert_eq!(select.current(), Some(h));
+    select.forced = 0;
+    let back = feed(&mut layers, &mut select, &frame("h", t0, 133, 0));
+    assert_eq!((back.write, back.keyframe), (true, Some(l)));
+    assert_eq!(
+        feed(&mut layers, &mut select, &frame("l", t0, 133, 240)),
+        WRITE
+    );
+    assert_eq!(select.current(), Some(l));
+}
+
+#[test]
+fn a_planned_layer_that_stops_flowing_falls_back_to_what_fits() {
+    let t0 = Instant::now();
+    let layers = measured_layers(t0, 25_000, 75_000);
+    let mut select = Selector::default();
+    select.plan(&layers, Some(1_000_000), t0);
+    assert_eq!(select.auto(), Some(Rid::from("h")));
+    // Past IDLE only the low layer still sends: the plan moves to it.
+    let mut layers = layers;
+    let later = t0 + IDLE + Duration::from_millis(100);
+    layers.observe(&frame("l", t0, 1_050, 0));
+    select.plan(&layers, Some(1_000_000), later);
+    assert_eq!(select.auto(), Some(Rid::from("l")));
+}
