@@ -93,7 +93,11 @@ impl Engine {
             }
             // Also for a player without simulcast: str0m paces what it sends a player at its
             // estimate, which it probes up only towards a desired bitrate.
-            bwe.set_desired_bitrate(Bitrate::bps((desired as u64).max(MIN_DESIRED_BPS)));
+            // A minimum of zero: no padding to sustain a rate, only probing towards `desired`.
+            bwe.set_bitrate(
+                Bitrate::bps(0),
+                Bitrate::bps((desired as u64).max(MIN_DESIRED_BPS)),
+            );
         }
     }
 
