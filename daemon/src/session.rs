@@ -395,6 +395,8 @@ pub async fn run_websocket<D: TextFrames>(
     // Boxed, and only when pings are on: a timer inline in every session's future made idle
     // Ant and raw sessions 1.2 KiB larger.
     let mut heartbeat_timer = keepalive.map(|k| Box::pin(tokio::time::sleep(k.interval)));
+    arm(&mut join_timer).await;
+    arm(&mut heartbeat_timer).await;
 
     if let Some(join) = join {
         let room = join.room.clone();
@@ -468,7 +470,7 @@ pub async fn run_websocket<D: TextFrames>(
                 }
             }
             () = settled(&mut waiting), if waiting.is_some() => waiting = None,
-            () = expiry(&mut join_timer), if !core.engaged && join_timer.is_some() => {
+            () = expiry(&mut join_timer), if !core.engaged && due(&join_timer) => {
                 telemetry::join_timed_out(D::KIND, join_timeout);
                 let message = format!("no join within {} s of connecting", join_timeout.as_secs());
                 if let Some(frame) = D::encode(&state, &Event::error(ErrorCode::JoinTimeout, None, message.clone())) {
@@ -477,12 +479,12 @@ pub async fn run_websocket<D: TextFrames>(
                 writer.close(close_code::JOIN_TIMEOUT, &message).await;
                 break "join timeout";
             }
-            () = expiry(&mut heartbeat_timer), if heartbeat_timer.is_some() => {
+            () = expiry(&mut heartbeat_timer), if due(&heartbeat_timer) => {
                 let Some(ping) = heartbeat.fire() else {
                     writer.close(close_code::POLICY, "no answer to ping").await;
                     break "ping timeout";
                 };
-                rearm(&mut heartbeat_timer, heartbeat.next_wait());
+                rearm(&mut heartbeat_timer, heartbeat.next_wait()).await;
                 match writer.ping(ping).await {
                     Ok(()) => {}
                     Err(WriteFailed::Socket) => break "write failed",
@@ -494,7 +496,7 @@ pub async fn run_websocket<D: TextFrames>(
             }
             inbound = stream.next(), if waiting.is_none() => {
                 if inbound.is_some() && heartbeat.answered() {
-                    rearm(&mut heartbeat_timer, heartbeat.next_wait());
+                    rearm(&mut heartbeat_timer, heartbeat.next_wait()).await;
                 }
                 let replies = match inbound {
                     None | Some(Ok(Message::Close(_))) => break "peer closed",
@@ -867,8 +869,29 @@ async fn join_implied<D: TextFrames>(
     core.dispatch(Event::Join(join), None, received).await
 }
 
-/// A session's optional timer.
+/// A session's optional timer. It is registered with the runtime when set ([`arm`]) and polled
+/// by the session loop only once it has fired ([`due`]): polled on every turn of the loop, as
+/// `select!` polls every enabled branch, the keepalive timer cost about 120 instructions per
+/// relayed message (BENCHMARKS.md, "The relay cost since 035dd51").
 type Timer = Option<std::pin::Pin<Box<tokio::time::Sleep>>>;
+
+/// Whether `timer` has fired (and so must be polled to be seen).
+fn due(timer: &Timer) -> bool {
+    timer.as_ref().is_some_and(|sleep| sleep.is_elapsed())
+}
+
+/// Registers `timer` with the runtime, so that it wakes this task when it fires: a first poll,
+/// outside the task's cooperative budget, which could otherwise refuse the poll and leave the
+/// timer unregistered (it would then never be [`due`]).
+async fn arm(timer: &mut Timer) {
+    let Some(sleep) = timer else { return };
+    let mut first = std::pin::pin!(tokio::task::unconstrained(sleep.as_mut()));
+    std::future::poll_fn(|cx| {
+        let _ = first.as_mut().poll(cx);
+        Poll::Ready(())
+    })
+    .await;
+}
 
 /// Waits for `timer` to expire (forever when there is none).
 async fn expiry(timer: &mut Timer) {
@@ -878,11 +901,12 @@ async fn expiry(timer: &mut Timer) {
     }
 }
 
-/// Sets `timer` to expire `after` from now.
-fn rearm(timer: &mut Timer, after: Duration) {
+/// Sets `timer` to expire `after` from now, registered again.
+async fn rearm(timer: &mut Timer, after: Duration) {
     if let Some(sleep) = timer {
         sleep.as_mut().reset(tokio::time::Instant::now() + after);
     }
+    arm(timer).await;
 }
 
 /// The server keepalive's state: waiting to ping, or waiting for the answer to one.
