@@ -470,7 +470,7 @@ pub async fn run_websocket<D: TextFrames>(
                 }
             }
             () = settled(&mut waiting), if waiting.is_some() => waiting = None,
-            () = expiry(&mut join_timer), if !core.engaged && due(&join_timer) => {
+            () = expiry(&mut join_timer), if !core.engaged && join_timer.is_some() => {
                 telemetry::join_timed_out(D::KIND, join_timeout);
                 let message = format!("no join within {} s of connecting", join_timeout.as_secs());
                 if let Some(frame) = D::encode(&state, &Event::error(ErrorCode::JoinTimeout, None, message.clone())) {
@@ -479,7 +479,7 @@ pub async fn run_websocket<D: TextFrames>(
                 writer.close(close_code::JOIN_TIMEOUT, &message).await;
                 break "join timeout";
             }
-            () = expiry(&mut heartbeat_timer), if due(&heartbeat_timer) => {
+            () = expiry(&mut heartbeat_timer), if heartbeat_timer.is_some() => {
                 let Some(ping) = heartbeat.fire() else {
                     writer.close(close_code::POLICY, "no answer to ping").await;
                     break "ping timeout";
@@ -869,20 +869,15 @@ async fn join_implied<D: TextFrames>(
     core.dispatch(Event::Join(join), None, received).await
 }
 
-/// A session's optional timer. It is registered with the runtime when set ([`arm`]) and polled
-/// by the session loop only once it has fired ([`due`]): polled on every turn of the loop, as
-/// `select!` polls every enabled branch, the keepalive timer cost about 120 instructions per
-/// relayed message (BENCHMARKS.md, "The relay cost since 035dd51").
+/// A session's optional timer. It is registered with the runtime when set ([`arm`]), and
+/// [`expiry`] polls it only once it has fired: polled on every turn of the loop, as `select!`
+/// polls every enabled branch, the keepalive timer cost about 120 instructions per relayed
+/// message (BENCHMARKS.md, "The relay cost since 035dd51").
 type Timer = Option<std::pin::Pin<Box<tokio::time::Sleep>>>;
-
-/// Whether `timer` has fired (and so must be polled to be seen).
-fn due(timer: &Timer) -> bool {
-    timer.as_ref().is_some_and(|sleep| sleep.is_elapsed())
-}
 
 /// Registers `timer` with the runtime, so that it wakes this task when it fires: a first poll,
 /// outside the task's cooperative budget, which could otherwise refuse the poll and leave the
-/// timer unregistered (it would then never be [`due`]).
+/// timer unregistered (it would then never fire).
 async fn arm(timer: &mut Timer) {
     let Some(sleep) = timer else { return };
     let mut first = std::pin::pin!(tokio::task::unconstrained(sleep.as_mut()));
@@ -893,12 +888,13 @@ async fn arm(timer: &mut Timer) {
     .await;
 }
 
-/// Waits for `timer` to expire (forever when there is none).
-async fn expiry(timer: &mut Timer) {
-    match timer {
-        Some(sleep) => sleep.as_mut().await,
-        None => std::future::pending().await,
-    }
+/// Waits for `timer` to expire (forever when there is none). Until it has fired the timer is
+/// not polled: it was registered with this task's waker when armed, and firing wakes the task.
+fn expiry(timer: &mut Timer) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| match timer {
+        Some(sleep) if sleep.is_elapsed() => sleep.as_mut().poll(cx),
+        _ => Poll::Pending,
+    })
 }
 
 /// Sets `timer` to expire `after` from now, registered again.
