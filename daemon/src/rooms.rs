@@ -77,10 +77,15 @@ impl Room {
 /// Every room with at least one member, each behind its own lock.
 #[derive(Debug)]
 pub struct RoomTable {
-    index: DashMap<Arc<str>, Arc<Mutex<Room>>>,
+    index: DashMap<Arc<str>, Arc<Mutex<Room>>, Hasher>,
     /// Rooms with members (the metric; kept apart so reading it waits for no room's lock).
     occupied: AtomicUsize,
 }
+
+/// The index's hasher: foldhash, seeded per process (room names come from peers, so the seed
+/// keeps them from choosing colliding names). std's SipHash cost about 250 instructions per
+/// relayed message here and in the session map (BENCHMARKS.md, "The relay cost since 035dd51").
+pub(crate) type Hasher = foldhash::fast::RandomState;
 
 /// Shards of the room index: enough that dispatches into different rooms on different cores
 /// seldom meet in one.
@@ -89,7 +94,7 @@ const INDEX_SHARDS: usize = 256;
 impl Default for RoomTable {
     fn default() -> Self {
         Self {
-            index: DashMap::with_shard_amount(INDEX_SHARDS),
+            index: DashMap::with_hasher_and_shard_amount(Hasher::default(), INDEX_SHARDS),
             occupied: AtomicUsize::new(0),
         }
     }

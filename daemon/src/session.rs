@@ -432,6 +432,8 @@ where
     // Boxed, and only when pings are on: a timer inline in every session's future made idle
     // Ant and raw sessions 1.2 KiB larger.
     let mut heartbeat_timer = keepalive.map(|k| Box::pin(tokio::time::sleep(k.interval)));
+    arm(&mut join_timer).await;
+    arm(&mut heartbeat_timer).await;
 
     if let Some(join) = join {
         let room = join.room.clone();
@@ -519,7 +521,7 @@ where
                     writer.close(close_code::POLICY, "no answer to ping").await;
                     break "ping timeout";
                 };
-                rearm(&mut heartbeat_timer, heartbeat.next_wait());
+                rearm(&mut heartbeat_timer, heartbeat.next_wait()).await;
                 match writer.ping(ping).await {
                     Ok(()) => {}
                     Err(WriteFailed::Socket) => break "write failed",
@@ -531,7 +533,7 @@ where
             }
             inbound = stream.next(), if waiting.is_none() => {
                 if inbound.is_some() && heartbeat.answered() {
-                    rearm(&mut heartbeat_timer, heartbeat.next_wait());
+                    rearm(&mut heartbeat_timer, heartbeat.next_wait()).await;
                 }
                 let replies = match inbound {
                     None | Some(Ok(Message::Close(_))) => break "peer closed",
@@ -911,22 +913,40 @@ async fn join_implied<D: TextFrames>(
     core.dispatch(Event::Join(join), None, received).await
 }
 
-/// A session's optional timer.
+/// A session's optional timer. It is registered with the runtime when set ([`arm`]), and
+/// [`expiry`] polls it only once it has fired: polled on every turn of the loop, as `select!`
+/// polls every enabled branch, the keepalive timer cost about 120 instructions per relayed
+/// message (BENCHMARKS.md, "The relay cost since 035dd51").
 type Timer = Option<std::pin::Pin<Box<tokio::time::Sleep>>>;
 
-/// Waits for `timer` to expire (forever when there is none).
-async fn expiry(timer: &mut Timer) {
-    match timer {
-        Some(sleep) => sleep.as_mut().await,
-        None => std::future::pending().await,
-    }
+/// Registers `timer` with the runtime, so that it wakes this task when it fires: a first poll,
+/// outside the task's cooperative budget, which could otherwise refuse the poll and leave the
+/// timer unregistered (it would then never fire).
+async fn arm(timer: &mut Timer) {
+    let Some(sleep) = timer else { return };
+    let mut first = std::pin::pin!(tokio::task::unconstrained(sleep.as_mut()));
+    std::future::poll_fn(|cx| {
+        let _ = first.as_mut().poll(cx);
+        Poll::Ready(())
+    })
+    .await;
 }
 
-/// Sets `timer` to expire `after` from now.
-fn rearm(timer: &mut Timer, after: Duration) {
+/// Waits for `timer` to expire (forever when there is none). Until it has fired the timer is
+/// not polled: it was registered with this task's waker when armed, and firing wakes the task.
+fn expiry(timer: &mut Timer) -> impl Future<Output = ()> + '_ {
+    std::future::poll_fn(move |cx| match timer {
+        Some(sleep) if sleep.is_elapsed() => sleep.as_mut().poll(cx),
+        _ => Poll::Pending,
+    })
+}
+
+/// Sets `timer` to expire `after` from now, registered again.
+async fn rearm(timer: &mut Timer, after: Duration) {
     if let Some(sleep) = timer {
         sleep.as_mut().reset(tokio::time::Instant::now() + after);
     }
+    arm(timer).await;
 }
 
 /// The server keepalive's state: waiting to ping, or waiting for the answer to one.

@@ -136,6 +136,51 @@ async fn an_ant_peer_that_stops_answering_pings_is_dropped_and_its_partner_told(
     gw.stop().await;
 }
 
+/// Pings go out while a session is busy relaying: the keepalive timer is polled only once it has
+/// fired (`session.rs`, `expiry`), and firing must still be seen while the session's loop is
+/// kept turning by a steady stream of deliveries. `b` reads with a bare client that shows the
+/// WebSocket pings it gets (and answers them, as tungstenite does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pings_go_out_while_a_session_is_busy_relaying() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let gw = TestGateway::with_config(&limits_config("ping_interval_secs = 1")).await;
+    let mut a = WsClient::connect(&gw.raw_url("busy")).await;
+    assert_eq!(field(&a.recv_json().await, "type"), "switchboard.joined");
+    let (mut b, _) = tokio_tungstenite::connect_async(gw.raw_url("busy"))
+        .await
+        .unwrap();
+    // 3.5 s of a frame every 20 ms from `a` to `b`: about three ping intervals.
+    const FRAMES: usize = 175;
+    let sender = async {
+        for n in 0..FRAMES {
+            a.send_json(json!({"type":"candidate","candidate":format!("candidate:{n}")}))
+                .await;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        a
+    };
+    let reader = async {
+        let (mut relayed, mut pings) = (0, 0);
+        while relayed < FRAMES {
+            match b.next().await.unwrap().unwrap() {
+                Message::Ping(_) => pings += 1,
+                Message::Text(text) if text.contains("candidate:") => relayed += 1,
+                _ => {}
+            }
+        }
+        (relayed, pings)
+    };
+    let (a, (relayed, pings)) = tokio::join!(sender, reader);
+    assert_eq!(relayed, FRAMES);
+    assert!(
+        pings >= 2,
+        "{pings} pings in 3.5 s of relaying at a 1 s interval"
+    );
+    drop((a, b));
+    gw.stop().await;
+}
+
 /// The `sid` of an engine.io open packet.
 fn sid_of(open: &str) -> String {
     let json: serde_json::Value = serde_json::from_str(open.trim_start_matches('0')).unwrap();

@@ -64,7 +64,7 @@ pub struct SessionHandle {
 pub struct SessionRegistry {
     /// Sharded like the room index, for the same reason: every delivery looks its receiver up,
     /// and one lock word for the whole map would be written by every core.
-    sessions: DashMap<SessionId, Registered>,
+    sessions: DashMap<SessionId, Registered, crate::rooms::Hasher>,
     /// Session ids, and the ids of proxies of other nodes' peers (one numbering, so a room never
     /// holds two members with one id).
     next_id: AtomicU64,
@@ -94,7 +94,7 @@ impl SessionRegistry {
     /// An empty registry; a receiver that frees no room for `write_timeout` is given up on.
     pub fn new(write_timeout: Duration) -> Self {
         let registry = Self {
-            sessions: DashMap::with_shard_amount(SESSION_SHARDS),
+            sessions: DashMap::with_hasher_and_shard_amount(Default::default(), SESSION_SHARDS),
             next_id: AtomicU64::new(1),
             held: Mutex::default(),
             write_timeout_secs: AtomicU64::new(0),

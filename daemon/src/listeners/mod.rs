@@ -40,10 +40,16 @@ pub(crate) use web::log_missing_sdks;
 /// zero-fills all of it on the first read and keeps it for the session's life, so every idle
 /// session held ~130 KiB of RSS (then 4 KiB, a quarter of an idle session); signaling frames
 /// are a few KiB. tungstenite grows the buffer to fit a larger frame and reads at most this
-/// much per call, but under load the socket itself is read 64 KiB at a time by
-/// [`burst_io::BurstIo`] beneath, so this size does not set the number of `recv` calls: 512
-/// bytes costs a few more in-memory copies per large frame (BENCHMARKS.md, "Lean idle sessions").
-pub(crate) const WS_READ_BUFFER_BYTES: usize = 512;
+/// much per call; under load the socket itself is read 64 KiB at a time by
+/// [`burst_io::BurstIo`] beneath, so this size does not set the number of `recv` calls, but it
+/// does set the number of read calls through tokio-tungstenite, hyper's upgraded socket and
+/// `BurstIo`, each about 300 instructions, and how often tungstenite reallocates the buffer.
+/// At 512 bytes that was most of the 9% more instructions per relayed message than at 035dd51
+/// (4 KiB); 1 KiB costs about 0.3 KiB more per idle session than 512 bytes and gives back all of
+/// it (BENCHMARKS.md, "The relay cost since 035dd51"). tungstenite sizes the read per call and
+/// the buffer an idle session keeps by this one value; it offers no way to have a large read
+/// while busy and a small buffer while idle.
+pub(crate) const WS_READ_BUFFER_BYTES: usize = 1024;
 /// Outgoing bytes tungstenite gathers before handing them on (sessions flush after each batch
 /// of deliveries; the buffer grows only to the largest frame sent). [`burst_io::BurstIo`]
 /// gathers a whole batch into one `send`.
