@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use switchboard_plugin_api::{Peer, SessionId};
@@ -176,34 +176,45 @@ async fn serve(
     let mut suspects = HashSet::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    let why = loop {
         tokio::select! {
             () = cluster.stop.cancelled() => return Ended::Stopped,
             msg = messages.next() => match msg {
-                Some(msg) => match msg.get_payload::<Bytes>() {
-                    Ok(bundle) => receive(cluster, gateway, seen, &bundle),
-                    Err(e) => {
-                        health::frame_dropped();
-                        warn!(error = %e, "Cluster: a pub/sub message that is not a bundle dropped.");
-                    }
-                },
+                Some(msg) => take_message(cluster, gateway, seen, &msg),
                 None => return Ended::Lost("subscription closed".into()),
             },
             _ = ticker.tick() => {
                 let settled = Instant::now() >= grace;
                 if let Err(e) = tick(cluster, gateway, &mut conn, settled).await {
-                    return Ended::Lost(e.to_string());
+                    break e.to_string();
                 }
                 if !settled {
                     suspects.clear();
                 } else if let Err(e) = sweep(cluster, gateway, &mut conn, &mut suspects).await {
-                    return Ended::Lost(e.to_string());
+                    break e.to_string();
                 }
                 if !cluster.healthy() {
                     // A command elsewhere failed: reconnect and re-register.
-                    return Ended::Lost("a command failed".into());
+                    break "a command failed".into();
                 }
             }
+        }
+    };
+    // The subscription is dropped for a new one: what Redis already handed it is delivered
+    // first (its senders saw `PUBLISH` reach a subscriber and will not send it again).
+    while let Some(Some(msg)) = messages.next().now_or_never() {
+        take_message(cluster, gateway, seen, &msg);
+    }
+    Ended::Lost(why)
+}
+
+/// One pub/sub message: a bundle of frames from another node.
+fn take_message(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, msg: &redis::Msg) {
+    match msg.get_payload::<Bytes>() {
+        Ok(bundle) => receive(cluster, gateway, seen, &bundle),
+        Err(e) => {
+            health::frame_dropped();
+            warn!(error = %e, "Cluster: a pub/sub message that is not a bundle dropped.");
         }
     }
 }
