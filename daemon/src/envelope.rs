@@ -72,6 +72,14 @@ impl WireText for String {
     }
 }
 
+/// A slice of a bundle received from another cluster node: the forwarded text shares the
+/// bundle's buffer rather than being copied out of it, frame by frame.
+impl WireText for axum::extract::ws::Utf8Bytes {
+    fn as_str(&self) -> &str {
+        axum::extract::ws::Utf8Bytes::as_str(self)
+    }
+}
+
 /// The sender's wire text of an event (the frame, or the socket.io `msg` string literal), for
 /// a receiver of the same dialect to get it byte-identical. Cloning shares it.
 #[derive(Clone)]

@@ -1,9 +1,9 @@
 //! The wire format between gateway nodes of one cluster (`[cluster]` in the daemon's config).
 //!
 //! Nodes share rooms through Redis: each node subscribes to one channel of its own and publishes
-//! to the channel of the node that owns a session. What travels there is one [`NodeFrame`] per
-//! pub/sub message ([`NodeFrame::to_bytes`]): a small binary header (version, frame number,
-//! sending node) and then either
+//! to the channel of the node that owns a session. What travels there is a **bundle**
+//! ([`bundle`]): the header once (version, sending node), then every frame the publisher had
+//! queued for that node, each with its length and its own frame number. A frame is either
 //!
 //! - a **forward** (`F`): a peer's signal for a receiver of the sender's own dialect, the
 //!   sender's wire text as it came (no escaping, no copy of the event beside it) after the few
@@ -18,13 +18,18 @@
 //!
 //! Sans-IO like the rest of this crate: the daemon does the Redis side.
 
+use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
+
+mod bundle;
+
+pub use bundle::{BUNDLE_LIMIT, BundleReader, BundleWriter, FrameBody, FrameError, FrameRef};
 
 use crate::dialects::Dialect;
 use crate::{Decoded, DialectKind, Event, JoinMode};
 
 /// Version of the frames below; bump on any incompatible change.
-pub const NODE_PROTOCOL_VERSION: u32 = 3;
+pub const NODE_PROTOCOL_VERSION: u32 = 4;
 
 /// One message from one node to another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,15 +139,12 @@ pub enum NodeMessage {
     },
 }
 
-/// First byte of a frame's body: a forward (binary) or a [`NodeMessage`] as JSON.
-const FORWARD: u8 = b'F';
-const JSON: u8 = b'J';
-
 impl NodeFrame {
-    /// The frame as published: `[version u8][seq u64 BE, 0 = none][node len u8][node]`, then
-    /// `F` and `[to u64 BE][dialect u8][mode u8][room len u16 BE][room][original]` for a
-    /// forward, or `J` and the message's JSON.
+    /// The frame alone in a bundle, as published ([`bundle`]): the header (version, sending
+    /// node), then the frame's length, number and body.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        let mut writer = BundleWriter::new(&mut buf, &self.node, usize::MAX);
         match &self.msg {
             NodeMessage::Forward {
                 to,
@@ -150,77 +152,71 @@ impl NodeFrame {
                 mode,
                 room,
                 original,
-            } => forward_bytes(
-                &Header {
-                    v: self.v,
-                    node: &self.node,
-                    seq: self.seq,
-                },
-                &ForwardRef {
+            } => writer.push(
+                self.seq,
+                FrameRef::Forward(&ForwardRef {
                     to: *to,
                     dialect: *dialect,
                     mode: *mode,
                     room,
                     original,
-                },
+                }),
             ),
-            msg => {
-                let mut out = header(self.v, &self.node, self.seq, 128);
-                out.push(JSON);
-                // Every field is a string, a number or an `Event`, all of which serialize.
-                let _ = serde_json::to_writer(&mut out, msg);
-                out
-            }
-        }
+            msg => writer.push(self.seq, FrameRef::Message(msg)),
+        };
+        writer.finish().map(Vec::from).unwrap_or_default()
     }
 
-    /// Parses a published frame; `Err` says why it is not one (another version included).
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
-        let mut r = Reader(bytes);
-        let v = u32::from(r.u8()?);
-        if v != NODE_PROTOCOL_VERSION {
-            return Err(format!(
-                "node protocol version {v} (this node speaks {NODE_PROTOCOL_VERSION})"
-            ));
+    /// Parses a bundle of exactly one frame (what [`Self::to_bytes`] makes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, FrameError> {
+        let mut frames = decode_bundle(bytes)?;
+        if frames.len() != 1 {
+            return Err(FrameError::Json(format!(
+                "{} frames where one was expected",
+                frames.len()
+            )));
         }
-        let seq = Some(r.u64()?).filter(|&s| s != 0);
-        let len = usize::from(r.u8()?);
-        let node = r.text(len)?.to_owned();
-        let msg = match r.u8()? {
-            FORWARD => {
-                let to = r.u64()?;
-                let dialect = dialect_of(r.u8()?)?;
-                let mode = mode_of(r.u8()?)?;
-                let len = usize::from(r.u16()?);
-                let room = r.text(len)?.to_owned();
-                let original = r.text(r.0.len())?.to_owned();
-                NodeMessage::Forward {
+        Ok(frames.remove(0))
+    }
+}
+
+/// Every frame of a bundle, owned (for tests and tools; the daemon reads bundles in place with
+/// [`BundleReader`]).
+pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<NodeFrame>, FrameError> {
+    let reader = BundleReader::new(bytes)?;
+    let node = reader.node().to_owned();
+    reader
+        .map(|frame| {
+            let (seq, body) = frame?;
+            let msg = match body {
+                FrameBody::Forward {
                     to,
                     dialect,
                     mode,
                     room,
                     original,
-                }
-            }
-            JSON => serde_json::from_slice(r.0).map_err(|e| e.to_string())?,
-            other => return Err(format!("unknown frame body `{}`", other.escape_ascii())),
-        };
-        Ok(Self { v, node, seq, msg })
-    }
+                } => NodeMessage::Forward {
+                    to,
+                    dialect,
+                    mode,
+                    room: room.to_owned(),
+                    original: std::str::from_utf8(original)
+                        .map_err(|_| FrameError::Utf8)?
+                        .to_owned(),
+                },
+                FrameBody::Message(msg) => msg,
+            };
+            Ok(NodeFrame {
+                v: NODE_PROTOCOL_VERSION,
+                node: node.clone(),
+                seq,
+                msg,
+            })
+        })
+        .collect()
 }
 
-/// The header fields of a frame, borrowed.
-#[derive(Debug, Clone, Copy)]
-pub struct Header<'a> {
-    /// [`NODE_PROTOCOL_VERSION`].
-    pub v: u32,
-    /// The sending node's instance id.
-    pub node: &'a str,
-    /// The sender's frame number.
-    pub seq: Option<u64>,
-}
-
-/// A forward's fields, borrowed: what [`forward_bytes`] writes without copying the sender's
+/// A forward's fields, borrowed: what a [`BundleWriter`] writes without copying the sender's
 /// text into a [`NodeFrame`] first.
 #[derive(Debug, Clone, Copy)]
 pub struct ForwardRef<'a> {
@@ -236,72 +232,6 @@ pub struct ForwardRef<'a> {
     pub original: &'a str,
 }
 
-/// A forward as published ([`NodeFrame::to_bytes`] of a [`NodeMessage::Forward`]).
-pub fn forward_bytes(head: &Header<'_>, fwd: &ForwardRef<'_>) -> Vec<u8> {
-    let room = fwd.room.as_bytes();
-    let room = room.get(..usize::from(u16::MAX)).unwrap_or(room);
-    let mut out = header(
-        head.v,
-        head.node,
-        head.seq,
-        12 + room.len() + fwd.original.len(),
-    );
-    out.push(FORWARD);
-    out.extend_from_slice(&fwd.to.to_be_bytes());
-    out.push(dialect_byte(fwd.dialect));
-    out.push(mode_byte(fwd.mode));
-    out.extend_from_slice(&u16::try_from(room.len()).unwrap_or(u16::MAX).to_be_bytes());
-    out.extend_from_slice(room);
-    out.extend_from_slice(fwd.original.as_bytes());
-    out
-}
-
-/// A frame's header, with room for `body` more bytes.
-fn header(v: u32, node: &str, seq: Option<u64>, body: usize) -> Vec<u8> {
-    let node = node.as_bytes();
-    let node = node.get(..usize::from(u8::MAX)).unwrap_or(node);
-    let mut out = Vec::with_capacity(11 + node.len() + body);
-    out.push(u8::try_from(v).unwrap_or(u8::MAX));
-    out.extend_from_slice(&seq.unwrap_or(0).to_be_bytes());
-    out.push(u8::try_from(node.len()).unwrap_or(u8::MAX));
-    out.extend_from_slice(node);
-    out
-}
-
-/// Reads a frame's fields in order.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err("truncated frame".to_owned());
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn u8(&mut self) -> Result<u8, String> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn u16(&mut self) -> Result<u16, String> {
-        let mut b = [0; 2];
-        b.copy_from_slice(self.take(2)?);
-        Ok(u16::from_be_bytes(b))
-    }
-
-    fn u64(&mut self) -> Result<u64, String> {
-        let mut b = [0; 8];
-        b.copy_from_slice(self.take(8)?);
-        Ok(u64::from_be_bytes(b))
-    }
-
-    fn text(&mut self, n: usize) -> Result<&'a str, String> {
-        std::str::from_utf8(self.take(n)?).map_err(|e| e.to_string())
-    }
-}
-
 fn dialect_byte(d: DialectKind) -> u8 {
     match d {
         DialectKind::Antmedia => b'a',
@@ -311,13 +241,13 @@ fn dialect_byte(d: DialectKind) -> u8 {
     }
 }
 
-fn dialect_of(b: u8) -> Result<DialectKind, String> {
+fn dialect_of(b: u8) -> Result<DialectKind, FrameError> {
     Ok(match b {
         b'a' => DialectKind::Antmedia,
         b's' => DialectKind::Socketio,
         b'r' => DialectKind::Raw,
         b'p' => DialectKind::Peerjs,
-        other => return Err(format!("unknown dialect `{}`", other.escape_ascii())),
+        other => return Err(FrameError::UnknownDialect(other.escape_ascii().to_string())),
     })
 }
 
@@ -329,12 +259,12 @@ fn mode_byte(m: JoinMode) -> u8 {
     }
 }
 
-fn mode_of(b: u8) -> Result<JoinMode, String> {
+fn mode_of(b: u8) -> Result<JoinMode, FrameError> {
     Ok(match b {
         b'b' => JoinMode::Both,
         b'p' => JoinMode::Play,
         b'c' => JoinMode::Conference,
-        other => return Err(format!("unknown join mode `{}`", other.escape_ascii())),
+        other => return Err(FrameError::UnknownMode(other.escape_ascii().to_string())),
     })
 }
 

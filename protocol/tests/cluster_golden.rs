@@ -1,7 +1,10 @@
 //! Golden files of the frames cluster nodes exchange through Redis (`tests/golden/cluster/`):
-//! each `<case>.frame` is one frame exactly as a node publishes it (a binary header, then the
-//! sender's text or a JSON message: `xxd` shows it). The test builds every frame in code,
-//! compares its bytes with the file, and parses the file back into the same frame.
+//! each `<case>.frame` is one frame alone in a bundle exactly as a node publishes it (the
+//! bundle's header, then the frame's length, number and body: the sender's text or a JSON
+//! message; `xxd` shows it), and `bundle.frame` several frames for one node in one bundle. The
+//! test builds every frame in code, compares its bytes with the file, and parses the file back
+//! into the same frame. `v3/` keeps the frames of node protocol 3 (one frame per message), which
+//! this version refuses.
 //! `GOLDEN_BLESS=1 cargo test -p switchboard-protocol --test cluster_golden` rewrites the
 //! files; review the diff, since every change here is a change of the wire format between
 //! nodes (bump `NODE_PROTOCOL_VERSION` when old nodes cannot read it).
@@ -12,9 +15,11 @@
 
 use std::path::PathBuf;
 
+use bytes::BytesMut;
 use similar_asserts::assert_eq;
 use switchboard_protocol::cluster::{
-    NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer, rebuild_event,
+    BundleReader, BundleWriter, ForwardRef, FrameBody, FrameError, FrameRef, NODE_PROTOCOL_VERSION,
+    NodeFrame, NodeMessage, RemotePeer, decode_bundle, rebuild_event,
 };
 use switchboard_protocol::dialects::TextFrames;
 use switchboard_protocol::dialects::{antmedia, engineio, peerjs, raw};
@@ -162,6 +167,11 @@ fn node_frames_match_their_golden_files() {
     }
 }
 
+const NODE: &str = "node-a@1763740000000";
+
+/// The bundle header, then a frame's length and number: what precedes a frame's body.
+const HEAD: usize = 1 + 1 + NODE.len() + 4 + 8;
+
 #[test]
 fn a_forward_carries_the_senders_text_once_and_nothing_else() {
     let original = r#"{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":"v=0\r\na=x\r\n"}"#;
@@ -173,7 +183,7 @@ fn a_forward_carries_the_senders_text_once_and_nothing_else() {
         original: original.into(),
     })
     .to_bytes();
-    let header = 1 + 8 + 1 + "node-a@1763740000000".len() + 1 + 8 + 1 + 1 + 2 + "room1".len();
+    let header = HEAD + 1 + 8 + 1 + 1 + 2 + "room1".len();
     assert_eq!(bytes.len(), header + original.len(), "header and text only");
     assert!(
         bytes.ends_with(original.as_bytes()),
@@ -181,12 +191,155 @@ fn a_forward_carries_the_senders_text_once_and_nothing_else() {
     );
 }
 
+/// Frames for one node, in the order pushed, each with its own number: the forwards of two
+/// dialects, a membership message and a notice.
+fn bundle_cases() -> Vec<NodeFrame> {
+    let all = cases();
+    let pick = |name: &str| {
+        let (_, frame) = all.iter().find(|(n, _)| *n == name).expect("a case");
+        frame.clone()
+    };
+    let mut frames = vec![
+        pick("joined"),
+        pick("forward_ant_offer"),
+        pick("relay_candidate"),
+        pick("forward_opaque_raw"),
+        pick("deliver_start"),
+    ];
+    for (seq, frame) in frames.iter_mut().enumerate() {
+        frame.seq = Some(40 + seq as u64);
+    }
+    frames
+}
+
+fn push(writer: &mut BundleWriter<'_>, frame: &NodeFrame) -> Option<bytes::Bytes> {
+    match &frame.msg {
+        NodeMessage::Forward {
+            to,
+            dialect,
+            mode,
+            room,
+            original,
+        } => writer.push(
+            frame.seq,
+            FrameRef::Forward(&ForwardRef {
+                to: *to,
+                dialect: *dialect,
+                mode: *mode,
+                room,
+                original,
+            }),
+        ),
+        msg => writer.push(frame.seq, FrameRef::Message(msg)),
+    }
+}
+
+#[test]
+fn a_bundle_carries_the_header_once_and_every_frame_in_order() {
+    let frames = bundle_cases();
+    let mut buf = BytesMut::new();
+    let mut writer = BundleWriter::new(&mut buf, NODE, usize::MAX);
+    for frame in &frames {
+        assert!(push(&mut writer, frame).is_none(), "no limit: one bundle");
+    }
+    let bundle = writer.finish().unwrap();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cluster/bundle.frame");
+    if std::env::var_os("GOLDEN_BLESS").is_some() {
+        std::fs::write(&path, &bundle).unwrap();
+    }
+    let stored = std::fs::read(&path).unwrap();
+    assert_eq!(
+        bundle.escape_ascii().to_string(),
+        stored.escape_ascii().to_string(),
+        "published bundle"
+    );
+    assert_eq!(decode_bundle(&stored).unwrap(), frames);
+    // The header once: the bundle is its header plus each frame alone minus its header.
+    let alone: usize = frames
+        .iter()
+        .map(|f| f.to_bytes().len() - (2 + NODE.len()))
+        .sum();
+    assert_eq!(stored.len(), 2 + NODE.len() + alone);
+    // Read in place: a forward's room and text are slices of the bundle.
+    let reader = BundleReader::new(&stored).unwrap();
+    assert_eq!(reader.node(), NODE);
+    let read: Vec<_> = reader.map(Result::unwrap).collect();
+    let FrameBody::Forward { original, .. } = &read[1].1 else {
+        panic!("the second frame is a forward");
+    };
+    let at = original.as_ptr() as usize - stored.as_ptr() as usize;
+    assert_eq!(&stored[at..at + original.len()], *original);
+    assert_eq!(
+        read.iter().map(|(seq, _)| seq.unwrap()).collect::<Vec<_>>(),
+        [40, 41, 42, 43, 44]
+    );
+}
+
+#[test]
+fn a_bundle_is_cut_at_the_limit_and_a_larger_frame_goes_alone() {
+    let frames = bundle_cases();
+    let sizes: Vec<usize> = frames
+        .iter()
+        .map(|f| f.to_bytes().len() - (2 + NODE.len()))
+        .collect();
+    // Room for the header and the first two frames, not the third.
+    let limit = 2 + NODE.len() + sizes[0] + sizes[1];
+    let mut buf = BytesMut::new();
+    let mut writer = BundleWriter::new(&mut buf, NODE, limit);
+    let mut bundles = Vec::new();
+    for frame in &frames {
+        bundles.extend(push(&mut writer, frame));
+    }
+    bundles.extend(writer.finish());
+    let got: Vec<Vec<NodeFrame>> = bundles.iter().map(|b| decode_bundle(b).unwrap()).collect();
+    assert!(
+        bundles
+            .iter()
+            .all(|b| b.len() <= limit || decode_bundle(b).unwrap().len() == 1)
+    );
+    assert_eq!(got.concat(), frames, "every frame once, in order");
+    assert_eq!(got[0].len(), 2, "the first bundle is full at two frames");
+    // A limit below any frame: each frame goes alone, none is lost.
+    let mut writer = BundleWriter::new(&mut buf, NODE, 1);
+    let mut alone = Vec::new();
+    for frame in &frames {
+        alone.extend(push(&mut writer, frame));
+    }
+    alone.extend(writer.finish());
+    assert_eq!(alone.len(), frames.len());
+    let got: Vec<NodeFrame> = alone
+        .iter()
+        .flat_map(|b| decode_bundle(b).unwrap())
+        .collect();
+    assert_eq!(got, frames);
+    // Nothing pushed, nothing to publish.
+    assert!(BundleWriter::new(&mut buf, NODE, limit).finish().is_none());
+}
+
 #[test]
 fn frames_of_another_version_or_shape_are_refused() {
-    let mut other = cases().remove(0).1;
-    other.v = NODE_PROTOCOL_VERSION + 1;
-    let error = NodeFrame::from_bytes(&other.to_bytes()).unwrap_err();
-    assert!(error.contains("version"), "{error}");
+    // Node protocol 3's frames (one per message, no length prefix), as published then.
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cluster/v3");
+    let mut old = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert_eq!(
+            BundleReader::new(&bytes).unwrap_err(),
+            FrameError::Version { got: 3 }
+        );
+        assert!(
+            decode_bundle(&bytes)
+                .unwrap_err()
+                .to_string()
+                .contains("version 3")
+        );
+        old += 1;
+    }
+    assert_eq!(old, 10, "every v3 golden frame");
+    let mut newer = cases().remove(0).1.to_bytes();
+    newer[0] = u8::try_from(NODE_PROTOCOL_VERSION + 1).unwrap();
+    let error = NodeFrame::from_bytes(&newer).unwrap_err();
+    assert!(error.to_string().contains("version"), "{error}");
     let good = cases().remove(1).1.to_bytes();
     for cut in 0..good.len() {
         assert!(
@@ -195,15 +348,31 @@ fn frames_of_another_version_or_shape_are_refused() {
         );
     }
     let mut unknown_body = good.clone();
-    let body = 1 + 8 + 1 + "node-a@1763740000000".len();
-    unknown_body[body] = b'X';
+    unknown_body[HEAD] = b'X';
     assert!(NodeFrame::from_bytes(&unknown_body).is_err());
-    let mut extra_field = good[..=body].to_vec();
-    extra_field.extend_from_slice(br#"{"type":"left","room":"r","session":1,"extra":1}"#);
-    assert!(NodeFrame::from_bytes(&extra_field).is_err());
+    let mut extra_field = good[..HEAD].to_vec();
+    let json = br#"J{"type":"left","room":"r","session":1,"extra":1}"#;
+    let len = u32::try_from(8 + json.len()).unwrap();
+    extra_field[HEAD - 12..HEAD - 8].copy_from_slice(&len.to_be_bytes());
+    extra_field.extend_from_slice(json);
+    assert!(matches!(
+        NodeFrame::from_bytes(&extra_field),
+        Err(FrameError::Json(_))
+    ));
     let mut bad_dialect = cases().remove(2).1.to_bytes();
-    bad_dialect[body + 1 + 8] = b'?';
-    assert!(NodeFrame::from_bytes(&bad_dialect).is_err());
+    bad_dialect[HEAD + 1 + 8] = b'?';
+    assert!(matches!(
+        NodeFrame::from_bytes(&bad_dialect),
+        Err(FrameError::UnknownDialect(_))
+    ));
+    // A length that runs past the end, and a header with no frame.
+    let mut long = good.clone();
+    long[HEAD - 12..HEAD - 8].copy_from_slice(&u32::MAX.to_be_bytes());
+    assert_eq!(NodeFrame::from_bytes(&long), Err(FrameError::Truncated));
+    assert_eq!(
+        BundleReader::new(&good[..2 + NODE.len()]).unwrap_err(),
+        FrameError::Empty
+    );
 }
 
 /// The sender decodes a frame (its event and the text a peer of its dialect gets); the

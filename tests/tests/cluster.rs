@@ -484,3 +484,73 @@ async fn a_node_starts_without_redis_and_joins_when_it_comes() {
         "the room admitted before Redis came counts on the other node"
     );
 }
+
+/// `switchboard_cluster_frames_total{direction="dropped"}` on `node` (0 when never counted).
+async fn dropped_frames(node: &Node) -> u64 {
+    let (_, metrics) = http_get(node.main, "/metrics").await;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"switchboard_cluster_frames_total{direction="dropped"} "#))
+        .map_or(0, |v| v.parse().expect("a count"))
+}
+
+/// `PUBLISH channel <bytes>` through `redis-cli -x` (the payload from stdin, binary-safe).
+async fn publish_bytes(redis: &RedisServer, channel: &str, payload: &[u8]) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "-x", "PUBLISH", channel])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("redis-cli runs");
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    stdin
+        .write_all(payload)
+        .await
+        .expect("redis-cli reads its stdin");
+    drop(stdin);
+    let out = child.wait_with_output().await.expect("redis-cli ends");
+    assert!(out.status.success(), "redis-cli PUBLISH: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A node of another release (node protocol 3: one frame per message, no bundle) publishes
+/// into a node's channel: each of its messages is refused by version and counted as dropped
+/// once, nothing reaches a peer, and the call across the nodes goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_of_another_node_protocol_version_are_refused_and_counted() {
+    let (redis, a, b) = two_nodes().await;
+    let room = "versions";
+    let (mut pa, mut pb) = switchboard_tests::cluster::ant_pair(&a, &b, room).await;
+    switchboard_tests::cluster::both_ways(&mut pa, &mut pb, room, 0, 3).await;
+    assert_eq!(dropped_frames(&b).await, 0);
+    let channels = redis
+        .cli(&["PUBSUB", "CHANNELS", "switchboard:node:node-b@*"])
+        .await;
+    let channel = channels.lines().next().expect("node-b's channel").trim();
+    let old = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../protocol/tests/golden/cluster/v3/forward_ant_offer.frame"
+    ))
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            publish_bytes(&redis, channel, &old).await,
+            "1",
+            "node-b hears it"
+        );
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while dropped_frames(&b).await < 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        dropped_frames(&b).await,
+        3,
+        "each refused message counted once"
+    );
+    pb.expect_silence(200).await;
+    switchboard_tests::cluster::both_ways(&mut pa, &mut pb, room, 3, 5).await;
+    assert_eq!(dropped_frames(&b).await, 3);
+    assert_eq!(dropped_frames(&a).await, 0);
+}

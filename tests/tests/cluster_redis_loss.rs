@@ -72,6 +72,16 @@ async fn dropped(node: &Node) -> u64 {
     frames(node, "dropped").await
 }
 
+/// How many `PUBLISH` commands `redis` has run since it started (`INFO commandstats`).
+async fn publish_calls(redis: &RedisServer) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]).await;
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_publish:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .map_or(0, |n| n.parse().unwrap())
+}
+
 /// Waits until `node` has Redis's reply for `n` published frames: a frame whose reply is lost
 /// with the connection is held and published again, so its fate is known only then.
 async fn wait_out(node: &Node, n: u64) {
@@ -189,6 +199,14 @@ async fn frames_sent_while_redis_is_down_arrive_in_order_when_it_returns() {
     redis.restart().await;
     expect_candidates(&mut pb, room, 5, 30).await;
     expect_candidates(&mut pa, room, 5, 30).await;
+    // The 30 frames each node held crossed in bundles: a few `PUBLISH` calls on the restarted
+    // server (a bundle that found its receiver not yet subscribed goes again), not one per
+    // frame (60 and more before node protocol 4).
+    let publishes = publish_calls(&redis).await;
+    assert!(
+        (2..=8).contains(&publishes),
+        "{publishes} PUBLISH calls carried the 60 held frames"
+    );
     pa.expect_silence(SETTLE_MS).await;
     pb.expect_silence(50).await;
     both_ways(&mut pa, &mut pb, room, 35, 10).await;

@@ -79,9 +79,15 @@ pub fn frame_out(n: usize) {
     );
 }
 
-/// Counts a frame received from another node.
-pub fn frame_in() {
-    global().add(FRAMES, &[("direction", "in")], 1);
+/// Counts `n` frames received from another node (the new frames of one bundle).
+pub fn frames_in(n: usize) {
+    if n > 0 {
+        global().add(
+            FRAMES,
+            &[("direction", "in")],
+            i64::try_from(n).unwrap_or(i64::MAX),
+        );
+    }
 }
 
 /// Counts a frame that could not be sent or read.

@@ -11,11 +11,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use futures_util::StreamExt;
+use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
+use futures_util::{FutureExt, StreamExt};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use switchboard_plugin_api::{Peer, SessionId};
-use switchboard_protocol::cluster::{NodeFrame, NodeMessage, rebuild_event};
+use switchboard_protocol::cluster::{
+    BundleReader, FrameBody, FrameError, NodeMessage, RemotePeer, rebuild_event,
+};
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
@@ -172,28 +176,45 @@ async fn serve(
     let mut suspects = HashSet::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    let why = loop {
         tokio::select! {
             () = cluster.stop.cancelled() => return Ended::Stopped,
             msg = messages.next() => match msg {
-                Some(msg) => receive(cluster, gateway, seen, msg.get_payload_bytes()),
+                Some(msg) => take_message(cluster, gateway, seen, &msg),
                 None => return Ended::Lost("subscription closed".into()),
             },
             _ = ticker.tick() => {
                 let settled = Instant::now() >= grace;
                 if let Err(e) = tick(cluster, gateway, &mut conn, settled).await {
-                    return Ended::Lost(e.to_string());
+                    break e.to_string();
                 }
                 if !settled {
                     suspects.clear();
                 } else if let Err(e) = sweep(cluster, gateway, &mut conn, &mut suspects).await {
-                    return Ended::Lost(e.to_string());
+                    break e.to_string();
                 }
                 if !cluster.healthy() {
                     // A command elsewhere failed: reconnect and re-register.
-                    return Ended::Lost("a command failed".into());
+                    break "a command failed".into();
                 }
             }
+        }
+    };
+    // The subscription is dropped for a new one: what Redis already handed it is delivered
+    // first (its senders saw `PUBLISH` reach a subscriber and will not send it again).
+    while let Some(Some(msg)) = messages.next().now_or_never() {
+        take_message(cluster, gateway, seen, &msg);
+    }
+    Ended::Lost(why)
+}
+
+/// One pub/sub message: a bundle of frames from another node.
+fn take_message(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, msg: &redis::Msg) {
+    match msg.get_payload::<Bytes>() {
+        Ok(bundle) => receive(cluster, gateway, seen, &bundle),
+        Err(e) => {
+            health::frame_dropped();
+            warn!(error = %e, "Cluster: a pub/sub message that is not a bundle dropped.");
         }
     }
 }
@@ -346,9 +367,13 @@ async fn sweep(
 }
 
 /// The highest frame number received from each sending node (instance): a frame at or below it
-/// was published again after an outage and is already here.
+/// was published again after an outage and is already here. Also whether a bundle of another
+/// node protocol version was logged (once: a node of another release sends many).
 #[derive(Default)]
-struct Seen(HashMap<Arc<str>, u64>);
+struct Seen {
+    last: HashMap<Arc<str>, u64>,
+    other_version_logged: bool,
+}
 
 impl Seen {
     /// Whether `seq` from `node` is new; notes it.
@@ -356,46 +381,137 @@ impl Seen {
         let Some(seq) = seq else {
             return true;
         };
-        match self.0.get_mut(node) {
+        match self.last.get_mut(node) {
             Some(last) if seq <= *last => false,
             Some(last) => {
                 *last = seq;
                 true
             }
             None => {
-                self.0.insert(Arc::from(node), seq);
+                self.last.insert(Arc::from(node), seq);
                 true
             }
         }
     }
 }
 
-/// Hands one received frame to the gateway. Frames are handled one at a time in arrival order.
-fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, payload: &[u8]) {
-    let frame = match NodeFrame::from_bytes(payload) {
-        Ok(frame) => frame,
+/// Hands the frames of one received bundle to the gateway, one at a time in order. The bundle
+/// is read in place: a forward's text stays a slice of it.
+fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, bundle: &Bytes) {
+    let reader = match BundleReader::new(bundle) {
+        Ok(reader) => reader,
         Err(e) => {
             health::frame_dropped();
-            warn!(error = %e, "Cluster: unreadable frame from another node dropped.");
+            refused(seen, &e);
             return;
         }
     };
-    if *frame.node == *cluster.node {
+    if reader.node() == &*cluster.node {
         return;
     }
-    if !seen.fresh(&frame.node, frame.seq) {
-        debug!(node = %frame.node, "Cluster: a frame published again after an outage; dropped.");
-        health::frame_duplicate();
-        return;
-    }
-    health::frame_in();
-    let node: Arc<str> = Arc::from(frame.node);
-    match frame.msg {
-        NodeMessage::Joined { room, peer } => {
-            gateway.dispatcher().remote_joined(&node, &room, peer)
+    let node: Arc<str> = Arc::from(reader.node());
+    let mut fresh = 0;
+    for frame in reader {
+        let (seq, body) = match frame {
+            Ok(frame) => frame,
+            Err(e) => {
+                health::frame_dropped();
+                refused(seen, &e);
+                continue;
+            }
+        };
+        if !seen.fresh(&node, seq) {
+            debug!(node = %node, "Cluster: a frame published again after an outage; dropped.");
+            health::frame_duplicate();
+            continue;
         }
+        fresh += 1;
+        match body {
+            FrameBody::Forward {
+                to,
+                dialect,
+                mode,
+                room,
+                original,
+            } => forward(
+                gateway,
+                bundle,
+                to,
+                RemotePeer {
+                    session: 0,
+                    dialect,
+                    mode,
+                },
+                room,
+                original,
+            ),
+            FrameBody::Message(msg) => message(cluster, gateway, &node, msg),
+        }
+    }
+    health::frames_in(fresh);
+}
+
+/// Logs a bundle or frame this node cannot read; one of another node protocol version only the
+/// first time (every frame of such a node is counted as dropped).
+fn refused(seen: &mut Seen, e: &FrameError) {
+    if matches!(e, FrameError::Version { .. }) {
+        if !std::mem::replace(&mut seen.other_version_logged, true) {
+            warn!(error = %e, "Cluster: frames from a node of another release are dropped (counted); upgrade the nodes of a cluster together.");
+        }
+        return;
+    }
+    warn!(error = %e, "Cluster: unreadable frame from another node dropped.");
+}
+
+/// A peer's signal forwarded as its own text (`original`, a slice of `bundle`): decoded again
+/// with its dialect's decoder and queued for the session `to` like a local relay.
+fn forward(
+    gateway: &Gateway,
+    bundle: &Bytes,
+    to: u64,
+    from: RemotePeer,
+    room: &str,
+    original: &[u8],
+) {
+    let text = match Utf8Bytes::try_from(bundle.slice_ref(original)) {
+        Ok(text) => text,
+        Err(e) => {
+            health::frame_dropped();
+            warn!(error = %e, "Cluster: a forwarded frame from another node is not UTF-8; dropped.");
+            return;
+        }
+    };
+    let event = match rebuild_event(from.dialect, room, text.as_str()) {
+        Ok(event) => event,
+        Err(e) => {
+            health::frame_dropped();
+            warn!(error = %e, "Cluster: a forwarded frame from another node does not decode; dropped.");
+            return;
+        }
+    };
+    let envelope = Envelope {
+        // Rendering needs the sender's dialect only; the session id is the sender's own
+        // node's, which means nothing here.
+        from: Peer {
+            session: SessionId(0),
+            dialect: from.dialect,
+            mode: from.mode,
+        },
+        event,
+        original: Some(Original::new(text)),
+        app: None,
+    };
+    gateway
+        .registry()
+        .deliver_remote(SessionId(to), Outbound::Relay(Arc::new(envelope)));
+}
+
+/// A frame other than a forward.
+fn message(cluster: &Cluster, gateway: &Gateway, node: &Arc<str>, msg: NodeMessage) {
+    match msg {
+        NodeMessage::Joined { room, peer } => gateway.dispatcher().remote_joined(node, &room, peer),
         NodeMessage::Left { room, session } => {
-            gateway.dispatcher().remote_left(&node, &room, session)
+            gateway.dispatcher().remote_left(node, &room, session)
         }
         NodeMessage::Relay {
             to,
@@ -404,8 +520,6 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, payload: &[u8]
             original,
         } => {
             let envelope = Envelope {
-                // Rendering needs the sender's dialect only; the session id is the sender's
-                // own node's, which means nothing here.
                 from: Peer {
                     session: SessionId(0),
                     dialect: from.dialect,
@@ -419,35 +533,8 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, payload: &[u8]
                 .registry()
                 .deliver_remote(SessionId(to), Outbound::Relay(Arc::new(envelope)));
         }
-        NodeMessage::Forward {
-            to,
-            dialect,
-            mode,
-            room,
-            original,
-        } => {
-            let event = match rebuild_event(dialect, &room, &original) {
-                Ok(event) => event,
-                Err(e) => {
-                    health::frame_dropped();
-                    warn!(error = %e, "Cluster: a forwarded frame from another node does not decode; dropped.");
-                    return;
-                }
-            };
-            let envelope = Envelope {
-                from: Peer {
-                    session: SessionId(0),
-                    dialect,
-                    mode,
-                },
-                event,
-                original: Some(Original::from(original)),
-                app: None,
-            };
-            gateway
-                .registry()
-                .deliver_remote(SessionId(to), Outbound::Relay(Arc::new(envelope)));
-        }
+        // Travels in the binary form only (the reader never yields it as a message).
+        NodeMessage::Forward { .. } => health::frame_dropped(),
         NodeMessage::Deliver { to, event } => {
             gateway
                 .registry()
@@ -458,7 +545,7 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, payload: &[u8]
             app,
             room,
             event,
-        } => cluster.homing().receive(&node, from, app, room, event),
-        NodeMessage::MediaClosed { session } => cluster.homing().remote_closed(&node, session),
+        } => cluster.homing().receive(node, from, app, room, event),
+        NodeMessage::MediaClosed { session } => cluster.homing().remote_closed(node, session),
     }
 }

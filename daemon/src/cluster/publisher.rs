@@ -2,16 +2,24 @@
 //! batch as one Redis pipeline on one connection, so frames reach every other node in the order
 //! they were queued (Redis runs one connection's commands in order, and pub/sub hands a
 //! channel's messages to a subscriber in that order).
+//!
+//! Within a batch, the frames for one node go as one bundle (one `PUBLISH`; node protocol 4,
+//! `switchboard_protocol::cluster::bundle`), so Redis, the receiver's parsing and the syscalls
+//! are paid per bundle, not per frame. Nothing waits for a bundle to fill: a batch is what was
+//! queued when the previous round trip ended, one frame when the node is idle. A membership
+//! script (a member's record) closes the open bundles before it, so a record and the
+//! `joined`/`left` frames around it keep their queue order.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
 use switchboard_plugin_api::Peer;
 use switchboard_protocol::JoinMode;
 use switchboard_protocol::cluster::{
-    ForwardRef, Header, NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer, forward_bytes,
+    BUNDLE_LIMIT, BundleWriter, ForwardRef, FrameRef, NodeMessage, RemotePeer,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -52,6 +60,8 @@ type Held = VecDeque<Entry>;
 pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut held = Held::new();
+    // Where bundles are built; its buffer is taken back once a round trip's bundles are sent.
+    let mut arena = BytesMut::new();
     let mut seq = 0u64;
     // What the held gauge shows now.
     let mut shown = 0i64;
@@ -77,7 +87,7 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
         take(&mut held, batch.drain(..n), &mut seq, now);
         expire(&mut held, now, cluster.replay_window());
         cluster.unsent.store(held.len(), Ordering::Relaxed);
-        send(&cluster, &mut held).await;
+        send(&cluster, &mut held, &mut arena).await;
         cluster.unsent.store(held.len(), Ordering::Relaxed);
         let len = i64::try_from(held.len()).unwrap_or(i64::MAX);
         health::held(len - shown);
@@ -141,14 +151,15 @@ fn expire(held: &mut Held, now: Instant, window: Duration) {
     }
 }
 
-/// Sends what is held, oldest first, in pipelines of at most [`BATCH`] items. A frame no
-/// subscriber received goes back to the queue in its place, and so does every later frame for
-/// the same node, so they stay in order; such a node's frames are tried again only once
-/// `PUBSUB NUMSUB` shows it subscribed (one cheap command per node per retry, rather than
-/// publishing its frames again and again). On a Redis error everything stays held. A pipeline
-/// cut by the error may have run in part (or whole, its reply lost): its frames go again with
-/// their numbers, and the receivers drop the ones they have.
-async fn send(cluster: &Cluster, held: &mut Held) {
+/// Sends what is held, oldest first, in pipelines of at most [`BATCH`] items, the frames for
+/// each node bundled ([`pipeline`]). A bundle no subscriber received goes back to the queue in
+/// its place, and so does every later frame for the same node, so they stay in order; such a
+/// node's frames are tried again only once `PUBSUB NUMSUB` shows it subscribed (one cheap
+/// command per node per retry, rather than publishing its frames again and again). On a Redis
+/// error everything stays held. A pipeline cut by the error may have run in part (or whole, its
+/// reply lost): its frames go again with their numbers, and the receivers drop the ones they
+/// have.
+async fn send(cluster: &Cluster, held: &mut Held, arena: &mut BytesMut) {
     let Some(mut conn) = cluster.conn().filter(|_| cluster.healthy()) else {
         return;
     };
@@ -169,25 +180,26 @@ async fn send(cluster: &Cluster, held: &mut Held) {
         if ready.is_empty() {
             continue;
         }
-        let pipe = pipeline(cluster, &ready);
+        let (pipe, bundles) = pipeline(cluster, &ready, arena);
         let sent = tokio::time::timeout(cluster.command_timeout(), pipe.query_async(&mut conn))
             .await
             .unwrap_or_else(|_| Err(super::link::timed_out()));
         match sent {
             Ok(receivers) => {
                 let receivers: Vec<i64> = receivers;
-                let mut receivers = receivers.into_iter();
+                let mut ready: Vec<Option<Entry>> = ready.into_iter().map(Some).collect();
                 let mut out = 0;
-                for mut entry in ready {
-                    let Some(node) = entry.node().cloned() else {
+                for (bundle, heard) in bundles.iter().zip(receivers) {
+                    if heard > 0 {
+                        out += bundle.frames.len();
                         continue;
-                    };
-                    if receivers.next().unwrap_or(0) > 0 {
-                        out += 1;
-                    } else {
-                        entry.unheard = true;
-                        waiting.insert(node);
-                        kept.push_back(entry);
+                    }
+                    waiting.insert(Arc::clone(&bundle.node));
+                    for &i in &bundle.frames {
+                        if let Some(mut entry) = ready[i].take() {
+                            entry.unheard = true;
+                            kept.push_back(entry);
+                        }
                     }
                 }
                 health::frame_out(out);
@@ -235,33 +247,78 @@ async fn unheard_nodes(
         .collect())
 }
 
-/// One pipeline for `chunk`: a `PUBLISH` (whose reply, the receiver count, is kept) per frame,
-/// the membership scripts with their replies ignored.
-fn pipeline(cluster: &Cluster, chunk: &[Entry]) -> redis::Pipeline {
+/// One bundle in a pipeline: its receiving node and the frames it holds (indices of the
+/// pipeline's items), whose fate its `PUBLISH` reply decides.
+struct Bundled {
+    node: Arc<str>,
+    frames: Vec<usize>,
+}
+
+/// One pipeline for `chunk`: a `PUBLISH` per bundle (whose reply, the receiver count, is kept:
+/// one per entry of the returned list, in order), the membership scripts with their replies
+/// ignored. The frames between two membership items are grouped by receiving node, each
+/// node's in queue order, and bundled; a membership item closes the open bundles first.
+fn pipeline(
+    cluster: &Cluster,
+    chunk: &[Entry],
+    arena: &mut BytesMut,
+) -> (redis::Pipeline, Vec<Bundled>) {
     let mut pipe = redis::pipe();
-    for entry in chunk {
+    let mut bundles = Vec::new();
+    // The frames since the last membership item, by node in order of first appearance.
+    let mut open: Vec<(Arc<str>, Vec<usize>)> = Vec::new();
+    for (i, entry) in chunk.iter().enumerate() {
         match &entry.item {
-            Outgoing::Frame { node, msg } => {
-                let head = Header {
-                    v: NODE_PROTOCOL_VERSION,
-                    node: &cluster.node,
-                    seq: Some(entry.seq),
-                };
-                pipe.cmd("PUBLISH")
-                    .arg(cluster.keys.channel(node))
-                    .arg(frame_bytes(&head, msg));
-            }
+            Outgoing::Frame { node, .. } => match open.iter_mut().find(|(n, _)| n == node) {
+                Some((_, frames)) => frames.push(i),
+                None => open.push((Arc::clone(node), vec![i])),
+            },
             Outgoing::Commit(commit) => {
+                bundle_open(cluster, chunk, &mut open, arena, &mut pipe, &mut bundles);
                 store::commit(&mut pipe, &cluster.keys, &cluster.node, commit);
             }
             Outgoing::Unclaim { room, session } => {
+                bundle_open(cluster, chunk, &mut open, arena, &mut pipe, &mut bundles);
                 store::unclaim(&mut pipe, &cluster.keys, &cluster.node, room, *session);
             }
             // Never held: handled where items are taken from the outbox.
             Outgoing::Discard | Outgoing::Forget(_) => {}
         }
     }
-    pipe
+    bundle_open(cluster, chunk, &mut open, arena, &mut pipe, &mut bundles);
+    (pipe, bundles)
+}
+
+/// Publishes the `open` frames, one bundle per node (more when one passes [`BUNDLE_LIMIT`]).
+fn bundle_open(
+    cluster: &Cluster,
+    chunk: &[Entry],
+    open: &mut Vec<(Arc<str>, Vec<usize>)>,
+    arena: &mut BytesMut,
+    pipe: &mut redis::Pipeline,
+    bundles: &mut Vec<Bundled>,
+) {
+    for (node, frames) in open.drain(..) {
+        let channel = cluster.keys.channel(&node);
+        let mut publish = |bundle: Bytes, frames: &[usize]| {
+            pipe.cmd("PUBLISH").arg(&channel).arg(&bundle[..]);
+            bundles.push(Bundled {
+                node: Arc::clone(&node),
+                frames: frames.to_vec(),
+            });
+        };
+        let mut writer = BundleWriter::new(arena, &cluster.node, BUNDLE_LIMIT);
+        let mut first = 0;
+        for (k, &i) in frames.iter().enumerate() {
+            if let Some(full) = push_frame(&mut writer, &chunk[i]) {
+                publish(full, &frames[first..k]);
+                first = k;
+            }
+        }
+        if let Some(last) = writer.finish() {
+            publish(last, &frames[first..]);
+        }
+    }
 }
 
 fn remote(peer: &Peer) -> RemotePeer {
@@ -272,10 +329,14 @@ fn remote(peer: &Peer) -> RemotePeer {
     }
 }
 
-/// The published frame of `msg`. To a peer of the sender's dialect only the sender's text
-/// crosses (the receiver decodes it again), written straight from the envelope; to another
-/// dialect only the event.
-fn frame_bytes(head: &Header<'_>, msg: &OutMessage) -> Vec<u8> {
+/// Adds `entry`'s frame to the bundle (a full bundle comes back, see [`BundleWriter::push`]).
+/// To a peer of the sender's dialect only the sender's text crosses (the receiver decodes it
+/// again), written straight from the envelope; to another dialect only the event.
+fn push_frame(writer: &mut BundleWriter<'_>, entry: &Entry) -> Option<Bytes> {
+    let Outgoing::Frame { msg, .. } = &entry.item else {
+        return None;
+    };
+    let seq = Some(entry.seq);
     let message = match msg {
         OutMessage::Joined(room, peer) => NodeMessage::Joined {
             room: room.clone(),
@@ -292,16 +353,14 @@ fn frame_bytes(head: &Header<'_>, msg: &OutMessage) -> Vec<u8> {
                 .filter(|_| *with_original)
                 .zip(envelope.event.room());
             if let Some((original, room)) = forward {
-                return forward_bytes(
-                    head,
-                    &ForwardRef {
-                        to: *to,
-                        dialect: envelope.from.dialect,
-                        mode: envelope.from.mode,
-                        room,
-                        original,
-                    },
-                );
+                let fwd = ForwardRef {
+                    to: *to,
+                    dialect: envelope.from.dialect,
+                    mode: envelope.from.mode,
+                    room,
+                    original,
+                };
+                return writer.push(seq, FrameRef::Forward(&fwd));
             }
             NodeMessage::Relay {
                 to: *to,
@@ -326,11 +385,5 @@ fn frame_bytes(head: &Header<'_>, msg: &OutMessage) -> Vec<u8> {
         },
         OutMessage::MediaClosed(session) => NodeMessage::MediaClosed { session: session.0 },
     };
-    NodeFrame {
-        v: head.v,
-        node: head.node.to_owned(),
-        seq: head.seq,
-        msg: message,
-    }
-    .to_bytes()
+    writer.push(seq, FrameRef::Message(&message))
 }

@@ -1,0 +1,307 @@
+//! A bundle: what one pub/sub message between nodes carries (node protocol 4). Every frame the
+//! publisher has queued for one receiving node goes into one bundle, so Redis, the receiver's
+//! RESP parsing and the syscalls are paid once per bundle rather than once per frame:
+//!
+//! ```text
+//! [version u8][node len u8][node]                     the header, once
+//! [len u32 BE][seq u64 BE, 0 = none][body]            a frame (len counts seq and body) ...
+//! ```
+//!
+//! A body is `F` and `[to u64 BE][dialect u8][mode u8][room len u16 BE][room][original]` (a
+//! forward: the sender's text as it came) or `J` and a [`NodeMessage`] as JSON. Each frame keeps
+//! its own number, so the receiver's order and duplicate checks work per frame as before.
+//!
+//! [`BundleWriter`] packs frames into a [`BytesMut`] (each frame's bytes copied once, straight
+//! from the sender's text); [`BundleReader`] walks a received bundle without copying: a forward's
+//! room and text are slices of the bundle.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{
+    ForwardRef, NODE_PROTOCOL_VERSION, NodeMessage, dialect_byte, dialect_of, mode_byte, mode_of,
+};
+use crate::{DialectKind, JoinMode};
+
+/// Largest bundle the publisher builds (a single larger frame goes alone in its bundle).
+pub const BUNDLE_LIMIT: usize = 256 * 1024;
+
+/// First byte of a frame's body: a forward (binary) or a [`NodeMessage`] as JSON.
+pub(super) const FORWARD: u8 = b'F';
+pub(super) const JSON: u8 = b'J';
+
+/// Why bytes received from another node are not a bundle this node can read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Sent by a node of another release: nodes of one cluster must speak one version.
+    #[error("node protocol version {got} (this node speaks {NODE_PROTOCOL_VERSION})")]
+    Version {
+        /// The version the bytes say.
+        got: u8,
+    },
+    /// The bytes end inside a field.
+    #[error("truncated frame")]
+    Truncated,
+    /// A text field (node, room, original) is not UTF-8.
+    #[error("a text field is not UTF-8")]
+    Utf8,
+    /// A body kind this version does not know.
+    #[error("unknown frame body `{0}`")]
+    UnknownBody(String),
+    /// A dialect byte this version does not know.
+    #[error("unknown dialect `{0}`")]
+    UnknownDialect(String),
+    /// A join mode byte this version does not know.
+    #[error("unknown join mode `{0}`")]
+    UnknownMode(String),
+    /// A JSON body that is not a [`NodeMessage`].
+    #[error("malformed message: {0}")]
+    Json(String),
+    /// A bundle with no frame in it.
+    #[error("empty bundle")]
+    Empty,
+}
+
+/// One frame of a bundle, borrowed from it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameBody<'a> {
+    /// A peer's signal for a receiver of the sender's dialect: the sender's text, unparsed
+    /// (UTF-8 is checked where it is used, once).
+    Forward {
+        /// The receiving session.
+        to: u64,
+        /// The sender's dialect.
+        dialect: DialectKind,
+        /// The sender's join mode.
+        mode: JoinMode,
+        /// The room.
+        room: &'a str,
+        /// The sender's wire text, as bytes of the bundle.
+        original: &'a [u8],
+    },
+    /// Anything else.
+    Message(NodeMessage),
+}
+
+/// A frame to add to a bundle.
+#[derive(Debug, Clone, Copy)]
+pub enum FrameRef<'a> {
+    /// A forward, written straight from the sender's text.
+    Forward(&'a ForwardRef<'a>),
+    /// A message, written as JSON.
+    Message(&'a NodeMessage),
+}
+
+/// Packs frames for one receiving node into bundles of at most [`BUNDLE_LIMIT`] bytes
+/// (`limit` in tests), in the order they are pushed.
+#[derive(Debug)]
+pub struct BundleWriter<'a> {
+    buf: &'a mut BytesMut,
+    node: &'a str,
+    limit: usize,
+    /// Frames in the open bundle.
+    frames: usize,
+}
+
+impl<'a> BundleWriter<'a> {
+    /// Opens a bundle from `node` in `buf` (which should be empty; its capacity is reused).
+    pub fn new(buf: &'a mut BytesMut, node: &'a str, limit: usize) -> Self {
+        header(buf, node);
+        Self {
+            buf,
+            node,
+            limit,
+            frames: 0,
+        }
+    }
+
+    /// Frames in the open bundle.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// Adds `frame`. When it does not fit in the open bundle, that bundle (with every frame
+    /// pushed before this one) is closed and returned, and `frame` opens the next.
+    pub fn push(&mut self, seq: Option<u64>, frame: FrameRef<'_>) -> Option<Bytes> {
+        let start = self.buf.len();
+        write_frame(self.buf, seq, frame);
+        self.frames += 1;
+        if self.buf.len() <= self.limit || self.frames == 1 {
+            return None;
+        }
+        // Rare (once per `limit` bytes): move this frame into a bundle of its own.
+        let tail = self.buf.split_off(start);
+        let full = self.buf.split().freeze();
+        header(self.buf, self.node);
+        self.buf.extend_from_slice(&tail);
+        self.frames = 1;
+        Some(full)
+    }
+
+    /// Closes the open bundle; `None` when it holds no frame.
+    pub fn finish(self) -> Option<Bytes> {
+        if self.frames == 0 {
+            self.buf.clear();
+            return None;
+        }
+        Some(self.buf.split().freeze())
+    }
+}
+
+/// A bundle's header.
+fn header(buf: &mut BytesMut, node: &str) {
+    let node = node.as_bytes();
+    let node = node.get(..usize::from(u8::MAX)).unwrap_or(node);
+    buf.reserve(2 + node.len());
+    buf.put_u8(u8::try_from(NODE_PROTOCOL_VERSION).unwrap_or(u8::MAX));
+    buf.put_u8(u8::try_from(node.len()).unwrap_or(u8::MAX));
+    buf.put_slice(node);
+}
+
+/// Appends one length-prefixed frame.
+fn write_frame(buf: &mut BytesMut, seq: Option<u64>, frame: FrameRef<'_>) {
+    let at = buf.len();
+    buf.put_u32(0); // the length, set below
+    buf.put_u64(seq.unwrap_or(0));
+    match frame {
+        FrameRef::Forward(fwd) => {
+            let room = fwd.room.as_bytes();
+            let room = room.get(..usize::from(u16::MAX)).unwrap_or(room);
+            buf.reserve(13 + room.len() + fwd.original.len());
+            buf.put_u8(FORWARD);
+            buf.put_u64(fwd.to);
+            buf.put_u8(dialect_byte(fwd.dialect));
+            buf.put_u8(mode_byte(fwd.mode));
+            buf.put_u16(u16::try_from(room.len()).unwrap_or(u16::MAX));
+            buf.put_slice(room);
+            buf.put_slice(fwd.original.as_bytes());
+        }
+        FrameRef::Message(msg) => {
+            buf.put_u8(JSON);
+            // Every field is a string, a number or an `Event`, all of which serialize.
+            let _ = serde_json::to_writer((&mut *buf).writer(), msg);
+        }
+    }
+    let len = u32::try_from(buf.len() - at - 4).unwrap_or(u32::MAX);
+    buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Walks a received bundle: its sending node, then its frames in order.
+#[derive(Debug, Clone)]
+pub struct BundleReader<'a> {
+    node: &'a str,
+    rest: &'a [u8],
+}
+
+impl<'a> BundleReader<'a> {
+    /// Reads a bundle's header; [`FrameError::Version`] for another node protocol version.
+    pub fn new(bytes: &'a [u8]) -> Result<Self, FrameError> {
+        let mut r = Reader(bytes);
+        let v = r.u8()?;
+        if u32::from(v) != NODE_PROTOCOL_VERSION {
+            return Err(FrameError::Version { got: v });
+        }
+        let len = usize::from(r.u8()?);
+        let node = r.text(len)?;
+        if r.0.is_empty() {
+            return Err(FrameError::Empty);
+        }
+        Ok(Self { node, rest: r.0 })
+    }
+
+    /// The sending node's instance id.
+    pub fn node(&self) -> &'a str {
+        self.node
+    }
+}
+
+impl<'a> Iterator for BundleReader<'a> {
+    type Item = Result<(Option<u64>, FrameBody<'a>), FrameError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        let mut r = Reader(self.rest);
+        let frame = r
+            .u32()
+            .and_then(|len| r.take(usize::try_from(len).unwrap_or(usize::MAX)));
+        match frame {
+            Ok(frame) => {
+                self.rest = r.0;
+                Some(read_frame(frame))
+            }
+            Err(e) => {
+                // A cut bundle: nothing after this is readable.
+                self.rest = &[];
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// One frame's number and body.
+fn read_frame(frame: &[u8]) -> Result<(Option<u64>, FrameBody<'_>), FrameError> {
+    let mut r = Reader(frame);
+    let seq = Some(r.u64()?).filter(|&s| s != 0);
+    let body = match r.u8()? {
+        FORWARD => {
+            let to = r.u64()?;
+            let dialect = dialect_of(r.u8()?)?;
+            let mode = mode_of(r.u8()?)?;
+            let len = usize::from(r.u16()?);
+            let room = r.text(len)?;
+            FrameBody::Forward {
+                to,
+                dialect,
+                mode,
+                room,
+                original: r.0,
+            }
+        }
+        JSON => FrameBody::Message(
+            serde_json::from_slice(r.0).map_err(|e| FrameError::Json(e.to_string()))?,
+        ),
+        other => return Err(FrameError::UnknownBody(other.escape_ascii().to_string())),
+    };
+    Ok((seq, body))
+}
+
+/// Reads a frame's fields in order.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FrameError> {
+        if self.0.len() < n {
+            return Err(FrameError::Truncated);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], FrameError> {
+        let mut b = [0; N];
+        b.copy_from_slice(self.take(N)?);
+        Ok(b)
+    }
+
+    fn u8(&mut self) -> Result<u8, FrameError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u16(&mut self) -> Result<u16, FrameError> {
+        self.array().map(u16::from_be_bytes)
+    }
+
+    fn u32(&mut self) -> Result<u32, FrameError> {
+        self.array().map(u32::from_be_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, FrameError> {
+        self.array().map(u64::from_be_bytes)
+    }
+
+    fn text(&mut self, n: usize) -> Result<&'a str, FrameError> {
+        std::str::from_utf8(self.take(n)?).map_err(|_| FrameError::Utf8)
+    }
+}
