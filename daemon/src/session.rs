@@ -390,7 +390,8 @@ pub async fn run_websocket<D: TextFrames>(
         core.finish("write failed");
         return;
     }
-    let keepalive = D::keepalive().or_else(|| websocket_pings(config.limits.ping_interval_secs));
+    let keepalive =
+        D::keepalive(&state).or_else(|| websocket_pings(config.limits.ping_interval_secs));
     let mut heartbeat = Heartbeat::new(keepalive);
     // Boxed, and only when pings are on: a timer inline in every session's future made idle
     // Ant and raw sessions 1.2 KiB larger.
@@ -411,6 +412,13 @@ pub async fn run_websocket<D: TextFrames>(
             }
             let _ = sink.send(close(code, &refusal.message)).await;
             core.finish("join refused");
+            return;
+        }
+        // A dialect that acknowledges joins (engine.io 3's connect of `/`) says so now.
+        if let Some(frame) = D::joined(&mut state)
+            && sink.send(Message::Text(frame.into())).await.is_err()
+        {
+            core.finish("write failed");
             return;
         }
     }
@@ -625,7 +633,7 @@ fn websocket_pings(interval_secs: u64) -> Option<Keepalive> {
     (interval_secs > 0).then(|| Keepalive {
         interval: Duration::from_secs(interval_secs),
         timeout: Duration::from_secs(interval_secs),
-        ping: WEBSOCKET_PING,
+        ping: Some(WEBSOCKET_PING),
     })
 }
 
@@ -903,6 +911,7 @@ impl Heartbeat {
     /// is then never polled).
     fn next_wait(&self) -> Duration {
         match self.keepalive {
+            Some(k) if k.ping.is_none() => k.interval + k.timeout,
             Some(k) if self.awaiting_answer => k.timeout,
             Some(k) => k.interval,
             None => Duration::from_secs(86_400),
@@ -912,17 +921,20 @@ impl Heartbeat {
     /// The timer fired: the ping to send, or `None` when the last one went unanswered (the
     /// session then closes; without a keepalive the timer is never polled).
     fn fire(&mut self) -> Option<&'static str> {
-        let keepalive = self.keepalive?;
+        // A peer that pings itself (engine.io 3) was silent for the whole wait.
+        let ping = self.keepalive?.ping?;
         if self.awaiting_answer {
             return None;
         }
         self.awaiting_answer = true;
-        Some(keepalive.ping)
+        Some(ping)
     }
 
-    /// A frame arrived; `true` when it answered a ping, so the timer must be re-armed.
+    /// A frame arrived; `true` when the timer must be re-armed: it answered a ping, or the peer
+    /// is the one that pings (any frame shows it alive).
     fn answered(&mut self) -> bool {
-        std::mem::take(&mut self.awaiting_answer)
+        let peer_pings = self.keepalive.is_some_and(|k| k.ping.is_none());
+        std::mem::take(&mut self.awaiting_answer) || peer_pings
     }
 }
 
@@ -958,7 +970,7 @@ mod tests {
     const KEEPALIVE: Keepalive = Keepalive {
         interval: Duration::from_secs(25),
         timeout: Duration::from_secs(20),
-        ping: "2",
+        ping: Some("2"),
     };
 
     #[test]
@@ -992,6 +1004,18 @@ mod tests {
         let never = within(Duration::from_millis(50), std::future::pending::<()>()).await;
         assert!(never.is_err(), "a write that never finishes times out");
         assert!(start.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_peer_that_pings_itself_is_given_interval_plus_timeout_after_each_frame() {
+        let mut heartbeat = Heartbeat::new(Some(Keepalive {
+            ping: None,
+            ..KEEPALIVE
+        }));
+        assert_eq!(heartbeat.next_wait(), Duration::from_secs(45));
+        assert!(heartbeat.answered(), "every frame re-arms the timer");
+        assert!(heartbeat.answered());
+        assert_eq!(heartbeat.fire(), None, "silent for the whole wait: closed");
     }
 
     #[test]

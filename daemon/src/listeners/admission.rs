@@ -192,7 +192,7 @@ fn polling_text(body: String) -> Response {
 }
 
 /// engine.io's own error shape (`{"code":..,"message":..}`), with the cap's status.
-fn engineio_refusal(refusal: ConnectRefusal) -> Response {
+pub(super) fn engineio_refusal(refusal: ConnectRefusal) -> Response {
     let mut response = refusal_response(refusal);
     let body = serde_json::json!({
         "code": 4,
