@@ -181,7 +181,7 @@ impl SessionCore {
     /// Dispatches `event` from this session, which arrived at `received` (the relay latency
     /// metric covers decode, the pipeline and queuing the deliveries), and records any
     /// membership change. The one way a session's events reach the pipeline. Only a join with
-    /// `[cluster]` waits (for its claim in Redis); see [`Self::dispatch_now`].
+    /// `[cluster]` waits (for its claim in Redis).
     pub async fn dispatch(
         &mut self,
         event: Event,
@@ -203,30 +203,6 @@ impl SessionCore {
             })
             .await;
         self.record(routed, received, out)
-    }
-
-    /// [`Self::dispatch`] for a caller that cannot await (socketioxide calls its message
-    /// handlers synchronously). Only a cluster join waits, and such a caller never dispatches
-    /// one (a socket.io peer joins when it connects, through the awaiting path), so the
-    /// dispatch completes in its first poll; were it to wait, the event is refused rather than
-    /// left half done.
-    pub fn dispatch_now(
-        &mut self,
-        event: Event,
-        original: Option<Original>,
-        received: Instant,
-    ) -> Option<Refused> {
-        self.dispatch(event, original, received)
-            .now_or_never()
-            .unwrap_or_else(|| {
-                Some(Refused {
-                    refusal: Refusal::new(
-                        ErrorCode::Internal,
-                        "this request cannot wait for the cluster here; join through a new connection",
-                    ),
-                    room: None,
-                })
-            })
     }
 
     /// Refuses a join into one more room when this session is already in

@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
 use switchboard_protocol::DialectKind;
 use switchboard_protocol::dialects::TextFrames;
+use switchboard_protocol::dialects::engineio::polling::RequestError;
 use switchboard_protocol::dialects::engineio::{
     EngineState, EngineVersion, SocketIoWs, connect_error_for,
 };
@@ -34,8 +35,13 @@ pub async fn intercept(
     request: Request,
     next: Next,
 ) -> Response {
-    let Some((version, mut query)) = engineio_query(&request) else {
-        return next.run(request).await;
+    let (version, mut query) = match engineio_query(&request) {
+        Engine::Request(version, query) => (version, query),
+        Engine::Refused(sid) => return admission::refused_session_reply(&request, &sid),
+        Engine::Unsupported => {
+            return super::engineio::refuse(RequestError::UnsupportedProtocolVersion);
+        }
+        Engine::Other => return next.run(request).await,
     };
     let addr = request
         .extensions()
@@ -55,23 +61,38 @@ pub async fn intercept(
     upgrade(cx, ws, addr, version, query)
 }
 
-/// The version and query of an engine.io 3 or 4 request (socket.io clients 2 to 4), except the
-/// follow-ups of a handshake refused under the caps, which `admission` answers.
-fn engineio_query(request: &Request) -> Option<(EngineVersion, HashMap<String, String>)> {
+/// What a request under `/socket.io/` is.
+enum Engine {
+    /// An engine.io 3 or 4 request (socket.io clients 2 to 4), with its query.
+    Request(EngineVersion, HashMap<String, String>),
+    /// A follow-up of a handshake refused under the caps (its `sid`), which `admission`
+    /// answers without any state kept.
+    Refused(String),
+    /// An engine.io request of another version (or none): engine.io's error.
+    Unsupported,
+    /// Not an engine.io request (the client script, other paths).
+    Other,
+}
+
+fn engineio_query(request: &Request) -> Engine {
     let path = request.uri().path();
     if path != "/socket.io/" && path != "/socket.io" {
-        return None;
+        return Engine::Other;
     }
-    let Query(query) = Query::<HashMap<String, String>>::try_from_uri(request.uri()).ok()?;
-    let refused = query
-        .get("sid")
-        .is_some_and(|sid| sid.starts_with(admission::REFUSED_SID_PREFIX));
-    let version = match query.get("EIO").map(String::as_str) {
-        Some("3") => EngineVersion::V3,
-        Some("4") => EngineVersion::V4,
-        _ => return None,
+    let Ok(Query(query)) = Query::<HashMap<String, String>>::try_from_uri(request.uri()) else {
+        return Engine::Unsupported;
     };
-    (!refused).then_some((version, query))
+    if let Some(sid) = query
+        .get("sid")
+        .filter(|sid| sid.starts_with(admission::REFUSED_SID_PREFIX))
+    {
+        return Engine::Refused(sid.clone());
+    }
+    match query.get("EIO").map(String::as_str) {
+        Some("3") => Engine::Request(EngineVersion::V3, query),
+        Some("4") => Engine::Request(EngineVersion::V4, query),
+        _ => Engine::Unsupported,
+    }
 }
 
 fn upgrade(
@@ -143,3 +164,55 @@ async fn refuse(mut socket: WebSocket, state: EngineState, message: String) {
 
 /// How long a refused client gets to take its connect error.
 const REFUSAL_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(method: &str, uri: &str) -> &'static str {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap_or_default();
+        match engineio_query(&request) {
+            Engine::Request(EngineVersion::V3, _) => "eio3",
+            Engine::Request(EngineVersion::V4, _) => "eio4",
+            Engine::Refused(_) => "refused",
+            Engine::Unsupported => "unsupported",
+            Engine::Other => "other",
+        }
+    }
+
+    #[test]
+    fn engine_io_requests_are_told_apart_by_version() {
+        let cases = [
+            ("GET", "/socket.io/?EIO=4&transport=polling", "eio4"),
+            ("GET", "/socket.io/?transport=polling&EIO=3&t=x", "eio3"),
+            ("GET", "/socket.io/?EIO=3&transport=websocket", "eio3"),
+            (
+                "POST",
+                "/socket.io/?EIO=4&transport=polling&sid=abc",
+                "eio4",
+            ),
+            ("GET", "/socket.io?EIO=3&transport=polling", "eio3"),
+            ("GET", "/socket.io/?EIO=2&transport=polling", "unsupported"),
+            ("GET", "/socket.io/?transport=polling", "unsupported"),
+            ("GET", "/socket.io/socket.io.js", "other"),
+            ("GET", "/healthz?EIO=4", "other"),
+            (
+                "GET",
+                "/socket.io/?EIO=4&sid=sbrefused-server_full",
+                "refused",
+            ),
+            (
+                "POST",
+                "/socket.io/?EIO=4&sid=sbrefused-too_many_connections",
+                "refused",
+            ),
+        ];
+        for (method, uri, want) in cases {
+            assert_eq!(kind(method, uri), want, "{method} {uri}");
+        }
+    }
+}
