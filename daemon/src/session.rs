@@ -371,7 +371,8 @@ pub async fn run_websocket<D: TextFrames>(
     let mut heartbeat = Heartbeat::new(keepalive);
     // Boxed, and only when pings are on: a timer inline in every session's future made idle
     // Ant and raw sessions 1.2 KiB larger.
-    let mut heartbeat_timer = keepalive.map(|k| Box::pin(tokio::time::sleep(k.interval)));
+    let mut heartbeat_timer =
+        keepalive.map(|_| Box::pin(tokio::time::sleep(heartbeat.next_wait())));
 
     if let Some(join) = join {
         let room = join.room.clone();
