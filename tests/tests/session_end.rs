@@ -142,7 +142,7 @@ fn sid_of(open: &str) -> String {
     json["sid"].as_str().unwrap().to_owned()
 }
 
-/// Over long-polling (socketioxide), a payload engine.io or socket.io cannot parse ends the
+/// Over long-polling, a payload engine.io or socket.io cannot parse ends the
 /// session as over WebSocket: counted once as `malformed_packet`, one session end by that
 /// reason, and the room is left (before: no count, no reason).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

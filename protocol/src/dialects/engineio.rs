@@ -293,7 +293,7 @@ fn decode_packet<'a>(
         '0' if state.connected => nothing(Decoded::Ignore),
         // The room comes from the handshake query; the token from the connect's `auth`
         // payload (socket.io v4 `io(url, {auth: {token}})`, kept out of URLs and access logs)
-        // or else the query, as for clients served by socketioxide.
+        // or else the query (engine.io 3 clients have no `auth`: theirs is always the query's).
         '0' => nothing(Decoded::Event(Event::Join(Join {
             room: state.room.clone(),
             mode: JoinMode::Both,
