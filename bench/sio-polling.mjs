@@ -1,13 +1,20 @@
-// socket.io-client 4 pinned to long-polling (`transports: ["polling"]`, what a client behind a
-// proxy without WebSocket gets), both sides of every pair: each sender emits MESSAGES 6 KB offers
-// at once, its partner counts them. Prints one JSON line: delivered, sent, out of order, seconds
-// from the first emit to the last delivery, and messages per second. Run it against the node
-// relay (bench/node-relay/app.js) and the gateway alike; loopback only, bounded in time.
+// socket.io-client 4 (or 2) pinned to long-polling (`transports: ["polling"]`, what a client
+// behind a proxy without WebSocket gets), both sides of every pair: each sender emits MESSAGES
+// 6 KB offers at once, its partner counts them. Prints one JSON line: delivered, sent, out of
+// order, seconds from the first emit to the last delivery, and messages per second. Run it
+// against the node relay (bench/node-relay/app.js) and the gateway alike; loopback only,
+// bounded in time. CLIENT is `v4` (socket.io-client 4) or `v2` (socket.io-client 2.5);
+// TRANSPORTS is `polling` (pinned), `default` (long-polling, then the upgrade) or `websocket`
+// (a WebSocket at once).
 //
-//   node bench/sio-polling.mjs URL [PAIRS] [MESSAGES] [LABEL]
-import { io } from 'socket.io-client';
+//   node bench/sio-polling.mjs URL [PAIRS] [MESSAGES] [LABEL] [CLIENT] [TRANSPORTS]
+import { createRequire } from 'node:module';
+import { io as ioV4 } from 'socket.io-client';
 
-const [url, pairsArg = '10', messagesArg = '500', label = url] = process.argv.slice(2);
+const [url, pairsArg = '10', messagesArg = '500', label = url, client = 'v4', transports = 'polling'] =
+  process.argv.slice(2);
+const io = client === 'v2' ? createRequire(import.meta.url)('socket.io-client-v2') : ioV4;
+const TRANSPORTS = { polling: ['polling'], default: undefined, websocket: ['websocket'] }[transports];
 const PAIRS = Number(pairsArg);
 const MESSAGES = Number(messagesArg);
 const DEADLINE_MS = 120000;
@@ -18,7 +25,7 @@ const offer = (seq) => JSON.stringify({ sdp: { type: 'offer', sdp: `v=0\r\na=x-s
 const seqOf = (msg) => Number(/a=x-seq:(\d+)/.exec(msg)?.[1] ?? -1);
 
 const connect = (room) => new Promise((resolve, reject) => {
-  const socket = io(url, { forceNew: true, reconnection: false, transports: ['polling'], query: { room } });
+  const socket = io(url, { forceNew: true, reconnection: false, transports: TRANSPORTS, query: { room } });
   socket.once('connect', () => resolve(socket));
   socket.once('connect_error', reject);
 });
@@ -56,7 +63,7 @@ const done = pairs.map(({ a, b }) => new Promise((resolve) => {
 await Promise.race([Promise.all(done), new Promise((r) => setTimeout(r, DEADLINE_MS - 10000))]);
 const secs = Number(last - start) / 1e9;
 console.log(JSON.stringify({
-  scenario: 'burst-polling-only', server: label, pairs: PAIRS, messages: MESSAGES,
+  scenario: `burst-${client}-${transports}`, server: label, pairs: PAIRS, messages: MESSAGES,
   sent: PAIRS * MESSAGES, delivered, out_of_order: outOfOrder, secs, msgs_per_sec: delivered / secs,
 }));
 for (const { a, b } of pairs) { a.close(); b.close(); }

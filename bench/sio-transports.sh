@@ -10,7 +10,13 @@
 # `npm ci` done. Writes OUTDIR/results.tsv: server, scenario, sent, delivered, lost, out of order,
 # msgs/s, server CPU us/msg.
 #
-#   BASE_BIN=/path/to/old/switchboard bench/sio-transports.sh [ROUNDS] [OUTDIR]
+# With SIO_CLIENT=v2 the socket.io rows are the real socket.io-client 2.5 (engine.io 3) instead,
+# driven by bench/sio-polling.mjs (the load generator speaks engine.io 4 only): per round and
+# server, a burst of 20 pairs x 1,500 offers on a direct WebSocket (`transports: ["websocket"]`)
+# and with default options (long-polling, then the upgrade), and 10 pairs x 500 pinned to
+# long-polling; the node relay serves them too (it allows engine.io 3).
+#
+#   BASE_BIN=/path/to/old/switchboard [SIO_CLIENT=v2] bench/sio-transports.sh [ROUNDS] [OUTDIR]
 set -u
 ROUNDS=${1:-4}; OUT=${2:-bench/results/sio-transports}; mkdir -p "$OUT"
 W=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,6 +53,14 @@ for round in $(seq "$ROUNDS"); do
     RUST_LOG=warn "${BIN[$name]}" --config "$OUT/$name.toml" > "$OUT/$name.log" 2>&1 &
     pid=$!; sleep 1
     a=(--addr 127.0.0.1:$port --server switchboard --dialect socketio --label $name)
+    if [ "${SIO_CLIENT:-v4}" = v2 ]; then
+      for t in websocket default; do
+        measure $name $pid v2-burst-$t node $W/bench/sio-polling.mjs http://127.0.0.1:$port 20 1500 $name v2 $t
+      done
+      measure $name $pid v2-polling-only node $W/bench/sio-polling.mjs http://127.0.0.1:$port 10 500 $name v2 polling
+      kill $pid; wait $pid 2>/dev/null
+      continue
+    fi
     measure $name $pid burst-ws $LG burst "${a[@]}" --pairs 20 --messages 1500
     measure $name $pid burst-default $LG burst "${a[@]}" --pairs 20 --messages 1500 --sio-transport polling
     measure $name $pid tp-ws $LG throughput "${a[@]}" --pairs 50 --window 32 --secs 5
@@ -55,6 +69,14 @@ for round in $(seq "$ROUNDS"); do
   done
   node $W/bench/node-relay/app.js 17943 127.0.0.1 > "$OUT/node.log" 2>&1 &
   pid=$!; sleep 1.5
+  if [ "${SIO_CLIENT:-v4}" = v2 ]; then
+    for t in websocket default; do
+      measure node $pid v2-burst-$t node $W/bench/sio-polling.mjs http://127.0.0.1:17943 20 1500 node v2 $t
+    done
+    measure node $pid v2-polling-only node $W/bench/sio-polling.mjs http://127.0.0.1:17943 10 500 node v2 polling
+    kill $pid; wait $pid 2>/dev/null
+    continue
+  fi
   measure node $pid polling-only node $W/bench/sio-polling.mjs http://127.0.0.1:17943 10 500 node
   measure node $pid burst-default $LG burst --addr 127.0.0.1:17943 --server node --dialect socketio --label node --pairs 20 --messages 1500 --sio-transport polling
   kill $pid; wait $pid 2>/dev/null

@@ -10,10 +10,13 @@ var host = process.argv[3] || "127.0.0.1";
 
 var app = express();
 app.use(express.static(__dirname + "/static/"));
+// allowEIO3: the tutorial's own socket.io 2 clients (socket.io-client 2.x) are served too, so
+// they can be compared on the same relay; socket.io 4 clients are unaffected.
 var SocketServer = new Server(
     app.listen(port, host, function () {
         console.log("node relay listening on " + host + ":" + port);
-    })
+    }),
+    { allowEIO3: true }
 );
 
 // room -> { PeerASockIO, PeerBSockIO }

@@ -233,9 +233,7 @@ async fn serve_all(
     // The HTTP servers outlive the sessions, so that /readyz can answer 503 while draining.
     let http_stop = CancellationToken::new();
     let mut servers = Vec::new();
-    let mut socketios = Vec::new();
     for b in bound {
-        socketios.extend(b.socketio.clone());
         servers.push(tokio::spawn(b.serve(http_stop.clone())));
     }
     shutdown.cancelled().await;
@@ -252,15 +250,9 @@ async fn serve_all(
     //    `server_will_stop`, raw peers `switchboard.server-will-stop`, then WebSocket 1001;
     //    socket.io writers send their notice and disconnect.
     tracker.close();
-    let drained = tokio::time::timeout_at(deadline, async {
-        tracker.wait().await;
-        // 3. Whatever socket.io still holds (half-open handshakes, long-polling requests the
-        //    HTTP servers would otherwise wait for) closes here; then the HTTP servers stop.
-        for io in &socketios {
-            io.close().await;
-        }
-    })
-    .await;
+    // 3. Every socket.io session (long-polling ones too) is a session of the tracker, so
+    //    waiting for it covers them; then the HTTP servers stop.
+    let drained = tokio::time::timeout_at(deadline, tracker.wait()).await;
     if let Some(cluster) = gateway.cluster() {
         cluster.shutdown().await;
     }

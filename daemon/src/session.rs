@@ -181,7 +181,7 @@ impl SessionCore {
     /// Dispatches `event` from this session, which arrived at `received` (the relay latency
     /// metric covers decode, the pipeline and queuing the deliveries), and records any
     /// membership change. The one way a session's events reach the pipeline. Only a join with
-    /// `[cluster]` waits (for its claim in Redis); see [`Self::dispatch_now`].
+    /// `[cluster]` waits (for its claim in Redis).
     pub async fn dispatch(
         &mut self,
         event: Event,
@@ -203,30 +203,6 @@ impl SessionCore {
             })
             .await;
         self.record(routed, received, out)
-    }
-
-    /// [`Self::dispatch`] for a caller that cannot await (socketioxide calls its message
-    /// handlers synchronously). Only a cluster join waits, and such a caller never dispatches
-    /// one (a socket.io peer joins when it connects, through the awaiting path), so the
-    /// dispatch completes in its first poll; were it to wait, the event is refused rather than
-    /// left half done.
-    pub fn dispatch_now(
-        &mut self,
-        event: Event,
-        original: Option<Original>,
-        received: Instant,
-    ) -> Option<Refused> {
-        self.dispatch(event, original, received)
-            .now_or_never()
-            .unwrap_or_else(|| {
-                Some(Refused {
-                    refusal: Refusal::new(
-                        ErrorCode::Internal,
-                        "this request cannot wait for the cluster here; join through a new connection",
-                    ),
-                    room: None,
-                })
-            })
     }
 
     /// Refuses a join into one more room when this session is already in
@@ -427,11 +403,13 @@ where
         core.finish("write failed");
         return;
     }
-    let keepalive = D::keepalive().or_else(|| websocket_pings(config.limits.ping_interval_secs));
+    let keepalive =
+        D::keepalive(&state).or_else(|| websocket_pings(config.limits.ping_interval_secs));
     let mut heartbeat = Heartbeat::new(keepalive);
     // Boxed, and only when pings are on: a timer inline in every session's future made idle
     // Ant and raw sessions 1.2 KiB larger.
-    let mut heartbeat_timer = keepalive.map(|k| Box::pin(tokio::time::sleep(k.interval)));
+    let mut heartbeat_timer =
+        keepalive.map(|_| Box::pin(tokio::time::sleep(heartbeat.next_wait())));
     arm(&mut join_timer).await;
     arm(&mut heartbeat_timer).await;
 
@@ -450,6 +428,13 @@ where
             }
             let _ = sink.send(close(code, &refusal.message)).await;
             core.finish("join refused");
+            return;
+        }
+        // A dialect that acknowledges joins (engine.io 3's connect of `/`) says so now.
+        if let Some(frame) = D::joined(&mut state)
+            && sink.send(Message::Text(frame.into())).await.is_err()
+        {
+            core.finish("write failed");
             return;
         }
     }
@@ -664,7 +649,7 @@ fn websocket_pings(interval_secs: u64) -> Option<Keepalive> {
     (interval_secs > 0).then(|| Keepalive {
         interval: Duration::from_secs(interval_secs),
         timeout: Duration::from_secs(interval_secs),
-        ping: WEBSOCKET_PING,
+        ping: Some(WEBSOCKET_PING),
     })
 }
 
@@ -967,6 +952,7 @@ impl Heartbeat {
     /// is then never polled).
     fn next_wait(&self) -> Duration {
         match self.keepalive {
+            Some(k) if k.ping.is_none() => k.interval + k.timeout,
             Some(k) if self.awaiting_answer => k.timeout,
             Some(k) => k.interval,
             None => Duration::from_secs(86_400),
@@ -976,17 +962,20 @@ impl Heartbeat {
     /// The timer fired: the ping to send, or `None` when the last one went unanswered (the
     /// session then closes; without a keepalive the timer is never polled).
     fn fire(&mut self) -> Option<&'static str> {
-        let keepalive = self.keepalive?;
+        // A peer that pings itself (engine.io 3) was silent for the whole wait.
+        let ping = self.keepalive?.ping?;
         if self.awaiting_answer {
             return None;
         }
         self.awaiting_answer = true;
-        Some(keepalive.ping)
+        Some(ping)
     }
 
-    /// A frame arrived; `true` when it answered a ping, so the timer must be re-armed.
+    /// A frame arrived; `true` when the timer must be re-armed: it answered a ping, or the peer
+    /// is the one that pings (any frame shows it alive).
     fn answered(&mut self) -> bool {
-        std::mem::take(&mut self.awaiting_answer)
+        let peer_pings = self.keepalive.is_some_and(|k| k.ping.is_none());
+        std::mem::take(&mut self.awaiting_answer) || peer_pings
     }
 }
 
@@ -1022,7 +1011,7 @@ mod tests {
     const KEEPALIVE: Keepalive = Keepalive {
         interval: Duration::from_secs(25),
         timeout: Duration::from_secs(20),
-        ping: "2",
+        ping: Some("2"),
     };
 
     #[test]
@@ -1056,6 +1045,18 @@ mod tests {
         let never = within(Duration::from_millis(50), std::future::pending::<()>()).await;
         assert!(never.is_err(), "a write that never finishes times out");
         assert!(start.elapsed() >= Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_peer_that_pings_itself_is_given_interval_plus_timeout_after_each_frame() {
+        let mut heartbeat = Heartbeat::new(Some(Keepalive {
+            ping: None,
+            ..KEEPALIVE
+        }));
+        assert_eq!(heartbeat.next_wait(), Duration::from_secs(45));
+        assert!(heartbeat.answered(), "every frame re-arms the timer");
+        assert!(heartbeat.answered());
+        assert_eq!(heartbeat.fire(), None, "silent for the whole wait: closed");
     }
 
     #[test]

@@ -89,7 +89,7 @@ pub fn plugin_failed(plugin: &str, reason: &str) {
     global().add(PLUGIN_FAILURES, &[("plugin", plugin)], 1);
 }
 
-/// socket.io's transport (socketioxide) closed a session over what the peer sent: a payload
+/// socket.io's long-polling transport closed a session over what the peer sent: a payload
 /// engine.io or socket.io could not parse, or two polls at once. `reason` is the session end's.
 pub fn transport_refused(dialect: DialectKind, reason: &'static str) {
     warn!(dialect = %dialect, reason, "The transport closed a session over what its peer sent.");

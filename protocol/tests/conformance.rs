@@ -43,8 +43,8 @@ fn raw_conforms() {
 
 #[test]
 fn socketio_conforms() {
-    // socketioxide parses arguments with serde_json's 128-level limit; 120 levels get through to
-    // us as a `Value`.
+    // serde_json parses arguments with its 128-level limit; 120 levels get through as a
+    // `Value`.
     let mut deep = json!(1);
     for _ in 0..120 {
         deep = json!({ "sdp": deep });

@@ -129,9 +129,11 @@ function kinds(url) {
     'socket.io-client 4, default options': () => sioKind(sioV4, url, 'socket.io-client 4 (default)'),
     'socket.io-client 2, default options': () => sioKind(sioV2, url, 'socket.io-client 2 (default)'),
     // Pinned to long-polling: what a receiver behind a proxy without WebSocket gets. Its
-    // deliveries wait in socketioxide's 128-packet buffer between polls.
+    // deliveries wait in the session's poll queue between polls.
     'socket.io-client 4, long-polling only': () =>
       sioKind(sioV4, url, 'socket.io-client 4 (polling)', ['polling']),
+    'socket.io-client 2, long-polling only': () =>
+      sioKind(sioV2, url, 'socket.io-client 2 (polling)', ['polling']),
     raw: () => rawKind(wsBase),
     ant: () => antKind(wsBase),
   };
@@ -179,7 +181,8 @@ async function burst(url) {
 /** Both sides send `count` offers at once, then each reads the other's. */
 async function duplex(url) {
   const all = kinds(url);
-  for (const name of ['raw', 'socket.io-client 4, default options', 'socket.io-client 4, long-polling only']) {
+  for (const name of ['raw', 'socket.io-client 4, default options', 'socket.io-client 4, long-polling only',
+    'socket.io-client 2, default options', 'socket.io-client 2, long-polling only']) {
     const pair = await all[name]();
     for (let seq = 1; seq <= MESSAGES; seq++) {
       pair.send(seq);
@@ -208,7 +211,7 @@ async function duplex(url) {
 
 async function pause(url) {
   const all = kinds(url);
-  for (const name of ['raw', 'ant', 'socket.io-client 4, default options']) {
+  for (const name of ['raw', 'ant', 'socket.io-client 4, default options', 'socket.io-client 2, default options']) {
     const pair = await all[name]();
     const result = await burstOne(pair, MESSAGES, { pauseAt: 50 });
     pair.close();
@@ -219,7 +222,7 @@ async function pause(url) {
 
 async function neverReads(url) {
   const all = kinds(url);
-  for (const name of ['raw', 'socket.io-client 4, default options']) {
+  for (const name of ['raw', 'socket.io-client 4, default options', 'socket.io-client 2, default options']) {
     const pair = await all[name]();
     await pair.pause();
     // Far more than loopback's socket buffers and the session's queue hold. Sent as the sender's

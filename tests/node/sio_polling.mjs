@@ -9,12 +9,17 @@
 //              peer and to a raw peer: every offer arrives, in order
 //   upgrade    both peers (default options) start a burst while still on long-polling; the
 //              upgrade happens during it: nothing lost, in order, both end on WebSocket
-//   polling    a client pinned to long-polling relays both ways and stays on polling
+//   polling    a client pinned to long-polling (socket.io-client 4, then 2) relays both ways
+//              with a default-option partner and stays on polling
+//   calls      default-option socket.io-client 2 calls an Ant Media peer and a default-option
+//              socket.io-client 4 peer: offer, answer and candidates both ways, byte for byte
 //   bad-input  raw HTTP against the engine.io endpoint: each bad input over polling gets its
 //              answer (the Rust test then checks each is counted once in /metrics)
+//   bad-input3 the same for engine.io 3 (socket.io-client 2's protocol): length-prefixed
+//              payloads, broken framing, binary framing, JSONP
 import assert from 'node:assert/strict';
 import {
-  OFFER_SDP, WsPeer, arg, check, run, sioV2, sioV4, sleep, uniqueRoom,
+  ANSWER_SDP, CANDIDATE, OFFER_SDP, WsPeer, arg, check, run, sioV2, sioV4, sleep, uniqueRoom,
 } from './lib.mjs';
 
 const MESSAGES = 1000;
@@ -123,42 +128,117 @@ async function upgrade(url) {
   for (const [name, make] of [['socket.io-client 4', sioV4], ['socket.io-client 2', sioV2]]) {
     const room = uniqueRoom('upgrade');
     const b = await sioSender(make, `${name} B`, url, room);
-    let a;
-    if (name === 'socket.io-client 4') {
-      a = await senderStartingOnPolling(make, name, url, room);
-    } else {
-      // socket.io 2 (engine.io 3, served by socketioxide) connects its namespace when the server
-      // says so: its burst is emitted before the connect, and goes out on whichever transport
-      // it has by then.
-      a = make(`${name} A`, url, { room });
-      for (let seq = 1; seq <= MESSAGES; seq++) a.send(sioOffer(seq));
-    }
+    // socket.io 2 too: the gateway connects its namespace in the first poll's answer, so its
+    // `connect` (and the burst) comes while it is still on long-polling.
+    const a = await senderStartingOnPolling(make, name, url, room);
     const got = await readAll(async (ms) => seqOf(JSON.parse(await b.msg(ms)).sdp.sdp), MESSAGES);
     await a.upgraded();
     await b.upgraded();
-    assertWhole(name === 'socket.io-client 4'
-      ? `${name}: burst started on long-polling, both ended on WebSocket`
-      : `${name}: burst emitted while connecting, both ended on WebSocket`, got, MESSAGES);
+    assertWhole(`${name}: burst started on long-polling, both ended on WebSocket`, got, MESSAGES);
     a.close();
     b.close();
   }
 }
 
 async function pollingOnly(url) {
-  const room = uniqueRoom('polling');
-  const a = await sioSender(sioV4, 'v4 polling A', url, room);
-  const b = await sioV4('v4 polling B', url, { room, transports: ['polling'] }).connected();
-  await b.expectNotice({ type: 'joined', room });
-  for (let seq = 1; seq <= MESSAGES; seq++) a.send(sioOffer(seq));
-  const got = await readAll(async (ms) => seqOf(JSON.parse(await b.msg(ms)).sdp.sdp), MESSAGES);
-  assertWhole('to a client pinned to long-polling', got, MESSAGES);
-  for (let seq = 1; seq <= MESSAGES; seq++) b.send(sioOffer(seq));
-  const back = await readAll(async (ms) => seqOf(JSON.parse(await a.msg(ms)).sdp.sdp), MESSAGES);
-  assertWhole('from a client pinned to long-polling', back, MESSAGES);
-  assert.equal(b.transport(), 'polling');
-  check('the pinned client is still on long-polling');
-  a.close();
-  b.close();
+  // [pinned client, its default-option partner]
+  for (const [pinned, partner] of [[sioV4, sioV4], [sioV2, sioV4]]) {
+    const room = uniqueRoom('polling');
+    const a = await sioSender(partner, `${partner === sioV2 ? 'v2' : 'v4'} default A`, url, room);
+    const name = pinned === sioV2 ? 'socket.io-client 2' : 'socket.io-client 4';
+    const b = await pinned(`${name} polling B`, url, { room, transports: ['polling'] }).connected();
+    await b.expectNotice({ type: 'joined', room });
+    for (let seq = 1; seq <= MESSAGES; seq++) a.send(sioOffer(seq));
+    const got = await readAll(async (ms) => seqOf(JSON.parse(await b.msg(ms)).sdp.sdp), MESSAGES);
+    assertWhole(`to a ${name} client pinned to long-polling`, got, MESSAGES);
+    for (let seq = 1; seq <= MESSAGES; seq++) b.send(sioOffer(seq));
+    const back = await readAll(async (ms) => seqOf(JSON.parse(await a.msg(ms)).sdp.sdp), MESSAGES);
+    assertWhole(`from a ${name} client pinned to long-polling`, back, MESSAGES);
+    // Characters outside ASCII and the BMP: engine.io 3 counts its payload lengths in UTF-16
+    // code units, so an emoji is 2 and 4 bytes; both directions must keep the framing.
+    const wide = sioSdp('offer', `${OFFER_SDP}a=x-note:é ☎ 😀 𝄞\r\n`);
+    b.send(wide);
+    assert.equal(await a.msg(GAP_MS), wide);
+    a.send(wide);
+    assert.equal(await b.msg(GAP_MS), wide);
+    check(`a message with 2-, 3- and 4-byte characters crosses both ways unchanged (${name} polling)`);
+    assert.equal(b.transport(), 'polling');
+    check(`the pinned ${name} client is still on long-polling`);
+    a.close();
+    b.close();
+  }
+}
+
+// ------------------------------------------------------------------ calls
+
+const CANDIDATES = 20;
+const sioSdp = (type, sdp) => JSON.stringify({ sdp: { type, sdp } });
+const sioCandidate = (i) => JSON.stringify({ candidate: { ...CANDIDATE, candidate: `${CANDIDATE.candidate} ${i}` } });
+
+/** Reads socket.io `msg` strings until `count` arrived; fails on anything else. */
+async function msgs(peer, count) {
+  const got = [];
+  while (got.length < count) got.push(await peer.msg(GAP_MS));
+  return got;
+}
+
+async function calls(url) {
+  const wsBase = url.replace(/^http/, 'ws');
+  // socket.io-client 2 (default options) and an Ant Media peer: the Ant peer offers (it is told
+  // to start), the v2 page answers; candidates both ways.
+  {
+    const room = uniqueRoom('call-ant');
+    const v2 = await sioSender(sioV2, 'v2 call', url, room);
+    const ant = await WsPeer.connect('ant', `${wsBase}/LiveApp/websocket`);
+    ant.send({ command: 'join', streamId: room, multiPeer: false, mode: 'both' });
+    assert.equal((await ant.json()).definition, 'joined');
+    assert.equal((await ant.json()).command, 'start');
+    ant.send({ command: 'takeConfiguration', streamId: room, type: 'offer', sdp: OFFER_SDP });
+    for (let i = 0; i < CANDIDATES; i++) {
+      ant.send({ command: 'takeCandidate', streamId: room, label: 0, id: '0', candidate: `${CANDIDATE.candidate} ${i}` });
+    }
+    const got = await msgs(v2, 1 + CANDIDATES);
+    assert.deepEqual(JSON.parse(got[0]).sdp, { type: 'offer', sdp: OFFER_SDP });
+    got.slice(1).forEach((m, i) => assert.equal(JSON.parse(m).candidate.candidate, `${CANDIDATE.candidate} ${i}`));
+    v2.send(sioSdp('answer', ANSWER_SDP));
+    for (let i = 0; i < CANDIDATES; i++) v2.send(sioCandidate(i));
+    const answer = await ant.json(GAP_MS);
+    assert.equal(answer.command, 'takeConfiguration');
+    assert.equal(answer.type, 'answer');
+    assert.equal(answer.sdp, ANSWER_SDP);
+    for (let i = 0; i < CANDIDATES; i++) {
+      const c = await ant.json(GAP_MS);
+      assert.equal(c.command, 'takeCandidate');
+      assert.equal(c.candidate, `${CANDIDATE.candidate} ${i}`);
+    }
+    await v2.upgraded();
+    check(`socket.io-client 2 (default options) <-> Ant: offer, answer and ${CANDIDATES} candidates each way, in order; v2 upgraded`);
+    v2.close();
+    ant.close();
+  }
+  // socket.io-client 2 and 4, both with default options: the v4 page offers, the v2 answers.
+  {
+    const room = uniqueRoom('call-v4');
+    const v2 = await sioSender(sioV2, 'v2 call', url, room);
+    const v4 = await sioSender(sioV4, 'v4 call', url, room);
+    const offerMsg = sioSdp('offer', OFFER_SDP);
+    v4.send(offerMsg);
+    for (let i = 0; i < CANDIDATES; i++) v4.send(sioCandidate(i));
+    const atV2 = await msgs(v2, 1 + CANDIDATES);
+    assert.equal(atV2[0], offerMsg, 'the offer string arrives byte for byte');
+    atV2.slice(1).forEach((m, i) => assert.equal(m, sioCandidate(i)));
+    const answerMsg = sioSdp('answer', ANSWER_SDP);
+    v2.send(answerMsg);
+    for (let i = 0; i < CANDIDATES; i++) v2.send(sioCandidate(i));
+    const atV4 = await msgs(v4, 1 + CANDIDATES);
+    assert.equal(atV4[0], answerMsg);
+    atV4.slice(1).forEach((m, i) => assert.equal(m, sioCandidate(i)));
+    await v2.upgraded();
+    await v4.upgraded();
+    check(`socket.io-client 2 <-> 4 (default options): offer, answer and ${CANDIDATES} candidates each way, byte for byte, in order; both upgraded`);
+    v2.close();
+    v4.close();
+  }
 }
 
 // ------------------------------------------------------------------ bad input, raw HTTP
@@ -260,7 +340,92 @@ async function badInput(url) {
   await answered('a msg with a number again, on the first session', '42["msg",7]', 'invalid_field');
 }
 
-const SCENARIOS = { cross, upgrade, polling: pollingOnly, 'bad-input': badInput };
+// ------------------------------------------------------------------ bad input, engine.io 3
+
+/** An engine.io 3 payload's packets, split as engine.io-parser 2 splits them (lengths in
+ *  UTF-16 code units: JavaScript string length). */
+function packets3(payload) {
+  const out = [];
+  let at = 0;
+  while (at < payload.length) {
+    const colon = payload.indexOf(':', at);
+    assert.ok(colon > at, `a length prefix at ${at}: ${JSON.stringify(payload)}`);
+    const n = Number(payload.slice(at, colon));
+    out.push(payload.substr(colon + 1, n));
+    at = colon + 1 + n;
+  }
+  return out;
+}
+
+/** The `switchboard` notices among engine.io 3 packets. */
+const notices3 = (packets) => packets.filter((p) => p.startsWith('42'))
+  .map((p) => JSON.parse(p.slice(2)))
+  .filter(([event]) => event === 'switchboard')
+  .map(([, notice]) => notice);
+
+/** An engine.io 3 polling session opened by hand: the server connects `/` itself. */
+async function openSession3(url, room) {
+  const base = `${url}/socket.io/?EIO=3&transport=polling`;
+  const first = packets3(await (await fetch(`${base}&room=${room}`)).text());
+  assert.match(first[0], /^0\{/, `open packet: ${first[0]}`);
+  const open = JSON.parse(first[0].slice(1));
+  assert.deepEqual(open.upgrades, ['websocket']);
+  assert.equal(open.maxPayload, undefined, 'engine.io 3 has no maxPayload');
+  const at = `${base}&sid=${encodeURIComponent(open.sid)}`;
+  const post = (body, headers = {}) => fetch(at, { method: 'POST', body, headers });
+  const get = async () => packets3(await (await fetch(at)).text());
+  let got = first.slice(1);
+  while (!notices3(got).some((n) => n.type === 'joined')) got = got.concat(await get());
+  assert.ok(got.includes('40'), `the server connects / itself: ${JSON.stringify(got)}`);
+  return { at, post, get };
+}
+
+async function badInput3(url) {
+  const s = await openSession3(url, uniqueRoom('bad3'));
+  const answered = async (what, body, code) => {
+    assert.equal(await (await s.post(body)).text(), 'ok');
+    const got = notices3(await s.get());
+    assert.equal(got.length, 1, `${what}: ${JSON.stringify(got)}`);
+    assert.equal(got[0].code, code, `${what}: ${JSON.stringify(got[0])}`);
+    check(`engine.io 3, ${what}: switchboard error ${code}`);
+  };
+  // The client pings, the server answers.
+  assert.equal(await (await s.post('1:2')).text(), 'ok');
+  assert.deepEqual(await s.get(), ['3']);
+  check('engine.io 3: a client ping (1:2) is answered with a pong (1:3)');
+  await answered('a msg whose argument is a number', '12:42["msg",42]', 'invalid_field');
+  await answered('a base64 binary packet (b4AQID)', '6:b4AQID', 'binary_not_supported');
+  await answered('a binary-framed payload', Buffer.from([0, 2, 0xff, 0x34, 0x30]), 'binary_not_supported');
+
+  // Framing that does not parse, a packet that is not UTF-8, a length above the frame limit:
+  // the session ends (engine.io close packet).
+  const ends = async (what, body, status) => {
+    const t = await openSession3(url, uniqueRoom('bad3-end'));
+    const answer = await t.post(body, { 'content-type': 'text/plain;charset=UTF-8' });
+    assert.equal(answer.status, status, what);
+    const last = await t.get();
+    assert.ok(last.includes('1'), `${what}: closed: ${JSON.stringify(last)}`);
+    check(`engine.io 3, ${what}: ${status}, the session is closed (engine.io close packet)`);
+  };
+  await ends('a length longer than the payload (9:40)', '9:40', 400);
+  await ends('a length that is not a number (x:40)', 'x:40', 400);
+  await ends('a packet that is not UTF-8',
+    Buffer.concat([Buffer.from('15:42["msg","'), Buffer.from([0x80, 0x80, 0x80]), Buffer.from('"]')]), 200);
+  await ends('a length above the frame limit, refused on its prefix', `${10 * 1024 * 1024}:42`, 413);
+
+  // JSONP polling: a clear HTTP error.
+  const jsonp = await fetch(`${url}/socket.io/?EIO=3&transport=polling&j=0`);
+  assert.equal(jsonp.status, 400);
+  const body = await jsonp.json();
+  assert.match(body.message, /JSONP/);
+  check(`engine.io 3 JSONP polling: 400 "${body.message}"`);
+
+  await answered('a msg with a number again, on the first session', '11:42["msg",7]', 'invalid_field');
+}
+
+const SCENARIOS = {
+  cross, upgrade, polling: pollingOnly, calls, 'bad-input': badInput, 'bad-input3': badInput3,
+};
 
 run('sio_polling', async (args) => {
   const url = arg(args, 0, 'MAIN_URL');

@@ -75,8 +75,9 @@ async fn handshake_flood(addr: SocketAddr, conns: usize, count: usize, eio: u8) 
 }
 
 /// Bare engine.io handshakes (v4 and v3) from one address count against
-/// `max_connections_per_ip` before socketioxide allocates anything, are refused past it (each
-/// counted once), and expire after `socketio_connect_timeout_secs`.
+/// `max_connections_per_ip` before any session state is allocated, are refused past it (each
+/// counted once), and expire (v4 after `socketio_connect_timeout_secs`; a v3 handshake is a
+/// session at once, joined, and ends when its client stops pinging).
 #[tokio::test]
 async fn bare_engineio_handshakes_are_capped_counted_and_expire() {
     let gw = GatewayProcess::spawn(

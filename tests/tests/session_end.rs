@@ -51,21 +51,38 @@ async fn a_text_frame_that_is_not_utf8_closes_with_1007_in_every_dialect() {
     assert!(sio.recv_text().await.starts_with("40"));
     let mut packet = b"42[\"msg\",\"".to_vec();
     packet.extend_from_slice(b"\x80\xe2\x82\"]");
-    sio.send_raw_text(packet).await;
+    sio.send_raw_text(packet.clone()).await;
     assert_eq!(
         close_of(&mut sio).await,
         (1007, "text frame is not UTF-8".to_owned())
     );
+    // socket.io-client 2 (engine.io 3) on a direct WebSocket: the server connects `/` itself.
+    let url = format!(
+        "ws://{}/socket.io/?EIO=3&transport=websocket&room=utf8io3",
+        gw.main
+    );
+    let mut sio3 = WsClient::connect(&url).await;
+    let open = sio3.recv_text().await;
+    assert!(
+        open.starts_with("0{") && !open.contains("maxPayload"),
+        "{open}"
+    );
+    assert_eq!(sio3.recv_text().await, "40");
+    sio3.send_raw_text(packet).await;
+    assert_eq!(
+        close_of(&mut sio3).await,
+        (1007, "text frame is not UTF-8".to_owned())
+    );
 
     let body = scrape(&gw).await;
-    for dialect in ["antmedia", "raw", "socketio"] {
+    for (dialect, count) in [("antmedia", 1), ("raw", 1), ("socketio", 2)] {
         let errors =
             format!(r#"switchboard_errors_total{{dialect="{dialect}",reason="invalid_utf8"}}"#);
-        assert_eq!(metrics::sum(&body, &errors), 1, "{errors} in\n{body}");
+        assert_eq!(metrics::sum(&body, &errors), count, "{errors} in\n{body}");
         let ends = format!(
             r#"switchboard_sessions_closed_total{{dialect="{dialect}",reason="invalid utf-8"}}"#
         );
-        assert_eq!(metrics::sum(&body, &ends), 1, "{ends} in\n{body}");
+        assert_eq!(metrics::sum(&body, &ends), count, "{ends} in\n{body}");
     }
     gw.stop().await;
 }
@@ -187,7 +204,7 @@ fn sid_of(open: &str) -> String {
     json["sid"].as_str().unwrap().to_owned()
 }
 
-/// Over long-polling (socketioxide), a payload engine.io or socket.io cannot parse ends the
+/// Over long-polling, a payload engine.io or socket.io cannot parse ends the
 /// session as over WebSocket: counted once as `malformed_packet`, one session end by that
 /// reason, and the room is left (before: no count, no reason).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

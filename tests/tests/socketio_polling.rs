@@ -54,6 +54,43 @@ async fn a_client_pinned_to_long_polling_relays_both_ways() {
     clean_scenario("polling").await;
 }
 
+/// Default-option socket.io-client 2 calls an Ant Media peer and a default-option
+/// socket.io-client 4 peer (offer, answer and candidates both ways, in order, byte for byte).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_option_socket_io_2_calls_ant_and_socket_io_4_peers() {
+    clean_scenario("calls").await;
+}
+
+/// Engine.io 3 (socket.io-client 2's protocol) over polling at the wire level: the open packet
+/// without `maxPayload`, the server's own `40`, the client's ping answered; each bad input is
+/// answered in the client's terms or ends the session, and is counted once, by reason, as over
+/// WebSocket; JSONP gets a clear 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_io_3_bad_input_over_polling_is_answered_and_counted_once() {
+    let gw = TestGateway::with_config(CONFIG).await;
+    scenario(&gw, "bad-input3").await;
+    let body = scrape(&gw).await;
+    let count = |reason: &str| metrics::sample(&body, &metrics::errors("socketio", reason));
+    // The two `msg` with a number.
+    assert_eq!(count("invalid_field"), 2, "{body}");
+    // `9:40`, `x:40`.
+    assert_eq!(count("malformed_packet"), 2, "{body}");
+    assert_eq!(count("invalid_utf8"), 1, "{body}");
+    assert_eq!(count("frame_too_large"), 1, "{body}");
+    let closed = |reason: &str| {
+        metrics::sample(
+            &body,
+            &format!(
+                r#"switchboard_sessions_closed_total{{dialect="socketio",reason="{reason}"}}"#
+            ),
+        )
+    };
+    assert_eq!(closed("malformed packet"), 2, "{body}");
+    assert_eq!(closed("invalid utf-8"), 1, "{body}");
+    assert_eq!(closed("frame too large"), 1, "{body}");
+    gw.stop().await;
+}
+
 /// Each bad input over polling is answered (the script checks the answers) and counted once,
 /// by reason, as over WebSocket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,6 +153,64 @@ async fn a_polling_client_that_vanishes_is_closed_after_the_ping_timeout_and_its
             .len()
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(70);
+    while members() > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still 2 members after 70 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left = loop {
+        let frame = raw.recv_json().await;
+        if field(&frame, "type") != "switchboard.peer-joined" {
+            break frame;
+        }
+    };
+    assert_eq!(field(&left, "type"), "switchboard.peer-left", "{left}");
+    let body = scrape(&gw).await;
+    assert_eq!(
+        metrics::sample(
+            &body,
+            r#"switchboard_sessions_closed_total{dialect="socketio",reason="ping timeout"}"#
+        ),
+        1,
+        "{body}"
+    );
+    gw.stop().await;
+}
+
+/// An engine.io 3 client pings and the server answers, so a v3 session is dropped when its
+/// client sends nothing for pingInterval + pingTimeout (25 s + 20 s): it is still there after
+/// 30 s of silence (the server sends no ping of its own to be missed), gone within 70 s, counted
+/// once as `ping timeout`, and its partner is told.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_engine_io_3_client_is_dropped_after_ping_interval_plus_timeout() {
+    use switchboard_tests::{WsClient, field, http_get};
+    let gw = TestGateway::with_config(CONFIG).await;
+    let (status, open) =
+        http_get(gw.main, "/socket.io/?EIO=3&transport=polling&room=vanish3").await;
+    assert_eq!(status, 200, "{open}");
+    assert!(
+        open.contains(r#"0{"sid":"#) && open.contains("2:40"),
+        "{open}"
+    );
+    let mut raw = WsClient::connect(&gw.raw_url("vanish3")).await;
+    assert_eq!(field(&raw.recv_json().await, "type"), "switchboard.joined");
+    assert_eq!(field(&raw.recv_json().await, "type"), "switchboard.start");
+    let members = || {
+        gw.running()
+            .gateway()
+            .dispatcher()
+            .room_members("vanish3")
+            .len()
+    };
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert_eq!(
+        members(),
+        2,
+        "a v3 client is given 45 s, not one ping interval"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
     while members() > 1 {
         assert!(
             tokio::time::Instant::now() < deadline,

@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::runtime::RuntimeFlavor;
 use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
@@ -91,23 +90,6 @@ impl Blocked {
     /// queue frees no room for `timeout` is given up on and its deliveries dropped.
     pub async fn wait(self, timeout: Duration) {
         join_all(self.0.into_iter().map(|w| w.send(timeout))).await;
-    }
-
-    /// [`Self::wait`] for a caller that cannot await (socketioxide calls its message handlers
-    /// synchronously, from the task that reads the socket): blocking that task is what pauses
-    /// reading, so the thread is handed over to the runtime while it waits. On a
-    /// current-thread runtime (in-process tests) it cannot block, and the deliveries go to
-    /// their receivers' backlogs instead.
-    pub fn wait_blocking(self, timeout: Duration) {
-        if self.is_empty() {
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if runtime.runtime_flavor() == RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| runtime.block_on(self.wait(timeout)));
-            }
-            _ => self.defer(timeout),
-        }
     }
 
     /// Hands the blocked deliveries to their receivers' backlogs, for a producer that cannot

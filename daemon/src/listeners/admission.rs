@@ -5,7 +5,6 @@
 //! middleware instead, and refused with `connect_error`).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
@@ -58,99 +57,9 @@ pub fn admit(
         .map_err(refused)
 }
 
-/// An engine.io session's place under the connection caps, taken at its handshake and kept in
-/// the handshake request's extensions, which socketioxide holds for as long as the session
-/// lives: a handshake that never connects a namespace holds it until the connect timeout, and
-/// the socket.io session it becomes holds the same place (not a second one).
-#[derive(Debug, Clone)]
-pub struct HandshakePermit(#[allow(dead_code)] Arc<Permit>);
-
-/// Admits a new engine.io session (`GET /socket.io/?EIO=...` without `sid`) under the per-IP
-/// and session caps before socketioxide allocates it. A refused engine.io 4 (socket.io v3/v4)
-/// handshake is answered by [`refused_handshake`] so that the client gets `connect_error` with
-/// the reason, as at the namespace; an engine.io 3 one gets an HTTP status and a JSON error.
-pub async fn admit_engineio(
-    State(cx): State<ListenerContext>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    match engineio_request(&request) {
-        EngineIoRequest::Other => {}
-        EngineIoRequest::Refused(sid) => return refused_session_reply(&request, &sid),
-        EngineIoRequest::Handshake { eio4 } => {
-            let addr = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
-            match admit(&cx, DialectKind::Socketio, addr) {
-                Ok(permit) => {
-                    request
-                        .extensions_mut()
-                        .insert(HandshakePermit(Arc::new(permit)));
-                }
-                Err(refusal) if eio4 => return refused_handshake(refusal),
-                Err(refusal) => return engineio_refusal(refusal),
-            }
-        }
-    }
-    next.run(request).await
-}
-
-/// The place a socket.io session connecting its namespace holds: `None` when its handshake
-/// already took one ([`HandshakePermit`]), else a new one.
-pub fn admit_namespace(
-    cx: &ListenerContext,
-    handshake: &axum::http::request::Parts,
-    addr: SocketAddr,
-) -> Result<Option<Permit>, ConnectRefusal> {
-    if handshake.extensions.get::<HandshakePermit>().is_none() {
-        return admit(cx, DialectKind::Socketio, addr).map(Some);
-    }
-    if cx.gateway.phase() >= Phase::Draining {
-        let refusal = ConnectRefusal::Draining;
-        telemetry::connection_refused(DialectKind::Socketio, Some(addr), refusal);
-        return Err(refusal);
-    }
-    Ok(None)
-}
-
-/// What an engine.io request is, to admission.
-enum EngineIoRequest {
-    /// Not an engine.io request, or one for a session socketioxide has.
-    Other,
-    /// A handshake: socketioxide would allocate a session.
-    Handshake { eio4: bool },
-    /// A request of a handshake refused by [`refused_handshake`] (its `sid`).
-    Refused(String),
-}
-
 /// The `sid` a refused engine.io 4 handshake is given: it names the refusal, so its follow-up
 /// requests are answered without any state kept.
 pub(super) const REFUSED_SID_PREFIX: &str = "sbrefused-";
-
-fn engineio_request(request: &Request) -> EngineIoRequest {
-    let uri = request.uri();
-    let Some(query) = uri.query().filter(|_| uri.path().starts_with("/socket.io")) else {
-        return EngineIoRequest::Other;
-    };
-    let (mut eio, mut sid) = (None, None);
-    for (key, value) in query.split('&').filter_map(|kv| kv.split_once('=')) {
-        match key {
-            "EIO" => eio = Some(value),
-            "sid" => sid = Some(value),
-            _ => {}
-        }
-    }
-    match (eio, sid) {
-        (_, Some(sid)) if sid.starts_with(REFUSED_SID_PREFIX) => {
-            EngineIoRequest::Refused(sid.to_owned())
-        }
-        (Some(eio), None) if request.method() == axum::http::Method::GET => {
-            EngineIoRequest::Handshake { eio4: eio == "4" }
-        }
-        _ => EngineIoRequest::Other,
-    }
-}
 
 /// Answers a refused engine.io 4 long-polling handshake with a session that exists only in its
 /// `sid`: the client's namespace connect is acknowledged and its poll gets the socket.io
@@ -168,7 +77,7 @@ pub(super) fn refused_handshake(refusal: ConnectRefusal) -> Response {
 
 /// The stateless rest of a [`refused_handshake`] session: `ok` to what the client posts, the
 /// `CONNECT_ERROR` to its poll.
-fn refused_session_reply(request: &Request, sid: &str) -> Response {
+pub(super) fn refused_session_reply(request: &Request, sid: &str) -> Response {
     if request.method() != axum::http::Method::GET {
         return polling_text("ok".to_owned());
     }
@@ -192,7 +101,7 @@ fn polling_text(body: String) -> Response {
 }
 
 /// engine.io's own error shape (`{"code":..,"message":..}`), with the cap's status.
-fn engineio_refusal(refusal: ConnectRefusal) -> Response {
+pub(super) fn engineio_refusal(refusal: ConnectRefusal) -> Response {
     let mut response = refusal_response(refusal);
     let body = serde_json::json!({
         "code": 4,
@@ -250,54 +159,6 @@ pub async fn check_origin(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn kind(method: &str, uri: &str) -> &'static str {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(axum::body::Body::empty())
-            .unwrap_or_default();
-        match engineio_request(&request) {
-            EngineIoRequest::Other => "other",
-            EngineIoRequest::Handshake { eio4: true } => "handshake4",
-            EngineIoRequest::Handshake { eio4: false } => "handshake3",
-            EngineIoRequest::Refused(_) => "refused",
-        }
-    }
-
-    #[test]
-    fn only_new_engineio_sessions_are_handshakes() {
-        let cases = [
-            ("GET", "/socket.io/?EIO=4&transport=polling", "handshake4"),
-            (
-                "GET",
-                "/socket.io/?transport=polling&EIO=3&t=x",
-                "handshake3",
-            ),
-            ("GET", "/socket.io/?EIO=3&transport=websocket", "handshake3"),
-            (
-                "GET",
-                "/socket.io/?EIO=4&transport=polling&sid=abc",
-                "other",
-            ),
-            ("POST", "/socket.io/?EIO=4&transport=polling", "other"),
-            ("GET", "/socket.io/socket.io.js", "other"),
-            ("GET", "/healthz?EIO=4", "other"),
-            (
-                "GET",
-                "/socket.io/?EIO=4&sid=sbrefused-server_full",
-                "refused",
-            ),
-            (
-                "POST",
-                "/socket.io/?EIO=4&sid=sbrefused-too_many_connections",
-                "refused",
-            ),
-        ];
-        for (method, uri, want) in cases {
-            assert_eq!(kind(method, uri), want, "{method} {uri}");
-        }
-    }
 
     async fn body(response: Response) -> String {
         let bytes = axum::body::to_bytes(response.into_body(), 4096).await;

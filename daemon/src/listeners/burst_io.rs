@@ -5,7 +5,7 @@
 //! zero-filled up front and held by every idle session). Under load that meant a `recv` per 4 KiB
 //! and a `send` per 8 KiB, several times the syscalls of the no-parse relay with its 64 KiB
 //! buffers (the counts are in BENCHMARKS.md, third round). [`BurstIo`] sits between the TCP
-//! (or TLS) stream and everything above it (hyper, axum's WebSocket, socketioxide) and gives a
+//! (or TLS) stream and everything above it (hyper, axum's WebSocket, the engine.io transport) and gives a
 //! connection 64 KiB buffers while data keeps coming, and nothing while it waits:
 //!
 //! - Reads go straight into the caller's buffer until one fills it completely (more is likely

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::get;
-use socketioxide::SocketIo;
 use switchboard_protocol::DialectKind;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
@@ -29,7 +28,6 @@ mod proxy;
 mod raw;
 mod rest;
 mod serve;
-mod socketio;
 mod socketio_ws;
 mod web;
 mod whip;
@@ -129,8 +127,6 @@ async fn healthz(
 pub struct BoundListener {
     /// The address actually bound (port 0 resolved).
     pub local_addr: SocketAddr,
-    /// The socket.io instance, closed on shutdown.
-    pub socketio: Option<SocketIo>,
     door: serve::Door,
 }
 
@@ -145,23 +141,14 @@ pub async fn bind(cx: ListenerContext) -> std::io::Result<BoundListener> {
     let inner = service_routes(&cx);
     let serves_socketio =
         cx.config.serves(Service::Signaling) && cx.config.dialects.contains(&DialectKind::Socketio);
-    let (router, socketio) = if serves_socketio {
-        let (layer, io) = socketio::layer(cx.clone());
-        // The socket.io layer answers every path under /socket.io/, so the client script has to
-        // be routed in front of it, and direct WebSockets intercepted before it.
-        // Bare engine.io handshakes are admitted under the caps before socketioxide sees them.
-        let admitted = inner
-            .layer(layer)
-            .layer(axum::middleware::from_fn_with_state(
-                cx.clone(),
-                admission::admit_engineio,
-            ));
-        let router = web::client_script_route().fallback_service(admitted).layer(
+    // engine.io requests (socket.io clients 2 to 4, every transport) are served in front of
+    // the other routes, by the one session loop; the client script is a route of its own.
+    let router = if serves_socketio {
+        web::client_script_route().fallback_service(inner).layer(
             axum::middleware::from_fn_with_state(cx.clone(), socketio_ws::intercept),
-        );
-        (router, Some(io))
+        )
     } else {
-        (inner, None)
+        inner
     };
     let router = router.layer(axum::middleware::from_fn_with_state(
         cx.clone(),
@@ -174,11 +161,7 @@ pub async fn bind(cx: ListenerContext) -> std::io::Result<BoundListener> {
         tls: tls.map(tokio_rustls::TlsAcceptor::from),
         cx,
     };
-    Ok(BoundListener {
-        local_addr,
-        socketio,
-        door,
-    })
+    Ok(BoundListener { local_addr, door })
 }
 
 /// The routes of every [`Service`] the listener's `serve` names except socket.io, which is a

@@ -1,12 +1,12 @@
 //! socket.io clients that open a WebSocket at once (`GET /socket.io/?EIO=4&transport=websocket`
-//! without a `sid`: Switchboard's own client, and socket.io 3/4 clients with
-//! `transports: ["websocket"]`). They are served by the session loop the other WebSocket
-//! dialects use, reading engine.io frames ([`SocketIoWs`]) with no socket.io server in between:
-//! under relay load socketioxide's own parse, re-serialization and per-socket writer task cost
-//! more than the rest of the gateway. Every other engine.io 4 request (long-polling and the
-//! upgrade from it) goes to [`super::engineio`], the same session loop over a polling transport;
-//! engine.io 3 clients (socket.io-client 2) go on to socketioxide ([`super::socketio`]). Peers of
-//! all of them are `socketio` peers on the bus and relay to each other verbatim.
+//! without a `sid`: Switchboard's own client, and socket.io clients 2 to 4 with
+//! `transports: ["websocket"]`, `EIO=3` or `4`). They are served by the session loop the other
+//! WebSocket dialects use, reading engine.io frames ([`SocketIoWs`]) with no socket.io server in
+//! between: under relay load socketioxide's own parse, re-serialization and per-socket writer
+//! task cost more than the rest of the gateway. Every other engine.io request (long-polling and
+//! the upgrade from it) goes to [`super::engineio`], the same session loop over a polling
+//! transport. Peers of all of them are `socketio` peers on the bus and relay to each other
+//! verbatim.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,22 +18,30 @@ use axum::response::{IntoResponse, Response};
 use futures_util::future::Either;
 use switchboard_protocol::DialectKind;
 use switchboard_protocol::dialects::TextFrames;
-use switchboard_protocol::dialects::engineio::{EngineState, SocketIoWs, connect_error};
+use switchboard_protocol::dialects::engineio::polling::RequestError;
+use switchboard_protocol::dialects::engineio::{
+    EngineState, EngineVersion, SocketIoWs, connect_error_for,
+};
 use tracing::Instrument;
 
 use super::{ListenerContext, admission};
 use crate::limits::Permit;
 use crate::{rooms, session};
 
-/// Serves engine.io v4 requests itself (a direct WebSocket here; long-polling and its upgrade in
+/// Serves engine.io 3 and 4 requests itself (a direct WebSocket here; long-polling and its upgrade in
 /// [`super::engineio`]); passes any other request on.
 pub async fn intercept(
     State(cx): State<ListenerContext>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(mut query) = engineio4_query(&request) else {
-        return next.run(request).await;
+    let (version, mut query) = match engineio_query(&request) {
+        Engine::Request(version, query) => (version, query),
+        Engine::Refused(sid) => return admission::refused_session_reply(&request, &sid),
+        Engine::Unsupported => {
+            return super::engineio::refuse(RequestError::UnsupportedProtocolVersion);
+        }
+        Engine::Other => return next.run(request).await,
     };
     let addr = request
         .extensions()
@@ -42,7 +50,7 @@ pub async fn intercept(
     let direct =
         query.get("transport").is_some_and(|v| v == "websocket") && !query.contains_key("sid");
     if !direct {
-        return super::engineio::serve(cx, request, addr, query).await;
+        return super::engineio::serve(cx, request, addr, version, query).await;
     }
     query.remove("transport");
     let (mut parts, _) = request.into_parts();
@@ -50,30 +58,51 @@ pub async fn intercept(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    upgrade(cx, ws, addr, query)
+    upgrade(cx, ws, addr, version, query)
 }
 
-/// The query of an engine.io v4 request (socket.io 3 and 4 clients), except the follow-ups of a
-/// handshake refused under the caps, which `admission` answers.
-fn engineio4_query(request: &Request) -> Option<HashMap<String, String>> {
+/// What a request under `/socket.io/` is.
+enum Engine {
+    /// An engine.io 3 or 4 request (socket.io clients 2 to 4), with its query.
+    Request(EngineVersion, HashMap<String, String>),
+    /// A follow-up of a handshake refused under the caps (its `sid`), which `admission`
+    /// answers without any state kept.
+    Refused(String),
+    /// An engine.io request of another version (or none): engine.io's error.
+    Unsupported,
+    /// Not an engine.io request (the client script, other paths).
+    Other,
+}
+
+fn engineio_query(request: &Request) -> Engine {
     let path = request.uri().path();
     if path != "/socket.io/" && path != "/socket.io" {
-        return None;
+        return Engine::Other;
     }
-    let Query(query) = Query::<HashMap<String, String>>::try_from_uri(request.uri()).ok()?;
-    let refused = query
+    let Ok(Query(query)) = Query::<HashMap<String, String>>::try_from_uri(request.uri()) else {
+        return Engine::Unsupported;
+    };
+    if let Some(sid) = query
         .get("sid")
-        .is_some_and(|sid| sid.starts_with(admission::REFUSED_SID_PREFIX));
-    (query.get("EIO").is_some_and(|v| v == "4") && !refused).then_some(query)
+        .filter(|sid| sid.starts_with(admission::REFUSED_SID_PREFIX))
+    {
+        return Engine::Refused(sid.clone());
+    }
+    match query.get("EIO").map(String::as_str) {
+        Some("3") => Engine::Request(EngineVersion::V3, query),
+        Some("4") => Engine::Request(EngineVersion::V4, query),
+        _ => Engine::Unsupported,
+    }
 }
 
 fn upgrade(
     cx: ListenerContext,
     ws: WebSocketUpgrade,
     addr: SocketAddr,
+    version: EngineVersion,
     query: HashMap<String, String>,
 ) -> Response {
-    let Some(state) = super::engineio::new_state(&cx, query, false) else {
+    let Some(state) = super::engineio::new_state(&cx, query, version, false) else {
         return axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     let limit = state.max_payload;
@@ -126,7 +155,7 @@ fn admit(cx: &ListenerContext, room: &str, addr: SocketAddr) -> Result<Permit, S
 async fn refuse(mut socket: WebSocket, state: EngineState, message: String) {
     let frames = SocketIoWs::greeting(&state)
         .into_iter()
-        .chain([connect_error(&message)]);
+        .chain([connect_error_for(state.version, &message)]);
     let say = async {
         for frame in frames {
             socket.send(Message::Text(frame.into())).await?;
@@ -139,3 +168,55 @@ async fn refuse(mut socket: WebSocket, state: EngineState, message: String) {
 
 /// How long a refused client gets to take its connect error.
 const REFUSAL_WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(method: &str, uri: &str) -> &'static str {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(axum::body::Body::empty())
+            .unwrap_or_default();
+        match engineio_query(&request) {
+            Engine::Request(EngineVersion::V3, _) => "eio3",
+            Engine::Request(EngineVersion::V4, _) => "eio4",
+            Engine::Refused(_) => "refused",
+            Engine::Unsupported => "unsupported",
+            Engine::Other => "other",
+        }
+    }
+
+    #[test]
+    fn engine_io_requests_are_told_apart_by_version() {
+        let cases = [
+            ("GET", "/socket.io/?EIO=4&transport=polling", "eio4"),
+            ("GET", "/socket.io/?transport=polling&EIO=3&t=x", "eio3"),
+            ("GET", "/socket.io/?EIO=3&transport=websocket", "eio3"),
+            (
+                "POST",
+                "/socket.io/?EIO=4&transport=polling&sid=abc",
+                "eio4",
+            ),
+            ("GET", "/socket.io?EIO=3&transport=polling", "eio3"),
+            ("GET", "/socket.io/?EIO=2&transport=polling", "unsupported"),
+            ("GET", "/socket.io/?transport=polling", "unsupported"),
+            ("GET", "/socket.io/socket.io.js", "other"),
+            ("GET", "/healthz?EIO=4", "other"),
+            (
+                "GET",
+                "/socket.io/?EIO=4&sid=sbrefused-server_full",
+                "refused",
+            ),
+            (
+                "POST",
+                "/socket.io/?EIO=4&sid=sbrefused-too_many_connections",
+                "refused",
+            ),
+        ];
+        for (method, uri, want) in cases {
+            assert_eq!(kind(method, uri), want, "{method} {uri}");
+        }
+    }
+}

@@ -3,8 +3,8 @@
 //! they cost in the server's resident memory. Bounded in time and in count.
 //!
 //! - `handshakes`: `--conns` keep-alive connections send `GET /socket.io/?EIO=4&transport=polling`
-//!   back to back; an answer whose `sid` is not a refusal counts as admitted (a session
-//!   socketioxide allocated and holds until its connect timeout).
+//!   back to back; an answer whose `sid` is not a refusal counts as admitted (a session the
+//!   gateway holds until its connect timeout).
 //! - `connections`: TCP connections are opened (`--parallel` at a time) and held; at the end each
 //!   is checked for having been closed by the server.
 

@@ -6,8 +6,15 @@
 //!
 //! A frame is an engine.io packet: a type digit, then its payload. Type `4` (message) carries a
 //! socket.io packet: a type digit, an optional namespace (`/name,`), an optional ack id, and JSON
-//! data. Only namespace `/` exists. Long-polling, upgrades from it, and the protocol of older
-//! clients (engine.io 3) are served by socketioxide; see `docs/dialect-spec.md`.
+//! data. Only namespace `/` exists.
+//!
+//! Both engine.io versions are read here, told apart by [`EngineState::version`]: engine.io 4
+//! (socket.io-client 3 and 4, socket.io protocol 5) and engine.io 3 (socket.io-client 2,
+//! socket.io protocol 4). In v3 the client pings and the server answers; the server connects
+//! namespace `/` itself, right after the open packet (the client sends no `40` for it); and a
+//! refused connect is an error packet whose data is a JSON string (`44"..."`, the client's
+//! `error` event), not an object. Long-polling framing is in [`polling`] (v4) and [`payload3`]
+//! (v3); see `docs/dialect-spec.md`.
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -22,6 +29,7 @@ use super::socketio::{
 use super::{Decoded, Dialect, DialectKind, Keepalive, TextFrames};
 use crate::{DecodeError, Event, Join, JoinMode};
 
+pub mod payload3;
 pub mod polling;
 
 /// How often the server pings, as socket.io servers do by default.
@@ -33,9 +41,21 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SocketIoWs;
 
+/// The engine.io protocol version of a session (the handshake's `EIO` query).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EngineVersion {
+    /// engine.io 3: socket.io-client 2 (socket.io protocol 4).
+    V3,
+    /// engine.io 4: socket.io-client 3 and 4 (socket.io protocol 5).
+    #[default]
+    V4,
+}
+
 /// Per-connection state: what the handshake said, and whether the namespace is connected.
 #[derive(Debug, Default)]
 pub struct EngineState {
+    /// The engine.io version the client speaks.
+    pub version: EngineVersion,
     /// The room, from the handshake query or the listener's default.
     pub room: String,
     /// The join token from the handshake query.
@@ -69,11 +89,10 @@ impl Dialect for SocketIoWs {
     fn encode(state: &EngineState, event: &Event) -> Option<String> {
         if !state.connected {
             return match event {
-                Event::Error(e) => Some(connect_error(&format!(
-                    "{}: {}",
-                    e.code.as_str(),
-                    e.message
-                ))),
+                Event::Error(e) => Some(connect_error_for(
+                    state.version,
+                    &format!("{}: {}", e.code.as_str(), e.message),
+                )),
                 _ => None,
             };
         }
@@ -115,12 +134,16 @@ impl TextFrames for SocketIoWs {
         } else {
             "[]"
         };
+        // engine.io 3 has no `maxPayload` (its clients neither read nor split by it).
+        let max_payload = match state.version {
+            EngineVersion::V3 => String::new(),
+            EngineVersion::V4 => format!(r#","maxPayload":{}"#, state.max_payload),
+        };
         Some(format!(
-            r#"0{{"sid":"{}","upgrades":{upgrades},"pingInterval":{},"pingTimeout":{},"maxPayload":{}}}"#,
+            r#"0{{"sid":"{}","upgrades":{upgrades},"pingInterval":{},"pingTimeout":{}{max_payload}}}"#,
             state.engine_sid,
             PING_INTERVAL.as_millis(),
             PING_TIMEOUT.as_millis(),
-            state.max_payload,
         ))
     }
 
@@ -132,11 +155,18 @@ impl TextFrames for SocketIoWs {
         )
     }
 
-    fn keepalive() -> Option<Keepalive> {
+    /// engine.io 4: the server pings. engine.io 3: the client pings every `pingInterval` and
+    /// the server answers ([`Dialect::decode`] replies `3`); a client silent for `pingInterval`
+    /// + `pingTimeout` is gone, as the engine.io 3 server decides.
+    fn keepalive(state: &EngineState) -> Option<Keepalive> {
+        let ping = match state.version {
+            EngineVersion::V3 => None,
+            EngineVersion::V4 => Some("2"),
+        };
         Some(Keepalive {
             interval: PING_INTERVAL,
             timeout: PING_TIMEOUT,
-            ping: "2",
+            ping,
         })
     }
 
@@ -147,9 +177,14 @@ impl TextFrames for SocketIoWs {
         decode_frame(state, frame)
     }
 
+    /// v4 acknowledges the client's connect with the socket id; v3 connects `/` with a bare
+    /// `40`, which socket.io-client 2 takes as its `connect`.
     fn joined(state: &mut EngineState) -> Option<String> {
         state.connected = true;
-        Some(format!(r#"40{{"sid":"{}"}}"#, state.socket_sid))
+        match state.version {
+            EngineVersion::V3 => Some("40".to_owned()),
+            EngineVersion::V4 => Some(format!(r#"40{{"sid":"{}"}}"#, state.socket_sid)),
+        }
     }
 
     fn closing(state: &EngineState) -> Option<String> {
@@ -181,11 +216,20 @@ fn event_frame(msg: &SioMessage) -> String {
 /// A connect error on `/` with `message`, which the client's `connect_error` handler receives
 /// as the error's message.
 pub fn connect_error(message: &str) -> String {
-    connect_error_on("", message)
+    connect_error_on(EngineVersion::V4, "", message)
 }
 
-fn connect_error_on(namespace: &str, message: &str) -> String {
-    let data = serde_json::json!({ "message": message });
+/// A connect error on `/` for a client of `version`: socket.io-client 2 (v3) gets an error
+/// packet whose data is the message as a JSON string, which it emits as its `error` event.
+pub fn connect_error_for(version: EngineVersion, message: &str) -> String {
+    connect_error_on(version, "", message)
+}
+
+fn connect_error_on(version: EngineVersion, namespace: &str, message: &str) -> String {
+    let data = match version {
+        EngineVersion::V3 => serde_json::Value::from(message),
+        EngineVersion::V4 => serde_json::json!({ "message": message }),
+    };
     format!("44{namespace}{data}")
 }
 
@@ -238,6 +282,7 @@ fn decode_packet<'a>(
         return match kind {
             // socket.io servers answer a connect to a namespace they do not have this way.
             '0' => nothing(Decoded::Reply(connect_error_on(
+                state.version,
                 &format!("{namespace},"),
                 "Invalid namespace",
             ))),
@@ -248,7 +293,7 @@ fn decode_packet<'a>(
         '0' if state.connected => nothing(Decoded::Ignore),
         // The room comes from the handshake query; the token from the connect's `auth`
         // payload (socket.io v4 `io(url, {auth: {token}})`, kept out of URLs and access logs)
-        // or else the query, as for clients served by socketioxide.
+        // or else the query (engine.io 3 clients have no `auth`: theirs is always the query's).
         '0' => nothing(Decoded::Event(Event::Join(Join {
             room: state.room.clone(),
             mode: JoinMode::Both,

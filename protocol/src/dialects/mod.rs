@@ -122,7 +122,8 @@ pub trait TextFrames: Dialect<Wire = String, Input = str> {
     }
 
     /// The server's keepalive, when the dialect has one.
-    fn keepalive() -> Option<Keepalive> {
+    fn keepalive(state: &Self::State) -> Option<Keepalive> {
+        let _ = state;
         None
     }
 
@@ -180,12 +181,14 @@ pub trait TextFrames: Dialect<Wire = String, Input = str> {
 
 /// A server keepalive: the server sends `ping` `interval` after the peer last answered; a peer
 /// that sends nothing for `timeout` after a ping is closed. Any frame counts as an answer.
+/// Without a `ping` the peer is the one that pings (engine.io 3): a peer that sends nothing for
+/// `interval` + `timeout` is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Keepalive {
     /// Time from the connection's start, or from the peer's answer to a ping, to the next ping.
     pub interval: Duration,
     /// How long the peer has to answer a ping.
     pub timeout: Duration,
-    /// The ping frame.
-    pub ping: &'static str,
+    /// The ping frame; `None` when the peer pings and the server only answers.
+    pub ping: Option<&'static str>,
 }

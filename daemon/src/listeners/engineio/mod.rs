@@ -1,5 +1,5 @@
-//! engine.io v4 (socket.io 3 and 4 clients) with long-polling and the upgrade, served by the one
-//! session loop: a session that opens on polling runs `session::run_websocket` over an
+//! engine.io 3 and 4 (socket.io-client 2, and 3 and 4) with long-polling and the upgrade, served
+//! by the one session loop: a session that opens on polling runs `session::run_websocket` over an
 //! [`EngineTransport`], whose reads are what the client POSTs and whose writes are what its GETs
 //! collect, until the client upgrades to a WebSocket and the same session goes on there. Rate
 //! limits, outcomes, drain, kick, teardown and backpressure are the session loop's, as for every
@@ -16,6 +16,11 @@
 //!   GET is released with a `noop`, and after `5` the session moves to the WebSocket, which
 //!   first carries whatever the GETs had not collected.
 //! - an unknown `sid`: 400 `{"code":1,"message":"Session ID unknown"}`.
+//! - JSONP polling (engine.io 3's `j=` query, for browsers without XHR): 400 with a message
+//!   saying so; every client since 2014 polls with XHR or opens a WebSocket.
+//!
+//! Both versions differ only in framing and the open packet: a v3 payload is length-prefixed
+//! (`payload3`), its open packet has no `maxPayload`, and its client pings (the session answers).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,7 +37,10 @@ use futures_util::StreamExt;
 use switchboard_protocol::DialectKind;
 use switchboard_protocol::dialects::TextFrames;
 use switchboard_protocol::dialects::engineio::polling::{self, RequestError};
-use switchboard_protocol::dialects::engineio::{EngineState, SocketIoWs, connect_error};
+use switchboard_protocol::dialects::engineio::{
+    EngineState, EngineVersion, SocketIoWs, connect_error_for,
+};
+use switchboard_protocol::{Join, JoinMode};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -42,6 +50,7 @@ use queue::{Batch, PollQueue};
 pub use transport::PollingError;
 use transport::{EngineTransport, Inbound};
 
+mod post3;
 mod queue;
 mod transport;
 
@@ -52,6 +61,8 @@ pub struct Sessions(DashMap<Arc<str>, Arc<EngineSession>>);
 /// What the requests of one polling session share with its loop.
 #[derive(Debug)]
 pub struct EngineSession {
+    /// How its POSTs are framed.
+    version: EngineVersion,
     queue: Arc<PollQueue>,
     inbound: mpsc::Sender<Inbound>,
     /// Whether a POST is being read (engine.io refuses a second at once).
@@ -71,17 +82,21 @@ const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 /// for its client's next GET.
 const LINGER: Duration = Duration::from_millis(500);
 
-/// Serves an engine.io v4 request: `query` is its parsed query string.
+/// Serves an engine.io request of `version`: `query` is its parsed query string.
 pub async fn serve(
     cx: ListenerContext,
     request: Request,
     addr: SocketAddr,
+    version: EngineVersion,
     mut query: HashMap<String, String>,
 ) -> Response {
+    if query.contains_key("j") {
+        return jsonp_refused();
+    }
     let transport = query.remove("transport").unwrap_or_default();
     let Some(sid) = query.remove("sid") else {
         return match (transport.as_str(), request.method()) {
-            ("polling", &Method::GET) => handshake(cx, addr, query).await,
+            ("polling", &Method::GET) => handshake(cx, addr, version, query).await,
             ("polling", _) => refuse(RequestError::BadRequest),
             _ => refuse(RequestError::UnknownTransport),
         };
@@ -108,28 +123,44 @@ pub fn refuse(error: RequestError) -> Response {
         .into_response()
 }
 
+/// engine.io 3's JSONP polling (`j=`), which the gateway does not serve: 400 and why.
+fn jsonp_refused() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"code":3,"message":"JSONP polling is not supported: use XHR long-polling or a WebSocket"}"#,
+    )
+        .into_response()
+}
+
 /// Opens a polling session: admitted under the caps and the room check like any socket.io
 /// session, its loop spawned, and this GET answered with its open packet.
 async fn handshake(
     cx: ListenerContext,
     addr: SocketAddr,
+    version: EngineVersion,
     query: HashMap<String, String>,
 ) -> Response {
-    let Some(state) = new_state(&cx, query, true) else {
+    let Some(state) = new_state(&cx, query, version, true) else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     };
     if let Err(e) = crate::rooms::check_room_name(&state.room) {
         crate::telemetry::room_name_refused(DialectKind::Socketio);
         return refused_handshake(&state, &format!("invalid_room: {e}"));
     }
-    // A refusal under the caps keeps nothing: its follow-ups are answered from its `sid`.
+    // A refusal under the caps keeps nothing: its follow-ups are answered from its `sid` (v4),
+    // or it is engine.io 3's own JSON error with the cap's status.
     let permit = match admission::admit(&cx, DialectKind::Socketio, addr) {
         Ok(permit) => permit,
+        Err(refusal) if version == EngineVersion::V3 => {
+            return admission::engineio_refusal(refusal);
+        }
         Err(refusal) => return admission::refused_handshake(refusal),
     };
     let (inbound, rx) = mpsc::channel(INBOUND_PAYLOADS);
-    let queue = Arc::new(PollQueue::default());
+    let queue = Arc::new(PollQueue::new(version));
     let session = Arc::new(EngineSession {
+        version,
         queue: queue.clone(),
         inbound,
         posting: AtomicBool::new(false),
@@ -138,8 +169,10 @@ async fn handshake(
     let sid: Arc<str> = state.engine_sid.as_str().into();
     cx.engineio.0.insert(sid.clone(), session.clone());
     let (ws_session, span) = start_session(&cx, addr, state, permit, "polling");
-    let run =
-        session::run_websocket::<SocketIoWs>(EngineTransport::new(rx, queue.clone()), ws_session);
+    let run = session::run_websocket::<SocketIoWs>(
+        EngineTransport::new(version, rx, queue.clone()),
+        ws_session,
+    );
     let sessions = cx.engineio.clone();
     cx.tracker.spawn(
         async move {
@@ -164,8 +197,13 @@ async fn linger(queue: &PollQueue) {
 /// A handshake refused for its room name, told in the client's terms: an open packet then a
 /// connect error, which its `connect_error` handler receives (as over a WebSocket).
 fn refused_handshake(state: &EngineState, message: &str) -> Response {
-    let mut payload = SocketIoWs::greeting(state).unwrap_or_default();
-    polling::append(&mut payload, &connect_error(message));
+    let queue = PollQueue::new(state.version);
+    let mut payload = String::new();
+    queue.append(
+        &mut payload,
+        &SocketIoWs::greeting(state).unwrap_or_default(),
+    );
+    queue.append(&mut payload, &connect_error_for(state.version, message));
     polling_text(payload)
 }
 
@@ -195,10 +233,12 @@ async fn poll(session: &EngineSession) -> Response {
 /// checked on the announced length before anything is read, and while reading otherwise.
 async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -> Response {
     let limit = cx.gateway.config().max_frame_bytes(DialectKind::Socketio);
+    // One v3 body holds any number of packets: its limit is per packet, as it is read.
     let announced = request
         .headers()
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .filter(|_| session.version == EngineVersion::V4);
     if let Some(len) = announced.filter(|&len| len > limit) {
         return too_large(session, len).await;
     }
@@ -210,6 +250,9 @@ async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -
     }
     // Cleared however this request ends (a client that goes away mid-body drops it here).
     let posting = Posting(&session.posting);
+    if session.version == EngineVersion::V3 {
+        return post3::post(limit, session, request).await;
+    }
     let body = axum::body::to_bytes(request.into_body(), limit).await;
     drop(posting);
     let Ok(body) = body else {
@@ -302,30 +345,38 @@ pub fn start_session(
         transport,
         room = %state.room,
     );
+    // An engine.io 3 client does not connect namespace `/`: the server does, at once.
+    let join = (state.version == EngineVersion::V3).then(|| Join {
+        room: state.room.clone(),
+        mode: JoinMode::Both,
+        token: state.token.clone(),
+    });
     let ws_session = session::WsSession {
         gateway: cx.gateway.clone(),
         handle,
         state,
-        join: None,
+        join,
         permit,
         app: None,
     };
     (ws_session, span)
 }
 
-/// A new engine.io v4 session's state from its handshake query: its room (the listener's
+/// A new engine.io session's state from its handshake query: its room (the listener's
 /// default when the query names none), its token if not empty, fresh ids, and the socket.io
 /// frame limit as its `maxPayload`. `polling` says whether it opened on long-polling or on a
 /// WebSocket from the start. `None` when no session id can be drawn (no random source).
 pub fn new_state(
     cx: &ListenerContext,
     mut query: HashMap<String, String>,
+    version: EngineVersion,
     polling: bool,
 ) -> Option<EngineState> {
     let room = query
         .remove("room")
         .unwrap_or_else(|| cx.config.socketio_room.clone());
     Some(EngineState {
+        version,
         token: query.remove("token").filter(|t| !t.is_empty()),
         engine_sid: new_sid()?,
         socket_sid: new_sid()?,

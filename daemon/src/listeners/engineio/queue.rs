@@ -7,7 +7,7 @@ use std::sync::{Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use axum::extract::ws::{Utf8Bytes, WebSocket};
-use switchboard_protocol::dialects::engineio::polling;
+use switchboard_protocol::dialects::engineio::{EngineVersion, payload3, polling};
 use tokio::sync::Notify;
 
 /// Bytes a polling session may have waiting for its client before its writer waits. One GET
@@ -17,6 +17,8 @@ pub const QUEUE_BYTES: usize = 1024 * 1024;
 /// A polling session's outgoing packets, shared by its session loop (the writer) and its GETs.
 #[derive(Debug, Default)]
 pub struct PollQueue {
+    /// How a payload is framed: the session's engine.io version.
+    version: EngineVersion,
     inner: Mutex<Inner>,
     /// Wakes the pending GET when packets arrive or the queue's state changes.
     arrived: Notify,
@@ -65,6 +67,29 @@ pub enum PollRefused {
 }
 
 impl PollQueue {
+    /// The queue of a session speaking engine.io `version`.
+    pub fn new(version: EngineVersion) -> Self {
+        PollQueue {
+            version,
+            ..PollQueue::default()
+        }
+    }
+
+    /// Appends `packet` to a payload in this session's framing.
+    pub fn append(&self, payload: &mut String, packet: &str) {
+        match self.version {
+            EngineVersion::V3 => payload3::append(payload, packet),
+            EngineVersion::V4 => polling::append(payload, packet),
+        }
+    }
+
+    /// A payload of the one packet `packet`.
+    fn single(&self, packet: &str) -> String {
+        let mut payload = String::new();
+        self.append(&mut payload, packet);
+        payload
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -104,8 +129,8 @@ impl PollQueue {
         if inner.packets.is_empty() || inner.state == State::Upgraded {
             return match inner.state {
                 State::Polling => Batch::Empty,
-                State::Upgraded => Batch::Payload(polling::NOOP.to_owned()),
-                State::Closed => Batch::Payload(polling::CLOSE.to_owned()),
+                State::Upgraded => Batch::Payload(self.single(polling::NOOP)),
+                State::Closed => Batch::Payload(self.single(polling::CLOSE)),
             };
         }
         let mut payload = String::new();
@@ -113,7 +138,7 @@ impl PollQueue {
             if !payload.is_empty() && payload.len() + packet.len() >= QUEUE_BYTES {
                 break;
             }
-            polling::append(&mut payload, packet);
+            self.append(&mut payload, packet);
             let taken = packet.len();
             inner.packets.pop_front();
             inner.bytes -= taken;
@@ -226,6 +251,16 @@ mod tests {
         assert!(matches!(queue.take(), Batch::Payload(p) if p.len() == QUEUE_BYTES / 2));
         assert!(matches!(queue.take(), Batch::Payload(p) if p.len() == QUEUE_BYTES / 2));
         assert!(matches!(queue.take(), Batch::Payload(p) if p.len() == QUEUE_BYTES / 2));
+    }
+
+    #[test]
+    fn an_engine_io_3_session_s_payloads_are_length_prefixed() {
+        let queue = PollQueue::new(EngineVersion::V3);
+        queue.push("0{}".into());
+        queue.push("40".into());
+        assert_eq!(queue.take(), Batch::Payload("3:0{}2:40".to_owned()));
+        queue.close();
+        assert_eq!(queue.take(), Batch::Payload("1:1".to_owned()));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use std::task::{Context, Poll, ready};
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use bytes::Bytes;
 use futures_util::{Sink, Stream};
-use switchboard_protocol::dialects::engineio::polling;
+use switchboard_protocol::dialects::engineio::payload3::{self, PayloadError};
+use switchboard_protocol::dialects::engineio::{EngineVersion, polling};
 use tokio::sync::mpsc;
 
 use super::queue::PollQueue;
@@ -23,8 +24,14 @@ type WsPoll = fn(Pin<&mut WebSocket>, &mut Context<'_>) -> Poll<Result<(), axum:
 /// What reaches a polling session from outside its loop.
 #[derive(Debug)]
 pub enum Inbound {
-    /// The body of a POST (checked against the size limit already): its packets, in order.
+    /// The body of an engine.io 4 POST (checked against the size limit already): its packets,
+    /// in order.
     Payload(Bytes),
+    /// Packets of an engine.io 3 POST, split as its body is read (each checked against the size
+    /// limit before it was buffered).
+    Packets(Vec<Bytes>),
+    /// An engine.io 3 POST whose framing does not parse (what came before it was delivered).
+    BadPayload(payload3::PayloadError),
     /// A POST above the size limit (its announced or counted length): refused before it was read
     /// whole.
     TooLarge(usize),
@@ -53,6 +60,9 @@ pub enum PollingError {
     /// A packet engine.io or socket.io cannot parse.
     #[error("malformed engine.io or socket.io packet")]
     Malformed,
+    /// An engine.io 3 payload whose length prefixes do not parse.
+    #[error("malformed engine.io payload: {0}")]
+    Payload(#[from] payload3::PayloadError),
 }
 
 impl PollingError {
@@ -66,7 +76,7 @@ impl PollingError {
     pub fn end_reason(&self) -> Option<&'static str> {
         match self {
             PollingError::Overlap(_) => Some("concurrent polls"),
-            PollingError::Malformed => Some("malformed packet"),
+            PollingError::Malformed | PollingError::Payload(_) => Some("malformed packet"),
             PollingError::TooLarge(_) | PollingError::InvalidUtf8 => None,
         }
     }
@@ -75,12 +85,17 @@ impl PollingError {
 /// A long-polling session's socket, then its WebSocket after the upgrade.
 #[derive(Debug)]
 pub struct EngineTransport {
+    /// How POST bodies are framed.
+    version: EngineVersion,
     inbound: mpsc::Receiver<Inbound>,
     queue: Arc<PollQueue>,
     /// The rest of the last POST's payload.
     payload: Bytes,
     /// Whether an empty packet is still to be read from it (it ended with a separator).
     empty_next: bool,
+    /// The packets of the last engine.io 3 POST not read yet (its length prefixes are parsed
+    /// when it arrives: a broken one refuses the whole payload).
+    packets3: VecDeque<Bytes>,
     /// The WebSocket, once upgraded: writes go there at once.
     ws: Option<Box<WebSocket>>,
     /// Whether reads come from the WebSocket: once every POST sent before the upgrade was read.
@@ -94,8 +109,14 @@ pub struct EngineTransport {
 impl EngineTransport {
     /// The socket of a session whose POSTs and upgrade arrive on `inbound` and whose writes go
     /// to `queue`.
-    pub fn new(inbound: mpsc::Receiver<Inbound>, queue: Arc<PollQueue>) -> Self {
+    pub fn new(
+        version: EngineVersion,
+        inbound: mpsc::Receiver<Inbound>,
+        queue: Arc<PollQueue>,
+    ) -> Self {
         EngineTransport {
+            version,
+            packets3: VecDeque::new(),
             inbound,
             queue,
             payload: Bytes::new(),
@@ -109,6 +130,23 @@ impl EngineTransport {
 
     /// The next packet of the current payload, as the message a WebSocket would have read.
     fn next_packet(&mut self) -> Option<Result<Message, axum::Error>> {
+        let packet = match self.version {
+            EngineVersion::V3 => self.packets3.pop_front()?,
+            EngineVersion::V4 => self.next_packet4()?,
+        };
+        if polling::is_binary(&packet) {
+            return Some(Ok(Message::Binary(packet)));
+        }
+        Some(text(packet).and_then(|message| match &message {
+            Message::Text(t) if !polling::is_well_formed(t.as_str()) => {
+                Err(axum::Error::new(PollingError::Malformed))
+            }
+            _ => Ok(message),
+        }))
+    }
+
+    /// The next packet of the current v4 payload (`\x1e`-separated).
+    fn next_packet4(&mut self) -> Option<Bytes> {
         if self.payload.is_empty() && !std::mem::take(&mut self.empty_next) {
             return None;
         }
@@ -119,15 +157,7 @@ impl EngineTransport {
             let _ = self.payload.split_to(1);
             self.empty_next = self.payload.is_empty();
         }
-        if polling::is_binary(&packet) {
-            return Some(Ok(Message::Binary(packet)));
-        }
-        Some(text(packet).and_then(|message| match &message {
-            Message::Text(t) if !polling::is_well_formed(t.as_str()) => {
-                Err(axum::Error::new(PollingError::Malformed))
-            }
-            _ => Ok(message),
-        }))
+        Some(packet)
     }
 
     /// Writes the backlog to the WebSocket and flushes it.
@@ -211,6 +241,14 @@ impl Stream for EngineTransport {
                     this.payload = payload;
                     continue;
                 }
+                Some(Inbound::Packets(packets)) => {
+                    this.packets3.extend(packets);
+                    continue;
+                }
+                Some(Inbound::BadPayload(PayloadError::TooLarge(len))) => {
+                    PollingError::TooLarge(len)
+                }
+                Some(Inbound::BadPayload(e)) => PollingError::Payload(e),
                 Some(Inbound::Upgraded) => {
                     this.adopt();
                     this.reads_on_ws = this.ws.is_some();

@@ -252,3 +252,55 @@ fn only_events_count_against_the_message_rate() {
         assert!(SocketIoWs::rate_limited(frame), "{frame}");
     }
 }
+
+fn v3() -> EngineState {
+    EngineState {
+        version: EngineVersion::V3,
+        engine_sid: "e3".into(),
+        room: "room1".into(),
+        max_payload: 1000,
+        polling: true,
+        ..EngineState::default()
+    }
+}
+
+#[test]
+fn an_engine_io_3_open_packet_has_no_max_payload() {
+    let open = SocketIoWs::greeting(&v3()).expect("an open packet");
+    assert_eq!(
+        open,
+        r#"0{"sid":"e3","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":20000}"#
+    );
+}
+
+#[test]
+fn an_engine_io_3_client_pings_and_the_server_only_answers() {
+    let keepalive = SocketIoWs::keepalive(&v3()).expect("a keepalive");
+    assert_eq!(keepalive.ping, None);
+    assert_eq!(
+        SocketIoWs::keepalive(&EngineState::default()).map(|k| k.ping),
+        Some(Some("2"))
+    );
+    let mut state = v3();
+    assert_eq!(
+        SocketIoWs::decode(&mut state, "2").expect("a ping"),
+        Decoded::Reply("3".into())
+    );
+}
+
+#[test]
+fn an_engine_io_3_connect_is_a_bare_40_and_a_refusal_a_json_string() {
+    let mut state = v3();
+    let refusal = Event::error(ErrorCode::RoomFull, Some("room1"), "room is full");
+    assert_eq!(
+        SocketIoWs::encode(&state, &refusal).as_deref(),
+        Some(r#"44"room_full: room is full""#)
+    );
+    assert_eq!(SocketIoWs::joined(&mut state).as_deref(), Some("40"));
+    assert!(state.connected);
+    // A connect to a namespace the gateway does not have: socket.io 2's error shape.
+    assert_eq!(
+        SocketIoWs::decode(&mut state, "40/chat").expect("a connect"),
+        Decoded::Reply(r#"44/chat,"Invalid namespace""#.into())
+    );
+}

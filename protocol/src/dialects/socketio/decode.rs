@@ -1,7 +1,7 @@
 //! Client → gateway: one socket.io event to an [`Event`].
 //!
-//! A `msg` is read one way, whoever delivered it (the engine.io codec's frame, socketioxide's
-//! packet, or a parsed argument): its argument's literal is found in the event data
+//! A `msg` is read one way, whoever delivered it (the engine.io codec's frame, or a parsed
+//! argument): its argument's literal is found in the event data
 //! ([`read_event_data`]) and decoded as the SimpleP2P page writes it ([`signal`], at the
 //! literal's escaping or, for an object argument, at the text's), or else unescaped once into
 //! the page's JSON text and decoded by the general reader ([`decode_msg_text`]). The literal
@@ -148,7 +148,7 @@ pub fn not_a_string() -> DecodeError {
     }
 }
 
-/// Decodes a socket.io event as socketioxide delivers it, its argument already parsed.
+/// Decodes a socket.io event whose argument is already parsed (a notice, the golden files).
 pub(crate) fn decode(room: &str, wire: &SioMessage) -> Decoding {
     if wire.event == NOTICE_EVENT {
         // `switchboard` `{type:"ice-servers"}` asks for ICE servers; the answer comes back on the

@@ -34,7 +34,7 @@ pub const NOTICE_EVENT: &str = "switchboard";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SocketIo;
 
-/// One socket.io event as socketioxide delivers it: the event name and its first argument.
+/// One socket.io event, parsed: the event name and its first argument.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SioMessage {
     /// Event name, e.g. `msg`.
