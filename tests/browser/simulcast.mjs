@@ -302,9 +302,11 @@ function playPort(peer) {
 
 class Run extends PageRun {
   constructor(name) {
-    const configEdit = name === 'sfu_simulcast_layer_by_loss'
+    // Each case names the estimator setting it tests, whatever the default.
+    const estimator = { sfu_simulcast_layer_by_loss: 'false', sfu_simulcast_layer_by_link: 'true' }[name];
+    const configEdit = estimator
       ? (c) => {
-        const edited = c.replace('udp_bind = "127.0.0.1:0"', 'udp_bind = "127.0.0.1:0"\nbandwidth_estimation = false');
+        const edited = c.replace('udp_bind = "127.0.0.1:0"', `udp_bind = "127.0.0.1:0"\nbandwidth_estimation = ${estimator}`);
         if (edited === c) throw new Error('config/switchboard.toml has no sfu udp_bind line to add bandwidth_estimation to');
         return edited;
       }

@@ -37,7 +37,7 @@
 //! max_publishers_per_room = 16
 //! max_rooms = 100
 //! max_peer_connections = 400
-//! bandwidth_estimation = true     # players' link estimate (TWCC) for the simulcast layer
+//! bandwidth_estimation = false    # true: players' link estimate (TWCC) for the simulcast layer
 //! ```
 //!
 //! # Layout
@@ -115,7 +115,7 @@ pub struct SfuSettings {
 }
 
 const fn default_bandwidth_estimation() -> bool {
-    true
+    false
 }
 
 fn default_udp_bind() -> SocketAddr {
