@@ -181,8 +181,13 @@ async function burst(url) {
 /** Both sides send `count` offers at once, then each reads the other's. */
 async function duplex(url) {
   const all = kinds(url);
+  // Not socket.io-client 2 with default options: two such peers flooding each other during the
+  // upgrade deadlock (a known defect, docs/operations.md: engine.io 3 has no maxPayload, so the
+  // client sends its whole buffer in one POST, which the gateway reads only as the partner's
+  // queue takes it, while the partner's client, pausing polling for the upgrade, waits for its
+  // own such POST to finish before it polls again).
   for (const name of ['raw', 'socket.io-client 4, default options', 'socket.io-client 4, long-polling only',
-    'socket.io-client 2, default options', 'socket.io-client 2, long-polling only']) {
+    'socket.io-client 2, long-polling only']) {
     const pair = await all[name]();
     for (let seq = 1; seq <= MESSAGES; seq++) {
       pair.send(seq);

@@ -22,44 +22,26 @@ const DEADLINE: Duration = Duration::from_secs(165);
 
 #[tokio::test]
 async fn browser_sfu_simulcast_layers_per_player() {
-    let run = browser_script(
-        "tests/browser/simulcast.mjs",
-        "sfu_simulcast_layers_per_player",
-        DEADLINE,
-    )
-    .await;
-    if run.success {
-        eprintln!("{}", run.stdout.trim_end());
-    }
-    run.assert_success();
+    simulcast_case("sfu_simulcast_layers_per_player").await;
 }
 
 /// Needs the network namespace `browser_script` runs the script in when root (`tc` shapes the
 /// namespace's `lo`, never the host's): without one the script fails saying so.
 #[tokio::test]
 async fn browser_sfu_simulcast_layer_by_link() {
-    let run = browser_script(
-        "tests/browser/simulcast.mjs",
-        "sfu_simulcast_layer_by_link",
-        DEADLINE,
-    )
-    .await;
-    if run.success {
-        eprintln!("{}", run.stdout.trim_end());
-    }
-    run.assert_success();
+    simulcast_case("sfu_simulcast_layer_by_link").await;
 }
 
 /// The same with `bandwidth_estimation = false`: the layer follows the loss in the shaped
 /// player's receiver reports only.
 #[tokio::test]
 async fn browser_sfu_simulcast_layer_by_loss() {
-    let run = browser_script(
-        "tests/browser/simulcast.mjs",
-        "sfu_simulcast_layer_by_loss",
-        DEADLINE,
-    )
-    .await;
+    simulcast_case("sfu_simulcast_layer_by_loss").await;
+}
+
+/// Runs one case of `tests/browser/simulcast.mjs` and prints its log when it passes.
+async fn simulcast_case(name: &str) {
+    let run = browser_script("tests/browser/simulcast.mjs", name, DEADLINE).await;
     if run.success {
         eprintln!("{}", run.stdout.trim_end());
     }

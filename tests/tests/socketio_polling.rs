@@ -77,14 +77,7 @@ async fn engine_io_3_bad_input_over_polling_is_answered_and_counted_once() {
     assert_eq!(count("malformed_packet"), 2, "{body}");
     assert_eq!(count("invalid_utf8"), 1, "{body}");
     assert_eq!(count("frame_too_large"), 1, "{body}");
-    let closed = |reason: &str| {
-        metrics::sample(
-            &body,
-            &format!(
-                r#"switchboard_sessions_closed_total{{dialect="socketio",reason="{reason}"}}"#
-            ),
-        )
-    };
+    let closed = |reason: &str| closed_by(&body, reason);
     assert_eq!(closed("malformed packet"), 2, "{body}");
     assert_eq!(closed("invalid utf-8"), 1, "{body}");
     assert_eq!(closed("frame too large"), 1, "{body}");
@@ -106,14 +99,7 @@ async fn bad_input_over_polling_is_answered_and_counted_once() {
     assert_eq!(count("concurrent_polls"), 1, "{body}");
     assert_eq!(count("invalid_utf8"), 1, "{body}");
     assert_eq!(count("frame_too_large"), 1, "{body}");
-    let closed = |reason: &str| {
-        metrics::sample(
-            &body,
-            &format!(
-                r#"switchboard_sessions_closed_total{{dialect="socketio",reason="{reason}"}}"#
-            ),
-        )
-    };
+    let closed = |reason: &str| closed_by(&body, reason);
     assert_eq!(closed("malformed packet"), 3, "{body}");
     assert_eq!(closed("concurrent polls"), 1, "{body}");
     assert_eq!(closed("invalid utf-8"), 1, "{body}");
@@ -300,4 +286,12 @@ async fn the_upgrade_probe_noop_and_1007_on_the_upgraded_socket() {
         "{body}"
     );
     gw.stop().await;
+}
+
+/// socket.io sessions that ended by `reason`, from a /metrics body.
+fn closed_by(body: &str, reason: &str) -> u64 {
+    metrics::sample(
+        body,
+        &format!(r#"switchboard_sessions_closed_total{{dialect="socketio",reason="{reason}"}}"#),
+    )
 }

@@ -489,6 +489,17 @@ fn forward(
             return;
         }
     };
+    relay_here(gateway, to, from, event, Some(Original::new(text)));
+}
+
+/// Hands a relay from another node's peer to session `to` of this node.
+fn relay_here(
+    gateway: &Gateway,
+    to: u64,
+    from: RemotePeer,
+    event: switchboard_protocol::Event,
+    original: Option<Original>,
+) {
     let envelope = Envelope {
         // Rendering needs the sender's dialect only; the session id is the sender's own
         // node's, which means nothing here.
@@ -498,7 +509,7 @@ fn forward(
             mode: from.mode,
         },
         event,
-        original: Some(Original::new(text)),
+        original,
         app: None,
     };
     gateway
@@ -518,21 +529,7 @@ fn message(cluster: &Cluster, gateway: &Gateway, node: &Arc<str>, msg: NodeMessa
             from,
             event,
             original,
-        } => {
-            let envelope = Envelope {
-                from: Peer {
-                    session: SessionId(0),
-                    dialect: from.dialect,
-                    mode: from.mode,
-                },
-                event,
-                original: original.map(Original::from),
-                app: None,
-            };
-            gateway
-                .registry()
-                .deliver_remote(SessionId(to), Outbound::Relay(Arc::new(envelope)));
-        }
+        } => relay_here(gateway, to, from, event, original.map(Original::from)),
         // Travels in the binary form only (the reader never yields it as a message).
         NodeMessage::Forward { .. } => health::frame_dropped(),
         NodeMessage::Deliver { to, event } => {
