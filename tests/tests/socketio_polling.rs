@@ -131,37 +131,7 @@ async fn a_polling_client_that_vanishes_is_closed_after_the_ping_timeout_and_its
     assert_eq!(field(&raw.recv_json().await, "type"), "switchboard.start");
     // From here the polling client is gone. The raw peer is told within the ping interval and
     // timeout (45 s), with room to spare on a loaded machine.
-    let members = || {
-        gw.running()
-            .gateway()
-            .dispatcher()
-            .room_members("vanish")
-            .len()
-    };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(70);
-    while members() > 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still 2 members after 70 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let left = loop {
-        let frame = raw.recv_json().await;
-        if field(&frame, "type") != "switchboard.peer-joined" {
-            break frame;
-        }
-    };
-    assert_eq!(field(&left, "type"), "switchboard.peer-left", "{left}");
-    let body = scrape(&gw).await;
-    assert_eq!(
-        metrics::sample(
-            &body,
-            r#"switchboard_sessions_closed_total{dialect="socketio",reason="ping timeout"}"#
-        ),
-        1,
-        "{body}"
-    );
+    dropped_for_silence(&gw, "vanish", &mut raw, Duration::from_secs(70)).await;
     gw.stop().await;
 }
 
@@ -196,30 +166,8 @@ async fn a_silent_engine_io_3_client_is_dropped_after_ping_interval_plus_timeout
         2,
         "a v3 client is given 45 s, not one ping interval"
     );
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
-    while members() > 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still 2 members after 70 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let left = loop {
-        let frame = raw.recv_json().await;
-        if field(&frame, "type") != "switchboard.peer-joined" {
-            break frame;
-        }
-    };
-    assert_eq!(field(&left, "type"), "switchboard.peer-left", "{left}");
-    let body = scrape(&gw).await;
-    assert_eq!(
-        metrics::sample(
-            &body,
-            r#"switchboard_sessions_closed_total{dialect="socketio",reason="ping timeout"}"#
-        ),
-        1,
-        "{body}"
-    );
+    // 30 s of silence have passed: 40 s more make the 70 s.
+    dropped_for_silence(&gw, "vanish3", &mut raw, Duration::from_secs(40)).await;
     gw.stop().await;
 }
 
@@ -294,4 +242,41 @@ fn closed_by(body: &str, reason: &str) -> u64 {
         body,
         &format!(r#"switchboard_sessions_closed_total{{dialect="socketio",reason="{reason}"}}"#),
     )
+}
+
+/// The socket.io peer of `room` went silent: within `within` the room is down to the raw
+/// partner, the partner is told (`peer-left`), and the session end is counted once as
+/// `ping timeout`.
+async fn dropped_for_silence(
+    gw: &TestGateway,
+    room: &str,
+    raw: &mut switchboard_tests::WsClient,
+    within: Duration,
+) {
+    use switchboard_tests::field;
+    let members = || gw.running().gateway().dispatcher().room_members(room).len();
+    let deadline = tokio::time::Instant::now() + within;
+    while members() > 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still 2 members after {within:?} more"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let left = loop {
+        let frame = raw.recv_json().await;
+        if field(&frame, "type") != "switchboard.peer-joined" {
+            break frame;
+        }
+    };
+    assert_eq!(field(&left, "type"), "switchboard.peer-left", "{left}");
+    let body = scrape(gw).await;
+    assert_eq!(
+        metrics::sample(
+            &body,
+            r#"switchboard_sessions_closed_total{dialect="socketio",reason="ping timeout"}"#
+        ),
+        1,
+        "{body}"
+    );
 }
