@@ -82,6 +82,10 @@ const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 /// for its client's next GET.
 const LINGER: Duration = Duration::from_millis(500);
 
+/// How long an engine.io 3 handshake waits for the session's connect packet to answer it with
+/// the open packet.
+const V3_CONNECT_WAIT: Duration = Duration::from_secs(1);
+
 /// Serves an engine.io request of `version`: `query` is its parsed query string.
 pub async fn serve(
     cx: ListenerContext,
@@ -182,6 +186,11 @@ async fn handshake(
         }
         .instrument(span),
     );
+    if version == EngineVersion::V3 {
+        // Bounded: a join held up (a cluster's Redis) answers with the open packet alone, and
+        // the connect follows on the next GET.
+        let _ = tokio::time::timeout(V3_CONNECT_WAIT, session.queue.holds(2)).await;
+    }
     poll(&session).await
 }
 

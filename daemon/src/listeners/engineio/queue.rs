@@ -149,6 +149,23 @@ impl PollQueue {
         Batch::Payload(payload)
     }
 
+    /// Waits until `count` packets are queued or the session no longer polls. An engine.io 3
+    /// handshake waits for its second packet (the server's `40` or connect error), so the first
+    /// GET answers the open and the connect together, as socket.io 2 does, whatever the timing
+    /// of the session's join.
+    pub async fn holds(&self, count: usize) {
+        loop {
+            let notified = self.arrived.notified();
+            {
+                let inner = self.lock();
+                if inner.packets.len() >= count || inner.state != State::Polling {
+                    return;
+                }
+            }
+            notified.await;
+        }
+    }
+
     /// Waits until something may have changed for a pending GET.
     pub async fn changed(&self) {
         self.arrived.notified().await;
@@ -261,6 +278,26 @@ mod tests {
         assert_eq!(queue.take(), Batch::Payload("3:0{}2:40".to_owned()));
         queue.close();
         assert_eq!(queue.take(), Batch::Payload("1:1".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_handshake_waits_for_the_connect_or_the_end_of_the_session() {
+        let queue = std::sync::Arc::new(PollQueue::new(EngineVersion::V3));
+        queue.push("0{}".into());
+        let waiting = tokio::spawn({
+            let queue = queue.clone();
+            async move { queue.holds(2).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "one packet is not the connect");
+        queue.push("40".into());
+        waiting.await.expect("woken by the connect");
+        assert_eq!(queue.take(), Batch::Payload("3:0{}2:40".to_owned()));
+
+        let ended = PollQueue::new(EngineVersion::V3);
+        ended.push("0{}".into());
+        ended.close();
+        ended.holds(2).await;
     }
 
     #[test]
