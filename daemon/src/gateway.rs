@@ -21,6 +21,7 @@ use crate::pipeline::Pipeline;
 mod delivery;
 mod dispatch;
 mod membership;
+pub mod prefetch;
 mod registry;
 mod remote;
 

@@ -150,6 +150,12 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
     if let Some(cluster) = cluster {
         info!(node = %cluster.node(), "Cluster: joining through Redis.");
         gateway.set_cluster(Arc::clone(&cluster));
+        // The conference plugin's reads of the cluster's catalog, before a room is locked.
+        gateway
+            .dispatcher()
+            .set_prefetch(Arc::new(gateway::prefetch::CatalogPrefetch::new(
+                conference.clone(),
+            )));
         cluster::link::start(&cluster, &gateway, &cluster_tasks);
     }
     let nofile = listeners::front_door::raise_nofile_limit();

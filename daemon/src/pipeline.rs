@@ -105,6 +105,11 @@ impl Pipeline {
         }
     }
 
+    /// Whether a plugin named `name` is in the pipeline.
+    pub fn runs(&self, name: &str) -> bool {
+        self.slots.iter().any(|s| s.plugin.name() == name)
+    }
+
     /// Runs the event through every enabled plugin. Returns the decision and whether a plugin
     /// stopped the pipeline (took the event as its own), or the refusal that stopped it.
     pub fn run(&self, cx: &EventContext<'_>) -> Result<(Decision, bool), Refusal> {

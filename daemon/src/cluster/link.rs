@@ -172,7 +172,7 @@ async fn serve(
     grace: Instant,
     seen: &mut Seen,
 ) -> Ended {
-    let mut messages = pubsub.into_on_message();
+    let (mut sink, mut messages) = pubsub.split();
     let mut suspects = HashSet::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -200,12 +200,35 @@ async fn serve(
             }
         }
     };
-    // The subscription is dropped for a new one: what Redis already handed it is delivered
-    // first (its senders saw `PUBLISH` reach a subscriber and will not send it again).
-    while let Some(Some(msg)) = messages.next().now_or_never() {
+    drain(cluster, gateway, seen, &mut sink, &mut messages).await;
+    Ended::Lost(why)
+}
+
+/// The subscription is dropped for a new one, and what Redis handed it is delivered first: its
+/// senders saw `PUBLISH` reach a subscriber and will not send it again. What is already in
+/// the client is not enough: frames may still be in the socket, unparsed, and a Redis that
+/// is alive goes on sending until it is told to stop. So: `UNSUBSCRIBE`; once Redis answers, it
+/// sends nothing more on this connection and everything it sent before is read (the client
+/// reads in order). Without an answer (the connection is gone, or Redis frozen), what the
+/// connection still yields is read until it ends. All of it within one command timeout.
+async fn drain(
+    cluster: &Cluster,
+    gateway: &Gateway,
+    seen: &mut Seen,
+    sink: &mut redis::aio::PubSubSink,
+    messages: &mut redis::aio::PubSubStream,
+) {
+    let deadline = Instant::now() + cluster.command_timeout();
+    let channel = cluster.keys.channel(&cluster.node);
+    if let Ok(Ok(())) = tokio::time::timeout_at(deadline, sink.unsubscribe(&channel)).await {
+        while let Some(Some(msg)) = messages.next().now_or_never() {
+            take_message(cluster, gateway, seen, &msg);
+        }
+        return;
+    }
+    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, messages.next()).await {
         take_message(cluster, gateway, seen, &msg);
     }
-    Ended::Lost(why)
 }
 
 /// One pub/sub message: a bundle of frames from another node.

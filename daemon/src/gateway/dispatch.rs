@@ -14,6 +14,7 @@
 //!
 //! [`Plugin::on_unanswered`]: switchboard_plugin_api::Plugin::on_unanswered
 
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -25,6 +26,7 @@ use switchboard_protocol::{ConferenceCommand, ErrorCode, Event, JoinMode, LeaveR
 
 use super::delivery::Blocked;
 use super::membership::{ClusterMembership, JoinTurn};
+use super::prefetch::Prefetch;
 use super::registry::SessionRegistry;
 use super::remote::RedisMembership;
 use crate::cluster::{Claim, Cluster};
@@ -82,6 +84,9 @@ pub struct Dispatcher {
     rooms: RoomTable,
     /// Set once at start when `[cluster]` is configured.
     cluster: OnceLock<Arc<dyn ClusterMembership>>,
+    /// Set once at start with `[cluster]`: the conference catalog's reads, done before a
+    /// room is locked.
+    prefetch: OnceLock<Arc<dyn Prefetch>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -100,6 +105,7 @@ impl Dispatcher {
             pipeline: ArcSwap::from_pointee(pipeline),
             rooms: RoomTable::default(),
             cluster: OnceLock::new(),
+            prefetch: OnceLock::new(),
         }
     }
 
@@ -126,6 +132,11 @@ impl Dispatcher {
     /// Sets the cluster hook (once; a second call is ignored).
     pub fn set_membership(&self, membership: Arc<dyn ClusterMembership>) {
         let _ = self.cluster.set(membership);
+    }
+
+    /// Sets the prefetch hook (once; a second call is ignored).
+    pub fn set_prefetch(&self, prefetch: Arc<dyn Prefetch>) {
+        let _ = self.prefetch.set(prefetch);
     }
 
     /// The cluster hook, when one is set.
@@ -169,15 +180,43 @@ impl Dispatcher {
     /// ([`futures_util::FutureExt::now_or_never`]). (Not an `async fn`: that would move every
     /// event's envelope into a claim's future first, a cost measured on the relay path.)
     pub fn dispatch(&self, envelope: Envelope) -> impl Future<Output = Dispatched> + Send + '_ {
-        match self.cluster.get() {
-            Some(cluster) if claimed_room(&envelope.event).is_some() => {
+        let prefetch = self.prefetch.get().filter(|p| {
+            p.wants(&envelope.event) && self.pipeline.load().runs(p.plugin())
+        });
+        match (prefetch, self.cluster.get()) {
+            // Boxed, as below.
+            (Some(prefetch), _) => {
+                let boxed: Pin<Box<dyn Future<Output = Dispatched> + Send + '_>> =
+                    Box::pin(self.prefetch_then_run(&**prefetch, envelope));
+                Either::Right(boxed)
+            }
+            (None, Some(cluster)) if claimed_room(&envelope.event).is_some() => {
                 // Boxed: the claim's Redis round trips make a future of kilobytes, and inline
                 // it sized every session's task, idle or not, for this one rare wait
                 // (BENCHMARKS.md, "What an idle session holds").
-                Either::Right(Box::pin(self.claim_then_run(&**cluster, envelope)))
+                let boxed: Pin<Box<dyn Future<Output = Dispatched> + Send + '_>> =
+                    Box::pin(self.claim_then_run(&**cluster, envelope));
+                Either::Right(boxed)
             }
             _ => Either::Left(std::future::ready(self.run(envelope, None))),
         }
+    }
+
+    /// An event whose decision reads something outside (the conference catalog): read first,
+    /// with no lock held, then the dispatch (a join's claim included), then what the decision
+    /// did not use is given back. The claim of a join comes after the reads, so the cluster's
+    /// join lock of the room is not held while they wait.
+    async fn prefetch_then_run(&self, prefetch: &dyn Prefetch, envelope: Envelope) -> Dispatched {
+        let session = envelope.from.session;
+        prefetch.prepare(&envelope).await;
+        let out = match self.cluster.get() {
+            Some(cluster) if claimed_room(&envelope.event).is_some() => {
+                self.claim_then_run(&**cluster, envelope).await
+            }
+            _ => self.run(envelope, None),
+        };
+        prefetch.settle(session).await;
+        out
     }
 
     /// A join with `[cluster]`: its place claimed first, then [`Self::run`].

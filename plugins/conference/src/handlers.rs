@@ -49,8 +49,12 @@ impl Conference {
                 }))
             }
             ConferenceCommand::UpdateMetaData(m) => self.update_meta_data(cx, m),
-            ConferenceCommand::Publish(m) => Err(self.media(app, m, TokenType::Publish)),
-            ConferenceCommand::Play(m) => Err(self.media(app, m, TokenType::Play)),
+            ConferenceCommand::Publish(m) => {
+                Err(self.media(cx.from().session, app, m, TokenType::Publish))
+            }
+            ConferenceCommand::Play(m) => {
+                Err(self.media(cx.from().session, app, m, TokenType::Play))
+            }
             // Track control is the media plugin's (`sfu`, after this one).
             ConferenceCommand::ToggleTrack(_) | ConferenceCommand::ForceQuality(_) => {
                 Err(Verdict::Continue)
@@ -190,6 +194,7 @@ impl Conference {
         let owner = Hub::room_owner(&state, room);
         let used = self.check_token(
             &mut state,
+            me,
             owner.as_deref().unwrap_or(app),
             |a| a.join_room,
             j.token.as_deref(),
@@ -476,7 +481,13 @@ impl Conference {
     /// `publish` and `play`: the token check, then the request goes on to the media plugin
     /// (`sfu`) after this one. Without one the gateway refuses it with
     /// `media_plugin_not_running`.
-    fn media(&self, app: &str, m: &MediaRequest, kind: TokenType) -> Verdict {
+    fn media(
+        &self,
+        session: SessionId,
+        app: &str,
+        m: &MediaRequest,
+        kind: TokenType,
+    ) -> Verdict {
         let mut state = self.hub.state();
         // Into (or of) a room created through the REST API: its creator's checks apply.
         let owner = m
@@ -486,6 +497,7 @@ impl Conference {
             .find_map(|id| Hub::room_owner(&state, id));
         let used = self.check_token(
             &mut state,
+            session,
             owner.as_deref().unwrap_or(app),
             |a| match kind {
                 TokenType::Publish => a.publish,
@@ -521,9 +533,11 @@ impl Conference {
     /// Runs the check `which` of the settings that cover application `app` (empty: the
     /// request names none; see [`crate::security::Apps::resolve`]). Returns a used-up one-time
     /// token to delete from the store.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn check_token(
         &self,
         state: &mut State,
+        session: SessionId,
         app: &str,
         which: impl Fn(&crate::AppSecurityConfig) -> TokenCheck,
         token: Option<&str>,
@@ -535,8 +549,11 @@ impl Conference {
             Resolved::Refused(reason) => return Err(refuse(ErrorCode::Unauthorized, reason)),
             Resolved::App(settings) => settings,
         };
-        if let Some(token) = token.filter(|_| which(&settings.config) == TokenCheck::OneTime) {
-            self.hub.refresh_token(state, token);
+        let one_time = token.filter(|_| which(&settings.config) == TokenCheck::OneTime);
+        if let Some(token) = one_time {
+            // A cluster's nodes share the token: the copy read (and, if good once, taken)
+            // before the room was locked is the one checked.
+            self.hub.present_claim(state, session, token);
         }
         let used = security::check(
             settings,
@@ -545,15 +562,12 @@ impl Conference {
             access,
             &mut state.tokens,
             now,
-        )
-        .map_err(|reason| refuse(ErrorCode::Unauthorized, reason))?;
-        if let Some(token) = &used {
-            // A cluster's nodes share the token: only the node whose delete wins accepts it.
-            self.hub
-                .use_token(token)
-                .map_err(|reason| refuse(ErrorCode::Unauthorized, reason))?;
+        );
+        if let Some(token) = one_time {
+            let spent = matches!(&used, Ok(Some(_)));
+            self.hub.after_check(state, session, token, spent);
         }
-        Ok(used)
+        used.map_err(|reason| refuse(ErrorCode::Unauthorized, reason))
     }
 
     /// A join (any dialect: Ant P2P `join`, raw `/ws/{room}`, socket.io) into a conference room
@@ -578,6 +592,7 @@ impl Conference {
         let owner = Hub::room_owner(&state, room);
         let used = self.check_token(
             &mut state,
+            me,
             owner.as_deref().unwrap_or(app_of(cx, "")),
             |a| a.join_room,
             token,

@@ -87,6 +87,9 @@ pub(crate) struct State {
     shared: Option<Arc<dyn SharedCatalog>>,
     /// Other nodes' live streams by room, as last read (for the room of the event at hand).
     pub remote: HashMap<String, Vec<SharedStream>>,
+    /// One-time tokens read from the cluster's catalog for a dispatch, by (session, token id)
+    /// (`prefetch.rs`).
+    pub(crate) claims: HashMap<(SessionId, String), crate::prefetch::Claimed>,
 }
 
 /// A stream the media plugin publishes.

@@ -42,6 +42,8 @@
 //! - `security.rs`: token checks.
 //! - `store.rs`: the redb file and its writer thread.
 //! - `shared.rs`: the catalog a cluster shares ([`SharedCatalog`]) and the hub's cache of it.
+//! - `prefetch.rs`: what an event reads from that catalog before its room is locked
+//!   ([`prefetch_of`], [`Hub::prepare`], [`Hub::settle`]).
 
 use std::sync::Arc;
 
@@ -54,6 +56,7 @@ use switchboard_plugin_api::{
 
 mod handlers;
 mod hub;
+mod prefetch;
 mod records;
 mod security;
 mod shared;
@@ -67,6 +70,7 @@ pub use security::{
     App, AppSecurityConfig, Apps, MIN_JWT_SECRET_BYTES, Resolved, TokenCheck, hash_token,
     list_problems, sign_jwt,
 };
+pub use prefetch::{Prefetch, prefetch_of};
 pub use shared::{SharedCatalog, SharedStream};
 pub use store::StoreError;
 
@@ -196,16 +200,9 @@ impl Plugin for Conference {
     }
 
     fn on_event(&self, cx: &EventContext<'_>, out: &mut Decision) -> Result<Verdict, PluginError> {
-        // With a cluster catalog: this room's dates and owner as the cluster has them, and
-        // for conference requests the other nodes' live streams in it.
-        match cx.event() {
-            Event::Conference(_) => {
-                self.hub.refresh_room(cx.room.room);
-                self.hub.refresh_remote_streams(cx.room.room);
-            }
-            Event::Join(_) => self.hub.refresh_room(cx.room.room),
-            _ => {}
-        }
+        // With a cluster catalog, what Redis has for this event (the room's dates and owner,
+        // the other nodes' streams, a one-time token) was read before the room was locked
+        // (`Hub::prepare`): the hook reads memory only.
         Ok(match cx.event() {
             Event::Conference(request) => self.on_request(cx, request, out),
             Event::Leave(leave) => self.on_leave(cx, leave.reason, out),

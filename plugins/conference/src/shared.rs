@@ -7,12 +7,13 @@
 //! refreshed where a decision reads them (the `impl Hub` below).
 //!
 //! Calls block (a round trip to Redis, bounded by the implementation's timeout): REST calls
-//! make them on the blocking pool, the hook under the hub's state lock, as it used to update
-//! memory.
+//! make them on the blocking pool, and the gateway makes the hook's before it locks the
+//! event's room ([`Hub::prepare`], `prefetch.rs`); none is made under the hub's state lock or
+//! from the hook.
 
 use serde::{Deserialize, Serialize};
 
-use crate::hub::{Hub, State};
+use crate::hub::Hub;
 use crate::records::{RoomRecord, TokenRecord};
 use crate::store::StoreError;
 
@@ -54,7 +55,7 @@ pub trait SharedCatalog: Send + Sync + std::fmt::Debug {
     /// One token, if it exists and has not expired.
     fn token(&self, id: &str) -> Result<Option<TokenRecord>, StoreError>;
     /// Deletes a token atomically: `true` for exactly one caller across the cluster, the one
-    /// that uses it up.
+    /// that uses it up (written back with [`Self::put_token`] if its request is then refused).
     fn use_token(&self, id: &str) -> Result<bool, StoreError>;
     /// Lists this node's stream `key` (unique on this node) in `room` for the other nodes, or
     /// updates it. Never waits: written behind, in order, and listed only while this node is
@@ -98,40 +99,6 @@ impl Hub {
             }
             Err(e) => tracing::warn!(error = %e,
                 "Cannot read the cluster's conference rooms; using this node's copy."),
-        }
-    }
-
-    /// With a cluster catalog: token `id` into `state`'s cache, or out of it when the catalog
-    /// does not have it (used up or expired on another node) or cannot be read (a token that
-    /// cannot be checked is refused).
-    pub(crate) fn refresh_token(&self, state: &mut State, id: &str) {
-        let Some(shared) = self.shared() else {
-            return;
-        };
-        match shared.token(id) {
-            Ok(Some(token)) => {
-                state.tokens.insert(id.to_owned(), token);
-            }
-            Ok(None) => {
-                state.tokens.remove(id);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "Cannot read the cluster's one-time tokens; the token is refused.");
-                state.tokens.remove(id);
-            }
-        }
-    }
-
-    /// With a cluster catalog: uses token `id` up across the cluster. `Err` with the reason
-    /// when another node used it first or the catalog cannot be written; `Ok` without one.
-    pub(crate) fn use_token(&self, id: &str) -> Result<(), String> {
-        let Some(shared) = self.shared() else {
-            return Ok(());
-        };
-        match shared.use_token(id) {
-            Ok(true) => Ok(()),
-            Ok(false) => Err("token is not valid (unknown or already used)".to_owned()),
-            Err(e) => Err(format!("the token store is unavailable: {e}")),
         }
     }
 
