@@ -1,9 +1,10 @@
-//! The conference plugin reads the cluster's catalog in Redis from its hook (a room's dates, the
+//! The conference plugin decides with the cluster's catalog in Redis (a room's dates, the
 //! other nodes' streams, one-time tokens), with blocking calls bounded by the command timeout.
 //! A Redis that stops answering (SIGSTOP: its connections stay open, nothing is answered) must
 //! cost those requests their wait and nothing more: the other rooms of the node go on. One real
 //! node with two runtime workers, a real `redis-server` frozen and resumed, real WebSocket
-//! clients; every delivery counted.
+//! clients; every delivery counted. Those reads happen before the room is locked, so a request
+//! waiting on them holds neither its own room nor the conference state.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -103,4 +104,68 @@ async fn a_frozen_redis_does_not_stall_other_rooms_on_the_node() {
     // And the call still relays once Redis answers again.
     pb.send_json(numbered_candidate(room, 0)).await;
     assert_eq!(pa.recv_json().await["label"], 0);
+}
+
+/// The reply to `joinRoom` of `room` with stream id `stream` on a fresh connection to `node`.
+async fn participant(node: &Node, room: &str, stream: &str) -> WsClient {
+    let mut c = WsClient::connect(&node.ant_url("LiveApp")).await;
+    c.send_json(json!({"command":"joinRoom","room":room,"streamId":stream}))
+        .await;
+    let joined = c.recv_json().await;
+    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+    c
+}
+
+/// `leaveFromRoom` of `room` by `c`: its answer, if it comes within `bound`.
+async fn leave_within(c: &mut WsClient, room: &str, bound: Duration) -> Option<serde_json::Value> {
+    c.send_json(json!({"command":"leaveFromRoom","room":room}))
+        .await;
+    tokio::time::timeout(bound, c.recv_json()).await.ok()
+}
+
+/// A conference request waiting on a frozen Redis (its room's record and the other nodes'
+/// streams are read before the room is locked) holds neither its room nor the conference
+/// plugin's state: a participant of the same room, and one of another room, leave and are
+/// answered while Redis is still frozen, each within less than one command timeout; the
+/// waiting requests are answered once it resumes, with the room as it is then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_redis_does_not_stall_the_room_of_a_waiting_request() {
+    let redis = RedisServer::start().await;
+    let node = Node::spawn_env(&config(&redis), "stall", &[("TOKIO_WORKER_THREADS", "2")]).await;
+    node.wait_health("cluster: ok", Duration::from_secs(10))
+        .await;
+    let (room, other) = ("conf-x", "conf-y");
+    let _stays = participant(&node, room, "stays").await;
+    let mut leaver = participant(&node, room, "leaver").await;
+    let mut elsewhere = participant(&node, other, "elsewhere").await;
+    let mut asker = WsClient::connect(&node.ant_url("LiveApp")).await;
+
+    redis.signal("STOP");
+    for _ in 0..ASKS {
+        asker
+            .send_json(json!({"command":"getRoomInfo","room":room,"streamId":"asker"}))
+            .await;
+    }
+    // Let them reach the dispatcher before the leaves (a pause, not a measurement).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // Less than the 2 s command timeout: before the reads left the room's lock, the leave
+    // waited for every one of them (2 s each at least).
+    let bound = Duration::from_millis(1500);
+    let same_room = leave_within(&mut leaver, room, bound).await;
+    let other_room = leave_within(&mut elsewhere, other, bound).await;
+    redis.signal("CONT");
+    let same_room = same_room.expect("the leave in the waiting request's room was answered");
+    assert_eq!(same_room["definition"], "leavedFromRoom", "{same_room}");
+    assert_eq!(same_room["streamId"], "leaver", "{same_room}");
+    let other_room = other_room.expect("the leave in another room was answered");
+    assert_eq!(other_room["definition"], "leavedFromRoom", "{other_room}");
+
+    // Each waiting request is answered once, with the room as it is now.
+    for n in 0..ASKS {
+        let info = asker.recv_json().await;
+        assert_eq!(info["command"], "roomInformation", "request {n}: {info}");
+        assert_eq!(info["streams"], json!(["stays"]), "request {n}: {info}");
+    }
+    asker.expect_silence(200).await;
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_tests::ant::{ask, unauthorized};
-use switchboard_tests::cluster::{Node, RedisServer, node_config};
+use switchboard_tests::cluster::{HEARTBEAT_MS, NODE_TTL_MS, Node, RedisServer, node_config};
 use switchboard_tests::{WsClient, http_request, unix_now};
 
 /// A test node with the conference plugin before the router and `LiveApp` checking one-time
@@ -161,7 +161,7 @@ async fn a_token_minted_on_one_node_is_good_once_on_either() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn room_dates_set_on_one_node_hold_on_both() {
-    let (_redis, a, b) = two_nodes().await;
+    let (redis, a, b) = two_nodes().await;
     let now = unix_now();
     let not_active = |room: &str| json!({"command":"error","definition":"room_not_active_or_expired","streamId":room});
     // Not yet open, and over: refused on both nodes, however valid the token.
@@ -172,6 +172,12 @@ async fn room_dates_set_on_one_node_hold_on_both() {
             let token = mint(node, room).await;
             let (_, reply) = join_room(node, room, &token).await;
             assert_eq!(reply, not_active(room), "{room} on {}", node.name);
+            // Taken before the room was locked, then written back: a join refused for
+            // another reason does not use the token up.
+            let kept = redis
+                .cli(&["EXISTS", &format!("switchboard:conference:token:{token}")])
+                .await;
+            assert_eq!(kept.trim(), "1", "{room} on {}", node.name);
         }
     }
     // Open now (made on B): admitted on A.
@@ -372,4 +378,95 @@ async fn without_redis_tokens_are_refused_and_rest_writes_fail() {
     let token = mint(&b, "down-open").await;
     let (_c, reply) = join_room(&a, "down-open", &token).await;
     assert_eq!(reply["definition"], "joinedTheRoom", "{reply}");
+}
+
+/// One-time token checks read Redis before the room is locked, and never under the conference
+/// plugin's state lock: with Redis frozen (SIGSTOP) while joins with one token wait on it,
+/// the node's work that needs no Redis goes on (a participant of another room leaves, a JWT is
+/// minted through the REST API), each answered within less than one command timeout; once
+/// Redis resumes, of the joins racing for the token exactly one is admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_check_waiting_on_a_frozen_redis_holds_up_nothing_else() {
+    let redis = RedisServer::start().await;
+    // A 2 s command timeout (the heartbeat interval), so that a wait on Redis is long.
+    let config = conference_config(&redis, "conf-a")
+        .replace(
+            &format!("heartbeat_interval_ms = {HEARTBEAT_MS}"),
+            "heartbeat_interval_ms = 2000",
+        )
+        .replace(
+            &format!("node_ttl_ms = {NODE_TTL_MS}"),
+            "node_ttl_ms = 5000",
+        )
+        .replace(
+            "join_room = \"one_time\"\n",
+            "join_room = \"one_time\"\njwt_secret = \"a-secret-of-thirty-two-bytes-or-so\"\n",
+        );
+    assert!(config.contains("heartbeat_interval_ms = 2000") && config.contains("jwt_secret"));
+    let a = Node::spawn(&config, "conf-a").await;
+    a.wait_health("cluster: ok", Duration::from_secs(10)).await;
+    let calm = "calm-room";
+    let (mut calm_peer, joined) = join_room(&a, calm, &mint(&a, calm).await).await;
+    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+    let gated = "gated-room";
+    let token = mint(&a, gated).await;
+    let mut racers = Vec::new();
+    for _ in 0..3 {
+        racers.push(WsClient::connect(&a.ant_url("LiveApp")).await);
+    }
+
+    redis.signal("STOP");
+    for racer in &mut racers {
+        racer
+            .send_json(json!({"command":"joinRoom","room":gated,"token":token}))
+            .await;
+    }
+    // Let them reach the node before the rest (a pause, not a measurement).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Below the node's command timeout.
+    let bound = Duration::from_millis(1500);
+    calm_peer
+        .send_json(json!({"command":"leaveFromRoom","room":calm}))
+        .await;
+    let left = tokio::time::timeout(bound, calm_peer.recv_json()).await;
+    let expire = unix_now() + 600;
+    let jwt = tokio::time::timeout(
+        bound,
+        rest(
+            &a,
+            "GET",
+            &format!("broadcasts/s1/jwt-token?expireDate={expire}&type=play"),
+            None,
+        ),
+    )
+    .await;
+    redis.signal("CONT");
+    let left = left.expect("the leave in another room was answered while Redis was frozen");
+    assert_eq!(left["definition"], "leavedFromRoom", "{left}");
+    let (status, jwt) = jwt.expect("the JWT was minted while Redis was frozen");
+    assert_eq!(status, 200, "{jwt}");
+    assert!(
+        jwt["tokenId"].as_str().is_some_and(|t| t.contains('.')),
+        "{jwt}"
+    );
+
+    let mut replies = Vec::new();
+    for racer in &mut racers {
+        replies.push(racer.recv_json().await);
+    }
+    let admitted = replies
+        .iter()
+        .filter(|r| r["definition"] == "joinedTheRoom")
+        .count();
+    assert_eq!(admitted, 1, "{replies:?}");
+    for reply in replies
+        .iter()
+        .filter(|r| r["definition"] != "joinedTheRoom")
+    {
+        assert_eq!(*reply, unauthorized(gated));
+    }
+    let left = redis
+        .cli(&["EXISTS", &format!("switchboard:conference:token:{token}")])
+        .await;
+    assert_eq!(left.trim(), "0", "the token is used up in Redis");
 }
