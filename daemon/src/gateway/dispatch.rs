@@ -180,9 +180,10 @@ impl Dispatcher {
     /// ([`futures_util::FutureExt::now_or_never`]). (Not an `async fn`: that would move every
     /// event's envelope into a claim's future first, a cost measured on the relay path.)
     pub fn dispatch(&self, envelope: Envelope) -> impl Future<Output = Dispatched> + Send + '_ {
-        let prefetch = self.prefetch.get().filter(|p| {
-            p.wants(&envelope.event) && self.pipeline.load().runs(p.plugin())
-        });
+        let prefetch = self
+            .prefetch
+            .get()
+            .filter(|p| p.wants(&envelope.event) && self.pipeline.load().runs(p.plugin()));
         match (prefetch, self.cluster.get()) {
             // Boxed, as below.
             (Some(prefetch), _) => {

@@ -481,13 +481,7 @@ impl Conference {
     /// `publish` and `play`: the token check, then the request goes on to the media plugin
     /// (`sfu`) after this one. Without one the gateway refuses it with
     /// `media_plugin_not_running`.
-    fn media(
-        &self,
-        session: SessionId,
-        app: &str,
-        m: &MediaRequest,
-        kind: TokenType,
-    ) -> Verdict {
+    fn media(&self, session: SessionId, app: &str, m: &MediaRequest, kind: TokenType) -> Verdict {
         let mut state = self.hub.state();
         // Into (or of) a room created through the REST API: its creator's checks apply.
         let owner = m

@@ -65,12 +65,12 @@ mod store;
 mod tests;
 
 pub use hub::{Hub, HubOptions, MAX_ID_BYTES, MAX_LIST_SIZE, RestError, check_id};
+pub use prefetch::{Prefetch, prefetch_of};
 pub use records::{DEFAULT_ROOM_DURATION_SECS, NewRoom, RoomRecord, TokenRecord, TokenType};
 pub use security::{
     App, AppSecurityConfig, Apps, MIN_JWT_SECRET_BYTES, Resolved, TokenCheck, hash_token,
     list_problems, sign_jwt,
 };
-pub use prefetch::{Prefetch, prefetch_of};
 pub use shared::{SharedCatalog, SharedStream};
 pub use store::StoreError;
 

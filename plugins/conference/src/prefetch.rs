@@ -252,3 +252,7 @@ impl Hub {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "prefetch_tests.rs"]
+mod tests;
