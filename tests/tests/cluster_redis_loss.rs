@@ -449,17 +449,21 @@ async fn frames_for_a_dead_node_are_held_then_counted_once_when_it_is_found_dead
     );
 }
 
-/// Frames each peer sends in one burst while Redis is killed and restarted under it.
-const BURST: usize = 600;
+/// Frames each peer sends in one burst while Redis is disrupted under it.
+const BURST: usize = 1200;
 
-/// Sends `BURST` candidates from `peer`, then reads its partner's `BURST`, checking each is the
-/// next in order; `mid` fires when the 50th has arrived (the burst is in flight both ways).
+/// Sends `BURST` candidates from `peer` (a short pause every ten, so that the burst outlasts a
+/// heartbeat or two), then reads its partner's `BURST`, checking each is the next in order;
+/// `mid` fires when the 50th has arrived (the burst is in flight both ways).
 async fn burst(
     mut peer: WsClient,
     room: &'static str,
     mid: tokio::sync::oneshot::Sender<()>,
 ) -> WsClient {
-    send_candidates(&mut peer, room, 0, BURST).await;
+    for from in (0..BURST).step_by(10) {
+        send_candidates(&mut peer, room, from, 10).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let mut mid = Some(mid);
     for i in 0..BURST {
         let got = peer.recv_json().await;
@@ -479,12 +483,16 @@ async fn burst(
 /// every frame arrives, once, in order, nothing more comes, the call goes on, and none is
 /// counted as dropped. A subscription that breaks is read to its end before the node
 /// subscribes again.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_killed_mid_burst_loses_no_frame() {
-    let mut redis = RedisServer::start().await;
-    let a = start_node(&redis, "node-a", "").await;
-    let b = start_node(&redis, "node-b", "").await;
-    let room = "mid-burst";
+/// An Ant call across two nodes on `redis` in `room`: a burst both ways, `disrupt` run once the
+/// burst is crossing, then every frame checked (once, in order, nothing more), the call going
+/// on, nothing counted as dropped, and both records in Redis.
+async fn mid_burst(
+    redis: &mut RedisServer,
+    room: &'static str,
+    disrupt: impl AsyncFnOnce(&mut RedisServer),
+) {
+    let a = start_node(redis, "node-a", "").await;
+    let b = start_node(redis, "node-b", "").await;
     let (pa, pb) = ant_pair(&a, &b, room).await;
     let (mid_a, at_a) = tokio::sync::oneshot::channel();
     let (mid_b, at_b) = tokio::sync::oneshot::channel();
@@ -495,7 +503,7 @@ async fn a_redis_killed_mid_burst_loses_no_frame() {
         _ = at_a => {}
         _ = at_b => {}
     }
-    redis.restart().await;
+    disrupt(redis).await;
     let mut pa = side_a.await.unwrap();
     let mut pb = side_b.await.unwrap();
     pa.expect_silence(SETTLE_MS).await;
@@ -503,5 +511,27 @@ async fn a_redis_killed_mid_burst_loses_no_frame() {
     both_ways(&mut pa, &mut pb, room, BURST, 10).await;
     assert_eq!(dropped(&a).await, 0, "no frame lost on A");
     assert_eq!(dropped(&b).await, 0, "no frame lost on B");
-    assert_eq!(records(&redis, room).await.len(), 2);
+    assert_eq!(records(redis, room).await.len(), 2);
+}
+
+/// Redis SIGKILLed while frames stream both ways between two nodes (some published and not yet
+/// read by the receiving node, some queued, some held), then started again empty on its port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_killed_mid_burst_loses_no_frame() {
+    let mut redis = RedisServer::start().await;
+    mid_burst(&mut redis, "mid-burst", async |redis| redis.restart().await).await;
+}
+
+/// Redis emptied under live connections (`FLUSHALL`) mid-burst: each node finds the epoch gone
+/// on its next heartbeat and subscribes again while the other's frames keep coming. A
+/// subscription that is dropped is unsubscribed and read to its end first: what Redis handed
+/// it (its sender saw `PUBLISH` reach a subscriber and will not send it again) is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_emptied_mid_burst_loses_no_frame() {
+    let mut redis = RedisServer::start().await;
+    mid_burst(&mut redis, "flushed-burst", async |redis| {
+        let ok = redis.cli(&["FLUSHALL"]).await;
+        assert_eq!(ok.trim(), "OK");
+    })
+    .await;
 }

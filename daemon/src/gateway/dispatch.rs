@@ -6,7 +6,9 @@
 //! `remote.rs`) claims a joiner's place first, shows the pipeline the room as the cluster lists
 //! it, and afterwards commits or gives back the claim, tells the other nodes and forwards
 //! deliveries to proxies; and when no plugin answers a request that expects an answer, the
-//! plugins' [`Plugin::on_unanswered`] hooks say why.
+//! plugins' [`Plugin::on_unanswered`] hooks say why. Before the room is locked, a
+//! [`Prefetch`] (with `[cluster]`, the conference catalog's reads of Redis) reads what a join or
+//! a conference request is decided with, and gives back afterwards what the decision did not use.
 //!
 //! A departure (a leave whose reason is [`LeaveReason::Disconnect`]: the connection closed, or
 //! a member of another node is gone) is dispatched like any event, and its member leaves the
@@ -175,8 +177,9 @@ impl Dispatcher {
 
     /// Runs one event from a peer through the pipeline with its room locked, and queues the
     /// deliveries. Events without a room are not routed. With `[cluster]`, a join first claims
-    /// its place in Redis (the only wait); anything else is dispatched in this call, and the
-    /// future returned is ready, so a caller that cannot await may poll it once
+    /// its place in Redis, and joins and conference requests first wait for the conference
+    /// catalog's reads (the only waits); anything else (departures included) is dispatched in
+    /// this call, and the future returned is ready, so a caller that cannot await may poll it once
     /// ([`futures_util::FutureExt::now_or_never`]). (Not an `async fn`: that would move every
     /// event's envelope into a claim's future first, a cost measured on the relay path.)
     pub fn dispatch(&self, envelope: Envelope) -> impl Future<Output = Dispatched> + Send + '_ {

@@ -4,7 +4,9 @@
 //! Locking: the hook runs under the gateway's room lock and takes [`Hub`]'s state lock briefly;
 //! REST calls take the state lock briefly too, never the room lock, and wait for the disk
 //! outside both (they serialize among themselves on a separate lock), so neither side ever
-//! waits for I/O while holding a lock the other needs.
+//! waits for I/O while holding a lock the other needs. With a cluster catalog, the hook's reads
+//! of Redis are made before the room is locked ([`Hub::prepare`], `prefetch.rs`), never under
+//! either lock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
