@@ -116,11 +116,21 @@ async fn participant(node: &Node, room: &str, stream: &str) -> WsClient {
     c
 }
 
-/// `leaveFromRoom` of `room` by `c`: its answer, if it comes within `bound`.
+/// `leaveFromRoom` of `room` by `c`: its answer, if it comes within `bound`. Logs how long it
+/// took (a figure for the record, not a check).
 async fn leave_within(c: &mut WsClient, room: &str, bound: Duration) -> Option<serde_json::Value> {
+    let sent = std::time::Instant::now();
     c.send_json(json!({"command":"leaveFromRoom","room":room}))
         .await;
-    tokio::time::timeout(bound, c.recv_json()).await.ok()
+    let answer = tokio::time::timeout(bound, c.recv_json()).await.ok();
+    eprintln!(
+        "leaveFromRoom of {room} while Redis is frozen: {}",
+        match answer {
+            Some(_) => format!("answered in {} ms", sent.elapsed().as_millis()),
+            None => format!("not answered within {} ms", bound.as_millis()),
+        }
+    );
+    answer
 }
 
 /// A conference request waiting on a frozen Redis (its room's record and the other nodes'
