@@ -1,5 +1,6 @@
 //! The dispatcher calls its cluster hook at fixed points, through the trait, and a departure
-//! takes its member out even when a plugin refuses it.
+//! takes its member out even when a plugin refuses it. A prefetch runs before the claim and the
+//! room's lock, and settles after.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -213,4 +214,76 @@ async fn an_accepted_departure_leaves_through_the_pipeline() {
     assert_eq!(out.membership, Some(Membership::Left("r".to_owned())));
     assert!(dispatcher.room_members("r").is_empty());
     assert_eq!(hook.take(), [r#"accepted r claimed=false Some(Left("r"))"#]);
+}
+
+/// A prefetch that writes down its calls in the cluster hook's log, for the plugin `plugin`.
+struct Fetches {
+    log: Arc<Recorder>,
+    plugin: &'static str,
+}
+
+impl crate::gateway::prefetch::Prefetch for Fetches {
+    fn plugin(&self) -> &str {
+        self.plugin
+    }
+
+    fn wants(&self, event: &Event) -> bool {
+        matches!(event, Event::Join(_))
+    }
+
+    fn prepare<'a>(&'a self, envelope: &Envelope) -> crate::gateway::prefetch::Step<'a> {
+        let room = envelope.event.room().unwrap_or_default().to_owned();
+        Box::pin(async move { self.log.log(format!("prepare {room}")) })
+    }
+
+    fn settle<'a>(&'a self, session: SessionId) -> crate::gateway::prefetch::Step<'a> {
+        Box::pin(async move { self.log.log(format!("settle {}", session.0)) })
+    }
+}
+
+#[tokio::test]
+async fn a_prefetch_runs_before_the_claim_and_the_room_and_settles_after() {
+    let (dispatcher, hook) = dispatcher(vec![Box::new(RefusesLeaves)]);
+    dispatcher.set_prefetch(Arc::new(Fetches {
+        log: Arc::clone(&hook),
+        plugin: "refuses-leaves",
+    }));
+    dispatcher.dispatch(envelope(peer(1), join("r"))).await;
+    assert_eq!(
+        hook.take(),
+        [
+            "prepare r",
+            "claim r",
+            "before r",
+            r#"accepted r claimed=true Some(Joined("r"))"#,
+            "settle 1"
+        ]
+    );
+    // A refused claim is settled too (what was taken is given back).
+    dispatcher.dispatch(envelope(peer(2), join("busy"))).await;
+    assert_eq!(hook.take(), ["prepare busy", "claim busy", "settle 2"]);
+    // What the prefetch does not want is dispatched in the first poll, as before.
+    dispatch_now(&dispatcher, Envelope::departure(peer(1), "r".to_owned()));
+    assert_eq!(
+        hook.take(),
+        ["refused r claimed=false", "departed r 1 true"]
+    );
+}
+
+#[tokio::test]
+async fn a_prefetch_for_a_plugin_the_pipeline_does_not_run_is_skipped() {
+    let (dispatcher, hook) = dispatcher(Vec::new());
+    dispatcher.set_prefetch(Arc::new(Fetches {
+        log: Arc::clone(&hook),
+        plugin: "conference",
+    }));
+    dispatcher.dispatch(envelope(peer(1), join("r"))).await;
+    assert_eq!(
+        hook.take(),
+        [
+            "claim r",
+            "before r",
+            r#"accepted r claimed=true Some(Joined("r"))"#
+        ]
+    );
 }
