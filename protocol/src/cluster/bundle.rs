@@ -139,6 +139,12 @@ impl<'a> BundleWriter<'a> {
         // Rare (once per `limit` bytes): move this frame into a bundle of its own.
         let tail = self.buf.split_off(start);
         let full = self.buf.split().freeze();
+        // The next bundle's buffer whole: the full one still shares the old allocation.
+        self.buf.reserve(
+            self.limit
+                .max(tail.len())
+                .saturating_add(2 + self.node.len()),
+        );
         header(self.buf, self.node);
         self.buf.extend_from_slice(&tail);
         self.frames = 1;
