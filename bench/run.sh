@@ -339,6 +339,21 @@ for d in ("ant", "socketio", "raw"):
           f"| {med([b['server_cpu_us_per_msg'] for _, b in pairs]):.2f} "
           f"| {' / '.join(f'{x:.2f}' for x in cpu)} | **{med(cpu):.2f}** "
           f"| {' / '.join(f'{x:.2f}' for x in tput)} | **{med(tput):.2f}** |")
+# Where the cluster's CPU goes: each process's share per delivered message (medians of the
+# rounds). Side A of every pair is on node a and side B on node b, and both sides send, so the
+# two nodes do the same work; Redis fans the bundles out.
+each = [r for r in tp if r["server"] == "switchboard-2-nodes" and r.get("server_cpu_us_per_msg_each")]
+if each:
+    print("\nWhere the cluster's CPU goes, µs per delivered message (median of the rounds):\n")
+    print("| dialect | node a | node b | redis-server | load generator (cores) |")
+    print("|---|---:|---:|---:|---:|")
+    for d in ("ant", "socketio", "raw"):
+        rs = [r for r in each if r["dialect"] == d]
+        if not rs:
+            continue
+        part = lambda i: statistics.median([r["server_cpu_us_per_msg_each"][i] for r in rs])
+        lg = statistics.median([r.get("loadgen_cpu_cores") or 0 for r in rs])
+        print(f"| {d} | {part(0):.2f} | {part(1):.2f} | {part(2):.2f} | {lg:.2f} |")
 PY
 }
 

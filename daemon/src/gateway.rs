@@ -12,6 +12,7 @@ use switchboard_protocol::{DialectKind, Event};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
+use crate::cluster::RemoteForward;
 use crate::config::GatewayConfig;
 use crate::envelope::Envelope;
 use crate::lifecycle::{Lifecycle, Phase};
@@ -36,6 +37,10 @@ pub use remote::RedisMembership;
 pub enum Outbound {
     /// A peer's event relayed as is (verbatim if the receiver speaks the sender's dialect).
     Relay(Arc<Envelope>),
+    /// A peer's signal from another cluster node, for a peer of the sender's dialect, as the
+    /// sending node prepared it: rendered already where the rendering reads nothing of the
+    /// receiving session, so this node writes it without decoding it again.
+    Remote(Arc<RemoteForward>),
     /// An event composed by a plugin or the gateway. Boxed: inline, an `Event` made every
     /// item 104 bytes, and tokio's queue allocates its first block of 32 items when the session
     /// registers, so each idle session held 3.3 KiB of queue (BENCHMARKS.md, "What an idle

@@ -56,6 +56,11 @@ pub fn render<D: Dialect>(state: &D::State, out: &Outbound) -> Option<D::Wire> {
             _ => D::encode(state, &env.event),
         },
         Outbound::Event(event) => D::encode(state, event),
+        // A WebSocket session writes the text ([`render_frame`]); here it is decoded again.
+        Outbound::Remote(fwd) => match fwd.envelope() {
+            Ok(env) => render::<D>(state, &Outbound::Relay(Arc::new(env))),
+            Err(_) => None,
+        },
         // Handled by the session before rendering.
         Outbound::Kick(_) => None,
     }
@@ -63,7 +68,19 @@ pub fn render<D: Dialect>(state: &D::State, out: &Outbound) -> Option<D::Wire> {
 
 /// [`render`] for a WebSocket session: a relay that passes the sender's frame on unchanged
 /// sends that frame's own bytes ([`ReceivedFrame`]) rather than a rendered copy.
+///
+/// A signal from a peer of another cluster node comes rendered by that node: its frame (a
+/// slice of the bundle it came in) is written as it is, a socket.io literal framed by the
+/// receiving transport ([`TextFrames::forward_literal`]).
 fn render_frame<D: TextFrames>(state: &D::State, out: &Outbound) -> Option<Utf8Bytes> {
+    if let Outbound::Remote(fwd) = out
+        && fwd.dialect == D::KIND
+    {
+        if fwd.literal {
+            return D::forward_literal(state, fwd.text.as_str()).map(Utf8Bytes::from);
+        }
+        return Some(fwd.text.clone());
+    }
     if let Outbound::Relay(env) = out
         && env.from.dialect == D::KIND
         && let Some(received) = env
@@ -812,6 +829,7 @@ async fn bounded(
 pub fn outbound_kind(out: &Outbound) -> &'static str {
     match out {
         Outbound::Relay(env) => env.event.kind(),
+        Outbound::Remote(fwd) => fwd.kind.name(),
         Outbound::Event(event) => event.kind(),
         Outbound::Kick(_) => "error",
     }

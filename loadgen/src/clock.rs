@@ -24,11 +24,11 @@ pub fn cpu_secs(pid: u32) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
-/// [`cpu_secs`] summed over `pids` (a cluster: both nodes and Redis); `None` when there are
-/// none or one cannot be read, so a figure never leaves a process out.
-pub fn cpu_secs_sum(pids: &[u32]) -> Option<f64> {
+/// [`cpu_secs`] of each of `pids` in order (a cluster: both nodes and Redis); `None` when there
+/// are none or one cannot be read, so a sum never leaves a process out.
+pub fn cpu_secs_each(pids: &[u32]) -> Option<Vec<f64>> {
     if pids.is_empty() {
         return None;
     }
-    pids.iter().map(|&pid| cpu_secs(pid)).sum()
+    pids.iter().map(|&pid| cpu_secs(pid)).collect()
 }

@@ -5,11 +5,13 @@
 //! ([`bundle`]): the header once (version, sending node), then every frame the publisher had
 //! queued for that node, each with its length and its own frame number. A frame is either
 //!
-//! - a **forward** (`F`): a peer's signal for a receiver of the sender's own dialect, the
-//!   sender's wire text as it came (no escaping, no copy of the event beside it) after the few
-//!   routing fields (receiving session, sender's dialect and join mode, room). The receiver
-//!   decodes the text again with the dialect's own decoder ([`rebuild_event`]) to render it;
-//!   the sender's frame crosses Redis once;
+//! - a **forward** (`F`): a peer's signal for a receiver of the sender's own dialect, after the
+//!   few routing fields (receiving session, sender's dialect and join mode, how the receiver
+//!   renders it, room): the frame the receiving peer gets, rendered by the sender, which has
+//!   the event decoded already (the sender's text itself when it goes on unchanged), or a
+//!   socket.io `msg` literal ([`forward`]); only a signal whose rendering needs the receiving
+//!   session's state is the sender's text, decoded again there ([`rebuild_event`]). No
+//!   escaping, no copy of the event beside it: the sender's frame crosses Redis once;
 //! - or a **message** (`J`): [`NodeMessage`] as JSON, for membership changes, notices and
 //!   relays to a peer of another dialect (which carry the normalized event only).
 //!
@@ -22,14 +24,16 @@ use bytes::BytesMut;
 use serde::{Deserialize, Serialize};
 
 mod bundle;
+mod forward;
 
 pub use bundle::{BUNDLE_LIMIT, BundleReader, BundleWriter, FrameBody, FrameError, FrameRef};
+pub use forward::{Forwarding, SignalKind, prepare_forward};
 
 use crate::dialects::Dialect;
 use crate::{Decoded, DialectKind, Event, JoinMode};
 
 /// Version of the frames below; bump on any incompatible change.
-pub const NODE_PROTOCOL_VERSION: u32 = 4;
+pub const NODE_PROTOCOL_VERSION: u32 = 5;
 
 /// One message from one node to another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,9 +108,12 @@ pub enum NodeMessage {
         dialect: DialectKind,
         /// The sender's join mode.
         mode: JoinMode,
+        /// What `original` is for the receiver.
+        how: Forwarding,
         /// The room the signal is for.
         room: String,
-        /// The sender's wire text (the frame, or the socket.io `msg` string literal).
+        /// The text: the receiver's frame, a socket.io `msg` literal, or the sender's wire
+        /// text to decode again ([`Forwarding`]).
         original: String,
     },
     /// An event a plugin composed for the receiver's session `to` (a notice, an error).
@@ -150,6 +157,7 @@ impl NodeFrame {
                 to,
                 dialect,
                 mode,
+                how,
                 room,
                 original,
             } => writer.push(
@@ -158,6 +166,7 @@ impl NodeFrame {
                     to: *to,
                     dialect: *dialect,
                     mode: *mode,
+                    how: *how,
                     room,
                     original,
                 }),
@@ -193,12 +202,14 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<NodeFrame>, FrameError> {
                     to,
                     dialect,
                     mode,
+                    how,
                     room,
                     original,
                 } => NodeMessage::Forward {
                     to,
                     dialect,
                     mode,
+                    how,
                     room: room.to_owned(),
                     original: std::str::from_utf8(original)
                         .map_err(|_| FrameError::Utf8)?
@@ -226,9 +237,11 @@ pub struct ForwardRef<'a> {
     pub dialect: DialectKind,
     /// The sender's join mode.
     pub mode: JoinMode,
+    /// What `original` is for the receiver ([`prepare_forward`]).
+    pub how: Forwarding,
     /// The room.
     pub room: &'a str,
-    /// The sender's wire text.
+    /// The text.
     pub original: &'a str,
 }
 

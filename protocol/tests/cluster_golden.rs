@@ -17,9 +17,11 @@ use std::path::PathBuf;
 
 use bytes::BytesMut;
 use similar_asserts::assert_eq;
+use switchboard_protocol::Dialect;
 use switchboard_protocol::cluster::{
-    BundleReader, BundleWriter, ForwardRef, FrameBody, FrameError, FrameRef, NODE_PROTOCOL_VERSION,
-    NodeFrame, NodeMessage, RemotePeer, decode_bundle, rebuild_event,
+    BundleReader, BundleWriter, ForwardRef, Forwarding, FrameBody, FrameError, FrameRef,
+    NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer, SignalKind, decode_bundle,
+    prepare_forward, rebuild_event,
 };
 use switchboard_protocol::dialects::TextFrames;
 use switchboard_protocol::dialects::{antmedia, engineio, peerjs, raw};
@@ -35,6 +37,13 @@ fn frame(msg: NodeMessage) -> NodeFrame {
         msg,
     }
 }
+
+/// An Ant SDK offer, and what a peer of the Ant dialect gets for it (`idMapping` added).
+const ANT_OFFER: &str =
+    r#"{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":"v=0\r\n"}"#;
+const ANT_OFFER_RENDERED: &str = r#"{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":"v=0\r\n","idMapping":{}}"#;
+/// The `msg` argument of a SimpleP2P page's candidate.
+const SIO_CANDIDATE_LITERAL: &str = r#""{\"candidate\":{\"candidate\":\"candidate:1 1 udp 1 127.0.0.1 9 typ host\",\"sdpMid\":\"0\",\"sdpMLineIndex\":0}}""#;
 
 fn cases() -> Vec<(&'static str, NodeFrame)> {
     vec![
@@ -62,9 +71,9 @@ fn cases() -> Vec<(&'static str, NodeFrame)> {
                 to: 12,
                 dialect: DialectKind::Antmedia,
                 mode: JoinMode::Both,
+                how: Forwarding::Frame(SignalKind::Description),
                 room: "room1".into(),
-                original: r#"{"command":"takeConfiguration","streamId":"room1","type":"offer","sdp":"v=0\r\n"}"#
-                    .into(),
+                original: ANT_OFFER_RENDERED.into(),
             }),
         ),
         (
@@ -92,8 +101,31 @@ fn cases() -> Vec<(&'static str, NodeFrame)> {
                 to: 4,
                 dialect: DialectKind::Raw,
                 mode: JoinMode::Both,
+                how: Forwarding::Frame(SignalKind::Opaque),
                 room: "room1".into(),
                 original: r#"{ "app":"chat" }"#.into(),
+            }),
+        ),
+        (
+            "forward_sio_candidate",
+            frame(NodeMessage::Forward {
+                to: 5,
+                dialect: DialectKind::Socketio,
+                mode: JoinMode::Both,
+                how: Forwarding::Literal(SignalKind::Candidate),
+                room: "room1".into(),
+                original: SIO_CANDIDATE_LITERAL.into(),
+            }),
+        ),
+        (
+            "forward_decode",
+            frame(NodeMessage::Forward {
+                to: 6,
+                dialect: DialectKind::Antmedia,
+                mode: JoinMode::Both,
+                how: Forwarding::Decode,
+                room: "room1".into(),
+                original: ANT_OFFER.into(),
             }),
         ),
         (
@@ -131,7 +163,10 @@ fn cases() -> Vec<(&'static str, NodeFrame)> {
                 }),
             }),
         ),
-        ("media_closed", frame(NodeMessage::MediaClosed { session: 7 })),
+        (
+            "media_closed",
+            frame(NodeMessage::MediaClosed { session: 7 }),
+        ),
         (
             "deliver_error",
             frame(NodeMessage::Deliver {
@@ -179,11 +214,12 @@ fn a_forward_carries_the_senders_text_once_and_nothing_else() {
         to: 12,
         dialect: DialectKind::Antmedia,
         mode: JoinMode::Both,
+        how: Forwarding::Decode,
         room: "room1".into(),
         original: original.into(),
     })
     .to_bytes();
-    let header = HEAD + 1 + 8 + 1 + 1 + 2 + "room1".len();
+    let header = HEAD + 1 + 8 + 1 + 1 + 1 + 1 + 2 + "room1".len();
     assert_eq!(bytes.len(), header + original.len(), "header and text only");
     assert!(
         bytes.ends_with(original.as_bytes()),
@@ -218,6 +254,7 @@ fn push(writer: &mut BundleWriter<'_>, frame: &NodeFrame) -> Option<bytes::Bytes
             to,
             dialect,
             mode,
+            how,
             room,
             original,
         } => writer.push(
@@ -226,6 +263,7 @@ fn push(writer: &mut BundleWriter<'_>, frame: &NodeFrame) -> Option<bytes::Bytes
                 to: *to,
                 dialect: *dialect,
                 mode: *mode,
+                how: *how,
                 room,
                 original,
             }),
@@ -319,23 +357,27 @@ fn a_bundle_is_cut_at_the_limit_and_a_larger_frame_goes_alone() {
 #[test]
 fn frames_of_another_version_or_shape_are_refused() {
     // Node protocol 3's frames (one per message, no length prefix), as published then.
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cluster/v3");
-    let mut old = 0;
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
-        assert_eq!(
-            BundleReader::new(&bytes).unwrap_err(),
-            FrameError::Version { got: 3 }
-        );
-        assert!(
-            decode_bundle(&bytes)
-                .unwrap_err()
-                .to_string()
-                .contains("version 3")
-        );
-        old += 1;
+    // Node protocol 4's bundles (forwards the receiver always decoded again), as published then.
+    for (version, files) in [(3, 10), (4, 11)] {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/golden/cluster/v{version}"));
+        let mut old = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            assert_eq!(
+                BundleReader::new(&bytes).unwrap_err(),
+                FrameError::Version { got: version }
+            );
+            assert!(
+                decode_bundle(&bytes)
+                    .unwrap_err()
+                    .to_string()
+                    .contains(&format!("version {version}"))
+            );
+            old += 1;
+        }
+        assert_eq!(old, files, "every v{version} golden frame");
     }
-    assert_eq!(old, 10, "every v3 golden frame");
     let mut newer = cases().remove(0).1.to_bytes();
     newer[0] = u8::try_from(NODE_PROTOCOL_VERSION + 1).unwrap();
     let error = NodeFrame::from_bytes(&newer).unwrap_err();
@@ -365,6 +407,18 @@ fn frames_of_another_version_or_shape_are_refused() {
         NodeFrame::from_bytes(&bad_dialect),
         Err(FrameError::UnknownDialect(_))
     ));
+    // A forward that says neither how its receiver renders it nor a known kind.
+    for (at, byte) in [(HEAD + 1 + 8 + 2, b'?'), (HEAD + 1 + 8 + 3, b'?')] {
+        let mut bad = cases().remove(2).1.to_bytes();
+        bad[at] = byte;
+        assert!(
+            matches!(
+                NodeFrame::from_bytes(&bad),
+                Err(FrameError::UnknownForwarding(_))
+            ),
+            "byte {at}"
+        );
+    }
     // A length that runs past the end, and a header with no frame.
     let mut long = good.clone();
     long[HEAD - 12..HEAD - 8].copy_from_slice(&u32::MAX.to_be_bytes());
@@ -432,30 +486,124 @@ fn the_receiver_rebuilds_the_senders_event_from_the_forwarded_text() {
     }
     for (dialect, event, original) in cases {
         let room = event.room().expect("a signal names its room").to_owned();
+        let (how, text) = prepare_forward(dialect, &original, &event);
         let crossed = NodeFrame::from_bytes(
             &frame(NodeMessage::Forward {
                 to: 1,
                 dialect,
                 mode: JoinMode::Both,
-                room,
-                original,
+                how,
+                room: room.clone(),
+                original: text.into_owned(),
             })
             .to_bytes(),
         )
         .unwrap();
         let NodeMessage::Forward {
-            dialect,
-            room,
-            original,
+            dialect: got_dialect,
+            how: got_how,
+            original: text,
             ..
         } = crossed.msg
         else {
             panic!("a forward");
         };
-        assert_eq!(
-            rebuild_event(dialect, &room, &original).unwrap(),
-            event,
-            "{dialect}: {original}"
-        );
+        assert_eq!((got_dialect, got_how), (dialect, how));
+        // What the receiving peer gets from the forward is what its session renders from the
+        // sender's event and text on one node.
+        let on_one_node = receiver_renders(dialect, &room, &original, &event);
+        let across = match how {
+            Forwarding::Frame(kind) => {
+                assert_eq!(kind.name(), event.kind());
+                Some(text.clone())
+            }
+            Forwarding::Literal(kind) => {
+                assert_eq!(kind.name(), event.kind());
+                assert_eq!(dialect, DialectKind::Socketio);
+                let not_yet = engineio::EngineState::default();
+                assert_eq!(
+                    engineio::SocketIoWs::forward_literal(&not_yet, &text),
+                    receiver_renders_sio(&not_yet, &original, &event),
+                    "before the namespace connects"
+                );
+                engineio::SocketIoWs::forward_literal(&connected_sio(), &text)
+            }
+            Forwarding::Decode => {
+                let rebuilt = rebuild_event(dialect, &room, &text).unwrap();
+                assert_eq!(rebuilt, event, "{dialect}: {original}");
+                receiver_renders(dialect, &room, &text, &rebuilt)
+            }
+        };
+        assert_eq!(across, on_one_node, "{dialect} {how:?}: {original}");
+        assert!(across.is_some(), "{dialect}: {original} renders");
+        // Only signals whose rendering needs the receiving session are decoded again: none
+        // of these.
+        assert_ne!(how, Forwarding::Decode, "{dialect}: {original}");
+        // And the sender's text still decodes as its event (a node that must decode).
+        assert_eq!(rebuild_event(dialect, &room, &original).unwrap(), event);
     }
+}
+
+fn connected_sio() -> engineio::EngineState {
+    engineio::EngineState {
+        room: "room1".into(),
+        connected: true,
+        ..Default::default()
+    }
+}
+
+fn receiver_renders_sio(
+    state: &engineio::EngineState,
+    original: &str,
+    event: &Event,
+) -> Option<String> {
+    engineio::SocketIoWs::forward(state, original, event)
+}
+
+/// What a session of `dialect` renders on one node for a relay of `event` from a peer of its
+/// own dialect (`Dialect::forward`).
+fn receiver_renders(
+    dialect: DialectKind,
+    room: &str,
+    original: &str,
+    event: &Event,
+) -> Option<String> {
+    match dialect {
+        DialectKind::Antmedia => {
+            antmedia::AntMedia::forward(&antmedia::AntState::default(), original, event)
+        }
+        DialectKind::Raw => {
+            raw::Raw::forward(&raw::RawState { room: room.into() }, original, event)
+        }
+        DialectKind::Socketio => receiver_renders_sio(&connected_sio(), original, event),
+        DialectKind::Peerjs => {
+            peerjs::Peerjs::forward(&peerjs::PeerjsState::new("bob", None), original, event)
+        }
+    }
+}
+
+/// The golden forward of an Ant offer is what the sender renders for an Ant receiver, and the
+/// SimpleP2P candidate goes as its literal.
+#[test]
+fn the_golden_forwards_are_what_a_sender_prepares() {
+    let mut ant = antmedia::AntState::default();
+    let switchboard_protocol::Decoded::Event(offer) =
+        antmedia::AntMedia::decode(&mut ant, ANT_OFFER).unwrap()
+    else {
+        panic!("an offer");
+    };
+    let (how, text) = prepare_forward(DialectKind::Antmedia, ANT_OFFER, &offer);
+    assert_eq!(how, Forwarding::Frame(SignalKind::Description));
+    assert_eq!(text, ANT_OFFER_RENDERED);
+    let frame = format!(r#"42["msg",{SIO_CANDIDATE_LITERAL}]"#);
+    let (decoded, original) =
+        engineio::SocketIoWs::decode_relayable(&mut connected_sio(), &frame).unwrap();
+    let switchboard_protocol::Decoded::Event(candidate) = decoded else {
+        panic!("a candidate");
+    };
+    let original = original.unwrap();
+    assert_eq!(original, SIO_CANDIDATE_LITERAL);
+    let (how, text) = prepare_forward(DialectKind::Socketio, &original, &candidate);
+    assert_eq!(how, Forwarding::Literal(SignalKind::Candidate));
+    assert_eq!(text, SIO_CANDIDATE_LITERAL);
 }

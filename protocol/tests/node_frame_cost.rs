@@ -16,7 +16,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use switchboard_protocol::cluster::{NodeFrame, NodeMessage, rebuild_event};
+use switchboard_protocol::cluster::{Forwarding, NodeFrame, NodeMessage, rebuild_event};
 use switchboard_protocol::dialects::antmedia::{AntMedia, AntState};
 use switchboard_protocol::{Decoded, Dialect, DialectKind, Event, JoinMode};
 
@@ -134,6 +134,7 @@ fn cost_of_a_relay_frame_by_envelope_form() {
                     to: 12,
                     dialect: DialectKind::Antmedia,
                     mode: JoinMode::Both,
+                    how: Forwarding::Decode,
                     room: room.clone(),
                     original: frame.clone(),
                 },

@@ -16,16 +16,17 @@ use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
-use switchboard_plugin_api::{Peer, SessionId};
+use switchboard_plugin_api::SessionId;
 use switchboard_protocol::cluster::{
-    BundleReader, FrameBody, FrameError, NodeMessage, RemotePeer, rebuild_event,
+    BundleReader, Forwarding, FrameBody, FrameError, NodeMessage, RemotePeer, rebuild_event,
 };
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use super::forwarded::{RemoteForward, relay_envelope};
 use super::recovery::{LINK_LOST, Outage, recover};
 use super::{Cluster, health, publisher, store};
-use crate::envelope::{Envelope, Original};
+use crate::envelope::Original;
 use crate::gateway::{Gateway, Outbound};
 
 /// Starts the publisher and the link loop on `tracker`.
@@ -454,6 +455,7 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, bundle: &Bytes
                 to,
                 dialect,
                 mode,
+                how,
                 room,
                 original,
             } => forward(
@@ -465,6 +467,7 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, bundle: &Bytes
                     dialect,
                     mode,
                 },
+                how,
                 room,
                 original,
             ),
@@ -486,13 +489,15 @@ fn refused(seen: &mut Seen, e: &FrameError) {
     warn!(error = %e, "Cluster: unreadable frame from another node dropped.");
 }
 
-/// A peer's signal forwarded as its own text (`original`, a slice of `bundle`): decoded again
-/// with its dialect's decoder and queued for the session `to` like a local relay.
+/// A peer's signal forwarded by another node for session `to` (`original`, a slice of
+/// `bundle`): handed over as the sending node prepared it, or decoded again when that node
+/// left its rendering to this one ([`Forwarding::Decode`]).
 fn forward(
     gateway: &Gateway,
     bundle: &Bytes,
     to: u64,
     from: RemotePeer,
+    how: Forwarding,
     room: &str,
     original: &[u8],
 ) {
@@ -504,15 +509,35 @@ fn forward(
             return;
         }
     };
-    let event = match rebuild_event(from.dialect, room, text.as_str()) {
-        Ok(event) => event,
-        Err(e) => {
-            health::frame_dropped();
-            warn!(error = %e, "Cluster: a forwarded frame from another node does not decode; dropped.");
+    let (kind, literal) = match how {
+        Forwarding::Frame(kind) => (kind, false),
+        Forwarding::Literal(kind) => (kind, true),
+        Forwarding::Decode => {
+            let event = match rebuild_event(from.dialect, room, text.as_str()) {
+                Ok(event) => event,
+                Err(e) => {
+                    health::frame_dropped();
+                    warn!(error = %e, "Cluster: a forwarded frame from another node does not decode; dropped.");
+                    return;
+                }
+            };
+            relay_here(gateway, to, from, event, Some(Original::new(text)));
             return;
         }
     };
-    relay_here(gateway, to, from, event, Some(Original::new(text)));
+    // The room is a slice of the bundle too (UTF-8 already checked by the reader).
+    let room = Utf8Bytes::try_from(bundle.slice_ref(room.as_bytes())).unwrap_or_default();
+    let forward = RemoteForward {
+        dialect: from.dialect,
+        mode: from.mode,
+        kind,
+        literal,
+        room,
+        text,
+    };
+    gateway
+        .registry()
+        .deliver_remote(SessionId(to), Outbound::Remote(Arc::new(forward)));
 }
 
 /// Hands a relay from another node's peer to session `to` of this node.
@@ -523,18 +548,7 @@ fn relay_here(
     event: switchboard_protocol::Event,
     original: Option<Original>,
 ) {
-    let envelope = Envelope {
-        // Rendering needs the sender's dialect only; the session id is the sender's own
-        // node's, which means nothing here.
-        from: Peer {
-            session: SessionId(0),
-            dialect: from.dialect,
-            mode: from.mode,
-        },
-        event,
-        original,
-        app: None,
-    };
+    let envelope = relay_envelope(from.dialect, from.mode, event, original);
     gateway
         .registry()
         .deliver_remote(SessionId(to), Outbound::Relay(Arc::new(envelope)));

@@ -24,6 +24,7 @@
 pub mod catalog;
 pub mod config;
 pub mod connect;
+pub mod forwarded;
 pub mod health;
 pub mod homing;
 pub mod link;
@@ -44,6 +45,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use config::ClusterConfig;
+pub use forwarded::RemoteForward;
 
 use crate::envelope::Envelope;
 pub use proxies::{Proxies, RemoteRef};

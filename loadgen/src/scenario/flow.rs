@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::{self, ANT_PING, Conn, Dialect, EIO_PONG, FrameTemplate, Target, Ws};
-use crate::clock::{cpu_secs, cpu_secs_sum, now_ns};
+use crate::clock::{cpu_secs, cpu_secs_each, now_ns};
 use crate::sdp::{Kind, Tag};
 use crate::stats::{Percentiles, percentiles};
 
@@ -115,6 +115,10 @@ pub struct FlowReport {
     pub server_cpu_cores: Option<f64>,
     /// Server CPU time per delivered message in the window, µs.
     pub server_cpu_us_per_msg: Option<f64>,
+    /// The same per process, in the order of `--target` (a cluster: node A, node B, Redis), so
+    /// the cost of a hop can be split by where it is paid. Absent with a single process.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_cpu_us_per_msg_each: Option<Vec<f64>>,
     /// This load generator's CPU during the window, in cores.
     pub loadgen_cpu_cores: Option<f64>,
 }
@@ -250,7 +254,10 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
             tasks.push(tokio::spawn(receiver.run(stream, window)));
         }
     }
-    let cpu_before = (cpu_secs_sum(&cfg.server_pids), cpu_secs(std::process::id()));
+    let cpu_before = (
+        cpu_secs_each(&cfg.server_pids),
+        cpu_secs(std::process::id()),
+    );
     let cpu = (!burst)
         .then(|| tokio::spawn(cpu_during(cfg.server_pids.clone(), t0 + WARMUP, window.end)));
     let mut samples = Vec::new();
@@ -269,12 +276,19 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
     let (server_cpu, own_cpu) = match cpu {
         Some(cpu) => cpu.await.unwrap_or_default(),
         None => {
-            let diff = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
-            let after = (cpu_secs_sum(&cfg.server_pids), cpu_secs(std::process::id()));
-            (diff(cpu_before.0, after.0), diff(cpu_before.1, after.1))
+            let after = (
+                cpu_secs_each(&cfg.server_pids),
+                cpu_secs(std::process::id()),
+            );
+            (
+                diff_each(cpu_before.0, after.0),
+                diff(cpu_before.1, after.1),
+            )
         }
     };
     let in_window = c.in_window.load(Ordering::Relaxed);
+    let per_msg = |s: f64| s * 1e6 / in_window.max(1) as f64;
+    let server_cpu_total = server_cpu.as_ref().map(|each| each.iter().sum::<f64>());
     let measured = if burst {
         // From the first message to the last delivery.
         let last = c.last_delivery_ns.load(Ordering::Relaxed);
@@ -320,22 +334,33 @@ pub async fn run(cfg: FlowConfig) -> anyhow::Result<FlowReport> {
         errors: c.errors.load(Ordering::Relaxed),
         first_error,
         latency: matches!(cfg.pace, Pace::Rate(_)).then(|| percentiles(samples)),
-        server_cpu_cores: server_cpu.map(|s| s / measured),
-        server_cpu_us_per_msg: server_cpu.map(|s| s * 1e6 / in_window.max(1) as f64),
+        server_cpu_cores: server_cpu_total.map(|s| s / measured),
+        server_cpu_us_per_msg: server_cpu_total.map(per_msg),
+        server_cpu_us_per_msg_each: server_cpu
+            .filter(|each| each.len() > 1)
+            .map(|each| each.into_iter().map(per_msg).collect()),
         loadgen_cpu_cores: own_cpu.map(|s| s / measured),
     })
 }
 
-/// CPU seconds the server's processes (`pids`, summed) and this process use between `from`
-/// and `to`.
-async fn cpu_during(pids: Vec<u32>, from: Instant, to: Instant) -> (Option<f64>, Option<f64>) {
+/// CPU seconds each of the server's processes (`pids`, in order) and this process use between
+/// `from` and `to`.
+async fn cpu_during(pids: Vec<u32>, from: Instant, to: Instant) -> (Option<Vec<f64>>, Option<f64>) {
     let me = std::process::id();
     tokio::time::sleep_until(from).await;
-    let before = (cpu_secs_sum(&pids), cpu_secs(me));
+    let before = (cpu_secs_each(&pids), cpu_secs(me));
     tokio::time::sleep_until(to).await;
-    let after = (cpu_secs_sum(&pids), cpu_secs(me));
-    let diff = |a: Option<f64>, b: Option<f64>| Some(b? - a?);
-    (diff(before.0, after.0), diff(before.1, after.1))
+    let after = (cpu_secs_each(&pids), cpu_secs(me));
+    (diff_each(before.0, after.0), diff(before.1, after.1))
+}
+
+fn diff(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    Some(b? - a?)
+}
+
+/// Per process CPU seconds between two readings of the same processes.
+fn diff_each(a: Option<Vec<f64>>, b: Option<Vec<f64>>) -> Option<Vec<f64>> {
+    Some(a?.iter().zip(b?).map(|(a, b)| b - a).collect())
 }
 
 async fn client_pairs(cfg: &FlowConfig) -> anyhow::Result<Vec<(String, Conn, Conn)>> {

@@ -1,5 +1,6 @@
-//! Bundles from other cluster nodes (node protocol 4): any bytes read as a bundle give frames or
-//! a typed error, never a panic; a forward's text is decoded again as the receiver does.
+//! Bundles from other cluster nodes (node protocol 5): any bytes read as a bundle give frames or
+//! a typed error, never a panic; a forward's text is decoded again as the receiver does when
+//! told to (and as a session that renders relays its own way does with every forward).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -12,7 +13,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = reader.node();
     for frame in reader {
         match frame {
-            Ok((_, FrameBody::Forward { dialect, room, original, .. })) => {
+            Ok((_, FrameBody::Forward { dialect, how, room, original, .. })) => {
+                let _ = format!("{how:?}");
                 if let Ok(text) = std::str::from_utf8(original) {
                     let _ = rebuild_event(dialect, room, text);
                 }

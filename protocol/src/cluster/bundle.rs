@@ -1,4 +1,5 @@
-//! A bundle: what one pub/sub message between nodes carries (node protocol 4). Every frame the
+//! A bundle: what one pub/sub message between nodes carries (node protocol 4; 5 since a forward
+//! says how its receiver renders it). Every frame the
 //! publisher has queued for one receiving node goes into one bundle, so Redis, the receiver's
 //! RESP parsing and the syscalls are paid once per bundle rather than once per frame:
 //!
@@ -7,8 +8,9 @@
 //! [len u32 BE][seq u64 BE, 0 = none][body]            a frame (len counts seq and body) ...
 //! ```
 //!
-//! A body is `F` and `[to u64 BE][dialect u8][mode u8][room len u16 BE][room][original]` (a
-//! forward: the sender's text as it came) or `J` and a [`NodeMessage`] as JSON. Each frame keeps
+//! A body is `F` and `[to u64 BE][dialect u8][mode u8][how u8][kind u8][room len u16 BE][room]
+//! [text]` (a forward: the receiver's frame, a socket.io literal, or the sender's text to decode
+//! again; see [`super::forward`]) or `J` and a [`NodeMessage`] as JSON. Each frame keeps
 //! its own number, so the receiver's order and duplicate checks work per frame as before.
 //!
 //! [`BundleWriter`] packs frames into a [`BytesMut`] (each frame's bytes copied once, straight
@@ -17,6 +19,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::forward::Forwarding;
 use super::{
     ForwardRef, NODE_PROTOCOL_VERSION, NodeMessage, dialect_byte, dialect_of, mode_byte, mode_of,
 };
@@ -53,6 +56,9 @@ pub enum FrameError {
     /// A join mode byte this version does not know.
     #[error("unknown join mode `{0}`")]
     UnknownMode(String),
+    /// A forward's rendering (how, kind) this version does not know.
+    #[error("unknown forwarding `{0}`")]
+    UnknownForwarding(String),
     /// A JSON body that is not a [`NodeMessage`].
     #[error("malformed message: {0}")]
     Json(String),
@@ -64,8 +70,8 @@ pub enum FrameError {
 /// One frame of a bundle, borrowed from it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FrameBody<'a> {
-    /// A peer's signal for a receiver of the sender's dialect: the sender's text, unparsed
-    /// (UTF-8 is checked where it is used, once).
+    /// A peer's signal for a receiver of the sender's dialect: a text, unparsed (UTF-8 is
+    /// checked where it is used, once).
     Forward {
         /// The receiving session.
         to: u64,
@@ -73,9 +79,11 @@ pub enum FrameBody<'a> {
         dialect: DialectKind,
         /// The sender's join mode.
         mode: JoinMode,
+        /// What `original` is for the receiver.
+        how: Forwarding,
         /// The room.
         room: &'a str,
-        /// The sender's wire text, as bytes of the bundle.
+        /// The text ([`Forwarding`] says which), as bytes of the bundle.
         original: &'a [u8],
     },
     /// Anything else.
@@ -131,6 +139,12 @@ impl<'a> BundleWriter<'a> {
         // Rare (once per `limit` bytes): move this frame into a bundle of its own.
         let tail = self.buf.split_off(start);
         let full = self.buf.split().freeze();
+        // The next bundle's buffer whole: the full one still shares the old allocation.
+        self.buf.reserve(
+            self.limit
+                .max(tail.len())
+                .saturating_add(2 + self.node.len()),
+        );
         header(self.buf, self.node);
         self.buf.extend_from_slice(&tail);
         self.frames = 1;
@@ -166,11 +180,13 @@ fn write_frame(buf: &mut BytesMut, seq: Option<u64>, frame: FrameRef<'_>) {
         FrameRef::Forward(fwd) => {
             let room = fwd.room.as_bytes();
             let room = room.get(..usize::from(u16::MAX)).unwrap_or(room);
-            buf.reserve(13 + room.len() + fwd.original.len());
+            buf.reserve(15 + room.len() + fwd.original.len());
             buf.put_u8(FORWARD);
             buf.put_u64(fwd.to);
             buf.put_u8(dialect_byte(fwd.dialect));
             buf.put_u8(mode_byte(fwd.mode));
+            buf.put_u8(fwd.how.byte());
+            buf.put_u8(fwd.how.kind_byte());
             buf.put_u16(u16::try_from(room.len()).unwrap_or(u16::MAX));
             buf.put_slice(room);
             buf.put_slice(fwd.original.as_bytes());
@@ -248,12 +264,21 @@ fn read_frame(frame: &[u8]) -> Result<(Option<u64>, FrameBody<'_>), FrameError> 
             let to = r.u64()?;
             let dialect = dialect_of(r.u8()?)?;
             let mode = mode_of(r.u8()?)?;
+            let (how, kind) = (r.u8()?, r.u8()?);
+            let how = Forwarding::from_bytes(how, kind).ok_or_else(|| {
+                FrameError::UnknownForwarding(format!(
+                    "{}{}",
+                    how.escape_ascii(),
+                    kind.escape_ascii()
+                ))
+            })?;
             let len = usize::from(r.u16()?);
             let room = r.text(len)?;
             FrameBody::Forward {
                 to,
                 dialect,
                 mode,
+                how,
                 room,
                 original: r.0,
             }

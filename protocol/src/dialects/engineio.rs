@@ -128,6 +128,12 @@ impl TextFrames for SocketIoWs {
         state.connected && forwards_verbatim(event)
     }
 
+    /// As [`Self::forward`] of a signal: the literal in a `msg` frame, once connected (before,
+    /// a signal renders as nothing).
+    fn forward_literal(state: &EngineState, literal: &str) -> Option<String> {
+        state.connected.then(|| msg_frame(literal))
+    }
+
     fn greeting(state: &EngineState) -> Option<String> {
         let upgrades = if state.polling {
             r#"["websocket"]"#

@@ -156,6 +156,14 @@ pub trait TextFrames: Dialect<Wire = String, Input = str> {
         false
     }
 
+    /// The frame for a signal of a peer of this dialect that another cluster node forwards as
+    /// a `msg` literal ([`crate::cluster::Forwarding::Literal`], socket.io only): what
+    /// [`Dialect::forward`] renders from that original for a signal it passes on unchanged.
+    fn forward_literal(state: &Self::State, literal: &str) -> Option<String> {
+        let _ = state;
+        Some(literal.to_owned())
+    }
+
     /// The frame that tells the peer its join (decoded from one of its frames) was accepted,
     /// sent before anything the bus delivers to it: socket.io's connect acknowledgement.
     fn joined(state: &mut Self::State) -> Option<String> {
