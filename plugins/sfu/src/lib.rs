@@ -38,6 +38,7 @@
 //! max_rooms = 100
 //! max_peer_connections = 400
 //! bandwidth_estimation = false    # true: players' link estimate (TWCC) for the simulcast layer
+//! send_batch_ms = 1               # forwarded packets gather this long before they are sent
 //! ```
 //!
 //! # Layout
@@ -81,6 +82,9 @@ use homing::{Forwarded, Homing, RemoteMedia};
 pub use metrics::render as render_metrics;
 use registry::Registry;
 
+/// The largest `send_batch_ms`: beyond this the wait is audible in a call.
+const MAX_SEND_BATCH_MS: u64 = 20;
+
 /// Commands queued from hooks to the media task; one more is refused as `highResourceUsage`.
 const COMMAND_QUEUE: usize = 1024;
 
@@ -112,6 +116,16 @@ pub struct SfuSettings {
     /// (str0m paces nothing).
     #[serde(default = "default_bandwidth_estimation")]
     pub bandwidth_estimation: bool,
+    /// How long (milliseconds) forwarded packets may gather before the players are polled
+    /// and their datagrams sent: one poll of a player and one `sendmmsg` then cover every
+    /// packet that arrived meanwhile, instead of the few of one wake-up. 0: after every
+    /// wake-up. Adds at most this much latency to a forwarded packet.
+    #[serde(default = "default_send_batch_ms")]
+    pub send_batch_ms: u64,
+}
+
+const fn default_send_batch_ms() -> u64 {
+    1
 }
 
 const fn default_bandwidth_estimation() -> bool {
@@ -143,6 +157,7 @@ impl Default for SfuSettings {
             max_rooms: default_max_rooms(),
             max_peer_connections: default_max_peer_connections(),
             bandwidth_estimation: default_bandwidth_estimation(),
+            send_batch_ms: default_send_batch_ms(),
         }
     }
 }
@@ -170,6 +185,15 @@ impl SfuSettings {
             bad(
                 "candidates",
                 format!("{ip} is not an address a peer can reach"),
+            );
+        }
+        if self.send_batch_ms > MAX_SEND_BATCH_MS {
+            bad(
+                "send_batch_ms",
+                format!(
+                    "must be 0 to {MAX_SEND_BATCH_MS} (milliseconds a forwarded packet may wait), got {}",
+                    self.send_batch_ms
+                ),
             );
         }
         for (key, value, max) in [
@@ -364,7 +388,7 @@ mod tests {
     #[test]
     fn bad_settings_are_all_reported() {
         let bad: toml::Table = toml::from_str(
-            "udp_bind = \"0.0.0.0:5000\"\nmax_rooms = 0\nmax_publishers_per_room = 1000",
+            "udp_bind = \"0.0.0.0:5000\"\nmax_rooms = 0\nmax_publishers_per_room = 1000\nsend_batch_ms = 21",
         )
         .expect("TOML");
         let factory = SfuFactory::new(Arc::new(Hub::in_memory()));
@@ -372,7 +396,15 @@ mod tests {
             panic!("bad settings accepted");
         };
         let keys: Vec<_> = errors.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, ["candidates", "max_publishers_per_room", "max_rooms"]);
+        assert_eq!(
+            keys,
+            [
+                "candidates",
+                "send_batch_ms",
+                "max_publishers_per_room",
+                "max_rooms"
+            ]
+        );
         let unknown: toml::Table = toml::from_str("port = 1").expect("TOML");
         assert!(factory.build(&unknown).is_err());
         let unspecified: toml::Table = toml::from_str("candidates = [\"0.0.0.0\"]").expect("TOML");

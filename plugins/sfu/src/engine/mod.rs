@@ -43,6 +43,10 @@ const RECV_BATCH: usize = 32;
 /// Rounds of forwarding per wake-up before the task looks at its inputs again.
 const MAX_ROUNDS: usize = 16;
 
+/// Received packets waiting for a batch's `drive` beyond which it runs at once, whatever
+/// `send_batch_ms` says: what a batch holds is bounded by count as well as by time.
+const MAX_BATCH_YIELDS: usize = 1024;
+
 /// Where str0m's estimate of a player's link starts (bits per second): enough for a 480-line
 /// layer, so a player on a good link starts on it; a link that takes less is found within
 /// seconds (the estimate drops on the delay and loss its feedback shows).
@@ -137,6 +141,11 @@ pub struct Engine {
     yields: Vec<Yield>,
     /// When players' simulcast layers were last planned for their links (`downlink.rs`).
     plan_at: Instant,
+    /// When the first datagram received since the last `drive` arrived: the batch it opened
+    /// is driven [`SfuSettings::send_batch_ms`] later (`batch_wait`).
+    batch_since: Option<Instant>,
+    /// What the last `drive` returned: the connections' next timeout.
+    next_timeout: Instant,
 }
 
 impl std::fmt::Debug for Engine {
@@ -170,6 +179,8 @@ impl Engine {
             sends: send::SendQueue::default(),
             yields: Vec::new(),
             plan_at: Instant::now(),
+            batch_since: None,
+            next_timeout: Instant::now(),
         }
     }
 
@@ -179,8 +190,16 @@ impl Engine {
             return;
         };
         let mut buf = vec![0u8; DATAGRAM];
+        let window = Duration::from_millis(self.settings.send_batch_ms);
         loop {
-            let deadline = self.drive(&socket);
+            let deadline = match self.batch_wait(window) {
+                Some(until) => until,
+                None => {
+                    self.batch_since = None;
+                    self.next_timeout = self.drive(&socket);
+                    self.next_timeout
+                }
+            };
             tokio::select! {
                 () = cancel.cancelled() => break,
                 command = rx.recv() => match command {
@@ -189,6 +208,7 @@ impl Engine {
                 },
                 received = socket.recv_from(&mut buf) => {
                     if let Ok((n, source)) = received {
+                        self.batch_since.get_or_insert_with(Instant::now);
                         self.receive(&socket, buf.get(..n).unwrap_or_default(), source);
                         self.receive_queued(&socket, &mut buf);
                     }
@@ -518,6 +538,18 @@ impl Engine {
             };
             self.receive(socket, buf.get(..n).unwrap_or_default(), source);
         }
+    }
+
+    /// While a batch of received datagrams is younger than `window` (and not too large), when
+    /// it is due: until then the task only receives (publishers are still polled per datagram,
+    /// their packets wait in `yields`), so that one poll of each player and one `sendmmsg`
+    /// cover the whole batch. Every poll of a player pays str0m's walk over its streams, ICE,
+    /// DTLS and SCTP, and a timeout to release what was written, whatever it sends; at 16 × 16
+    /// a wake-up otherwise carries one or two packets per player. `None`: drive now.
+    /// A connection's timeout that falls due first ends the wait (its `drive` covers the batch).
+    fn batch_wait(&self, window: Duration) -> Option<Instant> {
+        let until = (self.batch_since? + window).min(self.next_timeout);
+        (Instant::now() < until && self.yields.len() < MAX_BATCH_YIELDS).then_some(until)
     }
 
     fn timeouts(&mut self, now: Instant) {
