@@ -69,6 +69,11 @@ pub struct EngineSession {
     posting: AtomicBool,
     /// Whether an upgrade is under way or done (one per session).
     upgrading: AtomicBool,
+    /// Whether the upgrade's probe was answered and its `5` has not come yet: the client is
+    /// pausing polling, waiting for its POST to be answered.
+    probed: AtomicBool,
+    /// What engine.io 3 POSTs brought that the session has not taken yet.
+    undelivered: Arc<post3::Undelivered>,
 }
 
 /// POST payloads waiting for the session loop: a session that is not reading (its receivers'
@@ -163,18 +168,21 @@ async fn handshake(
     };
     let (inbound, rx) = mpsc::channel(INBOUND_PAYLOADS);
     let queue = Arc::new(PollQueue::new(version));
+    let undelivered = Arc::new(post3::Undelivered::default());
     let session = Arc::new(EngineSession {
         version,
         queue: queue.clone(),
         inbound,
         posting: AtomicBool::new(false),
         upgrading: AtomicBool::new(false),
+        probed: AtomicBool::new(false),
+        undelivered: undelivered.clone(),
     });
     let sid: Arc<str> = state.engine_sid.as_str().into();
     cx.engineio.0.insert(sid.clone(), session.clone());
     let (ws_session, span) = start_session(&cx, addr, state, permit, "polling");
     let run = session::run_websocket::<SocketIoWs>(
-        EngineTransport::new(version, rx, queue.clone()),
+        EngineTransport::new(version, rx, queue.clone(), undelivered),
         ws_session,
     );
     let sessions = cx.engineio.clone();
@@ -238,17 +246,22 @@ async fn poll(session: &EngineSession) -> Response {
     }
 }
 
-/// A POST: its packets go to the session loop, in order. The size limit (`maxPayload`) is
-/// checked on the announced length before anything is read, and while reading otherwise.
+/// A POST: its packets go to the session loop, in order. The size limit (`maxPayload`, or for
+/// engine.io 3 `engineio3_max_post_bytes`) is checked on the announced length before anything
+/// is read, and while reading otherwise.
 async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -> Response {
-    let limit = cx.gateway.config().max_frame_bytes(DialectKind::Socketio);
-    // One v3 body holds any number of packets: its limit is per packet, as it is read.
+    let config = cx.gateway.config();
+    let limit = config.max_frame_bytes(DialectKind::Socketio);
+    // One v3 body holds any number of packets: its frame limit is per packet, as it is read.
+    let body_limit = match session.version {
+        EngineVersion::V3 => config.limits.engineio3_max_post_bytes,
+        EngineVersion::V4 => limit,
+    };
     let announced = request
         .headers()
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .filter(|_| session.version == EngineVersion::V4);
-    if let Some(len) = announced.filter(|&len| len > limit) {
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if let Some(len) = announced.filter(|&len| len > body_limit) {
         return too_large(session, len).await;
     }
     if session.posting.swap(true, Ordering::AcqRel) {
@@ -260,7 +273,7 @@ async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -
     // Cleared however this request ends (a client that goes away mid-body drops it here).
     let posting = Posting(&session.posting);
     if session.version == EngineVersion::V3 {
-        return post3::post(limit, session, request).await;
+        return post3::post(limit, body_limit, session, request).await;
     }
     let body = axum::body::to_bytes(request.into_body(), limit).await;
     drop(posting);
@@ -314,11 +327,17 @@ async fn probe(session: Arc<EngineSession>, mut socket: WebSocket) {
             .send(Message::Text(polling::PROBE_ANSWER.into()))
             .await
             .ok()?;
+        // From here the client pauses polling: it waits for its POST, which must not wait on
+        // the session (post3).
+        session.probed.store(true, Ordering::Release);
+        session.undelivered.wake();
         // Ends the client's pending poll, so it can pause polling and send `5`.
         session.queue.push(polling::NOOP.into());
         expect(&mut socket, polling::UPGRADE).await
     })
     .await;
+    session.probed.store(false, Ordering::Release);
+    session.undelivered.wake();
     if let Ok(Some(())) = probed {
         session.queue.hand_over(socket);
         let _ = session.inbound.send(Inbound::Upgraded).await;
