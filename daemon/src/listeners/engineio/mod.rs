@@ -11,7 +11,8 @@
 //! - `GET ...&sid=S`: waits until the session has written something; a second GET while one is
 //!   pending is refused (400) and ends the session.
 //! - `POST ...&sid=S`: its packets go to the session, refused (413) above `maxPayload` before
-//!   the body is read whole.
+//!   the body is read whole. An engine.io 3 POST is read whole (up to
+//!   `engineio3_max_post_bytes`) and answered at once (`post3`).
 //! - `GET ...&transport=websocket&sid=S` (an upgrade): `2probe` is answered `3probe`, a pending
 //!   GET is released with a `noop`, and after `5` the session moves to the WebSocket, which
 //!   first carries whatever the GETs had not collected.
