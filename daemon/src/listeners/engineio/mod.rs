@@ -81,6 +81,10 @@ pub struct EngineSession {
 /// queues are full) makes the client's next POST wait, as a WebSocket peer's TCP window does.
 const INBOUND_PAYLOADS: usize = 4;
 
+/// How often a pending GET is released with a `noop` while an upgrade waits for its `5`
+/// (engine.io's server checks every 100 ms).
+const NOOP_EVERY: Duration = Duration::from_millis(100);
+
 /// How long a client has to finish an upgrade it started (engine.io's `upgradeTimeout`).
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -334,7 +338,7 @@ async fn probe(session: Arc<EngineSession>, mut socket: WebSocket) {
         session.undelivered.wake();
         // Ends the client's pending poll, so it can pause polling and send `5`.
         session.queue.push(polling::NOOP.into());
-        expect(&mut socket, polling::UPGRADE).await
+        upgraded(&session, &mut socket).await
     })
     .await;
     session.probed.store(false, Ordering::Release);
@@ -346,6 +350,26 @@ async fn probe(session: Arc<EngineSession>, mut socket: WebSocket) {
     }
     // The client may try again (engine.io lets it); this socket is dropped.
     session.upgrading.store(false, Ordering::Release);
+}
+
+/// Waits for the client's `5` on the probe socket. Meanwhile a GET left pending with nothing to
+/// take is answered with a `noop` every [`NOOP_EVERY`], as engine.io's server does: a client
+/// that polled again after the first `noop` but before it saw `3probe` waits for that poll to
+/// end before it pauses, and two such clients flooding each other would write each other
+/// nothing (each holds its burst until its upgrade is done).
+async fn upgraded(session: &EngineSession, socket: &mut WebSocket) -> Option<()> {
+    let mut tick = tokio::time::interval(NOOP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let upgrade = expect(socket, polling::UPGRADE);
+    tokio::pin!(upgrade);
+    loop {
+        tokio::select! {
+            done = &mut upgrade => return done,
+            _ = tick.tick() => {
+                session.queue.release_pending_poll();
+            }
+        }
+    }
 }
 
 /// Reads one frame; `Some` when it is the text `expected`.
