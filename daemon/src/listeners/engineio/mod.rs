@@ -14,8 +14,8 @@
 //!   the body is read whole. An engine.io 3 POST is read whole (up to
 //!   `engineio3_max_post_bytes`) and answered at once (`post3`).
 //! - `GET ...&transport=websocket&sid=S` (an upgrade): `2probe` is answered `3probe`, a pending
-//!   GET is released with a `noop`, and after `5` the session moves to the WebSocket, which
-//!   first carries whatever the GETs had not collected.
+//!   GET is released with a `noop` (and every 100 ms until the `5`), and after `5` the session
+//!   moves to the WebSocket, which first carries whatever the GETs had not collected.
 //! - an unknown `sid`: 400 `{"code":1,"message":"Session ID unknown"}`.
 //! - JSONP polling (engine.io 3's `j=` query, for browsers without XHR): 400 with a message
 //!   saying so; every client since 2014 polls with XHR or opens a WebSocket.
