@@ -4,17 +4,21 @@
 // order, seconds from the first emit to the last delivery, and messages per second. Run it
 // against the node relay (bench/node-relay/app.js) and the gateway alike; loopback only,
 // bounded in time. CLIENT is `v4` (socket.io-client 4) or `v2` (socket.io-client 2.5);
-// TRANSPORTS is `polling` (pinned), `default` (long-polling, then the upgrade) or `websocket`
-// (a WebSocket at once).
+// TRANSPORTS is `polling` (pinned), `default` (long-polling, then the upgrade), `websocket`
+// (a WebSocket at once) or, for v2, `late-upgrade` (default options, but the client's own upgrade
+// probe starts only once the bursts are emitted: the upgrade happens during the burst). MODE `duplex` has both peers of a pair send their burst to each other
+// at once (each counts the other's); `oneway` (the default) has one sender per pair.
 //
-//   node bench/sio-polling.mjs URL [PAIRS] [MESSAGES] [LABEL] [CLIENT] [TRANSPORTS]
+//   node bench/sio-polling.mjs URL [PAIRS] [MESSAGES] [LABEL] [CLIENT] [TRANSPORTS] [MODE]
 import { createRequire } from 'node:module';
 import { io as ioV4 } from 'socket.io-client';
 
-const [url, pairsArg = '10', messagesArg = '500', label = url, client = 'v4', transports = 'polling'] =
-  process.argv.slice(2);
+const [url, pairsArg = '10', messagesArg = '500', label = url, client = 'v4', transports = 'polling',
+  mode = 'oneway'] = process.argv.slice(2);
+const DUPLEX = mode === 'duplex';
 const io = client === 'v2' ? createRequire(import.meta.url)('socket.io-client-v2') : ioV4;
-const TRANSPORTS = { polling: ['polling'], default: undefined, websocket: ['websocket'] }[transports];
+const TRANSPORTS = { polling: ['polling'], websocket: ['websocket'] }[transports];
+const LATE_UPGRADE = transports === 'late-upgrade';
 const PAIRS = Number(pairsArg);
 const MESSAGES = Number(messagesArg);
 const DEADLINE_MS = 120000;
@@ -25,7 +29,9 @@ const offer = (seq) => JSON.stringify({ sdp: { type: 'offer', sdp: `v=0\r\na=x-s
 const seqOf = (msg) => Number(/a=x-seq:(\d+)/.exec(msg)?.[1] ?? -1);
 
 const connect = (room) => new Promise((resolve, reject) => {
-  const socket = io(url, { forceNew: true, reconnection: false, transports: TRANSPORTS, query: { room } });
+  const socket = io(url, {
+    forceNew: true, reconnection: false, transports: TRANSPORTS, query: { room }, upgrade: !LATE_UPGRADE,
+  });
   socket.once('connect', () => resolve(socket));
   socket.once('connect_error', reject);
 });
@@ -49,22 +55,26 @@ let delivered = 0;
 let outOfOrder = 0;
 const start = process.hrtime.bigint();
 let last = start;
-const done = pairs.map(({ a, b }) => new Promise((resolve) => {
+/** `to` counts `from`'s burst of MESSAGES offers; resolves once all arrived. */
+const burst = (from, to) => new Promise((resolve) => {
   let expected = 1;
-  b.on('msg', (msg) => {
+  to.on('msg', (msg) => {
     if (seqOf(msg) !== expected) outOfOrder++;
     expected++;
     delivered++;
     last = process.hrtime.bigint();
     if (expected > MESSAGES) resolve();
   });
-  for (let seq = 1; seq <= MESSAGES; seq++) a.emit('msg', offer(seq));
-}));
+  for (let seq = 1; seq <= MESSAGES; seq++) from.emit('msg', offer(seq));
+});
+const done = pairs.flatMap(({ a, b }) => (DUPLEX ? [burst(a, b), burst(b, a)] : [burst(a, b)]));
+if (LATE_UPGRADE) for (const { a, b } of pairs) for (const s of [a, b]) s.io.engine.probe('websocket');
 await Promise.race([Promise.all(done), new Promise((r) => setTimeout(r, DEADLINE_MS - 10000))]);
 const secs = Number(last - start) / 1e9;
 console.log(JSON.stringify({
-  scenario: `burst-${client}-${transports}`, server: label, pairs: PAIRS, messages: MESSAGES,
-  sent: PAIRS * MESSAGES, delivered, out_of_order: outOfOrder, secs, msgs_per_sec: delivered / secs,
+  scenario: `burst-${client}-${transports}${DUPLEX ? '-duplex' : ''}`, server: label, pairs: PAIRS,
+  messages: MESSAGES, sent: PAIRS * MESSAGES * (DUPLEX ? 2 : 1), delivered, out_of_order: outOfOrder,
+  secs, msgs_per_sec: delivered / secs,
 }));
 for (const { a, b } of pairs) { a.close(); b.close(); }
 clearTimeout(timer);

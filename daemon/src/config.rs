@@ -308,6 +308,16 @@ pub struct LimitsConfig {
     /// without a FIN frees its room. 0 disables the pings.
     #[serde(default = "default_ping_interval_secs")]
     pub ping_interval_secs: u64,
+    /// Largest body of one engine.io 3 (socket.io-client 2) long-polling POST: such a client
+    /// sends everything it buffered in one POST, which is read whole and answered at once (its
+    /// client waits for that answer to finish an upgrade). Larger ones get 413 and end the
+    /// session (`frame_too_large`). At least 1024.
+    #[serde(default = "default_engineio3_max_post_bytes")]
+    pub engineio3_max_post_bytes: usize,
+}
+
+const fn default_engineio3_max_post_bytes() -> usize {
+    16 * 1024 * 1024
 }
 
 const fn default_max_rooms_per_session() -> usize {
@@ -395,6 +405,7 @@ impl Default for LimitsConfig {
             reserved_fds: default_reserved_fds(),
             health_check_cidrs: default_health_check_cidrs(),
             ping_interval_secs: default_ping_interval_secs(),
+            engineio3_max_post_bytes: default_engineio3_max_post_bytes(),
         }
     }
 }
@@ -666,6 +677,12 @@ impl GatewayConfig {
                     "must be between 1024 and 16777216, got {}",
                     self.limits.max_frame_bytes
                 ),
+            ));
+        }
+        if self.limits.engineio3_max_post_bytes < 1024 {
+            errors.push(ConfigError::at(
+                "limits.engineio3_max_post_bytes",
+                "must be at least 1024",
             ));
         }
         if self.limits.session_queue_len == 0 {

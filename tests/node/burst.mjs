@@ -29,12 +29,12 @@ const seqOf = (sdp) => Number(/a=x-seq:(\d+)/.exec(sdp)?.[1] ?? -1);
 // ------------------------------------------------------------------ one interface per kind
 
 /** A pair of one client kind: `send(seq)`, `next()` -> seq, pause/resume of the receiver. */
-async function sioKind(make, url, label, transports) {
+async function sioKind(make, url, label, transports, upgrade) {
   const room = uniqueRoom('burst-sio');
   const [a, b] = await sioPair(
     room,
-    () => make(`${label} A`, url, { room, transports }),
-    () => make(`${label} B`, url, { room, transports }),
+    () => make(`${label} A`, url, { room, transports, upgrade }),
+    () => make(`${label} B`, url, { room, transports, upgrade }),
   );
   return {
     label,
@@ -128,6 +128,10 @@ function kinds(url) {
   return {
     'socket.io-client 4, default options': () => sioKind(sioV4, url, 'socket.io-client 4 (default)'),
     'socket.io-client 2, default options': () => sioKind(sioV2, url, 'socket.io-client 2 (default)'),
+    // Default options, but the upgrade (the client's own probe and pause) starts only once the
+    // burst is sent: both clients pause polling while their whole burst is one POST in flight.
+    'socket.io-client 2, upgrading mid-burst': () =>
+      sioKind(sioV2, url, 'socket.io-client 2 (upgrade mid-burst)', undefined, false),
     // Pinned to long-polling: what a receiver behind a proxy without WebSocket gets. Its
     // deliveries wait in the session's poll queue between polls.
     'socket.io-client 4, long-polling only': () =>
@@ -181,17 +185,18 @@ async function burst(url) {
 /** Both sides send `count` offers at once, then each reads the other's. */
 async function duplex(url) {
   const all = kinds(url);
-  // Not socket.io-client 2 with default options: two such peers flooding each other during the
-  // upgrade deadlock (a known defect, docs/operations.md: engine.io 3 has no maxPayload, so the
-  // client sends its whole buffer in one POST, which the gateway reads only as the partner's
-  // queue takes it, while the partner's client, pausing polling for the upgrade, waits for its
-  // own such POST to finish before it polls again).
-  for (const name of ['raw', 'socket.io-client 4, default options', 'socket.io-client 4, long-polling only',
+  for (const name of ['raw', 'socket.io-client 4, default options', 'socket.io-client 2, upgrading mid-burst',
+    'socket.io-client 2, default options', 'socket.io-client 4, long-polling only',
     'socket.io-client 2, long-polling only']) {
     const pair = await all[name]();
     for (let seq = 1; seq <= MESSAGES; seq++) {
       pair.send(seq);
       pair.sendBack(seq);
+    }
+    const midBurst = name.endsWith('mid-burst');
+    if (midBurst) {
+      pair.sender.probe();
+      pair.receiver.probe();
     }
     const read = async (next) => {
       const got = [];
@@ -205,6 +210,11 @@ async function duplex(url) {
       return got;
     };
     const [forth, back] = await Promise.all([read(pair.next), read(pair.nextBack)]);
+    if (midBurst) {
+      // The upgrade this case is about did happen, both sides.
+      await pair.sender.upgraded();
+      await pair.receiver.upgraded();
+    }
     pair.close();
     for (const [label, got] of [['A -> B', forth], ['B -> A', back]]) {
       assert.equal(got.length, MESSAGES, `${name} ${label}: delivered ${got.length} of ${MESSAGES}`);

@@ -167,10 +167,11 @@ export class SioPeer {
    * @param {string} label name used in messages
    * @param {'v4'|'v2'} version which npm client
    * @param {string} url gateway base URL
-   * @param {{room?: string, transports?: string[], auth?: object}} options (`auth`: the v4
-   *   connect payload, e.g. `{token}`)
+   * @param {{room?: string, transports?: string[], auth?: object, upgrade?: boolean}} options
+   *   (`auth`: the v4 connect payload, e.g. `{token}`; `upgrade: false`: no upgrade until the
+   *   test starts one with `probe()`)
    */
-  constructor(label, version, url, { room, transports, auth } = {}) {
+  constructor(label, version, url, { room, transports, auth, upgrade } = {}) {
     this.label = label;
     this.version = version;
     this.inbox = new Inbox(label);
@@ -178,6 +179,7 @@ export class SioPeer {
     if (room !== undefined) opts.query = { room };
     if (transports) opts.transports = transports;
     if (auth) opts.auth = auth;
+    if (upgrade === false) opts.upgrade = false;
     this.socket = version === 'v2' ? ioV2(url, opts) : ioV4(url, opts);
     for (const event of SIO_EVENTS) {
       this.socket.on(event, (value) => this.inbox.push(event, value));
@@ -239,6 +241,12 @@ export class SioPeer {
   /** The engine.io transport in use now ('polling' or 'websocket'). */
   transport() {
     return this.socket.io.engine && this.socket.io.engine.transport && this.socket.io.engine.transport.name;
+  }
+
+  /** Starts the upgrade to WebSocket now, by the engine.io client's own probe (what it does on
+   *  open with its default options), for a peer made with `upgrade: false`. */
+  probe() {
+    this.socket.io.engine.probe('websocket');
   }
 
   /** Waits (bounded) until the connection has upgraded to WebSocket. */

@@ -17,6 +17,9 @@
 //              answer (the Rust test then checks each is counted once in /metrics)
 //   bad-input3 the same for engine.io 3 (socket.io-client 2's protocol): length-prefixed
 //              payloads, broken framing, binary framing, JSONP
+//   post-cap3  engine.io 3 POSTs above `engineio3_max_post_bytes` (POST_CAP3, set so by the Rust
+//              test): announced, counted while read, and a real socket.io-client 2's burst; each
+//              gets 413, nothing of it reaches the partner, the session ends, the partner is told
 import assert from 'node:assert/strict';
 import {
   ANSWER_SDP, CANDIDATE, OFFER_SDP, WsPeer, arg, check, run, sioV2, sioV4, sleep, uniqueRoom,
@@ -423,8 +426,101 @@ async function badInput3(url) {
   await answered('a msg with a number again, on the first session', '11:42["msg",7]', 'invalid_field');
 }
 
+// ------------------------------------------------------------------ the engine.io 3 POST cap
+
+/** `engineio3_max_post_bytes` in the Rust test's config. */
+const POST_CAP3 = 100000;
+
+/** An engine.io 3 payload of socket.io `msg` offers numbered from 1, just above `bytes`. */
+function offers3(bytes) {
+  let body = '';
+  for (let seq = 1; body.length <= bytes; seq++) {
+    const packet = `42${JSON.stringify(['msg', sioOffer(seq)])}`;
+    body += `${packet.length}:${packet}`;
+  }
+  return body;
+}
+
+/** A raw peer joined to `room`, after the socket.io peer there. */
+async function rawPartner(url, room) {
+  const raw = await WsPeer.connect('raw partner', `${url.replace(/^http/, 'ws')}/ws/${room}`);
+  await raw.expectJson({ type: 'switchboard.joined', room }, 'joined');
+  return raw;
+}
+
+/** Reads `raw`'s frames until its partner left; no offer may come before. */
+async function leftWithoutOffers(raw, what) {
+  for (;;) {
+    const frame = await raw.json(GAP_MS);
+    assert.notEqual(frame.type, 'offer', `${what}: an offer of the refused POST was relayed`);
+    if (frame.type === 'switchboard.peer-left') return;
+  }
+}
+
+async function postCap3(url) {
+  // Announced (Content-Length): refused before the body is read.
+  {
+    const room = uniqueRoom('cap3-announced');
+    const s = await openSession3(url, room);
+    const raw = await rawPartner(url, room);
+    const body = offers3(POST_CAP3);
+    const answer = await s.post(body);
+    assert.equal(answer.status, 413, 'a POST above the cap');
+    assert.ok((await s.get()).includes('1'), 'the session is closed (engine.io close packet)');
+    await leftWithoutOffers(raw, 'announced');
+    raw.close();
+    check(`engine.io 3, a POST of ${body.length} B (cap ${POST_CAP3} B, Content-Length): 413, the session closed, the partner told, no offer relayed`);
+  }
+  // Chunked (no Content-Length): refused once the bytes read pass the cap.
+  {
+    const room = uniqueRoom('cap3-chunked');
+    const s = await openSession3(url, room);
+    const raw = await rawPartner(url, room);
+    const body = Buffer.from(offers3(POST_CAP3));
+    const chunks = [];
+    for (let at = 0; at < body.length; at += 8192) chunks.push(body.subarray(at, at + 8192));
+    const stream = new ReadableStream({
+      pull(controller) {
+        const chunk = chunks.shift();
+        if (chunk) controller.enqueue(chunk);
+        else controller.close();
+      },
+    });
+    const answer = await fetch(s.at, { method: 'POST', body: stream, duplex: 'half' });
+    assert.equal(answer.status, 413, 'a chunked POST above the cap');
+    assert.ok((await s.get()).includes('1'), 'the session is closed (engine.io close packet)');
+    await leftWithoutOffers(raw, 'chunked');
+    raw.close();
+    check(`engine.io 3, a chunked POST of ${body.length} B (cap ${POST_CAP3} B): 413, the session closed, the partner told, no offer relayed`);
+  }
+  // A real socket.io-client 2 (pinned to polling, so its burst is one POST) sends more than the
+  // cap at once: it is disconnected, its partner told; what reached the partner came in order.
+  {
+    const room = uniqueRoom('cap3-client');
+    const a = await sioV2('v2 sender', url, { room, transports: ['polling'] }).connected();
+    await a.expectNotice({ type: 'joined', room });
+    const raw = await rawPartner(url, room);
+    const count = Math.ceil((2 * POST_CAP3) / offer(1).length);
+    for (let seq = 1; seq <= count; seq++) a.send(sioOffer(seq));
+    const reason = await a.disconnected(GAP_MS);
+    let expected = 1;
+    for (;;) {
+      const frame = await raw.json(GAP_MS);
+      if (frame.type === 'switchboard.peer-left') break;
+      if (frame.type === 'offer') {
+        assert.equal(seqOf(frame.sdp), expected, 'what was relayed came in order');
+        expected++;
+      }
+    }
+    assert.ok(expected - 1 < count, `all ${count} offers were relayed: the cap did not apply`);
+    raw.close();
+    check(`socket.io-client 2 (polling) sending ${count} offers of ${offer(1).length} B at once: disconnected (${reason}), the partner told after ${expected - 1} offers, in order`);
+  }
+}
+
 const SCENARIOS = {
   cross, upgrade, polling: pollingOnly, calls, 'bad-input': badInput, 'bad-input3': badInput3,
+  'post-cap3': postCap3,
 };
 
 run('sio_polling', async (args) => {

@@ -84,6 +84,25 @@ async fn engine_io_3_bad_input_over_polling_is_answered_and_counted_once() {
     gw.stop().await;
 }
 
+/// Engine.io 3 POSTs above `engineio3_max_post_bytes` (announced, counted while read, and a
+/// real socket.io-client 2's burst): each gets 413, nothing of it is relayed, and its session
+/// ends, counted once as an oversized frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_io_3_posts_above_the_cap_get_413_and_are_counted_once() {
+    // The cap the scenario's POST_CAP3 assumes.
+    let config = CONFIG.replace(
+        "session_queue_len = 32",
+        "session_queue_len = 32\nengineio3_max_post_bytes = 100000",
+    );
+    let gw = TestGateway::with_config(&config).await;
+    scenario(&gw, "post-cap3").await;
+    let body = scrape(&gw).await;
+    let count = |reason: &str| metrics::sample(&body, &metrics::errors("socketio", reason));
+    assert_eq!(count("frame_too_large"), 3, "{body}");
+    assert_eq!(closed_by(&body, "frame too large"), 3, "{body}");
+    gw.stop().await;
+}
+
 /// Each bad input over polling is answered (the script checks the answers) and counted once,
 /// by reason, as over WebSocket.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -110,3 +110,19 @@ type = "room-router"
         "unknown keys are errors"
     );
 }
+
+#[test]
+fn the_engine_io_3_post_cap_defaults_to_16_mib_and_is_at_least_1024() {
+    assert_eq!(LimitsConfig::default().engineio3_max_post_bytes, 16 << 20);
+    let Err(LoadConfigError::Invalid(errors)) =
+        GatewayConfig::from_toml("[limits]\nengineio3_max_post_bytes = 1023\n")
+    else {
+        panic!("expected validation errors");
+    };
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.to_string().contains("limits.engineio3_max_post_bytes")),
+        "{errors:?}"
+    );
+}

@@ -11,10 +11,11 @@
 //! - `GET ...&sid=S`: waits until the session has written something; a second GET while one is
 //!   pending is refused (400) and ends the session.
 //! - `POST ...&sid=S`: its packets go to the session, refused (413) above `maxPayload` before
-//!   the body is read whole.
+//!   the body is read whole. An engine.io 3 POST is read whole (up to
+//!   `engineio3_max_post_bytes`) and answered at once (`post3`).
 //! - `GET ...&transport=websocket&sid=S` (an upgrade): `2probe` is answered `3probe`, a pending
-//!   GET is released with a `noop`, and after `5` the session moves to the WebSocket, which
-//!   first carries whatever the GETs had not collected.
+//!   GET is released with a `noop` (and every 100 ms until the `5`), and after `5` the session
+//!   moves to the WebSocket, which first carries whatever the GETs had not collected.
 //! - an unknown `sid`: 400 `{"code":1,"message":"Session ID unknown"}`.
 //! - JSONP polling (engine.io 3's `j=` query, for browsers without XHR): 400 with a message
 //!   saying so; every client since 2014 polls with XHR or opens a WebSocket.
@@ -69,11 +70,20 @@ pub struct EngineSession {
     posting: AtomicBool,
     /// Whether an upgrade is under way or done (one per session).
     upgrading: AtomicBool,
+    /// Whether the upgrade's probe was answered and its `5` has not come yet: the client is
+    /// pausing polling, waiting for its POST to be answered.
+    probed: AtomicBool,
+    /// What engine.io 3 POSTs brought that the session has not taken yet.
+    undelivered: Arc<post3::Undelivered>,
 }
 
 /// POST payloads waiting for the session loop: a session that is not reading (its receivers'
 /// queues are full) makes the client's next POST wait, as a WebSocket peer's TCP window does.
 const INBOUND_PAYLOADS: usize = 4;
+
+/// How often a pending GET is released with a `noop` while an upgrade waits for its `5`
+/// (engine.io's server checks every 100 ms).
+const NOOP_EVERY: Duration = Duration::from_millis(100);
 
 /// How long a client has to finish an upgrade it started (engine.io's `upgradeTimeout`).
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -163,18 +173,21 @@ async fn handshake(
     };
     let (inbound, rx) = mpsc::channel(INBOUND_PAYLOADS);
     let queue = Arc::new(PollQueue::new(version));
+    let undelivered = Arc::new(post3::Undelivered::default());
     let session = Arc::new(EngineSession {
         version,
         queue: queue.clone(),
         inbound,
         posting: AtomicBool::new(false),
         upgrading: AtomicBool::new(false),
+        probed: AtomicBool::new(false),
+        undelivered: undelivered.clone(),
     });
     let sid: Arc<str> = state.engine_sid.as_str().into();
     cx.engineio.0.insert(sid.clone(), session.clone());
     let (ws_session, span) = start_session(&cx, addr, state, permit, "polling");
     let run = session::run_websocket::<SocketIoWs>(
-        EngineTransport::new(version, rx, queue.clone()),
+        EngineTransport::new(version, rx, queue.clone(), undelivered),
         ws_session,
     );
     let sessions = cx.engineio.clone();
@@ -238,17 +251,22 @@ async fn poll(session: &EngineSession) -> Response {
     }
 }
 
-/// A POST: its packets go to the session loop, in order. The size limit (`maxPayload`) is
-/// checked on the announced length before anything is read, and while reading otherwise.
+/// A POST: its packets go to the session loop, in order. The size limit (`maxPayload`, or for
+/// engine.io 3 `engineio3_max_post_bytes`) is checked on the announced length before anything
+/// is read, and while reading otherwise.
 async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -> Response {
-    let limit = cx.gateway.config().max_frame_bytes(DialectKind::Socketio);
-    // One v3 body holds any number of packets: its limit is per packet, as it is read.
+    let config = cx.gateway.config();
+    let limit = config.max_frame_bytes(DialectKind::Socketio);
+    // One v3 body holds any number of packets: its frame limit is per packet, as it is read.
+    let body_limit = match session.version {
+        EngineVersion::V3 => config.limits.engineio3_max_post_bytes,
+        EngineVersion::V4 => limit,
+    };
     let announced = request
         .headers()
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
-        .filter(|_| session.version == EngineVersion::V4);
-    if let Some(len) = announced.filter(|&len| len > limit) {
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if let Some(len) = announced.filter(|&len| len > body_limit) {
         return too_large(session, len).await;
     }
     if session.posting.swap(true, Ordering::AcqRel) {
@@ -260,7 +278,7 @@ async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -
     // Cleared however this request ends (a client that goes away mid-body drops it here).
     let posting = Posting(&session.posting);
     if session.version == EngineVersion::V3 {
-        return post3::post(limit, session, request).await;
+        return post3::post(limit, body_limit, session, request).await;
     }
     let body = axum::body::to_bytes(request.into_body(), limit).await;
     drop(posting);
@@ -314,11 +332,17 @@ async fn probe(session: Arc<EngineSession>, mut socket: WebSocket) {
             .send(Message::Text(polling::PROBE_ANSWER.into()))
             .await
             .ok()?;
+        // From here the client pauses polling: it waits for its POST, which must not wait on
+        // the session (post3).
+        session.probed.store(true, Ordering::Release);
+        session.undelivered.wake();
         // Ends the client's pending poll, so it can pause polling and send `5`.
         session.queue.push(polling::NOOP.into());
-        expect(&mut socket, polling::UPGRADE).await
+        upgraded(&session, &mut socket).await
     })
     .await;
+    session.probed.store(false, Ordering::Release);
+    session.undelivered.wake();
     if let Ok(Some(())) = probed {
         session.queue.hand_over(socket);
         let _ = session.inbound.send(Inbound::Upgraded).await;
@@ -326,6 +350,26 @@ async fn probe(session: Arc<EngineSession>, mut socket: WebSocket) {
     }
     // The client may try again (engine.io lets it); this socket is dropped.
     session.upgrading.store(false, Ordering::Release);
+}
+
+/// Waits for the client's `5` on the probe socket. Meanwhile a GET left pending with nothing to
+/// take is answered with a `noop` every [`NOOP_EVERY`], as engine.io's server does: a client
+/// that polled again after the first `noop` but before it saw `3probe` waits for that poll to
+/// end before it pauses, and two such clients flooding each other would write each other
+/// nothing (each holds its burst until its upgrade is done).
+async fn upgraded(session: &EngineSession, socket: &mut WebSocket) -> Option<()> {
+    let mut tick = tokio::time::interval(NOOP_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let upgrade = expect(socket, polling::UPGRADE);
+    tokio::pin!(upgrade);
+    loop {
+        tokio::select! {
+            done = &mut upgrade => return done,
+            _ = tick.tick() => {
+                session.queue.release_pending_poll();
+            }
+        }
+    }
 }
 
 /// Reads one frame; `Some` when it is the text `expected`.

@@ -1,9 +1,16 @@
-//! An engine.io 3 POST, read as it arrives. socket.io-client 2 puts every packet it has
-//! buffered into one POST (engine.io 3 has no `maxPayload` to make it split them), so a burst
-//! is one body of megabytes. Its packets go to the session loop as the body is read, a few at a
-//! time through the session's bounded inbound channel: a session that is not reading makes the
-//! rest of the body wait in the client's TCP window, as a WebSocket peer's frames do. Each
-//! packet's length prefix is checked against the frame limit before the packet is buffered.
+//! An engine.io 3 POST, read whole and answered `ok`, as engine.io 3's own server answers it.
+//! socket.io-client 2 puts every packet it has buffered into one POST (engine.io 3 has no
+//! `maxPayload` to make it split them), so a burst is one body of megabytes. While it upgrades
+//! to a WebSocket, the client waits for that POST's answer before it sends the upgrade's `5`
+//! and polls nothing meanwhile: a POST answered only as fast as the session relays its packets
+//! would wait on a partner that, upgrading too, waits on its own POST (a deadlock). So the body
+//! is read whole (at most `engineio3_max_post_bytes`, else 413 and the session ends) and its
+//! packets wait in the session ([`Undelivered`]). Backpressure moves to the next POST: its body
+//! is read once the session has taken every packet of the ones before, except while an upgrade
+//! is under way (the client may wait for it to pause), when up to twice the cap may wait.
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -12,79 +19,155 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use switchboard_protocol::dialects::engineio::payload3::{self, PayloadError, Split};
 use switchboard_protocol::dialects::engineio::polling::RequestError;
+use tokio::sync::Notify;
 
 use super::transport::Inbound;
 use super::{EngineSession, refuse};
 
-/// Reads the body of `request` into `session`'s packets; `limit` is the frame limit.
-pub(super) async fn post(limit: usize, session: &EngineSession, request: Request) -> Response {
-    let mut body = request.into_body().into_data_stream();
-    let mut buf = BytesMut::new();
-    let mut first = true;
-    while let Some(chunk) = body.next().await {
-        let Ok(chunk) = chunk else {
-            // The client went away mid-body; what it sent whole was delivered.
-            return refuse(RequestError::BadRequest);
-        };
-        if std::mem::take(&mut first) && payload3::is_binary_payload(&chunk) {
-            // Binary data, which signaling never carries: answered as a binary packet is.
-            let binary = vec![Bytes::from_static(b"b")];
-            return deliver(session, Inbound::Packets(binary)).await;
-        }
-        buf.extend_from_slice(&chunk);
-        let (packets, broken) = split(&mut buf, limit);
-        if !packets.is_empty()
-            && session
-                .inbound
-                .send(Inbound::Packets(packets))
-                .await
-                .is_err()
-        {
-            return refuse(RequestError::UnknownSid);
-        }
-        if let Some(error) = broken {
-            return bad_payload(session, error).await;
-        }
+/// The bytes of packets a session's POSTs brought that its loop has not taken yet.
+#[derive(Debug, Default)]
+pub struct Undelivered {
+    bytes: AtomicUsize,
+    /// Wakes a POST waiting for the session to take packets, or for an upgrade to start.
+    changed: Notify,
+}
+
+impl Undelivered {
+    fn add(&self, bytes: usize) {
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
     }
-    match (first, buf.is_empty()) {
-        (false, true) => ok(),
-        (true, _) => bad_payload(session, PayloadError::Empty).await,
-        (false, false) => bad_payload(session, PayloadError::Truncated).await,
+
+    /// The session loop took a packet of `bytes`.
+    pub fn taken(&self, bytes: usize) {
+        let before = self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        debug_assert!(before >= bytes, "more taken than delivered");
+        self.changed.notify_waiters();
+    }
+
+    /// Something a waiting POST's threshold depends on changed (an upgrade began or ended).
+    pub fn wake(&self) {
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until at most `threshold()` bytes are undelivered.
+    async fn at_most(&self, threshold: impl Fn() -> usize) {
+        loop {
+            let mut changed = pin!(self.changed.notified());
+            changed.as_mut().enable();
+            if self.bytes.load(Ordering::Acquire) <= threshold() {
+                return;
+            }
+            changed.await;
+        }
     }
 }
 
-/// Takes every whole packet off the front of `buf`, and the error that stopped the split, if
-/// one did. Empty packets (`0:`) are dropped, as engine.io-parser 2 drops them.
-fn split(buf: &mut BytesMut, limit: usize) -> (Vec<Bytes>, Option<PayloadError>) {
+/// Reads the body of `request` into `session`'s packets; `limit` is the frame limit (per
+/// packet), `cap` the POST limit (per body, checked on `Content-Length` by the caller).
+pub(super) async fn post(
+    limit: usize,
+    cap: usize,
+    session: &EngineSession,
+    request: Request,
+) -> Response {
+    // Backpressure: the body stays in the client's TCP window until the session has taken the
+    // packets of the POSTs before it.
+    let threshold = || match session.probed.load(Ordering::Acquire) {
+        true => 2 * cap,
+        false => 0,
+    };
+    tokio::select! {
+        () = session.undelivered.at_most(threshold) => {}
+        () = session.inbound.closed() => return refuse(RequestError::UnknownSid),
+    }
+    let mut body = request.into_body().into_data_stream();
+    let mut buf = BytesMut::new();
     let mut packets = Vec::new();
+    let mut read = 0;
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else {
+            // The client went away mid-body: engine.io drops such a POST whole.
+            return refuse(RequestError::BadRequest);
+        };
+        if read == 0 && payload3::is_binary_payload(&chunk) {
+            // Binary data, which signaling never carries: answered as a binary packet is.
+            let binary = vec![Bytes::from_static(b"b")];
+            return deliver(session, binary).await;
+        }
+        read += chunk.len();
+        if read > cap {
+            // Refused whole, as a v4 POST above `maxPayload` is: nothing of it is relayed.
+            return bad_payload(session, Vec::new(), PayloadError::TooLarge(read)).await;
+        }
+        buf.extend_from_slice(&chunk);
+        if let Some(error) = split(&mut buf, limit, &mut packets) {
+            return bad_payload(session, packets, error).await;
+        }
+    }
+    match (read, buf.is_empty()) {
+        (0, _) => bad_payload(session, packets, PayloadError::Empty).await,
+        (_, true) => deliver(session, packets).await,
+        (_, false) => bad_payload(session, packets, PayloadError::Truncated).await,
+    }
+}
+
+/// Moves every whole packet off the front of `buf` into `packets`; the error that stopped the
+/// split, if one did. Empty packets (`0:`) are dropped, as engine.io-parser 2 drops them.
+fn split(buf: &mut BytesMut, limit: usize, packets: &mut Vec<Bytes>) -> Option<PayloadError> {
     loop {
         match payload3::split_first(buf, limit) {
             Ok(Split::Packet { header, end }) => {
                 let packet = buf.split_to(end).freeze().slice(header..);
                 if packet.len() > limit {
-                    return (packets, Some(PayloadError::TooLarge(packet.len())));
+                    return Some(PayloadError::TooLarge(packet.len()));
                 }
                 if !packet.is_empty() {
                     packets.push(packet);
                 }
             }
-            Ok(Split::NeedMore) => return (packets, None),
-            Err(e) => return (packets, Some(e)),
+            Ok(Split::NeedMore) => return None,
+            Err(e) => return Some(e),
         }
     }
 }
 
+/// Hands `packets` to the session, counted as undelivered until its loop takes them.
+async fn hand(session: &EngineSession, packets: Vec<Bytes>) -> Result<(), Response> {
+    if packets.is_empty() {
+        return Ok(());
+    }
+    let bytes = packets.iter().map(Bytes::len).sum();
+    session.undelivered.add(bytes);
+    if session
+        .inbound
+        .send(Inbound::Packets(packets))
+        .await
+        .is_err()
+    {
+        return Err(refuse(RequestError::UnknownSid));
+    }
+    Ok(())
+}
+
 /// Gives the session what a POST carried and answers the POST.
-async fn deliver(session: &EngineSession, inbound: Inbound) -> Response {
-    match session.inbound.send(inbound).await {
+async fn deliver(session: &EngineSession, packets: Vec<Bytes>) -> Response {
+    match hand(session, packets).await {
         Ok(()) => ok(),
-        Err(_) => refuse(RequestError::UnknownSid),
+        Err(refused) => refused,
     }
 }
 
-/// A body whose framing broke: the session is closed and counted (as a malformed packet, or as
-/// an oversized frame), and the POST refused.
-async fn bad_payload(session: &EngineSession, error: PayloadError) -> Response {
+/// A body whose framing broke or that is above the cap: what came whole before the break goes
+/// to the session, which is then closed and counted (as a malformed packet, or as an oversized
+/// frame), and the POST refused.
+async fn bad_payload(
+    session: &EngineSession,
+    packets: Vec<Bytes>,
+    error: PayloadError,
+) -> Response {
+    if let Err(refused) = hand(session, packets).await {
+        return refused;
+    }
     let status = match error {
         PayloadError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
         _ => StatusCode::BAD_REQUEST,
@@ -95,4 +178,62 @@ async fn bad_payload(session: &EngineSession, error: PayloadError) -> Response {
 
 fn ok() -> Response {
     ([(axum::http::header::CONTENT_TYPE, "text/html")], "ok").into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_post_waits_until_the_session_took_the_packets_before_it() {
+        let undelivered = Arc::new(Undelivered::default());
+        undelivered.add(10);
+        let waiting = tokio::spawn({
+            let undelivered = undelivered.clone();
+            async move { undelivered.at_most(|| 0).await }
+        });
+        tokio::task::yield_now().await;
+        undelivered.taken(4);
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "6 bytes are still undelivered");
+        undelivered.taken(6);
+        waiting.await.expect("let in once everything was taken");
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_lets_a_waiting_post_in_below_its_threshold() {
+        let undelivered = Arc::new(Undelivered::default());
+        let probed = Arc::new(AtomicBool::new(false));
+        undelivered.add(10);
+        let waiting = tokio::spawn({
+            let (undelivered, probed) = (undelivered.clone(), probed.clone());
+            async move {
+                let threshold = || {
+                    if probed.load(Ordering::Acquire) {
+                        20
+                    } else {
+                        0
+                    }
+                };
+                undelivered.at_most(threshold).await;
+            }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        probed.store(true, Ordering::Release);
+        undelivered.wake();
+        waiting.await.expect("let in by the upgrade");
+    }
+
+    #[test]
+    fn a_body_splits_into_its_packets_and_keeps_an_unfinished_one() {
+        let mut buf = BytesMut::from(&b"2:403:42x0:3:4"[..]);
+        let mut packets = Vec::new();
+        assert_eq!(split(&mut buf, 100, &mut packets), None);
+        assert_eq!(packets, vec![Bytes::from("40"), Bytes::from("42x")]);
+        assert_eq!(&buf[..], b"3:4");
+    }
 }

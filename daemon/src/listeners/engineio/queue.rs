@@ -113,6 +113,19 @@ impl PollQueue {
         self.arrived.notify_one();
     }
 
+    /// Answers a pending GET that has nothing to take with a `noop`, so that a client pausing
+    /// polling for an upgrade gets its poll back (engine.io's server does so every 100 ms while
+    /// an upgrade is under way). Whether a `noop` was queued.
+    pub fn release_pending_poll(&self) -> bool {
+        let inner = self.lock();
+        if !inner.polling || !inner.packets.is_empty() || inner.state != State::Polling {
+            return false;
+        }
+        drop(inner);
+        self.push(Utf8Bytes::from_static(polling::NOOP));
+        true
+    }
+
     /// Starts a GET: refused when another is pending. The guard ends it.
     pub fn begin_poll(&self) -> Result<PollGuard<'_>, PollRefused> {
         let mut inner = self.lock();
@@ -298,6 +311,22 @@ mod tests {
         ended.push("0{}".into());
         ended.close();
         ended.holds(2).await;
+    }
+
+    #[test]
+    fn only_a_pending_get_with_nothing_to_take_is_released_with_a_noop() {
+        let queue = PollQueue::default();
+        assert!(!queue.release_pending_poll(), "no GET pending");
+        let pending = queue.begin_poll().expect("a GET");
+        queue.push("41".into());
+        assert!(
+            !queue.release_pending_poll(),
+            "the GET has a packet to take"
+        );
+        assert_eq!(queue.take(), Batch::Payload("41".to_owned()));
+        assert!(queue.release_pending_poll());
+        assert_eq!(queue.take(), Batch::Payload("6".to_owned()));
+        drop(pending);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use switchboard_protocol::dialects::engineio::payload3::{self, PayloadError};
 use switchboard_protocol::dialects::engineio::{EngineVersion, polling};
 use tokio::sync::mpsc;
 
+use super::post3::Undelivered;
 use super::queue::PollQueue;
 
 /// A `Sink` step of the WebSocket under the transport (its `poll_flush` or `poll_close`).
@@ -96,6 +97,8 @@ pub struct EngineTransport {
     /// The packets of the last engine.io 3 POST not read yet (its length prefixes are parsed
     /// when it arrives: a broken one refuses the whole payload).
     packets3: VecDeque<Bytes>,
+    /// Counts the engine.io 3 packets taken, which lets the client's next POST in.
+    undelivered: Arc<Undelivered>,
     /// The WebSocket, once upgraded: writes go there at once.
     ws: Option<Box<WebSocket>>,
     /// Whether reads come from the WebSocket: once every POST sent before the upgrade was read.
@@ -113,10 +116,12 @@ impl EngineTransport {
         version: EngineVersion,
         inbound: mpsc::Receiver<Inbound>,
         queue: Arc<PollQueue>,
+        undelivered: Arc<Undelivered>,
     ) -> Self {
         EngineTransport {
             version,
             packets3: VecDeque::new(),
+            undelivered,
             inbound,
             queue,
             payload: Bytes::new(),
@@ -131,7 +136,11 @@ impl EngineTransport {
     /// The next packet of the current payload, as the message a WebSocket would have read.
     fn next_packet(&mut self) -> Option<Result<Message, axum::Error>> {
         let packet = match self.version {
-            EngineVersion::V3 => self.packets3.pop_front()?,
+            EngineVersion::V3 => {
+                let packet = self.packets3.pop_front()?;
+                self.undelivered.taken(packet.len());
+                packet
+            }
             EngineVersion::V4 => self.next_packet4()?,
         };
         if polling::is_binary(&packet) {
