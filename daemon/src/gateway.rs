@@ -20,12 +20,14 @@ use crate::pipeline::Pipeline;
 
 mod delivery;
 mod dispatch;
+mod mailbox;
 mod membership;
 mod registry;
 mod remote;
 
 pub use delivery::Blocked;
 pub use dispatch::{Dispatched, Dispatcher, Membership};
+pub use mailbox::Inbox;
 pub use membership::{ClaimFuture, ClusterMembership, JoinTurn};
 pub use registry::{SessionHandle, SessionInfo, SessionRegistry};
 pub use remote::RedisMembership;
