@@ -21,6 +21,7 @@ use crate::pipeline::Pipeline;
 
 mod delivery;
 mod dispatch;
+mod mailbox;
 mod membership;
 pub mod prefetch;
 mod registry;
@@ -28,6 +29,7 @@ mod remote;
 
 pub use delivery::Blocked;
 pub use dispatch::{Dispatched, Dispatcher, Membership};
+pub use mailbox::Inbox;
 pub use membership::{ClaimFuture, ClusterMembership, JoinTurn};
 pub use registry::{SessionHandle, SessionInfo, SessionRegistry};
 pub use remote::RedisMembership;

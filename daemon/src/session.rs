@@ -11,16 +11,18 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
+use futures_util::future::Either;
 use futures_util::{FutureExt, Sink, SinkExt, Stream, StreamExt};
 use switchboard_plugin_api::{Peer, Refusal, SessionId};
 use switchboard_protocol::dialects::{Keepalive, TextFrames};
 use switchboard_protocol::{
     ConferenceCommand, DecodeError, Decoded, Dialect, DialectKind, ErrorCode, Event, Join,
 };
-use tokio::sync::mpsc;
 
 use crate::envelope::{Envelope, Original, WireText};
-use crate::gateway::{self, Blocked, Gateway, Membership, Outbound, SessionHandle, SessionInfo};
+use crate::gateway::{
+    self, Blocked, Gateway, Inbox, Membership, Outbound, SessionHandle, SessionInfo,
+};
 use crate::limits::{Permit, RateLimiter, RateVerdict};
 use crate::listeners::engineio::PollingError;
 use crate::{stats, telemetry};
@@ -190,6 +192,9 @@ pub struct SessionCore {
     /// Deliveries of this session's events that found their receivers' queues full; the
     /// session waits for them before it reads on ([`Self::take_blocked`]).
     pub blocked: Blocked,
+    /// Deliveries this session's own events made for it, which it writes itself after its
+    /// replies rather than take from its queue ([`crate::gateway::Dispatched::own`]).
+    pub own: Vec<Outbound>,
     /// Set by [`Self::finish`]: a session ends once, however many ways it is ended.
     pub finished: bool,
 }
@@ -198,28 +203,39 @@ impl SessionCore {
     /// Dispatches `event` from this session, which arrived at `received` (the relay latency
     /// metric covers decode, the pipeline and queuing the deliveries), and records any
     /// membership change. The one way a session's events reach the pipeline. Only a join with
-    /// `[cluster]` waits (for its claim in Redis).
-    pub async fn dispatch(
+    /// `[cluster]` waits (for its claim in Redis), in a future of its own.
+    ///
+    /// Not an `async fn`: the pipeline runs in this call, and the future returned is ready but
+    /// for a cluster join's claim, which is boxed. An `async fn` keeps its arguments (the event,
+    /// its original) and the dispatcher's future in its state, and the session loop's future,
+    /// which every idle session holds, was as large as that state (BENCHMARKS.md, "Fourth step
+    /// (session 11)").
+    pub fn dispatch(
         &mut self,
         event: Event,
         original: Option<Original>,
         received: Instant,
-    ) -> Option<Refused> {
+    ) -> impl Future<Output = Option<Refused>> + Send + '_ {
         if let Some(refused) = self.over_room_cap(&event) {
-            return Some(refused);
+            return Either::Left(std::future::ready(Some(refused)));
         }
         let routed = event.room().is_some();
-        let out = self
-            .gateway
-            .dispatcher()
-            .dispatch(Envelope {
-                from: self.peer,
-                event,
-                original,
-                app: self.app.clone(),
-            })
-            .await;
-        self.record(routed, received, out)
+        let envelope = Envelope {
+            from: self.peer,
+            event,
+            original,
+            app: self.app.clone(),
+        };
+        match self.gateway.dispatcher().dispatch_at_once(envelope) {
+            Ok(out) => Either::Left(std::future::ready(self.record(routed, received, out))),
+            Err(envelope) => {
+                let gateway = Arc::clone(&self.gateway);
+                Either::Right(Box::pin(async move {
+                    let out = gateway.dispatcher().dispatch(*envelope).await;
+                    self.record(routed, received, out)
+                }))
+            }
+        }
     }
 
     /// Refuses a join into one more room when this session is already in
@@ -256,6 +272,7 @@ impl SessionCore {
             self.engaged |= out.refusal.is_none();
         }
         self.blocked.extend(out.blocked);
+        self.own.extend(out.own);
         match out.membership {
             Some(Membership::Joined(room)) => self.rooms.push(room),
             Some(Membership::Left(room)) => self.rooms.retain(|r| *r != room),
@@ -268,6 +285,11 @@ impl SessionCore {
             refusal,
             room: out.refused_room,
         })
+    }
+
+    /// The deliveries this session's own events made for it, to write now (after its replies).
+    pub fn take_own(&mut self) -> Vec<Outbound> {
+        std::mem::take(&mut self.own)
     }
 
     /// The deliveries waiting for room in their receivers' queues, taken out to wait for.
@@ -391,15 +413,7 @@ where
     let config = gateway.config();
     let max_frame = config.max_frame_bytes(D::KIND);
     let mut limiter = RateLimiter::new(&config.limits, Instant::now());
-    // A socket.io session joins when it connects its namespace, which a client does at once:
-    // its engine.io handshake holds a place only for `socketio_connect_timeout_secs`.
-    let join_timeout = Duration::from_secs(match (D::KIND, config.limits.join_timeout_secs) {
-        (DialectKind::Socketio, 0) => config.limits.socketio_connect_timeout_secs.max(1),
-        (DialectKind::Socketio, secs) => {
-            secs.min(config.limits.socketio_connect_timeout_secs.max(1))
-        }
-        (_, secs) => secs,
-    });
+    let join_timeout = join_timeout::<D>(&config);
     // Boxed, and dropped once the session is engaged: inline, the timer stayed in every
     // session's future for its whole life.
     let mut join_timer: Timer =
@@ -411,8 +425,11 @@ where
         rooms: Vec::new(),
         engaged: false,
         blocked: Blocked::default(),
+        own: Vec::new(),
         finished: false,
     };
+    // This loop writes its own notices itself (`own_frames`): they need no queue.
+    rx.write_own();
     telemetry::session_opened(id, D::KIND);
     if let Some(greeting) = D::greeting(&state)
         && sink.send(Message::Text(greeting.into())).await.is_err()
@@ -447,16 +464,25 @@ where
             core.finish("join refused");
             return;
         }
-        // A dialect that acknowledges joins (engine.io 3's connect of `/`) says so now.
-        if let Some(frame) = D::joined(&mut state)
-            && sink.send(Message::Text(frame.into())).await.is_err()
-        {
-            core.finish("write failed");
-            return;
+        // A dialect that acknowledges joins (engine.io 3's connect of `/`) says so now, then
+        // the join's own notices.
+        let frames = D::joined(&mut state).into_iter().chain(
+            own_frames::<D>(&state, &mut core)
+                .into_iter()
+                .map(|(f, _)| f),
+        );
+        for frame in frames {
+            if sink.send(Message::Text(frame.into())).await.is_err() {
+                core.finish("write failed");
+                return;
+            }
         }
     }
 
     let write_timeout = Duration::from_secs(config.limits.write_timeout_secs.max(1));
+    // Not held through the loop (the rare path that needs it reads it again): each part the
+    // loop holds is held by every idle session.
+    drop(config);
     // Set while this session's last event waits for room in its receivers' queues: the socket
     // is not read meanwhile (TCP flow control slows the peer), but the session goes on writing
     // its own deliveries, so two peers sending to each other cannot block each other.
@@ -467,6 +493,7 @@ where
         dialect: D::KIND,
         timeout: write_timeout,
     };
+    let join_timeout_secs = join_timeout.as_secs();
     let reason = loop {
         if core.engaged && join_timer.is_some() {
             join_timer = None;
@@ -510,8 +537,8 @@ where
             }
             () = settled(&mut waiting), if waiting.is_some() => waiting = None,
             () = expiry(&mut join_timer), if !core.engaged && join_timer.is_some() => {
-                telemetry::join_timed_out(D::KIND, join_timeout);
-                let message = format!("no join within {} s of connecting", join_timeout.as_secs());
+                telemetry::join_timed_out(D::KIND, Duration::from_secs(join_timeout_secs));
+                let message = format!("no join within {join_timeout_secs} s of connecting");
                 if let Some(frame) = D::encode(&state, &Event::error(ErrorCode::JoinTimeout, None, message.clone())) {
                     let _ = writer.send(frame, "error").await;
                 }
@@ -575,7 +602,7 @@ where
                                 telemetry::rate_limited(D::KIND);
                                 let e = Event::error(ErrorCode::RateLimited, None, format!(
                                     "more than {} messages per second; message dropped",
-                                    config.limits.messages_per_sec
+                                    core.gateway.config().limits.messages_per_sec
                                 ));
                                 if let Some(frame) = D::encode(&state, &e) {
                                     let _ = writer.send(frame, "error").await;
@@ -604,7 +631,7 @@ where
                 };
                 let blocked = core.take_blocked();
                 if !blocked.is_empty() {
-                    waiting = Some(Box::pin(blocked.wait(write_timeout)));
+                    waiting = Some(Box::pin(blocked.wait(writer.timeout)));
                 }
                 let mut failed = None;
                 for (reply, kind) in replies {
@@ -625,6 +652,18 @@ where
         }
     };
     core.finish(reason);
+}
+
+/// How long a session of `D` may go without joining: `[limits] join_timeout_secs`, and for
+/// socket.io, whose clients join when they connect their namespace, at once, at most
+/// `socketio_connect_timeout_secs` (its engine.io handshake holds a place only that long).
+fn join_timeout<D: Dialect>(config: &crate::config::GatewayConfig) -> Duration {
+    let limits = &config.limits;
+    Duration::from_secs(match (D::KIND, limits.join_timeout_secs) {
+        (DialectKind::Socketio, 0) => limits.socketio_connect_timeout_secs.max(1),
+        (DialectKind::Socketio, secs) => secs.min(limits.socketio_connect_timeout_secs.max(1)),
+        (_, secs) => secs,
+    })
 }
 
 /// The close reason of a session given up on for not taking its messages.
@@ -739,7 +778,7 @@ where
         &mut self,
         state: &D::State,
         first: Outbound,
-        rx: &mut mpsc::Receiver<Outbound>,
+        rx: &mut Inbox,
     ) -> Result<Delivered, WriteFailed>
     where
         D: TextFrames,
@@ -895,7 +934,21 @@ async fn handle_text<D: TextFrames>(
             .collect()
         }
     };
+    let mut replies = replies;
+    replies.extend(own_frames::<D>(state, core));
     Handled::Reply(replies)
+}
+
+/// The deliveries this session's own events made for it ([`SessionCore::take_own`]),
+/// rendered, to write after its replies, as they would have followed them through its queue.
+fn own_frames<D: TextFrames>(
+    state: &D::State,
+    core: &mut SessionCore,
+) -> Vec<(String, &'static str)> {
+    core.take_own()
+        .iter()
+        .filter_map(|out| render::<D>(state, out).map(|frame| (frame, outbound_kind(out))))
+        .collect()
 }
 
 /// Joins the room `event` implies ([`TextFrames::implied_join`], a PeerJS `dst`) unless the

@@ -18,12 +18,14 @@ use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio_util::sync::CancellationToken;
 
+use super::mailbox::Mailbox;
 use super::{Outbound, SessionInfo};
 use crate::telemetry;
 
 /// A registered session's end of the bus, as producers see it.
 pub(super) struct Registered {
-    pub(super) tx: mpsc::Sender<Outbound>,
+    /// The session's queue, made by the first delivery.
+    pub(super) mailbox: Arc<Mailbox>,
     pub(super) cancel: CancellationToken,
     pub(super) info: Arc<SessionInfo>,
     /// Created the first time a producer that cannot wait finds the queue full.
@@ -69,14 +71,15 @@ impl Blocked {
     /// Queues `item` for `to`: at once if its queue has room and nothing of this batch already
     /// waits for it (which would reorder), otherwise kept to wait for.
     pub(super) fn offer(&mut self, to: &Registered, item: Outbound) {
-        if let Some(waiting) = self.0.iter_mut().find(|w| w.tx.same_channel(&to.tx)) {
+        let tx = to.mailbox.sender();
+        if let Some(waiting) = self.0.iter_mut().find(|w| w.tx.same_channel(tx)) {
             waiting.items.push(item);
             return;
         }
-        match to.tx.try_send(item) {
+        match tx.try_send(item) {
             Ok(()) | Err(TrySendError::Closed(_)) => {}
             Err(TrySendError::Full(item)) => self.0.push(Waiting {
-                tx: to.tx.clone(),
+                tx: tx.clone(),
                 cancel: to.cancel.clone(),
                 info: Arc::clone(&to.info),
                 backlog: Arc::clone(to.backlog.get_or_init(Arc::default)),
@@ -122,6 +125,22 @@ impl Waiting {
     }
 }
 
+impl Registered {
+    /// Whether deliveries wait in the session's backlog, to enter its queue before anything
+    /// new.
+    fn backlogged(&self) -> bool {
+        self.backlog.get().is_some_and(|b| lock(b).draining)
+    }
+
+    /// Whether a delivery that the session's own event made for it may go back to the
+    /// session with the dispatch rather than through its queue: the session writes such
+    /// deliveries itself ([`Mailbox::writes_own`]), and nothing is queued for it, which they
+    /// would overtake. (Read while the session dispatches, so it takes nothing meanwhile.)
+    pub(super) fn takes_own_now(&self) -> bool {
+        self.mailbox.writes_own() && self.mailbox.is_empty() && !self.backlogged()
+    }
+}
+
 /// Deliveries for one receiver from producers that cannot wait, in order, and whether a task
 /// is draining them into the receiver's queue.
 #[derive(Default)]
@@ -133,17 +152,17 @@ pub(super) struct Backlog {
 /// Queues `item` for `to` without waiting: at once when its queue has room and no backlog is
 /// pending (which would reorder), otherwise behind the backlog.
 pub(super) fn queue_nowait(to: &Registered, item: Outbound, timeout: Duration) {
-    let behind = to.backlog.get().is_some_and(|b| lock(b).draining);
-    let item = if behind {
+    let tx = to.mailbox.sender();
+    let item = if to.backlogged() {
         item
     } else {
-        match to.tx.try_send(item) {
+        match tx.try_send(item) {
             Ok(()) | Err(TrySendError::Closed(_)) => return,
             Err(TrySendError::Full(item)) => item,
         }
     };
     let backlog = to.backlog.get_or_init(Arc::default);
-    backlog_push(&to.tx, &to.cancel, &to.info, backlog, item, timeout);
+    backlog_push(tx, &to.cancel, &to.info, backlog, item, timeout);
 }
 
 /// Appends `item` to the receiver's backlog and starts its drain if none runs. The backlog is
@@ -236,10 +255,12 @@ mod tests {
     use switchboard_plugin_api::SessionId;
     use switchboard_protocol::{DialectKind, Event};
 
+    use super::super::mailbox::Inbox;
     use super::*;
 
-    fn registered(queue: usize) -> (Registered, mpsc::Receiver<Outbound>) {
-        let (tx, rx) = mpsc::channel(queue);
+    fn registered(queue: usize) -> (Registered, Inbox) {
+        let mailbox = Arc::new(Mailbox::new(queue));
+        let rx = Inbox::new(Arc::clone(&mailbox));
         let info = Arc::new(SessionInfo {
             id: SessionId(7),
             dialect: DialectKind::Raw,
@@ -250,7 +271,7 @@ mod tests {
             stuck: AtomicBool::new(false),
         });
         let to = Registered {
-            tx,
+            mailbox,
             cancel: CancellationToken::new(),
             info,
             backlog: OnceLock::new(),
@@ -274,7 +295,7 @@ mod tests {
     }
 
     /// The next `n` deliveries (a test that expects more than arrive fails within 5 s).
-    async fn take(rx: &mut mpsc::Receiver<Outbound>, n: usize) -> Vec<String> {
+    async fn take(rx: &mut Inbox, n: usize) -> Vec<String> {
         let mut got = Vec::new();
         for _ in 0..n {
             match tokio::time::timeout(Duration::from_secs(5), rx.recv()).await {

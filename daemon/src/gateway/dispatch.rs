@@ -26,6 +26,7 @@ use switchboard_plugin_api::{
 };
 use switchboard_protocol::{ConferenceCommand, ErrorCode, Event, JoinMode, LeaveReason};
 
+use super::Outbound;
 use super::delivery::Blocked;
 use super::membership::{ClusterMembership, JoinTurn};
 use super::prefetch::Prefetch;
@@ -60,6 +61,10 @@ pub struct Dispatched {
     /// Deliveries whose receivers' queues were full: the sender waits for them
     /// ([`Blocked::wait`]) before it reads on.
     pub blocked: Blocked,
+    /// Deliveries to the sender itself (its `joined` notice) that it writes itself, after its
+    /// replies: set only for a session that asked for them ([`super::Inbox::write_own`]) and
+    /// whose queue held nothing they would overtake.
+    pub own: Vec<Outbound>,
 }
 
 impl Dispatched {
@@ -69,6 +74,7 @@ impl Dispatched {
             membership: None,
             refused_room: Some(room.to_owned()),
             blocked: Blocked::default(),
+            own: Vec::new(),
         }
     }
 }
@@ -186,7 +192,7 @@ impl Dispatcher {
         let prefetch = self
             .prefetch
             .get()
-            .filter(|p| p.wants(&envelope.event) && self.pipeline.load().runs(p.plugin()));
+            .filter(|_| self.wants_prefetch(&envelope.event));
         match (prefetch, self.cluster.get()) {
             // Boxed, as below.
             (Some(prefetch), _) => {
@@ -221,6 +227,30 @@ impl Dispatcher {
         };
         prefetch.settle(session).await;
         out
+    }
+
+    /// [`Self::dispatch`] when it needs no wait: the event dispatched, or, for a join that must
+    /// first claim its place in the cluster or an event that first reads the conference
+    /// catalog, the envelope back, to [`Self::dispatch`]. A
+    /// session's loop calls this rather than await a future for every event: the future's
+    /// state (the envelope and the outcome) was part of every session's future, idle or not
+    /// (BENCHMARKS.md, "Fourth step (session 11)").
+    pub fn dispatch_at_once(&self, envelope: Envelope) -> Result<Dispatched, Box<Envelope>> {
+        if self.wants_prefetch(&envelope.event) {
+            return Err(Box::new(envelope));
+        }
+        match self.cluster.get() {
+            // Boxed: a cluster join is rare, and waits for Redis anyway.
+            Some(_) if claimed_room(&envelope.event).is_some() => Err(Box::new(envelope)),
+            _ => Ok(self.run(envelope, None)),
+        }
+    }
+
+    /// Whether `event`'s decision reads the conference catalog first ([`Self::prefetch_then_run`]).
+    fn wants_prefetch(&self, event: &Event) -> bool {
+        self.prefetch
+            .get()
+            .is_some_and(|p| p.wants(event) && self.pipeline.load().runs(p.plugin()))
     }
 
     /// A join with `[cluster]`: its place claimed first, then [`Self::run`].
@@ -276,13 +306,14 @@ impl Dispatcher {
             }
             Ok((membership, deliveries)) => {
                 telemetry::event_dispatched(&envelope, room, deliveries.len());
-                let blocked = self.registry.deliver(&envelope, deliveries);
+                let (blocked, own) = self.registry.deliver(&envelope, deliveries);
                 if let Some(joiner) = joiner {
                     self.registry.release(joiner);
                 }
                 Dispatched {
                     membership,
                     blocked,
+                    own,
                     ..Dispatched::default()
                 }
             }

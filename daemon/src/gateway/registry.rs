@@ -11,11 +11,11 @@ use std::time::{Duration, SystemTime};
 use dashmap::DashMap;
 use switchboard_plugin_api::{Delivery, Payload, SessionId};
 use switchboard_protocol::{DialectKind, Event};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::Outbound;
 use super::delivery::{Blocked, Registered, queue_nowait};
+use super::mailbox::{Inbox, Mailbox};
 use crate::envelope::Envelope;
 
 /// What the admin API shows of a session; the counters are updated by the session itself.
@@ -50,8 +50,8 @@ impl SessionInfo {
 pub struct SessionHandle {
     /// The session's id.
     pub id: SessionId,
-    /// Deliveries addressed to this session, in order.
-    pub rx: mpsc::Receiver<Outbound>,
+    /// Deliveries addressed to this session, in order (its queue is made by the first).
+    pub rx: Inbox,
     /// Cancelled on shutdown, or when the gateway gives up on this session (its queue stayed
     /// full for the write timeout; [`SessionInfo::is_stuck`] tells the two apart).
     pub cancel: CancellationToken,
@@ -120,7 +120,8 @@ impl SessionRegistry {
     }
 
     /// Registers a new session of `dialect` from `addr` with a queue of `queue_len`
-    /// deliveries, cancelled with `cancel`; returns its end of the bus.
+    /// deliveries (made by the first delivery), cancelled with `cancel`; returns its end of
+    /// the bus.
     pub fn register(
         &self,
         dialect: DialectKind,
@@ -129,7 +130,7 @@ impl SessionRegistry {
         cancel: CancellationToken,
     ) -> SessionHandle {
         let id = self.next_id();
-        let (tx, rx) = mpsc::channel(queue_len);
+        let mailbox = Arc::new(Mailbox::new(queue_len));
         let info = Arc::new(SessionInfo {
             id,
             dialect,
@@ -140,7 +141,7 @@ impl SessionRegistry {
             stuck: AtomicBool::new(false),
         });
         let entry = Registered {
-            tx,
+            mailbox: Arc::clone(&mailbox),
             cancel: cancel.clone(),
             info: Arc::clone(&info),
             backlog: OnceLock::new(),
@@ -148,7 +149,7 @@ impl SessionRegistry {
         self.sessions.insert(id, entry);
         SessionHandle {
             id,
-            rx,
+            rx: Inbox::new(mailbox),
             cancel,
             info,
         }
@@ -200,13 +201,21 @@ impl SessionRegistry {
         true
     }
 
-    /// Queues a pipeline decision's `deliveries` of `envelope`; returns those whose receivers'
-    /// queues are full, for the sender to wait for.
-    pub fn deliver(&self, envelope: &Arc<Envelope>, deliveries: Vec<Delivery>) -> Blocked {
+    /// Queues a pipeline decision's `deliveries` of `envelope`. Returns those whose receivers'
+    /// queues are full, for the sender to wait for, and the sender's own deliveries when it
+    /// writes them itself ([`Registered::takes_own_now`]): a joiner's `joined` notice then
+    /// makes no queue.
+    pub fn deliver(
+        &self,
+        envelope: &Arc<Envelope>,
+        deliveries: Vec<Delivery>,
+    ) -> (Blocked, Vec<Outbound>) {
         let mut blocked = Blocked::default();
+        let mut own = Vec::new();
         if deliveries.is_empty() {
-            return blocked;
+            return (blocked, own);
         }
+        let sender = envelope.from.session;
         for delivery in deliveries {
             let Some(target) = self.sessions.get(&delivery.to) else {
                 continue;
@@ -215,9 +224,14 @@ impl SessionRegistry {
                 Payload::Relay => Outbound::Relay(Arc::clone(envelope)),
                 Payload::Event(event) => Outbound::event(event),
             };
+            // Once one went back, the rest follow it (the queue may have been made since).
+            if delivery.to == sender && (!own.is_empty() || target.takes_own_now()) {
+                own.push(item);
+                continue;
+            }
             blocked.offer(&target, item);
         }
-        blocked
+        (blocked, own)
     }
 
     /// Holds what other nodes send `session` until [`Self::release`] (while its join claims
@@ -244,5 +258,111 @@ impl SessionRegistry {
             return;
         }
         self.queue(to, item);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_plugin_api::{Delivery, Payload};
+    use switchboard_protocol::{ErrorCode, Event};
+
+    use super::*;
+
+    fn notice(text: &str) -> Event {
+        Event::error(ErrorCode::Refused, None, text.to_owned())
+    }
+
+    fn to(id: SessionId, text: &str) -> Delivery {
+        Delivery {
+            to: id,
+            payload: Payload::Event(notice(text)),
+        }
+    }
+
+    fn from(handle: &SessionHandle) -> Arc<Envelope> {
+        Arc::new(Envelope {
+            from: crate::gateway::peer(handle.id, DialectKind::Raw),
+            event: notice("sent"),
+            original: None,
+            app: None,
+        })
+    }
+
+    fn text(out: &Outbound) -> String {
+        match out {
+            Outbound::Event(event) => format!("{event:?}"),
+            Outbound::Relay(_) => "relay".to_owned(),
+            Outbound::Kick(reason) => format!("kick {reason}"),
+        }
+    }
+
+    fn made(registry: &SessionRegistry, id: SessionId) -> bool {
+        registry
+            .sessions
+            .get(&id)
+            .is_some_and(|r| r.mailbox.is_made())
+    }
+
+    #[test]
+    fn a_sessions_own_notice_comes_back_to_it_and_makes_no_queue() {
+        let registry = SessionRegistry::new(Duration::from_secs(5));
+        let a = registry.register(DialectKind::Raw, None, 8, CancellationToken::new());
+        let mut b = registry.register(DialectKind::Raw, None, 8, CancellationToken::new());
+        a.rx.write_own();
+        let deliveries = vec![
+            to(a.id, "joined"),
+            to(b.id, "peer joined"),
+            to(a.id, "second"),
+        ];
+        let (blocked, own) = registry.deliver(&from(&a), deliveries);
+        assert!(blocked.is_empty());
+        let own: Vec<String> = own.iter().map(text).collect();
+        assert_eq!(
+            own,
+            [
+                format!("{:?}", notice("joined")),
+                format!("{:?}", notice("second"))
+            ]
+        );
+        assert!(
+            !made(&registry, a.id),
+            "the sender's own notices made no queue"
+        );
+        assert!(
+            made(&registry, b.id),
+            "a delivery to another session made its queue"
+        );
+        assert!(b.rx.try_recv().is_ok());
+    }
+
+    #[test]
+    fn own_notices_queue_behind_what_is_queued_and_for_a_session_that_does_not_write_them() {
+        let registry = SessionRegistry::new(Duration::from_secs(5));
+        let mut a = registry.register(DialectKind::Raw, None, 8, CancellationToken::new());
+        let mut whip = registry.register(DialectKind::Raw, None, 8, CancellationToken::new());
+        a.rx.write_own();
+        assert!(registry.deliver_to(a.id, notice("earlier")));
+        let (_, own) = registry.deliver(&from(&a), vec![to(a.id, "joined")]);
+        assert!(
+            own.is_empty(),
+            "it would have overtaken what waits in the queue"
+        );
+        let queued: Vec<String> = std::iter::from_fn(|| a.rx.try_recv().ok())
+            .map(|o| text(&o))
+            .collect();
+        assert_eq!(
+            queued,
+            [
+                format!("{:?}", notice("earlier")),
+                format!("{:?}", notice("joined"))
+            ]
+        );
+
+        let (_, own) = registry.deliver(&from(&whip), vec![to(whip.id, "joined")]);
+        assert!(
+            own.is_empty(),
+            "a session that does not write its own takes them from its queue"
+        );
+        assert!(whip.rx.try_recv().is_ok());
     }
 }

@@ -18,12 +18,11 @@ use switchboard_protocol::{
     Candidate, ConferenceCommand, ConferenceReply, ConferenceRequest, Description, DialectKind,
     ErrorCode, Event, SdpKind,
 };
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::checks::Refusal;
 
-use crate::gateway::{self, Gateway, Outbound};
+use crate::gateway::{self, Gateway, Inbox, Outbound};
 use crate::limits::Permit;
 use crate::listeners::ListenerContext;
 
@@ -179,7 +178,7 @@ impl Resource {
     async fn negotiate(
         &self,
         gateway: &Gateway,
-        rx: &mut mpsc::Receiver<Outbound>,
+        rx: &mut Inbox,
         offer: String,
     ) -> Result<String, Refusal> {
         let media = MediaRequest {
@@ -335,7 +334,7 @@ impl Resource {
 async fn serve(
     resource: Arc<Resource>,
     gateway: Arc<Gateway>,
-    mut rx: mpsc::Receiver<Outbound>,
+    mut rx: Inbox,
     cancel: CancellationToken,
     _permit: Permit,
 ) {
