@@ -292,6 +292,7 @@ mod tests {
         match out {
             Outbound::Event(event) => format!("{event:?}"),
             Outbound::Relay(_) => "relay".to_owned(),
+            Outbound::Remote(_) => "remote".to_owned(),
             Outbound::Kick(reason) => format!("kick {reason}"),
         }
     }
