@@ -38,7 +38,7 @@
 //! max_rooms = 100
 //! max_peer_connections = 400
 //! bandwidth_estimation = false    # true: players' link estimate (TWCC) for the simulcast layer
-//! send_batch_ms = 1               # forwarded packets gather this long before they are sent
+//! send_batch_ms = 0               # forwarded packets gather this long before they are sent
 //! ```
 //!
 //! # Layout
@@ -124,8 +124,10 @@ pub struct SfuSettings {
     pub send_batch_ms: u64,
 }
 
+/// 0: on a quiet machine the wait bought no CPU that GSO had not already saved, and cost a
+/// forwarded packet about a millisecond (BENCHMARKS.md, "GSO and batched polls").
 const fn default_send_batch_ms() -> u64 {
-    1
+    0
 }
 
 const fn default_bandwidth_estimation() -> bool {
