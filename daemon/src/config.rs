@@ -10,6 +10,7 @@ use switchboard_protocol::DialectKind;
 
 use crate::plugins::PluginRegistry;
 
+mod engineio;
 mod front;
 mod ops;
 mod peerjs;
@@ -314,6 +315,27 @@ pub struct LimitsConfig {
     /// session (`frame_too_large`). At least 1024.
     #[serde(default = "default_engineio3_max_post_bytes")]
     pub engineio3_max_post_bytes: usize,
+    /// Bytes of engine.io 3 POSTs from one client address that their sessions have not taken
+    /// yet: a POST reserves its length before its body is read and waits for room (its body
+    /// unread) up to `write_timeout_secs`; one larger than this gets 413. Read at start. From
+    /// 1024 to 4294967295.
+    #[serde(default = "default_engineio3_undelivered_bytes_per_ip")]
+    pub engineio3_undelivered_bytes_per_ip: usize,
+    /// The same budget for every address together. Read at start. At least
+    /// `engineio3_undelivered_bytes_per_ip`.
+    #[serde(default = "default_engineio3_undelivered_bytes_total")]
+    pub engineio3_undelivered_bytes_total: usize,
+}
+
+/// Four POST caps: two socket.io-client 2 peers behind one address flooding each other while
+/// they upgrade hold two POSTs each (the one being relayed and the one the upgrade waits for).
+const fn default_engineio3_undelivered_bytes_per_ip() -> usize {
+    64 * 1024 * 1024
+}
+
+/// Four addresses' worth: what a flood of v2 POSTs from many addresses can pin in all.
+const fn default_engineio3_undelivered_bytes_total() -> usize {
+    256 * 1024 * 1024
 }
 
 const fn default_engineio3_max_post_bytes() -> usize {
@@ -406,6 +428,8 @@ impl Default for LimitsConfig {
             health_check_cidrs: default_health_check_cidrs(),
             ping_interval_secs: default_ping_interval_secs(),
             engineio3_max_post_bytes: default_engineio3_max_post_bytes(),
+            engineio3_undelivered_bytes_per_ip: default_engineio3_undelivered_bytes_per_ip(),
+            engineio3_undelivered_bytes_total: default_engineio3_undelivered_bytes_total(),
         }
     }
 }
@@ -685,6 +709,7 @@ impl GatewayConfig {
                 "must be at least 1024",
             ));
         }
+        self.validate_post_budget(&mut errors);
         if self.limits.session_queue_len == 0 {
             errors.push(ConfigError::at(
                 "limits.session_queue_len",

@@ -150,12 +150,14 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
     if let Some(cluster) = cluster {
         info!(node = %cluster.node(), "Cluster: joining through Redis.");
         gateway.set_cluster(Arc::clone(&cluster));
-        // The conference plugin's reads of the cluster's catalog, before a room is locked.
-        gateway
-            .dispatcher()
-            .set_prefetch(Arc::new(gateway::prefetch::CatalogPrefetch::new(
-                conference.clone(),
-            )));
+        // The conference plugin's reads of the cluster's catalog, then the sfu plugin's claim
+        // of a room's media home, before a room is locked.
+        gateway.dispatcher().set_prefetches(vec![
+            Arc::new(gateway::prefetch::CatalogPrefetch::new(conference.clone())),
+            Arc::new(gateway::prefetch::HomePrefetch::new(Arc::clone(
+                cluster.homing(),
+            ))),
+        ]);
         cluster::link::start(&cluster, &gateway, &cluster_tasks);
     }
     let nofile = listeners::front_door::raise_nofile_limit();
@@ -165,6 +167,10 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
         config.limits.reserved_fds,
     ));
     let peerjs_ids = Arc::new(listeners::PeerIds::default());
+    let post_budget = Arc::new(listeners::engineio::PostBudget::new(
+        config.limits.engineio3_undelivered_bytes_per_ip,
+        config.limits.engineio3_undelivered_bytes_total,
+    ));
     let mut bound = Vec::new();
     for listener in &config.listeners {
         let cx = ListenerContext {
@@ -175,6 +181,7 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
             front_door: front_door.clone(),
             peerjs_ids: peerjs_ids.clone(),
             engineio: Default::default(),
+            post_budget: post_budget.clone(),
         };
         let b = listeners::bind(cx)
             .await

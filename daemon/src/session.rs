@@ -305,7 +305,7 @@ impl SessionCore {
             // session cannot wait for its partners' queues.
             let departed = dispatcher.dispatch(Envelope::departure(self.peer, room));
             if let Some(out) = departed.now_or_never() {
-                out.blocked.defer(self.gateway.write_timeout());
+                out.blocked.defer();
             }
         }
     }
@@ -399,25 +399,39 @@ where
     let WsSession {
         gateway,
         handle,
-        mut state,
+        state,
         join,
         permit: _permit,
         app,
     } = session;
+    // Boxed: socket.io's state (its ids, room and token, 112 bytes) inline made its loop's
+    // future 128 bytes too large for its task to fit mimalloc's 2,048-byte class; Ant's and
+    // raw's (one `String`) cost a 32-byte block.
+    let mut state = Box::new(state);
     let SessionHandle {
         id,
         mut rx,
         cancel,
         info,
     } = handle;
-    let config = gateway.config();
-    let max_frame = config.max_frame_bytes(D::KIND);
-    let mut limiter = RateLimiter::new(&config.limits, Instant::now());
-    let join_timeout = join_timeout::<D>(&config);
-    // Boxed, and dropped once the session is engaged: inline, the timer stayed in every
-    // session's future for its whole life.
-    let mut join_timer: Timer =
-        (!join_timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(join_timeout)));
+    // What the loop needs of the configuration, read in a block of its own: a local that is
+    // borrowed stays in the loop's future to its scope's end, and every part the loop holds is
+    // held by every idle session (the rare path that needs more reads the configuration again).
+    let (mut limiter, join_timeout_secs, mut join_timer, write_timeout_secs, ping_secs) = {
+        let config = gateway.config();
+        let join_timeout = join_timeout::<D>(&config);
+        // Boxed, and dropped once the session is engaged: inline, the timer stayed in every
+        // session's future for its whole life.
+        let join_timer: Timer =
+            (!join_timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(join_timeout)));
+        (
+            RateLimiter::new(&config.limits, Instant::now()),
+            u32::try_from(join_timeout.as_secs()).unwrap_or(u32::MAX),
+            join_timer,
+            u32::try_from(config.limits.write_timeout_secs.max(1)).unwrap_or(u32::MAX),
+            config.limits.ping_interval_secs,
+        )
+    };
     let mut core = SessionCore {
         gateway,
         peer: gateway::peer(id, D::KIND),
@@ -437,8 +451,7 @@ where
         core.finish("write failed");
         return;
     }
-    let keepalive =
-        D::keepalive(&state).or_else(|| websocket_pings(config.limits.ping_interval_secs));
+    let keepalive = D::keepalive(&state).or_else(|| websocket_pings(ping_secs));
     let mut heartbeat = Heartbeat::new(keepalive);
     // Boxed, and only when pings are on: a timer inline in every session's future made idle
     // Ant and raw sessions 1.2 KiB larger.
@@ -447,42 +460,13 @@ where
     arm(&mut join_timer).await;
     arm(&mut heartbeat_timer).await;
 
-    if let Some(join) = join {
-        let room = join.room.clone();
-        if let Some(Refused { refusal, .. }) =
-            core.dispatch(Event::Join(join), None, Instant::now()).await
-        {
-            let frame = D::encode(&state, &refusal_event(&refusal, Some(&room)));
-            let code = match refusal.code {
-                ErrorCode::RoomFull => close_code::ROOM_FULL,
-                _ => close_code::REFUSED,
-            };
-            if let Some(frame) = frame {
-                let _ = sink.send(Message::Text(frame.into())).await;
-            }
-            let _ = sink.send(close(code, &refusal.message)).await;
-            core.finish("join refused");
-            return;
-        }
-        // A dialect that acknowledges joins (engine.io 3's connect of `/`) says so now, then
-        // the join's own notices.
-        let frames = D::joined(&mut state).into_iter().chain(
-            own_frames::<D>(&state, &mut core)
-                .into_iter()
-                .map(|(f, _)| f),
-        );
-        for frame in frames {
-            if sink.send(Message::Text(frame.into())).await.is_err() {
-                core.finish("write failed");
-                return;
-            }
-        }
+    // The whole `Option` is passed: taken apart here (`if let Some(join) = join`), it stayed
+    // in the loop's future for the session's life.
+    if let Err(reason) = join_on_connect::<D, _>(&mut core, &mut state, &mut sink, join).await {
+        core.finish(reason);
+        return;
     }
 
-    let write_timeout = Duration::from_secs(config.limits.write_timeout_secs.max(1));
-    // Not held through the loop (the rare path that needs it reads it again): each part the
-    // loop holds is held by every idle session.
-    drop(config);
     // Set while this session's last event waits for room in its receivers' queues: the socket
     // is not read meanwhile (TCP flow control slows the peer), but the session goes on writing
     // its own deliveries, so two peers sending to each other cannot block each other.
@@ -491,41 +475,19 @@ where
         sink: &mut sink,
         info: &info,
         dialect: D::KIND,
-        timeout: write_timeout,
+        timeout_secs: write_timeout_secs,
     };
-    let join_timeout_secs = join_timeout.as_secs();
     let reason = loop {
         if core.engaged && join_timer.is_some() {
             join_timer = None;
         }
         tokio::select! {
-            () = cancel.cancelled() => {
-                if info.is_stuck() {
-                    // Its queue stayed full for the write timeout (checked here, not in a branch
-                    // condition, which is read before the token fires): its partners are told
-                    // at once, then it gets its own reason, never the drain notice.
-                    core.leave_rooms();
-                    writer.close(close_code::POLICY, NOT_READING).await;
-                    break "stuck";
-                }
-                // Draining: tell the peer why before the close (Ant `server_will_stop`).
-                if let Some(frame) = D::encode(&state, &Event::ServerWillStop) {
-                    let _ = writer.send(frame, "server_will_stop").await;
-                }
-                writer.closing::<D>(&state).await;
-                writer.close(close_code::GOING_AWAY, "gateway shutting down").await;
-                break "cancelled";
-            }
+            () = cancel.cancelled() => break cancelled::<D, _>(&mut writer, &state, &mut core, &info).await,
             Some(out) = rx.recv() => {
                 match writer.deliver::<D>(&state, out, &mut rx).await {
                     Ok(Delivered::All) => {}
                     Ok(Delivered::Kicked(reason)) => {
-                        let notice = Event::error(ErrorCode::Refused, None, format!("disconnected by an operator: {reason}"));
-                        if let Some(frame) = D::encode(&state, &notice) {
-                            let _ = writer.send(frame, "error").await;
-                        }
-                        writer.closing::<D>(&state).await;
-                        writer.close(close_code::POLICY, &format!("kicked: {reason}")).await;
+                        kicked::<D, _>(&mut writer, &state, reason).await;
                         break "kicked";
                     }
                     Err(WriteFailed::Socket) => break "write failed",
@@ -537,101 +499,71 @@ where
             }
             () = settled(&mut waiting), if waiting.is_some() => waiting = None,
             () = expiry(&mut join_timer), if !core.engaged && join_timer.is_some() => {
-                telemetry::join_timed_out(D::KIND, Duration::from_secs(join_timeout_secs));
-                let message = format!("no join within {join_timeout_secs} s of connecting");
-                if let Some(frame) = D::encode(&state, &Event::error(ErrorCode::JoinTimeout, None, message.clone())) {
-                    let _ = writer.send(frame, "error").await;
-                }
-                writer.close(close_code::JOIN_TIMEOUT, &message).await;
+                join_timed_out::<D, _>(&mut writer, &state, join_timeout_secs).await;
                 break "join timeout";
             }
             () = expiry(&mut heartbeat_timer), if heartbeat_timer.is_some() => {
-                let Some(ping) = heartbeat.fire() else {
-                    writer.close(close_code::POLICY, "no answer to ping").await;
-                    break "ping timeout";
-                };
-                rearm(&mut heartbeat_timer, heartbeat.next_wait()).await;
-                match writer.ping(ping).await {
-                    Ok(()) => {}
-                    Err(WriteFailed::Socket) => break "write failed",
-                    Err(WriteFailed::TimedOut) => {
-                        timed_out(D::KIND, &mut core, &mut writer, &info).await;
-                        break "write timeout";
-                    }
+                let beat = Beat { heartbeat: &mut heartbeat, timer: &mut heartbeat_timer };
+                if let Err(reason) = beat.fired(D::KIND, &mut core, &mut writer, &info).await {
+                    break reason;
                 }
             }
             inbound = stream.next(), if waiting.is_none() => {
-                if inbound.is_some() && heartbeat.answered() {
+                // Each frame is taken apart by value, and the rare paths run in functions of
+                // their own: what is still held (or borrowed) at more than one `.await` of this
+                // loop is kept in every idle session's future (BENCHMARKS.md, "Lean idle
+                // sessions").
+                let message = match inbound {
+                    None => break "peer closed",
+                    Some(Err(e)) => break read_failed::<D, _>(&mut writer, &core, e).await,
+                    Some(Ok(message)) => message,
+                };
+                let text = match message {
+                    Message::Text(text) => Some(text),
+                    Message::Binary(_) => None,
+                    Message::Close(_) => break "peer closed",
+                    Message::Ping(_) | Message::Pong(_) => {
+                        if heartbeat.answered() {
+                            rearm(&mut heartbeat_timer, heartbeat.next_wait()).await;
+                        }
+                        continue;
+                    }
+                };
+                if heartbeat.answered() {
                     rearm(&mut heartbeat_timer, heartbeat.next_wait()).await;
                 }
-                let replies = match inbound {
-                    None | Some(Ok(Message::Close(_))) => break "peer closed",
-                    Some(Err(e)) => {
-                        if is_too_large(&e) {
-                            telemetry::frame_too_large(D::KIND, max_frame);
-                            writer.close(close_code::TOO_BIG, "frame too large").await;
-                            break "frame too large";
-                        }
-                        if is_invalid_utf8(&e) {
+                let received = Instant::now();
+                info.messages_in.fetch_add(1, Ordering::Relaxed);
+                let counted = text.as_ref().is_none_or(|text| D::rate_limited(text.as_str()));
+                let verdict = if counted { limiter.check(received) } else { RateVerdict::Allow };
+                let replies = match verdict {
+                    RateVerdict::Allow => match text {
+                        Some(text) => match handle_text::<D>(&mut core, &mut state, text, received).await {
+                            Handled::Reply(replies) => replies,
+                            Handled::Close => break "peer closed",
+                        },
+                        None => {
                             stats::message_in(D::KIND, "error");
-                            telemetry::invalid_utf8(D::KIND);
-                            writer.close(close_code::INVALID_DATA, "text frame is not UTF-8").await;
-                            break "invalid utf-8";
+                            let e = Event::error(ErrorCode::BinaryNotSupported, None, "binary frames are not supported; send JSON text frames");
+                            D::encode(&state, &e).into_iter().map(|f| (f, "error")).collect()
                         }
-                        // A long-polling client's broken request or packet (engine.io ends those).
-                        if let Some(reason) = PollingError::of(&e).and_then(PollingError::end_reason) {
-                            stats::message_in(D::KIND, "error");
-                            telemetry::transport_refused(D::KIND, reason);
-                            writer.close(close_code::POLICY, reason).await;
-                            break reason;
-                        }
-                        break "read failed";
+                    },
+                    RateVerdict::Refuse => {
+                        drop(text);
+                        rate_limited::<D, _>(&mut writer, &state, &core).await;
+                        continue;
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                    Some(Ok(message)) => {
-                        let received = Instant::now();
-                        info.messages_in.fetch_add(1, Ordering::Relaxed);
-                        let counted = match &message {
-                            Message::Text(text) => D::rate_limited(text.as_str()),
-                            _ => true,
-                        };
-                        let verdict = if counted { limiter.check(received) } else { RateVerdict::Allow };
-                        match verdict {
-                            RateVerdict::Allow => {}
-                            RateVerdict::Refuse => {
-                                telemetry::rate_limited(D::KIND);
-                                let e = Event::error(ErrorCode::RateLimited, None, format!(
-                                    "more than {} messages per second; message dropped",
-                                    core.gateway.config().limits.messages_per_sec
-                                ));
-                                if let Some(frame) = D::encode(&state, &e) {
-                                    let _ = writer.send(frame, "error").await;
-                                }
-                                continue;
-                            }
-                            RateVerdict::Close => {
-                                telemetry::rate_limit_closed(D::KIND);
-                                writer.closing::<D>(&state).await;
-                                writer.close(close_code::POLICY, "message rate limit exceeded").await;
-                                break "rate limit";
-                            }
-                        }
-                        match message {
-                            Message::Text(text) => match handle_text::<D>(&mut core, &mut state, text, received).await {
-                                Handled::Reply(replies) => replies,
-                                Handled::Close => break "peer closed",
-                            },
-                            _ => {
-                                stats::message_in(D::KIND, "error");
-                                let e = Event::error(ErrorCode::BinaryNotSupported, None, "binary frames are not supported; send JSON text frames");
-                                D::encode(&state, &e).into_iter().map(|f| (f, "error")).collect()
-                            }
-                        }
+                    RateVerdict::Close => {
+                        drop(text);
+                        telemetry::rate_limit_closed(D::KIND);
+                        writer.closing::<D>(&state).await;
+                        writer.close(close_code::POLICY, "message rate limit exceeded").await;
+                        break "rate limit";
                     }
                 };
                 let blocked = core.take_blocked();
                 if !blocked.is_empty() {
-                    waiting = Some(Box::pin(blocked.wait(writer.timeout)));
+                    waiting = Some(Box::pin(blocked.wait()));
                 }
                 let mut failed = None;
                 for (reply, kind) in replies {
@@ -652,6 +584,208 @@ where
         }
     };
     core.finish(reason);
+}
+
+/// A session's keepalive, when its timer fires.
+struct Beat<'a> {
+    heartbeat: &'a mut Heartbeat,
+    timer: &'a mut Timer,
+}
+
+impl Beat<'_> {
+    /// Sends the next ping and re-arms the timer; the session's end reason when the last ping
+    /// went unanswered or the ping could not be written.
+    async fn fired<S>(
+        self,
+        dialect: DialectKind,
+        core: &mut SessionCore,
+        writer: &mut Writer<'_, S>,
+        info: &SessionInfo,
+    ) -> Result<(), &'static str>
+    where
+        S: Sink<Message, Error = axum::Error> + Unpin,
+    {
+        let Some(ping) = self.heartbeat.fire() else {
+            writer.close(close_code::POLICY, "no answer to ping").await;
+            return Err("ping timeout");
+        };
+        rearm(self.timer, self.heartbeat.next_wait()).await;
+        match writer.ping(ping).await {
+            Ok(()) => Ok(()),
+            Err(WriteFailed::Socket) => Err("write failed"),
+            Err(WriteFailed::TimedOut) => {
+                timed_out(dialect, core, writer, info).await;
+                Err("write timeout")
+            }
+        }
+    }
+}
+
+/// The session's token was cancelled: it is stuck (its queue stayed full for the write
+/// timeout) or the gateway is draining. The session's end reason.
+async fn cancelled<D, S>(
+    writer: &mut Writer<'_, S>,
+    state: &D::State,
+    core: &mut SessionCore,
+    info: &SessionInfo,
+) -> &'static str
+where
+    D: TextFrames,
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    if info.is_stuck() {
+        // Checked here, not in a branch condition, which is read before the token fires: its
+        // partners are told at once, then it gets its own reason, never the drain notice.
+        core.leave_rooms();
+        writer.close(close_code::POLICY, NOT_READING).await;
+        return "stuck";
+    }
+    // Draining: tell the peer why before the close (Ant `server_will_stop`).
+    if let Some(frame) = D::encode(state, &Event::ServerWillStop) {
+        let _ = writer.send(frame, "server_will_stop").await;
+    }
+    writer.closing::<D>(state).await;
+    writer
+        .close(close_code::GOING_AWAY, "gateway shutting down")
+        .await;
+    "cancelled"
+}
+
+/// An operator kicked the session: it is told why (in its dialect), then closed with 1008.
+async fn kicked<D, S>(writer: &mut Writer<'_, S>, state: &D::State, reason: Arc<String>)
+where
+    D: TextFrames,
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let notice = Event::error(
+        ErrorCode::Refused,
+        None,
+        format!("disconnected by an operator: {reason}"),
+    );
+    if let Some(frame) = D::encode(state, &notice) {
+        let _ = writer.send(frame, "error").await;
+    }
+    writer.closing::<D>(state).await;
+    writer
+        .close(close_code::POLICY, &format!("kicked: {reason}"))
+        .await;
+}
+
+/// No join within `secs` of connecting: the session is told, then closed with 4408.
+async fn join_timed_out<D, S>(writer: &mut Writer<'_, S>, state: &D::State, secs: u32)
+where
+    D: TextFrames,
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    telemetry::join_timed_out(D::KIND, Duration::from_secs(secs.into()));
+    let message = format!("no join within {secs} s of connecting");
+    let error = Event::error(ErrorCode::JoinTimeout, None, message.clone());
+    if let Some(frame) = D::encode(state, &error) {
+        let _ = writer.send(frame, "error").await;
+    }
+    writer.close(close_code::JOIN_TIMEOUT, &message).await;
+}
+
+/// A message over the rate limit, dropped: the sender is told.
+async fn rate_limited<D, S>(writer: &mut Writer<'_, S>, state: &D::State, core: &SessionCore)
+where
+    D: TextFrames,
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    telemetry::rate_limited(D::KIND);
+    let e = Event::error(
+        ErrorCode::RateLimited,
+        None,
+        format!(
+            "more than {} messages per second; message dropped",
+            core.gateway.config().limits.messages_per_sec
+        ),
+    );
+    if let Some(frame) = D::encode(state, &e) {
+        let _ = writer.send(frame, "error").await;
+    }
+}
+
+/// A read failed with `e`: a frame above the size limit (1009), a text frame that is not UTF-8
+/// (1007) or a long-polling client's broken request (1008) are answered with their close code
+/// and counted; anything else is the socket gone. The session's end reason.
+async fn read_failed<D, S>(
+    writer: &mut Writer<'_, S>,
+    core: &SessionCore,
+    e: axum::Error,
+) -> &'static str
+where
+    D: TextFrames,
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    if is_too_large(&e) {
+        // Read again here: held through the loop, it was part of every idle session.
+        let max_frame = core.gateway.config().max_frame_bytes(D::KIND);
+        telemetry::frame_too_large(D::KIND, max_frame);
+        writer.close(close_code::TOO_BIG, "frame too large").await;
+        return "frame too large";
+    }
+    if is_invalid_utf8(&e) {
+        stats::message_in(D::KIND, "error");
+        telemetry::invalid_utf8(D::KIND);
+        writer
+            .close(close_code::INVALID_DATA, "text frame is not UTF-8")
+            .await;
+        return "invalid utf-8";
+    }
+    // A long-polling client's broken request or packet (engine.io ends those).
+    if let Some(reason) = PollingError::of(&e).and_then(PollingError::end_reason) {
+        stats::message_in(D::KIND, "error");
+        telemetry::transport_refused(D::KIND, reason);
+        writer.close(close_code::POLICY, reason).await;
+        return reason;
+    }
+    "read failed"
+}
+
+/// Runs the join a session makes as it connects (a raw URL's room, engine.io 3's namespace), if
+/// it has one: a refusal is told in the peer's dialect and closes the session (4409 when the
+/// room is full, 4403 otherwise); the join's acknowledgement and notices are written. The
+/// session's end reason when it ends here.
+async fn join_on_connect<D, S>(
+    core: &mut SessionCore,
+    state: &mut D::State,
+    sink: &mut S,
+    join: Option<Join>,
+) -> Result<(), &'static str>
+where
+    D: TextFrames,
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    let Some(join) = join else {
+        return Ok(());
+    };
+    let room = join.room.clone();
+    if let Some(Refused { refusal, .. }) =
+        core.dispatch(Event::Join(join), None, Instant::now()).await
+    {
+        let frame = D::encode(state, &refusal_event(&refusal, Some(&room)));
+        let code = match refusal.code {
+            ErrorCode::RoomFull => close_code::ROOM_FULL,
+            _ => close_code::REFUSED,
+        };
+        if let Some(frame) = frame {
+            let _ = sink.send(Message::Text(frame.into())).await;
+        }
+        let _ = sink.send(close(code, &refusal.message)).await;
+        return Err("join refused");
+    }
+    // A dialect that acknowledges joins (engine.io 3's connect of `/`) says so now, then the
+    // join's own notices.
+    let frames = D::joined(state)
+        .into_iter()
+        .chain(own_frames::<D>(state, core).into_iter().map(|(f, _)| f));
+    for frame in frames {
+        if sink.send(Message::Text(frame.into())).await.is_err() {
+            return Err("write failed");
+        }
+    }
+    Ok(())
 }
 
 /// How long a session of `D` may go without joining: `[limits] join_timeout_secs`, and for
@@ -693,7 +827,7 @@ async fn timed_out<S>(
     S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
 {
     if !info.stuck.swap(true, Ordering::AcqRel) {
-        telemetry::write_timed_out(dialect, writer.timeout);
+        telemetry::write_timed_out(dialect, writer.timeout());
     }
     core.leave_rooms();
     writer.close(close_code::POLICY, NOT_READING).await;
@@ -719,7 +853,8 @@ struct Writer<'a, S> {
     sink: &'a mut S,
     info: &'a SessionInfo,
     dialect: DialectKind,
-    timeout: Duration,
+    /// The write timeout in seconds: 4 bytes where a `Duration` takes 16, in every session.
+    timeout_secs: u32,
 }
 
 /// Why a write failed.
@@ -735,8 +870,12 @@ impl<S> Writer<'_, S>
 where
     S: futures_util::Sink<Message, Error = axum::Error> + Unpin,
 {
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.timeout_secs))
+    }
+
     async fn send(&mut self, frame: String, kind: &'static str) -> Result<(), WriteFailed> {
-        bounded(self.timeout, self.sink.send(Message::Text(frame.into()))).await?;
+        bounded(self.timeout(), self.sink.send(Message::Text(frame.into()))).await?;
         self.count(kind);
         Ok(())
     }
@@ -745,7 +884,7 @@ where
     async fn ping(&mut self, ping: &'static str) -> Result<(), WriteFailed> {
         if ping == WEBSOCKET_PING {
             return bounded(
-                self.timeout,
+                self.timeout(),
                 self.sink.send(Message::Ping(Default::default())),
             )
             .await;
@@ -768,7 +907,7 @@ where
     /// Sends a close frame (best effort, bounded like every write).
     async fn close(&mut self, code: u16, reason: &str) {
         let frame = close(code, reason);
-        let _ = within(self.timeout, self.sink.send(frame)).await;
+        let _ = within(self.timeout(), self.sink.send(frame)).await;
     }
 
     /// Writes `first` and whatever else is already queued (up to [`MAX_BATCH`] deliveries) with
@@ -783,7 +922,7 @@ where
     where
         D: TextFrames,
     {
-        let timeout = self.timeout;
+        let timeout = self.timeout();
         let batch = async {
             let mut next = Some(first);
             let mut taken = 0;

@@ -90,13 +90,15 @@ pub fn plugin_failed(plugin: &str, reason: &str) {
 }
 
 /// socket.io's long-polling transport closed a session over what the peer sent: a payload
-/// engine.io or socket.io could not parse, or two polls at once. `reason` is the session end's.
+/// engine.io or socket.io could not parse, two polls at once, or an engine.io 3 POST that found
+/// no room in the POST budget in time. `reason` is the session end's.
 pub fn transport_refused(dialect: DialectKind, reason: &'static str) {
     warn!(dialect = %dialect, reason, "The transport closed a session over what its peer sent.");
     count_error(
         dialect.as_str(),
         match reason {
             "concurrent polls" => "concurrent_polls",
+            "post budget full" => "post_budget_full",
             _ => "malformed_packet",
         },
     );

@@ -33,7 +33,7 @@ use crate::dialects::Dialect;
 use crate::{Decoded, DialectKind, Event, JoinMode};
 
 /// Version of the frames below; bump on any incompatible change.
-pub const NODE_PROTOCOL_VERSION: u32 = 5;
+pub const NODE_PROTOCOL_VERSION: u32 = 6;
 
 /// One message from one node to another.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,9 +43,11 @@ pub struct NodeFrame {
     pub v: u32,
     /// The sending node's instance id (its `node_id` and start time).
     pub node: String,
-    /// The sender's frame number, rising by one per frame it publishes. A frame published again
-    /// after a Redis outage (its first publish may have gone through, the reply was lost) has
-    /// its first number, so the receiver drops what it already has. Absent: not numbered.
+    /// The sender's frame number, rising by one per frame it publishes *to this receiver*
+    /// (from 1; node protocol 6), so the receiver sees a gap. A frame published again (after
+    /// a Redis outage, or asked for again by an [`NodeMessage::Ack`] with `resend`) has its
+    /// first number, so the receiver drops what it already has. Absent: not numbered (the
+    /// acknowledgements themselves).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seq: Option<u64>,
     /// What it says.
@@ -143,6 +145,26 @@ pub enum NodeMessage {
     MediaClosed {
         /// The session id on the sending node.
         session: u64,
+    },
+    /// Not numbered. The sender of this message has handed every frame of the receiver's up
+    /// to number `got` to its sessions, in order: the receiver may forget them. With `resend`
+    /// it also asks for every later frame again, in order, before anything newer (it saw a
+    /// gap, or its subscription was lost and what Redis had not yet written to it is gone).
+    Ack {
+        /// The highest frame number of the receiver's that the sender of the ack has handed
+        /// on (every one before it too).
+        got: u64,
+        /// Publish every frame after `got` again.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resend: bool,
+    },
+    /// Not numbered. The frames of the sender's before number `next` that the receiver has
+    /// not got are gone for good (the sender's replay window no longer holds them): the sender
+    /// has ended its calls with the receiver's peers (their leaves follow as frames), and the
+    /// receiver takes `next` as the next frame in order rather than waiting for the gap.
+    Reset {
+        /// The frame number that follows the lost ones.
+        next: u64,
     },
 }
 

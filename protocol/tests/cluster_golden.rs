@@ -3,8 +3,9 @@
 //! bundle's header, then the frame's length, number and body: the sender's text or a JSON
 //! message; `xxd` shows it), and `bundle.frame` several frames for one node in one bundle. The
 //! test builds every frame in code, compares its bytes with the file, and parses the file back
-//! into the same frame. `v3/` keeps the frames of node protocol 3 (one frame per message), which
-//! this version refuses.
+//! into the same frame. `v3/` keeps the frames of node protocol 3 (one frame per message), `v4/`
+//! and `v5/` those of the protocols before this one (v5: numbers across all receivers, no
+//! acknowledgements), which this version refuses.
 //! `GOLDEN_BLESS=1 cargo test -p switchboard-protocol --test cluster_golden` rewrites the
 //! files; review the diff, since every change here is a change of the wire format between
 //! nodes (bump `NODE_PROTOCOL_VERSION` when old nodes cannot read it).
@@ -35,6 +36,14 @@ fn frame(msg: NodeMessage) -> NodeFrame {
         node: "node-a@1763740000000".to_owned(),
         seq: Some(7),
         msg,
+    }
+}
+
+/// An acknowledgement or a reset: control messages carry no frame number.
+fn unnumbered(msg: NodeMessage) -> NodeFrame {
+    NodeFrame {
+        seq: None,
+        ..frame(msg)
     }
 }
 
@@ -167,6 +176,21 @@ fn cases() -> Vec<(&'static str, NodeFrame)> {
             "media_closed",
             frame(NodeMessage::MediaClosed { session: 7 }),
         ),
+        (
+            "ack",
+            unnumbered(NodeMessage::Ack {
+                got: 41,
+                resend: false,
+            }),
+        ),
+        (
+            "ack_resend",
+            unnumbered(NodeMessage::Ack {
+                got: 41,
+                resend: true,
+            }),
+        ),
+        ("reset", unnumbered(NodeMessage::Reset { next: 97 })),
         (
             "deliver_error",
             frame(NodeMessage::Deliver {
@@ -358,7 +382,8 @@ fn a_bundle_is_cut_at_the_limit_and_a_larger_frame_goes_alone() {
 fn frames_of_another_version_or_shape_are_refused() {
     // Node protocol 3's frames (one per message, no length prefix), as published then.
     // Node protocol 4's bundles (forwards the receiver always decoded again), as published then.
-    for (version, files) in [(3, 10), (4, 11)] {
+    // Node protocol 5's (frames numbered across all receivers, no acknowledgements).
+    for (version, files) in [(3, 10), (4, 11), (5, 13)] {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join(format!("tests/golden/cluster/v{version}"));
         let mut old = 0;

@@ -167,11 +167,13 @@ export class SioPeer {
    * @param {string} label name used in messages
    * @param {'v4'|'v2'} version which npm client
    * @param {string} url gateway base URL
-   * @param {{room?: string, transports?: string[], auth?: object, upgrade?: boolean}} options
+   * @param {{room?: string, transports?: string[], auth?: object, upgrade?: boolean,
+   *   engine?: object}} options
    *   (`auth`: the v4 connect payload, e.g. `{token}`; `upgrade: false`: no upgrade until the
-   *   test starts one with `probe()`)
+   *   test starts one with `probe()`; `engine`: more client options, e.g. an `agent` and
+   *   `localAddress` to connect from another loopback address)
    */
-  constructor(label, version, url, { room, transports, auth, upgrade } = {}) {
+  constructor(label, version, url, { room, transports, auth, upgrade, engine } = {}) {
     this.label = label;
     this.version = version;
     this.inbox = new Inbox(label);
@@ -180,6 +182,7 @@ export class SioPeer {
     if (transports) opts.transports = transports;
     if (auth) opts.auth = auth;
     if (upgrade === false) opts.upgrade = false;
+    Object.assign(opts, engine);
     this.socket = version === 'v2' ? ioV2(url, opts) : ioV4(url, opts);
     for (const event of SIO_EVENTS) {
       this.socket.on(event, (value) => this.inbox.push(event, value));

@@ -374,3 +374,93 @@ pub async fn both_ways(pa: &mut WsClient, pb: &mut WsClient, room: &str, from: u
     expect_candidates(pb, room, from, n).await;
     expect_candidates(pa, room, from, n).await;
 }
+
+/// A conference participant of `room` with stream id `stream` (its `joinRoom` answered
+/// `joinedTheRoom`) on a fresh connection to `node`'s `LiveApp`.
+pub async fn participant(node: &Node, room: &str, stream: &str) -> WsClient {
+    let mut c = WsClient::connect(&node.ant_url("LiveApp")).await;
+    c.send_json(json!({"command":"joinRoom","room":room,"streamId":stream}))
+        .await;
+    let joined = c.recv_json().await;
+    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
+    c
+}
+
+/// A test node on `redis` whose `[cluster]` table gets the `extra` lines and whose config ends
+/// with `tail` (another table), started and reporting `cluster: ok`.
+pub async fn start_node_with(redis: &RedisServer, name: &str, extra: &str, tail: &str) -> Node {
+    let ttl = format!("node_ttl_ms = {NODE_TTL_MS}\n");
+    let config = node_config(&redis.url(), name).replace(&ttl, &format!("{ttl}{extra}\n")) + tail;
+    let node = Node::spawn(&config, name).await;
+    node.wait_health("cluster: ok", Duration::from_secs(10))
+        .await;
+    node
+}
+
+/// `switchboard_cluster_frames_total{direction}` on `node` (0 when never counted).
+pub async fn frames(node: &Node, direction: &str) -> u64 {
+    let (_, metrics) = http_get(node.main, "/metrics").await;
+    let name = format!(r#"switchboard_cluster_frames_total{{direction="{direction}"}} "#);
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&name))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+/// Frames each peer sends in one burst while Redis is disrupted under it.
+const BURST: usize = 1200;
+
+/// An Ant call between `a` and `b` in `room`: `BURST` candidates each way (a short pause every
+/// ten, so that the burst outlasts a heartbeat or two), `disrupt` run once the burst is
+/// crossing, then every frame checked (once, in order), `settle_ms` of silence, and ten more
+/// each way. Returns the two peers for the caller's own checks.
+pub async fn across_a_disruption(
+    a: &Node,
+    b: &Node,
+    room: &'static str,
+    settle_ms: u64,
+    disrupt: impl AsyncFnOnce(),
+) -> (WsClient, WsClient) {
+    let (pa, pb) = ant_pair(a, b, room).await;
+    let (mid_a, at_a) = tokio::sync::oneshot::channel();
+    let (mid_b, at_b) = tokio::sync::oneshot::channel();
+    let side_a = tokio::spawn(burst(pa, room, mid_a));
+    let side_b = tokio::spawn(burst(pb, room, mid_b));
+    // Whichever side is further along: the other's frames are still crossing.
+    tokio::select! {
+        _ = at_a => {}
+        _ = at_b => {}
+    }
+    disrupt().await;
+    let mut pa = side_a.await.unwrap();
+    let mut pb = side_b.await.unwrap();
+    pa.expect_silence(settle_ms).await;
+    pb.expect_silence(50).await;
+    both_ways(&mut pa, &mut pb, room, BURST, 10).await;
+    (pa, pb)
+}
+
+/// Sends `BURST` candidates from `peer`, then reads its partner's `BURST`, checking each is the
+/// next in order; `mid` fires when the 50th has arrived (the burst is in flight both ways).
+async fn burst(
+    mut peer: WsClient,
+    room: &'static str,
+    mid: tokio::sync::oneshot::Sender<()>,
+) -> WsClient {
+    for from in (0..BURST).step_by(10) {
+        send_candidates(&mut peer, room, from, 10).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut mid = Some(mid);
+    for i in 0..BURST {
+        let got = peer.recv_json().await;
+        assert_eq!(got["command"], "takeCandidate", "candidate {i}: {got}");
+        assert_eq!(got["label"], i, "candidate {i} in order, once: {got}");
+        if i == 50
+            && let Some(mid) = mid.take()
+        {
+            let _ = mid.send(());
+        }
+    }
+    peer
+}

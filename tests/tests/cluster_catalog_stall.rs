@@ -13,6 +13,7 @@ use serde_json::json;
 use switchboard_tests::WsClient;
 use switchboard_tests::cluster::{
     HEARTBEAT_MS, NODE_TTL_MS, Node, RedisServer, ant_pair, node_config, numbered_candidate,
+    participant,
 };
 
 /// Conference requests waiting on the frozen Redis at once: more than the node's workers.
@@ -104,16 +105,6 @@ async fn a_frozen_redis_does_not_stall_other_rooms_on_the_node() {
     // And the call still relays once Redis answers again.
     pb.send_json(numbered_candidate(room, 0)).await;
     assert_eq!(pa.recv_json().await["label"], 0);
-}
-
-/// The reply to `joinRoom` of `room` with stream id `stream` on a fresh connection to `node`.
-async fn participant(node: &Node, room: &str, stream: &str) -> WsClient {
-    let mut c = WsClient::connect(&node.ant_url("LiveApp")).await;
-    c.send_json(json!({"command":"joinRoom","room":room,"streamId":stream}))
-        .await;
-    let joined = c.recv_json().await;
-    assert_eq!(joined["definition"], "joinedTheRoom", "{joined}");
-    c
 }
 
 /// `leaveFromRoom` of `room` by `c`: its answer, if it comes within `bound`. Logs how long it

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_tests::cluster::{
-    HEARTBEAT_MS, NODE_TTL_MS, Node, RedisServer, ant_join, ant_pair, both_ways, expect_candidates,
-    node_config, send_candidates,
+    HEARTBEAT_MS, NODE_TTL_MS, Node, RedisServer, across_a_disruption, ant_join, ant_pair,
+    both_ways, expect_candidates, frames, send_candidates, start_node_with,
 };
 use switchboard_tests::{Received, WsClient, http_get, http_with_headers};
 
@@ -19,13 +19,8 @@ const TOKEN: &str = "cluster-admin-token-0123456789";
 
 /// A test node with the admin API, and `extra` lines added to its `[cluster]` table.
 async fn start_node(redis: &RedisServer, name: &str, extra: &str) -> Node {
-    let ttl = format!("node_ttl_ms = {NODE_TTL_MS}\n");
-    let config = node_config(&redis.url(), name).replace(&ttl, &format!("{ttl}{extra}\n"))
-        + &format!("\n[admin]\ntoken = \"{TOKEN}\"\n");
-    let node = Node::spawn(&config, name).await;
-    node.wait_health("cluster: ok", Duration::from_secs(10))
-        .await;
-    node
+    let admin = format!("\n[admin]\ntoken = \"{TOKEN}\"\n");
+    start_node_with(redis, name, extra, &admin).await
 }
 
 /// `/api/rooms/{room}` on `node`: the member list.
@@ -55,16 +50,6 @@ async fn records(redis: &RedisServer, room: &str) -> Vec<String> {
         .filter(|l| !l.is_empty())
         .map(str::to_owned)
         .collect()
-}
-
-/// `switchboard_cluster_frames_total{direction}` on `node` (0 when never counted).
-async fn frames(node: &Node, direction: &str) -> u64 {
-    let (_, metrics) = http_get(node.main, "/metrics").await;
-    let name = format!(r#"switchboard_cluster_frames_total{{direction="{direction}"}} "#);
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&name))
-        .map_or(0, |v| v.parse().unwrap())
 }
 
 /// Frames `node` could not deliver (0 when never counted).
@@ -449,43 +434,9 @@ async fn frames_for_a_dead_node_are_held_then_counted_once_when_it_is_found_dead
     );
 }
 
-/// Frames each peer sends in one burst while Redis is disrupted under it.
-const BURST: usize = 1200;
-
-/// Sends `BURST` candidates from `peer` (a short pause every ten, so that the burst outlasts a
-/// heartbeat or two), then reads its partner's `BURST`, checking each is the next in order;
-/// `mid` fires when the 50th has arrived (the burst is in flight both ways).
-async fn burst(
-    mut peer: WsClient,
-    room: &'static str,
-    mid: tokio::sync::oneshot::Sender<()>,
-) -> WsClient {
-    for from in (0..BURST).step_by(10) {
-        send_candidates(&mut peer, room, from, 10).await;
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    let mut mid = Some(mid);
-    for i in 0..BURST {
-        let got = peer.recv_json().await;
-        assert_eq!(got["command"], "takeCandidate", "candidate {i}: {got}");
-        assert_eq!(got["label"], i, "candidate {i} in order, once: {got}");
-        if i == 50
-            && let Some(mid) = mid.take()
-        {
-            let _ = mid.send(());
-        }
-    }
-    peer
-}
-
-/// Redis SIGKILLed while frames stream both ways between two nodes (some published and not yet
-/// read by the receiving node, some queued, some held), then started again empty on its port:
-/// every frame arrives, once, in order, nothing more comes, the call goes on, and none is
-/// counted as dropped. A subscription that breaks is read to its end before the node
-/// subscribes again.
-/// An Ant call across two nodes on `redis` in `room`: a burst both ways, `disrupt` run once the
-/// burst is crossing, then every frame checked (once, in order, nothing more), the call going
-/// on, nothing counted as dropped, and both records in Redis.
+/// An Ant call across two nodes on `redis` in `room`: a burst both ways with `disrupt` run
+/// while it crosses ([`across_a_disruption`]), then the call going on, nothing counted as
+/// dropped, and both records in Redis.
 async fn mid_burst(
     redis: &mut RedisServer,
     room: &'static str,
@@ -493,22 +444,8 @@ async fn mid_burst(
 ) {
     let a = start_node(redis, "node-a", "").await;
     let b = start_node(redis, "node-b", "").await;
-    let (pa, pb) = ant_pair(&a, &b, room).await;
-    let (mid_a, at_a) = tokio::sync::oneshot::channel();
-    let (mid_b, at_b) = tokio::sync::oneshot::channel();
-    let side_a = tokio::spawn(burst(pa, room, mid_a));
-    let side_b = tokio::spawn(burst(pb, room, mid_b));
-    // Whichever side is further along: the other's frames are still crossing.
-    tokio::select! {
-        _ = at_a => {}
-        _ = at_b => {}
-    }
-    disrupt(redis).await;
-    let mut pa = side_a.await.unwrap();
-    let mut pb = side_b.await.unwrap();
-    pa.expect_silence(SETTLE_MS).await;
-    pb.expect_silence(50).await;
-    both_ways(&mut pa, &mut pb, room, BURST, 10).await;
+    // The peers stay connected for the checks below: their records are still in Redis.
+    let _peers = across_a_disruption(&a, &b, room, SETTLE_MS, async || disrupt(redis).await).await;
     assert_eq!(dropped(&a).await, 0, "no frame lost on A");
     assert_eq!(dropped(&b).await, 0, "no frame lost on B");
     assert_eq!(records(redis, room).await.len(), 2);

@@ -236,6 +236,11 @@ async fn the_upgrade_probe_noop_and_1007_on_the_upgraded_socket() {
     ws.send_text("5").await;
     // Upgraded: a GET now gets a noop, and the session answers over the WebSocket.
     assert_eq!(http_get(gw.main, &session).await.1, "6");
+    // Its long-polling side is gone: a POST is refused as engine.io refuses it, and the
+    // session goes on.
+    let (status, body) = http_request(gw.main, "POST", &session, Some("40")).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("Bad request"), "{body}");
     ws.send_text(r#"42["msg",5]"#).await;
     let error = ws.recv_text().await;
     assert!(

@@ -12,8 +12,8 @@
 //! ([`RedisCatalog::reassert`], called by the link when it recovers).
 //!
 //! The conference plugin's calls are synchronous (REST calls and the gateway's reads before a
-//! room is locked, `gateway/prefetch.rs`, on the blocking pool; room homing's claims from the
-//! `sfu` hook): this uses Redis's blocking connection, one per node, behind a mutex, with the
+//! room is locked, `gateway/prefetch.rs`, on the blocking pool; room homing's claims, made
+//! there too): this uses Redis's blocking connection, one per node, behind a mutex, with the
 //! cluster's command timeout on connecting, reading and writing, and never on a runtime worker
 //! ([`off_worker`]). A failed call drops the connection; the next call connects again.
 
@@ -262,9 +262,8 @@ impl Inner {
 }
 
 /// Runs `call`, which blocks (a Redis round trip, up to the command timeout, and the wait for
-/// the catalog's one connection), without holding a runtime worker: room homing's claim is
-/// made from the `sfu` hook on a worker, under the gateway's lock of its room, and a Redis that
-/// stops answering must not stall the other rooms' dispatch on the node. On a multi-thread
+/// the catalog's one connection), without holding a runtime worker: a Redis that stops
+/// answering must not stall the other rooms' dispatch on the node. On a multi-thread
 /// runtime's worker, `block_in_place` first hands the worker's other tasks to another thread;
 /// elsewhere (the conference plugin's reads and REST calls on the blocking pool, the listings
 /// thread, a current-thread runtime in tests) it runs as is.

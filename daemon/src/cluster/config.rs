@@ -57,6 +57,16 @@ pub struct ClusterConfig {
     /// frames are dropped (counted) and every cross-node partner is told its peer left.
     #[serde(default = "default_replay_window_ms")]
     pub replay_window_ms: u64,
+    /// Bytes of frames a node keeps after publishing them, until their receiving node
+    /// acknowledges them (at most `publish_queue_len` frames too), so that a frame Redis took
+    /// but never wrote to the receiver (Redis died, or closed the subscriber) is sent again.
+    /// Past it the oldest go; should a receiver then ask for one, the calls with it end.
+    #[serde(default = "default_replay_window_bytes")]
+    pub replay_window_bytes: usize,
+}
+
+const fn default_replay_window_bytes() -> usize {
+    32 * 1024 * 1024
 }
 
 /// `[cluster] sentinel = { master = "...", nodes = ["host:port", ...] }`.
@@ -153,6 +163,12 @@ impl ClusterConfig {
                     "must be between heartbeat_interval_ms ({}) and 600000, got {}",
                     self.heartbeat_interval_ms, self.replay_window_ms
                 ),
+            ));
+        }
+        if self.replay_window_bytes < 1024 {
+            out.push((
+                "replay_window_bytes",
+                format!("must be at least 1024, got {}", self.replay_window_bytes),
             ));
         }
         if self.publish_queue_len == 0 {

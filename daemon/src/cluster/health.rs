@@ -109,6 +109,12 @@ pub fn frame_duplicate() {
     global().add(FRAMES, &[("direction", "duplicate")], 1);
 }
 
+/// Counts a frame received past a gap and dropped: its sender publishes it again after the
+/// missing ones.
+pub fn frame_ahead() {
+    global().add(FRAMES, &[("direction", "ahead")], 1);
+}
+
 /// Moves the held-items gauge by `delta`.
 pub fn held(delta: i64) {
     global().add(HELD, &[], delta);

@@ -6,6 +6,13 @@
 //!   `node_ttl_ms`. The first node to need the room sets it (one Lua script: `SET` unless a
 //!   living node holds it, so a dead home's claim is taken over at once rather than after its
 //!   TTL); the home refreshes it on every heartbeat for the rooms its SFU serves.
+//! - When: a `publish` or `play` is decided under the gateway's lock of its room, so its claim
+//!   is made before, with no lock held (the dispatcher's prefetch, `gateway/prefetch.rs`, on
+//!   the blocking pool): [`MediaHoming::prepare`] reads (or claims) the home of the room the
+//!   plugin names for the request, the hook takes that answer ([`Homing::home`], no Redis
+//!   call), and [`MediaHoming::settle`] gives back a claim the decision did not use (the
+//!   request was refused first), unless this node's SFU serves the room or another request
+//!   of this node is about to use it. A frozen Redis delays that request alone.
 //! - Requests: a node that is not the home forwards its sessions' media requests as `media`
 //!   frames (in order with everything else it sends that node); the home serves them for a
 //!   stand-in session id (above [`STAND_IN_BASE`], never a local session's) and its answers
@@ -46,6 +53,27 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return ARGV[1]
 ";
 
+/// Gives a room's claim back: deletes it if this node holds it. KEYS[1]: the home key. ARGV[1]:
+/// this node.
+const RELEASE_HOME: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Most requests' homes kept between their prefetch and their dispatch: an entry is taken by
+/// the dispatch or its settling, so more means requests whose dispatch was dropped (their
+/// session closed while Redis answered); they are forgotten.
+const MAX_PREFETCHED: usize = 4096;
+
+/// A room's home as read for one request before its room was locked.
+#[derive(Debug)]
+struct Prefetched {
+    room: String,
+    home: Home,
+}
+
 /// This node's room homing.
 pub struct MediaHoming {
     node: Arc<str>,
@@ -56,6 +84,8 @@ pub struct MediaHoming {
     ttl_ms: u64,
     media: Mutex<Option<Weak<dyn RemoteMedia>>>,
     stand_ins: Mutex<StandIns>,
+    /// Homes read for local sessions' media requests, by session, until their dispatch.
+    prefetched: Mutex<HashMap<SessionId, Prefetched>>,
     next: AtomicU64,
     /// Itself, for the outboxes it hands out.
     me: Weak<MediaHoming>,
@@ -94,6 +124,7 @@ impl MediaHoming {
             ttl_ms,
             media: Mutex::new(None),
             stand_ins: Mutex::default(),
+            prefetched: Mutex::default(),
             next: AtomicU64::new(STAND_IN_BASE),
         })
     }
@@ -259,6 +290,83 @@ impl MediaHoming {
             .arg(&self.alive_prefix);
     }
 
+    fn prefetched(&self) -> MutexGuard<'_, HashMap<SessionId, Prefetched>> {
+        self.prefetched
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The room whose home `session`'s `event` is decided with, if it is a media request
+    /// (from the plugin's memory; never waits).
+    pub fn media_room_of(&self, session: SessionId, event: &Event) -> Option<String> {
+        self.media()?.media_room_of(session, event)
+    }
+
+    /// Reads (or claims) `room`'s home for `session`'s coming dispatch. Blocks for a round
+    /// trip to Redis (bounded by the command timeout): call it off the runtime's workers, with
+    /// no room locked. When Redis cannot answer, the room is served here (the cluster is
+    /// degraded; a room whose participants are all on this node still works).
+    pub fn prepare(&self, session: SessionId, room: String) {
+        let claimed = self.catalog.query(|c| {
+            let mut pipe = redis::pipe();
+            self.claim_cmd(&mut pipe, &room);
+            let (home,): (String,) = pipe.query(c)?;
+            Ok(home)
+        });
+        let home = match claimed {
+            Ok(home) if *home == *self.node => Home::Here,
+            Ok(home) => Home::Node(Arc::from(home)),
+            Err(e) => {
+                tracing::warn!(room, error = %e, "Cluster: cannot read a room's media home; serving it here.");
+                Home::Here
+            }
+        };
+        let mut prefetched = self.prefetched();
+        if prefetched.len() >= MAX_PREFETCHED {
+            prefetched.clear();
+        }
+        prefetched.insert(session, Prefetched { room, home });
+    }
+
+    /// Whether `session`'s dispatch left a home it read unused ([`Self::settle`] has work).
+    pub fn has_unused(&self, session: SessionId) -> bool {
+        self.prefetched().contains_key(&session)
+    }
+
+    /// After `session`'s dispatch: a claim it made and did not use is given back, unless this
+    /// node's SFU serves the room (it holds the claim anyway) or another request of this node
+    /// read the same room and waits for its dispatch. Blocks for a round trip to Redis.
+    pub fn settle(&self, session: SessionId) {
+        let room = {
+            let mut prefetched = self.prefetched();
+            let Some(unused) = prefetched.remove(&session) else {
+                return;
+            };
+            let pending = prefetched
+                .values()
+                .any(|p| p.room == unused.room && p.home == Home::Here);
+            if unused.home != Home::Here || pending {
+                return;
+            }
+            unused.room
+        };
+        if self.media().is_some_and(|m| m.rooms().contains(&room)) {
+            return;
+        }
+        let released = self.catalog.query(|c| {
+            redis::cmd("EVAL")
+                .arg(RELEASE_HOME)
+                .arg(1)
+                .arg(format!("{}{room}", self.home_prefix))
+                .arg(&*self.node)
+                .query::<i64>(c)
+        });
+        if let Err(e) = released {
+            // It lapses after `node_ttl_ms` (no heartbeat refreshes a room nobody serves).
+            tracing::warn!(room, error = %e, "Cluster: cannot give back an unused media home.");
+        }
+    }
+
     /// The stand-in `to`'s real session, if `to` is one.
     fn remote_of(&self, to: SessionId) -> Option<(Arc<str>, u64)> {
         if to.0 < STAND_IN_BASE {
@@ -269,23 +377,21 @@ impl MediaHoming {
 }
 
 impl Homing for MediaHoming {
-    fn home(&self, room: &str) -> Home {
-        let claimed = self.catalog.query(|c| {
-            let mut pipe = redis::pipe();
-            self.claim_cmd(&mut pipe, room);
-            let (home,): (String,) = pipe.query(c)?;
-            Ok(home)
-        });
-        match claimed {
-            Ok(home) if *home == *self.node => Home::Here,
-            Ok(home) => Home::Node(Arc::from(home)),
-            Err(e) => {
-                // Redis is away: serve it here (the cluster is degraded; a room whose
-                // participants are all on this node still works).
-                tracing::warn!(room, error = %e, "Cluster: cannot read a room's media home; serving it here.");
-                Home::Here
-            }
+    fn home(&self, session: SessionId, room: &str) -> Home {
+        let mut prefetched = self.prefetched();
+        if prefetched.get(&session).is_some_and(|p| p.room == room)
+            && let Some(read) = prefetched.remove(&session)
+        {
+            return read.home;
         }
+        drop(prefetched);
+        // Nothing read for this request and room: no Redis call under the room's lock. Served
+        // here; the heartbeat claims the rooms this node's SFU serves.
+        tracing::debug!(
+            room,
+            "Cluster: no media home read for this request; serving it here."
+        );
+        Home::Here
     }
 
     fn forward(&self, node: &Arc<str>, request: MediaRequest) {

@@ -5,7 +5,7 @@
 //! the node's members, then serves until either connection fails; it then marks the node
 //! degraded and retries every heartbeat interval.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,7 +13,6 @@ use tokio::time::Instant;
 
 use axum::extract::ws::Utf8Bytes;
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
 use redis::AsyncConnectionConfig;
 use redis::aio::MultiplexedConnection;
 use switchboard_plugin_api::SessionId;
@@ -24,7 +23,10 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::forwarded::{RemoteForward, relay_envelope};
+use super::pubsub::{Pushed, Subscription};
 use super::recovery::{LINK_LOST, Outage, recover};
+use super::replay::{self, Receipts, Verdict};
+use super::resp::RespConn;
 use super::{Cluster, health, publisher, store};
 use crate::envelope::Original;
 use crate::gateway::{Gateway, Outbound};
@@ -53,10 +55,10 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
     let mut registered_once = false;
     let mut first_failure_logged = false;
     let mut outage = Outage::default();
-    let mut seen = Seen::default();
+    let mut seen = Receipts::default();
     loop {
         let ended = match connect(&cluster).await {
-            Ok((conn, pubsub)) => {
+            Ok((conn, pubsub, publish)) => {
                 match recover(&cluster, &gateway, conn.clone(), registered_once).await {
                     Ok(()) => {
                         // The conference streams this node lists, in case Redis lost them (or
@@ -75,9 +77,15 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
                         } else {
                             Instant::now()
                         };
-                        registered_once = true;
                         cluster.set_conn(Some(conn.clone()));
+                        *cluster.publish.lock().await = Some(publish);
                         cluster.health.set_up(&cluster.node);
+                        if registered_once {
+                            // What Redis took for the old subscription and never wrote to it
+                            // is gone: each sender publishes it again.
+                            seen.resubscribed(&cluster, cluster.replay_window());
+                        }
+                        registered_once = true;
                         serve(&cluster, &gateway, conn, pubsub, interval, grace, &mut seen).await
                     }
                     Err(e) => Ended::Lost(e.to_string()),
@@ -116,9 +124,10 @@ pub async fn check_access(cluster: &Cluster) -> Result<(), redis::RedisError> {
     }
 }
 
-async fn connect(
-    cluster: &Cluster,
-) -> redis::RedisResult<(MultiplexedConnection, redis::aio::PubSub)> {
+/// The connections of one pass: commands (redis-rs), the subscription and the publisher's.
+type Connections = (MultiplexedConnection, Subscription, RespConn);
+
+async fn connect(cluster: &Cluster) -> redis::RedisResult<Connections> {
     let timeout = cluster.command_timeout();
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeout))
@@ -132,16 +141,15 @@ async fn connect(
         .get_multiplexed_async_connection_with_config(&config)
         .await?;
     cluster.catalog.use_server(&client);
-    let mut pubsub = tokio::time::timeout(timeout, client.get_async_pubsub())
+    let ca_file = cluster.config.redis_ca_file.as_deref();
+    let channel = cluster.keys.channel(&cluster.node);
+    let pubsub = tokio::time::timeout(timeout, Subscription::open(&client, ca_file, channel))
         .await
         .map_err(|_| timed_out())??;
-    tokio::time::timeout(
-        timeout,
-        pubsub.subscribe(cluster.keys.channel(&cluster.node)),
-    )
-    .await
-    .map_err(|_| timed_out())??;
-    Ok((conn, pubsub))
+    let publish = tokio::time::timeout(timeout, RespConn::connect(&client, ca_file))
+        .await
+        .map_err(|_| timed_out())??;
+    Ok((conn, pubsub, publish))
 }
 
 pub(super) fn timed_out() -> redis::RedisError {
@@ -168,22 +176,27 @@ async fn serve(
     cluster: &Cluster,
     gateway: &Gateway,
     mut conn: MultiplexedConnection,
-    pubsub: redis::aio::PubSub,
+    mut pubsub: Subscription,
     interval: Duration,
     grace: Instant,
-    seen: &mut Seen,
+    seen: &mut Receipts,
 ) -> Ended {
-    let (mut sink, mut messages) = pubsub.split();
     let mut suspects = HashSet::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut acks = tokio::time::interval(replay::ACK_EVERY);
+    acks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let patience = replay::patience(cluster);
     let why = loop {
         tokio::select! {
             () = cluster.stop.cancelled() => return Ended::Stopped,
-            msg = messages.next() => match msg {
-                Some(msg) => take_message(cluster, gateway, seen, &msg),
-                None => return Ended::Lost("subscription closed".into()),
+            pushed = pubsub.next() => match pushed {
+                Ok(Some(Pushed::Message(bundle))) => receive(cluster, gateway, seen, &bundle),
+                Ok(Some(Pushed::Subscribed)) => {}
+                Ok(Some(Pushed::Unsubscribed) | None) => break "subscription closed".into(),
+                Err(e) => break e.to_string(),
             },
+            _ = acks.tick() => acknowledge(cluster, gateway, seen, patience),
             _ = ticker.tick() => {
                 let settled = Instant::now() >= grace;
                 if let Err(e) = tick(cluster, gateway, &mut conn, settled).await {
@@ -201,7 +214,7 @@ async fn serve(
             }
         }
     };
-    drain(cluster, gateway, seen, &mut sink, &mut messages).await;
+    drain(cluster, gateway, seen, &mut pubsub).await;
     Ended::Lost(why)
 }
 
@@ -215,31 +228,24 @@ async fn serve(
 async fn drain(
     cluster: &Cluster,
     gateway: &Gateway,
-    seen: &mut Seen,
-    sink: &mut redis::aio::PubSubSink,
-    messages: &mut redis::aio::PubSubStream,
+    seen: &mut Receipts,
+    pubsub: &mut Subscription,
 ) {
     let deadline = Instant::now() + cluster.command_timeout();
-    let channel = cluster.keys.channel(&cluster.node);
-    if let Ok(Ok(())) = tokio::time::timeout_at(deadline, sink.unsubscribe(&channel)).await {
-        while let Some(Some(msg)) = messages.next().now_or_never() {
-            take_message(cluster, gateway, seen, &msg);
-        }
-        return;
-    }
-    while let Ok(Some(msg)) = tokio::time::timeout_at(deadline, messages.next()).await {
-        take_message(cluster, gateway, seen, &msg);
-    }
+    // Unanswered or not, what the connection yields is read until Redis confirms, the
+    // connection ends, or the deadline.
+    let _ = tokio::time::timeout_at(deadline, pubsub.unsubscribe()).await;
+    pubsub
+        .drain(deadline, |bundle| receive(cluster, gateway, seen, bundle))
+        .await;
 }
 
-/// One pub/sub message: a bundle of frames from another node.
-fn take_message(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, msg: &redis::Msg) {
-    match msg.get_payload::<Bytes>() {
-        Ok(bundle) => receive(cluster, gateway, seen, &bundle),
-        Err(e) => {
-            health::frame_dropped();
-            warn!(error = %e, "Cluster: a pub/sub message that is not a bundle dropped.");
-        }
+/// Acknowledges what came from each sender, and ends the calls with the nodes whose frames
+/// this node can no longer replay to them ([`replay`]).
+fn acknowledge(cluster: &Cluster, gateway: &Gateway, seen: &mut Receipts, patience: Duration) {
+    seen.tick(cluster, patience);
+    for node in cluster.take_window_lost() {
+        gateway.dispatcher().end_calls_with(&node, LINK_LOST);
     }
 }
 
@@ -267,18 +273,7 @@ async fn tick(
         tokio::time::timeout(timeout, pipe.query_async(conn))
             .await
             .map_err(|_| timed_out())??;
-    let known = cluster
-        .epoch
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .clone();
-    if epoch != known {
-        // Redis lost its data without dropping the connections (FLUSHALL, a failover behind a
-        // proxy): reconnect and re-assert, as after a restart.
-        return Err(redis::RedisError::from(std::io::Error::other(
-            "Redis lost its data",
-        )));
-    }
+    same_epoch(cluster, epoch)?;
     if added == 1 {
         // This node had been taken for dead (it missed heartbeats, e.g. frozen) and reaped: the
         // others dropped its peers. Agree with them, then register the members afresh.
@@ -311,13 +306,20 @@ async fn tick(
         return Ok(());
     }
     let candidates: Vec<Arc<str>> = candidates.into_iter().collect();
+    // The epoch is read in the same transaction as the heartbeat keys: Redis emptied after the
+    // check above (a FLUSHALL between two round trips) would otherwise make every other node
+    // look dead and end their calls, where the nodes only need to re-assert what they hold.
     let mut pipe = redis::pipe();
+    pipe.atomic();
     for node in &candidates {
         pipe.cmd("EXISTS").arg(keys.alive(node));
     }
-    let alive: Vec<bool> = tokio::time::timeout(timeout, pipe.query_async(conn))
+    pipe.cmd("GET").arg(keys.epoch());
+    let replies: Vec<redis::Value> = tokio::time::timeout(timeout, pipe.query_async(conn))
         .await
         .map_err(|_| timed_out())??;
+    let (alive, epoch): (Vec<bool>, _) = split_epoch(replies)?;
+    same_epoch(cluster, epoch)?;
     let dead: Vec<&Arc<str>> = candidates
         .iter()
         .zip(alive)
@@ -344,6 +346,33 @@ async fn tick(
     Ok(())
 }
 
+/// Fails (so the link reconnects and re-asserts, as after a restart) when Redis's epoch is not
+/// the one this node registered under: Redis lost its data without dropping the connections
+/// (FLUSHALL, a failover behind a proxy).
+fn same_epoch(cluster: &Cluster, epoch: Option<String>) -> redis::RedisResult<()> {
+    let known = cluster
+        .epoch
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    if epoch != known {
+        return Err(redis::RedisError::from(std::io::Error::other(
+            "Redis lost its data",
+        )));
+    }
+    Ok(())
+}
+
+/// A transaction's replies, the last of which is the epoch (`GET`), split from the others.
+fn split_epoch<T: redis::FromRedisValue>(
+    mut replies: Vec<redis::Value>,
+) -> redis::RedisResult<(T, Option<String>)> {
+    let epoch = replies.pop().unwrap_or(redis::Value::Nil);
+    let epoch = redis::from_redis_value(epoch)?;
+    let rest = redis::from_redis_value(redis::Value::Array(replies))?;
+    Ok((rest, epoch))
+}
+
 /// Anti-entropy: a proxy whose record is gone from its room's list in Redis on two heartbeats
 /// in a row leaves (through the pipeline, so partners are told). This catches a `left` frame
 /// lost while Redis was unreachable; the owner rewrote its records when Redis returned. Two
@@ -359,17 +388,23 @@ async fn sweep(
         suspects.clear();
         return Ok(());
     }
+    // With the epoch, atomically: lists read from a Redis emptied since the last heartbeat are
+    // no evidence against the proxies (see `tick`).
     let mut pipe = redis::pipe();
+    pipe.atomic();
     for (room, _) in &rooms {
         pipe.cmd("LRANGE")
             .arg(cluster.keys.room(room))
             .arg(0)
             .arg(-1);
     }
-    let lists: Vec<Vec<String>> =
+    pipe.cmd("GET").arg(cluster.keys.epoch());
+    let replies: Vec<redis::Value> =
         tokio::time::timeout(cluster.command_timeout(), pipe.query_async(conn))
             .await
             .map_err(|_| timed_out())??;
+    let (lists, epoch): (Vec<Vec<String>>, _) = split_epoch(replies)?;
+    same_epoch(cluster, epoch)?;
     let mut missing = HashSet::new();
     for ((room, proxies), list) in rooms.iter().zip(lists) {
         let listed: Vec<_> = list.iter().filter_map(|r| store::parse_record(r)).collect();
@@ -390,38 +425,9 @@ async fn sweep(
     Ok(())
 }
 
-/// The highest frame number received from each sending node (instance): a frame at or below it
-/// was published again after an outage and is already here. Also whether a bundle of another
-/// node protocol version was logged (once: a node of another release sends many).
-#[derive(Default)]
-struct Seen {
-    last: HashMap<Arc<str>, u64>,
-    other_version_logged: bool,
-}
-
-impl Seen {
-    /// Whether `seq` from `node` is new; notes it.
-    fn fresh(&mut self, node: &str, seq: Option<u64>) -> bool {
-        let Some(seq) = seq else {
-            return true;
-        };
-        match self.last.get_mut(node) {
-            Some(last) if seq <= *last => false,
-            Some(last) => {
-                *last = seq;
-                true
-            }
-            None => {
-                self.last.insert(Arc::from(node), seq);
-                true
-            }
-        }
-    }
-}
-
 /// Hands the frames of one received bundle to the gateway, one at a time in order. The bundle
 /// is read in place: a forward's text stays a slice of it.
-fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, bundle: &Bytes) {
+fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Receipts, bundle: &Bytes) {
     let reader = match BundleReader::new(bundle) {
         Ok(reader) => reader,
         Err(e) => {
@@ -444,10 +450,17 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, bundle: &Bytes
                 continue;
             }
         };
-        if !seen.fresh(&node, seq) {
-            debug!(node = %node, "Cluster: a frame published again after an outage; dropped.");
-            health::frame_duplicate();
-            continue;
+        match seen.check(cluster, &node, seq) {
+            Verdict::Next => {}
+            Verdict::Again => {
+                debug!(node = %node, "Cluster: a frame published again; dropped.");
+                health::frame_duplicate();
+                continue;
+            }
+            Verdict::Ahead => {
+                health::frame_ahead();
+                continue;
+            }
         }
         fresh += 1;
         match body {
@@ -471,6 +484,10 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, bundle: &Bytes
                 room,
                 original,
             ),
+            FrameBody::Message(NodeMessage::Ack { got, resend }) => {
+                cluster.acked(Arc::clone(&node), got, resend);
+            }
+            FrameBody::Message(NodeMessage::Reset { next }) => seen.reset(&node, next),
             FrameBody::Message(msg) => message(cluster, gateway, &node, msg),
         }
     }
@@ -479,7 +496,7 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Seen, bundle: &Bytes
 
 /// Logs a bundle or frame this node cannot read; one of another node protocol version only the
 /// first time (every frame of such a node is counted as dropped).
-fn refused(seen: &mut Seen, e: &FrameError) {
+fn refused(seen: &mut Receipts, e: &FrameError) {
     if matches!(e, FrameError::Version { .. }) {
         if !std::mem::replace(&mut seen.other_version_logged, true) {
             warn!(error = %e, "Cluster: frames from a node of another release are dropped (counted); upgrade the nodes of a cluster together.");
@@ -567,8 +584,11 @@ fn message(cluster: &Cluster, gateway: &Gateway, node: &Arc<str>, msg: NodeMessa
             event,
             original,
         } => relay_here(gateway, to, from, event, original.map(Original::from)),
-        // Travels in the binary form only (the reader never yields it as a message).
-        NodeMessage::Forward { .. } => health::frame_dropped(),
+        // Travels in the binary form only (the reader never yields it as a message); the
+        // acknowledgements are taken in `receive`.
+        NodeMessage::Forward { .. } | NodeMessage::Ack { .. } | NodeMessage::Reset { .. } => {
+            health::frame_dropped();
+        }
         NodeMessage::Deliver { to, event } => {
             gateway
                 .registry()

@@ -30,7 +30,10 @@ pub mod homing;
 pub mod link;
 pub mod proxies;
 pub mod publisher;
+pub mod pubsub;
 pub mod recovery;
+pub mod replay;
+pub mod resp;
 pub mod store;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -75,6 +78,16 @@ pub enum Outgoing {
     Discard,
     /// Drop the frames held for this node: it was found dead, its peers left their rooms.
     Forget(Arc<str>),
+    /// `node` has every frame up to `got` this node sent it; with `resend` it asks for the
+    /// later ones again ([`replay`]).
+    Acked {
+        /// The receiving node that says so.
+        node: Arc<str>,
+        /// The highest frame number it has handed on.
+        got: u64,
+        /// Publish every later frame again.
+        resend: bool,
+    },
 }
 
 /// A frame before serialization (done by the publisher, off the sender's task).
@@ -93,6 +106,18 @@ pub enum OutMessage {
     Media(switchboard_sfu::homing::MediaRequest),
     /// A local session that made media requests of the receiver closed.
     MediaClosed(SessionId),
+    /// Not numbered: this node has the receiver's frames up to this number; with `true`,
+    /// it asks for the later ones again ([`replay`]).
+    Ack(u64, bool),
+    /// Not numbered: the receiver's frames before this number that it lacks are gone.
+    Reset(u64),
+}
+
+impl OutMessage {
+    /// Acknowledgements and resets: never numbered, never kept for replay.
+    pub fn is_control(&self) -> bool {
+        matches!(self, Self::Ack(..) | Self::Reset(_))
+    }
 }
 
 /// A claimed place in a room: the room's lock is held until the claim is committed.
@@ -128,6 +153,9 @@ pub struct Cluster {
     /// Where each conference room's media is served.
     homing: Arc<homing::MediaHoming>,
     conn: Mutex<Option<MultiplexedConnection>>,
+    /// The publisher's own connection (bundles and membership scripts), set by the link on
+    /// every (re)connect and dropped by the publisher when a command on it fails.
+    publish: tokio::sync::Mutex<Option<resp::RespConn>>,
     outbox: mpsc::Sender<Outgoing>,
     outbox_rx: Mutex<Option<mpsc::Receiver<Outgoing>>>,
     health: health::Health,
@@ -144,6 +172,8 @@ pub struct Cluster {
     /// Items the publisher has taken from the outbox and not yet sent (or given up on): a
     /// draining node waits for these too.
     unsent: AtomicUsize,
+    /// Nodes whose frames this node can no longer replay: the link ends the calls with them.
+    window_lost: Mutex<Vec<Arc<str>>>,
 }
 
 impl Cluster {
@@ -171,6 +201,7 @@ impl Cluster {
             target,
             catalog,
             conn: Mutex::new(None),
+            publish: tokio::sync::Mutex::new(None),
             outbox,
             outbox_rx: Mutex::new(Some(rx)),
             health: health::Health::starting(),
@@ -179,6 +210,7 @@ impl Cluster {
             discard_held: AtomicBool::new(false),
             lost_while_down: AtomicBool::new(false),
             unsent: AtomicUsize::new(0),
+            window_lost: Mutex::new(Vec::new()),
         })
     }
 
@@ -302,6 +334,36 @@ impl Cluster {
                 self.lost_while_down.store(true, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Queues an acknowledgement or a reset: when the queue is full it is not counted as a
+    /// lost frame (acknowledgements are sent again; a reset is asked for again).
+    fn send_control(&self, node: Arc<str>, msg: OutMessage) {
+        let _ = self.outbox.try_send(Outgoing::Frame { node, msg });
+    }
+
+    /// Tells the publisher that `node` has every frame up to `got` (and asks for the later
+    /// ones again with `resend`); lost with a full queue, the next acknowledgement says it.
+    fn acked(&self, node: Arc<str>, got: u64, resend: bool) {
+        let _ = self.outbox.try_send(Outgoing::Acked { node, got, resend });
+    }
+
+    /// The publisher can no longer replay what `node` lacks: the link ends the calls with it.
+    fn window_lost(&self, node: Arc<str>) {
+        self.window_lost
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(node);
+    }
+
+    /// The nodes whose calls must end ([`Self::window_lost`]); clears the list.
+    fn take_window_lost(&self) -> Vec<Arc<str>> {
+        std::mem::take(
+            &mut *self
+                .window_lost
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// Bound on one Redis command: a heartbeat interval, at least 200 ms.

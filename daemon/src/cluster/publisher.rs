@@ -24,7 +24,8 @@ use switchboard_protocol::cluster::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::{Cluster, OutMessage, Outgoing, health, store};
+use super::replay::{self, Window};
+use super::{Cluster, OutMessage, Outgoing, health, resp, store};
 
 /// Most items sent in one pipeline.
 const BATCH: usize = 512;
@@ -32,21 +33,51 @@ const BATCH: usize = 512;
 /// How often held items are tried again while Redis or a receiver is away.
 const RETRY: Duration = Duration::from_millis(50);
 
-/// An item waiting to be sent: when it was queued, its frame number (frames only), and whether
-/// a publish already found no subscriber for it.
-struct Entry {
+/// An item waiting to be sent: when it was queued, its frame number (numbered frames only,
+/// else 0), and whether a publish already found no subscriber for it.
+pub(super) struct Entry {
     since: Instant,
-    seq: u64,
+    pub(super) seq: u64,
     unheard: bool,
-    item: Outgoing,
+    /// A frame published before and sent again, or an acknowledgement ([`replay`]): neither
+    /// was held for Redis nor lost when dropped, so the held gauge and the dropped count
+    /// leave it out.
+    pub(super) extra: bool,
+    pub(super) item: Outgoing,
 }
 
 impl Entry {
     /// The receiving node of a frame.
-    fn node(&self) -> Option<&Arc<str>> {
+    pub(super) fn node(&self) -> Option<&Arc<str>> {
         match &self.item {
             Outgoing::Frame { node, .. } => Some(node),
             _ => None,
+        }
+    }
+
+    /// A numbered frame for `node` (a `left` notice), for the window's unit tests.
+    #[cfg(test)]
+    pub(super) fn numbered(node: Arc<str>, seq: u64) -> Self {
+        Self {
+            since: Instant::now(),
+            seq,
+            unheard: false,
+            extra: false,
+            item: Outgoing::Frame {
+                node,
+                msg: OutMessage::Left("room".to_owned(), switchboard_plugin_api::SessionId(seq)),
+            },
+        }
+    }
+
+    /// An unnumbered message for `node`, queued now.
+    pub(super) fn control(node: Arc<str>, msg: OutMessage) -> Self {
+        Self {
+            since: Instant::now(),
+            seq: 0,
+            unheard: false,
+            extra: true,
+            item: Outgoing::Frame { node, msg },
         }
     }
 }
@@ -62,10 +93,14 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
     let mut held = Held::new();
     // Where bundles are built; its buffer is taken back once a round trip's bundles are sent.
     let mut arena = BytesMut::new();
-    let mut seq = 0u64;
     // What the held gauge shows now.
     let mut shown = 0i64;
     let cap = cluster.config.publish_queue_len;
+    // Frames Redis took, kept until their receiver acknowledges them.
+    let mut window = Window::new(cap, cluster.config.replay_window_bytes);
+    let patience = replay::patience(&cluster);
+    // Whether `held` may hold extra items (left out of the gauge, which then counts them).
+    let mut replayed = false;
     loop {
         // While the held queue is full nothing more is taken: the outbox fills, and further
         // items are dropped (counted) at `Cluster::send`, which marks the calls broken.
@@ -78,71 +113,107 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
                 }
                 n
             }
-            () = tokio::time::sleep(RETRY), if !held.is_empty() => 0,
+            () = tokio::time::sleep(RETRY), if !held.is_empty() || window.waiting() => 0,
         };
         let now = Instant::now();
         if cluster.take_discard() {
-            drop_all(&mut held);
+            drop_all(&mut held, &mut window);
         }
-        take(&mut held, batch.drain(..n), &mut seq, now);
-        expire(&mut held, now, cluster.replay_window());
+        replayed |= take(&cluster, &mut held, batch.drain(..n), &mut window, now);
+        expire(&mut held, &mut window, now, cluster.replay_window());
+        if cluster.healthy() {
+            for again in window.overdue(&cluster, patience) {
+                replayed |= replay::requeue(&mut held, again);
+            }
+        }
         cluster.unsent.store(held.len(), Ordering::Relaxed);
-        send(&cluster, &mut held, &mut arena).await;
+        send(&cluster, &mut held, &mut window, &mut arena).await;
         cluster.unsent.store(held.len(), Ordering::Relaxed);
-        let len = i64::try_from(held.len()).unwrap_or(i64::MAX);
+        let waiting = if replayed {
+            let fresh = held.iter().filter(|e| !e.extra).count();
+            replayed = fresh < held.len();
+            fresh
+        } else {
+            held.len()
+        };
+        let len = i64::try_from(waiting).unwrap_or(i64::MAX);
         health::held(len - shown);
         shown = len;
     }
 }
 
-/// Queues what came from the outbox behind what is held, numbering the frames; the markers act
-/// on what is queued before them.
-fn take(held: &mut Held, items: impl Iterator<Item = Outgoing>, seq: &mut u64, now: Instant) {
+/// Queues what came from the outbox behind what is held, numbering the frames per receiving
+/// node; the markers act on what is queued before them, an acknowledgement on the window
+/// (what it asks for again goes before anything newer).
+fn take(
+    cluster: &Cluster,
+    held: &mut Held,
+    items: impl Iterator<Item = Outgoing>,
+    window: &mut Window,
+    now: Instant,
+) -> bool {
+    let mut replayed = false;
     for item in items {
         match item {
-            Outgoing::Discard => drop_all(held),
-            Outgoing::Forget(node) => forget(held, &node),
+            Outgoing::Discard => drop_all(held, window),
+            Outgoing::Forget(node) => forget(held, window, &node),
+            Outgoing::Acked { node, got, resend } => {
+                replayed |= replay::requeue(held, window.acked(cluster, &node, got, resend));
+            }
             item => {
-                if matches!(item, Outgoing::Frame { .. }) {
-                    *seq += 1;
-                }
+                let seq = replay::numbered(&item).map_or(0, |node| window.number(node));
+                let control = seq == 0 && matches!(item, Outgoing::Frame { .. });
+                replayed |= control;
                 held.push_back(Entry {
                     since: now,
-                    seq: *seq,
+                    seq,
                     unheard: false,
+                    extra: control,
                     item,
                 });
             }
         }
     }
+    replayed
 }
 
-/// Drops every held item, counting the frames.
-fn drop_all(held: &mut Held) {
-    let frames = held
-        .drain(..)
-        .filter(|e| matches!(e.item, Outgoing::Frame { .. }))
-        .count();
+/// Drops every held item, counting the numbered frames; every call across nodes has ended.
+fn drop_all(held: &mut Held, window: &mut Window) {
+    let mut frames = 0;
+    for entry in held.drain(..) {
+        if let Some(node) = entry.node().filter(|_| entry.seq > 0) {
+            window.dropped(node, entry.seq, true);
+            frames += usize::from(!entry.extra);
+        }
+    }
+    window.discard();
     health::frames_dropped(frames);
 }
 
 /// Drops (counted) the frames held for `node`, found dead: its peers have left their rooms.
-fn forget(held: &mut Held, node: &str) {
-    let before = held.len();
-    held.retain(|e| e.node().is_none_or(|n| &**n != node));
-    health::frames_dropped(before - held.len());
+fn forget(held: &mut Held, window: &mut Window, node: &Arc<str>) {
+    let mut frames = 0;
+    held.retain(|e| {
+        let keep = e.node().is_none_or(|n| n != node);
+        frames += usize::from(!keep && e.seq > 0 && !e.extra);
+        keep
+    });
+    window.forget(node);
+    health::frames_dropped(frames);
 }
 
-/// Drops (counted) the frames held longer than `window`; their receivers' node is gone or
-/// Redis has been away too long, and the link tells the partners their peers left.
+/// Drops (counted) the frames held longer than `limit`; their receivers' node is gone or
+/// Redis has been away too long, and the link tells the partners their peers left (a
+/// receiver that asks for them later ends its calls with this node: [`Window::acked`]).
 /// Membership items are dropped too: the re-registration after an outage rewrites them.
-fn expire(held: &mut Held, now: Instant, window: Duration) {
+fn expire(held: &mut Held, window: &mut Window, now: Instant, limit: Duration) {
     let before = held.len();
     let mut frames = 0;
     held.retain(|e| {
-        let keep = now.duration_since(e.since) <= window;
-        if !keep && matches!(e.item, Outgoing::Frame { .. }) {
-            frames += 1;
+        let keep = now.duration_since(e.since) <= limit;
+        if !keep && let Some(node) = e.node().filter(|_| e.seq > 0) {
+            window.dropped(node, e.seq, false);
+            frames += usize::from(!e.extra);
         }
         keep
     });
@@ -159,8 +230,12 @@ fn expire(held: &mut Held, now: Instant, window: Duration) {
 /// error everything stays held. A pipeline cut by the error may have run in part (or whole, its
 /// reply lost): its frames go again with their numbers, and the receivers drop the ones they
 /// have.
-async fn send(cluster: &Cluster, held: &mut Held, arena: &mut BytesMut) {
+async fn send(cluster: &Cluster, held: &mut Held, window: &mut Window, arena: &mut BytesMut) {
     let Some(mut conn) = cluster.conn().filter(|_| cluster.healthy()) else {
+        return;
+    };
+    let mut publish = cluster.publish.lock().await;
+    let Some(data) = publish.as_mut() else {
         return;
     };
     let mut waiting = match unheard_nodes(cluster, &mut conn, held).await {
@@ -181,17 +256,22 @@ async fn send(cluster: &Cluster, held: &mut Held, arena: &mut BytesMut) {
             continue;
         }
         let (pipe, bundles) = pipeline(cluster, &ready, arena);
-        let sent = tokio::time::timeout(cluster.command_timeout(), pipe.query_async(&mut conn))
+        let sent = tokio::time::timeout(cluster.command_timeout(), pipe.exec(data))
             .await
             .unwrap_or_else(|_| Err(super::link::timed_out()));
         match sent {
             Ok(receivers) => {
-                let receivers: Vec<i64> = receivers;
                 let mut ready: Vec<Option<Entry>> = ready.into_iter().map(Some).collect();
                 let mut out = 0;
                 for (bundle, heard) in bundles.iter().zip(receivers) {
                     if heard > 0 {
-                        out += bundle.frames.len();
+                        // Kept until the receiver says it has them: Redis may yet lose them.
+                        // (Acknowledgements are neither kept nor counted as frames out.)
+                        let numbered = bundle
+                            .frames
+                            .iter()
+                            .filter_map(|&i| ready[i].take().filter(|e| e.seq > 0));
+                        out += window.keep(&bundle.node, numbered);
                         continue;
                     }
                     waiting.insert(Arc::clone(&bundle.node));
@@ -208,6 +288,9 @@ async fn send(cluster: &Cluster, held: &mut Held, arena: &mut BytesMut) {
                 cluster.health.down(&e.to_string());
                 kept.extend(ready);
                 kept.append(held);
+                // Cut mid-pipeline, its replies are out of step: the link opens a new one.
+                *publish = None;
+                break;
             }
         }
     }
@@ -262,8 +345,8 @@ fn pipeline(
     cluster: &Cluster,
     chunk: &[Entry],
     arena: &mut BytesMut,
-) -> (redis::Pipeline, Vec<Bundled>) {
-    let mut pipe = redis::pipe();
+) -> (resp::Pipeline, Vec<Bundled>) {
+    let mut pipe = resp::Pipeline::default();
     let mut bundles = Vec::new();
     // The frames since the last membership item, by node in order of first appearance.
     let mut open: Vec<(Arc<str>, Vec<usize>)> = Vec::new();
@@ -275,14 +358,18 @@ fn pipeline(
             },
             Outgoing::Commit(commit) => {
                 bundle_open(cluster, chunk, &mut open, arena, &mut pipe, &mut bundles);
-                store::commit(&mut pipe, &cluster.keys, &cluster.node, commit);
+                let mut script = redis::pipe();
+                store::commit(&mut script, &cluster.keys, &cluster.node, commit);
+                pipe.commands(&script);
             }
             Outgoing::Unclaim { room, session } => {
                 bundle_open(cluster, chunk, &mut open, arena, &mut pipe, &mut bundles);
-                store::unclaim(&mut pipe, &cluster.keys, &cluster.node, room, *session);
+                let mut script = redis::pipe();
+                store::unclaim(&mut script, &cluster.keys, &cluster.node, room, *session);
+                pipe.commands(&script);
             }
             // Never held: handled where items are taken from the outbox.
-            Outgoing::Discard | Outgoing::Forget(_) => {}
+            Outgoing::Discard | Outgoing::Forget(_) | Outgoing::Acked { .. } => {}
         }
     }
     bundle_open(cluster, chunk, &mut open, arena, &mut pipe, &mut bundles);
@@ -295,13 +382,13 @@ fn bundle_open(
     chunk: &[Entry],
     open: &mut Vec<(Arc<str>, Vec<usize>)>,
     arena: &mut BytesMut,
-    pipe: &mut redis::Pipeline,
+    pipe: &mut resp::Pipeline,
     bundles: &mut Vec<Bundled>,
 ) {
     for (node, frames) in open.drain(..) {
         let channel = cluster.keys.channel(&node);
         let mut publish = |bundle: Bytes, frames: &[usize]| {
-            pipe.cmd("PUBLISH").arg(&channel).arg(&bundle[..]);
+            pipe.publish(channel.as_bytes(), bundle);
             bundles.push(Bundled {
                 node: Arc::clone(&node),
                 frames: frames.to_vec(),
@@ -310,7 +397,15 @@ fn bundle_open(
         // The bundle's room at once: grown frame by frame, the buffer was copied again at each
         // doubling (about a twentieth of a node's CPU in a cross-node run).
         let size: usize = frames.iter().map(|&i| frame_size(&chunk[i])).sum();
-        arena.reserve(size.min(BUNDLE_LIMIT) + 2 + cluster.node.len());
+        // A bundle passes its limit by the frame that closes it (written, then moved on): room
+        // for that frame too, or the whole bundle was copied once more when it came.
+        let largest = frames.iter().map(|&i| frame_size(&chunk[i])).max();
+        let need = size.min(BUNDLE_LIMIT + largest.unwrap_or(0)) + 2 + cluster.node.len();
+        if arena.capacity() < need {
+            // A fresh buffer rather than `reserve`: growing the old one in place would copy
+            // its whole previous capacity (realloc knows no length), for nothing.
+            *arena = BytesMut::with_capacity(need);
+        }
         let mut writer = BundleWriter::new(arena, &cluster.node, BUNDLE_LIMIT);
         let mut first = 0;
         for (k, &i) in frames.iter().enumerate() {
@@ -327,7 +422,7 @@ fn bundle_open(
 
 /// About the bytes `entry`'s frame takes in a bundle: a forward's text and fields (an Ant
 /// description gains its `idMapping`), a JSON message's usual size.
-fn frame_size(entry: &Entry) -> usize {
+pub(super) fn frame_size(entry: &Entry) -> usize {
     const FIELDS: usize = 4 + 8 + 15 + 16;
     match &entry.item {
         Outgoing::Frame {
@@ -336,7 +431,8 @@ fn frame_size(entry: &Entry) -> usize {
         } => envelope
             .original
             .as_deref()
-            .map_or(256, |o| o.len() + FIELDS + 64),
+            // A socket.io literal escapes the JSON it carries: a quarter more is ample.
+            .map_or(256, |o| o.len() + o.len() / 4 + FIELDS + 64),
         _ => 256,
     }
 }
@@ -358,8 +454,13 @@ fn push_frame(writer: &mut BundleWriter<'_>, entry: &Entry) -> Option<Bytes> {
     let Outgoing::Frame { msg, .. } = &entry.item else {
         return None;
     };
-    let seq = Some(entry.seq);
+    let seq = Some(entry.seq).filter(|&s| s > 0);
     let message = match msg {
+        OutMessage::Ack(got, resend) => NodeMessage::Ack {
+            got: *got,
+            resend: *resend,
+        },
+        OutMessage::Reset(next) => NodeMessage::Reset { next: *next },
         OutMessage::Joined(room, peer) => NodeMessage::Joined {
             room: room.clone(),
             peer: remote(peer),

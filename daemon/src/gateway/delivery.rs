@@ -1,12 +1,15 @@
-//! Queuing deliveries to sessions with backpressure, not loss.
+//! Queuing deliveries to sessions with backpressure, not loss, and in order.
 //!
-//! A delivery goes into the receiver's bounded queue at once when there is room. When there is
-//! none, it is not dropped: a session that sent the event gets it back as [`Blocked`] and waits
-//! for room before it reads anything more from its socket, so TCP flow control slows its peer.
-//! Producers that cannot wait (a plugin's outbox, frames from other nodes, a closing session's
-//! leave notices) hand it to the receiver's [`Backlog`], which a task drains in order. Either way
-//! a receiver that frees no room for `write_timeout_secs` is given up on: closed with its own
-//! reason ([`give_up`]), counted once.
+//! A delivery goes into the receiver's bounded queue at once when there is room and nothing
+//! waits in the receiver's [`Backlog`]. Otherwise it goes to the end of that backlog, which a
+//! task drains into the queue in order; it is never dropped, and never overtaken by a later
+//! delivery (a dispatch queues its deliveries under its room's lock, so the room's order is the
+//! order its members receive). A session whose event made such a delivery gets a [`Blocked`]
+//! back and waits until the receiver took it before it reads anything more from its socket, so
+//! TCP flow control slows its peer; producers that cannot wait (a plugin's outbox, frames from
+//! other nodes, a closing session's leave notices) do not. Either way a receiver that frees no
+//! room for `write_timeout_secs` is given up on: closed with its own reason ([`give_up`]),
+//! counted once, and its backlog dropped, which ends its senders' waits.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -14,8 +17,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use futures_util::future::join_all;
-use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::mailbox::Mailbox;
@@ -32,18 +35,23 @@ pub(super) struct Registered {
     pub(super) backlog: OnceLock<Arc<Mutex<Backlog>>>,
 }
 
-/// Deliveries that found their receiver's queue full, grouped by receiver in the order they were
-/// made. The session that caused them waits for them ([`Blocked::wait`]) before reading on.
+/// What a dispatch's deliveries that found their receivers' queues full wait for. They are not
+/// held here: each went into its receiver's [`Backlog`] under the room's lock, in the order the
+/// pipeline made it, so a later dispatch of the room (which queues behind the backlog) cannot
+/// overtake it. The session that caused them waits ([`Blocked::wait`]) until each receiver took
+/// the last of them before it reads on.
 #[derive(Default)]
-#[must_use = "blocked deliveries are lost unless waited for or deferred"]
+#[must_use = "a sender that does not wait for its blocked deliveries is not slowed down"]
 pub struct Blocked(Vec<Waiting>);
 
+/// The last of a dispatch's deliveries in one receiver's backlog: answered when the receiver's
+/// queue took it, dropped unanswered when the receiver was given up on or went away.
 struct Waiting {
     tx: mpsc::Sender<Outbound>,
+    taken: oneshot::Receiver<()>,
+    backlog: Arc<Mutex<Backlog>>,
     cancel: CancellationToken,
     info: Arc<SessionInfo>,
-    backlog: Arc<Mutex<Backlog>>,
-    items: Vec<Outbound>,
 }
 
 impl std::fmt::Debug for Blocked {
@@ -58,74 +66,87 @@ impl Blocked {
         self.0.is_empty()
     }
 
-    /// Adds `other`'s deliveries after these, keeping each receiver's in order.
+    /// Adds `other`'s waits after these (the later one per receiver is the one to wait for).
     pub fn extend(&mut self, other: Blocked) {
         for waiting in other.0 {
             match self.0.iter_mut().find(|w| w.tx.same_channel(&waiting.tx)) {
-                Some(mine) => mine.items.extend(waiting.items),
+                Some(mine) => *mine = waiting,
                 None => self.0.push(waiting),
             }
         }
     }
 
-    /// Queues `item` for `to`: at once if its queue has room and nothing of this batch already
-    /// waits for it (which would reorder), otherwise kept to wait for.
-    pub(super) fn offer(&mut self, to: &Registered, item: Outbound) {
+    /// Queues `item` for `to`: at once if its queue has room and nothing waits in its backlog
+    /// (which it would overtake), otherwise at the end of the backlog, to be waited for.
+    /// Called under the room's lock: it never waits.
+    pub(super) fn offer(&mut self, to: &Registered, item: Outbound, timeout: Duration) {
         let tx = to.mailbox.sender();
-        if let Some(waiting) = self.0.iter_mut().find(|w| w.tx.same_channel(tx)) {
-            waiting.items.push(item);
+        let Some(item) = to.try_queue(tx, item) else {
+            return;
+        };
+        let (answer, taken) = oneshot::channel();
+        let backlog = to.backlog.get_or_init(Arc::default);
+        let queued = Queued {
+            item,
+            taken: Some(answer),
+        };
+        if !backlog_push(tx, &to.cancel, &to.info, backlog, queued, timeout) {
             return;
         }
-        match tx.try_send(item) {
-            Ok(()) | Err(TrySendError::Closed(_)) => {}
-            Err(TrySendError::Full(item)) => self.0.push(Waiting {
-                tx: tx.clone(),
-                cancel: to.cancel.clone(),
-                info: Arc::clone(&to.info),
-                backlog: Arc::clone(to.backlog.get_or_init(Arc::default)),
-                items: vec![item],
-            }),
-        }
+        self.extend(Blocked(vec![Waiting {
+            tx: tx.clone(),
+            taken,
+            backlog: Arc::clone(backlog),
+            cancel: to.cancel.clone(),
+            info: Arc::clone(&to.info),
+        }]));
     }
 
-    /// Waits until every receiver took its deliveries, in order. All receivers are waited for
-    /// at once, so one stuck receiver delays the others by at most `timeout`: a receiver whose
-    /// queue frees no room for `timeout` is given up on and its deliveries dropped.
-    pub async fn wait(self, timeout: Duration) {
-        join_all(self.0.into_iter().map(|w| w.send(timeout))).await;
+    /// Waits until every receiver took these deliveries (or was given up on: its backlog's
+    /// drain gives up on a receiver that frees no room for `write_timeout_secs`, which ends
+    /// this wait too). All receivers are waited for at once.
+    pub async fn wait(self) {
+        join_all(self.0.into_iter().map(|w| w.taken)).await;
     }
 
-    /// Hands the blocked deliveries to their receivers' backlogs, for a producer that cannot
-    /// wait.
-    pub fn defer(self, timeout: Duration) {
-        for mut waiting in self.0 {
-            for item in std::mem::take(&mut waiting.items) {
-                let Waiting {
-                    tx, cancel, info, ..
-                } = &waiting;
-                backlog_push(tx, cancel, info, &waiting.backlog, item, timeout);
-            }
-        }
-    }
-}
-
-impl Waiting {
-    async fn send(self, timeout: Duration) {
-        for item in self.items {
-            match tokio::time::timeout(timeout, self.tx.reserve()).await {
-                Ok(Ok(permit)) => permit.send(item),
-                // The receiver ended: nothing to deliver to.
-                Ok(Err(_)) => return,
-                Err(_) => {
-                    give_up(&self.info, &self.cancel, self.tx.max_capacity());
-                    return;
-                }
+    /// Lets the deliveries go on without the sender waiting for them (a producer that cannot
+    /// wait): they are in their receivers' backlogs already, and count from now on against the
+    /// backlog's bound on what no sender waits for (a receiver past it is given up on).
+    pub fn defer(self) {
+        for Waiting {
+            tx,
+            taken,
+            backlog,
+            cancel,
+            info,
+        } in self.0
+        {
+            drop(taken);
+            let mut state = lock(&backlog);
+            state.unwaited = state.items.iter().filter(|q| !q.waited_for()).count();
+            let over = state.unwaited > tx.max_capacity();
+            drop(state);
+            if over {
+                give_up(&info, &cancel, tx.max_capacity());
             }
         }
     }
 }
 
 impl Registered {
+    /// Queues `item` into `tx` (this session's queue) at once if nothing waits in the backlog
+    /// (which it would overtake) and the queue has room; otherwise gives it back, for the end
+    /// of the backlog. A closed queue takes it too: nobody is left to deliver it to.
+    fn try_queue(&self, tx: &mpsc::Sender<Outbound>, item: Outbound) -> Option<Outbound> {
+        if self.backlogged() {
+            return Some(item);
+        }
+        match tx.try_send(item) {
+            Ok(()) | Err(TrySendError::Closed(_)) => None,
+            Err(TrySendError::Full(item)) => Some(item),
+        }
+    }
+
     /// Whether deliveries wait in the session's backlog, to enter its queue before anything
     /// new.
     fn backlogged(&self) -> bool {
@@ -141,54 +162,70 @@ impl Registered {
     }
 }
 
-/// Deliveries for one receiver from producers that cannot wait, in order, and whether a task
-/// is draining them into the receiver's queue.
+/// Deliveries for one receiver that found its queue full, in order, and whether a task is
+/// draining them into the receiver's queue.
 #[derive(Default)]
 pub(super) struct Backlog {
-    items: VecDeque<Outbound>,
+    items: VecDeque<Queued>,
+    /// Items no sender waits for (from producers that cannot wait): bounded by the queue's
+    /// length. Items a sender waits for are bounded by their senders, each of which reads
+    /// nothing more until they are taken.
+    unwaited: usize,
     draining: bool,
+}
+
+/// A delivery in a backlog, and its sender's wait when it has one.
+struct Queued {
+    item: Outbound,
+    taken: Option<oneshot::Sender<()>>,
+}
+
+impl Queued {
+    /// Whether a sender still waits for it.
+    fn waited_for(&self) -> bool {
+        self.taken.as_ref().is_some_and(|t| !t.is_closed())
+    }
 }
 
 /// Queues `item` for `to` without waiting: at once when its queue has room and no backlog is
 /// pending (which would reorder), otherwise behind the backlog.
 pub(super) fn queue_nowait(to: &Registered, item: Outbound, timeout: Duration) {
     let tx = to.mailbox.sender();
-    let item = if to.backlogged() {
-        item
-    } else {
-        match tx.try_send(item) {
-            Ok(()) | Err(TrySendError::Closed(_)) => return,
-            Err(TrySendError::Full(item)) => item,
-        }
+    let Some(item) = to.try_queue(tx, item) else {
+        return;
     };
     let backlog = to.backlog.get_or_init(Arc::default);
-    backlog_push(tx, &to.cancel, &to.info, backlog, item, timeout);
+    let queued = Queued { item, taken: None };
+    backlog_push(tx, &to.cancel, &to.info, backlog, queued, timeout);
 }
 
-/// Appends `item` to the receiver's backlog and starts its drain if none runs. The backlog is
-/// bounded by the queue's length: a receiver that far behind has stopped reading.
+/// Appends `queued` to the receiver's backlog and starts its drain if none runs; returns
+/// whether it was kept. What no sender waits for is bounded by the queue's length: a receiver
+/// that far behind has stopped reading.
 fn backlog_push(
     tx: &mpsc::Sender<Outbound>,
     cancel: &CancellationToken,
     info: &Arc<SessionInfo>,
     backlog: &Arc<Mutex<Backlog>>,
-    item: Outbound,
+    queued: Queued,
     timeout: Duration,
-) {
+) -> bool {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         // No runtime to wait on (a native plugin's own thread): the delivery cannot wait.
         give_up(info, cancel, tx.max_capacity());
-        return;
+        return false;
     };
     let mut state = lock(backlog);
-    if state.items.len() >= tx.max_capacity() {
+    let unwaited = queued.taken.is_none();
+    if unwaited && state.unwaited >= tx.max_capacity() {
         drop(state);
         give_up(info, cancel, tx.max_capacity());
-        return;
+        return false;
     }
-    state.items.push_back(item);
+    state.unwaited += usize::from(unwaited);
+    state.items.push_back(queued);
     if state.draining {
-        return;
+        return true;
     }
     state.draining = true;
     drop(state);
@@ -200,6 +237,7 @@ fn backlog_push(
         timeout,
     );
     runtime.spawn(drain);
+    true
 }
 
 /// Moves a backlog into the receiver's queue, in order, waiting for room; ends when it is empty.
@@ -217,18 +255,30 @@ async fn drain(
                 if outcome.is_err() {
                     give_up(&info, &cancel, tx.max_capacity());
                 }
+                // Dropping the items ends their senders' waits.
                 let mut state = lock(&backlog);
                 state.items.clear();
+                state.unwaited = 0;
                 state.draining = false;
                 return;
             }
         };
         let mut state = lock(&backlog);
-        let Some(item) = state.items.pop_front() else {
+        let Some(queued) = state.items.pop_front() else {
             state.draining = false;
             return;
         };
-        permit.send(item);
+        let waited_for = queued.waited_for();
+        permit.send(queued.item);
+        match queued.taken {
+            Some(taken) if waited_for => {
+                let _ = taken.send(());
+            }
+            // Counted as unwaited when it was queued, or when its sender deferred it (one
+            // whose sender stopped waiting otherwise, its session gone, may not have been:
+            // the count errs low, never high).
+            _ => state.unwaited = state.unwaited.saturating_sub(1),
+        }
     }
 }
 
@@ -315,10 +365,10 @@ mod tests {
         let (to, mut rx) = registered(2);
         let mut blocked = Blocked::default();
         for n in 1..=5 {
-            blocked.offer(&to, item(n));
+            blocked.offer(&to, item(n), Duration::from_secs(5));
         }
         assert!(!blocked.is_empty(), "3 of 5 wait for room");
-        let wait = tokio::spawn(blocked.wait(Duration::from_secs(5)));
+        let wait = tokio::spawn(blocked.wait());
         assert_eq!(take(&mut rx, 5).await, expected(1..=5));
         wait.await.ok();
         assert!(!to.info.is_stuck());
@@ -329,11 +379,34 @@ mod tests {
         let (to, _rx) = registered(1);
         let mut blocked = Blocked::default();
         for n in 1..=3 {
-            blocked.offer(&to, item(n));
+            blocked.offer(&to, item(n), Duration::from_millis(50));
         }
-        blocked.wait(Duration::from_millis(50)).await;
+        blocked.wait().await;
         assert!(to.info.is_stuck());
         assert!(to.cancel.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn deferred_deliveries_count_against_the_backlogs_bound() {
+        let (to, mut rx) = registered(2);
+        // 2 in the queue, 1 in the backlog: within the bound once deferred.
+        let mut blocked = Blocked::default();
+        for n in 1..=3 {
+            blocked.offer(&to, item(n), Duration::from_secs(5));
+        }
+        blocked.defer();
+        assert!(!to.info.is_stuck());
+        assert_eq!(take(&mut rx, 3).await, expected(1..=3));
+
+        // 2 in the queue, 3 in the backlog that nobody waits for: past the bound.
+        let (to, _rx) = registered(2);
+        let mut blocked = Blocked::default();
+        for n in 1..=5 {
+            blocked.offer(&to, item(n), Duration::from_secs(5));
+        }
+        assert!(!to.info.is_stuck(), "a sender waits for these");
+        blocked.defer();
+        assert!(to.info.is_stuck(), "deferred, they are too many");
     }
 
     #[tokio::test]

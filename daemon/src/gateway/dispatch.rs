@@ -92,9 +92,9 @@ pub struct Dispatcher {
     rooms: RoomTable,
     /// Set once at start when `[cluster]` is configured.
     cluster: OnceLock<Arc<dyn ClusterMembership>>,
-    /// Set once at start with `[cluster]`: the conference catalog's reads, done before a
-    /// room is locked.
-    prefetch: OnceLock<Arc<dyn Prefetch>>,
+    /// Set once at start with `[cluster]`: the conference catalog's reads and the sfu's
+    /// claims of rooms' media homes, done before a room is locked, in this order.
+    prefetch: OnceLock<Vec<Arc<dyn Prefetch>>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -144,7 +144,13 @@ impl Dispatcher {
 
     /// Sets the prefetch hook (once; a second call is ignored).
     pub fn set_prefetch(&self, prefetch: Arc<dyn Prefetch>) {
-        let _ = self.prefetch.set(prefetch);
+        self.set_prefetches(vec![prefetch]);
+    }
+
+    /// Sets the prefetch hooks, run in this order before the room is locked and settled in
+    /// this order after (once; a second call is ignored).
+    pub fn set_prefetches(&self, prefetches: Vec<Arc<dyn Prefetch>>) {
+        let _ = self.prefetch.set(prefetches);
     }
 
     /// The cluster hook, when one is set.
@@ -195,9 +201,9 @@ impl Dispatcher {
             .filter(|_| self.wants_prefetch(&envelope.event));
         match (prefetch, self.cluster.get()) {
             // Boxed, as below.
-            (Some(prefetch), _) => {
+            (Some(prefetches), _) => {
                 let boxed: Pin<Box<dyn Future<Output = Dispatched> + Send + '_>> =
-                    Box::pin(self.prefetch_then_run(&**prefetch, envelope));
+                    Box::pin(self.prefetch_then_run(prefetches, envelope));
                 Either::Right(boxed)
             }
             (None, Some(cluster)) if claimed_room(&envelope.event).is_some() => {
@@ -216,16 +222,32 @@ impl Dispatcher {
     /// with no lock held, then the dispatch (a join's claim included), then what the decision
     /// did not use is given back. The claim of a join comes after the reads, so the cluster's
     /// join lock of the room is not held while they wait.
-    async fn prefetch_then_run(&self, prefetch: &dyn Prefetch, envelope: Envelope) -> Dispatched {
+    async fn prefetch_then_run(
+        &self,
+        prefetches: &[Arc<dyn Prefetch>],
+        envelope: Envelope,
+    ) -> Dispatched {
         let session = envelope.from.session;
-        prefetch.prepare(&envelope).await;
+        let wanted: Vec<&dyn Prefetch> = {
+            let pipeline = self.pipeline.load();
+            prefetches
+                .iter()
+                .map(|p| &**p)
+                .filter(|p| p.wants(&envelope.event) && pipeline.runs(p.plugin()))
+                .collect()
+        };
+        for prefetch in &wanted {
+            prefetch.prepare(&envelope).await;
+        }
         let out = match self.cluster.get() {
             Some(cluster) if claimed_room(&envelope.event).is_some() => {
                 self.claim_then_run(&**cluster, envelope).await
             }
             _ => self.run(envelope, None),
         };
-        prefetch.settle(session).await;
+        for prefetch in &wanted {
+            prefetch.settle(session).await;
+        }
         out
     }
 
@@ -248,9 +270,11 @@ impl Dispatcher {
 
     /// Whether `event`'s decision reads the conference catalog first ([`Self::prefetch_then_run`]).
     fn wants_prefetch(&self, event: &Event) -> bool {
-        self.prefetch
-            .get()
-            .is_some_and(|p| p.wants(event) && self.pipeline.load().runs(p.plugin()))
+        self.prefetch.get().is_some_and(|prefetches| {
+            prefetches
+                .iter()
+                .any(|p| p.wants(event) && self.pipeline.load().runs(p.plugin()))
+        })
     }
 
     /// A join with `[cluster]`: its place claimed first, then [`Self::run`].
@@ -292,8 +316,16 @@ impl Dispatcher {
             return Dispatched::default();
         };
         let pipeline = self.pipeline.load();
+        // The deliveries are queued before the room's lock is released, so every member gets
+        // the room's deliveries in the order the pipeline made them (docs/plugins.md,
+        // "Ordering"). Queuing never waits: a receiver whose queue is full takes them through
+        // its backlog, in order, and the sender waits for that after the lock ([`Blocked`]).
         let outcome = self.rooms.with(room, |state| {
-            self.in_room(&pipeline, state, room, &envelope, claim.as_ref())
+            let (membership, deliveries) =
+                self.in_room(&pipeline, state, room, &envelope, claim.as_ref())?;
+            let count = deliveries.len();
+            let (blocked, own) = self.registry.deliver(&envelope, deliveries);
+            Ok((membership, count, blocked, own))
         });
         let joiner = claim.map(|_| envelope.from.session);
         match outcome {
@@ -304,9 +336,8 @@ impl Dispatcher {
                 telemetry::event_refused(&envelope, room, &refusal);
                 Dispatched::refused(refusal, room)
             }
-            Ok((membership, deliveries)) => {
-                telemetry::event_dispatched(&envelope, room, deliveries.len());
-                let (blocked, own) = self.registry.deliver(&envelope, deliveries);
+            Ok((membership, count, blocked, own)) => {
+                telemetry::event_dispatched(&envelope, room, count);
                 if let Some(joiner) = joiner {
                     self.registry.release(joiner);
                 }
@@ -448,3 +479,6 @@ fn apply_membership(state: &mut Room, room: &str, envelope: &Envelope) -> Option
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod order_tests;

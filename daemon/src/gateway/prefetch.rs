@@ -3,7 +3,9 @@
 //! `[cluster]`, the conference plugin's decisions read Redis (a room's dates and owner, the
 //! other nodes' streams, a one-time token), so those reads happen here, on the blocking pool,
 //! with no lock held: a slow or frozen Redis delays the request that needs it, never the
-//! other dispatches of its room, and holds no runtime worker.
+//! other dispatches of its room, and holds no runtime worker. The sfu plugin's claim of a
+//! conference room's media home ([`HomePrefetch`]) is made the same way, after the catalog's
+//! reads (the room it names may depend on them).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,8 +13,9 @@ use std::sync::Arc;
 
 use switchboard_conference::Hub;
 use switchboard_plugin_api::SessionId;
-use switchboard_protocol::Event;
+use switchboard_protocol::{ConferenceCommand, Event};
 
+use crate::cluster::homing::MediaHoming;
 use crate::envelope::Envelope;
 
 /// A boxed future of a prefetch step.
@@ -73,6 +76,57 @@ impl Prefetch for CatalogPrefetch {
             }
             let hub = Arc::clone(&self.hub);
             let _ = tokio::task::spawn_blocking(move || hub.settle(session)).await;
+        })
+    }
+}
+
+/// The sfu plugin's claim of a room's media home for a `publish` or `play`
+/// ([`MediaHoming::prepare`]), read before the room is locked and given back after when the
+/// decision did not use it ([`MediaHoming::settle`]).
+#[derive(Debug)]
+pub struct HomePrefetch {
+    homing: Arc<MediaHoming>,
+}
+
+impl HomePrefetch {
+    /// The prefetch of this node's room homing.
+    pub fn new(homing: Arc<MediaHoming>) -> Self {
+        Self { homing }
+    }
+}
+
+impl Prefetch for HomePrefetch {
+    fn plugin(&self) -> &str {
+        "sfu"
+    }
+
+    fn wants(&self, event: &Event) -> bool {
+        matches!(event, Event::Conference(c) if matches!(
+            c.command,
+            ConferenceCommand::Publish(_) | ConferenceCommand::Play(_)
+        ))
+    }
+
+    fn prepare<'a>(&'a self, envelope: &Envelope) -> Step<'a> {
+        let session = envelope.from.session;
+        // The plugin's memory names the room (no wait); the claim waits on Redis.
+        let room = self.homing.media_room_of(session, &envelope.event);
+        Box::pin(async move {
+            let Some(room) = room else {
+                return;
+            };
+            let homing = Arc::clone(&self.homing);
+            let _ = tokio::task::spawn_blocking(move || homing.prepare(session, room)).await;
+        })
+    }
+
+    fn settle<'a>(&'a self, session: SessionId) -> Step<'a> {
+        Box::pin(async move {
+            if !self.homing.has_unused(session) {
+                return;
+            }
+            let homing = Arc::clone(&self.homing);
+            let _ = tokio::task::spawn_blocking(move || homing.settle(session)).await;
         })
     }
 }

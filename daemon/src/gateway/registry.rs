@@ -216,6 +216,7 @@ impl SessionRegistry {
             return (blocked, own);
         }
         let sender = envelope.from.session;
+        let timeout = self.write_timeout();
         for delivery in deliveries {
             let Some(target) = self.sessions.get(&delivery.to) else {
                 continue;
@@ -229,7 +230,7 @@ impl SessionRegistry {
                 own.push(item);
                 continue;
             }
-            blocked.offer(&target, item);
+            blocked.offer(&target, item, timeout);
         }
         (blocked, own)
     }

@@ -311,8 +311,23 @@ impl Dispatcher {
     /// again, instead of full with two members who cannot reach each other.
     pub fn end_cross_node_calls(&self, reason: &str) {
         let gone = self.redis().map(|c| c.proxies().all()).unwrap_or_default();
+        self.end_calls(&gone, reason);
+    }
+
+    /// Ends the calls with the peers of `node` alone, as [`Self::end_cross_node_calls`] ends
+    /// all: this node can no longer deliver every frame to it (its replay window lost some).
+    pub fn end_calls_with(&self, node: &str, reason: &str) {
+        let gone = self
+            .redis()
+            .map(|c| c.proxies().of_node(node))
+            .unwrap_or_default();
+        self.end_calls(&gone, reason);
+    }
+
+    /// The proxies `gone` leave, then the local members of their rooms are closed.
+    fn end_calls(&self, gone: &[(SessionId, String)], reason: &str) {
         let rooms: HashSet<&str> = gone.iter().map(|(_, room)| room.as_str()).collect();
-        for (id, room) in &gone {
+        for (id, room) in gone {
             self.proxy_leaves(*id, room);
         }
         let members: Vec<SessionId> = rooms
@@ -356,7 +371,7 @@ impl Dispatcher {
         // cannot wait for a full queue.
         let departed = self.dispatch(Envelope::departure(from, room.to_owned()));
         if let Some(out) = departed.now_or_never() {
-            out.blocked.defer(self.registry().write_timeout());
+            out.blocked.defer();
         }
     }
 }

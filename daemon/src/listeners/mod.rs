@@ -74,6 +74,8 @@ pub struct ListenerContext {
     pub peerjs_ids: Arc<peerjs::PeerIds>,
     /// This listener's engine.io long-polling sessions, by `sid`.
     pub engineio: Arc<engineio::Sessions>,
+    /// The budget of engine.io 3 POST bytes not yet taken, shared by every listener.
+    pub post_budget: Arc<engineio::PostBudget>,
 }
 
 async fn metrics(
@@ -83,6 +85,7 @@ async fn metrics(
     let mut text = crate::metrics::global().render();
     crate::stats::render(&mut text, cx.gateway.dispatcher().room_count());
     crate::metrics::process::render(&mut text);
+    cx.post_budget.render(&mut text);
     switchboard_sfu::render_metrics(&mut text);
     ([(axum::http::header::CONTENT_TYPE, content_type)], text)
 }

@@ -43,9 +43,13 @@ pub struct MediaRequest {
 
 /// The daemon's side of room homing (`[cluster]`).
 pub trait Homing: Send + Sync + std::fmt::Debug {
-    /// The home of `room`: claims it for this node when no living node holds it. Blocks for a
-    /// round trip to the cluster's store; when that fails the room is served here.
-    fn home(&self, room: &str) -> Home;
+    /// The home of `room` for a media request of local session `session`, as the daemon read
+    /// (or claimed) it for this very request before the gateway locked the room (from
+    /// [`RemoteMedia::media_room_of`]). Never waits: the hook runs under the room's lock, and a
+    /// Redis that stops answering must not stall the room. With no such answer (the plugin's
+    /// memory named another room by the time the hook ran) the room is served here, and the
+    /// heartbeat claims it.
+    fn home(&self, session: SessionId, room: &str) -> Home;
     /// Queues `request` for `node`, the room's home. Never waits.
     fn forward(&self, node: &Arc<str>, request: MediaRequest);
     /// `session`, which forwarded requests to `node`, closed.
@@ -68,6 +72,10 @@ pub trait RemoteMedia: Send + Sync {
     fn home_lost(&self, node: &str);
     /// The nodes this node's sessions forward media to now.
     fn homes(&self) -> Vec<Arc<str>>;
+    /// The room whose home a local session's media request (`publish`, `play`) is decided
+    /// with, read from the plugin's memory before the room is locked; `None` for any other
+    /// event.
+    fn media_room_of(&self, session: SessionId, event: &Event) -> Option<String>;
 }
 
 /// One stream a local session's media runs on another node.

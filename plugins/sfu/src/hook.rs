@@ -89,7 +89,7 @@ impl Core {
     ) -> Verdict {
         let room = self.media_room(me, direction, stream_id, room);
         if let Some(homing) = &self.homing
-            && let Home::Node(node) = homing.home(&room)
+            && let Home::Node(node) = homing.home(me, &room)
         {
             let key = StreamKey::new(me, stream_id);
             let publish = direction == MediaDirection::Publish;

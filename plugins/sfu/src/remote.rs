@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use switchboard_plugin_api::event::conference::{MediaDirection, MediaState};
-use switchboard_plugin_api::event::{ConferenceReply, Event};
+use switchboard_plugin_api::event::{ConferenceCommand, ConferenceReply, Event};
 use switchboard_plugin_api::{Decision, Payload, SessionId, Verdict};
 
 use crate::Core;
@@ -80,5 +80,17 @@ impl RemoteMedia for Core {
 
     fn homes(&self) -> Vec<Arc<str>> {
         self.forwarded().nodes()
+    }
+
+    fn media_room_of(&self, session: SessionId, event: &Event) -> Option<String> {
+        let Event::Conference(request) = event else {
+            return None;
+        };
+        let (direction, m) = match &request.command {
+            ConferenceCommand::Publish(m) => (MediaDirection::Publish, m),
+            ConferenceCommand::Play(m) => (MediaDirection::Play, m),
+            _ => return None,
+        };
+        Some(self.media_room(session, direction, &m.stream_id, m.room.as_deref()))
     }
 }

@@ -1,4 +1,4 @@
-//! Bundles from other cluster nodes (node protocol 5): any bytes read as a bundle give frames or
+//! Bundles from other cluster nodes (node protocol 6): any bytes read as a bundle give frames or
 //! a typed error, never a panic; a forward's text is decoded again as the receiver does when
 //! told to (and as a session that renders relays its own way does with every forward).
 #![no_main]

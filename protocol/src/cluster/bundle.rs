@@ -1,5 +1,5 @@
 //! A bundle: what one pub/sub message between nodes carries (node protocol 4; 5 since a forward
-//! says how its receiver renders it). Every frame the
+//! says how its receiver renders it; 6 since frames are numbered per receiver and acknowledged). Every frame the
 //! publisher has queued for one receiving node goes into one bundle, so Redis, the receiver's
 //! RESP parsing and the syscalls are paid once per bundle rather than once per frame:
 //!

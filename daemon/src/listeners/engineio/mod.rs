@@ -12,7 +12,8 @@
 //!   pending is refused (400) and ends the session.
 //! - `POST ...&sid=S`: its packets go to the session, refused (413) above `maxPayload` before
 //!   the body is read whole. An engine.io 3 POST is read whole (up to
-//!   `engineio3_max_post_bytes`) and answered at once (`post3`).
+//!   `engineio3_max_post_bytes`) and answered at once (`post3`), its bytes reserved first under
+//!   its address's and the gateway's budget of undelivered POST bytes (`budget`).
 //! - `GET ...&transport=websocket&sid=S` (an upgrade): `2probe` is answered `3probe`, a pending
 //!   GET is released with a `noop` (and every 100 ms until the `5`), and after `5` the session
 //!   moves to the WebSocket, which first carries whatever the GETs had not collected.
@@ -34,7 +35,7 @@ use axum::extract::{FromRequestParts, Request, WebSocketUpgrade};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use switchboard_protocol::DialectKind;
 use switchboard_protocol::dialects::TextFrames;
 use switchboard_protocol::dialects::engineio::polling::{self, RequestError};
@@ -47,17 +48,30 @@ use tracing::Instrument;
 
 use super::{ListenerContext, admission};
 use crate::session;
+pub use budget::PostBudget;
 use queue::{Batch, PollQueue};
 pub use transport::PollingError;
 use transport::{EngineTransport, Inbound};
 
+mod budget;
 mod post3;
 mod queue;
 mod transport;
 
 /// The open polling sessions of one listener, by engine.io `sid`.
 #[derive(Debug, Default)]
-pub struct Sessions(DashMap<Arc<str>, Arc<EngineSession>>);
+pub struct Sessions(DashMap<Arc<str>, Entry>);
+
+/// A session in [`Sessions`].
+#[derive(Debug, Clone)]
+enum Entry {
+    /// On long-polling, or upgrading.
+    Polling(Arc<EngineSession>),
+    /// Upgraded, speaking this version: a GET is answered with a `noop`, anything else refused.
+    /// Its polling state is gone (`probe`): kept, the inbound channel and the queue made an
+    /// upgraded session twice the size of one opened on a WebSocket.
+    Upgraded(EngineVersion),
+}
 
 /// What the requests of one polling session share with its loop.
 #[derive(Debug)]
@@ -75,6 +89,8 @@ pub struct EngineSession {
     probed: AtomicBool,
     /// What engine.io 3 POSTs brought that the session has not taken yet.
     undelivered: Arc<post3::Undelivered>,
+    /// The POST budget of the client address the session was admitted for.
+    budget: budget::AddressBudget,
 }
 
 /// POST payloads waiting for the session loop: a session that is not reading (its receivers'
@@ -115,13 +131,15 @@ pub async fn serve(
             _ => refuse(RequestError::UnknownTransport),
         };
     };
-    let Some(session) = cx.engineio.0.get(sid.as_str()).map(|s| s.clone()) else {
-        return refuse(RequestError::UnknownSid);
+    let session = match cx.engineio.0.get(sid.as_str()).map(|s| s.clone()) {
+        Some(Entry::Polling(session)) => session,
+        Some(Entry::Upgraded(version)) => return after_upgrade(version, &transport, &request),
+        None => return refuse(RequestError::UnknownSid),
     };
     match (transport.as_str(), request.method()) {
         ("polling", &Method::GET) => poll(&session).await,
         ("polling", &Method::POST) => post(&cx, &session, request).await,
-        ("websocket", &Method::GET) => upgrade(cx, session, request).await,
+        ("websocket", &Method::GET) => upgrade(cx, session, sid.into(), request).await,
         ("polling" | "websocket", _) => refuse(RequestError::BadRequest),
         _ => refuse(RequestError::UnknownTransport),
     }
@@ -182,21 +200,30 @@ async fn handshake(
         upgrading: AtomicBool::new(false),
         probed: AtomicBool::new(false),
         undelivered: undelivered.clone(),
+        budget: cx.post_budget.address(addr.ip()),
     });
     let sid: Arc<str> = state.engine_sid.as_str().into();
-    cx.engineio.0.insert(sid.clone(), session.clone());
+    cx.engineio
+        .0
+        .insert(sid.clone(), Entry::Polling(session.clone()));
     let (ws_session, span) = start_session(&cx, addr, state, permit, "polling");
     let run = session::run_websocket::<SocketIoWs>(
         EngineTransport::new(version, rx, queue.clone(), undelivered),
         ws_session,
     );
     let sessions = cx.engineio.clone();
+    // Not an `async` block awaiting `run`: such a block keeps the future it captured and the
+    // one it awaits side by side, so every session's task held the session loop twice (a
+    // 4,352-byte task block, against 2,432 for a session opened on a WebSocket). Only a weak
+    // reference to the queue is kept: an upgraded session drops its polling state.
+    let queue = Arc::downgrade(&queue);
     cx.tracker.spawn(
-        async move {
-            run.await;
-            linger(&queue).await;
-            sessions.0.remove(&sid);
-        }
+        run.then(move |()| async move {
+            if let Some(queue) = queue.upgrade() {
+                linger(&queue).await;
+            }
+            sessions.remove(&sid);
+        })
         .instrument(span),
     );
     if version == EngineVersion::V3 {
@@ -252,14 +279,18 @@ async fn poll(session: &EngineSession) -> Response {
 }
 
 /// A POST: its packets go to the session loop, in order. The size limit (`maxPayload`, or for
-/// engine.io 3 `engineio3_max_post_bytes`) is checked on the announced length before anything
-/// is read, and while reading otherwise.
+/// engine.io 3 `engineio3_max_post_bytes` and the per-address budget, whichever is lower) is
+/// checked on the announced length before anything is read, and while reading otherwise.
 async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -> Response {
     let config = cx.gateway.config();
     let limit = config.max_frame_bytes(DialectKind::Socketio);
-    // One v3 body holds any number of packets: its frame limit is per packet, as it is read.
+    // One v3 body holds any number of packets: its frame limit is per packet, as it is read. A
+    // body above its address's whole budget could never be reserved: refused as too large.
     let body_limit = match session.version {
-        EngineVersion::V3 => config.limits.engineio3_max_post_bytes,
+        EngineVersion::V3 => config
+            .limits
+            .engineio3_max_post_bytes
+            .min(cx.post_budget.per_ip()),
         EngineVersion::V4 => limit,
     };
     let announced = request
@@ -278,7 +309,12 @@ async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -
     // Cleared however this request ends (a client that goes away mid-body drops it here).
     let posting = Posting(&session.posting);
     if session.version == EngineVersion::V3 {
-        return post3::post(limit, body_limit, session, request).await;
+        let limits = post3::Limits {
+            packet: limit,
+            body: body_limit,
+            wait: cx.gateway.write_timeout(),
+        };
+        return post3::post(limits, &cx.post_budget, session, request).await;
     }
     let body = axum::body::to_bytes(request.into_body(), limit).await;
     drop(posting);
@@ -307,8 +343,41 @@ async fn too_large(session: &EngineSession, len: usize) -> Response {
     StatusCode::PAYLOAD_TOO_LARGE.into_response()
 }
 
+impl Sessions {
+    /// Removes `sid`'s entry when its session ends.
+    fn remove(&self, sid: &str) {
+        self.0.remove(sid);
+    }
+
+    /// `session` (of `sid`) upgraded: its entry keeps only its engine.io version, and the
+    /// polling state goes with the last reference to it.
+    fn upgraded(&self, sid: &str, session: &Arc<EngineSession>) {
+        if let Some(mut entry) = self.0.get_mut(sid)
+            && matches!(&*entry, Entry::Polling(s) if Arc::ptr_eq(s, session))
+        {
+            *entry = Entry::Upgraded(session.version);
+        }
+    }
+}
+
+/// A request for a session that upgraded: a GET (a client's poll still under way) gets a
+/// `noop`, as during the upgrade; anything else is refused as engine.io refuses it.
+fn after_upgrade(version: EngineVersion, transport: &str, request: &Request) -> Response {
+    if transport != "polling" || request.method() != Method::GET {
+        return refuse(RequestError::BadRequest);
+    }
+    let mut payload = String::new();
+    PollQueue::new(version).append(&mut payload, polling::NOOP);
+    polling_text(payload)
+}
+
 /// An upgrade to a WebSocket: the probe, then the session moves there.
-async fn upgrade(cx: ListenerContext, session: Arc<EngineSession>, request: Request) -> Response {
+async fn upgrade(
+    cx: ListenerContext,
+    session: Arc<EngineSession>,
+    sid: Arc<str>,
+    request: Request,
+) -> Response {
     let (mut parts, _) = request.into_parts();
     let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
         Ok(ws) => ws,
@@ -321,11 +390,23 @@ async fn upgrade(cx: ListenerContext, session: Arc<EngineSession>, request: Requ
     let ws = super::small_buffers(ws)
         .max_message_size(limit)
         .max_frame_size(limit);
-    ws.on_upgrade(move |socket| cx.tracker.track_future(probe(session, socket)))
+    let sessions = cx.engineio.clone();
+    ws.on_upgrade(move |socket| {
+        cx.tracker
+            .track_future(probe(session, socket, sessions, sid))
+    })
 }
 
 /// Runs the upgrade's probe on `socket`; hands the socket to the session after the client's `5`.
-async fn probe(session: Arc<EngineSession>, mut socket: WebSocket) {
+/// Its entry in `sessions` then keeps only its version ([`Entry::Upgraded`]): with the entry's
+/// reference go the inbound channel and the queue, which the transport drops once it reads
+/// [`Inbound::Upgraded`].
+async fn probe(
+    session: Arc<EngineSession>,
+    mut socket: WebSocket,
+    sessions: Arc<Sessions>,
+    sid: Arc<str>,
+) {
     let probed = tokio::time::timeout(UPGRADE_TIMEOUT, async {
         expect(&mut socket, polling::PROBE).await?;
         socket
@@ -346,6 +427,7 @@ async fn probe(session: Arc<EngineSession>, mut socket: WebSocket) {
     if let Ok(Some(())) = probed {
         session.queue.hand_over(socket);
         let _ = session.inbound.send(Inbound::Upgraded).await;
+        sessions.upgraded(&sid, &session);
         return;
     }
     // The client may try again (engine.io lets it); this socket is dropped.

@@ -8,9 +8,13 @@
 //! packets wait in the session ([`Undelivered`]). Backpressure moves to the next POST: its body
 //! is read once the session has taken every packet of the ones before, except while an upgrade
 //! is under way (the client may wait for it to pause), when up to twice the cap may wait.
+//! Above the session, every POST's bytes are reserved under its address's and the gateway's
+//! budget before its body is read, and given back as the session takes the packets (`budget`):
+//! a POST that does not fit waits, its body unread, for at most `write_timeout_secs`.
 
 use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -20,7 +24,9 @@ use futures_util::StreamExt;
 use switchboard_protocol::dialects::engineio::payload3::{self, PayloadError, Split};
 use switchboard_protocol::dialects::engineio::polling::RequestError;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 
+use super::budget::{Held, PostBudget, Unfit};
 use super::transport::Inbound;
 use super::{EngineSession, refuse};
 
@@ -62,24 +68,50 @@ impl Undelivered {
     }
 }
 
-/// Reads the body of `request` into `session`'s packets; `limit` is the frame limit (per
-/// packet), `cap` the POST limit (per body, checked on `Content-Length` by the caller).
+/// The limits one engine.io 3 POST is read under.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// The frame limit, per packet.
+    pub packet: usize,
+    /// The most one body may carry (`engineio3_max_post_bytes`, or an address's whole budget if
+    /// lower); checked on `Content-Length` by the caller, and here as a chunked body is read.
+    pub body: usize,
+    /// How long the POST may wait for room in the budget (`write_timeout_secs`).
+    pub wait: Duration,
+}
+
+/// Reads the body of `request` into `session`'s packets, its bytes reserved under `budget`
+/// before they are read.
 pub(super) async fn post(
-    limit: usize,
-    cap: usize,
+    limits: Limits,
+    budget: &PostBudget,
     session: &EngineSession,
     request: Request,
 ) -> Response {
     // Backpressure: the body stays in the client's TCP window until the session has taken the
     // packets of the POSTs before it.
     let threshold = || match session.probed.load(Ordering::Acquire) {
-        true => 2 * cap,
+        true => 2 * limits.body,
         false => 0,
     };
     tokio::select! {
         () = session.undelivered.at_most(threshold) => {}
         () = session.inbound.closed() => return refuse(RequestError::UnknownSid),
     }
+    // Then the budget: an announced body is reserved whole before any of it is read, a chunked
+    // one chunk by chunk before each is buffered; either waits for room at most `wait` in all.
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    let deadline = Instant::now() + limits.wait;
+    let mut held = match announced {
+        Some(bytes) => match reserve(budget, session, bytes, deadline).await {
+            Ok(held) => Some(held),
+            Err(refused) => return refused,
+        },
+        None => None,
+    };
     let mut body = request.into_body().into_data_stream();
     let mut buf = BytesMut::new();
     let mut packets = Vec::new();
@@ -92,23 +124,74 @@ pub(super) async fn post(
         if read == 0 && payload3::is_binary_payload(&chunk) {
             // Binary data, which signaling never carries: answered as a binary packet is.
             let binary = vec![Bytes::from_static(b"b")];
-            return deliver(session, binary).await;
+            return deliver(session, binary, held).await;
         }
         read += chunk.len();
-        if read > cap {
+        if read > limits.body {
             // Refused whole, as a v4 POST above `maxPayload` is: nothing of it is relayed.
-            return bad_payload(session, Vec::new(), PayloadError::TooLarge(read)).await;
+            return bad_payload(session, Vec::new(), held, PayloadError::TooLarge(read)).await;
+        }
+        if announced.is_none() {
+            match (
+                reserve(budget, session, chunk.len(), deadline).await,
+                &mut held,
+            ) {
+                (Ok(more), Some(held)) => held.merge(more),
+                (Ok(more), None) => held = Some(more),
+                (Err(refused), _) => return refused,
+            }
         }
         buf.extend_from_slice(&chunk);
-        if let Some(error) = split(&mut buf, limit, &mut packets) {
-            return bad_payload(session, packets, error).await;
+        if let Some(error) = split(&mut buf, limits.packet, &mut packets) {
+            return bad_payload(session, packets, held, error).await;
         }
     }
     match (read, buf.is_empty()) {
-        (0, _) => bad_payload(session, packets, PayloadError::Empty).await,
-        (_, true) => deliver(session, packets).await,
-        (_, false) => bad_payload(session, packets, PayloadError::Truncated).await,
+        (0, _) => bad_payload(session, packets, held, PayloadError::Empty).await,
+        (_, true) => deliver(session, packets, held).await,
+        (_, false) => bad_payload(session, packets, held, PayloadError::Truncated).await,
     }
+}
+
+/// Reserves `bytes` of `session`'s address's budget, waiting for room until `deadline`. Past
+/// it the POST is refused and the session ended ([`budget_full`]); a session that ended
+/// meanwhile refuses it as unknown.
+async fn reserve(
+    budget: &PostBudget,
+    session: &EngineSession,
+    bytes: usize,
+    deadline: Instant,
+) -> Result<Held, Response> {
+    tokio::select! {
+        reserved = tokio::time::timeout_at(deadline, budget.reserve(&session.budget, bytes)) => {
+            match reserved {
+                Ok(Ok(held)) => Ok(held),
+                // Not reached: the body limit is at most an address's budget.
+                Ok(Err(Unfit::Never)) => Err(too_large(session, bytes).await),
+                Err(_) => Err(budget_full(session).await),
+            }
+        }
+        () = session.inbound.closed() => Err(refuse(RequestError::UnknownSid)),
+    }
+}
+
+/// A POST that found no room in its address's budget (or the gateway's) within
+/// `write_timeout_secs`: 503 with engine.io's error shape, and the session is closed and
+/// counted once (`post_budget_full`), its partners told, as for a POST above the cap.
+async fn budget_full(session: &EngineSession) -> Response {
+    let _ = session.inbound.send(Inbound::BudgetFull).await;
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        r#"{"code":3,"message":"post_budget_full: no room for this POST among the undelivered messages the gateway may hold for your address and in all; the session is closed"}"#,
+    )
+        .into_response()
+}
+
+/// A body that can never be reserved: 413, the session closed as for a POST above the cap.
+async fn too_large(session: &EngineSession, bytes: usize) -> Response {
+    let _ = session.inbound.send(Inbound::TooLarge(bytes)).await;
+    StatusCode::PAYLOAD_TOO_LARGE.into_response()
 }
 
 /// Moves every whole packet off the front of `buf` into `packets`; the error that stopped the
@@ -131,16 +214,25 @@ fn split(buf: &mut BytesMut, limit: usize, packets: &mut Vec<Bytes>) -> Option<P
     }
 }
 
-/// Hands `packets` to the session, counted as undelivered until its loop takes them.
-async fn hand(session: &EngineSession, packets: Vec<Bytes>) -> Result<(), Response> {
+/// Hands `packets` to the session, counted as undelivered until its loop takes them; of the
+/// bytes `held` under the budget, as many as the packets weigh go with them (the framing's
+/// are given back now).
+async fn hand(
+    session: &EngineSession,
+    packets: Vec<Bytes>,
+    mut held: Option<Held>,
+) -> Result<(), Response> {
+    let bytes = packets.iter().map(Bytes::len).sum();
+    if let Some(held) = held.as_mut() {
+        held.release(held.bytes().saturating_sub(bytes));
+    }
     if packets.is_empty() {
         return Ok(());
     }
-    let bytes = packets.iter().map(Bytes::len).sum();
     session.undelivered.add(bytes);
     if session
         .inbound
-        .send(Inbound::Packets(packets))
+        .send(Inbound::Packets(packets, held))
         .await
         .is_err()
     {
@@ -150,8 +242,8 @@ async fn hand(session: &EngineSession, packets: Vec<Bytes>) -> Result<(), Respon
 }
 
 /// Gives the session what a POST carried and answers the POST.
-async fn deliver(session: &EngineSession, packets: Vec<Bytes>) -> Response {
-    match hand(session, packets).await {
+async fn deliver(session: &EngineSession, packets: Vec<Bytes>, held: Option<Held>) -> Response {
+    match hand(session, packets, held).await {
         Ok(()) => ok(),
         Err(refused) => refused,
     }
@@ -163,9 +255,10 @@ async fn deliver(session: &EngineSession, packets: Vec<Bytes>) -> Response {
 async fn bad_payload(
     session: &EngineSession,
     packets: Vec<Bytes>,
+    held: Option<Held>,
     error: PayloadError,
 ) -> Response {
-    if let Err(refused) = hand(session, packets).await {
+    if let Err(refused) = hand(session, packets, held).await {
         return refused;
     }
     let status = match error {

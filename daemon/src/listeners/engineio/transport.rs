@@ -16,6 +16,7 @@ use switchboard_protocol::dialects::engineio::payload3::{self, PayloadError};
 use switchboard_protocol::dialects::engineio::{EngineVersion, polling};
 use tokio::sync::mpsc;
 
+use super::budget::Held;
 use super::post3::Undelivered;
 use super::queue::PollQueue;
 
@@ -29,8 +30,11 @@ pub enum Inbound {
     /// in order.
     Payload(Bytes),
     /// Packets of an engine.io 3 POST, split as its body is read (each checked against the size
-    /// limit before it was buffered).
-    Packets(Vec<Bytes>),
+    /// limit before it was buffered), with the bytes they hold under the POST budget (none for
+    /// a chunked body that brought no bytes).
+    Packets(Vec<Bytes>, Option<Held>),
+    /// An engine.io 3 POST found no room in the POST budget within `write_timeout_secs`.
+    BudgetFull,
     /// An engine.io 3 POST whose framing does not parse (what came before it was delivered).
     BadPayload(payload3::PayloadError),
     /// A POST above the size limit (its announced or counted length): refused before it was read
@@ -64,6 +68,10 @@ pub enum PollingError {
     /// An engine.io 3 payload whose length prefixes do not parse.
     #[error("malformed engine.io payload: {0}")]
     Payload(#[from] payload3::PayloadError),
+    /// An engine.io 3 POST that found no room in its address's (or the gateway's) budget of
+    /// undelivered POST bytes in time.
+    #[error("no room for an engine.io 3 POST in the budget of undelivered bytes")]
+    BudgetFull,
 }
 
 impl PollingError {
@@ -78,6 +86,7 @@ impl PollingError {
         match self {
             PollingError::Overlap(_) => Some("concurrent polls"),
             PollingError::Malformed | PollingError::Payload(_) => Some("malformed packet"),
+            PollingError::BudgetFull => Some("post budget full"),
             PollingError::TooLarge(_) | PollingError::InvalidUtf8 => None,
         }
     }
@@ -88,8 +97,8 @@ impl PollingError {
 pub struct EngineTransport {
     /// How POST bodies are framed.
     version: EngineVersion,
-    inbound: mpsc::Receiver<Inbound>,
-    queue: Arc<PollQueue>,
+    /// What only long-polling needs, dropped once the upgrade is done ([`Inbound::Upgraded`]).
+    polling: Option<PollingSide>,
     /// The rest of the last POST's payload.
     payload: Bytes,
     /// Whether an empty packet is still to be read from it (it ended with a separator).
@@ -97,8 +106,9 @@ pub struct EngineTransport {
     /// The packets of the last engine.io 3 POST not read yet (its length prefixes are parsed
     /// when it arrives: a broken one refuses the whole payload).
     packets3: VecDeque<Bytes>,
-    /// Counts the engine.io 3 packets taken, which lets the client's next POST in.
-    undelivered: Arc<Undelivered>,
+    /// What the packets not read yet hold under the POST budget, given back as they are read
+    /// (all of it when the session ends and this is dropped).
+    held: Option<Held>,
     /// The WebSocket, once upgraded: writes go there at once.
     ws: Option<Box<WebSocket>>,
     /// Whether reads come from the WebSocket: once every POST sent before the upgrade was read.
@@ -107,6 +117,19 @@ pub struct EngineTransport {
     backlog: VecDeque<Utf8Bytes>,
     /// Whether the backlog was written but not flushed yet.
     unflushed: bool,
+}
+
+/// The long-polling side of a session: its POSTs, the queue its GETs drain, and engine.io 3's
+/// count of what its POSTs brought. Held until the upgrade is done, then dropped with the
+/// session's registry entry (`engineio::probe`): kept, the inbound channel (1.8 KiB), the queue
+/// and its share of the registry made an upgraded session twice the size of one that opened on
+/// a WebSocket (BENCHMARKS.md, "Lean idle sessions").
+#[derive(Debug)]
+struct PollingSide {
+    inbound: mpsc::Receiver<Inbound>,
+    queue: Arc<PollQueue>,
+    /// Counts the engine.io 3 packets taken, which lets the client's next POST in.
+    undelivered: Arc<Undelivered>,
 }
 
 impl EngineTransport {
@@ -121,9 +144,12 @@ impl EngineTransport {
         EngineTransport {
             version,
             packets3: VecDeque::new(),
-            undelivered,
-            inbound,
-            queue,
+            held: None,
+            polling: Some(PollingSide {
+                inbound,
+                queue,
+                undelivered,
+            }),
             payload: Bytes::new(),
             empty_next: false,
             ws: None,
@@ -138,7 +164,12 @@ impl EngineTransport {
         let packet = match self.version {
             EngineVersion::V3 => {
                 let packet = self.packets3.pop_front()?;
-                self.undelivered.taken(packet.len());
+                if let Some(held) = self.held.as_mut() {
+                    held.release(packet.len());
+                }
+                if let Some(polling) = &self.polling {
+                    polling.undelivered.taken(packet.len());
+                }
                 packet
             }
             EngineVersion::V4 => self.next_packet4()?,
@@ -184,6 +215,8 @@ impl EngineTransport {
         if self.unflushed {
             ready!(Pin::new(&mut **ws).poll_flush(cx))?;
             self.unflushed = false;
+            // Its block is not needed again: nothing is queued on polling after the upgrade.
+            self.backlog = VecDeque::new();
         }
         Poll::Ready(Ok(()))
     }
@@ -203,10 +236,20 @@ impl EngineTransport {
         }
     }
 
+    /// The upgrade is done and every POST sent before it was read: what only long-polling
+    /// needed is dropped, so that an upgraded session holds what one opened on a WebSocket
+    /// holds (its registry entry goes in `engineio::probe`).
+    fn drop_polling(&mut self) {
+        self.polling = None;
+        self.payload = Bytes::new();
+        self.packets3 = VecDeque::new();
+    }
+
     /// Moves to the WebSocket of a finished upgrade, if there is one and it is not taken yet.
     fn adopt(&mut self) {
         if self.ws.is_none()
-            && let Some((ws, left)) = self.queue.adopt()
+            && let Some(polling) = &self.polling
+            && let Some((ws, left)) = polling.queue.adopt()
         {
             self.ws = Some(ws);
             self.backlog = left;
@@ -242,7 +285,12 @@ impl Stream for EngineTransport {
             if let Some(packet) = this.next_packet() {
                 return Poll::Ready(Some(packet));
             }
-            let error = match ready!(this.inbound.poll_recv(cx)) {
+            let Some(polling) = this.polling.as_mut() else {
+                // Upgraded: reads come from the WebSocket (above); there is none when the
+                // session's transport was never handed one, which cannot happen once upgraded.
+                return Poll::Ready(None);
+            };
+            let error = match ready!(polling.inbound.poll_recv(cx)) {
                 None => return Poll::Ready(None),
                 Some(Inbound::Payload(payload)) => {
                     // An empty body is one empty packet, which the decoder refuses.
@@ -250,10 +298,16 @@ impl Stream for EngineTransport {
                     this.payload = payload;
                     continue;
                 }
-                Some(Inbound::Packets(packets)) => {
+                Some(Inbound::Packets(packets, held)) => {
                     this.packets3.extend(packets);
+                    match (this.held.as_mut(), held) {
+                        (Some(all), Some(held)) => all.merge(held),
+                        (None, held) => this.held = held,
+                        (Some(_), None) => {}
+                    }
                     continue;
                 }
+                Some(Inbound::BudgetFull) => PollingError::BudgetFull,
                 Some(Inbound::BadPayload(PayloadError::TooLarge(len))) => {
                     PollingError::TooLarge(len)
                 }
@@ -261,6 +315,9 @@ impl Stream for EngineTransport {
                 Some(Inbound::Upgraded) => {
                     this.adopt();
                     this.reads_on_ws = this.ws.is_some();
+                    if this.reads_on_ws {
+                        this.drop_polling();
+                    }
                     continue;
                 }
                 Some(Inbound::TooLarge(len)) => PollingError::TooLarge(len),
@@ -285,7 +342,10 @@ impl Sink<Message> for EngineTransport {
                     None => Poll::Ready(Ok(())),
                 }
             }
-            false => this.queue.poll_room(cx).map(Ok),
+            false => match &this.polling {
+                Some(polling) => polling.queue.poll_room(cx).map(Ok),
+                None => Poll::Ready(Ok(())),
+            },
         }
     }
 
@@ -294,10 +354,13 @@ impl Sink<Message> for EngineTransport {
         if let Some(ws) = self.ws.as_mut() {
             return Pin::new(&mut **ws).start_send(message);
         }
+        let Some(side) = &self.polling else {
+            return Ok(());
+        };
         match message {
-            Message::Text(packet) => self.queue.push(packet),
+            Message::Text(packet) => side.queue.push(packet),
             // engine.io's own close: the client stops polling.
-            Message::Close(_) => self.queue.push(Utf8Bytes::from_static(polling::CLOSE)),
+            Message::Close(_) => side.queue.push(Utf8Bytes::from_static(polling::CLOSE)),
             // engine.io keeps the session alive with its own pings; nothing else is sent.
             Message::Binary(_) | Message::Ping(_) | Message::Pong(_) => {}
         }

@@ -253,7 +253,7 @@ impl Resource {
             })
             .await;
         if !out.blocked.is_empty() {
-            tokio::spawn(out.blocked.wait(gateway.write_timeout()));
+            tokio::spawn(out.blocked.wait());
         }
         match out.refusal {
             Some(r) => Err(refusal(r.code, r.message)),
