@@ -374,11 +374,8 @@ async fn a_node_taken_for_dead_ends_its_calls_and_the_room_frees() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    assert_eq!(
-        records(&redis, room).await.len(),
-        1,
-        "only A's peer is left"
-    );
+    let left = records(&redis, room).await;
+    assert_eq!(left.len(), 1, "only A's peer is left: {left:?}");
     assert!(members(&b, room).await.is_empty(), "no phantom on B");
     assert_eq!(members(&a, room).await.len(), 1);
     // The place is free: a new peer on B joins A's peer, and they talk.

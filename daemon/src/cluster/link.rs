@@ -24,7 +24,7 @@ use tracing::{debug, warn};
 
 use super::forwarded::{RemoteForward, relay_envelope};
 use super::pubsub::{Pushed, Subscription};
-use super::recovery::{LINK_LOST, Outage, recover};
+use super::recovery::{LINK_LOST, Outage, recover, reregister};
 use super::replay::{self, Receipts, Verdict};
 use super::resp::RespConn;
 use super::{Cluster, health, publisher, store};
@@ -281,15 +281,7 @@ async fn tick(
         cluster.discard_held();
         gateway.dispatcher().end_cross_node_calls(LINK_LOST);
         cluster.homing().end_all();
-        let members = gateway.dispatcher().local_members();
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        store::reap(&mut pipe, keys, &cluster.node);
-        store::register(&mut pipe, keys, &cluster.node, &members);
-        heartbeat(&mut pipe, cluster);
-        tokio::time::timeout(timeout, pipe.query_async::<()>(conn))
-            .await
-            .map_err(|_| timed_out())??;
+        reregister(cluster, gateway, conn).await?;
         cluster.catalog.reassert();
     }
     tokio::time::timeout(timeout, cluster.homing().refresh(conn))

@@ -92,13 +92,34 @@ pub(super) async fn recover(
         gateway.dispatcher().end_cross_node_calls(LINK_LOST);
         cluster.homing().end_all();
     }
+    reregister(cluster, gateway, &mut conn).await
+}
+
+/// Rewrites this node's registration from what it holds now: its member records (every old
+/// one reaped first) and its heartbeat, in one transaction on the link's connection.
+///
+/// The member scripts of joins and leaves (`commit`, `unclaim`) go on the publisher's own
+/// connection, so nothing orders them against this transaction but the publisher's lock, held
+/// here from the snapshot of the members until Redis has the records: a leave whose `unclaim`
+/// Redis ran already is out of the snapshot (the room drops the member before it queues the
+/// script, under the room's lock), and every script still queued runs after the records are
+/// written. Without it an `unclaim` could run first and the record it removed come back, a
+/// member no node has that keeps its room full.
+pub(super) async fn reregister(
+    cluster: &Cluster,
+    gateway: &Gateway,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    let keys = &cluster.keys;
+    let node = &*cluster.node;
+    let _publisher = cluster.publish.lock().await;
     let members = gateway.dispatcher().local_members();
     let mut pipe = redis::pipe();
     pipe.atomic();
     store::reap(&mut pipe, keys, node);
     store::register(&mut pipe, keys, node, &members);
     heartbeat(&mut pipe, cluster);
-    tokio::time::timeout(timeout, pipe.query_async::<()>(&mut conn))
+    tokio::time::timeout(cluster.command_timeout(), pipe.query_async::<()>(conn))
         .await
         .map_err(|_| timed_out())??;
     Ok(())
