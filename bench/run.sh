@@ -15,6 +15,8 @@
 #                           # about 1 minute; the full run includes the same rows
 #   SWITCHBOARD_BIN=PATH bench/run.sh ...  # the same run against another gateway binary
 #   BENCH_PORT_BASE=N bench/run.sh ...      # ports N to N+7 instead of 15080-15087
+#   bench/run.sh --soak     # only the soak (SOAK_SECS of mixed call churn, half the rounds with
+#                           # socket.io clients on default options), about 3 minutes
 #   bench/run.sh --relay    # only relay throughput: the no-parse relay and the gateway in each
 #                           # dialect, RELAY_ROUNDS rounds (default 5), each round's ratio to
 #                           # that round's no-parse relay; with RELAY_BASE_BIN=/path/to/switchboard
@@ -41,13 +43,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
 
-QUICK=0 CLUSTER_ONLY=0 BURST_ONLY=0 SFU_ONLY=0 PEERJS_ONLY=0 RELAY_ONLY=0
+QUICK=0 CLUSTER_ONLY=0 BURST_ONLY=0 SFU_ONLY=0 PEERJS_ONLY=0 RELAY_ONLY=0 SOAK_ONLY=0
 [[ "${1:-}" == "--quick" ]] && QUICK=1
 [[ "${1:-}" == "--cluster" ]] && CLUSTER_ONLY=1
 [[ "${1:-}" == "--burst" ]] && BURST_ONLY=1
 [[ "${1:-}" == "--sfu-only" ]] && SFU_ONLY=1
 [[ "${1:-}" == "--peerjs" ]] && PEERJS_ONLY=1
 [[ "${1:-}" == "--relay" ]] && RELAY_ONLY=1
+[[ "${1:-}" == "--soak" ]] && SOAK_ONLY=1
 
 # --- parameters -------------------------------------------------------------------------------
 if ((QUICK)); then
@@ -106,7 +109,7 @@ else
     log "cargo build --release -p switchboard -p switchboard-loadgen (and the SFU benchmark)"
     cargo build --release --quiet -p switchboard -p switchboard-loadgen
     # Only the full run measures the SFU (its benchmark is the slowest to build).
-    ((CLUSTER_ONLY || BURST_ONLY || PEERJS_ONLY || RELAY_ONLY)) || cargo build --release --quiet -p switchboard-tests --example sfu_bench
+    ((CLUSTER_ONLY || BURST_ONLY || PEERJS_ONLY || RELAY_ONLY || SOAK_ONLY)) || cargo build --release --quiet -p switchboard-tests --example sfu_bench
 fi
 # SWITCHBOARD_BIN runs another gateway build with the same load generator (before/after).
 SB_BIN=${SWITCHBOARD_BIN:-$ROOT/target/release/switchboard}
@@ -121,7 +124,7 @@ JSONL=$RESULTS/latest.jsonl
 ((PEERJS_ONLY)) && JSONL=$RESULTS/peerjs.jsonl
 ((RELAY_ONLY)) && JSONL=$RESULTS/relay.jsonl
 WORK=$(mktemp -d)
-((SFU_ONLY)) && JSONL=$WORK/unused.jsonl # the other sections' results stay as they were
+((SFU_ONLY || SOAK_ONLY)) && JSONL=$WORK/unused.jsonl # the other sections' results stay as they were
 : >"$JSONL"
 sed "s/127.0.0.1:15080/127.0.0.1:$SB_PORT/" bench/switchboard.toml >"$WORK/switchboard.toml"
 sed "s/127.0.0.1:15080/127.0.0.1:$SB_BASE_PORT/" bench/switchboard.toml >"$WORK/switchboard-base.toml"
@@ -442,9 +445,71 @@ for n, m in sizes:
 PY
 }
 
+# Rounds of a mixed storm (every ordered pair of dialects completes join, offer, answer and
+# candidates, then hangs up) against one fresh gateway for SOAK_SECS. The gateway's RSS and open
+# file descriptors are sampled once warm and after the last round, when every session has closed
+# again: growth there would be a leak. "Warm" is after round 20: the allocator's working set
+# settles over the first rounds (sampled after round 2, RSS still rose ~4 MiB and then stayed
+# within a ±2.5 MiB band for 90,000 more calls). Bounded by time and by a round cap.
+# Every other round the socket.io clients connect as socket.io-client does by default
+# (engine.io long-polling, then the upgrade), the rest straight to a WebSocket.
+soak_bench() {
+    log "soak: ${SOAK_SECS}s of mixed call churn, $SOAK_PAIRS pairs a round"
+    start switchboard
+    sample() { # RSS KiB and open fds of the gateway
+        local pid=${PID[switchboard]}
+        echo "$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status") $(ls "/proc/$pid/fd" | wc -l)"
+    }
+    settle() { sleep 1; } # closes in flight finish
+    SOAK_JSONL="$WORK/soak.jsonl"
+    : >"$SOAK_JSONL"
+    soak_rounds=0 soak_failed=0 warm_rss=0 warm_fds=0
+    soak_end=$(($(date +%s) + SOAK_SECS))
+    while (($(date +%s) < soak_end && soak_rounds < 1000)); do
+        local sio=(--sio-transport websocket)
+        ((soak_rounds % 2)) && sio=(--sio-transport polling)
+        timeout 120 "$LG" storm --addr "$(addr switchboard)" --server switchboard --dialect mixed \
+            "${sio[@]}" --pairs "$SOAK_PAIRS" --timeout-secs 60 --out "$SOAK_JSONL" >/dev/null 2>&1 ||
+            soak_failed=$((soak_failed + 1))
+        soak_rounds=$((soak_rounds + 1))
+        if ((soak_rounds == 20)); then
+            settle
+            read -r warm_rss warm_fds < <(sample)
+        fi
+    done
+    settle
+    read -r end_rss end_fds < <(sample)
+    stop switchboard
+    SOAK_MD="$WORK/soak.md"
+    python3 - "$SOAK_JSONL" "$soak_rounds" "$soak_failed" "$warm_rss" "$warm_fds" "$end_rss" "$end_fds" \
+        "$SOAK_SECS" >"$SOAK_MD" <<'PY'
+import json, sys
+path, rounds, failed, warm_rss, warm_fds, end_rss, end_fds, secs = sys.argv[1:]
+reports = [json.loads(line) for line in open(path) if line.strip()]
+total = lambda k: sum(r.get(k, 0) or 0 for r in reports)
+faults = sum(total(k) for k in ("lost", "misrouted", "duplicated", "out_of_order", "unexpected", "malformed", "errors"))
+pairs, done = total("pairs"), total("completed")
+print("### Soak: mixed-dialect call churn\n")
+print(f"{rounds} rounds in {secs} s against one gateway; {done}/{pairs} calls completed; "
+      f"{total('delivered')} signals delivered; faults (lost, misrouted, duplicated, out of order, "
+      f"unexpected, malformed, errors) {faults}; rounds that failed {failed}.\n")
+print("| sample | RSS KiB | open fds |\n|---|---:|---:|")
+print(f"| warm (after round 20) | {warm_rss} | {warm_fds} |")
+print(f"| end (after round {rounds}) | {end_rss} | {end_fds} |")
+growth = int(end_rss) - int(warm_rss)
+print(f"\nRSS change {growth:+} KiB; open fds change {int(end_fds) - int(warm_fds):+}.")
+PY
+    cat "$SOAK_MD" >&2
+}
+
 STARTED=$(date +%s)
 BACKGROUND=$(busy_cores)
 log "machine load before the run (other processes): $BACKGROUND cores busy"
+
+if ((SOAK_ONLY)); then
+    soak_bench
+    exit 0
+fi
 
 if ((SFU_ONLY)); then
     SFU_ROUNDS=${SFU_ROUNDS:-3}
@@ -647,56 +712,7 @@ for d in ant socketio raw mixed; do
 done
 
 # --- soak: mixed-dialect call churn; RSS and open files must be flat at the end ---------------
-# Rounds of a mixed storm (every ordered pair of dialects completes join, offer, answer and
-# candidates, then hangs up) against one fresh gateway for SOAK_SECS. The gateway's RSS and open
-# file descriptors are sampled once warm and after the last round, when every session has closed
-# again: growth there would be a leak. "Warm" is after round 20: the allocator's working set
-# settles over the first rounds (sampled after round 2, RSS still rose ~4 MiB and then stayed
-# within a ±2.5 MiB band for 90,000 more calls). Bounded by time and by a round cap.
-log "soak: ${SOAK_SECS}s of mixed call churn, $SOAK_PAIRS pairs a round"
-start switchboard
-sample() { # RSS KiB and open fds of the gateway
-    local pid=${PID[switchboard]}
-    echo "$(awk '/VmRSS/ { print $2 }' "/proc/$pid/status") $(ls "/proc/$pid/fd" | wc -l)"
-}
-settle() { sleep 1; } # closes in flight finish
-SOAK_JSONL="$WORK/soak.jsonl"
-: >"$SOAK_JSONL"
-soak_rounds=0 soak_failed=0 warm_rss=0 warm_fds=0
-soak_end=$(($(date +%s) + SOAK_SECS))
-while (($(date +%s) < soak_end && soak_rounds < 1000)); do
-    timeout 120 "$LG" storm --addr "$(addr switchboard)" --server switchboard --dialect mixed \
-        --pairs "$SOAK_PAIRS" --timeout-secs 60 --out "$SOAK_JSONL" >/dev/null 2>&1 ||
-        soak_failed=$((soak_failed + 1))
-    soak_rounds=$((soak_rounds + 1))
-    if ((soak_rounds == 20)); then
-        settle
-        read -r warm_rss warm_fds < <(sample)
-    fi
-done
-settle
-read -r end_rss end_fds < <(sample)
-stop switchboard
-SOAK_MD="$WORK/soak.md"
-python3 - "$SOAK_JSONL" "$soak_rounds" "$soak_failed" "$warm_rss" "$warm_fds" "$end_rss" "$end_fds" \
-    "$SOAK_SECS" >"$SOAK_MD" <<'PY'
-import json, sys
-path, rounds, failed, warm_rss, warm_fds, end_rss, end_fds, secs = sys.argv[1:]
-reports = [json.loads(line) for line in open(path) if line.strip()]
-total = lambda k: sum(r.get(k, 0) or 0 for r in reports)
-faults = sum(total(k) for k in ("lost", "misrouted", "duplicated", "out_of_order", "unexpected", "malformed", "errors"))
-pairs, done = total("pairs"), total("completed")
-print("### Soak: mixed-dialect call churn\n")
-print(f"{rounds} rounds in {secs} s against one gateway; {done}/{pairs} calls completed; "
-      f"{total('delivered')} signals delivered; faults (lost, misrouted, duplicated, out of order, "
-      f"unexpected, malformed, errors) {faults}; rounds that failed {failed}.\n")
-print("| sample | RSS KiB | open fds |\n|---|---:|---:|")
-print(f"| warm (after round 20) | {warm_rss} | {warm_fds} |")
-print(f"| end (after round {rounds}) | {end_rss} | {end_fds} |")
-growth = int(end_rss) - int(warm_rss)
-print(f"\nRSS change {growth:+} KiB; open fds change {int(end_fds) - int(warm_fds):+}.")
-PY
-cat "$SOAK_MD" >&2
+soak_bench
 
 # --- idle sessions (a fresh server each) --------------------------------------------------------
 log "idle: $IDLE_SESSIONS sessions"
