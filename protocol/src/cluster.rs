@@ -26,7 +26,9 @@ use serde::{Deserialize, Serialize};
 mod bundle;
 mod forward;
 
-pub use bundle::{BUNDLE_LIMIT, BundleReader, BundleWriter, FrameBody, FrameError, FrameRef};
+pub use bundle::{
+    BUNDLE_LIMIT, BundleReader, BundleWriter, FrameBody, FrameError, FrameRef, forward_body,
+};
 pub use forward::{Forwarding, SignalKind, prepare_forward};
 
 use crate::dialects::Dialect;

@@ -22,7 +22,7 @@ use switchboard_protocol::Dialect;
 use switchboard_protocol::cluster::{
     BundleReader, BundleWriter, ForwardRef, Forwarding, FrameBody, FrameError, FrameRef,
     NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer, SignalKind, decode_bundle,
-    prepare_forward, rebuild_event,
+    forward_body, prepare_forward, rebuild_event,
 };
 use switchboard_protocol::dialects::TextFrames;
 use switchboard_protocol::dialects::{antmedia, engineio, peerjs, raw};
@@ -334,6 +334,48 @@ fn a_bundle_carries_the_header_once_and_every_frame_in_order() {
     assert_eq!(
         read.iter().map(|(seq, _)| seq.unwrap()).collect::<Vec<_>>(),
         [40, 41, 42, 43, 44]
+    );
+}
+
+/// What a sender's task renders ahead (`forward_body`) and the publisher copies into a bundle
+/// is the same bundle, byte for byte, as a forward written straight into it.
+#[test]
+fn a_forward_rendered_ahead_makes_the_golden_bundle() {
+    let frames = bundle_cases();
+    let mut buf = BytesMut::new();
+    let mut writer = BundleWriter::new(&mut buf, NODE, usize::MAX);
+    let mut ahead = 0;
+    for frame in &frames {
+        let NodeMessage::Forward {
+            to,
+            dialect,
+            mode,
+            how,
+            room,
+            original,
+        } = &frame.msg
+        else {
+            assert!(push(&mut writer, frame).is_none());
+            continue;
+        };
+        let body = forward_body(&ForwardRef {
+            to: *to,
+            dialect: *dialect,
+            mode: *mode,
+            how: *how,
+            room,
+            original,
+        });
+        ahead += 1;
+        assert!(writer.push(frame.seq, FrameRef::Body(&body)).is_none());
+    }
+    assert!(ahead > 0, "the cases hold forwards");
+    let bundle = writer.finish().unwrap();
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cluster/bundle.frame");
+    let stored = std::fs::read(&path).unwrap();
+    assert_eq!(
+        bundle.escape_ascii().to_string(),
+        stored.escape_ascii().to_string()
     );
 }
 

@@ -97,9 +97,13 @@ pub enum OutMessage {
     Joined(String, Peer),
     /// A local member left `room`.
     Left(String, SessionId),
-    /// A peer's own event for the remote session `to`; with the sender's wire text when the
-    /// receiver speaks the sender's dialect.
-    Relay(u64, Arc<Envelope>, bool),
+    /// A peer's own event for the remote session `to`, which speaks another dialect: the event
+    /// crosses, the receiver renders it.
+    Relay(u64, Arc<Envelope>),
+    /// A peer's signal for a remote session of its dialect, its body rendered on the sender's
+    /// task ([`publisher::forward`]): one buffer, so what the publisher keeps until the
+    /// receiver acknowledges it is freed at once, and the envelope where it was made.
+    Forward(bytes::Bytes),
     /// A composed event for the remote session `to`.
     Deliver(u64, Event),
     /// A local session's media request for the room's home node ([`homing`]).

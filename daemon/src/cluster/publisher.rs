@@ -19,13 +19,15 @@ use bytes::{Bytes, BytesMut};
 use switchboard_plugin_api::Peer;
 use switchboard_protocol::JoinMode;
 use switchboard_protocol::cluster::{
-    BUNDLE_LIMIT, BundleWriter, ForwardRef, FrameRef, NodeMessage, RemotePeer, prepare_forward,
+    BUNDLE_LIMIT, BundleWriter, ForwardRef, FrameRef, NodeMessage, RemotePeer, forward_body,
+    prepare_forward,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::replay::{self, Window};
 use super::{Cluster, OutMessage, Outgoing, health, resp, store};
+use crate::envelope::Envelope;
 
 /// Most items sent in one pipeline.
 const BATCH: usize = 512;
@@ -420,21 +422,35 @@ fn bundle_open(
     }
 }
 
-/// About the bytes `entry`'s frame takes in a bundle: a forward's text and fields (an Ant
-/// description gains its `idMapping`), a JSON message's usual size.
+/// About the bytes `entry`'s frame takes in a bundle: a forward's body and its length and
+/// number, a JSON message's usual size.
 pub(super) fn frame_size(entry: &Entry) -> usize {
-    const FIELDS: usize = 4 + 8 + 15 + 16;
     match &entry.item {
         Outgoing::Frame {
-            msg: OutMessage::Relay(_, envelope, true),
+            msg: OutMessage::Forward(body),
             ..
-        } => envelope
-            .original
-            .as_deref()
-            // A socket.io literal escapes the JSON it carries: a quarter more is ample.
-            .map_or(256, |o| o.len() + o.len() / 4 + FIELDS + 64),
+        } => body.len() + 12,
         _ => 256,
     }
+}
+
+/// The body of a forward of `envelope` to the remote session `to`, a peer of the sender's
+/// dialect, rendered on the sender's task; `None` for an event without a wire text or a room
+/// (it crosses as an event: [`OutMessage::Relay`]). The text is the receiving peer's frame
+/// when its rendering reads nothing of the receiving session (the sender's own text when it
+/// goes on unchanged), else the sender's text for the receiver to decode again.
+pub fn forward(to: u64, envelope: &Envelope) -> Option<Bytes> {
+    let original = envelope.original.as_ref()?.as_str();
+    let room = envelope.event.room()?;
+    let (how, text) = prepare_forward(envelope.from.dialect, original, &envelope.event);
+    Some(forward_body(&ForwardRef {
+        to,
+        dialect: envelope.from.dialect,
+        mode: envelope.from.mode,
+        how,
+        room,
+        original: &text,
+    }))
 }
 
 fn remote(peer: &Peer) -> RemotePeer {
@@ -446,10 +462,8 @@ fn remote(peer: &Peer) -> RemotePeer {
 }
 
 /// Adds `entry`'s frame to the bundle (a full bundle comes back, see [`BundleWriter::push`]).
-/// To a peer of the sender's dialect only a text crosses: the receiving peer's frame (the
-/// sender's own text when it goes on unchanged, written straight from the envelope), or the
-/// sender's text for the receiver to decode again when its rendering needs the receiving
-/// session; to another dialect only the event.
+/// To a peer of the sender's dialect only a text crosses, in the body its sender's task
+/// rendered ([`forward`]); to another dialect only the event.
 fn push_frame(writer: &mut BundleWriter<'_>, entry: &Entry) -> Option<Bytes> {
     let Outgoing::Frame { msg, .. } = &entry.item else {
         return None;
@@ -469,33 +483,13 @@ fn push_frame(writer: &mut BundleWriter<'_>, entry: &Entry) -> Option<Bytes> {
             room: room.clone(),
             session: session.0,
         },
-        OutMessage::Relay(to, envelope, with_original) => {
-            let forward = envelope
-                .original
-                .as_deref()
-                .filter(|_| *with_original)
-                .zip(envelope.event.room());
-            if let Some((original, room)) = forward {
-                // Rendered here, where the event is decoded already, when the receiver's
-                // rendering needs nothing of its session: it then writes the text as it comes.
-                let (how, text) = prepare_forward(envelope.from.dialect, original, &envelope.event);
-                let fwd = ForwardRef {
-                    to: *to,
-                    dialect: envelope.from.dialect,
-                    mode: envelope.from.mode,
-                    how,
-                    room,
-                    original: &text,
-                };
-                return writer.push(seq, FrameRef::Forward(&fwd));
-            }
-            NodeMessage::Relay {
-                to: *to,
-                from: remote(&envelope.from),
-                event: envelope.event.clone(),
-                original: None,
-            }
-        }
+        OutMessage::Forward(body) => return writer.push(seq, FrameRef::Body(body)),
+        OutMessage::Relay(to, envelope) => NodeMessage::Relay {
+            to: *to,
+            from: remote(&envelope.from),
+            event: envelope.event.clone(),
+            original: None,
+        },
         OutMessage::Deliver(to, event) => NodeMessage::Deliver {
             to: *to,
             event: event.clone(),

@@ -19,6 +19,7 @@ use super::membership::{ClaimFuture, ClusterMembership, JoinTurn};
 use super::{Dispatcher, Membership};
 use crate::cluster::{
     Claim, ClaimFailed, Cluster, OutMessage, Outgoing, Proxies, RemoteRef, proxies,
+    publisher::forward,
 };
 use crate::envelope::Envelope;
 use crate::rooms::Room;
@@ -444,7 +445,13 @@ fn send_remote(
                     .iter()
                     .find(|p| p.session == delivery.to)
                     .is_some_and(|p| p.dialect == envelope.from.dialect);
-                OutMessage::Relay(remote.session, Arc::clone(envelope), same_dialect)
+                same_dialect
+                    .then(|| forward(remote.session, envelope))
+                    .flatten()
+                    .map_or_else(
+                        || OutMessage::Relay(remote.session, Arc::clone(envelope)),
+                        OutMessage::Forward,
+                    )
             }
             Payload::Event(event) => OutMessage::Deliver(remote.session, event),
         };

@@ -97,6 +97,8 @@ pub enum FrameRef<'a> {
     Forward(&'a ForwardRef<'a>),
     /// A message, written as JSON.
     Message(&'a NodeMessage),
+    /// A body written before ([`forward_body`]), copied as it is.
+    Body(&'a [u8]),
 }
 
 /// Packs frames for one receiving node into bundles of at most [`BUNDLE_LIMIT`] bytes
@@ -177,20 +179,8 @@ fn write_frame(buf: &mut BytesMut, seq: Option<u64>, frame: FrameRef<'_>) {
     buf.put_u32(0); // the length, set below
     buf.put_u64(seq.unwrap_or(0));
     match frame {
-        FrameRef::Forward(fwd) => {
-            let room = fwd.room.as_bytes();
-            let room = room.get(..usize::from(u16::MAX)).unwrap_or(room);
-            buf.reserve(15 + room.len() + fwd.original.len());
-            buf.put_u8(FORWARD);
-            buf.put_u64(fwd.to);
-            buf.put_u8(dialect_byte(fwd.dialect));
-            buf.put_u8(mode_byte(fwd.mode));
-            buf.put_u8(fwd.how.byte());
-            buf.put_u8(fwd.how.kind_byte());
-            buf.put_u16(u16::try_from(room.len()).unwrap_or(u16::MAX));
-            buf.put_slice(room);
-            buf.put_slice(fwd.original.as_bytes());
-        }
+        FrameRef::Forward(fwd) => write_forward(buf, fwd),
+        FrameRef::Body(body) => buf.put_slice(body),
         FrameRef::Message(msg) => {
             buf.put_u8(JSON);
             // Every field is a string, a number or an `Event`, all of which serialize.
@@ -199,6 +189,41 @@ fn write_frame(buf: &mut BytesMut, seq: Option<u64>, frame: FrameRef<'_>) {
     }
     let len = u32::try_from(buf.len() - at - 4).unwrap_or(u32::MAX);
     buf[at..at + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// A forward's body on its own, for [`FrameRef::Body`]: the sender's task renders it while the
+/// event is at hand, and the publisher copies it into a bundle later (one allocation, so what
+/// the publisher keeps for replay is freed at once when the receiver acknowledges it).
+pub fn forward_body(fwd: &ForwardRef<'_>) -> Bytes {
+    let mut buf = BytesMut::with_capacity(forward_len(fwd));
+    write_forward(&mut buf, fwd);
+    buf.freeze()
+}
+
+/// The room as written: cut at what its length field holds.
+fn forward_room<'a>(fwd: &ForwardRef<'a>) -> &'a [u8] {
+    let room = fwd.room.as_bytes();
+    room.get(..usize::from(u16::MAX)).unwrap_or(room)
+}
+
+/// The bytes of a forward's body.
+fn forward_len(fwd: &ForwardRef<'_>) -> usize {
+    15 + forward_room(fwd).len() + fwd.original.len()
+}
+
+/// Appends a forward's body.
+fn write_forward(buf: &mut BytesMut, fwd: &ForwardRef<'_>) {
+    let room = forward_room(fwd);
+    buf.reserve(forward_len(fwd));
+    buf.put_u8(FORWARD);
+    buf.put_u64(fwd.to);
+    buf.put_u8(dialect_byte(fwd.dialect));
+    buf.put_u8(mode_byte(fwd.mode));
+    buf.put_u8(fwd.how.byte());
+    buf.put_u8(fwd.how.kind_byte());
+    buf.put_u16(u16::try_from(room.len()).unwrap_or(u16::MAX));
+    buf.put_slice(room);
+    buf.put_slice(fwd.original.as_bytes());
 }
 
 /// Walks a received bundle: its sending node, then its frames in order.
