@@ -192,15 +192,19 @@ impl EngineTransport {
             return None;
         }
         let end = polling::packets(&self.payload).next().map_or(0, |r| r.end);
-        let packet = self.payload.split_to(end);
+        // Copied out: a slice would keep the whole body (up to `maxPayload`) alive for as long
+        // as the packet waits in a receiver's queue, past what the POST budget counts.
+        let packet = Bytes::copy_from_slice(&self.payload[..end]);
+        let _ = self.payload.split_to(end);
         if !self.payload.is_empty() {
             // The separator; a payload that ends with one has an empty last packet.
             let _ = self.payload.split_to(1);
             self.empty_next = self.payload.is_empty();
         }
-        if let Some(held) = self.held.as_mut() {
-            // What is left of the payload stays held; the rest goes back to the budget.
-            held.release(held.bytes().saturating_sub(self.payload.len()));
+        if self.payload.is_empty() && !self.empty_next {
+            // The body is read whole: its block goes, and its bytes back to the budget.
+            self.payload = Bytes::new();
+            self.held = None;
         }
         Some(packet)
     }
@@ -302,8 +306,8 @@ impl Stream for EngineTransport {
                     // An empty body is one empty packet, which the decoder refuses.
                     this.empty_next = payload.is_empty();
                     this.payload = payload;
-                    // The last payload was read whole before this one was taken: nothing else
-                    // is held.
+                    // The last payload was read whole before this one was taken, and gave its
+                    // bytes back then: this one's are all that is held.
                     this.held = held;
                     continue;
                 }
