@@ -1334,7 +1334,11 @@ mod tests {
         let timeout = Duration::from_millis(100);
         let progress = Progress::default();
         let steady = within_progress(timeout, &progress, slow_batch(&progress, 5, None)).await;
-        assert_eq!(steady.ok(), Some(5), "300 ms in all, but a frame every 60 ms");
+        assert_eq!(
+            steady.ok(),
+            Some(5),
+            "300 ms in all, but a frame every 60 ms"
+        );
 
         let progress = Progress::default();
         let start = Instant::now();

@@ -52,8 +52,8 @@ use super::{ListenerContext, admission};
 use crate::session;
 pub use budget::PostBudget;
 use queue::{Batch, PollQueue};
-pub use transport::PollingError;
 use reserve::too_large;
+pub use transport::PollingError;
 use transport::{EngineTransport, Inbound};
 
 mod budget;

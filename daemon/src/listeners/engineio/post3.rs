@@ -99,10 +99,11 @@ pub(super) async fn post(
         () = session.inbound.closed() => return refuse(RequestError::UnknownSid),
     }
     // Then the budget (`reserve`).
-    let mut reserving = match Reserving::start(budget, session, announced(&request), limits.wait).await {
-        Ok(reserving) => reserving,
-        Err(refused) => return refused,
-    };
+    let mut reserving =
+        match Reserving::start(budget, session, announced(&request), limits.wait).await {
+            Ok(reserving) => reserving,
+            Err(refused) => return refused,
+        };
     let mut body = request.into_body().into_data_stream();
     let mut buf = BytesMut::new();
     let mut packets = Vec::new();
