@@ -1,7 +1,8 @@
 // socket.io-client 4 (or 2) pinned to long-polling (`transports: ["polling"]`, what a client
 // behind a proxy without WebSocket gets), both sides of every pair: each sender emits MESSAGES
 // 6 KB offers at once, its partner counts them. Prints one JSON line: delivered, sent, out of
-// order, seconds from the first emit to the last delivery, and messages per second. Run it
+// order, seconds from the first emit to the last delivery, messages per second, and the
+// longest the process's event loop was held (`max_lag_ms`). Run it
 // against the node relay (bench/node-relay/app.js) and the gateway alike; loopback only,
 // bounded in time. CLIENT is `v4` (socket.io-client 4) or `v2` (socket.io-client 2.5);
 // TRANSPORTS is `polling` (pinned), `default` (long-polling, then the upgrade), `websocket`
@@ -36,6 +37,17 @@ const connect = (room) => new Promise((resolve, reject) => {
   socket.once('connect_error', reject);
 });
 
+// The longest the event loop was held (a timer 50 ms apart came late by this much): the 40
+// peers of a 20-pair duplex run share this one process, and a peer that reads nothing for
+// `write_timeout_secs` is closed by the gateway as one that stopped reading.
+let maxLagMs = 0;
+let tick = Date.now();
+setInterval(() => {
+  const now = Date.now();
+  maxLagMs = Math.max(maxLagMs, now - tick - 50);
+  tick = now;
+}, 50).unref();
+
 const timer = setTimeout(() => {
   console.error('sio-polling: deadline passed');
   process.exit(1);
@@ -55,6 +67,20 @@ let delivered = 0;
 let outOfOrder = 0;
 const start = process.hrtime.bigint();
 let last = start;
+/** Yields to the event loop: reads, timers and the clients' own flushes run. */
+const breathe = () => new Promise((r) => setImmediate(r));
+/** Emits `from`'s burst at once as far as its peer can tell, SLICE offers per turn of the event
+ * loop, so that one process's peers go on reading meanwhile, as peers in processes of their own
+ * do: emitted in one synchronous loop, 40 peers' bursts held the loop 20-25 s on a loaded
+ * machine, past the gateway's write timeout (BENCHMARKS.md). */
+const SLICE = 50;
+const emitAll = async (from) => {
+  for (let seq = 1; seq <= MESSAGES; seq++) {
+    from.emit('msg', offer(seq));
+    if (seq % SLICE === 0) await breathe();
+  }
+};
+const emitted = [];
 /** `to` counts `from`'s burst of MESSAGES offers; resolves once all arrived. */
 const burst = (from, to) => new Promise((resolve) => {
   let expected = 1;
@@ -65,16 +91,19 @@ const burst = (from, to) => new Promise((resolve) => {
     last = process.hrtime.bigint();
     if (expected > MESSAGES) resolve();
   });
-  for (let seq = 1; seq <= MESSAGES; seq++) from.emit('msg', offer(seq));
+  emitted.push(emitAll(from));
 });
 const done = pairs.flatMap(({ a, b }) => (DUPLEX ? [burst(a, b), burst(b, a)] : [burst(a, b)]));
-if (LATE_UPGRADE) for (const { a, b } of pairs) for (const s of [a, b]) s.io.engine.probe('websocket');
+if (LATE_UPGRADE) {
+  await Promise.all(emitted);
+  for (const { a, b } of pairs) for (const s of [a, b]) s.io.engine.probe('websocket');
+}
 await Promise.race([Promise.all(done), new Promise((r) => setTimeout(r, DEADLINE_MS - 10000))]);
 const secs = Number(last - start) / 1e9;
 console.log(JSON.stringify({
   scenario: `burst-${client}-${transports}${DUPLEX ? '-duplex' : ''}`, server: label, pairs: PAIRS,
   messages: MESSAGES, sent: PAIRS * MESSAGES * (DUPLEX ? 2 : 1), delivered, out_of_order: outOfOrder,
-  secs, msgs_per_sec: delivered / secs,
+  secs, msgs_per_sec: delivered / secs, max_lag_ms: maxLagMs,
 }));
 for (const { a, b } of pairs) { a.close(); b.close(); }
 clearTimeout(timer);

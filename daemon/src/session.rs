@@ -923,6 +923,7 @@ where
         D: TextFrames,
     {
         let timeout = self.timeout();
+        let progress = Progress::default();
         let batch = async {
             let mut next = Some(first);
             let mut taken = 0;
@@ -934,6 +935,7 @@ where
                 }
                 if let Some(frame) = render_frame::<D>(state, &out) {
                     self.sink.feed(Message::Text(frame)).await?;
+                    progress.made();
                     self.count(outbound_kind(&out));
                 }
                 taken += 1;
@@ -944,7 +946,7 @@ where
             self.sink.flush().await?;
             Ok::<_, axum::Error>(delivered)
         };
-        match within(timeout, batch).await {
+        match within_progress(timeout, &progress, batch).await {
             Ok(Ok(delivered)) => Ok(delivered),
             Ok(Err(_)) => Err(WriteFailed::Socket),
             Err(_) => Err(WriteFailed::TimedOut),
@@ -972,6 +974,77 @@ async fn within<T>(timeout: Duration, write: impl Future<Output = T>) -> Result<
     match futures_util::future::select(write, timer).await {
         futures_util::future::Either::Left((done, _)) => Ok(done),
         futures_util::future::Either::Right(_) => Err(Elapsed),
+    }
+}
+
+/// [`within`] for a batch of writes that reports its progress: the timeout counts from the
+/// last frame the socket took, not from the start. A batch of 64 large frames to a peer that
+/// reads slowly but steadily takes longer than one write timeout; bounded as a whole, it closed
+/// a receiver that was reading (a socket.io-client 2 process of 40 peers flooding each other,
+/// its event loop held several seconds at a time on a loaded machine: BENCHMARKS.md,
+/// "socket.io-client 2 flooding each other through the upgrade").
+async fn within_progress<T>(
+    timeout: Duration,
+    progress: &Progress,
+    write: impl Future<Output = T>,
+) -> Result<T, Elapsed> {
+    let mut write = std::pin::pin!(write);
+    let at_once = std::future::poll_fn(|cx| match write.as_mut().poll(cx) {
+        Poll::Ready(done) => Poll::Ready(Some(done)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await;
+    if let Some(done) = at_once {
+        return Ok(done);
+    }
+    let armed = progress.arm();
+    let mut timer = Box::pin(tokio::time::sleep(timeout));
+    loop {
+        match futures_util::future::select(write.as_mut(), timer.as_mut()).await {
+            Either::Left((done, _)) => return Ok(done),
+            Either::Right(_) => {
+                let deadline = progress.last().unwrap_or(armed) + timeout;
+                if deadline <= tokio::time::Instant::now() {
+                    return Err(Elapsed);
+                }
+                timer.as_mut().reset(deadline);
+            }
+        }
+    }
+}
+
+/// When the socket last took a frame of a batch that had to wait ([`within_progress`]): read
+/// from the clock only once the batch waited, so a batch written at once costs no clock read.
+#[derive(Debug, Default)]
+struct Progress {
+    /// When the batch began to wait.
+    armed: std::sync::OnceLock<tokio::time::Instant>,
+    /// Milliseconds after `armed` that the socket last took a frame (`u64::MAX`: none yet).
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    /// The batch waits from now on.
+    fn arm(&self) -> tokio::time::Instant {
+        self.last_ms.store(u64::MAX, Ordering::Relaxed);
+        *self.armed.get_or_init(tokio::time::Instant::now)
+    }
+
+    /// The socket took a frame.
+    fn made(&self) {
+        if let Some(armed) = self.armed.get() {
+            let ms = u64::try_from(armed.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+            self.last_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// When the socket last took a frame since the batch began to wait.
+    fn last(&self) -> Option<tokio::time::Instant> {
+        let armed = self.armed.get()?;
+        match self.last_ms.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            ms => Some(*armed + Duration::from_millis(ms)),
+        }
     }
 }
 
@@ -1241,6 +1314,40 @@ mod tests {
         assert!(heartbeat.answered());
         assert_eq!(heartbeat.next_wait(), KEEPALIVE.interval);
         assert_eq!(heartbeat.fire(), Some("2"));
+    }
+
+    /// A batch whose frames the socket takes one every 60 ms (until `stall_after`, if given,
+    /// when it takes no more).
+    async fn slow_batch(progress: &Progress, frames: u32, stall_after: Option<u32>) -> u32 {
+        for frame in 0..frames {
+            if stall_after == Some(frame) {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            progress.made();
+        }
+        frames
+    }
+
+    #[tokio::test]
+    async fn a_batch_that_makes_progress_is_never_timed_out_and_one_that_stops_is() {
+        let timeout = Duration::from_millis(100);
+        let progress = Progress::default();
+        let steady = within_progress(timeout, &progress, slow_batch(&progress, 5, None)).await;
+        assert_eq!(
+            steady.ok(),
+            Some(5),
+            "300 ms in all, but a frame every 60 ms"
+        );
+
+        let progress = Progress::default();
+        let start = Instant::now();
+        let stopped = within_progress(timeout, &progress, slow_batch(&progress, 5, Some(2))).await;
+        assert!(stopped.is_err(), "no frame taken for 100 ms");
+        assert!(
+            start.elapsed() >= Duration::from_millis(220),
+            "timed out 100 ms after the last frame taken (at 120 ms), not from the start"
+        );
     }
 
     #[tokio::test]

@@ -1,6 +1,7 @@
-//! Helpers for the front-door tests (`abuse_connections.rs`, `proxy.rs`): the real `switchboard`
-//! binary in its own process (optionally under a low open-files limit), its RSS, raw TCP
-//! connections from a chosen loopback source address, and metric lookups.
+//! Helpers for the front-door tests (`abuse_connections.rs`, `abuse_post_budget.rs`,
+//! `proxy.rs`): the real `switchboard` binary in its own process (optionally under a low
+//! open-files limit), its RSS, raw TCP connections from a chosen loopback source address, HTTP
+//! answers read off them, and metric lookups.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::Stdio;
@@ -123,18 +124,49 @@ impl GatewayProcess {
 
     /// Resident memory in KiB (`VmRSS`).
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/PID/status")
+        rss_kib(self.pid).expect("VmRSS in /proc/PID/status")
     }
 
     /// Open descriptors of the process.
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map_or(0, Iterator::count)
     }
+}
+
+/// Resident memory of process `pid` in KiB (`VmRSS`); `None` once it is gone.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// The status code and `Content-Length` (0 if absent) of an HTTP answer's head.
+fn head_fields(head: &str) -> (u16, usize) {
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let length = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .unwrap_or(0);
+    (status, length)
+}
+
+/// The status and body of a whole HTTP/1.1 answer with a `Content-Length` body; `None` while
+/// `answer` holds less than all of it.
+pub fn parse_answer(answer: &[u8]) -> Option<(u16, String)> {
+    let text = String::from_utf8_lossy(answer);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let (status, length) = head_fields(head);
+    (status != 0 && body.len() >= length).then(|| (status, body[..length].to_owned()))
 }
 
 /// A TCP connection to `to` from the loopback address `from`.
@@ -179,20 +211,7 @@ pub async fn keep_alive_get(stream: &mut TcpStream, target: &str) -> (u16, Strin
         );
         head.push(byte[0]);
     }
-    let head = String::from_utf8_lossy(&head).into_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
+    let (status, length) = head_fields(&String::from_utf8_lossy(&head));
     let mut body = vec![0u8; length];
     stream.read_exact(&mut body).await.unwrap();
     (status, String::from_utf8_lossy(&body).into_owned())

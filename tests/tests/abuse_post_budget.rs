@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use switchboard_tests::front::{
-    EVERY_DIALECT_LISTENER, GatewayProcess, connect_from, metric, process_config_tail,
+    EVERY_DIALECT_LISTENER, GatewayProcess, connect_from, metric, parse_answer,
+    process_config_tail, rss_kib,
 };
 use switchboard_tests::{clean_node_scenario, node};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -92,22 +93,6 @@ async fn request(
         .unwrap_or_else(|| panic!("{method} {target}: closed unanswered"))
 }
 
-/// A whole HTTP answer with a `Content-Length` body: its status and body.
-fn parse_answer(answer: &[u8]) -> Option<(u16, String)> {
-    let text = String::from_utf8_lossy(answer);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    let length: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .unwrap_or(0);
-    (body.len() >= length).then(|| (status, body[..length].to_owned()))
-}
-
 /// An engine.io 3 session opened in `room` from the attacker: its `sid` (the gateway connects
 /// it to `/` and joins the room at once).
 async fn open_session3(addr: SocketAddr, room: &str) -> String {
@@ -124,15 +109,17 @@ async fn open_session3(addr: SocketAddr, room: &str) -> String {
     open[start..start + open[start..].find('"').unwrap()].to_owned()
 }
 
+/// The socket.io `msg` argument of a 6 KB offer numbered `seq`.
+fn offer(seq: usize) -> String {
+    let sdp = format!("v=0\r\n{}\r\n", "a=x-padding:0123456789abcdef".repeat(200));
+    serde_json::json!({"sdp": {"type": "offer", "sdp": format!("{sdp}a=x-seq:{seq}")}}).to_string()
+}
+
 /// An engine.io 3 payload of socket.io `msg` packets (6 KB offers), just under `bytes`.
 fn offers3(bytes: usize) -> Vec<u8> {
-    let sdp = format!("v=0\r\n{}\r\n", "a=x-padding:0123456789abcdef".repeat(200));
     let mut body = String::new();
     for seq in 1.. {
-        let msg =
-            serde_json::json!({"sdp": {"type": "offer", "sdp": format!("{sdp}a=x-seq:{seq}")}})
-                .to_string();
-        let packet = format!("42{}", serde_json::json!(["msg", msg]));
+        let packet = format!("42{}", serde_json::json!(["msg", offer(seq)]));
         let framed = format!("{}:{packet}", packet.len());
         if body.len() + framed.len() > bytes {
             break;
@@ -158,7 +145,7 @@ fn sample_peaks(
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
-                rss.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                rss.fetch_max(rss_kib(pid).unwrap_or(0), Ordering::Relaxed);
                 let bytes = metric(addr, "switchboard_engineio3_post_bytes").await;
                 held.fetch_max(bytes as u64, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -166,15 +153,6 @@ fn sample_peaks(
         }
     });
     (task, rss, held)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 /// One address, 32 rooms of two engine.io 3 sessions: each sender POSTs a body just under the
@@ -316,6 +294,148 @@ async fn one_address_cannot_pin_more_than_its_budget_and_others_relay_meanwhile(
         "each refused session ended once, by that reason"
     );
     assert_eq!(metric(addr, &series("frame_too_large")).await, 0.0);
+}
+
+/// An engine.io 4 session opened in `room` from the attacker and connected to `/` (its `40`
+/// POSTed): its `sid`.
+async fn open_session4(addr: SocketAddr, room: &str) -> String {
+    let (status, open) = request(
+        ATTACKER,
+        addr,
+        "GET",
+        &format!("/socket.io/?EIO=4&transport=polling&room={room}"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{open}");
+    let start = open.find(r#""sid":""#).unwrap() + 7;
+    let sid = open[start..start + open[start..].find('"').unwrap()].to_owned();
+    let at = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let connect = Arc::new(b"40".to_vec());
+    assert_eq!(
+        request(ATTACKER, addr, "POST", &at, Some(connect)).await.0,
+        200
+    );
+    sid
+}
+
+/// An engine.io 4 payload of socket.io `msg` packets (6 KB offers), just under `bytes`.
+fn offers4(bytes: usize) -> Vec<u8> {
+    let mut body = String::new();
+    for seq in 1.. {
+        let packet = format!("42{}", serde_json::json!(["msg", offer(seq)]));
+        if body.len() + packet.len() + 1 > bytes {
+            break;
+        }
+        if !body.is_empty() {
+            body.push('\x1e');
+        }
+        body.push_str(&packet);
+    }
+    body.into_bytes()
+}
+
+/// The `maxPayload` of the engine.io 4 test: socket.io's own default (`maxHttpBufferSize`,
+/// 1e6), which an operator moving from a node server may well set.
+const MAX_PAYLOAD4: usize = 1_000_000;
+
+/// One address, 32 rooms of two engine.io 4 sessions (socket.io-client 3 and 4 on
+/// long-polling): each sender POSTs bodies just under `maxPayload` one after the other, and each
+/// partner reads slowly (a GET every 3 s). Without a bound above the session every sender's
+/// bodies wait in the gateway (the one being relayed and those queued behind it: main's release
+/// grew by 276 MiB); with them under the address's POST budget, what one address pins is that
+/// budget and its partners' queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_address_cannot_pin_more_than_its_budget_through_engine_io_4_posts() {
+    let limits = format!("{LIMITS}\ndialect_max_frame_bytes = {{ socketio = {MAX_PAYLOAD4} }}");
+    let config = format!("{EVERY_DIALECT_LISTENER}{}", process_config_tail(&limits));
+    let gw = GatewayProcess::spawn(&config, 1, None).await;
+    let addr = gw.main();
+    let rss_before = gw.rss_kib();
+    let body = Arc::new(offers4(MAX_PAYLOAD4));
+    let mut rooms = Vec::new();
+    for i in 0..ROOMS {
+        let room = format!("pin4-{i}");
+        let partner = open_session4(addr, &room).await;
+        rooms.push((open_session4(addr, &room).await, partner));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sampler, rss_peak, held_peak) = sample_peaks(&gw, stop.clone());
+    let (outcomes, mut outcome) = tokio::sync::mpsc::unbounded_channel();
+    let tasks: Vec<_> = rooms
+        .into_iter()
+        .map(|(sender, partner)| {
+            let (body, stop, outcomes) = (body.clone(), stop.clone(), outcomes.clone());
+            tokio::spawn(async move {
+                let at = |sid: &str| format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+                let (post, poll) = (at(&sender), at(&partner));
+                let reader = tokio::spawn({
+                    let stop = stop.clone();
+                    async move {
+                        // Bounded: 10 polls at most, each bounded too.
+                        for _ in 0..10 {
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                            if stop.load(Ordering::Relaxed) {
+                                return;
+                            }
+                            let get = try_request(ATTACKER, addr, "GET", &poll, None);
+                            let _ = tokio::time::timeout(Duration::from_secs(5), get).await;
+                        }
+                    }
+                });
+                // Bounded: 12 POSTs at most; the first that is not answered 200 ends the room.
+                for _ in 0..12 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let answer = try_request(ATTACKER, addr, "POST", &post, Some(body.clone()));
+                    match tokio::time::timeout(Duration::from_secs(30), answer).await {
+                        Ok(Some((200, _))) => {}
+                        Ok(Some((status, _))) => {
+                            let _ = outcomes.send(status);
+                            break;
+                        }
+                        _ => break,
+                    }
+                }
+                reader.abort();
+            })
+        })
+        .collect();
+    drop(outcomes);
+    // The attack's bodies pile up for a few of the partners' slow reads.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    stop.store(true, Ordering::Relaxed);
+    sampler.await.unwrap();
+    for task in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(40), task).await;
+    }
+    let mut refused = 0;
+    while let Ok(status) = outcome.try_recv() {
+        assert_eq!(status, 503, "a POST refused otherwise than for the budget");
+        refused += 1;
+    }
+    let rss_peak = rss_peak.load(Ordering::Relaxed);
+    let held_peak = held_peak.load(Ordering::Relaxed);
+    eprintln!(
+        "refused {refused}; RSS {rss_before} KiB -> peak {rss_peak} KiB; budget held at most \
+         {held_peak} B"
+    );
+    assert!(
+        held_peak <= PER_IP_BUDGET,
+        "held {held_peak} B: more than the address's budget"
+    );
+    // The budget, and what it does not hold: each partner's poll queue (1 MiB), the payload of
+    // its GET being answered (1 MiB) and its session queue (32 offers), and what hyper buffers
+    // for each sender's connection (its read-ahead of a waiting POST: 512 KiB allowed). Before
+    // the budget, every sender's bodies were read: the one being relayed and up to five queued
+    // behind it, 32 x 6 MB.
+    let outside = ROOMS as u64 * ((3 << 20) + (512 << 10));
+    let bound = rss_before + (PER_IP_BUDGET + outside) / 1024;
+    assert!(
+        rss_peak < bound,
+        "RSS {rss_before} KiB -> {rss_peak} KiB, above {bound} KiB"
+    );
 }
 
 /// A v2 POST that does not fit its address's budget waits, its body unread, and completes once

@@ -1,12 +1,15 @@
-//! The budget of engine.io 3 POST bytes that sessions have not taken yet, per client address and
-//! in total (`engineio3_undelivered_bytes_per_ip`, `engineio3_undelivered_bytes_total`).
+//! The budget of engine.io POST bytes that sessions have not taken yet, per client address and
+//! in total (`engineio3_undelivered_bytes_per_ip`, `engineio3_undelivered_bytes_total`: named
+//! when only engine.io 3 POSTs were under it; engine.io 4 POSTs are too).
 //!
 //! An engine.io 3 POST is read whole and answered at once (`post3`), so what its packets weigh
-//! stays in the gateway until the session relays them. Without a bound above the session, one
-//! address holding `max_connections_per_ip` sessions whose partners never read could pin that
-//! many POST caps. Here a POST reserves its bytes before its body is read (all of an announced
-//! `Content-Length` at once; a chunked body chunk by chunk), first under its address's budget,
-//! then under the total, and the session gives them back packet by packet as it takes them
+//! stays in the gateway until the session relays them; an engine.io 4 POST (`post4`) waits in
+//! its session's inbound channel, several deep, behind the one being relayed. Without a bound
+//! above the session, one address holding `max_connections_per_ip` sessions whose partners
+//! never read could pin that many POST caps (v3), or several `maxPayload`s each (v4). Here a
+//! POST reserves its bytes before its body is read (all of an announced `Content-Length` at
+//! once; a chunked body chunk by chunk: `reserve`), first under its address's budget, then
+//! under the total, and the session gives them back packet by packet as it takes them
 //! ([`Held::release`]). A POST that does not fit waits, its body unread, in line behind the
 //! earlier ones of its address; so one address's waiting POSTs queue up against the total with
 //! at most its own budget, and other addresses' POSTs go on past them. tokio's semaphores are
@@ -44,7 +47,7 @@ struct Addresses {
     prune_at: usize,
 }
 
-/// One address's budget, taken by each of its engine.io 3 sessions for its lifetime: every
+/// One address's budget, taken by each of its engine.io sessions for its lifetime: every
 /// reservation of a session comes from the one semaphore, so what they hold can be merged.
 #[derive(Debug, Clone)]
 pub struct AddressBudget(Arc<Semaphore>);
@@ -114,12 +117,12 @@ impl PostBudget {
     pub fn render(&self, out: &mut String) {
         let _ = writeln!(
             out,
-            "# HELP switchboard_engineio3_post_bytes Bytes of engine.io 3 POSTs reserved under \
-             the budget and not taken by their sessions yet.\n\
+            "# HELP switchboard_engineio3_post_bytes Bytes of engine.io 3 and 4 POSTs reserved \
+             under the budget and not taken by their sessions yet.\n\
              # TYPE switchboard_engineio3_post_bytes gauge\n\
              switchboard_engineio3_post_bytes {}\n\
-             # HELP switchboard_engineio3_posts_waiting engine.io 3 POSTs waiting for room in \
-             the budget, their bodies unread.\n\
+             # HELP switchboard_engineio3_posts_waiting engine.io 3 and 4 POSTs waiting for room \
+             in the budget, their bodies unread.\n\
              # TYPE switchboard_engineio3_posts_waiting gauge\n\
              switchboard_engineio3_posts_waiting {}",
             self.held(),

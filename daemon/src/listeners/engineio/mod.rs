@@ -11,9 +11,11 @@
 //! - `GET ...&sid=S`: waits until the session has written something; a second GET while one is
 //!   pending is refused (400) and ends the session.
 //! - `POST ...&sid=S`: its packets go to the session, refused (413) above `maxPayload` before
-//!   the body is read whole. An engine.io 3 POST is read whole (up to
-//!   `engineio3_max_post_bytes`) and answered at once (`post3`), its bytes reserved first under
-//!   its address's and the gateway's budget of undelivered POST bytes (`budget`).
+//!   the body is read whole. Its bytes are reserved first under its address's and the gateway's
+//!   budget of undelivered POST bytes (`budget`, `reserve`) and given back as the session takes
+//!   its packets. An engine.io 4 POST is answered once the session's channel took it (`post4`);
+//!   an engine.io 3 POST is read whole (up to `engineio3_max_post_bytes`) and answered at once
+//!   (`post3`).
 //! - `GET ...&transport=websocket&sid=S` (an upgrade): `2probe` is answered `3probe`, a pending
 //!   GET is released with a `noop` (and every 100 ms until the `5`), and after `5` the session
 //!   moves to the WebSocket, which first carries whatever the GETs had not collected.
@@ -50,12 +52,15 @@ use super::{ListenerContext, admission};
 use crate::session;
 pub use budget::PostBudget;
 use queue::{Batch, PollQueue};
+use reserve::too_large;
 pub use transport::PollingError;
 use transport::{EngineTransport, Inbound};
 
 mod budget;
 mod post3;
+mod post4;
 mod queue;
+mod reserve;
 mod transport;
 
 /// The open polling sessions of one listener, by engine.io `sid`.
@@ -285,19 +290,16 @@ async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -
     let config = cx.gateway.config();
     let limit = config.max_frame_bytes(DialectKind::Socketio);
     // One v3 body holds any number of packets: its frame limit is per packet, as it is read. A
-    // body above its address's whole budget could never be reserved: refused as too large.
+    // body above its address's whole budget could never be reserved: refused as too large, in
+    // both versions.
     let body_limit = match session.version {
         EngineVersion::V3 => config
             .limits
             .engineio3_max_post_bytes
             .min(cx.post_budget.per_ip()),
-        EngineVersion::V4 => limit,
+        EngineVersion::V4 => limit.min(cx.post_budget.per_ip()),
     };
-    let announced = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    if let Some(len) = announced.filter(|&len| len > body_limit) {
+    if let Some(len) = reserve::announced(&request).filter(|&len| len > body_limit) {
         return too_large(session, len).await;
     }
     if session.posting.swap(true, Ordering::AcqRel) {
@@ -316,12 +318,19 @@ async fn post(cx: &ListenerContext, session: &EngineSession, request: Request) -
         };
         return post3::post(limits, &cx.post_budget, session, request).await;
     }
-    let body = axum::body::to_bytes(request.into_body(), limit).await;
+    let wait = cx.gateway.write_timeout();
+    let read = post4::read(body_limit, wait, &cx.post_budget, session, request).await;
     drop(posting);
-    let Ok(body) = body else {
-        return too_large(session, limit + 1).await;
+    let (body, held) = match read {
+        Ok(read) => read,
+        Err(refused) => return refused,
     };
-    if session.inbound.send(Inbound::Payload(body)).await.is_err() {
+    if session
+        .inbound
+        .send(Inbound::Payload(body, held))
+        .await
+        .is_err()
+    {
         return refuse(RequestError::UnknownSid);
     }
     ([(header::CONTENT_TYPE, "text/html")], "ok").into_response()
@@ -334,13 +343,6 @@ impl Drop for Posting<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::Release);
     }
-}
-
-/// Refuses a POST above the size limit: 413, and the session is closed and counted as a
-/// WebSocket peer's oversized frame is.
-async fn too_large(session: &EngineSession, len: usize) -> Response {
-    let _ = session.inbound.send(Inbound::TooLarge(len)).await;
-    StatusCode::PAYLOAD_TOO_LARGE.into_response()
 }
 
 impl Sessions {

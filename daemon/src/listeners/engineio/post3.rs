@@ -24,9 +24,9 @@ use futures_util::StreamExt;
 use switchboard_protocol::dialects::engineio::payload3::{self, PayloadError, Split};
 use switchboard_protocol::dialects::engineio::polling::RequestError;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
-use super::budget::{Held, PostBudget, Unfit};
+use super::budget::{Held, PostBudget};
+use super::reserve::{Reserving, announced};
 use super::transport::Inbound;
 use super::{EngineSession, refuse};
 
@@ -98,20 +98,12 @@ pub(super) async fn post(
         () = session.undelivered.at_most(threshold) => {}
         () = session.inbound.closed() => return refuse(RequestError::UnknownSid),
     }
-    // Then the budget: an announced body is reserved whole before any of it is read, a chunked
-    // one chunk by chunk before each is buffered; either waits for room at most `wait` in all.
-    let announced = request
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
-    let deadline = Instant::now() + limits.wait;
-    let mut held = match announced {
-        Some(bytes) => match reserve(budget, session, bytes, deadline).await {
-            Ok(held) => Some(held),
+    // Then the budget (`reserve`).
+    let mut reserving =
+        match Reserving::start(budget, session, announced(&request), limits.wait).await {
+            Ok(reserving) => reserving,
             Err(refused) => return refused,
-        },
-        None => None,
-    };
+        };
     let mut body = request.into_body().into_data_stream();
     let mut buf = BytesMut::new();
     let mut packets = Vec::new();
@@ -124,74 +116,28 @@ pub(super) async fn post(
         if read == 0 && payload3::is_binary_payload(&chunk) {
             // Binary data, which signaling never carries: answered as a binary packet is.
             let binary = vec![Bytes::from_static(b"b")];
-            return deliver(session, binary, held).await;
+            return deliver(session, binary, reserving.held).await;
         }
         read += chunk.len();
         if read > limits.body {
             // Refused whole, as a v4 POST above `maxPayload` is: nothing of it is relayed.
+            let held = reserving.held;
             return bad_payload(session, Vec::new(), held, PayloadError::TooLarge(read)).await;
         }
-        if announced.is_none() {
-            match (
-                reserve(budget, session, chunk.len(), deadline).await,
-                &mut held,
-            ) {
-                (Ok(more), Some(held)) => held.merge(more),
-                (Ok(more), None) => held = Some(more),
-                (Err(refused), _) => return refused,
-            }
+        if let Err(refused) = reserving.chunk(chunk.len()).await {
+            return refused;
         }
         buf.extend_from_slice(&chunk);
         if let Some(error) = split(&mut buf, limits.packet, &mut packets) {
-            return bad_payload(session, packets, held, error).await;
+            return bad_payload(session, packets, reserving.held, error).await;
         }
     }
+    let held = reserving.held;
     match (read, buf.is_empty()) {
         (0, _) => bad_payload(session, packets, held, PayloadError::Empty).await,
         (_, true) => deliver(session, packets, held).await,
         (_, false) => bad_payload(session, packets, held, PayloadError::Truncated).await,
     }
-}
-
-/// Reserves `bytes` of `session`'s address's budget, waiting for room until `deadline`. Past
-/// it the POST is refused and the session ended ([`budget_full`]); a session that ended
-/// meanwhile refuses it as unknown.
-async fn reserve(
-    budget: &PostBudget,
-    session: &EngineSession,
-    bytes: usize,
-    deadline: Instant,
-) -> Result<Held, Response> {
-    tokio::select! {
-        reserved = tokio::time::timeout_at(deadline, budget.reserve(&session.budget, bytes)) => {
-            match reserved {
-                Ok(Ok(held)) => Ok(held),
-                // Not reached: the body limit is at most an address's budget.
-                Ok(Err(Unfit::Never)) => Err(too_large(session, bytes).await),
-                Err(_) => Err(budget_full(session).await),
-            }
-        }
-        () = session.inbound.closed() => Err(refuse(RequestError::UnknownSid)),
-    }
-}
-
-/// A POST that found no room in its address's budget (or the gateway's) within
-/// `write_timeout_secs`: 503 with engine.io's error shape, and the session is closed and
-/// counted once (`post_budget_full`), its partners told, as for a POST above the cap.
-async fn budget_full(session: &EngineSession) -> Response {
-    let _ = session.inbound.send(Inbound::BudgetFull).await;
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        r#"{"code":3,"message":"post_budget_full: no room for this POST among the undelivered messages the gateway may hold for your address and in all; the session is closed"}"#,
-    )
-        .into_response()
-}
-
-/// A body that can never be reserved: 413, the session closed as for a POST above the cap.
-async fn too_large(session: &EngineSession, bytes: usize) -> Response {
-    let _ = session.inbound.send(Inbound::TooLarge(bytes)).await;
-    StatusCode::PAYLOAD_TOO_LARGE.into_response()
 }
 
 /// Moves every whole packet off the front of `buf` into `packets`; the error that stopped the

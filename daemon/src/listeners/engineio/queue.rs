@@ -146,7 +146,10 @@ impl PollQueue {
                 State::Closed => Batch::Payload(self.single(polling::CLOSE)),
             };
         }
-        let mut payload = String::new();
+        // Sized once (the packets and their separators or length prefixes): grown packet by
+        // packet, a payload of 1 MiB could take a block of 2 MiB.
+        let framing = 8 * inner.packets.len().min(QUEUE_BYTES / 64);
+        let mut payload = String::with_capacity(inner.bytes.min(QUEUE_BYTES) + framing);
         while let Some(packet) = inner.packets.front() {
             if !payload.is_empty() && payload.len() + packet.len() >= QUEUE_BYTES {
                 break;

@@ -27,8 +27,8 @@ type WsPoll = fn(Pin<&mut WebSocket>, &mut Context<'_>) -> Poll<Result<(), axum:
 #[derive(Debug)]
 pub enum Inbound {
     /// The body of an engine.io 4 POST (checked against the size limit already): its packets,
-    /// in order.
-    Payload(Bytes),
+    /// in order, with the bytes it holds under the POST budget (none for an empty chunked body).
+    Payload(Bytes, Option<Held>),
     /// Packets of an engine.io 3 POST, split as its body is read (each checked against the size
     /// limit before it was buffered), with the bytes they hold under the POST budget (none for
     /// a chunked body that brought no bytes).
@@ -106,8 +106,9 @@ pub struct EngineTransport {
     /// The packets of the last engine.io 3 POST not read yet (its length prefixes are parsed
     /// when it arrives: a broken one refuses the whole payload).
     packets3: VecDeque<Bytes>,
-    /// What the packets not read yet hold under the POST budget, given back as they are read
-    /// (all of it when the session ends and this is dropped).
+    /// What the packets not read yet (engine.io 3's, or the rest of the engine.io 4 payload)
+    /// hold under the POST budget, given back as they are read (all of it when the session
+    /// ends and this is dropped).
     held: Option<Held>,
     /// The WebSocket, once upgraded: writes go there at once.
     ws: Option<Box<WebSocket>>,
@@ -191,11 +192,19 @@ impl EngineTransport {
             return None;
         }
         let end = polling::packets(&self.payload).next().map_or(0, |r| r.end);
-        let packet = self.payload.split_to(end);
+        // Copied out: a slice would keep the whole body (up to `maxPayload`) alive for as long
+        // as the packet waits in a receiver's queue, past what the POST budget counts.
+        let packet = Bytes::copy_from_slice(&self.payload[..end]);
+        let _ = self.payload.split_to(end);
         if !self.payload.is_empty() {
             // The separator; a payload that ends with one has an empty last packet.
             let _ = self.payload.split_to(1);
             self.empty_next = self.payload.is_empty();
+        }
+        if self.payload.is_empty() && !self.empty_next {
+            // The body is read whole: its block goes, and its bytes back to the budget.
+            self.payload = Bytes::new();
+            self.held = None;
         }
         Some(packet)
     }
@@ -243,6 +252,7 @@ impl EngineTransport {
         self.polling = None;
         self.payload = Bytes::new();
         self.packets3 = VecDeque::new();
+        self.held = None;
     }
 
     /// Moves to the WebSocket of a finished upgrade, if there is one and it is not taken yet.
@@ -292,10 +302,13 @@ impl Stream for EngineTransport {
             };
             let error = match ready!(polling.inbound.poll_recv(cx)) {
                 None => return Poll::Ready(None),
-                Some(Inbound::Payload(payload)) => {
+                Some(Inbound::Payload(payload, held)) => {
                     // An empty body is one empty packet, which the decoder refuses.
                     this.empty_next = payload.is_empty();
                     this.payload = payload;
+                    // The last payload was read whole before this one was taken, and gave its
+                    // bytes back then: this one's are all that is held.
+                    this.held = held;
                     continue;
                 }
                 Some(Inbound::Packets(packets, held)) => {
