@@ -979,10 +979,9 @@ async fn within<T>(timeout: Duration, write: impl Future<Output = T>) -> Result<
 
 /// [`within`] for a batch of writes that reports its progress: the timeout counts from the
 /// last frame the socket took, not from the start. A batch of 64 large frames to a peer that
-/// reads slowly but steadily takes longer than one write timeout; bounded as a whole, it closed
-/// a receiver that was reading (a socket.io-client 2 process of 40 peers flooding each other,
-/// its event loop held several seconds at a time on a loaded machine: BENCHMARKS.md,
-/// "socket.io-client 2 flooding each other through the upgrade").
+/// reads slowly but steadily can take longer than one write timeout; bounded as a whole, it
+/// would close a receiver that is reading, where `write_timeout_secs` promises to close only
+/// one that makes no progress.
 async fn within_progress<T>(
     timeout: Duration,
     progress: &Progress,
