@@ -1,6 +1,8 @@
 //! The dispatcher: room membership and the plugin pipeline. [`Dispatcher::dispatch`] is the one
-//! way an event enters the pipeline; it runs with the event's room locked, and only that room
-//! ([`RoomTable::with`]), so events of different rooms are dispatched in parallel.
+//! public way an event enters the pipeline (a session's loop first tries its crate-private fast
+//! path, `dispatch_at_once`, which dispatches the same way or hands the envelope back for it);
+//! it runs with the event's room locked, and only that room ([`RoomTable::with`]), so events of
+//! different rooms are dispatched in parallel.
 //!
 //! Around the pipeline, two hooks: with `[cluster]`, a [`ClusterMembership`] (the Redis one,
 //! `remote.rs`) claims a joiner's place first, shows the pipeline the room as the cluster lists
@@ -256,8 +258,9 @@ impl Dispatcher {
     /// catalog, the envelope back, to [`Self::dispatch`]. A
     /// session's loop calls this rather than await a future for every event: the future's
     /// state (the envelope and the outcome) was part of every session's future, idle or not
-    /// (BENCHMARKS.md, "Fourth step (session 11)").
-    pub fn dispatch_at_once(&self, envelope: Envelope) -> Result<Dispatched, Box<Envelope>> {
+    /// (BENCHMARKS.md, "Fourth step (session 11)"). Crate-private: everyone else has one entry
+    /// point, [`Self::dispatch`].
+    pub(crate) fn dispatch_at_once(&self, envelope: Envelope) -> Result<Dispatched, Box<Envelope>> {
         if self.wants_prefetch(&envelope.event) {
             return Err(Box::new(envelope));
         }
