@@ -44,14 +44,15 @@ pub enum Outbound {
     /// receiving session, so this node writes it without decoding it again.
     Remote(Arc<RemoteForward>),
     /// An event composed by a plugin or the gateway. Boxed: inline, an `Event` made every
-    /// item 104 bytes, and tokio's queue allocates its first block of 32 items when the session
-    /// registers, so each idle session held 3.3 KiB of queue (BENCHMARKS.md, "What an idle
-    /// session holds").
+    /// item as large as an event, and tokio's queue allocates its first block of 32 items when
+    /// the session registers, so every idle session held a block of event-sized items
+    /// (BENCHMARKS.md, "What an idle session holds").
     Event(Box<Event>),
     /// An operator kicked the session: close it with this reason (WebSocket 1008, socket.io
     /// disconnect), after telling the peer in its dialect. A thin pointer (`Arc<String>`, not
-    /// `Arc<str>`): with it a queue item is 16 bytes, and the queue block each session
-    /// allocates at registration 544 rather than 800.
+    /// `Arc<str>`): a fat one would make every queue item, and so the queue block each session
+    /// allocates at registration, a pointer wider (BENCHMARKS.md, "Profiling figures (moved
+    /// from code comments)").
     Kick(Arc<String>),
 }
 
