@@ -8,9 +8,10 @@
 //! `remote.rs`) claims a joiner's place first, shows the pipeline the room as the cluster lists
 //! it, and afterwards commits or gives back the claim, tells the other nodes and forwards
 //! deliveries to proxies; and when no plugin answers a request that expects an answer, the
-//! plugins' [`Plugin::on_unanswered`] hooks say why. Before the room is locked, a
-//! [`Prefetch`] (with `[cluster]`, the conference catalog's reads of Redis) reads what a join or
-//! a conference request is decided with, and gives back afterwards what the decision did not use.
+//! plugins' [`Plugin::on_unanswered`] hooks say why. Before the room is locked, the pipeline's
+//! [`Prefetch`] hooks (with `[cluster]`, the conference catalog's reads of Redis, given with the
+//! conference plugin) read what a join or a conference request is decided with, and give back
+//! afterwards what the decision did not use.
 //!
 //! A departure (a leave whose reason is [`LeaveReason::Disconnect`]: the connection closed, or
 //! a member of another node is gone) is dispatched like any event, and its member leaves the
@@ -94,9 +95,6 @@ pub struct Dispatcher {
     rooms: RoomTable,
     /// Set once at start when `[cluster]` is configured.
     cluster: OnceLock<Arc<dyn ClusterMembership>>,
-    /// Set once at start with `[cluster]`: the conference catalog's reads and the sfu's
-    /// claims of rooms' media homes, done before a room is locked, in this order.
-    prefetch: OnceLock<Vec<Arc<dyn Prefetch>>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -115,7 +113,6 @@ impl Dispatcher {
             pipeline: ArcSwap::from_pointee(pipeline),
             rooms: RoomTable::default(),
             cluster: OnceLock::new(),
-            prefetch: OnceLock::new(),
         }
     }
 
@@ -142,17 +139,6 @@ impl Dispatcher {
     /// Sets the cluster hook (once; a second call is ignored).
     pub fn set_membership(&self, membership: Arc<dyn ClusterMembership>) {
         let _ = self.cluster.set(membership);
-    }
-
-    /// Sets the prefetch hook (once; a second call is ignored).
-    pub fn set_prefetch(&self, prefetch: Arc<dyn Prefetch>) {
-        self.set_prefetches(vec![prefetch]);
-    }
-
-    /// Sets the prefetch hooks, run in this order before the room is locked and settled in
-    /// this order after (once; a second call is ignored).
-    pub fn set_prefetches(&self, prefetches: Vec<Arc<dyn Prefetch>>) {
-        let _ = self.prefetch.set(prefetches);
     }
 
     /// The cluster hook, when one is set.
@@ -197,11 +183,9 @@ impl Dispatcher {
     /// ([`futures_util::FutureExt::now_or_never`]). (Not an `async fn`: that would move every
     /// event's envelope into a claim's future first, a cost measured on the relay path.)
     pub fn dispatch(&self, envelope: Envelope) -> impl Future<Output = Dispatched> + Send + '_ {
-        let prefetch = self
-            .prefetch
-            .get()
-            .filter(|_| self.wants_prefetch(&envelope.event));
-        match (prefetch, self.cluster.get()) {
+        let pipeline = self.pipeline.load();
+        let prefetches = wanted(&pipeline, &envelope.event);
+        match (prefetches, self.cluster.get()) {
             // Boxed, as below.
             (Some(prefetches), _) => {
                 let boxed: Pin<Box<dyn Future<Output = Dispatched> + Send + '_>> =
@@ -216,7 +200,7 @@ impl Dispatcher {
                     Box::pin(self.claim_then_run(&**cluster, envelope));
                 Either::Right(boxed)
             }
-            _ => Either::Left(std::future::ready(self.run(envelope, None))),
+            _ => Either::Left(std::future::ready(self.run(&pipeline, envelope, None))),
         }
     }
 
@@ -226,18 +210,10 @@ impl Dispatcher {
     /// join lock of the room is not held while they wait.
     async fn prefetch_then_run(
         &self,
-        prefetches: &[Arc<dyn Prefetch>],
+        wanted: Vec<Arc<dyn Prefetch>>,
         envelope: Envelope,
     ) -> Dispatched {
         let session = envelope.from.session;
-        let wanted: Vec<&dyn Prefetch> = {
-            let pipeline = self.pipeline.load();
-            prefetches
-                .iter()
-                .map(|p| &**p)
-                .filter(|p| p.wants(&envelope.event) && pipeline.runs(p.plugin()))
-                .collect()
-        };
         for prefetch in &wanted {
             prefetch.prepare(&envelope).await;
         }
@@ -245,7 +221,7 @@ impl Dispatcher {
             Some(cluster) if claimed_room(&envelope.event).is_some() => {
                 self.claim_then_run(&**cluster, envelope).await
             }
-            _ => self.run(envelope, None),
+            _ => self.run(&self.pipeline.load(), envelope, None),
         };
         for prefetch in &wanted {
             prefetch.settle(session).await;
@@ -261,23 +237,19 @@ impl Dispatcher {
     /// (BENCHMARKS.md, "Fourth step (session 11)"). Crate-private: everyone else has one entry
     /// point, [`Self::dispatch`].
     pub(crate) fn dispatch_at_once(&self, envelope: Envelope) -> Result<Dispatched, Box<Envelope>> {
-        if self.wants_prefetch(&envelope.event) {
+        let pipeline = self.pipeline.load();
+        if pipeline
+            .prefetches()
+            .iter()
+            .any(|p| p.wants(&envelope.event))
+        {
             return Err(Box::new(envelope));
         }
         match self.cluster.get() {
             // Boxed: a cluster join is rare, and waits for Redis anyway.
             Some(_) if claimed_room(&envelope.event).is_some() => Err(Box::new(envelope)),
-            _ => Ok(self.run(envelope, None)),
+            _ => Ok(self.run(&pipeline, envelope, None)),
         }
-    }
-
-    /// Whether `event`'s decision reads the conference catalog first ([`Self::prefetch_then_run`]).
-    fn wants_prefetch(&self, event: &Event) -> bool {
-        self.prefetch.get().is_some_and(|prefetches| {
-            prefetches
-                .iter()
-                .any(|p| p.wants(event) && self.pipeline.load().runs(p.plugin()))
-        })
     }
 
     /// A join with `[cluster]`: its place claimed first, then [`Self::run`].
@@ -287,7 +259,7 @@ impl Dispatcher {
         envelope: Envelope,
     ) -> Dispatched {
         let Some(room) = claimed_room(&envelope.event).map(str::to_owned) else {
-            return self.run(envelope, None);
+            return self.run(&self.pipeline.load(), envelope, None);
         };
         // The turn is held through the pipeline, so this node admits its joiners of one room
         // in the order the cluster listed them.
@@ -296,7 +268,7 @@ impl Dispatcher {
             .await
         {
             Ok(JoinTurn { claim, hold }) => {
-                let out = self.run(envelope, claim);
+                let out = self.run(&self.pipeline.load(), envelope, claim);
                 drop(hold);
                 out
             }
@@ -304,9 +276,10 @@ impl Dispatcher {
         }
     }
 
-    /// The dispatch itself, after any claim: the pipeline under the room's lock, then the
-    /// deliveries and (for a claimed join) what other nodes sent the joiner meanwhile.
-    fn run(&self, mut envelope: Envelope, claim: Option<Claim>) -> Dispatched {
+    /// The dispatch itself, after any claim: `pipeline` (the current one, loaded by the caller)
+    /// under the room's lock, then the deliveries and (for a claimed join) what other nodes sent
+    /// the joiner meanwhile.
+    fn run(&self, pipeline: &Pipeline, mut envelope: Envelope, claim: Option<Claim>) -> Dispatched {
         match &envelope.event {
             Event::Join(join) => envelope.from.mode = join.mode,
             Event::Conference(c) if matches!(c.command, ConferenceCommand::JoinRoom(_)) => {
@@ -318,14 +291,13 @@ impl Dispatcher {
         let Some(room) = envelope.event.room() else {
             return Dispatched::default();
         };
-        let pipeline = self.pipeline.load();
         // The deliveries are queued before the room's lock is released, so every member gets
         // the room's deliveries in the order the pipeline made them (docs/plugins.md,
         // "Ordering"). Queuing never waits: a receiver whose queue is full takes them through
         // its backlog, in order, and the sender waits for that after the lock ([`Blocked`]).
         let outcome = self.rooms.with(room, |state| {
             let (membership, deliveries) =
-                self.in_room(&pipeline, state, room, &envelope, claim.as_ref())?;
+                self.in_room(pipeline, state, room, &envelope, claim.as_ref())?;
             let count = deliveries.len();
             let (blocked, own) = self.registry.deliver(&envelope, deliveries);
             Ok((membership, count, blocked, own))
@@ -407,6 +379,19 @@ impl Dispatcher {
         };
         Ok((membership, deliveries))
     }
+}
+
+/// The prefetch hooks of `pipeline` that want `event` (read before its room is locked,
+/// [`Dispatcher::prefetch_then_run`]), or `None` when none does (every dispatch asks: without
+/// `[cluster]` the pipeline has no hooks).
+fn wanted(pipeline: &Pipeline, event: &Event) -> Option<Vec<Arc<dyn Prefetch>>> {
+    let wanted: Vec<_> = pipeline
+        .prefetches()
+        .iter()
+        .filter(|p| p.wants(event))
+        .cloned()
+        .collect();
+    (!wanted.is_empty()).then_some(wanted)
 }
 
 /// The room whose place `event` claims in the cluster before it is dispatched: a join (any
