@@ -145,7 +145,10 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
     let cluster_tasks = TaskTracker::new();
     if let Some(cluster) = cluster {
         info!(node = %cluster.node(), "Cluster: joining through Redis.");
-        gateway.set_cluster(Arc::clone(&cluster));
+        // This node's membership in Redis is the dispatcher's cluster hook.
+        gateway.join_cluster(Arc::new(gateway::RedisMembership::new(Arc::clone(
+            &cluster,
+        ))));
         cluster::link::start(&cluster, &gateway, &cluster_tasks);
     }
     let nofile = listeners::front_door::raise_nofile_limit();

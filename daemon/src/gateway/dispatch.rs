@@ -34,8 +34,7 @@ use super::delivery::Blocked;
 use super::membership::{ClusterMembership, JoinTurn};
 use super::prefetch::Prefetch;
 use super::registry::SessionRegistry;
-use super::remote::RedisMembership;
-use crate::cluster::{Claim, Cluster};
+use crate::cluster::Claim;
 use crate::envelope::Envelope;
 use crate::pipeline::Pipeline;
 use crate::rooms::{Room, RoomTable};
@@ -131,11 +130,6 @@ impl Dispatcher {
         self.pipeline.swap(Arc::new(pipeline))
     }
 
-    /// Joins a cluster (once, at start): its membership in Redis becomes the cluster hook.
-    pub(crate) fn set_cluster(&self, cluster: Arc<Cluster>) {
-        self.set_membership(Arc::new(RedisMembership::new(cluster)));
-    }
-
     /// Sets the cluster hook (once; a second call is ignored).
     pub fn set_membership(&self, membership: Arc<dyn ClusterMembership>) {
         let _ = self.cluster.set(membership);
@@ -144,11 +138,6 @@ impl Dispatcher {
     /// The cluster hook, when one is set.
     pub fn membership(&self) -> Option<&dyn ClusterMembership> {
         self.cluster.get().map(|hook| &**hook)
-    }
-
-    /// The cluster, when the hook is this node's membership in Redis.
-    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.redis().map(RedisMembership::cluster)
     }
 
     pub(super) fn rooms(&self) -> &RoomTable {
