@@ -37,15 +37,8 @@ struct Use {
 fn protocol_modules_import_each_other_without_a_cycle() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let graph = module_graph(&src);
-    for (m, d) in &graph {
-        eprintln!(
-            "DBG {} -> {:?}",
-            display(m),
-            d.iter().map(|x| display(x)).collect::<Vec<_>>()
-        );
-    }
     if let Some(cycle) = find_cycle(&graph) {
-        let names: Vec<String> = cycle.iter().map(|m| display(m)).collect();
+        let names: Vec<String> = cycle.iter().map(display).collect();
         panic!(
             "import cycle in protocol/src: {}\n(move what both sides use into a module of its own)",
             names.join(" -> ")
@@ -75,7 +68,7 @@ fn the_checker_finds_a_parent_child_cycle() {
     )
     .unwrap();
     let graph = module_graph(&dir);
-    let cycle = find_cycle(&graph).map(|c| c.iter().map(|m| display(m)).collect::<Vec<_>>());
+    let cycle = find_cycle(&graph).map(|c| c.iter().map(display).collect::<Vec<_>>());
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(
         cycle,
@@ -99,7 +92,7 @@ fn module_graph(src: &Path) -> BTreeMap<ModPath, BTreeSet<ModPath>> {
     let mut modules = BTreeMap::new();
     for file in rust_files(src) {
         let path = module_path(src, &file);
-        let text = std::fs::read_to_string(&file).unwrap();
+        let text = std::fs::read_to_string(&file).expect("a source file is readable");
         modules.insert(path, read_module(&text));
     }
     let mut graph = BTreeMap::new();
@@ -133,8 +126,8 @@ fn module_graph(src: &Path) -> BTreeMap<ModPath, BTreeSet<ModPath>> {
 
 fn rust_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    for entry in std::fs::read_dir(dir).expect("protocol/src is readable") {
+        let path = entry.expect("a directory entry").path();
         if path.is_dir() {
             out.extend(rust_files(&path));
         } else if path.extension().is_some_and(|e| e == "rs") {
@@ -147,7 +140,10 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 
 /// `src/a/b.rs` and `src/a/b/mod.rs` are `a::b`; `src/lib.rs` is the root.
 fn module_path(src: &Path, file: &Path) -> ModPath {
-    let rel = file.strip_prefix(src).unwrap().with_extension("");
+    let rel = file
+        .strip_prefix(src)
+        .expect("a file under src")
+        .with_extension("");
     let mut parts: ModPath = rel
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
@@ -169,10 +165,12 @@ fn read_module(text: &str) -> Module {
         let line = strip(raw);
         let trimmed = line.trim();
         let indent = raw.len() - raw.trim_start().len();
-        if let Some(u) = pending.as_mut() {
+        if let Some(mut u) = pending.take() {
             u.tree.push_str(trimmed);
             if trimmed.ends_with(';') {
-                uses.push(pending.take().unwrap());
+                uses.push(u);
+            } else {
+                pending = Some(u);
             }
             continue;
         }
