@@ -4,7 +4,7 @@
 //! queued to the receiving sessions, each of which owns its socket and renders in its dialect.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use switchboard_plugin_api::{Deliver, Outbox, Peer, SessionId};
@@ -32,7 +32,7 @@ pub use dispatch::{Dispatched, Dispatcher, Membership};
 pub use mailbox::Inbox;
 pub use membership::{ClaimFuture, ClusterMembership, JoinTurn};
 pub use registry::{SessionHandle, SessionInfo, SessionRegistry};
-pub use remote::RedisMembership;
+pub use remote::{RedisMembership, Remote};
 
 /// What a session receives from the bus.
 #[derive(Debug, Clone)]
@@ -44,14 +44,15 @@ pub enum Outbound {
     /// receiving session, so this node writes it without decoding it again.
     Remote(Arc<RemoteForward>),
     /// An event composed by a plugin or the gateway. Boxed: inline, an `Event` made every
-    /// item 104 bytes, and tokio's queue allocates its first block of 32 items when the session
-    /// registers, so each idle session held 3.3 KiB of queue (BENCHMARKS.md, "What an idle
-    /// session holds").
+    /// item as large as an event, and tokio's queue allocates its first block of 32 items when
+    /// the session registers, so every idle session held a block of event-sized items
+    /// (BENCHMARKS.md, "What an idle session holds").
     Event(Box<Event>),
     /// An operator kicked the session: close it with this reason (WebSocket 1008, socket.io
     /// disconnect), after telling the peer in its dialect. A thin pointer (`Arc<String>`, not
-    /// `Arc<str>`): with it a queue item is 16 bytes, and the queue block each session
-    /// allocates at registration 544 rather than 800.
+    /// `Arc<str>`): a fat one would make every queue item, and so the queue block each session
+    /// allocates at registration, a pointer wider (BENCHMARKS.md, "Profiling figures (moved
+    /// from code comments)").
     Kick(Arc<String>),
 }
 
@@ -69,6 +70,9 @@ pub struct Gateway {
     config: RwLock<Arc<GatewayConfig>>,
     registry: Arc<SessionRegistry>,
     dispatcher: Dispatcher,
+    /// Set once at start with `[cluster]`: this node's membership in Redis, which is the
+    /// dispatcher's cluster hook and keeps the proxies of other nodes' members.
+    cluster: OnceLock<Arc<RedisMembership>>,
     shutdown: CancellationToken,
     lifecycle: Lifecycle,
     connections: Arc<ConnectionLimiter>,
@@ -99,6 +103,7 @@ impl Gateway {
         Self {
             config: RwLock::new(config),
             dispatcher: Dispatcher::new(Arc::clone(&registry), pipeline),
+            cluster: OnceLock::new(),
             registry,
             shutdown,
             lifecycle: Lifecycle::default(),
@@ -129,14 +134,22 @@ impl Gateway {
         &self.dispatcher
     }
 
-    /// Joins the gateway to a cluster (once, at start).
-    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
-        self.dispatcher.set_cluster(cluster);
+    /// Joins the gateway to a cluster (once, at start; a second call is ignored): `membership`
+    /// becomes the dispatcher's cluster hook.
+    pub fn join_cluster(&self, membership: Arc<RedisMembership>) {
+        if self.cluster.set(Arc::clone(&membership)).is_ok() {
+            self.dispatcher.set_membership(membership);
+        }
     }
 
     /// The cluster this gateway is part of, if any.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.dispatcher.cluster()
+        self.cluster.get().map(|membership| membership.cluster())
+    }
+
+    /// What frames from other nodes do to this node's rooms (nothing without `[cluster]`).
+    pub fn remote(&self) -> Remote<'_> {
+        Remote::new(&self.dispatcher, self.cluster.get().map(|m| &**m))
     }
 
     /// The lifecycle phases.

@@ -57,7 +57,6 @@ pub use config::GatewayConfig;
 use gateway::Gateway;
 pub use lifecycle::Phase;
 use listeners::ListenerContext;
-use pipeline::Pipeline;
 use plugins::PluginRegistry;
 
 /// A started gateway.
@@ -125,21 +124,18 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
         },
         unix_now(),
     ));
-    // With [cluster], each conference room's media is served by its home node.
-    let homing = cluster
-        .as_ref()
-        .map(|c| Arc::clone(c.homing()) as Arc<dyn switchboard_sfu::homing::Homing>);
-    let registry = Arc::new(PluginRegistry::builtin_in(conference.clone(), homing));
-    let plugins = registry
-        .build_all(&config.plugins)
+    // With [cluster], each conference room's media is served by its home node, and the
+    // conference and sfu plugins come with their reads of Redis before a room is locked.
+    let registry = Arc::new(PluginRegistry::builtin_in(
+        conference.clone(),
+        cluster.as_deref(),
+    ));
+    let pipeline = registry
+        .pipeline(&config.plugins)
         .map_err(|e| anyhow::anyhow!("cannot build plugins:\n  {}", e.join("\n  ")))?;
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
-    let gateway = Arc::new(Gateway::new(
-        config.clone(),
-        Pipeline::configured(plugins, &config.plugins),
-        shutdown.clone(),
-    ));
+    let gateway = Arc::new(Gateway::new(config.clone(), pipeline, shutdown.clone()));
     gateway
         .start_plugins()
         .map_err(|e| anyhow::anyhow!("cannot start plugins: {e}"))?;
@@ -149,15 +145,10 @@ pub async fn start(config: GatewayConfig) -> anyhow::Result<Running> {
     let cluster_tasks = TaskTracker::new();
     if let Some(cluster) = cluster {
         info!(node = %cluster.node(), "Cluster: joining through Redis.");
-        gateway.set_cluster(Arc::clone(&cluster));
-        // The conference plugin's reads of the cluster's catalog, then the sfu plugin's claim
-        // of a room's media home, before a room is locked.
-        gateway.dispatcher().set_prefetches(vec![
-            Arc::new(gateway::prefetch::CatalogPrefetch::new(conference.clone())),
-            Arc::new(gateway::prefetch::HomePrefetch::new(Arc::clone(
-                cluster.homing(),
-            ))),
-        ]);
+        // This node's membership in Redis is the dispatcher's cluster hook.
+        gateway.join_cluster(Arc::new(gateway::RedisMembership::new(Arc::clone(
+            &cluster,
+        ))));
         cluster::link::start(&cluster, &gateway, &cluster_tasks);
     }
     let nofile = listeners::front_door::raise_nofile_limit();

@@ -13,6 +13,7 @@ use switchboard_plugin_api::{Decision, EventContext, Outbox, Plugin, Refusal, Se
 use switchboard_protocol::{ErrorCode, Event};
 
 pub use crate::config::OnFailure;
+use crate::gateway::prefetch::Prefetch;
 use crate::telemetry;
 
 /// What a peer is told when a `refuse` plugin failed on its event: a fixed text (the plugin's
@@ -44,9 +45,14 @@ impl Slot {
     }
 }
 
-/// The ordered plugins.
+/// The ordered plugins, and the prefetch hooks that came with them.
 pub struct Pipeline {
     slots: Vec<Slot>,
+    /// What the dispatcher reads for these plugins before it locks a room (with `[cluster]`,
+    /// the conference catalog's reads and the sfu's claims of media homes): given by the
+    /// plugin registry with the plugins it built ([`crate::plugins::PluginRegistry::pipeline`]),
+    /// so a pipeline without the plugin has no prefetch for it.
+    prefetches: Vec<Arc<dyn Prefetch>>,
 }
 
 impl std::fmt::Debug for Pipeline {
@@ -90,6 +96,7 @@ impl Pipeline {
     /// A pipeline running `plugins` in order with the given failure policies.
     pub fn with_policies(plugins: Vec<(Box<dyn Plugin>, OnFailure)>) -> Self {
         Self {
+            prefetches: Vec::new(),
             slots: plugins
                 .into_iter()
                 .map(|(plugin, on_failure)| Slot {
@@ -105,9 +112,16 @@ impl Pipeline {
         }
     }
 
-    /// Whether a plugin named `name` is in the pipeline.
-    pub fn runs(&self, name: &str) -> bool {
-        self.slots.iter().any(|s| s.plugin.name() == name)
+    /// The same pipeline with its plugins' prefetch hooks, run in this order before a room is
+    /// locked and settled in this order after it is released.
+    pub fn with_prefetches(mut self, prefetches: Vec<Arc<dyn Prefetch>>) -> Self {
+        self.prefetches = prefetches;
+        self
+    }
+
+    /// The prefetch hooks of this pipeline's plugins (none without `[cluster]`).
+    pub fn prefetches(&self) -> &[Arc<dyn Prefetch>] {
+        &self.prefetches
     }
 
     /// Runs the event through every enabled plugin. Returns the decision and whether a plugin

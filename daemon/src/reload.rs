@@ -59,8 +59,8 @@ pub fn apply(
     let pipeline = if new.plugins == old.plugins {
         None
     } else {
-        match registry.build_all(&new.plugins) {
-            Ok(plugins) => Some(Pipeline::configured(plugins, &new.plugins)),
+        match registry.pipeline(&new.plugins) {
+            Ok(pipeline) => Some(pipeline),
             Err(errors) => {
                 let error = format!("cannot build plugins: {}", errors.join("; "));
                 telemetry::config_reload_failed(&error);

@@ -83,8 +83,9 @@ pub struct RoomTable {
 }
 
 /// The index's hasher: foldhash, seeded per process (room names come from peers, so the seed
-/// keeps them from choosing colliding names). std's SipHash cost about 250 instructions per
-/// relayed message here and in the session map (BENCHMARKS.md, "The relay cost since 035dd51").
+/// keeps them from choosing colliding names). std's SipHash was a large part of each relayed
+/// message's instructions, here and in the session map (BENCHMARKS.md, "The relay cost since
+/// 035dd51").
 pub(crate) type Hasher = foldhash::fast::RandomState;
 
 /// Shards of the room index: enough that dispatches into different rooms on different cores

@@ -202,8 +202,9 @@ pub struct SessionCore {
 impl SessionCore {
     /// Dispatches `event` from this session, which arrived at `received` (the relay latency
     /// metric covers decode, the pipeline and queuing the deliveries), and records any
-    /// membership change. The one way a session's events reach the pipeline. Only a join with
-    /// `[cluster]` waits (for its claim in Redis), in a future of its own.
+    /// membership change. The way a session's own events reach the pipeline (its departures,
+    /// [`Self::leave_rooms`], go to [`crate::gateway::Dispatcher::dispatch`] directly). Only a
+    /// join with `[cluster]` waits (for its claim in Redis), in a future of its own.
     ///
     /// Not an `async fn`: the pipeline runs in this call, and the future returned is ready but
     /// for a cluster join's claim, which is boxed. An `async fn` keeps its arguments (the event,
@@ -367,10 +368,9 @@ pub fn run_websocket<D: TextFrames>(
 }
 
 /// What [`session_loop`] starts from, boxed: an `async fn` keeps each argument in its future
-/// for its whole life, beside the locals the argument is taken apart into, so the socket
-/// (368 bytes) and the [`WsSession`] (176) passed by value were held twice by every session;
-/// passed in a box, the copy that stays is a pointer (BENCHMARKS.md, "What an idle session
-/// holds").
+/// for its whole life, beside the locals the argument is taken apart into, so the socket and
+/// the [`WsSession`] passed by value were held twice by every session; passed in a box, the
+/// copy that stays is a pointer (BENCHMARKS.md, "What an idle session holds").
 struct LoopParts<D: Dialect, Si, St> {
     sink: Si,
     stream: St,
@@ -453,8 +453,9 @@ where
     }
     let keepalive = D::keepalive(&state).or_else(|| websocket_pings(ping_secs));
     let mut heartbeat = Heartbeat::new(keepalive);
-    // Boxed, and only when pings are on: a timer inline in every session's future made idle
-    // Ant and raw sessions 1.2 KiB larger.
+    // Boxed, and only when pings are on: a timer inline in every session's future made every
+    // idle Ant and raw session larger by a whole timer (BENCHMARKS.md, "Profiling figures
+    // (moved from code comments)").
     let mut heartbeat_timer =
         keepalive.map(|_| Box::pin(tokio::time::sleep(heartbeat.next_wait())));
     arm(&mut join_timer).await;
@@ -1182,8 +1183,8 @@ async fn join_implied<D: TextFrames>(
 
 /// A session's optional timer. It is registered with the runtime when set ([`arm`]), and
 /// [`expiry`] polls it only once it has fired: polled on every turn of the loop, as `select!`
-/// polls every enabled branch, the keepalive timer cost about 120 instructions per relayed
-/// message (BENCHMARKS.md, "The relay cost since 035dd51").
+/// polls every enabled branch, the keepalive timer was polled again on every relayed message
+/// (BENCHMARKS.md, "The relay cost since 035dd51").
 type Timer = Option<std::pin::Pin<Box<tokio::time::Sleep>>>;
 
 /// Registers `timer` with the runtime, so that it wakes this task when it fires: a first poll,

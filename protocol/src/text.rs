@@ -21,8 +21,9 @@ use crate::escape::undo_outer_escaping;
 /// the result; equality and `Debug` are those of the value, however it is held.
 ///
 /// It is the size of a `String`: events are moved from the decoder to the bus and on, and a
-/// larger candidate made every event too large to be moved without a call to `memcpy` (3.9%
-/// more instructions per relayed socket.io message; BENCHMARKS.md).
+/// larger candidate made every event too large to be moved without a call to `memcpy`, which
+/// every relayed socket.io message paid (BENCHMARKS.md, "Profiling figures (moved from code
+/// comments)").
 #[derive(Clone)]
 pub struct JsonText(Repr);
 

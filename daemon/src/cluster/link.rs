@@ -245,7 +245,7 @@ async fn drain(
 fn acknowledge(cluster: &Cluster, gateway: &Gateway, seen: &mut Receipts, patience: Duration) {
     seen.tick(cluster, patience);
     for node in cluster.take_window_lost() {
-        gateway.dispatcher().end_calls_with(&node, LINK_LOST);
+        gateway.remote().end_calls_with(&node, LINK_LOST);
     }
 }
 
@@ -279,7 +279,7 @@ async fn tick(
         // others dropped its peers. Agree with them, then register the members afresh.
         warn!(node = %cluster.node, "Cluster: this node was taken for dead; re-registering.");
         cluster.discard_held();
-        gateway.dispatcher().end_cross_node_calls(LINK_LOST);
+        gateway.remote().end_cross_node_calls(LINK_LOST);
         cluster.homing().end_all();
         reregister(cluster, gateway, conn).await?;
         cluster.catalog.reassert();
@@ -291,7 +291,7 @@ async fn tick(
         return Ok(());
     }
     let mut candidates: HashSet<Arc<str>> = registered.into_iter().map(Arc::from).collect();
-    candidates.extend(gateway.dispatcher().proxy_nodes());
+    candidates.extend(gateway.remote().proxy_nodes());
     candidates.extend(cluster.homing().nodes());
     candidates.remove(&cluster.node);
     if candidates.is_empty() {
@@ -331,7 +331,7 @@ async fn tick(
     for node in dead {
         cluster.send(super::Outgoing::Forget(Arc::clone(node)));
         cluster.homing().node_dead(node);
-        if gateway.dispatcher().drop_node(node) > 0 {
+        if gateway.remote().drop_node(node) > 0 {
             health::node_failed(node);
         }
     }
@@ -375,7 +375,7 @@ async fn sweep(
     conn: &mut MultiplexedConnection,
     suspects: &mut HashSet<(SessionId, String)>,
 ) -> redis::RedisResult<()> {
-    let rooms = gateway.dispatcher().proxy_rooms();
+    let rooms = gateway.remote().proxy_rooms();
     if rooms.is_empty() {
         suspects.clear();
         return Ok(());
@@ -411,7 +411,7 @@ async fn sweep(
     }
     for (id, room) in missing.intersection(suspects) {
         debug!(room = %room, "Cluster: a remote member's record is gone; it leaves.");
-        gateway.dispatcher().proxy_leaves(*id, room);
+        gateway.remote().proxy_leaves(*id, room);
     }
     *suspects = missing.difference(suspects).cloned().collect();
     Ok(())
@@ -566,10 +566,8 @@ fn relay_here(
 /// A frame other than a forward.
 fn message(cluster: &Cluster, gateway: &Gateway, node: &Arc<str>, msg: NodeMessage) {
     match msg {
-        NodeMessage::Joined { room, peer } => gateway.dispatcher().remote_joined(node, &room, peer),
-        NodeMessage::Left { room, session } => {
-            gateway.dispatcher().remote_left(node, &room, session)
-        }
+        NodeMessage::Joined { room, peer } => gateway.remote().remote_joined(node, &room, peer),
+        NodeMessage::Left { room, session } => gateway.remote().remote_left(node, &room, session),
         NodeMessage::Relay {
             to,
             from,

@@ -41,7 +41,7 @@ impl Outage {
             "Cluster: Redis away longer than replay_window_ms; calls across nodes end."
         );
         cluster.discard_held();
-        gateway.dispatcher().end_cross_node_calls(LINK_LOST);
+        gateway.remote().end_cross_node_calls(LINK_LOST);
         cluster.homing().end_all();
     }
 }
@@ -89,7 +89,7 @@ pub(super) async fn recover(
     } else if registered_once && !known {
         debug!(node, "Cluster: this node was reaped during the outage.");
         cluster.discard_held();
-        gateway.dispatcher().end_cross_node_calls(LINK_LOST);
+        gateway.remote().end_cross_node_calls(LINK_LOST);
         cluster.homing().end_all();
     }
     reregister(cluster, gateway, &mut conn).await
@@ -113,7 +113,7 @@ pub(super) async fn reregister(
     let keys = &cluster.keys;
     let node = &*cluster.node;
     let _publisher = cluster.publish.lock().await;
-    let members = gateway.dispatcher().local_members();
+    let members = gateway.remote().local_members();
     let mut pipe = redis::pipe();
     pipe.atomic();
     store::reap(&mut pipe, keys, node);

@@ -1,14 +1,17 @@
 //! The dispatcher: room membership and the plugin pipeline. [`Dispatcher::dispatch`] is the one
-//! way an event enters the pipeline; it runs with the event's room locked, and only that room
-//! ([`RoomTable::with`]), so events of different rooms are dispatched in parallel.
+//! public way an event enters the pipeline (a session's loop first tries its crate-private fast
+//! path, `dispatch_at_once`, which dispatches the same way or hands the envelope back for it);
+//! it runs with the event's room locked, and only that room ([`RoomTable::with`]), so events of
+//! different rooms are dispatched in parallel.
 //!
 //! Around the pipeline, two hooks: with `[cluster]`, a [`ClusterMembership`] (the Redis one,
 //! `remote.rs`) claims a joiner's place first, shows the pipeline the room as the cluster lists
 //! it, and afterwards commits or gives back the claim, tells the other nodes and forwards
 //! deliveries to proxies; and when no plugin answers a request that expects an answer, the
-//! plugins' [`Plugin::on_unanswered`] hooks say why. Before the room is locked, a
-//! [`Prefetch`] (with `[cluster]`, the conference catalog's reads of Redis) reads what a join or
-//! a conference request is decided with, and gives back afterwards what the decision did not use.
+//! plugins' [`Plugin::on_unanswered`] hooks say why. Before the room is locked, the pipeline's
+//! [`Prefetch`] hooks (with `[cluster]`, the conference catalog's reads of Redis, given with the
+//! conference plugin) read what a join or a conference request is decided with, and give back
+//! afterwards what the decision did not use.
 //!
 //! A departure (a leave whose reason is [`LeaveReason::Disconnect`]: the connection closed, or
 //! a member of another node is gone) is dispatched like any event, and its member leaves the
@@ -31,8 +34,7 @@ use super::delivery::Blocked;
 use super::membership::{ClusterMembership, JoinTurn};
 use super::prefetch::Prefetch;
 use super::registry::SessionRegistry;
-use super::remote::RedisMembership;
-use crate::cluster::{Claim, Cluster};
+use crate::cluster::Claim;
 use crate::envelope::Envelope;
 use crate::pipeline::Pipeline;
 use crate::rooms::{Room, RoomTable};
@@ -92,9 +94,6 @@ pub struct Dispatcher {
     rooms: RoomTable,
     /// Set once at start when `[cluster]` is configured.
     cluster: OnceLock<Arc<dyn ClusterMembership>>,
-    /// Set once at start with `[cluster]`: the conference catalog's reads and the sfu's
-    /// claims of rooms' media homes, done before a room is locked, in this order.
-    prefetch: OnceLock<Vec<Arc<dyn Prefetch>>>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -113,7 +112,6 @@ impl Dispatcher {
             pipeline: ArcSwap::from_pointee(pipeline),
             rooms: RoomTable::default(),
             cluster: OnceLock::new(),
-            prefetch: OnceLock::new(),
         }
     }
 
@@ -132,35 +130,14 @@ impl Dispatcher {
         self.pipeline.swap(Arc::new(pipeline))
     }
 
-    /// Joins a cluster (once, at start): its membership in Redis becomes the cluster hook.
-    pub(crate) fn set_cluster(&self, cluster: Arc<Cluster>) {
-        self.set_membership(Arc::new(RedisMembership::new(cluster)));
-    }
-
     /// Sets the cluster hook (once; a second call is ignored).
     pub fn set_membership(&self, membership: Arc<dyn ClusterMembership>) {
         let _ = self.cluster.set(membership);
     }
 
-    /// Sets the prefetch hook (once; a second call is ignored).
-    pub fn set_prefetch(&self, prefetch: Arc<dyn Prefetch>) {
-        self.set_prefetches(vec![prefetch]);
-    }
-
-    /// Sets the prefetch hooks, run in this order before the room is locked and settled in
-    /// this order after (once; a second call is ignored).
-    pub fn set_prefetches(&self, prefetches: Vec<Arc<dyn Prefetch>>) {
-        let _ = self.prefetch.set(prefetches);
-    }
-
     /// The cluster hook, when one is set.
     pub fn membership(&self) -> Option<&dyn ClusterMembership> {
         self.cluster.get().map(|hook| &**hook)
-    }
-
-    /// The cluster, when the hook is this node's membership in Redis.
-    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        self.redis().map(RedisMembership::cluster)
     }
 
     pub(super) fn rooms(&self) -> &RoomTable {
@@ -195,11 +172,9 @@ impl Dispatcher {
     /// ([`futures_util::FutureExt::now_or_never`]). (Not an `async fn`: that would move every
     /// event's envelope into a claim's future first, a cost measured on the relay path.)
     pub fn dispatch(&self, envelope: Envelope) -> impl Future<Output = Dispatched> + Send + '_ {
-        let prefetch = self
-            .prefetch
-            .get()
-            .filter(|_| self.wants_prefetch(&envelope.event));
-        match (prefetch, self.cluster.get()) {
+        let pipeline = self.pipeline.load();
+        let prefetches = wanted(&pipeline, &envelope.event);
+        match (prefetches, self.cluster.get()) {
             // Boxed, as below.
             (Some(prefetches), _) => {
                 let boxed: Pin<Box<dyn Future<Output = Dispatched> + Send + '_>> =
@@ -214,7 +189,7 @@ impl Dispatcher {
                     Box::pin(self.claim_then_run(&**cluster, envelope));
                 Either::Right(boxed)
             }
-            _ => Either::Left(std::future::ready(self.run(envelope, None))),
+            _ => Either::Left(std::future::ready(self.run(&pipeline, envelope, None))),
         }
     }
 
@@ -224,18 +199,10 @@ impl Dispatcher {
     /// join lock of the room is not held while they wait.
     async fn prefetch_then_run(
         &self,
-        prefetches: &[Arc<dyn Prefetch>],
+        wanted: Vec<Arc<dyn Prefetch>>,
         envelope: Envelope,
     ) -> Dispatched {
         let session = envelope.from.session;
-        let wanted: Vec<&dyn Prefetch> = {
-            let pipeline = self.pipeline.load();
-            prefetches
-                .iter()
-                .map(|p| &**p)
-                .filter(|p| p.wants(&envelope.event) && pipeline.runs(p.plugin()))
-                .collect()
-        };
         for prefetch in &wanted {
             prefetch.prepare(&envelope).await;
         }
@@ -243,7 +210,7 @@ impl Dispatcher {
             Some(cluster) if claimed_room(&envelope.event).is_some() => {
                 self.claim_then_run(&**cluster, envelope).await
             }
-            _ => self.run(envelope, None),
+            _ => self.run(&self.pipeline.load(), envelope, None),
         };
         for prefetch in &wanted {
             prefetch.settle(session).await;
@@ -256,25 +223,22 @@ impl Dispatcher {
     /// catalog, the envelope back, to [`Self::dispatch`]. A
     /// session's loop calls this rather than await a future for every event: the future's
     /// state (the envelope and the outcome) was part of every session's future, idle or not
-    /// (BENCHMARKS.md, "Fourth step (session 11)").
-    pub fn dispatch_at_once(&self, envelope: Envelope) -> Result<Dispatched, Box<Envelope>> {
-        if self.wants_prefetch(&envelope.event) {
+    /// (BENCHMARKS.md, "Fourth step (session 11)"). Crate-private: everyone else has one entry
+    /// point, [`Self::dispatch`].
+    pub(crate) fn dispatch_at_once(&self, envelope: Envelope) -> Result<Dispatched, Box<Envelope>> {
+        let pipeline = self.pipeline.load();
+        if pipeline
+            .prefetches()
+            .iter()
+            .any(|p| p.wants(&envelope.event))
+        {
             return Err(Box::new(envelope));
         }
         match self.cluster.get() {
             // Boxed: a cluster join is rare, and waits for Redis anyway.
             Some(_) if claimed_room(&envelope.event).is_some() => Err(Box::new(envelope)),
-            _ => Ok(self.run(envelope, None)),
+            _ => Ok(self.run(&pipeline, envelope, None)),
         }
-    }
-
-    /// Whether `event`'s decision reads the conference catalog first ([`Self::prefetch_then_run`]).
-    fn wants_prefetch(&self, event: &Event) -> bool {
-        self.prefetch.get().is_some_and(|prefetches| {
-            prefetches
-                .iter()
-                .any(|p| p.wants(event) && self.pipeline.load().runs(p.plugin()))
-        })
     }
 
     /// A join with `[cluster]`: its place claimed first, then [`Self::run`].
@@ -284,7 +248,7 @@ impl Dispatcher {
         envelope: Envelope,
     ) -> Dispatched {
         let Some(room) = claimed_room(&envelope.event).map(str::to_owned) else {
-            return self.run(envelope, None);
+            return self.run(&self.pipeline.load(), envelope, None);
         };
         // The turn is held through the pipeline, so this node admits its joiners of one room
         // in the order the cluster listed them.
@@ -293,7 +257,7 @@ impl Dispatcher {
             .await
         {
             Ok(JoinTurn { claim, hold }) => {
-                let out = self.run(envelope, claim);
+                let out = self.run(&self.pipeline.load(), envelope, claim);
                 drop(hold);
                 out
             }
@@ -301,9 +265,10 @@ impl Dispatcher {
         }
     }
 
-    /// The dispatch itself, after any claim: the pipeline under the room's lock, then the
-    /// deliveries and (for a claimed join) what other nodes sent the joiner meanwhile.
-    fn run(&self, mut envelope: Envelope, claim: Option<Claim>) -> Dispatched {
+    /// The dispatch itself, after any claim: `pipeline` (the current one, loaded by the caller)
+    /// under the room's lock, then the deliveries and (for a claimed join) what other nodes sent
+    /// the joiner meanwhile.
+    fn run(&self, pipeline: &Pipeline, mut envelope: Envelope, claim: Option<Claim>) -> Dispatched {
         match &envelope.event {
             Event::Join(join) => envelope.from.mode = join.mode,
             Event::Conference(c) if matches!(c.command, ConferenceCommand::JoinRoom(_)) => {
@@ -315,14 +280,13 @@ impl Dispatcher {
         let Some(room) = envelope.event.room() else {
             return Dispatched::default();
         };
-        let pipeline = self.pipeline.load();
         // The deliveries are queued before the room's lock is released, so every member gets
         // the room's deliveries in the order the pipeline made them (docs/plugins.md,
         // "Ordering"). Queuing never waits: a receiver whose queue is full takes them through
         // its backlog, in order, and the sender waits for that after the lock ([`Blocked`]).
         let outcome = self.rooms.with(room, |state| {
             let (membership, deliveries) =
-                self.in_room(&pipeline, state, room, &envelope, claim.as_ref())?;
+                self.in_room(pipeline, state, room, &envelope, claim.as_ref())?;
             let count = deliveries.len();
             let (blocked, own) = self.registry.deliver(&envelope, deliveries);
             Ok((membership, count, blocked, own))
@@ -404,6 +368,19 @@ impl Dispatcher {
         };
         Ok((membership, deliveries))
     }
+}
+
+/// The prefetch hooks of `pipeline` that want `event` (read before its room is locked,
+/// [`Dispatcher::prefetch_then_run`]), or `None` when none does (every dispatch asks: without
+/// `[cluster]` the pipeline has no hooks).
+fn wanted(pipeline: &Pipeline, event: &Event) -> Option<Vec<Arc<dyn Prefetch>>> {
+    let wanted: Vec<_> = pipeline
+        .prefetches()
+        .iter()
+        .filter(|p| p.wants(event))
+        .cloned()
+        .collect();
+    (!wanted.is_empty()).then_some(wanted)
 }
 
 /// The room whose place `event` claims in the cluster before it is dispatched: a join (any

@@ -1,12 +1,13 @@
 //! [`ClusterMembership`]: what the dispatcher asks of a cluster at fixed points of a dispatch.
-//! With `[cluster]`, the Redis implementation (`gateway/remote.rs`) claims a joiner's place in
+//! With `[cluster]`, the Redis implementation (`gateway/remote.rs`), which the daemon's start
+//! makes and hands to the gateway ([`super::Gateway::join_cluster`]), claims a joiner's place in
 //! Redis, keeps remote members as proxies and forwards deliveries to their nodes; without it,
-//! the dispatcher has no membership hook and a room is what this node holds.
+//! the dispatcher has no membership hook and a room is what this node holds. The dispatcher
+//! knows only this trait.
 //!
 //! Every method except [`ClusterMembership::claim`] runs under the room's lock, so it must not
 //! wait, and it sees the room exactly as the pipeline left it.
 
-use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -45,7 +46,7 @@ pub type ClaimFuture<'a> = Pin<Box<dyn Future<Output = Result<JoinTurn, Refusal>
 /// lists it, then [`Self::refused`] or [`Self::accepted`], and [`Self::departed`] when a
 /// member goes without the pipeline taking it out (a closed connection's leave that a plugin
 /// refused).
-pub trait ClusterMembership: Any + Send + Sync + std::fmt::Debug {
+pub trait ClusterMembership: Send + Sync + std::fmt::Debug {
     /// Claims `from`'s place in `room` before its join `event` is dispatched.
     fn claim<'a>(
         &'a self,

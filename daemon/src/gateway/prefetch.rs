@@ -21,10 +21,11 @@ use crate::envelope::Envelope;
 /// A boxed future of a prefetch step.
 pub type Step<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
-/// Work a dispatch does around its room's lock.
+/// Work a dispatch does around its room's lock, for one plugin: the plugin registry gives it
+/// with the plugin it built ([`crate::plugins::PluginRegistry::pipeline`]), and the dispatcher
+/// runs the hooks of the pipeline it dispatches through ([`crate::pipeline::Pipeline::prefetches`]),
+/// so nothing is done for a plugin the pipeline does not run.
 pub trait Prefetch: Send + Sync {
-    /// The plugin this prefetch is for: nothing is done while the pipeline does not run it.
-    fn plugin(&self) -> &str;
     /// Whether `event` needs [`Self::prepare`] (every dispatch asks: must be cheap).
     fn wants(&self, event: &Event) -> bool;
     /// Before the room is locked.
@@ -47,10 +48,6 @@ impl CatalogPrefetch {
 }
 
 impl Prefetch for CatalogPrefetch {
-    fn plugin(&self) -> &str {
-        "conference"
-    }
-
     fn wants(&self, event: &Event) -> bool {
         matches!(event, Event::Join(_) | Event::Conference(_))
     }
@@ -96,10 +93,6 @@ impl HomePrefetch {
 }
 
 impl Prefetch for HomePrefetch {
-    fn plugin(&self) -> &str {
-        "sfu"
-    }
-
     fn wants(&self, event: &Event) -> bool {
         matches!(event, Event::Conference(c) if matches!(
             c.command,

@@ -1,7 +1,8 @@
 //! The dispatcher's cluster hook with `[cluster]`, [`RedisMembership`] (the
-//! [`ClusterMembership`] the dispatcher calls): claiming a joiner's place in Redis, remote
-//! members as proxies in the room table, frames from other nodes, and dead nodes' peers leaving.
-//! The Redis side is in [`crate::cluster`].
+//! [`ClusterMembership`] the dispatcher calls; made at start and given to the gateway,
+//! [`super::Gateway::join_cluster`]): claiming a joiner's place in Redis, remote members as
+//! proxies in the room table, and, through [`Remote`] ([`super::Gateway::remote`]), frames from
+//! other nodes and dead nodes' peers leaving. The Redis side is in [`crate::cluster`].
 //!
 //! Locks: a room's lock, then the proxy table's, never the other way round; the proxy table is
 //! held only for table lookups and updates, never while a plugin runs.
@@ -46,7 +47,9 @@ pub struct RedisMembership {
 }
 
 impl RedisMembership {
-    pub(super) fn new(cluster: Arc<Cluster>) -> Self {
+    /// This node's membership in `cluster`: given to the dispatcher as its cluster hook at
+    /// start ([`super::Gateway::join_cluster`]).
+    pub fn new(cluster: Arc<Cluster>) -> Self {
         Self {
             cluster,
             proxies: Mutex::default(),
@@ -227,13 +230,27 @@ impl ClusterMembership for RedisMembership {
     }
 }
 
-impl Dispatcher {
-    /// The cluster hook when it is this node's membership in Redis. Frames from other nodes
-    /// concern its proxies, which only it keeps: with another hook, or none, the methods below
-    /// find nothing to do, as without `[cluster]`.
-    pub(super) fn redis(&self) -> Option<&RedisMembership> {
-        let hook: &dyn std::any::Any = self.membership()?;
-        hook.downcast_ref()
+/// What frames from other nodes and the cluster link do to this node's rooms: the proxies of
+/// remote members, which only [`RedisMembership`] keeps, changed under their rooms' locks
+/// through the dispatcher. Without `[cluster]` there is no membership and each method finds
+/// nothing to do.
+#[derive(Debug, Clone, Copy)]
+pub struct Remote<'a> {
+    dispatcher: &'a Dispatcher,
+    membership: Option<&'a RedisMembership>,
+}
+
+impl<'a> Remote<'a> {
+    /// The remote side of `dispatcher`, whose cluster hook is `membership` (if any).
+    pub fn new(dispatcher: &'a Dispatcher, membership: Option<&'a RedisMembership>) -> Self {
+        Self {
+            dispatcher,
+            membership,
+        }
+    }
+
+    fn redis(&self) -> Option<&'a RedisMembership> {
+        self.membership
     }
 
     /// Every member of this node (not the proxies), with its room: what re-registration after
@@ -243,8 +260,8 @@ impl Dispatcher {
             return Vec::new();
         };
         let mut out = Vec::new();
-        for name in self.rooms().names() {
-            self.rooms().with(&name, |state| {
+        for name in self.dispatcher.rooms().names() {
+            self.dispatcher.rooms().with(&name, |state| {
                 let proxies = cluster.proxies();
                 out.extend(
                     state
@@ -271,10 +288,10 @@ impl Dispatcher {
         let Some(cluster) = self.redis() else {
             return;
         };
-        self.rooms().with(room, |state| {
+        self.dispatcher.rooms().with(room, |state| {
             let mut proxies = cluster.proxies();
             proxies::add(&mut proxies, state, room, node, peer, || {
-                self.registry().next_id()
+                self.dispatcher.registry().next_id()
             });
             // Its last member here may have left while the frame was on its way.
             proxies::prune(&mut proxies, state, room);
@@ -286,7 +303,7 @@ impl Dispatcher {
         let Some(cluster) = self.redis() else {
             return;
         };
-        self.rooms().with(room, |state| {
+        self.dispatcher.rooms().with(room, |state| {
             proxies::remove(&mut cluster.proxies(), state, room, node, session);
         });
     }
@@ -333,10 +350,15 @@ impl Dispatcher {
         }
         let members: Vec<SessionId> = rooms
             .iter()
-            .flat_map(|room| self.room_members(room).into_iter().map(|p| p.session))
+            .flat_map(|room| {
+                self.dispatcher
+                    .room_members(room)
+                    .into_iter()
+                    .map(|p| p.session)
+            })
             .collect();
         for id in members {
-            self.registry().kick(id, reason);
+            self.dispatcher.registry().kick(id, reason);
         }
     }
 
@@ -359,6 +381,7 @@ impl Dispatcher {
     /// are told (the other nodes do the same for their own).
     pub fn proxy_leaves(&self, id: SessionId, room: &str) {
         let member = self
+            .dispatcher
             .room_members(room)
             .into_iter()
             .find(|p| p.session == id);
@@ -370,7 +393,9 @@ impl Dispatcher {
         };
         // A departure claims nothing, so it is dispatched in the first poll; the cluster task
         // cannot wait for a full queue.
-        let departed = self.dispatch(Envelope::departure(from, room.to_owned()));
+        let departed = self
+            .dispatcher
+            .dispatch(Envelope::departure(from, room.to_owned()));
         if let Some(out) = departed.now_or_never() {
             out.blocked.defer();
         }

@@ -35,8 +35,9 @@ pub struct BurstIo<S> {
     /// unless busy.
     read: BytesMut,
     /// How much of `read` is handed out. Counted here rather than cut off the buffer
-    /// (`BytesMut::advance`), which cost about 50 instructions per call: tungstenite reads a
-    /// frame [`super::WS_READ_BUFFER_BYTES`] at a time, several calls per relayed message.
+    /// (`BytesMut::advance`), which costs more per call than this counter (BENCHMARKS.md,
+    /// "Profiling figures (moved from code comments)"): tungstenite reads a frame
+    /// [`super::WS_READ_BUFFER_BYTES`] at a time, several calls per relayed message.
     taken: usize,
     /// The last socket read filled the caller's buffer: read in bursts.
     busy: bool,

@@ -36,17 +36,17 @@ pub(crate) use web::log_missing_sdks;
 
 /// Bytes of each WebSocket session's read buffer. axum's default is 128 KiB, and tungstenite
 /// zero-fills all of it on the first read and keeps it for the session's life, so every idle
-/// session held ~130 KiB of RSS (then 4 KiB, a quarter of an idle session); signaling frames
-/// are a few KiB. tungstenite grows the buffer to fit a larger frame and reads at most this
-/// much per call; under load the socket itself is read 64 KiB at a time by
-/// [`burst_io::BurstIo`] beneath, so this size does not set the number of `recv` calls, but it
-/// does set the number of read calls through tokio-tungstenite, hyper's upgraded socket and
-/// `BurstIo`, each about 300 instructions, and how often tungstenite reallocates the buffer.
-/// At 512 bytes that was most of the 9% more instructions per relayed message than at 035dd51
-/// (4 KiB); 1 KiB costs about 0.3 KiB more per idle session than 512 bytes and gives back all of
-/// it (BENCHMARKS.md, "The relay cost since 035dd51"). tungstenite sizes the read per call and
-/// the buffer an idle session keeps by this one value; it offers no way to have a large read
-/// while busy and a small buffer while idle.
+/// session held all of it; signaling frames are a few KiB. tungstenite grows the buffer to fit
+/// a larger frame and reads at most this much per call; under load the socket itself is read
+/// 64 KiB at a time by [`burst_io::BurstIo`] beneath, so this size does not set the number of
+/// `recv` calls, but it does set the number of read calls through tokio-tungstenite, hyper's
+/// upgraded socket and `BurstIo`, and how often tungstenite reallocates the buffer. Smaller
+/// costs instructions on every relayed message, larger costs memory in every idle session:
+/// 512 bytes cost most of what a relayed message had gained since 035dd51, and 1 KiB gives it
+/// back for a little more memory per idle session (BENCHMARKS.md, "The relay cost since
+/// 035dd51", and "Profiling figures (moved from code comments)"). tungstenite sizes the read
+/// per call and the buffer an idle session keeps by this one value; it offers no way to have a
+/// large read while busy and a small buffer while idle.
 pub(crate) const WS_READ_BUFFER_BYTES: usize = 1024;
 /// Outgoing bytes tungstenite gathers before handing them on (sessions flush after each batch
 /// of deliveries; the buffer grows only to the largest frame sent). [`burst_io::BurstIo`]

@@ -122,7 +122,7 @@ fn upgrade(
 
 /// The session of an admitted client, or the refusal of a refused one. Not an `async fn`: one
 /// would keep its own copy of the socket and the state beside the session's for the session's
-/// whole life (1.1 KiB per idle session).
+/// whole life (BENCHMARKS.md, "Profiling figures (moved from code comments)").
 fn serve(
     cx: ListenerContext,
     socket: WebSocket,

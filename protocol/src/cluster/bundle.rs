@@ -20,9 +20,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::forward::Forwarding;
-use super::{
-    ForwardRef, NODE_PROTOCOL_VERSION, NodeMessage, dialect_byte, dialect_of, mode_byte, mode_of,
-};
+use super::message::{ForwardRef, NODE_PROTOCOL_VERSION, NodeMessage};
 use crate::{DialectKind, JoinMode};
 
 /// Largest bundle the publisher builds (a single larger frame goes alone in its bundle).
@@ -354,4 +352,40 @@ impl<'a> Reader<'a> {
     fn text(&mut self, n: usize) -> Result<&'a str, FrameError> {
         std::str::from_utf8(self.take(n)?).map_err(|_| FrameError::Utf8)
     }
+}
+
+fn dialect_byte(d: DialectKind) -> u8 {
+    match d {
+        DialectKind::Antmedia => b'a',
+        DialectKind::Socketio => b's',
+        DialectKind::Raw => b'r',
+        DialectKind::Peerjs => b'p',
+    }
+}
+
+fn dialect_of(b: u8) -> Result<DialectKind, FrameError> {
+    Ok(match b {
+        b'a' => DialectKind::Antmedia,
+        b's' => DialectKind::Socketio,
+        b'r' => DialectKind::Raw,
+        b'p' => DialectKind::Peerjs,
+        other => return Err(FrameError::UnknownDialect(other.escape_ascii().to_string())),
+    })
+}
+
+fn mode_byte(m: JoinMode) -> u8 {
+    match m {
+        JoinMode::Both => b'b',
+        JoinMode::Play => b'p',
+        JoinMode::Conference => b'c',
+    }
+}
+
+fn mode_of(b: u8) -> Result<JoinMode, FrameError> {
+    Ok(match b {
+        b'b' => JoinMode::Both,
+        b'p' => JoinMode::Play,
+        b'c' => JoinMode::Conference,
+        other => return Err(FrameError::UnknownMode(other.escape_ascii().to_string())),
+    })
 }

@@ -1,7 +1,7 @@
 //! A reader for JSON text of one exact shape, written by hand because the shapes that carry
-//! nearly all relay traffic are known to the byte, and serde, even borrowing, costs about half
-//! as much again to skip over a 6 KB SDP as this costs to find its end (BENCHMARKS.md, "Decoding
-//! the envelope, keeping the payload"). It walks the text once: punctuation and keys are
+//! nearly all relay traffic are known to the byte, and serde, even borrowing, costs more to skip
+//! over a 6 KB SDP than this costs to find its end (BENCHMARKS.md, "Decoding the envelope,
+//! keeping the payload"). It walks the text once: punctuation and keys are
 //! compared as they stand, short strings are unescaped into their owned copies, an SDP or a
 //! candidate line is kept as its JSON literal ([`Reader::literal`]), and anything unexpected
 //! stops it (`None`), for the dialect's general decoder to read and judge.

@@ -216,17 +216,12 @@ async fn an_accepted_departure_leaves_through_the_pipeline() {
     assert_eq!(hook.take(), [r#"accepted r claimed=false Some(Left("r"))"#]);
 }
 
-/// A prefetch that writes down its calls in the cluster hook's log, for the plugin `plugin`.
+/// A prefetch that writes down its calls in the cluster hook's log.
 struct Fetches {
     log: Arc<Recorder>,
-    plugin: &'static str,
 }
 
 impl crate::gateway::prefetch::Prefetch for Fetches {
-    fn plugin(&self) -> &str {
-        self.plugin
-    }
-
     fn wants(&self, event: &Event) -> bool {
         matches!(event, Event::Join(_))
     }
@@ -244,10 +239,11 @@ impl crate::gateway::prefetch::Prefetch for Fetches {
 #[tokio::test]
 async fn a_prefetch_runs_before_the_claim_and_the_room_and_settles_after() {
     let (dispatcher, hook) = dispatcher(vec![Box::new(RefusesLeaves)]);
-    dispatcher.set_prefetch(Arc::new(Fetches {
+    let fetches = Arc::new(Fetches {
         log: Arc::clone(&hook),
-        plugin: "refuses-leaves",
-    }));
+    });
+    dispatcher
+        .swap_pipeline(Pipeline::new(vec![Box::new(RefusesLeaves)]).with_prefetches(vec![fetches]));
     dispatcher.dispatch(envelope(peer(1), join("r"))).await;
     assert_eq!(
         hook.take(),
@@ -270,14 +266,19 @@ async fn a_prefetch_runs_before_the_claim_and_the_room_and_settles_after() {
     );
 }
 
+/// The prefetch hooks are the pipeline's: a reload to a pipeline without the plugin they came
+/// with (here, one without hooks) runs none.
 #[tokio::test]
-async fn a_prefetch_for_a_plugin_the_pipeline_does_not_run_is_skipped() {
+async fn a_pipeline_without_the_prefetch_runs_none() {
     let (dispatcher, hook) = dispatcher(Vec::new());
-    dispatcher.set_prefetch(Arc::new(Fetches {
+    let fetches = Arc::new(Fetches {
         log: Arc::clone(&hook),
-        plugin: "conference",
-    }));
+    });
+    dispatcher.swap_pipeline(Pipeline::new(Vec::new()).with_prefetches(vec![fetches]));
     dispatcher.dispatch(envelope(peer(1), join("r"))).await;
+    assert_eq!(hook.take()[0], "prepare r");
+    dispatcher.swap_pipeline(Pipeline::new(Vec::new()));
+    dispatcher.dispatch(envelope(peer(2), join("r"))).await;
     assert_eq!(
         hook.take(),
         [

@@ -122,9 +122,9 @@ pub struct EngineTransport {
 
 /// The long-polling side of a session: its POSTs, the queue its GETs drain, and engine.io 3's
 /// count of what its POSTs brought. Held until the upgrade is done, then dropped with the
-/// session's registry entry (`engineio::probe`): kept, the inbound channel (1.8 KiB), the queue
-/// and its share of the registry made an upgraded session twice the size of one that opened on
-/// a WebSocket (BENCHMARKS.md, "Lean idle sessions").
+/// session's registry entry (`engineio::probe`): kept, the inbound channel, the queue and its
+/// share of the registry made an upgraded session much larger than one that opened on a
+/// WebSocket (BENCHMARKS.md, "Lean idle sessions", fifth step).
 #[derive(Debug)]
 struct PollingSide {
     inbound: mpsc::Receiver<Inbound>,

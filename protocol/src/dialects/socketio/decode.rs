@@ -13,7 +13,7 @@ use serde::de::{self, Deserializer as _, IgnoredAny, SeqAccess, Visitor};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use super::{MSG_EVENT, NOTICE_EVENT, SioMessage};
+use super::types::{MSG_EVENT, NOTICE_EVENT, SioMessage};
 use crate::dialects::Decoded;
 use crate::dialects::common::{candidate_init, description_init, looks_like_object};
 use crate::dialects::json::parse_object;

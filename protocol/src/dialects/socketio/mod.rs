@@ -6,10 +6,9 @@
 //! `JSON.parse(msg)`, so it must stay a string. Gateway notices use a separate event,
 //! `switchboard`, whose argument is an object; the classic page has no handler for it.
 //!
+//! - [`SioMessage`] and the event names (`types.rs`): what both directions speak.
 //! - [`decode`](mod@decode): a `msg` read one way, whoever delivered it.
 //! - Encoding is below: signals as `msg` strings, notices as `switchboard` objects.
-
-use std::borrow::Cow;
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -19,53 +18,17 @@ use super::{Decoded, Dialect, DialectKind};
 use crate::{DecodeError, Event};
 
 pub mod decode;
+mod types;
 
 pub use decode::{
     Decoding, EventData, EventDataError, decode_msg_text, event_and_argument, not_a_string,
     read_event_data,
 };
-
-/// The event that carries peer signals.
-pub const MSG_EVENT: &str = "msg";
-/// The event that carries gateway notices.
-pub const NOTICE_EVENT: &str = "switchboard";
+pub use types::{MSG_EVENT, NOTICE_EVENT, SioMessage};
 
 /// socket.io `msg` relay.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SocketIo;
-
-/// One socket.io event, parsed: the event name and its first argument.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SioMessage {
-    /// Event name, e.g. `msg`.
-    pub event: String,
-    /// The first argument.
-    pub data: serde_json::Value,
-}
-
-impl SioMessage {
-    /// A `msg` event carrying `text` as a string argument, as the classic page sends it.
-    pub fn msg(text: impl Into<String>) -> Self {
-        SioMessage {
-            event: MSG_EVENT.to_owned(),
-            data: Value::String(text.into()),
-        }
-    }
-
-    /// The text of a `msg` argument: the string itself, or the compact JSON of an object that a
-    /// modern client emitted without `JSON.stringify`. This is the `original` to pass to
-    /// [`Dialect::forward`]. `None` for other events and other argument types.
-    pub fn msg_text(&self) -> Option<Cow<'_, str>> {
-        if self.event != MSG_EVENT {
-            return None;
-        }
-        match &self.data {
-            Value::String(s) => Some(Cow::Borrowed(s)),
-            obj @ Value::Object(_) => serde_json::to_string(obj).ok().map(Cow::Owned),
-            _ => None,
-        }
-    }
-}
 
 /// Per-connection socket.io state: the room from the handshake or the listener.
 #[derive(Debug, Default)]
