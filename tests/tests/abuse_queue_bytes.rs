@@ -192,7 +192,10 @@ async fn receivers_that_never_read_pin_a_bounded_number_of_bytes() {
         peak.saturating_sub(before)
     );
     assert_eq!(legit, LEGIT_MESSAGES, "the legitimate pair lost messages");
-    assert_eq!(closed, PAIRS as u64, "every receiver that never read is closed");
+    assert_eq!(
+        closed, PAIRS as u64,
+        "every receiver that never read is closed"
+    );
     assert_eq!(told, PAIRS, "every sender is told its receiver left");
     assert!(
         codes.iter().flatten().all(|&code| code == 1008),

@@ -391,7 +391,11 @@ mod tests {
     use super::*;
 
     fn registered(queue: usize) -> (Registered, Inbox) {
-        let mailbox = Arc::new(Mailbox::new(queue, 1 << 20));
+        registered_with(queue, 1 << 20)
+    }
+
+    fn registered_with(queue: usize, bytes: usize) -> (Registered, Inbox) {
+        let mailbox = Arc::new(Mailbox::new(queue, bytes));
         let rx = Inbox::new(Arc::clone(&mailbox));
         let info = Arc::new(SessionInfo {
             id: SessionId(7),
@@ -417,6 +421,19 @@ mod tests {
             None,
             n.to_string(),
         ))
+    }
+
+    /// Item `n` carrying `bytes` of text besides its number.
+    fn heavy(n: u32, bytes: usize) -> Outbound {
+        Outbound::event(Event::error(
+            switchboard_protocol::ErrorCode::Refused,
+            None,
+            format!("{n}{}", " ".repeat(bytes)),
+        ))
+    }
+
+    fn heavy_range(range: std::ops::RangeInclusive<u32>, bytes: usize) -> Vec<String> {
+        range.map(|n| number(heavy(n, bytes))).collect()
     }
 
     fn number(out: Outbound) -> String {
@@ -510,5 +527,69 @@ mod tests {
             queue_nowait(&to, item(n), Duration::from_secs(5));
         }
         assert!(to.info.is_stuck());
+    }
+
+    #[tokio::test]
+    async fn heavy_deliveries_make_their_sender_wait_before_the_count_does() {
+        // Room for 64 deliveries but 4096 bytes: two of about 1.5 KB fit.
+        let (to, mut rx) = registered_with(64, 4096);
+        let mut blocked = Blocked::default();
+        for n in 1..=5 {
+            blocked.offer(&to, heavy(n, 1500), Duration::from_secs(5));
+        }
+        assert!(!blocked.is_empty(), "3 of 5 wait for bytes");
+        assert!(to.mailbox.queued_bytes() <= 4096);
+        let wait = tokio::spawn(blocked.wait());
+        assert_eq!(take(&mut rx, 5).await, heavy_range(1..=5, 1500));
+        wait.await.ok();
+        assert!(!to.info.is_stuck());
+        assert_eq!(to.mailbox.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_heavier_than_the_bound_goes_into_an_empty_queue() {
+        let (to, mut rx) = registered_with(64, 1024);
+        let mut blocked = Blocked::default();
+        blocked.offer(&to, heavy(1, 5000), Duration::from_secs(5));
+        assert!(blocked.is_empty(), "queued at once");
+        blocked.offer(&to, heavy(2, 5000), Duration::from_secs(5));
+        assert!(!blocked.is_empty(), "the second waits for the first");
+        let wait = tokio::spawn(blocked.wait());
+        assert_eq!(take(&mut rx, 2).await, heavy_range(1..=2, 5000));
+        wait.await.ok();
+        assert!(!to.info.is_stuck());
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_takes_no_bytes_is_given_up_on() {
+        let (to, _rx) = registered_with(64, 1024);
+        let mut blocked = Blocked::default();
+        for n in 1..=2 {
+            blocked.offer(&to, heavy(n, 5000), Duration::from_millis(50));
+        }
+        blocked.wait().await;
+        assert!(to.info.is_stuck());
+    }
+
+    #[tokio::test]
+    async fn a_backlog_heavier_than_the_byte_bound_gives_the_receiver_up() {
+        let (to, mut rx) = registered_with(64, 4096);
+        // 2 in the queue, 2 in the backlog (3.1 KB, within 4096 bytes): kept.
+        for n in 1..=4 {
+            queue_nowait(&to, heavy(n, 1500), Duration::from_secs(5));
+        }
+        assert!(!to.info.is_stuck());
+        // A fifth would make the backlog 4.7 KB.
+        queue_nowait(&to, heavy(5, 1500), Duration::from_secs(5));
+        assert!(to.info.is_stuck());
+        drop(rx.try_recv());
+
+        // One alone heavier than the bound is kept.
+        let (to, mut rx) = registered_with(64, 1024);
+        for n in 1..=2 {
+            queue_nowait(&to, heavy(n, 5000), Duration::from_secs(5));
+        }
+        assert!(!to.info.is_stuck());
+        assert_eq!(take(&mut rx, 2).await, heavy_range(1..=2, 5000));
     }
 }

@@ -265,7 +265,10 @@ mod tests {
         }
         let more = heavy(900);
         let weight = more.weight();
-        assert!(mailbox.try_send(tx, more, weight).is_err(), "past 1000 bytes");
+        assert!(
+            mailbox.try_send(tx, more, weight).is_err(),
+            "past 1000 bytes"
+        );
         assert!(mailbox.queued_bytes() <= 1000);
     }
 

@@ -335,8 +335,18 @@ mod tests {
     #[test]
     fn a_sessions_own_notice_comes_back_to_it_and_makes_no_queue() {
         let registry = SessionRegistry::new(Duration::from_secs(5));
-        let a = registry.register(DialectKind::Raw, None, QueueBounds::of_len(8), CancellationToken::new());
-        let mut b = registry.register(DialectKind::Raw, None, QueueBounds::of_len(8), CancellationToken::new());
+        let a = registry.register(
+            DialectKind::Raw,
+            None,
+            QueueBounds::of_len(8),
+            CancellationToken::new(),
+        );
+        let mut b = registry.register(
+            DialectKind::Raw,
+            None,
+            QueueBounds::of_len(8),
+            CancellationToken::new(),
+        );
         a.rx.write_own();
         let deliveries = vec![
             to(a.id, "joined"),
@@ -367,8 +377,18 @@ mod tests {
     #[test]
     fn own_notices_queue_behind_what_is_queued_and_for_a_session_that_does_not_write_them() {
         let registry = SessionRegistry::new(Duration::from_secs(5));
-        let mut a = registry.register(DialectKind::Raw, None, QueueBounds::of_len(8), CancellationToken::new());
-        let mut whip = registry.register(DialectKind::Raw, None, QueueBounds::of_len(8), CancellationToken::new());
+        let mut a = registry.register(
+            DialectKind::Raw,
+            None,
+            QueueBounds::of_len(8),
+            CancellationToken::new(),
+        );
+        let mut whip = registry.register(
+            DialectKind::Raw,
+            None,
+            QueueBounds::of_len(8),
+            CancellationToken::new(),
+        );
         a.rx.write_own();
         assert!(registry.deliver_to(a.id, notice("earlier")));
         let (_, own) = registry.deliver(&from(&a), vec![to(a.id, "joined")]);

@@ -82,7 +82,11 @@ mod tests {
             app: None,
         };
         let relay = Outbound::Relay(Arc::new(envelope));
-        assert_eq!(relay.weight(), BASE + 100_000, "an empty notice and the frame");
+        assert_eq!(
+            relay.weight(),
+            BASE + 100_000,
+            "an empty notice and the frame"
+        );
         let notice = Outbound::event(Event::error(ErrorCode::Refused, None, "y".repeat(500)));
         assert_eq!(notice.weight(), BASE + 500);
     }
