@@ -40,6 +40,9 @@ pub(super) struct Mailbox {
     byte_bound: usize,
     /// The backlog's drain (one at a time), waiting for the session to take some weight.
     room: AtomicWaker,
+    /// Whether the drain waits in `room`: the session wakes it only then (a wake is two
+    /// atomic writes, on every delivery taken otherwise).
+    waiting: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +63,7 @@ impl Mailbox {
             bytes: AtomicUsize::new(0),
             byte_bound: byte_bound.max(1),
             room: AtomicWaker::new(),
+            waiting: AtomicBool::new(false),
         }
     }
 
@@ -85,8 +89,10 @@ impl Mailbox {
     /// Takes `weight` under the byte bound when it fits: always into an empty queue, so that a
     /// delivery heavier than the bound goes once the queue has drained, never waits forever.
     fn admit(&self, weight: usize) -> bool {
+        // SeqCst: with the session's release and `waiting` (see `admitted`), one of the drain
+        // and the session sees the other's write.
         self.bytes
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |queued| {
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |queued| {
                 let fits = queued == 0 || queued.saturating_add(weight) <= self.byte_bound;
                 fits.then(|| queued.saturating_add(weight))
             })
@@ -101,8 +107,10 @@ impl Mailbox {
                 return Poll::Ready(());
             }
             self.room.register(cx.waker());
-            // Taken between the try and the registration: its wake may have been missed.
+            self.waiting.store(true, Ordering::SeqCst);
+            // Taken before the session saw `waiting`: it did not wake us, so try again.
             if self.admit(weight) {
+                self.waiting.store(false, Ordering::Relaxed);
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -111,10 +119,14 @@ impl Mailbox {
         .await;
     }
 
-    /// Gives back the weight of a delivery that left the queue (or never entered it).
+    /// Gives back the weight of a delivery that left the queue (or never entered it), and
+    /// wakes the backlog's drain if it waits for room.
     pub(super) fn release(&self, weight: usize) {
-        self.bytes.fetch_sub(weight, Ordering::AcqRel);
-        self.room.wake();
+        self.bytes.fetch_sub(weight, Ordering::SeqCst);
+        if self.waiting.load(Ordering::SeqCst) {
+            self.waiting.store(false, Ordering::Relaxed);
+            self.room.wake();
+        }
     }
 
     /// The weight of what is queued now.
