@@ -90,8 +90,8 @@ mod tests {
         let relay = Outbound::Relay(Arc::new(envelope));
         assert_eq!(
             relay.weight(),
-            BASE + 100_000,
-            "an empty notice and the frame"
+            BASE + 200_000,
+            "the frame and the event read from it"
         );
         let notice = Outbound::event(Event::error(ErrorCode::Refused, None, "y".repeat(500)));
         assert_eq!(notice.weight(), BASE + 500);
