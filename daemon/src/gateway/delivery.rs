@@ -1,17 +1,18 @@
 //! Queuing deliveries to sessions with backpressure, not loss, and in order.
 //!
-//! A delivery goes into the receiver's bounded queue at once when there is room (in deliveries
-//! and in bytes, [`Mailbox::try_send`]) and nothing waits in the receiver's [`Backlog`]. Otherwise it goes to the end of that backlog, which a
-//! task drains into the queue in order; it is never dropped, and never overtaken by a later
-//! delivery (a dispatch queues its deliveries under its room's lock, so the room's order is the
-//! order its members receive). A session whose event made such a delivery gets a [`Blocked`]
-//! back and waits until the receiver took it before it reads anything more from its socket, so
-//! TCP flow control slows its peer; producers that cannot wait (a plugin's outbox, frames from
-//! other nodes, a closing session's leave notices) do not: what they leave in a backlog is bounded
-//! like the queue, in deliveries and in bytes, and a receiver past either bound is given up on
-//! as one that frees no room. Either way a receiver that frees no
-//! room for `write_timeout_secs` is given up on: closed with its own reason ([`give_up`]),
-//! counted once, and its backlog dropped, which ends its senders' waits.
+//! A delivery goes into the receiver's bounded queue at once when there is room (in
+//! deliveries and in bytes, [`Mailbox::try_send`]) and nothing waits in the receiver's
+//! [`Backlog`]. Otherwise it goes to the end of that backlog, which a task drains into the
+//! queue in order; it is never dropped, and never overtaken by a later delivery (a dispatch
+//! queues its deliveries under its room's lock, so the room's order is the order its members
+//! receive). A session whose event made such a delivery gets a [`Blocked`] back and waits until
+//! the receiver took it before it reads anything more from its socket, so TCP flow control
+//! slows its peer; producers that cannot wait (a plugin's outbox, frames from other nodes, a
+//! closing session's leave notices) do not: what they leave in a backlog is bounded like the
+//! queue, in deliveries and in bytes, and a receiver past either bound is given up on. Either
+//! way a receiver that frees no room for `write_timeout_secs` is given up on: closed with its
+//! own reason ([`give_up`]), counted once, and its backlog dropped, which ends its senders'
+//! waits.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
