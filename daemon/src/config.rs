@@ -242,6 +242,12 @@ pub struct LimitsConfig {
     /// Outbound messages queued per session before the session is considered stuck and closed.
     #[serde(default = "default_session_queue_len")]
     pub session_queue_len: usize,
+    /// Bytes of the messages queued for one session (each counted at its size, a message sent
+    /// to many at its size for each); past it its senders wait, as for a full
+    /// `session_queue_len`. One message larger than this still goes once the queue is empty.
+    /// At least 1024.
+    #[serde(default = "default_session_queue_bytes")]
+    pub session_queue_bytes: usize,
     /// Per-dialect overrides of `max_frame_bytes` (`{ antmedia = 81920 }`).
     #[serde(default)]
     pub dialect_max_frame_bytes: DialectFrameLimits,
@@ -406,11 +412,16 @@ const fn default_session_queue_len() -> usize {
     1024
 }
 
+const fn default_session_queue_bytes() -> usize {
+    1024 * 1024
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_frame_bytes: default_max_frame_bytes(),
             session_queue_len: default_session_queue_len(),
+            session_queue_bytes: default_session_queue_bytes(),
             dialect_max_frame_bytes: DialectFrameLimits::default(),
             messages_per_sec: default_messages_per_sec(),
             message_burst: default_message_burst(),
@@ -714,6 +725,12 @@ impl GatewayConfig {
             errors.push(ConfigError::at(
                 "limits.session_queue_len",
                 "must be at least 1",
+            ));
+        }
+        if self.limits.session_queue_bytes < 1024 {
+            errors.push(ConfigError::at(
+                "limits.session_queue_bytes",
+                "must be at least 1024",
             ));
         }
         if self.limits.max_rooms_per_session == 0 {

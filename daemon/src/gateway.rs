@@ -26,12 +26,13 @@ mod membership;
 pub mod prefetch;
 mod registry;
 mod remote;
+mod weight;
 
 pub use delivery::Blocked;
 pub use dispatch::{Dispatched, Dispatcher, Membership};
 pub use mailbox::Inbox;
 pub use membership::{ClaimFuture, ClusterMembership, JoinTurn};
-pub use registry::{SessionHandle, SessionInfo, SessionRegistry};
+pub use registry::{QueueBounds, SessionHandle, SessionInfo, SessionRegistry};
 pub use remote::{RedisMembership, Remote};
 
 /// What a session receives from the bus.
@@ -84,6 +85,13 @@ impl std::fmt::Debug for Gateway {
         f.debug_struct("Gateway")
             .field("dispatcher", &self.dispatcher)
             .finish_non_exhaustive()
+    }
+}
+
+fn queue_bounds(config: &GatewayConfig) -> QueueBounds {
+    QueueBounds {
+        len: config.limits.session_queue_len,
+        bytes: config.limits.session_queue_bytes,
     }
 }
 
@@ -182,7 +190,7 @@ impl Gateway {
         self.registry.register(
             dialect,
             addr,
-            self.config().limits.session_queue_len,
+            queue_bounds(&self.config()),
             self.shutdown.child_token(),
         )
     }

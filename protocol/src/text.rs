@@ -111,6 +111,15 @@ impl JsonText {
         }
     }
 
+    /// The length of what is held (the value, or the kept literal with its escapes), without
+    /// unescaping anything: what this text weighs in a queue.
+    pub fn held_len(&self) -> usize {
+        match &self.0 {
+            Repr::Value(value) => value.len(),
+            Repr::Literal(literal) => literal.json.len(),
+        }
+    }
+
     /// Whether the sender's literal, with its escapes, is kept (rather than a value: built from a
     /// plain string, or read from a literal without escapes).
     pub fn is_literal(&self) -> bool {

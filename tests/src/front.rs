@@ -127,6 +127,11 @@ impl GatewayProcess {
         rss_kib(self.pid).expect("VmRSS in /proc/PID/status")
     }
 
+    /// The most resident memory the process ever had, in KiB (`VmHWM`).
+    pub fn peak_rss_kib(&self) -> u64 {
+        status_kib(self.pid, "VmHWM:").expect("VmHWM in /proc/PID/status")
+    }
+
     /// Open descriptors of the process.
     pub fn open_fds(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map_or(0, Iterator::count)
@@ -135,10 +140,15 @@ impl GatewayProcess {
 
 /// Resident memory of process `pid` in KiB (`VmRSS`); `None` once it is gone.
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/PID/status` line's value in KiB (`key` with its colon).
+fn status_kib(pid: u32, key: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 

@@ -126,3 +126,21 @@ fn the_engine_io_3_post_cap_defaults_to_16_mib_and_is_at_least_1024() {
         "{errors:?}"
     );
 }
+
+#[test]
+fn the_session_queue_byte_bound_defaults_to_1_mib_and_is_at_least_1024() {
+    assert_eq!(LimitsConfig::default().session_queue_bytes, 1 << 20);
+    let Err(LoadConfigError::Invalid(errors)) =
+        GatewayConfig::from_toml("[limits]\nsession_queue_bytes = 1023\n")
+    else {
+        panic!("expected validation errors");
+    };
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.to_string().contains("limits.session_queue_bytes")),
+        "{errors:?}"
+    );
+    let config = GatewayConfig::parse("[limits]\nsession_queue_bytes = 4096\n").expect("parses");
+    assert_eq!(config.limits.session_queue_bytes, 4096);
+}

@@ -1,15 +1,18 @@
 //! Queuing deliveries to sessions with backpressure, not loss, and in order.
 //!
-//! A delivery goes into the receiver's bounded queue at once when there is room and nothing
-//! waits in the receiver's [`Backlog`]. Otherwise it goes to the end of that backlog, which a
-//! task drains into the queue in order; it is never dropped, and never overtaken by a later
-//! delivery (a dispatch queues its deliveries under its room's lock, so the room's order is the
-//! order its members receive). A session whose event made such a delivery gets a [`Blocked`]
-//! back and waits until the receiver took it before it reads anything more from its socket, so
-//! TCP flow control slows its peer; producers that cannot wait (a plugin's outbox, frames from
-//! other nodes, a closing session's leave notices) do not. Either way a receiver that frees no
-//! room for `write_timeout_secs` is given up on: closed with its own reason ([`give_up`]),
-//! counted once, and its backlog dropped, which ends its senders' waits.
+//! A delivery goes into the receiver's bounded queue at once when there is room (in
+//! deliveries and in bytes, [`Mailbox::try_send`]) and nothing waits in the receiver's
+//! [`Backlog`]. Otherwise it goes to the end of that backlog, which a task drains into the
+//! queue in order; it is never dropped, and never overtaken by a later delivery (a dispatch
+//! queues its deliveries under its room's lock, so the room's order is the order its members
+//! receive). A session whose event made such a delivery gets a [`Blocked`] back and waits until
+//! the receiver took it before it reads anything more from its socket, so TCP flow control
+//! slows its peer; producers that cannot wait (a plugin's outbox, frames from other nodes, a
+//! closing session's leave notices) do not: what they leave in a backlog is bounded like the
+//! queue, in deliveries and in bytes, and a receiver past either bound is given up on. Either
+//! way a receiver that frees no room for `write_timeout_secs` is given up on: closed with its
+//! own reason ([`give_up`]), counted once, and its backlog dropped, which ends its senders'
+//! waits.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -48,6 +51,7 @@ pub struct Blocked(Vec<Waiting>);
 /// queue took it, dropped unanswered when the receiver was given up on or went away.
 struct Waiting {
     tx: mpsc::Sender<Outbound>,
+    mailbox: Arc<Mailbox>,
     taken: oneshot::Receiver<()>,
     backlog: Arc<Mutex<Backlog>>,
     cancel: CancellationToken,
@@ -79,22 +83,38 @@ impl Blocked {
     /// Queues `item` for `to`: at once if its queue has room and nothing waits in its backlog
     /// (which it would overtake), otherwise at the end of the backlog, to be waited for.
     /// Called under the room's lock: it never waits.
+    #[cfg(test)]
     pub(super) fn offer(&mut self, to: &Registered, item: Outbound, timeout: Duration) {
+        let weight = item.weight();
+        self.offer_weighed(to, item, weight, timeout);
+    }
+
+    /// [`Self::offer`] of an item whose weight ([`Outbound::weight`]) is known: a fan-out
+    /// weighs its shared envelope once for all its receivers.
+    pub(super) fn offer_weighed(
+        &mut self,
+        to: &Registered,
+        item: Outbound,
+        weight: usize,
+        timeout: Duration,
+    ) {
         let tx = to.mailbox.sender();
-        let Some(item) = to.try_queue(tx, item) else {
+        let Some(item) = to.try_queue(tx, item, weight) else {
             return;
         };
         let (answer, taken) = oneshot::channel();
         let backlog = to.backlog.get_or_init(Arc::default);
         let queued = Queued {
             item,
+            weight,
             taken: Some(answer),
         };
-        if !backlog_push(tx, &to.cancel, &to.info, backlog, queued, timeout) {
+        if !backlog_push(to, tx, backlog, queued, timeout) {
             return;
         }
         self.extend(Blocked(vec![Waiting {
             tx: tx.clone(),
+            mailbox: Arc::clone(&to.mailbox),
             taken,
             backlog: Arc::clone(backlog),
             cancel: to.cancel.clone(),
@@ -115,6 +135,7 @@ impl Blocked {
     pub fn defer(self) {
         for Waiting {
             tx,
+            mailbox,
             taken,
             backlog,
             cancel,
@@ -123,8 +144,14 @@ impl Blocked {
         {
             drop(taken);
             let mut state = lock(&backlog);
-            state.unwaited = state.items.iter().filter(|q| !q.waited_for()).count();
-            let over = state.unwaited > tx.max_capacity();
+            let (count, bytes) = state
+                .items
+                .iter()
+                .filter(|q| !q.waited_for())
+                .fold((0, 0), |(n, b), q| (n + 1, b + q.weight));
+            state.unwaited = count;
+            state.unwaited_bytes = bytes;
+            let over = past_bounds(count, bytes, tx.max_capacity(), mailbox.byte_bound());
             drop(state);
             if over {
                 give_up(&info, &cancel, tx.max_capacity());
@@ -137,11 +164,16 @@ impl Registered {
     /// Queues `item` into `tx` (this session's queue) at once if nothing waits in the backlog
     /// (which it would overtake) and the queue has room; otherwise gives it back, for the end
     /// of the backlog. A closed queue takes it too: nobody is left to deliver it to.
-    fn try_queue(&self, tx: &mpsc::Sender<Outbound>, item: Outbound) -> Option<Outbound> {
+    fn try_queue(
+        &self,
+        tx: &mpsc::Sender<Outbound>,
+        item: Outbound,
+        weight: usize,
+    ) -> Option<Outbound> {
         if self.backlogged() {
             return Some(item);
         }
-        match tx.try_send(item) {
+        match self.mailbox.try_send(tx, item, weight) {
             Ok(()) | Err(TrySendError::Closed(_)) => None,
             Err(TrySendError::Full(item)) => Some(item),
         }
@@ -171,12 +203,16 @@ pub(super) struct Backlog {
     /// length. Items a sender waits for are bounded by their senders, each of which reads
     /// nothing more until they are taken.
     unwaited: usize,
+    /// Their weight: bounded by the queue's byte bound.
+    unwaited_bytes: usize,
     draining: bool,
 }
 
 /// A delivery in a backlog, and its sender's wait when it has one.
 struct Queued {
     item: Outbound,
+    /// Its [`Outbound::weight`].
+    weight: usize,
     taken: Option<oneshot::Sender<()>>,
 }
 
@@ -191,25 +227,37 @@ impl Queued {
 /// pending (which would reorder), otherwise behind the backlog.
 pub(super) fn queue_nowait(to: &Registered, item: Outbound, timeout: Duration) {
     let tx = to.mailbox.sender();
-    let Some(item) = to.try_queue(tx, item) else {
+    let weight = item.weight();
+    let Some(item) = to.try_queue(tx, item, weight) else {
         return;
     };
     let backlog = to.backlog.get_or_init(Arc::default);
-    let queued = Queued { item, taken: None };
-    backlog_push(tx, &to.cancel, &to.info, backlog, queued, timeout);
+    let queued = Queued {
+        item,
+        weight,
+        taken: None,
+    };
+    backlog_push(to, tx, backlog, queued, timeout);
+}
+
+/// Whether `count` deliveries weighing `bytes` that no sender waits for are more than a
+/// backlog keeps: more than the queue's length, or heavier than its byte bound (unless it is
+/// one delivery alone, which must be able to go).
+fn past_bounds(count: usize, bytes: usize, capacity: usize, byte_bound: usize) -> bool {
+    count > capacity || (count > 1 && bytes > byte_bound)
 }
 
 /// Appends `queued` to the receiver's backlog and starts its drain if none runs; returns
-/// whether it was kept. What no sender waits for is bounded by the queue's length: a receiver
-/// that far behind has stopped reading.
+/// whether it was kept. What no sender waits for is bounded like the queue, in deliveries and
+/// in bytes: a receiver that far behind has stopped reading.
 fn backlog_push(
+    to: &Registered,
     tx: &mpsc::Sender<Outbound>,
-    cancel: &CancellationToken,
-    info: &Arc<SessionInfo>,
     backlog: &Arc<Mutex<Backlog>>,
     queued: Queued,
     timeout: Duration,
 ) -> bool {
+    let (cancel, info) = (&to.cancel, &to.info);
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
         // No runtime to wait on (a native plugin's own thread): the delivery cannot wait.
         give_up(info, cancel, tx.max_capacity());
@@ -217,12 +265,22 @@ fn backlog_push(
     };
     let mut state = lock(backlog);
     let unwaited = queued.taken.is_none();
-    if unwaited && state.unwaited >= tx.max_capacity() {
+    if unwaited
+        && past_bounds(
+            state.unwaited + 1,
+            state.unwaited_bytes.saturating_add(queued.weight),
+            tx.max_capacity(),
+            to.mailbox.byte_bound(),
+        )
+    {
         drop(state);
         give_up(info, cancel, tx.max_capacity());
         return false;
     }
-    state.unwaited += usize::from(unwaited);
+    if unwaited {
+        state.unwaited += 1;
+        state.unwaited_bytes += queued.weight;
+    }
     state.items.push_back(queued);
     if state.draining {
         return true;
@@ -231,6 +289,7 @@ fn backlog_push(
     drop(state);
     let drain = drain(
         tx.clone(),
+        Arc::clone(&to.mailbox),
         cancel.clone(),
         Arc::clone(info),
         Arc::clone(backlog),
@@ -240,16 +299,33 @@ fn backlog_push(
     true
 }
 
-/// Moves a backlog into the receiver's queue, in order, waiting for room; ends when it is empty.
+/// Moves a backlog into the receiver's queue, in order, waiting for room (a slot, then the
+/// front delivery's weight under the byte bound); ends when it is empty.
 async fn drain(
     tx: mpsc::Sender<Outbound>,
+    mailbox: Arc<Mailbox>,
     cancel: CancellationToken,
     info: Arc<SessionInfo>,
     backlog: Arc<Mutex<Backlog>>,
     timeout: Duration,
 ) {
     loop {
-        let permit = match tokio::time::timeout(timeout, tx.reserve()).await {
+        // Only this task takes from the front while the backlog drains (others push behind).
+        let weight = {
+            let mut state = lock(&backlog);
+            let Some(front) = state.items.front() else {
+                state.draining = false;
+                return;
+            };
+            front.weight
+        };
+        let room = async {
+            let permit = tx.reserve().await?;
+            // Last: once the weight is taken nothing can time out before it is queued.
+            mailbox.admitted(weight).await;
+            Ok::<_, mpsc::error::SendError<()>>(permit)
+        };
+        let permit = match tokio::time::timeout(timeout, room).await {
             Ok(Ok(permit)) => permit,
             outcome => {
                 if outcome.is_err() {
@@ -259,12 +335,16 @@ async fn drain(
                 let mut state = lock(&backlog);
                 state.items.clear();
                 state.unwaited = 0;
+                state.unwaited_bytes = 0;
                 state.draining = false;
                 return;
             }
         };
         let mut state = lock(&backlog);
         let Some(queued) = state.items.pop_front() else {
+            // Only this task pops or clears, so the front it weighed is there; were it not,
+            // the weight goes back and the drain ends.
+            mailbox.release(weight);
             state.draining = false;
             return;
         };
@@ -277,7 +357,10 @@ async fn drain(
             // Counted as unwaited when it was queued, or when its sender deferred it (one
             // whose sender stopped waiting otherwise, its session gone, may not have been:
             // the count errs low, never high).
-            _ => state.unwaited = state.unwaited.saturating_sub(1),
+            _ => {
+                state.unwaited = state.unwaited.saturating_sub(1);
+                state.unwaited_bytes = state.unwaited_bytes.saturating_sub(queued.weight);
+            }
         }
     }
 }
@@ -309,7 +392,11 @@ mod tests {
     use super::*;
 
     fn registered(queue: usize) -> (Registered, Inbox) {
-        let mailbox = Arc::new(Mailbox::new(queue));
+        registered_with(queue, 1 << 20)
+    }
+
+    fn registered_with(queue: usize, bytes: usize) -> (Registered, Inbox) {
+        let mailbox = Arc::new(Mailbox::new(queue, bytes));
         let rx = Inbox::new(Arc::clone(&mailbox));
         let info = Arc::new(SessionInfo {
             id: SessionId(7),
@@ -335,6 +422,19 @@ mod tests {
             None,
             n.to_string(),
         ))
+    }
+
+    /// Item `n` carrying `bytes` of text besides its number.
+    fn heavy(n: u32, bytes: usize) -> Outbound {
+        Outbound::event(Event::error(
+            switchboard_protocol::ErrorCode::Refused,
+            None,
+            format!("{n}{}", " ".repeat(bytes)),
+        ))
+    }
+
+    fn heavy_range(range: std::ops::RangeInclusive<u32>, bytes: usize) -> Vec<String> {
+        range.map(|n| number(heavy(n, bytes))).collect()
     }
 
     fn number(out: Outbound) -> String {
@@ -428,5 +528,69 @@ mod tests {
             queue_nowait(&to, item(n), Duration::from_secs(5));
         }
         assert!(to.info.is_stuck());
+    }
+
+    #[tokio::test]
+    async fn heavy_deliveries_make_their_sender_wait_before_the_count_does() {
+        // Room for 64 deliveries but 4096 bytes: two of about 1.5 KB fit.
+        let (to, mut rx) = registered_with(64, 4096);
+        let mut blocked = Blocked::default();
+        for n in 1..=5 {
+            blocked.offer(&to, heavy(n, 1500), Duration::from_secs(5));
+        }
+        assert!(!blocked.is_empty(), "3 of 5 wait for bytes");
+        assert!(to.mailbox.queued_bytes() <= 4096);
+        let wait = tokio::spawn(blocked.wait());
+        assert_eq!(take(&mut rx, 5).await, heavy_range(1..=5, 1500));
+        wait.await.ok();
+        assert!(!to.info.is_stuck());
+        assert_eq!(to.mailbox.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_delivery_heavier_than_the_bound_goes_into_an_empty_queue() {
+        let (to, mut rx) = registered_with(64, 1024);
+        let mut blocked = Blocked::default();
+        blocked.offer(&to, heavy(1, 5000), Duration::from_secs(5));
+        assert!(blocked.is_empty(), "queued at once");
+        blocked.offer(&to, heavy(2, 5000), Duration::from_secs(5));
+        assert!(!blocked.is_empty(), "the second waits for the first");
+        let wait = tokio::spawn(blocked.wait());
+        assert_eq!(take(&mut rx, 2).await, heavy_range(1..=2, 5000));
+        wait.await.ok();
+        assert!(!to.info.is_stuck());
+    }
+
+    #[tokio::test]
+    async fn a_receiver_that_takes_no_bytes_is_given_up_on() {
+        let (to, _rx) = registered_with(64, 1024);
+        let mut blocked = Blocked::default();
+        for n in 1..=2 {
+            blocked.offer(&to, heavy(n, 5000), Duration::from_millis(50));
+        }
+        blocked.wait().await;
+        assert!(to.info.is_stuck());
+    }
+
+    #[tokio::test]
+    async fn a_backlog_heavier_than_the_byte_bound_gives_the_receiver_up() {
+        let (to, mut rx) = registered_with(64, 4096);
+        // 2 in the queue, 2 in the backlog (3.1 KB, within 4096 bytes): kept.
+        for n in 1..=4 {
+            queue_nowait(&to, heavy(n, 1500), Duration::from_secs(5));
+        }
+        assert!(!to.info.is_stuck());
+        // A fifth would make the backlog 4.7 KB.
+        queue_nowait(&to, heavy(5, 1500), Duration::from_secs(5));
+        assert!(to.info.is_stuck());
+        drop(rx.try_recv());
+
+        // One alone heavier than the bound is kept.
+        let (to, mut rx) = registered_with(64, 1024);
+        for n in 1..=2 {
+            queue_nowait(&to, heavy(n, 5000), Duration::from_secs(5));
+        }
+        assert!(!to.info.is_stuck());
+        assert_eq!(take(&mut rx, 2).await, heavy_range(1..=2, 5000));
     }
 }

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::Outbound;
 use super::delivery::{Blocked, Registered, queue_nowait};
 use super::mailbox::{Inbox, Mailbox};
+use super::weight::envelope_weight;
 use crate::envelope::Envelope;
 
 /// What the admin API shows of a session; the counters are updated by the session itself.
@@ -42,6 +43,27 @@ impl SessionInfo {
     /// Whether the gateway gave up on this session for not taking its deliveries.
     pub fn is_stuck(&self) -> bool {
         self.stuck.load(Ordering::Acquire)
+    }
+}
+
+/// What a session's queue holds at most before its senders wait: `[limits]
+/// session_queue_len` deliveries and `session_queue_bytes` of their weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueBounds {
+    /// Deliveries.
+    pub len: usize,
+    /// Bytes ([`Outbound::weight`]); one delivery heavier than this still goes into an empty
+    /// queue.
+    pub bytes: usize,
+}
+
+impl QueueBounds {
+    /// `len` deliveries of up to 1 MiB in all (the default byte bound).
+    pub const fn of_len(len: usize) -> Self {
+        Self {
+            len,
+            bytes: 1 << 20,
+        }
     }
 }
 
@@ -119,18 +141,17 @@ impl SessionRegistry {
             .store(timeout.as_secs(), Ordering::Relaxed);
     }
 
-    /// Registers a new session of `dialect` from `addr` with a queue of `queue_len`
-    /// deliveries (made by the first delivery), cancelled with `cancel`; returns its end of
-    /// the bus.
+    /// Registers a new session of `dialect` from `addr` with a queue bounded by `queue`
+    /// (made by the first delivery), cancelled with `cancel`; returns its end of the bus.
     pub fn register(
         &self,
         dialect: DialectKind,
         addr: Option<SocketAddr>,
-        queue_len: usize,
+        queue: QueueBounds,
         cancel: CancellationToken,
     ) -> SessionHandle {
         let id = self.next_id();
-        let mailbox = Arc::new(Mailbox::new(queue_len));
+        let mailbox = Arc::new(Mailbox::new(queue.len, queue.bytes));
         let info = Arc::new(SessionInfo {
             id,
             dialect,
@@ -217,6 +238,8 @@ impl SessionRegistry {
         }
         let sender = envelope.from.session;
         let timeout = self.write_timeout();
+        // The shared envelope weighs the same in every receiver's queue: weighed once.
+        let relay_weight = envelope_weight(envelope);
         for delivery in deliveries {
             let Some(target) = self.sessions.get(&delivery.to) else {
                 continue;
@@ -230,7 +253,11 @@ impl SessionRegistry {
                 own.push(item);
                 continue;
             }
-            blocked.offer(&target, item, timeout);
+            let weight = match &item {
+                Outbound::Relay(_) => relay_weight,
+                other => other.weight(),
+            };
+            blocked.offer_weighed(&target, item, weight, timeout);
         }
         (blocked, own)
     }
@@ -308,8 +335,18 @@ mod tests {
     #[test]
     fn a_sessions_own_notice_comes_back_to_it_and_makes_no_queue() {
         let registry = SessionRegistry::new(Duration::from_secs(5));
-        let a = registry.register(DialectKind::Raw, None, 8, CancellationToken::new());
-        let mut b = registry.register(DialectKind::Raw, None, 8, CancellationToken::new());
+        let a = registry.register(
+            DialectKind::Raw,
+            None,
+            QueueBounds::of_len(8),
+            CancellationToken::new(),
+        );
+        let mut b = registry.register(
+            DialectKind::Raw,
+            None,
+            QueueBounds::of_len(8),
+            CancellationToken::new(),
+        );
         a.rx.write_own();
         let deliveries = vec![
             to(a.id, "joined"),
@@ -340,8 +377,18 @@ mod tests {
     #[test]
     fn own_notices_queue_behind_what_is_queued_and_for_a_session_that_does_not_write_them() {
         let registry = SessionRegistry::new(Duration::from_secs(5));
-        let mut a = registry.register(DialectKind::Raw, None, 8, CancellationToken::new());
-        let mut whip = registry.register(DialectKind::Raw, None, 8, CancellationToken::new());
+        let mut a = registry.register(
+            DialectKind::Raw,
+            None,
+            QueueBounds::of_len(8),
+            CancellationToken::new(),
+        );
+        let mut whip = registry.register(
+            DialectKind::Raw,
+            None,
+            QueueBounds::of_len(8),
+            CancellationToken::new(),
+        );
         a.rx.write_own();
         assert!(registry.deliver_to(a.id, notice("earlier")));
         let (_, own) = registry.deliver(&from(&a), vec![to(a.id, "joined")]);

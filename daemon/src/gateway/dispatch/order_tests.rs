@@ -82,7 +82,14 @@ fn lobby(write_timeout: Duration) -> (Arc<SessionRegistry>, Dispatcher, Vec<Sess
     let registry = Arc::new(SessionRegistry::new(write_timeout));
     let dispatcher = Dispatcher::new(Arc::clone(&registry), Pipeline::new(vec![Box::new(Lobby)]));
     let members: Vec<SessionHandle> = (0..3)
-        .map(|_| registry.register(DialectKind::Raw, None, 1, CancellationToken::new()))
+        .map(|_| {
+            registry.register(
+                DialectKind::Raw,
+                None,
+                crate::gateway::QueueBounds::of_len(1),
+                CancellationToken::new(),
+            )
+        })
         .collect();
     for m in &members {
         let joined = Event::Join(Join {
