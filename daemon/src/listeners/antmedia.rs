@@ -43,11 +43,7 @@ async fn upgrade(
     };
     let limit = cx.gateway.config().max_frame_bytes(DialectKind::Antmedia);
     let ws = super::small_buffers(ws);
-    // One boxed capture: axum's upgrade task keeps the callback's captures for the session's
-    // whole life beside the session they are moved into.
-    let captured = Box::new((cx, app, permit, addr));
     ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
-        let (cx, app, permit, addr) = *captured;
         let handle = cx.gateway.register(DialectKind::Antmedia, Some(addr));
         let span = tracing::info_span!("conn", conn.id = %handle.id, peer.addr = %addr, dialect = "antmedia", app = %app);
         let session = session::run_websocket::<AntMedia>(
@@ -61,6 +57,6 @@ async fn upgrade(
                 app: Some(std::sync::Arc::from(app.as_str())),
             },
         );
-        cx.tracker.track_future(session.instrument(span))
+        super::spawn_session(&cx.tracker, session.instrument(span))
     })
 }

@@ -46,11 +46,7 @@ async fn upgrade(
     };
     let limit = cx.gateway.config().max_frame_bytes(DialectKind::Raw);
     let ws = super::small_buffers(ws);
-    // One boxed capture: axum's upgrade task keeps the callback's captures for the session's
-    // whole life beside the session they are moved into.
-    let captured = Box::new((cx, room, query, permit, addr));
     ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
-        let (cx, room, query, permit, addr) = *captured;
         let handle = cx.gateway.register(DialectKind::Raw, Some(addr));
         let span = tracing::info_span!("conn", conn.id = %handle.id, peer.addr = %addr, dialect = "raw", room = %room);
         let state = RawState { room: room.clone() };
@@ -67,6 +63,6 @@ async fn upgrade(
                 app: None,
             },
         );
-        cx.tracker.track_future(session.instrument(span))
+        super::spawn_session(&cx.tracker, session.instrument(span))
     })
 }
