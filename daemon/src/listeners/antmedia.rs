@@ -43,7 +43,12 @@ async fn upgrade(
     };
     let limit = cx.gateway.config().max_frame_bytes(DialectKind::Antmedia);
     let ws = super::small_buffers(ws);
+    // One boxed capture: measured, the session's RSS was lower with the callback's captures in
+    // one box than inline in axum's upgrade task (BENCHMARKS.md, "Lean idle sessions", sixth
+    // step), although that task now ends at the upgrade.
+    let captured = Box::new((cx, app, permit, addr));
     ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
+        let (cx, app, permit, addr) = *captured;
         let handle = cx.gateway.register(DialectKind::Antmedia, Some(addr));
         let span = tracing::info_span!("conn", conn.id = %handle.id, peer.addr = %addr, dialect = "antmedia", app = %app);
         let session = session::run_websocket::<AntMedia>(

@@ -46,7 +46,12 @@ async fn upgrade(
     };
     let limit = cx.gateway.config().max_frame_bytes(DialectKind::Raw);
     let ws = super::small_buffers(ws);
+    // One boxed capture: measured, the session's RSS was lower with the callback's captures in
+    // one box than inline in axum's upgrade task (BENCHMARKS.md, "Lean idle sessions", sixth
+    // step), although that task now ends at the upgrade.
+    let captured = Box::new((cx, room, query, permit, addr));
     ws.max_message_size(limit).max_frame_size(limit).on_upgrade(move |socket| {
+        let (cx, room, query, permit, addr) = *captured;
         let handle = cx.gateway.register(DialectKind::Raw, Some(addr));
         let span = tracing::info_span!("conn", conn.id = %handle.id, peer.addr = %addr, dialect = "raw", room = %room);
         let state = RawState { room: room.clone() };
