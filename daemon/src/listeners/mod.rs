@@ -231,6 +231,20 @@ fn health_routes(cx: ListenerContext) -> Router {
         .with_state(cx)
 }
 
+/// Spawns an upgraded WebSocket's session as a task of its own on the tracker; what an upgrade
+/// callback returns, so that axum's upgrade task ends at once. Run inside that task, every
+/// session also kept axum's upgrade future around its own for its whole life (the upgrade
+/// handle, the socket's configuration and protocol, the callback), which put an idle Ant or
+/// raw session's task block in mimalloc's 2,048-byte class instead of 1,792 (BENCHMARKS.md,
+/// "Lean idle sessions", sixth step).
+pub(crate) fn spawn_session<F>(tracker: &TaskTracker, session: F) -> std::future::Ready<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    tracker.spawn(session);
+    std::future::ready(())
+}
+
 /// A session's WebSocket with [`WS_READ_BUFFER_BYTES`] and [`WS_WRITE_BUFFER_BYTES`].
 pub(crate) fn small_buffers(
     ws: axum::extract::WebSocketUpgrade,

@@ -209,7 +209,7 @@ async fn upgrade(
         .max_frame_size(limit)
         .on_upgrade(move |socket| {
             let tracker = cx.tracker.clone();
-            tracker.track_future(serve(cx, socket, admitted, permit, addr))
+            super::spawn_session(&tracker, serve(cx, socket, admitted, permit, addr))
         })
 }
 

@@ -110,13 +110,14 @@ fn upgrade(
     let ws = super::small_buffers(ws)
         .max_message_size(limit)
         .max_frame_size(limit);
-    // One boxed capture: axum's upgrade task keeps the callback's captures for the session's
-    // whole life beside the session they are moved into.
+    // One boxed capture: measured, the session's RSS was lower with the callback's captures in
+    // one box than inline in axum's upgrade task (BENCHMARKS.md, "Lean idle sessions", sixth
+    // step), although that task now ends at the upgrade.
     let captured = Box::new((cx, state, admitted, addr));
     ws.on_upgrade(move |socket| {
         let (cx, state, admitted, addr) = *captured;
         let tracker = cx.tracker.clone();
-        tracker.track_future(serve(cx, socket, addr, state, admitted))
+        super::spawn_session(&tracker, serve(cx, socket, addr, state, admitted))
     })
 }
 
