@@ -5,32 +5,7 @@ use std::process::ExitCode;
 
 use switchboard::config::{GatewayConfig, LoadConfigError};
 
-/// mimalloc, not glibc's malloc: a relayed frame is allocated on the reading session's worker
-/// thread and freed on the writing one's, and glibc then takes the other arena's lock (futex
-/// waits under load); mimalloc frees across threads without a lock.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// mimalloc's `purge_delay` option (`mi_option_purge_delay` in its v2 `mimalloc.h`, which
-/// libmimalloc-sys does not name): how long freed pages wait before they go back to the OS.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
-
-/// Purge delay in milliseconds (mimalloc's default: 10). A cluster node's Redis traffic frees
-/// and takes back large buffers (a bundle of a hundred frames, the client's pipeline and reply
-/// buffers) many times a second; returned at once, every reuse page-faults them back in.
-/// Measured in `bench/run.sh --cluster` (BENCHMARKS.md, "Bundles per destination node").
-const PURGE_DELAY_MS: std::ffi::c_long = 1000;
-
-/// Sets the allocator's options, before any other thread runs; `MIMALLOC_PURGE_DELAY` in the
-/// environment still wins (mimalloc reads it when the option is first used, unless set here).
-#[allow(unsafe_code)] // One call into mimalloc's C API, which has no safe wrapper.
-fn tune_allocator() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
-        // SAFETY: `mi_option_set` only stores a process-wide integer option; it is called once,
-        // at start-up, with an option id and value mimalloc defines.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) };
-    }
-}
+mod allocator;
 
 const USAGE: &str = "\
 Switchboard: a WebRTC signaling gateway (Ant Media, socket.io, raw WebSocket).
@@ -95,7 +70,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
 }
 
 fn main() -> ExitCode {
-    tune_allocator();
+    allocator::tune();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match parse_args(&args) {
         Ok(c) => c,
@@ -172,7 +147,7 @@ fn run(path: Option<PathBuf>, self_signed: bool) -> ExitCode {
             }
         }
     }
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match allocator::runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
