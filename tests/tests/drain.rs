@@ -176,3 +176,75 @@ async fn while_draining_readyz_is_503_new_sessions_are_refused_and_the_deadline_
     );
     drop(b);
 }
+
+/// A socket.io client that is upgrading when the drain starts (its probe answered, its `5` not
+/// yet sent) has paused polling, so it takes no GET: the session's last packets, the drain
+/// notice among them, reach it over the WebSocket once it sends `5`, at the wire level as
+/// engine.io 3 (socket.io-client 2's default) speaks it. Held in the polling queue, they were
+/// dropped with it, and the client saw its transport close without the notice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_upgrading_when_the_drain_starts_gets_the_notice_over_its_websocket() {
+    use switchboard_tests::Received;
+    let gw = TestGateway::with_config(&config("")).await;
+    let base = "/socket.io/?EIO=3&transport=polling&room=drain-upgrading";
+    let (status, mut payloads) = http_get(gw.main, base).await;
+    assert_eq!(status, 200, "{payloads}");
+    let sid = payloads
+        .split(r#""sid":""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("an open packet with a sid")
+        .to_owned();
+    let session = format!("{base}&sid={sid}");
+    for _ in 0..20 {
+        if payloads.contains("joined") {
+            break;
+        }
+        payloads.push_str(&http_get(gw.main, &session).await.1);
+    }
+    assert!(payloads.contains("joined"), "{payloads}");
+
+    // The upgrade, up to the client's `5`: the GET pending meanwhile is released.
+    let addr = gw.main;
+    let pending_path = session.clone();
+    let pending = tokio::spawn(async move { http_get(addr, &pending_path).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let ws_url = format!(
+        "ws://{}/socket.io/?EIO=3&transport=websocket&room=drain-upgrading&sid={sid}",
+        gw.main
+    );
+    let mut ws = WsClient::connect(&ws_url).await;
+    ws.send_text("2probe").await;
+    assert_eq!(ws.recv_text().await, "3probe");
+    let (status, released) = pending.await.unwrap();
+    assert_eq!(status, 200, "{released}");
+
+    // The drain ends the session before the client's `5`.
+    gw.begin_shutdown();
+    let registry = || gw.running().gateway().registry().len();
+    for _ in 0..100 {
+        if registry() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(registry(), 0, "the drain ends the session");
+
+    ws.send_text("5").await;
+    let mut frames = Vec::new();
+    let told = loop {
+        match ws.recv().await {
+            Received::Text(text) if text.contains("server-will-stop") => break true,
+            Received::Text(text) => frames.push(text),
+            Received::Closed(_) => break false,
+        }
+        if frames.len() > 10 {
+            break false;
+        }
+    };
+    assert!(
+        told,
+        "no server-will-stop notice over the upgraded socket; frames: {frames:?}"
+    );
+    gw.wait_stopped(Duration::from_secs(10)).await;
+}

@@ -26,18 +26,18 @@
 //! Both versions differ only in framing and the open packet: a v3 payload is length-prefixed
 //! (`payload3`), its open packet has no `maxPayload`, and its client pings (the session answers).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use axum::extract::{FromRequestParts, Request, WebSocketUpgrade};
 use axum::http::{Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use switchboard_protocol::DialectKind;
 use switchboard_protocol::dialects::TextFrames;
 use switchboard_protocol::dialects::engineio::polling::{self, RequestError};
@@ -239,13 +239,32 @@ async fn handshake(
     poll(&session).await
 }
 
-/// Keeps an ended session's last packets for its client's next GET, for at most [`LINGER`].
+/// Keeps an ended session's last packets for its client's next GET, for at most [`LINGER`]. A
+/// client that was upgrading when the session ended (its probe answered, its `5` not yet read)
+/// has paused polling and sends no GET: once its `5` hands the WebSocket over, the packets go
+/// out there ([`send_left`]); dropped with the queue, they were lost, the drain notice among
+/// them.
 async fn linger(queue: &PollQueue) {
     queue.close();
     let deadline = tokio::time::Instant::now() + LINGER;
     while !queue.is_drained() && tokio::time::Instant::now() < deadline {
+        if let Some((ws, left)) = queue.adopt() {
+            let _ = tokio::time::timeout_at(deadline, send_left(ws, left)).await;
+            return;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Writes an ended session's last packets on the WebSocket its client upgraded to, then closes
+/// it.
+async fn send_left(mut ws: Box<WebSocket>, left: VecDeque<Utf8Bytes>) {
+    for packet in left {
+        if ws.feed(Message::Text(packet)).await.is_err() {
+            return;
+        }
+    }
+    let _ = ws.close().await;
 }
 
 /// A handshake refused for its room name, told in the client's terms: an open packet then a
