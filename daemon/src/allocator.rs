@@ -4,12 +4,15 @@
 //! mimalloc returns a freed page to the OS only when the thread that owns it allocates or frees
 //! in that part of its heap again after the purge delay. A worker that goes idle after a burst of
 //! connections (handshakes, long-polling requests, their buffers) kept that memory in the
-//! process's RSS for as long as it stayed idle. Each worker now purges its own heap when it
-//! parks, at most once per [`PURGE_INTERVAL`]: while it is busy nothing changes, and what a burst
-//! freed goes back to the OS soon after the burst (BENCHMARKS.md, "Lean idle sessions").
+//! process's RSS for as long as it stayed idle. So a worker that has rested (stayed parked for
+//! [`REST`]) purges its heap when it parks again; a worker that parks after work arranges to
+//! be woken after [`REST`] to find out. A busy worker never rests and never purges: a forced
+//! purge also returns the pages a busy node takes back at once (a cluster node's bundle
+//! buffers, which the purge delay is there for), and purging at each park cost a cluster node
+//! CPU per message (BENCHMARKS.md, "Lean idle sessions").
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// mimalloc, not glibc's malloc: a relayed frame is allocated on the reading session's worker
@@ -28,10 +31,13 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Measured in `bench/run.sh --cluster` (BENCHMARKS.md, "Bundles per destination node").
 const PURGE_DELAY_MS: std::ffi::c_long = 1000;
 
-/// The least time between two purges of one worker's heap. A purge visits every page of the
-/// heap, so it is not done at every park of a worker that parks between messages; a worker that
-/// parks for good within this of its last purge keeps what it freed since (BENCHMARKS.md).
-const PURGE_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a worker stays parked before it counts as idle and purges its heap.
+const REST: Duration = Duration::from_secs(1);
+
+/// Wake-ups [`wake_workers_later`] gives at most, [`REST`] apart, while a worker still owes a
+/// purge (one that parked after work and was not woken since: tokio wakes whichever worker it
+/// chooses).
+const WAKE_ROUNDS: u32 = 8;
 
 /// Sets the allocator's options, before any other thread runs; `MIMALLOC_PURGE_DELAY` in the
 /// environment still wins (mimalloc reads it when the option is first used, unless set here).
@@ -45,65 +51,86 @@ pub fn tune() {
 }
 
 /// The gateway's runtime: tokio's multi-threaded one, as `Runtime::new` builds it, whose
-/// workers purge their heaps when they park ([`purge_parked_worker`]).
+/// workers purge their heaps once they have rested ([`worker_parks`], [`worker_unparks`]).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_park(purge_parked_worker)
+        .on_thread_park(worker_parks)
+        .on_thread_unpark(worker_unparks)
         .build()
 }
 
-/// Set while [`wake_workers_later`] is pending.
+/// Workers that parked after work and have not purged since.
+static OWING: AtomicUsize = AtomicUsize::new(0);
+/// Set while [`wake_workers_later`] runs.
 static WAKE_PENDING: AtomicBool = AtomicBool::new(false);
 
-/// Returns the calling worker's freed pages to the OS, unless it did so within
-/// [`PURGE_INTERVAL`]; then it may be parking for good with what it freed since, so the workers
-/// are woken once the interval has passed ([`wake_workers_later`]) and each purges as it parks
-/// again.
+thread_local! {
+    /// When this worker last parked.
+    static PARKED_AT: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Its last park lasted [`REST`] or more.
+    static RESTED: Cell<bool> = const { Cell::new(false) };
+    /// It worked since it last purged.
+    static OWES: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A worker wakes: was it idle long enough to count as rested?
+fn worker_unparks() {
+    if let Some(at) = PARKED_AT.take() {
+        RESTED.set(at.elapsed() >= REST);
+    }
+}
+
+/// A worker parks: a rested one that owes a purge purges; one that worked owes one, and is
+/// woken after [`REST`] to see whether it rested.
+fn worker_parks() {
+    PARKED_AT.set(Some(Instant::now()));
+    match (RESTED.replace(false), OWES.get()) {
+        (true, true) => {
+            OWES.set(false);
+            OWING.fetch_sub(1, Ordering::AcqRel);
+            purge_own_heap();
+        }
+        (_, owes) => {
+            if !owes {
+                OWES.set(true);
+                OWING.fetch_add(1, Ordering::AcqRel);
+            }
+            if !WAKE_PENDING.swap(true, Ordering::AcqRel) {
+                // tokio's hook runs within the runtime's context, where spawning is allowed.
+                tokio::spawn(wake_workers_later());
+            }
+        }
+    }
+}
+
+/// Returns the calling thread's freed pages to the OS.
 #[allow(unsafe_code)] // One call into mimalloc's C API, which has no safe wrapper.
-fn purge_parked_worker() {
-    thread_local! {
-        static LAST_PURGE: Cell<Option<Instant>> = const { Cell::new(None) };
-    }
-    let now = Instant::now();
-    if purge_due(LAST_PURGE.get(), now) {
-        LAST_PURGE.set(Some(now));
-        // SAFETY: `mi_collect` acts on the calling thread's own heap and mimalloc's shared
-        // arenas, which it locks itself; a forced collect also returns freed segment pages.
-        unsafe { libmimalloc_sys::mi_collect(true) };
-    } else if !WAKE_PENDING.swap(true, Ordering::AcqRel) {
-        // tokio's hook runs within the runtime's context, where spawning is allowed.
-        tokio::spawn(wake_workers_later());
-    }
+fn purge_own_heap() {
+    // SAFETY: `mi_collect` acts on the calling thread's own heap and mimalloc's shared arenas,
+    // which it locks itself; a forced collect also returns freed segment pages.
+    unsafe { libmimalloc_sys::mi_collect(true) };
 }
 
-/// Whether a worker that last purged at `last` purges when it parks at `now`.
-fn purge_due(last: Option<Instant>, now: Instant) -> bool {
-    last.is_none_or(|at| now.duration_since(at) >= PURGE_INTERVAL)
-}
-
-/// After [`PURGE_INTERVAL`], gives every worker a task: a worker that wakes parks again when it
-/// is done, which runs [`purge_parked_worker`] on it (tasks spawned by a worker wake the others
-/// to take them).
+/// Every [`REST`] while a worker owes a purge (at most [`WAKE_ROUNDS`] times), gives every
+/// worker a task: a worker that wakes and finds it parked for [`REST`] purges when it parks
+/// again (tasks spawned by a worker wake the others to take them).
 async fn wake_workers_later() {
-    tokio::time::sleep(PURGE_INTERVAL).await;
-    WAKE_PENDING.store(false, Ordering::Release);
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
-    for _ in 0..workers {
-        tokio::spawn(async {});
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_worker_purges_at_its_first_park_and_then_at_most_once_per_interval() {
-        let start = Instant::now();
-        assert!(purge_due(None, start));
-        assert!(!purge_due(Some(start), start));
-        assert!(!purge_due(Some(start), start + PURGE_INTERVAL / 2));
-        assert!(purge_due(Some(start), start + PURGE_INTERVAL));
+    loop {
+        for _ in 0..WAKE_ROUNDS {
+            tokio::time::sleep(REST).await;
+            if OWING.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            for _ in 0..workers {
+                tokio::spawn(async {});
+            }
+        }
+        WAKE_PENDING.store(false, Ordering::Release);
+        // A worker that began to owe while this ended saw it pending: go on for it.
+        if OWING.load(Ordering::Acquire) == 0 || WAKE_PENDING.swap(true, Ordering::AcqRel) {
+            return;
+        }
     }
 }
