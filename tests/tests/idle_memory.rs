@@ -193,7 +193,7 @@ async fn idle_socketio_sessions_upgraded_from_polling_are_lean_and_still_relay()
 const CLOSING_SESSIONS: u32 = 5_000;
 /// Share of what the idle sessions added to RSS that may still be resident once they have all
 /// closed. mimalloc returns a freed page only when the thread owning it works in that part of
-/// its heap again, so before the workers purged when they park the gateway kept all of it
+/// its heap again, so before idle workers purged their heaps the gateway kept all of it
 /// while idle (main's release build here: 100%). Now a third stays (release and debug, 31-37%):
 /// at `info`, as here, the tracing registry keeps a slot per span that was open at once for
 /// reuse (about 4 MiB of it at 5,000 sessions), and tables keep their capacity; at `warn` a
