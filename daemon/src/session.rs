@@ -384,55 +384,71 @@ fn unbox<T>(boxed: Box<T>) -> T {
     *boxed
 }
 
-/// The session loop of [`run_websocket`].
-async fn session_loop<D, Si, St>(parts: Box<LoopParts<D, Si, St>>)
+/// What the session loop holds from its start to its end, taken apart from its [`LoopParts`]
+/// by [`open`], a plain function. A local of an `async fn` that is taken apart field by field
+/// (the `WsSession`, its `SessionHandle`), or borrowed, keeps its room in the future until its
+/// scope ends, and a local held at more than one `.await` is kept beside every other such
+/// local: taken apart in the loop itself, the parts it starts from were held a second time by
+/// every idle session (BENCHMARKS.md, "Lean idle sessions", seventh step).
+struct Opened<D: Dialect, Si, St> {
+    sink: Si,
+    stream: St,
+    state: Box<D::State>,
+    rx: Inbox,
+    cancel: tokio_util::sync::CancellationToken,
+    info: Arc<SessionInfo>,
+    permit: Permit,
+    limiter: RateLimiter,
+    join_timeout_secs: u32,
+    join_timer: Timer,
+    write_timeout_secs: u32,
+    ping_secs: u64,
+    core: SessionCore,
+    join: Option<Join>,
+}
+
+/// Takes the session's parts apart and registers what the loop needs before its first write.
+fn open<D, Si, St>(parts: Box<LoopParts<D, Si, St>>) -> Opened<D, Si, St>
 where
     D: TextFrames,
-    Si: Sink<Message, Error = axum::Error> + Unpin,
-    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let LoopParts {
-        mut sink,
-        mut stream,
-        session,
+        sink,
+        stream,
+        session:
+            WsSession {
+                gateway,
+                handle:
+                    SessionHandle {
+                        id,
+                        rx,
+                        cancel,
+                        info,
+                    },
+                state,
+                join,
+                permit,
+                app,
+            },
     } = unbox(parts);
-    let WsSession {
-        gateway,
-        handle,
-        state,
-        join,
-        permit: _permit,
-        app,
-    } = session;
     // Boxed: socket.io's state (its ids, room and token, 112 bytes) inline made its loop's
     // future 128 bytes too large for its task to fit mimalloc's 2,048-byte class; Ant's and
     // raw's (one `String`) cost a 32-byte block.
-    let mut state = Box::new(state);
-    let SessionHandle {
-        id,
-        mut rx,
-        cancel,
-        info,
-    } = handle;
-    // What the loop needs of the configuration, read in a block of its own: a local that is
-    // borrowed stays in the loop's future to its scope's end, and every part the loop holds is
-    // held by every idle session (the rare path that needs more reads the configuration again).
-    let (mut limiter, join_timeout_secs, mut join_timer, write_timeout_secs, ping_secs) = {
-        let config = gateway.config();
-        let join_timeout = join_timeout::<D>(&config);
-        // Boxed, and dropped once the session is engaged: inline, the timer stayed in every
-        // session's future for its whole life.
-        let join_timer: Timer =
-            (!join_timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(join_timeout)));
-        (
-            RateLimiter::new(&config.limits, Instant::now()),
-            u32::try_from(join_timeout.as_secs()).unwrap_or(u32::MAX),
-            join_timer,
-            u32::try_from(config.limits.write_timeout_secs.max(1)).unwrap_or(u32::MAX),
-            config.limits.ping_interval_secs,
-        )
-    };
-    let mut core = SessionCore {
+    let state = Box::new(state);
+    // What the loop needs of the configuration: the rare path that needs more reads the
+    // configuration again.
+    let config = gateway.config();
+    let join_timeout = join_timeout::<D>(&config);
+    // Boxed, and dropped once the session is engaged: inline, the timer stayed in every
+    // session's future for its whole life.
+    let join_timer: Timer =
+        (!join_timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(join_timeout)));
+    let limiter = RateLimiter::new(&config.limits, Instant::now());
+    let write_timeout_secs =
+        u32::try_from(config.limits.write_timeout_secs.max(1)).unwrap_or(u32::MAX);
+    let ping_secs = config.limits.ping_interval_secs;
+    drop(config);
+    let core = SessionCore {
         gateway,
         peer: gateway::peer(id, D::KIND),
         app,
@@ -445,28 +461,101 @@ where
     // This loop writes its own notices itself (`own_frames`): they need no queue.
     rx.write_own();
     telemetry::session_opened(id, D::KIND);
-    if let Some(greeting) = D::greeting(&state)
-        && sink.send(Message::Text(greeting.into())).await.is_err()
-    {
-        core.finish("write failed");
-        return;
+    Opened {
+        sink,
+        stream,
+        state,
+        rx,
+        cancel,
+        info,
+        permit,
+        limiter,
+        join_timeout_secs: u32::try_from(join_timeout.as_secs()).unwrap_or(u32::MAX),
+        join_timer,
+        write_timeout_secs,
+        ping_secs,
+        core,
+        join,
     }
-    let keepalive = D::keepalive(&state).or_else(|| websocket_pings(ping_secs));
-    let mut heartbeat = Heartbeat::new(keepalive);
-    // Boxed, and only when pings are on: a timer inline in every session's future made every
-    // idle Ant and raw session larger by a whole timer (BENCHMARKS.md, "Profiling figures
-    // (moved from code comments)").
-    let mut heartbeat_timer =
-        keepalive.map(|_| Box::pin(tokio::time::sleep(heartbeat.next_wait())));
-    arm(&mut join_timer).await;
-    arm(&mut heartbeat_timer).await;
+}
 
-    // The whole `Option` is passed: taken apart here (`if let Some(join) = join`), it stayed
-    // in the loop's future for the session's life.
-    if let Err(reason) = join_on_connect::<D, _>(&mut core, &mut state, &mut sink, join).await {
-        core.finish(reason);
-        return;
+/// The session's first writes, before its loop: the dialect's greeting, the keepalive's timer
+/// (made after the greeting, as the interval counts from it) and both timers armed, then the
+/// join it makes as it connects. Awaited once, its locals (the greeting, the join) share their
+/// room in the loop's future with the loop's own rare paths. Not an `async fn`, which would
+/// keep each argument twice (the argument, and the local it is moved into). The keepalive and
+/// its timer, or the session's end reason.
+fn start<'a, D, S>(
+    core: &'a mut SessionCore,
+    state: &'a mut D::State,
+    sink: &'a mut S,
+    timers: (&'a mut Timer, u64),
+    join: Option<Join>,
+) -> impl Future<Output = Result<(Heartbeat, Timer), &'static str>> + 'a
+where
+    D: TextFrames,
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    async move {
+        let (join_timer, ping_secs) = timers;
+        if let Some(greeting) = D::greeting(state)
+            && sink.send(Message::Text(greeting.into())).await.is_err()
+        {
+            return Err("write failed");
+        }
+        let keepalive = D::keepalive(state).or_else(|| websocket_pings(ping_secs));
+        let heartbeat = Heartbeat::new(keepalive);
+        // Boxed, and only when pings are on: a timer inline in every session's future made
+        // every idle Ant and raw session larger by a whole timer (BENCHMARKS.md, "Profiling
+        // figures (moved from code comments)").
+        let mut heartbeat_timer: Timer =
+            keepalive.map(|_| Box::pin(tokio::time::sleep(heartbeat.next_wait())));
+        arm(join_timer).await;
+        arm(&mut heartbeat_timer).await;
+        // The whole `Option` is passed: taken apart here (`if let Some(join) = join`), it
+        // stayed in the loop's future for the session's life.
+        join_on_connect::<D, _>(core, state, sink, join).await?;
+        Ok((heartbeat, heartbeat_timer))
     }
+}
+
+/// The session loop of [`run_websocket`].
+async fn session_loop<D, Si, St>(parts: Box<LoopParts<D, Si, St>>)
+where
+    D: TextFrames,
+    Si: Sink<Message, Error = axum::Error> + Unpin,
+    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let Opened {
+        mut sink,
+        mut stream,
+        mut state,
+        mut rx,
+        cancel,
+        info,
+        permit: _permit,
+        mut limiter,
+        join_timeout_secs,
+        mut join_timer,
+        write_timeout_secs,
+        ping_secs,
+        mut core,
+        join,
+    } = open(parts);
+    let started = start::<D, _>(
+        &mut core,
+        &mut state,
+        &mut sink,
+        (&mut join_timer, ping_secs),
+        join,
+    );
+    let (mut heartbeat, mut heartbeat_timer) = match started.await {
+        Ok(keepalive) => keepalive,
+        Err(reason) => {
+            core.finish(reason);
+            return;
+        }
+    };
 
     // Set while this session's last event waits for room in its receivers' queues: the socket
     // is not read meanwhile (TCP flow control slows the peer), but the session goes on writing
