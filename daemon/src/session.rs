@@ -402,7 +402,7 @@ struct Opened<D: Dialect, Si, St> {
     join_timeout_secs: u32,
     join_timer: Timer,
     write_timeout_secs: u32,
-    ping_secs: u64,
+    heartbeat: Heartbeat,
     core: SessionCore,
     join: Option<Join>,
 }
@@ -446,7 +446,8 @@ where
     let limiter = RateLimiter::new(&config.limits, Instant::now());
     let write_timeout_secs =
         u32::try_from(config.limits.write_timeout_secs.max(1)).unwrap_or(u32::MAX);
-    let ping_secs = config.limits.ping_interval_secs;
+    let keepalive =
+        D::keepalive(&state).or_else(|| websocket_pings(config.limits.ping_interval_secs));
     drop(config);
     let core = SessionCore {
         gateway,
@@ -473,7 +474,7 @@ where
         join_timeout_secs: u32::try_from(join_timeout.as_secs()).unwrap_or(u32::MAX),
         join_timer,
         write_timeout_secs,
-        ping_secs,
+        heartbeat: Heartbeat::new(keepalive),
         core,
         join,
     }
@@ -483,39 +484,38 @@ where
 /// (made after the greeting, as the interval counts from it) and both timers armed, then the
 /// join it makes as it connects. Awaited once, its locals (the greeting, the join) share their
 /// room in the loop's future with the loop's own rare paths. Not an `async fn`, which would
-/// keep each argument twice (the argument, and the local it is moved into). The keepalive and
-/// its timer, or the session's end reason.
+/// keep each argument twice (the argument, and the local it is moved into). The keepalive's
+/// timer, or the session's end reason.
 fn start<'a, D, S>(
     core: &'a mut SessionCore,
     state: &'a mut D::State,
     sink: &'a mut S,
-    timers: (&'a mut Timer, u64),
+    timers: (&'a mut Timer, &'a Heartbeat),
     join: Option<Join>,
-) -> impl Future<Output = Result<(Heartbeat, Timer), &'static str>> + 'a
+) -> impl Future<Output = Result<Timer, &'static str>> + 'a
 where
     D: TextFrames,
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
     async move {
-        let (join_timer, ping_secs) = timers;
+        let (join_timer, heartbeat) = timers;
         if let Some(greeting) = D::greeting(state)
             && sink.send(Message::Text(greeting.into())).await.is_err()
         {
             return Err("write failed");
         }
-        let keepalive = D::keepalive(state).or_else(|| websocket_pings(ping_secs));
-        let heartbeat = Heartbeat::new(keepalive);
         // Boxed, and only when pings are on: a timer inline in every session's future made
         // every idle Ant and raw session larger by a whole timer (BENCHMARKS.md, "Profiling
         // figures (moved from code comments)").
-        let mut heartbeat_timer: Timer =
-            keepalive.map(|_| Box::pin(tokio::time::sleep(heartbeat.next_wait())));
+        let mut heartbeat_timer: Timer = heartbeat
+            .keepalive
+            .map(|_| Box::pin(tokio::time::sleep(heartbeat.next_wait())));
         arm(join_timer).await;
         arm(&mut heartbeat_timer).await;
         // The whole `Option` is passed: taken apart here (`if let Some(join) = join`), it
         // stayed in the loop's future for the session's life.
         join_on_connect::<D, _>(core, state, sink, join).await?;
-        Ok((heartbeat, heartbeat_timer))
+        Ok(heartbeat_timer)
     }
 }
 
@@ -538,7 +538,7 @@ where
         join_timeout_secs,
         mut join_timer,
         write_timeout_secs,
-        ping_secs,
+        mut heartbeat,
         mut core,
         join,
     } = open(parts);
@@ -546,11 +546,11 @@ where
         &mut core,
         &mut state,
         &mut sink,
-        (&mut join_timer, ping_secs),
+        (&mut join_timer, &heartbeat),
         join,
     );
-    let (mut heartbeat, mut heartbeat_timer) = match started.await {
-        Ok(keepalive) => keepalive,
+    let mut heartbeat_timer = match started.await {
+        Ok(timer) => timer,
         Err(reason) => {
             core.finish(reason);
             return;
@@ -836,46 +836,48 @@ where
 /// Runs the join a session makes as it connects (a raw URL's room, engine.io 3's namespace), if
 /// it has one: a refusal is told in the peer's dialect and closes the session (4409 when the
 /// room is full, 4403 otherwise); the join's acknowledgement and notices are written. The
-/// session's end reason when it ends here.
-async fn join_on_connect<D, S>(
-    core: &mut SessionCore,
-    state: &mut D::State,
-    sink: &mut S,
+/// session's end reason when it ends here. Not an `async fn`, for the reason [`start`] is not.
+fn join_on_connect<'a, D, S>(
+    core: &'a mut SessionCore,
+    state: &'a mut D::State,
+    sink: &'a mut S,
     join: Option<Join>,
-) -> Result<(), &'static str>
+) -> impl Future<Output = Result<(), &'static str>> + 'a
 where
     D: TextFrames,
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    let Some(join) = join else {
-        return Ok(());
-    };
-    let room = join.room.clone();
-    if let Some(Refused { refusal, .. }) =
-        core.dispatch(Event::Join(join), None, Instant::now()).await
-    {
-        let frame = D::encode(state, &refusal_event(&refusal, Some(&room)));
-        let code = match refusal.code {
-            ErrorCode::RoomFull => close_code::ROOM_FULL,
-            _ => close_code::REFUSED,
+    async move {
+        let Some(join) = join else {
+            return Ok(());
         };
-        if let Some(frame) = frame {
-            let _ = sink.send(Message::Text(frame.into())).await;
+        let room = join.room.clone();
+        if let Some(Refused { refusal, .. }) =
+            core.dispatch(Event::Join(join), None, Instant::now()).await
+        {
+            let frame = D::encode(state, &refusal_event(&refusal, Some(&room)));
+            let code = match refusal.code {
+                ErrorCode::RoomFull => close_code::ROOM_FULL,
+                _ => close_code::REFUSED,
+            };
+            if let Some(frame) = frame {
+                let _ = sink.send(Message::Text(frame.into())).await;
+            }
+            let _ = sink.send(close(code, &refusal.message)).await;
+            return Err("join refused");
         }
-        let _ = sink.send(close(code, &refusal.message)).await;
-        return Err("join refused");
-    }
-    // A dialect that acknowledges joins (engine.io 3's connect of `/`) says so now, then the
-    // join's own notices.
-    let frames = D::joined(state)
-        .into_iter()
-        .chain(own_frames::<D>(state, core).into_iter().map(|(f, _)| f));
-    for frame in frames {
-        if sink.send(Message::Text(frame.into())).await.is_err() {
-            return Err("write failed");
+        // A dialect that acknowledges joins (engine.io 3's connect of `/`) says so now, then the
+        // join's own notices.
+        let frames = D::joined(state)
+            .into_iter()
+            .chain(own_frames::<D>(state, core).into_iter().map(|(f, _)| f));
+        for frame in frames {
+            if sink.send(Message::Text(frame.into())).await.is_err() {
+                return Err("write failed");
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// How long a session of `D` may go without joining: `[limits] join_timeout_secs`, and for
