@@ -486,6 +486,7 @@ where
 /// room in the loop's future with the loop's own rare paths. Not an `async fn`, which would
 /// keep each argument twice (the argument, and the local it is moved into). The keepalive's
 /// timer, or the session's end reason.
+#[allow(clippy::manual_async_fn)] // the point: an `async fn` keeps its arguments twice.
 fn start<'a, D, S>(
     core: &'a mut SessionCore,
     state: &'a mut D::State,
@@ -837,6 +838,7 @@ where
 /// it has one: a refusal is told in the peer's dialect and closes the session (4409 when the
 /// room is full, 4403 otherwise); the join's acknowledgement and notices are written. The
 /// session's end reason when it ends here. Not an `async fn`, for the reason [`start`] is not.
+#[allow(clippy::manual_async_fn)] // the point: an `async fn` keeps its arguments twice.
 fn join_on_connect<'a, D, S>(
     core: &'a mut SessionCore,
     state: &'a mut D::State,
