@@ -446,9 +446,9 @@ where
     let limiter = RateLimiter::new(&config.limits, Instant::now());
     let write_timeout_secs =
         u32::try_from(config.limits.write_timeout_secs.max(1)).unwrap_or(u32::MAX);
+    // Read before the greeting, which only reads the dialect's state; its timer is made after.
     let keepalive =
         D::keepalive(&state).or_else(|| websocket_pings(config.limits.ping_interval_secs));
-    drop(config);
     let core = SessionCore {
         gateway,
         peer: gateway::peer(id, D::KIND),
