@@ -384,55 +384,72 @@ fn unbox<T>(boxed: Box<T>) -> T {
     *boxed
 }
 
-/// The session loop of [`run_websocket`].
-async fn session_loop<D, Si, St>(parts: Box<LoopParts<D, Si, St>>)
+/// What the session loop holds from its start to its end, taken apart from its [`LoopParts`]
+/// by [`open`], a plain function. A local of an `async fn` that is taken apart field by field
+/// (the `WsSession`, its `SessionHandle`), or borrowed, keeps its room in the future until its
+/// scope ends, and a local held at more than one `.await` is kept beside every other such
+/// local: taken apart in the loop itself, the parts it starts from were held a second time by
+/// every idle session (BENCHMARKS.md, "Lean idle sessions", seventh step).
+struct Opened<D: Dialect, Si, St> {
+    sink: Si,
+    stream: St,
+    state: Box<D::State>,
+    rx: Inbox,
+    cancel: tokio_util::sync::CancellationToken,
+    info: Arc<SessionInfo>,
+    permit: Permit,
+    limiter: RateLimiter,
+    join_timeout_secs: u32,
+    join_timer: Timer,
+    write_timeout_secs: u32,
+    heartbeat: Heartbeat,
+    core: SessionCore,
+    join: Option<Join>,
+}
+
+/// Takes the session's parts apart and registers what the loop needs before its first write.
+fn open<D, Si, St>(parts: Box<LoopParts<D, Si, St>>) -> Opened<D, Si, St>
 where
     D: TextFrames,
-    Si: Sink<Message, Error = axum::Error> + Unpin,
-    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
 {
     let LoopParts {
-        mut sink,
-        mut stream,
-        session,
+        sink,
+        stream,
+        session:
+            WsSession {
+                gateway,
+                handle:
+                    SessionHandle {
+                        id,
+                        rx,
+                        cancel,
+                        info,
+                    },
+                state,
+                join,
+                permit,
+                app,
+            },
     } = unbox(parts);
-    let WsSession {
-        gateway,
-        handle,
-        state,
-        join,
-        permit: _permit,
-        app,
-    } = session;
     // Boxed: socket.io's state (its ids, room and token, 112 bytes) inline made its loop's
     // future 128 bytes too large for its task to fit mimalloc's 2,048-byte class; Ant's and
     // raw's (one `String`) cost a 32-byte block.
-    let mut state = Box::new(state);
-    let SessionHandle {
-        id,
-        mut rx,
-        cancel,
-        info,
-    } = handle;
-    // What the loop needs of the configuration, read in a block of its own: a local that is
-    // borrowed stays in the loop's future to its scope's end, and every part the loop holds is
-    // held by every idle session (the rare path that needs more reads the configuration again).
-    let (mut limiter, join_timeout_secs, mut join_timer, write_timeout_secs, ping_secs) = {
-        let config = gateway.config();
-        let join_timeout = join_timeout::<D>(&config);
-        // Boxed, and dropped once the session is engaged: inline, the timer stayed in every
-        // session's future for its whole life.
-        let join_timer: Timer =
-            (!join_timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(join_timeout)));
-        (
-            RateLimiter::new(&config.limits, Instant::now()),
-            u32::try_from(join_timeout.as_secs()).unwrap_or(u32::MAX),
-            join_timer,
-            u32::try_from(config.limits.write_timeout_secs.max(1)).unwrap_or(u32::MAX),
-            config.limits.ping_interval_secs,
-        )
-    };
-    let mut core = SessionCore {
+    let state = Box::new(state);
+    // What the loop needs of the configuration: the rare path that needs more reads the
+    // configuration again.
+    let config = gateway.config();
+    let join_timeout = join_timeout::<D>(&config);
+    // Boxed, and dropped once the session is engaged: inline, the timer stayed in every
+    // session's future for its whole life.
+    let join_timer: Timer =
+        (!join_timeout.is_zero()).then(|| Box::pin(tokio::time::sleep(join_timeout)));
+    let limiter = RateLimiter::new(&config.limits, Instant::now());
+    let write_timeout_secs =
+        u32::try_from(config.limits.write_timeout_secs.max(1)).unwrap_or(u32::MAX);
+    // Read before the greeting, which only reads the dialect's state; its timer is made after.
+    let keepalive =
+        D::keepalive(&state).or_else(|| websocket_pings(config.limits.ping_interval_secs));
+    let core = SessionCore {
         gateway,
         peer: gateway::peer(id, D::KIND),
         app,
@@ -445,28 +462,101 @@ where
     // This loop writes its own notices itself (`own_frames`): they need no queue.
     rx.write_own();
     telemetry::session_opened(id, D::KIND);
-    if let Some(greeting) = D::greeting(&state)
-        && sink.send(Message::Text(greeting.into())).await.is_err()
-    {
-        core.finish("write failed");
-        return;
+    Opened {
+        sink,
+        stream,
+        state,
+        rx,
+        cancel,
+        info,
+        permit,
+        limiter,
+        join_timeout_secs: u32::try_from(join_timeout.as_secs()).unwrap_or(u32::MAX),
+        join_timer,
+        write_timeout_secs,
+        heartbeat: Heartbeat::new(keepalive),
+        core,
+        join,
     }
-    let keepalive = D::keepalive(&state).or_else(|| websocket_pings(ping_secs));
-    let mut heartbeat = Heartbeat::new(keepalive);
-    // Boxed, and only when pings are on: a timer inline in every session's future made every
-    // idle Ant and raw session larger by a whole timer (BENCHMARKS.md, "Profiling figures
-    // (moved from code comments)").
-    let mut heartbeat_timer =
-        keepalive.map(|_| Box::pin(tokio::time::sleep(heartbeat.next_wait())));
-    arm(&mut join_timer).await;
-    arm(&mut heartbeat_timer).await;
+}
 
-    // The whole `Option` is passed: taken apart here (`if let Some(join) = join`), it stayed
-    // in the loop's future for the session's life.
-    if let Err(reason) = join_on_connect::<D, _>(&mut core, &mut state, &mut sink, join).await {
-        core.finish(reason);
-        return;
+/// The session's first writes, before its loop: the dialect's greeting, the keepalive's timer
+/// (made after the greeting, as the interval counts from it) and both timers armed, then the
+/// join it makes as it connects. Awaited once, its locals (the greeting, the join) share their
+/// room in the loop's future with the loop's own rare paths. Not an `async fn`, which would
+/// keep each argument twice (the argument, and the local it is moved into). The keepalive's
+/// timer, or the session's end reason.
+#[allow(clippy::manual_async_fn)] // the point: an `async fn` keeps its arguments twice.
+fn start<'a, D, S>(
+    core: &'a mut SessionCore,
+    state: &'a mut D::State,
+    sink: &'a mut S,
+    timers: (&'a mut Timer, &'a Heartbeat),
+    join: Option<Join>,
+) -> impl Future<Output = Result<Timer, &'static str>> + 'a
+where
+    D: TextFrames,
+    S: Sink<Message, Error = axum::Error> + Unpin,
+{
+    async move {
+        let (join_timer, heartbeat) = timers;
+        if let Some(greeting) = D::greeting(state)
+            && sink.send(Message::Text(greeting.into())).await.is_err()
+        {
+            return Err("write failed");
+        }
+        // Boxed, and only when pings are on: a timer inline in every session's future made
+        // every idle Ant and raw session larger by a whole timer (BENCHMARKS.md, "Profiling
+        // figures (moved from code comments)").
+        let mut heartbeat_timer: Timer = heartbeat
+            .keepalive
+            .map(|_| Box::pin(tokio::time::sleep(heartbeat.next_wait())));
+        arm(join_timer).await;
+        arm(&mut heartbeat_timer).await;
+        // The whole `Option` is passed: taken apart here (`if let Some(join) = join`), it
+        // stayed in the loop's future for the session's life.
+        join_on_connect::<D, _>(core, state, sink, join).await?;
+        Ok(heartbeat_timer)
     }
+}
+
+/// The session loop of [`run_websocket`].
+async fn session_loop<D, Si, St>(parts: Box<LoopParts<D, Si, St>>)
+where
+    D: TextFrames,
+    Si: Sink<Message, Error = axum::Error> + Unpin,
+    St: Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let Opened {
+        mut sink,
+        mut stream,
+        mut state,
+        mut rx,
+        cancel,
+        info,
+        permit: _permit,
+        mut limiter,
+        join_timeout_secs,
+        mut join_timer,
+        write_timeout_secs,
+        mut heartbeat,
+        mut core,
+        join,
+    } = open(parts);
+    let started = start::<D, _>(
+        &mut core,
+        &mut state,
+        &mut sink,
+        (&mut join_timer, &heartbeat),
+        join,
+    );
+    let mut heartbeat_timer = match started.await {
+        Ok(timer) => timer,
+        Err(reason) => {
+            core.finish(reason);
+            return;
+        }
+    };
 
     // Set while this session's last event waits for room in its receivers' queues: the socket
     // is not read meanwhile (TCP flow control slows the peer), but the session goes on writing
@@ -747,46 +837,49 @@ where
 /// Runs the join a session makes as it connects (a raw URL's room, engine.io 3's namespace), if
 /// it has one: a refusal is told in the peer's dialect and closes the session (4409 when the
 /// room is full, 4403 otherwise); the join's acknowledgement and notices are written. The
-/// session's end reason when it ends here.
-async fn join_on_connect<D, S>(
-    core: &mut SessionCore,
-    state: &mut D::State,
-    sink: &mut S,
+/// session's end reason when it ends here. Not an `async fn`, for the reason [`start`] is not.
+#[allow(clippy::manual_async_fn)] // the point: an `async fn` keeps its arguments twice.
+fn join_on_connect<'a, D, S>(
+    core: &'a mut SessionCore,
+    state: &'a mut D::State,
+    sink: &'a mut S,
     join: Option<Join>,
-) -> Result<(), &'static str>
+) -> impl Future<Output = Result<(), &'static str>> + 'a
 where
     D: TextFrames,
     S: Sink<Message, Error = axum::Error> + Unpin,
 {
-    let Some(join) = join else {
-        return Ok(());
-    };
-    let room = join.room.clone();
-    if let Some(Refused { refusal, .. }) =
-        core.dispatch(Event::Join(join), None, Instant::now()).await
-    {
-        let frame = D::encode(state, &refusal_event(&refusal, Some(&room)));
-        let code = match refusal.code {
-            ErrorCode::RoomFull => close_code::ROOM_FULL,
-            _ => close_code::REFUSED,
+    async move {
+        let Some(join) = join else {
+            return Ok(());
         };
-        if let Some(frame) = frame {
-            let _ = sink.send(Message::Text(frame.into())).await;
+        let room = join.room.clone();
+        if let Some(Refused { refusal, .. }) =
+            core.dispatch(Event::Join(join), None, Instant::now()).await
+        {
+            let frame = D::encode(state, &refusal_event(&refusal, Some(&room)));
+            let code = match refusal.code {
+                ErrorCode::RoomFull => close_code::ROOM_FULL,
+                _ => close_code::REFUSED,
+            };
+            if let Some(frame) = frame {
+                let _ = sink.send(Message::Text(frame.into())).await;
+            }
+            let _ = sink.send(close(code, &refusal.message)).await;
+            return Err("join refused");
         }
-        let _ = sink.send(close(code, &refusal.message)).await;
-        return Err("join refused");
-    }
-    // A dialect that acknowledges joins (engine.io 3's connect of `/`) says so now, then the
-    // join's own notices.
-    let frames = D::joined(state)
-        .into_iter()
-        .chain(own_frames::<D>(state, core).into_iter().map(|(f, _)| f));
-    for frame in frames {
-        if sink.send(Message::Text(frame.into())).await.is_err() {
-            return Err("write failed");
+        // A dialect that acknowledges joins (engine.io 3's connect of `/`) says so now, then the
+        // join's own notices.
+        let frames = D::joined(state)
+            .into_iter()
+            .chain(own_frames::<D>(state, core).into_iter().map(|(f, _)| f));
+        for frame in frames {
+            if sink.send(Message::Text(frame.into())).await.is_err() {
+                return Err("write failed");
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// How long a session of `D` may go without joining: `[limits] join_timeout_secs`, and for

@@ -123,7 +123,10 @@ fn upgrade(
 
 /// The session of an admitted client, or the refusal of a refused one. Not an `async fn`: one
 /// would keep its own copy of the socket and the state beside the session's for the session's
-/// whole life (BENCHMARKS.md, "Profiling figures (moved from code comments)").
+/// whole life (BENCHMARKS.md, "Profiling figures (moved from code comments)"). The refusal is
+/// boxed: its future (the socket, the state and a timeout) is larger than the session's, and
+/// inline it set the size of every session's task (BENCHMARKS.md, "Lean idle sessions",
+/// seventh step).
 fn serve(
     cx: ListenerContext,
     socket: WebSocket,
@@ -133,7 +136,7 @@ fn serve(
 ) -> impl Future<Output = ()> + Send {
     let permit = match admitted {
         Ok(permit) => permit,
-        Err(message) => return Either::Right(refuse(socket, state, message)),
+        Err(message) => return Either::Right(Box::pin(refuse(socket, state, message))),
     };
     let (ws_session, span) = super::engineio::start_session(&cx, addr, state, permit, "websocket");
     let session = session::run_websocket::<SocketIoWs>(socket, ws_session);
