@@ -28,6 +28,10 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 /// larger read means fewer syscalls and fewer attempts to parse a message that is incomplete.
 const READ_ROOM: usize = 64 * 1024;
 
+/// Most a read reserves ahead for one reply its framing announces (bundles are at most a few
+/// hundred KiB; a larger reply grows the buffer read by read).
+const MAX_RESERVE: usize = 4 * 1024 * 1024;
+
 /// Most buffers handed to one vectored write.
 const IOV: usize = 64;
 
@@ -150,8 +154,14 @@ impl RespConn {
                     Err(e) => return Err(protocol(&e.to_string())),
                 }
             }
-            if self.read.capacity() - self.read.len() < READ_ROOM / 4 {
-                self.read.reserve(READ_ROOM);
+            // Room for the rest of the reply at once, when its framing says how long it is:
+            // grown read by read, a bundle of a few hundred KiB was copied again at each
+            // growth (`BytesMut::reserve_inner`).
+            let coming = reply_len(&self.read)
+                .min(MAX_RESERVE)
+                .saturating_sub(self.read.len());
+            if self.read.capacity() - self.read.len() < coming.max(READ_ROOM / 4) {
+                self.read.reserve(coming.max(READ_ROOM));
             }
             if self.io.read_buf(&mut self.read).await? == 0 {
                 if self.read.is_empty() {
@@ -261,6 +271,37 @@ impl Pipeline {
     }
 }
 
+/// How long the first reply in `buf` is at least, from the framing read so far: for an array
+/// of bulk strings (a pushed message: `*3`, `message`, the channel, the payload), the whole
+/// reply once the last element's length is in; 0 when nothing is known.
+fn reply_len(buf: &[u8]) -> usize {
+    fn line(buf: &[u8], at: usize) -> Option<(i64, usize)> {
+        let rest = buf.get(at + 1..)?;
+        let end = rest.windows(2).take(24).position(|w| w == CRLF)?;
+        let n = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+        Some((n, at + 1 + end + 2))
+    }
+    let (mut at, count) = match buf.first() {
+        Some(b'*') => match line(buf, 0) {
+            Some((n, next)) if n > 0 => (next, n),
+            _ => return 0,
+        },
+        Some(b'$') => (0, 1),
+        _ => return 0,
+    };
+    for _ in 0..count {
+        if buf.get(at) != Some(&b'$') {
+            return at;
+        }
+        let Some((len, next)) = line(buf, at) else {
+            return at;
+        };
+        let len = usize::try_from(len).unwrap_or(0);
+        at = next.saturating_add(len).saturating_add(2);
+    }
+    at
+}
+
 /// Appends one RESP command (an array of bulk strings) to `out`.
 pub fn command(out: &mut BytesMut, args: &[&[u8]]) {
     array_header(out, args.len());
@@ -337,6 +378,20 @@ mod tests {
             &out[..],
             b"*3\r\n$7\r\nPUBLISH\r\n$9\r\nsb:node:a\r\n$5\r\nhello\r\n"
         );
+    }
+
+    #[test]
+    fn a_pushed_message_says_its_length_once_its_payload_header_is_in() {
+        let whole: &[u8] = b"*3\r\n$7\r\nmessage\r\n$4\r\nsb:a\r\n$5\r\nhello\r\n";
+        let header = whole.len() - b"hello\r\n".len();
+        assert_eq!(reply_len(whole), whole.len());
+        assert_eq!(reply_len(&whole[..header + 2]), whole.len());
+        assert_eq!(reply_len(&whole[..header]), whole.len());
+        // Before the payload's length is read: what is known so far, at most.
+        assert!(reply_len(&whole[..header - 3]) <= header);
+        assert_eq!(reply_len(b""), 0);
+        assert_eq!(reply_len(b":1\r\n"), 0);
+        assert_eq!(reply_len(b"$3\r\nabc\r\n"), 9);
     }
 
     #[test]
