@@ -19,8 +19,8 @@ use bytes::{Bytes, BytesMut};
 use switchboard_plugin_api::Peer;
 use switchboard_protocol::JoinMode;
 use switchboard_protocol::cluster::{
-    BUNDLE_LIMIT, BundleWriter, ForwardRef, FrameRef, NodeMessage, RemotePeer, forward_body,
-    prepare_forward,
+    BUNDLE_LIMIT, BundleParts, ForwardRef, FrameRef, NodeMessage, PartsWriter, RemotePeer,
+    forward_body, prepare_forward,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -358,11 +358,11 @@ struct Bundled {
 /// one per entry of the returned list, in order), the membership scripts with their replies
 /// ignored. The frames between two membership items are grouped by receiving node, each
 /// node's in queue order, and bundled; a membership item closes the open bundles first.
-fn pipeline(
+fn pipeline<'a>(
     cluster: &Cluster,
-    chunk: &[Option<Entry>],
+    chunk: &'a [Option<Entry>],
     arena: &mut BytesMut,
-) -> (resp::Pipeline, Vec<Bundled>) {
+) -> (resp::Pipeline<'a>, Vec<Bundled>) {
     let mut pipe = resp::Pipeline::default();
     let mut bundles = Vec::new();
     // The frames since the last membership item, by node in order of first appearance.
@@ -395,37 +395,39 @@ fn pipeline(
 }
 
 /// Publishes the `open` frames, one bundle per node (more when one passes [`BUNDLE_LIMIT`]).
-fn bundle_open(
+fn bundle_open<'a>(
     cluster: &Cluster,
-    chunk: &[Option<Entry>],
+    chunk: &'a [Option<Entry>],
     open: &mut Vec<(Arc<str>, Vec<usize>)>,
     arena: &mut BytesMut,
-    pipe: &mut resp::Pipeline,
+    pipe: &mut resp::Pipeline<'a>,
     bundles: &mut Vec<Bundled>,
 ) {
     for (node, frames) in open.drain(..) {
         let channel = cluster.keys.channel(&node);
-        let mut publish = |bundle: Bytes, frames: &[usize]| {
-            pipe.publish(channel.as_bytes(), bundle);
+        let mut publish = |bundle: BundleParts<'a>, frames: &[usize]| {
+            pipe.publish_parts(channel.as_bytes(), bundle);
             bundles.push(Bundled {
                 node: Arc::clone(&node),
                 frames: frames.to_vec(),
             });
         };
-        // The bundle's room at once: grown frame by frame, the buffer was copied again at each
-        // doubling (about a twentieth of a node's CPU in a cross-node run).
+        // The bundle's own bytes at once (its header, each frame's length and number, the
+        // frames copied): grown frame by frame, the buffer was copied again at each doubling
+        // (about a twentieth of a node's CPU in a cross-node run). A large body is not copied
+        // but written from the frame the publisher keeps (a piece of the bundle of its own).
         let entries = || frames.iter().filter_map(|&i| chunk[i].as_ref());
-        let size: usize = entries().map(frame_size).sum();
+        let size: usize = entries().map(own_size).sum();
         // A bundle passes its limit by the frame that closes it (written, then moved on): room
         // for that frame too, or the whole bundle was copied once more when it came.
-        let largest = entries().map(frame_size).max();
+        let largest = entries().map(own_size).max();
         let need = size.min(BUNDLE_LIMIT + largest.unwrap_or(0)) + 2 + cluster.node.len();
         if arena.capacity() < need {
             // A fresh buffer rather than `reserve`: growing the old one in place would copy
             // its whole previous capacity (realloc knows no length), for nothing.
             *arena = BytesMut::with_capacity(need);
         }
-        let mut writer = BundleWriter::new(arena, &cluster.node, BUNDLE_LIMIT);
+        let mut writer = PartsWriter::new(arena, &cluster.node, BUNDLE_LIMIT, SHARE_FROM);
         let mut first = 0;
         for (k, &i) in frames.iter().enumerate() {
             let Some(entry) = &chunk[i] else { continue };
@@ -437,6 +439,22 @@ fn bundle_open(
         if let Some(last) = writer.finish() {
             publish(last, &frames[first..]);
         }
+    }
+}
+
+/// The bodies written from where they are rather than copied into their bundle: below this a
+/// copy costs less than a piece of its own in the vectored write.
+const SHARE_FROM: usize = 512;
+
+/// The bytes `entry`'s frame takes in the bundle's own buffer: a large body's length and
+/// number only ([`SHARE_FROM`]).
+fn own_size(entry: &Entry) -> usize {
+    match &entry.item {
+        Outgoing::Frame {
+            msg: OutMessage::Forward(body),
+            ..
+        } if body.len() >= SHARE_FROM => 12,
+        _ => frame_size(entry),
     }
 }
 
@@ -482,7 +500,7 @@ fn remote(peer: &Peer) -> RemotePeer {
 /// Adds `entry`'s frame to the bundle (a full bundle comes back, see [`BundleWriter::push`]).
 /// To a peer of the sender's dialect only a text crosses, in the body its sender's task
 /// rendered ([`forward`]); to another dialect only the event.
-fn push_frame(writer: &mut BundleWriter<'_>, entry: &Entry) -> Option<Bytes> {
+fn push_frame<'a>(writer: &mut PartsWriter<'a, '_>, entry: &'a Entry) -> Option<BundleParts<'a>> {
     let Outgoing::Frame { msg, .. } = &entry.item else {
         return None;
     };
@@ -501,7 +519,7 @@ fn push_frame(writer: &mut BundleWriter<'_>, entry: &Entry) -> Option<Bytes> {
             room: room.clone(),
             session: session.0,
         },
-        OutMessage::Forward(body) => return writer.push(seq, FrameRef::Body(body)),
+        OutMessage::Forward(body) => return writer.push_body(seq, body),
         OutMessage::Relay(to, envelope) => NodeMessage::Relay {
             to: *to,
             from: remote(&envelope.from),

@@ -18,6 +18,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use redis::{ConnectionAddr, ErrorKind, RedisError, RedisResult};
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
+use switchboard_protocol::cluster::{BundleParts, Part};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -32,8 +33,41 @@ const READ_ROOM: usize = 64 * 1024;
 /// hundred KiB; a larger reply grows the buffer read by read).
 const MAX_RESERVE: usize = 4 * 1024 * 1024;
 
-/// Most buffers handed to one vectored write.
-const IOV: usize = 64;
+/// Most buffers handed to one vectored write: a bundle is written in pieces, two per large
+/// body (Linux takes up to 1,024).
+const IOV: usize = 512;
+
+/// Bytes to write: a buffer of the connection's own, or bytes borrowed from their owner for
+/// the time of the write (a bundle's bodies, written from the frames the publisher keeps).
+#[derive(Debug)]
+pub enum Chunk<'a> {
+    /// Owned (shared) bytes.
+    Owned(Bytes),
+    /// Borrowed bytes.
+    Borrowed(&'a [u8]),
+}
+
+impl Chunk<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(b) => b,
+            Chunk::Borrowed(b) => b,
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Chunk::Owned(b) => b.advance(n),
+            Chunk::Borrowed(b) => *b = &b[n..],
+        }
+    }
+}
+
+impl From<Bytes> for Chunk<'_> {
+    fn from(bytes: Bytes) -> Self {
+        Chunk::Owned(bytes)
+    }
+}
 
 /// A byte stream to Redis: TCP, TLS over TCP, or a Unix socket.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -97,7 +131,7 @@ impl RespConn {
             args.push(password.as_bytes());
             let mut out = BytesMut::new();
             command(&mut out, &args);
-            conn.write(vec![out.freeze()]).await?;
+            conn.write(vec![out.freeze().into()]).await?;
             match conn.read_frame().await? {
                 Some(BytesFrame::SimpleString(_)) => {}
                 Some(BytesFrame::Error(e)) => {
@@ -114,13 +148,13 @@ impl RespConn {
     }
 
     /// Writes `chunks` in order, as few syscalls as the kernel allows (vectored writes).
-    pub async fn write(&mut self, mut chunks: Vec<Bytes>) -> RedisResult<()> {
+    pub async fn write(&mut self, mut chunks: Vec<Chunk<'_>>) -> RedisResult<()> {
         let mut first = 0;
         while first < chunks.len() {
             let slices: Vec<IoSlice<'_>> = chunks[first..]
                 .iter()
                 .take(IOV)
-                .map(|c| IoSlice::new(c))
+                .map(|c| IoSlice::new(c.bytes()))
                 .collect();
             let mut written = self.io.write_vectored(&slices).await?;
             if written == 0 {
@@ -128,14 +162,14 @@ impl RespConn {
             }
             while written > 0 {
                 let chunk = &mut chunks[first];
-                let n = written.min(chunk.len());
+                let n = written.min(chunk.bytes().len());
                 chunk.advance(n);
                 written -= n;
-                if chunk.is_empty() {
+                if chunk.bytes().is_empty() {
                     first += 1;
                 }
             }
-            while chunks.get(first).is_some_and(Bytes::is_empty) {
+            while chunks.get(first).is_some_and(|c| c.bytes().is_empty()) {
                 first += 1;
             }
         }
@@ -214,20 +248,34 @@ fn tls_config(ca_file: Option<&Path>) -> RedisResult<Arc<ClientConfig>> {
 /// Commands sent as one pipeline on a [`RespConn`]: `PUBLISH`es whose payloads are written
 /// from their own buffers, and other commands encoded by redis-rs.
 #[derive(Debug, Default)]
-pub struct Pipeline {
+pub struct Pipeline<'a> {
     /// Framing (and whole commands) not yet cut into `chunks`.
     head: BytesMut,
-    chunks: Vec<Bytes>,
+    chunks: Vec<Chunk<'a>>,
     /// For each command in order: whether it is a `PUBLISH` (whose reply is returned).
     publish: Vec<bool>,
 }
 
-impl Pipeline {
+impl<'a> Pipeline<'a> {
     /// Adds `PUBLISH channel payload`; `payload` is written as it is, not copied.
     pub fn publish(&mut self, channel: &[u8], payload: Bytes) {
         publish_header(&mut self.head, channel, payload.len());
-        self.chunks.push(self.head.split().freeze());
-        self.chunks.push(payload);
+        self.chunks.push(self.head.split().freeze().into());
+        self.chunks.push(payload.into());
+        self.head.extend_from_slice(CRLF);
+        self.publish.push(true);
+    }
+
+    /// Adds `PUBLISH channel bundle` for a bundle in pieces, each written from where it is.
+    pub fn publish_parts(&mut self, channel: &[u8], bundle: BundleParts<'a>) {
+        publish_header(&mut self.head, channel, bundle.len);
+        self.chunks.push(self.head.split().freeze().into());
+        for part in bundle.parts {
+            self.chunks.push(match part {
+                Part::Own(range) => Chunk::Owned(bundle.own.slice(range)),
+                Part::Body(body) => Chunk::Borrowed(body),
+            });
+        }
         self.head.extend_from_slice(CRLF);
         self.publish.push(true);
     }
@@ -242,7 +290,7 @@ impl Pipeline {
     /// order. An error reply fails the whole pipeline, as redis-rs's pipelines do.
     pub async fn exec(mut self, conn: &mut RespConn) -> RedisResult<Vec<i64>> {
         if !self.head.is_empty() {
-            self.chunks.push(self.head.split().freeze());
+            self.chunks.push(self.head.split().freeze().into());
         }
         conn.write(self.chunks).await?;
         let mut counts = Vec::new();
