@@ -411,7 +411,10 @@ fn bodies(frames: &[NodeFrame]) -> Vec<Option<bytes::Bytes>> {
 fn a_bundle_written_from_its_parts_is_the_same_bundle() {
     let frames = bundle_cases();
     let bodies = bodies(&frames);
-    assert!(bodies.iter().any(Option::is_some), "the cases hold forwards");
+    assert!(
+        bodies.iter().any(Option::is_some),
+        "the cases hold forwards"
+    );
     let whole: usize = frames
         .iter()
         .map(|f| f.to_bytes().len() - (2 + NODE.len()))
@@ -455,7 +458,11 @@ fn a_bundle_written_from_its_parts_is_the_same_bundle() {
     for (frame, body) in frames.iter().zip(&bodies) {
         match body {
             Some(body) => assert!(writer.push_body(frame.seq, body).is_none()),
-            None => assert!(writer.push(frame.seq, FrameRef::Message(&frame.msg)).is_none()),
+            None => assert!(
+                writer
+                    .push(frame.seq, FrameRef::Message(&frame.msg))
+                    .is_none()
+            ),
         }
     }
     let parts = writer.finish().unwrap();

@@ -66,7 +66,8 @@ pub enum Outgoing {
     /// End a claim (record the member if accepted, release the room's lock). Boxed, as are
     /// the rare large messages of [`OutMessage`]: every item of the outbox, the publisher's
     /// queue and its replay window is as large as the largest variant, and each is moved
-    /// several times on its way (BENCHMARKS.md, "issue 20 item 3, session 14").
+    /// several times on its way (BENCHMARKS.md, "Forward bodies written from where they are
+    /// kept").
     Commit(Box<store::Commit>),
     /// Remove a local member's record from a room.
     Unclaim {

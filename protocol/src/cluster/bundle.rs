@@ -243,8 +243,8 @@ impl<'a, 'b> PartsWriter<'a, 'b> {
         if body.len() < self.share_from {
             return self.push(seq, FrameRef::Body(body));
         }
-        let full = (self.frames > 0 && self.len() + 12 + body.len() > self.limit)
-            .then(|| self.close());
+        let full =
+            (self.frames > 0 && self.len() + 12 + body.len() > self.limit).then(|| self.close());
         self.buf
             .put_u32(u32::try_from(8 + body.len()).unwrap_or(u32::MAX));
         self.buf.put_u64(seq.unwrap_or(0));
