@@ -12,7 +12,7 @@ use switchboard_protocol::{DialectKind, Event};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Cluster;
-use crate::cluster::RemoteForward;
+use crate::cluster::{RemoteForward, RemoteForwards};
 use crate::config::GatewayConfig;
 use crate::envelope::Envelope;
 use crate::lifecycle::{Lifecycle, Phase};
@@ -42,8 +42,10 @@ pub enum Outbound {
     Relay(Arc<Envelope>),
     /// A peer's signal from another cluster node, for a peer of the sender's dialect, as the
     /// sending node prepared it: rendered already where the rendering reads nothing of the
-    /// receiving session, so this node writes it without decoding it again.
-    Remote(Arc<RemoteForward>),
+    /// receiving session, so this node writes it without decoding it again. The forwards of
+    /// one bundle are shared; this is the one at the place given (a `u32` beside the tag, so
+    /// an item stays two words).
+    Remote(Arc<RemoteForwards>, u32),
     /// An event composed by a plugin or the gateway. Boxed: inline, an `Event` made every
     /// item as large as an event, and tokio's queue allocates its first block of 32 items when
     /// the session registers, so every idle session held a block of event-sized items
@@ -61,6 +63,14 @@ impl Outbound {
     /// A composed event.
     pub fn event(event: Event) -> Self {
         Outbound::Event(Box::new(event))
+    }
+
+    /// The forward from another node this delivery is, if it is one.
+    pub fn remote(&self) -> Option<&RemoteForward> {
+        match self {
+            Outbound::Remote(forwards, at) => forwards.get(*at),
+            _ => None,
+        }
     }
 }
 

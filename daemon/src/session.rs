@@ -59,7 +59,7 @@ pub fn render<D: Dialect>(state: &D::State, out: &Outbound) -> Option<D::Wire> {
         },
         Outbound::Event(event) => D::encode(state, event),
         // A WebSocket session writes the text ([`render_frame`]); here it is decoded again.
-        Outbound::Remote(fwd) => match fwd.envelope() {
+        Outbound::Remote(forwards, at) => match forwards.envelope(*at) {
             Ok(env) => render::<D>(state, &Outbound::Relay(Arc::new(env))),
             Err(_) => None,
         },
@@ -75,7 +75,7 @@ pub fn render<D: Dialect>(state: &D::State, out: &Outbound) -> Option<D::Wire> {
 /// slice of the bundle it came in) is written as it is, a socket.io literal framed by the
 /// receiving transport ([`TextFrames::forward_literal`]).
 fn render_frame<D: TextFrames>(state: &D::State, out: &Outbound) -> Option<Utf8Bytes> {
-    if let Outbound::Remote(fwd) = out
+    if let Some(fwd) = out.remote()
         && fwd.dialect == D::KIND
     {
         if fwd.literal {
@@ -1173,7 +1173,7 @@ async fn bounded(
 pub fn outbound_kind(out: &Outbound) -> &'static str {
     match out {
         Outbound::Relay(env) => env.event.kind(),
-        Outbound::Remote(fwd) => fwd.kind.name(),
+        Outbound::Remote(..) => out.remote().map_or("opaque", |fwd| fwd.kind.name()),
         Outbound::Event(event) => event.kind(),
         Outbound::Kick(_) => "error",
     }

@@ -27,7 +27,8 @@ mod forward;
 mod message;
 
 pub use bundle::{
-    BUNDLE_LIMIT, BundleReader, BundleWriter, FrameBody, FrameError, FrameRef, forward_body,
+    BUNDLE_LIMIT, BundleParts, BundleReader, BundleWriter, FrameBody, FrameError, FrameRef, Part,
+    PartsWriter, forward_body,
 };
 pub use forward::{Forwarding, SignalKind, prepare_forward};
 pub use message::{ForwardRef, NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer};

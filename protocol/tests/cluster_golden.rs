@@ -21,8 +21,8 @@ use similar_asserts::assert_eq;
 use switchboard_protocol::Dialect;
 use switchboard_protocol::cluster::{
     BundleReader, BundleWriter, ForwardRef, Forwarding, FrameBody, FrameError, FrameRef,
-    NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer, SignalKind, decode_bundle,
-    forward_body, prepare_forward, rebuild_event,
+    NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, Part, PartsWriter, RemotePeer, SignalKind,
+    decode_bundle, forward_body, prepare_forward, rebuild_event,
 };
 use switchboard_protocol::dialects::TextFrames;
 use switchboard_protocol::dialects::{antmedia, engineio, peerjs, raw};
@@ -377,6 +377,100 @@ fn a_forward_rendered_ahead_makes_the_golden_bundle() {
         bundle.escape_ascii().to_string(),
         stored.escape_ascii().to_string()
     );
+}
+
+/// The bodies rendered ahead of each forward of the golden cases (`None` for other frames).
+fn bodies(frames: &[NodeFrame]) -> Vec<Option<bytes::Bytes>> {
+    frames
+        .iter()
+        .map(|frame| match &frame.msg {
+            NodeMessage::Forward {
+                to,
+                dialect,
+                mode,
+                how,
+                room,
+                original,
+            } => Some(forward_body(&ForwardRef {
+                to: *to,
+                dialect: *dialect,
+                mode: *mode,
+                how: *how,
+                room,
+                original,
+            })),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Bundles written from their parts (each forward's body from its own buffer, not copied)
+/// are the bundles `BundleWriter` makes, byte for byte, cut at the same frames: the golden
+/// bundle whole, and every limit from one frame per bundle to all in one.
+#[test]
+fn a_bundle_written_from_its_parts_is_the_same_bundle() {
+    let frames = bundle_cases();
+    let bodies = bodies(&frames);
+    assert!(
+        bodies.iter().any(Option::is_some),
+        "the cases hold forwards"
+    );
+    let whole: usize = frames
+        .iter()
+        .map(|f| f.to_bytes().len() - (2 + NODE.len()))
+        .sum::<usize>()
+        + 2
+        + NODE.len();
+    for share_from in [0, 200, usize::MAX] {
+        for limit in (1..=whole + 1).step_by(37).chain([whole, usize::MAX]) {
+            let mut buf = BytesMut::new();
+            let mut writer = BundleWriter::new(&mut buf, NODE, limit);
+            let mut expected = Vec::new();
+            for frame in &frames {
+                expected.extend(push(&mut writer, frame));
+            }
+            expected.extend(writer.finish());
+            let mut buf = BytesMut::new();
+            let mut writer = PartsWriter::new(&mut buf, NODE, limit, share_from);
+            let mut got = Vec::new();
+            for (frame, body) in frames.iter().zip(&bodies) {
+                got.extend(match body {
+                    Some(body) => writer.push_body(frame.seq, body),
+                    None => writer.push(frame.seq, FrameRef::Message(&frame.msg)),
+                });
+            }
+            got.extend(writer.finish());
+            let got: Vec<Vec<u8>> = got
+                .iter()
+                .inspect(|b| assert_eq!(b.len, b.to_vec().len()))
+                .map(|b| b.to_vec())
+                .collect();
+            let expected: Vec<Vec<u8>> = expected.iter().map(|b| b.to_vec()).collect();
+            assert_eq!(got, expected, "share_from {share_from}, limit {limit}");
+        }
+    }
+    let stored = std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cluster/bundle.frame"),
+    )
+    .unwrap();
+    let mut buf = BytesMut::new();
+    let mut writer = PartsWriter::new(&mut buf, NODE, usize::MAX, 0);
+    for (frame, body) in frames.iter().zip(&bodies) {
+        match body {
+            Some(body) => assert!(writer.push_body(frame.seq, body).is_none()),
+            None => assert!(
+                writer
+                    .push(frame.seq, FrameRef::Message(&frame.msg))
+                    .is_none()
+            ),
+        }
+    }
+    let parts = writer.finish().unwrap();
+    assert!(
+        parts.parts.iter().any(|p| matches!(p, Part::Body(_))),
+        "bodies are written from their own buffers"
+    );
+    assert_eq!(parts.to_vec(), stored);
 }
 
 #[test]

@@ -2,14 +2,18 @@
 //! ([`crate::gateway::Outbound::Remote`]): the text the sending node prepared
 //! ([`switchboard_protocol::cluster::prepare_forward`]), a slice of the received bundle.
 
+use std::ops::Range;
+
 use axum::extract::ws::Utf8Bytes;
+use bytes::Bytes;
 use switchboard_plugin_api::{Peer, SessionId};
 use switchboard_protocol::cluster::{SignalKind, rebuild_event};
 use switchboard_protocol::{DialectKind, Event, JoinMode};
 
 use crate::envelope::{Envelope, Original};
 
-/// A forward from another node, kept as received.
+/// A forward from another node, kept as received: one of the forwards of a bundle
+/// ([`RemoteForwards`]).
 #[derive(Debug)]
 pub struct RemoteForward {
     /// The sender's dialect (the receiver's too).
@@ -21,28 +25,82 @@ pub struct RemoteForward {
     /// Whether `text` is a socket.io `msg` literal, which the receiving session's transport
     /// frames; otherwise it is the frame the receiving peer gets.
     pub literal: bool,
-    /// The room of the signal (a slice of the bundle).
-    pub room: Utf8Bytes,
+    /// Where the room of the signal lies in the bundle (UTF-8, checked by the reader).
+    room: Range<usize>,
     /// The text (a slice of the bundle).
     pub text: Utf8Bytes,
 }
 
-impl RemoteForward {
-    /// The forward as a relay of the sender's event, decoded from the text: for a session
-    /// that renders relays its own way (every WebSocket session takes the text as it is).
-    /// The text of an Ant or raw frame decodes as the event it renders.
-    pub fn envelope(&self) -> Result<Envelope, String> {
-        let event = self.event()?;
-        Ok(relay_envelope(
-            self.dialect,
-            self.mode,
-            event,
-            Some(Original::new(self.text.clone())),
-        ))
+/// The forwards of one received bundle for this node's sessions, shared by their deliveries
+/// ([`crate::gateway::Outbound::Remote`] names one by its place): one allocation per bundle,
+/// freed once, rather than one per forward made by the subscription's thread and freed by
+/// each session's.
+#[derive(Debug, Default)]
+pub struct RemoteForwards {
+    bundle: Bytes,
+    list: Vec<RemoteForward>,
+}
+
+impl RemoteForwards {
+    /// The forwards of `bundle`, none yet.
+    pub fn new(bundle: Bytes) -> Self {
+        Self {
+            bundle,
+            list: Vec::with_capacity(64),
+        }
     }
 
-    fn event(&self) -> Result<Event, String> {
-        rebuild_event(self.dialect, self.room.as_str(), self.text.as_str())
+    /// Adds a forward whose room and text are slices of the bundle; its place, `None` past
+    /// `u32::MAX` forwards (more than a bundle holds) or when they are not in the bundle.
+    pub fn push(
+        &mut self,
+        dialect: DialectKind,
+        mode: JoinMode,
+        kind: SignalKind,
+        literal: bool,
+        room: &str,
+        text: Utf8Bytes,
+    ) -> Option<u32> {
+        let at = u32::try_from(self.list.len()).ok()?;
+        let start = (room.as_ptr() as usize).checked_sub(self.bundle.as_ptr() as usize)?;
+        let room = start..start + room.len();
+        self.bundle.get(room.clone())?;
+        self.list.push(RemoteForward {
+            dialect,
+            mode,
+            kind,
+            literal,
+            room,
+            text,
+        });
+        Some(at)
+    }
+
+    /// The forward at `at`.
+    pub fn get(&self, at: u32) -> Option<&RemoteForward> {
+        self.list.get(usize::try_from(at).ok()?)
+    }
+
+    /// The room of `fwd` (one of these forwards).
+    fn room(&self, fwd: &RemoteForward) -> &str {
+        self.bundle
+            .get(fwd.room.clone())
+            .and_then(|room| std::str::from_utf8(room).ok())
+            .unwrap_or_default()
+    }
+
+    /// The forward at `at` as a relay of the sender's event, decoded from the text: for a
+    /// session that renders relays its own way (every WebSocket session takes the text as it
+    /// is). The text of an Ant or raw frame decodes as the event it renders.
+    pub fn envelope(&self, at: u32) -> Result<Envelope, String> {
+        let fwd = self.get(at).ok_or("no such forward")?;
+        let event = rebuild_event(fwd.dialect, self.room(fwd), fwd.text.as_str())?;
+        Ok(relay_envelope(
+            fwd.dialect,
+            fwd.mode,
+            event,
+            Some(Original::new(fwd.text.clone())),
+        ))
     }
 }
 

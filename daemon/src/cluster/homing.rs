@@ -168,7 +168,7 @@ impl MediaHoming {
                 event.room(),
                 "the room's media home runs no media plugin",
             );
-            self.send(node, OutMessage::Deliver(from.session, error));
+            self.send(node, OutMessage::Deliver(from.session, Box::new(error)));
             return;
         };
         let session = {
@@ -395,7 +395,7 @@ impl Homing for MediaHoming {
     }
 
     fn forward(&self, node: &Arc<str>, request: MediaRequest) {
-        self.send(node, OutMessage::Media(request));
+        self.send(node, OutMessage::Media(Box::new(request)));
     }
 
     fn closed(&self, node: &Arc<str>, session: SessionId) {
@@ -424,7 +424,7 @@ impl Deliver for HomingOutbox {
         };
         match homing.remote_of(to) {
             Some((node, session)) => {
-                homing.send(&node, OutMessage::Deliver(session, event));
+                homing.send(&node, OutMessage::Deliver(session, Box::new(event)));
                 true
             }
             None => self.local.deliver(to, event),

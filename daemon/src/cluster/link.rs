@@ -22,7 +22,7 @@ use switchboard_protocol::cluster::{
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::forwarded::{RemoteForward, relay_envelope};
+use super::forwarded::{RemoteForwards, relay_envelope};
 use super::pubsub::{Pushed, Subscription};
 use super::recovery::{LINK_LOST, Outage, recover, reregister};
 use super::replay::{self, Receipts, Verdict};
@@ -418,7 +418,10 @@ async fn sweep(
 }
 
 /// Hands the frames of one received bundle to the gateway, one at a time in order. The bundle
-/// is read in place: a forward's text stays a slice of it.
+/// is read in place: a forward's text stays a slice of it. It is read whole first (the order
+/// and duplicate checks, acknowledgements and resets taken in order), so that its forwards
+/// for this node's sessions share one [`RemoteForwards`]; then every frame is handed on, in
+/// order.
 fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Receipts, bundle: &Bytes) {
     let reader = match BundleReader::new(bundle) {
         Ok(reader) => reader,
@@ -432,6 +435,10 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Receipts, bundle: &B
         return;
     }
     let node: Arc<str> = Arc::from(reader.node());
+    let now = Instant::now();
+    let mut forwards = RemoteForwards::new(bundle.clone());
+    // About the frames a bundle holds under load, so the lists seldom grow.
+    let mut handed = Vec::with_capacity(64);
     let mut fresh = 0;
     for frame in reader {
         let (seq, body) = match frame {
@@ -442,7 +449,7 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Receipts, bundle: &B
                 continue;
             }
         };
-        match seen.check(cluster, &node, seq) {
+        match seen.check(cluster, &node, seq, now) {
             Verdict::Next => {}
             Verdict::Again => {
                 debug!(node = %node, "Cluster: a frame published again; dropped.");
@@ -463,27 +470,48 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Receipts, bundle: &B
                 how,
                 room,
                 original,
-            } => forward(
-                gateway,
-                bundle,
-                to,
-                RemotePeer {
+            } => {
+                let from = RemotePeer {
                     session: 0,
                     dialect,
                     mode,
-                },
-                how,
-                room,
-                original,
-            ),
+                };
+                if let Some(frame) = forward(&mut forwards, bundle, to, from, how, room, original) {
+                    handed.push(frame);
+                }
+            }
             FrameBody::Message(NodeMessage::Ack { got, resend }) => {
                 cluster.acked(Arc::clone(&node), got, resend);
             }
             FrameBody::Message(NodeMessage::Reset { next }) => seen.reset(&node, next),
-            FrameBody::Message(msg) => message(cluster, gateway, &node, msg),
+            FrameBody::Message(msg) => handed.push(Handed::Message(Box::new(msg))),
         }
     }
     health::frames_in(fresh);
+    let forwards = Arc::new(forwards);
+    for frame in handed {
+        match frame {
+            Handed::Forward(to, at) => gateway
+                .registry()
+                .deliver_remote(SessionId(to), Outbound::Remote(Arc::clone(&forwards), at)),
+            Handed::Relay(relay) => {
+                let (to, from, event, original) = *relay;
+                relay_here(gateway, to, from, event, Some(original));
+            }
+            Handed::Message(msg) => message(cluster, gateway, &node, *msg),
+        }
+    }
+}
+
+/// What a frame of a received bundle hands on. The rare large ones boxed: a bundle's list of
+/// them is mostly forwards.
+enum Handed {
+    /// The forward at this place of the bundle's [`RemoteForwards`], for session `to`.
+    Forward(u64, u32),
+    /// A forward decoded again here ([`Forwarding::Decode`]), as a relay.
+    Relay(Box<(u64, RemotePeer, switchboard_protocol::Event, Original)>),
+    /// Any other message.
+    Message(Box<NodeMessage>),
 }
 
 /// Logs a bundle or frame this node cannot read; one of another node protocol version only the
@@ -499,23 +527,24 @@ fn refused(seen: &mut Receipts, e: &FrameError) {
 }
 
 /// A peer's signal forwarded by another node for session `to` (`original`, a slice of
-/// `bundle`): handed over as the sending node prepared it, or decoded again when that node
-/// left its rendering to this one ([`Forwarding::Decode`]).
+/// `bundle`): added to the bundle's `forwards` as the sending node prepared it, or decoded
+/// again when that node left its rendering to this one ([`Forwarding::Decode`]). `None` for
+/// one that is dropped (counted).
 fn forward(
-    gateway: &Gateway,
+    forwards: &mut RemoteForwards,
     bundle: &Bytes,
     to: u64,
     from: RemotePeer,
     how: Forwarding,
     room: &str,
     original: &[u8],
-) {
+) -> Option<Handed> {
     let text = match Utf8Bytes::try_from(bundle.slice_ref(original)) {
         Ok(text) => text,
         Err(e) => {
             health::frame_dropped();
             warn!(error = %e, "Cluster: a forwarded frame from another node is not UTF-8; dropped.");
-            return;
+            return None;
         }
     };
     let (kind, literal) = match how {
@@ -527,26 +556,24 @@ fn forward(
                 Err(e) => {
                     health::frame_dropped();
                     warn!(error = %e, "Cluster: a forwarded frame from another node does not decode; dropped.");
-                    return;
+                    return None;
                 }
             };
-            relay_here(gateway, to, from, event, Some(Original::new(text)));
-            return;
+            return Some(Handed::Relay(Box::new((
+                to,
+                from,
+                event,
+                Original::new(text),
+            ))));
         }
     };
-    // The room is a slice of the bundle too (UTF-8 already checked by the reader).
-    let room = Utf8Bytes::try_from(bundle.slice_ref(room.as_bytes())).unwrap_or_default();
-    let forward = RemoteForward {
-        dialect: from.dialect,
-        mode: from.mode,
-        kind,
-        literal,
-        room,
-        text,
-    };
-    gateway
-        .registry()
-        .deliver_remote(SessionId(to), Outbound::Remote(Arc::new(forward)));
+    match forwards.push(from.dialect, from.mode, kind, literal, room, text) {
+        Some(at) => Some(Handed::Forward(to, at)),
+        None => {
+            health::frame_dropped();
+            None
+        }
+    }
 }
 
 /// Hands a relay from another node's peer to session `to` of this node.

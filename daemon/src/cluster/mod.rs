@@ -48,7 +48,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub use config::ClusterConfig;
-pub use forwarded::RemoteForward;
+pub use forwarded::{RemoteForward, RemoteForwards};
 
 use crate::envelope::Envelope;
 pub use proxies::{Proxies, RemoteRef};
@@ -63,8 +63,12 @@ pub enum Outgoing {
         /// What it is told.
         msg: OutMessage,
     },
-    /// End a claim (record the member if accepted, release the room's lock).
-    Commit(store::Commit),
+    /// End a claim (record the member if accepted, release the room's lock). Boxed, as are
+    /// the rare large messages of [`OutMessage`]: every item of the outbox, the publisher's
+    /// queue and its replay window is as large as the largest variant, and each is moved
+    /// several times on its way (BENCHMARKS.md, "Forward bodies written from where they are
+    /// kept").
+    Commit(Box<store::Commit>),
     /// Remove a local member's record from a room.
     Unclaim {
         /// The room.
@@ -93,8 +97,8 @@ pub enum Outgoing {
 /// A frame before serialization (done by the publisher, off the sender's task).
 #[derive(Debug, Clone)]
 pub enum OutMessage {
-    /// A local member joined `room`.
-    Joined(String, Peer),
+    /// A local member joined `room` (boxed: rare, and larger than the other variants).
+    Joined(Box<(String, Peer)>),
     /// A local member left `room`.
     Left(String, SessionId),
     /// A peer's own event for the remote session `to`, which speaks another dialect: the event
@@ -104,10 +108,11 @@ pub enum OutMessage {
     /// task ([`publisher::forward`]): one buffer, so what the publisher keeps until the
     /// receiver acknowledges it is freed at once, and the envelope where it was made.
     Forward(bytes::Bytes),
-    /// A composed event for the remote session `to`.
-    Deliver(u64, Event),
+    /// A composed event for the remote session `to` (boxed: an `Event` is several times
+    /// the size of the other variants).
+    Deliver(u64, Box<Event>),
     /// A local session's media request for the room's home node ([`homing`]).
-    Media(switchboard_sfu::homing::MediaRequest),
+    Media(Box<switchboard_sfu::homing::MediaRequest>),
     /// A local session that made media requests of the receiver closed.
     MediaClosed(SessionId),
     /// Not numbered: this node has the receiver's frames up to this number; with `true`,
@@ -291,12 +296,12 @@ impl Cluster {
     /// Ends `claim`: records the member when `accepted`, releases the room's lock. Queued in
     /// order with the frames, before the `joined` frames the join causes.
     pub fn commit(&self, room: &str, claim: &Claim, accepted: bool) {
-        self.send(Outgoing::Commit(store::Commit {
+        self.send(Outgoing::Commit(Box::new(store::Commit {
             room: room.to_owned(),
             peer: claim.peer,
             token: claim.token.clone(),
             accepted,
-        }));
+        })));
     }
 
     /// Tells the publisher to drop the frames it holds for replay (their peers were told their
@@ -399,4 +404,25 @@ impl Cluster {
 
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every outbox item, held entry and kept frame is as large as the largest variant and
+    /// is moved several times on its way out: the large, rare variants stay boxed.
+    #[test]
+    fn queued_items_stay_small() {
+        assert!(size_of::<OutMessage>() <= 40, "{}", size_of::<OutMessage>());
+        assert!(size_of::<Outgoing>() <= 56, "{}", size_of::<Outgoing>());
+    }
+
+    /// A forward from another node names its place in its bundle's forwards beside the tag:
+    /// every session's queue items stay two words (BENCHMARKS.md, "What an idle session
+    /// holds").
+    #[test]
+    fn a_delivery_stays_two_words() {
+        assert_eq!(size_of::<crate::gateway::Outbound>(), 16);
+    }
 }

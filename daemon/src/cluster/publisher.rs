@@ -19,8 +19,8 @@ use bytes::{Bytes, BytesMut};
 use switchboard_plugin_api::Peer;
 use switchboard_protocol::JoinMode;
 use switchboard_protocol::cluster::{
-    BUNDLE_LIMIT, BundleWriter, ForwardRef, FrameRef, NodeMessage, RemotePeer, forward_body,
-    prepare_forward,
+    BUNDLE_LIMIT, BundleParts, ForwardRef, FrameRef, NodeMessage, PartsWriter, RemotePeer,
+    forward_body, prepare_forward,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -93,6 +93,9 @@ type Held = VecDeque<Entry>;
 pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
     let mut batch = Vec::with_capacity(BATCH);
     let mut held = Held::new();
+    // Where each round's sending puts what stays held; swapped with `held`, so neither queue
+    // grows again from empty every round.
+    let mut spare = Held::new();
     // Where bundles are built; its buffer is taken back once a round trip's bundles are sent.
     let mut arena = BytesMut::new();
     // What the held gauge shows now.
@@ -129,7 +132,7 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
             }
         }
         cluster.unsent.store(held.len(), Ordering::Relaxed);
-        send(&cluster, &mut held, &mut window, &mut arena).await;
+        send(&cluster, &mut held, &mut spare, &mut window, &mut arena).await;
         cluster.unsent.store(held.len(), Ordering::Relaxed);
         let waiting = if replayed {
             let fresh = held.iter().filter(|e| !e.extra).count();
@@ -232,7 +235,13 @@ fn expire(held: &mut Held, window: &mut Window, now: Instant, limit: Duration) {
 /// error everything stays held. A pipeline cut by the error may have run in part (or whole, its
 /// reply lost): its frames go again with their numbers, and the receivers drop the ones they
 /// have.
-async fn send(cluster: &Cluster, held: &mut Held, window: &mut Window, arena: &mut BytesMut) {
+async fn send(
+    cluster: &Cluster,
+    held: &mut Held,
+    kept: &mut Held,
+    window: &mut Window,
+    arena: &mut BytesMut,
+) {
     let Some(mut conn) = cluster.conn().filter(|_| cluster.healthy()) else {
         return;
     };
@@ -247,13 +256,20 @@ async fn send(cluster: &Cluster, held: &mut Held, window: &mut Window, arena: &m
             return;
         }
     };
-    let mut kept = Held::new();
+    kept.clear();
+    // Each entry is moved once into the pipeline's slots and once out of them (into the
+    // window or back to the queue): entries are moved, not pointed to, and each move copies
+    // the whole entry.
+    let mut ready: Vec<Option<Entry>> = Vec::with_capacity(held.len().min(BATCH));
     while !held.is_empty() {
-        let chunk: Vec<Entry> = held.drain(..held.len().min(BATCH)).collect();
-        let (ready, wait): (Vec<Entry>, Vec<Entry>) = chunk
-            .into_iter()
-            .partition(|e| e.node().is_none_or(|n| !waiting.contains(n)));
-        kept.extend(wait);
+        ready.clear();
+        for entry in held.drain(..held.len().min(BATCH)) {
+            if entry.node().is_some_and(|n| waiting.contains(n)) {
+                kept.push_back(entry);
+            } else {
+                ready.push(Some(entry));
+            }
+        }
         if ready.is_empty() {
             continue;
         }
@@ -263,7 +279,6 @@ async fn send(cluster: &Cluster, held: &mut Held, window: &mut Window, arena: &m
             .unwrap_or_else(|_| Err(super::link::timed_out()));
         match sent {
             Ok(receivers) => {
-                let mut ready: Vec<Option<Entry>> = ready.into_iter().map(Some).collect();
                 let mut out = 0;
                 for (bundle, heard) in bundles.iter().zip(receivers) {
                     if heard > 0 {
@@ -288,7 +303,7 @@ async fn send(cluster: &Cluster, held: &mut Held, window: &mut Window, arena: &m
             }
             Err(e) => {
                 cluster.health.down(&e.to_string());
-                kept.extend(ready);
+                kept.extend(ready.drain(..).flatten());
                 kept.append(held);
                 // Cut mid-pipeline, its replies are out of step: the link opens a new one.
                 *publish = None;
@@ -296,7 +311,7 @@ async fn send(cluster: &Cluster, held: &mut Held, window: &mut Window, arena: &m
             }
         }
     }
-    *held = kept;
+    std::mem::swap(held, kept);
 }
 
 /// The nodes with frames that found no subscriber before and still have none: their frames
@@ -343,16 +358,17 @@ struct Bundled {
 /// one per entry of the returned list, in order), the membership scripts with their replies
 /// ignored. The frames between two membership items are grouped by receiving node, each
 /// node's in queue order, and bundled; a membership item closes the open bundles first.
-fn pipeline(
+fn pipeline<'a>(
     cluster: &Cluster,
-    chunk: &[Entry],
+    chunk: &'a [Option<Entry>],
     arena: &mut BytesMut,
-) -> (resp::Pipeline, Vec<Bundled>) {
+) -> (resp::Pipeline<'a>, Vec<Bundled>) {
     let mut pipe = resp::Pipeline::default();
     let mut bundles = Vec::new();
     // The frames since the last membership item, by node in order of first appearance.
     let mut open: Vec<(Arc<str>, Vec<usize>)> = Vec::new();
     for (i, entry) in chunk.iter().enumerate() {
+        let Some(entry) = entry else { continue };
         match &entry.item {
             Outgoing::Frame { node, .. } => match open.iter_mut().find(|(n, _)| n == node) {
                 Some((_, frames)) => frames.push(i),
@@ -379,39 +395,43 @@ fn pipeline(
 }
 
 /// Publishes the `open` frames, one bundle per node (more when one passes [`BUNDLE_LIMIT`]).
-fn bundle_open(
+fn bundle_open<'a>(
     cluster: &Cluster,
-    chunk: &[Entry],
+    chunk: &'a [Option<Entry>],
     open: &mut Vec<(Arc<str>, Vec<usize>)>,
     arena: &mut BytesMut,
-    pipe: &mut resp::Pipeline,
+    pipe: &mut resp::Pipeline<'a>,
     bundles: &mut Vec<Bundled>,
 ) {
     for (node, frames) in open.drain(..) {
         let channel = cluster.keys.channel(&node);
-        let mut publish = |bundle: Bytes, frames: &[usize]| {
-            pipe.publish(channel.as_bytes(), bundle);
+        let mut publish = |bundle: BundleParts<'a>, frames: &[usize]| {
+            pipe.publish_parts(channel.as_bytes(), bundle);
             bundles.push(Bundled {
                 node: Arc::clone(&node),
                 frames: frames.to_vec(),
             });
         };
-        // The bundle's room at once: grown frame by frame, the buffer was copied again at each
-        // doubling (about a twentieth of a node's CPU in a cross-node run).
-        let size: usize = frames.iter().map(|&i| frame_size(&chunk[i])).sum();
+        // The bundle's own bytes at once (its header, each frame's length and number, the
+        // frames copied): grown frame by frame, the buffer was copied again at each doubling
+        // (about a twentieth of a node's CPU in a cross-node run). A large body is not copied
+        // but written from the frame the publisher keeps (a piece of the bundle of its own).
+        let entries = || frames.iter().filter_map(|&i| chunk[i].as_ref());
+        let size: usize = entries().map(own_size).sum();
         // A bundle passes its limit by the frame that closes it (written, then moved on): room
         // for that frame too, or the whole bundle was copied once more when it came.
-        let largest = frames.iter().map(|&i| frame_size(&chunk[i])).max();
+        let largest = entries().map(own_size).max();
         let need = size.min(BUNDLE_LIMIT + largest.unwrap_or(0)) + 2 + cluster.node.len();
         if arena.capacity() < need {
             // A fresh buffer rather than `reserve`: growing the old one in place would copy
             // its whole previous capacity (realloc knows no length), for nothing.
             *arena = BytesMut::with_capacity(need);
         }
-        let mut writer = BundleWriter::new(arena, &cluster.node, BUNDLE_LIMIT);
+        let mut writer = PartsWriter::new(arena, &cluster.node, BUNDLE_LIMIT, SHARE_FROM);
         let mut first = 0;
         for (k, &i) in frames.iter().enumerate() {
-            if let Some(full) = push_frame(&mut writer, &chunk[i]) {
+            let Some(entry) = &chunk[i] else { continue };
+            if let Some(full) = push_frame(&mut writer, entry) {
                 publish(full, &frames[first..k]);
                 first = k;
             }
@@ -419,6 +439,22 @@ fn bundle_open(
         if let Some(last) = writer.finish() {
             publish(last, &frames[first..]);
         }
+    }
+}
+
+/// The bodies written from where they are rather than copied into their bundle: below this a
+/// copy costs less than a piece of its own in the vectored write.
+const SHARE_FROM: usize = 512;
+
+/// The bytes `entry`'s frame takes in the bundle's own buffer: a large body's length and
+/// number only ([`SHARE_FROM`]).
+fn own_size(entry: &Entry) -> usize {
+    match &entry.item {
+        Outgoing::Frame {
+            msg: OutMessage::Forward(body),
+            ..
+        } if body.len() >= SHARE_FROM => 12,
+        _ => frame_size(entry),
     }
 }
 
@@ -464,7 +500,7 @@ fn remote(peer: &Peer) -> RemotePeer {
 /// Adds `entry`'s frame to the bundle (a full bundle comes back, see [`BundleWriter::push`]).
 /// To a peer of the sender's dialect only a text crosses, in the body its sender's task
 /// rendered ([`forward`]); to another dialect only the event.
-fn push_frame(writer: &mut BundleWriter<'_>, entry: &Entry) -> Option<Bytes> {
+fn push_frame<'a>(writer: &mut PartsWriter<'a, '_>, entry: &'a Entry) -> Option<BundleParts<'a>> {
     let Outgoing::Frame { msg, .. } = &entry.item else {
         return None;
     };
@@ -475,15 +511,15 @@ fn push_frame(writer: &mut BundleWriter<'_>, entry: &Entry) -> Option<Bytes> {
             resend: *resend,
         },
         OutMessage::Reset(next) => NodeMessage::Reset { next: *next },
-        OutMessage::Joined(room, peer) => NodeMessage::Joined {
-            room: room.clone(),
-            peer: remote(peer),
+        OutMessage::Joined(joined) => NodeMessage::Joined {
+            room: joined.0.clone(),
+            peer: remote(&joined.1),
         },
         OutMessage::Left(room, session) => NodeMessage::Left {
             room: room.clone(),
             session: session.0,
         },
-        OutMessage::Forward(body) => return writer.push(seq, FrameRef::Body(body)),
+        OutMessage::Forward(body) => return writer.push_body(seq, body),
         OutMessage::Relay(to, envelope) => NodeMessage::Relay {
             to: *to,
             from: remote(&envelope.from),
@@ -492,7 +528,7 @@ fn push_frame(writer: &mut BundleWriter<'_>, entry: &Entry) -> Option<Bytes> {
         },
         OutMessage::Deliver(to, event) => NodeMessage::Deliver {
             to: *to,
-            event: event.clone(),
+            event: (**event).clone(),
         },
         OutMessage::Media(request) => NodeMessage::Media {
             from: RemotePeer {

@@ -38,7 +38,7 @@ impl Subscription {
         let mut conn = RespConn::connect(client, ca_file).await?;
         let mut out = bytes::BytesMut::new();
         command(&mut out, &[b"SUBSCRIBE", channel.as_bytes()]);
-        conn.write(vec![out.freeze()]).await?;
+        conn.write(vec![out.freeze().into()]).await?;
         let mut sub = Subscription { conn, channel };
         match sub.next().await? {
             Some(Pushed::Subscribed) => Ok(sub),
@@ -62,7 +62,7 @@ impl Subscription {
     pub async fn unsubscribe(&mut self) -> RedisResult<()> {
         let mut out = bytes::BytesMut::new();
         command(&mut out, &[b"UNSUBSCRIBE", self.channel.as_bytes()]);
-        self.conn.write(vec![out.freeze()]).await
+        self.conn.write(vec![out.freeze().into()]).await
     }
 
     /// Reads what Redis still sends, handing each message to `take`, until it confirms the

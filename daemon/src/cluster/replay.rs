@@ -372,7 +372,14 @@ pub(super) enum Verdict {
 impl Receipts {
     /// Checks `seq` from `node`; notes it when it is the next one. A gap asks the sender for
     /// the missing frames (once; again after [`patience`], from [`Self::tick`]).
-    pub(super) fn check(&mut self, cluster: &Cluster, node: &str, seq: Option<u64>) -> Verdict {
+    /// `now`: when the frame's bundle came (read once per bundle).
+    pub(super) fn check(
+        &mut self,
+        cluster: &Cluster,
+        node: &str,
+        seq: Option<u64>,
+        now: Instant,
+    ) -> Verdict {
         let Some(seq) = seq else {
             return Verdict::Next;
         };
@@ -383,7 +390,7 @@ impl Receipts {
         if seq == from.last + 1 {
             from.last = seq;
             from.asked = None;
-            from.heard = Some(Instant::now());
+            from.heard = Some(now);
             return Verdict::Next;
         }
         from.due = true;
@@ -391,7 +398,7 @@ impl Receipts {
             return Verdict::Again;
         }
         if from.asked.is_none() {
-            from.asked = Some(Instant::now());
+            from.asked = Some(now);
             ask(cluster, node, from.last, true);
         }
         Verdict::Ahead

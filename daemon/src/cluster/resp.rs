@@ -18,6 +18,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use redis::{ConnectionAddr, ErrorKind, RedisError, RedisResult};
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
+use switchboard_protocol::cluster::{BundleParts, Part};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -28,8 +29,45 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 /// larger read means fewer syscalls and fewer attempts to parse a message that is incomplete.
 const READ_ROOM: usize = 64 * 1024;
 
-/// Most buffers handed to one vectored write.
-const IOV: usize = 64;
+/// Most a read reserves ahead for one reply its framing announces (bundles are at most a few
+/// hundred KiB; a larger reply grows the buffer read by read).
+const MAX_RESERVE: usize = 4 * 1024 * 1024;
+
+/// Most buffers handed to one vectored write: a bundle is written in pieces, two per large
+/// body (Linux takes up to 1,024).
+const IOV: usize = 512;
+
+/// Bytes to write: a buffer of the connection's own, or bytes borrowed from their owner for
+/// the time of the write (a bundle's bodies, written from the frames the publisher keeps).
+#[derive(Debug)]
+pub enum Chunk<'a> {
+    /// Owned (shared) bytes.
+    Owned(Bytes),
+    /// Borrowed bytes.
+    Borrowed(&'a [u8]),
+}
+
+impl Chunk<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Chunk::Owned(b) => b,
+            Chunk::Borrowed(b) => b,
+        }
+    }
+
+    fn advance(&mut self, n: usize) {
+        match self {
+            Chunk::Owned(b) => b.advance(n),
+            Chunk::Borrowed(b) => *b = &b[n..],
+        }
+    }
+}
+
+impl From<Bytes> for Chunk<'_> {
+    fn from(bytes: Bytes) -> Self {
+        Chunk::Owned(bytes)
+    }
+}
 
 /// A byte stream to Redis: TCP, TLS over TCP, or a Unix socket.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -93,7 +131,7 @@ impl RespConn {
             args.push(password.as_bytes());
             let mut out = BytesMut::new();
             command(&mut out, &args);
-            conn.write(vec![out.freeze()]).await?;
+            conn.write(vec![out.freeze().into()]).await?;
             match conn.read_frame().await? {
                 Some(BytesFrame::SimpleString(_)) => {}
                 Some(BytesFrame::Error(e)) => {
@@ -110,13 +148,13 @@ impl RespConn {
     }
 
     /// Writes `chunks` in order, as few syscalls as the kernel allows (vectored writes).
-    pub async fn write(&mut self, mut chunks: Vec<Bytes>) -> RedisResult<()> {
+    pub async fn write(&mut self, mut chunks: Vec<Chunk<'_>>) -> RedisResult<()> {
         let mut first = 0;
         while first < chunks.len() {
             let slices: Vec<IoSlice<'_>> = chunks[first..]
                 .iter()
                 .take(IOV)
-                .map(|c| IoSlice::new(c))
+                .map(|c| IoSlice::new(c.bytes()))
                 .collect();
             let mut written = self.io.write_vectored(&slices).await?;
             if written == 0 {
@@ -124,14 +162,14 @@ impl RespConn {
             }
             while written > 0 {
                 let chunk = &mut chunks[first];
-                let n = written.min(chunk.len());
+                let n = written.min(chunk.bytes().len());
                 chunk.advance(n);
                 written -= n;
-                if chunk.is_empty() {
+                if chunk.bytes().is_empty() {
                     first += 1;
                 }
             }
-            while chunks.get(first).is_some_and(Bytes::is_empty) {
+            while chunks.get(first).is_some_and(|c| c.bytes().is_empty()) {
                 first += 1;
             }
         }
@@ -150,8 +188,14 @@ impl RespConn {
                     Err(e) => return Err(protocol(&e.to_string())),
                 }
             }
-            if self.read.capacity() - self.read.len() < READ_ROOM / 4 {
-                self.read.reserve(READ_ROOM);
+            // Room for the rest of the reply at once, when its framing says how long it is:
+            // grown read by read, a bundle of a few hundred KiB was copied again at each
+            // growth (`BytesMut::reserve_inner`).
+            let coming = reply_len(&self.read)
+                .min(MAX_RESERVE)
+                .saturating_sub(self.read.len());
+            if self.read.capacity() - self.read.len() < coming.max(READ_ROOM / 4) {
+                self.read.reserve(coming.max(READ_ROOM));
             }
             if self.io.read_buf(&mut self.read).await? == 0 {
                 if self.read.is_empty() {
@@ -204,20 +248,34 @@ fn tls_config(ca_file: Option<&Path>) -> RedisResult<Arc<ClientConfig>> {
 /// Commands sent as one pipeline on a [`RespConn`]: `PUBLISH`es whose payloads are written
 /// from their own buffers, and other commands encoded by redis-rs.
 #[derive(Debug, Default)]
-pub struct Pipeline {
+pub struct Pipeline<'a> {
     /// Framing (and whole commands) not yet cut into `chunks`.
     head: BytesMut,
-    chunks: Vec<Bytes>,
+    chunks: Vec<Chunk<'a>>,
     /// For each command in order: whether it is a `PUBLISH` (whose reply is returned).
     publish: Vec<bool>,
 }
 
-impl Pipeline {
+impl<'a> Pipeline<'a> {
     /// Adds `PUBLISH channel payload`; `payload` is written as it is, not copied.
     pub fn publish(&mut self, channel: &[u8], payload: Bytes) {
         publish_header(&mut self.head, channel, payload.len());
-        self.chunks.push(self.head.split().freeze());
-        self.chunks.push(payload);
+        self.chunks.push(self.head.split().freeze().into());
+        self.chunks.push(payload.into());
+        self.head.extend_from_slice(CRLF);
+        self.publish.push(true);
+    }
+
+    /// Adds `PUBLISH channel bundle` for a bundle in pieces, each written from where it is.
+    pub fn publish_parts(&mut self, channel: &[u8], bundle: BundleParts<'a>) {
+        publish_header(&mut self.head, channel, bundle.len);
+        self.chunks.push(self.head.split().freeze().into());
+        for part in bundle.parts {
+            self.chunks.push(match part {
+                Part::Own(range) => Chunk::Owned(bundle.own.slice(range)),
+                Part::Body(body) => Chunk::Borrowed(body),
+            });
+        }
         self.head.extend_from_slice(CRLF);
         self.publish.push(true);
     }
@@ -232,7 +290,7 @@ impl Pipeline {
     /// order. An error reply fails the whole pipeline, as redis-rs's pipelines do.
     pub async fn exec(mut self, conn: &mut RespConn) -> RedisResult<Vec<i64>> {
         if !self.head.is_empty() {
-            self.chunks.push(self.head.split().freeze());
+            self.chunks.push(self.head.split().freeze().into());
         }
         conn.write(self.chunks).await?;
         let mut counts = Vec::new();
@@ -259,6 +317,37 @@ impl Pipeline {
             None => Ok(counts),
         }
     }
+}
+
+/// How long the first reply in `buf` is at least, from the framing read so far: for an array
+/// of bulk strings (a pushed message: `*3`, `message`, the channel, the payload), the whole
+/// reply once the last element's length is in; 0 when nothing is known.
+fn reply_len(buf: &[u8]) -> usize {
+    fn line(buf: &[u8], at: usize) -> Option<(i64, usize)> {
+        let rest = buf.get(at + 1..)?;
+        let end = rest.windows(2).take(24).position(|w| w == CRLF)?;
+        let n = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+        Some((n, at + 1 + end + 2))
+    }
+    let (mut at, count) = match buf.first() {
+        Some(b'*') => match line(buf, 0) {
+            Some((n, next)) if n > 0 => (next, n),
+            _ => return 0,
+        },
+        Some(b'$') => (0, 1),
+        _ => return 0,
+    };
+    for _ in 0..count {
+        if buf.get(at) != Some(&b'$') {
+            return at;
+        }
+        let Some((len, next)) = line(buf, at) else {
+            return at;
+        };
+        let len = usize::try_from(len).unwrap_or(0);
+        at = next.saturating_add(len).saturating_add(2);
+    }
+    at
 }
 
 /// Appends one RESP command (an array of bulk strings) to `out`.
@@ -337,6 +426,20 @@ mod tests {
             &out[..],
             b"*3\r\n$7\r\nPUBLISH\r\n$9\r\nsb:node:a\r\n$5\r\nhello\r\n"
         );
+    }
+
+    #[test]
+    fn a_pushed_message_says_its_length_once_its_payload_header_is_in() {
+        let whole: &[u8] = b"*3\r\n$7\r\nmessage\r\n$4\r\nsb:a\r\n$5\r\nhello\r\n";
+        let header = whole.len() - b"hello\r\n".len();
+        assert_eq!(reply_len(whole), whole.len());
+        assert_eq!(reply_len(&whole[..header + 2]), whole.len());
+        assert_eq!(reply_len(&whole[..header]), whole.len());
+        // Before the payload's length is read: what is known so far, at most.
+        assert!(reply_len(&whole[..header - 3]) <= header);
+        assert_eq!(reply_len(b""), 0);
+        assert_eq!(reply_len(b":1\r\n"), 0);
+        assert_eq!(reply_len(b"$3\r\nabc\r\n"), 9);
     }
 
     #[test]

@@ -320,7 +320,7 @@ mod tests {
         match out {
             Outbound::Event(event) => format!("{event:?}"),
             Outbound::Relay(_) => "relay".to_owned(),
-            Outbound::Remote(_) => "remote".to_owned(),
+            Outbound::Remote(..) => "remote".to_owned(),
             Outbound::Kick(reason) => format!("kick {reason}"),
         }
     }

@@ -420,7 +420,7 @@ fn announce(
                 .iter()
                 .find(|p| p.session == from.session)
                 .map_or(from.mode, |p| p.mode);
-            OutMessage::Joined(room.to_owned(), Peer { mode, ..*from })
+            OutMessage::Joined(Box::new((room.to_owned(), Peer { mode, ..*from })))
         }
         Some(Membership::Left(_)) => OutMessage::Left(room.to_owned(), from.session),
         None => return,
@@ -478,7 +478,7 @@ fn send_remote(
                         OutMessage::Forward,
                     )
             }
-            Payload::Event(event) => OutMessage::Deliver(remote.session, event),
+            Payload::Event(event) => OutMessage::Deliver(remote.session, Box::new(event)),
         };
         cluster.send(Outgoing::Frame {
             node: Arc::clone(&remote.node),

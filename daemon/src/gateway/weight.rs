@@ -21,7 +21,7 @@ impl Outbound {
     pub(crate) fn weight(&self) -> usize {
         match self {
             Outbound::Relay(envelope) => envelope_weight(envelope),
-            Outbound::Remote(forward) => BASE + forward.text.len(),
+            Outbound::Remote(..) => BASE + self.remote().map_or(0, |f| f.text.len()),
             Outbound::Event(event) => event_weight(event),
             Outbound::Kick(reason) => BASE + reason.len(),
         }

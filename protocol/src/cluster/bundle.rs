@@ -161,6 +161,148 @@ impl<'a> BundleWriter<'a> {
     }
 }
 
+/// A piece of a bundle written from its parts ([`PartsWriter`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part<'a> {
+    /// These bytes of the bundle's own buffer ([`BundleParts::own`]): its header, the frames'
+    /// lengths and numbers, the frames written into it.
+    Own(std::ops::Range<usize>),
+    /// A body rendered ahead ([`forward_body`]), written from where it is.
+    Body(&'a [u8]),
+}
+
+/// A bundle as the pieces it is written from, in order: the published bytes are their
+/// concatenation, the same bytes [`BundleWriter`] makes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BundleParts<'a> {
+    /// The bundle's own bytes, which [`Part::Own`] ranges index.
+    pub own: Bytes,
+    /// The pieces in order.
+    pub parts: Vec<Part<'a>>,
+    /// The bundle's length in bytes (the sum of the pieces).
+    pub len: usize,
+}
+
+impl BundleParts<'_> {
+    /// The bundle's bytes in one buffer (for tests and tools; the publisher writes the pieces
+    /// with a vectored write).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for part in &self.parts {
+            match part {
+                Part::Own(range) => out.extend_from_slice(&self.own[range.clone()]),
+                Part::Body(body) => out.extend_from_slice(body),
+            }
+        }
+        out
+    }
+}
+
+/// [`BundleWriter`] for bodies rendered ahead: a body of at least `share_from` bytes is not
+/// copied into the bundle but written from its own buffer (a [`Part::Body`] between the
+/// bundle's own bytes); smaller frames are copied, as a copy of a few hundred bytes costs less
+/// than a piece of its own.
+#[derive(Debug)]
+pub struct PartsWriter<'a, 'b> {
+    buf: &'b mut BytesMut,
+    node: &'b str,
+    limit: usize,
+    share_from: usize,
+    /// The pieces of the open bundle before `buf[cut..]`.
+    parts: Vec<Part<'a>>,
+    cut: usize,
+    /// The bytes of the open bundle's bodies (its own are `buf.len()`).
+    shared: usize,
+    frames: usize,
+}
+
+impl<'a, 'b> PartsWriter<'a, 'b> {
+    /// Opens a bundle from `node` in `buf` (which should be empty; its capacity is reused).
+    pub fn new(buf: &'b mut BytesMut, node: &'b str, limit: usize, share_from: usize) -> Self {
+        buf.clear();
+        header(buf, node);
+        Self {
+            buf,
+            node,
+            limit,
+            share_from,
+            parts: Vec::new(),
+            cut: 0,
+            shared: 0,
+            frames: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len() + self.shared
+    }
+
+    /// Adds a body rendered ahead ([`forward_body`]) as frame `seq`; a full bundle comes back
+    /// as with [`BundleWriter::push`].
+    pub fn push_body(&mut self, seq: Option<u64>, body: &'a [u8]) -> Option<BundleParts<'a>> {
+        if body.len() < self.share_from {
+            return self.push(seq, FrameRef::Body(body));
+        }
+        let full =
+            (self.frames > 0 && self.len() + 12 + body.len() > self.limit).then(|| self.close());
+        self.buf
+            .put_u32(u32::try_from(8 + body.len()).unwrap_or(u32::MAX));
+        self.buf.put_u64(seq.unwrap_or(0));
+        self.parts.push(Part::Own(self.cut..self.buf.len()));
+        self.cut = self.buf.len();
+        self.parts.push(Part::Body(body));
+        self.shared += body.len();
+        self.frames += 1;
+        full
+    }
+
+    /// Adds `frame`, copied into the bundle's own bytes; a full bundle comes back as with
+    /// [`BundleWriter::push`].
+    pub fn push(&mut self, seq: Option<u64>, frame: FrameRef<'_>) -> Option<BundleParts<'a>> {
+        let start = self.buf.len();
+        write_frame(self.buf, seq, frame);
+        self.frames += 1;
+        if self.len() <= self.limit || self.frames == 1 {
+            return None;
+        }
+        // Rare (once per `limit` bytes): move this frame into a bundle of its own.
+        let tail = self.buf.split_off(start);
+        let full = self.close();
+        self.buf.extend_from_slice(&tail);
+        self.frames = 1;
+        Some(full)
+    }
+
+    /// Closes the open bundle and opens the next (its header written, no frame in it).
+    fn close(&mut self) -> BundleParts<'a> {
+        if self.cut < self.buf.len() {
+            self.parts.push(Part::Own(self.cut..self.buf.len()));
+        }
+        let own = self.buf.split().freeze();
+        let full = BundleParts {
+            len: own.len() + self.shared,
+            own,
+            parts: std::mem::take(&mut self.parts),
+        };
+        header(self.buf, self.node);
+        self.cut = 0;
+        self.shared = 0;
+        self.frames = 0;
+        full
+    }
+
+    /// Closes the open bundle; `None` when it holds no frame.
+    pub fn finish(mut self) -> Option<BundleParts<'a>> {
+        if self.frames == 0 {
+            self.buf.clear();
+            return None;
+        }
+        let full = self.close();
+        self.buf.clear();
+        Some(full)
+    }
+}
+
 /// A bundle's header.
 fn header(buf: &mut BytesMut, node: &str) {
     let node = node.as_bytes();

@@ -44,23 +44,41 @@ fn seqs(entries: &[Entry]) -> Vec<u64> {
 async fn a_receiver_hands_on_in_order_drops_what_it_has_and_asks_once_for_a_gap() {
     let cluster = cluster();
     let mut seen = Receipts::default();
-    assert_eq!(seen.check(&cluster, "b@1", Some(1)), Verdict::Next);
-    assert_eq!(seen.check(&cluster, "b@1", Some(1)), Verdict::Again);
     assert_eq!(
-        seen.check(&cluster, "b@1", None),
+        seen.check(&cluster, "b@1", Some(1), Instant::now()),
+        Verdict::Next
+    );
+    assert_eq!(
+        seen.check(&cluster, "b@1", Some(1), Instant::now()),
+        Verdict::Again
+    );
+    assert_eq!(
+        seen.check(&cluster, "b@1", None, Instant::now()),
         Verdict::Next,
         "not numbered"
     );
     assert!(acks(&cluster).is_empty());
     // 2 was lost: 3 and 4 wait, and the sender is asked once for what follows 1.
-    assert_eq!(seen.check(&cluster, "b@1", Some(3)), Verdict::Ahead);
-    assert_eq!(seen.check(&cluster, "b@1", Some(4)), Verdict::Ahead);
+    assert_eq!(
+        seen.check(&cluster, "b@1", Some(3), Instant::now()),
+        Verdict::Ahead
+    );
+    assert_eq!(
+        seen.check(&cluster, "b@1", Some(4), Instant::now()),
+        Verdict::Ahead
+    );
     assert_eq!(acks(&cluster), vec![("b@1".to_owned(), 1, true)]);
     for seq in 2..=4 {
-        assert_eq!(seen.check(&cluster, "b@1", Some(seq)), Verdict::Next);
+        assert_eq!(
+            seen.check(&cluster, "b@1", Some(seq), Instant::now()),
+            Verdict::Next
+        );
     }
     // Another sender is numbered on its own, from 1.
-    assert_eq!(seen.check(&cluster, "c@1", Some(1)), Verdict::Next);
+    assert_eq!(
+        seen.check(&cluster, "c@1", Some(1), Instant::now()),
+        Verdict::Next
+    );
     // The tick acknowledges each sender's last, once.
     seen.tick(&cluster, Duration::from_secs(60));
     let mut got = acks(&cluster);
@@ -85,13 +103,25 @@ async fn a_receiver_hands_on_in_order_drops_what_it_has_and_asks_once_for_a_gap(
 async fn a_reset_moves_the_receiver_past_frames_that_are_gone() {
     let cluster = cluster();
     let mut seen = Receipts::default();
-    assert_eq!(seen.check(&cluster, "b@1", Some(1)), Verdict::Next);
-    assert_eq!(seen.check(&cluster, "b@1", Some(5)), Verdict::Ahead);
+    assert_eq!(
+        seen.check(&cluster, "b@1", Some(1), Instant::now()),
+        Verdict::Next
+    );
+    assert_eq!(
+        seen.check(&cluster, "b@1", Some(5), Instant::now()),
+        Verdict::Ahead
+    );
     seen.reset("b@1", 5);
-    assert_eq!(seen.check(&cluster, "b@1", Some(5)), Verdict::Next);
+    assert_eq!(
+        seen.check(&cluster, "b@1", Some(5), Instant::now()),
+        Verdict::Next
+    );
     // A reset behind what it has changes nothing.
     seen.reset("b@1", 2);
-    assert_eq!(seen.check(&cluster, "b@1", Some(6)), Verdict::Next);
+    assert_eq!(
+        seen.check(&cluster, "b@1", Some(6), Instant::now()),
+        Verdict::Next
+    );
 }
 
 #[tokio::test]
