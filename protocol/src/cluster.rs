@@ -42,26 +42,9 @@ impl NodeFrame {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut buf = BytesMut::new();
         let mut writer = BundleWriter::new(&mut buf, &self.node, usize::MAX);
-        match &self.msg {
-            NodeMessage::Forward {
-                to,
-                dialect,
-                mode,
-                how,
-                room,
-                original,
-            } => writer.push(
-                self.seq,
-                FrameRef::Forward(&ForwardRef {
-                    to: *to,
-                    dialect: *dialect,
-                    mode: *mode,
-                    how: *how,
-                    room,
-                    original,
-                }),
-            ),
-            msg => writer.push(self.seq, FrameRef::Message(msg)),
+        match self.msg.as_forward() {
+            Some(forward) => writer.push(self.seq, FrameRef::Forward(&forward)),
+            None => writer.push(self.seq, FrameRef::Message(&self.msg)),
         };
         writer.finish().map(Vec::from).unwrap_or_default()
     }

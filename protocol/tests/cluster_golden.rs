@@ -273,26 +273,9 @@ fn bundle_cases() -> Vec<NodeFrame> {
 }
 
 fn push(writer: &mut BundleWriter<'_>, frame: &NodeFrame) -> Option<bytes::Bytes> {
-    match &frame.msg {
-        NodeMessage::Forward {
-            to,
-            dialect,
-            mode,
-            how,
-            room,
-            original,
-        } => writer.push(
-            frame.seq,
-            FrameRef::Forward(&ForwardRef {
-                to: *to,
-                dialect: *dialect,
-                mode: *mode,
-                how: *how,
-                room,
-                original,
-            }),
-        ),
-        msg => writer.push(frame.seq, FrameRef::Message(msg)),
+    match frame.msg.as_forward() {
+        Some(forward) => writer.push(frame.seq, FrameRef::Forward(&forward)),
+        None => writer.push(frame.seq, FrameRef::Message(&frame.msg)),
     }
 }
 
@@ -383,24 +366,7 @@ fn a_forward_rendered_ahead_makes_the_golden_bundle() {
 fn bodies(frames: &[NodeFrame]) -> Vec<Option<bytes::Bytes>> {
     frames
         .iter()
-        .map(|frame| match &frame.msg {
-            NodeMessage::Forward {
-                to,
-                dialect,
-                mode,
-                how,
-                room,
-                original,
-            } => Some(forward_body(&ForwardRef {
-                to: *to,
-                dialect: *dialect,
-                mode: *mode,
-                how: *how,
-                room,
-                original,
-            })),
-            _ => None,
-        })
+        .map(|frame| frame.msg.as_forward().map(|forward| forward_body(&forward)))
         .collect()
 }
 

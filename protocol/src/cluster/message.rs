@@ -144,6 +144,30 @@ pub enum NodeMessage {
     },
 }
 
+impl NodeMessage {
+    /// A [`NodeMessage::Forward`]'s fields, borrowed; `None` for every other message.
+    pub fn as_forward(&self) -> Option<ForwardRef<'_>> {
+        match self {
+            NodeMessage::Forward {
+                to,
+                dialect,
+                mode,
+                how,
+                room,
+                original,
+            } => Some(ForwardRef {
+                to: *to,
+                dialect: *dialect,
+                mode: *mode,
+                how: *how,
+                room,
+                original,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// A forward's fields, borrowed: what a [`BundleWriter`](super::BundleWriter) writes without copying the sender's
 /// text into a [`NodeFrame`] first.
 #[derive(Debug, Clone, Copy)]
