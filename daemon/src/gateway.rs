@@ -72,6 +72,18 @@ impl Outbound {
             _ => None,
         }
     }
+
+    /// This delivery, holding nothing larger than itself: a forward from another node, one of
+    /// a bundle's ([`RemoteForwards::detached`]), on its own.
+    pub(crate) fn detached(self) -> Self {
+        match self {
+            Outbound::Remote(forwards, at) => match forwards.detached(at) {
+                Some(own) => Outbound::Remote(Arc::new(own), 0),
+                None => Outbound::Remote(forwards, at),
+            },
+            other => other,
+        }
+    }
 }
 
 /// The shared gateway state: the configuration and lifecycle, the [`SessionRegistry`]

@@ -81,6 +81,35 @@ impl RemoteForwards {
         self.list.get(usize::try_from(at).ok()?)
     }
 
+    /// The forward at `at` alone, with a copy of its room and text. As received, a delivery
+    /// of one forward keeps its whole bundle alive (every other frame it carried), while a
+    /// queue's byte bound weighs its text only: a receiver far behind would pin a bundle for
+    /// each forward it holds.
+    pub fn detached(&self, at: u32) -> Option<Self> {
+        let fwd = self.get(at)?;
+        let room = self.room(fwd);
+        let mut own = Vec::with_capacity(room.len() + fwd.text.len());
+        own.extend_from_slice(room.as_bytes());
+        own.extend_from_slice(fwd.text.as_bytes());
+        let bundle = Bytes::from(own);
+        let text = Utf8Bytes::try_from(bundle.slice(room.len()..)).ok()?;
+        let list = vec![RemoteForward {
+            dialect: fwd.dialect,
+            mode: fwd.mode,
+            kind: fwd.kind,
+            literal: fwd.literal,
+            room: 0..room.len(),
+            text,
+        }];
+        Some(Self { bundle, list })
+    }
+
+    /// The bytes of the bundle these forwards keep alive.
+    #[cfg(test)]
+    pub(crate) fn bundle_len(&self) -> usize {
+        self.bundle.len()
+    }
+
     /// The room of `fwd` (one of these forwards).
     fn room(&self, fwd: &RemoteForward) -> &str {
         self.bundle

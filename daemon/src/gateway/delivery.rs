@@ -28,6 +28,11 @@ use super::mailbox::Mailbox;
 use super::{Outbound, SessionInfo};
 use crate::telemetry;
 
+/// Deliveries queued for a receiver past which a forward from another node is queued on its
+/// own ([`Outbound::detached`]): more than a session writes at one wake-up, so a receiver that
+/// keeps up never reaches it.
+const DETACH_BEHIND: usize = 64;
+
 /// A registered session's end of the bus, as producers see it.
 pub(super) struct Registered {
     /// The session's queue, made by the first delivery.
@@ -226,6 +231,14 @@ impl Queued {
 /// Queues `item` for `to` without waiting: at once when its queue has room and no backlog is
 /// pending (which would reorder), otherwise behind the backlog.
 pub(super) fn queue_nowait(to: &Registered, item: Outbound, timeout: Duration) {
+    // A receiver more than a batch behind keeps a forward from another node on its own, not
+    // with its whole bundle: what it holds is then what its queue's byte bound weighs. One
+    // that keeps up never copies (the relay path).
+    let item = if to.mailbox.len() >= DETACH_BEHIND || to.backlogged() {
+        item.detached()
+    } else {
+        item
+    };
     let tx = to.mailbox.sender();
     let weight = item.weight();
     let Some(item) = to.try_queue(tx, item, weight) else {

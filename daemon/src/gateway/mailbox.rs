@@ -157,6 +157,13 @@ impl Mailbox {
             .is_none_or(|tx| tx.capacity() == tx.max_capacity())
     }
 
+    /// Deliveries waiting in the queue (none made yet: 0).
+    pub(super) fn len(&self) -> usize {
+        self.tx
+            .get()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
     /// Whether its queue was made.
     #[cfg(test)]
     pub(super) fn is_made(&self) -> bool {

@@ -282,7 +282,8 @@ impl SessionRegistry {
     pub fn deliver_remote(&self, to: SessionId, item: Outbound) {
         let mut held = lock(&self.held);
         if let Some(waiting) = held.get_mut(&to) {
-            waiting.push(item);
+            // Held, not read: on its own, not with its whole bundle.
+            waiting.push(item.detached());
             return;
         }
         self.queue(to, item);
@@ -413,5 +414,63 @@ mod tests {
             "a session that does not write its own takes them from its queue"
         );
         assert!(whip.rx.try_recv().is_ok());
+    }
+
+    /// `count` forwards from another node for one session, slices of one large bundle, as the
+    /// cluster link reads them: each a delivery naming its place among the bundle's forwards.
+    fn forwards(count: u32) -> (Arc<crate::cluster::RemoteForwards>, bytes::Bytes) {
+        use switchboard_protocol::JoinMode;
+        use switchboard_protocol::cluster::SignalKind;
+        let bundle = bytes::Bytes::from(format!("room{}text", "x".repeat(64 * 1024)));
+        let mut forwards = crate::cluster::RemoteForwards::new(bundle.clone());
+        let room = std::str::from_utf8(&bundle[..4]).expect("UTF-8");
+        let text = axum::extract::ws::Utf8Bytes::try_from(bundle.slice(bundle.len() - 4..))
+            .expect("UTF-8");
+        for _ in 0..count {
+            forwards.push(
+                DialectKind::Raw,
+                JoinMode::Both,
+                SignalKind::Description,
+                false,
+                room,
+                text.clone(),
+            );
+        }
+        (Arc::new(forwards), bundle)
+    }
+
+    #[test]
+    fn a_receiver_far_behind_keeps_forwards_on_their_own_not_their_bundles() {
+        let registry = SessionRegistry::new(Duration::from_secs(5));
+        let mut b = registry.register(
+            DialectKind::Raw,
+            None,
+            QueueBounds::of_len(256),
+            CancellationToken::new(),
+        );
+        let (forwards, bundle) = forwards(100);
+        for at in 0..100 {
+            registry.deliver_remote(b.id, Outbound::Remote(Arc::clone(&forwards), at));
+        }
+        let kept: Vec<usize> = std::iter::from_fn(|| b.rx.try_recv().ok())
+            .map(|out| match out {
+                Outbound::Remote(forwards, at) => {
+                    let fwd = forwards.get(at).expect("the forward");
+                    assert_eq!(fwd.text.as_str(), "text");
+                    forwards.bundle_len()
+                }
+                other => panic!("a forward: {}", text(&other)),
+            })
+            .collect();
+        assert_eq!(kept.len(), 100, "every forward delivered, in order");
+        assert!(
+            kept[..64].iter().all(|&len| len == bundle.len()),
+            "a receiver up to a batch behind takes forwards as they came, in their bundle"
+        );
+        assert!(
+            kept[64..].iter().all(|&len| len == "roomtext".len()),
+            "past a batch behind, each keeps only its room and text: {:?}",
+            &kept[64..]
+        );
     }
 }
