@@ -20,9 +20,9 @@ use bytes::BytesMut;
 use similar_asserts::assert_eq;
 use switchboard_protocol::Dialect;
 use switchboard_protocol::cluster::{
-    BundleReader, BundleWriter, ForwardRef, Forwarding, FrameBody, FrameError, FrameRef,
-    NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, Part, PartsWriter, RemotePeer, SignalKind,
-    decode_bundle, forward_body, prepare_forward, rebuild_event,
+    BundleReader, BundleWriter, Forwarding, FrameBody, FrameError, FrameRef, NODE_PROTOCOL_VERSION,
+    NodeFrame, NodeMessage, Part, PartsWriter, RemotePeer, SignalKind, decode_bundle, forward_body,
+    prepare_forward, rebuild_event,
 };
 use switchboard_protocol::dialects::TextFrames;
 use switchboard_protocol::dialects::{antmedia, engineio, peerjs, raw};
@@ -329,26 +329,11 @@ fn a_forward_rendered_ahead_makes_the_golden_bundle() {
     let mut writer = BundleWriter::new(&mut buf, NODE, usize::MAX);
     let mut ahead = 0;
     for frame in &frames {
-        let NodeMessage::Forward {
-            to,
-            dialect,
-            mode,
-            how,
-            room,
-            original,
-        } = &frame.msg
-        else {
+        let Some(forward) = frame.msg.as_forward() else {
             assert!(push(&mut writer, frame).is_none());
             continue;
         };
-        let body = forward_body(&ForwardRef {
-            to: *to,
-            dialect: *dialect,
-            mode: *mode,
-            how: *how,
-            room,
-            original,
-        });
+        let body = forward_body(&forward);
         ahead += 1;
         assert!(writer.push(frame.seq, FrameRef::Body(&body)).is_none());
     }
