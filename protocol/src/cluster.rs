@@ -28,7 +28,7 @@ mod message;
 
 pub use bundle::{
     BUNDLE_LIMIT, BundleParts, BundleReader, BundleWriter, FrameBody, FrameError, FrameRef, Part,
-    PartsWriter, forward_body,
+    PartsWriter, forward_body, forward_head,
 };
 pub use forward::{Forwarding, SignalKind, prepare_forward};
 pub use message::{ForwardRef, NODE_PROTOCOL_VERSION, NodeFrame, NodeMessage, RemotePeer};

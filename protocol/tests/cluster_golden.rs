@@ -22,7 +22,7 @@ use switchboard_protocol::Dialect;
 use switchboard_protocol::cluster::{
     BundleReader, BundleWriter, Forwarding, FrameBody, FrameError, FrameRef, NODE_PROTOCOL_VERSION,
     NodeFrame, NodeMessage, Part, PartsWriter, RemotePeer, SignalKind, decode_bundle, forward_body,
-    prepare_forward, rebuild_event,
+    forward_head, prepare_forward, rebuild_event,
 };
 use switchboard_protocol::dialects::TextFrames;
 use switchboard_protocol::dialects::{antmedia, engineio, peerjs, raw};
@@ -348,10 +348,24 @@ fn a_forward_rendered_ahead_makes_the_golden_bundle() {
 }
 
 /// The bodies rendered ahead of each forward of the golden cases (`None` for other frames).
-fn bodies(frames: &[NodeFrame]) -> Vec<Option<bytes::Bytes>> {
+fn bodies(frames: &[NodeFrame]) -> Vec<Option<Box<[u8]>>> {
     frames
         .iter()
         .map(|frame| frame.msg.as_forward().map(|forward| forward_body(&forward)))
+        .collect()
+}
+
+/// Each forward of the golden cases as a sender keeps it apart from its text (`forward_head`),
+/// with the text (`None` for other frames).
+fn heads(frames: &[NodeFrame]) -> Vec<Option<(Box<[u8]>, &[u8])>> {
+    frames
+        .iter()
+        .map(|frame| {
+            frame
+                .msg
+                .as_forward()
+                .map(|forward| (forward_head(&forward), forward.original.as_bytes()))
+        })
         .collect()
 }
 
@@ -362,6 +376,7 @@ fn bodies(frames: &[NodeFrame]) -> Vec<Option<bytes::Bytes>> {
 fn a_bundle_written_from_its_parts_is_the_same_bundle() {
     let frames = bundle_cases();
     let bodies = bodies(&frames);
+    let heads = heads(&frames);
     assert!(
         bodies.iter().any(Option::is_some),
         "the cases hold forwards"
@@ -391,13 +406,28 @@ fn a_bundle_written_from_its_parts_is_the_same_bundle() {
                 });
             }
             got.extend(writer.finish());
-            let got: Vec<Vec<u8>> = got
-                .iter()
-                .inspect(|b| assert_eq!(b.len, b.to_vec().len()))
-                .map(|b| b.to_vec())
-                .collect();
+            let mut buf = BytesMut::new();
+            let mut writer = PartsWriter::new(&mut buf, NODE, limit, share_from);
+            let mut split = Vec::new();
+            for (frame, head) in frames.iter().zip(&heads) {
+                split.extend(match head {
+                    Some((head, text)) => writer.push_split(frame.seq, head, text),
+                    None => writer.push(frame.seq, FrameRef::Message(&frame.msg)),
+                });
+            }
+            split.extend(writer.finish());
             let expected: Vec<Vec<u8>> = expected.iter().map(|b| b.to_vec()).collect();
-            assert_eq!(got, expected, "share_from {share_from}, limit {limit}");
+            for (how, got) in [("whole bodies", got), ("heads and texts", split)] {
+                let got: Vec<Vec<u8>> = got
+                    .iter()
+                    .inspect(|b| assert_eq!(b.len, b.to_vec().len()))
+                    .map(|b| b.to_vec())
+                    .collect();
+                assert_eq!(
+                    got, expected,
+                    "{how}, share_from {share_from}, limit {limit}"
+                );
+            }
         }
     }
     let stored = std::fs::read(

@@ -105,9 +105,8 @@ pub enum OutMessage {
     /// crosses, the receiver renders it.
     Relay(u64, Arc<Envelope>),
     /// A peer's signal for a remote session of its dialect, its body rendered on the sender's
-    /// task ([`publisher::forward`]): one buffer, so what the publisher keeps until the
-    /// receiver acknowledges it is freed at once, and the envelope where it was made.
-    Forward(bytes::Bytes),
+    /// task ([`publisher::forward`]); the envelope is freed where it was made.
+    Forward(publisher::ForwardBody),
     /// A composed event for the remote session `to` (boxed: an `Event` is several times
     /// the size of the other variants).
     Deliver(u64, Box<Event>),

@@ -15,19 +15,21 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use std::borrow::Cow;
+
+use bytes::BytesMut;
 use switchboard_plugin_api::Peer;
 use switchboard_protocol::JoinMode;
 use switchboard_protocol::cluster::{
     BUNDLE_LIMIT, BundleParts, ForwardRef, FrameRef, NodeMessage, PartsWriter, RemotePeer,
-    forward_body, prepare_forward,
+    forward_body, forward_head, prepare_forward,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::replay::{self, Window};
 use super::{Cluster, OutMessage, Outgoing, health, resp, store};
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Original};
 
 /// Most items sent in one pipeline.
 const BATCH: usize = 512;
@@ -38,7 +40,7 @@ const RETRY: Duration = Duration::from_millis(50);
 /// An item waiting to be sent: when it was queued, its frame number (numbered frames only,
 /// else 0), and whether a publish already found no subscriber for it.
 pub(super) struct Entry {
-    since: Instant,
+    pub(super) since: Instant,
     pub(super) seq: u64,
     unheard: bool,
     /// A frame published before and sent again, or an acknowledgement ([`replay`]): neither
@@ -49,6 +51,17 @@ pub(super) struct Entry {
 }
 
 impl Entry {
+    /// Gives a forward its own copy of its sender's text ([`ForwardBody::unpin`]).
+    pub(super) fn unpin(&mut self) {
+        if let Outgoing::Frame {
+            msg: OutMessage::Forward(body),
+            ..
+        } = &mut self.item
+        {
+            body.unpin();
+        }
+    }
+
     /// The receiving node of a frame.
     pub(super) fn node(&self) -> Option<&Arc<str>> {
         match &self.item {
@@ -126,6 +139,9 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
         }
         replayed |= take(&cluster, &mut held, batch.drain(..n), &mut window, now);
         expire(&mut held, &mut window, now, cluster.replay_window());
+        if let Some(cutoff) = now.checked_sub(SHARE_FOR) {
+            unpin(&mut held, &mut window, cutoff);
+        }
         if cluster.healthy() {
             for again in window.overdue(&cluster, patience) {
                 replayed |= replay::requeue(&mut held, again);
@@ -225,6 +241,20 @@ fn expire(held: &mut Held, window: &mut Window, now: Instant, limit: Duration) {
     if held.len() < before {
         health::frames_dropped(frames);
     }
+}
+
+/// How long a forward may share its text with its sender's received frame (and so keep that
+/// frame's read buffer alive) before it gets a copy of its own: longer than a working link takes
+/// to acknowledge a frame ([`replay::ACK_EVERY`]), so copies are made only for frames held
+/// while Redis or a receiver is away.
+const SHARE_FOR: Duration = Duration::from_millis(300);
+
+/// Gives the forwards held or kept since before `cutoff` their own texts.
+fn unpin(held: &mut Held, window: &mut Window, cutoff: Instant) {
+    for entry in held.iter_mut().filter(|e| e.since <= cutoff) {
+        entry.unpin();
+    }
+    window.unpin(cutoff);
 }
 
 /// Sends what is held, oldest first, in pipelines of at most [`BATCH`] items, the frames for
@@ -446,14 +476,14 @@ fn bundle_open<'a>(
 /// copy costs less than a piece of its own in the vectored write.
 const SHARE_FROM: usize = 512;
 
-/// The bytes `entry`'s frame takes in the bundle's own buffer: a large body's length and
+/// The bytes `entry`'s frame takes in the bundle's own buffer: a large text's length and
 /// number only ([`SHARE_FROM`]).
 fn own_size(entry: &Entry) -> usize {
     match &entry.item {
         Outgoing::Frame {
             msg: OutMessage::Forward(body),
             ..
-        } if body.len() >= SHARE_FROM => 12,
+        } => 12 + body.own_len(),
         _ => frame_size(entry),
     }
 }
@@ -470,23 +500,82 @@ pub(super) fn frame_size(entry: &Entry) -> usize {
     }
 }
 
+/// A forward's body as the sender's task leaves it for the publisher: the sender's own frame
+/// text is not copied but kept with what precedes it in the body ([`forward_head`]), and
+/// written to Redis from where it is; a small or re-rendered text is copied once, with its
+/// head, into one buffer.
+#[derive(Debug, Clone)]
+pub struct ForwardBody {
+    /// The body before the text, or the whole body when `text` is `None`.
+    head: Box<[u8]>,
+    /// The sender's frame, the rest of the body.
+    text: Option<Original>,
+}
+
+impl ForwardBody {
+    /// The body's bytes.
+    pub(super) fn len(&self) -> usize {
+        self.head.len() + self.text.as_ref().map_or(0, |t| t.len())
+    }
+
+    /// The body in one buffer of its own: the sender's text is copied, and its received frame
+    /// no longer kept alive.
+    fn unpin(&mut self) {
+        if let Some(text) = self.text.take() {
+            let mut whole = Vec::with_capacity(self.head.len() + text.len());
+            whole.extend_from_slice(&self.head);
+            whole.extend_from_slice(text.as_bytes());
+            self.head = whole.into_boxed_slice();
+        }
+    }
+
+    /// Whether the text is `original`'s own (not a copy).
+    #[cfg(test)]
+    pub(super) fn shares(&self, original: &Original) -> bool {
+        self.text
+            .as_ref()
+            .is_some_and(|t| std::ptr::eq(t.as_str(), original.as_str()))
+    }
+
+    /// The bytes copied into a bundle's own buffer: the head, or the whole body when it is
+    /// small (as [`PartsWriter`] does).
+    fn own_len(&self) -> usize {
+        match &self.text {
+            Some(_) => self.head.len(),
+            None if self.head.len() >= SHARE_FROM => 0,
+            None => self.head.len(),
+        }
+    }
+}
+
 /// The body of a forward of `envelope` to the remote session `to`, a peer of the sender's
 /// dialect, rendered on the sender's task; `None` for an event without a wire text or a room
 /// (it crosses as an event: [`OutMessage::Relay`]). The text is the receiving peer's frame
 /// when its rendering reads nothing of the receiving session (the sender's own text when it
-/// goes on unchanged), else the sender's text for the receiver to decode again.
-pub fn forward(to: u64, envelope: &Envelope) -> Option<Bytes> {
-    let original = envelope.original.as_ref()?.as_str();
+/// goes on unchanged, kept rather than copied), else the sender's text for the receiver to
+/// decode again.
+pub fn forward(to: u64, envelope: &Envelope) -> Option<ForwardBody> {
+    let original = envelope.original.as_ref()?;
     let room = envelope.event.room()?;
-    let (how, text) = prepare_forward(envelope.from.dialect, original, &envelope.event);
-    Some(forward_body(&ForwardRef {
+    let (how, text) = prepare_forward(envelope.from.dialect, original.as_str(), &envelope.event);
+    let fwd = ForwardRef {
         to,
         dialect: envelope.from.dialect,
         mode: envelope.from.mode,
         how,
         room,
         original: &text,
-    }))
+    };
+    Some(match text {
+        Cow::Borrowed(text) if text.len() >= SHARE_FROM => ForwardBody {
+            head: forward_head(&fwd),
+            text: Some(original.clone()),
+        },
+        _ => ForwardBody {
+            head: forward_body(&fwd),
+            text: None,
+        },
+    })
 }
 
 fn remote(peer: &Peer) -> RemotePeer {
@@ -519,7 +608,12 @@ fn push_frame<'a>(writer: &mut PartsWriter<'a, '_>, entry: &'a Entry) -> Option<
             room: room.clone(),
             session: session.0,
         },
-        OutMessage::Forward(body) => return writer.push_body(seq, body),
+        OutMessage::Forward(body) => {
+            return match &body.text {
+                Some(text) => writer.push_split(seq, &body.head, text.as_bytes()),
+                None => writer.push_body(seq, &body.head),
+            };
+        }
         OutMessage::Relay(to, envelope) => NodeMessage::Relay {
             to: *to,
             from: remote(&envelope.from),

@@ -53,6 +53,8 @@ struct Stream {
     last: u64,
     /// Frames Redis took and the receiver has not acknowledged, oldest first, with their size.
     kept: VecDeque<(Entry, usize)>,
+    /// The kept frames before this place hold no text of their sender's ([`Window::unpin`]).
+    unpinned: usize,
     /// The receiver's last acknowledgement.
     acked: u64,
     /// The highest number dropped before the receiver had it (0: none).
@@ -107,6 +109,7 @@ impl Window {
                 node: Arc::clone(node),
                 last: 0,
                 kept: VecDeque::new(),
+                unpinned: 0,
                 acked: 0,
                 lost: 0,
                 ended: 0,
@@ -152,6 +155,22 @@ impl Window {
         added.0
     }
 
+    /// Gives every frame kept since before `cutoff` its own copy of the text it shares with
+    /// its sender's received frame ([`super::publisher::ForwardBody`]): such a text keeps that
+    /// frame's whole read buffer alive, which the window's bounds do not weigh, so it is shared
+    /// only as long as an acknowledgement takes on a working link.
+    pub(super) fn unpin(&mut self, cutoff: Instant) {
+        for stream in &mut self.streams {
+            while let Some((entry, _)) = stream.kept.get_mut(stream.unpinned) {
+                if entry.since > cutoff {
+                    break;
+                }
+                entry.unpin();
+                stream.unpinned += 1;
+            }
+        }
+    }
+
     /// Drops the oldest kept frames, longest stream first, while past a bound.
     fn evict(&mut self) {
         while self.frames > self.max_frames || self.bytes > self.max_bytes {
@@ -161,6 +180,7 @@ impl Window {
             let Some((entry, size)) = stream.kept.pop_front() else {
                 return;
             };
+            stream.unpinned = stream.unpinned.saturating_sub(1);
             stream.lost = stream.lost.max(entry.seq);
             self.frames -= 1;
             self.bytes -= size;
@@ -180,6 +200,7 @@ impl Window {
     pub(super) fn forget(&mut self, node: &Arc<str>) {
         let stream = self.stream(node);
         let kept = std::mem::take(&mut stream.kept);
+        stream.unpinned = 0;
         stream.lost = stream.last;
         stream.ended = stream.last;
         stream.dead = true;
@@ -194,6 +215,7 @@ impl Window {
             stream.lost = stream.last;
             stream.ended = stream.last;
             stream.kept.clear();
+            stream.unpinned = 0;
         }
         self.frames = 0;
         self.bytes = 0;
@@ -221,6 +243,7 @@ impl Window {
                 freed.1 += size;
             }
         }
+        stream.unpinned = stream.unpinned.saturating_sub(freed.0);
         self.frames -= freed.0;
         self.bytes -= freed.1;
         if !resend {
@@ -255,6 +278,7 @@ impl Window {
         }
         let floor = got.max(stream.lost);
         let kept = std::mem::take(&mut stream.kept);
+        stream.unpinned = 0;
         let mut freed = (0, 0);
         for (entry, size) in kept {
             freed.0 += 1;

@@ -256,11 +256,50 @@ impl<'a, 'b> PartsWriter<'a, 'b> {
         full
     }
 
+    /// Adds a forward whose body is `head` ([`forward_head`]) then `text`, as frame `seq`: the
+    /// head is copied into the bundle, the text written from where it is when it is at least
+    /// `share_from` bytes; a full bundle comes back as with [`BundleWriter::push`].
+    pub fn push_split(
+        &mut self,
+        seq: Option<u64>,
+        head: &[u8],
+        text: &'a [u8],
+    ) -> Option<BundleParts<'a>> {
+        let body = head.len() + text.len();
+        if text.len() < self.share_from {
+            let start = self.buf.len();
+            self.buf.reserve(12 + body);
+            self.buf
+                .put_u32(u32::try_from(8 + body).unwrap_or(u32::MAX));
+            self.buf.put_u64(seq.unwrap_or(0));
+            self.buf.put_slice(head);
+            self.buf.put_slice(text);
+            return self.moved_on(start);
+        }
+        let full = (self.frames > 0 && self.len() + 12 + body > self.limit).then(|| self.close());
+        self.buf
+            .put_u32(u32::try_from(8 + body).unwrap_or(u32::MAX));
+        self.buf.put_u64(seq.unwrap_or(0));
+        self.buf.put_slice(head);
+        self.parts.push(Part::Own(self.cut..self.buf.len()));
+        self.cut = self.buf.len();
+        self.parts.push(Part::Body(text));
+        self.shared += text.len();
+        self.frames += 1;
+        full
+    }
+
     /// Adds `frame`, copied into the bundle's own bytes; a full bundle comes back as with
     /// [`BundleWriter::push`].
     pub fn push(&mut self, seq: Option<u64>, frame: FrameRef<'_>) -> Option<BundleParts<'a>> {
         let start = self.buf.len();
         write_frame(self.buf, seq, frame);
+        self.moved_on(start)
+    }
+
+    /// Counts the frame just copied into the bundle's own bytes from `start`; when it took the
+    /// bundle past its limit, moves it into the next bundle and gives back the full one.
+    fn moved_on(&mut self, start: usize) -> Option<BundleParts<'a>> {
         self.frames += 1;
         if self.len() <= self.limit || self.frames == 1 {
             return None;
@@ -319,7 +358,10 @@ fn write_frame(buf: &mut BytesMut, seq: Option<u64>, frame: FrameRef<'_>) {
     buf.put_u32(0); // the length, set below
     buf.put_u64(seq.unwrap_or(0));
     match frame {
-        FrameRef::Forward(fwd) => write_forward(buf, fwd),
+        FrameRef::Forward(fwd) => {
+            buf.reserve(forward_len(fwd));
+            write_forward(buf, fwd);
+        }
         FrameRef::Body(body) => buf.put_slice(body),
         FrameRef::Message(msg) => {
             buf.put_u8(JSON);
@@ -334,10 +376,18 @@ fn write_frame(buf: &mut BytesMut, seq: Option<u64>, frame: FrameRef<'_>) {
 /// A forward's body on its own, for [`FrameRef::Body`]: the sender's task renders it while the
 /// event is at hand, and the publisher copies it into a bundle later (one allocation, so what
 /// the publisher keeps for replay is freed at once when the receiver acknowledges it).
-pub fn forward_body(fwd: &ForwardRef<'_>) -> Bytes {
-    let mut buf = BytesMut::with_capacity(forward_len(fwd));
+pub fn forward_body(fwd: &ForwardRef<'_>) -> Box<[u8]> {
+    let mut buf = Vec::with_capacity(forward_len(fwd));
     write_forward(&mut buf, fwd);
-    buf.freeze()
+    buf.into_boxed_slice()
+}
+
+/// A forward's body without its text ([`PartsWriter::push_split`]): what precedes the text,
+/// for a sender whose text is kept where it already is (the frame its peer sent).
+pub fn forward_head(fwd: &ForwardRef<'_>) -> Box<[u8]> {
+    let mut buf = Vec::with_capacity(forward_len(fwd) - fwd.original.len());
+    write_forward_head(&mut buf, fwd);
+    buf.into_boxed_slice()
 }
 
 /// The room as written: cut at what its length field holds.
@@ -352,9 +402,14 @@ fn forward_len(fwd: &ForwardRef<'_>) -> usize {
 }
 
 /// Appends a forward's body.
-fn write_forward(buf: &mut BytesMut, fwd: &ForwardRef<'_>) {
+fn write_forward(buf: &mut impl BufMut, fwd: &ForwardRef<'_>) {
+    write_forward_head(buf, fwd);
+    buf.put_slice(fwd.original.as_bytes());
+}
+
+/// Appends what precedes a forward's text.
+fn write_forward_head(buf: &mut impl BufMut, fwd: &ForwardRef<'_>) {
     let room = forward_room(fwd);
-    buf.reserve(forward_len(fwd));
     buf.put_u8(FORWARD);
     buf.put_u64(fwd.to);
     buf.put_u8(dialect_byte(fwd.dialect));
@@ -363,7 +418,6 @@ fn write_forward(buf: &mut BytesMut, fwd: &ForwardRef<'_>) {
     buf.put_u8(fwd.how.kind_byte());
     buf.put_u16(u16::try_from(room.len()).unwrap_or(u16::MAX));
     buf.put_slice(room);
-    buf.put_slice(fwd.original.as_bytes());
 }
 
 /// Walks a received bundle: its sending node, then its frames in order.

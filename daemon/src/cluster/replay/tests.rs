@@ -5,8 +5,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use switchboard_protocol::DialectKind;
+
 use super::*;
 use crate::cluster::ClusterConfig;
+use crate::envelope::Envelope;
 
 fn cluster() -> Cluster {
     let config: ClusterConfig = toml::from_str(
@@ -229,4 +232,87 @@ fn frames_sent_again_go_first_and_each_node_s_frames_stay_in_order() {
     };
     assert!(!requeue(&mut held, replay));
     assert_eq!(seqs(&held.into_iter().collect::<Vec<_>>()), vec![7]);
+}
+
+/// A relay of an offer `text` long from a raw peer, with its wire text.
+fn raw_offer(len: usize) -> Envelope {
+    use switchboard_protocol::{Description, Event, SdpKind};
+    let text = format!("{{\"type\":\"offer\",\"sdp\":\"{}\"}}", "v".repeat(len));
+    Envelope {
+        from: crate::gateway::peer(switchboard_plugin_api::SessionId(1), DialectKind::Raw),
+        event: Event::Description(Description {
+            room: "r".to_owned(),
+            kind: SdpKind::Offer,
+            sdp: "v".into(),
+        }),
+        original: Some(text.into()),
+        app: None,
+    }
+}
+
+/// The forward of `envelope` queued `ago`, numbered `seq`.
+fn forward_entry(node: &Arc<str>, seq: u64, envelope: &Envelope, ago: Duration) -> Entry {
+    let mut entry = Entry::numbered(Arc::clone(node), seq);
+    entry.since = Instant::now().checked_sub(ago).unwrap();
+    entry.item = Outgoing::Frame {
+        node: Arc::clone(node),
+        msg: OutMessage::Forward(crate::cluster::publisher::forward(7, envelope).unwrap()),
+    };
+    entry
+}
+
+/// Whether `entry`'s forward still shares the text of `envelope`'s received frame.
+fn shares(entry: &Entry, envelope: &Envelope) -> bool {
+    let Outgoing::Frame {
+        msg: OutMessage::Forward(body),
+        ..
+    } = &entry.item
+    else {
+        panic!("not a forward");
+    };
+    body.shares(envelope.original.as_ref().unwrap())
+}
+
+/// A large forward's text is the sender's received frame, not a copy; kept past the time an
+/// acknowledgement takes on a working link it gets a copy of its own (the received frame holds
+/// its sender's read buffer alive, which the window's byte bound does not weigh), with the same
+/// bytes. A small text is copied at once.
+#[tokio::test]
+async fn a_kept_forward_shares_its_sender_s_frame_only_while_an_acknowledgement_takes() {
+    let b: Arc<str> = Arc::from("b@1");
+    let mut window = Window::new(100, 1 << 20);
+    let (old, young, small) = (raw_offer(1000), raw_offer(1000), raw_offer(100));
+    let entries = [
+        forward_entry(&b, 1, &old, Duration::from_secs(1)),
+        forward_entry(&b, 2, &young, Duration::ZERO),
+        forward_entry(&b, 3, &small, Duration::ZERO),
+    ];
+    assert!(shares(&entries[0], &old) && shares(&entries[1], &young));
+    assert!(
+        !shares(&entries[2], &small),
+        "a small text is copied with its head"
+    );
+    let bytes: Vec<usize> = entries
+        .iter()
+        .map(crate::cluster::publisher::frame_size)
+        .collect();
+    window.keep(&b, entries.into_iter());
+    window.unpin(
+        Instant::now()
+            .checked_sub(Duration::from_millis(300))
+            .unwrap(),
+    );
+    let replay = window.acked(&cluster(), &b, 0, true);
+    assert_eq!(seqs(&replay.again), vec![1, 2, 3]);
+    assert!(
+        !shares(&replay.again[0], &old),
+        "kept past the cutoff: its own copy"
+    );
+    assert!(shares(&replay.again[1], &young), "younger: still shared");
+    let after: Vec<usize> = replay
+        .again
+        .iter()
+        .map(crate::cluster::publisher::frame_size)
+        .collect();
+    assert_eq!(after, bytes, "the same body either way");
 }
