@@ -355,9 +355,12 @@ fn bodies(frames: &[NodeFrame]) -> Vec<Option<Box<[u8]>>> {
         .collect()
 }
 
-/// Each forward of the golden cases as a sender keeps it apart from its text (`forward_head`),
-/// with the text (`None` for other frames).
-fn heads(frames: &[NodeFrame]) -> Vec<Option<(Box<[u8]>, &[u8])>> {
+/// A forward's body before its text (`forward_head`), and the text.
+type Split<'a> = (Box<[u8]>, &'a [u8]);
+
+/// Each forward of the golden cases as a sender keeps it apart from its text, with the text
+/// (`None` for other frames).
+fn heads(frames: &[NodeFrame]) -> Vec<Option<Split<'_>>> {
     frames
         .iter()
         .map(|frame| {
