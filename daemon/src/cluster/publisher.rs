@@ -521,12 +521,20 @@ impl ForwardBody {
     /// The body in one buffer of its own: the sender's text is copied, and its received frame
     /// no longer kept alive.
     fn unpin(&mut self) {
-        if let Some(text) = self.text.take() {
+        // A text rendered for the forward is a buffer of its own already.
+        let rendered = |t: &Original| t.downcast_ref::<String>().is_some();
+        if let Some(text) = self.text.take_if(|t| !rendered(t)) {
             let mut whole = Vec::with_capacity(self.head.len() + text.len());
             whole.extend_from_slice(&self.head);
             whole.extend_from_slice(text.as_bytes());
             self.head = whole.into_boxed_slice();
         }
+    }
+
+    /// Whether the text is kept apart from the head (not copied into one buffer with it).
+    #[cfg(test)]
+    pub(super) fn apart(&self) -> bool {
+        self.text.is_some()
     }
 
     /// Whether the text is `original`'s own (not a copy).
@@ -566,15 +574,21 @@ pub fn forward(to: u64, envelope: &Envelope) -> Option<ForwardBody> {
         room,
         original: &text,
     };
-    Some(match text {
-        Cow::Borrowed(text) if text.len() >= SHARE_FROM => ForwardBody {
-            head: forward_head(&fwd),
-            text: Some(original.clone()),
-        },
-        _ => ForwardBody {
+    if text.len() < SHARE_FROM {
+        return Some(ForwardBody {
             head: forward_body(&fwd),
             text: None,
-        },
+        });
+    }
+    let head = forward_head(&fwd);
+    let text = match text {
+        Cow::Borrowed(_) => original.clone(),
+        // Rendered here (an Ant description gains its `idMapping`): kept as made.
+        Cow::Owned(rendered) => Original::from(rendered),
+    };
+    Some(ForwardBody {
+        head,
+        text: Some(text),
     })
 }
 

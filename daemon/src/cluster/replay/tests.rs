@@ -9,7 +9,7 @@ use switchboard_protocol::DialectKind;
 
 use super::*;
 use crate::cluster::ClusterConfig;
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Original};
 
 fn cluster() -> Cluster {
     let config: ClusterConfig = toml::from_str(
@@ -234,20 +234,26 @@ fn frames_sent_again_go_first_and_each_node_s_frames_stay_in_order() {
     assert_eq!(seqs(&held.into_iter().collect::<Vec<_>>()), vec![7]);
 }
 
-/// A relay of an offer `text` long from a raw peer, with its wire text.
-fn raw_offer(len: usize) -> Envelope {
+/// A relay of an offer with an SDP `len` long from a peer of `dialect`, with its wire text
+/// (a raw peer's) in a received buffer, as a session's frames are.
+fn offer(dialect: DialectKind, len: usize) -> Envelope {
     use switchboard_protocol::{Description, Event, SdpKind};
-    let text = format!("{{\"type\":\"offer\",\"sdp\":\"{}\"}}", "v".repeat(len));
+    let sdp = "v".repeat(len);
+    let text = format!("{{\"type\":\"offer\",\"sdp\":\"{sdp}\"}}");
     Envelope {
-        from: crate::gateway::peer(switchboard_plugin_api::SessionId(1), DialectKind::Raw),
+        from: crate::gateway::peer(switchboard_plugin_api::SessionId(1), dialect),
         event: Event::Description(Description {
             room: "r".to_owned(),
             kind: SdpKind::Offer,
-            sdp: "v".into(),
+            sdp: sdp.into(),
         }),
-        original: Some(text.into()),
+        original: Some(Original::new(axum::extract::ws::Utf8Bytes::from(text))),
         app: None,
     }
+}
+
+fn raw_offer(len: usize) -> Envelope {
+    offer(DialectKind::Raw, len)
 }
 
 /// The forward of `envelope` queued `ago`, numbered `seq`.
@@ -315,4 +321,35 @@ async fn a_kept_forward_shares_its_sender_s_frame_only_while_an_acknowledgement_
         .map(crate::cluster::publisher::frame_size)
         .collect();
     assert_eq!(after, bytes, "the same body either way");
+}
+
+/// A text the sending node renders for the forward (an Ant description gains its
+/// `idMapping`) is kept as rendered, not copied again with its head, and needs no copy later.
+#[tokio::test]
+async fn a_rendered_forward_text_is_kept_as_rendered() {
+    let b: Arc<str> = Arc::from("b@1");
+    let ant = offer(DialectKind::Antmedia, 1000);
+    let entry = forward_entry(&b, 1, &ant, Duration::from_secs(1));
+    let Outgoing::Frame {
+        msg: OutMessage::Forward(body),
+        ..
+    } = &entry.item
+    else {
+        panic!("not a forward");
+    };
+    assert!(body.apart() && !shares(&entry, &ant), "rendered, apart from its head");
+    let size = crate::cluster::publisher::frame_size(&entry);
+    let mut window = Window::new(100, 1 << 20);
+    window.keep(&b, std::iter::once(entry));
+    window.unpin(Instant::now());
+    let again = window.acked(&cluster(), &b, 0, true).again;
+    let Outgoing::Frame {
+        msg: OutMessage::Forward(body),
+        ..
+    } = &again[0].item
+    else {
+        panic!("not a forward");
+    };
+    assert!(body.apart(), "not copied when kept long");
+    assert_eq!(crate::cluster::publisher::frame_size(&again[0]), size);
 }
