@@ -42,11 +42,11 @@ pub struct RemoteForwards {
 }
 
 impl RemoteForwards {
-    /// The forwards of `bundle`, none yet.
-    pub fn new(bundle: Bytes) -> Self {
+    /// The forwards of `bundle`, none yet (room for about `frames`).
+    pub fn new(bundle: Bytes, frames: usize) -> Self {
         Self {
             bundle,
-            list: Vec::with_capacity(64),
+            list: Vec::with_capacity(frames),
         }
     }
 

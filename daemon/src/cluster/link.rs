@@ -427,7 +427,7 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Receipts, bundle: &B
         Ok(reader) => reader,
         Err(e) => {
             health::frame_dropped();
-            refused(seen, &e);
+            refused(&mut seen.other_version_logged, &e);
             return;
         }
     };
@@ -436,20 +436,21 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Receipts, bundle: &B
     }
     let node: Arc<str> = Arc::from(reader.node());
     let now = Instant::now();
-    let mut forwards = RemoteForwards::new(bundle.clone());
-    // About the frames a bundle holds under load, so the lists seldom grow.
-    let mut handed = Vec::with_capacity(64);
+    let frames = expected_frames(bundle.len());
+    let mut forwards = RemoteForwards::new(bundle.clone(), frames);
+    let mut handed = Vec::with_capacity(frames);
     let mut fresh = 0;
+    let mut sender = seen.sender(&node);
     for frame in reader {
         let (seq, body) = match frame {
             Ok(frame) => frame,
             Err(e) => {
                 health::frame_dropped();
-                refused(seen, &e);
+                refused(sender.other_version_logged, &e);
                 continue;
             }
         };
-        match seen.check(cluster, &node, seq, now) {
+        match sender.check(cluster, &node, seq, now) {
             Verdict::Next => {}
             Verdict::Again => {
                 debug!(node = %node, "Cluster: a frame published again; dropped.");
@@ -483,7 +484,7 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Receipts, bundle: &B
             FrameBody::Message(NodeMessage::Ack { got, resend }) => {
                 cluster.acked(Arc::clone(&node), got, resend);
             }
-            FrameBody::Message(NodeMessage::Reset { next }) => seen.reset(&node, next),
+            FrameBody::Message(NodeMessage::Reset { next }) => sender.reset(&node, next),
             FrameBody::Message(msg) => handed.push(Handed::Message(Box::new(msg))),
         }
     }
@@ -503,6 +504,12 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Receipts, bundle: &B
     }
 }
 
+/// About how many frames a bundle of `len` bytes holds, so that the lists of a bundle's frames
+/// seldom grow: a forward under load is a signal of a few hundred bytes to a few KiB.
+fn expected_frames(len: usize) -> usize {
+    (len / 512).clamp(8, 1024)
+}
+
 /// What a frame of a received bundle hands on. The rare large ones boxed: a bundle's list of
 /// them is mostly forwards.
 enum Handed {
@@ -516,9 +523,9 @@ enum Handed {
 
 /// Logs a bundle or frame this node cannot read; one of another node protocol version only the
 /// first time (every frame of such a node is counted as dropped).
-fn refused(seen: &mut Receipts, e: &FrameError) {
+fn refused(logged: &mut bool, e: &FrameError) {
     if matches!(e, FrameError::Version { .. }) {
-        if !std::mem::replace(&mut seen.other_version_logged, true) {
+        if !std::mem::replace(logged, true) {
             warn!(error = %e, "Cluster: frames from a node of another release are dropped (counted); upgrade the nodes of a cluster together.");
         }
         return;

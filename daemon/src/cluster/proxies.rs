@@ -9,7 +9,7 @@ use std::sync::Arc;
 use switchboard_plugin_api::{Peer, SessionId};
 use switchboard_protocol::cluster::RemotePeer;
 
-use crate::rooms::Room;
+use crate::rooms::{Hasher, Room};
 
 /// Where a proxy's real session lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,11 +26,14 @@ struct Proxy {
     rooms: HashSet<String>,
 }
 
-/// Every proxy of this node, by local id and by owner.
+/// Every proxy of this node, by local id and by owner. Looked up several times for every
+/// relayed message (is the sender a proxy, is each receiver one): hashed with the room index's
+/// fast hasher rather than SipHash (the ids are this node's own numbering and the other
+/// nodes', nothing a peer picks).
 #[derive(Debug, Default)]
 pub struct Proxies {
-    by_local: HashMap<SessionId, Proxy>,
-    by_remote: HashMap<(Arc<str>, u64), SessionId>,
+    by_local: HashMap<SessionId, Proxy, Hasher>,
+    by_remote: HashMap<(Arc<str>, u64), SessionId, Hasher>,
 }
 
 impl Proxies {

@@ -382,21 +382,17 @@ pub(super) struct Receipts {
     pub(super) other_version_logged: bool,
 }
 
-/// Where a received frame stands.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Verdict {
-    /// The next one (or not numbered): hand it on.
-    Next,
-    /// Had already: drop it.
-    Again,
-    /// Past a gap: drop it, the sender publishes it again after the missing ones.
-    Ahead,
+/// What this node has of one sending node's frames ([`Receipts::sender`]).
+pub(super) struct Sender<'a> {
+    from: &'a mut From,
+    /// [`Receipts::other_version_logged`].
+    pub(super) other_version_logged: &'a mut bool,
 }
 
-impl Receipts {
-    /// Checks `seq` from `node`; notes it when it is the next one. A gap asks the sender for
-    /// the missing frames (once; again after [`patience`], from [`Self::tick`]).
-    /// `now`: when the frame's bundle came (read once per bundle).
+impl Sender<'_> {
+    /// Checks `seq` from `node` (this sender); notes it when it is the next one. A gap asks
+    /// the sender for the missing frames (once; again after [`patience`], from
+    /// [`Receipts::tick`]). `now`: when the frame's bundle came (read once per bundle).
     pub(super) fn check(
         &mut self,
         cluster: &Cluster,
@@ -407,10 +403,7 @@ impl Receipts {
         let Some(seq) = seq else {
             return Verdict::Next;
         };
-        let from = match self.from.get_mut(node) {
-            Some(from) => from,
-            None => self.from.entry(Arc::from(node)).or_default(),
-        };
+        let from = &mut *self.from;
         if seq == from.last + 1 {
             from.last = seq;
             from.asked = None;
@@ -428,12 +421,9 @@ impl Receipts {
         Verdict::Ahead
     }
 
-    /// The sender says the frames before `next` that this node lacks are gone.
+    /// The sender (`node`) says the frames before `next` that this node lacks are gone.
     pub(super) fn reset(&mut self, node: &str, next: u64) {
-        let from = match self.from.get_mut(node) {
-            Some(from) => from,
-            None => self.from.entry(Arc::from(node)).or_default(),
-        };
+        let from = &mut *self.from;
         if next > from.last + 1 {
             debug!(
                 node,
@@ -442,6 +432,40 @@ impl Receipts {
             from.last = next - 1;
             from.asked = None;
             from.due = true;
+        }
+    }
+}
+
+/// Where a received frame stands.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// The next one (or not numbered): hand it on.
+    Next,
+    /// Had already: drop it.
+    Again,
+    /// Past a gap: drop it, the sender publishes it again after the missing ones.
+    Ahead,
+}
+
+impl Receipts {
+    /// [`Sender::check`] for one frame.
+    #[cfg(test)]
+    pub(super) fn check(
+        &mut self,
+        cluster: &Cluster,
+        node: &str,
+        seq: Option<u64>,
+        now: Instant,
+    ) -> Verdict {
+        self.sender(&Arc::from(node)).check(cluster, node, seq, now)
+    }
+
+    /// What this node has of `node`'s frames, looked up once for a whole bundle.
+    pub(super) fn sender(&mut self, node: &Arc<str>) -> Sender<'_> {
+        let from = self.from.entry(Arc::clone(node)).or_default();
+        Sender {
+            from,
+            other_version_logged: &mut self.other_version_logged,
         }
     }
 

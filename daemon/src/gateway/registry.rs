@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -93,6 +93,9 @@ pub struct SessionRegistry {
     /// Sessions between claiming a place in Redis and running their join: what other nodes
     /// send them meanwhile waits here, so that their own `joined` comes first.
     held: Mutex<HashMap<SessionId, Vec<Outbound>>>,
+    /// How many sessions `held` holds for (written under its lock): almost always none, and
+    /// then a delivery from another node does not take the lock (one per forwarded frame).
+    holding: AtomicUsize,
     /// `[limits] write_timeout_secs` (a reload may change it).
     write_timeout_secs: AtomicU64,
 }
@@ -119,6 +122,7 @@ impl SessionRegistry {
             sessions: DashMap::with_hasher_and_shard_amount(Default::default(), SESSION_SHARDS),
             next_id: AtomicU64::new(1),
             held: Mutex::default(),
+            holding: AtomicUsize::new(0),
             write_timeout_secs: AtomicU64::new(0),
         };
         registry.set_write_timeout(write_timeout);
@@ -180,7 +184,10 @@ impl SessionRegistry {
     pub fn unregister(&self, id: SessionId) {
         self.sessions.remove(&id);
         // A join abandoned mid-claim (the connection went away) leaves its buffer behind.
-        lock(&self.held).remove(&id);
+        let mut held = lock(&self.held);
+        if held.remove(&id).is_some() {
+            self.holding.store(held.len(), Ordering::Release);
+        }
     }
 
     /// Every registered session's info, by id.
@@ -265,7 +272,9 @@ impl SessionRegistry {
     /// Holds what other nodes send `session` until [`Self::release`] (while its join claims
     /// its place in Redis).
     pub fn hold(&self, session: SessionId) {
-        lock(&self.held).insert(session, Vec::new());
+        let mut held = lock(&self.held);
+        held.insert(session, Vec::new());
+        self.holding.store(held.len(), Ordering::Release);
     }
 
     /// Delivers what was held for `session`, in arrival order, and stops holding.
@@ -275,11 +284,18 @@ impl SessionRegistry {
             for item in items {
                 self.queue(session, item);
             }
+            self.holding.store(held.len(), Ordering::Release);
         }
     }
 
     /// Queues a delivery from another node to local session `to` (held while it joins).
     pub fn deliver_remote(&self, to: SessionId, item: Outbound) {
+        // A session is held from before it claims its place in the room, so before another
+        // node learns of it there: nothing meant to wait can come before the hold shows.
+        if self.holding.load(Ordering::Acquire) == 0 {
+            self.queue(to, item);
+            return;
+        }
         let mut held = lock(&self.held);
         if let Some(waiting) = held.get_mut(&to) {
             // Held, not read: on its own, not with its whole bundle.
@@ -422,7 +438,7 @@ mod tests {
         use switchboard_protocol::JoinMode;
         use switchboard_protocol::cluster::SignalKind;
         let bundle = bytes::Bytes::from(format!("room{}text", "x".repeat(64 * 1024)));
-        let mut forwards = crate::cluster::RemoteForwards::new(bundle.clone());
+        let mut forwards = crate::cluster::RemoteForwards::new(bundle.clone(), 8);
         let room = std::str::from_utf8(&bundle[..4]).expect("UTF-8");
         let text = axum::extract::ws::Utf8Bytes::try_from(bundle.slice(bundle.len() - 4..))
             .expect("UTF-8");
@@ -437,6 +453,68 @@ mod tests {
             );
         }
         (Arc::new(forwards), bundle)
+    }
+
+    /// While a session is held (its join claims its place), what other nodes send it waits
+    /// and then comes in arrival order; before and after, and for every other session, it is
+    /// queued at once (without the hold's lock). An abandoned hold ends with its session.
+    #[test]
+    fn deliveries_from_other_nodes_wait_only_while_their_session_is_held() {
+        let registry = SessionRegistry::new(Duration::from_secs(5));
+        let register = || {
+            registry.register(
+                DialectKind::Raw,
+                None,
+                QueueBounds::of_len(256),
+                CancellationToken::new(),
+            )
+        };
+        let (mut a, mut b, c) = (register(), register(), register());
+        // Forward `i`'s text is the digit `i`.
+        let bundle = bytes::Bytes::from_static(b"room01234");
+        let mut forwards = crate::cluster::RemoteForwards::new(bundle.clone(), 8);
+        for i in 0..5 {
+            let text =
+                axum::extract::ws::Utf8Bytes::try_from(bundle.slice(4 + i..5 + i)).expect("UTF-8");
+            forwards.push(
+                DialectKind::Raw,
+                switchboard_protocol::JoinMode::Both,
+                switchboard_protocol::cluster::SignalKind::Description,
+                false,
+                std::str::from_utf8(&bundle[..4]).expect("UTF-8"),
+                text,
+            );
+        }
+        let forwards = Arc::new(forwards);
+        let deliver = |to: SessionId, at| {
+            registry.deliver_remote(to, Outbound::Remote(Arc::clone(&forwards), at));
+        };
+        let texts = |rx: &mut Inbox| -> String {
+            std::iter::from_fn(|| rx.try_recv().ok())
+                .map(|out| match out {
+                    Outbound::Remote(f, at) => f.get(at).expect("the forward").text.to_string(),
+                    other => panic!("a forward: {}", text(&other)),
+                })
+                .collect()
+        };
+        deliver(a.id, 0);
+        registry.hold(a.id);
+        registry.hold(c.id);
+        deliver(a.id, 1);
+        deliver(b.id, 2);
+        deliver(a.id, 3);
+        assert_eq!(texts(&mut a.rx), "0", "held: 1 and 3 wait");
+        assert_eq!(texts(&mut b.rx), "2", "another session's comes at once");
+        registry.release(a.id);
+        assert_eq!(texts(&mut a.rx), "13", "released in arrival order");
+        registry.unregister(c.id);
+        assert_eq!(
+            registry.holding.load(Ordering::Acquire),
+            0,
+            "nothing held any more"
+        );
+        deliver(a.id, 4);
+        assert_eq!(texts(&mut a.rx), "4");
     }
 
     #[test]

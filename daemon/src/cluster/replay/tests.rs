@@ -114,13 +114,13 @@ async fn a_reset_moves_the_receiver_past_frames_that_are_gone() {
         seen.check(&cluster, "b@1", Some(5), Instant::now()),
         Verdict::Ahead
     );
-    seen.reset("b@1", 5);
+    seen.sender(&Arc::from("b@1")).reset("b@1", 5);
     assert_eq!(
         seen.check(&cluster, "b@1", Some(5), Instant::now()),
         Verdict::Next
     );
     // A reset behind what it has changes nothing.
-    seen.reset("b@1", 2);
+    seen.sender(&Arc::from("b@1")).reset("b@1", 2);
     assert_eq!(
         seen.check(&cluster, "b@1", Some(6), Instant::now()),
         Verdict::Next
@@ -337,7 +337,10 @@ async fn a_rendered_forward_text_is_kept_as_rendered() {
     else {
         panic!("not a forward");
     };
-    assert!(body.apart() && !shares(&entry, &ant), "rendered, apart from its head");
+    assert!(
+        body.apart() && !shares(&entry, &ant),
+        "rendered, apart from its head"
+    );
     let size = crate::cluster::publisher::frame_size(&entry);
     let mut window = Window::new(100, 1 << 20);
     window.keep(&b, std::iter::once(entry));
