@@ -240,20 +240,7 @@ impl<'a, 'b> PartsWriter<'a, 'b> {
     /// Adds a body rendered ahead ([`forward_body`]) as frame `seq`; a full bundle comes back
     /// as with [`BundleWriter::push`].
     pub fn push_body(&mut self, seq: Option<u64>, body: &'a [u8]) -> Option<BundleParts<'a>> {
-        if body.len() < self.share_from {
-            return self.push(seq, FrameRef::Body(body));
-        }
-        let full =
-            (self.frames > 0 && self.len() + 12 + body.len() > self.limit).then(|| self.close());
-        self.buf
-            .put_u32(u32::try_from(8 + body.len()).unwrap_or(u32::MAX));
-        self.buf.put_u64(seq.unwrap_or(0));
-        self.parts.push(Part::Own(self.cut..self.buf.len()));
-        self.cut = self.buf.len();
-        self.parts.push(Part::Body(body));
-        self.shared += body.len();
-        self.frames += 1;
-        full
+        self.push_split(seq, &[], body)
     }
 
     /// Adds a forward whose body is `head` ([`forward_head`]) then `text`, as frame `seq`: the
