@@ -574,7 +574,10 @@ pub fn forward(to: u64, envelope: &Envelope) -> Option<ForwardBody> {
         room,
         original: &text,
     };
-    if text.len() < SHARE_FROM {
+    // Kept as it is: the original when the text is all of it, or a text rendered here (an Ant
+    // description gains its `idMapping`); anything else is copied with its head.
+    let whole_original = matches!(text, Cow::Borrowed(t) if std::ptr::eq(t, original.as_str()));
+    if text.len() < SHARE_FROM || !(whole_original || matches!(text, Cow::Owned(_))) {
         return Some(ForwardBody {
             head: forward_body(&fwd),
             text: None,
@@ -583,7 +586,6 @@ pub fn forward(to: u64, envelope: &Envelope) -> Option<ForwardBody> {
     let head = forward_head(&fwd);
     let text = match text {
         Cow::Borrowed(_) => original.clone(),
-        // Rendered here (an Ant description gains its `idMapping`): kept as made.
         Cow::Owned(rendered) => Original::from(rendered),
     };
     Some(ForwardBody {
