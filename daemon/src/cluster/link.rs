@@ -450,7 +450,7 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Receipts, bundle: &B
                 continue;
             }
         };
-        match sender.check(cluster, &node, seq, now) {
+        match sender.check(cluster, seq, now) {
             Verdict::Next => {}
             Verdict::Again => {
                 debug!(node = %node, "Cluster: a frame published again; dropped.");
@@ -484,7 +484,7 @@ fn receive(cluster: &Cluster, gateway: &Gateway, seen: &mut Receipts, bundle: &B
             FrameBody::Message(NodeMessage::Ack { got, resend }) => {
                 cluster.acked(Arc::clone(&node), got, resend);
             }
-            FrameBody::Message(NodeMessage::Reset { next }) => sender.reset(&node, next),
+            FrameBody::Message(NodeMessage::Reset { next }) => sender.reset(next),
             FrameBody::Message(msg) => handed.push(Handed::Message(Box::new(msg))),
         }
     }

@@ -180,6 +180,10 @@ pub struct Cluster {
     /// Items the publisher has taken from the outbox and not yet sent (or given up on): a
     /// draining node waits for these too.
     unsent: AtomicUsize,
+    /// Set by the publisher while items stay held after its round (Redis or a receiver away):
+    /// senders then copy a forward's text instead of keeping their received frame, which would
+    /// keep its read buffer alive in the outbox, where nothing gives it a copy of its own.
+    behind: AtomicBool,
     /// Nodes whose frames this node can no longer replay: the link ends the calls with them.
     window_lost: Mutex<Vec<Arc<str>>>,
 }
@@ -218,6 +222,7 @@ impl Cluster {
             discard_held: AtomicBool::new(false),
             lost_while_down: AtomicBool::new(false),
             unsent: AtomicUsize::new(0),
+            behind: AtomicBool::new(false),
             window_lost: Mutex::new(Vec::new()),
         })
     }
@@ -240,6 +245,12 @@ impl Cluster {
     /// Whether Redis is reachable (as of the last command or heartbeat).
     pub fn healthy(&self) -> bool {
         self.health.up()
+    }
+
+    /// Whether the publisher sends what it is given at once (Redis up, nothing left held):
+    /// only then may a forward keep its sender's received frame ([`publisher::forward`]).
+    pub fn keeping_up(&self) -> bool {
+        self.healthy() && !self.behind.load(Ordering::Relaxed)
     }
 
     fn conn(&self) -> Option<MultiplexedConnection> {

@@ -150,6 +150,7 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
         cluster.unsent.store(held.len(), Ordering::Relaxed);
         send(&cluster, &mut held, &mut spare, &mut window, &mut arena).await;
         cluster.unsent.store(held.len(), Ordering::Relaxed);
+        cluster.behind.store(!held.is_empty(), Ordering::Relaxed);
         let waiting = if replayed {
             let fresh = held.iter().filter(|e| !e.extra).count();
             replayed = fresh < held.len();
@@ -560,9 +561,9 @@ impl ForwardBody {
 /// dialect, rendered on the sender's task; `None` for an event without a wire text or a room
 /// (it crosses as an event: [`OutMessage::Relay`]). The text is the receiving peer's frame
 /// when its rendering reads nothing of the receiving session (the sender's own text when it
-/// goes on unchanged, kept rather than copied), else the sender's text for the receiver to
-/// decode again.
-pub fn forward(to: u64, envelope: &Envelope) -> Option<ForwardBody> {
+/// goes on unchanged, kept rather than copied while `share`: [`Cluster::keeping_up`]), else
+/// the sender's text for the receiver to decode again.
+pub fn forward(to: u64, envelope: &Envelope, share: bool) -> Option<ForwardBody> {
     let original = envelope.original.as_ref()?;
     let room = envelope.event.room()?;
     let (how, text) = prepare_forward(envelope.from.dialect, original.as_str(), &envelope.event);
@@ -577,7 +578,8 @@ pub fn forward(to: u64, envelope: &Envelope) -> Option<ForwardBody> {
     // Kept as it is: the original when the text is all of it, or a text rendered here (an Ant
     // description gains its `idMapping`); anything else is copied with its head.
     let whole_original = matches!(text, Cow::Borrowed(t) if std::ptr::eq(t, original.as_str()));
-    if text.len() < SHARE_FROM || !(whole_original || matches!(text, Cow::Owned(_))) {
+    let keep = (whole_original && share) || matches!(text, Cow::Owned(_));
+    if text.len() < SHARE_FROM || !keep {
         return Some(ForwardBody {
             head: forward_body(&fwd),
             text: None,

@@ -384,22 +384,17 @@ pub(super) struct Receipts {
 
 /// What this node has of one sending node's frames ([`Receipts::sender`]).
 pub(super) struct Sender<'a> {
+    node: &'a str,
     from: &'a mut From,
     /// [`Receipts::other_version_logged`].
     pub(super) other_version_logged: &'a mut bool,
 }
 
 impl Sender<'_> {
-    /// Checks `seq` from `node` (this sender); notes it when it is the next one. A gap asks
-    /// the sender for the missing frames (once; again after [`patience`], from
-    /// [`Receipts::tick`]). `now`: when the frame's bundle came (read once per bundle).
-    pub(super) fn check(
-        &mut self,
-        cluster: &Cluster,
-        node: &str,
-        seq: Option<u64>,
-        now: Instant,
-    ) -> Verdict {
+    /// Checks `seq` from this sender; notes it when it is the next one. A gap asks the sender
+    /// for the missing frames (once; again after [`patience`], from [`Receipts::tick`]).
+    /// `now`: when the frame's bundle came (read once per bundle).
+    pub(super) fn check(&mut self, cluster: &Cluster, seq: Option<u64>, now: Instant) -> Verdict {
         let Some(seq) = seq else {
             return Verdict::Next;
         };
@@ -416,13 +411,14 @@ impl Sender<'_> {
         }
         if from.asked.is_none() {
             from.asked = Some(now);
-            ask(cluster, node, from.last, true);
+            ask(cluster, self.node, from.last, true);
         }
         Verdict::Ahead
     }
 
-    /// The sender (`node`) says the frames before `next` that this node lacks are gone.
-    pub(super) fn reset(&mut self, node: &str, next: u64) {
+    /// The sender says the frames before `next` that this node lacks are gone.
+    pub(super) fn reset(&mut self, next: u64) {
+        let node = self.node;
         let from = &mut *self.from;
         if next > from.last + 1 {
             debug!(
@@ -448,22 +444,11 @@ pub(super) enum Verdict {
 }
 
 impl Receipts {
-    /// [`Sender::check`] for one frame.
-    #[cfg(test)]
-    pub(super) fn check(
-        &mut self,
-        cluster: &Cluster,
-        node: &str,
-        seq: Option<u64>,
-        now: Instant,
-    ) -> Verdict {
-        self.sender(&Arc::from(node)).check(cluster, node, seq, now)
-    }
-
     /// What this node has of `node`'s frames, looked up once for a whole bundle.
-    pub(super) fn sender(&mut self, node: &Arc<str>) -> Sender<'_> {
+    pub(super) fn sender<'a>(&'a mut self, node: &'a Arc<str>) -> Sender<'a> {
         let from = self.from.entry(Arc::clone(node)).or_default();
         Sender {
+            node,
             from,
             other_version_logged: &mut self.other_version_logged,
         }

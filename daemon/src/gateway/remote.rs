@@ -471,7 +471,7 @@ fn send_remote(
                     .find(|p| p.session == delivery.to)
                     .is_some_and(|p| p.dialect == envelope.from.dialect);
                 same_dialect
-                    .then(|| forward(remote.session, envelope))
+                    .then(|| forward(remote.session, envelope, cluster.keeping_up()))
                     .flatten()
                     .map_or_else(
                         || OutMessage::Relay(remote.session, Arc::clone(envelope)),

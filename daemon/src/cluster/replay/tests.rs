@@ -48,38 +48,45 @@ async fn a_receiver_hands_on_in_order_drops_what_it_has_and_asks_once_for_a_gap(
     let cluster = cluster();
     let mut seen = Receipts::default();
     assert_eq!(
-        seen.check(&cluster, "b@1", Some(1), Instant::now()),
+        seen.sender(&Arc::from("b@1"))
+            .check(&cluster, Some(1), Instant::now()),
         Verdict::Next
     );
     assert_eq!(
-        seen.check(&cluster, "b@1", Some(1), Instant::now()),
+        seen.sender(&Arc::from("b@1"))
+            .check(&cluster, Some(1), Instant::now()),
         Verdict::Again
     );
     assert_eq!(
-        seen.check(&cluster, "b@1", None, Instant::now()),
+        seen.sender(&Arc::from("b@1"))
+            .check(&cluster, None, Instant::now()),
         Verdict::Next,
         "not numbered"
     );
     assert!(acks(&cluster).is_empty());
     // 2 was lost: 3 and 4 wait, and the sender is asked once for what follows 1.
     assert_eq!(
-        seen.check(&cluster, "b@1", Some(3), Instant::now()),
+        seen.sender(&Arc::from("b@1"))
+            .check(&cluster, Some(3), Instant::now()),
         Verdict::Ahead
     );
     assert_eq!(
-        seen.check(&cluster, "b@1", Some(4), Instant::now()),
+        seen.sender(&Arc::from("b@1"))
+            .check(&cluster, Some(4), Instant::now()),
         Verdict::Ahead
     );
     assert_eq!(acks(&cluster), vec![("b@1".to_owned(), 1, true)]);
     for seq in 2..=4 {
         assert_eq!(
-            seen.check(&cluster, "b@1", Some(seq), Instant::now()),
+            seen.sender(&Arc::from("b@1"))
+                .check(&cluster, Some(seq), Instant::now()),
             Verdict::Next
         );
     }
     // Another sender is numbered on its own, from 1.
     assert_eq!(
-        seen.check(&cluster, "c@1", Some(1), Instant::now()),
+        seen.sender(&Arc::from("c@1"))
+            .check(&cluster, Some(1), Instant::now()),
         Verdict::Next
     );
     // The tick acknowledges each sender's last, once.
@@ -107,22 +114,26 @@ async fn a_reset_moves_the_receiver_past_frames_that_are_gone() {
     let cluster = cluster();
     let mut seen = Receipts::default();
     assert_eq!(
-        seen.check(&cluster, "b@1", Some(1), Instant::now()),
+        seen.sender(&Arc::from("b@1"))
+            .check(&cluster, Some(1), Instant::now()),
         Verdict::Next
     );
     assert_eq!(
-        seen.check(&cluster, "b@1", Some(5), Instant::now()),
+        seen.sender(&Arc::from("b@1"))
+            .check(&cluster, Some(5), Instant::now()),
         Verdict::Ahead
     );
-    seen.sender(&Arc::from("b@1")).reset("b@1", 5);
+    seen.sender(&Arc::from("b@1")).reset(5);
     assert_eq!(
-        seen.check(&cluster, "b@1", Some(5), Instant::now()),
+        seen.sender(&Arc::from("b@1"))
+            .check(&cluster, Some(5), Instant::now()),
         Verdict::Next
     );
     // A reset behind what it has changes nothing.
-    seen.sender(&Arc::from("b@1")).reset("b@1", 2);
+    seen.sender(&Arc::from("b@1")).reset(2);
     assert_eq!(
-        seen.check(&cluster, "b@1", Some(6), Instant::now()),
+        seen.sender(&Arc::from("b@1"))
+            .check(&cluster, Some(6), Instant::now()),
         Verdict::Next
     );
 }
@@ -262,7 +273,7 @@ fn forward_entry(node: &Arc<str>, seq: u64, envelope: &Envelope, ago: Duration) 
     entry.since = Instant::now().checked_sub(ago).unwrap();
     entry.item = Outgoing::Frame {
         node: Arc::clone(node),
-        msg: OutMessage::Forward(crate::cluster::publisher::forward(7, envelope).unwrap()),
+        msg: OutMessage::Forward(crate::cluster::publisher::forward(7, envelope, true).unwrap()),
     };
     entry
 }
@@ -355,4 +366,16 @@ async fn a_rendered_forward_text_is_kept_as_rendered() {
     };
     assert!(body.apart(), "not copied when kept long");
     assert_eq!(crate::cluster::publisher::frame_size(&again[0]), size);
+}
+
+/// While the publisher is behind (items left held: Redis or a receiver away), a sender copies
+/// its text: a forward waiting in the outbox is never given a copy later, and would keep its
+/// sender's read buffer alive for as long as it waits.
+#[test]
+fn a_sender_copies_its_text_while_the_publisher_is_behind() {
+    let raw = raw_offer(1000);
+    let behind = crate::cluster::publisher::forward(7, &raw, false).unwrap();
+    let keeping_up = crate::cluster::publisher::forward(7, &raw, true).unwrap();
+    assert!(!behind.apart() && keeping_up.apart());
+    assert_eq!(behind.len(), keeping_up.len(), "the same body either way");
 }
