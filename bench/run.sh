@@ -342,6 +342,28 @@ for d in ("ant", "socketio", "raw"):
           f"| {med([b['server_cpu_us_per_msg'] for _, b in pairs]):.2f} "
           f"| {' / '.join(f'{x:.2f}' for x in cpu)} | **{med(cpu):.2f}** "
           f"| {' / '.join(f'{x:.2f}' for x in tput)} | **{med(tput):.2f}** |")
+# The same comparison at the latency rounds' fixed rate, where few frames share a bundle: what a
+# quiet deployment pays per message (each frame its own PUBLISH, wake-ups and syscalls).
+lat = [r for r in rows if r["scenario"] == "latency"]
+lines = []
+for d in ("ant", "socketio", "raw"):
+    one = [r for r in lat if r["dialect"] == d and r["server"] == "switchboard-1-node"]
+    two = [r for r in lat if r["dialect"] == d and r["server"] == "switchboard-2-nodes"]
+    pairs = [(a, b) for a, b in zip(one, two)
+             if a.get("server_cpu_us_per_msg") and b.get("server_cpu_us_per_msg")]
+    if not pairs:
+        continue
+    cpu = [b["server_cpu_us_per_msg"] / a["server_cpu_us_per_msg"] for a, b in pairs]
+    med = statistics.median
+    lines.append(f"| {d} | {pairs[0][0]['msgs_per_sec']:.0f} "
+                 f"| {med([a['server_cpu_us_per_msg'] for a, _ in pairs]):.1f} "
+                 f"| {med([b['server_cpu_us_per_msg'] for _, b in pairs]):.1f} "
+                 f"| {' / '.join(f'{x:.2f}' for x in cpu)} | **{med(cpu):.2f}** |")
+if lines:
+    print("\nAt the latency rounds' fixed rate (CPU µs per delivered message, as above):\n")
+    print("| dialect | msgs/s | 1 node µs/msg | 2 nodes + Redis µs/msg | CPU ratio per round | **CPU ratio** |")
+    print("|---|---:|---:|---:|---|---:|")
+    print("\n".join(lines))
 # Where the cluster's CPU goes: each process's share per delivered message (medians of the
 # rounds). Side A of every pair is on node a and side B on node b, and both sides send, so the
 # two nodes do the same work; Redis fans the bundles out.
