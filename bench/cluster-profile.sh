@@ -3,7 +3,9 @@
 # (the bench's config plus [cluster]) on loopback, one throughput run of the load generator with
 # side A of every pair on node a and side B on node b, and `perf record` (cpu-clock, with call
 # graphs) attached to each of the three processes for the measured seconds. Prints the load
-# generator's report (CPU µs per message for each process) and each process's top symbols.
+# generator's report (CPU µs per message for each process) and each process's top symbols; with
+# PERF_CALL_GRAPH=dwarf also each node's samples by task (sessions, queueing for the publisher,
+# the publisher, the subscription, the rest), the program's own code and the kernel's apart.
 #
 #   bench/cluster-profile.sh [DIALECT] [SECS]     # default: ant, 8
 #   SWITCHBOARD_BIN=PATH bench/cluster-profile.sh  # another gateway build
@@ -90,4 +92,57 @@ for name in a b redis; do
     perf report -i "$OUT/perf.$name.data" --no-children --sort dso,symbol --percent-limit 1.5 \
         --stdio 2>/dev/null | grep -E '^ +[0-9]' | head -30
 done
+# With call graphs that reach the task (dwarf, or frame pointers in the build): each node's
+# samples by the task they were taken in, split into the program's own code and the kernel's,
+# and in µs per message (the share times the node's CPU per message from the report).
+if [[ $CG == dwarf ]]; then
+    for name in a b; do
+        perf script -i "$OUT/perf.$name.data" 2>/dev/null >"$OUT/script.$name.txt"
+    done
+    python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+report = json.loads(open(f"{out}/report.jsonl").read().splitlines()[-1])
+each = report.get("server_cpu_us_per_msg_each") or [0, 0, 0]
+# First match wins: the sending side runs inside a session's task (so before "sessions") and
+# renders the forward with a publisher function (so before "publisher"); the subscription and
+# the publisher both read with `RespConn` (so the subscription's own frames first).
+TASKS = [
+    ("queueing for the publisher", ("RedisMembership", "Cluster::send")),
+    ("subscription", ("cluster::link", "cluster::pubsub")),
+    ("publisher", ("cluster::publisher", "cluster::resp")),
+    ("sessions", ("session_loop", "switchboard::session::")),
+]
+def stacks(path):
+    frames = []
+    for line in open(path, errors="replace"):
+        if not line.strip():
+            if frames:
+                yield frames
+            frames = []
+        elif line[0] in " \t":
+            frames.append(line.strip().split(" ", 1)[-1])
+    if frames:
+        yield frames
+rows = {}
+for i, name in enumerate(("a", "b")):
+    counts, total = {}, 0
+    for frames in stacks(f"{out}/script.{name}.txt"):
+        total += 1
+        joined = " | ".join(frames)
+        task = next((t for t, pats in TASKS if any(p in joined for p in pats)), "other (parking, runtime)")
+        side = "kernel" if "[kernel.kallsyms]" in frames[0] else "own"
+        counts[(task, side)] = counts.get((task, side), 0) + 1
+    rows[name] = (counts, total, each[i])
+print("\nEach node's samples by task (share of the node; µs per message):\n")
+print("| task | code | node a | node b | µs/msg, both nodes |")
+print("|---|---|---:|---:|---:|")
+for task in [t for t, _ in TASKS] + ["other (parking, runtime)"]:
+    for side in ("own", "kernel"):
+        shares = [rows[n][0].get((task, side), 0) / max(rows[n][1], 1) for n in ("a", "b")]
+        us = sum(sh * rows[n][2] for sh, n in zip(shares, ("a", "b")))
+        print(f"| {task} | {side} | {100 * shares[0]:.1f}% | {100 * shares[1]:.1f}% | {us:.2f} |")
+print(f"\nredis-server: {each[2]:.2f} µs/msg; samples: node a {rows['a'][1]}, node b {rows['b'][1]}")
+PY
+fi
 echo "perf data: $OUT"
