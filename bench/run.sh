@@ -323,42 +323,42 @@ cluster_cpu_table() {
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 tp = [r for r in rows if r["scenario"] == "throughput"]
+med = statistics.median
+def paired(scenario, d):
+    """Each two-node round of `scenario` with the one-node round before it, both with CPU."""
+    of = lambda label: [r for r in rows if r["scenario"] == scenario and r["dialect"] == d
+                        and r["server"] == label]
+    return [(a, b) for a, b in zip(of("switchboard-1-node"), of("switchboard-2-nodes"))
+            if a.get("server_cpu_us_per_msg") and b.get("server_cpu_us_per_msg") and a["msgs_per_sec"]]
+def cpu(a, b):
+    return b["server_cpu_us_per_msg"] / a["server_cpu_us_per_msg"]
 print("### The cost of the hop (throughput rounds)\n")
 print("CPU µs per delivered message: one node, and two nodes + redis-server summed (each read from")
 print("/proc/PID/stat over the measured window); ratios per round, then the median.\n")
 print("| dialect | 1 node µs/msg | 2 nodes + Redis µs/msg | CPU ratio per round | **CPU ratio** | msgs/s ratio per round | **msgs/s ratio** |")
 print("|---|---:|---:|---|---:|---|---:|")
 for d in ("ant", "socketio", "raw"):
-    one = [r for r in tp if r["dialect"] == d and r["server"] == "switchboard-1-node"]
-    two = [r for r in tp if r["dialect"] == d and r["server"] == "switchboard-2-nodes"]
-    pairs = [(a, b) for a, b in zip(one, two)
-             if a.get("server_cpu_us_per_msg") and b.get("server_cpu_us_per_msg") and a["msgs_per_sec"]]
+    pairs = paired("throughput", d)
     if not pairs:
         continue
-    cpu = [b["server_cpu_us_per_msg"] / a["server_cpu_us_per_msg"] for a, b in pairs]
+    ratios = [cpu(a, b) for a, b in pairs]
     tput = [b["msgs_per_sec"] / a["msgs_per_sec"] for a, b in pairs]
-    med = statistics.median
     print(f"| {d} | {med([a['server_cpu_us_per_msg'] for a, _ in pairs]):.2f} "
           f"| {med([b['server_cpu_us_per_msg'] for _, b in pairs]):.2f} "
-          f"| {' / '.join(f'{x:.2f}' for x in cpu)} | **{med(cpu):.2f}** "
+          f"| {' / '.join(f'{x:.2f}' for x in ratios)} | **{med(ratios):.2f}** "
           f"| {' / '.join(f'{x:.2f}' for x in tput)} | **{med(tput):.2f}** |")
 # The same comparison at the latency rounds' fixed rate, where few frames share a bundle: what a
 # quiet deployment pays per message (each frame its own PUBLISH, wake-ups and syscalls).
-lat = [r for r in rows if r["scenario"] == "latency"]
 lines = []
 for d in ("ant", "socketio", "raw"):
-    one = [r for r in lat if r["dialect"] == d and r["server"] == "switchboard-1-node"]
-    two = [r for r in lat if r["dialect"] == d and r["server"] == "switchboard-2-nodes"]
-    pairs = [(a, b) for a, b in zip(one, two)
-             if a.get("server_cpu_us_per_msg") and b.get("server_cpu_us_per_msg")]
+    pairs = paired("latency", d)
     if not pairs:
         continue
-    cpu = [b["server_cpu_us_per_msg"] / a["server_cpu_us_per_msg"] for a, b in pairs]
-    med = statistics.median
+    ratios = [cpu(a, b) for a, b in pairs]
     lines.append(f"| {d} | {pairs[0][0]['msgs_per_sec']:.0f} "
                  f"| {med([a['server_cpu_us_per_msg'] for a, _ in pairs]):.1f} "
                  f"| {med([b['server_cpu_us_per_msg'] for _, b in pairs]):.1f} "
-                 f"| {' / '.join(f'{x:.2f}' for x in cpu)} | **{med(cpu):.2f}** |")
+                 f"| {' / '.join(f'{x:.2f}' for x in ratios)} | **{med(ratios):.2f}** |")
 if lines:
     print("\nAt the latency rounds' fixed rate (CPU µs per delivered message, as above):\n")
     print("| dialect | msgs/s | 1 node µs/msg | 2 nodes + Redis µs/msg | CPU ratio per round | **CPU ratio** |")

@@ -148,7 +148,11 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
             }
         }
         cluster.unsent.store(held.len(), Ordering::Relaxed);
-        send(&cluster, &mut held, &mut spare, &mut window, &mut arena).await;
+        behind_if_slow(
+            &cluster,
+            send(&cluster, &mut held, &mut spare, &mut window, &mut arena),
+        )
+        .await;
         cluster.unsent.store(held.len(), Ordering::Relaxed);
         cluster.behind.store(!held.is_empty(), Ordering::Relaxed);
         let waiting = if replayed {
@@ -249,6 +253,24 @@ fn expire(held: &mut Held, window: &mut Window, now: Instant, limit: Duration) {
 /// to acknowledge a frame ([`replay::ACK_EVERY`]), so copies are made only for frames held
 /// while Redis or a receiver is away.
 const SHARE_FOR: Duration = Duration::from_millis(300);
+
+/// Runs a round's sending; one still waiting for Redis after [`SHARE_FOR`] (Redis stalled, not
+/// yet taken for down) marks the publisher behind, so that what senders queue meanwhile is
+/// copied: a forward left in the outbox is never given a copy of its own later.
+pub(super) async fn behind_if_slow<F: std::future::Future>(
+    cluster: &Cluster,
+    round: F,
+) -> F::Output {
+    tokio::pin!(round);
+    tokio::select! {
+        biased;
+        out = &mut round => out,
+        () = tokio::time::sleep(SHARE_FOR) => {
+            cluster.behind.store(true, Ordering::Relaxed);
+            round.await
+        }
+    }
+}
 
 /// Gives the forwards held or kept since before `cutoff` their own texts.
 fn unpin(held: &mut Held, window: &mut Window, cutoff: Instant) {

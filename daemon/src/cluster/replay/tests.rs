@@ -22,6 +22,12 @@ node_id = "node-a"
     Cluster::new(config).unwrap()
 }
 
+/// Checks `seq` from `node`, as a bundle of its own brings it.
+fn check(seen: &mut Receipts, cluster: &Cluster, node: &str, seq: Option<u64>) -> Verdict {
+    seen.sender(&Arc::from(node))
+        .check(cluster, seq, Instant::now())
+}
+
 /// What the link queued for the publisher: acknowledgements as `(node, got, resend)`.
 fn acks(cluster: &Cluster) -> Vec<(String, u64, bool)> {
     let mut rx = cluster.outbox_rx.lock().unwrap();
@@ -47,48 +53,23 @@ fn seqs(entries: &[Entry]) -> Vec<u64> {
 async fn a_receiver_hands_on_in_order_drops_what_it_has_and_asks_once_for_a_gap() {
     let cluster = cluster();
     let mut seen = Receipts::default();
+    assert_eq!(check(&mut seen, &cluster, "b@1", Some(1)), Verdict::Next);
+    assert_eq!(check(&mut seen, &cluster, "b@1", Some(1)), Verdict::Again);
     assert_eq!(
-        seen.sender(&Arc::from("b@1"))
-            .check(&cluster, Some(1), Instant::now()),
-        Verdict::Next
-    );
-    assert_eq!(
-        seen.sender(&Arc::from("b@1"))
-            .check(&cluster, Some(1), Instant::now()),
-        Verdict::Again
-    );
-    assert_eq!(
-        seen.sender(&Arc::from("b@1"))
-            .check(&cluster, None, Instant::now()),
+        check(&mut seen, &cluster, "b@1", None),
         Verdict::Next,
         "not numbered"
     );
     assert!(acks(&cluster).is_empty());
     // 2 was lost: 3 and 4 wait, and the sender is asked once for what follows 1.
-    assert_eq!(
-        seen.sender(&Arc::from("b@1"))
-            .check(&cluster, Some(3), Instant::now()),
-        Verdict::Ahead
-    );
-    assert_eq!(
-        seen.sender(&Arc::from("b@1"))
-            .check(&cluster, Some(4), Instant::now()),
-        Verdict::Ahead
-    );
+    assert_eq!(check(&mut seen, &cluster, "b@1", Some(3)), Verdict::Ahead);
+    assert_eq!(check(&mut seen, &cluster, "b@1", Some(4)), Verdict::Ahead);
     assert_eq!(acks(&cluster), vec![("b@1".to_owned(), 1, true)]);
     for seq in 2..=4 {
-        assert_eq!(
-            seen.sender(&Arc::from("b@1"))
-                .check(&cluster, Some(seq), Instant::now()),
-            Verdict::Next
-        );
+        assert_eq!(check(&mut seen, &cluster, "b@1", Some(seq)), Verdict::Next);
     }
     // Another sender is numbered on its own, from 1.
-    assert_eq!(
-        seen.sender(&Arc::from("c@1"))
-            .check(&cluster, Some(1), Instant::now()),
-        Verdict::Next
-    );
+    assert_eq!(check(&mut seen, &cluster, "c@1", Some(1)), Verdict::Next);
     // The tick acknowledges each sender's last, once.
     seen.tick(&cluster, Duration::from_secs(60));
     let mut got = acks(&cluster);
@@ -113,29 +94,13 @@ async fn a_receiver_hands_on_in_order_drops_what_it_has_and_asks_once_for_a_gap(
 async fn a_reset_moves_the_receiver_past_frames_that_are_gone() {
     let cluster = cluster();
     let mut seen = Receipts::default();
-    assert_eq!(
-        seen.sender(&Arc::from("b@1"))
-            .check(&cluster, Some(1), Instant::now()),
-        Verdict::Next
-    );
-    assert_eq!(
-        seen.sender(&Arc::from("b@1"))
-            .check(&cluster, Some(5), Instant::now()),
-        Verdict::Ahead
-    );
+    assert_eq!(check(&mut seen, &cluster, "b@1", Some(1)), Verdict::Next);
+    assert_eq!(check(&mut seen, &cluster, "b@1", Some(5)), Verdict::Ahead);
     seen.sender(&Arc::from("b@1")).reset(5);
-    assert_eq!(
-        seen.sender(&Arc::from("b@1"))
-            .check(&cluster, Some(5), Instant::now()),
-        Verdict::Next
-    );
+    assert_eq!(check(&mut seen, &cluster, "b@1", Some(5)), Verdict::Next);
     // A reset behind what it has changes nothing.
     seen.sender(&Arc::from("b@1")).reset(2);
-    assert_eq!(
-        seen.sender(&Arc::from("b@1"))
-            .check(&cluster, Some(6), Instant::now()),
-        Verdict::Next
-    );
+    assert_eq!(check(&mut seen, &cluster, "b@1", Some(6)), Verdict::Next);
 }
 
 #[tokio::test]
@@ -378,4 +343,27 @@ fn a_sender_copies_its_text_while_the_publisher_is_behind() {
     let keeping_up = crate::cluster::publisher::forward(7, &raw, true).unwrap();
     assert!(!behind.apart() && keeping_up.apart());
     assert_eq!(behind.len(), keeping_up.len(), "the same body either way");
+}
+
+/// A round that waits on Redis past the sharing time (Redis stalled, not yet taken for down)
+/// marks the publisher behind while it waits, so senders copy what they queue meanwhile; a
+/// round that answers in time leaves it as it was.
+#[tokio::test]
+async fn a_round_stalled_past_the_sharing_time_puts_the_publisher_behind() {
+    let cluster = cluster();
+    cluster.health.set_up(&cluster.node);
+    assert!(cluster.keeping_up());
+    crate::cluster::publisher::behind_if_slow(&cluster, async {}).await;
+    assert!(cluster.keeping_up(), "a quick round");
+    // A round that waits (at most 5 s) until senders see the publisher behind.
+    let stalled = crate::cluster::publisher::behind_if_slow(&cluster, async {
+        for _ in 0..100 {
+            if !cluster.keeping_up() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        false
+    });
+    assert!(stalled.await, "behind while the round still waits");
 }
