@@ -41,15 +41,17 @@ export function freePort() {
 export class PageRun {
   /**
    * `plugin`: the `[[plugin]]` type the default config must have for this driver's cases;
-   * `configEdit`: an optional function of the default config's text giving the case's.
+   * `configEdit`: an optional function of the default config's text giving the case's;
+   * `logLevel`: the gateway's `RUST_LOG` when the environment sets none.
    */
-  constructor(name, { roomPrefix, plugin, waitMs, configEdit = (c) => c }) {
+  constructor(name, { roomPrefix, plugin, waitMs, configEdit = (c) => c, logLevel = 'info' }) {
     this.name = name;
     this.t0 = Date.now();
     this.room = `${roomPrefix}-${randomBytes(4).toString('hex')}`;
     this.plugin = plugin;
     this.waitMs = waitMs;
     this.configEdit = configEdit;
+    this.logLevel = logLevel;
     this.peers = [];
     this.notes = [];
     this.gatewayLog = [];
@@ -79,7 +81,7 @@ export class PageRun {
     const gw = spawn(bin, ['--config', join(this.tempDir, 'switchboard.toml')], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info', NO_COLOR: '1' },
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || this.logLevel, NO_COLOR: '1' },
     });
     this.gateway = gw;
     const keep = (chunk) => this.gatewayLog.push(...chunk.toString().split('\n').filter(Boolean));

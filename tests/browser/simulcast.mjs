@@ -144,7 +144,7 @@ async function simulcastRoom(t) {
       return [...stats.values()].filter((r) => r.type === 'inbound-rtp' && r.kind === 'video')
         .map((r) => ({ height: r.frameHeight, received: r.framesReceived, decoded: r.framesDecoded, keyframes: r.keyFramesDecoded, dropped: r.framesDropped, plis: r.pliCount, nacks: r.nackCount, lost: r.packetsLost, freezes: r.freezeCount, jbDelay: r.jitterBufferDelay / r.jitterBufferEmittedCount, jbTarget: r.jitterBufferTargetDelay / r.jitterBufferEmittedCount }));
     });
-    throw new Error(`${peer.name} should decode S's video at ${height} lines with frames advancing; last ${JSON.stringify(last)}; ${peer.name} receives ${JSON.stringify(received)}; S sends ${JSON.stringify(await sent())}`);
+    throw new Error(`${peer.name} should decode S's video at ${height} lines with frames advancing; last ${JSON.stringify(last)}; ${peer.name} receives ${JSON.stringify(received)}; S sends ${JSON.stringify(await sent())}; the gateway's link planning: ${linkLog(t)}`);
   };
 
   sPage = await open('S', true);
@@ -253,6 +253,24 @@ const CASES = {
 };
 
 /**
+ * What the gateway logged of its players' links (estimates, plans, probes, switches) in the
+ * last 20 s, for a failure's message: the cases that test the automatic choice run the
+ * gateway with these targets at debug and trace (`LINK_LOG`); the others log none of it.
+ */
+function linkLog(t) {
+  const since = Date.now() - 20_000;
+  return t.gatewayLog
+    .filter((line) => /link estimate|layer planned|Probing|layer switch/.test(line))
+    .filter((line) => Date.parse(line.slice(0, 27)) >= since)
+    .map((line) => line.replace(/^\S+T(\S+)Z\s+\w+\s+\S+: /, '$1 ').replace(/ stream=\S+/, '')
+      .replace('Player link estimate.', 'estimate').replace("Simulcast layer planned for the player's link.", 'planned'))
+    .join(' | ') || 'none logged';
+}
+
+/** The gateway's log targets that say how it judges each player's link (see `linkLog`). */
+const LINK_LOG = 'info,switchboard_sfu::engine::downlink=debug,switchboard_sfu::layers=debug,switchboard_sfu::conn=trace';
+
+/**
  * Shapes the UDP traffic *to* `port` on `lo` (the gateway's media to one player): an htb class
  * of `kbit` with a short FIFO (so an overfull link drops, as a real one does, instead of
  * queueing for seconds) and a u32 filter on the destination port. Only in the test's own
@@ -311,7 +329,7 @@ class Run extends PageRun {
         return edited;
       }
       : undefined;
-    super(name, { roomPrefix: 'simulcast', plugin: 'sfu', waitMs: WAIT_MS, configEdit });
+    super(name, { roomPrefix: 'simulcast', plugin: 'sfu', waitMs: WAIT_MS, configEdit, logLevel: estimator ? LINK_LOG : 'info' });
   }
 }
 

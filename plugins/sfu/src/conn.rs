@@ -844,7 +844,7 @@ impl Conn {
                         estimate,
                         can_probe,
                     }) => {
-                        tracing::trace!(stream = %self.key.stream_id, bps = estimate.as_u64(), can_probe, "Player link estimate.");
+                        tracing::trace!(stream = %self.key.stream_id, player = self.id, bps = estimate.as_u64(), can_probe, "Player link estimate.");
                         self.downlink
                             .on_estimate(estimate.as_u64(), can_probe, Instant::now());
                     }
