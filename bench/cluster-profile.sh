@@ -11,7 +11,8 @@
 #   SWITCHBOARD_BIN=PATH bench/cluster-profile.sh  # another gateway build
 #   PROFILE_OUT=DIR                                # keep the perf data there (default: a temp dir)
 #   PERF_CALL_GRAPH=dwarf                          # call graphs a build without frame pointers can give
-#   BENCH_PORT_BASE=N                              # ports N+3 .. N+5 (default 15180)
+#   BENCH_PORT_BASE=N                              # ports N+3 .. N+7 (default 15180)
+#   CLUSTER_DIRECT=1                               # the nodes with direct links ([cluster.direct])
 #
 # Needs release builds (`cargo build --release -p switchboard -p switchboard-loadgen`), perf and
 # redis-server. Loopback only; every process it starts is stopped at the end.
@@ -52,6 +53,9 @@ for side in a b; do
     {
         sed "s/127.0.0.1:15080/127.0.0.1:$port/" bench/switchboard.toml
         printf '\n[cluster]\nredis_url = "redis://127.0.0.1:%s"\nnode_id = "prof-%s"\n' "$REDIS_PORT" "$side"
+        if [[ -n "${CLUSTER_DIRECT:-}" ]]; then
+            printf 'direct = { listen = "127.0.0.1:%s" }\n' "$((port + 2))"
+        fi
     } >"$OUT/sb-$side.toml"
     RUST_LOG=warn "$SB_BIN" --config "$OUT/sb-$side.toml" >"$OUT/sb-$side.log" 2>&1 &
     PIDS+=($!)
@@ -105,11 +109,12 @@ out = sys.argv[1]
 report = json.loads(open(f"{out}/report.jsonl").read().splitlines()[-1])
 each = report.get("server_cpu_us_per_msg_each") or [0, 0, 0]
 # First match wins: the sending side runs inside a session's task (so before "sessions") and
-# renders the forward with a publisher function (so before "publisher"); the subscription and
-# the publisher both read with `RespConn` (so the subscription's own frames first).
+# renders the forward with a publisher function (so before "publisher"); the subscription (with
+# a direct link's reader) and the publisher both read with `RespConn` (so the subscription's own
+# frames first).
 TASKS = [
     ("queueing for the publisher", ("RedisMembership", "Cluster::send")),
-    ("subscription", ("cluster::link", "cluster::pubsub")),
+    ("subscription", ("cluster::link", "cluster::pubsub", "cluster::direct::listen")),
     ("publisher", ("cluster::publisher", "cluster::resp")),
     ("sessions", ("session_loop", "switchboard::session::")),
 ]

@@ -5,16 +5,17 @@
 #   bench/run.sh            # the full run (about 5-7 minutes on 2 cores)
 #   bench/run.sh --quick    # a 1-2 minute sanity run with small sizes
 #   bench/run.sh --cluster  # only the scale-out comparison: one node against two nodes joined
-#                           # through redis-server (throughput and latency, pairs split across
+#                           # through redis-server, and two nodes with direct links
+#                           # ([cluster.direct]) (throughput and latency, pairs split across
 #                           # the nodes; CPU per message of both nodes + Redis against one
-#                           # node's), about 1 minute
+#                           # node's), about 6 minutes
 #   bench/run.sh --burst    # only the burst: senders as fast as they can against the node relay
 #                           # and the gateway in every dialect, delivered ÷ sent, about 2 minutes
 #   bench/run.sh --peerjs   # only PeerJS: throughput and latency of the gateway's peerjs dialect
 #                           # against the `peer` server (npm, PeerJS's own), interleaved rounds,
 #                           # about 1 minute; the full run includes the same rows
 #   SWITCHBOARD_BIN=PATH bench/run.sh ...  # the same run against another gateway binary
-#   BENCH_PORT_BASE=N bench/run.sh ...      # ports N to N+7 instead of 15080-15087
+#   BENCH_PORT_BASE=N bench/run.sh ...      # ports N to N+11 instead of 15080-15091
 #   bench/run.sh --soak     # only the soak (SOAK_SECS of mixed call churn, half the rounds with
 #                           # socket.io clients on default options), about 3 minutes
 #   bench/run.sh --relay    # only relay throughput: the no-parse relay and the gateway in each
@@ -75,6 +76,8 @@ CLUSTER_LAT_RATE=5000
 P=${BENCH_PORT_BASE:-15080}
 SB_PORT=$P NODE_PORT=$((P + 1)) LIMIT_PORT=$((P + 2))
 REDIS_PORT=$((P + 3)) SB_A_PORT=$((P + 4)) SB_B_PORT=$((P + 5)) PEER_PORT=$((P + 6)) SB_BASE_PORT=$((P + 7))
+# The cluster with direct links: its two nodes, and where each takes the other's link.
+SB_DA_PORT=$((P + 8)) SB_DB_PORT=$((P + 9)) DIRECT_A_PORT=$((P + 10)) DIRECT_B_PORT=$((P + 11))
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() {
@@ -137,6 +140,17 @@ for side in a b; do
         printf '\n[cluster]\nredis_url = "redis://127.0.0.1:%s"\nnode_id = "bench-%s"\n' "$REDIS_PORT" "$side"
     } >"$WORK/switchboard-$side.toml"
 done
+# The two nodes with direct links: the same, under their own key prefix (a cluster of their own
+# on the same redis-server), each taking the other's link on its own port.
+for side in a b; do
+    port=$SB_DA_PORT direct=$DIRECT_A_PORT
+    [[ $side == b ]] && port=$SB_DB_PORT direct=$DIRECT_B_PORT
+    {
+        sed "s/127.0.0.1:15080/127.0.0.1:$port/" bench/switchboard.toml
+        printf '\n[cluster]\nredis_url = "redis://127.0.0.1:%s"\nnode_id = "bench-d%s"\nkey_prefix = "bench-direct"\n' "$REDIS_PORT" "$side"
+        printf 'direct = { listen = "127.0.0.1:%s" }\n' "$direct"
+    } >"$WORK/switchboard-d$side.toml"
+done
 
 # --- servers ----------------------------------------------------------------------------------
 declare -A PID=()
@@ -192,9 +206,14 @@ start() { # NAME
             PID[redis]=$!
             wait_port "$REDIS_PORT"
             ;;
-        sb-a | sb-b)
-            local side=${1#sb-} port=$SB_A_PORT
-            [[ $side == b ]] && port=$SB_B_PORT
+        sb-a | sb-b | sb-da | sb-db)
+            local side=${1#sb-} port
+            case $side in
+                a) port=$SB_A_PORT ;;
+                b) port=$SB_B_PORT ;;
+                da) port=$SB_DA_PORT ;;
+                db) port=$SB_DB_PORT ;;
+            esac
             RUST_LOG=warn "$SB_BIN" --config "$WORK/switchboard-$side.toml" >"$WORK/switchboard-$side.log" 2>&1 &
             PID[$1]=$!
             wait_port "$port"
@@ -246,6 +265,15 @@ lg_cluster() { # SCENARIO DIALECT ARGS...: side A of each pair on node a, side B
         log "$scenario cluster $dialect failed (see above); going on"
 }
 
+lg_direct() { # SCENARIO DIALECT ARGS...: as lg_cluster, on the two nodes with direct links
+    local scenario=$1 dialect=$2
+    shift 2
+    timeout 600 "$LG" "$scenario" --addr "127.0.0.1:$SB_DA_PORT" --addr-b "127.0.0.1:$SB_DB_PORT" \
+        --server switchboard --label switchboard-2-nodes-direct --dialect "$dialect" \
+        --target "${PID[sb-da]},${PID[sb-db]},${PID[redis]}" --out "$JSONL" "$@" >/dev/null ||
+        log "$scenario direct $dialect failed (see above); going on"
+}
+
 # --- scale-out: one node against two nodes through Redis ------------------------------------
 # Pairs are split across the nodes (side A on node a, side B on node b), so every relayed
 # message crosses redis-server: published by one node, received by the other. Single-node rounds
@@ -257,6 +285,8 @@ cluster_bench() {
     start redis
     start sb-a
     start sb-b
+    start sb-da
+    start sb-db
     start switchboard
     for round in $(seq "$TP_ROUNDS"); do
         log "cluster throughput round $round/$TP_ROUNDS"
@@ -264,6 +294,7 @@ cluster_bench() {
         for d in ant socketio raw; do
             lg throughput switchboard "$d" "${common[@]}" --label switchboard-1-node
             lg_cluster throughput "$d" "${common[@]}"
+            lg_direct throughput "$d" "${common[@]}"
         done
     done
     # At a rate two nodes, Redis and the load generator sustain together on 2 cores (at 20,000
@@ -274,11 +305,14 @@ cluster_bench() {
         for d in ant socketio raw; do
             lg latency switchboard "$d" "${common[@]}" --label switchboard-1-node
             lg_cluster latency "$d" "${common[@]}"
+            lg_direct latency "$d" "${common[@]}"
         done
     done
     stop switchboard
     stop sb-a
     stop sb-b
+    stop sb-da
+    stop sb-db
     stop redis
 }
 
@@ -316,69 +350,76 @@ peerjs_latency() {
 }
 
 # cluster_cpu_table JSONL: the cost of the hop. For each throughput round and dialect, the
-# CPU per delivered message of the cluster round (node a + node b + redis-server) against the
-# one-node round just before it, and the two rounds' throughput ratio.
+# CPU per delivered message of each cluster round (node a + node b + redis-server; through Redis,
+# and with direct links) against the one-node round just before it, and the rounds' throughput
+# ratio.
 cluster_cpu_table() {
     python3 - "$1" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 tp = [r for r in rows if r["scenario"] == "throughput"]
 med = statistics.median
-def paired(scenario, d):
+HOW = (("switchboard-2-nodes", "through Redis"), ("switchboard-2-nodes-direct", "direct links"))
+def paired(scenario, d, label):
     """Each two-node round of `scenario` with the one-node round before it, both with CPU."""
-    of = lambda label: [r for r in rows if r["scenario"] == scenario and r["dialect"] == d
-                        and r["server"] == label]
-    return [(a, b) for a, b in zip(of("switchboard-1-node"), of("switchboard-2-nodes"))
+    of = lambda server: [r for r in rows if r["scenario"] == scenario and r["dialect"] == d
+                         and r["server"] == server]
+    return [(a, b) for a, b in zip(of("switchboard-1-node"), of(label))
             if a.get("server_cpu_us_per_msg") and b.get("server_cpu_us_per_msg") and a["msgs_per_sec"]]
 def cpu(a, b):
     return b["server_cpu_us_per_msg"] / a["server_cpu_us_per_msg"]
 print("### The cost of the hop (throughput rounds)\n")
 print("CPU µs per delivered message: one node, and two nodes + redis-server summed (each read from")
-print("/proc/PID/stat over the measured window); ratios per round, then the median.\n")
-print("| dialect | 1 node µs/msg | 2 nodes + Redis µs/msg | CPU ratio per round | **CPU ratio** | msgs/s ratio per round | **msgs/s ratio** |")
-print("|---|---:|---:|---|---:|---|---:|")
+print("/proc/PID/stat over the measured window), frames through Redis or over the nodes' direct")
+print("links ([cluster.direct]); ratios per round, then the median.\n")
+print("| dialect | frames | 1 node µs/msg | 2 nodes + Redis µs/msg | CPU ratio per round | **CPU ratio** | msgs/s ratio per round | **msgs/s ratio** |")
+print("|---|---|---:|---:|---|---:|---|---:|")
 for d in ("ant", "socketio", "raw"):
-    pairs = paired("throughput", d)
-    if not pairs:
-        continue
-    ratios = [cpu(a, b) for a, b in pairs]
-    tput = [b["msgs_per_sec"] / a["msgs_per_sec"] for a, b in pairs]
-    print(f"| {d} | {med([a['server_cpu_us_per_msg'] for a, _ in pairs]):.2f} "
-          f"| {med([b['server_cpu_us_per_msg'] for _, b in pairs]):.2f} "
-          f"| {' / '.join(f'{x:.2f}' for x in ratios)} | **{med(ratios):.2f}** "
-          f"| {' / '.join(f'{x:.2f}' for x in tput)} | **{med(tput):.2f}** |")
+    for label, how in HOW:
+        pairs = paired("throughput", d, label)
+        if not pairs:
+            continue
+        ratios = [cpu(a, b) for a, b in pairs]
+        tput = [b["msgs_per_sec"] / a["msgs_per_sec"] for a, b in pairs]
+        print(f"| {d} | {how} | {med([a['server_cpu_us_per_msg'] for a, _ in pairs]):.2f} "
+              f"| {med([b['server_cpu_us_per_msg'] for _, b in pairs]):.2f} "
+              f"| {' / '.join(f'{x:.2f}' for x in ratios)} | **{med(ratios):.2f}** "
+              f"| {' / '.join(f'{x:.2f}' for x in tput)} | **{med(tput):.2f}** |")
 # The same comparison at the latency rounds' fixed rate, where few frames share a bundle: what a
 # quiet deployment pays per message (each frame its own PUBLISH, wake-ups and syscalls).
 lines = []
 for d in ("ant", "socketio", "raw"):
-    pairs = paired("latency", d)
-    if not pairs:
-        continue
-    ratios = [cpu(a, b) for a, b in pairs]
-    lines.append(f"| {d} | {pairs[0][0]['msgs_per_sec']:.0f} "
-                 f"| {med([a['server_cpu_us_per_msg'] for a, _ in pairs]):.1f} "
-                 f"| {med([b['server_cpu_us_per_msg'] for _, b in pairs]):.1f} "
-                 f"| {' / '.join(f'{x:.2f}' for x in ratios)} | **{med(ratios):.2f}** |")
+    for label, how in HOW:
+        pairs = paired("latency", d, label)
+        if not pairs:
+            continue
+        ratios = [cpu(a, b) for a, b in pairs]
+        lines.append(f"| {d} | {how} | {pairs[0][0]['msgs_per_sec']:.0f} "
+                     f"| {med([a['server_cpu_us_per_msg'] for a, _ in pairs]):.1f} "
+                     f"| {med([b['server_cpu_us_per_msg'] for _, b in pairs]):.1f} "
+                     f"| {' / '.join(f'{x:.2f}' for x in ratios)} | **{med(ratios):.2f}** |")
 if lines:
     print("\nAt the latency rounds' fixed rate (CPU µs per delivered message, as above):\n")
-    print("| dialect | msgs/s | 1 node µs/msg | 2 nodes + Redis µs/msg | CPU ratio per round | **CPU ratio** |")
-    print("|---|---:|---:|---:|---|---:|")
+    print("| dialect | frames | msgs/s | 1 node µs/msg | 2 nodes + Redis µs/msg | CPU ratio per round | **CPU ratio** |")
+    print("|---|---|---:|---:|---:|---|---:|")
     print("\n".join(lines))
 # Where the cluster's CPU goes: each process's share per delivered message (medians of the
 # rounds). Side A of every pair is on node a and side B on node b, and both sides send, so the
-# two nodes do the same work; Redis fans the bundles out.
-each = [r for r in tp if r["server"] == "switchboard-2-nodes" and r.get("server_cpu_us_per_msg_each")]
+# two nodes do the same work; Redis fans the bundles out (or, with direct links, keeps only
+# membership and the heartbeats).
+each = [r for r in tp if r["server"] in dict(HOW) and r.get("server_cpu_us_per_msg_each")]
 if each:
     print("\nWhere the cluster's CPU goes, µs per delivered message (median of the rounds):\n")
-    print("| dialect | node a | node b | redis-server | load generator (cores) |")
-    print("|---|---:|---:|---:|---:|")
+    print("| dialect | frames | node a | node b | redis-server | load generator (cores) |")
+    print("|---|---|---:|---:|---:|---:|")
     for d in ("ant", "socketio", "raw"):
-        rs = [r for r in each if r["dialect"] == d]
-        if not rs:
-            continue
-        part = lambda i: statistics.median([r["server_cpu_us_per_msg_each"][i] for r in rs])
-        lg = statistics.median([r.get("loadgen_cpu_cores") or 0 for r in rs])
-        print(f"| {d} | {part(0):.2f} | {part(1):.2f} | {part(2):.2f} | {lg:.2f} |")
+        for label, how in HOW:
+            rs = [r for r in each if r["dialect"] == d and r["server"] == label]
+            if not rs:
+                continue
+            part = lambda i: statistics.median([r["server_cpu_us_per_msg_each"][i] for r in rs])
+            lg = statistics.median([r.get("loadgen_cpu_cores") or 0 for r in rs])
+            print(f"| {d} | {how} | {part(0):.2f} | {part(1):.2f} | {part(2):.2f} | {lg:.2f} |")
 PY
 }
 
@@ -657,7 +698,8 @@ if ((CLUSTER_ONLY)); then
         echo "Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (with uncommitted changes)')."
         echo "Machine: $(nproc) cores; other processes kept $BACKGROUND cores busy just before the run."
         echo "\`switchboard-1-node\` is one node; \`switchboard-2-nodes\` is two nodes and redis-server $(redis-server --version | awk '{print $3}') on"
-        echo "the same machine, every pair split across the nodes."
+        echo "the same machine, every pair split across the nodes; \`switchboard-2-nodes-direct\` the same with"
+        echo "direct links between the nodes ([cluster.direct]): their frames do not go through Redis."
         echo
         cluster_cpu_table "$JSONL"
         echo

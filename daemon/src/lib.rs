@@ -209,6 +209,12 @@ async fn start_cluster(c: &cluster::ClusterConfig) -> anyhow::Result<Arc<cluster
     let cluster = Arc::new(
         cluster::Cluster::new(c.clone()).context("cannot set up the [cluster] Redis client")?,
     );
+    cluster.bind_direct().await.with_context(|| {
+        format!(
+            "cannot listen for direct links on [cluster.direct] listen = {:?}",
+            c.direct.as_ref().map_or("", |d| d.listen.as_str())
+        )
+    })?;
     cluster::link::check_access(&cluster).await.map_err(|e| {
         anyhow::anyhow!(
             "[cluster] Redis at {} refused this node: {e} (check redis_username, \

@@ -63,6 +63,63 @@ pub struct ClusterConfig {
     /// Past it the oldest go; should a receiver then ask for one, the calls with it end.
     #[serde(default = "default_replay_window_bytes")]
     pub replay_window_bytes: usize,
+    /// Direct links between the nodes for their frames (`cluster/direct`), so that a frame
+    /// from one node to another is not copied through Redis: each node listens here and
+    /// announces its address in Redis; Redis keeps membership, discovery and the fallback.
+    /// Absent: every frame goes through Redis.
+    #[serde(default)]
+    pub direct: Option<DirectConfig>,
+}
+
+/// `[cluster.direct]`: where a node takes the other nodes' direct links.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectConfig {
+    /// The address to listen on, `ip:port` (port 0: any free port, announced as bound).
+    pub listen: String,
+    /// The address the other nodes dial, `host:port`. Default: `listen` as bound, which must
+    /// then name one address (not 0.0.0.0 or ::).
+    #[serde(default)]
+    pub advertise: Option<String>,
+}
+
+impl DirectConfig {
+    /// Every problem serde cannot see, as `(key, message)`.
+    fn problems(&self, tls: bool) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        match self.listen.parse::<std::net::SocketAddr>() {
+            Ok(addr) if addr.ip().is_unspecified() && self.advertise.is_none() => out.push((
+                "direct.advertise",
+                format!(
+                    "is required when direct.listen ({addr}) names no one address: the other nodes dial it"
+                ),
+            )),
+            Ok(_) => {}
+            Err(_) => out.push((
+                "direct.listen",
+                format!("must be ip:port, got {:?}", self.listen),
+            )),
+        }
+        if let Some(advertise) = &self.advertise
+            && !advertise.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            })
+        {
+            out.push((
+                "direct.advertise",
+                format!("must be host:port, got {advertise:?}"),
+            ));
+        }
+        if tls {
+            out.push((
+                "direct",
+                "is plain TCP, and this node speaks TLS to Redis: frames between nodes would cross \
+                 the network unencrypted. Leave `direct` out (frames then go through Redis)"
+                    .to_owned(),
+            ));
+        }
+        out
+    }
 }
 
 const fn default_replay_window_bytes() -> usize {
@@ -173,6 +230,9 @@ impl ClusterConfig {
         }
         if self.publish_queue_len == 0 {
             out.push(("publish_queue_len", "must be at least 1".to_owned()));
+        }
+        if let Some(direct) = &self.direct {
+            out.extend(direct.problems(self.tls()));
         }
         out
     }
@@ -323,6 +383,40 @@ mod tests {
         assert!(
             toml::from_str::<ClusterConfig>("sentinel = { master = \"m\", nodes = [], x = 1 }")
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn direct_links_are_checked() {
+        let url = "redis_url = \"redis://h\"\n";
+        assert!(keys(&format!("{url}direct = {{ listen = \"127.0.0.1:0\" }}")).is_empty());
+        assert!(
+            keys(&format!(
+                "{url}direct = {{ listen = \"0.0.0.0:7946\", advertise = \"gw-1.internal:7946\" }}"
+            ))
+            .is_empty()
+        );
+        // Every node dials the announced address: 0.0.0.0 names none.
+        assert_eq!(
+            keys(&format!("{url}direct = {{ listen = \"0.0.0.0:7946\" }}")),
+            ["direct.advertise"]
+        );
+        assert_eq!(
+            keys(&format!(
+                "{url}direct = {{ listen = \"gw-1:7946\", advertise = \"gw-1\" }}"
+            )),
+            ["direct.listen", "direct.advertise"]
+        );
+        // The link is plain TCP: not beside a Redis spoken to over TLS.
+        assert_eq!(
+            keys("redis_url = \"rediss://h\"\ndirect = { listen = \"127.0.0.1:0\" }"),
+            ["direct"]
+        );
+        assert!(
+            toml::from_str::<ClusterConfig>(&format!(
+                "{url}direct = {{ listen = \"127.0.0.1:0\", port = 1 }}"
+            ))
+            .is_err()
         );
     }
 

@@ -30,6 +30,18 @@ const REMOTE_LEAVES: Family = Family {
     kind: "counter",
 };
 
+const DIRECT_REFUSED: Family = Family {
+    name: "switchboard_cluster_direct_refused_total",
+    help: "Connections to the direct-link listener refused: no or a wrong proof of the link secret, too slow, too many at once.",
+    kind: "counter",
+};
+
+const DIRECT_LINKS: Family = Family {
+    name: "switchboard_cluster_direct_links",
+    help: "Direct links to other nodes in use for their frames ([cluster.direct]).",
+    kind: "gauge",
+};
+
 /// Redis reachability.
 #[derive(Debug)]
 pub struct Health {
@@ -127,4 +139,14 @@ pub fn node_failed(node: &str) {
         "Cluster: node stopped heartbeating; its peers leave their rooms."
     );
     global().add(REMOTE_LEAVES, &[], 1);
+}
+
+/// Counts a connection the direct-link listener refused.
+pub fn direct_refused() {
+    global().add(DIRECT_REFUSED, &[], 1);
+}
+
+/// Moves the gauge of direct links in use by `delta`.
+pub fn direct_links(delta: i64) {
+    global().add(DIRECT_LINKS, &[], delta);
 }

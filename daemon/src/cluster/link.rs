@@ -27,7 +27,7 @@ use super::pubsub::{Pushed, Subscription};
 use super::recovery::{LINK_LOST, Outage, recover, reregister};
 use super::replay::{self, Receipts, Verdict};
 use super::resp::RespConn;
-use super::{Cluster, health, publisher, store};
+use super::{Cluster, direct, health, publisher, store};
 use crate::envelope::Original;
 use crate::gateway::{Gateway, Outbound};
 
@@ -40,6 +40,10 @@ pub fn start(cluster: &Arc<Cluster>, gateway: &Arc<Gateway>, tracker: &TaskTrack
         .take();
     if let Some(rx) = rx {
         tracker.spawn(publisher::run(Arc::clone(cluster), rx));
+    }
+    if cluster.direct().is_some() {
+        tracker.spawn(direct::listen::run(Arc::clone(cluster)));
+        tracker.spawn(direct::dial::run(Arc::clone(cluster)));
     }
     tracker.spawn(run(Arc::clone(cluster), Arc::clone(gateway)));
 }
@@ -56,6 +60,8 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
     let mut first_failure_logged = false;
     let mut outage = Outage::default();
     let mut seen = Receipts::default();
+    // Bundles that came over direct links (none without `[cluster.direct]`).
+    let mut inbound = cluster.direct().and_then(direct::Direct::take_inbound);
     loop {
         let ended = match connect(&cluster).await {
             Ok((conn, pubsub, publish)) => {
@@ -86,7 +92,14 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
                             seen.resubscribed(&cluster, cluster.replay_window());
                         }
                         registered_once = true;
-                        serve(&cluster, &gateway, conn, pubsub, interval, grace, &mut seen).await
+                        let subscribed = Subscribed {
+                            pubsub,
+                            inbound: &mut inbound,
+                        };
+                        serve(
+                            &cluster, &gateway, conn, subscribed, interval, grace, &mut seen,
+                        )
+                        .await
                     }
                     Err(e) => Ended::Lost(e.to_string()),
                 }
@@ -106,9 +119,18 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
                 outage.since.get_or_insert_with(Instant::now);
             }
         }
-        tokio::select! {
-            () = cluster.stop.cancelled() => return,
-            () = tokio::time::sleep(interval) => {}
+        // Until the next try, what other nodes send over direct links is still delivered:
+        // their publishers wait for each bundle's answer.
+        let retry = tokio::time::sleep(interval);
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                () = cluster.stop.cancelled() => return,
+                () = &mut retry => break,
+                Some(bundle) = next_direct(&mut inbound) => {
+                    receive(&cluster, &gateway, &mut seen, &bundle);
+                }
+            }
         }
         outage.check(&cluster, &gateway);
     }
@@ -172,15 +194,34 @@ pub(super) fn heartbeat(pipe: &mut redis::Pipeline, cluster: &Cluster) {
         .ignore();
 }
 
+/// Where frames from other nodes come from while Redis is up: the node's channel, and the
+/// direct links.
+struct Subscribed<'a> {
+    pubsub: Subscription,
+    inbound: &'a mut Option<tokio::sync::mpsc::Receiver<Bytes>>,
+}
+
+/// The next bundle that came over a direct link; never, without direct links.
+async fn next_direct(inbound: &mut Option<tokio::sync::mpsc::Receiver<Bytes>>) -> Option<Bytes> {
+    match inbound {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn serve(
     cluster: &Cluster,
     gateway: &Gateway,
     mut conn: MultiplexedConnection,
-    mut pubsub: Subscription,
+    subscribed: Subscribed<'_>,
     interval: Duration,
     grace: Instant,
     seen: &mut Receipts,
 ) -> Ended {
+    let Subscribed {
+        mut pubsub,
+        inbound,
+    } = subscribed;
     let mut suspects = HashSet::new();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -196,6 +237,7 @@ async fn serve(
                 Ok(Some(Pushed::Unsubscribed) | None) => break "subscription closed".into(),
                 Err(e) => break e.to_string(),
             },
+            Some(bundle) = next_direct(inbound) => receive(cluster, gateway, seen, &bundle),
             _ = acks.tick() => acknowledge(cluster, gateway, seen, patience),
             _ = ticker.tick() => {
                 let settled = Instant::now() >= grace;
@@ -287,6 +329,9 @@ async fn tick(
     tokio::time::timeout(timeout, cluster.homing().refresh(conn))
         .await
         .map_err(|_| timed_out())??;
+    if let Some(direct) = cluster.direct() {
+        direct::refresh(cluster, direct, conn, &registered).await?;
+    }
     if !settled {
         return Ok(());
     }

@@ -24,6 +24,7 @@
 pub mod catalog;
 pub mod config;
 pub mod connect;
+pub mod direct;
 pub mod forwarded;
 pub mod health;
 pub mod homing;
@@ -186,6 +187,8 @@ pub struct Cluster {
     behind: AtomicBool,
     /// Nodes whose frames this node can no longer replay: the link ends the calls with them.
     window_lost: Mutex<Vec<Arc<str>>>,
+    /// Direct links to the other nodes, with `[cluster.direct]`.
+    direct: Option<direct::Direct>,
 }
 
 impl Cluster {
@@ -198,6 +201,7 @@ impl Cluster {
         let node: Arc<str> = Arc::from(format!("{}@{started}", config.node_name()));
         let catalog = Arc::new(catalog::RedisCatalog::new(&config, Arc::clone(&node))?);
         let (outbox, rx) = mpsc::channel(config.publish_queue_len);
+        let links = config.direct.clone().map(direct::Direct::new);
         let homing = homing::MediaHoming::new(
             Arc::clone(&node),
             &config.key_prefix,
@@ -224,6 +228,7 @@ impl Cluster {
             unsent: AtomicUsize::new(0),
             behind: AtomicBool::new(false),
             window_lost: Mutex::new(Vec::new()),
+            direct: links,
         })
     }
 
@@ -235,6 +240,19 @@ impl Cluster {
     /// The conference catalog in the cluster's Redis.
     pub fn catalog(&self) -> &Arc<catalog::RedisCatalog> {
         &self.catalog
+    }
+
+    /// Direct links to the other nodes, with `[cluster.direct]`.
+    pub fn direct(&self) -> Option<&direct::Direct> {
+        self.direct.as_ref()
+    }
+
+    /// Binds the direct links' listener, with `[cluster.direct]` (at start-up).
+    pub async fn bind_direct(&self) -> std::io::Result<()> {
+        match &self.direct {
+            Some(direct) => direct.bind().await,
+            None => Ok(()),
+        }
     }
 
     /// Room homing: where each conference room's media is served.

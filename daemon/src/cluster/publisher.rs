@@ -27,6 +27,7 @@ use switchboard_protocol::cluster::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::direct::links::Links;
 use super::replay::{self, Window};
 use super::{Cluster, OutMessage, Outgoing, health, resp, store};
 use crate::envelope::{Envelope, Original};
@@ -60,6 +61,11 @@ impl Entry {
         {
             body.unpin();
         }
+    }
+
+    /// Whether a publish found no subscriber for it (its node is waited for).
+    pub(super) fn is_unheard(&self) -> bool {
+        self.unheard
     }
 
     /// The receiving node of a frame.
@@ -119,6 +125,8 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
     let patience = replay::patience(&cluster);
     // Whether `held` may hold extra items (left out of the gauge, which then counts them).
     let mut replayed = false;
+    // Direct links to other nodes, with `[cluster.direct]`.
+    let mut links = Links::default();
     loop {
         // While the held queue is full nothing more is taken: the outbox fills, and further
         // items are dropped (counted) at `Cluster::send`, which marks the calls broken.
@@ -132,12 +140,20 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
                 n
             }
             () = tokio::time::sleep(RETRY), if !held.is_empty() || window.waiting() => 0,
+            () = dialed(&cluster) => 0,
         };
         let now = Instant::now();
         if cluster.take_discard() {
             drop_all(&mut held, &mut window);
         }
-        replayed |= take(&cluster, &mut held, batch.drain(..n), &mut window, now);
+        replayed |= take(
+            &cluster,
+            &mut held,
+            batch.drain(..n),
+            &mut window,
+            &mut links,
+            now,
+        );
         expire(&mut held, &mut window, now, cluster.replay_window());
         if let Some(cutoff) = now.checked_sub(SHARE_FOR) {
             unpin(&mut held, &mut window, cutoff);
@@ -148,9 +164,14 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
             }
         }
         cluster.unsent.store(held.len(), Ordering::Relaxed);
+        links.update(&cluster, &window, &held);
+        let queues = Queues {
+            held: &mut held,
+            kept: &mut spare,
+        };
         behind_if_slow(
             &cluster,
-            send(&cluster, &mut held, &mut spare, &mut window, &mut arena),
+            send(&cluster, queues, &mut window, &mut arena, &mut links),
         )
         .await;
         cluster.unsent.store(held.len(), Ordering::Relaxed);
@@ -168,6 +189,14 @@ pub async fn run(cluster: Arc<Cluster>, mut rx: mpsc::Receiver<Outgoing>) {
     }
 }
 
+/// Until the dialer hands over a direct link; never, without direct links.
+async fn dialed(cluster: &Cluster) {
+    match cluster.direct() {
+        Some(direct) => direct.dialed().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Queues what came from the outbox behind what is held, numbering the frames per receiving
 /// node; the markers act on what is queued before them, an acknowledgement on the window
 /// (what it asks for again goes before anything newer).
@@ -176,13 +205,17 @@ fn take(
     held: &mut Held,
     items: impl Iterator<Item = Outgoing>,
     window: &mut Window,
+    links: &mut Links,
     now: Instant,
 ) -> bool {
     let mut replayed = false;
     for item in items {
         match item {
             Outgoing::Discard => drop_all(held, window),
-            Outgoing::Forget(node) => forget(held, window, &node),
+            Outgoing::Forget(node) => {
+                links.forget(cluster, &node);
+                forget(held, window, &node);
+            }
             Outgoing::Acked { node, got, resend } => {
                 replayed |= replay::requeue(held, window.acked(cluster, &node, got, resend));
             }
@@ -281,20 +314,23 @@ fn unpin(held: &mut Held, window: &mut Window, cutoff: Instant) {
 }
 
 /// Sends what is held, oldest first, in pipelines of at most [`BATCH`] items, the frames for
-/// each node bundled ([`pipeline`]). A bundle no subscriber received goes back to the queue in
-/// its place, and so does every later frame for the same node, so they stay in order; such a
-/// node's frames are tried again only once `PUBSUB NUMSUB` shows it subscribed (one cheap
-/// command per node per retry, rather than publishing its frames again and again). On a Redis
-/// error everything stays held. A pipeline cut by the error may have run in part (or whole, its
-/// reply lost): its frames go again with their numbers, and the receivers drop the ones they
-/// have.
+/// each node bundled ([`pipeline`]): over the node's direct link when one is in use, else
+/// through Redis. A bundle no subscriber received goes back to the queue in its place, and so
+/// does every later frame for the same node, so they stay in order; such a node's frames are
+/// tried again only once `PUBSUB NUMSUB` shows it subscribed (one cheap command per node per
+/// retry, rather than publishing its frames again and again). On a Redis error everything
+/// stays held; on a direct link's, what was for that node (the link is dropped: its frames go
+/// through Redis from the next round). A pipeline cut by an error may have run in part (or
+/// whole, its reply lost): its frames go again with their numbers, and the receivers drop the
+/// ones they have.
 async fn send(
     cluster: &Cluster,
-    held: &mut Held,
-    kept: &mut Held,
+    queues: Queues<'_>,
     window: &mut Window,
     arena: &mut BytesMut,
+    links: &mut Links,
 ) {
+    let Queues { held, kept } = queues;
     let Some(mut conn) = cluster.conn().filter(|_| cluster.healthy()) else {
         return;
     };
@@ -314,6 +350,7 @@ async fn send(
     // window or back to the queue): entries are moved, not pointed to, and each move copies
     // the whole entry.
     let mut ready: Vec<Option<Entry>> = Vec::with_capacity(held.len().min(BATCH));
+    let mut redis_failed = false;
     while !held.is_empty() {
         ready.clear();
         for entry in held.drain(..held.len().min(BATCH)) {
@@ -326,45 +363,121 @@ async fn send(
         if ready.is_empty() {
             continue;
         }
-        let (pipe, bundles) = pipeline(cluster, &ready, arena);
-        let sent = tokio::time::timeout(cluster.command_timeout(), pipe.exec(data))
-            .await
-            .unwrap_or_else(|_| Err(super::link::timed_out()));
-        match sent {
-            Ok(receivers) => {
-                let mut out = 0;
-                for (bundle, heard) in bundles.iter().zip(receivers) {
-                    if heard > 0 {
-                        // Kept until the receiver says it has them: Redis may yet lose them.
-                        // (Acknowledgements are neither kept nor counted as frames out.)
-                        let numbered = bundle
-                            .frames
-                            .iter()
-                            .filter_map(|&i| ready[i].take().filter(|e| e.seq > 0));
-                        out += window.keep(&bundle.node, numbered);
-                        continue;
-                    }
-                    waiting.insert(Arc::clone(&bundle.node));
-                    for &i in &bundle.frames {
-                        if let Some(mut entry) = ready[i].take() {
-                            entry.unheard = true;
-                            kept.push_back(entry);
-                        }
+        // What each pipeline's replies decide, applied once every pipeline (each borrowing
+        // from `ready`) is sent.
+        let mut outcomes: Vec<(Vec<Bundled>, Sent)> = Vec::new();
+        let steps = pipeline(cluster, &ready, arena, &|node| links.in_use(node));
+        for step in steps {
+            for (node, Pipe { pipe, bundles }) in step.direct {
+                let sent = match links.conn(&node) {
+                    Some(link) => tokio::time::timeout(cluster.command_timeout(), pipe.send(link))
+                        .await
+                        .unwrap_or_else(|_| Err(super::link::timed_out())),
+                    None => Err(super::link::timed_out()),
+                };
+                match sent {
+                    Ok(receivers) => outcomes.push((bundles, Sent::Heard(receivers))),
+                    Err(e) => {
+                        // Its frames, and the node's later ones this round, wait for the next
+                        // round, which sends them through Redis.
+                        links.fail(cluster, &node, &e.to_string());
+                        waiting.insert(Arc::clone(&node));
+                        outcomes.push((bundles, Sent::Again));
                     }
                 }
-                health::frame_out(out);
             }
-            Err(e) => {
-                cluster.health.down(&e.to_string());
-                kept.extend(ready.drain(..).flatten());
-                kept.append(held);
-                // Cut mid-pipeline, its replies are out of step: the link opens a new one.
-                *publish = None;
-                break;
+            let Pipe { pipe, bundles } = step.redis;
+            if pipe.is_empty() {
+                continue;
+            }
+            let sent = tokio::time::timeout(cluster.command_timeout(), pipe.exec(data))
+                .await
+                .unwrap_or_else(|_| Err(super::link::timed_out()));
+            match sent {
+                Ok(receivers) => outcomes.push((bundles, Sent::Heard(receivers))),
+                Err(e) => {
+                    cluster.health.down(&e.to_string());
+                    redis_failed = true;
+                    break;
+                }
+            }
+        }
+        let mut out = 0;
+        for (bundles, sent) in outcomes {
+            match sent {
+                Sent::Heard(receivers) => {
+                    out += settle(&bundles, receivers, &mut ready, window, kept, &mut waiting);
+                }
+                Sent::Again => {
+                    for bundle in &bundles {
+                        kept.extend(bundle.frames.iter().filter_map(|&i| ready[i].take()));
+                    }
+                }
+            }
+        }
+        health::frame_out(out);
+        if redis_failed {
+            // Whatever was not settled stays held, in order.
+            kept.extend(ready.drain(..).flatten());
+            kept.append(held);
+            break;
+        }
+        // What is left in `ready` are the membership items Redis ran.
+    }
+    if redis_failed {
+        // Cut mid-pipeline, its replies are out of step: the link opens a new one.
+        *publish = None;
+    }
+    std::mem::swap(held, kept);
+}
+
+/// What became of one pipeline.
+enum Sent {
+    /// Sent; the `PUBLISH` replies, in order.
+    Heard(Vec<i64>),
+    /// Not sent (its direct link failed): its frames go again next round.
+    Again,
+}
+
+/// The queues of a round: what is held, and where what stays held goes.
+pub(super) struct Queues<'a> {
+    held: &'a mut Held,
+    kept: &'a mut Held,
+}
+
+/// Settles the bundles of one pipeline by their `receivers` (the `PUBLISH` replies, in
+/// order): a bundle someone received is kept in the window until acknowledged; one nobody
+/// received goes back to the queue, and its node waits ([`unheard_nodes`]). Returns how many
+/// frames went out.
+fn settle(
+    bundles: &[Bundled],
+    receivers: Vec<i64>,
+    ready: &mut [Option<Entry>],
+    window: &mut Window,
+    kept: &mut Held,
+    waiting: &mut HashSet<Arc<str>>,
+) -> usize {
+    let mut out = 0;
+    for (bundle, heard) in bundles.iter().zip(receivers) {
+        if heard > 0 {
+            // Kept until the receiver says it has them: Redis may yet lose them.
+            // (Acknowledgements are neither kept nor counted as frames out.)
+            let numbered = bundle
+                .frames
+                .iter()
+                .filter_map(|&i| ready[i].take().filter(|e| e.seq > 0));
+            out += window.keep(&bundle.node, numbered);
+            continue;
+        }
+        waiting.insert(Arc::clone(&bundle.node));
+        for &i in &bundle.frames {
+            if let Some(mut entry) = ready[i].take() {
+                entry.unheard = true;
+                kept.push_back(entry);
             }
         }
     }
-    std::mem::swap(held, kept);
+    out
 }
 
 /// The nodes with frames that found no subscriber before and still have none: their frames
@@ -407,44 +520,93 @@ struct Bundled {
     frames: Vec<usize>,
 }
 
-/// One pipeline for `chunk`: a `PUBLISH` per bundle (whose reply, the receiver count, is kept:
-/// one per entry of the returned list, in order), the membership scripts with their replies
-/// ignored. The frames between two membership items are grouped by receiving node, each
-/// node's in queue order, and bundled; a membership item closes the open bundles first.
+/// `PUBLISH`es and their bundles, for one connection: Redis, or a node's direct link.
+#[derive(Default)]
+struct Pipe<'a> {
+    pipe: resp::Pipeline<'a>,
+    bundles: Vec<Bundled>,
+}
+
+/// What is sent in one go: the bundles for nodes whose direct link is in use, over their
+/// links, then the Redis pipeline (the other bundles and any membership scripts), whose reply
+/// is awaited before the next step. A bundle for a direct link queued after a script starts
+/// a new step, so it is sent once Redis ran the script, as it would be through Redis.
+#[derive(Default)]
+struct Step<'a> {
+    direct: Vec<(Arc<str>, Pipe<'a>)>,
+    redis: Pipe<'a>,
+    /// Whether `redis` holds a membership script.
+    scripted: bool,
+}
+
+/// The pipe of the last step for a bundle for `node` (a new step when it goes over a direct
+/// link and the last step has a script).
+fn pipe_for<'a, 's>(
+    steps: &'s mut Vec<Step<'a>>,
+    node: &Arc<str>,
+    over_link: &dyn Fn(&Arc<str>) -> bool,
+) -> &'s mut Pipe<'a> {
+    let direct = over_link(node);
+    if steps.last().is_none_or(|s| direct && s.scripted) {
+        steps.push(Step::default());
+    }
+    let last = steps.len() - 1;
+    let step = &mut steps[last];
+    if !direct {
+        return &mut step.redis;
+    }
+    let at = match step.direct.iter().position(|(n, _)| n == node) {
+        Some(at) => at,
+        None => {
+            step.direct.push((Arc::clone(node), Pipe::default()));
+            step.direct.len() - 1
+        }
+    };
+    &mut step.direct[at].1
+}
+
+/// The steps for `chunk`: a `PUBLISH` per bundle (whose reply, the receiver count, is kept),
+/// the membership scripts with their replies ignored. The frames between two membership items
+/// are grouped by receiving node, each node's in queue order, and bundled; a membership item
+/// closes the open bundles first. Without direct links in use (`over_link` says which node's
+/// frames go over its link): one step, one pipeline.
 fn pipeline<'a>(
     cluster: &Cluster,
     chunk: &'a [Option<Entry>],
     arena: &mut BytesMut,
-) -> (resp::Pipeline<'a>, Vec<Bundled>) {
-    let mut pipe = resp::Pipeline::default();
-    let mut bundles = Vec::new();
+    over_link: &dyn Fn(&Arc<str>) -> bool,
+) -> Vec<Step<'a>> {
+    let mut steps = vec![Step::default()];
     // The frames since the last membership item, by node in order of first appearance.
     let mut open: Vec<(Arc<str>, Vec<usize>)> = Vec::new();
     for (i, entry) in chunk.iter().enumerate() {
         let Some(entry) = entry else { continue };
+        let mut script = redis::pipe();
         match &entry.item {
-            Outgoing::Frame { node, .. } => match open.iter_mut().find(|(n, _)| n == node) {
-                Some((_, frames)) => frames.push(i),
-                None => open.push((Arc::clone(node), vec![i])),
-            },
+            Outgoing::Frame { node, .. } => {
+                match open.iter_mut().find(|(n, _)| n == node) {
+                    Some((_, frames)) => frames.push(i),
+                    None => open.push((Arc::clone(node), vec![i])),
+                }
+                continue;
+            }
             Outgoing::Commit(commit) => {
-                bundle_open(cluster, chunk, &mut open, arena, &mut pipe, &mut bundles);
-                let mut script = redis::pipe();
                 store::commit(&mut script, &cluster.keys, &cluster.node, commit);
-                pipe.commands(&script);
             }
             Outgoing::Unclaim { room, session } => {
-                bundle_open(cluster, chunk, &mut open, arena, &mut pipe, &mut bundles);
-                let mut script = redis::pipe();
                 store::unclaim(&mut script, &cluster.keys, &cluster.node, room, *session);
-                pipe.commands(&script);
             }
             // Never held: handled where items are taken from the outbox.
-            Outgoing::Discard | Outgoing::Forget(_) | Outgoing::Acked { .. } => {}
+            Outgoing::Discard | Outgoing::Forget(_) | Outgoing::Acked { .. } => continue,
+        }
+        bundle_open(cluster, chunk, &mut open, arena, &mut steps, over_link);
+        if let Some(step) = steps.last_mut() {
+            step.redis.pipe.commands(&script);
+            step.scripted = true;
         }
     }
-    bundle_open(cluster, chunk, &mut open, arena, &mut pipe, &mut bundles);
-    (pipe, bundles)
+    bundle_open(cluster, chunk, &mut open, arena, &mut steps, over_link);
+    steps
 }
 
 /// Publishes the `open` frames, one bundle per node (more when one passes [`BUNDLE_LIMIT`]).
@@ -453,14 +615,15 @@ fn bundle_open<'a>(
     chunk: &'a [Option<Entry>],
     open: &mut Vec<(Arc<str>, Vec<usize>)>,
     arena: &mut BytesMut,
-    pipe: &mut resp::Pipeline<'a>,
-    bundles: &mut Vec<Bundled>,
+    steps: &mut Vec<Step<'a>>,
+    over_link: &dyn Fn(&Arc<str>) -> bool,
 ) {
     for (node, frames) in open.drain(..) {
         let channel = cluster.keys.channel(&node);
+        let to = pipe_for(steps, &node, over_link);
         let mut publish = |bundle: BundleParts<'a>, frames: &[usize]| {
-            pipe.publish_parts(channel.as_bytes(), bundle);
-            bundles.push(Bundled {
+            to.pipe.publish_parts(channel.as_bytes(), bundle);
+            to.bundles.push(Bundled {
                 node: Arc::clone(&node),
                 frames: frames.to_vec(),
             });
@@ -678,3 +841,6 @@ fn push_frame<'a>(writer: &mut PartsWriter<'a, '_>, entry: &'a Entry) -> Option<
     };
     writer.push(seq, FrameRef::Message(&message))
 }
+
+#[cfg(test)]
+mod tests;

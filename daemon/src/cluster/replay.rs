@@ -128,6 +128,14 @@ impl Window {
         stream.last
     }
 
+    /// Whether every frame kept for `node` is acknowledged (none wait to be sent again).
+    pub(super) fn settled(&self, node: &Arc<str>) -> bool {
+        self.streams
+            .iter()
+            .find(|s| s.node == *node)
+            .is_none_or(|s| s.kept.is_empty() && s.acked >= s.lost)
+    }
+
     /// Whether frames wait for an acknowledgement (the publisher then wakes to check
     /// [`Self::overdue`]).
     pub(super) fn waiting(&self) -> bool {

@@ -147,6 +147,62 @@ impl RespConn {
         Ok(conn)
     }
 
+    /// A connection over `stream`, connected already: a direct link between two nodes
+    /// (`cluster/direct`), which speaks the `PUBLISH` subset of RESP. Its read buffer starts
+    /// at `room` bytes: small while the other end is not yet trusted.
+    pub fn over(stream: tokio::net::TcpStream, room: usize) -> Self {
+        Self {
+            io: Box::new(stream),
+            read: BytesMut::with_capacity(room),
+        }
+    }
+
+    /// The next frame already read, reading nothing more.
+    pub fn buffered_frame(&mut self) -> RedisResult<Option<BytesFrame>> {
+        if self.read.is_empty() {
+            return Ok(None);
+        }
+        match decode_bytes_mut(&mut self.read) {
+            Ok(Some((frame, _, _))) => Ok(Some(frame)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(protocol(&e.to_string())),
+        }
+    }
+
+    /// The next frame, which must come whole within `limit` bytes and start with one of the
+    /// `kinds` (RESP type bytes): the other end is not trusted yet, so whatever length its
+    /// framing announces, no more than `limit` is read or reserved, and something else than
+    /// the frame expected (an HTTP request, say) is refused at its first byte.
+    pub async fn read_small_frame(
+        &mut self,
+        limit: usize,
+        kinds: &[u8],
+    ) -> RedisResult<Option<BytesFrame>> {
+        loop {
+            if self.read.first().is_some_and(|b| !kinds.contains(b)) {
+                return Err(protocol("not the frame expected"));
+            }
+            if reply_len(&self.read) > limit {
+                return Err(protocol("a frame longer than a handshake"));
+            }
+            if let Some(frame) = self.buffered_frame()? {
+                return Ok(Some(frame));
+            }
+            let room = limit.saturating_sub(self.read.len());
+            if room == 0 {
+                return Err(protocol("a frame longer than a handshake"));
+            }
+            self.read.reserve(room);
+            let mut bounded = (&mut self.io).take(room as u64);
+            if bounded.read_buf(&mut self.read).await? == 0 {
+                if self.read.is_empty() {
+                    return Ok(None);
+                }
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+        }
+    }
+
     /// Writes `chunks` in order, as few syscalls as the kernel allows (vectored writes).
     pub async fn write(&mut self, mut chunks: Vec<Chunk<'_>>) -> RedisResult<()> {
         let mut first = 0;
@@ -257,6 +313,11 @@ pub struct Pipeline<'a> {
 }
 
 impl<'a> Pipeline<'a> {
+    /// Whether nothing was added.
+    pub fn is_empty(&self) -> bool {
+        self.publish.is_empty()
+    }
+
     /// Adds `PUBLISH channel payload`; `payload` is written as it is, not copied.
     pub fn publish(&mut self, channel: &[u8], payload: Bytes) {
         publish_header(&mut self.head, channel, payload.len());
@@ -284,6 +345,16 @@ impl<'a> Pipeline<'a> {
     pub fn commands(&mut self, pipe: &redis::Pipeline) {
         self.head.extend_from_slice(&pipe.get_packed_pipeline());
         self.publish.extend(std::iter::repeat_n(false, pipe.len()));
+    }
+
+    /// Sends the pipeline without reading replies (a direct link between nodes answers none):
+    /// every `PUBLISH` counts one receiver, the node at the other end of the link.
+    pub async fn send(mut self, conn: &mut RespConn) -> RedisResult<Vec<i64>> {
+        if !self.head.is_empty() {
+            self.chunks.push(self.head.split().freeze().into());
+        }
+        conn.write(self.chunks).await?;
+        Ok(self.publish.iter().map(|_| 1).collect())
     }
 
     /// Sends the pipeline and reads its replies: the receiver counts of the `PUBLISH`es, in

@@ -71,6 +71,16 @@ impl Keys {
     pub fn channel(&self, node: &str) -> String {
         format!("{}:node:{node}", self.prefix)
     }
+
+    /// The address a node takes direct links on (`cluster/direct`), with its heartbeat's TTL.
+    pub fn direct(&self, node: &str) -> String {
+        format!("{}:direct:{node}", self.prefix)
+    }
+
+    /// The secret a node proves on a direct link: made by the first node that finds none.
+    pub fn direct_secret(&self) -> String {
+        format!("{}:direct-secret", self.prefix)
+    }
 }
 
 /// The member record of `peer` on `node`.
