@@ -120,7 +120,7 @@ async fn run(cluster: Arc<Cluster>, gateway: Arc<Gateway>) {
             }
         }
         // Until the next try, what other nodes send over direct links is still delivered:
-        // their publishers wait for each bundle's answer.
+        // unread, their links would stall and fail over to the Redis this node cannot reach.
         let retry = tokio::time::sleep(interval);
         tokio::pin!(retry);
         loop {

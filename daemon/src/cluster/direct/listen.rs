@@ -1,5 +1,5 @@
 //! The listener of direct links: takes the other nodes' connections, checks each handshake,
-//! then hands their bundles to the subscription task and answers each.
+//! then hands their bundles to the subscription task, in order.
 //!
 //! Before a connection has proven the link secret it holds one of [`MAX_HANDSHAKES`] places,
 //! taken before anything is read (a flood of connections is refused at accept), for at most
