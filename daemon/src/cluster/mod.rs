@@ -434,6 +434,16 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// A cluster member on a Redis that is never reached (port 9), for unit tests of what runs
+/// without Redis.
+#[cfg(test)]
+fn unreached() -> Cluster {
+    let config: ClusterConfig =
+        toml::from_str("redis_url = \"redis://127.0.0.1:9\"\nnode_id = \"node-a\"")
+            .expect("a [cluster] table");
+    Cluster::new(config).expect("a cluster member")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

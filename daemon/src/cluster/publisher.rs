@@ -366,6 +366,8 @@ async fn send(
         // What each pipeline's replies decide, applied once every pipeline (each borrowing
         // from `ready`) is sent.
         let mut outcomes: Vec<(Vec<Bundled>, Sent)> = Vec::new();
+        // The membership items whose scripts Redis ran: never sent again.
+        let mut ran: Vec<usize> = Vec::new();
         let steps = pipeline(cluster, &ready, arena, &|node| links.in_use(node));
         for step in steps {
             for (node, Pipe { pipe, bundles }) in step.direct {
@@ -394,13 +396,19 @@ async fn send(
                 .await
                 .unwrap_or_else(|_| Err(super::link::timed_out()));
             match sent {
-                Ok(receivers) => outcomes.push((bundles, Sent::Heard(receivers))),
+                Ok(receivers) => {
+                    outcomes.push((bundles, Sent::Heard(receivers)));
+                    ran.extend(step.scripts);
+                }
                 Err(e) => {
                     cluster.health.down(&e.to_string());
                     redis_failed = true;
                     break;
                 }
             }
+        }
+        for i in ran {
+            ready[i] = None;
         }
         let mut out = 0;
         for (bundles, sent) in outcomes {
@@ -417,7 +425,8 @@ async fn send(
         }
         health::frame_out(out);
         if redis_failed {
-            // Whatever was not settled stays held, in order.
+            // Whatever was not settled stays held, in order (the scripts of the pipeline that
+            // failed with it: it may have run in part).
             kept.extend(ready.drain(..).flatten());
             kept.append(held);
             break;
@@ -535,8 +544,8 @@ struct Pipe<'a> {
 struct Step<'a> {
     direct: Vec<(Arc<str>, Pipe<'a>)>,
     redis: Pipe<'a>,
-    /// Whether `redis` holds a membership script.
-    scripted: bool,
+    /// The membership items whose scripts `redis` holds (their places in the round's items).
+    scripts: Vec<usize>,
 }
 
 /// The pipe of the last step for a bundle for `node` (a new step when it goes over a direct
@@ -547,7 +556,7 @@ fn pipe_for<'a, 's>(
     over_link: &dyn Fn(&Arc<str>) -> bool,
 ) -> &'s mut Pipe<'a> {
     let direct = over_link(node);
-    if steps.last().is_none_or(|s| direct && s.scripted) {
+    if steps.last().is_none_or(|s| direct && !s.scripts.is_empty()) {
         steps.push(Step::default());
     }
     let last = steps.len() - 1;
@@ -602,7 +611,7 @@ fn pipeline<'a>(
         bundle_open(cluster, chunk, &mut open, arena, &mut steps, over_link);
         if let Some(step) = steps.last_mut() {
             step.redis.pipe.commands(&script);
-            step.scripted = true;
+            step.scripts.push(i);
         }
     }
     bundle_open(cluster, chunk, &mut open, arena, &mut steps, over_link);

@@ -76,8 +76,12 @@ impl Links {
 
     /// The link to `node` failed: dropped; its frames go through Redis.
     pub(in crate::cluster) fn fail(&mut self, cluster: &Cluster, node: &Arc<str>, why: &str) {
-        warn!(node = %node, error = why, "Cluster: a direct link failed; frames for the node go through Redis.");
-        self.forget(cluster, node);
+        if self.drop_link(node) {
+            warn!(node = %node, error = why, "Cluster: a direct link failed; frames for the node go through Redis.");
+            if let Some(direct) = cluster.direct() {
+                direct.lost(node);
+            }
+        }
     }
 
     /// `node` is gone (taken for dead) or its link failed: drops the link.

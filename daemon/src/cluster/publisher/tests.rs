@@ -4,17 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::cluster::ClusterConfig;
 
 fn cluster() -> Cluster {
-    let config: ClusterConfig = toml::from_str(
-        r#"
-redis_url = "redis://127.0.0.1:9"
-node_id = "node-a"
-"#,
-    )
-    .unwrap();
-    Cluster::new(config).unwrap()
+    crate::cluster::unreached()
 }
 
 /// A membership script (a member's record removed).
@@ -31,9 +23,13 @@ fn script() -> Entry {
     }
 }
 
-/// Each step's bundles (node, frame indices) over links and through Redis, and whether its
-/// Redis pipeline runs a script.
-type Shape = Vec<(Vec<(String, Vec<usize>)>, Vec<(String, Vec<usize>)>, bool)>;
+/// Each step's bundles (node, frame indices) over links and through Redis, and the items
+/// whose scripts its Redis pipeline runs.
+type Shape = Vec<(
+    Vec<(String, Vec<usize>)>,
+    Vec<(String, Vec<usize>)>,
+    Vec<usize>,
+)>;
 
 fn shape(steps: &[Step<'_>]) -> Shape {
     let bundles = |pipe: &Pipe<'_>| {
@@ -46,7 +42,7 @@ fn shape(steps: &[Step<'_>]) -> Shape {
         .iter()
         .map(|s| {
             let direct = s.direct.iter().flat_map(|(_, p)| bundles(p)).collect();
-            (direct, bundles(&s.redis), s.scripted)
+            (direct, bundles(&s.redis), s.scripts.clone())
         })
         .collect()
 }
@@ -71,7 +67,7 @@ fn a_frame_over_a_link_queued_after_a_script_is_sent_once_the_script_ran() {
         b("node-y@1", &[2]),
         b("node-x@1", &[3]),
     ];
-    assert_eq!(shape(&steps), vec![(vec![], through_redis, true)]);
+    assert_eq!(shape(&steps), vec![(vec![], through_redis, vec![1])]);
 
     // x over its link: its first frame goes before the script runs, its second in a step of
     // its own, sent after the script's reply; y's frame after the script stays in the
@@ -80,8 +76,12 @@ fn a_frame_over_a_link_queued_after_a_script_is_sent_once_the_script_ran() {
     assert_eq!(
         shape(&steps),
         vec![
-            (vec![b("node-x@1", &[0])], vec![b("node-y@1", &[2])], true),
-            (vec![b("node-x@1", &[3])], vec![], false),
+            (
+                vec![b("node-x@1", &[0])],
+                vec![b("node-y@1", &[2])],
+                vec![1]
+            ),
+            (vec![b("node-x@1", &[3])], vec![], vec![]),
         ]
     );
 
@@ -90,11 +90,11 @@ fn a_frame_over_a_link_queued_after_a_script_is_sent_once_the_script_ran() {
     assert_eq!(
         shape(&steps),
         vec![
-            (vec![b("node-x@1", &[0])], vec![], true),
+            (vec![b("node-x@1", &[0])], vec![], vec![1]),
             (
                 vec![b("node-y@1", &[2]), b("node-x@1", &[3])],
                 vec![],
-                false
+                vec![]
             ),
         ]
     );

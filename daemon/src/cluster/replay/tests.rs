@@ -8,18 +8,10 @@ use std::sync::Arc;
 use switchboard_protocol::DialectKind;
 
 use super::*;
-use crate::cluster::ClusterConfig;
 use crate::envelope::{Envelope, Original};
 
 fn cluster() -> Cluster {
-    let config: ClusterConfig = toml::from_str(
-        r#"
-redis_url = "redis://127.0.0.1:9"
-node_id = "node-a"
-"#,
-    )
-    .unwrap();
-    Cluster::new(config).unwrap()
+    crate::cluster::unreached()
 }
 
 /// Checks `seq` from `node`, as a bundle of its own brings it.
