@@ -944,6 +944,9 @@ fn write_packet(
         Outcome::Drop => return Forwarded::Skipped,
         Outcome::NeedKeyframe => return Forwarded::NeedKeyframe,
     };
+    let vp8 = (video && codec == str0m::format::Codec::Vp8)
+        .then(|| track.rewrite.vp8_patch(&f.packet.payload))
+        .flatten();
     let mut api = rtc.direct_api();
     let Some(tx) = api.stream_tx_by_mid(mid, None) else {
         return Forwarded::Skipped;
@@ -968,6 +971,10 @@ fn write_packet(
     .ext_vals(ext)
     // Video is kept for the player's NACKs (answered on its RTX stream); audio is not.
     .nackable(video);
+    let packet = match vp8 {
+        Some(patch) => packet.vp8_patch(patch),
+        None => packet,
+    };
     tx.write_rtp(packet);
     Forwarded::Written
 }

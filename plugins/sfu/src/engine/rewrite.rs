@@ -9,10 +9,20 @@
 //! keep their places; a new segment continues one after the last number sent, and its
 //! timestamps continue by the time that passed. Video starts a segment only at a keyframe, so
 //! a player never gets frames that refer to ones it never had.
+//!
+//! VP8 numbers its pictures too (the payload descriptor's PictureID and TL0PICIDX), each
+//! simulcast layer and each publisher on its own, and the player's receiver finds a frame's
+//! references by those numbers. So they continue across segments as the sequence numbers do
+//! ([`Rewrite::vp8_patch`]). Without that, after a switch to another layer whose numbers run
+//! behind, a frame of the new layer that came before its keyframe was complete (a packet of the
+//! keyframe lost under load) found its reference "already decoded" among the old layer's
+//! numbers: the player decoded the new layer's frames on the old layer's picture, at the old
+//! layer's size, and never asked for a keyframe.
 
 use std::time::Instant;
 
 use str0m::format::{self, Codec};
+use str0m::rtp::{Vp8Descriptor, Vp8Patch};
 
 /// Where a packet comes from: a new value starts a new segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +76,24 @@ pub struct Rewrite {
     first_seq: u64,
     /// The highest outgoing sequence number sent, its timestamp and arrival.
     last: Option<(u64, u32, Instant)>,
+    /// VP8 picture numbering across segments.
+    vp8: Vp8Ids,
 }
+
+/// Outgoing VP8 PictureID and TL0PICIDX: the incoming ones plus offsets set at each segment's
+/// start, so that they run on from the last ones sent.
+#[derive(Debug, Default, Clone)]
+struct Vp8Ids {
+    /// Outgoing minus incoming PictureID (15 bits) and TL0PICIDX (8 bits).
+    offsets: (u16, u8),
+    /// The newest PictureID sent and the last TL0PICIDX.
+    last: Option<(u16, u8)>,
+    /// Set by a new segment: the offsets are computed at its first VP8 packet.
+    restart: bool,
+}
+
+/// PictureIDs are 15 bits (Chromium sends the long form).
+const PICTURE_ID_MASK: u16 = 0x7fff;
 
 impl Rewrite {
     /// The next packet starts a new segment (its source stopped being forwarded for a while).
@@ -94,6 +121,43 @@ impl Rewrite {
         Outcome::Write { seq, timestamp }
     }
 
+    /// The patch that makes a VP8 packet's PictureID and TL0PICIDX (as [`Self::map`] wrote it)
+    /// continue the numbers sent before its segment; `None` when they need no change (the first
+    /// segment, or numbers that happen to line up) or the payload has no PictureID.
+    pub fn vp8_patch(&mut self, payload: &[u8]) -> Option<Vp8Patch> {
+        let descriptor = Vp8Descriptor::parse(payload).ok()?;
+        let picture_id = descriptor.picture_id()?;
+        let tl0 = descriptor.tl0_pic_idx();
+        let ids = &mut self.vp8;
+        if std::mem::take(&mut ids.restart)
+            && let Some((last_id, last_tl0)) = ids.last
+        {
+            ids.offsets = (
+                last_id.wrapping_add(1).wrapping_sub(picture_id) & PICTURE_ID_MASK,
+                last_tl0.wrapping_add(1).wrapping_sub(tl0.unwrap_or(0)),
+            );
+        }
+        let out_id = picture_id.wrapping_add(ids.offsets.0) & PICTURE_ID_MASK;
+        let out_tl0 = tl0.map(|t| t.wrapping_add(ids.offsets.1));
+        // The newest number (a retransmission or a late packet does not move it back).
+        let newer = ids
+            .last
+            .is_none_or(|(last, _)| out_id.wrapping_sub(last) & PICTURE_ID_MASK < 0x4000);
+        if newer {
+            let last_tl0 = ids.last.map_or(0, |(_, t)| t);
+            ids.last = Some((out_id, out_tl0.unwrap_or(last_tl0)));
+        }
+        if ids.offsets == (0, 0) {
+            return None;
+        }
+        let mut patch = descriptor.patch().picture_id(out_id);
+        if let Some(t) = out_tl0 {
+            patch = patch.tl0_pic_idx(t);
+        }
+        // A 7-bit PictureID cannot take a 15-bit number: such a stream goes unpatched.
+        patch.build().ok()
+    }
+
     /// Starts a segment at `packet`: one after the last number sent, the timestamp advanced by
     /// the time since then (at least one tick, so that it is a new frame). The very first
     /// segment keeps the incoming numbers, less any rollovers (str0m wants an outgoing stream to
@@ -113,6 +177,7 @@ impl Rewrite {
         self.ts_offset = timestamp.wrapping_sub(packet.timestamp);
         self.first_seq = packet.seq;
         self.segment = Some(packet.source);
+        self.vp8.restart = true;
     }
 }
 
@@ -227,5 +292,57 @@ mod tests {
             write(r.map(packet(resumed, 9, 1999, t), || true)),
             (40_002, 7)
         );
+    }
+
+    /// A VP8 payload as Chromium sends it: X, S; I, L and T; a 15-bit PictureID; TL0PICIDX;
+    /// TID 0.
+    fn vp8(picture_id: u16, tl0: u8) -> Vec<u8> {
+        let [hi, lo] = picture_id.to_be_bytes();
+        vec![0x90, 0xe0, 0x80 | hi, lo, tl0, 0x00, 0x01, 0x02]
+    }
+
+    fn patched(picture_id: u16, tl0: u8, to: (u16, u8)) -> Option<Vp8Patch> {
+        let payload = vp8(picture_id, tl0);
+        let descriptor = Vp8Descriptor::parse(&payload).unwrap();
+        Some(
+            descriptor
+                .patch()
+                .picture_id(to.0)
+                .tl0_pic_idx(to.1)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    #[test]
+    fn vp8_picture_numbers_run_on_across_segments() {
+        let t = Instant::now();
+        let mut r = Rewrite::default();
+        // The first segment (layer l) keeps its numbers: nothing to patch.
+        for (i, seq) in (10..13).enumerate() {
+            let id = 20_000 + i as u16;
+            write(r.map(packet(A, seq, 1000, t), || true));
+            assert_eq!(r.vp8_patch(&vp8(id, 7)), None);
+        }
+        // Layer h, whose numbers run behind: its keyframe continues from 20,002 and TL0PICIDX 7.
+        let b = Source { ssrc: 200, ..A };
+        write(r.map(packet(b, 500, 5000, t), || true));
+        assert_eq!(r.vp8_patch(&vp8(300, 200)), patched(300, 200, (20_003, 8)));
+        write(r.map(packet(b, 501, 5000, t), || false));
+        assert_eq!(r.vp8_patch(&vp8(301, 200)), patched(301, 200, (20_004, 8)));
+        // A late packet of the keyframe keeps its own number and does not move the newest back.
+        write(r.map(packet(b, 502, 5000, t), || false));
+        assert_eq!(r.vp8_patch(&vp8(300, 200)), patched(300, 200, (20_003, 8)));
+        // Back to layer l (ahead, across the 15-bit wrap): on from 20,004.
+        let a2 = Source { epoch: 1, ..A };
+        write(r.map(packet(a2, 14, 6000, t), || true));
+        assert_eq!(
+            r.vp8_patch(&vp8(32_767, 9)),
+            patched(32_767, 9, (20_005, 9))
+        );
+        assert_eq!(r.vp8_patch(&vp8(0, 9)), patched(0, 9, (20_006, 9)));
+        // A payload without a PictureID (or not VP8 at all) is left alone.
+        assert_eq!(r.vp8_patch(&[0x10, 0x00]), None);
+        assert_eq!(r.vp8_patch(&[]), None);
     }
 }
