@@ -208,12 +208,7 @@ start() { # NAME
             ;;
         sb-a | sb-b | sb-da | sb-db)
             local side=${1#sb-} port
-            case $side in
-                a) port=$SB_A_PORT ;;
-                b) port=$SB_B_PORT ;;
-                da) port=$SB_DA_PORT ;;
-                db) port=$SB_DB_PORT ;;
-            esac
+            port=$(node_port "$1")
             RUST_LOG=warn "$SB_BIN" --config "$WORK/switchboard-$side.toml" >"$WORK/switchboard-$side.log" 2>&1 &
             PID[$1]=$!
             wait_port "$port"
@@ -224,6 +219,15 @@ start() { # NAME
             done
             die "node $side did not reach redis-server"
             ;;
+    esac
+}
+
+node_port() { # sb-a | sb-b | sb-da | sb-db: the cluster node's listener port
+    case "$1" in
+        sb-a) echo "$SB_A_PORT" ;;
+        sb-b) echo "$SB_B_PORT" ;;
+        sb-da) echo "$SB_DA_PORT" ;;
+        sb-db) echo "$SB_DB_PORT" ;;
     esac
 }
 
@@ -255,24 +259,18 @@ lg() { # SCENARIO SERVER DIALECT ARGS...: one run, its report appended to the JS
         log "$scenario $server $dialect failed (see above); going on"
 }
 
-lg_cluster() { # SCENARIO DIALECT ARGS...: side A of each pair on node a, side B on node b
-    local scenario=$1 dialect=$2
-    shift 2
+lg_pair() { # A B LABEL SCENARIO DIALECT ARGS...: side A of each pair on node A, side B on node B
+    local a=$1 b=$2 label=$3 scenario=$4 dialect=$5 port_a port_b
+    shift 5
+    port_a=$(node_port "$a") port_b=$(node_port "$b")
     # CPU is summed over both nodes and redis-server (/proc/PID/stat, utime + stime).
-    timeout 600 "$LG" "$scenario" --addr "127.0.0.1:$SB_A_PORT" --addr-b "127.0.0.1:$SB_B_PORT" \
-        --server switchboard --label switchboard-2-nodes --dialect "$dialect" \
-        --target "${PID[sb-a]},${PID[sb-b]},${PID[redis]}" --out "$JSONL" "$@" >/dev/null ||
-        log "$scenario cluster $dialect failed (see above); going on"
+    timeout 600 "$LG" "$scenario" --addr "127.0.0.1:$port_a" --addr-b "127.0.0.1:$port_b" \
+        --server switchboard --label "$label" --dialect "$dialect" \
+        --target "${PID[$a]},${PID[$b]},${PID[redis]}" --out "$JSONL" "$@" >/dev/null ||
+        log "$scenario $label $dialect failed (see above); going on"
 }
-
-lg_direct() { # SCENARIO DIALECT ARGS...: as lg_cluster, on the two nodes with direct links
-    local scenario=$1 dialect=$2
-    shift 2
-    timeout 600 "$LG" "$scenario" --addr "127.0.0.1:$SB_DA_PORT" --addr-b "127.0.0.1:$SB_DB_PORT" \
-        --server switchboard --label switchboard-2-nodes-direct --dialect "$dialect" \
-        --target "${PID[sb-da]},${PID[sb-db]},${PID[redis]}" --out "$JSONL" "$@" >/dev/null ||
-        log "$scenario direct $dialect failed (see above); going on"
-}
+lg_cluster() { lg_pair sb-a sb-b switchboard-2-nodes "$@"; }          # through Redis
+lg_direct() { lg_pair sb-da sb-db switchboard-2-nodes-direct "$@"; }  # over direct links
 
 # --- scale-out: one node against two nodes through Redis ------------------------------------
 # Pairs are split across the nodes (side A on node a, side B on node b), so every relayed

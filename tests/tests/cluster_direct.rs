@@ -2,7 +2,7 @@
 //! `switchboard` nodes and real WebSocket clients counting every frame:
 //!
 //! - a call across the nodes goes over the direct link (Redis runs next to no `PUBLISH` for
-//!   2,000 frames), every frame once and in order;
+//!   2,000 frames and a 6 KB Chrome offer), every frame once and in order;
 //! - strangers at the listener (garbage, a wrong proof of the link secret, a handshake for
 //!   another node, an oversized announcement, a flood of silent connections) are refused and
 //!   counted, and the call goes on;
@@ -81,10 +81,27 @@ async fn a_call_across_nodes_goes_over_the_direct_link() {
     let (mut pa, mut pb) = ant_pair(&a, &b, room).await;
     let before = publishes(&redis).await;
     both_ways(&mut pa, &mut pb, room, 0, 1000).await;
+    // A Chrome-shaped offer of about 6 KB (its body goes over the link as a piece of its own,
+    // not copied into the bundle) arrives whole, after the candidates sent before it.
+    let tag = switchboard_loadgen::sdp::Tag {
+        pair: 0,
+        side: 0,
+        seq: 0,
+        sent_ns: 0,
+    };
+    let sdp = switchboard_loadgen::sdp::offer(&tag);
+    assert!(sdp.len() > 5_000, "{}", sdp.len());
+    pa.send_json(
+        serde_json::json!({"command":"takeConfiguration","streamId":room,"type":"offer","sdp":sdp}),
+    )
+    .await;
+    let got = pb.recv_json().await;
+    assert_eq!(got["command"], "takeConfiguration", "{got}");
+    assert_eq!(got["sdp"], sdp.as_str());
     let through_redis = publishes(&redis).await - before;
     assert!(
         through_redis < 20,
-        "2,000 frames crossed, {through_redis} PUBLISHes went through Redis"
+        "2,000 frames and an offer crossed, {through_redis} PUBLISHes went through Redis"
     );
     let (_, metrics) = http_get(b.main, "/metrics").await;
     let got = metrics
